@@ -1,0 +1,63 @@
+# Two commands for a fresh Debian machine, as root: `make lab` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_HOME := $(CURDIR)/.cache/ansible
+export ANSIBLE_LOCAL_TEMP := $(CURDIR)/.cache/ansible/tmp
+PYTEST_ARGS ?=
+
+.PHONY: help setup debs lab lab-down test lint unit integration bench clean
+
+help:
+	@echo "make lab       set everything up, then run the main job (lab converged and verified)"
+	@echo "make test      every test and lint"
+	@echo "make lab-down  remove the lab and every trace of it"
+	@echo "make bench     run the benchmarks"
+
+## Setup: a virtualenv with the pinned Python packages, then the Debian packages of bindep.txt.
+setup: $(VENV)/.installed debs
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV) 2>/dev/null || { apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; python3 -m venv $(VENV); }
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+debs: $(VENV)/.installed
+	@missing="$$($(BIN)/bindep -b -f bindep.txt || true)"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:" $$missing; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+## The main job.
+lab: setup
+	ansible-playbook -i inventories/lab playbooks/ipam.yml
+
+lab-down:
+	@true
+
+## Every test and lint.
+test: setup lint unit integration
+
+lint:
+	yamllint --strict .
+	ansible-lint --strict
+
+unit:
+	pytest tests/unit $(PYTEST_ARGS)
+
+integration:
+	pytest tests/integration $(PYTEST_ARGS)
+
+bench: setup
+	python benchmarks/run.py
+
+clean:
+	rm -rf .cache .pytest_cache .hypothesis

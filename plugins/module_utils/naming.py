@@ -1,0 +1,55 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Names shared by the IPAM, the data plane, the BGP role and the filter plugins.
+
+Every name that two pieces must agree on is computed here, once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+VETH_PREFIX = "cali"
+NETNS_PREFIX = "calico-"
+VXLAN_DEVICE = "vxlan.calico"
+IPIP_DEVICE = "tunl0"
+HOST_VETH_MAC = "ee:ee:ee:ee:ee:ee"
+GATEWAY = "169.254.1.1"
+
+# A workload name and a namespace are DNS labels (as Kubernetes names are), so the
+# id "<namespace>.<name>" is unambiguous and the same string Calico hashes.
+LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def workload_id(namespace: str, name: str) -> str:
+    """The workload id Calico hashes for the veth name: ``<namespace>.<name>``."""
+    return f"{namespace}.{name}"
+
+
+def veth_name(wid: str, prefix: str = VETH_PREFIX) -> str:
+    """Host-side veth of a workload: prefix + first 11 hex digits of SHA-1 (15 chars, IFNAMSIZ)."""
+    return prefix + hashlib.sha1(wid.encode("utf-8")).hexdigest()[:11]
+
+
+def netns_name(wid: str, prefix: str = NETNS_PREFIX) -> str:
+    """Network namespace of a workload: a stable name derived from its id."""
+    return prefix + wid
+
+
+def vxlan_mac(node: str) -> str:
+    """VTEP MAC of a node as Felix derives it: 0x66 then the first 5 bytes of SHA-1(node name)."""
+    digest = hashlib.sha1(node.encode("utf-8")).digest()[:5]
+    return ":".join(f"{b:02x}" for b in (0x66, *digest))
+
+
+def handle_id(namespace: str, name: str) -> str:
+    """IPAM handle of a workload address (Calico's CNI uses k8s-pod-network.<container id>)."""
+    return f"l3-workload.{workload_id(namespace, name)}"
+
+
+def tunnel_handle_id(kind: str, node: str) -> str:
+    """IPAM handle of a node's tunnel address: ``ipip-tunnel-addr-<node>`` / ``vxlan-tunnel-addr-<node>``."""
+    if kind not in ("ipip", "vxlan"):
+        raise ValueError(f"unknown tunnel kind {kind!r}")
+    return f"{kind}-tunnel-addr-{node}"
