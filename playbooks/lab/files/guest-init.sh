@@ -1,0 +1,73 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# PID 1 of a lab guest (a User-mode Linux kernel whose root is the machine's
+# filesystem through hostfs, read-only). Started by labctl.py, which passes
+# these words of the kernel command line as environment variables:
+#   l3lab_name  host name            l3lab_ip  address/prefix of the NIC
+#   l3lab_gw    default gateway      l3lab_dir this guest's lab directory (writable)
+#
+# The guest gets a private writable root: an overlay whose lower layer is the
+# machine's filesystem and whose upper layer is a tmpfs in the guest's memory,
+# so whatever the roles write (/etc/bird, /etc/sysctl.d, /var/lib/calico, ...)
+# stays inside the guest and vanishes with it. Only $l3lab_dir is shared with
+# the machine (hostfs), for the readiness flag and the console log.
+set -eu
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+KVER=$(uname -r)
+MODS=/usr/lib/uml/modules/$KVER
+R=/tmp/l3lab-root
+
+mount -t proc proc /proc
+mount -t tmpfs -o size=96m,mode=0755 l3lab-scratch /tmp
+insmod "$MODS/kernel/fs/overlayfs/overlay.ko"
+mkdir -p /tmp/upper /tmp/work $R
+mount -t overlay l3lab-root -o lowerdir=/,upperdir=/tmp/upper,workdir=/tmp/work $R
+
+mount -t proc proc $R/proc
+mount -t sysfs sysfs $R/sys
+mount -t devtmpfs devtmpfs $R/dev
+mkdir -p $R/dev/pts $R/dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts $R/dev/pts
+mount -t tmpfs -o mode=1777 shm $R/dev/shm
+mount -t tmpfs -o mode=0755 run $R/run
+mount -t tmpfs -o mode=1777 tmp $R/tmp
+# A home of its own: the machine's /root (shell rc files, caches) stays out of the guest.
+mount -t tmpfs -o mode=0700 home $R/root
+mount -t hostfs -o "$l3lab_dir" l3lab $R"$l3lab_dir"
+
+# A host of its own: name, kernel modules where modprobe looks, and the
+# iptables backend this kernel supports (its nftables lacks the ip/inet family).
+hostname "$l3lab_name"
+echo "$l3lab_name" >$R/etc/hostname
+printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n' "$l3lab_name" >$R/etc/hosts
+mkdir -p $R/usr/lib/modules
+ln -sfn "$MODS" $R/usr/lib/modules/"$KVER"
+for t in iptables ip6tables; do
+  chroot $R update-alternatives --quiet --set $t /usr/sbin/$t-legacy >/dev/null 2>&1 || true
+done
+
+# One NIC on the underlay subnet, a default route via the router.
+ip link set lo up
+ip link set vec0 up
+ip addr add "$l3lab_ip" dev vec0
+ip route add default via "$l3lab_gw"
+# Reach the gateway once before sshd starts: the first SSH handshakes are
+# much slower when ARP is still unresolved.
+i=0
+until ping -c 1 -W 1 -q "$l3lab_gw" >/dev/null 2>&1 || [ $i -ge 20 ]; do i=$((i + 1)); done
+
+mkdir -p $R/run/sshd
+chmod 0755 $R/run/sshd
+chroot $R /usr/sbin/sshd -f "$l3lab_dir/sshd_config"
+echo "up $(cat /proc/uptime)" >$R"$l3lab_dir/ready"
+
+# Stay PID 1 and reap orphans (BIRD and sshd sessions daemonise).
+cd $R
+exec chroot $R /usr/bin/python3 -c '
+import os, time
+while True:
+    try:
+        os.waitpid(-1, 0)
+    except ChildProcessError:
+        time.sleep(1)
+'
