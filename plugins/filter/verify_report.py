@@ -1,0 +1,73 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Filter l3.calico.verify_report: judge the probes of every node against the IPAM result."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: verify_report
+short_description: Judge every node's observations against the IPAM result
+version_added: "1.0.0"
+description:
+  - Compares what M(l3.calico.probe) observed on every node with what C(calico_ipam_result)
+    promises - BGP sessions Established, own blocks as blackholes, remote blocks via the right
+    device (underlay, C(tunl0) onlink, C(vxlan.calico) onlink), each workload's C(IP/32), default
+    route via 169.254.1.1 and the ee:ee:ee:ee:ee:ee neighbour, a ping between every pair of
+    workloads and, given a router capture, the encapsulation of every cross-host pair.
+  - Returns the whole report; C(findings) lists what failed, each naming the host, the check,
+    what was expected and what was found.
+options:
+  _input:
+    description: The registered result of M(l3.calico.probe) per node name.
+    type: dict
+    required: true
+  ipam:
+    description: The IPAM result (C(calico_ipam_result)), with C(nodes) and C(pools).
+    type: dict
+    required: true
+  capture:
+    description: Flows captured on the lab router (C(labctl.py capture stop)); omit elsewhere.
+    type: list
+    elements: dict
+  peers:
+    description: Per node, the peer addresses it must have an Established session with (default a full mesh).
+    type: dict
+"""
+
+EXAMPLES = r"""
+- name: Judge every node
+  ansible.builtin.set_fact:
+    verify_result: "{{ probes | l3.calico.verify_report(calico_ipam_result) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: The report - C(findings), C(summary), C(nodes), C(sessions), C(routes), C(pings),
+    C(workload_order) and C(capture) (null without a capture).
+  type: dict
+"""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.l3.calico.plugins.module_utils import verify
+
+
+def verify_report(probes, ipam, capture=None, peers=None):
+    """See DOCUMENTATION."""
+    if not isinstance(probes, dict):
+        raise AnsibleFilterError(f"verify_report: input must be a mapping of node name to probe result, got {type(probes).__name__}")
+    if not isinstance(ipam, dict) or not isinstance(ipam.get("nodes"), dict):
+        raise AnsibleFilterError("verify_report: ipam must be the IPAM result, a mapping with 'nodes'")
+    if capture is not None and not isinstance(capture, list):
+        raise AnsibleFilterError(f"verify_report: capture must be a list of flows, got {type(capture).__name__}")
+    missing = [node for node in probes if node not in ipam["nodes"]]
+    if missing:
+        raise AnsibleFilterError(f"verify_report: probed hosts {missing} are not nodes of the IPAM result")
+    return verify.judge(ipam, probes, capture=capture, peers=peers)
+
+
+class FilterModule:
+    """l3.calico verify filters."""
+
+    def filters(self):
+        return {"verify_report": verify_report}

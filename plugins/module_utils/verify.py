@@ -1,0 +1,242 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Judge what ``probe`` observed on every node against what the IPAM result promises.
+
+Input: the registered ``calico_ipam_result`` (docs/architecture.md), the probe of every node,
+optionally the flows captured on the lab router. Output: one report — every finding names the
+host, the check, what was expected and what was found — plus the data the lab report draws
+(sessions, routes, ping matrix, encapsulation per workload pair).
+
+Expectations follow Calico:
+- BGP: a full iBGP mesh unless ``peers`` (node -> peer addresses) says otherwise.
+- A node's own blocks are blackholes; a remote block (and a remote node's borrowed /32) is
+  reached the way its pool says: VXLAN (Always, or CrossSubnet across subnets) via the remote
+  VTEP on ``vxlan.calico`` onlink (programmed by the data plane); IPIP likewise via the remote
+  node on ``tunl0`` onlink ``proto bird``; otherwise via the remote node on the underlay
+  device ``proto bird``.
+- Each local workload has a ``/32`` route on its host veth; inside, its ``IP/32``, a default
+  route via 169.254.1.1 and that gateway's neighbour at ee:ee:ee:ee:ee:ee.
+- Every workload answers a ping from every other workload.
+- On the router, an echo request between workloads on different hosts travels as its
+  destination's pool says, between the two hosts' addresses.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.l3.calico.plugins.module_utils import naming
+
+ENCAP_DEVICE = {"ipip": naming.IPIP_DEVICE, "vxlan": naming.VXLAN_DEVICE}
+BAD_NEIGH_STATES = ("FAILED", "INCOMPLETE", "")
+
+
+def encapsulation(pool: dict, src: dict, dst: dict) -> str:
+    """'vxlan', 'ipip' or 'none' for traffic from node src to a block of pool on node dst."""
+    same_subnet = src.get("network") == dst.get("network")
+    for key, name in (("vxlan_mode", "vxlan"), ("ipip_mode", "ipip")):
+        mode = pool.get(key) or "Never"
+        if mode == "Always" or (mode == "CrossSubnet" and not same_subnet):
+            return name
+    return "none"
+
+
+def describe(route: dict | None) -> str:
+    """A route the way ``ip route`` prints it."""
+    if not route:
+        return "no route"
+    if route.get("type", "unicast") != "unicast":
+        words = [route["type"], route["dst"]]
+    else:
+        words = [route["dst"]]
+        if route.get("gateway"):
+            words += ["via", route["gateway"]]
+        if route.get("dev"):
+            words += ["dev", route["dev"]]
+    if route.get("protocol"):
+        words += ["proto", route["protocol"]]
+    if route.get("scope") and route.get("scope") != "global" and not route.get("gateway"):
+        words += ["scope", route["scope"]]
+    if route.get("onlink"):
+        words.append("onlink")
+    return " ".join(words)
+
+
+def normalise_dst(dst: str) -> str:
+    return dst if dst == "default" or "/" in dst else f"{dst}/32"
+
+
+def route_matches(expected: dict, found: dict) -> bool:
+    return all(found.get(key) == value for key, value in expected.items() if value is not None and key != "scope")
+
+
+class Judge:
+    """Collects checks and findings."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+        self.findings: list = []
+
+    def check(self, ok: bool, host: str, what: str, expected: str, found: str) -> bool:
+        self.checks += 1
+        if not ok:
+            self.findings.append({"host": host, "check": what, "expected": expected, "found": found})
+        return ok
+
+
+def expected_routes(name: str, ipam: dict, underlay: str) -> list:
+    """(kind, expected route) for every route the node ``name`` must have."""
+    nodes, pools = ipam["nodes"], ipam.get("pools", {})
+    me = nodes[name]
+    out = []
+    for block in me.get("blocks", []):
+        out.append(("own block", {"dst": block["cidr"], "type": "blackhole"}))
+    for wl in me.get("workloads", []):
+        out.append(("workload", {"dst": f"{wl['ip']}/32", "type": "unicast", "dev": naming.veth_name(wl["id"]),
+                                 "gateway": "", "scope": "link"}))
+    for other, peer in sorted(nodes.items()):
+        if other == name:
+            continue
+        remote = [(b["cidr"], b["pool"], "remote block") for b in peer.get("blocks", [])]
+        remote += [(f"{w['ip']}/32", w["pool"], "borrowed address")
+                   for w in peer.get("workloads", []) if w.get("borrowed")]
+        for dst, pool_name, kind in remote:
+            pool = pools.get(pool_name, {})
+            encap = encapsulation(pool, me, peer)
+            bird = (pool.get("vxlan_mode") or "Never") == "Never"
+            if encap == "vxlan":
+                route = {"gateway": (peer.get("tunnels") or {}).get("vxlan"), "dev": naming.VXLAN_DEVICE,
+                         "onlink": True}
+            elif encap == "ipip":
+                route = {"gateway": peer["ip"], "dev": naming.IPIP_DEVICE, "onlink": True}
+            else:
+                route = {"gateway": peer["ip"], "dev": underlay or None}
+            route.update({"dst": dst, "type": "unicast", "protocol": "bird" if bird else None})
+            out.append((f"{kind} of {other} ({encap})", route))
+    return out
+
+
+def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | None = None) -> dict:
+    """The verify report: findings, counts, and what the lab report draws."""
+    nodes = ipam["nodes"]
+    judge_ = Judge()
+    order = [wl["id"] for name in sorted(nodes) for wl in nodes[name].get("workloads", [])]
+    where = {wl["id"]: (name, wl) for name in nodes for wl in nodes[name].get("workloads", [])}
+    report: dict = {"nodes": {}, "sessions": [], "routes": {}, "pings": {}, "workload_order": order,
+                    "capture": None}
+
+    for name in sorted(nodes):
+        node = nodes[name]
+        probe = probes.get(name)
+        if probe is None:
+            judge_.check(False, name, "probe", "the node's observations", "none (host unreachable or skipped)")
+            continue
+        underlay = probe.get("underlay_device", "")
+        report["nodes"][name] = {
+            "ip": node["ip"], "network": node.get("network"), "underlay_device": underlay,
+            "blocks": node.get("blocks", []), "tunnels": node.get("tunnels") or {},
+            "workloads": [{"id": w["id"], "ip": w["ip"], "pool": w.get("pool"), "borrowed": w.get("borrowed", False)}
+                          for w in node.get("workloads", [])],
+        }
+        judge_.check(bool(underlay), name, "underlay device", f"an interface holding {node['ip']}",
+                     "none")
+
+        # BGP sessions.
+        want = peers.get(name) if peers else [nodes[o]["ip"] for o in sorted(nodes) if o != name]
+        if not judge_.check(not probe.get("bird_error"), name, "BIRD answers", "birdc show protocols",
+                            probe.get("bird_error", "")):
+            want = []
+        by_neighbor = {p["neighbor"]: p for p in probe.get("bgp", [])}
+        for addr in want or []:
+            proto = by_neighbor.get(addr)
+            state = proto["bgp_state"] if proto else "no BGP protocol for this neighbour"
+            judge_.check(state == "Established", name, f"BGP session with {addr}", "Established", state)
+            peer_name = next((o for o in nodes if nodes[o]["ip"] == addr), addr)
+            report["sessions"].append({"node": name, "peer": peer_name, "neighbor": addr, "state": state,
+                                       "protocol": proto["name"] if proto else ""})
+
+        # Routes on the host.
+        table: dict = {}
+        for route in probe.get("routes", []):
+            table.setdefault(normalise_dst(route["dst"]), []).append(route)
+        rows = []
+        for kind, exp in expected_routes(name, ipam, underlay):
+            found = table.get(exp["dst"], [])
+            ok = any(route_matches(exp, f) for f in found)
+            found_text = "; ".join(describe(f) for f in found) or "no route"
+            judge_.check(ok, name, f"route to {kind} {exp['dst']}", describe(exp), found_text)
+            rows.append({"kind": kind, "expected": describe(exp), "found": found_text, "ok": ok})
+        report["routes"][name] = rows
+
+        # Workloads, inside their namespaces.
+        for wl in node.get("workloads", []):
+            view = probe.get("workloads", {}).get(wl["id"])
+            where_ = f"{name} workload {wl['id']}"
+            if not judge_.check(bool(view and view.get("exists")), where_, "namespace",
+                                naming.netns_name(wl["id"]), (view or {}).get("error") or "missing"):
+                continue
+            judge_.check(f"{wl['ip']}/32" in view["addresses"], where_, "address", f"{wl['ip']}/32",
+                         ", ".join(view["addresses"]) or "none")
+            default = [r for r in view["routes"] if r["dst"] == "default"]
+            judge_.check(any(r["gateway"] == naming.GATEWAY for r in default), where_, "default route",
+                         f"default via {naming.GATEWAY}", "; ".join(describe(r) for r in default) or "none")
+            neigh = [n for n in view["neighbours"] if n["dst"] == naming.GATEWAY]
+            judge_.check(any(n["lladdr"] == naming.HOST_VETH_MAC and n["state"] not in BAD_NEIGH_STATES
+                             for n in neigh),
+                         where_, "gateway neighbour", f"{naming.GATEWAY} lladdr {naming.HOST_VETH_MAC}",
+                         "; ".join(f"{n['dst']} lladdr {n['lladdr'] or '-'} {n['state']}" for n in neigh) or "none")
+
+        # Pings from this node's workloads.
+        for wl in node.get("workloads", []):
+            row = probe.get("pings", {}).get(wl["id"], {})
+            for dst in order:
+                if dst == wl["id"]:
+                    continue
+                cell = row.get(dst)
+                ok = bool(cell and cell.get("ok"))
+                judge_.check(ok, f"{name} workload {wl['id']}", f"ping {dst} ({where[dst][1]['ip']})",
+                             "a reply", "not pinged" if cell is None else "no reply")
+                report["pings"].setdefault(wl["id"], {})[dst] = cell or {"ok": False, "rtt_ms": None}
+
+    if capture is not None:
+        report["capture"] = judge_capture(judge_, ipam, capture, order, where)
+
+    report["findings"] = judge_.findings
+    report["summary"] = {
+        "checks": judge_.checks,
+        "failed": len(judge_.findings),
+        "pings": sum(1 for r in report["pings"].values() for c in r.values() if c["ok"]),
+        "pings_total": sum(len(r) for r in report["pings"].values()),
+        "sessions_established": sum(1 for s in report["sessions"] if s["state"] == "Established"),
+        "sessions_total": len(report["sessions"]),
+    }
+    return report
+
+
+def judge_capture(judge_: Judge, ipam: dict, flows: list, order: list, where: dict) -> list:
+    """Echo requests between workloads on different hosts, as seen on the router."""
+    nodes, pools = ipam["nodes"], ipam.get("pools", {})
+    seen: dict = {}
+    for flow in flows:
+        if flow.get("icmp") == "echo-request":
+            seen.setdefault((flow["inner_src"], flow["inner_dst"]), []).append(flow)
+    rows = []
+    for src_id in order:
+        src_node, src = where[src_id]
+        for dst_id in order:
+            dst_node, dst = where[dst_id]
+            if src_node == dst_node:
+                continue
+            encap = encapsulation(pools.get(dst.get("pool"), {}), nodes[src_node], nodes[dst_node])
+            if encap == "none":
+                outer = (src["ip"], dst["ip"])
+            else:
+                outer = (nodes[src_node]["ip"], nodes[dst_node]["ip"])
+            got = seen.get((src["ip"], dst["ip"]), [])
+            found = sorted({f"{f['encap'].split(':')[0]} {f['outer_src']} > {f['outer_dst']}" for f in got})
+            ok = bool(got) and all(f["encap"].split(":")[0] == encap and (f["outer_src"], f["outer_dst"]) == outer
+                                   for f in got)
+            expected = f"{encap} {outer[0]} > {outer[1]}"
+            judge_.check(ok, "router", f"capture {src_id} ({src['ip']}) > {dst_id} ({dst['ip']})", expected,
+                         ", ".join(found) or "not seen")
+            rows.append({"src": src_id, "dst": dst_id, "src_node": src_node, "dst_node": dst_node,
+                         "expected": expected, "found": ", ".join(found) or "not seen", "encap": encap, "ok": ok})
+    return rows

@@ -1,0 +1,144 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Ansible module l3.calico.probe: observe a node's Calico data plane (read-only)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: probe
+short_description: Observe a node's BGP sessions, routes and workloads, and ping between workloads
+version_added: "1.0.0"
+description:
+  - Reads, in a handful of processes, what C(playbooks/verify.yml) judges on a node - the BGP
+    protocols of BIRD (C(birdc show protocols all)), the main routing table, the device holding
+    the node's underlay address, and for each local workload its addresses, routes and neighbours
+    inside its network namespace.
+  - Pings every target from every local workload, all at once, and returns the matrix row of this node.
+  - Changes nothing. The judgement (what is expected, what failed) is the filter
+    P(l3.calico.verify_report#filter)'s, on the controller.
+options:
+  node_ip:
+    description: The node's underlay address (without prefix length).
+    type: str
+    required: true
+  workloads:
+    description: This node's workloads, as in C(calico_ipam_result.nodes[node].workloads).
+    type: list
+    elements: dict
+    default: []
+  targets:
+    description: Every workload to ping from each local workload (C(id) and C(ip) are read).
+    type: list
+    elements: dict
+    default: []
+  ping:
+    description: Whether to ping at all.
+    type: bool
+    default: true
+  ping_count:
+    description: Echo requests per pair; a pair passes when one reply arrives.
+    type: int
+    default: 2
+  ping_timeout:
+    description: Seconds to wait for the last reply of a pair.
+    type: int
+    default: 2
+  bird_socket:
+    description: BIRD's control socket.
+    type: path
+    default: /run/bird/bird.ctl
+attributes:
+  check_mode:
+    support: full
+    details: Reads only; runs the same in check mode.
+  diff_mode:
+    support: none
+  platform:
+    platforms: linux
+notes:
+  - Needs C(ip) (iproute2), C(nsenter), C(ping) and C(birdc) on the node.
+author:
+  - l3.calico contributors
+"""
+
+EXAMPLES = r"""
+- name: Observe the node and ping every workload from its workloads
+  l3.calico.probe:
+    node_ip: "{{ calico_ipam_result.nodes[inventory_hostname].ip }}"
+    workloads: "{{ calico_ipam_result.nodes[inventory_hostname].workloads }}"
+    targets: "{{ calico_ipam_result.nodes.values() | map(attribute='workloads') | flatten }}"
+  register: verify_probe
+"""
+
+RETURN = r"""
+underlay_device:
+  description: The interface holding O(node_ip).
+  returned: always
+  type: str
+  sample: eth0
+routes:
+  description: The main routing table (dst, type, gateway, dev, protocol, scope, onlink).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{dst: 172.17.72.0/26, type: unicast, gateway: 192.168.200.101, dev: tunl0, protocol: bird, scope: global, onlink: true}]
+bgp:
+  description: BIRD's BGP protocols.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: node_b, state: up, bgp_state: Established, neighbor: 192.168.100.101, info: Established}]
+bird_error:
+  description: Why BIRD could not be asked ('' when it answered).
+  returned: always
+  type: str
+workloads:
+  description: Per local workload id, its namespace, veth, addresses, interfaces, routes and neighbours.
+  returned: always
+  type: dict
+pings:
+  description: Per local workload id, per target id, C(ok) and the average C(rtt_ms).
+  returned: always
+  type: dict
+  sample: {default.web-1: {default.web-3: {ok: true, rtt_ms: 0.41}}}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.l3.calico.plugins.module_utils import probe
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "node_ip": {"type": "str", "required": True},
+            "workloads": {"type": "list", "elements": "dict", "default": []},
+            "targets": {"type": "list", "elements": "dict", "default": []},
+            "ping": {"type": "bool", "default": True},
+            "ping_count": {"type": "int", "default": 2},
+            "ping_timeout": {"type": "int", "default": 2},
+            "bird_socket": {"type": "path", "default": "/run/bird/bird.ctl"},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    for field in ("workloads", "targets"):
+        for item in params[field]:
+            if not isinstance(item.get("id"), str) or not isinstance(item.get("ip"), str):
+                module.fail_json(msg=f"{field}: every item needs string fields id and ip, got {item!r}")
+    result = probe.probe(
+        node_ip=params["node_ip"],
+        workloads=params["workloads"],
+        targets=params["targets"],
+        bird_socket=params["bird_socket"],
+        ping=params["ping"],
+        ping_count=params["ping_count"],
+        ping_timeout=params["ping_timeout"],
+    )
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
