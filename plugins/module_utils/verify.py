@@ -65,7 +65,8 @@ def normalise_dst(dst: str) -> str:
 
 
 def route_matches(expected: dict, found: dict) -> bool:
-    return all(found.get(key) == value for key, value in expected.items() if value is not None and key != "scope")
+    return all(found.get(key) == value for key, value in expected.items()
+               if value is not None and key not in ("dst", "scope"))
 
 
 class Judge:
@@ -156,7 +157,8 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
         # Routes on the host.
         table: dict = {}
         for route in probe.get("routes", []):
-            table.setdefault(normalise_dst(route["dst"]), []).append(route)
+            route = dict(route, dst=normalise_dst(route["dst"]))
+            table.setdefault(route["dst"], []).append(route)
         rows = []
         for kind, exp in expected_routes(name, ipam, underlay):
             found = table.get(exp["dst"], [])

@@ -1,0 +1,201 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Render the lab report from the data verify.yml wrote.
+
+    report.py VERIFY_JSON OUTDIR     writes OUTDIR/topology.dot, topology.svg (Graphviz) and index.html
+
+The picture: one cluster per underlay subnet with its hosts (address, blocks, tunnel addresses)
+and their workloads; the router between the subnets; BGP sessions with their state; the tunnels
+where the router saw encapsulated traffic (IP-in-IP, VXLAN). The page: the picture, the summary,
+the ping matrix, the sessions, the capture and every finding.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ENCAP_STYLE = {"ipip": ("#d9480f", "IP-in-IP (tunl0)"), "vxlan": ("#7048e8", "VXLAN (vxlan.calico)")}
+POOL_COLOURS = ["#e7f5ff", "#fff4e6", "#ebfbee", "#f8f0fc", "#fff9db"]
+
+
+def q(text: object) -> str:
+    """A Graphviz HTML-label-safe string."""
+    return html.escape(str(text), quote=True)
+
+
+def node_id(text: str) -> str:
+    return '"' + str(text).replace('"', "") + '"'
+
+
+def tunnels(report: dict) -> dict:
+    """(node a, node b) -> set of encapsulations seen (capture) or expected by healthy routes."""
+    pairs: dict = {}
+    if report.get("capture"):
+        for row in report["capture"]:
+            if row["encap"] != "none" and row["ok"]:
+                key = tuple(sorted((row["src_node"], row["dst_node"])))
+                pairs.setdefault(key, set()).add(row["encap"])
+    else:
+        for name, rows in report.get("routes", {}).items():
+            for row in rows:
+                for encap in ("ipip", "vxlan"):
+                    if row["ok"] and f"({encap})" in row["kind"]:
+                        other = row["kind"].split(" of ")[1].split(" ")[0]
+                        pairs.setdefault(tuple(sorted((name, other))), set()).add(encap)
+    return pairs
+
+
+def dot(report: dict) -> str:
+    nodes = report["nodes"]
+    pools = sorted({w["pool"] for n in nodes.values() for w in n["workloads"] if w.get("pool")})
+    colour = {p: POOL_COLOURS[i % len(POOL_COLOURS)] for i, p in enumerate(pools)}
+    subnets: dict = {}
+    for name, node in sorted(nodes.items()):
+        subnets.setdefault(node.get("network") or "underlay", []).append(name)
+    out = [
+        "graph lab {",
+        '  graph [rankdir=TB, fontname="Helvetica", fontsize=11, newrank=true, nodesep=0.35, ranksep=0.6];',
+        '  node [fontname="Helvetica", fontsize=10, shape=plaintext];',
+        '  edge [fontname="Helvetica", fontsize=9];',
+    ]
+    lab = report.get("capture") is not None
+    if lab:
+        gws = "<br/>".join(q(s) for s in sorted(subnets))
+        out.append(f'  router [shape=box, style="rounded,filled", fillcolor="#f1f3f5", '
+                   f'label=<<b>router</b><br/><font point-size="8">l3lab-router, forwarding<br/>{gws}</font>>];')
+    for idx, (subnet, members) in enumerate(sorted(subnets.items())):
+        out.append(f"  subgraph cluster_{idx} {{")
+        out.append(f'    label=<<b>subnet {q(subnet)}</b>>; style="rounded,dashed"; color="#868e96";')
+        for name in members:
+            node = nodes[name]
+            blocks = "".join(f'<tr><td align="left" bgcolor="{colour.get(b.get("pool"), "#ffffff")}">'
+                             f'block {q(b["cidr"])}</td></tr>' for b in node["blocks"])
+            tun = "".join(f'<tr><td align="left"><font point-size="8">{q(k)} {q(v)}</font></td></tr>'
+                          for k, v in sorted(node["tunnels"].items()) if v)
+            out.append(
+                f'    {node_id(name)} [label=<<table border="1" cellborder="0" cellspacing="0" cellpadding="3" '
+                f'bgcolor="#ffffff"><tr><td bgcolor="#343a40"><font color="white"><b>{q(name)}</b></font></td></tr>'
+                f'<tr><td align="left">{q(node["ip"])} dev {q(node["underlay_device"] or "?")}</td></tr>'
+                f"{blocks}{tun}</table>>];"
+            )
+            for wl in node["workloads"]:
+                wid = f"{name}/{wl['id']}"
+                tag = " (borrowed)" if wl.get("borrowed") else ""
+                out.append(f'    {node_id(wid)} [shape=box, style="rounded,filled", fillcolor="{colour.get(wl.get("pool"), "#ffffff")}", '
+                           f'label=<{q(wl["id"])}<br/><font point-size="8">{q(wl["ip"])}/32{q(tag)}</font>>];')
+                out.append(f'    {node_id(name)} -- {node_id(wid)} [color="#adb5bd", label=<<font point-size="7">veth</font>>];')
+        out.append("  }")
+        if lab:
+            for name in members:
+                out.append(f'  {node_id(name)} -- router [color="#868e96", style=dotted, minlen=2];')
+    # One edge per pair of hosts: its BGP session (state of both ends) and the tunnels seen.
+    seen: dict = {}
+    for s in report.get("sessions", []):
+        seen.setdefault(tuple(sorted((s["node"], s["peer"]))), {})[s["node"]] = s["state"]
+    encaps = tunnels(report)
+    for a, b in sorted(set(seen) | set(encaps)):
+        states = seen.get((a, b), {})
+        lines = []
+        if states:
+            up = len(states) == 2 and all(v == "Established" for v in states.values())
+            text = "BGP Established" if up else "BGP " + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
+            lines.append(f'<font color="{"#2b8a3e" if up else "#c92a2a"}">{q(text)}</font>')
+        for encap in sorted(encaps.get((a, b), ())):
+            col, text = ENCAP_STYLE[encap]
+            lines.append(f'<font color="{col}"><b>{q(text)}</b></font>')
+        tunnel = sorted(encaps.get((a, b), ()))
+        edge_colour = ":".join(ENCAP_STYLE[e][0] for e in tunnel) if tunnel else "#2b8a3e"
+        style = "solid" if tunnel else "dashed"
+        out.append(f'  {node_id(a)} -- {node_id(b)} [constraint=false, color="{edge_colour}", style={style}, '
+                   f'penwidth={2.5 if tunnel else 1}, label=<{"<br/>".join(lines)}>];')
+    legend = "".join(f'<tr><td bgcolor="{colour[p]}">pool {q(p)}</td></tr>' for p in pools)
+    out.append(f'  legend [label=<<table border="0" cellborder="1" cellspacing="0" cellpadding="3">{legend}</table>>];')
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def cell(c: dict | None) -> str:
+    if c is None:
+        return '<td class="na">–</td>'
+    if c.get("ok"):
+        rtt = f"{c['rtt_ms']:.2f} ms" if c.get("rtt_ms") is not None else "ok"
+        return f'<td class="ok" title="reply">{html.escape(rtt)}</td>'
+    return '<td class="bad">no reply</td>'
+
+
+def page(report: dict, svg: str) -> str:
+    s = report["summary"]
+    order = report["workload_order"]
+    owner = {w["id"]: n for n, node in report["nodes"].items() for w in node["workloads"]}
+    ip = {w["id"]: w["ip"] for node in report["nodes"].values() for w in node["workloads"]}
+    head = "".join(f"<th>{html.escape(d)}<br/><small>{html.escape(owner.get(d, ''))} {html.escape(ip.get(d, ''))}</small></th>" for d in order)
+    rows = "".join(
+        f"<tr><th>{html.escape(src)}<br/><small>{html.escape(owner.get(src, ''))}</small></th>"
+        + "".join('<td class="na">·</td>' if dst == src else cell(report["pings"].get(src, {}).get(dst)) for dst in order)
+        + "</tr>"
+        for src in order
+    )
+    sessions = "".join(
+        f'<tr><td>{html.escape(x["node"])}</td><td>{html.escape(x["peer"])} ({html.escape(x["neighbor"])})</td>'
+        f'<td class="{"ok" if x["state"] == "Established" else "bad"}">{html.escape(x["state"])}</td></tr>'
+        for x in report["sessions"]
+    )
+    capture = ""
+    if report.get("capture") is not None:
+        capture = "<h2>What the router saw (echo requests between hosts)</h2><table><tr><th>from</th><th>to</th><th>expected</th><th>found</th></tr>" + "".join(
+            f'<tr><td>{html.escape(r["src"])} <small>{html.escape(r["src_node"])}</small></td>'
+            f'<td>{html.escape(r["dst"])} <small>{html.escape(r["dst_node"])}</small></td>'
+            f'<td>{html.escape(r["expected"])}</td><td class="{"ok" if r["ok"] else "bad"}">{html.escape(r["found"])}</td></tr>'
+            for r in report["capture"]
+        ) + "</table>"
+    findings = "".join(
+        f"<li><b>{html.escape(f['host'])}</b>: {html.escape(f['check'])}: expected <code>{html.escape(f['expected'])}</code>, "
+        f"found <code>{html.escape(f['found'])}</code></li>"
+        for f in report["findings"]
+    ) or "<li>none</li>"
+    verdict = "verified" if not report["findings"] else f"{s['failed']} of {s['checks']} checks failed"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>l3.calico lab report</title>
+<style>
+body {{ font-family: Helvetica, Arial, sans-serif; margin: 2em; color: #212529; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }}
+th, td {{ border: 1px solid #dee2e6; padding: 0.3em 0.5em; text-align: center; }}
+td.ok {{ background: #ebfbee; }} td.bad {{ background: #ffe3e3; font-weight: bold; }} td.na {{ color: #adb5bd; }}
+small {{ color: #868e96; font-weight: normal; }} .svg svg {{ max-width: 100%; height: auto; }}
+</style></head><body>
+<h1>l3.calico lab: {html.escape(verdict)}</h1>
+<p>{s['checks']} checks, {s['failed']} failed · BGP sessions {s['sessions_established']}/{s['sessions_total']} Established ·
+pings {s['pings']}/{s['pings_total']} answered</p>
+<div class="svg">{svg}</div>
+<h2>Ping matrix (rows ping columns)</h2>
+<table><tr><th></th>{head}</tr>{rows}</table>
+<h2>BGP sessions</h2><table><tr><th>node</th><th>peer</th><th>state</th></tr>{sessions}</table>
+{capture}
+<h2>Findings</h2><ul>{findings}</ul>
+</body></html>
+"""
+
+
+def main(argv: list) -> int:
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    report = json.loads(Path(argv[0]).read_text())
+    outdir = Path(argv[1])
+    outdir.mkdir(parents=True, exist_ok=True)
+    source = dot(report)
+    (outdir / "topology.dot").write_text(source)
+    svg = subprocess.run(["dot", "-Tsvg"], input=source, capture_output=True, text=True, check=True).stdout
+    (outdir / "topology.svg").write_text(svg)
+    inline = svg[svg.find("<svg"):]
+    (outdir / "index.html").write_text(page(report, inline))
+    print(outdir / "index.html")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,132 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""verify.judge: a healthy lab passes; each kind of breakage is named with host, expected, found."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.l3.calico.plugins.module_utils import naming, verify
+
+from .verify_fixtures import healthy
+
+
+def findings(ipam, probes, capture=None):
+    return verify.judge(ipam, probes, capture=capture)["findings"]
+
+
+def test_healthy_lab_passes_every_check():
+    ipam, probes, capture = healthy()
+    report = verify.judge(ipam, probes, capture=capture)
+    assert report["findings"] == []
+    summary = report["summary"]
+    assert summary["pings"] == summary["pings_total"] == 9 * 8
+    assert summary["sessions_established"] == summary["sessions_total"] == 6
+    assert len(report["capture"]) == 9 * 6  # ordered pairs of workloads on different hosts
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "dst_pool", "expected"),
+    [
+        ("node-a", "node-b", "default-ipv4-ippool", "none"),  # CrossSubnet, same subnet
+        ("node-a", "node-c", "default-ipv4-ippool", "ipip"),  # CrossSubnet, across the router
+        ("node-a", "node-b", "blue-vxlan", "vxlan"),  # VXLAN Always
+    ],
+)
+def test_encapsulation_follows_the_pool_and_the_subnets(src, dst, dst_pool, expected):
+    ipam, _, _ = healthy()
+    nodes = ipam["nodes"]
+    assert verify.encapsulation(ipam["pools"][dst_pool], nodes[src], nodes[dst]) == expected
+
+
+def test_expected_routes_are_calicos():
+    ipam, _, _ = healthy()
+    routes = {exp["dst"]: verify.describe(exp) for _, exp in verify.expected_routes("node-a", ipam, "vec0")}
+    assert routes["172.17.0.0/26"] == "blackhole 172.17.0.0/26"
+    assert routes["172.17.64.0/26"] == "172.17.64.0/26 via 192.168.100.101 dev vec0 proto bird"
+    assert routes["172.17.128.0/26"] == "172.17.128.0/26 via 192.168.200.101 dev tunl0 proto bird onlink"
+    assert routes["172.18.128.0/26"] == "172.18.128.0/26 via 172.18.128.0 dev vxlan.calico onlink"
+    veth = naming.veth_name("default.web-1")
+    assert routes["172.17.0.1/32"] == f"172.17.0.1/32 dev {veth} scope link"
+
+
+def test_a_missing_tunnel_route_names_host_expected_and_found():
+    ipam, probes, _ = healthy()
+    for route in probes["node-a"]["routes"]:
+        if route["dst"] == "172.17.128.0/26":
+            route.update({"dev": "vec0", "onlink": False})  # not tunnelled
+    [finding] = findings(ipam, probes)
+    assert finding["host"] == "node-a"
+    assert finding["expected"] == "172.17.128.0/26 via 192.168.200.101 dev tunl0 proto bird onlink"
+    assert finding["found"] == "172.17.128.0/26 via 192.168.200.101 dev vec0 proto bird"
+
+
+def test_a_session_not_established_is_a_finding():
+    ipam, probes, _ = healthy()
+    probes["node-c"]["bgp"][0]["bgp_state"] = "Active"
+    [finding] = findings(ipam, probes)
+    assert (finding["host"], finding["expected"], finding["found"]) == ("node-c", "Established", "Active")
+    assert finding["check"] == "BGP session with 192.168.100.100"
+
+
+def test_bird_down_is_one_finding_not_one_per_peer():
+    ipam, probes, _ = healthy()
+    probes["node-b"].update(bird_error="Unable to connect to server control socket", bgp=[])
+    [finding] = findings(ipam, probes)
+    assert finding["host"] == "node-b" and "control socket" in finding["found"]
+
+
+def test_lost_blackhole_is_a_finding():
+    ipam, probes, _ = healthy()
+    probes["node-b"]["routes"] = [r for r in probes["node-b"]["routes"] if r["type"] != "blackhole"]
+    found = findings(ipam, probes)
+    assert {(f["host"], f["expected"], f["found"]) for f in found} == {
+        ("node-b", "blackhole 172.17.64.0/26", "no route"),
+        ("node-b", "blackhole 172.18.64.0/26", "no route"),
+    }
+
+
+def test_workload_without_gateway_neighbour_or_address():
+    ipam, probes, _ = healthy()
+    view = probes["node-c"]["workloads"]["default.web-5"]
+    view["neighbours"] = [{"dst": naming.GATEWAY, "lladdr": "", "dev": "eth0", "state": "FAILED"}]
+    view["addresses"] = ["172.17.128.1/26"]
+    found = {f["check"]: f for f in findings(ipam, probes)}
+    assert found["gateway neighbour"]["host"] == "node-c workload default.web-5"
+    assert found["gateway neighbour"]["found"] == "169.254.1.1 lladdr - FAILED"
+    assert found["address"]["expected"] == "172.17.128.1/32"
+
+
+def test_a_failed_ping_is_named_by_source_and_target():
+    ipam, probes, _ = healthy()
+    probes["node-a"]["pings"]["default.web-1"]["blue.db-3"] = {"ok": False, "rtt_ms": None}
+    [finding] = findings(ipam, probes)
+    assert finding["host"] == "node-a workload default.web-1"
+    assert finding["check"].startswith("ping blue.db-3")
+    assert verify.judge(ipam, probes)["summary"]["pings"] == 71
+
+
+def test_unencapsulated_cross_subnet_traffic_fails_the_capture():
+    ipam, probes, capture = healthy()
+    for flow in capture:
+        if flow["inner_src"] == "172.17.0.1" and flow["inner_dst"] == "172.17.128.1":
+            flow.update(encap="none", outer_src="172.17.0.1", outer_dst="172.17.128.1")
+    [finding] = findings(ipam, probes, capture)
+    assert finding["host"] == "router"
+    assert finding["expected"] == "ipip 192.168.100.100 > 192.168.200.101"
+    assert finding["found"] == "none 172.17.0.1 > 172.17.128.1"
+
+
+def test_encapsulated_same_subnet_traffic_fails_the_capture():
+    ipam, probes, capture = healthy()
+    for flow in capture:
+        if flow["inner_src"] == "172.17.0.1" and flow["inner_dst"] == "172.17.64.1":
+            flow.update(encap="ipip", outer_src="192.168.100.100", outer_dst="192.168.100.101")
+    [finding] = findings(ipam, probes, capture)
+    assert finding["expected"] == "none 172.17.0.1 > 172.17.64.1"
+
+
+def test_unreachable_node_is_a_finding():
+    ipam, probes, _ = healthy()
+    del probes["node-b"]
+    assert [f["host"] for f in findings(ipam, probes)] == ["node-b"]
