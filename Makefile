@@ -11,12 +11,13 @@ export ANSIBLE_HOME := $(CURDIR)/.cache/ansible
 export ANSIBLE_LOCAL_TEMP := $(CURDIR)/.cache/ansible/tmp
 PYTEST_ARGS ?=
 
-.PHONY: help setup debs lab lab-down test lint unit integration bench clean
+.PHONY: help setup debs lab lab-up lab-down lab-report molecule test lint unit integration bench clean
 
 help:
 	@echo "make lab       set everything up, then run the main job (lab converged and verified)"
 	@echo "make test      every test and lint"
 	@echo "make lab-down  remove the lab and every trace of it"
+	@echo "make molecule  molecule test: the lab created, converged twice (idempotence), verified, destroyed"
 	@echo "make bench     run the benchmarks"
 
 ## Setup: a virtualenv with the pinned Python packages, then the Debian packages of bindep.txt.
@@ -36,12 +37,28 @@ debs: $(VENV)/.installed
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-## The main job.
-lab: setup
-	ansible-playbook -i inventories/lab playbooks/ipam.yml
+## The main job: the lab up, converged by site.yml, proven by verify.yml, then the report.
+LAB_INVENTORY ?= inventories/lab
+REPORT_DIR ?= report
+
+lab: setup lab-up
+	ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
+	ansible-playbook -i $(LAB_INVENTORY) playbooks/verify.yml -e verify_report_file=$(CURDIR)/$(REPORT_DIR)/verify.json \
+	  || { $(MAKE) --no-print-directory lab-report; exit 1; }
+	@$(MAKE) --no-print-directory lab-report
+
+lab-up:
+	ansible-playbook -i $(LAB_INVENTORY) playbooks/lab/create.yml
+
+lab-report:
+	/usr/bin/python3 playbooks/lab/files/report.py $(REPORT_DIR)/verify.json $(REPORT_DIR)
 
 lab-down:
-	@true
+	ansible-playbook -i $(LAB_INVENTORY) playbooks/lab/destroy.yml
+
+## The lab as a molecule scenario: create, converge, idempotence, verify, destroy.
+molecule:
+	molecule test
 
 ## Every test and lint.
 test: setup lint unit integration
