@@ -33,6 +33,8 @@ mount -t tmpfs -o mode=0755 run $R/run
 mount -t tmpfs -o mode=1777 tmp $R/tmp
 # A home of its own: the machine's /root (shell rc files, caches) stays out of the guest.
 mount -t tmpfs -o mode=0700 home $R/root
+# Last, so no tmpfs hides it (the lab directory may live under /tmp).
+mkdir -p $R"$l3lab_dir"
 mount -t hostfs -o "$l3lab_dir" l3lab $R"$l3lab_dir"
 
 # A host of its own: name, kernel modules where modprobe looks, and the
@@ -58,7 +60,7 @@ until ping -c 1 -W 1 -q "$l3lab_gw" >/dev/null 2>&1 || [ $i -ge 20 ]; do i=$((i 
 
 mkdir -p $R/run/sshd
 chmod 0755 $R/run/sshd
-chroot $R /usr/sbin/sshd -f "$l3lab_dir/sshd_config"
+chroot $R /usr/sbin/sshd -f "$l3lab_dir/sshd_config" -E "$l3lab_dir/sshd.log"
 echo "up $(cat /proc/uptime)" >$R"$l3lab_dir/ready"
 
 # Stay PID 1 and reap orphans (BIRD and sshd sessions daemonise).

@@ -34,7 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-PREFIX = "l3lab-"
+# Every namespace, link and process of the lab carries this prefix (tests use another one).
+PREFIX = os.environ.get("L3LAB_PREFIX", "l3lab-")
 ROUTER = PREFIX + "router"
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -138,7 +139,6 @@ def ensure_key() -> None:
     key = ssh / "id_ed25519"
     if not key.exists():
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "l3lab", "-f", str(key))
-    shutil.copyfile(ssh / "id_ed25519.pub", ssh / "authorized_keys")
 
 
 def ensure_router(topo: dict) -> None:
@@ -160,14 +160,16 @@ def write_guest_files(guest: dict) -> Path:
     hostkey = gdir / "ssh_host_ed25519_key"
     if not hostkey.exists():
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", guest["name"], "-f", str(hostkey))
+    shutil.copyfile(LAB / "ssh" / "id_ed25519.pub", gdir / "authorized_keys")
     (gdir / "sshd_config").write_text(
         f"# sshd of lab guest {guest['name']} (written by labctl.py)\n"
         f"ListenAddress {guest['address']}\n"
         f"HostKey {hostkey}\n"
-        f"AuthorizedKeysFile {LAB / 'ssh' / 'authorized_keys'}\n"
+        f"AuthorizedKeysFile {gdir / 'authorized_keys'}\n"
         "PermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
         "UseDNS no\nPrintMotd no\nMaxSessions 64\nMaxStartups 64\n"
+        "StrictModes no\n"  # the lab directory may sit under a world-writable /tmp
         "PidFile /run/sshd.pid\n"
         "Subsystem sftp /usr/lib/openssh/sftp-server\n"
     )
@@ -237,8 +239,10 @@ def wait_ready(started: dict[str, tuple[float, subprocess.Popen]]) -> dict[str, 
 
 
 def tail(path: Path, lines: int = 25) -> str:
+    """The end of a guest's console, without kernel stack dumps."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        text = path.read_text(errors="replace").splitlines()
+        return "\n".join([t for t in text if not t.startswith((" [<", "Stack:", " 6", " 0"))][-lines:])
     except OSError:
         return "(no console log)"
 

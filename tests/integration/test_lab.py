@@ -1,0 +1,143 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""The lab infrastructure for real: two User-mode Linux guests on two subnets behind the router.
+
+Proves what the playbooks rely on: guests boot in parallel and answer SSH through the router's
+namespace with the lab's key and checked host keys; a second `up` is a no-op; each guest is a
+host of its own (name, address, default route via the router, a writable private root that
+leaves the machine's files alone, the ipip module and iptables-legacy); the router forwards
+between the subnets and its capture tells IP-in-IP from plain traffic; `down` leaves no
+process, namespace or file behind. Uses its own prefix, so a running lab is not disturbed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+LABCTL = Path(__file__).resolve().parents[2] / "playbooks" / "lab" / "files" / "labctl.py"
+PREFIX = "l3labt-"
+HOSTS = {"guest-a": "10.231.1.10/24", "guest-c": "10.231.2.10/24"}
+
+
+def missing() -> str:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, mounts)"
+    if not Path("/usr/bin/linux").exists():
+        return "user-mode-linux is not installed (/usr/bin/linux missing)"
+    for tool in ("ip", "unshare", "ssh", "ssh-keygen", "sshd", "tcpdump", "ping"):
+        if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists()):
+            return f"{tool} is not installed"
+    return ""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    env = dict(os.environ, L3LAB_PREFIX=PREFIX, L3LAB_DIR=str(tmp_path_factory.mktemp("lab")))
+
+    def ctl(*args: str) -> dict:
+        proc = subprocess.run([sys.executable, str(LABCTL), *args], env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+        result = json.loads(proc.stdout)
+        assert proc.returncode == 0, result
+        return result
+
+    try:
+        first = ctl("up", json.dumps({"hosts": HOSTS, "mem": "128M"}))
+        yield ctl, env, first
+    finally:
+        ctl("down")
+
+
+def ssh(env: dict, host: str, command: str) -> str:
+    lab = Path(env["L3LAB_DIR"])
+    argv = [
+        "ssh", "-F", "/dev/null", "-i", str(lab / "ssh" / "id_ed25519"), "-o", "BatchMode=yes",
+        "-o", f"UserKnownHostsFile={lab / 'ssh' / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
+        "-o", f"ProxyCommand=ip netns exec {PREFIX}router {sys.executable} {LABCTL} relay %h %p",
+        f"root@{host}", command,
+    ]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, f"{host}: {command}: {proc.stderr}"
+    return proc.stdout
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting for the machine's init to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_guests_boot_in_parallel_and_a_second_up_is_a_no_op(lab):
+    ctl, _, first = lab
+    assert first["changed"] is True
+    assert sorted(first["started"]) == sorted(HOSTS)
+    assert max(first["boot_seconds"].values()) < 20
+    again = ctl("up", json.dumps({"hosts": HOSTS, "mem": "128M"}))
+    assert (again["changed"], again["started"]) == (False, [])
+
+
+def test_each_guest_is_a_host_of_its_own(lab):
+    _, env, _ = lab
+    out = ssh(env, "10.231.2.10", "hostname; ip -4 -o addr show dev vec0; ip route show default; "
+                                  "echo guest > /etc/l3labt-probe && cat /etc/l3labt-probe; "
+                                  "modprobe ipip && echo ipip; iptables -V")
+    lines = out.splitlines()
+    assert lines[0] == "guest-c"
+    assert "10.231.2.10/24" in lines[1]
+    assert lines[2].startswith("default via 10.231.2.1 dev vec0")
+    assert lines[3:5] == ["guest", "ipip"]
+    assert "legacy" in lines[5]
+    assert not Path("/etc/l3labt-probe").exists()  # the machine's /etc is untouched
+
+
+def test_guest_cannot_write_the_machines_files_through_hostfs(lab):
+    _, env, _ = lab
+    out = ssh(env, "10.231.1.10", "mkdir -p /mnt/h && mount -t hostfs none /mnt/h -o /etc && "
+                                  "(touch /mnt/h/l3labt-escape 2>&1 || true)")
+    assert "Read-only file system" in out
+    assert not Path("/etc/l3labt-escape").exists()
+
+
+def test_nothing_of_the_lab_is_in_the_machines_network_namespace(lab):
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    assert PREFIX not in links
+
+
+def test_router_forwards_and_its_capture_tells_ipip_from_plain(lab):
+    ctl, env, _ = lab
+    tunnel = ("modprobe ipip && ip link add t0 type ipip local {me} remote {peer} && ip link set t0 up && "
+              "ip addr add {inner}/32 dev t0 && ip route add {peer_inner}/32 dev t0")
+    ssh(env, "10.231.1.10", tunnel.format(me="10.231.1.10", peer="10.231.2.10", inner="10.99.0.1", peer_inner="10.99.0.2"))
+    ssh(env, "10.231.2.10", tunnel.format(me="10.231.2.10", peer="10.231.1.10", inner="10.99.0.2", peer_inner="10.99.0.1"))
+    ctl("capture", "start")
+    ssh(env, "10.231.1.10", "ping -c 2 -W 2 -q 10.231.2.10 && ping -c 2 -W 2 -q -I 10.99.0.1 10.99.0.2")
+    flows = ctl("capture", "stop")["flows"]
+    requests = {(f["encap"], f["outer_src"], f["outer_dst"], f["inner_src"], f["inner_dst"])
+                for f in flows if f["icmp"] == "echo-request"}
+    assert ("none", "10.231.1.10", "10.231.2.10", "10.231.1.10", "10.231.2.10") in requests
+    assert ("ipip", "10.231.1.10", "10.231.2.10", "10.99.0.1", "10.99.0.2") in requests
+
+
+def test_down_leaves_nothing_behind(lab):
+    ctl, env, _ = lab
+    pids = [int(p.read_text()) for p in Path(env["L3LAB_DIR"]).glob("*/pid")]
+    assert ctl("down")["changed"] is True
+    assert pids and not [pid for pid in pids if running(pid)]
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert PREFIX not in namespaces
+    assert not Path(env["L3LAB_DIR"]).exists()
+    assert ctl("down")["changed"] is False

@@ -1,0 +1,92 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""labctl.py without a lab: the topology it plans and the capture decoder."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import struct
+from pathlib import Path
+
+import pytest
+
+LABCTL = Path(__file__).resolve().parents[3] / "playbooks" / "lab" / "files" / "labctl.py"
+_spec = importlib.util.spec_from_file_location("labctl", LABCTL)
+labctl = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(labctl)
+
+LAB = {"hosts": {"node-a": "192.168.100.100/24", "node-b": "192.168.100.101/24", "node-c": "192.168.200.101/24"}}
+
+
+def test_plan_puts_a_router_with_the_first_address_on_every_subnet():
+    topo = labctl.plan(LAB)
+    assert [(s["network"], s["gateway"], s["bridge"]) for s in topo["subnets"]] == [
+        ("192.168.100.0/24", "192.168.100.1/24", "l3lab-s0"),
+        ("192.168.200.0/24", "192.168.200.1/24", "l3lab-s1"),
+    ]
+    guests = {g["name"]: g for g in topo["guests"]}
+    assert guests["node-c"]["gateway"] == "192.168.200.1"
+    assert guests["node-c"]["bridge"] == "l3lab-s1"
+    assert guests["node-a"]["netns"] == "l3lab-node-a"
+    assert len({g["port"] for g in topo["guests"]}) == 3
+    assert all(len(g["port"]) <= 15 for g in topo["guests"])  # IFNAMSIZ
+
+
+@pytest.mark.parametrize(
+    ("hosts", "message"),
+    [
+        ({"node-a": "192.168.100.100"}, "prefix length"),
+        ({"node-a": "192.168.100.1/24"}, "router's address"),
+        ({"Node_A": "192.168.100.100/24"}, "DNS label"),
+        ({"node-a": "192.168.100.100/24", "node-b": "192.168.100.100/24"}, "duplicate host addresses"),
+        ({"node-a": "not-an-ip/24"}, "node-a: ip"),
+        ([], "mapping"),
+    ],
+)
+def test_plan_refuses_bad_specs_naming_the_host_and_value(hosts, message):
+    with pytest.raises(labctl.LabError, match=message):
+        labctl.plan({"hosts": hosts})
+
+
+def ipv4(src: str, dst: str, proto: int, payload: bytes) -> bytes:
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, proto, 0,
+                       socket.inet_aton(src), socket.inet_aton(dst)) + payload
+
+
+ECHO = bytes([8, 0, 0, 0, 0, 1, 0, 1]) + b"x" * 8
+
+
+def pcap(packets: list, linktype: int = 276) -> bytes:
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)
+    for pkt in packets:
+        if linktype == 276:  # LINUX_SLL2: protocol first
+            frame = struct.pack("!HHI", 0x0800, 0, 3) + b"\0" * 12 + pkt
+        else:  # LINUX_SLL
+            frame = b"\0" * 14 + struct.pack("!H", 0x0800) + pkt
+        out += struct.pack("<IIII", 0, 0, len(frame), len(frame)) + frame
+    return out
+
+
+@pytest.mark.parametrize("linktype", [276, 113])
+def test_decode_pcap_tells_plain_ipip_and_vxlan_apart(linktype):
+    plain = ipv4("172.17.0.1", "172.17.64.1", 1, ECHO)
+    ipip = ipv4("192.168.100.100", "192.168.200.101", 4, ipv4("172.17.0.1", "172.17.128.1", 1, ECHO))
+    inner_eth = b"\x66" * 6 + b"\x66" * 6 + b"\x08\x00"
+    vxlan_hdr = bytes([8, 0, 0, 0]) + (4096).to_bytes(3, "big") + b"\0"
+    udp = struct.pack("!HHHH", 40000, 4789, 0, 0) + vxlan_hdr + inner_eth + ipv4("172.18.0.3", "172.18.64.3", 1, ECHO)
+    vxlan = ipv4("192.168.100.100", "192.168.100.101", 17, udp)
+    ssh = ipv4("192.168.100.1", "192.168.100.100", 6, b"\0" * 20)
+    flows = labctl.decode_pcap(pcap([plain, ipip, ipip, vxlan, ssh], linktype))
+    by_encap = {f["encap"]: f for f in flows}
+    assert set(by_encap) == {"none", "ipip", "vxlan:4096"}
+    assert by_encap["ipip"] == {"encap": "ipip", "outer_src": "192.168.100.100", "outer_dst": "192.168.200.101",
+                                "inner_src": "172.17.0.1", "inner_dst": "172.17.128.1", "icmp": "echo-request",
+                                "packets": 2}
+    assert (by_encap["none"]["outer_src"], by_encap["none"]["inner_src"]) == ("172.17.0.1", "172.17.0.1")
+    assert by_encap["vxlan:4096"]["inner_dst"] == "172.18.64.3"
+
+
+def test_decode_pcap_refuses_what_is_not_a_pcap():
+    with pytest.raises(labctl.LabError, match="not a pcap"):
+        labctl.decode_pcap(b"\0" * 64)
