@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Benchmark the lab: from nothing to a verified lab, then a no-op re-run.
+
+    python benchmarks/lab.py            (as root, from the repository, after `make setup`)
+
+1. From nothing: `labctl.py down`, then create.yml, site.yml, verify.yml, each timed.
+2. No-op: the same three playbooks again on the running lab; site.yml must report changed=0.
+3. The plain alternative for the boot: the same three guests booted one after another
+   (under another prefix, so the running lab is untouched) against the parallel boot of step 1.
+
+Goals (issue 7): <= 90 s to verified, <= 30 s for the no-op re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LABCTL = ROOT / "playbooks" / "lab" / "files" / "labctl.py"
+INVENTORY = ROOT / "inventories" / "lab"
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+HOSTS = {"node-a": "192.168.100.100/24", "node-b": "192.168.100.101/24", "node-c": "192.168.200.101/24"}
+
+
+def env() -> dict:
+    venv = ROOT / ".venv" / "bin"
+    return dict(os.environ, PATH=f"{venv}:{os.environ['PATH']}", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+                ANSIBLE_HOME=str(ROOT / ".cache" / "ansible"), ANSIBLE_LOCAL_TEMP=str(ROOT / ".cache" / "ansible" / "tmp"))
+
+
+def playbook(path: str) -> tuple[float, dict]:
+    t0 = time.monotonic()
+    proc = subprocess.run(["ansible-playbook", "-i", str(INVENTORY), path], cwd=ROOT, env=env(),
+                          capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - t0
+    if proc.returncode != 0:
+        sys.stdout.write(proc.stdout[-4000:])
+        raise SystemExit(f"{path} failed (exit {proc.returncode})")
+    recap = {m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3))} for m in RECAP.finditer(proc.stdout)}
+    return elapsed, recap
+
+
+def labctl(*args: str, extra_env: dict | None = None) -> dict:
+    proc = subprocess.run(["/usr/bin/python3", str(LABCTL), *args], capture_output=True, text=True, check=False,
+                          env=dict(os.environ, **(extra_env or {})))
+    result = json.loads(proc.stdout)
+    if proc.returncode != 0:
+        raise SystemExit(result.get("msg"))
+    return result
+
+
+def serial_boot() -> float:
+    """The plain alternative: boot the three guests one after another."""
+    with tempfile.TemporaryDirectory(prefix="l3labb-") as tmp:
+        extra = {"L3LAB_PREFIX": "l3labb-", "L3LAB_DIR": tmp}
+        t0 = time.monotonic()
+        try:
+            hosts: dict = {}
+            for name, ip in HOSTS.items():
+                hosts[name] = ip
+                labctl("up", json.dumps({"hosts": hosts}), extra_env=extra)
+            return time.monotonic() - t0
+        finally:
+            labctl("down", extra_env=extra)
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("benchmarks/lab.py: needs root (network namespaces, User-mode Linux guests)")
+        return 0
+    if not Path("/usr/bin/linux").exists():
+        print("benchmarks/lab.py: skipped, user-mode-linux is not installed (/usr/bin/linux)")
+        return 0
+    steps = ("playbooks/lab/create.yml", "playbooks/site.yml", "playbooks/verify.yml")
+    labctl("down")
+    cold = {}
+    for step in steps:
+        cold[step] = playbook(step)
+    boot = max(float((ROOT / ".lab" / g / "ready").read_text().split()[1]) for g in HOSTS)
+    warm = {}
+    for step in steps:
+        warm[step] = playbook(step)
+    site_changed = sum(h["changed"] for h in warm["playbooks/site.yml"][1].values())
+    serial = serial_boot()
+    t_cold = sum(t for t, _ in cold.values())
+    t_warm = sum(t for t, _ in warm.values())
+    create_cold = cold["playbooks/lab/create.yml"][0]
+
+    print("lab benchmark (3 User-mode Linux guests, 2 subnets, 9 workloads, 2 pools)")
+    print(f"{'step':28} {'from nothing':>13} {'no-op re-run':>13}")
+    for step in steps:
+        print(f"{step:28} {cold[step][0]:12.1f}s {warm[step][0]:12.1f}s")
+    print(f"{'total':28} {t_cold:12.1f}s {t_warm:12.1f}s   (goals: 90 s, 30 s)")
+    print(f"no-op re-run: site.yml changed={site_changed} (must be 0); no-op / from nothing = {t_warm / t_cold:.2f}")
+    print(f"guest uptime when sshd listens: {boot:.1f} s (guest clock)")
+    print(f"boot of 3 guests: parallel (create.yml, incl. router and Ansible start) {create_cold:.1f} s, "
+          f"one after another (labctl only) {serial:.1f} s: parallel is {serial / create_cold:.1f}x faster")
+    ok = t_cold <= 90 and t_warm <= 30 and site_changed == 0
+    print("goals met" if ok else "GOALS MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
