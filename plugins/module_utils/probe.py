@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from typing import Callable, Iterable
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
@@ -139,10 +140,32 @@ def ping_matrix(sources: Iterable[dict], targets: list, count: int, timeout: int
     return matrix
 
 
+def read_bgp(bird_socket: str, run: Runner) -> tuple:
+    rc, out, err = run(["birdc", "-s", bird_socket, "show", "protocols", "all"], "")
+    return (parse_bird_protocols(out), "") if rc == 0 else ([], (err or out).strip())
+
+
+def wait_bgp(bird_socket: str, neighbors: list, timeout: float, run: Runner, sleep=time.sleep,
+             clock=time.monotonic) -> tuple:
+    """BIRD's protocols once every neighbour is Established, or as they are at the timeout."""
+    deadline = clock() + timeout
+    while True:
+        protocols, error = read_bgp(bird_socket, run)
+        states = {p["neighbor"]: p["bgp_state"] for p in protocols}
+        if all(states.get(n) == "Established" for n in neighbors) or clock() >= deadline:
+            return protocols, error
+        sleep(0.5)
+
+
 def probe(node_ip: str, workloads: list, targets: list, bird_socket: str, ping: bool = True,
-          ping_count: int = 2, ping_timeout: int = 2, run: Runner = run_command, spawn=subprocess.Popen) -> dict:
+          ping_count: int = 2, ping_timeout: int = 2, bgp_neighbors: list | None = None, bgp_wait: float = 0,
+          run: Runner = run_command, spawn=subprocess.Popen) -> dict:
     """Everything verify needs from one node."""
     result: dict = {"node_ip": node_ip}
+
+    # First BGP: right after a converge the sessions may still be coming up (seconds).
+    result["bgp_expected"] = list(bgp_neighbors or [])
+    result["bgp"], result["bird_error"] = wait_bgp(bird_socket, result["bgp_expected"], bgp_wait, run)
 
     rc, out, err = run(["ip", "-json", "-batch", "-"], "address show\nroute show table main\n")
     docs = parse_json_stream(out) if rc == 0 else [[], []]
@@ -150,10 +173,6 @@ def probe(node_ip: str, workloads: list, targets: list, bird_socket: str, ping: 
     result["routes"] = [simplify_route(r) for r in docs[1]]
     if rc != 0:
         result["routes_error"] = err.strip()
-
-    rc, out, err = run(["birdc", "-s", bird_socket, "show", "protocols", "all"], "")
-    result["bgp"] = parse_bird_protocols(out) if rc == 0 else []
-    result["bird_error"] = "" if rc == 0 else (err or out).strip()
 
     result["pings"] = ping_matrix(workloads, targets, ping_count, ping_timeout, spawn) if ping else {}
 

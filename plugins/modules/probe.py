@@ -49,6 +49,15 @@ options:
     description: BIRD's control socket.
     type: path
     default: /run/bird/bird.ctl
+  bgp_neighbors:
+    description: Addresses whose BGP sessions should be Established; the probe waits up to O(bgp_wait) for them.
+    type: list
+    elements: str
+    default: []
+  bgp_wait:
+    description: Seconds to wait for the O(bgp_neighbors) sessions before observing the rest.
+    type: int
+    default: 0
 attributes:
   check_mode:
     support: full
@@ -69,6 +78,8 @@ EXAMPLES = r"""
     node_ip: "{{ calico_ipam_result.nodes[inventory_hostname].ip }}"
     workloads: "{{ calico_ipam_result.nodes[inventory_hostname].workloads }}"
     targets: "{{ calico_ipam_result.nodes.values() | map(attribute='workloads') | flatten }}"
+    bgp_neighbors: "{{ calico_ipam_result.nodes.values() | map(attribute='ip') | reject('==', calico_ipam_result.nodes[inventory_hostname].ip) }}"
+    bgp_wait: 30
   register: verify_probe
 """
 
@@ -90,6 +101,11 @@ bgp:
   type: list
   elements: dict
   sample: [{name: node_b, state: up, bgp_state: Established, neighbor: 192.168.100.101, info: Established}]
+bgp_expected:
+  description: The O(bgp_neighbors) the node was expected to peer with.
+  returned: always
+  type: list
+  elements: str
 bird_error:
   description: Why BIRD could not be asked ('' when it answered).
   returned: always
@@ -120,6 +136,8 @@ def main() -> None:
             "ping_count": {"type": "int", "default": 2},
             "ping_timeout": {"type": "int", "default": 2},
             "bird_socket": {"type": "path", "default": "/run/bird/bird.ctl"},
+            "bgp_neighbors": {"type": "list", "elements": "str", "default": []},
+            "bgp_wait": {"type": "int", "default": 0},
         },
         supports_check_mode=True,
     )
@@ -136,6 +154,8 @@ def main() -> None:
         ping=params["ping"],
         ping_count=params["ping_count"],
         ping_timeout=params["ping_timeout"],
+        bgp_neighbors=params["bgp_neighbors"],
+        bgp_wait=params["bgp_wait"],
     )
     module.exit_json(changed=False, **result)
 
