@@ -58,7 +58,7 @@ def parse_bird_protocols(text: str) -> list:
             current = None
             if len(fields) >= 4 and fields[1] == "BGP":
                 current = {"name": fields[0], "state": fields[3], "bgp_state": "", "neighbor": "",
-                           "info": " ".join(fields[6:]) if len(fields) > 6 else ""}
+                           "info": " ".join(fields[5:])}
                 protocols.append(current)
             continue
         if current is None:
