@@ -43,6 +43,7 @@ REPORT_DIR ?= report
 
 lab: setup lab-up
 	ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
+	mkdir -p $(REPORT_DIR)
 	ansible-playbook -i $(LAB_INVENTORY) playbooks/verify.yml -e verify_report_file=$(CURDIR)/$(REPORT_DIR)/verify.json \
 	  || { $(MAKE) --no-print-directory lab-report; exit 1; }
 	@$(MAKE) --no-print-directory lab-report

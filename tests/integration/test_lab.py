@@ -137,6 +137,8 @@ def test_down_leaves_nothing_behind(lab):
     pids = [int(p.read_text()) for p in Path(env["L3LAB_DIR"]).glob("*/pid")]
     assert ctl("down")["changed"] is True
     assert pids and not [pid for pid in pids if running(pid)]
+    leftovers = subprocess.run(["pgrep", "-f", f"^/usr/bin/linux umid={PREFIX}"], capture_output=True, text=True).stdout
+    assert leftovers == ""  # no helper process of a guest either
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert PREFIX not in namespaces
     assert not Path(env["L3LAB_DIR"]).exists()

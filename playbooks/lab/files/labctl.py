@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 LAB = Path(os.environ.get("L3LAB_DIR", REPO / ".lab")).resolve()
 INIT = HERE / "guest-init.sh"
-UML = shutil.which("linux") or "/usr/bin/linux"
+UML = os.environ.get("L3LAB_UML", "/usr/bin/linux")
 BOOT_TIMEOUT = 60.0
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
 
@@ -306,6 +306,37 @@ def stop_guest(name: str) -> bool:
     return pid is not None and kill_pid(pid, f"umid={PREFIX}{name}")
 
 
+def our_uml_processes() -> list[int]:
+    """PIDs of UML processes of this lab's prefix (a guest's helper processes, or a guest whose
+    lab directory is gone): the kernel binary with umid=<prefix>... on its command line."""
+    pids = []
+    marker = f"umid={PREFIX}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 1 and argv[0] == UML.encode() and argv[1].startswith(marker):
+            pids.append(int(entry.name))
+    return pids
+
+
+def sweep_guests() -> bool:
+    """SIGKILL what is left of this lab's guests, by PID; True if anything was left."""
+    pids = our_uml_processes()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while pids and time.monotonic() < deadline and our_uml_processes():
+        time.sleep(0.05)
+    return bool(pids)
+
+
 def down() -> dict:
     changed = False
     if LAB.exists():
@@ -323,6 +354,7 @@ def down() -> dict:
                 changed = True
         for name in guests:
             stop_guest(name)
+    changed |= sweep_guests()
     for ns in netns_list():
         if ns.startswith(PREFIX):
             run("ip", "netns", "delete", ns)
