@@ -4,8 +4,9 @@
 
 What ``l3.calico.probe`` returns and ``verify.py`` judges: BIRD's protocols, the main routing
 table, the underlay device, every local workload's addresses, routes and neighbours, and a ping
-from every local workload to every target (all started at once, so a whole matrix row costs
-about one ping timeout).
+from every local workload to every target: one forked child per workload joins its namespace
+and pings all targets at once with one raw ICMP socket (no process per pair: on a small or
+emulated host, process creation is what costs).
 
 Plain Python: the module passes a ``run`` callable ``(argv, stdin) -> (rc, stdout, stderr)``;
 unit tests pass a fake one.
@@ -13,8 +14,12 @@ unit tests pass a fake one.
 
 from __future__ import annotations
 
+import ctypes
 import json
-import re
+import os
+import select
+import socket
+import struct
 import subprocess
 import time
 from typing import Callable, Iterable
@@ -22,8 +27,6 @@ from typing import Callable, Iterable
 from ansible_collections.l3.calico.plugins.module_utils import naming
 
 Runner = Callable[[list, str], tuple]
-
-RTT_RE = re.compile(r"= [\d.]+/([\d.]+)/")
 
 
 def run_command(argv: list, stdin: str = "") -> tuple:
@@ -112,31 +115,124 @@ def workload_view(docs: list) -> dict:
     }
 
 
-def ping_argv(netns: str, target: str, count: int, timeout: int) -> list:
-    return ["nsenter", f"--net=/run/netns/{netns}", "ping", "-n", "-q", "-c", str(count), "-i", "0.2",
-            "-W", str(timeout), target]
+CLONE_NEWNET = 0x40000000
 
 
-def ping_matrix(sources: Iterable[dict], targets: list, count: int, timeout: int,
-                spawn=subprocess.Popen) -> dict:
-    """Ping every target from every source at once; {src id: {dst id: {ok, rtt_ms}}}."""
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def echo_request(ident: int, seq: int) -> bytes:
+    payload = struct.pack("!d", time.monotonic()) + b"l3.calico probe!"
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+    return struct.pack("!BBHHH", 8, 0, checksum(header + payload), ident, seq) + payload
+
+
+def ping_all(targets: list, count: int, timeout: float) -> dict:
+    """Ping every address from the current network namespace with one raw ICMP socket.
+
+    Sends ``count`` rounds of echo requests to every target, 0.2 s apart, waits up to ``timeout``
+    after the last round, and returns {address: the lowest RTT in ms, or None without a reply}
+    (the lowest: the first round also pays for neighbour resolution).
+    """
+    ident = os.getpid() & 0xFFFF
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    rtts: dict = {t: [] for t in targets}
+    sent: dict = {}
+    start = time.monotonic()
+    deadline = start + timeout + 0.2 * (count - 1)
+    next_round, seq = start, 0
+    try:
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if now >= next_round and seq < count:
+                for n, target in enumerate(targets):
+                    wire_seq = seq * 4096 + n
+                    sent[wire_seq] = (target, time.monotonic())
+                    try:
+                        sock.sendto(echo_request(ident, wire_seq), (target, 0))
+                    except OSError:
+                        pass  # no route: stays unanswered
+                seq += 1
+                next_round = now + 0.2
+            if seq >= count and all(len(v) >= count for v in rtts.values()):
+                break
+            wait = max(0.0, min(deadline, next_round if seq < count else deadline) - time.monotonic())
+            ready, _, _ = select.select([sock], [], [], wait)
+            if not ready:
+                continue
+            packet, (src, _) = sock.recvfrom(2048)
+            ihl = (packet[0] & 0x0F) * 4
+            if len(packet) < ihl + 8:
+                continue
+            kind, _, _, rid, rseq = struct.unpack("!BBHHH", packet[ihl:ihl + 8])
+            if kind == 0 and rid == ident and rseq in sent and sent[rseq][0] == src:
+                rtts[src].append((time.monotonic() - sent[rseq][1]) * 1000.0)
+    finally:
+        sock.close()
+    return {t: (round(min(v), 3) if v else None) for t, v in rtts.items()}
+
+
+def in_netns(netns_path: str, func, *args):
+    """Run func(*args) in a forked child that joined the network namespace; return its JSON result."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        status = 0
+        try:
+            os.close(rfd)
+            fd = os.open(netns_path, os.O_RDONLY)
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns {netns_path}")
+            out = json.dumps({"result": func(*args)})
+        except Exception as exc:  # report anything to the parent, never return into the module
+            out, status = json.dumps({"error": f"{type(exc).__name__}: {exc}"}), 1
+        with os.fdopen(wfd, "w") as pipe:
+            pipe.write(out)
+        os._exit(status)
+    os.close(wfd)
+    return pid, rfd
+
+
+def collect(pid: int, rfd: int) -> dict:
+    with os.fdopen(rfd) as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    try:
+        return json.loads(data)
+    except ValueError:
+        return {"error": "no answer from the child process"}
+
+
+def ping_matrix(sources: Iterable[dict], targets: list, count: int, timeout: int, start=in_netns,
+                finish=collect) -> dict:
+    """Ping every target from every source at once, one child process per source namespace.
+
+    Returns {src id: {dst id: {ok, rtt_ms}}} (plus ``error`` in a cell when the namespace could
+    not be entered).
+    """
     running = []
     for src in sources:
-        netns = naming.netns_name(src["id"])
-        for dst in targets:
-            if dst["id"] == src["id"]:
-                continue
-            proc = spawn(ping_argv(netns, dst["ip"], count, timeout), stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
-            running.append((src["id"], dst["id"], proc))
+        others = [t for t in targets if t["id"] != src["id"]]
+        addrs = sorted({t["ip"] for t in others})
+        running.append((src, others, start(f"/run/netns/{naming.netns_name(src['id'])}", ping_all, addrs, count,
+                                           timeout)))
     matrix: dict = {}
-    for src_id, dst_id, proc in running:
-        out, _ = proc.communicate()
-        match = RTT_RE.search(out or "")
-        matrix.setdefault(src_id, {})[dst_id] = {
-            "ok": proc.returncode == 0,
-            "rtt_ms": float(match.group(1)) if match else None,
-        }
+    for src, others, child in running:
+        answer = finish(*child)
+        rtts = answer.get("result") or {}
+        for dst in others:
+            rtt = rtts.get(dst["ip"])
+            cell = {"ok": rtt is not None, "rtt_ms": rtt}
+            if "error" in answer:
+                cell["error"] = answer["error"]
+            matrix.setdefault(src["id"], {})[dst["id"]] = cell
     return matrix
 
 
@@ -159,7 +255,7 @@ def wait_bgp(bird_socket: str, neighbors: list, timeout: float, run: Runner, sle
 
 def probe(node_ip: str, workloads: list, targets: list, bird_socket: str, ping: bool = True,
           ping_count: int = 2, ping_timeout: int = 2, bgp_neighbors: list | None = None, bgp_wait: float = 0,
-          run: Runner = run_command, spawn=subprocess.Popen) -> dict:
+          run: Runner = run_command) -> dict:
     """Everything verify needs from one node."""
     result: dict = {"node_ip": node_ip}
 
@@ -174,7 +270,7 @@ def probe(node_ip: str, workloads: list, targets: list, bird_socket: str, ping: 
     if rc != 0:
         result["routes_error"] = err.strip()
 
-    result["pings"] = ping_matrix(workloads, targets, ping_count, ping_timeout, spawn) if ping else {}
+    result["pings"] = ping_matrix(workloads, targets, ping_count, ping_timeout) if ping else {}
 
     # Read the workloads after the pings, so the gateway neighbour is resolved.
     views = {}

@@ -84,31 +84,29 @@ def test_wait_bgp_gives_up_at_the_timeout_and_reports_birds_error():
     assert (protocols, error) == ([], "Unable to connect")
 
 
-class FakePing:
-    """A finished ping: replies unless the target is in ``lost``."""
-
-    lost = {"172.17.128.1"}
-
-    def __init__(self, argv, **kwargs):
-        self.argv = argv
-        self.returncode = 1 if argv[-1] in self.lost else 0
-
-    def communicate(self):
-        if self.returncode:
-            return "2 packets transmitted, 0 received, 100% packet loss", None
-        return "rtt min/avg/max/mdev = 0.100/0.250/0.400/0.100 ms", None
-
-
 def test_ping_matrix_pings_every_other_target_from_every_source_inside_its_namespace():
-    sources = [{"id": "default.web-1", "ip": "172.17.0.1"}]
-    targets = sources + [{"id": "default.web-5", "ip": "172.17.128.1"}, {"id": "blue.db-2", "ip": "172.18.64.3"}]
-    started = []
+    sources = [{"id": "default.web-1", "ip": "172.17.0.1"}, {"id": "blue.db-9", "ip": "172.18.0.9"}]
+    targets = sources + [{"id": "default.web-5", "ip": "172.17.128.1"}]
+    started = {}
 
-    def spawn(argv, **kwargs):
-        started.append(argv)
-        return FakePing(argv, **kwargs)
+    def start(path, func, addrs, count, timeout):
+        started[path] = addrs
+        return (path,)
 
-    matrix = probe.ping_matrix(sources, targets, 2, 2, spawn=spawn)
-    assert matrix == {"default.web-1": {"default.web-5": {"ok": False, "rtt_ms": None},
-                                        "blue.db-2": {"ok": True, "rtt_ms": 0.25}}}
-    assert all(a[1] == f"--net=/run/netns/{naming.netns_name('default.web-1')}" for a in started)
+    def finish(path):
+        if path.endswith("blue.db-9"):
+            return {"error": "FileNotFoundError: no such namespace"}
+        return {"result": {"172.18.0.9": 0.25, "172.17.128.1": None}}
+
+    matrix = probe.ping_matrix(sources, targets, 2, 2, start=start, finish=finish)
+    web1 = f"/run/netns/{naming.netns_name('default.web-1')}"
+    assert started[web1] == ["172.17.128.1", "172.18.0.9"]  # never itself
+    assert matrix["default.web-1"] == {"blue.db-9": {"ok": True, "rtt_ms": 0.25},
+                                       "default.web-5": {"ok": False, "rtt_ms": None}}
+    assert matrix["blue.db-9"]["default.web-5"] == {"ok": False, "rtt_ms": None,
+                                                    "error": "FileNotFoundError: no such namespace"}
+
+
+def test_echo_request_checksum_is_valid():
+    packet = probe.echo_request(0x1234, 7)
+    assert probe.checksum(packet) == 0
