@@ -193,7 +193,11 @@ def main(argv: list) -> int:
     (outdir / "topology.svg").write_text(svg)
     inline = svg[svg.find("<svg"):]
     (outdir / "index.html").write_text(page(report, inline))
-    print(outdir / "index.html")
+    s = report["summary"]
+    verdict = "verified" if not report["findings"] else f"NOT verified ({s['failed']} findings)"
+    print(f"lab {verdict}: {s['checks']} checks; BGP sessions {s['sessions_established']}/{s['sessions_total']} "
+          f"Established; pings {s['pings']}/{s['pings_total']}")
+    print(f"report: file://{(outdir / 'index.html').resolve()}")
     return 0
 
 
