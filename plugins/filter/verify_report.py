@@ -32,6 +32,8 @@ options:
   peers:
     description: Per node, the peer addresses it must have an Established session with (default a full mesh).
     type: dict
+author:
+  - l3.calico maintainers
 """
 
 EXAMPLES = r"""

@@ -69,7 +69,7 @@ attributes:
 notes:
   - Needs C(ip) (iproute2), C(nsenter), C(ping) and C(birdc) on the node.
 author:
-  - l3.calico contributors
+  - l3.calico maintainers
 """
 
 EXAMPLES = r"""
