@@ -122,8 +122,7 @@ def cell(c: dict | None) -> str:
     if c is None:
         return '<td class="na">–</td>'
     if c.get("ok"):
-        rtt = f"{c['rtt_ms']:.2f} ms" if c.get("rtt_ms") is not None else "ok"
-        return f'<td class="ok" title="reply">{html.escape(rtt)}</td>'
+        return '<td class="ok" title="reply">&#10003;</td>'
     return '<td class="bad">no reply</td>'
 
 

@@ -103,7 +103,9 @@ def test_a_failed_ping_is_named_by_source_and_target():
     [finding] = findings(ipam, probes)
     assert finding["host"] == "node-a workload default.web-1"
     assert finding["check"].startswith("ping blue.db-3")
-    assert verify.judge(ipam, probes)["summary"]["pings"] == 71
+    report = verify.judge(ipam, probes)
+    assert report["summary"]["pings"] == 71
+    assert report["pings"]["default.web-1"]["blue.db-3"] == {"ok": False}
 
 
 def test_unencapsulated_cross_subnet_traffic_fails_the_capture():
@@ -124,6 +126,18 @@ def test_encapsulated_same_subnet_traffic_fails_the_capture():
             flow.update(encap="ipip", outer_src="192.168.100.100", outer_dst="192.168.100.101")
     [finding] = findings(ipam, probes, capture)
     assert finding["expected"] == "none 172.17.0.1 > 172.17.64.1"
+
+
+def test_the_report_is_the_same_from_run_to_run_while_the_network_is():
+    ipam, probes, capture = healthy()
+    first = verify.judge(ipam, probes, capture=capture)
+    for probe in probes.values():
+        for row in probe["pings"].values():
+            for cell in row.values():
+                cell["rtt_ms"] = 9.99  # round-trip times vary
+    for flow in capture:
+        flow["packets"] += 2
+    assert verify.judge(ipam, probes, capture=capture) == first
 
 
 def test_unreachable_node_is_a_finding():
