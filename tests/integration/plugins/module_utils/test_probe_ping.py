@@ -20,7 +20,7 @@ pytestmark = pytest.mark.netns
 def netns():
     if os.geteuid() != 0 or not shutil.which("ip"):
         pytest.skip("needs root and iproute2 (ip) for a network namespace")
-    name = f"l3lab-ut-{uuid.uuid4().hex[:8]}"
+    name = f"l3labu-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
@@ -38,5 +38,5 @@ def test_ping_all_inside_a_namespace_answers_what_is_there_and_only_that(netns):
 
 
 def test_a_missing_namespace_is_an_error_not_a_crash():
-    answer = probe.collect(*probe.in_netns("/run/netns/l3lab-ut-absent", probe.ping_all, ["127.0.0.1"], 1, 1))
+    answer = probe.collect(*probe.in_netns("/run/netns/l3labu-absent", probe.ping_all, ["127.0.0.1"], 1, 1))
     assert "FileNotFoundError" in answer["error"]
