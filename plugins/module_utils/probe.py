@@ -211,7 +211,7 @@ def collect(pid: int, rfd: int) -> dict:
 
 
 def ping_matrix(sources: Iterable[dict], targets: list, count: int, timeout: int, start=in_netns,
-                finish=collect) -> dict:
+                finish=collect, netns_prefix: str = naming.NETNS_PREFIX) -> dict:
     """Ping every target from every source at once, one child process per source namespace.
 
     Returns {src id: {dst id: {ok, rtt_ms}}} (plus ``error`` in a cell when the namespace could
@@ -221,7 +221,7 @@ def ping_matrix(sources: Iterable[dict], targets: list, count: int, timeout: int
     for src in sources:
         others = [t for t in targets if t["id"] != src["id"]]
         addrs = sorted({t["ip"] for t in others})
-        running.append((src, others, start(f"/run/netns/{naming.netns_name(src['id'])}", ping_all, addrs, count,
+        running.append((src, others, start(f"/run/netns/{naming.netns_name(src['id'], netns_prefix)}", ping_all, addrs, count,
                                            timeout)))
     matrix: dict = {}
     for src, others, child in running:
@@ -255,9 +255,10 @@ def wait_bgp(bird_socket: str, neighbors: list, timeout: float, run: Runner, sle
 
 def probe(node_ip: str, workloads: list, targets: list, bird_socket: str, ping: bool = True,
           ping_count: int = 2, ping_timeout: int = 2, bgp_neighbors: list | None = None, bgp_wait: float = 0,
+          netns_prefix: str = naming.NETNS_PREFIX, veth_prefix: str = naming.VETH_PREFIX,
           run: Runner = run_command) -> dict:
     """Everything verify needs from one node."""
-    result: dict = {"node_ip": node_ip}
+    result: dict = {"node_ip": node_ip, "veth_prefix": veth_prefix}
 
     # First BGP: right after a converge the sessions may still be coming up (seconds).
     result["bgp_expected"] = list(bgp_neighbors or [])
@@ -270,17 +271,18 @@ def probe(node_ip: str, workloads: list, targets: list, bird_socket: str, ping: 
     if rc != 0:
         result["routes_error"] = err.strip()
 
-    result["pings"] = ping_matrix(workloads, targets, ping_count, ping_timeout) if ping else {}
+    result["pings"] = (ping_matrix(workloads, targets, ping_count, ping_timeout, netns_prefix=netns_prefix)
+                       if ping else {})
 
     # Read the workloads after the pings, so the gateway neighbour is resolved.
     views = {}
     for wl in workloads:
-        netns = naming.netns_name(wl["id"])
+        netns = naming.netns_name(wl["id"], netns_prefix)
         rc, out, err = run(["ip", "-n", netns, "-json", "-batch", "-"],
                            "address show\nroute show table main\nneigh show\n")
         view = workload_view(parse_json_stream(out)) if rc == 0 else workload_view([])
         view.update({"netns": netns, "exists": rc == 0, "error": "" if rc == 0 else err.strip(),
-                     "veth": naming.veth_name(wl["id"])})
+                     "veth": naming.veth_name(wl["id"], veth_prefix)})
         views[wl["id"]] = view
     result["workloads"] = views
     return result

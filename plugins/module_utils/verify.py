@@ -83,7 +83,7 @@ class Judge:
         return ok
 
 
-def expected_routes(name: str, ipam: dict, underlay: str) -> list:
+def expected_routes(name: str, ipam: dict, underlay: str, veth_prefix: str = naming.VETH_PREFIX) -> list:
     """(kind, expected route) for every route the node ``name`` must have."""
     nodes, pools = ipam["nodes"], ipam.get("pools", {})
     me = nodes[name]
@@ -91,7 +91,7 @@ def expected_routes(name: str, ipam: dict, underlay: str) -> list:
     for block in me.get("blocks", []):
         out.append(("own block", {"dst": block["cidr"], "type": "blackhole"}))
     for wl in me.get("workloads", []):
-        out.append(("workload", {"dst": f"{wl['ip']}/32", "type": "unicast", "dev": naming.veth_name(wl["id"]),
+        out.append(("workload", {"dst": f"{wl['ip']}/32", "type": "unicast", "dev": naming.veth_name(wl["id"], veth_prefix),
                                  "gateway": "", "scope": "link"}))
     for other, peer in sorted(nodes.items()):
         if other == name:
@@ -161,7 +161,7 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
             route = dict(route, dst=normalise_dst(route["dst"]))
             table.setdefault(route["dst"], []).append(route)
         rows = []
-        for kind, exp in expected_routes(name, ipam, underlay):
+        for kind, exp in expected_routes(name, ipam, underlay, probe.get("veth_prefix", naming.VETH_PREFIX)):
             found = table.get(exp["dst"], [])
             ok = any(route_matches(exp, f) for f in found)
             found_text = "; ".join(describe(f) for f in found) or "no route"
@@ -174,7 +174,7 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
             view = probe.get("workloads", {}).get(wl["id"])
             where_ = f"{name} workload {wl['id']}"
             if not judge_.check(bool(view and view.get("exists")), where_, "namespace",
-                                naming.netns_name(wl["id"]), (view or {}).get("error") or "missing"):
+                                (view or {}).get("netns") or naming.netns_name(wl["id"]), (view or {}).get("error") or "missing"):
                 continue
             judge_.check(f"{wl['ip']}/32" in view["addresses"], where_, "address", f"{wl['ip']}/32",
                          ", ".join(view["addresses"]) or "none")

@@ -49,6 +49,14 @@ options:
     description: BIRD's control socket.
     type: path
     default: /run/bird/bird.ctl
+  netns_prefix:
+    description: Prefix of the workloads' network namespace names (as the workloads role's).
+    type: str
+    default: calico-
+  veth_prefix:
+    description: Prefix of the workloads' host-side veth names (as the workloads role's).
+    type: str
+    default: cali
   bgp_neighbors:
     description: Addresses whose BGP sessions should be Established; the probe waits up to O(bgp_wait) for them.
     type: list
@@ -84,6 +92,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+node_ip:
+  description: O(node_ip), as given.
+  returned: always
+  type: str
+veth_prefix:
+  description: O(veth_prefix), as given (the judge derives the veth names from it).
+  returned: always
+  type: str
 underlay_device:
   description: The interface holding O(node_ip).
   returned: always
@@ -136,6 +152,8 @@ def main() -> None:
             "ping_count": {"type": "int", "default": 2},
             "ping_timeout": {"type": "int", "default": 2},
             "bird_socket": {"type": "path", "default": "/run/bird/bird.ctl"},
+            "netns_prefix": {"type": "str", "default": "calico-"},
+            "veth_prefix": {"type": "str", "default": "cali"},
             "bgp_neighbors": {"type": "list", "elements": "str", "default": []},
             "bgp_wait": {"type": "int", "default": 0},
         },
@@ -156,6 +174,8 @@ def main() -> None:
         ping_timeout=params["ping_timeout"],
         bgp_neighbors=params["bgp_neighbors"],
         bgp_wait=params["bgp_wait"],
+        netns_prefix=params["netns_prefix"],
+        veth_prefix=params["veth_prefix"],
     )
     module.exit_json(changed=False, **result)
 
