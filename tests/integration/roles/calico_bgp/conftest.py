@@ -12,6 +12,7 @@ Everything is removed at the end; BIRD processes are stopped by PID.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -67,6 +68,42 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+class Watch:
+    """Poll predicate() in a thread from now on; ``when`` is the wall-clock time it first held."""
+
+    def __init__(self, predicate, interval: float = 0.05, timeout: float = 120):
+        import threading
+
+        self.when: datetime.datetime | None = None
+        self._stop = threading.Event()
+
+        def run():
+            deadline = time.monotonic() + timeout
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                try:
+                    if predicate():
+                        self.when = datetime.datetime.now()
+                        return
+                except AssertionError:
+                    pass  # BIRD not up yet
+                time.sleep(interval)
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float) -> datetime.datetime:
+        self._thread.join(timeout)
+        self._stop.set()
+        if self.when is None:
+            raise AssertionError(f"the watched condition did not hold within {timeout} s")
+        return self.when
+
+
+def task_time(result: dict, host: str, name: str, key: str = "end") -> datetime.datetime:
+    """The start/end time a command task reported for host."""
+    return datetime.datetime.strptime(task_results(result, name)[host][key], "%Y-%m-%d %H:%M:%S.%f")
 
 
 def ipam_result(nodes: dict, pools: dict) -> dict:
@@ -255,8 +292,20 @@ class Fabric:
         (group_vars_dir / "calico_nodes.yml").write_text("---\n" + raw_group_vars)
         return path
 
-    def converge(self, inventory: Path, *args: str, check: bool = True) -> dict:
-        """Run the role on every node (JSON callback); return the parsed result, stats and rc."""
+    def vault_string(self, name: str, secret: str) -> str:
+        """YAML `name: !vault ...` encrypted with this fabric's vault password file."""
+        self.vault_password_file.write_text("l3tbgp-test-vault\n")
+        proc = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "ansible-vault"), "encrypt_string", "--name", name, secret],
+            capture_output=True, text=True, check=True, timeout=60, env=self._env(),
+        )
+        return proc.stdout
+
+    @property
+    def vault_password_file(self) -> Path:
+        return self.work / "vault-password"
+
+    def _env(self) -> dict:
         env = dict(os.environ)
         venv = ROOT / ".venv" / "bin"
         env.update({
@@ -268,6 +317,13 @@ class Fabric:
             "ANSIBLE_HOME": str(self.work / ".ansible"),
             "ANSIBLE_FORCE_COLOR": "0",
         })
+        if self.vault_password_file.exists():
+            env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(self.vault_password_file)
+        return env
+
+    def converge(self, inventory: Path, *args: str, check: bool = True) -> dict:
+        """Run the role on every node (JSON callback); return the parsed result, stats and rc."""
+        env = self._env()
         proc = subprocess.run(
             ["ansible-playbook", "-i", str(inventory / "hosts.yml"), str(PLAYBOOK), *args],
             capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
@@ -322,7 +378,7 @@ def task_results(result: dict, name: str) -> dict:
     found = {}
     for play in result.get("plays", []):
         for task in play["tasks"]:
-            if task["task"]["name"] == name:
+            if task["task"]["name"].split(" : ")[-1] == name:
                 found.update(task["hosts"])
     return found
 
@@ -359,4 +415,4 @@ def bgp():
     import types
 
     return types.SimpleNamespace(ipam_result=ipam_result, wait_for=wait_for, failures=failures,
-                                 task_results=task_results)
+                                 task_results=task_results, task_time=task_time, Watch=Watch)
