@@ -13,7 +13,7 @@ description:
   - Runs C(birdc -r -s SOCKET show protocols all) (restricted, read-only) and parses every protocol,
     with the BGP state, neighbor, last error and route counters of each channel.
   - Reads the TCP-MD5 counters of the host's network namespace from C(/proc/net/netstat)
-    (C(TcpExtTCPMD5Failure), C(TcpExtTCPMD5NotFound), C(TcpExtTCPMD5Unexpected)): with a password
+    (C(TcpExtTCPMD5Failure), C(TcpExtTCPMD5NotFound), C(TcpExtTCPMD5Unexpected)). With a password
     mismatch BGP sessions stay in Connect or Active and BIRD logs nothing, only these counters move.
   - Returns one sentence per BGP session that is not Established, naming the likely cause.
   - Changes nothing.
