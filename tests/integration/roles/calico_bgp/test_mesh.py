@@ -237,3 +237,24 @@ def test_md5_mismatch_detected_by_verify(mesh, bgp):
     mesh.sh(peer["ns"], "birdc", "-s", peer["sock"], "configure")
     bgp.wait_for(lambda: mesh.sessions("n2")["Node_192_168_100_51"][0] == "Established", 15,
                  what="the session once both ends have the same key")
+
+
+def test_supervisor_restarts_bird_and_stops_by_pid(mesh, bgp):
+    """BIRD killed hard comes back by itself; `calico-bird-service stop` ends both by their pids."""
+    import signal
+    import subprocess
+    from pathlib import Path
+
+    n3 = mesh.nodes["n3"]
+    old = int(Path(n3["calico_bgp_pid_file"]).read_text())
+    os.kill(old, signal.SIGKILL)
+    bgp.wait_for(lambda: Path(n3["calico_bgp_pid_file"]).read_text().strip() not in ("", str(old)), 15,
+                 what="a new BIRD pid")
+    bgp.wait_for(lambda: mesh.established("n3"), 20, what="the sessions of the restarted BIRD")
+    service = str(mesh.work / "calico-bird-service")
+    supervisor = int(Path(n3["calico_bgp_supervisor_pid_file"]).read_text())
+    bird = int(Path(n3["calico_bgp_pid_file"]).read_text())
+    assert subprocess.run([service, "status", n3["calico_bgp_supervisor_pid_file"]], timeout=10).returncode == 0
+    assert subprocess.run([service, "stop", n3["calico_bgp_supervisor_pid_file"]], timeout=30).returncode == 0
+    assert not Path(f"/proc/{supervisor}").exists() and not Path(f"/proc/{bird}").exists()
+    assert subprocess.run([service, "status", n3["calico_bgp_supervisor_pid_file"]], timeout=10).returncode == 1
