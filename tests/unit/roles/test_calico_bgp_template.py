@@ -81,3 +81,29 @@ def test_bird_refuses_a_bad_value(tmp_path):
     conf = render(tmp_path, calico_bgp_hold_time=1)
     proc = subprocess.run([BIRD, "-p", "-c", str(conf)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1 and "Hold time must be in range" in proc.stderr
+
+
+def test_systemd_unit_is_valid(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        pytest.skip("needs systemd-analyze (Debian package systemd)")
+    import os
+
+    variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    variables["ansible_managed"] = "Ansible managed"
+    variables["__calico_bgp_bird_argv"] = [
+        variables["calico_bgp_bird"], "-f", "-c", variables["calico_bgp_config_file"],
+        "-s", variables["calico_bgp_control_socket"], "-P", variables["calico_bgp_pid_file"],
+        "-u", variables["calico_bgp_user"], "-g", variables["calico_bgp_group"]]
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"), trim_blocks=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["ansible.builtin.dirname"] = os.path.dirname
+    env.filters["ansible.builtin.unique"] = lambda items: list(dict.fromkeys(items))
+    unit = tmp_path / "l3tbgp-bird.service"
+    unit.write_text(env.get_template("bird.service.j2").render(**variables))
+    proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    text = unit.read_text()
+    assert "ExecStart=/usr/sbin/bird -f -c /etc/bird/bird.conf -s /run/bird/bird.ctl -P /run/bird/bird.pid -u bird -g bird" in text
+    assert "ExecReload=/usr/sbin/birdc -s /run/bird/bird.ctl configure" in text
+    assert "ExecStartPre=/usr/sbin/bird -p -c /etc/bird/bird.conf" in text

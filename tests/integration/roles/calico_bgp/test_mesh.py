@@ -99,7 +99,7 @@ def test_check_mode_shows_the_diff_and_changes_nothing(mesh, bgp):
     conf = mesh.nodes["n1"]["calico_bgp_config_file"]
     before = open(conf).read()
     inv = mesh.inventory(mesh.ipam, group_vars={"calico_bgp_connect_retry_time": 3})
-    result = mesh.converge(inv, "--check", "--diff")
+    result = mesh.converge(inv, "--check", "--diff", "--limit", "n1")
     written = bgp.task_results(result, "Write bird.conf, validated by BIRD before it replaces the old one")
     assert written["n1"]["changed"]
     diff = written["n1"]["diff"]
@@ -132,7 +132,7 @@ def test_bad_value_is_refused_by_bird_and_the_running_config_stays(mesh, bgp):
     before_text = open(conf).read()
     before_sessions = mesh.sessions("n1")
     inv = mesh.inventory(mesh.ipam, group_vars={"calico_bgp_hold_time": 1})
-    result = mesh.converge(inv, check=False)
+    result = mesh.converge(inv, "--limit", "n1", check=False)
     assert result["rc"] != 0
     written = bgp.task_results(result, "Write bird.conf, validated by BIRD before it replaces the old one")
     assert written["n1"]["failed"]
@@ -167,7 +167,7 @@ def test_rogue_peer_reaches_nothing(mesh, bgp):
     rogue = mesh.start_bird("rg", ROGUE_BIRD)
     mesh.inv = mesh.inventory(mesh.ipam, host_vars={"n1": {"calico_bgp_node_peers": [
         {"address": "192.168.100.50", "as": 65099}]}})
-    mesh.converge(mesh.inv)
+    mesh.converge(mesh.inv, "--limit", "n1")  # only n1 peers with it
     bgp.wait_for(lambda: mesh.sessions("n1").get("Node_192_168_100_50", ("",))[0] == "Established", 15,
                  what="the session to the rogue peer")
 
