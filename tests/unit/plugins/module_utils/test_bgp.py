@@ -176,3 +176,39 @@ def test_bad_ipam_data():
     broken["nodes"]["a"]["network"] = "10.0.0.0/24"
     with pytest.raises(BgpConfigError, match="does not contain the node address"):
         node_config(broken, "a")
+
+
+try:
+    from hypothesis import given, settings, strategies as st
+except ImportError:  # pragma: no cover
+    given = None
+
+if given is not None:
+    @settings(max_examples=60, deadline=None)
+    @given(
+        addresses=st.sets(st.integers(min_value=0x0A000001, max_value=0x0A0000FE), min_size=2, max_size=7),
+        mesh=st.booleans(),
+        reflectors=st.sets(st.integers(min_value=0, max_value=6), max_size=3),
+    )
+    def test_every_session_has_both_ends_and_one_active_side(addresses, mesh, reflectors):
+        """For any nodes, mesh switch and reflector set: sessions are symmetric (both ends configured),
+        exactly one end is passive, reflectors never mesh, clients see every reflector."""
+        ips = sorted(str(ipaddress.IPv4Address(a)) for a in addresses)
+        data = ipam({f"n{i}": (f"{ip}/24", []) for i, ip in enumerate(ips)})
+        names = list(data["nodes"])
+        rr = {names[i]: "1.1.1.1" for i in reflectors if i < len(names)}
+        configs = {n: node_config(data, n, {"node_mesh": mesh, "route_reflectors": rr}) for n in names}
+        sessions = {}
+        for node, config in configs.items():
+            for peer in config["peers"]:
+                sessions[(node, peer["node"])] = peer
+        for (x, y), peer in sessions.items():
+            assert (y, x) in sessions, f"{x}->{y} has no other end"
+            assert peer["passive"] != sessions[(y, x)]["passive"]
+            assert peer["kind"] == ("rr" if x in rr or y in rr else "mesh")
+        for x in names:
+            for y in names:
+                if x == y:
+                    continue
+                expected = x in rr or y in rr or mesh
+                assert ((x, y) in sessions) == expected
