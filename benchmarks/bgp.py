@@ -41,17 +41,28 @@ def sh(ns: str, *argv: str, check: bool = True) -> str:
 
 def ipam(mode: str) -> dict:
     return {
-        "nodes": {n: {"ip": ip, "network": "192.168.100.0/24", "blocks": [{"cidr": b}]} for n, (ip, b) in NODES.items()},
+        "nodes": {
+            n: {"ip": ip, "network": "192.168.100.0/24", "blocks": [{"cidr": b}]} for n, (ip, b) in NODES.items()
+        },
         "pools": {"default": {"cidr": "172.17.0.0/16", "ipip_mode": mode, "vxlan_mode": "Never"}},
     }
 
 
 def render(node: str, mode: str, path: Path) -> None:
     variables = yaml.safe_load((ROOT / "roles/calico_bgp/defaults/main.yml").read_text())
-    variables.update({"calico_bgp_connect_delay_time": 2, "calico_bgp_kernel_scan_time": 1,
-                      "ansible_managed": "benchmark", "__calico_bgp": node_config(ipam(mode), node)})
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "roles/calico_bgp/templates"),
-                             trim_blocks=True, undefined=jinja2.StrictUndefined)
+    variables.update(
+        {
+            "calico_bgp_connect_delay_time": 2,
+            "calico_bgp_kernel_scan_time": 1,
+            "ansible_managed": "benchmark",
+            "__calico_bgp": node_config(ipam(mode), node),
+        }
+    )
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(ROOT / "roles/calico_bgp/templates"),
+        trim_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
     path.write_text(env.get_template("bird.conf.j2").render(**variables))
 
 
@@ -138,8 +149,10 @@ def main() -> int:
             restart.append(time.monotonic() - t0)
         med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
         print(f"bgp: first start to Established + routes in the kernel: {first:.2f} s (connect delay 2 s)")
-        print(f"bgp: filter change by birdc configure, route flipped in the kernel: median {med(configure) * 1000:.0f} ms "
-              f"over {ROUNDS} (sessions kept)")
+        print(
+            f"bgp: filter change by birdc configure, route flipped in the kernel: median {med(configure) * 1000:.0f} ms "
+            f"over {ROUNDS} (sessions kept)"
+        )
         print(f"bgp: BIRD restart instead, sessions Established again: median {med(restart):.2f} s over {ROUNDS}")
         print(f"bgp: ratio restart / configure: {med(restart) / med(configure):.0f}x")
         return 0

@@ -138,8 +138,21 @@ def _peer_entry(node: str, field: str, raw: Any, kind: str) -> dict:
     """Validate one external peer of the inventory (``calico_bgp_peers`` / ``calico_bgp_node_peers``)."""
     if not isinstance(raw, dict):
         raise _err(node, field, raw, "an external peer must be a mapping with address and as")
-    unknown = sorted(set(raw) - {"name", "address", "as", "password", "ttl_security", "multihop",
-                                 "keep_next_hop", "port", "passive", "import_default_route"})
+    unknown = sorted(
+        set(raw)
+        - {
+            "name",
+            "address",
+            "as",
+            "password",
+            "ttl_security",
+            "multihop",
+            "keep_next_hop",
+            "port",
+            "passive",
+            "import_default_route",
+        }
+    )
     if unknown:
         raise _err(node, field, unknown, "unknown keys of an external peer")
     address = _ipv4(node, f"{field}.address", raw.get("address"))
@@ -203,7 +216,9 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
     # Own blocks: a blackhole each (not /32 blocks, as Calico), exported as aggregates.
     own_blocks = []
     for index, block in enumerate(me.get("blocks") or []):
-        cidr = _net4(node, f"nodes.{node}.blocks[{index}].cidr", block.get("cidr") if isinstance(block, dict) else block)
+        cidr = _net4(
+            node, f"nodes.{node}.blocks[{index}].cidr", block.get("cidr") if isinstance(block, dict) else block
+        )
         if not any(cidr.subnet_of(p["cidr"]) for p in pools.values()):
             raise _err(node, f"nodes.{node}.blocks[{index}].cidr", str(cidr), "outside every pool")
         own_blocks.append(cidr)
@@ -239,24 +254,26 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
             kind, rr_client = "mesh", False
         else:
             continue
-        peers.append({
-            "name": f"{'Mesh' if kind == 'mesh' else 'RR'}_{proto_suffix(other_ip)}",
-            "kind": kind,
-            "node": other,
-            "address": str(other_ip),
-            "_address": other_ip,
-            "as": other_as,
-            "password": mesh_password,
-            "ttl_security": False,
-            # eBGP between nodes (per-node AS) may cross subnets: allow it, as Calico's mesh does.
-            "multihop": 255 if other_as != my_as else None,
-            "keep_next_hop": False,
-            "port": 179,
-            # One active side per pair: towards a greater address we listen, it connects.
-            "passive": other_ip > my_ip,
-            "import_default_route": False,
-            "rr_client": rr_client,
-        })
+        peers.append(
+            {
+                "name": f"{'Mesh' if kind == 'mesh' else 'RR'}_{proto_suffix(other_ip)}",
+                "kind": kind,
+                "node": other,
+                "address": str(other_ip),
+                "_address": other_ip,
+                "as": other_as,
+                "password": mesh_password,
+                "ttl_security": False,
+                # eBGP between nodes (per-node AS) may cross subnets: allow it, as Calico's mesh does.
+                "multihop": 255 if other_as != my_as else None,
+                "keep_next_hop": False,
+                "port": 179,
+                # One active side per pair: towards a greater address we listen, it connects.
+                "passive": other_ip > my_ip,
+                "import_default_route": False,
+                "rr_client": rr_client,
+            }
+        )
 
     node_ips = {p["_address"] for p in peers}
     external = [("Global", "calico_bgp_peers", i, p) for i, p in enumerate(settings.get("peers") or [])]
@@ -308,8 +325,9 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
         "ipip_always_pools": cidrs(lambda p: p["ipip_mode"] == "Always"),
         "ipip_cross_subnet_pools": cidrs(lambda p: p["ipip_mode"] == "CrossSubnet"),
         "vxlan_pools": cidrs(lambda p: p["vxlan_mode"] != "Never"),
-        "import_default_route": _bool(node, "calico_bgp_import_default_route",
-                                      settings.get("import_default_route", False)),
+        "import_default_route": _bool(
+            node, "calico_bgp_import_default_route", settings.get("import_default_route", False)
+        ),
         "tunnel_device": IPIP_DEVICE,
         "workload_interfaces": VETH_PREFIX + "*",
         "peers": peers,

@@ -99,22 +99,30 @@ def problems(protocols: list[dict], md5: dict[str, int]) -> list[str]:
         if protocol.get("proto") != "BGP" or protocol.get("established"):
             continue
         state = protocol.get("bgp_state") or protocol.get("state") or "unknown"
-        text = (f"BGP session {protocol['name']} to {protocol.get('neighbor_address', '?')} "
-                f"(AS {protocol.get('neighbor_as', '?')}) is {state}, not Established")
+        text = (
+            f"BGP session {protocol['name']} to {protocol.get('neighbor_address', '?')} "
+            f"(AS {protocol.get('neighbor_as', '?')}) is {state}, not Established"
+        )
         if protocol.get("last_error"):
             text += f"; last error: {protocol['last_error']}"
         if protocol.get("state") == "down":
             text += "; the protocol is disabled or shut down"
         elif state in ("Connect", "Active", "Idle"):
             if md5["failure"]:
-                text += (f"; TCP-MD5 signatures failed {md5['failure']} times on this host "
-                         "(TcpExtTCPMD5Failure): the passwords of the two ends differ")
+                text += (
+                    f"; TCP-MD5 signatures failed {md5['failure']} times on this host "
+                    "(TcpExtTCPMD5Failure): the passwords of the two ends differ"
+                )
             elif md5["not_found"]:
-                text += (f"; {md5['not_found']} segments without TCP-MD5 signature were dropped "
-                         "(TcpExtTCPMD5NotFound): this end has a password, the peer none")
+                text += (
+                    f"; {md5['not_found']} segments without TCP-MD5 signature were dropped "
+                    "(TcpExtTCPMD5NotFound): this end has a password, the peer none"
+                )
             elif md5["unexpected"]:
-                text += (f"; {md5['unexpected']} segments with an unexpected TCP-MD5 signature were dropped "
-                         "(TcpExtTCPMD5Unexpected): the peer has a password, this end none")
+                text += (
+                    f"; {md5['unexpected']} segments with an unexpected TCP-MD5 signature were dropped "
+                    "(TcpExtTCPMD5Unexpected): the peer has a password, this end none"
+                )
             else:
                 text += "; no TCP connection: is the peer up, reachable, configured for this address?"
         found.append(text)

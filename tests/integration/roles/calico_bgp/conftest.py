@@ -118,8 +118,15 @@ def ipam_result(nodes: dict, pools: dict) -> dict:
     for name, node in nodes.items():
         iface = ipaddress.IPv4Interface(node["ip"])
         workloads = [
-            {"id": f"default.w{i}", "name": f"w{i}", "namespace": "default", "pool": pool, "ip": ip,
-             "block": block, "borrowed": True}
+            {
+                "id": f"default.w{i}",
+                "name": f"w{i}",
+                "namespace": "default",
+                "pool": pool,
+                "ip": ip,
+                "block": block,
+                "borrowed": True,
+            }
             for i, (ip, block, pool) in enumerate(node.get("borrowed", []))
         ]
         result["nodes"][name] = {
@@ -132,11 +139,17 @@ def ipam_result(nodes: dict, pools: dict) -> dict:
         }
     for name, pool in pools.items():
         result["pools"][name] = {
-            "cidr": pool["cidr"], "block_size": 26,
-            "ipip_mode": pool.get("ipip_mode", "Never"), "vxlan_mode": pool.get("vxlan_mode", "Never"),
-            "nat_outgoing": False, "disabled": False,
+            "cidr": pool["cidr"],
+            "block_size": 26,
+            "ipip_mode": pool.get("ipip_mode", "Never"),
+            "vxlan_mode": pool.get("vxlan_mode", "Never"),
+            "nat_outgoing": False,
+            "disabled": False,
             "disable_bgp_export": pool.get("disable_bgp_export", False),
-            "namespaces": [], "blocks": 0, "allocated": 0, "capacity": 65536,
+            "namespaces": [],
+            "blocks": 0,
+            "allocated": 0,
+            "capacity": 65536,
         }
     return result
 
@@ -182,8 +195,7 @@ class Fabric:
         self.sh(self.router, "ip", "addr", "add", gateway, "dev", f"br-{name}")
         self.sh(self.router, "ip", "link", "set", f"br-{name}", "up")
 
-    def add_host(self, short: str, address: str, subnet: str, gateway: str | None = None,
-                 tunl0: bool = True) -> str:
+    def add_host(self, short: str, address: str, subnet: str, gateway: str | None = None, tunl0: bool = True) -> str:
         """A namespace with eth0 (address a.b.c.d/len) on subnet, a default route, a stand-in tunl0."""
         ns = self.add_namespace(short)
         port = f"v-{short}"
@@ -254,8 +266,11 @@ class Fabric:
         """BGP protocol -> (BGP state, since) from birdc show protocols all (the module's parser)."""
         from ansible_collections.l3.calico.plugins.module_utils.bird_status import parse_protocols
 
-        return {p["name"]: (p.get("bgp_state", p["state"]), p["since"])
-                for p in parse_protocols(self.birdc(node, "show", "protocols", "all")) if p["proto"] == "BGP"}
+        return {
+            p["name"]: (p.get("bgp_state", p["state"]), p["since"])
+            for p in parse_protocols(self.birdc(node, "show", "protocols", "all"))
+            if p["proto"] == "BGP"
+        }
 
     def established(self, node: str) -> bool:
         sessions = self.sessions(node)
@@ -267,8 +282,14 @@ class Fabric:
         return [" ".join(line.split()) for line in out.splitlines()]
 
     # -- Ansible ----------------------------------------------------------------------------------
-    def inventory(self, ipam: dict, group_vars: dict | None = None, host_vars: dict | None = None,
-                  route_reflectors: list[str] | None = None, raw_group_vars: str = "") -> Path:
+    def inventory(
+        self,
+        ipam: dict,
+        group_vars: dict | None = None,
+        host_vars: dict | None = None,
+        route_reflectors: list[str] | None = None,
+        raw_group_vars: str = "",
+    ) -> Path:
         hosts = {}
         for name, node in self.nodes.items():
             hosts[name] = {
@@ -278,10 +299,16 @@ class Fabric:
                 **{k: v for k, v in node.items() if k.startswith("calico_bgp_")},
                 **((host_vars or {}).get(name, {})),
             }
-        inventory = {"all": {"children": {"calico_nodes": {
-            "hosts": hosts,
-            "vars": {"calico_ipam_result": ipam, **FAST, **(group_vars or {})},
-        }}}}
+        inventory = {
+            "all": {
+                "children": {
+                    "calico_nodes": {
+                        "hosts": hosts,
+                        "vars": {"calico_ipam_result": ipam, **FAST, **(group_vars or {})},
+                    }
+                }
+            }
+        }
         if route_reflectors:
             inventory["all"]["children"]["calico_route_reflectors"] = {"hosts": {n: {} for n in route_reflectors}}
         path = self.work / "inventory"
@@ -297,7 +324,11 @@ class Fabric:
         self.vault_password_file.write_text("l3tbgp-test-vault\n")
         proc = subprocess.run(
             [str(ROOT / ".venv" / "bin" / "ansible-vault"), "encrypt_string", "--name", name, secret],
-            capture_output=True, text=True, check=True, timeout=60, env=self._env(),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+            env=self._env(),
         )
         return proc.stdout
 
@@ -308,15 +339,17 @@ class Fabric:
     def _env(self) -> dict:
         env = dict(os.environ)
         venv = ROOT / ".venv" / "bin"
-        env.update({
-            "PATH": f"{venv}:{env.get('PATH', '')}",
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_STDOUT_CALLBACK": "test_json",
-            "ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).with_name("callback_plugins")),
-            "ANSIBLE_LOCAL_TEMP": str(self.work / ".ansible-tmp"),
-            "ANSIBLE_HOME": str(self.work / ".ansible"),
-            "ANSIBLE_FORCE_COLOR": "0",
-        })
+        env.update(
+            {
+                "PATH": f"{venv}:{env.get('PATH', '')}",
+                "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+                "ANSIBLE_STDOUT_CALLBACK": "test_json",
+                "ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).with_name("callback_plugins")),
+                "ANSIBLE_LOCAL_TEMP": str(self.work / ".ansible-tmp"),
+                "ANSIBLE_HOME": str(self.work / ".ansible"),
+                "ANSIBLE_FORCE_COLOR": "0",
+            }
+        )
         if self.vault_password_file.exists():
             env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(self.vault_password_file)
         return env
@@ -326,7 +359,11 @@ class Fabric:
         env = self._env()
         proc = subprocess.run(
             ["ansible-playbook", "-i", str(inventory / "hosts.yml"), str(PLAYBOOK), *args],
-            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=300,
         )
         try:
             result = json.loads(proc.stdout)
@@ -335,7 +372,9 @@ class Fabric:
         result["rc"] = proc.returncode
         result["stderr"] = proc.stderr
         if check and proc.returncode != 0:
-            raise AssertionError(f"ansible-playbook failed rc={proc.returncode}: {failures(result)}\n{proc.stderr[-2000:]}")
+            raise AssertionError(
+                f"ansible-playbook failed rc={proc.returncode}: {failures(result)}\n{proc.stderr[-2000:]}"
+            )
         return result
 
     # -- cleanup ----------------------------------------------------------------------------------
@@ -414,5 +453,11 @@ def bgp():
     """The helpers of this conftest (pytest's importlib mode cannot import conftest by name)."""
     import types
 
-    return types.SimpleNamespace(ipam_result=ipam_result, wait_for=wait_for, failures=failures,
-                                 task_results=task_results, task_time=task_time, Watch=Watch)
+    return types.SimpleNamespace(
+        ipam_result=ipam_result,
+        wait_for=wait_for,
+        failures=failures,
+        task_results=task_results,
+        task_time=task_time,
+        Watch=Watch,
+    )

@@ -23,8 +23,11 @@ POOLS = {
 NODES = {
     "n1": {"ip": "192.168.100.11/24", "blocks": [("172.17.0.0/26", "default"), ("172.18.0.0/26", "blue-vxlan")]},
     "n2": {"ip": "192.168.100.12/24", "blocks": [("172.17.0.64/26", "default"), ("172.19.0.0/26", "private")]},
-    "n3": {"ip": "192.168.100.13/24", "blocks": [("172.17.0.128/26", "default")],
-           "borrowed": [("172.17.0.5", "172.17.0.0/26", "default")]},
+    "n3": {
+        "ip": "192.168.100.13/24",
+        "blocks": [("172.17.0.128/26", "default")],
+        "borrowed": [("172.17.0.5", "172.17.0.0/26", "default")],
+    },
 }
 BORROWED = "172.17.0.5"
 
@@ -45,8 +48,10 @@ def mesh(fabric_factory, bgp):
     established = watch.wait(30)
     start_task = "Start BIRD under its supervisor unless it runs"
     last_start = max(bgp.task_time(fabric.first, n, start_task) for n in NODES)
-    print(f"\nfirst run of the role: {converge:.1f} s; every session Established "
-          f"{(established - last_start).total_seconds():.2f} s after the last BIRD started")
+    print(
+        f"\nfirst run of the role: {converge:.1f} s; every session Established "
+        f"{(established - last_start).total_seconds():.2f} s after the last BIRD started"
+    )
     return fabric
 
 
@@ -62,21 +67,28 @@ def test_mesh_kernel_routes(mesh, bgp):
     """Others' blocks proto bird straight out eth0 (same subnet), own blocks blackholed, a borrowed
     /32 routed to the node that hosts it, VXLAN blocks left to the data plane, private pools kept."""
     expected = {
-        "n1": ["blackhole 172.17.0.0/26 proto bird", "blackhole 172.18.0.0/26 proto bird",
-               "172.17.0.64/26 via 192.168.100.12 dev eth0 proto bird",
-               "172.17.0.128/26 via 192.168.100.13 dev eth0 proto bird",
-               f"{BORROWED} via 192.168.100.13 dev eth0 proto bird"],
-        "n2": ["blackhole 172.17.0.64/26 proto bird", "blackhole 172.19.0.0/26 proto bird",
-               "172.17.0.0/26 via 192.168.100.11 dev eth0 proto bird",
-               "172.17.0.128/26 via 192.168.100.13 dev eth0 proto bird",
-               f"{BORROWED} via 192.168.100.13 dev eth0 proto bird"],
-        "n3": ["blackhole 172.17.0.128/26 proto bird",
-               "172.17.0.0/26 via 192.168.100.11 dev eth0 proto bird",
-               "172.17.0.64/26 via 192.168.100.12 dev eth0 proto bird"],
+        "n1": [
+            "blackhole 172.17.0.0/26 proto bird",
+            "blackhole 172.18.0.0/26 proto bird",
+            "172.17.0.64/26 via 192.168.100.12 dev eth0 proto bird",
+            "172.17.0.128/26 via 192.168.100.13 dev eth0 proto bird",
+            f"{BORROWED} via 192.168.100.13 dev eth0 proto bird",
+        ],
+        "n2": [
+            "blackhole 172.17.0.64/26 proto bird",
+            "blackhole 172.19.0.0/26 proto bird",
+            "172.17.0.0/26 via 192.168.100.11 dev eth0 proto bird",
+            "172.17.0.128/26 via 192.168.100.13 dev eth0 proto bird",
+            f"{BORROWED} via 192.168.100.13 dev eth0 proto bird",
+        ],
+        "n3": [
+            "blackhole 172.17.0.128/26 proto bird",
+            "172.17.0.0/26 via 192.168.100.11 dev eth0 proto bird",
+            "172.17.0.64/26 via 192.168.100.12 dev eth0 proto bird",
+        ],
     }
     for node, lines in expected.items():
-        bgp.wait_for(lambda: set(lines) <= set(mesh.routes(node)),
-                     10, what=f"{node}: {lines} in {mesh.routes(node)}")
+        bgp.wait_for(lambda: set(lines) <= set(mesh.routes(node)), 10, what=f"{node}: {lines} in {mesh.routes(node)}")
         routes = " | ".join(mesh.routes(node))
         # Nothing of the private pool (disable_bgp_export) leaves n2; the VXLAN block of n1 is
         # in BIRD's table elsewhere but not programmed (the data plane owns VXLAN routes).
@@ -123,8 +135,10 @@ def test_filter_change_keeps_sessions(mesh, bgp):
     assert "blackhole 172.17.0.0/26 proto bird" in mesh.routes("n1")
     after = {node: mesh.sessions(node) for node in NODES}
     assert after == before, "a filter change restarted BGP sessions"
-    print(f"\nfilter change: the tunnel route was in the kernel {(landed - configured).total_seconds():.2f} s "
-          "after birdc configure started; no session restarted")
+    print(
+        f"\nfilter change: the tunnel route was in the kernel {(landed - configured).total_seconds():.2f} s "
+        "after birdc configure started; no session restarted"
+    )
 
 
 def test_bad_value_is_refused_by_bird_and_the_running_config_stays(mesh, bgp):
@@ -165,11 +179,15 @@ def test_rogue_peer_reaches_nothing(mesh, bgp):
     inside the exportable pools."""
     mesh.add_host("rg", "192.168.100.50/24", "a", tunl0=False)
     rogue = mesh.start_bird("rg", ROGUE_BIRD)
-    mesh.inv = mesh.inventory(mesh.ipam, host_vars={"n1": {"calico_bgp_node_peers": [
-        {"address": "192.168.100.50", "as": 65099}]}})
+    mesh.inv = mesh.inventory(
+        mesh.ipam, host_vars={"n1": {"calico_bgp_node_peers": [{"address": "192.168.100.50", "as": 65099}]}}
+    )
     mesh.converge(mesh.inv, "--limit", "n1")  # only n1 peers with it
-    bgp.wait_for(lambda: mesh.sessions("n1").get("Node_192_168_100_50", ("",))[0] == "Established", 15,
-                 what="the session to the rogue peer")
+    bgp.wait_for(
+        lambda: mesh.sessions("n1").get("Node_192_168_100_50", ("",))[0] == "Established",
+        15,
+        what="the session to the rogue peer",
+    )
 
     def import_updates():
         from ansible_collections.l3.calico.plugins.module_utils.bird_status import parse_protocols
@@ -177,8 +195,11 @@ def test_rogue_peer_reaches_nothing(mesh, bgp):
         protocols = {p["name"]: p for p in parse_protocols(mesh.birdc("n1", "show", "protocols", "all"))}
         return protocols["Node_192_168_100_50"]["channels"]["ipv4"]["import_updates"]
 
-    updates = bgp.wait_for(lambda: import_updates().get("received", 0) >= 2 and import_updates(), 10,
-                           what="the rogue routes received by n1")
+    updates = bgp.wait_for(
+        lambda: import_updates().get("received", 0) >= 2 and import_updates(),
+        10,
+        what="the rogue routes received by n1",
+    )
     assert updates["filtered"] == 2 and updates["accepted"] == 0, updates
     time.sleep(2)  # two kernel scan periods: anything accepted would be in the kernels by now
     for node in NODES:
@@ -214,8 +235,13 @@ def test_md5_mismatch_detected_by_verify(mesh, bgp):
     mesh.inv = mesh.inventory(
         mesh.ipam,
         group_vars={"calico_bgp_verify": True, "calico_bgp_verify_timeout": 6},
-        host_vars={"n2": {"calico_bgp_node_peers": [
-            {"address": "192.168.100.51", "as": 65098, "password": "{{ vault_md5_peer_password }}"}]}},
+        host_vars={
+            "n2": {
+                "calico_bgp_node_peers": [
+                    {"address": "192.168.100.51", "as": 65098, "password": "{{ vault_md5_peer_password }}"}
+                ]
+            }
+        },
         raw_group_vars=vaulted,
     )
     result = mesh.converge(mesh.inv, check=False)
@@ -235,8 +261,11 @@ def test_md5_mismatch_detected_by_verify(mesh, bgp):
 
     peer["conf"].write_text(MD5_BIRD % "right-key")
     mesh.sh(peer["ns"], "birdc", "-s", peer["sock"], "configure")
-    bgp.wait_for(lambda: mesh.sessions("n2")["Node_192_168_100_51"][0] == "Established", 15,
-                 what="the session once both ends have the same key")
+    bgp.wait_for(
+        lambda: mesh.sessions("n2")["Node_192_168_100_51"][0] == "Established",
+        15,
+        what="the session once both ends have the same key",
+    )
 
 
 def test_supervisor_restarts_bird_and_stops_by_pid(mesh, bgp):
@@ -248,8 +277,9 @@ def test_supervisor_restarts_bird_and_stops_by_pid(mesh, bgp):
     n3 = mesh.nodes["n3"]
     old = int(Path(n3["calico_bgp_pid_file"]).read_text())
     os.kill(old, signal.SIGKILL)
-    bgp.wait_for(lambda: Path(n3["calico_bgp_pid_file"]).read_text().strip() not in ("", str(old)), 15,
-                 what="a new BIRD pid")
+    bgp.wait_for(
+        lambda: Path(n3["calico_bgp_pid_file"]).read_text().strip() not in ("", str(old)), 15, what="a new BIRD pid"
+    )
     bgp.wait_for(lambda: mesh.established("n3"), 20, what="the sessions of the restarted BIRD")
     service = str(mesh.work / "calico-bird-service")
     supervisor = int(Path(n3["calico_bgp_supervisor_pid_file"]).read_text())

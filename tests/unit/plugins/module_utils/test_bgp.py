@@ -20,19 +20,26 @@ def ipam(nodes: dict, pools: dict | None = None) -> dict:
     pools = pools or {"default": {"cidr": "172.17.0.0/16", "ipip_mode": "CrossSubnet", "vxlan_mode": "Never"}}
     return {
         "nodes": {
-            name: {"ip": ip.split("/")[0], "network": str(ipaddress.IPv4Interface(ip).network),
-                   "blocks": [{"cidr": b, "pool": "default"} for b in blocks], "workloads": [], "borrowed": []}
+            name: {
+                "ip": ip.split("/")[0],
+                "network": str(ipaddress.IPv4Interface(ip).network),
+                "blocks": [{"cidr": b, "pool": "default"} for b in blocks],
+                "workloads": [],
+                "borrowed": [],
+            }
             for name, (ip, blocks) in nodes.items()
         },
         "pools": pools,
     }
 
 
-THREE = ipam({
-    "a": ("192.168.100.9/24", ["172.17.0.0/26"]),
-    "b": ("192.168.100.10/24", ["172.17.0.64/26"]),
-    "c": ("192.168.200.1/24", ["172.17.0.128/26", "172.17.0.192/32"]),
-})
+THREE = ipam(
+    {
+        "a": ("192.168.100.9/24", ["172.17.0.0/26"]),
+        "b": ("192.168.100.10/24", ["172.17.0.64/26"]),
+        "c": ("192.168.200.1/24", ["172.17.0.128/26", "172.17.0.192/32"]),
+    }
+)
 
 
 def peers(config: dict) -> dict:
@@ -65,12 +72,16 @@ def test_route_reflector_clients_and_mesh():
     rr = {"b": "1.1.1.1"}
     on_rr = node_config(THREE, "b", {"route_reflectors": rr})
     assert {p["address"]: (p["kind"], p["rr_client"]) for p in on_rr["peers"]} == {
-        "192.168.100.9": ("rr", True), "192.168.200.1": ("rr", True)}
+        "192.168.100.9": ("rr", True),
+        "192.168.200.1": ("rr", True),
+    }
     assert on_rr["route_reflector_cluster_id"] == "1.1.1.1"
     # A client keeps the mesh with the other clients (mesh on) but never meshes with the reflector.
     client = node_config(THREE, "a", {"route_reflectors": rr})
     assert {p["address"]: (p["kind"], p["rr_client"]) for p in client["peers"]} == {
-        "192.168.100.10": ("rr", False), "192.168.200.1": ("mesh", False)}
+        "192.168.100.10": ("rr", False),
+        "192.168.200.1": ("mesh", False),
+    }
     client_no_mesh = node_config(THREE, "a", {"route_reflectors": rr, "node_mesh": False})
     assert [p["address"] for p in client_no_mesh["peers"]] == ["192.168.100.10"]
 
@@ -91,12 +102,24 @@ def test_reflector_client_only_within_the_same_as():
 
 
 def test_external_peers_global_and_per_node_with_password_sources():
-    config = node_config(THREE, "a", {
-        "mesh_password": "mesh-key",
-        "peers": [{"address": "10.0.0.1", "as": 65000, "password": "tor-key", "ttl_security": True, "multihop": 2}],
-        "node_peers": [{"address": "10.0.0.2", "as": 65001, "keep_next_hop": True, "port": 1179,
-                        "import_default_route": True, "name": "tor_b"}],
-    })
+    config = node_config(
+        THREE,
+        "a",
+        {
+            "mesh_password": "mesh-key",
+            "peers": [{"address": "10.0.0.1", "as": 65000, "password": "tor-key", "ttl_security": True, "multihop": 2}],
+            "node_peers": [
+                {
+                    "address": "10.0.0.2",
+                    "as": 65001,
+                    "keep_next_hop": True,
+                    "port": 1179,
+                    "import_default_route": True,
+                    "name": "tor_b",
+                }
+            ],
+        },
+    )
     by_name = {p["name"]: p for p in config["peers"]}
     assert by_name["Global_10_0_0_1"]["password_symbol"] == "CALICO_PW_GLOBAL_10_0_0_1"
     assert by_name["Global_10_0_0_1"]["ttl_security"] is True and by_name["Global_10_0_0_1"]["multihop"] == 2
@@ -143,18 +166,24 @@ def test_router_id_modes():
     assert node_config(THREE, "a", {"router_id": "10.9.9.9"})["router_id"] == "10.9.9.9"
 
 
-@pytest.mark.parametrize("settings, match", [
-    ({"as": 0}, r"host a: calico_bgp_as=0: must be an integer in 1\.\.4294967295"),
-    ({"as": True}, r"host a: calico_bgp_as=True"),
-    ({"router_id": "fast"}, r"host a: calico_bgp_router_id='fast': not an IPv4 address"),
-    ({"node_mesh": "yes"}, r"host a: calico_bgp_node_mesh='yes': must be a boolean"),
-    ({"route_reflectors": {"b": ""}}, r"host b: calico_bgp_rr_cluster_id='': a route reflector needs a cluster id"),
-    ({"route_reflectors": {"zz": "1.1.1.1"}}, r"host zz: calico_route_reflectors"),
-    ({"peers": [{"address": "10.0.0.1"}]}, r"host a: calico_bgp_peers\[0\]\.as=None"),
-    ({"peers": [{"address": "10.0.0.1", "as": 1, "colour": "red"}]}, r"unknown keys"),
-    ({"node_peers": [{"address": "192.168.100.10", "as": 1}]}, r"calico_bgp_node_peers\[0\]\.address='192.168.100.10': already a peer"),
-    ({"peers": [{"address": "10.0.0.1", "as": 1, "multihop": 256}]}, r"multihop=256"),
-])
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        ({"as": 0}, r"host a: calico_bgp_as=0: must be an integer in 1\.\.4294967295"),
+        ({"as": True}, r"host a: calico_bgp_as=True"),
+        ({"router_id": "fast"}, r"host a: calico_bgp_router_id='fast': not an IPv4 address"),
+        ({"node_mesh": "yes"}, r"host a: calico_bgp_node_mesh='yes': must be a boolean"),
+        ({"route_reflectors": {"b": ""}}, r"host b: calico_bgp_rr_cluster_id='': a route reflector needs a cluster id"),
+        ({"route_reflectors": {"zz": "1.1.1.1"}}, r"host zz: calico_route_reflectors"),
+        ({"peers": [{"address": "10.0.0.1"}]}, r"host a: calico_bgp_peers\[0\]\.as=None"),
+        ({"peers": [{"address": "10.0.0.1", "as": 1, "colour": "red"}]}, r"unknown keys"),
+        (
+            {"node_peers": [{"address": "192.168.100.10", "as": 1}]},
+            r"calico_bgp_node_peers\[0\]\.address='192.168.100.10': already a peer",
+        ),
+        ({"peers": [{"address": "10.0.0.1", "as": 1, "multihop": 256}]}, r"multihop=256"),
+    ],
+)
 def test_bad_input_names_host_field_and_value(settings, match):
     with pytest.raises(BgpConfigError, match=match):
         node_config(THREE, "a", settings)
@@ -184,6 +213,7 @@ except ImportError:  # pragma: no cover
     given = None
 
 if given is not None:
+
     @settings(max_examples=60, deadline=None)
     @given(
         addresses=st.sets(st.integers(min_value=0x0A000001, max_value=0x0A0000FE), min_size=2, max_size=7),

@@ -73,8 +73,13 @@ IpExt: 0
 
 def test_parse_protocols():
     protocols = {p["name"]: p for p in parse_protocols(SHOW_PROTOCOLS_ALL)}
-    assert list(protocols) == ["device1", "calico_blocks", "Mesh_192_168_100_12", "Node_192_168_100_51",
-                               "Global_10_0_0_1"]
+    assert list(protocols) == [
+        "device1",
+        "calico_blocks",
+        "Mesh_192_168_100_12",
+        "Node_192_168_100_51",
+        "Global_10_0_0_1",
+    ]
     mesh = protocols["Mesh_192_168_100_12"]
     assert mesh["established"] and mesh["since"] == "2026-11-25 16:28:34" and mesh["info"] == "Established"
     assert mesh["neighbor_address"] == "192.168.100.12" and mesh["neighbor_as"] == "64512"
