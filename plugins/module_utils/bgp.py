@@ -34,7 +34,6 @@ AS_MAX = 4294967295
 PASSWORD_MAX = 80
 PASSWORD_RE = re.compile(r'^[^"\\\x00-\x1f\x7f]+$')
 PROTO_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-ROUTER_ID_MODES = ("address", "hash")
 
 
 class BgpConfigError(ValueError):
@@ -333,10 +332,3 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
         "peers": peers,
         "secrets": secrets,
     }
-
-
-def quote(text: str) -> str:
-    """A BIRD string literal (validated values only: no quote, backslash or control character)."""
-    if not PASSWORD_RE.match(text):
-        raise ValueError("cannot quote this value for BIRD")
-    return f'"{text}"'

@@ -212,6 +212,23 @@ def test_rogue_peer_reaches_nothing(mesh, bgp):
     assert {"172.17.0.0/26", "172.17.0.64/26", "172.17.0.128/26", "172.18.0.0/26", BORROWED + "/32"} == prefixes
 
 
+def test_default_route_only_where_asked(mesh, bgp):
+    """The same rogue peer, now allowed to send the default route (import_default_route): the
+    default reaches n1's kernel through it; 10.66.0.0/24 still does not."""
+    mesh.inv = mesh.inventory(
+        mesh.ipam,
+        host_vars={"n1": {"calico_bgp_node_peers": [{"address": "192.168.100.50", "as": 65099, "import_default_route": True}]}},
+    )
+    mesh.converge(mesh.inv, "--limit", "n1")
+    bgp.wait_for(
+        lambda: "default via 192.168.100.50 dev eth0 proto bird" in mesh.routes("n1"),
+        15,
+        what=f"the default route from the peer in {mesh.routes('n1')}",
+    )
+    assert not [r for r in mesh.routes("n1") if r.startswith("10.66.")]
+    assert not [r for r in mesh.routes("n2") if r.startswith("default")]
+
+
 MD5_BIRD = """
 router id 192.168.100.51;
 protocol device {}
@@ -288,3 +305,4 @@ def test_supervisor_restarts_bird_and_stops_by_pid(mesh, bgp):
     assert subprocess.run([service, "stop", n3["calico_bgp_supervisor_pid_file"]], timeout=30).returncode == 0
     assert not Path(f"/proc/{supervisor}").exists() and not Path(f"/proc/{bird}").exists()
     assert subprocess.run([service, "status", n3["calico_bgp_supervisor_pid_file"]], timeout=10).returncode == 1
+
