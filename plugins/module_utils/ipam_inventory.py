@@ -19,6 +19,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     format_cidr,
     int_to_ip,
     ip_to_int,
+    no_gc,
     parse_cidr,
     prefix_mask,
 )
@@ -405,6 +406,11 @@ def _check_request(desired, host, field, ip, address, namespace, pool_name, by_p
 
 def validate(pools=None, config=None, reservations=None, nodes=None, only_node=None) -> Desired:
     """Check the whole inventory; return the planner's input or raise :class:`ValidationError`."""
+    with no_gc():
+        return _validate(pools, config, reservations, nodes, only_node)
+
+
+def _validate(pools, config, reservations, nodes, only_node) -> Desired:
     pool_list = validate_pools(pools)
     cfg = validate_config(config)
     ranges = validate_reservations(reservations)

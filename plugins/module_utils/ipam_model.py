@@ -20,6 +20,8 @@ pool spec (dict)          ``/calico/resources/v3/projectcalico.org/ippools/<name
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import socket
 import struct
 import time
@@ -49,6 +51,20 @@ class ValidationError(IpamError):
 
 class StateError(IpamError):
     """A state that cannot be trusted (corrupt file, unknown format, broken object)."""
+
+
+
+@contextlib.contextmanager
+def no_gc():
+    """Pause the cyclic garbage collector: a plan creates millions of small acyclic objects, and the
+    collector's generation scans would otherwise make it quadratic. Reference counting still frees them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # --------------------------------------------------------------------------- IPv4 maths

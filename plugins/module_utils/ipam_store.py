@@ -14,7 +14,7 @@ The datastore interface (shared by the file store below and the etcd store)
     state.pools:       dict[str, dict]                   # pool name -> v3 IPPool spec (cidr, blockSize, ...)
 
 Whoever changes an object marks it with ``state.touch_block(cidr)``, ``touch_affinity((node, cidr))``,
-``touch_handle(hid)``, ``touch_pool(name)`` or ``touch_config()`` (the planner does). A key that is
+``touch_handle(hid)`` (or ``touch_handles(hids)``), ``touch_pool(name)`` or ``touch_config()`` (the planner does). A key that is
 touched and still in its dict is to be written (created or updated); a touched key that is no longer in
 its dict is to be deleted. ``state.changes()`` returns those dirty keys (:class:`Changes`), so a store
 writes only what changed; ``state.changed`` says whether there is anything at all. The first touch of a
@@ -59,6 +59,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     Handle,
     IpamConfig,
     StateError,
+    no_gc,
 )
 
 T = TypeVar("T")
@@ -105,6 +106,9 @@ class IpamState:
 
     def touch_handle(self, handle_id: str) -> None:
         self._changes.handles.add(handle_id)
+
+    def touch_handles(self, handle_ids) -> None:
+        self._changes.handles.update(handle_ids)
 
     def touch_pool(self, name: str) -> None:
         self._changes.pools.add(name)
@@ -187,7 +191,8 @@ class FileStore(Store):
         lock_fd = self._lock(exclusive=write)
         try:
             started = time.perf_counter()
-            state = self.load()
+            with no_gc():
+                state = self.load()
             self.last_load_seconds = time.perf_counter() - started
             result = plan_fn(state)
             if write and state.changed:
@@ -244,7 +249,8 @@ class FileStore(Store):
             raise StateError(f"{exc}; refusing to use or overwrite it") from None
 
     def write(self, state: IpamState) -> None:
-        doc = state.to_document()
+        with no_gc():
+            doc = state.to_document()
         # Readable for a lab, compact for a large site.
         text = json.dumps(doc, indent=1) if len(state.blocks) <= 512 else json.dumps(doc, separators=(",", ":"))
         directory = os.path.dirname(self.path)
