@@ -64,6 +64,9 @@ def no_gc():
         yield
     finally:
         if enabled:
+            # What survived is long-lived (the state): move it out of the collector's sight, or the
+            # first collection after this would scan all of it again.
+            gc.freeze()
             gc.enable()
 
 
@@ -295,8 +298,8 @@ class Handle:
 
     __slots__ = ("block", "deleted")
 
-    def __init__(self, block: dict[str, int] | None = None, deleted: bool = False):
-        self.block = {} if block is None else block
+    def __init__(self, block: dict[str, int], deleted: bool = False):
+        self.block = block
         self.deleted = deleted
 
     def to_json(self) -> dict:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import operator
 import random
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
@@ -53,6 +54,8 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
 from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamState
 
 TUNNEL_KINDS = ("ipip", "vxlan")
+_NODE = operator.itemgetter("node")
+_SECONDARY = operator.itemgetter("secondary")
 
 
 
@@ -220,7 +223,7 @@ class Planner:
         blocks = s.blocks
         block_pool = self.block_pool
         only = self.d.only_node
-        needs: list = []  # (node, workload or tunnel kind)
+        needs: dict = {}  # node name -> ([tunnel kind], [workload]) still without a valid address
         kept = 0
         release = self._release
         for node in self.d.nodes.values():
@@ -234,13 +237,23 @@ class Planner:
                 else:
                     if hid in handles:
                         release(hid)
-                    needs.append((node, kind))
+                    needs.setdefault(name, ([], []))[0].append(kind)
+            verified = self._verified(node)
+            if len(verified) == len(node.workloads):
+                kept += len(verified)
+                continue
             cache: dict = {}
+            missing = None
             for wl in node.workloads:
                 hid = wl.handle
+                if hid in verified:
+                    kept += 1
+                    continue
                 handle = handles.get(hid)
                 if handle is None:
-                    needs.append((node, wl))
+                    if missing is None:
+                        missing = needs.setdefault(name, ([], []))[1]
+                    missing.append(wl)
                     continue
                 # Inline fast path of _valid for the common case (one address, one block).
                 ok = False
@@ -261,7 +274,7 @@ class Planner:
                     kept += 1
                 else:
                     release(hid)
-                    needs.append((node, wl))
+                    needs.setdefault(name, ([], []))[1].append(wl)
         # Handles nobody wants any more (workloads or nodes removed, tunnels no longer needed).
         if len(handles) != kept:
             wanted = set()
@@ -273,6 +286,32 @@ class Planner:
                 if only is None or self._handle_node(hid) == only:
                     release(hid)
         return needs
+
+    def _verified(self, node: Node) -> set:
+        """Handle ids of ``node``'s workloads whose address is valid, checked group by group with set
+        operations over the node's own blocks (the common case; anything else takes the slow path)."""
+        own = self.node_blocks.get(node.name)
+        if not own or not node.groups:
+            return set()
+        blocks = self.s.blocks
+        clean = []
+        for cidr in own:
+            block = blocks[cidr]
+            try:
+                owners = set(map(_NODE, map(_SECONDARY, block.attributes)))
+            except (KeyError, TypeError):
+                continue
+            if owners <= {node.name}:
+                clean.append((self.block_pool[cidr], block.by_handle))
+        verified: set = set()
+        for (namespace, pool_name), hids in node.groups.items():
+            allowed = self.eligible(node, namespace, pool_name)
+            present: set = set()
+            for pool, by_handle in clean:
+                if pool in allowed:
+                    present.update(by_handle)
+            verified.update(present.intersection(hids))
+        return verified
 
     def _valid(self, hid: str, node: str, pools: list, want_ip: int | None) -> bool:
         handle = self.s.handles.get(hid)
@@ -358,24 +397,21 @@ class Planner:
             self._sorted_claimed.pop(pool.name, None)
 
     # ------------------------------------------------------------------ step 4
-    def _allocate(self, needs: list) -> None:
-        requested = [(n, w) for n, w in needs if not isinstance(w, str) and w.ip is not None]
-        requested.sort(key=lambda nw: nw[1].id)
-        for node, wl in requested:
-            self._assign_requested(node, wl)
-        auto: dict = {}
-        for node, what in needs:
-            if isinstance(what, str) or what.ip is None:
-                auto.setdefault(node.name, []).append(what)
-        for name in sorted(auto):
-            node = self.d.nodes[name]
-            items = auto[name]
-            for kind in TUNNEL_KINDS:
-                if kind in items:
-                    hid = naming.tunnel_handle_id(kind, name)
-                    self._assign_auto(node, self.eligible(node, None, None, kind),
-                                      [(hid, tunnel_attribute(hid, name, kind))], f"{kind} tunnel address", "calico_pools")
-            workloads = [w for w in items if not isinstance(w, str)]
+    def _allocate(self, needs: dict) -> None:
+        nodes = self.d.nodes
+        requested = [(wl.id, name, wl) for name, (_, wls) in needs.items() for wl in wls if wl.ip is not None]
+        requested.sort(key=_first)
+        for _, name, wl in requested:
+            self._assign_requested(nodes[name], wl)
+        for name in sorted(needs):
+            node = nodes[name]
+            tunnels, workloads = needs[name]
+            for kind in tunnels:
+                hid = naming.tunnel_handle_id(kind, name)
+                self._assign_auto(node, self.eligible(node, None, None, kind),
+                                  [(hid, tunnel_attribute(hid, name, kind))], f"{kind} tunnel address", "calico_pools")
+            if requested:
+                workloads = [wl for wl in workloads if wl.ip is None]
             workloads.sort(key=_by_id)
             groups: dict = {}
             for wl in workloads:
@@ -566,6 +602,10 @@ class Planner:
         self.node_blocks.setdefault(node, []).append(block.cidr)
         self.report.claimed.append((node, block.cidr))
         return block
+
+
+def _first(item):
+    return item[0]
 
 
 def _by_id(workload) -> str:
