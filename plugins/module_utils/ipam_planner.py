@@ -426,7 +426,7 @@ class Planner:
                 batch = [(wl.handle, {"handle_id": wl.handle,
                                       "secondary": {"node": name, "namespace": namespace, "workload": wl.name}})
                          for wl in group]
-                self._assign_auto(node, pools, batch, group[0].id, group[0].field)
+                self._assign_auto(node, pools, batch, group[0].id, group[0].field, group)
 
     def _assign_requested(self, node: Node, wl) -> None:
         s = self.s
@@ -447,14 +447,20 @@ class Planner:
         self._give(node.name, block, [ordinal],
                    [(wl.handle, workload_attribute(wl.handle, node.name, wl.namespace, wl.name))])
 
-    def _assign_auto(self, node: Node, pools: list, batch: list, what: str, field: str) -> None:
-        """Give each ``(handle id, attribute)`` of ``batch`` one address, block by block."""
+    def _assign_auto(self, node: Node, pools: list, batch: list, what: str, field: str, owners=None) -> None:
+        """Give each ``(handle id, attribute)`` of ``batch`` one address, block by block.
+
+        ``owners`` (the workloads of the batch, if any) name the first one left without an address."""
         name = node.name
+        total = len(batch)
         if not pools:
             raise ValidationError(name, field, what, "no enabled pool selects this node and may serve it")
         while batch:
             block = self._next_block(name, pools)
             if block is None:
+                if owners:
+                    first = owners[total - len(batch)]
+                    what, field = first.id, first.field
                 self._exhausted(name, pools, len(batch), what, field)
             ordinals = self._take(block, len(batch))
             if ordinals:
