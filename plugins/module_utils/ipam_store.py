@@ -197,6 +197,7 @@ class FileStore(Store):
             result = plan_fn(state)
             if write and state.changed:
                 started = time.perf_counter()
+                self._remove_stale_temporaries()
                 self.write(state)
                 self.last_write_seconds = time.perf_counter() - started
             return result
@@ -247,6 +248,17 @@ class FileStore(Store):
             return IpamState.from_document(doc, origin=f"state file {self.path}")
         except StateError as exc:
             raise StateError(f"{exc}; refusing to use or overwrite it") from None
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files a killed writer left behind (only the lock holder writes, so none is live)."""
+        directory, base = os.path.split(self.path)
+        prefix = "." + base + "."
+        for name in os.listdir(directory):
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(directory, name))
+                except FileNotFoundError:
+                    pass
 
     def write(self, state: IpamState) -> None:
         with no_gc():
