@@ -60,7 +60,7 @@ def pool_blocks(*args, **kwargs) -> list:
         pool = netaddr.IPNetwork(cidr)
     except (netaddr.AddrFormatError, ValueError, TypeError) as exc:
         raise AnsibleFilterError(f"pool_blocks: {cidr!r} is not a network: {exc}") from None
-    if pool.version != 4 or pool.cidr != pool:
+    if pool.version != 4 or pool.ip != pool.network:
         raise AnsibleFilterError(f"pool_blocks: {cidr!r} must be an IPv4 network without host bits (did you mean {pool.cidr}?)")
     if not 20 <= block_size <= 32 or block_size < pool.prefixlen:
         raise AnsibleFilterError(f"pool_blocks: block_size {block_size} must be 20..32 and at least /{pool.prefixlen}")

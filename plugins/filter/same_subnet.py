@@ -63,7 +63,7 @@ def same_subnet(*args, **kwargs) -> bool:
     except (netaddr.AddrFormatError, ValueError, TypeError) as exc:
         raise AnsibleFilterError(f"same_subnet: not an address: {exc}") from None
     if prefix is not None:
-        if not 0 <= prefix <= net.ip.max_prefixlen if hasattr(net.ip, "max_prefixlen") else 32:
+        if not 0 <= prefix <= (32 if net.version == 4 else 128):
             raise AnsibleFilterError(f"same_subnet: prefix {prefix} out of range")
         net = netaddr.IPNetwork(f"{net.ip}/{prefix}")
     if net.version != peer.version:
