@@ -368,6 +368,12 @@ class Planner:
                 # An empty block of a pool that can no longer serve this node goes back to the pool.
                 keep = pool is not None and not pool.disabled and pool.selects(nodes[node].labels)
             if keep:
+                if aff.state != "confirmed":
+                    # Finish a two-phase claim left half done (Calico: pending, then block, then confirmed).
+                    aff.state = "confirmed"
+                    s.touch_affinity((node, cidr))
+                    if cidr not in self.node_blocks.setdefault(node, []):
+                        self.node_blocks[node].append(cidr)
                 continue
             del s.affinities[(node, cidr)]
             s.touch_affinity((node, cidr))

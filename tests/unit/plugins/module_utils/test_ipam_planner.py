@@ -289,3 +289,16 @@ def test_plan_is_rerunnable_on_a_fresh_state():
             block.pop("sequenceNumber")
     assert d1 == d2
     assert s1.changes() == s2.changes()
+
+
+def test_pending_affinity_is_confirmed_or_dropped():
+    ipam = Ipam()
+    res = ipam.plan({"n1": ["a"]})
+    cidr = node_block(res, "n1")
+    ipam.state.affinities[("n1", cidr)].state = "pending"
+    ipam.state.affinities[("n1", "10.10.255.0/26")] = type(ipam.state.affinities[("n1", cidr)])("pending")
+    res = ipam.plan({"n1": ["a", "b"]})
+    assert res["problems"] == []
+    assert ipam.state.affinities[("n1", cidr)].state == "confirmed"
+    assert ("n1", "10.10.255.0/26") not in ipam.state.affinities  # no such block: a claim that never happened
+    assert node_block(res, "n1") == cidr and len(ipam.state.blocks) == 1
