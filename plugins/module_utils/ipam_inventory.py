@@ -331,7 +331,7 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
             field = f"calico_workloads[{i}]"
             if not isinstance(wl, dict):
                 _fail(host, field, wl, "a workload is a mapping with at least a name")
-            if len(wl) > 2 or not wl.keys() <= WORKLOAD_KEYS:
+            if not wl.keys() <= WORKLOAD_KEYS:
                 _dict(host, field, wl, WORKLOAD_KEYS)
             name = wl.get("name")
             if not isinstance(name, str) or not naming.LABEL_RE.match(name):
@@ -433,4 +433,4 @@ def _validate(pools, config, reservations, nodes, only_node) -> Desired:
     return Desired(pool_list, node_map, cfg, ranges, only_node, listed)
 
 
-__all__ = ["Desired", "Node", "Pool", "Workload", "validate", "refusal", "GROUP", "int_to_ip"]
+__all__ = ["Desired", "Node", "Pool", "Workload", "validate", "refusal", "GROUP"]

@@ -37,7 +37,6 @@ from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import GROUP, Desired, Node, Pool
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     AFFINITY_PREFIX,
-    TUNNEL_TYPES,
     Affinity,
     Block,
     Handle,
@@ -70,7 +69,7 @@ class Report:
     unclaimed: list = dataclasses.field(default_factory=list)  # (node, block cidr, deleted)
     deleted_blocks: list = dataclasses.field(default_factory=list)  # block cidrs
     config: bool = False
-    pools: list = dataclasses.field(default_factory=list)  # pool names recorded or forgotten
+    pools: list = dataclasses.field(default_factory=list)  # (pool name, "recorded" | "removed")
 
     def diff_lines(self) -> list:
         lines = []
@@ -87,6 +86,10 @@ class Report:
             lines.append(f"- block {cidr} affinity to {node}{' (block deleted)' if deleted else ' (block kept: in use)'}")
         for cidr in self.deleted_blocks:
             lines.append(f"- block {cidr} (empty, no pool serves it)")
+        if self.config:
+            lines.append("~ IPAM config recorded")
+        for name, what in self.pools:
+            lines.append(f"~ pool {name} {what}")
         return lines
 
 
@@ -153,12 +156,12 @@ class Planner:
             if s.pools.get(name) != spec:
                 s.pools[name] = spec
                 s.touch_pool(name)
-                self.report.pools.append(name)
+                self.report.pools.append((name, "recorded"))
         if self.d.only_node is None:
             for name in [n for n in s.pools if n not in wanted]:
                 del s.pools[name]
                 s.touch_pool(name)
-                self.report.pools.append(name)
+                self.report.pools.append((name, "removed"))
 
     def _in_use_within(self, cidr, block_size) -> int:
         try:
@@ -635,4 +638,4 @@ def plan(desired: Desired, state: IpamState) -> Report:
     return Planner(desired, state).run()
 
 
-__all__ = ["plan", "Planner", "Report", "IpamError", "tunnel_kinds", "TUNNEL_TYPES"]
+__all__ = ["plan", "Planner", "Report", "IpamError", "tunnel_kinds", "TUNNEL_KINDS"]
