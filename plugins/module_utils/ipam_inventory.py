@@ -374,7 +374,9 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
     for host, node in out.items():
         for wl in node.workloads:
             if wl.pool is not None:
-                reason = refusal(by_pool[wl.pool], node, wl.namespace, listed)
+                # A disabled pool still keeps the addresses it has (the planner checks that): naming it
+                # is fine, only a new address from it is refused.
+                reason = refusal(by_pool[wl.pool], node, wl.namespace, listed, allow_disabled=True)
                 if reason:
                     _fail(host, f"{wl.field}.pool", wl.pool, reason)
             if wl.ip is not None:
@@ -385,12 +387,12 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
     return dict(sorted(out.items()))
 
 
-def refusal(pool: Pool, node: Node, namespace: str, listed: frozenset) -> str | None:
+def refusal(pool: Pool, node: Node, namespace: str, listed: frozenset, allow_disabled: bool = False) -> str | None:
     """Why ``pool`` may not serve a workload of ``namespace`` on ``node`` (None: it may).
 
     ``listed`` holds the namespaces some pool lists: such a namespace takes only from those pools.
     """
-    if pool.disabled:
+    if pool.disabled and not allow_disabled:
         return f"pool {pool.name} is disabled"
     if not pool.selects(node.labels):
         return f"pool {pool.name}'s node_selector {pool.node_selector!r} does not select this node"

@@ -190,15 +190,21 @@ class Planner:
                 self.node_blocks.setdefault(node, []).append(cidr)
         self._sorted_claimed: dict = {}
 
-    def eligible(self, node: Node, namespace: str | None, pool_name: str | None, kind: str | None = None) -> list:
-        """Pools that may serve a workload (namespace, pool) or a tunnel (kind) on ``node``, in order."""
-        key = (node.name, namespace, pool_name, kind)
+    def eligible(self, node: Node, namespace: str | None, pool_name: str | None, kind: str | None = None,
+                 keep: bool = False) -> list:
+        """Pools that may serve a workload (namespace, pool) or a tunnel (kind) on ``node``, in order.
+
+        With ``keep``, the pools in which an existing workload address may stay: a disabled pool hands
+        out no new address but keeps the ones it has (as in Calico). Tunnel addresses always follow the
+        enabled pools (calico-node re-assigns a tunnel address whose pool is no longer eligible).
+        """
+        key = (node.name, namespace, pool_name, kind, keep)
         pools = self._eligible_cache.get(key)
         if pools is None:
             pools = []
             listed = self.d.listed_namespaces
             for pool in self.pools:
-                if pool.disabled or not pool.selects(node.labels):
+                if (pool.disabled and not (keep and kind is None)) or not pool.selects(node.labels):
                     continue
                 if kind is not None:
                     if kind in tunnel_kinds(pool):
@@ -269,7 +275,7 @@ class Planner:
                                 key = (wl.namespace, wl.pool)
                                 allowed = cache.get(key)
                                 if allowed is None:
-                                    allowed = cache[key] = frozenset(self.eligible(node, wl.namespace, wl.pool))
+                                    allowed = cache[key] = frozenset(self.eligible(node, wl.namespace, wl.pool, keep=True))
                                 ok = (block_pool.get(cidr) in allowed
                                       and block.attributes[block.allocations[ordinal]]["secondary"].get("node") == name
                                       and (wl.ip is None or wl.ip == block.base + ordinal))
@@ -308,7 +314,7 @@ class Planner:
                 clean.append((self.block_pool[cidr], block.by_handle))
         verified: set = set()
         for (namespace, pool_name), hids in node.groups.items():
-            allowed = self.eligible(node, namespace, pool_name)
+            allowed = self.eligible(node, namespace, pool_name, keep=True)
             present: set = set()
             for pool, by_handle in clean:
                 if pool in allowed:

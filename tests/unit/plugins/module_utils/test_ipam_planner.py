@@ -302,3 +302,19 @@ def test_pending_affinity_is_confirmed_or_dropped():
     assert ipam.state.affinities[("n1", cidr)].state == "confirmed"
     assert ("n1", "10.10.255.0/26") not in ipam.state.affinities  # no such block: a claim that never happened
     assert node_block(res, "n1") == cidr and len(ipam.state.blocks) == 1
+
+
+def test_disabled_pool_keeps_its_addresses_but_hands_out_no_new_one():
+    pools = [{"name": "old", "cidr": "10.1.0.0/16"}, {"name": "new", "cidr": "10.2.0.0/16"}]
+    ipam = Ipam(pools=pools)
+    before = addresses(ipam.plan({"n1": ["a"]}))
+    assert before["default.a"].startswith("10.1.")
+    ipam.pools = [dict(pools[0], disabled=True), pools[1]]
+    res = ipam.plan({"n1": ["a", "b"]})
+    after = addresses(res)
+    assert after["default.a"] == before["default.a"]  # kept, as in Calico
+    assert after["default.b"].startswith("10.2.")
+    with pytest.raises(ValidationError, match="no enabled pool"):
+        ipam.plan({"n1": ["a", "b", {"name": "c", "pool": "old"}]})
+    res = ipam.plan({"n1": [{"name": "a", "pool": "new"}, "b"]})  # the migration: pin it to the new pool
+    assert addresses(res)["default.a"].startswith("10.2.")
