@@ -47,6 +47,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     int_to_ip,
     no_gc,
     parse_cidr,
+    prefix_mask,
     tunnel_attribute,
     workload_attribute,
 )
@@ -146,7 +147,9 @@ class Planner:
                         "create a new pool and move the workloads, then remove the old one")
         for cidr, block in s.blocks.items():
             for pool in self.pools:
-                if pool.contains(block.base) and block.prefix != pool.block_size and not block.is_empty():
+                overlaps = pool.contains(block.base) or (block.prefix < pool.prefix and
+                                                         (pool.base & prefix_mask(block.prefix)) == block.base)
+                if overlaps and block.prefix != pool.block_size and not block.is_empty():
                     raise ValidationError(
                         GROUP, f"calico_pools[{pool.index}] ({pool.name}).block_size", pool.block_size,
                         f"block_size is immutable while the pool has addresses in use (block {cidr} holds "
@@ -397,6 +400,24 @@ class Planner:
                     block.affinity = None
                     s.touch_block(cidr)
             self.report.unclaimed.append((node, cidr, deleted))
+        # A block affine to a host that has no affinity object for it (a claim whose affinity was lost):
+        # restore the affinity if the node is still here, else release the block like a removed node's.
+        for cidr, block in list(s.blocks.items()):
+            owner = block.node
+            if owner is None or (owner, cidr) in s.affinities or (only is not None and owner != only):
+                continue
+            pool = self.block_pool.get(cidr)
+            if owner in nodes and pool is not None and (not block.is_empty() or pool.selects(nodes[owner].labels)):
+                s.affinities[(owner, cidr)] = Affinity("confirmed")
+                s.touch_affinity((owner, cidr))
+                self.node_blocks.setdefault(owner, []).append(cidr)
+            elif block.is_empty():
+                self._delete_block(cidr)
+                self.report.unclaimed.append((owner, cidr, True))
+            else:
+                block.affinity = None
+                s.touch_block(cidr)
+                self.report.unclaimed.append((owner, cidr, False))
         if only is None:
             for cidr, block in list(s.blocks.items()):
                 if block.is_empty() and (self.block_pool.get(cidr) is None or block.affinity is None):
