@@ -370,27 +370,35 @@ class Planner:
         s = self.s
         only = self.d.only_node
         nodes = self.d.nodes
-        for (node, cidr), aff in list(s.affinities.items()):
+        blocks = s.blocks
+        block_pool = self.block_pool
+        drop = []
+        for key, aff in s.affinities.items():
+            node, cidr = key
             if only is not None and node != only:
                 continue
-            block = s.blocks.get(cidr)
-            pool = self.block_pool.get(cidr)
-            keep = node in nodes and block is not None and block.affinity == AFFINITY_PREFIX + node
-            if keep and block.is_empty():
-                # An empty block of a pool that can no longer serve this node goes back to the pool.
-                keep = pool is not None and not pool.disabled and pool.selects(nodes[node].labels)
-            if keep:
-                if aff.state != "confirmed":
-                    # Finish a two-phase claim left half done (Calico: pending, then block, then confirmed).
-                    aff.state = "confirmed"
-                    s.touch_affinity((node, cidr))
-                    if cidr not in self.node_blocks.setdefault(node, []):
-                        self.node_blocks[node].append(cidr)
+            block = blocks.get(cidr)
+            if block is None or node not in nodes or block.affinity != AFFINITY_PREFIX + node:
+                drop.append(key)
                 continue
+            if len(block.unallocated) == len(block.allocations):
+                # An empty block of a pool that can no longer serve this node goes back to the pool.
+                pool = block_pool.get(cidr)
+                if pool is None or pool.disabled or not pool.selects(nodes[node].labels):
+                    drop.append(key)
+                    continue
+            if aff.state != "confirmed":
+                # Finish a two-phase claim left half done (Calico: pending, then block, then confirmed).
+                aff.state = "confirmed"
+                s.touch_affinity(key)
+                if cidr not in self.node_blocks.setdefault(node, []):
+                    self.node_blocks[node].append(cidr)
+        for node, cidr in drop:
             del s.affinities[(node, cidr)]
             s.touch_affinity((node, cidr))
             if cidr in self.node_blocks.get(node, ()):
                 self.node_blocks[node].remove(cidr)
+            block = blocks.get(cidr)
             deleted = False
             if block is not None and block.affinity == AFFINITY_PREFIX + node:
                 if block.is_empty():
@@ -400,29 +408,32 @@ class Planner:
                     block.affinity = None
                     s.touch_block(cidr)
             self.report.unclaimed.append((node, cidr, deleted))
-        # A block affine to a host that has no affinity object for it (a claim whose affinity was lost):
-        # restore the affinity if the node is still here, else release the block like a removed node's.
-        for cidr, block in list(s.blocks.items()):
-            owner = block.node
-            if owner is None or (owner, cidr) in s.affinities or (only is not None and owner != only):
-                continue
-            pool = self.block_pool.get(cidr)
-            if owner in nodes and pool is not None and (not block.is_empty() or pool.selects(nodes[owner].labels)):
-                s.affinities[(owner, cidr)] = Affinity("confirmed")
-                s.touch_affinity((owner, cidr))
-                self.node_blocks.setdefault(owner, []).append(cidr)
-            elif block.is_empty():
-                self._delete_block(cidr)
-                self.report.unclaimed.append((owner, cidr, True))
-            else:
+        affinities = s.affinities
+        for cidr, block in list(blocks.items()):
+            affinity = block.affinity
+            if affinity is not None and affinity.startswith(AFFINITY_PREFIX):
+                owner = affinity[len(AFFINITY_PREFIX):]
+                if (owner, cidr) in affinities or (only is not None and owner != only):
+                    continue
+                # Affine to a host without an affinity object for it (a claim whose affinity was lost):
+                # restore the affinity if the node is still here, else release it like a removed node's.
+                pool = block_pool.get(cidr)
+                if owner in nodes and pool is not None and (not block.is_empty() or pool.selects(nodes[owner].labels)):
+                    affinities[(owner, cidr)] = Affinity("confirmed")
+                    s.touch_affinity((owner, cidr))
+                    self.node_blocks.setdefault(owner, []).append(cidr)
+                    continue
+                self.report.unclaimed.append((owner, cidr, block.is_empty()))
                 block.affinity = None
                 s.touch_block(cidr)
-                self.report.unclaimed.append((owner, cidr, False))
-        if only is None:
-            for cidr, block in list(s.blocks.items()):
-                if block.is_empty() and (self.block_pool.get(cidr) is None or block.affinity is None):
-                    self._delete_block(cidr)
-                    self.report.deleted_blocks.append(cidr)
+                if not block.is_empty():
+                    continue
+                self._delete_block(cidr)
+                continue
+            if only is None and len(block.unallocated) == len(block.allocations) and \
+                    (affinity is None or block_pool.get(cidr) is None):
+                self._delete_block(cidr)
+                self.report.deleted_blocks.append(cidr)
 
     def _delete_block(self, cidr: str) -> None:
         block = self.s.blocks.pop(cidr)
