@@ -261,13 +261,13 @@ class Block:
         if len(block.allocations) != size:
             raise StateError(f"AllocationBlock {cidr}: {len(block.allocations)} allocations for {size} addresses")
         attrs = block.attributes
-        by_handle: dict[str, int] = {}
+        used = [(ordinal, index) for ordinal, index in enumerate(block.allocations) if index is not None]
         nattr = len(attrs)
-        for ordinal, index in enumerate(block.allocations):
-            if index is not None:
-                if not isinstance(index, int) or not 0 <= index < nattr:
-                    raise StateError(f"AllocationBlock {cidr}: ordinal {ordinal} points at attribute {index!r}")
-                by_handle.setdefault(attrs[index].get("handle_id"), ordinal)
+        for ordinal, index in used:
+            if type(index) is not int or not 0 <= index < nattr:
+                raise StateError(f"AllocationBlock {cidr}: ordinal {ordinal} points at attribute {index!r}")
+        # first ordinal of each handle wins: build from the last one backwards
+        by_handle = {attrs[index].get("handle_id"): ordinal for ordinal, index in reversed(used)}
         block.by_handle = by_handle
         return block
 
