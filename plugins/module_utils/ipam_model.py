@@ -26,6 +26,7 @@ import socket
 import struct
 import time
 
+_new_object = object.__new__
 AFFINITY_PREFIX = "host:"
 WORKLOAD_HANDLE_PREFIX = "l3-workload."
 TUNNEL_TYPES = {"ipip": "ipipTunnelAddress", "vxlan": "vxlanTunnelAddress"}
@@ -301,6 +302,14 @@ class Handle:
     def __init__(self, block: dict[str, int], deleted: bool = False):
         self.block = block
         self.deleted = deleted
+
+    @classmethod
+    def new(cls, cidr: str) -> Handle:
+        """A handle holding one address in block ``cidr`` (the planner's hot path: no __init__ call)."""
+        handle = _new_object(cls)
+        handle.block = {cidr: 1}
+        handle.deleted = False
+        return handle
 
     def to_json(self) -> dict:
         return {"block": self.block, "deleted": self.deleted}

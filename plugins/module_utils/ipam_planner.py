@@ -455,8 +455,8 @@ class Planner:
             tunnels, workloads = needs[name]
             for kind in tunnels:
                 hid = naming.tunnel_handle_id(kind, name)
-                self._assign_auto(node, self.eligible(node, None, None, kind),
-                                  [(hid, tunnel_attribute(hid, name, kind))], f"{kind} tunnel address", "calico_pools")
+                self._assign_auto(node, self.eligible(node, None, None, kind), [hid],
+                                  [tunnel_attribute(hid, name, kind)], f"{kind} tunnel address", "calico_pools")
             if requested:
                 workloads = [wl for wl in workloads if wl.ip is None]
             workloads.sort(key=_by_id)
@@ -470,10 +470,10 @@ class Planner:
                     group.append(wl)
             for (namespace, pool_name), group in groups.items():
                 pools = self.eligible(node, namespace, pool_name)
-                batch = [(wl.handle, {"handle_id": wl.handle,
-                                      "secondary": {"node": name, "namespace": namespace, "workload": wl.name}})
-                         for wl in group]
-                self._assign_auto(node, pools, batch, group[0].id, group[0].field, group)
+                hids = [wl.handle for wl in group]
+                attributes = [{"handle_id": hid, "secondary": {"node": name, "namespace": namespace, "workload": wl.name}}
+                              for hid, wl in zip(hids, group)]
+                self._assign_auto(node, pools, hids, attributes, group[0].id, group[0].field, group)
 
     def _assign_requested(self, node: Node, wl) -> None:
         s = self.s
@@ -491,28 +491,33 @@ class Planner:
                                   f"already taken by {_owner(holder['handle_id'])} on node "
                                   f"{holder['secondary'].get('node')}")
         block.unallocated.remove(ordinal)
-        self._give(node.name, block, [ordinal],
-                   [(wl.handle, workload_attribute(wl.handle, node.name, wl.namespace, wl.name))])
+        self._give(node.name, block, [ordinal], [wl.handle],
+                   [workload_attribute(wl.handle, node.name, wl.namespace, wl.name)])
 
-    def _assign_auto(self, node: Node, pools: list, batch: list, what: str, field: str, owners=None) -> None:
-        """Give each ``(handle id, attribute)`` of ``batch`` one address, block by block.
+    def _assign_auto(self, node: Node, pools: list, hids: list, attributes: list, what: str, field: str,
+                     owners=None) -> None:
+        """Give each handle of ``hids`` (with its attribute) one address, a block at a time.
 
         ``owners`` (the workloads of the batch, if any) name the first one left without an address."""
         name = node.name
-        total = len(batch)
+        total = len(hids)
         if not pools:
             raise ValidationError(name, field, what, "no enabled pool selects this node and may serve it")
-        while batch:
+        done = 0
+        while done < total:
             block = self._next_block(name, pools)
             if block is None:
                 if owners:
-                    first = owners[total - len(batch)]
-                    what, field = first.id, first.field
-                self._exhausted(name, pools, len(batch), what, field)
-            ordinals = self._take(block, len(batch))
+                    what, field = owners[done].id, owners[done].field
+                self._exhausted(name, pools, total - done, what, field)
+            ordinals = self._take(block, total - done)
             if ordinals:
-                self._give(name, block, ordinals, batch[:len(ordinals)])
-                batch = batch[len(ordinals):]
+                end = done + len(ordinals)
+                if done == 0 and end == total:
+                    self._give(name, block, ordinals, hids, attributes)
+                else:
+                    self._give(name, block, ordinals, hids[done:end], attributes[done:end])
+                done = end
 
     def _next_block(self, name: str, pools: list) -> Block | None:
         """A block with a free address for ``name``: its own, else a new claim, else a borrowed one."""
@@ -586,19 +591,19 @@ class Planner:
             self._reserved_cache[block.cidr] = cached
         return cached
 
-    def _give(self, node: str, block: Block, ordinals: list, batch: list) -> None:
-        """Assign ``ordinals`` of ``block`` to the ``(handle id, attribute)`` pairs of ``batch``."""
+    def _give(self, node: str, block: Block, ordinals: list, hids: list, attributes: list) -> None:
+        """Assign ``ordinals`` of ``block`` to the handles ``hids``, with their ``attributes``."""
         s = self.s
         cidr = block.cidr
         allocations = block.allocations
         start = len(block.attributes)
         for ordinal, index in zip(ordinals, range(start, start + len(ordinals))):
             allocations[ordinal] = index
-        block.attributes.extend(attribute for _, attribute in batch)
+        block.attributes.extend(attributes)
         # A batch only ever holds handles that have no address (absent, or released in step 2).
-        hids = [hid for hid, _ in batch]
         block.by_handle.update(zip(hids, ordinals))
-        s.handles.update({hid: Handle({cidr: 1}) for hid in hids})
+        new_handle = Handle.new
+        s.handles.update({hid: new_handle(cidr) for hid in hids})
         s.touch_handles(hids)
         s.touch_block(cidr)
         self.report.added.append((node, block, ordinals, hids, block.affinity != AFFINITY_PREFIX + node))
