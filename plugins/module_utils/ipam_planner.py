@@ -55,6 +55,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamSt
 
 TUNNEL_KINDS = ("ipip", "vxlan")
 _NODE = operator.itemgetter("node")
+_BY_ID = operator.attrgetter("id")
 _SECONDARY = operator.itemgetter("secondary")
 
 
@@ -459,15 +460,18 @@ class Planner:
                                   [tunnel_attribute(hid, name, kind)], f"{kind} tunnel address", "calico_pools")
             if requested:
                 workloads = [wl for wl in workloads if wl.ip is None]
-            workloads.sort(key=_by_id)
-            groups: dict = {}
-            for wl in workloads:
-                key = (wl.namespace, wl.pool)
-                group = groups.get(key)
-                if group is None:
-                    groups[key] = [wl]
-                else:
-                    group.append(wl)
+            workloads.sort(key=_BY_ID)
+            if len(node.groups) == 1 and workloads:
+                groups = {next(iter(node.groups)): workloads}  # one (namespace, pool) on this node
+            else:
+                groups = {}
+                for wl in workloads:
+                    key = (wl.namespace, wl.pool)
+                    group = groups.get(key)
+                    if group is None:
+                        groups[key] = [wl]
+                    else:
+                        group.append(wl)
             for (namespace, pool_name), group in groups.items():
                 pools = self.eligible(node, namespace, pool_name)
                 hids = [wl.handle for wl in group]
@@ -664,10 +668,6 @@ class Planner:
 
 def _first(item):
     return item[0]
-
-
-def _by_id(workload) -> str:
-    return workload.id
 
 
 def _owner(hid: str) -> str:
