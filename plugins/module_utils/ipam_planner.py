@@ -1,0 +1,684 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""The IPAM planner: reconcile the desired inventory with the state, Calico's way.
+
+``plan(desired, state)`` mutates ``state`` (touching what it changes, see ``ipam_store``) and returns a
+:class:`Report` of what it did. It is pure apart from that mutation, so a store may re-run it on a fresh
+state. It works on integers: block ordinals and each block's ``unallocated`` FIFO, never on per-address
+objects.
+
+Order of work (each step Calico's semantics, libcalico-go/lib/ipam):
+
+1. IPAM config and pools recorded; a pool whose ``cidr`` or ``block_size`` changed while it still has
+   addresses in use is refused (both are immutable in Calico).
+2. Existing addresses checked: a workload keeps its address while it is still in the inventory, on the
+   same node, in a pool allowed to serve it, and (if it requests one) at the requested address.
+   Anything else is released: its ordinal goes to the tail of the block's ``unallocated`` FIFO.
+3. Removed nodes release their affinities: an emptied block is deleted, a block that still holds
+   addresses borrowed by others loses its affinity. Empty blocks of a pool that no longer serves the
+   node (or of no pool at all) are released the same way.
+4. New addresses: first every requested address (so none can be taken by an automatic assignment in
+   the same run), then node by node (sorted by name) the tunnel addresses, then the workloads sorted by
+   id. Automatic assignment: the node's affine blocks in claim order; else claim a new block (if
+   ``auto_allocate_blocks`` and the node has fewer than ``max_blocks_per_host`` blocks, 0 = 20), the
+   search starting at a block index drawn from a PRNG seeded with FNV-32(node name) and walking with
+   wrap-around; else borrow from another node's block (walking the same way) unless ``strict_affinity``.
+   Reserved addresses are skipped (they stay in ``unallocated``); a fully reserved block is never claimed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import operator
+import random
+
+from ansible_collections.l3.calico.plugins.module_utils import naming
+from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import GROUP, Desired, Node, Pool
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
+    AFFINITY_PREFIX,
+    Affinity,
+    Block,
+    Handle,
+    IpamError,
+    ValidationError,
+    fnv32,
+    format_cidr,
+    int_to_ip,
+    no_gc,
+    parse_cidr,
+    prefix_mask,
+    tunnel_attribute,
+    workload_attribute,
+)
+from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamState
+
+TUNNEL_KINDS = ("ipip", "vxlan")
+_NODE = operator.itemgetter("node")
+_BY_ID = operator.attrgetter("id")
+_SECONDARY = operator.itemgetter("secondary")
+
+
+
+
+@dataclasses.dataclass
+class Report:
+    """What a plan did, for ``--diff`` and the summary. Addresses are strings."""
+
+    added: list = dataclasses.field(default_factory=list)  # (node, block, [ordinal], [handle id], borrowed)
+    released: list = dataclasses.field(default_factory=list)  # (node, block base, block cidr, [ordinal], handle id)
+    claimed: list = dataclasses.field(default_factory=list)  # (node, block cidr)
+    unclaimed: list = dataclasses.field(default_factory=list)  # (node, block cidr, deleted)
+    deleted_blocks: list = dataclasses.field(default_factory=list)  # block cidrs
+    config: bool = False
+    pools: list = dataclasses.field(default_factory=list)  # (pool name, "recorded" | "removed")
+
+    def diff_lines(self) -> list:
+        lines = []
+        for node, cidr in self.claimed:
+            lines.append(f"+ block {cidr} affine to {node}")
+        for node, block, ordinals, hids, borrowed in self.added:
+            for ordinal, hid in zip(ordinals, hids):
+                ip = int_to_ip(block.base + ordinal)
+                lines.append(f"+ {ip} {_owner(hid)} on {node} (block {block.cidr}{', borrowed' if borrowed else ''})")
+        for node, base, cidr, ordinals, hid in self.released:
+            for ordinal in ordinals:
+                lines.append(f"- {int_to_ip(base + ordinal)} {_owner(hid)} on {node} (block {cidr})")
+        for node, cidr, deleted in self.unclaimed:
+            lines.append(f"- block {cidr} affinity to {node}{' (block deleted)' if deleted else ' (block kept: in use)'}")
+        for cidr in self.deleted_blocks:
+            lines.append(f"- block {cidr} (empty, no pool serves it)")
+        if self.config:
+            lines.append("~ IPAM config recorded")
+        for name, what in self.pools:
+            lines.append(f"~ pool {name} {what}")
+        return lines
+
+
+def tunnel_kinds(pool: Pool) -> tuple:
+    kinds = []
+    if pool.ipip_mode != "Never":
+        kinds.append("ipip")
+    if pool.vxlan_mode != "Never":
+        kinds.append("vxlan")
+    return tuple(kinds)
+
+
+class Planner:
+    def __init__(self, desired: Desired, state: IpamState):
+        self.d = desired
+        self.s = state
+        self.report = Report()
+        self.pools = desired.pools
+        self.config = desired.config
+        self._eligible_cache: dict = {}
+        self._reserved_cache: dict = {}
+        self._seed_cache: dict = {}
+
+    # ------------------------------------------------------------------ entry point
+    def run(self) -> Report:
+        with no_gc():
+            self._record_config_and_pools()
+            self._index()
+            needs = self._check_existing()
+            self._release_affinities()
+            self._allocate(needs)
+        return self.report
+
+    # ------------------------------------------------------------------ step 1
+    def _record_config_and_pools(self) -> None:
+        s = self.s
+        if s.config != self.config:
+            s.config = self.config
+            s.touch_config()
+            self.report.config = True
+        # Immutability: a stored pool whose cidr/blockSize changed must not hold addresses any more,
+        # and no block inside a pool may have another size while it holds addresses.
+        for pool in self.pools:
+            old = s.pools.get(pool.name)
+            if old and (old.get("cidr"), old.get("blockSize")) != (pool.cidr, pool.block_size):
+                field = "cidr" if old.get("cidr") != pool.cidr else "block_size"
+                value = pool.cidr if field == "cidr" else pool.block_size
+                in_use = self._in_use_within(old.get("cidr"), old.get("blockSize"))
+                if in_use:
+                    raise ValidationError(
+                        GROUP, f"calico_pools[{pool.index}] ({pool.name}).{field}", value,
+                        f"{field} is immutable while the pool has addresses in use "
+                        f"({in_use} in {old.get('cidr')} with /{old.get('blockSize')} blocks); "
+                        "create a new pool and move the workloads, then remove the old one")
+        for cidr, block in s.blocks.items():
+            for pool in self.pools:
+                overlaps = pool.contains(block.base) or (block.prefix < pool.prefix and
+                                                         (pool.base & prefix_mask(block.prefix)) == block.base)
+                if overlaps and block.prefix != pool.block_size and not block.is_empty():
+                    raise ValidationError(
+                        GROUP, f"calico_pools[{pool.index}] ({pool.name}).block_size", pool.block_size,
+                        f"block_size is immutable while the pool has addresses in use (block {cidr} holds "
+                        f"{block.in_use()})")
+        wanted = {p.name: p.spec() for p in self.pools}
+        for name, spec in wanted.items():
+            if s.pools.get(name) != spec:
+                s.pools[name] = spec
+                s.touch_pool(name)
+                self.report.pools.append((name, "recorded"))
+        if self.d.only_node is None:
+            for name in [n for n in s.pools if n not in wanted]:
+                del s.pools[name]
+                s.touch_pool(name)
+                self.report.pools.append((name, "removed"))
+
+    def _in_use_within(self, cidr, block_size) -> int:
+        try:
+            pool = Pool("old", cidr, *parse_cidr(cidr), block_size or 26)
+        except (ValueError, TypeError):
+            return 0
+        return sum(b.in_use() for b in self.s.blocks.values() if pool.contains(b.base))
+
+    # ------------------------------------------------------------------ indexes
+    def _index(self) -> None:
+        s = self.s
+        self.block_pool: dict = {}
+        self.claimed: dict = {p.name: set() for p in self.pools}
+        for cidr, block in s.blocks.items():
+            owner = None
+            for pool in self.pools:
+                if pool.contains(block.base) and block.prefix == pool.block_size:
+                    owner = pool
+                    self.claimed[pool.name].add(pool.block_index(block.base))
+                    break
+            self.block_pool[cidr] = owner
+        self.node_blocks: dict = {}
+        for (node, cidr), aff in s.affinities.items():
+            block = s.blocks.get(cidr)
+            if aff.state == "confirmed" and block is not None and block.affinity == AFFINITY_PREFIX + node:
+                self.node_blocks.setdefault(node, []).append(cidr)
+        self._sorted_claimed: dict = {}
+
+    def eligible(self, node: Node, namespace: str | None, pool_name: str | None, kind: str | None = None,
+                 keep: bool = False) -> list:
+        """Pools that may serve a workload (namespace, pool) or a tunnel (kind) on ``node``, in order.
+
+        With ``keep``, the pools in which an existing workload address may stay: a disabled pool hands
+        out no new address but keeps the ones it has (as in Calico). Tunnel addresses always follow the
+        enabled pools (calico-node re-assigns a tunnel address whose pool is no longer eligible).
+        """
+        key = (node.name, namespace, pool_name, kind, keep)
+        pools = self._eligible_cache.get(key)
+        if pools is None:
+            pools = []
+            listed = self.d.listed_namespaces
+            for pool in self.pools:
+                if (pool.disabled and not (keep and kind is None)) or not pool.selects(node.labels):
+                    continue
+                if kind is not None:
+                    if kind in tunnel_kinds(pool):
+                        pools.append(pool)
+                    continue
+                if pool_name is not None and pool.name != pool_name:
+                    continue
+                if pool.namespaces:
+                    if namespace not in pool.namespaces:
+                        continue
+                elif namespace in listed:
+                    continue
+                pools.append(pool)
+            self._eligible_cache[key] = pools
+        return pools
+
+    def tunnel_needs(self, node: Node) -> list:
+        return [k for k in TUNNEL_KINDS if self.eligible(node, None, None, k)]
+
+    # ------------------------------------------------------------------ step 2
+    def _check_existing(self) -> list:
+        """Keep the valid addresses, release the others; return what still needs an address."""
+        s = self.s
+        handles = s.handles
+        blocks = s.blocks
+        block_pool = self.block_pool
+        only = self.d.only_node
+        needs: dict = {}  # node name -> ([tunnel kind], [workload]) still without a valid address
+        kept = 0
+        release = self._release
+        for node in self.d.nodes.values():
+            if only is not None and node.name != only:
+                continue
+            name = node.name
+            for kind in self.tunnel_needs(node):
+                hid = naming.tunnel_handle_id(kind, name)
+                if self._valid(hid, name, self.eligible(node, None, None, kind), None):
+                    kept += 1
+                else:
+                    if hid in handles:
+                        release(hid)
+                    needs.setdefault(name, ([], []))[0].append(kind)
+            verified = self._verified(node)
+            if len(verified) == len(node.workloads):
+                kept += len(verified)
+                continue
+            cache: dict = {}
+            missing = None
+            for wl in node.workloads:
+                hid = wl.handle
+                if hid in verified:
+                    kept += 1
+                    continue
+                handle = handles.get(hid)
+                if handle is None:
+                    if missing is None:
+                        missing = needs.setdefault(name, ([], []))[1]
+                    missing.append(wl)
+                    continue
+                # Inline fast path of _valid for the common case (one address, one block).
+                ok = False
+                if len(handle.block) == 1:
+                    for cidr, count in handle.block.items():
+                        block = blocks.get(cidr)
+                        if count == 1 and block is not None:
+                            ordinal = block.by_handle.get(hid)
+                            if ordinal is not None:
+                                key = (wl.namespace, wl.pool)
+                                allowed = cache.get(key)
+                                if allowed is None:
+                                    allowed = cache[key] = frozenset(self.eligible(node, wl.namespace, wl.pool, keep=True))
+                                ok = (block_pool.get(cidr) in allowed
+                                      and block.attributes[block.allocations[ordinal]]["secondary"].get("node") == name
+                                      and (wl.ip is None or wl.ip == block.base + ordinal))
+                if ok:
+                    kept += 1
+                else:
+                    release(hid)
+                    needs.setdefault(name, ([], []))[1].append(wl)
+        # Handles nobody wants any more (workloads or nodes removed, tunnels no longer needed).
+        if len(handles) != kept:
+            wanted = set()
+            for node in self.d.nodes.values():
+                if only is None or node.name == only:
+                    wanted.update(wl.handle for wl in node.workloads)
+                    wanted.update(naming.tunnel_handle_id(k, node.name) for k in self.tunnel_needs(node))
+            for hid in [h for h in handles if h not in wanted]:
+                if only is None or self._handle_node(hid) == only:
+                    release(hid)
+        return needs
+
+    def _verified(self, node: Node) -> set:
+        """Handle ids of ``node``'s workloads whose address is valid, checked group by group with set
+        operations over the node's own blocks (the common case; anything else takes the slow path)."""
+        own = self.node_blocks.get(node.name)
+        if not own or not node.groups:
+            return set()
+        blocks = self.s.blocks
+        clean = []
+        for cidr in own:
+            block = blocks[cidr]
+            try:
+                owners = set(map(_NODE, map(_SECONDARY, block.attributes)))
+            except (KeyError, TypeError):
+                continue
+            if owners <= {node.name}:
+                clean.append((self.block_pool[cidr], block.by_handle))
+        verified: set = set()
+        for (namespace, pool_name), hids in node.groups.items():
+            allowed = self.eligible(node, namespace, pool_name, keep=True)
+            present: set = set()
+            for pool, by_handle in clean:
+                if pool in allowed:
+                    present.update(by_handle)
+            verified.update(present.intersection(hids))
+        return verified
+
+    def _valid(self, hid: str, node: str, pools: list, want_ip: int | None) -> bool:
+        handle = self.s.handles.get(hid)
+        if handle is None or len(handle.block) != 1:
+            return False
+        ((cidr, count),) = handle.block.items()
+        block = self.s.blocks.get(cidr)
+        if count != 1 or block is None or self.block_pool.get(cidr) not in pools:
+            return False
+        ordinal = block.by_handle.get(hid)
+        if ordinal is None:
+            return False
+        attr = block.attributes[block.allocations[ordinal]]
+        return attr["secondary"].get("node") == node and (want_ip is None or want_ip == block.base + ordinal)
+
+    def _handle_node(self, hid: str) -> str | None:
+        handle = self.s.handles.get(hid)
+        for cidr in handle.block if handle else ():
+            block = self.s.blocks.get(cidr)
+            ordinal = block.by_handle.get(hid) if block else None
+            if ordinal is not None:
+                return block.attributes[block.allocations[ordinal]]["secondary"].get("node")
+        return None
+
+    def _release(self, hid: str) -> None:
+        s = self.s
+        handle = s.handles.pop(hid, None)
+        s.touch_handle(hid)
+        if handle is None:
+            return
+        for cidr in handle.block:
+            block = s.blocks.get(cidr)
+            if block is None:
+                continue
+            ordinal = block.by_handle.get(hid)
+            node = block.attributes[block.allocations[ordinal]]["secondary"].get("node") if ordinal is not None else None
+            released = block.release_handle(hid)
+            if released:
+                self.report.released.append((node, block.base, cidr, released, hid))
+            s.touch_block(cidr)
+
+    # ------------------------------------------------------------------ step 3
+    def _release_affinities(self) -> None:
+        s = self.s
+        only = self.d.only_node
+        nodes = self.d.nodes
+        blocks = s.blocks
+        block_pool = self.block_pool
+        drop = []
+        for key, aff in s.affinities.items():
+            node, cidr = key
+            if only is not None and node != only:
+                continue
+            block = blocks.get(cidr)
+            if block is None or node not in nodes or block.affinity != AFFINITY_PREFIX + node:
+                drop.append(key)
+                continue
+            if len(block.unallocated) == len(block.allocations):
+                # An empty block of a pool that can no longer serve this node goes back to the pool.
+                pool = block_pool.get(cidr)
+                if pool is None or pool.disabled or not pool.selects(nodes[node].labels):
+                    drop.append(key)
+                    continue
+            if aff.state != "confirmed":
+                # Finish a two-phase claim left half done (Calico: pending, then block, then confirmed).
+                aff.state = "confirmed"
+                s.touch_affinity(key)
+                if cidr not in self.node_blocks.setdefault(node, []):
+                    self.node_blocks[node].append(cidr)
+        for node, cidr in drop:
+            del s.affinities[(node, cidr)]
+            s.touch_affinity((node, cidr))
+            if cidr in self.node_blocks.get(node, ()):
+                self.node_blocks[node].remove(cidr)
+            block = blocks.get(cidr)
+            deleted = False
+            if block is not None and block.affinity == AFFINITY_PREFIX + node:
+                if block.is_empty():
+                    self._delete_block(cidr)
+                    deleted = True
+                else:
+                    block.affinity = None
+                    s.touch_block(cidr)
+            self.report.unclaimed.append((node, cidr, deleted))
+        affinities = s.affinities
+        for cidr, block in list(blocks.items()):
+            affinity = block.affinity
+            if affinity is not None and affinity.startswith(AFFINITY_PREFIX):
+                owner = affinity[len(AFFINITY_PREFIX):]
+                if (owner, cidr) in affinities or (only is not None and owner != only):
+                    continue
+                # Affine to a host without an affinity object for it (a claim whose affinity was lost):
+                # restore the affinity if the node is still here, else release it like a removed node's.
+                pool = block_pool.get(cidr)
+                if owner in nodes and pool is not None and (not block.is_empty() or pool.selects(nodes[owner].labels)):
+                    affinities[(owner, cidr)] = Affinity("confirmed")
+                    s.touch_affinity((owner, cidr))
+                    self.node_blocks.setdefault(owner, []).append(cidr)
+                    continue
+                self.report.unclaimed.append((owner, cidr, block.is_empty()))
+                block.affinity = None
+                s.touch_block(cidr)
+                if not block.is_empty():
+                    continue
+                self._delete_block(cidr)
+                continue
+            if only is None and len(block.unallocated) == len(block.allocations) and \
+                    (affinity is None or block_pool.get(cidr) is None):
+                self._delete_block(cidr)
+                self.report.deleted_blocks.append(cidr)
+
+    def _delete_block(self, cidr: str) -> None:
+        block = self.s.blocks.pop(cidr)
+        self.s.touch_block(cidr)
+        pool = self.block_pool.pop(cidr, None)
+        if pool is not None:
+            self.claimed[pool.name].discard(pool.block_index(block.base))
+            self._sorted_claimed.pop(pool.name, None)
+
+    # ------------------------------------------------------------------ step 4
+    def _allocate(self, needs: dict) -> None:
+        nodes = self.d.nodes
+        requested = [(wl.id, name, wl) for name, (_, wls) in needs.items() for wl in wls if wl.ip is not None]
+        requested.sort(key=_first)
+        for _, name, wl in requested:
+            self._assign_requested(nodes[name], wl)
+        for name in sorted(needs):
+            node = nodes[name]
+            tunnels, workloads = needs[name]
+            for kind in tunnels:
+                hid = naming.tunnel_handle_id(kind, name)
+                self._assign_auto(node, self.eligible(node, None, None, kind), [hid],
+                                  [tunnel_attribute(hid, name, kind)], f"{kind} tunnel address", "calico_pools")
+            if requested:
+                workloads = [wl for wl in workloads if wl.ip is None]
+            workloads.sort(key=_BY_ID)
+            if len(node.groups) == 1 and workloads:
+                groups = {next(iter(node.groups)): workloads}  # one (namespace, pool) on this node
+            else:
+                groups = {}
+                for wl in workloads:
+                    key = (wl.namespace, wl.pool)
+                    group = groups.get(key)
+                    if group is None:
+                        groups[key] = [wl]
+                    else:
+                        group.append(wl)
+            for (namespace, pool_name), group in groups.items():
+                pools = self.eligible(node, namespace, pool_name)
+                hids = [wl.handle for wl in group]
+                attributes = [{"handle_id": hid, "secondary": {"node": name, "namespace": namespace, "workload": wl.name}}
+                              for hid, wl in zip(hids, group)]
+                self._assign_auto(node, pools, hids, attributes, group[0].id, group[0].field, group)
+
+    def _assign_requested(self, node: Node, wl) -> None:
+        s = self.s
+        pool = next(p for p in self.pools if p.contains(wl.ip))
+        index = pool.block_index(wl.ip)
+        base = pool.block_base(index)
+        cidr = format_cidr(base, pool.block_size)
+        block = s.blocks.get(cidr)
+        if block is None:
+            block = self._claim(node.name, pool, index)
+        ordinal = wl.ip - base
+        if block.allocations[ordinal] is not None:
+            holder = block.attributes[block.allocations[ordinal]]
+            raise ValidationError(node.name, f"{wl.field}.ip", int_to_ip(wl.ip),
+                                  f"already taken by {_owner(holder['handle_id'])} on node "
+                                  f"{holder['secondary'].get('node')}")
+        block.unallocated.remove(ordinal)
+        self._give(node.name, block, [ordinal], [wl.handle],
+                   [workload_attribute(wl.handle, node.name, wl.namespace, wl.name)])
+
+    def _assign_auto(self, node: Node, pools: list, hids: list, attributes: list, what: str, field: str,
+                     owners=None) -> None:
+        """Give each handle of ``hids`` (with its attribute) one address, a block at a time.
+
+        ``owners`` (the workloads of the batch, if any) name the first one left without an address."""
+        name = node.name
+        total = len(hids)
+        if not pools:
+            raise ValidationError(name, field, what, "no enabled pool selects this node and may serve it")
+        done = 0
+        while done < total:
+            block = self._next_block(name, pools)
+            if block is None:
+                if owners:
+                    what, field = owners[done].id, owners[done].field
+                self._exhausted(name, pools, total - done, what, field)
+            ordinals = self._take(block, total - done)
+            if ordinals:
+                end = done + len(ordinals)
+                if done == 0 and end == total:
+                    self._give(name, block, ordinals, hids, attributes)
+                else:
+                    self._give(name, block, ordinals, hids[done:end], attributes[done:end])
+                done = end
+
+    def _next_block(self, name: str, pools: list) -> Block | None:
+        """A block with a free address for ``name``: its own, else a new claim, else a borrowed one."""
+        blocks = self.s.blocks
+        # 1. The node's own blocks, in claim order.
+        mine = self.node_blocks.get(name, ())
+        for cidr in mine:
+            block = blocks[cidr]
+            if block.unallocated and self.block_pool[cidr] in pools and self._has_free(block):
+                return block
+        # 2. Claim a new block (searching from the node's seed, with wrap-around).
+        if self.config.auto_allocate_blocks and len(mine) < self.config.block_limit:
+            for pool in pools:
+                index = self._find_unclaimed(pool, name)
+                if index is not None:
+                    return self._claim(name, pool, index)
+        # 3. Borrow from another node's block, unless strict affinity.
+        if not self.config.strict_affinity:
+            affine = AFFINITY_PREFIX + name
+            for pool in pools:
+                for cidr in self._walk_claimed(pool, name):
+                    block = blocks[cidr]
+                    if block.affinity != affine and block.unallocated and self._has_free(block):
+                        return block
+        return None
+
+    def _exhausted(self, name: str, pools: list, need: int, what: str, field: str):
+        names = ", ".join(p.name for p in pools)
+        held = len(self.node_blocks.get(name, ()))
+        limit = self.config.block_limit
+        if self.config.strict_affinity:
+            why = (f"it may claim no more blocks (max_blocks_per_host {limit})" if held >= limit
+                   else "no unclaimed block is left")
+            reason = (f"no address left in pool(s) {names} under strict_affinity: the node's {held} block(s) are "
+                      f"full and {why}; it needs {need} more address(es)")
+        else:
+            reason = (f"pool(s) {names} exhausted: no free address left (the node holds {held} block(s)); "
+                      f"it needs {need} more address(es)")
+        raise ValidationError(name, field, what, reason)
+
+    def _has_free(self, block: Block) -> bool:
+        reserved = self._reserved(block)
+        return not reserved or any(o not in reserved for o in block.unallocated)
+
+    def _take(self, block: Block, count: int) -> list:
+        """Pop up to ``count`` ordinals from the head of the FIFO, skipping reserved ones (they stay)."""
+        free = block.unallocated
+        reserved = self._reserved(block)
+        if not reserved:
+            taken = free[:count]
+            del free[:count]
+            return taken
+        taken, kept = [], []
+        for i, ordinal in enumerate(free):
+            if len(taken) == count:
+                kept.extend(free[i:])
+                break
+            (kept if ordinal in reserved else taken).append(ordinal)
+        free[:] = kept
+        return taken
+
+    def _reserved(self, block: Block) -> frozenset:
+        cached = self._reserved_cache.get(block.cidr)
+        if cached is None:
+            cached = frozenset()
+            if self.d.reservations:
+                last = block.base + len(block.allocations) - 1
+                ranges = self.d.reserved_in(block.base, last)
+                if ranges:
+                    cached = frozenset(o - block.base for lo, hi in ranges for o in range(lo, hi + 1))
+            self._reserved_cache[block.cidr] = cached
+        return cached
+
+    def _give(self, node: str, block: Block, ordinals: list, hids: list, attributes: list) -> None:
+        """Assign ``ordinals`` of ``block`` to the handles ``hids``, with their ``attributes``."""
+        s = self.s
+        cidr = block.cidr
+        allocations = block.allocations
+        start = len(block.attributes)
+        for ordinal, index in zip(ordinals, range(start, start + len(ordinals))):
+            allocations[ordinal] = index
+        block.attributes.extend(attributes)
+        # A batch only ever holds handles that have no address (absent, or released in step 2).
+        block.by_handle.update(zip(hids, ordinals))
+        new_handle = Handle.new
+        s.handles.update({hid: new_handle(cidr) for hid in hids})
+        s.touch_handles(hids)
+        s.touch_block(cidr)
+        self.report.added.append((node, block, ordinals, hids, block.affinity != AFFINITY_PREFIX + node))
+
+    def _seed(self, pool: Pool, node: str) -> int:
+        key = (pool.name, node)
+        start = self._seed_cache.get(key)
+        if start is None:
+            # Calico seeds a PRNG with FNV-32 of the host name and draws the start index from it
+            # (randomBlockGenerator); random.Random is deterministic across runs and Python versions.
+            start = self._seed_cache[key] = random.Random(fnv32(node)).randrange(pool.nblocks)
+        return start
+
+    def _find_unclaimed(self, pool: Pool, node: str) -> int | None:
+        claimed = self.claimed[pool.name]
+        total = pool.nblocks
+        if len(claimed) >= total:
+            return None
+        start = self._seed(pool, node)
+        size = 1 << (32 - pool.block_size)
+        for step in range(total):
+            index = start + step
+            if index >= total:
+                index -= total
+            if index in claimed:
+                continue
+            if self.d.reservations:
+                base = pool.block_base(index)
+                ranges = self.d.reserved_in(base, base + size - 1)
+                if sum(hi - lo + 1 for lo, hi in ranges) == size:
+                    continue
+            return index
+        return None
+
+    def _walk_claimed(self, pool: Pool, node: str):
+        """Existing blocks of ``pool`` from the node's seed, with wrap-around (for borrowing)."""
+        indexes = self._sorted_claimed.get(pool.name)
+        if indexes is None:
+            indexes = self._sorted_claimed[pool.name] = sorted(self.claimed[pool.name])
+        start = bisect.bisect_left(indexes, self._seed(pool, node))
+        for index in indexes[start:] + indexes[:start]:
+            yield format_cidr(pool.block_base(index), pool.block_size)
+
+    def _claim(self, node: str, pool: Pool, index: int) -> Block:
+        s = self.s
+        block = Block.new(pool.block_base(index), pool.block_size, node)
+        s.blocks[block.cidr] = block
+        s.touch_block(block.cidr)
+        s.affinities[(node, block.cidr)] = Affinity("confirmed")
+        s.touch_affinity((node, block.cidr))
+        self.block_pool[block.cidr] = pool
+        self.claimed[pool.name].add(index)
+        self._sorted_claimed.pop(pool.name, None)
+        self.node_blocks.setdefault(node, []).append(block.cidr)
+        self.report.claimed.append((node, block.cidr))
+        return block
+
+
+def _first(item):
+    return item[0]
+
+
+def _owner(hid: str) -> str:
+    """What a handle stands for in messages: the workload id, or the handle itself for tunnels."""
+    prefix = "l3-workload."
+    return hid[len(prefix):] if hid.startswith(prefix) else hid
+
+
+def plan(desired: Desired, state: IpamState) -> Report:
+    """Reconcile ``state`` with ``desired`` (see the module docstring); raise IpamError on bad input."""
+    return Planner(desired, state).run()
+
+
+__all__ = ["plan", "Planner", "Report", "IpamError", "tunnel_kinds", "TUNNEL_KINDS"]

@@ -1,0 +1,154 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Module l3.calico.bird_facts: BIRD protocols, BGP sessions and TCP-MD5 counters of a host."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: bird_facts
+short_description: Read the state of BIRD's protocols and BGP sessions
+version_added: 1.0.0
+description:
+  - Runs C(birdc -r -s SOCKET show protocols all) (restricted, read-only) and parses every protocol,
+    with the BGP state, neighbor, last error and route counters of each channel.
+  - Reads the TCP-MD5 counters of the host's network namespace from C(/proc/net/netstat)
+    (C(TcpExtTCPMD5Failure), C(TcpExtTCPMD5NotFound), C(TcpExtTCPMD5Unexpected)). With a password
+    mismatch BGP sessions stay in Connect or Active and BIRD logs nothing, only these counters move.
+  - Returns one sentence per BGP session that is not Established, naming the likely cause.
+  - Changes nothing.
+options:
+  socket:
+    description: BIRD's control socket.
+    type: path
+    default: /run/bird/bird.ctl
+  birdc:
+    description: The birdc program.
+    type: path
+    default: /usr/sbin/birdc
+  netstat:
+    description: The kernel's TCP extended counters.
+    type: path
+    default: /proc/net/netstat
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  facts:
+    support: full
+  platform:
+    platforms: posix
+author: l3.calico maintainers
+seealso:
+  - name: BIRD 2 user's guide, command line interface
+    description: What C(show protocols all) prints.
+    link: https://bird.network.cz/?get_doc&v=20&f=bird-4.html
+"""
+
+EXAMPLES = r"""
+- name: Read the BGP sessions
+  l3.calico.bird_facts:
+    socket: /run/bird/bird.ctl
+  register: bird
+
+- name: Fail when a session is not Established
+  ansible.builtin.fail:
+    msg: "{{ bird['ansible_facts']['calico_bird']['problems'] }}"
+  when: bird['ansible_facts']['calico_bird']['problems'] | length > 0
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts under the key C(calico_bird).
+  returned: always
+  type: complex
+  contains:
+    calico_bird:
+      description: BIRD's state.
+      returned: always
+      type: dict
+      contains:
+        protocols:
+          description:
+            - Every protocol - C(name), C(proto), C(table), C(state), C(since), C(info), C(channels) (per
+              channel C(state), C(routes) with imported/filtered/exported/preferred counts, C(import_updates)
+              with received/rejected/filtered/ignored/accepted). BGP ones add C(bgp_state), C(established),
+              C(neighbor_address), C(neighbor_as), C(local_as) and C(last_error) when BIRD shows them.
+          type: list
+          elements: dict
+          sample:
+            - name: Mesh_192_168_100_12
+              proto: BGP
+              state: up
+              since: "2026-11-25 16:28:32"
+              info: Established
+              bgp_state: Established
+              established: true
+              neighbor_address: 192.168.100.12
+              neighbor_as: "64512"
+        sessions:
+          description: BGP protocol name -> BGP state.
+          type: dict
+          sample: {Mesh_192_168_100_12: Established, Global_10_0_0_1: Active}
+        established:
+          description: Names of the Established BGP sessions.
+          type: list
+          elements: str
+        not_established:
+          description: Names of the BGP sessions that are not Established.
+          type: list
+          elements: str
+        tcp_md5:
+          description: TCP-MD5 counters of the network namespace (failure, not_found, unexpected).
+          type: dict
+          sample: {failure: 4, not_found: 0, unexpected: 0}
+        problems:
+          description: One sentence per BGP session not Established, with the likely cause.
+          type: list
+          elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.l3.calico.plugins.module_utils.bird_status import (
+    parse_netstat,
+    parse_protocols,
+    problems,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "socket": {"type": "path", "default": "/run/bird/bird.ctl"},
+            "birdc": {"type": "path", "default": "/usr/sbin/birdc"},
+            "netstat": {"type": "path", "default": "/proc/net/netstat"},
+        },
+        supports_check_mode=True,
+    )
+    module.run_command_environ_update = {"LANG": "C", "LC_ALL": "C"}
+    params = module.params
+    rc, out, err = module.run_command([params["birdc"], "-r", "-s", params["socket"], "show", "protocols", "all"])
+    if rc != 0:
+        module.fail_json(msg=f"birdc on {params['socket']} failed: {(err or out).strip()}", rc=rc)
+    protocols = parse_protocols(out)
+    try:
+        with open(params["netstat"], encoding="ascii") as handle:
+            md5 = parse_netstat(handle.read())
+    except OSError as exc:
+        module.fail_json(msg=f"cannot read {params['netstat']}: {exc}")
+    sessions = {p["name"]: p.get("bgp_state") or p["state"] for p in protocols if p["proto"] == "BGP"}
+    facts = {
+        "protocols": protocols,
+        "sessions": sessions,
+        "established": [name for name, state in sessions.items() if state == "Established"],
+        "not_established": [name for name, state in sessions.items() if state != "Established"],
+        "tcp_md5": md5,
+        "problems": problems(protocols, md5),
+    }
+    module.exit_json(changed=False, ansible_facts={"calico_bird": facts})
+
+
+if __name__ == "__main__":
+    main()

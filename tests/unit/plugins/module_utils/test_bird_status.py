@@ -1,0 +1,117 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Unit tests of plugins/module_utils/bird_status.py on output captured from BIRD 2.0.12."""
+
+from __future__ import annotations
+
+from ansible_collections.l3.calico.plugins.module_utils.bird_status import parse_netstat, parse_protocols, problems
+
+SHOW_PROTOCOLS_ALL = """BIRD 2.0.12 ready.
+Access restricted
+Name       Proto      Table      State  Since         Info
+device1    Device     ---        up     2026-11-25 16:28:32
+
+calico_blocks Static     master4    up     2026-11-25 16:28:32
+  Channel ipv4
+    State:          UP
+    Table:          master4
+    Preference:     200
+    Input filter:   ACCEPT
+    Output filter:  REJECT
+    Routes:         1 imported, 0 exported, 1 preferred
+    Route change stats:     received   rejected   filtered    ignored   accepted
+      Import updates:              1          0          0          0          1
+      Import withdraws:            0          0        ---          0          0
+      Export updates:              0          0          0        ---          0
+      Export withdraws:            0        ---        ---        ---          0
+
+Mesh_192_168_100_12 BGP        ---        up     2026-11-25 16:28:34  Established
+  BGP state:          Established
+    Neighbor address: 192.168.100.12
+    Neighbor AS:      64512
+    Local AS:         64512
+    Neighbor ID:      192.168.100.12
+  Channel ipv4
+    State:          UP
+    Table:          master4
+    Preference:     100
+    Input filter:   calico_import_from_peers
+    Output filter:  calico_export_to_peers
+    Routes:         2 imported, 2 filtered, 1 exported, 2 preferred
+    Route change stats:     received   rejected   filtered    ignored   accepted
+      Import updates:              4          0          2          0          2
+      Import withdraws:            0          0        ---          0          0
+      Export updates:              5          2          0        ---          3
+      Export withdraws:            0        ---        ---        ---          0
+
+Node_192_168_100_51 BGP        ---        start  2026-11-25 16:28:32  Connect
+  BGP state:          Connect
+    Neighbor address: 192.168.100.51
+    Neighbor AS:      65098
+    Local AS:         64512
+  Channel ipv4
+    State:          DOWN
+    Table:          master4
+    Preference:     100
+    Input filter:   calico_import_from_peers
+    Output filter:  calico_export_to_peers
+
+Global_10_0_0_1 BGP        ---        start  2026-11-25 16:28:32  Active        Socket: Connection refused
+  BGP state:          Active
+    Neighbor address: 10.0.0.1
+    Neighbor AS:      65000
+    Local AS:         64512
+    Last error:       Socket: Connection refused
+"""
+
+NETSTAT = """TcpExt: SyncookiesSent TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure
+TcpExt: 0 0 0 7
+IpExt: InNoRoutes
+IpExt: 0
+"""
+
+
+def test_parse_protocols():
+    protocols = {p["name"]: p for p in parse_protocols(SHOW_PROTOCOLS_ALL)}
+    assert list(protocols) == [
+        "device1",
+        "calico_blocks",
+        "Mesh_192_168_100_12",
+        "Node_192_168_100_51",
+        "Global_10_0_0_1",
+    ]
+    mesh = protocols["Mesh_192_168_100_12"]
+    assert mesh["established"] and mesh["since"] == "2026-11-25 16:28:34" and mesh["info"] == "Established"
+    assert mesh["neighbor_address"] == "192.168.100.12" and mesh["neighbor_as"] == "64512"
+    channel = mesh["channels"]["ipv4"]
+    assert channel["routes"] == {"imported": 2, "filtered": 2, "exported": 1, "preferred": 2}
+    assert channel["import_updates"] == {"received": 4, "rejected": 0, "filtered": 2, "ignored": 0, "accepted": 2}
+    assert channel["input_filter"] == "calico_import_from_peers"
+    assert protocols["Node_192_168_100_51"]["bgp_state"] == "Connect"
+    assert not protocols["Node_192_168_100_51"]["established"]
+    assert protocols["Global_10_0_0_1"]["last_error"] == "Socket: Connection refused"
+    assert protocols["device1"]["since"] == "2026-11-25 16:28:32" and "established" not in protocols["device1"]
+
+
+def test_parse_short_time_format():
+    text = "Name Proto Table State Since Info\nMesh_x     BGP        ---        up     16:28:34.501  Established\n"
+    assert parse_protocols(text)[0]["since"] == "16:28:34.501"
+
+
+def test_parse_netstat():
+    assert parse_netstat(NETSTAT) == {"failure": 7, "not_found": 0, "unexpected": 0}
+
+
+def test_problems_name_the_md5_mismatch():
+    found = problems(parse_protocols(SHOW_PROTOCOLS_ALL), {"failure": 7, "not_found": 0, "unexpected": 0})
+    assert len(found) == 2
+    assert found[0].startswith("BGP session Node_192_168_100_51 to 192.168.100.51 (AS 65098) is Connect")
+    assert "TcpExtTCPMD5Failure" in found[0] and "passwords of the two ends differ" in found[0]
+    assert "last error: Socket: Connection refused" in found[1]
+
+
+def test_problems_without_md5_counters():
+    found = problems(parse_protocols(SHOW_PROTOCOLS_ALL), {"failure": 0, "not_found": 3, "unexpected": 0})
+    assert "this end has a password, the peer none" in found[0]
+    found = problems(parse_protocols(SHOW_PROTOCOLS_ALL), {"failure": 0, "not_found": 0, "unexpected": 0})
+    assert "no TCP connection" in found[0]

@@ -1,0 +1,142 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""bird.conf.j2 rendered for every feature at once is accepted by ``bird -p`` (BIRD's own parser)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+
+from ansible_collections.l3.calico.plugins.module_utils.bgp import node_config
+
+ROLE = Path(__file__).resolve().parents[3] / "roles" / "calico_bgp"
+BIRD = shutil.which("bird") or "/usr/sbin/bird"
+
+IPAM = {
+    "nodes": {
+        "a": {
+            "ip": "192.168.100.10",
+            "network": "192.168.100.0/24",
+            "blocks": [{"cidr": "172.17.0.0/26"}, {"cidr": "172.18.0.0/26"}, {"cidr": "172.17.9.1/32"}],
+        },
+        "b": {"ip": "192.168.100.11", "network": "192.168.100.0/24", "blocks": []},
+        "c": {"ip": "192.168.200.12", "network": "192.168.200.0/24", "blocks": []},
+    },
+    "pools": {
+        "default": {"cidr": "172.17.0.0/16", "ipip_mode": "CrossSubnet", "vxlan_mode": "Never"},
+        "blue": {"cidr": "172.18.0.0/16", "ipip_mode": "Never", "vxlan_mode": "Always"},
+        "always": {"cidr": "172.20.0.0/16", "ipip_mode": "Always", "vxlan_mode": "Never"},
+        "private": {"cidr": "172.19.0.0/16", "ipip_mode": "Never", "vxlan_mode": "Never", "disable_bgp_export": True},
+    },
+}
+SETTINGS = {
+    "route_reflectors": {"a": "1.1.1.1"},
+    "node_as": {"c": 65001},
+    "mesh_password": "mesh-key",
+    "peers": [{"address": "10.0.0.1", "as": 65000, "password": "tor-key", "ttl_security": True, "multihop": 2}],
+    "node_peers": [
+        {"address": "10.0.0.2", "as": 65002, "keep_next_hop": True, "port": 1179, "import_default_route": True}
+    ],
+}
+
+
+def render(tmp_path: Path, **overrides) -> Path:
+    variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    variables.update(overrides)
+    variables["__calico_bgp"] = node_config(IPAM, "a", SETTINGS)
+    variables["ansible_managed"] = "Ansible managed"
+    variables["calico_bgp_secrets_file"] = str(tmp_path / "bird-secrets.conf")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(ROLE / "templates"),
+        trim_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    (tmp_path / "bird-secrets.conf").write_text(
+        "".join(f'define {symbol} = "x";\n' for symbol in variables["__calico_bgp"]["secrets"])
+    )
+    conf = tmp_path / "bird.conf"
+    conf.write_text(env.get_template("bird.conf.j2").render(**variables))
+    return conf
+
+
+@pytest.mark.bird
+def test_every_feature_parses(tmp_path):
+    if not Path(BIRD).exists():
+        pytest.skip(f"needs {BIRD} (Debian package bird2)")
+    conf = render(tmp_path)
+    proc = subprocess.run([BIRD, "-p", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr + conf.read_text()
+    text = conf.read_text()
+    for snippet in (
+        "rr client;",
+        "rr cluster id 1.1.1.1;",
+        "ttl security on;",
+        "multihop 2;",
+        "next hop keep;",
+        "neighbor 10.0.0.2 port 1179 as 65002;",
+        "password CALICO_PW_GLOBAL_10_0_0_1;",
+        "import filter calico_import_with_default;",
+        'ifname = "tunl0";',
+        "onlink = true;",
+        "route 172.17.0.0/26 blackhole;",
+        "if net ~ [ 172.19.0.0/16+ ] then reject;",
+        "if !(bgp_next_hop ~ 192.168.100.0/24) then {",
+    ):
+        assert snippet in text, snippet
+    assert "route 172.17.9.1/32" not in text
+    assert "tor-key" not in text and "mesh-key" not in text
+
+
+@pytest.mark.bird
+def test_bird_refuses_a_bad_value(tmp_path):
+    if not Path(BIRD).exists():
+        pytest.skip(f"needs {BIRD} (Debian package bird2)")
+    conf = render(tmp_path, calico_bgp_hold_time=1)
+    proc = subprocess.run([BIRD, "-p", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and "Hold time must be in range" in proc.stderr
+
+
+def test_systemd_unit_is_valid(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        pytest.skip("needs systemd-analyze (Debian package systemd)")
+    import os
+
+    variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    variables["ansible_managed"] = "Ansible managed"
+    variables["__calico_bgp_bird_argv"] = [
+        variables["calico_bgp_bird"],
+        "-f",
+        "-c",
+        variables["calico_bgp_config_file"],
+        "-s",
+        variables["calico_bgp_control_socket"],
+        "-P",
+        variables["calico_bgp_pid_file"],
+        "-u",
+        variables["calico_bgp_user"],
+        "-g",
+        variables["calico_bgp_group"],
+    ]
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(ROLE / "templates"), trim_blocks=True, undefined=jinja2.StrictUndefined
+    )
+    env.filters["ansible.builtin.dirname"] = os.path.dirname
+    env.filters["ansible.builtin.unique"] = lambda items: list(dict.fromkeys(items))
+    unit = tmp_path / "l3tbgp-bird.service"
+    unit.write_text(env.get_template("bird.service.j2").render(**variables))
+    proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    text = unit.read_text()
+    assert (
+        "ExecStart=/usr/sbin/bird -f -c /etc/bird/bird.conf -s /run/bird/bird.ctl -P /run/bird/bird.pid -u bird -g bird"
+        in text
+    )
+    assert "ExecReload=/usr/sbin/birdc -s /run/bird/bird.ctl configure" in text
+    assert "ExecStartPre=/usr/sbin/bird -p -c /etc/bird/bird.conf" in text
