@@ -1,0 +1,335 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Calico IPAM objects with their exact JSON shapes, and the IPv4 integer maths under them.
+
+Plain Python (no Ansible, no netaddr): the planner works on integers and block ordinals.
+Each object converts to and from the JSON value Calico stores under its etcd key
+(libcalico-go/lib/backend/model): the file store and the etcd store use the same
+``to_json``/``from_json`` and the same key helpers below.
+
+========================  =====================================================  ==========================
+object                    etcd key                                               JSON value
+========================  =====================================================  ==========================
+:class:`Block`            ``/calico/ipam/v2/assignment/ipv4/block/<cidr with ->``  AllocationBlock
+:class:`Affinity`         ``/calico/ipam/v2/host/<node>/ipv4/block/<cidr with ->``  ``{state, deleted}``
+:class:`Handle`           ``/calico/ipam/v2/handle/<handle id>``                  ``{block: {cidr: n}, deleted}``
+:class:`IpamConfig`       ``/calico/ipam/v2/config``                               IPAMConfig
+pool spec (dict)          ``/calico/resources/v3/projectcalico.org/ippools/<name>``  IPPool (v3 resource)
+========================  =====================================================  ==========================
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+AFFINITY_PREFIX = "host:"
+WORKLOAD_HANDLE_PREFIX = "l3-workload."
+TUNNEL_TYPES = {"ipip": "ipipTunnelAddress", "vxlan": "vxlanTunnelAddress"}
+
+BLOCK_KEY_PREFIX = "/calico/ipam/v2/assignment/ipv4/block/"
+HOST_KEY_PREFIX = "/calico/ipam/v2/host/"
+HANDLE_KEY_PREFIX = "/calico/ipam/v2/handle/"
+CONFIG_KEY = "/calico/ipam/v2/config"
+POOL_KEY_PREFIX = "/calico/resources/v3/projectcalico.org/ippools/"
+
+
+class IpamError(Exception):
+    """Base of every IPAM error; the message is meant for the user as it is."""
+
+
+class ValidationError(IpamError):
+    """Bad input, detected before anything is written. Names host, field and value."""
+
+    def __init__(self, host: str, field: str, value, reason: str):
+        self.host, self.field, self.value, self.reason = host, field, value, reason
+        super().__init__(f"{host}: {field}={value!r}: {reason}")
+
+
+class StateError(IpamError):
+    """A state that cannot be trusted (corrupt file, unknown format, broken object)."""
+
+
+# --------------------------------------------------------------------------- IPv4 maths
+
+_PACK = struct.Struct("!I")
+
+
+def ip_to_int(text: str) -> int:
+    """Dotted quad to integer (strict: exactly four decimal octets)."""
+    if text.count(".") != 3:
+        raise ValueError(f"not an IPv4 address: {text!r}")
+    try:
+        return _PACK.unpack(socket.inet_aton(text))[0]
+    except OSError:
+        raise ValueError(f"not an IPv4 address: {text!r}") from None
+
+
+def int_to_ip(value: int) -> str:
+    return socket.inet_ntoa(_PACK.pack(value))
+
+
+def parse_cidr(text: str, strict: bool = True) -> tuple[int, int]:
+    """``"a.b.c.d/len"`` to ``(network int, prefix length)``; strict refuses host bits."""
+    if not isinstance(text, str) or text.count("/") != 1:
+        raise ValueError(f"not an IPv4 CIDR: {text!r}")
+    addr, _, plen = text.partition("/")
+    if not plen.isdigit() or not 0 <= int(plen) <= 32:
+        raise ValueError(f"bad prefix length in {text!r}")
+    prefix = int(plen)
+    value = ip_to_int(addr)
+    mask = prefix_mask(prefix)
+    if strict and value & ~mask & 0xFFFFFFFF:
+        raise ValueError(f"{text!r} has host bits set (the network is {int_to_ip(value & mask)}/{prefix})")
+    return value, prefix
+
+
+def prefix_mask(prefix: int) -> int:
+    return (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+
+
+def format_cidr(base: int, prefix: int) -> str:
+    return f"{int_to_ip(base)}/{prefix}"
+
+
+def fnv32(text: str) -> int:
+    """FNV-1 32-bit hash (Go's ``hash/fnv.New32``), Calico's seed for a host's block search."""
+    value = 0x811C9DC5
+    for byte in text.encode("utf-8"):
+        value = (value * 0x01000193) & 0xFFFFFFFF
+        value ^= byte
+    return value
+
+
+def key_cidr(cidr: str) -> str:
+    """The CIDR as it appears in an etcd key: ``10.0.0.0/26`` -> ``10.0.0.0-26``."""
+    return cidr.replace("/", "-")
+
+
+def block_key(cidr: str) -> str:
+    return BLOCK_KEY_PREFIX + key_cidr(cidr)
+
+
+def affinity_key(node: str, cidr: str) -> str:
+    return f"{HOST_KEY_PREFIX}{node}/ipv4/block/{key_cidr(cidr)}"
+
+
+def handle_key(handle_id: str) -> str:
+    return HANDLE_KEY_PREFIX + handle_id
+
+
+def pool_key(name: str) -> str:
+    return POOL_KEY_PREFIX + name
+
+
+# --------------------------------------------------------------------------- objects
+
+
+class Block:
+    """An AllocationBlock (libcalico-go model/block.go).
+
+    ``allocations[ordinal]`` is None or an index into ``attributes``; ``unallocated`` is the FIFO of
+    free ordinals (head handed out first, released ordinals appended at the tail). ``attributes``
+    are kept as Calico-shaped dicts ``{"handle_id", "secondary"}``. ``by_handle`` (derived, not
+    stored) maps a handle id to its first ordinal in this block, so a lookup never scans.
+    """
+
+    __slots__ = (
+        "cidr", "base", "prefix", "affinity", "allocations", "unallocated", "attributes",
+        "sequence_number", "deleted", "extra", "by_handle",
+    )
+
+    def __init__(self, cidr: str, base: int, prefix: int, affinity: str | None = None,
+                 sequence_number: int | None = None):
+        size = 1 << (32 - prefix)
+        self.cidr = cidr
+        self.base = base
+        self.prefix = prefix
+        self.affinity = affinity
+        self.allocations: list[int | None] = [None] * size
+        self.unallocated: list[int] = list(range(size))
+        self.attributes: list[dict] = []
+        # Calico initialises the sequence number to the creation time in ns, so a re-created block
+        # never repeats one; every write increments it.
+        self.sequence_number = time.time_ns() if sequence_number is None else sequence_number
+        self.deleted = False
+        self.extra: dict = {}
+        self.by_handle: dict[str, int] = {}
+
+    @classmethod
+    def new(cls, base: int, prefix: int, node: str | None) -> Block:
+        return cls(format_cidr(base, prefix), base, prefix,
+                   None if node is None else AFFINITY_PREFIX + node)
+
+    @property
+    def size(self) -> int:
+        return len(self.allocations)
+
+    @property
+    def node(self) -> str | None:
+        """The host this block is affine to (None when not affine or affine to a non-host)."""
+        aff = self.affinity
+        if aff and aff.startswith(AFFINITY_PREFIX):
+            return aff[5:]
+        return None
+
+    def address(self, ordinal: int) -> str:
+        return int_to_ip(self.base + ordinal)
+
+    def in_use(self) -> int:
+        return self.size - len(self.unallocated)
+
+    def is_empty(self) -> bool:
+        return len(self.unallocated) == len(self.allocations)
+
+    def assign(self, ordinal: int, attribute: dict) -> None:
+        """Give ``ordinal`` (already removed from ``unallocated``) to a new attribute."""
+        self.allocations[ordinal] = len(self.attributes)
+        self.attributes.append(attribute)
+        self.by_handle.setdefault(attribute["handle_id"], ordinal)
+
+    def release_handle(self, handle_id: str) -> list[int]:
+        """Release every ordinal of ``handle_id``; compact unreferenced attributes (as Calico)."""
+        indexes = {i for i, a in enumerate(self.attributes) if a.get("handle_id") == handle_id}
+        released = [o for o, a in enumerate(self.allocations) if a in indexes]
+        for o in released:
+            self.allocations[o] = None
+            self.unallocated.append(o)
+        self.by_handle.pop(handle_id, None)
+        if indexes:
+            self._compact()
+        return released
+
+    def _compact(self) -> None:
+        used = sorted({a for a in self.allocations if a is not None})
+        remap = {old: new for new, old in enumerate(used)}
+        self.attributes = [self.attributes[i] for i in used]
+        self.allocations = [None if a is None else remap[a] for a in self.allocations]
+
+    def to_json(self) -> dict:
+        value = {
+            "cidr": self.cidr,
+            "affinity": self.affinity,
+            "allocations": self.allocations,
+            "unallocated": self.unallocated,
+            "attributes": self.attributes,
+            "sequenceNumber": self.sequence_number,
+            "deleted": self.deleted,
+        }
+        if self.extra:
+            value.update(self.extra)
+        return value
+
+    @classmethod
+    def from_json(cls, value: dict) -> Block:
+        try:
+            cidr = value["cidr"]
+            base, prefix = parse_cidr(cidr)
+            block = cls.__new__(cls)
+            block.cidr, block.base, block.prefix = cidr, base, prefix
+            block.affinity = value.get("affinity")
+            block.allocations = list(value["allocations"])
+            block.unallocated = list(value["unallocated"])
+            block.attributes = list(value.get("attributes") or [])
+            block.sequence_number = int(value.get("sequenceNumber", 0))
+            block.deleted = bool(value.get("deleted", False))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"AllocationBlock {value.get('cidr') if isinstance(value, dict) else value!r}: {exc}") from None
+        known = {"cidr", "affinity", "allocations", "unallocated", "attributes", "sequenceNumber", "deleted"}
+        block.extra = {k: v for k, v in value.items() if k not in known}
+        size = 1 << (32 - prefix)
+        if len(block.allocations) != size:
+            raise StateError(f"AllocationBlock {cidr}: {len(block.allocations)} allocations for {size} addresses")
+        attrs = block.attributes
+        by_handle: dict[str, int] = {}
+        nattr = len(attrs)
+        for ordinal, index in enumerate(block.allocations):
+            if index is not None:
+                if not isinstance(index, int) or not 0 <= index < nattr:
+                    raise StateError(f"AllocationBlock {cidr}: ordinal {ordinal} points at attribute {index!r}")
+                by_handle.setdefault(attrs[index].get("handle_id"), ordinal)
+        block.by_handle = by_handle
+        return block
+
+
+class Affinity:
+    """A BlockAffinity value: ``{"state": "pending|confirmed|pendingDeletion", "deleted": false}``."""
+
+    __slots__ = ("state", "deleted")
+
+    def __init__(self, state: str = "confirmed", deleted: bool = False):
+        self.state, self.deleted = state, deleted
+
+    def to_json(self) -> dict:
+        return {"state": self.state, "deleted": self.deleted}
+
+    @classmethod
+    def from_json(cls, value: dict) -> Affinity:
+        if not isinstance(value, dict) or "state" not in value:
+            raise StateError(f"BlockAffinity value {value!r} has no state")
+        return cls(value["state"], bool(value.get("deleted", False)))
+
+    def __eq__(self, other):
+        return isinstance(other, Affinity) and (self.state, self.deleted) == (other.state, other.deleted)
+
+
+class Handle:
+    """An IPAMHandle value: ``{"block": {"<block cidr>": <addresses held>}, "deleted": false}``."""
+
+    __slots__ = ("block", "deleted")
+
+    def __init__(self, block: dict[str, int] | None = None, deleted: bool = False):
+        self.block = {} if block is None else block
+        self.deleted = deleted
+
+    def to_json(self) -> dict:
+        return {"block": self.block, "deleted": self.deleted}
+
+    @classmethod
+    def from_json(cls, value: dict) -> Handle:
+        if not isinstance(value, dict) or not isinstance(value.get("block"), dict):
+            raise StateError(f"IPAMHandle value {value!r} has no block map")
+        return cls(dict(value["block"]), bool(value.get("deleted", False)))
+
+
+class IpamConfig:
+    """The IPAMConfig singleton; JSON keys as Calico spells them (note the camelCase one)."""
+
+    __slots__ = ("strict_affinity", "auto_allocate_blocks", "max_blocks_per_host")
+
+    def __init__(self, strict_affinity: bool = False, auto_allocate_blocks: bool = True,
+                 max_blocks_per_host: int = 0):
+        self.strict_affinity = strict_affinity
+        self.auto_allocate_blocks = auto_allocate_blocks
+        self.max_blocks_per_host = max_blocks_per_host
+
+    @property
+    def block_limit(self) -> int:
+        """Blocks a host may claim: ``max_blocks_per_host``, 0 meaning Calico's default of 20."""
+        return self.max_blocks_per_host or 20
+
+    def to_json(self) -> dict:
+        return {
+            "strict_affinity": self.strict_affinity,
+            "auto_allocate_blocks": self.auto_allocate_blocks,
+            "maxBlocksPerHost": self.max_blocks_per_host,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict) -> IpamConfig:
+        if not isinstance(value, dict):
+            raise StateError(f"IPAMConfig value {value!r} is not an object")
+        return cls(bool(value.get("strict_affinity", False)), bool(value.get("auto_allocate_blocks", True)),
+                   int(value.get("maxBlocksPerHost", 0)))
+
+    def __eq__(self, other):
+        return isinstance(other, IpamConfig) and self.to_json() == other.to_json()
+
+
+def workload_attribute(handle_id: str, node: str, namespace: str, workload: str) -> dict:
+    return {"handle_id": handle_id, "secondary": {"node": node, "namespace": namespace, "workload": workload}}
+
+
+def tunnel_attribute(handle_id: str, node: str, kind: str) -> dict:
+    return {"handle_id": handle_id, "secondary": {"node": node, "type": TUNNEL_TYPES[kind]}}

@@ -1,0 +1,270 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Where the IPAM state lives: the in-memory state and the datastore interface.
+
+The datastore interface (shared by the file store below and the etcd store)
+===========================================================================
+
+:class:`IpamState` holds the Calico objects in memory (models in ``ipam_model``)::
+
+    state.blocks:      dict[str, Block]                  # key: block cidr "172.17.0.0/26"
+    state.affinities:  dict[tuple[str, str], Affinity]   # (node, block cidr) -> {state, deleted}
+    state.handles:     dict[str, Handle]                 # handle id -> {block: {cidr: n}, deleted}
+    state.config:      IpamConfig                        # the IPAMConfig singleton
+    state.pools:       dict[str, dict]                   # pool name -> v3 IPPool spec (cidr, blockSize, ...)
+
+Whoever changes an object marks it with ``state.touch_block(cidr)``, ``touch_affinity((node, cidr))``,
+``touch_handle(hid)``, ``touch_pool(name)`` or ``touch_config()`` (the planner does). A key that is
+touched and still in its dict is to be written (created or updated); a touched key that is no longer in
+its dict is to be deleted. ``state.changes()`` returns those dirty keys (:class:`Changes`), so a store
+writes only what changed; ``state.changed`` says whether there is anything at all. The first touch of a
+block increments its ``sequenceNumber`` (Calico bumps it on every block write).
+
+A :class:`Store` runs a planning function inside one transaction::
+
+    Store.transact(plan_fn: Callable[[IpamState], T], *, write: bool) -> T
+
+``plan_fn`` gets a freshly loaded state, mutates it (touching what it changes) and returns anything.
+It must be re-runnable on a fresh state: pure apart from mutating the state it is given, so a store
+may call it again after a conflict. With ``write=False`` (check mode) nothing is ever written.
+
+- :class:`FileStore` (here): takes an exclusive ``fcntl.flock`` on ``<file>.lock`` for the whole
+  load-plan-write, loads the JSON file, calls ``plan_fn`` once, and if ``write`` and the state changed
+  writes the whole file atomically (temporary file in the same directory, fsync, ``os.replace``, fsync
+  of the directory), mode 0600. A corrupt or unknown-format file raises :class:`StateError` and is
+  never overwritten.
+- The etcd store (``ipam_etcd``): loads every object with its ModRevision, calls ``plan_fn``, writes only
+  ``state.changes()`` in compare-and-swap transactions, and on a conflict reloads and calls ``plan_fn``
+  again (bounded retries).
+
+The (de)serialisers of each object are ``Block/Affinity/Handle/IpamConfig.to_json/from_json``, and the
+etcd keys ``block_key``, ``affinity_key``, ``handle_key``, ``CONFIG_KEY``, ``pool_key`` in ``ipam_model``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import errno
+import fcntl
+import json
+import os
+import tempfile
+import time
+from typing import Callable, TypeVar
+
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
+    Affinity,
+    Block,
+    Handle,
+    IpamConfig,
+    StateError,
+)
+
+T = TypeVar("T")
+
+FORMAT_NAME = "l3.calico/ipam"
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass
+class Changes:
+    """Keys of the objects a plan touched (present in the state: write; absent: delete)."""
+
+    blocks: set = dataclasses.field(default_factory=set)
+    affinities: set = dataclasses.field(default_factory=set)
+    handles: set = dataclasses.field(default_factory=set)
+    pools: set = dataclasses.field(default_factory=set)
+    config: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.blocks or self.affinities or self.handles or self.pools or self.config)
+
+
+class IpamState:
+    """The IPAM objects in memory, plus the keys changed since load (see the module docstring)."""
+
+    def __init__(self):
+        self.blocks: dict[str, Block] = {}
+        self.affinities: dict[tuple[str, str], Affinity] = {}
+        self.handles: dict[str, Handle] = {}
+        self.config: IpamConfig = IpamConfig()
+        self.pools: dict[str, dict] = {}
+        self._changes = Changes()
+
+    # -- change tracking
+    def touch_block(self, cidr: str) -> None:
+        if cidr not in self._changes.blocks:
+            self._changes.blocks.add(cidr)
+            block = self.blocks.get(cidr)
+            if block is not None:
+                block.sequence_number += 1
+
+    def touch_affinity(self, key: tuple[str, str]) -> None:
+        self._changes.affinities.add(key)
+
+    def touch_handle(self, handle_id: str) -> None:
+        self._changes.handles.add(handle_id)
+
+    def touch_pool(self, name: str) -> None:
+        self._changes.pools.add(name)
+
+    def touch_config(self) -> None:
+        self._changes.config = True
+
+    def changes(self) -> Changes:
+        return self._changes
+
+    @property
+    def changed(self) -> bool:
+        return bool(self._changes)
+
+    # -- (de)serialisation of the whole state as one document (the file store's format)
+    def to_document(self) -> dict:
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "config": self.config.to_json(),
+            "pools": self.pools,
+            "blocks": [b.to_json() for b in self.blocks.values()],
+            "affinities": [
+                {"node": node, "cidr": cidr, **aff.to_json()} for (node, cidr), aff in self.affinities.items()
+            ],
+            "handles": {hid: h.to_json() for hid, h in self.handles.items()},
+        }
+
+    @classmethod
+    def from_document(cls, doc, origin: str = "state") -> IpamState:
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+            raise StateError(f"{origin}: not an l3.calico IPAM state (format {FORMAT_NAME!r} expected)")
+        if doc.get("version") != FORMAT_VERSION:
+            raise StateError(f"{origin}: unknown format version {doc.get('version')!r} (this code reads {FORMAT_VERSION})")
+        state = cls()
+        try:
+            state.config = IpamConfig.from_json(doc.get("config", {}))
+            pools = doc.get("pools", {})
+            if not isinstance(pools, dict):
+                raise StateError("pools is not an object")
+            state.pools = pools
+            for value in doc["blocks"]:
+                block = Block.from_json(value)
+                if block.cidr in state.blocks:
+                    raise StateError(f"block {block.cidr} appears twice")
+                state.blocks[block.cidr] = block
+            for value in doc["affinities"]:
+                state.affinities[(value["node"], value["cidr"])] = Affinity.from_json(value)
+            for hid, value in doc["handles"].items():
+                state.handles[hid] = Handle.from_json(value)
+        except StateError as exc:
+            raise StateError(f"{origin}: {exc}") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise StateError(f"{origin}: malformed state ({type(exc).__name__}: {exc})") from None
+        return state
+
+
+class Store(abc.ABC):
+    """A datastore of IPAM objects that runs a planning function in one transaction."""
+
+    @abc.abstractmethod
+    def transact(self, plan_fn: Callable[[IpamState], T], *, write: bool) -> T:
+        """Load a fresh state, return ``plan_fn(state)``; persist the touched objects if ``write``."""
+
+
+class FileStore(Store):
+    """The whole state in one JSON file, guarded by an flock on ``<path>.lock``."""
+
+    def __init__(self, path: str, lock_timeout: float = 600.0):
+        self.path = os.path.abspath(path)
+        self.lock_path = self.path + ".lock"
+        self.lock_timeout = lock_timeout
+        self.last_write_seconds = 0.0
+        self.last_load_seconds = 0.0
+
+    def transact(self, plan_fn: Callable[[IpamState], T], *, write: bool) -> T:
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            raise StateError(f"state file {self.path}: directory {directory} does not exist")
+        lock_fd = self._lock(exclusive=write)
+        try:
+            started = time.perf_counter()
+            state = self.load()
+            self.last_load_seconds = time.perf_counter() - started
+            result = plan_fn(state)
+            if write and state.changed:
+                started = time.perf_counter()
+                self.write(state)
+                self.last_write_seconds = time.perf_counter() - started
+            return result
+        finally:
+            if lock_fd is not None:
+                os.close(lock_fd)  # closing the descriptor releases the flock
+
+    def _lock(self, exclusive: bool) -> int | None:
+        if exclusive:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        else:
+            # A read-only (check mode) run creates nothing: without a lock file there is no writer
+            # to wait for, and os.replace makes every read see a whole file anyway.
+            try:
+                fd = os.open(self.lock_path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return None
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+                return fd
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise StateError(f"state file {self.path}: still locked by another run after {self.lock_timeout:.0f}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def load(self) -> IpamState:
+        try:
+            with open(self.path, "rb") as handle:
+                raw = handle.read()
+        except FileNotFoundError:
+            return IpamState()
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise StateError(
+                f"state file {self.path} is corrupt ({exc}); refusing to use or overwrite it "
+                "(restore it from a backup, or move it away to start from an empty state)"
+            ) from None
+        try:
+            return IpamState.from_document(doc, origin=f"state file {self.path}")
+        except StateError as exc:
+            raise StateError(f"{exc}; refusing to use or overwrite it") from None
+
+    def write(self, state: IpamState) -> None:
+        doc = state.to_document()
+        # Readable for a lab, compact for a large site.
+        text = json.dumps(doc, indent=1) if len(state.blocks) <= 512 else json.dumps(doc, separators=(",", ":"))
+        directory = os.path.dirname(self.path)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(self.path) + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                os.fchmod(handle.fileno(), 0o600)
+                handle.write(text)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
