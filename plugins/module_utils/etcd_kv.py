@@ -15,6 +15,7 @@ block              /calico/ipam/v2/assignment/ipv4/block/10.0.0.0-26   Allocatio
 affinity           /calico/ipam/v2/host/<node>/ipv4/block/10.0.0.0-26  {"state":..,"deleted":..}
 handle             /calico/ipam/v2/handle/<handle id>                  {"block":{cidr:n},"deleted":..}
 IPAM config        /calico/ipam/v2/config                              {"strict_affinity":..,...}
+IP pool            /calico/resources/v3/projectcalico.org/ippools/<n>  v3 IPPool resource
 =================  ==================================================  ===========================
 
 Writes: :func:`plan_txns` turns "what was read" and "what should be" into transactions in
@@ -31,7 +32,7 @@ import base64
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = "/calico/ipam/v2"
@@ -39,6 +40,8 @@ BLOCK_DIR = ROOT + "/assignment/ipv4/block/"
 HOST_DIR = ROOT + "/host/"
 HANDLE_DIR = ROOT + "/handle/"
 CONFIG_KEY = ROOT + "/config"
+#: IP pools are v3 resources (the planner keeps them to refuse cidr/blockSize changes).
+POOL_DIR = "/calico/resources/v3/projectcalico.org/ippools/"
 
 #: etcd's defaults: --max-txn-ops 128, --max-request-bytes 1.5 MiB (we keep a margin).
 DEFAULT_MAX_TXN_OPS = 128
@@ -85,15 +88,25 @@ def config_key(prefix: str = "") -> str:
     return prefix + CONFIG_KEY
 
 
+def pool_key(name: str, prefix: str = "") -> str:
+    return prefix + POOL_DIR + name
+
+
 def parse_key(key: str, prefix: str = "") -> tuple[str, Any] | None:
-    """``("block", cidr)``, ``("affinity", (node, cidr))``, ``("handle", id)``, ``("config", None)``.
+    """``("block", cidr)``, ``("affinity", (node, cidr))``, ``("handle", id)``, ``("config", None)``,
+    ``("pool", name)``.
 
     None for keys this IPAM does not manage (IPv6 blocks, ``virtual`` affinities, IPAMHost
     markers, ...): they are read past and never written.
     """
-    if not key.startswith(prefix + ROOT + "/"):
+    if not key.startswith(prefix):
         return None
     rest = key[len(prefix):]
+    if rest.startswith(POOL_DIR):
+        name = rest[len(POOL_DIR):]
+        return ("pool", name) if name and "/" not in name else None
+    if not rest.startswith(ROOT + "/"):
+        return None
     if rest == CONFIG_KEY:
         return ("config", None)
     if rest.startswith(BLOCK_DIR):
@@ -230,10 +243,10 @@ class EtcdKV:
             return result
         raise EtcdUnavailableError("etcd unreachable: " + "; ".join(errors))
 
-    def read_prefix(self, prefix: str) -> Snapshot:
-        """Every key under ``prefix`` at one revision (paged, linearizable)."""
+    def read_prefix(self, prefix: str, revision: int = 0) -> Snapshot:
+        """Every key under ``prefix`` at one revision (paged, linearizable); 0 = the current one."""
         start, end = prefix.encode(), _prefix_end(prefix.encode())
-        snap: Snapshot | None = None
+        snap: Snapshot | None = Snapshot(revision=revision) if revision else None
         while True:
             payload = {"key": _b64(start), "range_end": _b64(end), "limit": self.PAGE}
             if snap is not None:
@@ -322,8 +335,8 @@ def units(changes: dict[str, tuple[int, bytes | None]], old: dict[str, tuple[byt
     """Group changed keys that must commit together (union-find).
 
     A block, the affinities of its CIDR and every changed handle that counts (before or
-    after) an address in it are one unit; the IPAM config is a unit of its own.
-    Ordered: config first, then units holding a block (by CIDR key), then the rest.
+    after) an address in it are one unit; the IPAM config and each pool are units of their
+    own. Ordered: pools and config first, then units holding a block, then the rest.
     """
     parent = {key: key for key in changes}
 
@@ -361,9 +374,9 @@ def units(changes: dict[str, tuple[int, bytes | None]], old: dict[str, tuple[byt
 
     def rank(group: list[str]) -> tuple[int, str]:
         kinds = {(parse_key(k, prefix) or ("other",))[0] for k in group}
-        return (0 if "config" in kinds else 1 if "block" in kinds else 2, group[0])
+        return (0 if kinds & {"config", "pool"} else 1 if "block" in kinds else 2, group[0])
 
-    order = {"config": 0, "block": 1, "handle": 2, "affinity": 3}
+    order = {"pool": 0, "config": 0, "block": 1, "handle": 2, "affinity": 3}
     return [sorted(g, key=lambda k: (order.get((parse_key(k, prefix) or ("other",))[0], 4), k))
             for g in sorted(groups.values(), key=rank)]
 
@@ -405,13 +418,3 @@ def backoff(attempt: int, base: float = 0.005, cap: float = 0.25) -> None:
     """Full-jitter exponential backoff between conflicting attempts."""
     time.sleep(random.uniform(0, min(cap, base * (2 ** min(attempt, 10)))))
 
-
-def iter_chunks(items: Iterable, size: int):
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

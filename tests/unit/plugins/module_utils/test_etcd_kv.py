@@ -17,6 +17,7 @@ def test_keys_are_calicos():
     assert kv.affinity_key("node-a", "10.233.64.0/26") == "/calico/ipam/v2/host/node-a/ipv4/block/10.233.64.0-26"
     assert kv.handle_key("ipip-tunnel-addr-node-a") == "/calico/ipam/v2/handle/ipip-tunnel-addr-node-a"
     assert kv.config_key() == "/calico/ipam/v2/config"
+    assert kv.pool_key("p") == "/calico/resources/v3/projectcalico.org/ippools/p"
     assert kv.block_key("10.0.0.0/26", "/site-a") == "/site-a/calico/ipam/v2/assignment/ipv4/block/10.0.0.0-26"
 
 
@@ -28,7 +29,8 @@ def test_keys_are_calicos():
     ("/calico/ipam/v2/assignment/ipv6/block/fd00::-122", None),     # not ours: left alone
     ("/calico/ipam/v2/host/n1", None),                               # IPAMHost marker
     ("/calico/ipam/v2/host/lb/virtual/block/10.0.0.0-26", None),
-    ("/calico/resources/v3/projectcalico.org/ippools/p", None),
+    ("/calico/resources/v3/projectcalico.org/ippools/p", ("pool", "p")),
+    ("/calico/resources/v3/projectcalico.org/nodes/p", None),
 ])
 def test_parse_key(key, parsed):
     assert kv.parse_key(key) == parsed
