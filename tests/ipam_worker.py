@@ -149,9 +149,18 @@ def main(argv=None) -> int:
     parser.add_argument("--start-at", type=float, default=0.0, help="wall-clock start (a barrier)")
     parser.add_argument("--max-txn-ops", type=int, default=128)
     parser.add_argument("--retries", type=int, default=200)
+    parser.add_argument("--slow-txn", type=float, default=0.0, help="sleep after each etcd transaction")
     args = parser.parse_args(argv)
     options = {} if args.store == "file" else {"max_txn_ops": args.max_txn_ops, "retries": args.retries}
     store = make_store(args.store, args.target, **options)
+    if args.slow_txn:       # the SIGKILL test needs time between two transactions
+        real_txn = store.kv.txn
+
+        def slow_txn(compares, success):
+            ok = real_txn(compares, success)
+            time.sleep(args.slow_txn)
+            return ok
+        store.kv.txn = slow_txn
     handles = [f"l3-workload.default.{args.node}-{i:04d}" for i in range(args.count)]
     if args.start_at:
         time.sleep(max(0.0, args.start_at - time.time()))
