@@ -208,7 +208,13 @@ class EtcdKV:
         self._current = 0
 
     def _client(self, index: int):
-        import etcd3gw  # deferred: the file datastore must not need it
+        try:
+            import etcd3gw  # deferred: the file datastore must not need it
+        except ImportError as exc:
+            import sys
+            raise EtcdError(f"the etcd datastore needs the Python package etcd3gw (pinned 2.7.0 in "
+                            f"requirements.txt), which {sys.executable} cannot import ({exc}): install "
+                            "it there, or run the module with a Python that has it") from None
 
         while len(self._clients) <= index:
             scheme, host, port = _split_endpoint(self.settings.endpoints[len(self._clients)],

@@ -159,6 +159,40 @@ def state_from_kvs(kvs: dict[str, bytes], prefix: str = "", origin: str = "etcd"
     return state, resources
 
 
+#: The argument spec matching doc fragment ``l3.calico.etcd``.
+ETCD_ARGUMENT_SPEC = {
+    "etcd_endpoints": {"type": "list", "elements": "str", "default": []},
+    "etcd_ca_cert": {"type": "path"},
+    "etcd_cert": {"type": "path"},
+    "etcd_key": {"type": "path"},
+    "etcd_prefix": {"type": "str", "default": ""},
+    "etcd_timeout": {"type": "float", "default": 5.0},
+    "etcd_retries": {"type": "int", "default": 50},
+}
+
+
+def settings_from_params(params: dict) -> EtcdSettings:
+    """EtcdSettings from module parameters (validated: errors name the option and value)."""
+    settings = EtcdSettings(
+        endpoints=list(params.get("etcd_endpoints") or []),
+        ca_cert=params.get("etcd_ca_cert"), client_cert=params.get("etcd_cert"),
+        client_key=params.get("etcd_key"), prefix=params.get("etcd_prefix") or "",
+        timeout=float(params.get("etcd_timeout") or 5.0), retries=int(params.get("etcd_retries") or 50))
+    settings.validate()
+    return settings
+
+
+def store_from_params(params: dict, datastore: str, state_file: str | None = None) -> Store:
+    """FileStore(state_file) or EtcdStore(etcd_* parameters), as ``datastore`` says."""
+    if datastore == "etcd":
+        return EtcdStore(settings_from_params(params))
+    from ansible_collections.l3.calico.plugins.module_utils.ipam_store import FileStore
+
+    if not state_file:
+        raise EtcdError("state_file: a path is needed when datastore is file")
+    return FileStore(state_file)
+
+
 class EtcdStore(Store):
     """IPAM objects in etcd v3 under Calico's keys (see the module docstring)."""
 
