@@ -1,0 +1,418 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Validate the inventory interface of the IPAM and turn it into the planner's input (:class:`Desired`).
+
+Every error is a :class:`ValidationError` naming the host (``calico_nodes`` for the group-wide
+variables ``calico_pools``, ``calico_ipam_config``, ``calico_reservations``), the field (with its
+index) and the value, and is raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+
+from ansible_collections.l3.calico.plugins.module_utils import calico_selector, naming
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
+    IpamConfig,
+    ValidationError,
+    format_cidr,
+    int_to_ip,
+    ip_to_int,
+    parse_cidr,
+    prefix_mask,
+)
+
+GROUP = "calico_nodes"
+MODES = ("Never", "Always", "CrossSubnet")
+LINK_LOCAL = parse_cidr("169.254.0.0/16")
+POOL_KEYS = {
+    "name", "cidr", "block_size", "ipip_mode", "vxlan_mode", "nat_outgoing", "disabled",
+    "disable_bgp_export", "node_selector", "namespaces",
+}
+WORKLOAD_KEYS = {"name", "namespace", "ip", "pool"}
+NODE_KEYS = {"name", "ip", "labels", "workloads"}
+CONFIG_KEYS = {"strict_affinity", "auto_allocate_blocks", "max_blocks_per_host"}
+
+
+@dataclasses.dataclass(eq=False)
+class Pool:
+    name: str
+    cidr: str
+    base: int
+    prefix: int
+    block_size: int
+    ipip_mode: str = "Never"
+    vxlan_mode: str = "Never"
+    nat_outgoing: bool = False
+    disabled: bool = False
+    disable_bgp_export: bool = False
+    node_selector: str = "all()"
+    namespaces: tuple = ()
+    index: int = 0
+    selects: object = None  # compiled selector: labels -> bool
+
+    @property
+    def nblocks(self) -> int:
+        return 1 << (self.block_size - self.prefix)
+
+    @property
+    def capacity(self) -> int:
+        return 1 << (32 - self.prefix)
+
+    def contains(self, address: int) -> bool:
+        return (address & prefix_mask(self.prefix)) == self.base
+
+    def block_base(self, index: int) -> int:
+        return self.base + (index << (32 - self.block_size))
+
+    def block_index(self, address: int) -> int:
+        return (address - self.base) >> (32 - self.block_size)
+
+    def spec(self) -> dict:
+        """The pool as a Calico v3 IPPool spec (what the state records, to refuse immutable changes)."""
+        return {
+            "cidr": self.cidr,
+            "blockSize": self.block_size,
+            "ipipMode": self.ipip_mode,
+            "vxlanMode": self.vxlan_mode,
+            "natOutgoing": self.nat_outgoing,
+            "disabled": self.disabled,
+            "disableBGPExport": self.disable_bgp_export,
+            "nodeSelector": self.node_selector,
+            "namespaces": list(self.namespaces),
+        }
+
+
+@dataclasses.dataclass(eq=False)
+class Workload:
+    name: str
+    namespace: str
+    id: str
+    handle: str
+    ip: int | None
+    pool: str | None
+    field: str  # "calico_workloads[3]", for error messages
+
+
+@dataclasses.dataclass(eq=False)
+class Node:
+    name: str
+    ip: str
+    network: str
+    labels: dict
+    workloads: list
+
+
+@dataclasses.dataclass(eq=False)
+class Desired:
+    pools: list
+    nodes: dict  # name -> Node, sorted by name
+    config: IpamConfig
+    reservations: list  # sorted, merged [(first, last)] integer ranges
+    only_node: str | None = None
+    listed_namespaces: frozenset = frozenset()  # namespaces some pool lists (they take only from those)
+
+    @property
+    def pools_by_name(self) -> dict:
+        return {p.name: p for p in self.pools}
+
+    def reserved(self, address: int) -> bool:
+        i = bisect.bisect_right(self.reservations, (address, 0xFFFFFFFF + 1)) - 1
+        return i >= 0 and self.reservations[i][0] <= address <= self.reservations[i][1]
+
+    def reserved_in(self, first: int, last: int) -> list:
+        """Reserved ranges clipped to [first, last]."""
+        out = []
+        i = max(bisect.bisect_right(self.reservations, (first, 0xFFFFFFFF + 1)) - 1, 0)
+        for lo, hi in self.reservations[i:]:
+            if lo > last:
+                break
+            if hi >= first:
+                out.append((max(lo, first), min(hi, last)))
+        return out
+
+
+def _fail(host, field, value, reason):
+    raise ValidationError(host, field, value, reason)
+
+
+def _bool(host, field, value, default):
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        _fail(host, field, value, "must be true or false")
+    return value
+
+
+def _label(host, field, value, what):
+    if not isinstance(value, str) or not naming.LABEL_RE.match(value):
+        _fail(host, field, value, f"{what} must be a DNS label (lower-case letters, digits and '-', at most 63)")
+    return value
+
+
+def _dict(host, field, value, allowed):
+    if not isinstance(value, dict):
+        _fail(host, field, value, "must be a mapping")
+    unknown = sorted(str(k) for k in value if k not in allowed)
+    if unknown:
+        _fail(host, field, value, f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+    return value
+
+
+def validate_pools(pools) -> list:
+    if pools is None:
+        pools = []
+    if not isinstance(pools, list):
+        _fail(GROUP, "calico_pools", pools, "must be a list of pools")
+    out, names = [], set()
+    for i, raw in enumerate(pools):
+        where = f"calico_pools[{i}]"
+        _dict(GROUP, where, raw, POOL_KEYS)
+        name = raw.get("name")
+        if not isinstance(name, str) or not naming.LABEL_RE.match(name):
+            _fail(GROUP, f"{where}.name", name, "a pool needs a name that is a DNS label")
+        if name in names:
+            _fail(GROUP, f"{where}.name", name, "two pools have this name")
+        names.add(name)
+        where = f"calico_pools[{i}] ({name})"
+        cidr = raw.get("cidr")
+        if isinstance(cidr, str) and ":" in cidr:
+            _fail(GROUP, f"{where}.cidr", cidr, "IPv6 pools are not supported")
+        try:
+            base, prefix = parse_cidr(cidr)
+        except ValueError as exc:
+            _fail(GROUP, f"{where}.cidr", cidr, f"not an IPv4 network: {exc}")
+        block_size = raw.get("block_size", 26)
+        if block_size is None:
+            block_size = 26
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or not 20 <= block_size <= 32:
+            _fail(GROUP, f"{where}.block_size", block_size, "must be an integer from 20 to 32")
+        if block_size < prefix:
+            _fail(GROUP, f"{where}.block_size", block_size,
+                  f"a /{block_size} block is larger than the pool {cidr}")
+        ll_base, ll_prefix = LINK_LOCAL
+        if _overlap(base, prefix, ll_base, ll_prefix):
+            _fail(GROUP, f"{where}.cidr", cidr, "overlaps the link-local range 169.254.0.0/16")
+        modes = {}
+        for key in ("ipip_mode", "vxlan_mode"):
+            mode = raw.get(key) or "Never"
+            if mode not in MODES:
+                _fail(GROUP, f"{where}.{key}", mode, f"unknown mode (one of {', '.join(MODES)})")
+            modes[key] = mode
+        if modes["ipip_mode"] != "Never" and modes["vxlan_mode"] != "Never":
+            _fail(GROUP, f"{where}.vxlan_mode", modes["vxlan_mode"],
+                  f"IPIP ({modes['ipip_mode']}) and VXLAN cannot both be on in one pool")
+        selector = raw.get("node_selector") or "all()"
+        try:
+            selects = calico_selector.parse(selector)
+        except calico_selector.SelectorError as exc:
+            _fail(GROUP, f"{where}.node_selector", selector, f"selector syntax error: {exc}")
+        namespaces = raw.get("namespaces") or []
+        if not isinstance(namespaces, list):
+            _fail(GROUP, f"{where}.namespaces", namespaces, "must be a list of namespace names")
+        for j, ns in enumerate(namespaces):
+            _label(GROUP, f"{where}.namespaces[{j}]", ns, "a namespace")
+        out.append(Pool(
+            name=name, cidr=cidr, base=base, prefix=prefix, block_size=block_size,
+            ipip_mode=modes["ipip_mode"], vxlan_mode=modes["vxlan_mode"],
+            nat_outgoing=_bool(GROUP, f"{where}.nat_outgoing", raw.get("nat_outgoing"), False),
+            disabled=_bool(GROUP, f"{where}.disabled", raw.get("disabled"), False),
+            disable_bgp_export=_bool(GROUP, f"{where}.disable_bgp_export", raw.get("disable_bgp_export"), False),
+            node_selector=selector, namespaces=tuple(namespaces), index=i, selects=selects,
+        ))
+    for i, a in enumerate(out):
+        for b in out[i + 1:]:
+            if _overlap(a.base, a.prefix, b.base, b.prefix):
+                _fail(GROUP, f"calico_pools[{b.index}] ({b.name}).cidr", b.cidr,
+                      f"overlaps pool {a.name} ({a.cidr})")
+    return out
+
+
+def _overlap(base_a, prefix_a, base_b, prefix_b) -> bool:
+    prefix = min(prefix_a, prefix_b)
+    mask = prefix_mask(prefix)
+    return (base_a & mask) == (base_b & mask)
+
+
+def validate_config(config) -> IpamConfig:
+    if config is None:
+        config = {}
+    _dict(GROUP, "calico_ipam_config", config, CONFIG_KEYS)
+    strict = _bool(GROUP, "calico_ipam_config.strict_affinity", config.get("strict_affinity"), False)
+    auto = _bool(GROUP, "calico_ipam_config.auto_allocate_blocks", config.get("auto_allocate_blocks"), True)
+    limit = config.get("max_blocks_per_host", 0)
+    if limit is None:
+        limit = 0
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        _fail(GROUP, "calico_ipam_config.max_blocks_per_host", limit, "must be an integer >= 0 (0 means 20)")
+    if not strict and not auto:
+        _fail(GROUP, "calico_ipam_config.auto_allocate_blocks", auto,
+              "cannot be false while strict_affinity is false (Calico refuses this combination)")
+    return IpamConfig(strict, auto, limit)
+
+
+def validate_reservations(reservations) -> list:
+    if reservations is None:
+        reservations = []
+    if not isinstance(reservations, list):
+        _fail(GROUP, "calico_reservations", reservations, "must be a list of addresses or CIDRs")
+    ranges = []
+    for i, item in enumerate(reservations):
+        field = f"calico_reservations[{i}]"
+        try:
+            text = item if isinstance(item, str) and "/" in item else f"{item}/32"
+            base, prefix = parse_cidr(text)
+        except ValueError as exc:
+            _fail(GROUP, field, item, f"not an IPv4 address or network: {exc}")
+        ranges.append((base, base + (1 << (32 - prefix)) - 1))
+    ranges.sort()
+    merged: list = []
+    for lo, hi in ranges:
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def validate_nodes(nodes, pools: list, reservations: list) -> dict:
+    if not isinstance(nodes, list):
+        _fail(GROUP, "nodes", nodes, "must be a list of nodes")
+    by_pool = {p.name: p for p in pools}
+    listed = frozenset(ns for p in pools for ns in p.namespaces)
+    desired = Desired(pools, {}, IpamConfig(), reservations, None, listed)
+    out: dict = {}
+    node_ips: dict = {}
+    owners: dict = {}  # workload id -> node
+    requested: dict = {}  # address -> (node, field)
+    ns_ok: set = set()
+    for raw in nodes:
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw.get("name"):
+            _fail(GROUP, "nodes[]", raw, "a node needs a name")
+        host = raw["name"]
+        _dict(host, "node", raw, NODE_KEYS)
+        if host in out:
+            _fail(host, "inventory_hostname", host, "the node appears twice")
+        ip_text = raw.get("ip")
+        if not isinstance(ip_text, str) or "/" not in ip_text:
+            _fail(host, "calico_node_ip", ip_text,
+                  "needs the prefix length (e.g. 192.168.100.100/24): CrossSubnet decides by the node's subnet")
+        try:
+            ip_int, prefix = parse_cidr(ip_text, strict=False)
+        except ValueError as exc:
+            _fail(host, "calico_node_ip", ip_text, f"not an IPv4 address with prefix length: {exc}")
+        address = ip_text.split("/")[0]
+        if address in node_ips:
+            _fail(host, "calico_node_ip", ip_text, f"node {node_ips[address]} has the same address")
+        node_ips[address] = host
+        labels = raw.get("labels")
+        if labels is None:
+            labels = {}
+        if not isinstance(labels, dict):
+            _fail(host, "calico_node_labels", labels, "must be a mapping of label names to strings")
+        clean = {}
+        for key, value in labels.items():
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                _fail(host, f"calico_node_labels.{key}", value, "a label value must be a string")
+            clean[str(key)] = str(value)
+        workloads = raw.get("workloads")
+        if workloads is None:
+            workloads = []
+        if not isinstance(workloads, list):
+            _fail(host, "calico_workloads", workloads, "must be a list of workloads")
+        seen: set = set()
+        wls = []
+        for i, wl in enumerate(workloads):
+            field = f"calico_workloads[{i}]"
+            if not isinstance(wl, dict):
+                _fail(host, field, wl, "a workload is a mapping with at least a name")
+            if len(wl) > 2 or not wl.keys() <= WORKLOAD_KEYS:
+                _dict(host, field, wl, WORKLOAD_KEYS)
+            name = wl.get("name")
+            if not isinstance(name, str) or not naming.LABEL_RE.match(name):
+                _label(host, f"{field}.name", name, "a workload name")
+            namespace = wl.get("namespace") or "default"
+            if namespace not in ns_ok:
+                _label(host, f"{field}.namespace", namespace, "a namespace")
+                ns_ok.add(namespace)
+            wid = namespace + "." + name
+            if wid in seen:
+                _fail(host, f"{field}.name", name, f"two workloads named {name!r} in namespace {namespace!r} on this host")
+            seen.add(wid)
+            other = owners.get(wid)
+            if other is not None:
+                _fail(host, f"{field}.name", name, f"workload {wid} is also on node {other} (workload ids are cluster-wide)")
+            owners[wid] = host
+            pool = wl.get("pool")
+            if pool is not None and pool not in by_pool:
+                _fail(host, f"{field}.pool", pool, f"unknown pool (pools: {', '.join(by_pool) or 'none'})")
+            ip = wl.get("ip")
+            ip_int_wl = None
+            if ip is not None:
+                try:
+                    ip_int_wl = ip_to_int(ip.split("/32")[0] if isinstance(ip, str) else ip)
+                except (ValueError, TypeError, AttributeError):
+                    _fail(host, f"{field}.ip", ip, "not an IPv4 address")
+                ip_int_wl = _check_request(desired, host, field, ip, ip_int_wl, namespace, pool, by_pool, requested)
+            wls.append(Workload(name, namespace, wid, naming.handle_id(namespace, name), ip_int_wl, pool, field))
+        out[host] = Node(host, address, format_cidr(ip_int & prefix_mask(prefix), prefix), clean, wls)
+    # A pool a workload names, or the pool of the address it requests, must be allowed to serve it.
+    for host, node in out.items():
+        for wl in node.workloads:
+            if wl.pool is not None:
+                reason = refusal(by_pool[wl.pool], node, wl.namespace, listed)
+                if reason:
+                    _fail(host, f"{wl.field}.pool", wl.pool, reason)
+            if wl.ip is not None:
+                pool = next(p for p in pools if p.contains(wl.ip))
+                reason = refusal(pool, node, wl.namespace, listed)
+                if reason:
+                    _fail(host, f"{wl.field}.ip", int_to_ip(wl.ip), f"inside pool {pool.name}, which may not serve it: {reason}")
+    return dict(sorted(out.items()))
+
+
+def refusal(pool: Pool, node: Node, namespace: str, listed: frozenset) -> str | None:
+    """Why ``pool`` may not serve a workload of ``namespace`` on ``node`` (None: it may).
+
+    ``listed`` holds the namespaces some pool lists: such a namespace takes only from those pools.
+    """
+    if pool.disabled:
+        return f"pool {pool.name} is disabled"
+    if not pool.selects(node.labels):
+        return f"pool {pool.name}'s node_selector {pool.node_selector!r} does not select this node"
+    if pool.namespaces and namespace not in pool.namespaces:
+        return f"pool {pool.name} serves only namespaces {', '.join(pool.namespaces)}"
+    if not pool.namespaces and namespace in listed:
+        return f"namespace {namespace} takes addresses only from the pools that list it"
+    return None
+
+
+def _check_request(desired, host, field, ip, address, namespace, pool_name, by_pool, requested):
+    pools = [by_pool[pool_name]] if pool_name else list(by_pool.values())
+    inside = [p for p in pools if p.contains(address)]
+    if not inside:
+        where = f"pool {pool_name}" if pool_name else "every pool"
+        _fail(host, f"{field}.ip", ip, f"outside {where}")
+    if desired.reserved(address):
+        _fail(host, f"{field}.ip", ip, "reserved by calico_reservations")
+    if address in requested:
+        other_host, other_field = requested[address]
+        _fail(host, f"{field}.ip", ip, f"also requested by {other_host} {other_field}")
+    requested[address] = (host, field)
+    return address
+
+
+def validate(pools=None, config=None, reservations=None, nodes=None, only_node=None) -> Desired:
+    """Check the whole inventory; return the planner's input or raise :class:`ValidationError`."""
+    pool_list = validate_pools(pools)
+    cfg = validate_config(config)
+    ranges = validate_reservations(reservations)
+    node_map = validate_nodes(nodes if nodes is not None else [], pool_list, ranges)
+    if only_node is not None and only_node not in node_map:
+        _fail(only_node, "node", only_node, "not one of the nodes given")
+    listed = frozenset(ns for p in pool_list for ns in p.namespaces)
+    return Desired(pool_list, node_map, cfg, ranges, only_node, listed)
+
+
+__all__ = ["Desired", "Node", "Pool", "Workload", "validate", "refusal", "GROUP", "int_to_ip"]

@@ -1,0 +1,548 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""The IPAM planner: reconcile the desired inventory with the state, Calico's way.
+
+``plan(desired, state)`` mutates ``state`` (touching what it changes, see ``ipam_store``) and returns a
+:class:`Report` of what it did. It is pure apart from that mutation, so a store may re-run it on a fresh
+state. It works on integers: block ordinals and each block's ``unallocated`` FIFO, never on per-address
+objects.
+
+Order of work (each step Calico's semantics, libcalico-go/lib/ipam):
+
+1. IPAM config and pools recorded; a pool whose ``cidr`` or ``block_size`` changed while it still has
+   addresses in use is refused (both are immutable in Calico).
+2. Existing addresses checked: a workload keeps its address while it is still in the inventory, on the
+   same node, in a pool allowed to serve it, and (if it requests one) at the requested address.
+   Anything else is released: its ordinal goes to the tail of the block's ``unallocated`` FIFO.
+3. Removed nodes release their affinities: an emptied block is deleted, a block that still holds
+   addresses borrowed by others loses its affinity. Empty blocks of a pool that no longer serves the
+   node (or of no pool at all) are released the same way.
+4. New addresses: first every requested address (so none can be taken by an automatic assignment in
+   the same run), then node by node (sorted by name) the tunnel addresses, then the workloads sorted by
+   id. Automatic assignment: the node's affine blocks in claim order; else claim a new block (if
+   ``auto_allocate_blocks`` and the node has fewer than ``max_blocks_per_host`` blocks, 0 = 20), the
+   search starting at a block index drawn from a PRNG seeded with FNV-32(node name) and walking with
+   wrap-around; else borrow from another node's block (walking the same way) unless ``strict_affinity``.
+   Reserved addresses are skipped (they stay in ``unallocated``); a fully reserved block is never claimed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import random
+
+from ansible_collections.l3.calico.plugins.module_utils import naming
+from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import GROUP, Desired, Node, Pool
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
+    AFFINITY_PREFIX,
+    TUNNEL_TYPES,
+    Affinity,
+    Block,
+    Handle,
+    IpamError,
+    ValidationError,
+    fnv32,
+    format_cidr,
+    int_to_ip,
+    parse_cidr,
+    tunnel_attribute,
+    workload_attribute,
+)
+from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamState
+
+TUNNEL_KINDS = ("ipip", "vxlan")
+
+
+@dataclasses.dataclass
+class Report:
+    """What a plan did, for ``--diff`` and the summary. Addresses are strings."""
+
+    added: list = dataclasses.field(default_factory=list)  # (node, owner, ip, block cidr, borrowed)
+    released: list = dataclasses.field(default_factory=list)  # (node, owner, ip, block cidr)
+    claimed: list = dataclasses.field(default_factory=list)  # (node, block cidr)
+    unclaimed: list = dataclasses.field(default_factory=list)  # (node, block cidr, deleted)
+    deleted_blocks: list = dataclasses.field(default_factory=list)  # block cidrs
+    config: bool = False
+    pools: list = dataclasses.field(default_factory=list)  # pool names recorded or forgotten
+
+    def diff_lines(self) -> list:
+        lines = []
+        for node, cidr in self.claimed:
+            lines.append(f"+ block {cidr} affine to {node}")
+        for node, owner, ip, cidr, borrowed in self.added:
+            lines.append(f"+ {ip} {owner} on {node} (block {cidr}{', borrowed' if borrowed else ''})")
+        for node, owner, ip, cidr in self.released:
+            lines.append(f"- {ip} {owner} on {node} (block {cidr})")
+        for node, cidr, deleted in self.unclaimed:
+            lines.append(f"- block {cidr} affinity to {node}{' (block deleted)' if deleted else ' (block kept: in use)'}")
+        for cidr in self.deleted_blocks:
+            lines.append(f"- block {cidr} (empty, no pool serves it)")
+        return lines
+
+
+def tunnel_kinds(pool: Pool) -> tuple:
+    kinds = []
+    if pool.ipip_mode != "Never":
+        kinds.append("ipip")
+    if pool.vxlan_mode != "Never":
+        kinds.append("vxlan")
+    return tuple(kinds)
+
+
+class Planner:
+    def __init__(self, desired: Desired, state: IpamState):
+        self.d = desired
+        self.s = state
+        self.report = Report()
+        self.pools = desired.pools
+        self.config = desired.config
+        self._eligible_cache: dict = {}
+        self._reserved_cache: dict = {}
+        self._seed_cache: dict = {}
+
+    # ------------------------------------------------------------------ entry point
+    def run(self) -> Report:
+        self._record_config_and_pools()
+        self._index()
+        needs = self._check_existing()
+        self._release_affinities()
+        self._allocate(needs)
+        return self.report
+
+    # ------------------------------------------------------------------ step 1
+    def _record_config_and_pools(self) -> None:
+        s = self.s
+        if s.config != self.config:
+            s.config = self.config
+            s.touch_config()
+            self.report.config = True
+        # Immutability: a stored pool whose cidr/blockSize changed must not hold addresses any more,
+        # and no block inside a pool may have another size while it holds addresses.
+        for pool in self.pools:
+            old = s.pools.get(pool.name)
+            if old and (old.get("cidr"), old.get("blockSize")) != (pool.cidr, pool.block_size):
+                field = "cidr" if old.get("cidr") != pool.cidr else "block_size"
+                value = pool.cidr if field == "cidr" else pool.block_size
+                in_use = self._in_use_within(old.get("cidr"), old.get("blockSize"))
+                if in_use:
+                    raise ValidationError(
+                        GROUP, f"calico_pools[{pool.index}] ({pool.name}).{field}", value,
+                        f"{field} is immutable while the pool has addresses in use "
+                        f"({in_use} in {old.get('cidr')} with /{old.get('blockSize')} blocks); "
+                        "create a new pool and move the workloads, then remove the old one")
+        for cidr, block in s.blocks.items():
+            for pool in self.pools:
+                if pool.contains(block.base) and block.prefix != pool.block_size and not block.is_empty():
+                    raise ValidationError(
+                        GROUP, f"calico_pools[{pool.index}] ({pool.name}).block_size", pool.block_size,
+                        f"block_size is immutable while the pool has addresses in use (block {cidr} holds "
+                        f"{block.in_use()})")
+        wanted = {p.name: p.spec() for p in self.pools}
+        for name, spec in wanted.items():
+            if s.pools.get(name) != spec:
+                s.pools[name] = spec
+                s.touch_pool(name)
+                self.report.pools.append(name)
+        if self.d.only_node is None:
+            for name in [n for n in s.pools if n not in wanted]:
+                del s.pools[name]
+                s.touch_pool(name)
+                self.report.pools.append(name)
+
+    def _in_use_within(self, cidr, block_size) -> int:
+        try:
+            pool = Pool("old", cidr, *parse_cidr(cidr), block_size or 26)
+        except (ValueError, TypeError):
+            return 0
+        return sum(b.in_use() for b in self.s.blocks.values() if pool.contains(b.base))
+
+    # ------------------------------------------------------------------ indexes
+    def _index(self) -> None:
+        s = self.s
+        self.block_pool: dict = {}
+        self.claimed: dict = {p.name: set() for p in self.pools}
+        for cidr, block in s.blocks.items():
+            owner = None
+            for pool in self.pools:
+                if pool.contains(block.base) and block.prefix == pool.block_size:
+                    owner = pool
+                    self.claimed[pool.name].add(pool.block_index(block.base))
+                    break
+            self.block_pool[cidr] = owner
+        self.node_blocks: dict = {}
+        for (node, cidr), aff in s.affinities.items():
+            block = s.blocks.get(cidr)
+            if aff.state == "confirmed" and block is not None and block.affinity == AFFINITY_PREFIX + node:
+                self.node_blocks.setdefault(node, []).append(cidr)
+        self._sorted_claimed: dict = {}
+
+    def eligible(self, node: Node, namespace: str | None, pool_name: str | None, kind: str | None = None) -> list:
+        """Pools that may serve a workload (namespace, pool) or a tunnel (kind) on ``node``, in order."""
+        key = (node.name, namespace, pool_name, kind)
+        pools = self._eligible_cache.get(key)
+        if pools is None:
+            pools = []
+            listed = self.d.listed_namespaces
+            for pool in self.pools:
+                if pool.disabled or not pool.selects(node.labels):
+                    continue
+                if kind is not None:
+                    if kind in tunnel_kinds(pool):
+                        pools.append(pool)
+                    continue
+                if pool_name is not None and pool.name != pool_name:
+                    continue
+                if pool.namespaces:
+                    if namespace not in pool.namespaces:
+                        continue
+                elif namespace in listed:
+                    continue
+                pools.append(pool)
+            self._eligible_cache[key] = pools
+        return pools
+
+    def tunnel_needs(self, node: Node) -> list:
+        return [k for k in TUNNEL_KINDS if self.eligible(node, None, None, k)]
+
+    # ------------------------------------------------------------------ step 2
+    def _check_existing(self) -> list:
+        """Keep the valid addresses, release the others; return what still needs an address."""
+        s = self.s
+        handles = s.handles
+        blocks = s.blocks
+        block_pool = self.block_pool
+        only = self.d.only_node
+        needs: list = []  # (node, workload or tunnel kind)
+        kept = 0
+        release = self._release
+        for node in self.d.nodes.values():
+            if only is not None and node.name != only:
+                continue
+            name = node.name
+            for kind in self.tunnel_needs(node):
+                hid = naming.tunnel_handle_id(kind, name)
+                if self._valid(hid, name, self.eligible(node, None, None, kind), None):
+                    kept += 1
+                else:
+                    if hid in handles:
+                        release(hid)
+                    needs.append((node, kind))
+            cache: dict = {}
+            for wl in node.workloads:
+                hid = wl.handle
+                handle = handles.get(hid)
+                if handle is None:
+                    needs.append((node, wl))
+                    continue
+                # Inline fast path of _valid for the common case (one address, one block).
+                ok = False
+                if len(handle.block) == 1:
+                    for cidr, count in handle.block.items():
+                        block = blocks.get(cidr)
+                        if count == 1 and block is not None:
+                            ordinal = block.by_handle.get(hid)
+                            if ordinal is not None:
+                                key = (wl.namespace, wl.pool)
+                                allowed = cache.get(key)
+                                if allowed is None:
+                                    allowed = cache[key] = frozenset(self.eligible(node, wl.namespace, wl.pool))
+                                ok = (block_pool.get(cidr) in allowed
+                                      and block.attributes[block.allocations[ordinal]]["secondary"].get("node") == name
+                                      and (wl.ip is None or wl.ip == block.base + ordinal))
+                if ok:
+                    kept += 1
+                else:
+                    release(hid)
+                    needs.append((node, wl))
+        # Handles nobody wants any more (workloads or nodes removed, tunnels no longer needed).
+        if len(handles) != kept:
+            wanted = set()
+            for node in self.d.nodes.values():
+                if only is None or node.name == only:
+                    wanted.update(wl.handle for wl in node.workloads)
+                    wanted.update(naming.tunnel_handle_id(k, node.name) for k in self.tunnel_needs(node))
+            for hid in [h for h in handles if h not in wanted]:
+                if only is None or self._handle_node(hid) == only:
+                    release(hid)
+        return needs
+
+    def _valid(self, hid: str, node: str, pools: list, want_ip: int | None) -> bool:
+        handle = self.s.handles.get(hid)
+        if handle is None or len(handle.block) != 1:
+            return False
+        ((cidr, count),) = handle.block.items()
+        block = self.s.blocks.get(cidr)
+        if count != 1 or block is None or self.block_pool.get(cidr) not in pools:
+            return False
+        ordinal = block.by_handle.get(hid)
+        if ordinal is None:
+            return False
+        attr = block.attributes[block.allocations[ordinal]]
+        return attr["secondary"].get("node") == node and (want_ip is None or want_ip == block.base + ordinal)
+
+    def _handle_node(self, hid: str) -> str | None:
+        handle = self.s.handles.get(hid)
+        for cidr in handle.block if handle else ():
+            block = self.s.blocks.get(cidr)
+            ordinal = block.by_handle.get(hid) if block else None
+            if ordinal is not None:
+                return block.attributes[block.allocations[ordinal]]["secondary"].get("node")
+        return None
+
+    def _release(self, hid: str) -> None:
+        s = self.s
+        handle = s.handles.pop(hid, None)
+        s.touch_handle(hid)
+        if handle is None:
+            return
+        for cidr in handle.block:
+            block = s.blocks.get(cidr)
+            if block is None:
+                continue
+            ordinal = block.by_handle.get(hid)
+            node = block.attributes[block.allocations[ordinal]]["secondary"].get("node") if ordinal is not None else None
+            for o in block.release_handle(hid):
+                self.report.released.append((node, _owner(hid), int_to_ip(block.base + o), cidr))
+            s.touch_block(cidr)
+
+    # ------------------------------------------------------------------ step 3
+    def _release_affinities(self) -> None:
+        s = self.s
+        only = self.d.only_node
+        nodes = self.d.nodes
+        for (node, cidr), aff in list(s.affinities.items()):
+            if only is not None and node != only:
+                continue
+            block = s.blocks.get(cidr)
+            pool = self.block_pool.get(cidr)
+            keep = node in nodes and block is not None and block.affinity == AFFINITY_PREFIX + node
+            if keep and block.is_empty():
+                # An empty block of a pool that can no longer serve this node goes back to the pool.
+                keep = pool is not None and not pool.disabled and pool.selects(nodes[node].labels)
+            if keep:
+                continue
+            del s.affinities[(node, cidr)]
+            s.touch_affinity((node, cidr))
+            if cidr in self.node_blocks.get(node, ()):
+                self.node_blocks[node].remove(cidr)
+            deleted = False
+            if block is not None and block.affinity == AFFINITY_PREFIX + node:
+                if block.is_empty():
+                    self._delete_block(cidr)
+                    deleted = True
+                else:
+                    block.affinity = None
+                    s.touch_block(cidr)
+            self.report.unclaimed.append((node, cidr, deleted))
+        if only is None:
+            for cidr, block in list(s.blocks.items()):
+                if block.is_empty() and (self.block_pool.get(cidr) is None or block.affinity is None):
+                    self._delete_block(cidr)
+                    self.report.deleted_blocks.append(cidr)
+
+    def _delete_block(self, cidr: str) -> None:
+        block = self.s.blocks.pop(cidr)
+        self.s.touch_block(cidr)
+        pool = self.block_pool.pop(cidr, None)
+        if pool is not None:
+            self.claimed[pool.name].discard(pool.block_index(block.base))
+            self._sorted_claimed.pop(pool.name, None)
+
+    # ------------------------------------------------------------------ step 4
+    def _allocate(self, needs: list) -> None:
+        requested = [(n, w) for n, w in needs if not isinstance(w, str) and w.ip is not None]
+        requested.sort(key=lambda nw: nw[1].id)
+        for node, wl in requested:
+            self._assign_requested(node, wl)
+        auto: dict = {}
+        for node, what in needs:
+            if isinstance(what, str) or what.ip is None:
+                auto.setdefault(node.name, []).append(what)
+        for name in sorted(auto):
+            node = self.d.nodes[name]
+            items = auto[name]
+            tunnels = [k for k in TUNNEL_KINDS if k in items]
+            workloads = sorted((w for w in items if not isinstance(w, str)), key=lambda w: w.id)
+            for kind in tunnels:
+                hid = naming.tunnel_handle_id(kind, name)
+                self._assign_auto(node, self.eligible(node, None, None, kind), hid,
+                                  tunnel_attribute(hid, name, kind), f"{kind} tunnel address", "calico_pools")
+            groups: dict = {}
+            for wl in workloads:
+                groups.setdefault((wl.namespace, wl.pool), []).append(wl)
+            for (namespace, pool_name), group in groups.items():
+                pools = self.eligible(node, namespace, pool_name)
+                for wl in group:
+                    self._assign_auto(node, pools, wl.handle,
+                                      workload_attribute(wl.handle, name, namespace, wl.name), wl.id, wl.field)
+
+    def _assign_requested(self, node: Node, wl) -> None:
+        s = self.s
+        pool = next(p for p in self.pools if p.contains(wl.ip))
+        index = pool.block_index(wl.ip)
+        base = pool.block_base(index)
+        cidr = format_cidr(base, pool.block_size)
+        block = s.blocks.get(cidr)
+        if block is None:
+            block = self._claim(node.name, pool, index)
+        ordinal = wl.ip - base
+        if block.allocations[ordinal] is not None:
+            holder = block.attributes[block.allocations[ordinal]]
+            raise ValidationError(node.name, f"{wl.field}.ip", int_to_ip(wl.ip),
+                                  f"already taken by {_owner(holder['handle_id'])} on node "
+                                  f"{holder['secondary'].get('node')}")
+        block.unallocated.remove(ordinal)
+        self._give(node.name, block, ordinal, wl.handle, workload_attribute(wl.handle, node.name, wl.namespace, wl.name))
+
+    def _assign_auto(self, node: Node, pools: list, hid: str, attribute: dict, what: str, field: str) -> None:
+        name = node.name
+        if not pools:
+            raise ValidationError(name, field, what, "no enabled pool selects this node and may serve it")
+        blocks = self.s.blocks
+        # 1. The node's own blocks, in claim order.
+        mine = self.node_blocks.get(name, ())
+        if mine:
+            for cidr in mine:
+                if self.block_pool[cidr] in pools:
+                    block = blocks[cidr]
+                    ordinal = self._take(block)
+                    if ordinal is not None:
+                        self._give(name, block, ordinal, hid, attribute)
+                        return
+        # 2. Claim a new block.
+        limit = self.config.block_limit
+        if self.config.auto_allocate_blocks and len(mine) < limit:
+            for pool in pools:
+                index = self._find_unclaimed(pool, name)
+                if index is not None:
+                    block = self._claim(name, pool, index)
+                    ordinal = self._take(block)
+                    self._give(name, block, ordinal, hid, attribute)
+                    return
+        # 3. Borrow from another node's block.
+        if not self.config.strict_affinity:
+            for pool in pools:
+                for cidr in self._walk_claimed(pool, name):
+                    block = blocks[cidr]
+                    if block.affinity == AFFINITY_PREFIX + name:
+                        continue
+                    ordinal = self._take(block)
+                    if ordinal is not None:
+                        self._give(name, block, ordinal, hid, attribute)
+                        return
+        names = ", ".join(p.name for p in pools)
+        held = len(self.node_blocks.get(name, ()))
+        if self.config.strict_affinity:
+            reason = (f"no address left in pool(s) {names} under strict_affinity: the node's {held} block(s) are "
+                      f"full and {'it may claim no more (max_blocks_per_host ' + str(limit) + ')' if held >= limit else 'no unclaimed block is left'}; "
+                      "it needs 1 more address")
+        else:
+            reason = f"pool(s) {names} exhausted: no free address left for it (the node holds {held} block(s))"
+        raise ValidationError(name, field, what, reason)
+
+    def _take(self, block: Block) -> int | None:
+        """Pop the first non-reserved ordinal of the FIFO (reserved ones stay, in order)."""
+        free = block.unallocated
+        if not free:
+            return None
+        reserved = self._reserved(block)
+        if not reserved:
+            return free.pop(0)
+        for i, ordinal in enumerate(free):
+            if ordinal not in reserved:
+                del free[i]
+                return ordinal
+        return None
+
+    def _reserved(self, block: Block) -> frozenset:
+        cached = self._reserved_cache.get(block.cidr)
+        if cached is None:
+            cached = frozenset()
+            if self.d.reservations:
+                last = block.base + len(block.allocations) - 1
+                ranges = self.d.reserved_in(block.base, last)
+                if ranges:
+                    cached = frozenset(o - block.base for lo, hi in ranges for o in range(lo, hi + 1))
+            self._reserved_cache[block.cidr] = cached
+        return cached
+
+    def _give(self, node: str, block: Block, ordinal: int, hid: str, attribute: dict) -> None:
+        s = self.s
+        block.assign(ordinal, attribute)
+        s.touch_block(block.cidr)
+        handle = s.handles.get(hid)
+        if handle is None:
+            s.handles[hid] = Handle({block.cidr: 1})
+        else:
+            handle.block[block.cidr] = handle.block.get(block.cidr, 0) + 1
+        s.touch_handle(hid)
+        self.report.added.append((node, _owner(hid), int_to_ip(block.base + ordinal), block.cidr,
+                                  block.affinity != AFFINITY_PREFIX + node))
+
+    def _seed(self, pool: Pool, node: str) -> int:
+        key = (pool.name, node)
+        start = self._seed_cache.get(key)
+        if start is None:
+            # Calico seeds a PRNG with FNV-32 of the host name and draws the start index from it
+            # (randomBlockGenerator); random.Random is deterministic across runs and Python versions.
+            start = self._seed_cache[key] = random.Random(fnv32(node)).randrange(pool.nblocks)
+        return start
+
+    def _find_unclaimed(self, pool: Pool, node: str) -> int | None:
+        claimed = self.claimed[pool.name]
+        total = pool.nblocks
+        if len(claimed) >= total:
+            return None
+        start = self._seed(pool, node)
+        size = 1 << (32 - pool.block_size)
+        for step in range(total):
+            index = start + step
+            if index >= total:
+                index -= total
+            if index in claimed:
+                continue
+            if self.d.reservations:
+                base = pool.block_base(index)
+                ranges = self.d.reserved_in(base, base + size - 1)
+                if sum(hi - lo + 1 for lo, hi in ranges) == size:
+                    continue
+            return index
+        return None
+
+    def _walk_claimed(self, pool: Pool, node: str):
+        """Existing blocks of ``pool`` from the node's seed, with wrap-around (for borrowing)."""
+        indexes = self._sorted_claimed.get(pool.name)
+        if indexes is None:
+            indexes = self._sorted_claimed[pool.name] = sorted(self.claimed[pool.name])
+        start = bisect.bisect_left(indexes, self._seed(pool, node))
+        for index in indexes[start:] + indexes[:start]:
+            yield format_cidr(pool.block_base(index), pool.block_size)
+
+    def _claim(self, node: str, pool: Pool, index: int) -> Block:
+        s = self.s
+        block = Block.new(pool.block_base(index), pool.block_size, node)
+        s.blocks[block.cidr] = block
+        s.touch_block(block.cidr)
+        s.affinities[(node, block.cidr)] = Affinity("confirmed")
+        s.touch_affinity((node, block.cidr))
+        self.block_pool[block.cidr] = pool
+        self.claimed[pool.name].add(index)
+        self._sorted_claimed.pop(pool.name, None)
+        self.node_blocks.setdefault(node, []).append(block.cidr)
+        self.report.claimed.append((node, block.cidr))
+        return block
+
+
+def _owner(hid: str) -> str:
+    """What a handle stands for in messages: the workload id, or the handle itself for tunnels."""
+    prefix = "l3-workload."
+    return hid[len(prefix):] if hid.startswith(prefix) else hid
+
+
+def plan(desired: Desired, state: IpamState) -> Report:
+    """Reconcile ``state`` with ``desired`` (see the module docstring); raise IpamError on bad input."""
+    return Planner(desired, state).run()
+
+
+__all__ = ["plan", "Planner", "Report", "IpamError", "tunnel_kinds", "TUNNEL_TYPES"]

@@ -1,0 +1,170 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""What the IPAM returns (the contract of docs/architecture.md) and its audit (``calicoctl ipam check``)."""
+
+from __future__ import annotations
+
+from ansible_collections.l3.calico.plugins.module_utils import naming
+from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import Desired
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import AFFINITY_PREFIX, int_to_ip
+from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import TUNNEL_KINDS
+from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamState
+
+
+def pool_of_blocks(desired: Desired, state: IpamState) -> dict:
+    """Block cidr -> the pool it belongs to (same cidr range and block size), or None."""
+    out = {}
+    for cidr, block in state.blocks.items():
+        out[cidr] = next((p for p in desired.pools if p.contains(block.base) and p.block_size == block.prefix), None)
+    return out
+
+
+def build_result(desired: Desired, state: IpamState, block_pool: dict | None = None) -> dict:
+    """``{"nodes": ..., "pools": ...}`` exactly as docs/architecture.md describes."""
+    if block_pool is None:
+        block_pool = pool_of_blocks(desired, state)
+    blocks = state.blocks
+    handles = state.handles
+    node_blocks: dict = {}
+    for (node, cidr), aff in state.affinities.items():
+        block = blocks.get(cidr)
+        if aff.state == "confirmed" and block is not None and block.affinity == AFFINITY_PREFIX + node:
+            pool = block_pool.get(cidr)
+            node_blocks.setdefault(node, []).append({"cidr": cidr, "pool": pool.name if pool else None})
+    nodes = {}
+    for name, node in desired.nodes.items():
+        affine = AFFINITY_PREFIX + name
+        workloads = []
+        borrowed = []
+        for wl in sorted(node.workloads, key=lambda w: w.id):
+            entry = {"id": wl.id, "name": wl.name, "namespace": wl.namespace, "pool": None, "ip": None,
+                     "block": None, "borrowed": False}
+            handle = handles.get(wl.handle)
+            if handle is not None:
+                for cidr in handle.block:
+                    block = blocks.get(cidr)
+                    ordinal = block.by_handle.get(wl.handle) if block is not None else None
+                    if ordinal is not None:
+                        pool = block_pool.get(cidr)
+                        ip = int_to_ip(block.base + ordinal)
+                        entry.update(pool=pool.name if pool else None, ip=ip, block=cidr,
+                                     borrowed=block.affinity != affine)
+                        if entry["borrowed"]:
+                            borrowed.append(ip)
+                        break
+            workloads.append(entry)
+        tunnels = {}
+        for kind in TUNNEL_KINDS:
+            tunnels[kind] = _address_of(state, naming.tunnel_handle_id(kind, name))
+        nodes[name] = {
+            "ip": node.ip,
+            "network": node.network,
+            "blocks": node_blocks.get(name, []),
+            "workloads": workloads,
+            "borrowed": borrowed,
+            "tunnels": tunnels,
+        }
+    pools = {}
+    for pool in desired.pools:
+        mine = [b for cidr, b in blocks.items() if block_pool.get(cidr) is pool]
+        pools[pool.name] = {
+            "cidr": pool.cidr,
+            "block_size": pool.block_size,
+            "ipip_mode": pool.ipip_mode,
+            "vxlan_mode": pool.vxlan_mode,
+            "nat_outgoing": pool.nat_outgoing,
+            "disabled": pool.disabled,
+            "disable_bgp_export": pool.disable_bgp_export,
+            "namespaces": list(pool.namespaces),
+            "blocks": len(mine),
+            "allocated": sum(b.in_use() for b in mine),
+            "capacity": pool.capacity,
+        }
+    return {"nodes": nodes, "pools": pools}
+
+
+def _address_of(state: IpamState, hid: str) -> str | None:
+    handle = state.handles.get(hid)
+    for cidr in handle.block if handle else ():
+        block = state.blocks.get(cidr)
+        ordinal = block.by_handle.get(hid) if block is not None else None
+        if ordinal is not None:
+            return int_to_ip(block.base + ordinal)
+    return None
+
+
+def audit(desired: Desired, state: IpamState, block_pool: dict | None = None) -> list:
+    """Inconsistencies in the state, as ``calicoctl ipam check`` reports them (strings, sorted by kind)."""
+    if block_pool is None:
+        block_pool = pool_of_blocks(desired, state)
+    problems = []
+    counts: dict = {}
+    known_nodes = desired.nodes if desired.only_node is None else None
+    ordered = sorted(state.blocks.values(), key=lambda b: b.base)
+    for before, after in zip(ordered, ordered[1:]):
+        if before.base + before.size > after.base:
+            problems.append(f"block {before.cidr} overlaps block {after.cidr}")
+    for cidr, block in state.blocks.items():
+        size = block.size
+        free = block.unallocated
+        free_set = set(free)
+        if len(free_set) != len(free):
+            problems.append(f"block {cidr}: an ordinal appears twice in unallocated")
+        if any(not isinstance(o, int) or not 0 <= o < size for o in free_set):
+            problems.append(f"block {cidr}: unallocated holds an ordinal outside the block")
+        used = [o for o, a in enumerate(block.allocations) if a is not None]
+        both = free_set.intersection(used)
+        if both:
+            problems.append(f"block {cidr}: ordinal(s) {sorted(both)[:5]} both allocated and unallocated")
+        if len(used) + len(free_set) < size:
+            lost = size - len(used) - len(free_set)
+            problems.append(f"block {cidr}: {lost} ordinal(s) neither allocated nor unallocated (leaked)")
+        referenced = {block.allocations[o] for o in used}
+        if len(referenced) != len(block.attributes):
+            problems.append(f"block {cidr}: {len(block.attributes) - len(referenced)} attribute(s) no address uses")
+        if block_pool.get(cidr) is None:
+            problems.append(f"block {cidr} belongs to no pool (or has the wrong size for its pool)")
+        node = block.node
+        if node is not None:
+            aff = state.affinities.get((node, cidr))
+            if aff is None:
+                problems.append(f"block {cidr} is affine to {node} but {node} has no affinity for it")
+            elif aff.state != "confirmed":
+                problems.append(f"affinity of {node} for block {cidr} is {aff.state}, not confirmed")
+            if known_nodes is not None and node not in known_nodes:
+                problems.append(f"block {cidr} is affine to {node}, which is not in the inventory")
+        elif block.affinity is not None:
+            problems.append(f"block {cidr} has affinity {block.affinity!r}, which is not a host")
+        attrs = block.attributes
+        for o in used:
+            attr = attrs[block.allocations[o]]
+            hid = attr.get("handle_id")
+            per = counts.get(hid)
+            if per is None:
+                per = counts[hid] = {}
+            per[cidr] = per.get(cidr, 0) + 1
+            if desired.reservations and desired.reserved(block.base + o):
+                problems.append(f"address {int_to_ip(block.base + o)} ({hid}) is reserved by calico_reservations")
+            if known_nodes is not None:
+                owner = (attr.get("secondary") or {}).get("node")
+                if owner not in known_nodes:
+                    problems.append(f"address {int_to_ip(block.base + o)} ({hid}) belongs to {owner}, "
+                                    "which is not in the inventory")
+    for (node, cidr), aff in state.affinities.items():
+        block = state.blocks.get(cidr)
+        if block is None:
+            problems.append(f"affinity of {node} for block {cidr}: the block does not exist")
+        elif block.affinity != AFFINITY_PREFIX + node:
+            problems.append(f"affinity of {node} for block {cidr}: the block is affine to {block.affinity!r}")
+    handles = state.handles
+    if len(counts) != len(handles) or any(handles.get(h) is None or handles[h].block != c for h, c in counts.items()):
+        for hid, per in counts.items():
+            handle = handles.get(hid)
+            if handle is None:
+                problems.append(f"handle {hid} holds {sum(per.values())} address(es) but has no handle object (leaked)")
+            elif handle.block != per:
+                problems.append(f"handle {hid} counts {handle.block} but the blocks hold {per}")
+        for hid in handles:
+            if hid not in counts:
+                problems.append(f"handle {hid} holds no address (dangling handle object)")
+    return problems

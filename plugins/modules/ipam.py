@@ -1,0 +1,221 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Ansible module l3.calico.ipam: a thin adapter over the IPAM planner in module_utils."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ipam
+short_description: Plan and record Calico-style IPAM (pools, blocks, affinities, addresses) for plain hosts
+version_added: "1.0.0"
+description:
+  - Reconciles the inventory (pools, IPAM config, reservations, nodes and their workloads) with the IPAM
+    state, with Calico's semantics, and returns for every node its workloads with address and block, its
+    affine blocks, its borrowed addresses and its tunnel addresses.
+  - A node claims a block of a pool the first time it needs an address there and none of its affine blocks
+    has room; the search for an unclaimed block starts at a position derived from FNV-32 of the node name
+    and walks the pool with wrap-around. Inside a block addresses come from the C(unallocated) FIFO;
+    released ones go to its tail; reserved ones are skipped. When no unclaimed block is left, or the node
+    holds O(config.max_blocks_per_host) blocks, a node borrows single addresses from other nodes' blocks,
+    unless O(config.strict_affinity).
+  - Stable. A workload keeps its address across runs whatever the inventory order; a workload removed
+    from the inventory releases its address; a node removed releases its addresses, its affinities and
+    its emptied blocks. Changing the C(cidr) or C(block_size) of a pool that has addresses in use is refused.
+  - The state is one JSON file of Calico-shaped objects (AllocationBlocks, block affinities, handles,
+    IPAMConfig, pools) with a format version, written atomically with mode C(0600) under an exclusive lock
+    held for the whole read-plan-write. A corrupt or unknown-format file is refused, never overwritten.
+  - Every bad input is refused before anything is written, with a message naming the host, the field and
+    the value. Run it once, on the controller (C(run_once) and C(delegate_to=localhost)); the role
+    C(l3.calico.calico_ipam) does that from the inventory.
+options:
+  pools:
+    description:
+      - The IP pools (the inventory's C(calico_pools)), in order of preference. Each is a dict with
+        C(name) (required), C(cidr) (required, IPv4, no host bits), C(block_size) (default V(26), 20 to 32),
+        C(ipip_mode) and C(vxlan_mode) (V(Never), V(Always) or V(CrossSubnet), not both on),
+        C(nat_outgoing), C(disabled), C(disable_bgp_export) (booleans, default V(false)),
+        C(node_selector) (Calico selector, default V(all())) and C(namespaces) (a pool that lists namespaces
+        serves only them; a workload whose namespace some pool lists takes only from such pools).
+    type: list
+    elements: dict
+    default: []
+  config:
+    description:
+      - The IPAM config (the inventory's C(calico_ipam_config)), with C(strict_affinity) (default V(false)),
+        C(auto_allocate_blocks) (default V(true)) and C(max_blocks_per_host) (default V(0), meaning 20).
+    type: dict
+    default: {}
+  reservations:
+    description:
+      - Addresses and CIDRs never handed out (the inventory's C(calico_reservations)).
+    type: list
+    elements: str
+    default: []
+  nodes:
+    description:
+      - The nodes, each a dict with C(name) (the inventory host name), C(ip) (C(calico_node_ip), the underlay
+        address WITH its prefix length), C(labels) (C(calico_node_labels)) and C(workloads)
+        (C(calico_workloads), a list of C(name), C(namespace) (default V(default)), C(ip) (an optional
+        request) and C(pool) (an optional pool name)).
+    type: list
+    elements: dict
+    required: true
+  node:
+    description:
+      - Plan only this node's addresses (its workloads and tunnels), leaving every other node untouched.
+        Without it the whole inventory is reconciled, and nodes absent from O(nodes) are removed.
+    type: str
+  state_file:
+    description:
+      - The JSON file holding the IPAM state. Its directory must exist; the file is created on first use.
+      - A lock file C(<state_file>.lock) beside it serialises concurrent runs.
+    type: path
+    required: true
+  lock_timeout:
+    description:
+      - Seconds to wait for another run holding the lock before failing.
+    type: float
+    default: 600
+attributes:
+  check_mode:
+    support: full
+    description: Plans and returns the result, writes nothing.
+  diff_mode:
+    support: full
+    description: Shows the addresses and blocks added and released.
+  platform:
+    platforms: posix
+notes:
+  - IPv4 only.
+  - Addresses are assigned in one transaction, so affinities are written C(confirmed) directly (Calico's
+    two-phase C(pending) claim protects concurrent writers that this lock already serialises).
+seealso:
+  - name: Calico IPAM
+    description: Calico's IP address management, whose semantics this module follows.
+    link: https://docs.tigera.io/calico/latest/networking/ipam/
+author:
+  - l3.calico maintainers
+"""
+
+EXAMPLES = r"""
+- name: Plan the IPAM of every node of the inventory
+  l3.calico.ipam:
+    state_file: "{{ inventory_dir }}/calico_ipam.json"
+    pools:
+      - name: default-ipv4-ippool
+        cidr: 172.17.0.0/16
+        block_size: 26
+        ipip_mode: CrossSubnet
+        nat_outgoing: true
+    nodes:
+      - name: node-a
+        ip: 192.168.100.100/24
+        labels: {rack: r1}
+        workloads:
+          - name: web-1
+          - name: db-1
+            namespace: blue
+            ip: 172.17.3.7
+  run_once: true
+  delegate_to: localhost
+  register: calico_ipam_result
+
+- name: Allocate only node-b's addresses (per-host use), leaving the others untouched
+  l3.calico.ipam:
+    state_file: /var/lib/l3-calico/ipam.json
+    node: node-b
+    pools: "{{ calico_pools }}"
+    nodes: "{{ ipam_nodes }}"
+"""
+
+RETURN = r"""
+nodes:
+  description:
+    - Per node (inventory host name) its underlay address and subnet, its affine blocks in claim order,
+      its workloads sorted by id with address and block, the addresses it borrowed from other nodes' blocks,
+      and its tunnel addresses (null when no pool of that encapsulation selects the node).
+  returned: success
+  type: dict
+  sample:
+    node-a:
+      ip: 192.168.100.100
+      network: 192.168.100.0/24
+      blocks: [{cidr: 172.17.72.0/26, pool: default-ipv4-ippool}]
+      workloads:
+        - {id: default.web-1, name: web-1, namespace: default, pool: default-ipv4-ippool,
+           ip: 172.17.72.1, block: 172.17.72.0/26, borrowed: false}
+      borrowed: []
+      tunnels: {ipip: 172.17.72.0, vxlan: null}
+pools:
+  description: Per pool its settings and utilisation (blocks claimed, addresses allocated, capacity).
+  returned: success
+  type: dict
+  sample:
+    default-ipv4-ippool: {cidr: 172.17.0.0/16, block_size: 26, ipip_mode: CrossSubnet, vxlan_mode: Never,
+                          nat_outgoing: true, disabled: false, disable_bgp_export: false, namespaces: [],
+                          blocks: 3, allocated: 9, capacity: 65536}
+problems:
+  description: Inconsistencies found in the state after planning, as C(calicoctl ipam check) reports them.
+  returned: success
+  type: list
+  elements: str
+  sample: []
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
+from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import Planner
+from ansible_collections.l3.calico.plugins.module_utils.ipam_report import audit, build_result
+from ansible_collections.l3.calico.plugins.module_utils.ipam_store import FileStore
+
+
+def build_module() -> AnsibleModule:
+    return AnsibleModule(
+        argument_spec=dict(
+            pools=dict(type="list", elements="dict", default=[]),
+            config=dict(type="dict", default={}),
+            reservations=dict(type="list", elements="str", default=[]),
+            nodes=dict(type="list", elements="dict", required=True),
+            node=dict(type="str"),
+            state_file=dict(type="path", required=True),
+            lock_timeout=dict(type="float", default=600.0),
+        ),
+        supports_check_mode=True,
+    )
+
+
+def run(params: dict, check_mode: bool) -> tuple[dict, str]:
+    """Validate, plan and (unless check mode) record; return the result and the diff text."""
+    desired = validate(params["pools"], params["config"], params["reservations"], params["nodes"], params["node"])
+
+    def plan_fn(state):
+        planner = Planner(desired, state)
+        report = planner.run()
+        result = build_result(desired, state, planner.block_pool)
+        result["problems"] = audit(desired, state, planner.block_pool)
+        result["changed"] = state.changed
+        return result, report
+
+    store = FileStore(params["state_file"], lock_timeout=params["lock_timeout"])
+    result, report = store.transact(plan_fn, write=not check_mode)
+    lines = report.diff_lines()
+    return result, "".join(line + "\n" for line in lines)
+
+
+def main() -> None:
+    module = build_module()
+    try:
+        result, diff = run(module.params, module.check_mode)
+    except IpamError as exc:
+        module.fail_json(msg=str(exc))
+    if module._diff and diff:
+        result["diff"] = {"prepared": diff}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
