@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
+
 ROOT = "/calico/ipam/v2"
 BLOCK_DIR = ROOT + "/assignment/ipv4/block/"
 HOST_DIR = ROOT + "/host/"
@@ -48,7 +50,7 @@ DEFAULT_MAX_TXN_OPS = 128
 DEFAULT_MAX_TXN_BYTES = 1024 * 1024
 
 
-class EtcdError(Exception):
+class EtcdError(IpamError):
     """An etcd datastore error whose message says what happened and what to do."""
 
 

@@ -182,7 +182,8 @@ def settings_from_params(params: dict) -> EtcdSettings:
     return settings
 
 
-def store_from_params(params: dict, datastore: str, state_file: str | None = None) -> Store:
+def store_from_params(params: dict, datastore: str, state_file: str | None = None,
+                      lock_timeout: float | None = None) -> Store:
     """FileStore(state_file) or EtcdStore(etcd_* parameters), as ``datastore`` says."""
     if datastore == "etcd":
         return EtcdStore(settings_from_params(params))
@@ -190,7 +191,7 @@ def store_from_params(params: dict, datastore: str, state_file: str | None = Non
 
     if not state_file:
         raise EtcdError("state_file: a path is needed when datastore is file")
-    return FileStore(state_file)
+    return FileStore(state_file) if lock_timeout is None else FileStore(state_file, lock_timeout=lock_timeout)
 
 
 class EtcdStore(Store):

@@ -83,7 +83,6 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import (
 )
 from ansible_collections.l3.calico.plugins.module_utils.ipam_migrate import copy_state
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
-from ansible_collections.l3.calico.plugins.module_utils.etcd_kv import EtcdError
 
 
 def main() -> None:
@@ -106,7 +105,7 @@ def main() -> None:
         summary = copy_state(source, destination, write=not module.check_mode, overwrite=params["overwrite"],
                              source_name=names["file" if params["to"] == "etcd" else "etcd"],
                              destination_name=names[params["to"]])
-    except (IpamError, EtcdError) as exc:
+    except IpamError as exc:
         module.fail_json(msg=str(exc))
     changed = summary.pop("changed")
     module.exit_json(changed=changed, copied=summary)
