@@ -162,6 +162,7 @@ def main(argv=None) -> int:
             return ok
         store.kv.txn = slow_txn
     handles = [f"l3-workload.default.{args.node}-{i:04d}" for i in range(args.count)]
+    store.load()            # imports and connection set up before the start line
     if args.start_at:
         time.sleep(max(0.0, args.start_at - time.time()))
     started = time.perf_counter()
