@@ -37,9 +37,12 @@ def _free_port() -> int:
 class EtcdServer:
     """One etcd member listening on 127.0.0.1:<free port>."""
 
-    def __init__(self, name: str = "l3tetcd", max_txn_ops: int = 128) -> None:
+    def __init__(self, name: str = "l3tetcd", max_txn_ops: int = 128, tls: dict | None = None) -> None:
+        """``tls``: ``{"ca", "cert", "key", "client_cert", "client_key"}`` PEM paths: https with
+        client-certificate authentication (the client pair is used for the health check)."""
         self.name = name
         self.max_txn_ops = max_txn_ops
+        self.tls = tls
         self.proc: subprocess.Popen | None = None
         self.data_dir = ""
         self.port = 0
@@ -47,7 +50,7 @@ class EtcdServer:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> "EtcdServer":
         for _attempt in range(3):   # a free port can be taken between probe and bind
@@ -65,6 +68,9 @@ class EtcdServer:
                 "--max-txn-ops", str(self.max_txn_ops),
                 "--log-level", "warn", "--logger", "zap",
             ]
+            if self.tls:
+                cmd += ["--cert-file", self.tls["cert"], "--key-file", self.tls["key"],
+                        "--trusted-ca-file", self.tls["ca"], "--client-cert-auth"]
             with open(self.log_path, "wb") as log:
                 self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                              start_new_session=True)
@@ -78,8 +84,13 @@ class EtcdServer:
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
                 return False
+            context = None
+            if self.tls:
+                import ssl
+                context = ssl.create_default_context(cafile=self.tls["ca"])
+                context.load_cert_chain(self.tls["client_cert"], self.tls["client_key"])
             try:
-                with urllib.request.urlopen(self.endpoint + "/health", timeout=1) as resp:
+                with urllib.request.urlopen(self.endpoint + "/health", timeout=1, context=context) as resp:
                     if json.load(resp).get("health") == "true":
                         return True
             except (OSError, ValueError):

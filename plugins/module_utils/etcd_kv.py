@@ -218,13 +218,21 @@ class EtcdKV:
                             f"requirements.txt), which {sys.executable} cannot import ({exc}): install "
                             "it there, or run the module with a Python that has it") from None
 
+        import requests  # etcd3gw's transport
+
         while len(self._clients) <= index:
             scheme, host, port = _split_endpoint(self.settings.endpoints[len(self._clients)],
                                                  tls=self.settings.ca_cert is not None)
+            # Our own session: with trust_env (requests' default) REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE
+            # would silently replace etcd_ca_cert, and HTTP(S)_PROXY would route etcd through a proxy.
+            session = requests.Session()
+            session.trust_env = False
+            session.verify = self.settings.ca_cert or True
+            if self.settings.client_cert:
+                session.cert = (self.settings.client_cert, self.settings.client_key)
             self._clients.append(etcd3gw.Etcd3Client(
                 host=host, port=port, protocol=scheme, timeout=self.settings.timeout,
-                ca_cert=self.settings.ca_cert, cert_cert=self.settings.client_cert,
-                cert_key=self.settings.client_key, api_path="/v3/"))
+                session=session, api_path="/v3/"))
         return self._clients[index]
 
     def call(self, path: str, payload: dict) -> dict:

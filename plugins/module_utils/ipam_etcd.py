@@ -227,7 +227,10 @@ class EtcdStore(Store):
         for attempt in range(self.settings.retries):
             self.attempts = attempt + 1
             started = time.perf_counter()
-            snap, state, resources = self.read()
+            try:
+                snap, state, resources = self.read()
+            except EtcdUnavailableError as exc:
+                raise EtcdUnavailableError(f"{exc}; {_written(committed_before)}") from None
             self.last_load_seconds = time.perf_counter() - started
             result = plan_fn(state)
             if not write or not state.changed:
@@ -256,21 +259,20 @@ class EtcdStore(Store):
                     self.txns += 1
                     self.keys_written += len(txn.ops)
             except EtcdUnavailableError as exc:
-                if done + committed_before == 0:
-                    raise EtcdUnavailableError(f"{exc}; nothing was written") from None
-                raise EtcdUnavailableError(
-                    f"{exc}; {done + committed_before} transaction(s) of this run were committed, each "
-                    "leaving blocks, handles and affinities consistent: run again to complete the plan"
-                ) from None
+                raise EtcdUnavailableError(f"{exc}; {_written(committed_before + done)}") from None
             self.last_write_seconds = time.perf_counter() - started
             if done == len(txns):
                 return result
             committed_before += done
             self.conflicts += 1
             kv.backoff(attempt)
-        written = ("nothing was written" if committed_before == 0 else
-                   f"{committed_before} transaction(s) were committed, each consistent on its own; "
-                   "run again to complete the plan")
         raise EtcdConflictError(
             f"etcd {','.join(self.settings.endpoints)}: the IPAM transaction still conflicted with other "
-            f"writers after {self.settings.retries} attempts; {written}")
+            f"writers after {self.settings.retries} attempts; {_written(committed_before)}")
+
+
+def _written(committed: int) -> str:
+    if committed == 0:
+        return "nothing was written"
+    return (f"{committed} transaction(s) of this run were committed, each leaving blocks, handles and "
+            "affinities consistent with one another: run again to complete the plan")
