@@ -19,6 +19,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     format_cidr,
     int_to_ip,
     ip_to_int,
+    no_gc,
     parse_cidr,
     prefix_mask,
 )
@@ -84,7 +85,7 @@ class Pool:
         }
 
 
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(eq=False, slots=True)
 class Workload:
     name: str
     namespace: str
@@ -102,6 +103,9 @@ class Node:
     network: str
     labels: dict
     workloads: list
+    # Handle ids of the workloads that request no address, grouped by (namespace, pool): the
+    # planner checks a whole group against the node's blocks with set operations.
+    groups: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(eq=False)
@@ -356,7 +360,16 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
                     _fail(host, f"{field}.ip", ip, "not an IPv4 address")
                 ip_int_wl = _check_request(desired, host, field, ip, ip_int_wl, namespace, pool, by_pool, requested)
             wls.append(Workload(name, namespace, wid, naming.handle_id(namespace, name), ip_int_wl, pool, field))
-        out[host] = Node(host, address, format_cidr(ip_int & prefix_mask(prefix), prefix), clean, wls)
+        groups: dict = {}
+        for wl in wls:
+            if wl.ip is None:
+                key = (wl.namespace, wl.pool)
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [wl.handle]
+                else:
+                    group.append(wl.handle)
+        out[host] = Node(host, address, format_cidr(ip_int & prefix_mask(prefix), prefix), clean, wls, groups)
     # A pool a workload names, or the pool of the address it requests, must be allowed to serve it.
     for host, node in out.items():
         for wl in node.workloads:
@@ -405,6 +418,11 @@ def _check_request(desired, host, field, ip, address, namespace, pool_name, by_p
 
 def validate(pools=None, config=None, reservations=None, nodes=None, only_node=None) -> Desired:
     """Check the whole inventory; return the planner's input or raise :class:`ValidationError`."""
+    with no_gc():
+        return _validate(pools, config, reservations, nodes, only_node)
+
+
+def _validate(pools, config, reservations, nodes, only_node) -> Desired:
     pool_list = validate_pools(pools)
     cfg = validate_config(config)
     ranges = validate_reservations(reservations)

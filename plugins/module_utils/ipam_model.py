@@ -20,6 +20,8 @@ pool spec (dict)          ``/calico/resources/v3/projectcalico.org/ippools/<name
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import socket
 import struct
 import time
@@ -49,6 +51,23 @@ class ValidationError(IpamError):
 
 class StateError(IpamError):
     """A state that cannot be trusted (corrupt file, unknown format, broken object)."""
+
+
+
+@contextlib.contextmanager
+def no_gc():
+    """Pause the cyclic garbage collector: a plan creates millions of small acyclic objects, and the
+    collector's generation scans would otherwise make it quadratic. Reference counting still frees them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            # What survived is long-lived (the state): move it out of the collector's sight, or the
+            # first collection after this would scan all of it again.
+            gc.freeze()
+            gc.enable()
 
 
 # --------------------------------------------------------------------------- IPv4 maths
@@ -279,8 +298,8 @@ class Handle:
 
     __slots__ = ("block", "deleted")
 
-    def __init__(self, block: dict[str, int] | None = None, deleted: bool = False):
-        self.block = {} if block is None else block
+    def __init__(self, block: dict[str, int], deleted: bool = False):
+        self.block = block
         self.deleted = deleted
 
     def to_json(self) -> dict:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import operator
 import random
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
@@ -45,6 +46,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     fnv32,
     format_cidr,
     int_to_ip,
+    no_gc,
     parse_cidr,
     tunnel_attribute,
     workload_attribute,
@@ -52,14 +54,18 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
 from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamState
 
 TUNNEL_KINDS = ("ipip", "vxlan")
+_NODE = operator.itemgetter("node")
+_SECONDARY = operator.itemgetter("secondary")
+
+
 
 
 @dataclasses.dataclass
 class Report:
     """What a plan did, for ``--diff`` and the summary. Addresses are strings."""
 
-    added: list = dataclasses.field(default_factory=list)  # (node, owner, ip, block cidr, borrowed)
-    released: list = dataclasses.field(default_factory=list)  # (node, owner, ip, block cidr)
+    added: list = dataclasses.field(default_factory=list)  # (node, block, [ordinal], [handle id], borrowed)
+    released: list = dataclasses.field(default_factory=list)  # (node, block base, block cidr, [ordinal], handle id)
     claimed: list = dataclasses.field(default_factory=list)  # (node, block cidr)
     unclaimed: list = dataclasses.field(default_factory=list)  # (node, block cidr, deleted)
     deleted_blocks: list = dataclasses.field(default_factory=list)  # block cidrs
@@ -70,10 +76,13 @@ class Report:
         lines = []
         for node, cidr in self.claimed:
             lines.append(f"+ block {cidr} affine to {node}")
-        for node, owner, ip, cidr, borrowed in self.added:
-            lines.append(f"+ {ip} {owner} on {node} (block {cidr}{', borrowed' if borrowed else ''})")
-        for node, owner, ip, cidr in self.released:
-            lines.append(f"- {ip} {owner} on {node} (block {cidr})")
+        for node, block, ordinals, hids, borrowed in self.added:
+            for ordinal, hid in zip(ordinals, hids):
+                ip = int_to_ip(block.base + ordinal)
+                lines.append(f"+ {ip} {_owner(hid)} on {node} (block {block.cidr}{', borrowed' if borrowed else ''})")
+        for node, base, cidr, ordinals, hid in self.released:
+            for ordinal in ordinals:
+                lines.append(f"- {int_to_ip(base + ordinal)} {_owner(hid)} on {node} (block {cidr})")
         for node, cidr, deleted in self.unclaimed:
             lines.append(f"- block {cidr} affinity to {node}{' (block deleted)' if deleted else ' (block kept: in use)'}")
         for cidr in self.deleted_blocks:
@@ -103,11 +112,12 @@ class Planner:
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> Report:
-        self._record_config_and_pools()
-        self._index()
-        needs = self._check_existing()
-        self._release_affinities()
-        self._allocate(needs)
+        with no_gc():
+            self._record_config_and_pools()
+            self._index()
+            needs = self._check_existing()
+            self._release_affinities()
+            self._allocate(needs)
         return self.report
 
     # ------------------------------------------------------------------ step 1
@@ -213,7 +223,7 @@ class Planner:
         blocks = s.blocks
         block_pool = self.block_pool
         only = self.d.only_node
-        needs: list = []  # (node, workload or tunnel kind)
+        needs: dict = {}  # node name -> ([tunnel kind], [workload]) still without a valid address
         kept = 0
         release = self._release
         for node in self.d.nodes.values():
@@ -227,13 +237,23 @@ class Planner:
                 else:
                     if hid in handles:
                         release(hid)
-                    needs.append((node, kind))
+                    needs.setdefault(name, ([], []))[0].append(kind)
+            verified = self._verified(node)
+            if len(verified) == len(node.workloads):
+                kept += len(verified)
+                continue
             cache: dict = {}
+            missing = None
             for wl in node.workloads:
                 hid = wl.handle
+                if hid in verified:
+                    kept += 1
+                    continue
                 handle = handles.get(hid)
                 if handle is None:
-                    needs.append((node, wl))
+                    if missing is None:
+                        missing = needs.setdefault(name, ([], []))[1]
+                    missing.append(wl)
                     continue
                 # Inline fast path of _valid for the common case (one address, one block).
                 ok = False
@@ -254,7 +274,7 @@ class Planner:
                     kept += 1
                 else:
                     release(hid)
-                    needs.append((node, wl))
+                    needs.setdefault(name, ([], []))[1].append(wl)
         # Handles nobody wants any more (workloads or nodes removed, tunnels no longer needed).
         if len(handles) != kept:
             wanted = set()
@@ -266,6 +286,32 @@ class Planner:
                 if only is None or self._handle_node(hid) == only:
                     release(hid)
         return needs
+
+    def _verified(self, node: Node) -> set:
+        """Handle ids of ``node``'s workloads whose address is valid, checked group by group with set
+        operations over the node's own blocks (the common case; anything else takes the slow path)."""
+        own = self.node_blocks.get(node.name)
+        if not own or not node.groups:
+            return set()
+        blocks = self.s.blocks
+        clean = []
+        for cidr in own:
+            block = blocks[cidr]
+            try:
+                owners = set(map(_NODE, map(_SECONDARY, block.attributes)))
+            except (KeyError, TypeError):
+                continue
+            if owners <= {node.name}:
+                clean.append((self.block_pool[cidr], block.by_handle))
+        verified: set = set()
+        for (namespace, pool_name), hids in node.groups.items():
+            allowed = self.eligible(node, namespace, pool_name)
+            present: set = set()
+            for pool, by_handle in clean:
+                if pool in allowed:
+                    present.update(by_handle)
+            verified.update(present.intersection(hids))
+        return verified
 
     def _valid(self, hid: str, node: str, pools: list, want_ip: int | None) -> bool:
         handle = self.s.handles.get(hid)
@@ -302,8 +348,9 @@ class Planner:
                 continue
             ordinal = block.by_handle.get(hid)
             node = block.attributes[block.allocations[ordinal]]["secondary"].get("node") if ordinal is not None else None
-            for o in block.release_handle(hid):
-                self.report.released.append((node, _owner(hid), int_to_ip(block.base + o), cidr))
+            released = block.release_handle(hid)
+            if released:
+                self.report.released.append((node, block.base, cidr, released, hid))
             s.touch_block(cidr)
 
     # ------------------------------------------------------------------ step 3
@@ -321,6 +368,12 @@ class Planner:
                 # An empty block of a pool that can no longer serve this node goes back to the pool.
                 keep = pool is not None and not pool.disabled and pool.selects(nodes[node].labels)
             if keep:
+                if aff.state != "confirmed":
+                    # Finish a two-phase claim left half done (Calico: pending, then block, then confirmed).
+                    aff.state = "confirmed"
+                    s.touch_affinity((node, cidr))
+                    if cidr not in self.node_blocks.setdefault(node, []):
+                        self.node_blocks[node].append(cidr)
                 continue
             del s.affinities[(node, cidr)]
             s.touch_affinity((node, cidr))
@@ -350,32 +403,36 @@ class Planner:
             self._sorted_claimed.pop(pool.name, None)
 
     # ------------------------------------------------------------------ step 4
-    def _allocate(self, needs: list) -> None:
-        requested = [(n, w) for n, w in needs if not isinstance(w, str) and w.ip is not None]
-        requested.sort(key=lambda nw: nw[1].id)
-        for node, wl in requested:
-            self._assign_requested(node, wl)
-        auto: dict = {}
-        for node, what in needs:
-            if isinstance(what, str) or what.ip is None:
-                auto.setdefault(node.name, []).append(what)
-        for name in sorted(auto):
-            node = self.d.nodes[name]
-            items = auto[name]
-            tunnels = [k for k in TUNNEL_KINDS if k in items]
-            workloads = sorted((w for w in items if not isinstance(w, str)), key=lambda w: w.id)
+    def _allocate(self, needs: dict) -> None:
+        nodes = self.d.nodes
+        requested = [(wl.id, name, wl) for name, (_, wls) in needs.items() for wl in wls if wl.ip is not None]
+        requested.sort(key=_first)
+        for _, name, wl in requested:
+            self._assign_requested(nodes[name], wl)
+        for name in sorted(needs):
+            node = nodes[name]
+            tunnels, workloads = needs[name]
             for kind in tunnels:
                 hid = naming.tunnel_handle_id(kind, name)
-                self._assign_auto(node, self.eligible(node, None, None, kind), hid,
-                                  tunnel_attribute(hid, name, kind), f"{kind} tunnel address", "calico_pools")
+                self._assign_auto(node, self.eligible(node, None, None, kind),
+                                  [(hid, tunnel_attribute(hid, name, kind))], f"{kind} tunnel address", "calico_pools")
+            if requested:
+                workloads = [wl for wl in workloads if wl.ip is None]
+            workloads.sort(key=_by_id)
             groups: dict = {}
             for wl in workloads:
-                groups.setdefault((wl.namespace, wl.pool), []).append(wl)
+                key = (wl.namespace, wl.pool)
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [wl]
+                else:
+                    group.append(wl)
             for (namespace, pool_name), group in groups.items():
                 pools = self.eligible(node, namespace, pool_name)
-                for wl in group:
-                    self._assign_auto(node, pools, wl.handle,
-                                      workload_attribute(wl.handle, name, namespace, wl.name), wl.id, wl.field)
+                batch = [(wl.handle, {"handle_id": wl.handle,
+                                      "secondary": {"node": name, "namespace": namespace, "workload": wl.name}})
+                         for wl in group]
+                self._assign_auto(node, pools, batch, group[0].id, group[0].field, group)
 
     def _assign_requested(self, node: Node, wl) -> None:
         s = self.s
@@ -393,67 +450,88 @@ class Planner:
                                   f"already taken by {_owner(holder['handle_id'])} on node "
                                   f"{holder['secondary'].get('node')}")
         block.unallocated.remove(ordinal)
-        self._give(node.name, block, ordinal, wl.handle, workload_attribute(wl.handle, node.name, wl.namespace, wl.name))
+        self._give(node.name, block, [ordinal],
+                   [(wl.handle, workload_attribute(wl.handle, node.name, wl.namespace, wl.name))])
 
-    def _assign_auto(self, node: Node, pools: list, hid: str, attribute: dict, what: str, field: str) -> None:
+    def _assign_auto(self, node: Node, pools: list, batch: list, what: str, field: str, owners=None) -> None:
+        """Give each ``(handle id, attribute)`` of ``batch`` one address, block by block.
+
+        ``owners`` (the workloads of the batch, if any) name the first one left without an address."""
         name = node.name
+        total = len(batch)
         if not pools:
             raise ValidationError(name, field, what, "no enabled pool selects this node and may serve it")
+        while batch:
+            block = self._next_block(name, pools)
+            if block is None:
+                if owners:
+                    first = owners[total - len(batch)]
+                    what, field = first.id, first.field
+                self._exhausted(name, pools, len(batch), what, field)
+            ordinals = self._take(block, len(batch))
+            if ordinals:
+                self._give(name, block, ordinals, batch[:len(ordinals)])
+                batch = batch[len(ordinals):]
+
+    def _next_block(self, name: str, pools: list) -> Block | None:
+        """A block with a free address for ``name``: its own, else a new claim, else a borrowed one."""
         blocks = self.s.blocks
         # 1. The node's own blocks, in claim order.
         mine = self.node_blocks.get(name, ())
-        if mine:
-            for cidr in mine:
-                if self.block_pool[cidr] in pools:
-                    block = blocks[cidr]
-                    ordinal = self._take(block)
-                    if ordinal is not None:
-                        self._give(name, block, ordinal, hid, attribute)
-                        return
-        # 2. Claim a new block.
-        limit = self.config.block_limit
-        if self.config.auto_allocate_blocks and len(mine) < limit:
+        for cidr in mine:
+            block = blocks[cidr]
+            if block.unallocated and self.block_pool[cidr] in pools and self._has_free(block):
+                return block
+        # 2. Claim a new block (searching from the node's seed, with wrap-around).
+        if self.config.auto_allocate_blocks and len(mine) < self.config.block_limit:
             for pool in pools:
                 index = self._find_unclaimed(pool, name)
                 if index is not None:
-                    block = self._claim(name, pool, index)
-                    ordinal = self._take(block)
-                    self._give(name, block, ordinal, hid, attribute)
-                    return
-        # 3. Borrow from another node's block.
+                    return self._claim(name, pool, index)
+        # 3. Borrow from another node's block, unless strict affinity.
         if not self.config.strict_affinity:
+            affine = AFFINITY_PREFIX + name
             for pool in pools:
                 for cidr in self._walk_claimed(pool, name):
                     block = blocks[cidr]
-                    if block.affinity == AFFINITY_PREFIX + name:
-                        continue
-                    ordinal = self._take(block)
-                    if ordinal is not None:
-                        self._give(name, block, ordinal, hid, attribute)
-                        return
+                    if block.affinity != affine and block.unallocated and self._has_free(block):
+                        return block
+        return None
+
+    def _exhausted(self, name: str, pools: list, need: int, what: str, field: str):
         names = ", ".join(p.name for p in pools)
         held = len(self.node_blocks.get(name, ()))
+        limit = self.config.block_limit
         if self.config.strict_affinity:
+            why = (f"it may claim no more blocks (max_blocks_per_host {limit})" if held >= limit
+                   else "no unclaimed block is left")
             reason = (f"no address left in pool(s) {names} under strict_affinity: the node's {held} block(s) are "
-                      f"full and {'it may claim no more (max_blocks_per_host ' + str(limit) + ')' if held >= limit else 'no unclaimed block is left'}; "
-                      "it needs 1 more address")
+                      f"full and {why}; it needs {need} more address(es)")
         else:
-            reason = f"pool(s) {names} exhausted: no free address left for it (the node holds {held} block(s))"
+            reason = (f"pool(s) {names} exhausted: no free address left (the node holds {held} block(s)); "
+                      f"it needs {need} more address(es)")
         raise ValidationError(name, field, what, reason)
 
-    def _take(self, block: Block) -> int | None:
-        """Pop the first non-reserved ordinal of the FIFO (reserved ones stay, in order)."""
+    def _has_free(self, block: Block) -> bool:
+        reserved = self._reserved(block)
+        return not reserved or any(o not in reserved for o in block.unallocated)
+
+    def _take(self, block: Block, count: int) -> list:
+        """Pop up to ``count`` ordinals from the head of the FIFO, skipping reserved ones (they stay)."""
         free = block.unallocated
-        if not free:
-            return None
         reserved = self._reserved(block)
         if not reserved:
-            return free.pop(0)
+            taken = free[:count]
+            del free[:count]
+            return taken
+        taken, kept = [], []
         for i, ordinal in enumerate(free):
-            if ordinal not in reserved:
-                del free[i]
-                return ordinal
-        return None
+            if len(taken) == count:
+                kept.extend(free[i:])
+                break
+            (kept if ordinal in reserved else taken).append(ordinal)
+        free[:] = kept
+        return taken
 
     def _reserved(self, block: Block) -> frozenset:
         cached = self._reserved_cache.get(block.cidr)
@@ -467,18 +545,22 @@ class Planner:
             self._reserved_cache[block.cidr] = cached
         return cached
 
-    def _give(self, node: str, block: Block, ordinal: int, hid: str, attribute: dict) -> None:
+    def _give(self, node: str, block: Block, ordinals: list, batch: list) -> None:
+        """Assign ``ordinals`` of ``block`` to the ``(handle id, attribute)`` pairs of ``batch``."""
         s = self.s
-        block.assign(ordinal, attribute)
-        s.touch_block(block.cidr)
-        handle = s.handles.get(hid)
-        if handle is None:
-            s.handles[hid] = Handle({block.cidr: 1})
-        else:
-            handle.block[block.cidr] = handle.block.get(block.cidr, 0) + 1
-        s.touch_handle(hid)
-        self.report.added.append((node, _owner(hid), int_to_ip(block.base + ordinal), block.cidr,
-                                  block.affinity != AFFINITY_PREFIX + node))
+        cidr = block.cidr
+        allocations = block.allocations
+        start = len(block.attributes)
+        for ordinal, index in zip(ordinals, range(start, start + len(ordinals))):
+            allocations[ordinal] = index
+        block.attributes.extend(attribute for _, attribute in batch)
+        # A batch only ever holds handles that have no address (absent, or released in step 2).
+        hids = [hid for hid, _ in batch]
+        block.by_handle.update(zip(hids, ordinals))
+        s.handles.update({hid: Handle({cidr: 1}) for hid in hids})
+        s.touch_handles(hids)
+        s.touch_block(cidr)
+        self.report.added.append((node, block, ordinals, hids, block.affinity != AFFINITY_PREFIX + node))
 
     def _seed(self, pool: Pool, node: str) -> int:
         key = (pool.name, node)
@@ -532,6 +614,14 @@ class Planner:
         self.node_blocks.setdefault(node, []).append(block.cidr)
         self.report.claimed.append((node, block.cidr))
         return block
+
+
+def _first(item):
+    return item[0]
+
+
+def _by_id(workload) -> str:
+    return workload.id
 
 
 def _owner(hid: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import Desired
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import AFFINITY_PREFIX, int_to_ip
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import AFFINITY_PREFIX, int_to_ip, no_gc
 from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import TUNNEL_KINDS
 from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamState
 
@@ -21,6 +21,11 @@ def pool_of_blocks(desired: Desired, state: IpamState) -> dict:
 
 def build_result(desired: Desired, state: IpamState, block_pool: dict | None = None) -> dict:
     """``{"nodes": ..., "pools": ...}`` exactly as docs/architecture.md describes."""
+    with no_gc():
+        return _build_result(desired, state, block_pool)
+
+
+def _build_result(desired: Desired, state: IpamState, block_pool: dict | None) -> dict:
     if block_pool is None:
         block_pool = pool_of_blocks(desired, state)
     blocks = state.blocks

@@ -14,7 +14,7 @@ The datastore interface (shared by the file store below and the etcd store)
     state.pools:       dict[str, dict]                   # pool name -> v3 IPPool spec (cidr, blockSize, ...)
 
 Whoever changes an object marks it with ``state.touch_block(cidr)``, ``touch_affinity((node, cidr))``,
-``touch_handle(hid)``, ``touch_pool(name)`` or ``touch_config()`` (the planner does). A key that is
+``touch_handle(hid)`` (or ``touch_handles(hids)``), ``touch_pool(name)`` or ``touch_config()`` (the planner does). A key that is
 touched and still in its dict is to be written (created or updated); a touched key that is no longer in
 its dict is to be deleted. ``state.changes()`` returns those dirty keys (:class:`Changes`), so a store
 writes only what changed; ``state.changed`` says whether there is anything at all. The first touch of a
@@ -59,6 +59,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     Handle,
     IpamConfig,
     StateError,
+    no_gc,
 )
 
 T = TypeVar("T")
@@ -105,6 +106,9 @@ class IpamState:
 
     def touch_handle(self, handle_id: str) -> None:
         self._changes.handles.add(handle_id)
+
+    def touch_handles(self, handle_ids) -> None:
+        self._changes.handles.update(handle_ids)
 
     def touch_pool(self, name: str) -> None:
         self._changes.pools.add(name)
@@ -162,6 +166,23 @@ class IpamState:
         return state
 
 
+def dump_document(doc: dict) -> str:
+    """The state as JSON with one object per line (a block, an affinity, a handle): readable, diffable
+    with line tools, and as quick to write as one compact dump."""
+    compact = json.JSONEncoder(separators=(",", ":")).encode
+    parts = []
+    for key, value in doc.items():
+        if isinstance(value, list) and value:
+            body = ",\n".join("  " + compact(item) for item in value)
+            parts.append(f" {compact(key)}: [\n{body}\n ]")
+        elif isinstance(value, dict) and value and key != "config":
+            body = ",\n".join(f"  {compact(k)}: {compact(v)}" for k, v in value.items())
+            parts.append(f" {compact(key)}: {{\n{body}\n }}")
+        else:
+            parts.append(f" {compact(key)}: {compact(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}"
+
+
 class Store(abc.ABC):
     """A datastore of IPAM objects that runs a planning function in one transaction."""
 
@@ -187,11 +208,13 @@ class FileStore(Store):
         lock_fd = self._lock(exclusive=write)
         try:
             started = time.perf_counter()
-            state = self.load()
+            with no_gc():
+                state = self.load()
             self.last_load_seconds = time.perf_counter() - started
             result = plan_fn(state)
             if write and state.changed:
                 started = time.perf_counter()
+                self._remove_stale_temporaries()
                 self.write(state)
                 self.last_write_seconds = time.perf_counter() - started
             return result
@@ -243,10 +266,21 @@ class FileStore(Store):
         except StateError as exc:
             raise StateError(f"{exc}; refusing to use or overwrite it") from None
 
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files a killed writer left behind (only the lock holder writes, so none is live)."""
+        directory, base = os.path.split(self.path)
+        prefix = "." + base + "."
+        for name in os.listdir(directory):
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(directory, name))
+                except FileNotFoundError:
+                    pass
+
     def write(self, state: IpamState) -> None:
-        doc = state.to_document()
-        # Readable for a lab, compact for a large site.
-        text = json.dumps(doc, indent=1) if len(state.blocks) <= 512 else json.dumps(doc, separators=(",", ":"))
+        with no_gc():
+            doc = state.to_document()
+        text = dump_document(doc)
         directory = os.path.dirname(self.path)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(self.path) + ".", suffix=".tmp")
         try:

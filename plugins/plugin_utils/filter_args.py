@@ -1,0 +1,40 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Filter arguments validated against the filter's DOCUMENTATION (ansible.utils style: one source of truth)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import yaml
+from ansible.errors import AnsibleFilterError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+_SPEC_KEYS = ("type", "elements", "default", "required", "choices")
+
+
+def _spec(documentation: str) -> tuple[dict, list]:
+    options = yaml.safe_load(documentation)["options"]
+    spec = {name: {k: v for k, v in opt.items() if k in _SPEC_KEYS} for name, opt in options.items()}
+    return spec, list(options)
+
+
+def validate(documentation: str, name: str, args: tuple, kwargs: dict) -> dict:
+    """Map positional ``args`` (value first) onto the documented options and validate them."""
+    spec, order = _spec(documentation)
+    if len(args) > len(order):
+        raise AnsibleFilterError(f"{name}: takes at most {len(order) - 1} positional argument(s), got {len(args) - 1}")
+    data = dict(zip(order, args))
+    data.update(kwargs)
+    result = ArgumentSpecValidator(spec).validate(data)
+    if result.error_messages:
+        raise AnsibleFilterError(f"{name}: {'; '.join(result.error_messages)}")
+    return result.validated_parameters
+
+
+def need_netaddr(name: str, *args, **kwargs):
+    raise AnsibleFilterError(f"{name}: the Python library netaddr is required on the controller (pip install netaddr)")
+
+
+def missing(name: str):
+    return partial(need_netaddr, name)

@@ -1,0 +1,137 @@
+"""playbooks/ipam.yml end to end with ansible-playbook, on an inventory written to tmp_path."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.dirname(sys.executable)
+
+HOSTS = """\
+calico_nodes:
+  hosts:
+    l3tipam-a:
+      calico_node_ip: 192.168.100.100/24
+      calico_node_labels: {rack: r1}
+      calico_workloads:
+        - {name: web-1}
+        - {name: db-1, namespace: blue}
+    l3tipam-b:
+      calico_node_ip: 192.168.200.101/24
+      calico_node_labels: {rack: r2}
+      calico_workloads: %s
+  vars:
+    ansible_connection: local
+"""
+
+GROUP_VARS = """\
+calico_pools:
+  - {name: default-ipv4-ippool, cidr: 172.17.0.0/16, block_size: 26, ipip_mode: CrossSubnet, nat_outgoing: true}
+  - {name: blue-vxlan, cidr: 172.18.0.0/16, vxlan_mode: Always, namespaces: [blue]}
+calico_ipam_config: {strict_affinity: false, auto_allocate_blocks: true, max_blocks_per_host: 0}
+calico_reservations: [172.17.0.0/24]
+"""
+
+
+def write_inventory(path, b_workloads="[{name: web-2}]"):
+    (path / "group_vars").mkdir(exist_ok=True)
+    (path / "hosts.yml").write_text(HOSTS % b_workloads)
+    (path / "group_vars" / "calico_nodes.yml").write_text(GROUP_VARS)
+
+
+def playbook(inventory, *args):
+    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get("PATH", ""),
+               ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+               ANSIBLE_LOCAL_TEMP=str(inventory / ".tmp"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    proc = subprocess.run(
+        [os.path.join(BIN, "ansible-playbook"), "-i", str(inventory), os.path.join(ROOT, "playbooks", "ipam.yml"), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    changed = sum(int(n) for n in re.findall(r"changed=(\d+)", proc.stdout))
+    return proc.stdout, changed
+
+
+@pytest.fixture
+def inventory(tmp_path):
+    inv = tmp_path / "inventory"
+    inv.mkdir()
+    write_inventory(inv)
+    return inv
+
+
+def test_plan_then_idempotent_then_check_and_diff(inventory):
+    state = inventory / "calico_ipam.json"
+    out, changed = playbook(inventory)
+    assert changed == 1
+    assert "node l3tipam-a: 2 block(s)" in out and "problems: none" in out
+    assert oct(os.stat(state).st_mode & 0o777) == "0o600"
+    doc = json.loads(state.read_text())
+    assert doc["format"] == "l3.calico/ipam"
+    assert all(not b["cidr"].startswith("172.17.0.") for b in doc["blocks"])  # reserved /24 never claimed
+
+    before = state.read_bytes()
+    out, changed = playbook(inventory)
+    assert changed == 0 and state.read_bytes() == before
+
+    write_inventory(inventory, "[{name: web-2}, {name: web-3}]")
+    out, changed = playbook(inventory, "--check", "--diff")
+    assert changed == 1
+    assert re.search(r"\+ 172\.17\.\d+\.\d+ default\.web-3 on l3tipam-b", out), out
+    assert state.read_bytes() == before  # check mode wrote nothing
+
+    out, changed = playbook(inventory, "--diff")
+    assert changed == 1 and "default.web-3" in out
+    write_inventory(inventory, "[{name: web-3}]")
+    out, changed = playbook(inventory, "--diff")
+    assert re.search(r"- 172\.17\.\d+\.\d+ default\.web-2 on l3tipam-b", out), out
+
+
+def test_result_is_registered_for_every_node(inventory, tmp_path):
+    play = tmp_path / "show.yml"
+    play.write_text("""\
+- name: Plan, then read the result from every node
+  hosts: calico_nodes
+  gather_facts: false
+  roles:
+    - role: l3.calico.calico_ipam
+      calico_ipam_show_summary: false
+  tasks:
+    - name: Check the result each node sees
+      ansible.builtin.assert:
+        that:
+          - calico_ipam_result['nodes'][inventory_hostname]['workloads'] | length > 0
+          - calico_ipam_result['nodes']['l3tipam-a']['tunnels']['ipip'] is not none
+          - calico_ipam_result['pools']['blue-vxlan']['allocated'] == 3  # 2 VTEPs + db-1
+""")
+    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / ".tmp"))
+    proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", str(inventory), str(play)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "l3tipam-b                  : ok=" in proc.stdout
+
+
+def test_bad_input_fails_the_play_and_writes_nothing(inventory):
+    write_inventory(inventory, "[{name: web-2, ip: 10.0.0.1}]")
+    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+               ANSIBLE_LOCAL_TEMP=str(inventory / ".tmp"))
+    proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", str(inventory), os.path.join(ROOT, "playbooks", "ipam.yml")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "l3tipam-b: calico_workloads[0].ip='10.0.0.1': outside every pool" in proc.stdout
+    assert not (inventory / "calico_ipam.json").exists()
+
+
+@pytest.mark.parametrize("kind, name", [("module", "ipam"), ("filter", "pool_blocks"), ("filter", "address_block"),
+                                        ("filter", "veth_name"), ("filter", "same_subnet")])
+def test_ansible_doc(kind, name):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
+    proc = subprocess.run([os.path.join(BIN, "ansible-doc"), "-t", kind, f"l3.calico.{name}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"l3.calico.{name}" in proc.stdout and "EXAMPLES" in proc.stdout
+    assert "WARNING" not in proc.stderr, proc.stderr

@@ -1,0 +1,145 @@
+"""Every bad input is refused before anything is written, naming host, field and value."""
+
+import copy
+import json
+
+import pytest
+
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
+from ansible_collections.l3.calico.plugins.modules.ipam import run
+
+BASE = {
+    "pools": [{"name": "p1", "cidr": "10.10.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet"},
+              {"name": "p2", "cidr": "10.20.0.0/16", "namespaces": ["blue"]}],
+    "config": {"strict_affinity": False, "auto_allocate_blocks": True, "max_blocks_per_host": 0},
+    "reservations": ["10.10.9.9"],
+    "nodes": [
+        {"name": "n1", "ip": "192.168.1.1/24", "labels": {"rack": "r1"}, "workloads": [{"name": "w1"}]},
+        {"name": "n2", "ip": "192.168.1.2/24", "labels": {}, "workloads": [{"name": "w2"}, {"name": "b1", "namespace": "blue"}]},
+    ],
+    "node": None,
+    "lock_timeout": 5.0,
+}
+
+
+def pool(p, **kw):
+    p["pools"][0].update(kw)
+
+
+def wl(p, node=0, index=0, **kw):
+    p["nodes"][node]["workloads"][index].update(kw)
+
+
+def taken(p):
+    # w2 asks for the address n1's w1 already holds (n1's first block, ordinal 1 after the tunnel)
+    wl(p, 1, 0, ip=p["_w1"])
+
+
+def strict(p):
+    p["pools"] = [{"name": "p1", "cidr": "10.10.0.0/16", "block_size": 26}, p["pools"][1]]
+    p["config"] = {"strict_affinity": True, "max_blocks_per_host": 1}
+    p["nodes"][0]["workloads"] = [{"name": f"s{i:02d}"} for i in range(70)]
+
+
+CASES = [
+    # (id, mutate, host, field, value)
+    ("cidr-host-bits", lambda p: pool(p, cidr="10.10.0.1/16"), "calico_nodes", "calico_pools[0] (p1).cidr", "10.10.0.1/16"),
+    ("cidr-not-a-network", lambda p: pool(p, cidr="10.10.0.0"), "calico_nodes", "calico_pools[0] (p1).cidr", "10.10.0.0"),
+    ("cidr-garbage", lambda p: pool(p, cidr="ten/8"), "calico_nodes", "calico_pools[0] (p1).cidr", "ten/8"),
+    ("block-size-too-small", lambda p: pool(p, block_size=19), "calico_nodes", "calico_pools[0] (p1).block_size", "19"),
+    ("block-size-too-big", lambda p: pool(p, block_size=33), "calico_nodes", "calico_pools[0] (p1).block_size", "33"),
+    ("block-larger-than-pool", lambda p: pool(p, cidr="10.10.0.0/27", block_size=26), "calico_nodes",
+     "calico_pools[0] (p1).block_size", "26"),
+    ("overlapping-pools", lambda p: p["pools"].append({"name": "p3", "cidr": "10.10.128.0/17"}), "calico_nodes",
+     "calico_pools[2] (p3).cidr", "10.10.128.0/17"),
+    ("link-local-pool", lambda p: pool(p, cidr="169.254.0.0/16"), "calico_nodes", "calico_pools[0] (p1).cidr", "169.254.0.0/16"),
+    ("ipip-and-vxlan", lambda p: pool(p, vxlan_mode="Always"), "calico_nodes", "calico_pools[0] (p1).vxlan_mode", "Always"),
+    ("unknown-mode", lambda p: pool(p, ipip_mode="Sometimes"), "calico_nodes", "calico_pools[0] (p1).ipip_mode", "Sometimes"),
+    ("duplicate-pool-name", lambda p: p["pools"][1].update(name="p1"), "calico_nodes", "calico_pools[1].name", "p1"),
+    ("selector-syntax", lambda p: pool(p, node_selector="rack == r1"), "calico_nodes",
+     "calico_pools[0] (p1).node_selector", "rack == r1"),
+    ("ipv6-pool", lambda p: pool(p, cidr="fd00::/64"), "calico_nodes", "calico_pools[0] (p1).cidr", "fd00::/64"),
+    ("nat-not-bool", lambda p: pool(p, nat_outgoing="yes"), "calico_nodes", "calico_pools[0] (p1).nat_outgoing", "yes"),
+    ("duplicate-workload", lambda p: p["nodes"][0]["workloads"].append({"name": "w1"}), "n1", "calico_workloads[1].name", "w1"),
+    ("workload-on-two-nodes", lambda p: p["nodes"][1]["workloads"].append({"name": "w1"}), "n2", "calico_workloads[2].name", "w1"),
+    ("ip-outside-pools", lambda p: wl(p, ip="10.99.0.1"), "n1", "calico_workloads[0].ip", "10.99.0.1"),
+    ("ip-taken", taken, "n2", "calico_workloads[0].ip", None),
+    ("ip-reserved", lambda p: wl(p, ip="10.10.9.9"), "n1", "calico_workloads[0].ip", "10.10.9.9"),
+    ("ip-in-pool-not-serving-namespace", lambda p: wl(p, ip="10.20.0.5"), "n1", "calico_workloads[0].ip", "10.20.0.5"),
+    ("ip-not-an-address", lambda p: wl(p, ip="10.10.0.300"), "n1", "calico_workloads[0].ip", "10.10.0.300"),
+    ("unknown-pool", lambda p: wl(p, pool="nope"), "n1", "calico_workloads[0].pool", "nope"),
+    ("bad-workload-name", lambda p: wl(p, name="Web_1"), "n1", "calico_workloads[0].name", "Web_1"),
+    ("bad-namespace", lambda p: wl(p, namespace="Blue NS"), "n1", "calico_workloads[0].namespace", "Blue NS"),
+    ("unknown-workload-key", lambda p: wl(p, adress="10.10.0.1"), "n1", "calico_workloads[0]", "adress"),
+    ("workloads-not-a-list", lambda p: p["nodes"][0].update(workloads="w1,w2"), "n1", "calico_workloads", "w1,w2"),
+    ("node-ip-without-prefix", lambda p: p["nodes"][0].update(ip="192.168.1.1"), "n1", "calico_node_ip", "192.168.1.1"),
+    ("node-ip-garbage", lambda p: p["nodes"][0].update(ip="192.168.1/24"), "n1", "calico_node_ip", "192.168.1/24"),
+    ("duplicate-node-ip", lambda p: p["nodes"][1].update(ip="192.168.1.1/24"), "n2", "calico_node_ip", "192.168.1.1/24"),
+    ("labels-not-a-dict", lambda p: p["nodes"][0].update(labels=["rack=r1"]), "n1", "calico_node_labels", "rack=r1"),
+    ("label-value-not-string", lambda p: p["nodes"][0].update(labels={"rack": ["r1"]}), "n1", "calico_node_labels.rack", "r1"),
+    ("bad-reservation", lambda p: p.update(reservations=["10.10.0.0/33"]), "calico_nodes", "calico_reservations[0]", "10.10.0.0/33"),
+    ("negative-max-blocks", lambda p: p.update(config={"max_blocks_per_host": -1}), "calico_nodes",
+     "calico_ipam_config.max_blocks_per_host", "-1"),
+    ("no-strict-no-auto", lambda p: p.update(config={"auto_allocate_blocks": False}), "calico_nodes",
+     "calico_ipam_config.auto_allocate_blocks", "False"),
+    ("unknown-config-key", lambda p: p.update(config={"strictAffinity": True}), "calico_nodes", "calico_ipam_config", "strictAffinity"),
+    # 64 addresses in n1's only block (no tunnel: the pool has no IPIP): s64 is the first left without one
+    ("strict-affinity-exhausted", strict, "n1", "calico_workloads[64]", "default.s64"),
+    ("cidr-immutable", lambda p: pool(p, cidr="10.10.0.0/17"), "calico_nodes", "calico_pools[0] (p1).cidr", "10.10.0.0/17"),
+    ("block-size-immutable", lambda p: pool(p, block_size=28), "calico_nodes", "calico_pools[0] (p1).block_size", "28"),
+    ("unknown-node-option", lambda p: p.update(node="n9"), "n9", "node", "n9"),
+    ("pool-selector-excludes-node", lambda p: (pool(p, node_selector="rack == 'r1'"), wl(p, 1, 0, pool="p1")), "n2",
+     "calico_workloads[0].pool", "p1"),
+]
+
+
+@pytest.fixture
+def recorded(tmp_path):
+    """A state file written by a good run, and the address w1 got."""
+    params = copy.deepcopy(BASE)
+    params["state_file"] = str(tmp_path / "calico_ipam.json")
+    result, _ = run(params, check_mode=False)
+    w1 = result["nodes"]["n1"]["workloads"][0]["ip"]
+    return params, w1
+
+
+@pytest.mark.parametrize("mutate, host, field, value", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_and_nothing_written(recorded, mutate, host, field, value):
+    params, w1 = recorded
+    before = open(params["state_file"], "rb").read()
+    bad = copy.deepcopy(params)
+    bad["_w1"] = w1
+    mutate(bad)
+    bad.pop("_w1")
+    with pytest.raises(IpamError) as err:
+        run(bad, check_mode=False)
+    message = str(err.value)
+    assert message.startswith(f"{host}: "), message
+    assert field in message, message
+    assert (value if value is not None else w1) in message, message
+    assert open(params["state_file"], "rb").read() == before
+
+
+def test_at_least_twenty_cases():
+    assert len(CASES) >= 20
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"", b'{"format": "l3.calico/ipam", "version": 99}',
+                                     b'{"format": "something-else"}', b'{"format": "l3.calico/ipam", "version": 1, "blocks": 5}'])
+def test_corrupt_or_unknown_state_file_is_refused_and_kept(recorded, content):
+    params, _ = recorded
+    with open(params["state_file"], "wb") as handle:
+        handle.write(content)
+    with pytest.raises(IpamError) as err:
+        run(params, check_mode=False)
+    assert params["state_file"] in str(err.value) and "refusing" in str(err.value)
+    assert open(params["state_file"], "rb").read() == content
+
+
+def test_state_file_is_calico_shaped_json(recorded):
+    params, _ = recorded
+    doc = json.load(open(params["state_file"]))
+    assert doc["format"] == "l3.calico/ipam" and doc["version"] == 1
+    assert {"cidr", "affinity", "allocations", "unallocated", "attributes", "sequenceNumber", "deleted"} <= set(doc["blocks"][0])
+    assert set(doc["affinities"][0]) == {"node", "cidr", "state", "deleted"}
+    assert doc["config"] == {"strict_affinity": False, "auto_allocate_blocks": True, "maxBlocksPerHost": 0}
