@@ -131,6 +131,23 @@ def audit(state) -> list[str]:
     return problems
 
 
+PLANNER_POOLS = [{"name": "p", "cidr": POOL, "block_size": BLOCK_PREFIX, "ipip_mode": "Always"}]
+
+
+def planner_workloads(node: str, count: int) -> list[dict]:
+    return [{"name": f"{node}-{i:04d}"} for i in range(count)]
+
+
+def planner_plan(node: str, count: int):
+    """plan_fn running the real IPAM planner for ``node`` only, with ``count`` workloads."""
+    from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate
+    from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import Planner
+
+    desired = validate(PLANNER_POOLS, {}, [], [{"name": node, "ip": "192.168.0.1/24", "labels": {},
+                                                "workloads": planner_workloads(node, count)}], node)
+    return lambda state: Planner(desired, state).run()
+
+
 def make_store(kind: str, target: str, **etcd_options):
     if kind == "file":
         from ansible_collections.l3.calico.plugins.module_utils.ipam_store import FileStore
@@ -150,6 +167,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-txn-ops", type=int, default=128)
     parser.add_argument("--retries", type=int, default=200)
     parser.add_argument("--slow-txn", type=float, default=0.0, help="sleep after each etcd transaction")
+    parser.add_argument("--planner", action="store_true",
+                        help="allocate with the real planner (module option node), workloads growing by --batch")
     args = parser.parse_args(argv)
     options = {} if args.store == "file" else {"max_txn_ops": args.max_txn_ops, "retries": args.retries}
     store = make_store(args.store, args.target, **options)
@@ -168,8 +187,12 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     conflicts = 0
     for i in range(0, len(handles), args.batch):
-        chunk = handles[i:i + args.batch]
-        store.transact(lambda state, chunk=chunk: allocate(state, args.node, chunk), write=True)
+        if args.planner:
+            plan = planner_plan(args.node, args.count if args.batch >= args.count else i + args.batch)
+        else:
+            chunk = handles[i:i + args.batch]
+            plan = (lambda state, chunk=chunk: allocate(state, args.node, chunk))
+        store.transact(plan, write=True)
         conflicts += getattr(store, "conflicts", 0)
     elapsed = time.perf_counter() - started
     print(f"{args.node} {args.count} {elapsed:.6f} {conflicts}", flush=True)

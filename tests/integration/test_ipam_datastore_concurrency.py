@@ -55,10 +55,14 @@ def _addresses(state):
             for o, a in enumerate(block.allocations) if a is not None]
 
 
-def test_eight_writers_never_share_or_lose_an_address(target):
+@pytest.mark.parametrize("allocator", ["cni", "planner"])
+def test_eight_writers_never_share_or_lose_an_address(target, allocator):
+    """cni: tests/ipam_worker.allocate; planner: the real IPAM planner, each writer its own node
+    (module option node), its inventory growing by 20 workloads per run."""
     kind, where = target
     start = f"{time.time() + 2:.3f}"
-    procs = [_spawn(kind, where, f"node-{i}", "--count", str(EACH), "--batch", "20", "--start-at", start)
+    extra = ["--planner"] if allocator == "planner" else []
+    procs = [_spawn(kind, where, f"node-{i}", "--count", str(EACH), "--batch", "20", "--start-at", start, *extra)
              for i in range(WRITERS)]
     outs = _wait(procs)
     if kind == "etcd":      # the writers really raced: some transactions lost and were re-planned
@@ -68,9 +72,11 @@ def test_eight_writers_never_share_or_lose_an_address(target):
     state = make_store(kind, where).load()
     assert audit(state) == []
     addresses = _addresses(state)
-    assert len(addresses) == WRITERS * EACH                   # none lost
+    tunnels = WRITERS if allocator == "planner" else 0        # the planner adds each node's IPIP address
+    assert len(addresses) == WRITERS * EACH + tunnels         # none lost
     assert len(set(addresses)) == len(addresses)              # none twice
     expected = {f"l3-workload.default.node-{i}-{j:04d}" for i in range(WRITERS) for j in range(EACH)}
+    expected |= {f"ipip-tunnel-addr-node-{i}" for i in range(tunnels)}
     assert set(state.handles) == expected
     assert all(sum(h.block.values()) == 1 for h in state.handles.values())
     assert len(state.blocks) == 64                            # every block of the pool claimed once
@@ -85,13 +91,17 @@ def _handle_count(kind, where):
         return 0
 
 
-def test_a_writer_killed_mid_run_leaves_a_consistent_state(target):
+@pytest.mark.parametrize("allocator", ["cni", "planner"])
+def test_a_writer_killed_mid_run_leaves_a_consistent_state(target, allocator):
     kind, where = target
     # etcd: ONE plan of 2000 addresses = 32 block units, one transaction each (slowed so we
-    # can kill between two); file: 100 plans of 20, killed while it writes.
-    args = (["--count", "2000", "--batch", "2000", "--slow-txn", "0.05"] if kind == "etcd"
-            else ["--count", "2000", "--batch", "20"])
-    proc = _spawn(kind, where, "node-k", *args)
+    # can kill between two); file: plans of 20, killed while it writes.
+    # (the planner: 1200, as one node holds at most 20 blocks of 64 addresses, Calico's default limit)
+    count = "1200" if allocator == "planner" else "2000"
+    args = (["--count", count, "--batch", count, "--slow-txn", "0.05"] if kind == "etcd"
+            else ["--count", count, "--batch", "20"])
+    extra = ["--planner"] if allocator == "planner" else []
+    proc = _spawn(kind, where, "node-k", *args, *extra)
     deadline = time.monotonic() + 120
     while _handle_count(kind, where) < 300 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -100,9 +110,10 @@ def test_a_writer_killed_mid_run_leaves_a_consistent_state(target):
     assert proc.returncode == -signal.SIGKILL, "the writer finished before it could be killed"
     state = make_store(kind, where).load()
     assert audit(state) == []
-    assert 300 <= len(state.handles) < 2000
+    assert 300 <= len(state.handles) < int(count)
     # the next run completes the work
-    _wait([_spawn(kind, where, "node-k", "--count", "2000", "--batch", "2000")])
+    _wait([_spawn(kind, where, "node-k", "--count", count, "--batch", count, *extra)])
     state = make_store(kind, where).load()
     assert audit(state) == []
-    assert len(state.handles) == 2000 and len(set(_addresses(state))) == 2000
+    total = int(count) + (1 if allocator == "planner" else 0)   # + the node's IPIP tunnel address
+    assert len(state.handles) == total and len(set(_addresses(state))) == total
