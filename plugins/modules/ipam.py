@@ -230,7 +230,8 @@ def run(params: dict, check_mode: bool) -> tuple[dict, str]:
         result["changed"] = state.changed
         return result, report
 
-    store = store_from_params(params, params["datastore"], params["state_file"], params["lock_timeout"])
+    store = store_from_params(params, params.get("datastore") or "file", params.get("state_file"),
+                              params.get("lock_timeout", 600.0))
     result, report = store.transact(plan_fn, write=not check_mode)
     lines = report.diff_lines()
     return result, "".join(line + "\n" for line in lines)
