@@ -201,7 +201,7 @@ class Snapshot:
 class EtcdKV:
     """Range reads and transactions against the first endpoint that answers."""
 
-    PAGE = 2000
+    PAGE = 10000     # keys per range request (one round trip for most sites)
 
     def __init__(self, settings: EtcdSettings) -> None:
         settings.validate()
