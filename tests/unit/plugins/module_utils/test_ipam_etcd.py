@@ -19,8 +19,6 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import (
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import StateError
 from ipam_worker import allocate, audit, release
 
-pytestmark = pytest.mark.etcd
-
 
 def _store(endpoint, **options) -> EtcdStore:
     return EtcdStore(EtcdSettings(endpoints=[endpoint], **options))
@@ -35,6 +33,7 @@ def _handles(n, node="n1"):
     return [f"l3-workload.default.{node}-{i}" for i in range(n)]
 
 
+@pytest.mark.etcd
 def test_keys_and_values_are_calicos_field_by_field(etcd):
     store = _store(etcd)
     store.transact(lambda s: allocate(s, "node-a", _handles(2, "a")), write=True)
@@ -73,6 +72,7 @@ def test_keys_and_values_are_calicos_field_by_field(etcd):
         "strict_affinity": False, "auto_allocate_blocks": True, "maxBlocksPerHost": 4}
 
 
+@pytest.mark.etcd
 def test_pools_are_v3_resources(etcd):
     store = _store(etcd)
     spec = {"cidr": "10.44.0.0/20", "blockSize": 26, "ipipMode": "Never", "vxlanMode": "Always",
@@ -88,6 +88,7 @@ def test_pools_are_v3_resources(etcd):
     assert store.load().pools == {"p1": spec}
 
 
+@pytest.mark.etcd
 def test_reload_is_lossless_and_a_noop_writes_nothing(etcd):
     store = _store(etcd)
     store.transact(lambda s: allocate(s, "n1", _handles(70)), write=True)   # two blocks
@@ -100,6 +101,7 @@ def test_reload_is_lossless_and_a_noop_writes_nothing(etcd):
     assert kv.EtcdKV(EtcdSettings(endpoints=[etcd])).read_prefix("/").kvs == before.kvs
 
 
+@pytest.mark.etcd
 def test_check_mode_writes_nothing(etcd):
     store = _store(etcd)
     given = store.transact(lambda s: allocate(s, "n1", _handles(3)), write=False)
@@ -107,6 +109,7 @@ def test_check_mode_writes_nothing(etcd):
     assert _raw(etcd) == {}
 
 
+@pytest.mark.etcd
 def test_release_deletes_handles_and_keeps_fifo(etcd):
     store = _store(etcd)
     store.transact(lambda s: allocate(s, "n1", _handles(3)), write=True)
@@ -118,6 +121,7 @@ def test_release_deletes_handles_and_keeps_fifo(etcd):
     assert block.unallocated[-1] == 0                       # released ordinal at the tail
 
 
+@pytest.mark.etcd
 def test_a_conflict_replans_on_fresh_state(etcd):
     """Another writer takes the block between our read and our write: we re-plan, no double."""
     store, other = _store(etcd), _store(etcd)
@@ -137,6 +141,7 @@ def test_a_conflict_replans_on_fresh_state(etcd):
     assert len(state.handles) == 2
 
 
+@pytest.mark.etcd
 def test_persistent_conflict_is_a_clear_error_and_writes_nothing(etcd):
     store, other = _store(etcd, retries=3), _store(etcd)
     n = [0]
@@ -160,6 +165,7 @@ def _dead_endpoint() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
+@pytest.mark.etcd
 def test_unreachable_is_a_clear_error(etcd):
     store = _store(_dead_endpoint(), timeout=1)
     with pytest.raises(EtcdUnavailableError, match="etcd unreachable: http://127.0.0.1:[0-9]+: "):
@@ -167,6 +173,7 @@ def test_unreachable_is_a_clear_error(etcd):
     assert _raw(etcd) == {}
 
 
+@pytest.mark.etcd
 def test_etcd_dying_before_the_write_leaves_nothing(etcd, monkeypatch):
     """The read succeeds, etcd disappears before the transaction: error, nothing written."""
     store = _store(etcd, timeout=1)
@@ -182,6 +189,7 @@ def test_etcd_dying_before_the_write_leaves_nothing(etcd, monkeypatch):
     assert _raw(etcd) == {}
 
 
+@pytest.mark.etcd
 def test_a_large_plan_commits_in_unit_transactions(etcd):
     store = _store(etcd, max_txn_ops=70)     # one /26 unit (block + 64 handles + affinity) per txn
     store.transact(lambda s: allocate(s, "n1", _handles(300)), write=True)
@@ -190,6 +198,7 @@ def test_a_large_plan_commits_in_unit_transactions(etcd):
     assert audit(state) == [] and len(state.handles) == 300
 
 
+@pytest.mark.etcd
 def test_prefix_keeps_sites_apart(etcd):
     a, b = _store(etcd, prefix="/site-a"), _store(etcd, prefix="/site-b")
     a.transact(lambda s: allocate(s, "n1", _handles(2)), write=True)
@@ -198,6 +207,7 @@ def test_prefix_keeps_sites_apart(etcd):
     assert all(k.startswith(("/site-a/calico/ipam/v2/", "/site-b/calico/ipam/v2/")) for k in _raw(etcd))
 
 
+@pytest.mark.etcd
 def test_soft_deleted_values_are_ignored_and_foreign_keys_kept(etcd):
     client = kv.EtcdKV(EtcdSettings(endpoints=[etcd]))
     foreign = {kv.handle_key("gone"): b'{"block":{"10.44.0.0/26":1},"deleted":true}',
@@ -213,6 +223,7 @@ def test_soft_deleted_values_are_ignored_and_foreign_keys_kept(etcd):
     assert raw["/calico/ipam/v2/assignment/ipv6/block/fd00::-122"] == b"{}"
 
 
+@pytest.mark.etcd
 def test_a_value_that_is_not_json_is_refused(etcd):
     client = kv.EtcdKV(EtcdSettings(endpoints=[etcd]))
     (txn,), _ = kv.plan_txns(kv.diff({}, {kv.handle_key("x"): b"{not json"}), {})
@@ -220,3 +231,17 @@ def test_a_value_that_is_not_json_is_refused(etcd):
     with pytest.raises(StateError, match="key /calico/ipam/v2/handle/x does not hold JSON"):
         _store(etcd).transact(lambda s: allocate(s, "n1", ["y"]), write=True)
     assert kv.handle_key("y") not in _raw(etcd)
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"etcd_endpoints": []}, "etcd_endpoints: at least one endpoint"),
+    ({"etcd_endpoints": ["ftp://10.0.0.1:2379"]}, "etcd_endpoints: 'ftp://10.0.0.1:2379' is not http"),
+    ({"etcd_endpoints": ["10.0.0.1:2379"], "etcd_cert": "/c.pem"}, "etcd_cert and etcd_key: give both"),
+    ({"etcd_endpoints": ["10.0.0.1:2379"], "etcd_prefix": "site-a"}, "etcd_prefix: 'site-a' must start with '/'"),
+    ({"etcd_endpoints": ["10.0.0.1:2379"], "etcd_retries": -1}, "etcd_retries: -1 must be at least 1"),
+])
+def test_bad_module_parameters_are_named_before_any_connection(params, message):
+    from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import EtcdError, store_from_params
+
+    with pytest.raises(EtcdError, match=message):
+        store_from_params(params, "etcd")
