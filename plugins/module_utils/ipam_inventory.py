@@ -93,7 +93,11 @@ class Workload:
     handle: str
     ip: int | None
     pool: str | None
-    field: str  # "calico_workloads[3]", for error messages
+    index: int  # position in the host's calico_workloads, for error messages
+
+    @property
+    def field(self) -> str:
+        return f"calico_workloads[{self.index}]"
 
 
 @dataclasses.dataclass(eq=False)
@@ -291,6 +295,8 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
     owners: dict = {}  # workload id -> node
     requested: dict = {}  # address -> (node, field)
     ns_ok: set = set()
+    label_ok = naming.LABEL_RE.match
+    handle_id = naming.handle_id
     for raw in nodes:
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw.get("name"):
             _fail(GROUP, "nodes[]", raw, "a node needs a name")
@@ -325,41 +331,41 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
             workloads = []
         if not isinstance(workloads, list):
             _fail(host, "calico_workloads", workloads, "must be a list of workloads")
-        seen: set = set()
         wls = []
         for i, wl in enumerate(workloads):
-            field = f"calico_workloads[{i}]"
-            if not isinstance(wl, dict):
-                _fail(host, field, wl, "a workload is a mapping with at least a name")
-            if len(wl) > 2 or not wl.keys() <= WORKLOAD_KEYS:
-                _dict(host, field, wl, WORKLOAD_KEYS)
+            if type(wl) is not dict or not wl.keys() <= WORKLOAD_KEYS:
+                if not isinstance(wl, dict):
+                    _fail(host, f"calico_workloads[{i}]", wl, "a workload is a mapping with at least a name")
+                _dict(host, f"calico_workloads[{i}]", wl, WORKLOAD_KEYS)
             name = wl.get("name")
-            if not isinstance(name, str) or not naming.LABEL_RE.match(name):
-                _label(host, f"{field}.name", name, "a workload name")
+            if not isinstance(name, str) or not label_ok(name):
+                _label(host, f"calico_workloads[{i}].name", name, "a workload name")
             namespace = wl.get("namespace") or "default"
             if namespace not in ns_ok:
-                _label(host, f"{field}.namespace", namespace, "a namespace")
+                _label(host, f"calico_workloads[{i}].namespace", namespace, "a namespace")
                 ns_ok.add(namespace)
             wid = namespace + "." + name
-            if wid in seen:
-                _fail(host, f"{field}.name", name, f"two workloads named {name!r} in namespace {namespace!r} on this host")
-            seen.add(wid)
             other = owners.get(wid)
             if other is not None:
-                _fail(host, f"{field}.name", name, f"workload {wid} is also on node {other} (workload ids are cluster-wide)")
+                if other == host:
+                    _fail(host, f"calico_workloads[{i}].name", name,
+                          f"two workloads named {name!r} in namespace {namespace!r} on this host")
+                _fail(host, f"calico_workloads[{i}].name", name,
+                      f"workload {wid} is also on node {other} (workload ids are cluster-wide)")
             owners[wid] = host
             pool = wl.get("pool")
             if pool is not None and pool not in by_pool:
-                _fail(host, f"{field}.pool", pool, f"unknown pool (pools: {', '.join(by_pool) or 'none'})")
+                _fail(host, f"calico_workloads[{i}].pool", pool, f"unknown pool (pools: {', '.join(by_pool) or 'none'})")
             ip = wl.get("ip")
             ip_int_wl = None
             if ip is not None:
+                field = f"calico_workloads[{i}]"
                 try:
                     ip_int_wl = ip_to_int(ip.split("/32")[0] if isinstance(ip, str) else ip)
                 except (ValueError, TypeError, AttributeError):
                     _fail(host, f"{field}.ip", ip, "not an IPv4 address")
                 ip_int_wl = _check_request(desired, host, field, ip, ip_int_wl, namespace, pool, by_pool, requested)
-            wls.append(Workload(name, namespace, wid, naming.handle_id(namespace, name), ip_int_wl, pool, field))
+            wls.append(Workload(name, namespace, wid, handle_id(namespace, name), ip_int_wl, pool, i))
         groups: dict = {}
         for wl in wls:
             if wl.ip is None:
@@ -374,7 +380,9 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
     for host, node in out.items():
         for wl in node.workloads:
             if wl.pool is not None:
-                reason = refusal(by_pool[wl.pool], node, wl.namespace, listed)
+                # A disabled pool still keeps the addresses it has (the planner checks that): naming it
+                # is fine, only a new address from it is refused.
+                reason = refusal(by_pool[wl.pool], node, wl.namespace, listed, allow_disabled=True)
                 if reason:
                     _fail(host, f"{wl.field}.pool", wl.pool, reason)
             if wl.ip is not None:
@@ -385,12 +393,12 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
     return dict(sorted(out.items()))
 
 
-def refusal(pool: Pool, node: Node, namespace: str, listed: frozenset) -> str | None:
+def refusal(pool: Pool, node: Node, namespace: str, listed: frozenset, allow_disabled: bool = False) -> str | None:
     """Why ``pool`` may not serve a workload of ``namespace`` on ``node`` (None: it may).
 
     ``listed`` holds the namespaces some pool lists: such a namespace takes only from those pools.
     """
-    if pool.disabled:
+    if pool.disabled and not allow_disabled:
         return f"pool {pool.name} is disabled"
     if not pool.selects(node.labels):
         return f"pool {pool.name}'s node_selector {pool.node_selector!r} does not select this node"
@@ -433,4 +441,4 @@ def _validate(pools, config, reservations, nodes, only_node) -> Desired:
     return Desired(pool_list, node_map, cfg, ranges, only_node, listed)
 
 
-__all__ = ["Desired", "Node", "Pool", "Workload", "validate", "refusal", "GROUP", "int_to_ip"]
+__all__ = ["Desired", "Node", "Pool", "Workload", "validate", "refusal", "GROUP"]

@@ -26,6 +26,7 @@ import socket
 import struct
 import time
 
+_new_object = object.__new__
 AFFINITY_PREFIX = "host:"
 WORKLOAD_HANDLE_PREFIX = "l3-workload."
 TUNNEL_TYPES = {"ipip": "ipipTunnelAddress", "vxlan": "vxlanTunnelAddress"}
@@ -261,13 +262,13 @@ class Block:
         if len(block.allocations) != size:
             raise StateError(f"AllocationBlock {cidr}: {len(block.allocations)} allocations for {size} addresses")
         attrs = block.attributes
-        by_handle: dict[str, int] = {}
+        used = [(ordinal, index) for ordinal, index in enumerate(block.allocations) if index is not None]
         nattr = len(attrs)
-        for ordinal, index in enumerate(block.allocations):
-            if index is not None:
-                if not isinstance(index, int) or not 0 <= index < nattr:
-                    raise StateError(f"AllocationBlock {cidr}: ordinal {ordinal} points at attribute {index!r}")
-                by_handle.setdefault(attrs[index].get("handle_id"), ordinal)
+        for ordinal, index in used:
+            if type(index) is not int or not 0 <= index < nattr:
+                raise StateError(f"AllocationBlock {cidr}: ordinal {ordinal} points at attribute {index!r}")
+        # first ordinal of each handle wins: build from the last one backwards
+        by_handle = {attrs[index].get("handle_id"): ordinal for ordinal, index in reversed(used)}
         block.by_handle = by_handle
         return block
 
@@ -301,6 +302,14 @@ class Handle:
     def __init__(self, block: dict[str, int], deleted: bool = False):
         self.block = block
         self.deleted = deleted
+
+    @classmethod
+    def new(cls, cidr: str) -> Handle:
+        """A handle holding one address in block ``cidr`` (the planner's hot path: no __init__ call)."""
+        handle = _new_object(cls)
+        handle.block = {cidr: 1}
+        handle.deleted = False
+        return handle
 
     def to_json(self) -> dict:
         return {"block": self.block, "deleted": self.deleted}

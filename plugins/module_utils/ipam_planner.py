@@ -37,7 +37,6 @@ from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import GROUP, Desired, Node, Pool
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     AFFINITY_PREFIX,
-    TUNNEL_TYPES,
     Affinity,
     Block,
     Handle,
@@ -48,6 +47,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     int_to_ip,
     no_gc,
     parse_cidr,
+    prefix_mask,
     tunnel_attribute,
     workload_attribute,
 )
@@ -55,6 +55,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamSt
 
 TUNNEL_KINDS = ("ipip", "vxlan")
 _NODE = operator.itemgetter("node")
+_BY_ID = operator.attrgetter("id")
 _SECONDARY = operator.itemgetter("secondary")
 
 
@@ -70,7 +71,7 @@ class Report:
     unclaimed: list = dataclasses.field(default_factory=list)  # (node, block cidr, deleted)
     deleted_blocks: list = dataclasses.field(default_factory=list)  # block cidrs
     config: bool = False
-    pools: list = dataclasses.field(default_factory=list)  # pool names recorded or forgotten
+    pools: list = dataclasses.field(default_factory=list)  # (pool name, "recorded" | "removed")
 
     def diff_lines(self) -> list:
         lines = []
@@ -87,6 +88,10 @@ class Report:
             lines.append(f"- block {cidr} affinity to {node}{' (block deleted)' if deleted else ' (block kept: in use)'}")
         for cidr in self.deleted_blocks:
             lines.append(f"- block {cidr} (empty, no pool serves it)")
+        if self.config:
+            lines.append("~ IPAM config recorded")
+        for name, what in self.pools:
+            lines.append(f"~ pool {name} {what}")
         return lines
 
 
@@ -143,7 +148,9 @@ class Planner:
                         "create a new pool and move the workloads, then remove the old one")
         for cidr, block in s.blocks.items():
             for pool in self.pools:
-                if pool.contains(block.base) and block.prefix != pool.block_size and not block.is_empty():
+                overlaps = pool.contains(block.base) or (block.prefix < pool.prefix and
+                                                         (pool.base & prefix_mask(block.prefix)) == block.base)
+                if overlaps and block.prefix != pool.block_size and not block.is_empty():
                     raise ValidationError(
                         GROUP, f"calico_pools[{pool.index}] ({pool.name}).block_size", pool.block_size,
                         f"block_size is immutable while the pool has addresses in use (block {cidr} holds "
@@ -153,12 +160,12 @@ class Planner:
             if s.pools.get(name) != spec:
                 s.pools[name] = spec
                 s.touch_pool(name)
-                self.report.pools.append(name)
+                self.report.pools.append((name, "recorded"))
         if self.d.only_node is None:
             for name in [n for n in s.pools if n not in wanted]:
                 del s.pools[name]
                 s.touch_pool(name)
-                self.report.pools.append(name)
+                self.report.pools.append((name, "removed"))
 
     def _in_use_within(self, cidr, block_size) -> int:
         try:
@@ -187,15 +194,21 @@ class Planner:
                 self.node_blocks.setdefault(node, []).append(cidr)
         self._sorted_claimed: dict = {}
 
-    def eligible(self, node: Node, namespace: str | None, pool_name: str | None, kind: str | None = None) -> list:
-        """Pools that may serve a workload (namespace, pool) or a tunnel (kind) on ``node``, in order."""
-        key = (node.name, namespace, pool_name, kind)
+    def eligible(self, node: Node, namespace: str | None, pool_name: str | None, kind: str | None = None,
+                 keep: bool = False) -> list:
+        """Pools that may serve a workload (namespace, pool) or a tunnel (kind) on ``node``, in order.
+
+        With ``keep``, the pools in which an existing workload address may stay: a disabled pool hands
+        out no new address but keeps the ones it has (as in Calico). Tunnel addresses always follow the
+        enabled pools (calico-node re-assigns a tunnel address whose pool is no longer eligible).
+        """
+        key = (node.name, namespace, pool_name, kind, keep)
         pools = self._eligible_cache.get(key)
         if pools is None:
             pools = []
             listed = self.d.listed_namespaces
             for pool in self.pools:
-                if pool.disabled or not pool.selects(node.labels):
+                if (pool.disabled and not (keep and kind is None)) or not pool.selects(node.labels):
                     continue
                 if kind is not None:
                     if kind in tunnel_kinds(pool):
@@ -266,7 +279,7 @@ class Planner:
                                 key = (wl.namespace, wl.pool)
                                 allowed = cache.get(key)
                                 if allowed is None:
-                                    allowed = cache[key] = frozenset(self.eligible(node, wl.namespace, wl.pool))
+                                    allowed = cache[key] = frozenset(self.eligible(node, wl.namespace, wl.pool, keep=True))
                                 ok = (block_pool.get(cidr) in allowed
                                       and block.attributes[block.allocations[ordinal]]["secondary"].get("node") == name
                                       and (wl.ip is None or wl.ip == block.base + ordinal))
@@ -305,7 +318,7 @@ class Planner:
                 clean.append((self.block_pool[cidr], block.by_handle))
         verified: set = set()
         for (namespace, pool_name), hids in node.groups.items():
-            allowed = self.eligible(node, namespace, pool_name)
+            allowed = self.eligible(node, namespace, pool_name, keep=True)
             present: set = set()
             for pool, by_handle in clean:
                 if pool in allowed:
@@ -358,27 +371,35 @@ class Planner:
         s = self.s
         only = self.d.only_node
         nodes = self.d.nodes
-        for (node, cidr), aff in list(s.affinities.items()):
+        blocks = s.blocks
+        block_pool = self.block_pool
+        drop = []
+        for key, aff in s.affinities.items():
+            node, cidr = key
             if only is not None and node != only:
                 continue
-            block = s.blocks.get(cidr)
-            pool = self.block_pool.get(cidr)
-            keep = node in nodes and block is not None and block.affinity == AFFINITY_PREFIX + node
-            if keep and block.is_empty():
-                # An empty block of a pool that can no longer serve this node goes back to the pool.
-                keep = pool is not None and not pool.disabled and pool.selects(nodes[node].labels)
-            if keep:
-                if aff.state != "confirmed":
-                    # Finish a two-phase claim left half done (Calico: pending, then block, then confirmed).
-                    aff.state = "confirmed"
-                    s.touch_affinity((node, cidr))
-                    if cidr not in self.node_blocks.setdefault(node, []):
-                        self.node_blocks[node].append(cidr)
+            block = blocks.get(cidr)
+            if block is None or node not in nodes or block.affinity != AFFINITY_PREFIX + node:
+                drop.append(key)
                 continue
+            if len(block.unallocated) == len(block.allocations):
+                # An empty block of a pool that can no longer serve this node goes back to the pool.
+                pool = block_pool.get(cidr)
+                if pool is None or pool.disabled or not pool.selects(nodes[node].labels):
+                    drop.append(key)
+                    continue
+            if aff.state != "confirmed":
+                # Finish a two-phase claim left half done (Calico: pending, then block, then confirmed).
+                aff.state = "confirmed"
+                s.touch_affinity(key)
+                if cidr not in self.node_blocks.setdefault(node, []):
+                    self.node_blocks[node].append(cidr)
+        for node, cidr in drop:
             del s.affinities[(node, cidr)]
             s.touch_affinity((node, cidr))
             if cidr in self.node_blocks.get(node, ()):
                 self.node_blocks[node].remove(cidr)
+            block = blocks.get(cidr)
             deleted = False
             if block is not None and block.affinity == AFFINITY_PREFIX + node:
                 if block.is_empty():
@@ -388,11 +409,32 @@ class Planner:
                     block.affinity = None
                     s.touch_block(cidr)
             self.report.unclaimed.append((node, cidr, deleted))
-        if only is None:
-            for cidr, block in list(s.blocks.items()):
-                if block.is_empty() and (self.block_pool.get(cidr) is None or block.affinity is None):
-                    self._delete_block(cidr)
-                    self.report.deleted_blocks.append(cidr)
+        affinities = s.affinities
+        for cidr, block in list(blocks.items()):
+            affinity = block.affinity
+            if affinity is not None and affinity.startswith(AFFINITY_PREFIX):
+                owner = affinity[len(AFFINITY_PREFIX):]
+                if (owner, cidr) in affinities or (only is not None and owner != only):
+                    continue
+                # Affine to a host without an affinity object for it (a claim whose affinity was lost):
+                # restore the affinity if the node is still here, else release it like a removed node's.
+                pool = block_pool.get(cidr)
+                if owner in nodes and pool is not None and (not block.is_empty() or pool.selects(nodes[owner].labels)):
+                    affinities[(owner, cidr)] = Affinity("confirmed")
+                    s.touch_affinity((owner, cidr))
+                    self.node_blocks.setdefault(owner, []).append(cidr)
+                    continue
+                self.report.unclaimed.append((owner, cidr, block.is_empty()))
+                block.affinity = None
+                s.touch_block(cidr)
+                if not block.is_empty():
+                    continue
+                self._delete_block(cidr)
+                continue
+            if only is None and len(block.unallocated) == len(block.allocations) and \
+                    (affinity is None or block_pool.get(cidr) is None):
+                self._delete_block(cidr)
+                self.report.deleted_blocks.append(cidr)
 
     def _delete_block(self, cidr: str) -> None:
         block = self.s.blocks.pop(cidr)
@@ -414,25 +456,28 @@ class Planner:
             tunnels, workloads = needs[name]
             for kind in tunnels:
                 hid = naming.tunnel_handle_id(kind, name)
-                self._assign_auto(node, self.eligible(node, None, None, kind),
-                                  [(hid, tunnel_attribute(hid, name, kind))], f"{kind} tunnel address", "calico_pools")
+                self._assign_auto(node, self.eligible(node, None, None, kind), [hid],
+                                  [tunnel_attribute(hid, name, kind)], f"{kind} tunnel address", "calico_pools")
             if requested:
                 workloads = [wl for wl in workloads if wl.ip is None]
-            workloads.sort(key=_by_id)
-            groups: dict = {}
-            for wl in workloads:
-                key = (wl.namespace, wl.pool)
-                group = groups.get(key)
-                if group is None:
-                    groups[key] = [wl]
-                else:
-                    group.append(wl)
+            workloads.sort(key=_BY_ID)
+            if len(node.groups) == 1 and workloads:
+                groups = {next(iter(node.groups)): workloads}  # one (namespace, pool) on this node
+            else:
+                groups = {}
+                for wl in workloads:
+                    key = (wl.namespace, wl.pool)
+                    group = groups.get(key)
+                    if group is None:
+                        groups[key] = [wl]
+                    else:
+                        group.append(wl)
             for (namespace, pool_name), group in groups.items():
                 pools = self.eligible(node, namespace, pool_name)
-                batch = [(wl.handle, {"handle_id": wl.handle,
-                                      "secondary": {"node": name, "namespace": namespace, "workload": wl.name}})
-                         for wl in group]
-                self._assign_auto(node, pools, batch, group[0].id, group[0].field, group)
+                hids = [wl.handle for wl in group]
+                attributes = [{"handle_id": hid, "secondary": {"node": name, "namespace": namespace, "workload": wl.name}}
+                              for hid, wl in zip(hids, group)]
+                self._assign_auto(node, pools, hids, attributes, group[0].id, group[0].field, group)
 
     def _assign_requested(self, node: Node, wl) -> None:
         s = self.s
@@ -450,28 +495,33 @@ class Planner:
                                   f"already taken by {_owner(holder['handle_id'])} on node "
                                   f"{holder['secondary'].get('node')}")
         block.unallocated.remove(ordinal)
-        self._give(node.name, block, [ordinal],
-                   [(wl.handle, workload_attribute(wl.handle, node.name, wl.namespace, wl.name))])
+        self._give(node.name, block, [ordinal], [wl.handle],
+                   [workload_attribute(wl.handle, node.name, wl.namespace, wl.name)])
 
-    def _assign_auto(self, node: Node, pools: list, batch: list, what: str, field: str, owners=None) -> None:
-        """Give each ``(handle id, attribute)`` of ``batch`` one address, block by block.
+    def _assign_auto(self, node: Node, pools: list, hids: list, attributes: list, what: str, field: str,
+                     owners=None) -> None:
+        """Give each handle of ``hids`` (with its attribute) one address, a block at a time.
 
         ``owners`` (the workloads of the batch, if any) name the first one left without an address."""
         name = node.name
-        total = len(batch)
+        total = len(hids)
         if not pools:
             raise ValidationError(name, field, what, "no enabled pool selects this node and may serve it")
-        while batch:
+        done = 0
+        while done < total:
             block = self._next_block(name, pools)
             if block is None:
                 if owners:
-                    first = owners[total - len(batch)]
-                    what, field = first.id, first.field
-                self._exhausted(name, pools, len(batch), what, field)
-            ordinals = self._take(block, len(batch))
+                    what, field = owners[done].id, owners[done].field
+                self._exhausted(name, pools, total - done, what, field)
+            ordinals = self._take(block, total - done)
             if ordinals:
-                self._give(name, block, ordinals, batch[:len(ordinals)])
-                batch = batch[len(ordinals):]
+                end = done + len(ordinals)
+                if done == 0 and end == total:
+                    self._give(name, block, ordinals, hids, attributes)
+                else:
+                    self._give(name, block, ordinals, hids[done:end], attributes[done:end])
+                done = end
 
     def _next_block(self, name: str, pools: list) -> Block | None:
         """A block with a free address for ``name``: its own, else a new claim, else a borrowed one."""
@@ -545,19 +595,19 @@ class Planner:
             self._reserved_cache[block.cidr] = cached
         return cached
 
-    def _give(self, node: str, block: Block, ordinals: list, batch: list) -> None:
-        """Assign ``ordinals`` of ``block`` to the ``(handle id, attribute)`` pairs of ``batch``."""
+    def _give(self, node: str, block: Block, ordinals: list, hids: list, attributes: list) -> None:
+        """Assign ``ordinals`` of ``block`` to the handles ``hids``, with their ``attributes``."""
         s = self.s
         cidr = block.cidr
         allocations = block.allocations
         start = len(block.attributes)
         for ordinal, index in zip(ordinals, range(start, start + len(ordinals))):
             allocations[ordinal] = index
-        block.attributes.extend(attribute for _, attribute in batch)
+        block.attributes.extend(attributes)
         # A batch only ever holds handles that have no address (absent, or released in step 2).
-        hids = [hid for hid, _ in batch]
         block.by_handle.update(zip(hids, ordinals))
-        s.handles.update({hid: Handle({cidr: 1}) for hid in hids})
+        new_handle = Handle.new
+        s.handles.update({hid: new_handle(cidr) for hid in hids})
         s.touch_handles(hids)
         s.touch_block(cidr)
         self.report.added.append((node, block, ordinals, hids, block.affinity != AFFINITY_PREFIX + node))
@@ -620,10 +670,6 @@ def _first(item):
     return item[0]
 
 
-def _by_id(workload) -> str:
-    return workload.id
-
-
 def _owner(hid: str) -> str:
     """What a handle stands for in messages: the workload id, or the handle itself for tunnels."""
     prefix = "l3-workload."
@@ -635,4 +681,4 @@ def plan(desired: Desired, state: IpamState) -> Report:
     return Planner(desired, state).run()
 
 
-__all__ = ["plan", "Planner", "Report", "IpamError", "tunnel_kinds", "TUNNEL_TYPES"]
+__all__ = ["plan", "Planner", "Report", "IpamError", "tunnel_kinds", "TUNNEL_KINDS"]

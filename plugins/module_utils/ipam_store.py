@@ -157,8 +157,12 @@ class IpamState:
                 state.blocks[block.cidr] = block
             for value in doc["affinities"]:
                 state.affinities[(value["node"], value["cidr"])] = Affinity.from_json(value)
+            handles = state.handles
             for hid, value in doc["handles"].items():
-                state.handles[hid] = Handle.from_json(value)
+                block = value["block"]
+                if type(block) is not dict:
+                    raise StateError(f"IPAMHandle {hid}: no block map")
+                handles[hid] = Handle(block, value.get("deleted") is True)
         except StateError as exc:
             raise StateError(f"{origin}: {exc}") from None
         except (KeyError, TypeError, AttributeError, ValueError) as exc:

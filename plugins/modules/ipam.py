@@ -35,7 +35,8 @@ options:
       - The IP pools (the inventory's C(calico_pools)), in order of preference. Each is a dict with
         C(name) (required), C(cidr) (required, IPv4, no host bits), C(block_size) (default V(26), 20 to 32),
         C(ipip_mode) and C(vxlan_mode) (V(Never), V(Always) or V(CrossSubnet), not both on),
-        C(nat_outgoing), C(disabled), C(disable_bgp_export) (booleans, default V(false)),
+        C(nat_outgoing), C(disabled) (a disabled pool keeps its addresses but hands out no new one),
+        C(disable_bgp_export) (booleans, default V(false)),
         C(node_selector) (Calico selector, default V(all())) and C(namespaces) (a pool that lists namespaces
         serves only them; a workload whose namespace some pool lists takes only from such pools).
     type: list

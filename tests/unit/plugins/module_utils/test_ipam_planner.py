@@ -302,3 +302,39 @@ def test_pending_affinity_is_confirmed_or_dropped():
     assert ipam.state.affinities[("n1", cidr)].state == "confirmed"
     assert ("n1", "10.10.255.0/26") not in ipam.state.affinities  # no such block: a claim that never happened
     assert node_block(res, "n1") == cidr and len(ipam.state.blocks) == 1
+
+
+def test_disabled_pool_keeps_its_addresses_but_hands_out_no_new_one():
+    pools = [{"name": "old", "cidr": "10.1.0.0/16"}, {"name": "new", "cidr": "10.2.0.0/16"}]
+    ipam = Ipam(pools=pools)
+    before = addresses(ipam.plan({"n1": ["a"]}))
+    assert before["default.a"].startswith("10.1.")
+    ipam.pools = [dict(pools[0], disabled=True), pools[1]]
+    res = ipam.plan({"n1": ["a", "b"]})
+    after = addresses(res)
+    assert after["default.a"] == before["default.a"]  # kept, as in Calico
+    assert after["default.b"].startswith("10.2.")
+    with pytest.raises(ValidationError, match="no enabled pool"):
+        ipam.plan({"n1": ["a", "b", {"name": "c", "pool": "old"}]})
+    res = ipam.plan({"n1": [{"name": "a", "pool": "new"}, "b"]})  # the migration: pin it to the new pool
+    assert addresses(res)["default.a"].startswith("10.2.")
+
+
+def test_lost_affinity_is_restored_or_the_block_released():
+    ipam = Ipam()
+    res = ipam.plan({"n1": ["a"], "n2": ["b"]})
+    a_block, b_block = node_block(res, "n1"), node_block(res, "n2")
+    del ipam.state.affinities[("n1", a_block)]
+    del ipam.state.affinities[("n2", b_block)]
+    res = ipam.plan({"n1": ["a"]})  # n2 removed, and its affinity was lost too
+    assert res["problems"] == []
+    assert ("n1", a_block) in ipam.state.affinities and node_block(res, "n1") == a_block
+    assert b_block not in ipam.state.blocks
+
+
+def test_larger_old_block_overlapping_a_new_pool_is_refused_while_in_use():
+    ipam = Ipam(pools=[{"name": "p1", "cidr": "10.10.0.0/16", "block_size": 20}])
+    ipam.plan({"n1": [{"name": "a", "ip": "10.10.0.5"}]})
+    ipam.pools = [{"name": "p2", "cidr": "10.10.8.0/24", "block_size": 26}]  # another pool, inside the old block
+    with pytest.raises(ValidationError, match="block_size is immutable"):
+        ipam.plan({"n1": ["a"]})

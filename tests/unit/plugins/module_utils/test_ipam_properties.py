@@ -118,3 +118,40 @@ def test_strict_affinity_never_borrows(spec, cfg):
         return
     check_invariants(ipam, result, cfg)
     assert all(not n["borrowed"] for n in result["nodes"].values())
+
+
+# Workloads with cluster-wide names spread over nodes: between two inventories some move node,
+# some change namespace, some appear or go.
+placements = st.dictionaries(
+    keys=st.integers(0, 40),
+    values=st.tuples(st.sampled_from([f"n{i}" for i in range(5)]), st.sampled_from(["default", "blue"])),
+    max_size=30,
+)
+
+
+def spec_of(placement):
+    spec = {f"n{i}": [] for i in range(5)}
+    for w, (node, ns) in sorted(placement.items()):
+        spec[node].append({"name": f"w{w}", "namespace": ns})
+    return spec
+
+
+@SETTINGS
+@given(first=placements, second=placements, cfg=configs)
+def test_moves_between_nodes_and_namespaces_stay_consistent(first, second, cfg):
+    ipam = make(cfg)
+    ipam.pools = ipam.pools + [{"name": "blue", "cidr": "10.9.1.0/24", "block_size": cfg["block_size"],
+                                "namespaces": ["blue"]}]
+    before = addresses(plan_or_skip(ipam, spec_of(first)))
+    result = plan_or_skip(ipam, spec_of(second))
+    assert result["problems"] == []
+    after = addresses(result)
+    for w, place in second.items():
+        wid = f"{place[1]}.w{w}"
+        assert after[wid] is not None
+        if first.get(w) == place:
+            assert after[wid] == before[wid]  # unmoved: same address
+        assert after[wid].startswith("10.9.1." if place[1] == "blue" else "10.9.0.")
+    assert len(set(after.values())) == len(after)
+    wanted = {f"l3-workload.{ns}.w{w}" for w, (_, ns) in second.items()}
+    assert {h for h in ipam.state.handles if h.startswith("l3-workload.")} == wanted

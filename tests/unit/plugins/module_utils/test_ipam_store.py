@@ -168,3 +168,31 @@ def test_writer_killed_mid_run_leaves_a_consistent_file(tmp_path, delay):
                      "nodes": [node(0, ["a"])], "state_file": path, "lock_timeout": 60.0}, check_mode=False)
     assert result["problems"] == []
     assert sorted(os.listdir(tmp_path)) == ["s.json", "s.json.lock"]
+
+
+KILLED_BEFORE_RENAME = r"""
+import os, sys
+sys.path.insert(0, {collections!r})
+from ansible_collections.l3.calico.plugins.modules.ipam import run
+params = {{"pools": [{{"name": "p1", "cidr": "10.0.0.0/16"}}], "config": {{}}, "reservations": [], "node": None,
+          "state_file": {path!r}, "lock_timeout": 60.0,
+          "nodes": [{{"name": "n1", "ip": "192.168.0.1/24", "workloads": [{{"name": "a"}}, {{"name": "b"}}]}}]}}
+os.replace = lambda *args: os.kill(os.getpid(), 9)  # die after the temporary file is written and synced
+run(params, check_mode=False)
+"""
+
+
+def test_writer_killed_between_write_and_rename_keeps_the_previous_state(tmp_path):
+    path = str(tmp_path / "s.json")
+    run({"pools": [{"name": "p1", "cidr": "10.0.0.0/16"}], "config": {}, "reservations": [], "node": None,
+         "nodes": [node(0, ["a"])], "state_file": path, "lock_timeout": 60.0}, check_mode=False)
+    before = open(path, "rb").read()
+    code = KILLED_BEFORE_RENAME.format(collections=os.path.join(ROOT, ".collections"), path=path)
+    proc = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    leftovers = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    assert len(leftovers) == 1 and open(path, "rb").read() == before
+    result, _ = run({"pools": [{"name": "p1", "cidr": "10.0.0.0/16"}], "config": {}, "reservations": [], "node": None,
+                     "nodes": [node(0, ["a", "b"])], "state_file": path, "lock_timeout": 60.0}, check_mode=False)
+    assert result["changed"] is True and result["problems"] == []
+    assert sorted(os.listdir(tmp_path)) == ["s.json", "s.json.lock"]
