@@ -37,8 +37,11 @@ options:
   etcd_retries:
     description:
       - Attempts (re-read and re-plan) when another writer changed what this run read.
-      - After the last one the run fails with an error; a plan that fits one transaction
-        (up to 128 changed objects by default) then has written nothing.
+      - After the last one the run fails with an error saying what was written; a plan that fits one
+        transaction (up to 127 changed objects with etcd's default C(--max-txn-ops)) has then written nothing.
+      - A larger plan first takes a writer lock (a key with a 10 s lease, C(/l3.calico/ipam-write-lock))
+        that other runs wait for, so it cannot be left half-done by a conflict; if it dies midway every
+        object written is consistent and the next run completes the plan.
     type: int
     default: 50
 requirements:

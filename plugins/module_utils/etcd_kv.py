@@ -42,6 +42,8 @@ BLOCK_DIR = ROOT + "/assignment/ipv4/block/"
 HOST_DIR = ROOT + "/host/"
 HANDLE_DIR = ROOT + "/handle/"
 CONFIG_KEY = ROOT + "/config"
+#: Held (with a lease) by a run whose plan needs several transactions; outside Calico's tree.
+WRITE_LOCK_KEY = "/l3.calico/ipam-write-lock"
 #: IP pools are v3 resources (the planner keeps them to refuse cidr/blockSize changes).
 POOL_DIR = "/calico/resources/v3/projectcalico.org/ippools/"
 
@@ -282,9 +284,34 @@ class EtcdKV:
         result = self.call("/kv/txn", {"compare": compares, "success": success, "failure": []})
         return bool(result.get("succeeded", False))
 
+    def get(self, key: str) -> bytes | None:
+        kvs = self.call("/kv/range", {"key": _b64(key)}).get("kvs", [])
+        return _unb64(kvs[0].get("value", "")) if kvs else None
+
+    def grant(self, ttl: int) -> str:
+        return str(self.call("/lease/grant", {"TTL": ttl, "ID": 0})["ID"])
+
+    def revoke(self, lease: str) -> None:
+        self.call("/kv/lease/revoke", {"ID": lease})
+
+    def keepalive(self, lease: str) -> int:
+        """Refresh a lease; its TTL now (0 or less: it had expired)."""
+        result = self.call("/lease/keepalive", {"ID": lease}).get("result", {})
+        return int(result.get("TTL", 0))
+
     def wipe(self, prefix: str) -> None:
         """Delete every key under ``prefix`` (tests and migrations only)."""
         self.call("/kv/deleterange", {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix.encode()))})
+
+
+def lock_free(key: str) -> dict:
+    """The compare every single-transaction write carries: no multi-transaction plan in progress."""
+    return {"key": _b64(key), "target": "VERSION", "result": "EQUAL", "version": "0"}
+
+
+def lock_mine(key: str, token: str) -> dict:
+    """The compare every transaction of a multi-transaction plan carries: the lock is still ours."""
+    return {"key": _b64(key), "target": "VALUE", "result": "EQUAL", "value": _b64(token)}
 
 
 def _reason(err: Exception) -> str:

@@ -12,12 +12,14 @@
     retry   any compare failing = another writer got there first: nothing of that transaction
             is written; re-load, re-plan, again (bounded, full-jitter backoff)
 
-A plan small enough for one etcd transaction (<= --max-txn-ops changed keys, 128 by default:
+A plan small enough for one etcd transaction (< --max-txn-ops changed keys, 128 by default:
 every per-host run and any controller run changing up to ~120 objects) is written all or
-nothing. A larger plan is cut between *units* — a block together with its affinity and every
-handle counting addresses in it — never inside one, blocks first: a crash or a conflict between
-two transactions leaves each object consistent with the others (no address held twice, none
-without its handle), and the next run's plan completes the rest.
+nothing. A larger plan first takes the writer lock (a key with a lease, which every
+single-transaction write checks is absent), then reads and plans again under it, so no other
+run of this IPAM can make one of its transactions conflict; it is cut between *units* — a block
+together with its affinity and every handle counting addresses in it — never inside one, blocks
+first. A crash in between (the lease then frees the lock) leaves each object consistent with the
+others (no address held twice, none without its handle), and the next run's plan completes the rest.
 """
 
 from __future__ import annotations
@@ -221,54 +223,120 @@ class EtcdStore(Store):
     def load(self) -> IpamState:
         return self.read()[1]
 
+    #: seconds the writer lock outlives its holder (refreshed while it commits)
+    LOCK_TTL = 10
+    #: seconds a run waits for another run's multi-transaction plan to finish
+    LOCK_WAIT = 300.0
+
     def transact(self, plan_fn: Callable[[IpamState], T], *, write: bool) -> T:
         self.attempts = self.conflicts = self.txns = self.keys_written = 0
-        committed_before = 0
-        for attempt in range(self.settings.retries):
-            self.attempts = attempt + 1
-            started = time.perf_counter()
-            try:
-                snap, state, resources = self.read()
-            except EtcdUnavailableError as exc:
-                raise EtcdUnavailableError(f"{exc}; {_written(committed_before)}") from None
-            self.last_load_seconds = time.perf_counter() - started
-            result = plan_fn(state)
-            if not write or not state.changed:
-                return result
-            started = time.perf_counter()
-            new: dict[str, bytes | None] = {}
-            for kind, ident in _touched(state):
-                key, value = _value_of(state, kind, ident, self.prefix, resources)
-                new[key] = None if value is None else encode(value)
-            changes: dict[str, tuple[int, bytes | None]] = {}
-            for key, value in new.items():
-                old = snap.kvs.get(key)
-                if value is None and old is None:
-                    continue                    # created and deleted within the plan
-                if old is not None and old[0] == value:
-                    continue                    # touched, not changed
-                changes[key] = (old[1] if old else 0, value)
-            txns, _split = kv.plan_txns(changes, snap.kvs, self.prefix,
-                                        self.settings.max_txn_ops, self.settings.max_txn_bytes)
-            done = 0
-            try:
+        self._committed = 0
+        lock_key = self.prefix + kv.WRITE_LOCK_KEY
+        lock: tuple[str, str] | None = None          # (token, lease) while we hold the writer lock
+        try:
+            attempt = 0
+            while attempt < self.settings.retries:
+                self.attempts = attempt + 1
+                started = time.perf_counter()
+                snap, state, resources = self._guarded(self.read)
+                self.last_load_seconds = time.perf_counter() - started
+                result = plan_fn(state)
+                if not write or not state.changed:
+                    return result
+                started = time.perf_counter()
+                txns = self._plan_writes(state, snap, resources)
+                if len(txns) > 1 and lock is None:
+                    lock = self._guarded(lambda: self._take_lock(lock_key))
+                    continue                    # read and plan again under the lock
+                guard = kv.lock_free(lock_key) if lock is None else kv.lock_mine(lock_key, lock[0])
+                done = 0
+                refreshed = time.monotonic()
                 for txn in txns:
-                    if not self.kv.txn(txn.compares, txn.ops):
+                    if lock is not None and time.monotonic() - refreshed > self.LOCK_TTL / 3:
+                        self._guarded(lambda: self.kv.keepalive(lock[1]))
+                        refreshed = time.monotonic()
+                    if not self._guarded(lambda txn=txn: self.kv.txn(txn.compares + [guard], txn.ops)):
                         break
                     done += 1
+                    self._committed += 1
                     self.txns += 1
                     self.keys_written += len(txn.ops)
-            except EtcdUnavailableError as exc:
-                raise EtcdUnavailableError(f"{exc}; {_written(committed_before + done)}") from None
-            self.last_write_seconds = time.perf_counter() - started
-            if done == len(txns):
-                return result
-            committed_before += done
-            self.conflicts += 1
-            kv.backoff(attempt)
+                self.last_write_seconds = time.perf_counter() - started
+                if done == len(txns):
+                    return result
+                holder = self._guarded(lambda: self.kv.get(lock_key))
+                if lock is None and holder is not None:
+                    self._guarded(lambda: self._wait_lock(lock_key))   # not a conflict: wait our turn
+                    continue
+                if lock is not None and holder != lock[0].encode():
+                    lock = None                 # our lease ran out: take the lock again next time
+                self.conflicts += 1
+                kv.backoff(attempt)
+                attempt += 1
+        finally:
+            if lock is not None:
+                self._release_lock(lock_key, *lock)
         raise EtcdConflictError(
             f"etcd {','.join(self.settings.endpoints)}: the IPAM transaction still conflicted with other "
-            f"writers after {self.settings.retries} attempts; {_written(committed_before)}")
+            f"writers after {self.settings.retries} attempts; {_written(self._committed)}")
+
+    def _guarded(self, call):
+        """Run an etcd call; if etcd is unreachable say what this run has written so far."""
+        try:
+            return call()
+        except EtcdUnavailableError as exc:
+            raise EtcdUnavailableError(f"{exc}; {_written(self._committed)}") from None
+
+    def _plan_writes(self, state: IpamState, snap: kv.Snapshot, resources: dict) -> list[kv.Txn]:
+        """The transactions writing what the plan touched and actually changed."""
+        changes: dict[str, tuple[int, bytes | None]] = {}
+        for kind, ident in _touched(state):
+            key, value = _value_of(state, kind, ident, self.prefix, resources)
+            data = None if value is None else encode(value)
+            old = snap.kvs.get(key)
+            if data is None and old is None:
+                continue                        # created and deleted within the plan
+            if old is not None and old[0] == data:
+                continue                        # touched, not changed
+            changes[key] = (old[1] if old else 0, data)
+        # one compare of every transaction is the writer-lock guard
+        txns, _split = kv.plan_txns(changes, snap.kvs, self.prefix,
+                                    self.settings.max_txn_ops - 1, self.settings.max_txn_bytes)
+        return txns
+
+    def _take_lock(self, key: str) -> tuple[str, str]:
+        import uuid
+
+        token = f"{uuid.uuid4()}"
+        deadline = time.monotonic() + self.LOCK_WAIT
+        while True:
+            lease = self.kv.grant(self.LOCK_TTL)
+            put = {"request_put": {"key": kv._b64(key), "value": kv._b64(token), "lease": lease}}
+            if self.kv.txn([kv.lock_free(key)], [put]):
+                return token, lease
+            self.kv.revoke(lease)
+            if time.monotonic() > deadline:
+                raise EtcdConflictError(
+                    f"etcd {','.join(self.settings.endpoints)}: another run held the IPAM writer lock "
+                    f"({key}) for more than {self.LOCK_WAIT:.0f}s; nothing was written")
+            self._wait_lock(key)
+
+    def _wait_lock(self, key: str) -> None:
+        deadline = time.monotonic() + self.LOCK_WAIT
+        delay = 0.01
+        while self.kv.get(key) is not None:
+            if time.monotonic() > deadline:
+                raise EtcdConflictError(
+                    f"etcd {','.join(self.settings.endpoints)}: another run held the IPAM writer lock "
+                    f"({key}) for more than {self.LOCK_WAIT:.0f}s; {_written(self._committed)}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def _release_lock(self, key: str, token: str, lease: str) -> None:
+        try:     # revoking the lease deletes the key; only ours, by construction
+            self.kv.revoke(lease)
+        except EtcdError:
+            pass  # etcd frees it when the lease expires
 
 
 def _written(committed: int) -> str:

@@ -245,3 +245,57 @@ def test_bad_module_parameters_are_named_before_any_connection(params, message):
 
     with pytest.raises(EtcdError, match=message):
         store_from_params(params, "etcd")
+
+
+@pytest.mark.etcd
+def test_a_multi_transaction_plan_holds_the_writer_lock(etcd):
+    """While a plan too large for one transaction commits, other runs wait instead of conflicting
+    with it: the large plan is never left half-written by a competitor."""
+    import threading
+    import time
+
+    big = _store(etcd, max_txn_ops=70)       # 300 addresses = 5 unit transactions
+    real = big.kv.txn
+
+    def slow(compares, success):
+        ok = real(compares, success)
+        time.sleep(0.1)
+        return ok
+    big.kv.txn = slow
+    finished = {}
+
+    def run_big():
+        big.transact(lambda s: allocate(s, "n1", _handles(300)), write=True)
+        finished["big"] = time.monotonic()
+    thread = threading.Thread(target=run_big)
+    thread.start()
+    lock_key = kv.WRITE_LOCK_KEY
+    client = kv.EtcdKV(EtcdSettings(endpoints=[etcd]))
+    deadline = time.monotonic() + 20
+    while client.get(lock_key) is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert client.get(lock_key) is not None, "the large plan never took the writer lock"
+    small = _store(etcd)
+    small.transact(lambda s: allocate(s, "n2", _handles(1, "n2")), write=True)
+    finished["small"] = time.monotonic()
+    thread.join(timeout=60)
+    assert finished["big"] <= finished["small"]          # the small run waited its turn
+    assert big.conflicts == 0 and small.conflicts == 0 and big.txns == 5
+    assert client.get(lock_key) is None                  # released
+    state = small.load()
+    assert audit(state) == [] and len(state.handles) == 301
+
+
+@pytest.mark.etcd
+def test_a_dead_lock_holder_is_outlived_by_its_lease(etcd):
+    import time
+
+    client = kv.EtcdKV(EtcdSettings(endpoints=[etcd]))
+    lease = client.grant(2)                  # a holder that died without releasing
+    put = {"request_put": {"key": kv._b64(kv.WRITE_LOCK_KEY), "value": kv._b64("dead"), "lease": lease}}
+    assert client.txn([kv.lock_free(kv.WRITE_LOCK_KEY)], [put])
+    started = time.monotonic()
+    store = _store(etcd)
+    store.transact(lambda s: allocate(s, "n1", _handles(1)), write=True)
+    assert 0.5 < time.monotonic() - started < 10 and store.conflicts == 0
+    assert len(store.load().handles) == 1
