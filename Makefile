@@ -81,7 +81,7 @@ integration:
 	pytest tests/integration $(PYTEST_ARGS)
 
 bench: setup
-	python benchmarks/run.py
+	python benchmarks/run.py $(BENCH)
 
 clean:
 	rm -rf .cache .pytest_cache .hypothesis

@@ -67,18 +67,33 @@ options:
     description:
       - Plan only this node's addresses (its workloads and tunnels), leaving every other node untouched.
         Without it the whole inventory is reconciled, and nodes absent from O(nodes) are removed.
+      - With O(datastore=etcd) every host can run the module for itself at the same time, as a CNI
+        plugin would (C(node={{ inventory_hostname }}), no C(run_once)).
     type: str
+  datastore:
+    description:
+      - Where the IPAM objects live.
+      - V(file) is O(state_file) on the machine running the module, under an exclusive lock.
+      - V(etcd) is etcd v3 under Calico's own keys (C(/calico/ipam/v2/...), pools under
+        C(/calico/resources/v3/projectcalico.org/ippools/)), every write a transaction conditioned on
+        what was read (create if absent, update or delete if the ModRevision is unchanged); on a
+        conflict the state is read again and the plan made again, at most O(etcd_retries) times.
+    type: str
+    choices: [file, etcd]
+    default: file
   state_file:
     description:
       - The JSON file holding the IPAM state. Its directory must exist; the file is created on first use.
       - A lock file C(<state_file>.lock) beside it serialises concurrent runs.
+      - Required when O(datastore=file).
     type: path
-    required: true
   lock_timeout:
     description:
       - Seconds to wait for another run holding the lock before failing.
     type: float
     default: 600
+extends_documentation_fragment:
+  - l3.calico.etcd
 attributes:
   check_mode:
     support: full
@@ -91,7 +106,8 @@ attributes:
 notes:
   - IPv4 only.
   - Addresses are assigned in one transaction, so affinities are written C(confirmed) directly (Calico's
-    two-phase C(pending) claim protects concurrent writers that this lock already serialises).
+    two-phase C(pending) claim protects concurrent writers that the file lock, or etcd's transaction
+    holding the block and its affinity together, already serialises).
 seealso:
   - name: Calico IPAM
     description: Calico's IP address management, whose semantics this module follows.
@@ -122,6 +138,17 @@ EXAMPLES = r"""
   run_once: true
   delegate_to: localhost
   register: calico_ipam_result
+
+- name: Every host allocates its own addresses in etcd, all at the same time
+  l3.calico.ipam:
+    datastore: etcd
+    etcd_endpoints: [https://10.0.0.10:2379, https://10.0.0.11:2379]
+    etcd_ca_cert: /etc/calico/etcd-ca.pem
+    etcd_cert: /etc/calico/etcd-cert.pem
+    etcd_key: /etc/calico/etcd-key.pem
+    node: "{{ inventory_hostname }}"
+    pools: "{{ calico_pools }}"
+    nodes: "{{ ipam_nodes }}"
 
 - name: Allocate only node-b's addresses (per-host use), leaving the others untouched
   l3.calico.ipam:
@@ -171,7 +198,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import va
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
 from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import Planner
 from ansible_collections.l3.calico.plugins.module_utils.ipam_report import audit, build_result
-from ansible_collections.l3.calico.plugins.module_utils.ipam_store import FileStore
+from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import ETCD_ARGUMENT_SPEC, store_from_params
 
 
 def build_module() -> AnsibleModule:
@@ -182,9 +209,12 @@ def build_module() -> AnsibleModule:
             reservations=dict(type="list", elements="str", default=[]),
             nodes=dict(type="list", elements="dict", required=True),
             node=dict(type="str"),
-            state_file=dict(type="path", required=True),
+            datastore=dict(type="str", choices=["file", "etcd"], default="file"),
+            state_file=dict(type="path"),
             lock_timeout=dict(type="float", default=600.0),
+            **ETCD_ARGUMENT_SPEC,
         ),
+        required_if=[("datastore", "file", ["state_file"]), ("datastore", "etcd", ["etcd_endpoints"])],
         supports_check_mode=True,
     )
 
@@ -201,7 +231,8 @@ def run(params: dict, check_mode: bool) -> tuple[dict, str]:
         result["changed"] = state.changed
         return result, report
 
-    store = FileStore(params["state_file"], lock_timeout=params["lock_timeout"])
+    store = store_from_params(params, params.get("datastore") or "file", params.get("state_file"),
+                              params.get("lock_timeout", 600.0))
     result, report = store.transact(plan_fn, write=not check_mode)
     lines = report.diff_lines()
     return result, "".join(line + "\n" for line in lines)
