@@ -16,7 +16,7 @@ Three phases, so check mode is exact and the cost follows what changes:
    namespace that needs work, the sysctl writes, and a per-workload account (create/update/remove).
 3. ``apply``: run them (host batch, sysctls, namespace batches).
 
-Ownership: every host veth the module creates carries the interface alias ``l3.calico:<netns>``
+Ownership: every host veth the module creates carries the interface alias ``l3.calico:workload:<netns>``
 and every namespace it creates is recorded in a state file under /run; anything else (foreign
 namespaces, interfaces, routes) is never touched, and a name clash with a foreign object is an
 error before anything changes.
@@ -33,7 +33,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
 
-MARKER_PREFIX = "l3.calico:"
+MARKER_PREFIX = "l3.calico:workload:"
 DEFAULT_STATE_FILE = "/run/l3-calico/workloads.json"
 DEFAULT_MTU = 1500
 DEFAULT_RP_FILTER = 1
@@ -229,8 +229,8 @@ def write_recorded(state_file: str, names) -> None:
 
 
 def _owned_alias(link: Optional[dict]) -> Optional[str]:
-    """The namespace named in an interface's ``l3.calico:`` alias, or None if not ours."""
-    if not link:
+    """The namespace named in a veth's ``l3.calico:workload:`` alias, or None if not ours."""
+    if not link or (link.get("linkinfo") or {}).get("info_kind") != "veth":
         return None
     alias = link.get("ifalias") or ""
     return alias[len(MARKER_PREFIX):] if alias.startswith(MARKER_PREFIX) else None

@@ -23,7 +23,7 @@ description:
     applies changes with one C(ip -batch) for the host plus one per namespace that needs work; sysctls are written
     directly to C(/proc/sys). Nothing is run for workloads that are already right.
   - Workloads the module created that are no longer listed are removed (veth, routes, namespace). The module
-    recognises its own objects by the interface alias C(l3.calico:<netns>) on the host veth and by the list of
+    recognises its own objects by the interface alias C(l3.calico:workload:<netns>) on the host veth and by the list of
     namespaces in O(state_file); it never touches interfaces, routes or namespaces it did not create, and fails
     before changing anything when a wanted name is taken by a foreign object.
   - IPv4 only. Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN for namespaces) and iproute2.
