@@ -162,7 +162,7 @@ class Topology:
             "links": self.ip_json(host, "-d", "addr", "show"),
             "routes": self.ip_json(host, "-4", "route", "show", "table", "all"),
             "neigh": [n for n in self.ip_json(host, "neigh", "show") if "PERMANENT" in n.get("state", [])],
-            "netns": sorted(os.listdir("/run/netns")),
+            "netns": sorted(n for n in os.listdir("/run/netns") if n.startswith(self.run)),
         }
         for ns in snap["netns"]:
             if ns.startswith(self.netns_prefix(key)):
