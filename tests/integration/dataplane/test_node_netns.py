@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import os
 import platform
+import re
 import select
 import shutil
 import subprocess
@@ -186,7 +187,8 @@ def _received(child, timeout=1.0):
 def _listing(topo, key, backend):
     if backend == "nftables":
         return topo.nsexec(topo.host(key), "nft", "-s", "list", "ruleset").stdout
-    return topo.nsexec(topo.host(key), "iptables-legacy-save").stdout.split("\n", 1)[1].rsplit("# Completed", 1)[0]
+    saved = topo.nsexec(topo.host(key), "iptables-legacy-save").stdout
+    return "\n".join(re.sub(r" \[\d+:\d+\]$", "", line) for line in saved.splitlines() if not line.startswith("#"))
 
 
 @pytest.mark.parametrize("backend", _backends())
