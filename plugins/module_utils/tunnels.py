@@ -35,6 +35,9 @@ VXLAN_OVERHEAD = 50
 DEFAULT_VNI = 4096
 DEFAULT_PORT = 4789
 VXLAN_ALIAS = "l3.calico:vxlan"
+# Routes through vxlan.calico carry Felix's protocol number, so other route daemons (BIRD's
+# kernel protocol: krt_source = 80) can tell them apart and leave them alone.
+ROUTE_PROTO = "80"
 IPIP_ALIAS = "l3.calico:ipip"
 ENCAP_MODES = ("Never", "Always", "CrossSubnet")
 
@@ -341,7 +344,8 @@ def _plan_vxlan(desired: Desired, state: State, result: Plan, vni: int, port: in
         and f.get("mac") != "00:00:00:00:00:00"
     }
     routes = {} if link is None else {
-        _dst(r): r.get("gateway") for r in state.routes if r.get("dev") == dev and "onlink" in r.get("flags", [])
+        _dst(r): (r.get("gateway"), str(r.get("protocol", "boot")))
+        for r in state.routes if r.get("dev") == dev and "onlink" in r.get("flags", [])
     }
     stray_routes = [] if link is None else [
         _dst(r) for r in state.routes if r.get("dev") == dev and "onlink" not in r.get("flags", [])
@@ -362,8 +366,8 @@ def _plan_vxlan(desired: Desired, state: State, result: Plan, vni: int, port: in
             neigh_lines.append(f"neigh replace {ip} lladdr {mac_} dev {dev} nud permanent")
             result.changes.append(f"neighbour {ip} lladdr {mac_} dev {dev}")
     for dst, vtep in sorted(want_routes.items(), key=lambda item: _net_key(item[0])):
-        if routes.get(dst) != vtep:
-            route_lines.append(f"route replace {dst} via {vtep} dev {dev} onlink")
+        if routes.get(dst) != (vtep, ROUTE_PROTO):
+            route_lines.append(f"route replace {dst} via {vtep} dev {dev} onlink proto {ROUTE_PROTO}")
             result.changes.append(f"route {dst} via {vtep} dev {dev} onlink")
     # Routes are removed before neighbours go and added after they exist.
     result.ip_lines = [line for line in route_lines if line.startswith("route del")] + result.ip_lines

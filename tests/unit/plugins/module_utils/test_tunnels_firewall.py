@@ -48,7 +48,7 @@ def test_vxlan_plan_from_scratch_and_noop():
     assert plan.underlay == "eth0" and plan.vxlan_mtu == 8950
     assert plan.ip_lines[0] == (f"link add vxlan.calico mtu 8950 address {naming.vxlan_mac('a')} type vxlan id 4096 "
                                 "local 10.0.0.1 dev eth0 dstport 4789 nolearning")
-    assert "route replace 172.18.2.0/26 via 172.17.2.0 dev vxlan.calico onlink" in plan.ip_lines
+    assert "route replace 172.18.2.0/26 via 172.17.2.0 dev vxlan.calico onlink proto 80" in plan.ip_lines
     assert "fdb replace %s dev vxlan.calico dst 10.1.0.2 self permanent" % naming.vxlan_mac("c") in plan.bridge_lines
 
     # The same state read back: nothing to do.
@@ -58,7 +58,7 @@ def test_vxlan_plan_from_scratch_and_noop():
         "linkinfo": {"info_kind": "vxlan", "info_data": {"id": 4096, "local": "10.0.0.1", "link": "eth0",
                                                           "port": 4789, "learning": False}}}
     routes = [{"dst": dst if not dst.endswith("/32") else dst[:-3], "gateway": p.vtep, "dev": "vxlan.calico",
-               "flags": ["onlink"]} for p in desired.peers for dst in p.routes]
+               "protocol": "80", "flags": ["onlink"]} for p in desired.peers for dst in p.routes]
     neigh = [{"dst": p.vtep, "lladdr": p.mac, "dev": "vxlan.calico", "state": ["PERMANENT"]} for p in desired.peers]
     fdb = [{"mac": p.mac, "dst": p.ip, "flags": ["self"], "state": "permanent"} for p in desired.peers]
     again = tunnels.plan(desired, tunnels.State(links, routes, neigh, fdb, False))
