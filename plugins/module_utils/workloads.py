@@ -24,6 +24,8 @@ error before anything changes.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -524,9 +526,24 @@ def converge(
     if rp_filter not in (0, 1, 2):
         raise WorkloadError(f"rp_filter must be 0, 1 or 2, got {rp_filter!r}")
     desired = build_desired(workloads, mtu, netns_prefix, veth_prefix)
-    state = read_state(runner, desired, state_file, proc_sys, rp_filter, workers)
-    the_plan = plan(desired, state, rp_filter, netns_prefix)
-    if not check_mode:
-        if the_plan.changed or the_plan.recorded_after != state.recorded:
-            apply(runner, the_plan, state_file, proc_sys, state.recorded, workers)
+    # One run at a time per state file, so read, plan and apply see one world (check mode writes
+    # nothing, not even the lock file).
+    with contextlib.nullcontext() if check_mode else _locked(state_file):
+        state = read_state(runner, desired, state_file, proc_sys, rp_filter, workers)
+        the_plan = plan(desired, state, rp_filter, netns_prefix)
+        if not check_mode:
+            if the_plan.changed or the_plan.recorded_after != state.recorded:
+                apply(runner, the_plan, state_file, proc_sys, state.recorded, workers)
     return the_plan
+
+
+@contextlib.contextmanager
+def _locked(state_file: str):
+    directory = os.path.dirname(state_file) or "."
+    os.makedirs(directory, exist_ok=True)
+    with open(state_file + ".lock", "a", encoding="utf-8") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
