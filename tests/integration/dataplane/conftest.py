@@ -166,14 +166,19 @@ class Topology:
         }
         for ns in snap["netns"]:
             if ns.startswith(self.netns_prefix(key)):
-                snap[ns] = [self.ip_json(ns, "addr", "show"), self.ip_json(ns, "route", "show")]
-        for link in snap["links"]:  # drop counters and timers that move on their own
-            for addr in link.get("addr_info", []):
-                addr.pop("valid_life_time", None)
-                addr.pop("preferred_life_time", None)
-                addr.pop("tentative", None)
-            link.pop("operstate", None)
+                snap[ns] = [_stable(self.ip_json(ns, "addr", "show")), self.ip_json(ns, "route", "show")]
+        _stable(snap["links"])
         return snap
+
+
+def _stable(links: list) -> list:
+    """Drop what moves on its own (IPv6 DAD state, lifetimes, carrier state), keep configuration."""
+    for link in links:
+        link["addr_info"] = [a for a in link.get("addr_info", []) if a.get("family") == "inet"]
+        link.pop("operstate", None)
+        if "flags" in link:
+            link["flags"] = [f for f in link["flags"] if f not in ("LOWER_UP", "NO-CARRIER")]
+    return links
 
 
 @pytest.fixture
