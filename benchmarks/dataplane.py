@@ -156,7 +156,7 @@ def main() -> None:
     enter_host_namespace()
     try:
         items = workloads(n)
-        t_floor = floor(items, prefix, wl.READ_WORKERS)
+        t_floor = floor(items, prefix, wl.APPLY_WORKERS)
         assert len(our_namespaces(prefix)) == n
         teardown(prefix)
         t_floor_seq = floor(items, prefix, 1)
@@ -185,7 +185,7 @@ def main() -> None:
     print(f"module converge from empty : {t_create:7.3f} s  ({1 + n} ip processes to write, {n} sysctl sets)")
     print(f"module no-op               : {t_noop:7.3f} s  (again: {t_noop2:.3f} s; {1 + n} ip -json reads)")
     print(f"module removal of all      : {t_remove:7.3f} s  (kernel veth/netns teardown dominates)")
-    print(f"floor, hand-written batches: {t_floor:7.3f} s  ({wl.READ_WORKERS} parallel); sequential {t_floor_seq:.3f} s")
+    print(f"floor, hand-written batches: {t_floor:7.3f} s  ({wl.APPLY_WORKERS} parallel); sequential {t_floor_seq:.3f} s")
     print(f"loop, one command/attribute: {t_loop:7.3f} s  ({15 * n} processes)")
     print(f"ratio module / floor       : {t_create / best_floor:7.2f}x   (goal <= 2x)")
     print(f"ratio loop / module        : {t_loop / t_create:7.2f}x   (goal >= 25x)")

@@ -10,8 +10,9 @@ sysctls Calico sets (proxy_arp, proxy_delay, forwarding, route_localnet, rp_filt
 
 Three phases, so check mode is exact and the cost follows what changes:
 
-1. ``read_state``: one ``ip -json -batch`` for the host (addresses/links, routes, namespaces),
-   one per existing workload namespace (run a few at a time), the sysctls straight from /proc/sys.
+1. ``read_state``: one ``ip -json -batch`` for the host (addresses/links, routes, namespaces);
+   inside each existing workload namespace an in-process rtnetlink dump (module ``rtnl``: the
+   same answers ``ip -json`` prints, without a process per namespace); sysctls from /proc/sys.
 2. ``plan``: pure function of (desired, state) -> lines for ONE host ``ip -batch``, one batch per
    namespace that needs work, the sysctl writes, and a per-workload account (create/update/remove).
 3. ``apply``: run them (host batch, sysctls, namespace batches).
@@ -33,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
+from ansible_collections.l3.calico.plugins.module_utils import iproute, naming, rtnl
 
 MARKER_PREFIX = "l3.calico:workload:"
 DEFAULT_STATE_FILE = "/run/l3-calico/workloads.json"
@@ -41,7 +42,7 @@ DEFAULT_MTU = 1500
 DEFAULT_RP_FILTER = 1
 PROC_SYS = "/proc/sys"
 IFNAMSIZ = 15
-READ_WORKERS = 4
+APPLY_WORKERS = 4  # namespace batches run this many at a time
 
 
 class WorkloadError(ValueError):
@@ -169,7 +170,7 @@ def read_state(
     state_file: str = DEFAULT_STATE_FILE,
     proc_sys: str = PROC_SYS,
     rp_filter: int = DEFAULT_RP_FILTER,
-    workers: int = READ_WORKERS,
+    inside: str = "netlink",
 ) -> State:
     links, routes, netns = iproute.ip_json_batch(
         runner, ["addr show", "route show table main", "netns list"], details=True
@@ -181,24 +182,29 @@ def read_state(
         recorded=read_recorded(state_file),
     )
     # Look inside the namespaces of desired workloads whose host side already exists and is ours:
-    # that is where drift can hide. One `ip -n NS -json -batch` each, a few at a time.
+    # that is where drift can hide. In-process rtnetlink dumps (no process per namespace), or
+    # one `ip -n NS -json -batch` each when asked to (or when rtnetlink is unusable).
     to_read = sorted(
         w.netns for veth, w in desired.items() if w.netns in state.netns and _owned_alias(state.links.get(veth)) == w.netns
     )
 
-    def read_one(ns: str):
+    def read_with_ip(ns: str):
         try:
             ns_links, ns_routes = iproute.ip_json_batch(runner, ["addr show", "route show table main"], netns=ns)
         except iproute.CommandError:
-            return ns, None  # vanished or unreadable: treated as broken, recreated
-        return ns, {"links": {link["ifname"]: link for link in ns_links}, "routes": ns_routes}
+            return None  # vanished or unreadable: treated as broken, rebuilt
+        return {"links": {link["ifname"]: link for link in ns_links}, "routes": ns_routes}
 
-    if to_read:
-        if workers > 1 and len(to_read) > 1:
-            with ThreadPoolExecutor(max_workers=min(workers, len(to_read))) as pool:
-                state.inside = dict(pool.map(read_one, to_read))
+    for ns in to_read:
+        if inside == "netlink":
+            try:
+                ns_links, ns_routes = rtnl.read_netns(ns)
+            except OSError:
+                state.inside[ns] = read_with_ip(ns)
+            else:
+                state.inside[ns] = {"links": ns_links, "routes": ns_routes}
         else:
-            state.inside = dict(map(read_one, to_read))
+            state.inside[ns] = read_with_ip(ns)
     for veth in desired:
         if veth in state.links:
             for path in veth_sysctls(veth, rp_filter):
@@ -490,7 +496,7 @@ def apply(
     state_file: str = DEFAULT_STATE_FILE,
     proc_sys: str = PROC_SYS,
     recorded: Sequence[str] = (),
-    workers: int = READ_WORKERS,
+    workers: int = APPLY_WORKERS,
 ) -> None:
     """Run the plan: record namespaces, host batch, sysctls, namespace batches, record again."""
     if sorted(recorded) != the_plan.recorded_during:
@@ -520,16 +526,20 @@ def converge(
     check_mode: bool = False,
     runner: iproute.Runner = iproute.subprocess_runner,
     proc_sys: str = PROC_SYS,
-    workers: int = READ_WORKERS,
+    workers: int = APPLY_WORKERS,
+    inside: str = "netlink",
 ) -> Plan:
-    """Validate, read, plan and (unless ``check_mode``) apply. Returns the plan."""
+    """Validate, read, plan and (unless ``check_mode``) apply. Returns the plan.
+
+    ``inside``: how workload namespaces are read, ``netlink`` (in-process) or ``ip``.
+    """
     if rp_filter not in (0, 1, 2):
         raise WorkloadError(f"rp_filter must be 0, 1 or 2, got {rp_filter!r}")
     desired = build_desired(workloads, mtu, netns_prefix, veth_prefix)
     # One run at a time per state file, so read, plan and apply see one world (check mode writes
     # nothing, not even the lock file).
     with contextlib.nullcontext() if check_mode else _locked(state_file):
-        state = read_state(runner, desired, state_file, proc_sys, rp_filter, workers)
+        state = read_state(runner, desired, state_file, proc_sys, rp_filter, inside)
         the_plan = plan(desired, state, rp_filter, netns_prefix)
         if not check_mode:
             if the_plan.changed or the_plan.recorded_after != state.recorded:

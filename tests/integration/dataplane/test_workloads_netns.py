@@ -177,3 +177,25 @@ def test_the_ansible_module_check_diff_and_idempotence(topo, tmp_path):
     assert applied["changed"] and applied["commands"] == 3  # one host batch + two namespace batches
     again, _ = run()
     assert again["changed"] is False and again["commands"] == 0
+
+
+def test_in_process_reader_sees_what_ip_json_shows(topo, tmp_path):
+    """The rtnetlink reader used for workload namespaces agrees with `ip -json` field by field."""
+    from ansible_collections.l3.calico.plugins.module_utils import rtnl
+
+    assert topo.workloads("a", [W1], tmp_path, mtu=1400)["ok"]
+    ns = ns_of(topo, "a", W1)
+    topo.ip(ns, "addr add 10.9.9.9/24 dev eth0", "route add 10.5.0.0/24 via 10.6.6.6 dev eth0 onlink")
+    links, routes = rtnl.read_netns(ns)
+    shown = {link["ifname"]: link for link in topo.ip_json(ns, "addr", "show")}
+    assert set(links) == set(shown)
+    for name, link in links.items():
+        assert (link["ifindex"], link["mtu"], link["address"]) == (
+            shown[name]["ifindex"], shown[name]["mtu"], shown[name]["address"])
+        assert ("UP" in link["flags"]) == ("UP" in shown[name]["flags"])
+        assert link["addr_info"] == [
+            {"family": "inet", "local": a["local"], "prefixlen": a["prefixlen"]}
+            for a in shown[name]["addr_info"] if a["family"] == "inet"]
+    fields = ("dst", "gateway", "dev", "scope", "flags")
+    assert sorted(tuple(r.get(f) for f in fields) for r in routes) == sorted(
+        tuple(r.get(f) for f in fields) for r in topo.ip_json(ns, "route", "show", "table", "main"))

@@ -70,7 +70,7 @@ def sysctl_tree(tmp_path, desired, value_of=lambda path: None):
 def test_create_from_empty_is_one_host_batch_and_one_batch_per_namespace(tmp_path):
     kernel = FakeKernel()
     (tmp_path / "net/ipv4/conf").mkdir(parents=True)
-    plan = wl.converge([W1, W2], mtu=1450, runner=kernel, state_file=str(tmp_path / "s.json"),
+    plan = wl.converge([W1, W2], mtu=1450, runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"),
                        proc_sys=str(tmp_path), check_mode=True)
     assert plan.create == ["blue.db-1", "default.web-1"] and plan.changed
     veth = naming.veth_name("default.web-1")
@@ -90,7 +90,7 @@ def test_noop_reads_once_per_namespace_and_writes_nothing(tmp_path):
     kernel, desired = converged_kernel([W1, W2])
     state = tmp_path / "s.json"
     wl.write_recorded(str(state), [w.netns for w in desired.values()])
-    plan = wl.converge([W1, W2], runner=kernel, state_file=str(state), proc_sys=sysctl_tree(tmp_path, desired))
+    plan = wl.converge([W1, W2], runner=kernel, inside="ip", state_file=str(state), proc_sys=sysctl_tree(tmp_path, desired))
     assert not plan.changed and not plan.host_lines and not plan.ns_lines and not plan.sysctls
     assert len(kernel.calls) == 1 + 2 and kernel.writes() == []
 
@@ -102,7 +102,7 @@ def test_drift_is_planned_per_attribute(tmp_path):
     kernel.inside[ns][1].pop(0)  # default route gone
     veth = naming.veth_name("default.web-1")
     proc = sysctl_tree(tmp_path, desired, lambda p: "0" if p.endswith("proxy_arp") else None)
-    plan = wl.converge([W1], runner=kernel, state_file=str(tmp_path / "s.json"), proc_sys=proc, check_mode=True)
+    plan = wl.converge([W1], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"), proc_sys=proc, check_mode=True)
     assert list(plan.update) == ["default.web-1"]
     assert plan.ns_lines[ns] == ["link set dev eth0 mtu 1500 up", "route replace default via 169.254.1.1 dev eth0"]
     assert plan.sysctls == {f"net/ipv4/conf/{veth}/proxy_arp": "1"}
@@ -111,7 +111,7 @@ def test_drift_is_planned_per_attribute(tmp_path):
 
 def test_removal_deletes_veth_then_namespace(tmp_path):
     kernel, desired = converged_kernel([W1, W2])
-    plan = wl.converge([W1], runner=kernel, state_file=str(tmp_path / "s.json"),
+    plan = wl.converge([W1], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"),
                        proc_sys=sysctl_tree(tmp_path, desired), check_mode=True)
     assert plan.remove == ["blue.db-1"]
     assert plan.host_lines == [f"link del dev {naming.veth_name('blue.db-1')}", "netns del calico-blue.db-1"]
@@ -121,10 +121,10 @@ def test_foreign_objects_are_refused_before_any_change(tmp_path):
     foreign_veth = {"ifname": naming.veth_name("default.web-1"), "linkinfo": {"info_kind": "veth"}, "flags": []}
     kernel = FakeKernel(host_links=[foreign_veth])
     with pytest.raises(wl.WorkloadError, match="not created by l3.calico"):
-        wl.converge([W1], runner=kernel, state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path))
+        wl.converge([W1], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path))
     kernel = FakeKernel(netns=[{"name": "calico-default.web-1"}])
     with pytest.raises(wl.WorkloadError, match="network namespace calico-default.web-1"):
-        wl.converge([W1], runner=kernel, state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path))
+        wl.converge([W1], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path))
     assert kernel.writes() == []
 
 
