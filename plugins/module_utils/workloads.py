@@ -506,12 +506,25 @@ def apply(
         with open(os.path.join(proc_sys, path), "w", encoding="ascii") as handle:
             handle.write(value)
     items = sorted(the_plan.ns_lines.items())
+
+    def inside(item) -> None:
+        ns, lines = item
+        with contextlib.ExitStack() as stack:
+            where = ns  # `ip -n NS -batch` ...
+            if runner is iproute.subprocess_runner:
+                try:  # ... or, cheaper, this thread enters the namespace and `ip` starts there
+                    stack.enter_context(rtnl.entered(ns))
+                    where = None
+                except OSError:
+                    pass
+            iproute.batch(runner, lines, netns=where)
+
     if workers > 1 and len(items) > 1:
         with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-            list(pool.map(lambda item: iproute.batch(runner, item[1], netns=item[0]), items))
+            list(pool.map(inside, items))
     else:
-        for ns, lines in items:
-            iproute.batch(runner, lines, netns=ns)
+        for item in items:
+            inside(item)
     if the_plan.recorded_after != the_plan.recorded_during:
         write_recorded(state_file, the_plan.recorded_after)
 
