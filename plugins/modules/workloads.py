@@ -19,9 +19,13 @@ description:
     and C(default via 169.254.1.1 dev eth0). The gateway is answered by proxy ARP on the host veth."
   - "On the host: route C(IP dev cali… scope link) and the per-interface sysctls C(proxy_arp=1),
     C(neigh.<if>.proxy_delay=0), C(forwarding=1), C(route_localnet=1), C(rp_filter=)O(rp_filter)."
-  - Reads the current state with C(ip -json) (one batch for the host, one per existing workload namespace) and
-    applies changes with one C(ip -batch) for the host plus one per namespace that needs work; sysctls are written
-    directly to C(/proc/sys). Nothing is run for workloads that are already right.
+  - Reads the host with one C(ip -json -batch) (addresses, routes, namespaces) and each existing workload
+    namespace with an in-process rtnetlink dump (what C(ip -json addr/route) shows, without a process per
+    namespace; C(ip -n NS -json) is the fallback). Applies changes with one C(ip -batch) for the host plus one
+    C(ip -batch) per namespace that needs work (started inside the namespace, four at a time); sysctls are
+    written directly to C(/proc/sys). Nothing is run for workloads that are already right, so a no-op run over
+    250 workloads costs one C(ip) process.
+  - One run at a time per O(state_file) (a lock next to it), so concurrent runs do not interleave.
   - Workloads the module created that are no longer listed are removed (veth, routes, namespace). The module
     recognises its own objects by the interface alias C(l3.calico:workload:<netns>) on the host veth and by the list of
     namespaces in O(state_file); it never touches interfaces, routes or namespaces it did not create, and fails
