@@ -71,7 +71,10 @@ def entered(netns: str, netns_dir: str = "/run/netns"):
         try:
             yield
         finally:
-            _setns(own)  # if this fails the thread is in the wrong namespace: let it raise
+            try:
+                _setns(own)
+            except OSError as exc:  # not an OSError: callers fall back on those, this must stop
+                raise RuntimeError(f"could not return to the original network namespace: {exc}") from exc
     finally:
         os.close(own)
 
