@@ -192,12 +192,28 @@ def read_nft(runner: iproute.Runner) -> Optional[str]:
     return result.stdout if result.rc == 0 else None
 
 
+def _legacy_tables(names_file: str = "/proc/net/ip_tables_names") -> List[str]:
+    """iptables-legacy tables that exist in this namespace (reading one would create it)."""
+    try:
+        with open(names_file, encoding="ascii") as handle:
+            return handle.read().split()
+    except OSError:
+        return []
+
+
 def read_iptables(runner: iproute.Runner) -> Dict[str, Optional[List[str]]]:
-    """Per table: the ``-A`` lines of our chain and jump (None when the chain does not exist)."""
-    current: Dict[str, Optional[List[str]]] = {}
+    """Per table: the ``-A`` lines of our chain and jump (None when the chain does not exist).
+
+    Only tables that already exist are read: ``iptables-legacy-save -t nat`` on a host that never
+    used iptables-legacy would load the legacy nat table as a side effect.
+    """
+    current: Dict[str, Optional[List[str]]] = {table: None for table in JUMPS}
     if shutil.which("iptables-legacy-save") is None:
-        return {table: None for table in JUMPS}
+        return current
+    existing = _legacy_tables()
     for table, (builtin, chain) in JUMPS.items():
+        if table not in existing:
+            continue
         result = runner(["iptables-legacy-save", "-t", table], None)
         if result.rc != 0:
             current[table] = None
