@@ -225,6 +225,8 @@ def test_nat_outgoing_and_anti_spoofing(topo, tmp_path, backend):
     listing = _listing(topo, "a", backend)
     if backend == "nftables":
         assert "table ip foreign" in listing
+        # nothing of iptables-legacy was created on the way (not even an empty table)
+        assert topo.nsexec(topo.host("a"), "cat", "/proc/net/ip_tables_names").stdout.split() == []
     else:
         assert "-A POSTROUTING -d 10.99.0.0/16 -j ACCEPT" in listing
 
