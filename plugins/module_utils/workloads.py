@@ -138,6 +138,8 @@ def _workload_id(item: Mapping, here: str) -> str:
 
 
 def _workload_ip(value, here: str, wid: str) -> str:
+    if value is None:
+        raise WorkloadError(f"{here}: workload {wid!r} has no ip (none allocated for it in the IPAM result?)")
     try:
         iface = ipaddress.ip_interface(str(value))
     except ValueError:
