@@ -192,8 +192,9 @@ def main() -> None:
         teardown(prefix)
     finally:
         teardown(prefix)
-        if os.path.exists(state_file):
-            os.unlink(state_file)
+        for path in (state_file, state_file + ".lock"):
+            if os.path.exists(path):
+                os.unlink(path)
         subprocess.run(["ip", "netns", "del", HOST], check=False)
 
     create, noop, floor_best = min(t_create), min(t_noop), min(t_floor)
