@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -160,7 +162,8 @@ def main() -> None:
         raise SystemExit("needs root (network namespaces)")
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 250
     prefix = "l3tdp-bench-w-"
-    state_file = f"/run/l3-calico/{HOST}.json"
+    state_dir = tempfile.mkdtemp(prefix="l3tdp-bench-")
+    state_file = os.path.join(state_dir, "workloads.json")
     enter_host_namespace()
     try:
         items = workloads(n)
@@ -192,9 +195,7 @@ def main() -> None:
         teardown(prefix)
     finally:
         teardown(prefix)
-        for path in (state_file, state_file + ".lock"):
-            if os.path.exists(path):
-                os.unlink(path)
+        shutil.rmtree(state_dir, ignore_errors=True)
         subprocess.run(["ip", "netns", "del", HOST], check=False)
 
     create, noop, floor_best = min(t_create), min(t_noop), min(t_floor)
