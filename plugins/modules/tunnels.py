@@ -159,7 +159,10 @@ def main() -> None:
     )
     if module._diff:
         result["diff"] = dict(
-            before="", after="".join(line + "\n" for line in the_plan.ip_lines + the_plan.bridge_lines)
+            before_header="tunnels (what differs)",
+            after_header="tunnels (ip -batch / bridge -batch to run)",
+            before="".join(line + "\n" for line in the_plan.changes),
+            after="".join(line + "\n" for line in the_plan.ip_lines + the_plan.bridge_lines),
         )
     module.exit_json(**result)
 
