@@ -52,6 +52,8 @@ class Rules:
 def desired_rules(
     pools: Mapping, workloads: Sequence[Mapping], veth_prefix: str = naming.VETH_PREFIX
 ) -> Rules:
+    if not veth_prefix.isalnum() or not 1 <= len(veth_prefix) <= 4:
+        raise FirewallError(f"veth_prefix {veth_prefix!r} must be 1-4 letters/digits")
     all_pools, nat_pools = [], []
     for name, pool in sorted(pools.items()):
         try:
