@@ -30,6 +30,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -42,6 +43,8 @@ DEFAULT_MTU = 1500
 DEFAULT_RP_FILTER = 1
 PROC_SYS = "/proc/sys"
 IFNAMSIZ = 15
+# Names end up in `ip -batch` lines and file names: no spaces, quotes or slashes.
+SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]*$")
 APPLY_WORKERS = 4  # namespace batches run this many at a time
 
 
@@ -93,8 +96,8 @@ def build_desired(
         raise WorkloadError(f"{where}: mtu must be an integer between 68 and 65535, got {mtu!r}")
     if len(veth_prefix) + 11 > IFNAMSIZ or not veth_prefix.isalnum():
         raise WorkloadError(f"{where}: veth_prefix {veth_prefix!r} must be 1-4 letters/digits")
-    if "/" in netns_prefix or netns_prefix.startswith("."):
-        raise WorkloadError(f"{where}: netns_prefix {netns_prefix!r} must not contain '/' or start with '.'")
+    if not SAFE_NAME_RE.match(netns_prefix) or netns_prefix.startswith("."):
+        raise WorkloadError(f"{where}: netns_prefix {netns_prefix!r} may hold only letters, digits, '.', '_', '-'")
     result: Dict[str, Workload] = {}
     by_id: Dict[str, int] = {}
     by_ip: Dict[str, str] = {}
@@ -132,8 +135,10 @@ def _workload_id(item: Mapping, here: str) -> str:
         if wid is not None and wid != derived:
             raise WorkloadError(f"{here}: id {wid!r} does not match namespace/name ({derived!r})")
         return derived
-    if not isinstance(wid, str) or not wid or "/" in wid or any(c.isspace() for c in wid):
-        raise WorkloadError(f"{here}: needs 'name' (and 'namespace') or an 'id' without '/' or spaces, got {wid!r}")
+    if not isinstance(wid, str) or not wid or not SAFE_NAME_RE.match(wid):
+        raise WorkloadError(
+            f"{here}: needs 'name' (and 'namespace') or an 'id' of letters, digits, '.', '_', '-', got {wid!r}"
+        )
     return wid
 
 
