@@ -137,7 +137,7 @@ def _ipip_unavailable() -> str | None:
         return None
     detail = probe.stderr.strip() if probe is not None else "modprobe missing"
     return (f"this kernel ({platform.release()}) has no ipip driver (not built in; {detail}); "
-            "the User-mode Linux lab guests have it and prove tunl0 and IPIP traffic (tests marked lab)")
+            "the lab's User-mode Linux guests have it: `make lab` (playbooks/verify.yml) proves tunl0 and IPIP traffic")
 
 
 @pytest.mark.skipif(_ipip_unavailable() is not None, reason=str(_ipip_unavailable()))
