@@ -158,3 +158,13 @@ def test_options_are_validated():
         wl.build_desired([W1], mtu=40)
     with pytest.raises(wl.WorkloadError, match="veth_prefix"):
         wl.build_desired([W1], veth_prefix="toolong")
+
+
+def test_a_host_that_never_had_a_namespace_reads_as_empty():
+    """`ip -json netns list` prints nothing at all when /run/netns does not exist yet."""
+
+    def runner(argv, stdin=None):
+        return iproute.Result(0, '[{"ifindex":1,"ifname":"lo","flags":[],"addr_info":[]}]\n[]\n', "")
+
+    links, routes, netns = iproute.ip_json_batch(runner, ["addr show", "route show", "netns list"])
+    assert netns == [] and routes == [] and links[0]["ifname"] == "lo"
