@@ -306,7 +306,7 @@ def plan(
     link_del: List[str] = []
     netns_del: List[str] = []
     netns_add: List[str] = []
-    link_add: List[str] = []
+    host_set: List[str] = []
     route_set: List[str] = []
 
     # Workloads no longer wanted: their veth (routes go with it), then their namespace.
@@ -336,7 +336,7 @@ def plan(
             if w.netns in state.netns:
                 netns_del.append(f"netns del {w.netns}")
             netns_add.append(f"netns add {w.netns}")
-            link_add += _create_host_lines(w)
+            host_set += _create_host_lines(w)
             route_set.append(f"route replace {w.ip}/32 dev {veth} scope link")
             result.ns_lines[w.netns] = _create_inside_lines(w)
             result.sysctls.update(veth_sysctls(veth, rp_filter))
@@ -347,9 +347,9 @@ def plan(
             continue
         # In place: host link attributes, host routes, namespace contents, sysctls.
         if any(r.startswith("host veth") for r in reasons):
-            link_add.append(f"link set dev {veth} address {naming.HOST_VETH_MAC} mtu {w.mtu} up")
+            host_set.append(f"link set dev {veth} address {naming.HOST_VETH_MAC} mtu {w.mtu} up")
         for addr in _inet_addrs(link):
-            link_add.append(f"addr del {addr} dev {veth}")
+            host_set.append(f"addr del {addr} dev {veth}")
         wanted_route = False
         for route in state.routes:
             if route.get("dev") != veth:
@@ -373,7 +373,7 @@ def plan(
             result.update[w.wid] = reasons
 
     result.workloads = sorted(desired.values(), key=lambda w: w.wid)
-    result.host_lines = route_del + link_del + netns_del + netns_add + link_add + route_set
+    result.host_lines = route_del + link_del + netns_del + netns_add + host_set + route_set
     result.recorded_after = sorted(desired_netns)
     result.recorded_during = sorted(desired_netns | owned_netns)
     return result
