@@ -53,6 +53,7 @@ class Peer:
     vtep: str  # VXLAN tunnel address
     mac: str
     routes: Tuple[str, ...]  # CIDRs routed through this VTEP
+    direct: Tuple[str, ...] = ()  # CIDRs of CrossSubnet VXLAN pools routed straight to the node
 
 
 @dataclass
@@ -93,20 +94,23 @@ def desired_tunnels(node: str, nodes: Mapping, pools: Mapping) -> Desired:
             continue
         peer_ip = _address(peer.get("ip"), f"nodes.{other}.ip")
         same_subnet = result.network is not None and ipaddress.ip_address(peer_ip) in result.network
-        routes = []
+        routes = {"encap": set(), "direct": set()}
         for block in peer.get("blocks") or []:
-            if _encapsulate(pools, block.get("pool"), same_subnet, f"nodes.{other}.blocks"):
-                routes.append(str(ipaddress.ip_network(block["cidr"])))
+            kind = _vxlan_route(pools, block.get("pool"), same_subnet, f"nodes.{other}.blocks")
+            if kind:
+                routes[kind].add(str(ipaddress.ip_network(block["cidr"])))
         for address, pool in _borrowed(peer):
-            if _encapsulate(pools, pool, same_subnet, f"nodes.{other}.borrowed"):
-                routes.append(f"{address}/32")
+            kind = _vxlan_route(pools, pool, same_subnet, f"nodes.{other}.borrowed")
+            if kind:
+                routes[kind].add(f"{address}/32")
         result.peers.append(
             Peer(
                 node=other,
                 ip=peer_ip,
                 vtep=_address(vtep, f"nodes.{other}.tunnels.vxlan"),
                 mac=naming.vxlan_mac(other),
-                routes=tuple(sorted(set(routes), key=_net_key)),
+                routes=tuple(sorted(routes["encap"], key=_net_key)),
+                direct=tuple(sorted(routes["direct"], key=_net_key)),
             )
         )
     return result
@@ -126,13 +130,18 @@ def _borrowed(peer: Mapping):
     return sorted(seen.items())
 
 
-def _encapsulate(pools: Mapping, pool_name, same_subnet: bool, where: str) -> bool:
+def _vxlan_route(pools: Mapping, pool_name, same_subnet: bool, where: str) -> Optional[str]:
+    """How a remote block of ``pool_name`` is reached: ``encap`` (vxlan.calico), ``direct``
+    (CrossSubnet, same subnet: straight to the node on the underlay, as Felix does) or None
+    (not a VXLAN pool: BGP's business)."""
     if pool_name is None:
-        return False
+        return None
     if pool_name not in pools:
         raise TunnelError(f"{where}: pool {pool_name!r} is not in the IPAM result's pools")
     mode = pools[pool_name].get("vxlan_mode", "Never")
-    return mode == "Always" or (mode == "CrossSubnet" and not same_subnet)
+    if mode == "Always" or (mode == "CrossSubnet" and not same_subnet):
+        return "encap"
+    return "direct" if mode == "CrossSubnet" else None
 
 
 def _address(value, where: str) -> str:
@@ -249,6 +258,7 @@ def plan(
     result.underlay_mtu = underlay_mtu
     _plan_ipip(desired, state, result)
     _plan_vxlan(desired, state, result, vni, port)
+    _plan_direct(desired, state, result)
     return result
 
 
@@ -380,6 +390,29 @@ def _plan_vxlan(desired: Desired, state: State, result: Plan, vni: int, port: in
         if fdb.get(mac_) != ip:
             result.bridge_lines.append(f"fdb replace {mac_} dev {dev} dst {ip} self permanent")
             result.changes.append(f"fdb {mac_} dst {ip} dev {dev}")
+
+
+def _plan_direct(desired: Desired, state: State, result: Plan) -> None:
+    """Same-subnet routes of CrossSubnet VXLAN pools: ``<block> via <node> dev <underlay> proto 80``.
+
+    BIRD leaves VXLAN pools alone, so these are programmed here like the encapsulated ones; the
+    routes with protocol 80 on the underlay are ours, and those no longer wanted are removed.
+    """
+    dev = result.underlay
+    if dev is None:
+        return
+    current = {
+        _dst(r): r.get("gateway") for r in state.routes
+        if r.get("dev") == dev and str(r.get("protocol")) == ROUTE_PROTO
+    }
+    wanted = {cidr: p.ip for p in desired.peers for cidr in p.direct}
+    for dst in sorted(set(current) - set(wanted), key=_net_key):
+        result.ip_lines.append(f"route del {dst} dev {dev} proto {ROUTE_PROTO}")
+        result.changes.append(f"route {dst} dev {dev} removed")
+    for dst, gateway in sorted(wanted.items(), key=lambda item: _net_key(item[0])):
+        if current.get(dst) != gateway:
+            result.ip_lines.append(f"route replace {dst} via {gateway} dev {dev} proto {ROUTE_PROTO}")
+            result.changes.append(f"route {dst} via {gateway} dev {dev} (same subnet, not encapsulated)")
 
 
 def _dst(route: dict) -> str:

@@ -50,7 +50,7 @@ NODES = {
                    [wl("web-1", "172.17.72.1"), wl("web-2", "172.17.72.2"),
                     wl("db-1", "172.18.9.1", BLUE, "blue")], vxlan="172.17.72.0"),
     "node-b": node("b", [("172.17.76.0/26", DEFAULT), ("172.18.11.0/26", BLUE)],
-                   [wl("web-3", "172.17.76.1")], vxlan="172.17.76.0"),
+                   [wl("web-3", "172.17.76.1"), wl("db-2", "172.18.11.1", BLUE, "blue")], vxlan="172.17.76.0"),
     "node-c": node("c", [("172.17.80.0/26", DEFAULT), ("172.18.10.0/26", BLUE)],
                    [wl("web-5", "172.17.80.1"), wl("web-6", "172.17.72.5", borrowed=True),
                     wl("db-3", "172.18.10.1", BLUE, "blue")], vxlan="172.17.80.0"),
@@ -91,6 +91,9 @@ def test_vxlan_between_hosts(topo, tmp_path):
                       ("172.17.72.5", "172.17.80.0"), ("172.17.76.0/26", "172.17.76.0")}
     neigh = {(n["dst"], n["lladdr"]) for n in topo.ip_json(topo.host("a"), "neigh", "show", "dev", naming.VXLAN_DEVICE)}
     assert neigh == {("172.17.80.0", naming.vxlan_mac("node-c")), ("172.17.76.0", naming.vxlan_mac("node-b"))}
+    # b's block of the CrossSubnet pool: same subnet, so straight to b on the underlay, not encapsulated.
+    direct = topo.ip_json(topo.host("a"), "route", "show", "172.18.11.0/26")
+    assert direct == [{"dst": "172.18.11.0/26", "gateway": "192.168.100.101", "dev": "up0", "protocol": "80", "flags": []}]
     fdb = topo.nsexec(topo.host("a"), "bridge", "fdb", "show", "dev", naming.VXLAN_DEVICE).stdout
     assert f"{naming.vxlan_mac('node-c')} dst 192.168.200.101 self permanent" in fdb
 
@@ -104,6 +107,9 @@ def test_vxlan_between_hosts(topo, tmp_path):
     assert tcp_peer(topo, ws(topo, "a", "web-1"), "172.17.80.1", 8080) == "172.17.72.1"
     after = topo.ip_json(topo.host("a"), "-s", "link", "show", naming.VXLAN_DEVICE)[0]["stats64"]["tx"]["packets"]
     assert after - before >= 5
+    assert ping(topo, ws(topo, "a", "db-1", "blue"), "172.18.11.1", count=2)  # CrossSubnet, same subnet
+    unchanged = topo.ip_json(topo.host("a"), "-s", "link", "show", naming.VXLAN_DEVICE)[0]["stats64"]["tx"]["packets"]
+    assert unchanged == after  # that went unencapsulated
 
     # Second run: nothing to do. Check mode on a changed result: reported, not applied.
     again = topo.converge("a", "tunnels", node="node-a", nodes=NODES, pools=POOLS)
@@ -119,6 +125,7 @@ def test_vxlan_between_hosts(topo, tmp_path):
     assert gone["ok"] and gone["changed"]
     routes = {r["dst"] for r in topo.ip_json(topo.host("a"), "route", "show", "dev", naming.VXLAN_DEVICE)}
     assert routes == {"172.17.76.0/26"}
+    assert topo.ip_json(topo.host("a"), "route", "show", "172.18.11.0/26")  # b's direct route stays
     assert naming.vxlan_mac("node-c") not in topo.nsexec(topo.host("a"), "bridge", "fdb", "show").stdout
 
     # No VXLAN pool selects the node any more: the device goes.
@@ -126,6 +133,7 @@ def test_vxlan_between_hosts(topo, tmp_path):
     no_vxlan["node-a"]["tunnels"]["vxlan"] = None
     off = topo.converge("a", "tunnels", node="node-a", nodes=no_vxlan, pools=POOLS)
     assert off["ok"] and naming.VXLAN_DEVICE not in {x["ifname"] for x in topo.ip_json(topo.host("a"), "link", "show")}
+    assert topo.ip_json(topo.host("a"), "route", "show", "proto", "80") == []  # nothing of ours is left
 
 
 def _ipip_unavailable() -> str | None:

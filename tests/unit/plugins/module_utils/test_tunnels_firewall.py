@@ -35,6 +35,8 @@ def test_crosssubnet_routes_only_for_nodes_in_another_subnet():
     peers = {p.node: p for p in desired.peers}
     assert set(peers) == {"b", "c"}  # d has no VTEP
     assert peers["b"].routes == ("172.17.1.0/26",)  # same subnet: the CrossSubnet block is not tunnelled
+    assert peers["b"].direct == ("172.18.1.0/26",)  # ... but routed straight to b, as Felix does
+    assert peers["c"].direct == ()
     assert peers["c"].routes == ("172.17.0.9/32", "172.17.2.0/26", "172.18.2.0/26")  # borrowed /32 too
     assert peers["c"].mac == naming.vxlan_mac("c") and peers["c"].ip == "10.1.0.2"
 
@@ -50,6 +52,7 @@ def test_vxlan_plan_from_scratch_and_noop():
                                 "local 10.0.0.1 dev eth0 dstport 4789 nolearning")
     assert "route replace 172.18.2.0/26 via 172.17.2.0 dev vxlan.calico onlink proto 80" in plan.ip_lines
     assert "fdb replace %s dev vxlan.calico dst 10.1.0.2 self permanent" % naming.vxlan_mac("c") in plan.bridge_lines
+    assert "route replace 172.18.1.0/26 via 10.0.0.2 dev eth0 proto 80" in plan.ip_lines
 
     # The same state read back: nothing to do.
     links["vxlan.calico"] = {
@@ -61,6 +64,8 @@ def test_vxlan_plan_from_scratch_and_noop():
                "protocol": "80", "flags": ["onlink"]} for p in desired.peers for dst in p.routes]
     neigh = [{"dst": p.vtep, "lladdr": p.mac, "dev": "vxlan.calico", "state": ["PERMANENT"]} for p in desired.peers]
     fdb = [{"mac": p.mac, "dst": p.ip, "flags": ["self"], "state": "permanent"} for p in desired.peers]
+    routes += [{"dst": dst, "gateway": p.ip, "dev": "eth0", "protocol": "80", "flags": []}
+               for p in desired.peers for dst in p.direct]
     again = tunnels.plan(desired, tunnels.State(links, routes, neigh, fdb, False))
     assert not again.changed and again.ip_lines == [] and again.bridge_lines == []
 
