@@ -21,8 +21,9 @@ description:
   - "Because BIRD cannot program VXLAN routes, per remote node with a VTEP: a permanent neighbour entry
     (VTEP address -> VTEP MAC), an FDB entry (VTEP MAC -> node address) and
     C(<remote block> via <remote VTEP> dev vxlan.calico onlink) for the remote node's blocks and borrowed /32s
-    in VXLAN pools; for C(CrossSubnet) pools only when the remote node is outside this node's subnet.
-    Entries for nodes or blocks that are gone are removed."
+    in VXLAN pools; for C(CrossSubnet) pools only when the remote node is outside this node's subnet, the others
+    get C(<block> via <node address> dev <underlay>) without encapsulation, as Felix programs them (BIRD leaves
+    VXLAN pools alone). Routes carry protocol 80 (Felix's). Entries for nodes or blocks that are gone are removed."
   - Reads the state with one C(ip -json -batch) (plus C(bridge -json fdb) when the device exists) and applies
     with one C(ip -batch) and one C(bridge -batch).
   - "C(vxlan.calico) carries the alias C(l3.calico:vxlan); a device of that name without it is an error.
