@@ -1,0 +1,333 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""The node's own firewall rules: natOutgoing and workload anti-spoofing, nftables or iptables-legacy.
+
+- natOutgoing (Felix's ``cali-nat-outgoing``): masquerade traffic whose source is in a pool with
+  ``nat_outgoing`` and whose destination is outside ALL pools. Nothing else is NATed.
+- Anti-spoofing (Calico's reverse-path check): a packet arriving from a workload veth whose source
+  is not that workload's address is dropped, so a workload cannot impersonate another.
+
+Everything lives in objects of the project's own: nftables table ``ip l3calico`` (replaced
+atomically in one transaction), or iptables-legacy chains ``L3CALICO-ANTISPOOF`` (mangle) and
+``L3CALICO-NAT-OUTGOING`` (nat) with one jump each from the built-in chains. Nothing else is
+read-modified.
+
+Backend ``auto`` picks nftables when the kernel has the ``ip`` family (probed by adding and
+deleting an empty table in one transaction, which leaves nothing behind), else iptables-legacy —
+as Calico's ``FELIX_IPTABLESBACKEND=auto`` does. The User-mode Linux lab kernel has no nftables
+``ip`` family, so it gets iptables-legacy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import shutil
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
+
+TABLE = "l3calico"
+ANTISPOOF_CHAIN = "L3CALICO-ANTISPOOF"
+NAT_CHAIN = "L3CALICO-NAT-OUTGOING"
+ANTISPOOF_TABLE = "mangle"
+BACKENDS = ("auto", "nftables", "iptables")
+DEFAULT_STATE_FILE = "/run/l3-calico/firewall.json"
+
+
+class FirewallError(ValueError):
+    """Bad input or no usable backend (raised before any change)."""
+
+
+@dataclass
+class Rules:
+    nat_pools: List[str]
+    all_pools: List[str]
+    sources: List[Tuple[str, str]]  # (host veth, workload address)
+    veth_prefix: str
+
+
+def desired_rules(
+    pools: Mapping, workloads: Sequence[Mapping], veth_prefix: str = naming.VETH_PREFIX
+) -> Rules:
+    if not veth_prefix.isalnum() or not 1 <= len(veth_prefix) <= 4:
+        raise FirewallError(f"veth_prefix {veth_prefix!r} must be 1-4 letters/digits")
+    all_pools, nat_pools = [], []
+    for name, pool in sorted(pools.items()):
+        try:
+            cidr = str(ipaddress.IPv4Network(str(pool.get("cidr"))))
+        except ValueError:
+            raise FirewallError(f"pool {name}: cidr {pool.get('cidr')!r} is not an IPv4 network") from None
+        all_pools.append(cidr)
+        if pool.get("nat_outgoing") and not pool.get("disabled"):
+            nat_pools.append(cidr)
+    sources = []
+    for index, w in enumerate(workloads):
+        wid = w.get("id") or (naming.workload_id(w.get("namespace") or "default", w["name"]) if w.get("name") else None)
+        if not wid:
+            raise FirewallError(f"workloads[{index}]: needs 'id' or 'name'")
+        try:
+            ip = str(ipaddress.IPv4Interface(str(w.get("ip"))).ip)
+        except ValueError:
+            raise FirewallError(f"workloads[{index}] ({wid}): ip {w.get('ip')!r} is not an IPv4 address") from None
+        sources.append((naming.veth_name(wid, veth_prefix), ip))
+    return Rules(sorted(nat_pools, key=_key), sorted(all_pools, key=_key), sorted(sources), veth_prefix)
+
+
+def _key(cidr: str):
+    net = ipaddress.IPv4Network(cidr)
+    return (int(net.network_address), net.prefixlen)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rendering
+# ----------------------------------------------------------------------------------------------
+
+
+def render_nft(rules: Rules) -> str:
+    def elements(items):
+        return f"    elements = {{ {', '.join(items)} }}\n" if items else ""
+
+    return (
+        f"table ip {TABLE} {{}}\n"
+        f"delete table ip {TABLE}\n"
+        f"table ip {TABLE} {{\n"
+        '  comment "l3.calico: natOutgoing and workload anti-spoofing"\n'
+        "  set nat-pools {\n    type ipv4_addr; flags interval;\n" + elements(rules.nat_pools) + "  }\n"
+        "  set all-pools {\n    type ipv4_addr; flags interval;\n" + elements(rules.all_pools) + "  }\n"
+        "  set workload-sources {\n    type ifname . ipv4_addr;\n"
+        + elements(f'"{veth}" . {ip}' for veth, ip in rules.sources)
+        + "  }\n"
+        "  chain antispoof {\n"
+        "    type filter hook prerouting priority raw; policy accept;\n"
+        f'    iifname "{rules.veth_prefix}*" iifname . ip saddr != @workload-sources counter drop\n'
+        "  }\n"
+        "  chain nat-outgoing {\n"
+        "    type nat hook postrouting priority srcnat; policy accept;\n"
+        "    ip saddr @nat-pools ip daddr != @all-pools counter masquerade fully-random\n"
+        "  }\n"
+        "}\n"
+    )
+
+
+def iptables_rules(rules: Rules) -> Dict[str, List[str]]:
+    """Our chains' rules per table, exactly as ``iptables-save`` prints them."""
+    antispoof = [f"-A {ANTISPOOF_CHAIN} -s {ip}/32 -i {veth} -j RETURN" for veth, ip in rules.sources]
+    antispoof.append(f"-A {ANTISPOOF_CHAIN} -i {rules.veth_prefix}+ -j DROP")
+    nat = [f"-A {NAT_CHAIN} -d {cidr} -j RETURN" for cidr in rules.all_pools]
+    nat += [f"-A {NAT_CHAIN} -s {cidr} -j MASQUERADE --random-fully" for cidr in rules.nat_pools]
+    return {ANTISPOOF_TABLE: antispoof, "nat": nat}
+
+
+JUMPS = {ANTISPOOF_TABLE: ("PREROUTING", ANTISPOOF_CHAIN), "nat": ("POSTROUTING", NAT_CHAIN)}
+
+
+def render_iptables_restore(rules: Rules, present_jumps: Mapping[str, bool]) -> str:
+    out = []
+    for table, lines in iptables_rules(rules).items():
+        builtin, chain = JUMPS[table]
+        out.append(f"*{table}")
+        out.append(f":{chain} - [0:0]")  # declaring a chain with --noflush empties it
+        out += lines
+        if not present_jumps.get(table):
+            out.append(f"-I {builtin} 1 -j {chain}")
+        out.append("COMMIT")
+    return "\n".join(out) + "\n"
+
+
+def render_iptables_removal(present: Mapping[str, Tuple[bool, bool]]) -> str:
+    """Remove our chains: ``present[table] = (jump present, chain present)``."""
+    out = []
+    for table, (jump, chain_present) in present.items():
+        if not (jump or chain_present):
+            continue
+        builtin, chain = JUMPS[table]
+        out.append(f"*{table}")
+        if jump:
+            out.append(f"-D {builtin} -j {chain}")
+        if chain_present:
+            out += [f"-F {chain}", f"-X {chain}"]
+        out.append("COMMIT")
+    return "\n".join(out) + "\n" if out else ""
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading, detecting, planning, applying
+# ----------------------------------------------------------------------------------------------
+
+
+def nft_usable(runner: iproute.Runner) -> Tuple[bool, str]:
+    if shutil.which("nft") is None:
+        return False, "nft is not installed"
+    probe = f"add table ip {TABLE}_probe\ndelete table ip {TABLE}_probe\n"
+    result = runner(["nft", "-f", "-"], probe)
+    return result.rc == 0, (result.stderr or result.stdout).strip()
+
+
+def iptables_usable() -> Tuple[bool, str]:
+    missing = [b for b in ("iptables-legacy-save", "iptables-legacy-restore") if shutil.which(b) is None]
+    return (not missing), ("missing " + ", ".join(missing) if missing else "")
+
+
+def detect_backend(runner: iproute.Runner, wanted: str = "auto") -> str:
+    if wanted not in BACKENDS:
+        raise FirewallError(f"firewall backend {wanted!r} is not one of {', '.join(BACKENDS)}")
+    if wanted in ("auto", "nftables"):
+        ok, why = nft_usable(runner)
+        if ok:
+            return "nftables"
+        if wanted == "nftables":
+            raise FirewallError(f"firewall backend nftables is not usable here: {why}")
+    ok, why = iptables_usable()
+    if ok:
+        return "iptables"
+    raise FirewallError(f"no firewall backend: nftables unusable and iptables-legacy {why} (install nftables or iptables)")
+
+
+def read_nft(runner: iproute.Runner) -> Optional[str]:
+    """``nft -s list table`` (stateless: no counters) or None if the table (or nft) is absent."""
+    if shutil.which("nft") is None:
+        return None
+    result = runner(["nft", "-s", "list", "table", "ip", TABLE], None)
+    return result.stdout if result.rc == 0 else None
+
+
+def _legacy_tables(names_file: str = "/proc/net/ip_tables_names") -> List[str]:
+    """iptables-legacy tables that exist in this namespace (reading one would create it)."""
+    try:
+        with open(names_file, encoding="ascii") as handle:
+            return handle.read().split()
+    except OSError:
+        return []
+
+
+def read_iptables(runner: iproute.Runner) -> Dict[str, Optional[List[str]]]:
+    """Per table: the ``-A`` lines of our chain and jump (None when the chain does not exist).
+
+    Only tables that already exist are read: ``iptables-legacy-save -t nat`` on a host that never
+    used iptables-legacy would load the legacy nat table as a side effect.
+    """
+    current: Dict[str, Optional[List[str]]] = {table: None for table in JUMPS}
+    if shutil.which("iptables-legacy-save") is None:
+        return current
+    existing = _legacy_tables()
+    for table, (builtin, chain) in JUMPS.items():
+        if table not in existing:
+            continue
+        result = runner(["iptables-legacy-save", "-t", table], None)
+        if result.rc != 0:
+            current[table] = None
+            continue
+        lines = result.stdout.splitlines()
+        if not any(line.startswith(f":{chain} ") for line in lines):
+            current[table] = None
+            continue
+        current[table] = [line for line in lines if line.startswith(f"-A {chain} ") or line == f"-A {builtin} -j {chain}"]
+    return current
+
+
+@dataclass
+class Plan:
+    backend: str
+    nft_script: str = ""
+    iptables_script: str = ""
+    changes: List[str] = field(default_factory=list)
+    rendered: str = ""  # the desired ruleset (for diff and the state file)
+    record: Optional[dict] = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+def plan(
+    rules: Rules, backend: str, nft_listing: Optional[str], ipt: Mapping[str, Optional[List[str]]], recorded: dict
+) -> Plan:
+    nft_text = render_nft(rules)
+    want_ipt = iptables_rules(rules)
+    if backend == "nftables":
+        result = Plan(backend, rendered=nft_text)
+        digest = hashlib.sha256(nft_text.encode()).hexdigest()
+        if nft_listing is None:
+            result.changes.append(f"nftables table ip {TABLE} created")
+            result.nft_script = nft_text
+        elif recorded.get("nft_sha256") != digest or recorded.get("nft_listing") != nft_listing:
+            result.changes.append(f"nftables table ip {TABLE} replaced (rules or set elements differ)")
+            result.nft_script = nft_text
+        present = {
+            table: (f"-A {JUMPS[table][0]} -j {JUMPS[table][1]}" in (lines or []), lines is not None)
+            for table, lines in ipt.items()
+        }
+        removal = render_iptables_removal(present)
+        if removal:
+            result.iptables_script = removal
+            result.changes.append("iptables-legacy chains of l3.calico removed (backend is nftables)")
+        result.record = {"backend": backend, "nft_sha256": digest}
+        return result
+    result = Plan(backend, rendered="\n".join(line for lines in want_ipt.values() for line in lines) + "\n")
+    jumps, differ = {}, False
+    for table, lines in want_ipt.items():
+        builtin, chain = JUMPS[table]
+        current = ipt.get(table)
+        jump_line = f"-A {builtin} -j {chain}"
+        jumps[table] = current is not None and jump_line in current
+        chain_lines = [line for line in (current or []) if line != jump_line]
+        if current is None or chain_lines != lines or not jumps[table]:
+            differ = True
+            result.changes.append(f"iptables-legacy {table} chain {chain} " + ("created" if current is None else "rewritten"))
+    if differ:
+        result.iptables_script = render_iptables_restore(rules, jumps)
+    if nft_listing is not None:
+        result.nft_script = f"delete table ip {TABLE}\n"
+        result.changes.append(f"nftables table ip {TABLE} removed (backend is iptables)")
+    result.record = {"backend": backend}
+    return result
+
+
+def apply(runner: iproute.Runner, the_plan: Plan, state_file: str) -> None:
+    if the_plan.backend == "nftables":
+        if the_plan.iptables_script:
+            iproute.check(runner, ["iptables-legacy-restore", "--noflush"], the_plan.iptables_script)
+        if the_plan.nft_script:
+            iproute.check(runner, ["nft", "-f", "-"], the_plan.nft_script)
+    else:
+        if the_plan.nft_script:
+            iproute.check(runner, ["nft", "-f", "-"], the_plan.nft_script)
+        if the_plan.iptables_script:
+            iproute.check(runner, ["iptables-legacy-restore", "--noflush"], the_plan.iptables_script)
+
+
+def converge(
+    pools: Mapping,
+    workloads: Sequence[Mapping],
+    backend: str = "auto",
+    veth_prefix: str = naming.VETH_PREFIX,
+    state_file: str = DEFAULT_STATE_FILE,
+    check_mode: bool = False,
+    runner: iproute.Runner = iproute.subprocess_runner,
+) -> Plan:
+    rules = desired_rules(pools, workloads, veth_prefix)
+    chosen = detect_backend(runner, backend)
+    recorded = _read_record(state_file)
+    the_plan = plan(rules, chosen, read_nft(runner), read_iptables(runner), recorded)
+    if check_mode:
+        return the_plan
+    if the_plan.changed:
+        apply(runner, the_plan, state_file)
+    record = dict(the_plan.record or {})
+    if chosen == "nftables":
+        record["nft_listing"] = read_nft(runner)
+    if record != recorded:
+        iproute.atomic_write(state_file, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return the_plan
+
+
+def _read_record(state_file: str) -> dict:
+    try:
+        with open(state_file, encoding="utf-8") as handle:
+            data = json.load(handle)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,92 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Host sysctls: persisted in one file of the project's under /etc/sysctl.d and applied now.
+
+Applying goes straight to /proc/sys (no ``sysctl`` process); the file is written atomically and
+only when its content differs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional
+
+from ansible_collections.l3.calico.plugins.module_utils import iproute
+
+KEY_RE = re.compile(r"^[a-z0-9_]+(\.[A-Za-z0-9_\-]+)+$")
+HEADER = "# Managed by l3.calico (role calico_node); edits are overwritten.\n"
+
+
+class SysctlError(ValueError):
+    pass
+
+
+@dataclass
+class Plan:
+    content: str
+    before: Optional[str]
+    runtime: Dict[str, str] = field(default_factory=dict)  # key -> value to write
+    runtime_before: Dict[str, Optional[str]] = field(default_factory=dict)
+
+    @property
+    def file_changed(self) -> bool:
+        return self.before != self.content
+
+    @property
+    def changed(self) -> bool:
+        return self.file_changed or bool(self.runtime)
+
+    @property
+    def changes(self) -> List[str]:
+        out = [f"{k} {self.runtime_before[k]} -> {v}" for k, v in sorted(self.runtime.items())]
+        return out + (["file rewritten"] if self.file_changed else [])
+
+
+def normalise(values: Mapping) -> Dict[str, str]:
+    out = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or not KEY_RE.match(key):
+            raise SysctlError(f"sysctl name {key!r} is not a dotted sysctl key")
+        if isinstance(value, bool):
+            value = int(value)
+        text = " ".join(str(value).split())
+        if not text:
+            raise SysctlError(f"sysctl {key}: empty value")
+        out[key] = text
+    return out
+
+
+def _proc_path(proc_sys: str, key: str) -> str:
+    return os.path.join(proc_sys, *key.split("."))
+
+
+def plan(values: Mapping, path: str, proc_sys: str = "/proc/sys") -> Plan:
+    wanted = normalise(values)
+    content = HEADER + "".join(f"{k} = {v}\n" for k, v in sorted(wanted.items()))
+    try:
+        with open(path, encoding="utf-8") as handle:
+            before: Optional[str] = handle.read()
+    except FileNotFoundError:
+        before = None
+    result = Plan(content=content, before=before)
+    for key, value in sorted(wanted.items()):
+        proc = _proc_path(proc_sys, key)
+        try:
+            with open(proc, encoding="ascii") as handle:
+                current = " ".join(handle.read().split())
+        except FileNotFoundError:
+            raise SysctlError(f"sysctl {key} does not exist on this kernel ({proc})") from None
+        if current != value:
+            result.runtime[key] = value
+            result.runtime_before[key] = current
+    return result
+
+
+def apply(the_plan: Plan, path: str, proc_sys: str = "/proc/sys") -> None:
+    if the_plan.file_changed:
+        iproute.atomic_write(path, the_plan.content)
+    for key, value in sorted(the_plan.runtime.items()):
+        with open(_proc_path(proc_sys, key), "w", encoding="ascii") as handle:
+            handle.write(value)

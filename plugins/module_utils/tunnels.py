@@ -1,0 +1,456 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""A node's tunnels as Felix programs them: ``tunl0`` (IPIP) and ``vxlan.calico`` with its peers.
+
+Input is the IPAM result (``nodes`` and ``pools`` of ``calico_ipam_result``) and the node's name;
+output is one ``ip -batch`` and (for VXLAN forwarding entries) one ``bridge -batch``.
+
+- IPIP: the kernel's fallback device ``tunl0`` (created by loading ``ipip``), up, MTU underlay-20,
+  exactly the node's IPIP tunnel address /32. Routes through it are BIRD's job (BGP role).
+- VXLAN: ``vxlan.calico`` (VNI 4096, UDP 4789, ``local`` = node address, ``dev`` = underlay
+  interface, learning off, MAC ``66`` + SHA-1(node)[:5], MTU underlay-50, its tunnel address /32),
+  and because BIRD cannot program VXLAN routes, per remote node with a VTEP: a permanent
+  neighbour entry (VTEP IP -> VTEP MAC), an FDB entry (VTEP MAC -> node address) and routes
+  ``<remote block> via <remote VTEP> dev vxlan.calico onlink`` for its blocks (and borrowed /32s)
+  in VXLAN pools — for ``CrossSubnet`` pools only when the remote node is in another subnet.
+
+Ownership: ``vxlan.calico`` carries the alias ``l3.calico:vxlan`` (a foreign device of that name is
+an error); everything on it is ours. ``tunl0`` is the kernel's: the module only manages its
+address, MTU and state, and marks it ``l3.calico:ipip`` so it can undo that when IPIP goes away.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
+
+IPIP_OVERHEAD = 20
+VXLAN_OVERHEAD = 50
+DEFAULT_VNI = 4096
+DEFAULT_PORT = 4789
+VXLAN_ALIAS = "l3.calico:vxlan"
+# Routes through vxlan.calico carry Felix's protocol number, so other route daemons (BIRD's
+# kernel protocol: krt_source = 80) can tell them apart and leave them alone.
+ROUTE_PROTO = "80"
+IPIP_ALIAS = "l3.calico:ipip"
+ENCAP_MODES = ("Never", "Always", "CrossSubnet")
+
+
+class TunnelError(ValueError):
+    """Bad input, a missing kernel feature, or a foreign device in the way (before any change)."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    node: str
+    ip: str  # underlay address
+    vtep: str  # VXLAN tunnel address
+    mac: str
+    routes: Tuple[str, ...]  # CIDRs routed through this VTEP
+    direct: Tuple[str, ...] = ()  # CIDRs of CrossSubnet VXLAN pools routed straight to the node
+
+
+@dataclass
+class Desired:
+    node: str
+    node_ip: str
+    network: Optional[ipaddress.IPv4Network]
+    ipip: Optional[str] = None  # tunl0 address
+    vxlan: Optional[str] = None  # vxlan.calico address
+    peers: List[Peer] = field(default_factory=list)
+
+
+def desired_tunnels(node: str, nodes: Mapping, pools: Mapping) -> Desired:
+    """What this node's tunnels must look like, from the IPAM result."""
+    if node not in nodes:
+        raise TunnelError(f"node {node!r} is not in the IPAM result (nodes: {', '.join(sorted(nodes)) or 'none'})")
+    me = nodes[node]
+    for name, pool in pools.items():
+        for key in ("ipip_mode", "vxlan_mode"):
+            if pool.get(key, "Never") not in ENCAP_MODES:
+                raise TunnelError(f"pool {name}: {key} {pool.get(key)!r} is not one of {', '.join(ENCAP_MODES)}")
+    tunnels = me.get("tunnels") or {}
+    result = Desired(
+        node=node,
+        node_ip=_address(me.get("ip"), f"nodes.{node}.ip"),
+        network=_network(me.get("network"), f"nodes.{node}.network"),
+        ipip=_address(tunnels["ipip"], f"nodes.{node}.tunnels.ipip") if tunnels.get("ipip") else None,
+        vxlan=_address(tunnels["vxlan"], f"nodes.{node}.tunnels.vxlan") if tunnels.get("vxlan") else None,
+    )
+    if result.vxlan is None:
+        return result
+    for other in sorted(nodes):
+        if other == node:
+            continue
+        peer = nodes[other]
+        vtep = (peer.get("tunnels") or {}).get("vxlan")
+        if not vtep:
+            continue
+        peer_ip = _address(peer.get("ip"), f"nodes.{other}.ip")
+        same_subnet = result.network is not None and ipaddress.ip_address(peer_ip) in result.network
+        routes = {"encap": set(), "direct": set()}
+        for block in peer.get("blocks") or []:
+            kind = _vxlan_route(pools, block.get("pool"), same_subnet, f"nodes.{other}.blocks")
+            if kind:
+                routes[kind].add(str(ipaddress.ip_network(block["cidr"])))
+        for address, pool in _borrowed(peer):
+            kind = _vxlan_route(pools, pool, same_subnet, f"nodes.{other}.borrowed")
+            if kind:
+                routes[kind].add(f"{address}/32")
+        result.peers.append(
+            Peer(
+                node=other,
+                ip=peer_ip,
+                vtep=_address(vtep, f"nodes.{other}.tunnels.vxlan"),
+                mac=naming.vxlan_mac(other),
+                routes=tuple(sorted(routes["encap"], key=_net_key)),
+                direct=tuple(sorted(routes["direct"], key=_net_key)),
+            )
+        )
+    return result
+
+
+def _borrowed(peer: Mapping):
+    """(address, pool) of a node's borrowed workload addresses, from ``workloads`` and ``borrowed``."""
+    seen = {}
+    for w in peer.get("workloads") or []:
+        if w.get("borrowed"):
+            seen[str(w["ip"]).split("/")[0]] = w.get("pool")
+    for item in peer.get("borrowed") or []:
+        if isinstance(item, Mapping):
+            seen.setdefault(str(item.get("ip")).split("/")[0], item.get("pool"))
+        else:
+            seen.setdefault(str(item).split("/")[0], None)
+    return sorted(seen.items())
+
+
+def _vxlan_route(pools: Mapping, pool_name, same_subnet: bool, where: str) -> Optional[str]:
+    """How a remote block of ``pool_name`` is reached: ``encap`` (vxlan.calico), ``direct``
+    (CrossSubnet, same subnet: straight to the node on the underlay, as Felix does) or None
+    (not a VXLAN pool: BGP's business)."""
+    if pool_name is None:
+        return None
+    if pool_name not in pools:
+        raise TunnelError(f"{where}: pool {pool_name!r} is not in the IPAM result's pools")
+    mode = pools[pool_name].get("vxlan_mode", "Never")
+    if mode == "Always" or (mode == "CrossSubnet" and not same_subnet):
+        return "encap"
+    return "direct" if mode == "CrossSubnet" else None
+
+
+def _address(value, where: str) -> str:
+    try:
+        return str(ipaddress.IPv4Interface(str(value)).ip)
+    except ValueError:
+        raise TunnelError(f"{where}: {value!r} is not an IPv4 address") from None
+
+
+def _network(value, where: str) -> Optional[ipaddress.IPv4Network]:
+    if value is None:
+        return None
+    try:
+        return ipaddress.IPv4Network(str(value), strict=False)
+    except ValueError:
+        raise TunnelError(f"{where}: {value!r} is not an IPv4 network") from None
+
+
+def _net_key(cidr: str):
+    net = ipaddress.ip_network(cidr)
+    return (int(net.network_address), net.prefixlen)
+
+
+# ----------------------------------------------------------------------------------------------
+# State, plan, apply
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class State:
+    links: Dict[str, dict]
+    routes: List[dict]
+    neighbours: List[dict]
+    fdb: List[dict]
+    ipip_loaded: bool
+
+
+@dataclass
+class Plan:
+    ip_lines: List[str] = field(default_factory=list)
+    bridge_lines: List[str] = field(default_factory=list)
+    load_ipip: bool = False
+    changes: List[str] = field(default_factory=list)
+    underlay: Optional[str] = None
+    underlay_mtu: Optional[int] = None
+    ipip_mtu: Optional[int] = None
+    vxlan_mtu: Optional[int] = None
+    vxlan_mac: Optional[str] = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+def read_state(runner: iproute.Runner, sys_module: str = "/sys/module") -> State:
+    links, routes, neighbours = iproute.ip_json_batch(
+        runner, ["addr show", "route show table main", "neigh show"], details=True
+    )
+    links = {link["ifname"]: link for link in links}
+    fdb = []
+    if naming.VXLAN_DEVICE in links:
+        out = iproute.check(runner, ["bridge", "-json", "fdb", "show", "dev", naming.VXLAN_DEVICE]).strip()
+        fdb = json.loads(out) if out else []
+    return State(
+        links=links,
+        routes=routes,
+        neighbours=neighbours,
+        fdb=fdb,
+        ipip_loaded=os.path.isdir(os.path.join(sys_module, "ipip")) or naming.IPIP_DEVICE in links,
+    )
+
+
+def ipip_missing_message(detail: str = "") -> str:
+    return (
+        f"this kernel ({platform.release()}) has no ipip driver: it is not built in and `modprobe ipip` "
+        f"cannot load it{': ' + detail if detail else ''}. IPIP pools need it (device tunl0). Install the "
+        "kernel's modules (Debian: the linux-image package of the running kernel, or build with "
+        "CONFIG_NET_IPIP=m), point modprobe_dir at the directory holding lib/modules/<version> (User-mode "
+        "Linux: /usr/lib/uml/modules/..), or use VXLAN for the pool (vxlan_mode) instead."
+    )
+
+
+def ipip_probe(runner: iproute.Runner, modprobe_dir: Optional[str]) -> Tuple[bool, str]:
+    """Can ``ipip`` be loaded? ``modprobe -n`` (dry run, changes nothing)."""
+    argv = ["modprobe"] + (["-d", modprobe_dir] if modprobe_dir else []) + ["-n", "ipip"]
+    try:
+        result = runner(argv, None)
+    except FileNotFoundError:
+        return False, "modprobe is missing (package kmod)"
+    return result.rc == 0, (result.stderr or result.stdout).strip()
+
+
+def plan(
+    desired: Desired,
+    state: State,
+    underlay_interface: Optional[str] = None,
+    underlay_mtu: Optional[int] = None,
+    vni: int = DEFAULT_VNI,
+    port: int = DEFAULT_PORT,
+) -> Plan:
+    result = Plan()
+    if underlay_interface is None:
+        underlay_interface = _interface_of(state.links, desired.node_ip)
+        if underlay_interface is None and (desired.ipip or desired.vxlan):
+            raise TunnelError(
+                f"node {desired.node}: address {desired.node_ip} is on no interface of this host; "
+                "set the underlay interface explicitly or fix calico_node_ip"
+            )
+    elif underlay_interface not in state.links:
+        raise TunnelError(f"node {desired.node}: underlay interface {underlay_interface!r} does not exist")
+    result.underlay = underlay_interface
+    if underlay_mtu is None and underlay_interface is not None:
+        underlay_mtu = state.links[underlay_interface].get("mtu")
+    result.underlay_mtu = underlay_mtu
+    _plan_ipip(desired, state, result)
+    _plan_vxlan(desired, state, result, vni, port)
+    _plan_direct(desired, state, result)
+    return result
+
+
+def _interface_of(links: Mapping, address: str) -> Optional[str]:
+    for name, link in sorted(links.items()):
+        for addr in link.get("addr_info", []):
+            if addr.get("family") == "inet" and addr.get("local") == address:
+                return name
+    return None
+
+
+def _inet(link: Optional[dict]) -> List[str]:
+    if not link:
+        return []
+    return [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if a.get("family") == "inet"]
+
+
+def _plan_ipip(desired: Desired, state: State, result: Plan) -> None:
+    dev = naming.IPIP_DEVICE
+    link = state.links.get(dev)
+    if desired.ipip is None:
+        if link is not None and link.get("ifalias") == IPIP_ALIAS:
+            for addr in _inet(link):
+                result.ip_lines.append(f"addr del {addr} dev {dev}")
+            result.ip_lines.append(f"link set dev {dev} down alias \"\"")
+            result.changes.append(f"{dev}: IPIP no longer used, address removed and device down")
+        return
+    mtu = result.underlay_mtu - IPIP_OVERHEAD
+    result.ipip_mtu = mtu
+    if link is None:
+        result.load_ipip = not state.ipip_loaded
+        result.changes.append(f"{dev}: created (modprobe ipip) with {desired.ipip}/32, mtu {mtu}")
+        result.ip_lines += [f"link set dev {dev} alias {IPIP_ALIAS} mtu {mtu} up", f"addr add {desired.ipip}/32 dev {dev}"]
+        return
+    if link.get("mtu") != mtu or "UP" not in link.get("flags", []) or link.get("ifalias") != IPIP_ALIAS:
+        result.changes.append(f"{dev}: mtu {link.get('mtu')} -> {mtu}, up")
+        result.ip_lines.append(f"link set dev {dev} alias {IPIP_ALIAS} mtu {mtu} up")
+    _plan_addresses(dev, link, desired.ipip, result)
+
+
+def _plan_addresses(dev: str, link: Optional[dict], address: str, result: Plan) -> None:
+    current = _inet(link)
+    for addr in current:
+        if addr != f"{address}/32":
+            result.ip_lines.append(f"addr del {addr} dev {dev}")
+            result.changes.append(f"{dev}: address {addr} removed")
+    if f"{address}/32" not in current:
+        result.ip_lines.append(f"addr add {address}/32 dev {dev}")
+        result.changes.append(f"{dev}: address {address}/32 added")
+
+
+def _plan_vxlan(desired: Desired, state: State, result: Plan, vni: int, port: int) -> None:
+    dev = naming.VXLAN_DEVICE
+    link = state.links.get(dev)
+    if link is not None and link.get("ifalias") != VXLAN_ALIAS:
+        raise TunnelError(f"interface {dev} exists but was not created by l3.calico (alias is not {VXLAN_ALIAS})")
+    if desired.vxlan is None:
+        if link is not None:
+            result.ip_lines.append(f"link del dev {dev}")
+            result.changes.append(f"{dev}: VXLAN no longer used, device removed")
+        return
+    mtu = result.underlay_mtu - VXLAN_OVERHEAD
+    mac = naming.vxlan_mac(desired.node)
+    result.vxlan_mtu, result.vxlan_mac = mtu, mac
+    info = ((link or {}).get("linkinfo") or {}).get("info_data") or {}
+    wanted = {"id": vni, "local": desired.node_ip, "link": result.underlay, "port": port, "learning": False}
+    fresh = link is None or any(info.get(k) != v for k, v in wanted.items())
+    if fresh:
+        if link is not None:
+            result.ip_lines.append(f"link del dev {dev}")
+            diffs = ", ".join(f"{k} {info.get(k)} -> {v}" for k, v in wanted.items() if info.get(k) != v)
+            result.changes.append(f"{dev}: recreated ({diffs})")
+        else:
+            result.changes.append(f"{dev}: created (vni {vni}, port {port}, local {desired.node_ip}, dev {result.underlay})")
+        result.ip_lines += [
+            f"link add {dev} mtu {mtu} address {mac} type vxlan id {vni} local {desired.node_ip} "
+            f"dev {result.underlay} dstport {port} nolearning",
+            f"link set dev {dev} alias {VXLAN_ALIAS} up",
+        ]
+        link = None
+    elif link.get("mtu") != mtu or link.get("address") != mac or "UP" not in link.get("flags", []):
+        result.ip_lines.append(f"link set dev {dev} address {mac} mtu {mtu} up")
+        result.changes.append(f"{dev}: mtu {link.get('mtu')} -> {mtu}, mac {link.get('address')} -> {mac}, up")
+    _plan_addresses(dev, link, desired.vxlan, result)
+
+    # Per remote VTEP: neighbour, FDB, routes. After a (re)creation the device is empty.
+    neigh = {} if link is None else {
+        n["dst"]: n.get("lladdr") for n in state.neighbours
+        if n.get("dev") == dev and "PERMANENT" in n.get("state", [])
+    }
+    fdb = {} if link is None else {
+        f["mac"]: f.get("dst") for f in state.fdb if f.get("dst") and "self" in f.get("flags", [])
+        and f.get("mac") != "00:00:00:00:00:00"
+    }
+    routes = {} if link is None else {
+        _dst(r): (r.get("gateway"), str(r.get("protocol", "boot")))
+        for r in state.routes if r.get("dev") == dev and "onlink" in r.get("flags", [])
+    }
+    stray_routes = [] if link is None else [
+        _dst(r) for r in state.routes if r.get("dev") == dev and "onlink" not in r.get("flags", [])
+        and r.get("scope") != "link"
+    ]
+    want_neigh = {p.vtep: p.mac for p in desired.peers}
+    want_fdb = {p.mac: p.ip for p in desired.peers}
+    want_routes = {cidr: p.vtep for p in desired.peers for cidr in p.routes}
+    route_lines, neigh_lines = [], []
+    for dst in sorted(set(routes) - set(want_routes), key=_net_key) + sorted(stray_routes, key=_net_key):
+        route_lines.append(f"route del {dst} dev {dev}")
+        result.changes.append(f"route {dst} dev {dev} removed")
+    for ip in sorted(set(neigh) - set(want_neigh)):
+        neigh_lines.append(f"neigh del {ip} dev {dev}")
+        result.changes.append(f"neighbour {ip} dev {dev} removed")
+    for ip, mac_ in sorted(want_neigh.items()):
+        if neigh.get(ip) != mac_:
+            neigh_lines.append(f"neigh replace {ip} lladdr {mac_} dev {dev} nud permanent")
+            result.changes.append(f"neighbour {ip} lladdr {mac_} dev {dev}")
+    for dst, vtep in sorted(want_routes.items(), key=lambda item: _net_key(item[0])):
+        if routes.get(dst) != (vtep, ROUTE_PROTO):
+            route_lines.append(f"route replace {dst} via {vtep} dev {dev} onlink proto {ROUTE_PROTO}")
+            result.changes.append(f"route {dst} via {vtep} dev {dev} onlink")
+    # Routes are removed before neighbours go and added after they exist.
+    result.ip_lines = [line for line in route_lines if line.startswith("route del")] + result.ip_lines
+    result.ip_lines += neigh_lines + [line for line in route_lines if not line.startswith("route del")]
+    for mac_, ip in sorted(fdb.items()):
+        if mac_ not in want_fdb:
+            result.bridge_lines.append(f"fdb del {mac_} dev {dev} dst {ip} self")
+            result.changes.append(f"fdb {mac_} dev {dev} removed")
+    for mac_, ip in sorted(want_fdb.items()):
+        if fdb.get(mac_) != ip:
+            result.bridge_lines.append(f"fdb replace {mac_} dev {dev} dst {ip} self permanent")
+            result.changes.append(f"fdb {mac_} dst {ip} dev {dev}")
+
+
+def _plan_direct(desired: Desired, state: State, result: Plan) -> None:
+    """Same-subnet routes of CrossSubnet VXLAN pools: ``<block> via <node> dev <underlay> proto 80``.
+
+    BIRD leaves VXLAN pools alone, so these are programmed here like the encapsulated ones; the
+    routes with protocol 80 on the underlay are ours, and those no longer wanted are removed.
+    """
+    dev = result.underlay
+    if dev is None:
+        return
+    current = {
+        _dst(r): r.get("gateway") for r in state.routes
+        if r.get("dev") == dev and str(r.get("protocol")) == ROUTE_PROTO
+    }
+    wanted = {cidr: p.ip for p in desired.peers for cidr in p.direct}
+    for dst in sorted(set(current) - set(wanted), key=_net_key):
+        result.ip_lines.append(f"route del {dst} dev {dev} proto {ROUTE_PROTO}")
+        result.changes.append(f"route {dst} dev {dev} removed")
+    for dst, gateway in sorted(wanted.items(), key=lambda item: _net_key(item[0])):
+        if current.get(dst) != gateway:
+            result.ip_lines.append(f"route replace {dst} via {gateway} dev {dev} proto {ROUTE_PROTO}")
+            result.changes.append(f"route {dst} via {gateway} dev {dev} (same subnet, not encapsulated)")
+
+
+def _dst(route: dict) -> str:
+    dst = route.get("dst", "default")
+    return dst if dst == "default" or "/" in dst else f"{dst}/32"
+
+
+def apply(runner: iproute.Runner, the_plan: Plan, modprobe_dir: Optional[str] = None) -> None:
+    if the_plan.load_ipip:
+        argv = ["modprobe"] + (["-d", modprobe_dir] if modprobe_dir else []) + ["ipip"]
+        result = runner(argv, None)
+        if result.rc != 0:
+            raise TunnelError(ipip_missing_message((result.stderr or result.stdout).strip()))
+    iproute.batch(runner, the_plan.ip_lines)
+    if the_plan.bridge_lines:
+        iproute.check(runner, ["bridge", "-batch", "-"], "".join(line + "\n" for line in the_plan.bridge_lines))
+
+
+def converge(
+    node: str,
+    nodes: Mapping,
+    pools: Mapping,
+    underlay_interface: Optional[str] = None,
+    underlay_mtu: Optional[int] = None,
+    vni: int = DEFAULT_VNI,
+    port: int = DEFAULT_PORT,
+    modprobe_dir: Optional[str] = None,
+    check_mode: bool = False,
+    runner: iproute.Runner = iproute.subprocess_runner,
+    sys_module: str = "/sys/module",
+) -> Plan:
+    desired = desired_tunnels(node, nodes, pools)
+    state = read_state(runner, sys_module)
+    the_plan = plan(desired, state, underlay_interface, underlay_mtu, vni, port)
+    if the_plan.load_ipip:
+        ok, detail = ipip_probe(runner, modprobe_dir)
+        if not ok:
+            raise TunnelError(ipip_missing_message(detail))
+    if not check_mode and the_plan.changed:
+        apply(runner, the_plan, modprobe_dir)
+    return the_plan

@@ -1,0 +1,579 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Calico's per-workload data plane on one host: read, plan, apply.
+
+For every workload: a network namespace; a veth pair whose host side ``cali…`` has MAC
+ee:ee:ee:ee:ee:ee, is up and has no address, and whose other side is ``eth0`` in the namespace;
+inside, ``lo`` up, ``eth0`` with ``IP/32``, ``169.254.1.1 dev eth0 scope link`` and
+``default via 169.254.1.1 dev eth0``; on the host ``IP dev cali… scope link`` and the per-veth
+sysctls Calico sets (proxy_arp, proxy_delay, forwarding, route_localnet, rp_filter).
+
+Three phases, so check mode is exact and the cost follows what changes:
+
+1. ``read_state``: one ``ip -json -batch`` for the host (addresses/links, routes, namespaces);
+   inside each existing workload namespace an in-process rtnetlink dump (module ``rtnl``: the
+   same answers ``ip -json`` prints, without a process per namespace); sysctls from /proc/sys.
+2. ``plan``: pure function of (desired, state) -> lines for ONE host ``ip -batch``, one batch per
+   namespace that needs work, the sysctl writes, and a per-workload account (create/update/remove).
+3. ``apply``: run them (host batch, sysctls, namespace batches).
+
+Ownership: every host veth the module creates carries the interface alias ``l3.calico:workload:<netns>``
+and every namespace it creates is recorded in a state file under /run; anything else (foreign
+namespaces, interfaces, routes) is never touched, and a name clash with a foreign object is an
+error before anything changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import json
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from ansible_collections.l3.calico.plugins.module_utils import iproute, naming, rtnl
+
+MARKER_PREFIX = "l3.calico:workload:"
+DEFAULT_STATE_FILE = "/run/l3-calico/workloads.json"
+DEFAULT_MTU = 1500
+DEFAULT_RP_FILTER = 1
+PROC_SYS = "/proc/sys"
+IFNAMSIZ = 15
+# Names end up in `ip -batch` lines and file names: no spaces, quotes or slashes.
+SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]*$")
+APPLY_WORKERS = 4  # namespace batches run this many at a time
+
+
+class WorkloadError(ValueError):
+    """Bad input or a clash with objects the module does not own (raised before any change)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    wid: str
+    ip: str
+    netns: str
+    veth: str
+    mtu: int
+
+    def describe(self) -> str:
+        return f"{self.wid}: ip={self.ip} mtu={self.mtu} netns={self.netns} veth={self.veth}"
+
+
+def veth_sysctls(veth: str, rp_filter: int) -> Dict[str, str]:
+    """The per-interface sysctls Calico (CNI plugin and Felix) sets on a workload's host veth."""
+    return {
+        f"net/ipv4/conf/{veth}/proxy_arp": "1",
+        f"net/ipv4/neigh/{veth}/proxy_delay": "0",
+        f"net/ipv4/conf/{veth}/forwarding": "1",
+        f"net/ipv4/conf/{veth}/route_localnet": "1",
+        f"net/ipv4/conf/{veth}/rp_filter": str(rp_filter),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Desired state
+# ----------------------------------------------------------------------------------------------
+
+
+def build_desired(
+    workloads: Sequence[Mapping],
+    mtu: int = DEFAULT_MTU,
+    netns_prefix: str = naming.NETNS_PREFIX,
+    veth_prefix: str = naming.VETH_PREFIX,
+    where: str = "workloads",
+) -> Dict[str, Workload]:
+    """Validate the desired workloads; return them keyed by host veth name.
+
+    Each item has ``ip`` and either ``id`` or ``name`` (+ ``namespace``, default ``default``);
+    the IPAM result's workload entries can be passed unchanged.
+    """
+    if not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 65535:
+        raise WorkloadError(f"{where}: mtu must be an integer between 68 and 65535, got {mtu!r}")
+    if len(veth_prefix) + 11 > IFNAMSIZ or not veth_prefix.isalnum():
+        raise WorkloadError(f"{where}: veth_prefix {veth_prefix!r} must be 1-4 letters/digits")
+    if not SAFE_NAME_RE.match(netns_prefix) or netns_prefix.startswith("."):
+        raise WorkloadError(f"{where}: netns_prefix {netns_prefix!r} may hold only letters, digits, '.', '_', '-'")
+    result: Dict[str, Workload] = {}
+    by_id: Dict[str, int] = {}
+    by_ip: Dict[str, str] = {}
+    for index, item in enumerate(workloads):
+        here = f"{where}[{index}]"
+        if not isinstance(item, Mapping):
+            raise WorkloadError(f"{here}: expected a mapping, got {item!r}")
+        wid = _workload_id(item, here)
+        ip = _workload_ip(item.get("ip"), here, wid)
+        if wid in by_id:
+            raise WorkloadError(f"{here}: workload {wid!r} is listed twice (also {where}[{by_id[wid]}])")
+        if ip in by_ip:
+            raise WorkloadError(f"{here}: ip {ip} of workload {wid!r} is already used by workload {by_ip[ip]!r}")
+        veth = naming.veth_name(wid, veth_prefix)
+        if veth in result:
+            raise WorkloadError(f"{here}: veth name {veth} of {wid!r} collides with {result[veth].wid!r}")
+        netns = naming.netns_name(wid, netns_prefix)
+        if len(netns) > 255:
+            raise WorkloadError(f"{here}: namespace name for {wid!r} is longer than 255 characters")
+        by_id[wid] = index
+        by_ip[ip] = wid
+        result[veth] = Workload(wid=wid, ip=ip, netns=netns, veth=veth, mtu=mtu)
+    return result
+
+
+def _workload_id(item: Mapping, here: str) -> str:
+    name = item.get("name")
+    namespace = item.get("namespace") or "default"
+    wid = item.get("id")
+    if name is not None:
+        for field_name, value in (("name", name), ("namespace", namespace)):
+            if not isinstance(value, str) or not naming.LABEL_RE.match(value):
+                raise WorkloadError(f"{here}: {field_name} {value!r} is not a DNS label (a-z, 0-9, '-')")
+        derived = naming.workload_id(namespace, name)
+        if wid is not None and wid != derived:
+            raise WorkloadError(f"{here}: id {wid!r} does not match namespace/name ({derived!r})")
+        return derived
+    if not isinstance(wid, str) or not wid or not SAFE_NAME_RE.match(wid):
+        raise WorkloadError(
+            f"{here}: needs 'name' (and 'namespace') or an 'id' of letters, digits, '.', '_', '-', got {wid!r}"
+        )
+    return wid
+
+
+def _workload_ip(value, here: str, wid: str) -> str:
+    if value is None:
+        raise WorkloadError(f"{here}: workload {wid!r} has no ip (none allocated for it in the IPAM result?)")
+    try:
+        iface = ipaddress.ip_interface(str(value))
+    except ValueError:
+        raise WorkloadError(f"{here}: ip {value!r} of workload {wid!r} is not an IPv4 address") from None
+    if iface.version != 4:
+        raise WorkloadError(f"{here}: ip {value!r} of workload {wid!r} is not IPv4 (only IPv4 is supported)")
+    if "/" in str(value) and iface.network.prefixlen != 32:
+        raise WorkloadError(f"{here}: ip {value!r} of workload {wid!r} must be a single address (/32)")
+    return str(iface.ip)
+
+
+# ----------------------------------------------------------------------------------------------
+# Current state
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class State:
+    links: Dict[str, dict]  # host interfaces by name (``ip -json addr show``: link + addr_info)
+    routes: List[dict]  # host main table
+    netns: Dict[str, Optional[int]]  # namespace name -> nsid as seen from the host (None: unset)
+    inside: Dict[str, Optional[dict]] = field(default_factory=dict)  # netns -> {links, routes}
+    sysctls: Dict[str, Optional[str]] = field(default_factory=dict)  # relative path -> value
+    recorded: List[str] = field(default_factory=list)  # namespaces the state file says we made
+
+
+def read_state(
+    runner: iproute.Runner,
+    desired: Mapping[str, Workload],
+    state_file: str = DEFAULT_STATE_FILE,
+    proc_sys: str = PROC_SYS,
+    rp_filter: int = DEFAULT_RP_FILTER,
+    inside: str = "netlink",
+) -> State:
+    links, routes, netns = iproute.ip_json_batch(
+        runner, ["addr show", "route show table main", "netns list"], details=True
+    )
+    state = State(
+        links={link["ifname"]: link for link in links},
+        routes=routes,
+        netns={entry["name"]: entry.get("id") for entry in netns},
+        recorded=read_recorded(state_file),
+    )
+    # Look inside the namespaces of desired workloads whose host side already exists and is ours:
+    # that is where drift can hide. In-process rtnetlink dumps (no process per namespace), or
+    # one `ip -n NS -json -batch` each when asked to (or when rtnetlink is unusable).
+    to_read = sorted(
+        w.netns for veth, w in desired.items() if w.netns in state.netns and _owned_alias(state.links.get(veth)) == w.netns
+    )
+
+    def read_with_ip(ns: str):
+        try:
+            ns_links, ns_routes = iproute.ip_json_batch(runner, ["addr show", "route show table main"], netns=ns)
+        except iproute.CommandError:
+            return None  # vanished or unreadable: treated as broken, rebuilt
+        return {"links": {link["ifname"]: link for link in ns_links}, "routes": ns_routes}
+
+    for ns in to_read:
+        if inside == "netlink":
+            try:
+                ns_links, ns_routes = rtnl.read_netns(ns)
+            except OSError:
+                state.inside[ns] = read_with_ip(ns)
+            else:
+                state.inside[ns] = {"links": ns_links, "routes": ns_routes}
+        else:
+            state.inside[ns] = read_with_ip(ns)
+    for veth in desired:
+        if veth in state.links:
+            for path in veth_sysctls(veth, rp_filter):
+                state.sysctls[path] = _read_sysctl(proc_sys, path)
+    return state
+
+
+def _read_sysctl(proc_sys: str, path: str) -> Optional[str]:
+    try:
+        with open(os.path.join(proc_sys, path), encoding="ascii") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def read_recorded(state_file: str) -> List[str]:
+    try:
+        with open(state_file, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise WorkloadError(f"state file {state_file} is unreadable: {exc}") from None
+    names = data.get("netns", []) if isinstance(data, dict) else []
+    return sorted(n for n in names if isinstance(n, str))
+
+
+def write_recorded(state_file: str, names) -> None:
+    iproute.atomic_write(state_file, json.dumps({"netns": sorted(set(names))}, indent=1) + "\n")
+
+
+def _owned_alias(link: Optional[dict]) -> Optional[str]:
+    """The namespace named in a veth's ``l3.calico:workload:`` alias, or None if not ours."""
+    if not link or (link.get("linkinfo") or {}).get("info_kind") != "veth":
+        return None
+    alias = link.get("ifalias") or ""
+    return alias[len(MARKER_PREFIX):] if alias.startswith(MARKER_PREFIX) else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Plan
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    create: List[str] = field(default_factory=list)  # workload ids
+    update: Dict[str, List[str]] = field(default_factory=dict)  # workload id -> what differs
+    remove: List[str] = field(default_factory=list)  # workload ids (or namespace names)
+    host_lines: List[str] = field(default_factory=list)
+    ns_lines: Dict[str, List[str]] = field(default_factory=dict)
+    sysctls: Dict[str, str] = field(default_factory=dict)
+    before: List[str] = field(default_factory=list)
+    after: List[str] = field(default_factory=list)
+    recorded_during: List[str] = field(default_factory=list)  # state file while applying
+    recorded_after: List[str] = field(default_factory=list)  # state file once applied
+    workloads: List[Workload] = field(default_factory=list)  # desired, sorted by id
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.create or self.update or self.remove)
+
+
+def plan(
+    desired: Mapping[str, Workload],
+    state: State,
+    rp_filter: int = DEFAULT_RP_FILTER,
+    netns_prefix: str = naming.NETNS_PREFIX,
+) -> Plan:
+    """Compute everything to do; raises WorkloadError on a clash with foreign objects."""
+    result = Plan()
+    owned_veths = {name: ns for name, link in state.links.items() if (ns := _owned_alias(link)) is not None}
+    owned_netns = {ns for ns in state.recorded if ns in state.netns} | {
+        ns for ns in owned_veths.values() if ns in state.netns
+    }
+    desired_netns = {w.netns for w in desired.values()}
+
+    # Refuse to adopt what is not ours.
+    for veth, w in sorted(desired.items()):
+        if veth in state.links and veth not in owned_veths:
+            raise WorkloadError(
+                f"interface {veth} (workload {w.wid!r}) exists but was not created by l3.calico "
+                f"(no '{MARKER_PREFIX}' alias); refusing to touch it"
+            )
+        if w.netns in state.netns and w.netns not in owned_netns:
+            raise WorkloadError(
+                f"network namespace {w.netns} (workload {w.wid!r}) exists but was not created by l3.calico; "
+                "refusing to touch it"
+            )
+
+    route_del: List[str] = []
+    link_del: List[str] = []
+    netns_del: List[str] = []
+    netns_add: List[str] = []
+    host_set: List[str] = []
+    route_set: List[str] = []
+
+    # Workloads no longer wanted: their veth (routes go with it), then their namespace.
+    for veth, ns in sorted(owned_veths.items()):
+        if veth not in desired:
+            link_del.append(f"link del dev {veth}")
+            result.before.append(_describe_current(veth, ns, state, netns_prefix))
+            result.remove.append(_wid_of(ns, netns_prefix))
+    for ns in sorted(owned_netns - desired_netns):
+        netns_del.append(f"netns del {ns}")
+        if ns not in owned_veths.values():
+            result.remove.append(_wid_of(ns, netns_prefix))
+
+    for veth, w in sorted(desired.items(), key=lambda item: item[1].wid):
+        result.after.append(w.describe())
+        link = state.links.get(veth)
+        if link is not None:
+            result.before.append(_describe_current(veth, owned_veths[veth], state, netns_prefix))
+        reasons, recreate = _host_differences(w, link, state)
+        inside_lines: List[str] = []
+        if not recreate:
+            inside_reasons, inside_lines, recreate = _inside_differences(w, link, state)
+            reasons += inside_reasons
+        if link is None or recreate:
+            if link is not None:
+                link_del.append(f"link del dev {veth}")
+            if w.netns in state.netns:
+                netns_del.append(f"netns del {w.netns}")
+            netns_add.append(f"netns add {w.netns}")
+            host_set += _create_host_lines(w)
+            route_set.append(f"route replace {w.ip}/32 dev {veth} scope link")
+            result.ns_lines[w.netns] = _create_inside_lines(w)
+            result.sysctls.update(veth_sysctls(veth, rp_filter))
+            if link is None:
+                result.create.append(w.wid)
+            else:
+                result.update[w.wid] = reasons + ["recreated"]
+            continue
+        # In place: host link attributes, host routes, namespace contents, sysctls.
+        if any(r.startswith("host veth") for r in reasons):
+            host_set.append(f"link set dev {veth} address {naming.HOST_VETH_MAC} mtu {w.mtu} up")
+        for addr in _inet_addrs(link):
+            host_set.append(f"addr del {addr} dev {veth}")
+        wanted_route = False
+        for route in state.routes:
+            if route.get("dev") != veth:
+                continue
+            if _is_host_route(route, w):
+                wanted_route = True
+            else:
+                route_del.append(f"route del {_route_key(route)} dev {veth}")
+                reasons.append(f"stray host route {_route_key(route)} dev {veth}")
+        if not wanted_route:
+            route_set.append(f"route replace {w.ip}/32 dev {veth} scope link")
+            reasons.append(f"host route {w.ip} dev {veth} scope link missing")
+        if inside_lines:
+            result.ns_lines[w.netns] = inside_lines
+        for path, value in veth_sysctls(veth, rp_filter).items():
+            current = state.sysctls.get(path)
+            if current != value:
+                result.sysctls[path] = value
+                reasons.append(f"sysctl {path.replace('/', '.')} {current} -> {value}")
+        if reasons:
+            result.update[w.wid] = reasons
+
+    result.workloads = sorted(desired.values(), key=lambda w: w.wid)
+    result.host_lines = route_del + link_del + netns_del + netns_add + host_set + route_set
+    result.recorded_after = sorted(desired_netns)
+    result.recorded_during = sorted(desired_netns | owned_netns)
+    return result
+
+
+def _host_differences(w: Workload, link: Optional[dict], state: State):
+    """Differences of the host side; ``recreate`` when the pair must be rebuilt."""
+    if link is None:
+        return [], True
+    reasons = []
+    if _owned_alias(link) != w.netns:
+        return [f"host veth belongs to namespace {_owned_alias(link)}"], True
+    if w.netns not in state.netns or state.netns[w.netns] is None:
+        return [f"namespace {w.netns} missing"], True
+    if link.get("link_netnsid") != state.netns[w.netns]:
+        return [f"peer of {w.veth} is not in namespace {w.netns}"], True
+    if link.get("address") != naming.HOST_VETH_MAC:
+        reasons.append(f"host veth mac {link.get('address')} -> {naming.HOST_VETH_MAC}")
+    if link.get("mtu") != w.mtu:
+        reasons.append(f"host veth mtu {link.get('mtu')} -> {w.mtu}")
+    if "UP" not in link.get("flags", []):
+        reasons.append("host veth down -> up")
+    for addr in _inet_addrs(link):
+        reasons.append(f"address {addr} on host veth removed")
+    return reasons, False
+
+
+def _inside_differences(w: Workload, link: dict, state: State):
+    inside = state.inside.get(w.netns)
+    if inside is None:
+        return [f"namespace {w.netns} unreadable"], [], True
+    eth0 = inside["links"].get("eth0")
+    if eth0 is None or eth0.get("ifindex") != link.get("link_index"):
+        return ["eth0 is not the peer of the host veth"], [], True
+    reasons, lines = [], []
+    lo = inside["links"].get("lo")
+    if lo is None or "UP" not in lo.get("flags", []):
+        reasons.append("lo down -> up")
+        lines.append("link set dev lo up")
+    if eth0.get("mtu") != w.mtu or "UP" not in eth0.get("flags", []):
+        reasons.append(f"eth0 mtu {eth0.get('mtu')} -> {w.mtu}" if eth0.get("mtu") != w.mtu else "eth0 down -> up")
+        lines.append(f"link set dev eth0 mtu {w.mtu} up")
+    addrs = _inet_addrs(eth0)
+    for addr in addrs:
+        if addr != f"{w.ip}/32":
+            reasons.append(f"eth0 address {addr} removed")
+            lines.append(f"addr del {addr} dev eth0")
+    if f"{w.ip}/32" not in addrs:
+        reasons.append(f"eth0 address {w.ip}/32 added")
+        lines.append(f"addr add {w.ip}/32 dev eth0")
+    routes = inside["routes"]
+    if not any(
+        r.get("dst") == naming.GATEWAY and r.get("dev") == "eth0" and r.get("scope") == "link" and not r.get("gateway")
+        for r in routes
+    ):
+        reasons.append(f"route {naming.GATEWAY} dev eth0 scope link added")
+        lines.append(f"route replace {naming.GATEWAY} dev eth0 scope link")
+    if not any(
+        r.get("dst") == "default" and r.get("gateway") == naming.GATEWAY and r.get("dev") == "eth0" for r in routes
+    ):
+        reasons.append(f"route default via {naming.GATEWAY} dev eth0 added")
+        lines.append(f"route replace default via {naming.GATEWAY} dev eth0")
+    return reasons, lines, False
+
+
+def _create_host_lines(w: Workload) -> List[str]:
+    return [
+        f"link add {w.veth} mtu {w.mtu} address {naming.HOST_VETH_MAC} type veth peer name eth0 mtu {w.mtu} netns {w.netns}",
+        f"link set dev {w.veth} alias {MARKER_PREFIX}{w.netns} up",
+    ]
+
+
+def _create_inside_lines(w: Workload) -> List[str]:
+    return [
+        "link set dev lo up",
+        "link set dev eth0 up",
+        f"addr add {w.ip}/32 dev eth0",
+        f"route replace {naming.GATEWAY} dev eth0 scope link",
+        f"route replace default via {naming.GATEWAY} dev eth0",
+    ]
+
+
+def _inet_addrs(link: Optional[dict]) -> List[str]:
+    if not link:
+        return []
+    return [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if a.get("family") == "inet"]
+
+
+def _is_host_route(route: dict, w: Workload) -> bool:
+    return (
+        route.get("dst") in (w.ip, f"{w.ip}/32")
+        and route.get("scope") == "link"
+        and not route.get("gateway")
+        and route.get("type", "unicast") == "unicast"
+    )
+
+
+def _route_key(route: dict) -> str:
+    dst = route.get("dst", "default")
+    parts = [dst if dst == "default" or "/" in dst else f"{dst}/32"]
+    if route.get("metric") is not None:
+        parts.append(f"metric {route['metric']}")
+    return " ".join(parts)
+
+
+def _wid_of(netns: str, netns_prefix: str) -> str:
+    return netns[len(netns_prefix):] if netns.startswith(netns_prefix) else netns
+
+
+def _describe_current(veth: str, netns: str, state: State, netns_prefix: str) -> str:
+    link = state.links.get(veth, {})
+    ips = sorted(
+        str(r["dst"]).split("/")[0] for r in state.routes if r.get("dev") == veth and r.get("scope") == "link"
+    )
+    ip = ",".join(ips) or "none"
+    return f"{_wid_of(netns, netns_prefix)}: ip={ip} mtu={link.get('mtu')} netns={netns} veth={veth}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Apply
+# ----------------------------------------------------------------------------------------------
+
+
+def apply(
+    runner: iproute.Runner,
+    the_plan: Plan,
+    state_file: str = DEFAULT_STATE_FILE,
+    proc_sys: str = PROC_SYS,
+    recorded: Sequence[str] = (),
+    workers: int = APPLY_WORKERS,
+) -> None:
+    """Run the plan: record namespaces, host batch, sysctls, namespace batches, record again."""
+    if sorted(recorded) != the_plan.recorded_during:
+        write_recorded(state_file, the_plan.recorded_during)
+    iproute.batch(runner, the_plan.host_lines)
+    for path, value in sorted(the_plan.sysctls.items()):
+        with open(os.path.join(proc_sys, path), "w", encoding="ascii") as handle:
+            handle.write(value)
+    items = sorted(the_plan.ns_lines.items())
+
+    def inside(item) -> None:
+        ns, lines = item
+        with contextlib.ExitStack() as stack:
+            where = ns  # `ip -n NS -batch` ...
+            if runner is iproute.subprocess_runner:
+                try:  # ... or, cheaper, this thread enters the namespace and `ip` starts there
+                    stack.enter_context(rtnl.entered(ns))
+                    where = None
+                except OSError:
+                    pass
+            iproute.batch(runner, lines, netns=where)
+
+    if workers > 1 and len(items) > 1:
+        with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+            list(pool.map(inside, items))
+    else:
+        for item in items:
+            inside(item)
+    if the_plan.recorded_after != the_plan.recorded_during:
+        write_recorded(state_file, the_plan.recorded_after)
+
+
+def converge(
+    workloads: Sequence[Mapping],
+    mtu: int = DEFAULT_MTU,
+    netns_prefix: str = naming.NETNS_PREFIX,
+    veth_prefix: str = naming.VETH_PREFIX,
+    rp_filter: int = DEFAULT_RP_FILTER,
+    state_file: str = DEFAULT_STATE_FILE,
+    check_mode: bool = False,
+    runner: iproute.Runner = iproute.subprocess_runner,
+    proc_sys: str = PROC_SYS,
+    workers: int = APPLY_WORKERS,
+    inside: str = "netlink",
+) -> Plan:
+    """Validate, read, plan and (unless ``check_mode``) apply. Returns the plan.
+
+    ``inside``: how workload namespaces are read, ``netlink`` (in-process) or ``ip``.
+    """
+    if rp_filter not in (0, 1, 2):
+        raise WorkloadError(f"rp_filter must be 0, 1 or 2, got {rp_filter!r}")
+    desired = build_desired(workloads, mtu, netns_prefix, veth_prefix)
+    # One run at a time per state file, so read, plan and apply see one world (check mode writes
+    # nothing, not even the lock file).
+    with contextlib.nullcontext() if check_mode else _locked(state_file):
+        state = read_state(runner, desired, state_file, proc_sys, rp_filter, inside)
+        the_plan = plan(desired, state, rp_filter, netns_prefix)
+        if not check_mode:
+            if the_plan.changed or the_plan.recorded_after != state.recorded:
+                apply(runner, the_plan, state_file, proc_sys, state.recorded, workers)
+    return the_plan
+
+
+@contextlib.contextmanager
+def _locked(state_file: str):
+    directory = os.path.dirname(state_file) or "."
+    os.makedirs(directory, exist_ok=True)
+    with open(state_file + ".lock", "a", encoding="utf-8") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

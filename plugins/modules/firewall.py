@@ -1,0 +1,123 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: firewall
+short_description: natOutgoing and workload anti-spoofing rules of l3.calico (nftables or iptables-legacy)
+version_added: "1.0.0"
+description:
+  - "natOutgoing, as Felix's C(cali-nat-outgoing): traffic whose source is in a pool with C(nat_outgoing) and whose
+    destination is outside all pools is masqueraded (C(fully-random)); nothing else is NATed."
+  - "Anti-spoofing, like Calico's reverse-path check: a packet that arrives from a workload's host veth with a
+    source other than that workload's address is dropped (a workload cannot impersonate another)."
+  - "Only objects of the project's own are written: the nftables table C(ip l3calico), replaced atomically in one
+    transaction; or the iptables-legacy chains C(L3CALICO-ANTISPOOF) (table mangle, jumped from PREROUTING) and
+    C(L3CALICO-NAT-OUTGOING) (table nat, jumped from POSTROUTING), written with one C(iptables-legacy-restore
+    --noflush). Objects of the other backend left by an earlier run are removed."
+  - "Backend C(auto) picks nftables when the kernel has the nftables C(ip) family (probed by adding and deleting
+    an empty table in one transaction), else iptables-legacy, as Calico's C(FELIX_IPTABLESBACKEND=auto)."
+  - "Idempotent: the current rules are read back (C(iptables-legacy-save), C(nft -s list table)) and compared;
+    for nftables the listing seen after the last apply is kept in O(state_file) to detect drift."
+options:
+  pools:
+    description: The IPAM result's C(pools) (C(calico_ipam_result.pools)); uses C(cidr), C(nat_outgoing), C(disabled).
+    type: dict
+    required: true
+  workloads:
+    description:
+      - This host's workloads (C(calico_ipam_result.nodes[inventory_hostname].workloads)), each with C(ip) and C(id)
+        or C(name)/C(namespace); their host veth names are derived as the workloads module does.
+    type: list
+    elements: dict
+    required: true
+  backend:
+    description: Firewall backend.
+    type: str
+    choices: [auto, nftables, iptables]
+    default: auto
+  veth_prefix:
+    description: Prefix of the workloads' host veths (as given to M(l3.calico.workloads)).
+    type: str
+    default: cali
+  state_file:
+    description: Where the nftables listing of the last apply is kept (under C(/run)).
+    type: path
+    default: /run/l3-calico/firewall.json
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: linux
+author:
+  - l3.calico maintainers
+"""
+
+EXAMPLES = r"""
+- name: NAT outgoing traffic of nat_outgoing pools and drop spoofed workload sources
+  l3.calico.firewall:
+    pools: "{{ calico_ipam_result.pools }}"
+    workloads: "{{ calico_ipam_result.nodes[inventory_hostname].workloads }}"
+
+- name: Force iptables-legacy
+  l3.calico.firewall:
+    pools: "{{ calico_ipam_result.pools }}"
+    workloads: []
+    backend: iptables
+"""
+
+RETURN = r"""
+backend:
+  description: The backend used.
+  returned: always
+  type: str
+  sample: nftables
+changes:
+  description: What was (or would be) changed.
+  returned: always
+  type: list
+  elements: str
+  sample: ["nftables table ip l3calico created"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            pools=dict(type="dict", required=True),
+            workloads=dict(type="list", elements="dict", required=True),
+            backend=dict(type="str", choices=list(firewall.BACKENDS), default="auto"),
+            veth_prefix=dict(type="str", default="cali"),
+            state_file=dict(type="path", default=firewall.DEFAULT_STATE_FILE),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        the_plan = firewall.converge(
+            p["pools"],
+            p["workloads"],
+            backend=p["backend"],
+            veth_prefix=p["veth_prefix"],
+            state_file=p["state_file"],
+            check_mode=module.check_mode,
+        )
+    except (firewall.FirewallError, iproute.CommandError, OSError) as exc:
+        module.fail_json(msg=str(exc))
+    result = dict(changed=the_plan.changed, backend=the_plan.backend, changes=the_plan.changes)
+    if module._diff and the_plan.changed:
+        result["diff"] = dict(before="", after=the_plan.rendered, after_header=f"{the_plan.backend} rules")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: sysctls
+short_description: Persist a set of sysctls in one file and apply them now
+version_added: "1.0.0"
+description:
+  - Writes O(values) to O(path) (one C(key = value) line each, sorted, atomically, only when the content differs)
+    and writes every value that differs at run time straight to C(/proc/sys).
+  - One task for the whole set, instead of one task per key.
+  - Keys under C(net.) are per network namespace; the file is read at boot by C(systemd-sysctl) or C(procps).
+options:
+  values:
+    description: Sysctl keys (dotted) and their values.
+    type: dict
+    required: true
+  path:
+    description: The file to own, normally under C(/etc/sysctl.d). It is entirely written by this module.
+    type: path
+    required: true
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: linux
+author:
+  - l3.calico maintainers
+"""
+
+EXAMPLES = r"""
+- name: Forward IPv4 now and at boot
+  l3.calico.sysctls:
+    values:
+      net.ipv4.ip_forward: 1
+    path: /etc/sysctl.d/60-l3-calico.conf
+"""
+
+RETURN = r"""
+changes:
+  description: Run-time values changed (C(key old -> new)) and whether the file was rewritten.
+  returned: always
+  type: list
+  elements: str
+  sample: ["net.ipv4.ip_forward 0 -> 1", "file rewritten"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.l3.calico.plugins.module_utils import sysctls
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(values=dict(type="dict", required=True), path=dict(type="path", required=True)),
+        supports_check_mode=True,
+    )
+    try:
+        the_plan = sysctls.plan(module.params["values"], module.params["path"])
+        if not module.check_mode and the_plan.changed:
+            sysctls.apply(the_plan, module.params["path"])
+    except (sysctls.SysctlError, OSError) as exc:
+        module.fail_json(msg=str(exc))
+    result = dict(changed=the_plan.changed, changes=the_plan.changes)
+    if module._diff:
+        result["diff"] = dict(
+            before=the_plan.before or "",
+            after=the_plan.content,
+            before_header=module.params["path"],
+            after_header=module.params["path"],
+        )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: tunnels
+short_description: Converge a node's Calico tunnels (tunl0, vxlan.calico and its VXLAN peers) from the IPAM result
+version_added: "1.0.0"
+description:
+  - "IPIP: when the IPAM result gives this node an IPIP tunnel address, the kernel's fallback device C(tunl0)
+    (created by loading the C(ipip) module) is brought up with MTU underlay-20 and exactly that address as C(/32).
+    Routes through it are programmed by BIRD (role P(l3.calico.calico_bgp#role))."
+  - "When the kernel has no ipip driver the module fails before changing anything, with a message that says so
+    and how to get it (C(modprobe -n) is used to find out, so check mode gives the same answer)."
+  - "VXLAN: when the node has a VXLAN tunnel address, C(vxlan.calico) with VNI O(vxlan_vni), UDP port
+    O(vxlan_port), C(local) = the node address, C(dev) = the underlay interface, learning off, MAC C(66:) + the
+    first 5 bytes of SHA-1 of the node name, MTU underlay-50 and the tunnel address C(/32)."
+  - "Because BIRD cannot program VXLAN routes, per remote node with a VTEP: a permanent neighbour entry
+    (VTEP address -> VTEP MAC), an FDB entry (VTEP MAC -> node address) and
+    C(<remote block> via <remote VTEP> dev vxlan.calico onlink) for the remote node's blocks and borrowed /32s
+    in VXLAN pools; for C(CrossSubnet) pools only when the remote node is outside this node's subnet, the others
+    get C(<block> via <node address> dev <underlay>) without encapsulation, as Felix programs them (BIRD leaves
+    VXLAN pools alone). Routes carry protocol 80 (Felix's). Entries for nodes or blocks that are gone are removed."
+  - Reads the state with one C(ip -json -batch) (plus C(bridge -json fdb) when the device exists) and applies
+    with one C(ip -batch) and one C(bridge -batch).
+  - "C(vxlan.calico) carries the alias C(l3.calico:vxlan); a device of that name without it is an error.
+    C(tunl0) is marked C(l3.calico:ipip) so its address can be removed when IPIP is no longer used."
+options:
+  node:
+    description: This node's name in O(nodes) (normally C(inventory_hostname)).
+    type: str
+    required: true
+  nodes:
+    description: The IPAM result's C(nodes) (C(calico_ipam_result.nodes)), every node with C(ip), C(network),
+      C(blocks), C(workloads), C(borrowed) and C(tunnels).
+    type: dict
+    required: true
+  pools:
+    description: The IPAM result's C(pools) (C(calico_ipam_result.pools)), for C(ipip_mode) and C(vxlan_mode).
+    type: dict
+    required: true
+  underlay_interface:
+    description: Interface carrying the node address; by default the interface that holds C(nodes[node].ip).
+    type: str
+  underlay_mtu:
+    description: MTU of the underlay; by default the MTU of O(underlay_interface).
+    type: int
+  vxlan_vni:
+    description: VXLAN network identifier (Felix's C(VXLANVNI)).
+    type: int
+    default: 4096
+  vxlan_port:
+    description: VXLAN UDP port (Felix's C(VXLANPort)).
+    type: int
+    default: 4789
+  modprobe_dir:
+    description:
+      - Passed to C(modprobe -d) when loading C(ipip), for kernels whose modules are not under C(/lib/modules)
+        (User-mode Linux keeps them under C(/usr/lib/uml/modules)).
+    type: path
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: linux
+author:
+  - l3.calico maintainers
+"""
+
+EXAMPLES = r"""
+- name: Converge tunl0 / vxlan.calico and the VXLAN peers of this node
+  l3.calico.tunnels:
+    node: "{{ inventory_hostname }}"
+    nodes: "{{ calico_ipam_result.nodes }}"
+    pools: "{{ calico_ipam_result.pools }}"
+"""
+
+RETURN = r"""
+changes:
+  description: What was (or in check mode would be) changed, one line each.
+  returned: always
+  type: list
+  elements: str
+  sample: ["vxlan.calico: created (vni 4096, port 4789, local 192.168.100.100, dev eth0)"]
+underlay_interface:
+  description: The underlay interface used.
+  returned: always
+  type: str
+  sample: eth0
+underlay_mtu:
+  description: The underlay MTU used.
+  returned: always
+  type: int
+  sample: 1500
+ipip_mtu:
+  description: MTU of tunl0 (null when IPIP is not used).
+  returned: always
+  type: int
+  sample: 1480
+vxlan_mtu:
+  description: MTU of vxlan.calico (null when VXLAN is not used).
+  returned: always
+  type: int
+  sample: 1450
+vxlan_mac:
+  description: MAC of vxlan.calico (null when VXLAN is not used).
+  returned: always
+  type: str
+  sample: "66:35:f2:1d:94:8a"
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.l3.calico.plugins.module_utils import iproute
+from ansible_collections.l3.calico.plugins.module_utils import tunnels
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            node=dict(type="str", required=True),
+            nodes=dict(type="dict", required=True),
+            pools=dict(type="dict", required=True),
+            underlay_interface=dict(type="str"),
+            underlay_mtu=dict(type="int"),
+            vxlan_vni=dict(type="int", default=tunnels.DEFAULT_VNI),
+            vxlan_port=dict(type="int", default=tunnels.DEFAULT_PORT),
+            modprobe_dir=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        the_plan = tunnels.converge(
+            p["node"],
+            p["nodes"],
+            p["pools"],
+            underlay_interface=p["underlay_interface"],
+            underlay_mtu=p["underlay_mtu"],
+            vni=p["vxlan_vni"],
+            port=p["vxlan_port"],
+            modprobe_dir=p["modprobe_dir"],
+            check_mode=module.check_mode,
+        )
+    except (tunnels.TunnelError, iproute.CommandError, OSError) as exc:
+        module.fail_json(msg=f"node {p['node']}: {exc}")
+    result = dict(
+        changed=the_plan.changed,
+        changes=the_plan.changes,
+        underlay_interface=the_plan.underlay,
+        underlay_mtu=the_plan.underlay_mtu,
+        ipip_mtu=the_plan.ipip_mtu,
+        vxlan_mtu=the_plan.vxlan_mtu,
+        vxlan_mac=the_plan.vxlan_mac,
+    )
+    if module._diff:
+        result["diff"] = dict(
+            before_header="tunnels (what differs)",
+            after_header="tunnels (ip -batch / bridge -batch to run)",
+            before="".join(line + "\n" for line in the_plan.changes),
+            after="".join(line + "\n" for line in the_plan.ip_lines + the_plan.bridge_lines),
+        )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Tunnel and firewall planning from an IPAM result (pure functions, no kernel)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.l3.calico.plugins.module_utils import firewall, naming, sysctls, tunnels
+
+POOLS = {
+    "always": {"cidr": "172.17.0.0/16", "vxlan_mode": "Always", "ipip_mode": "Never", "nat_outgoing": True},
+    "cross": {"cidr": "172.18.0.0/16", "vxlan_mode": "CrossSubnet", "ipip_mode": "Never", "nat_outgoing": False},
+    "ipip": {"cidr": "172.19.0.0/16", "vxlan_mode": "Never", "ipip_mode": "CrossSubnet", "nat_outgoing": True,
+             "disabled": True},
+}
+
+
+def node(ip, net, blocks, vxlan, workloads=(), ipip=None):
+    return {"ip": ip, "network": net, "blocks": [{"cidr": c, "pool": p} for c, p in blocks],
+            "workloads": list(workloads), "borrowed": [], "tunnels": {"vxlan": vxlan, "ipip": ipip}}
+
+
+NODES = {
+    "a": node("10.0.0.1", "10.0.0.0/24", [("172.17.0.0/26", "always"), ("172.18.0.0/26", "cross")], "172.17.0.0"),
+    "b": node("10.0.0.2", "10.0.0.0/24", [("172.17.1.0/26", "always"), ("172.18.1.0/26", "cross")], "172.17.1.0"),
+    "c": node("10.1.0.2", "10.1.0.0/24", [("172.17.2.0/26", "always"), ("172.18.2.0/26", "cross")], "172.17.2.0",
+              workloads=[{"id": "d.w", "ip": "172.17.0.9", "pool": "always", "borrowed": True}]),
+    "d": node("10.1.0.3", "10.1.0.0/24", [("172.19.0.0/26", "ipip")], None),
+}
+
+
+def test_crosssubnet_routes_only_for_nodes_in_another_subnet():
+    desired = tunnels.desired_tunnels("a", NODES, POOLS)
+    peers = {p.node: p for p in desired.peers}
+    assert set(peers) == {"b", "c"}  # d has no VTEP
+    assert peers["b"].routes == ("172.17.1.0/26",)  # same subnet: the CrossSubnet block is not tunnelled
+    assert peers["b"].direct == ("172.18.1.0/26",)  # ... but routed straight to b, as Felix does
+    assert peers["c"].direct == ()
+    assert peers["c"].routes == ("172.17.0.9/32", "172.17.2.0/26", "172.18.2.0/26")  # borrowed /32 too
+    assert peers["c"].mac == naming.vxlan_mac("c") and peers["c"].ip == "10.1.0.2"
+
+
+def test_vxlan_plan_from_scratch_and_noop():
+    desired = tunnels.desired_tunnels("a", NODES, POOLS)
+    links = {"eth0": {"ifname": "eth0", "mtu": 9000, "flags": ["UP"],
+                      "addr_info": [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}]}}
+    state = tunnels.State(links=links, routes=[], neighbours=[], fdb=[], ipip_loaded=False)
+    plan = tunnels.plan(desired, state)
+    assert plan.underlay == "eth0" and plan.vxlan_mtu == 8950
+    assert plan.ip_lines[0] == (f"link add vxlan.calico mtu 8950 address {naming.vxlan_mac('a')} type vxlan id 4096 "
+                                "local 10.0.0.1 dev eth0 dstport 4789 nolearning")
+    assert "route replace 172.18.2.0/26 via 172.17.2.0 dev vxlan.calico onlink proto 80" in plan.ip_lines
+    assert "fdb replace %s dev vxlan.calico dst 10.1.0.2 self permanent" % naming.vxlan_mac("c") in plan.bridge_lines
+    assert "route replace 172.18.1.0/26 via 10.0.0.2 dev eth0 proto 80" in plan.ip_lines
+
+    # The same state read back: nothing to do.
+    links["vxlan.calico"] = {
+        "ifname": "vxlan.calico", "mtu": 8950, "address": naming.vxlan_mac("a"), "flags": ["UP"],
+        "ifalias": tunnels.VXLAN_ALIAS, "addr_info": [{"family": "inet", "local": "172.17.0.0", "prefixlen": 32}],
+        "linkinfo": {"info_kind": "vxlan", "info_data": {"id": 4096, "local": "10.0.0.1", "link": "eth0",
+                                                          "port": 4789, "learning": False}}}
+    routes = [{"dst": dst if not dst.endswith("/32") else dst[:-3], "gateway": p.vtep, "dev": "vxlan.calico",
+               "protocol": "80", "flags": ["onlink"]} for p in desired.peers for dst in p.routes]
+    neigh = [{"dst": p.vtep, "lladdr": p.mac, "dev": "vxlan.calico", "state": ["PERMANENT"]} for p in desired.peers]
+    fdb = [{"mac": p.mac, "dst": p.ip, "flags": ["self"], "state": "permanent"} for p in desired.peers]
+    routes += [{"dst": dst, "gateway": p.ip, "dev": "eth0", "protocol": "80", "flags": []}
+               for p in desired.peers for dst in p.direct]
+    again = tunnels.plan(desired, tunnels.State(links, routes, neigh, fdb, False))
+    assert not again.changed and again.ip_lines == [] and again.bridge_lines == []
+
+    # A changed VNI cannot be changed in place: the device is recreated.
+    links["vxlan.calico"]["linkinfo"]["info_data"]["id"] = 1
+    recreate = tunnels.plan(desired, tunnels.State(links, routes, neigh, fdb, False))
+    assert recreate.ip_lines[0] == "link del dev vxlan.calico" and "id 1 -> 4096" in recreate.changes[0]
+
+
+def test_foreign_vxlan_device_and_unknown_node_are_refused():
+    desired = tunnels.desired_tunnels("a", NODES, POOLS)
+    links = {"eth0": {"ifname": "eth0", "mtu": 1500, "addr_info": [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}]},
+             "vxlan.calico": {"ifname": "vxlan.calico"}}
+    with pytest.raises(tunnels.TunnelError, match="not created by l3.calico"):
+        tunnels.plan(desired, tunnels.State(links, [], [], [], False))
+    with pytest.raises(tunnels.TunnelError, match="node 'zz' is not in the IPAM result"):
+        tunnels.desired_tunnels("zz", NODES, POOLS)
+
+
+def test_ipip_needs_the_driver_and_says_how_to_get_it():
+    nodes = dict(NODES, a=dict(NODES["a"], tunnels={"vxlan": None, "ipip": "172.17.0.1"}))
+    desired = tunnels.desired_tunnels("a", nodes, POOLS)
+    links = {"eth0": {"ifname": "eth0", "mtu": 1500, "addr_info": [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}]}}
+    plan = tunnels.plan(desired, tunnels.State(links, [], [], [], ipip_loaded=False))
+    assert plan.load_ipip and plan.ipip_mtu == 1480
+    message = tunnels.ipip_missing_message("Module ipip not found")
+    assert "no ipip driver" in message and "modprobe" in message and "VXLAN" in message
+
+
+def test_firewall_rules_nat_only_pool_to_outside_and_per_veth_sources():
+    rules = firewall.desired_rules(POOLS, [{"name": "w", "ip": "172.17.0.5"}])
+    assert rules.nat_pools == ["172.17.0.0/16"]  # the disabled ipip pool does not masquerade
+    assert rules.all_pools == ["172.17.0.0/16", "172.18.0.0/16", "172.19.0.0/16"]
+    veth = naming.veth_name("default.w")
+    ipt = firewall.iptables_rules(rules)
+    assert ipt["nat"] == ["-A L3CALICO-NAT-OUTGOING -d 172.17.0.0/16 -j RETURN",
+                          "-A L3CALICO-NAT-OUTGOING -d 172.18.0.0/16 -j RETURN",
+                          "-A L3CALICO-NAT-OUTGOING -d 172.19.0.0/16 -j RETURN",
+                          "-A L3CALICO-NAT-OUTGOING -s 172.17.0.0/16 -j MASQUERADE --random-fully"]
+    assert ipt["mangle"] == [f"-A L3CALICO-ANTISPOOF -s 172.17.0.5/32 -i {veth} -j RETURN",
+                             "-A L3CALICO-ANTISPOOF -i cali+ -j DROP"]
+    nft = firewall.render_nft(rules)
+    assert f'"{veth}" . 172.17.0.5' in nft and "ip saddr @nat-pools ip daddr != @all-pools" in nft
+    # iptables: already as wanted -> nothing to do
+    current = {"mangle": ipt["mangle"] + ["-A PREROUTING -j L3CALICO-ANTISPOOF"],
+               "nat": ipt["nat"] + ["-A POSTROUTING -j L3CALICO-NAT-OUTGOING"]}
+    assert not firewall.plan(rules, "iptables", None, current, {}).changed
+    assert firewall.plan(rules, "iptables", None, {"mangle": None, "nat": None}, {}).changed
+
+
+def test_sysctls_file_and_runtime(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "net/ipv4").mkdir(parents=True)
+    (proc / "net/ipv4/ip_forward").write_text("0\n")
+    path = tmp_path / "60-l3-calico.conf"
+    plan = sysctls.plan({"net.ipv4.ip_forward": 1}, str(path), str(proc))
+    assert plan.changed and plan.runtime == {"net.ipv4.ip_forward": "1"}
+    sysctls.apply(plan, str(path), str(proc))
+    assert path.read_text().endswith("net.ipv4.ip_forward = 1\n")
+    assert (proc / "net/ipv4/ip_forward").read_text() == "1"
+    assert not sysctls.plan({"net.ipv4.ip_forward": True}, str(path), str(proc)).changed
+    with pytest.raises(sysctls.SysctlError, match="does not exist"):
+        sysctls.plan({"net.ipv4.nope": 1}, str(path), str(proc))

@@ -1,0 +1,170 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Planner of the workloads data plane, with a fake iproute2 (no root, no kernel)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
+from ansible_collections.l3.calico.plugins.module_utils import workloads as wl
+
+W1 = {"name": "web-1", "ip": "172.17.72.1"}
+W2 = {"id": "blue.db-1", "ip": "172.18.9.1/32", "pool": "ignored", "borrowed": False}
+
+
+class FakeKernel:
+    """Answers the reads the module makes with a given state; records every call."""
+
+    def __init__(self, host_links=(), routes=(), netns=(), inside=None):
+        self.host = [list(host_links), list(routes), list(netns)]
+        self.inside = inside or {}
+        self.calls = []
+
+    def __call__(self, argv, stdin=None):
+        self.calls.append((tuple(argv), stdin))
+        if "-json" in argv and "-n" in argv:
+            ns = argv[argv.index("-n") + 1]
+            links, routes = self.inside[ns]
+            return iproute.Result(0, json.dumps(links) + "\n" + json.dumps(routes) + "\n", "")
+        if "-json" in argv:
+            return iproute.Result(0, "\n".join(json.dumps(x) for x in self.host) + "\n", "")
+        return iproute.Result(0, "", "")
+
+    def writes(self):
+        return [c for c in self.calls if "-json" not in c[0]]
+
+
+def converged_kernel(items, mtu=1500, prefix="calico-"):
+    """A kernel state exactly as the module leaves it for ``items``."""
+    desired = wl.build_desired(items, mtu, prefix)
+    links, routes, netns, inside = [], [], [], {}
+    for index, w in enumerate(sorted(desired.values(), key=lambda w: w.wid)):
+        links.append({"ifindex": 10 + index, "ifname": w.veth, "link_index": 2, "link_netnsid": index,
+                      "flags": ["BROADCAST", "UP"], "mtu": mtu, "address": naming.HOST_VETH_MAC,
+                      "linkinfo": {"info_kind": "veth"}, "ifalias": wl.MARKER_PREFIX + w.netns,
+                      "addr_info": [{"family": "inet6", "local": "fe80::1", "prefixlen": 64}]})
+        routes.append({"dst": w.ip, "dev": w.veth, "scope": "link", "flags": []})
+        netns.append({"name": w.netns, "id": index})
+        inside[w.netns] = (
+            [{"ifindex": 1, "ifname": "lo", "flags": ["LOOPBACK", "UP"], "mtu": 65536, "addr_info": []},
+             {"ifindex": 2, "ifname": "eth0", "flags": ["UP"], "mtu": mtu,
+              "addr_info": [{"family": "inet", "local": w.ip, "prefixlen": 32}]}],
+            [{"dst": "default", "gateway": naming.GATEWAY, "dev": "eth0", "flags": []},
+             {"dst": naming.GATEWAY, "dev": "eth0", "scope": "link", "flags": []}],
+        )
+    return FakeKernel(links, routes, netns, inside), desired
+
+
+def sysctl_tree(tmp_path, desired, value_of=lambda path: None):
+    for w in desired.values():
+        for path, value in wl.veth_sysctls(w.veth, 1).items():
+            file = tmp_path / path
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_text((value_of(path) or value) + "\n")
+    return str(tmp_path)
+
+
+def test_create_from_empty_is_one_host_batch_and_one_batch_per_namespace(tmp_path):
+    kernel = FakeKernel()
+    (tmp_path / "net/ipv4/conf").mkdir(parents=True)
+    plan = wl.converge([W1, W2], mtu=1450, runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"),
+                       proc_sys=str(tmp_path), check_mode=True)
+    assert plan.create == ["blue.db-1", "default.web-1"] and plan.changed
+    veth = naming.veth_name("default.web-1")
+    assert f"netns add calico-default.web-1" in plan.host_lines
+    assert (f"link add {veth} mtu 1450 address ee:ee:ee:ee:ee:ee type veth peer name eth0 mtu 1450 "
+            "netns calico-default.web-1") in plan.host_lines
+    assert f"route replace 172.17.72.1/32 dev {veth} scope link" in plan.host_lines
+    assert plan.ns_lines["calico-default.web-1"] == [
+        "link set dev lo up", "link set dev eth0 up", "addr add 172.17.72.1/32 dev eth0",
+        "route replace 169.254.1.1 dev eth0 scope link", "route replace default via 169.254.1.1 dev eth0"]
+    assert plan.sysctls[f"net/ipv4/conf/{veth}/proxy_arp"] == "1"
+    assert plan.sysctls[f"net/ipv4/neigh/{veth}/proxy_delay"] == "0"
+    assert kernel.writes() == []  # check mode: reads only
+
+
+def test_noop_reads_once_per_namespace_and_writes_nothing(tmp_path):
+    kernel, desired = converged_kernel([W1, W2])
+    state = tmp_path / "s.json"
+    wl.write_recorded(str(state), [w.netns for w in desired.values()])
+    plan = wl.converge([W1, W2], runner=kernel, inside="ip", state_file=str(state), proc_sys=sysctl_tree(tmp_path, desired))
+    assert not plan.changed and not plan.host_lines and not plan.ns_lines and not plan.sysctls
+    assert len(kernel.calls) == 1 + 2 and kernel.writes() == []
+
+
+def test_drift_is_planned_per_attribute(tmp_path):
+    kernel, desired = converged_kernel([W1])
+    ns = "calico-default.web-1"
+    kernel.inside[ns][0][1]["mtu"] = 1300
+    kernel.inside[ns][1].pop(0)  # default route gone
+    veth = naming.veth_name("default.web-1")
+    proc = sysctl_tree(tmp_path, desired, lambda p: "0" if p.endswith("proxy_arp") else None)
+    plan = wl.converge([W1], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"), proc_sys=proc, check_mode=True)
+    assert list(plan.update) == ["default.web-1"]
+    assert plan.ns_lines[ns] == ["link set dev eth0 mtu 1500 up", "route replace default via 169.254.1.1 dev eth0"]
+    assert plan.sysctls == {f"net/ipv4/conf/{veth}/proxy_arp": "1"}
+    assert plan.host_lines == []
+
+
+def test_removal_deletes_veth_then_namespace(tmp_path):
+    kernel, desired = converged_kernel([W1, W2])
+    plan = wl.converge([W1], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"),
+                       proc_sys=sysctl_tree(tmp_path, desired), check_mode=True)
+    assert plan.remove == ["blue.db-1"]
+    assert plan.host_lines == [f"link del dev {naming.veth_name('blue.db-1')}", "netns del calico-blue.db-1"]
+
+
+def test_foreign_objects_are_refused_before_any_change(tmp_path):
+    foreign_veth = {"ifname": naming.veth_name("default.web-1"), "linkinfo": {"info_kind": "veth"}, "flags": []}
+    kernel = FakeKernel(host_links=[foreign_veth])
+    with pytest.raises(wl.WorkloadError, match="not created by l3.calico"):
+        wl.converge([W1], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path))
+    kernel = FakeKernel(netns=[{"name": "calico-default.web-1"}])
+    with pytest.raises(wl.WorkloadError, match="network namespace calico-default.web-1"):
+        wl.converge([W1], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path))
+    assert kernel.writes() == []
+
+
+def test_other_l3calico_devices_are_not_workloads():
+    vxlan = {"ifname": "vxlan.calico", "ifalias": "l3.calico:vxlan", "linkinfo": {"info_kind": "vxlan"}}
+    plan = wl.plan({}, wl.State(links={"vxlan.calico": vxlan}, routes=[], netns={}))
+    assert not plan.changed and plan.host_lines == []
+
+
+@pytest.mark.parametrize(
+    "items, message",
+    [
+        ([W1, dict(W1)], "listed twice"),
+        ([W1, {"name": "web-2", "ip": "172.17.72.1"}], "already used by workload 'default.web-1'"),
+        ([{"name": "web-1", "ip": "172.17.72.0/24"}], "single address"),
+        ([{"name": "web-1", "ip": "fe80::1"}], "not IPv4"),
+        ([{"name": "web-1", "ip": "nope"}], "'nope'"),
+        ([{"name": "Web_1", "ip": "172.17.72.1"}], "'Web_1' is not a DNS label"),
+        ([{"ip": "172.17.72.1"}], "needs 'name'"),
+        ([{"id": "x.y", "name": "z", "ip": "172.17.72.1"}], "does not match"),
+    ],
+)
+def test_bad_input_names_item_field_and_value(items, message):
+    with pytest.raises(wl.WorkloadError, match=message) as info:
+        wl.build_desired(items)
+    assert "workloads[" in str(info.value)
+
+
+def test_options_are_validated():
+    with pytest.raises(wl.WorkloadError, match="mtu"):
+        wl.build_desired([W1], mtu=40)
+    with pytest.raises(wl.WorkloadError, match="veth_prefix"):
+        wl.build_desired([W1], veth_prefix="toolong")
+
+
+def test_a_host_that_never_had_a_namespace_reads_as_empty():
+    """`ip -json netns list` prints nothing at all when /run/netns does not exist yet."""
+
+    def runner(argv, stdin=None):
+        return iproute.Result(0, '[{"ifindex":1,"ifname":"lo","flags":[],"addr_info":[]}]\n[]\n', "")
+
+    links, routes, netns = iproute.ip_json_batch(runner, ["addr show", "route show", "netns list"])
+    assert netns == [] and routes == [] and links[0]["ifname"] == "lo"
