@@ -42,17 +42,11 @@ LAB_INVENTORY ?= inventories/lab
 REPORT_DIR ?= report
 
 lab: setup lab-up
-ifeq ($(words $(wildcard roles/calico_node roles/calico_workloads roles/calico_bgp)),3)
 	ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
 	mkdir -p $(REPORT_DIR)
 	ansible-playbook -i $(LAB_INVENTORY) playbooks/verify.yml -e verify_report_file=$(CURDIR)/$(REPORT_DIR)/verify.json \
 	  || { $(MAKE) --no-print-directory lab-report; exit 1; }
 	@$(MAKE) --no-print-directory lab-report
-else
-	@# Transitional, until the node, workloads and BGP roles are merged: the lab and the IPAM plan.
-	@echo "make lab: roles calico_node/calico_workloads/calico_bgp not merged yet: lab up, IPAM planned only"
-	@if [ -f playbooks/ipam.yml ]; then ansible-playbook -i $(LAB_INVENTORY) playbooks/ipam.yml; fi
-endif
 
 lab-up:
 	ansible-playbook -i $(LAB_INVENTORY) playbooks/lab/create.yml
