@@ -58,7 +58,7 @@ def dot(report: dict) -> str:
         subnets.setdefault(node.get("network") or "underlay", []).append(name)
     out = [
         "graph lab {",
-        '  graph [rankdir=TB, fontname="Helvetica", fontsize=11, newrank=true, nodesep=0.35, ranksep=0.6];',
+        '  graph [rankdir=TB, fontname="Helvetica", fontsize=11, newrank=true, nodesep=0.35, ranksep=0.6, forcelabels=true];',
         '  node [fontname="Helvetica", fontsize=10, shape=plaintext];',
         '  edge [fontname="Helvetica", fontsize=9];',
     ]
@@ -108,10 +108,12 @@ def dot(report: dict) -> str:
             col, text = ENCAP_STYLE[encap]
             lines.append(f'<font color="{col}"><b>{q(text)}</b></font>')
         tunnel = sorted(encaps.get((a, b), ()))
-        edge_colour = ":".join(ENCAP_STYLE[e][0] for e in tunnel) if tunnel else "#2b8a3e"
+        # One colour per edge (multi-colour edges scatter between clusters): IP-in-IP's where
+        # traffic is tunnelled both ways, the label names every encapsulation seen.
+        edge_colour = ENCAP_STYLE[tunnel[0]][0] if tunnel else "#2b8a3e"
         style = "solid" if tunnel else "dashed"
         out.append(f'  {node_id(a)} -- {node_id(b)} [constraint=false, color="{edge_colour}", style={style}, '
-                   f'penwidth={2.5 if tunnel else 1}, label=<{"<br/>".join(lines)}>];')
+                   f'penwidth={2.5 if tunnel else 1}, xlabel=<{"<br/>".join(lines)}>];')
     legend = "".join(f'<tr><td bgcolor="{colour[p]}">pool {q(p)}</td></tr>' for p in pools)
     out.append(f'  legend [label=<<table border="0" cellborder="1" cellspacing="0" cellpadding="3">{legend}</table>>];')
     out.append("}")
