@@ -62,7 +62,7 @@ molecule:
 	molecule test
 
 ## Every test and lint.
-test: setup lint unit integration
+test: setup lint unit integration molecule
 
 lint:
 	yamllint --strict .
