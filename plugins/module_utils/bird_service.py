@@ -1,0 +1,287 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""BIRD on a host as one step: files, validation, supervision, reconfiguration.
+
+Plain Python (no Ansible import): the module ``l3.calico.bird`` is its thin adapter. It
+follows *read -> plan -> apply unless check mode*: the directories, the passwords file, the
+supervisor script and ``bird.conf`` are compared with what they should be; a changed
+``bird.conf`` is validated by BIRD itself (``bird -p -c``) before it replaces the old one;
+BIRD is started only when its supervisor does not run, and reconfigured (``birdc configure``)
+only when a file it reads changed while it was running. A no-op costs a few ``stat`` calls
+and one ``birdc show status``.
+
+Commands run through ``run(argv) -> (rc, stdout, stderr)`` (``AnsibleModule.run_command``).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+Runner = Callable[[list], "tuple[int, str, str]"]
+
+
+class BirdServiceError(Exception):
+    """A problem that stops the run before (or while) anything changes; the message says what."""
+
+    def __init__(self, msg: str, **details):
+        super().__init__(msg)
+        self.details = details
+
+
+def uid_of(user: str) -> int:
+    if not user:
+        return -1
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise BirdServiceError(f"user: no user {user!r} on this host (the bird2 package creates 'bird')") from None
+
+
+def gid_of(group: str) -> int:
+    if not group:
+        return -1
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise BirdServiceError(f"group: no group {group!r} on this host (the bird2 package creates 'bird')") from None
+
+
+@dataclass
+class FileSpec:
+    """What a path should be: a directory, a file with content, or absent (content None, not dir)."""
+
+    path: str
+    mode: int
+    uid: int = -1  # -1: leave as is (a new path gets the running user's)
+    gid: int = -1
+    content: bytes | None = None
+    directory: bool = False
+    absent: bool = False
+    sensitive: bool = False  # never shown in a diff
+    # planned
+    before: bytes | None = None
+    exists: bool = False
+    write: bool = False  # create or replace
+    attrs: bool = False  # mode/owner only
+    remove: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.write or self.attrs or self.remove
+
+
+def plan_path(spec: FileSpec) -> FileSpec:
+    try:
+        st = os.lstat(spec.path)
+    except FileNotFoundError:
+        st = None
+    spec.exists = st is not None
+    if spec.absent:
+        spec.remove = st is not None
+        return spec
+    if st is not None and spec.directory != stat.S_ISDIR(st.st_mode):
+        kind = "a directory" if spec.directory else "a file"
+        raise BirdServiceError(f"{spec.path}: expected {kind}, found something else; not replacing it")
+    if st is None:
+        spec.write = True
+        return spec
+    if not spec.directory:
+        with open(spec.path, "rb") as fh:
+            spec.before = fh.read()
+        spec.write = spec.before != spec.content
+    spec.attrs = not spec.write and (
+        stat.S_IMODE(st.st_mode) != spec.mode
+        or (spec.uid != -1 and st.st_uid != spec.uid)
+        or (spec.gid != -1 and st.st_gid != spec.gid)
+    )
+    return spec
+
+
+def describe(spec: FileSpec) -> str | None:
+    if spec.remove:
+        return f"{spec.path} removed"
+    if spec.write:
+        return f"{spec.path} {'updated' if spec.exists else 'created'}"
+    if spec.attrs:
+        return f"{spec.path} mode/owner fixed"
+    return None
+
+
+def write_atomic(path: str, content: bytes, mode: int, uid: int, gid: int) -> None:
+    """Temp file in the same directory, owner and mode set before it appears, fsync, rename."""
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fchown(fh.fileno(), uid, gid)
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def apply_path(spec: FileSpec) -> None:
+    if spec.remove:
+        os.unlink(spec.path)
+    elif spec.directory:
+        if spec.write:
+            os.makedirs(spec.path, mode=spec.mode, exist_ok=True)
+        os.chown(spec.path, spec.uid, spec.gid)
+        os.chmod(spec.path, spec.mode)
+    elif spec.write:
+        write_atomic(spec.path, spec.content or b"", spec.mode, spec.uid, spec.gid)
+    elif spec.attrs:
+        os.chown(spec.path, spec.uid, spec.gid)
+        os.chmod(spec.path, spec.mode)
+
+
+def validate(run: Runner, bird: str, config: bytes, directory: str | None) -> None:
+    """bird -p -c on a temp copy (in the config's directory when given, else the temp dir)."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".bird.conf.validate.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(config)
+        rc, out, err = run([bird, "-p", "-c", tmp])
+    finally:
+        os.unlink(tmp)
+    if rc != 0:
+        text = (err or out).strip().replace(tmp, "<new bird.conf>")
+        raise BirdServiceError(f"BIRD refused the new configuration (bird -p -c, rc {rc}): {text}; "
+                               "the running configuration is unchanged", rc=rc, stdout=out, stderr=err)
+
+
+def supervisor_running(pid_file: str) -> bool:
+    """As `calico-bird-service status`: the pid file names a live supervisor process."""
+    try:
+        with open(pid_file, encoding="ascii") as fh:
+            pid = int(fh.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmdline = fh.read().replace(b"\0", b" ")
+    except (OSError, ValueError):
+        return False
+    return b"calico-bird-service run" in cmdline
+
+
+def answers(run: Runner, birdc: str, socket: str) -> bool:
+    return run([birdc, "-s", socket, "show", "status"])[0] == 0
+
+
+def wait_answers(run: Runner, birdc: str, socket: str, timeout: float, sleep=time.sleep) -> None:
+    deadline = time.monotonic() + timeout
+    while not answers(run, birdc, socket):
+        if time.monotonic() >= deadline:
+            raise BirdServiceError(f"BIRD did not answer on its control socket {socket} within {timeout:g} s")
+        sleep(0.2)
+
+
+def reconfigure(run: Runner, birdc: str, socket: str) -> str:
+    rc, out, err = run([birdc, "-s", socket, "configure"])
+    if rc != 0 or ("Reconfigured" not in out and "Reconfiguration in progress" not in out):
+        raise BirdServiceError(f"birdc configure failed (rc {rc}): {(out + err).strip()}", rc=rc, stdout=out,
+                               stderr=err)
+    return out.strip()
+
+
+@dataclass
+class Plan:
+    manager: str
+    files: list = field(default_factory=list)  # FileSpec, in apply order
+    config: FileSpec | None = None
+    running: bool = False  # BIRD's supervisor runs (supervisor) / BIRD answers (systemd, none)
+    start: bool = False
+    reconfigure: bool = False
+
+    @property
+    def changes(self) -> list[str]:
+        found = [d for d in map(describe, self.files) if d]
+        if self.start:
+            found.append("BIRD started under its supervisor")
+        if self.reconfigure:
+            found.append("BIRD reconfigured (birdc configure)")
+        return found
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+def choose_manager(manager: str) -> str:
+    if manager == "auto":
+        return "systemd" if os.path.isdir("/run/systemd/system") else "supervisor"
+    return manager
+
+
+def plan(p: dict, run: Runner) -> Plan:
+    """p: the module's parameters. Reads only."""
+    manager = choose_manager(p["manager"])
+    gid = gid_of(p["group"])
+    uid = uid_of(p["user"])
+    the_plan = Plan(manager=manager)
+    conf_dir = os.path.dirname(p["config_file"])
+    the_plan.files.append(plan_path(FileSpec(conf_dir, 0o750, 0, gid, directory=True)))
+    run_dirs = []
+    for path in (p["control_socket"], p["pid_file"], p["supervisor_pid_file"]):
+        d = os.path.dirname(path)
+        if d not in run_dirs:
+            run_dirs.append(d)
+    for d in run_dirs:
+        if d != conf_dir:
+            the_plan.files.append(plan_path(FileSpec(d, 0o750, uid, gid, directory=True)))
+    if p["secrets"] is None:
+        secrets = FileSpec(p["secrets_file"], 0o640, absent=True)
+    else:
+        secrets = FileSpec(p["secrets_file"], 0o640, 0, gid, content=p["secrets"].encode(), sensitive=True)
+    the_plan.files.append(plan_path(secrets))
+    if manager == "supervisor":
+        if not p["supervisor_script"]:
+            raise BirdServiceError("supervisor_script: the supervisor's content is required with manager=supervisor")
+        the_plan.files.append(plan_path(FileSpec(p["supervisor"], 0o755, 0, 0,
+                                                 content=p["supervisor_script"].encode())))
+    the_plan.config = plan_path(FileSpec(p["config_file"], 0o640, 0, gid, content=p["config"].encode()))
+    the_plan.files.append(the_plan.config)
+    if manager == "supervisor":
+        the_plan.running = supervisor_running(p["supervisor_pid_file"])
+        the_plan.start = not the_plan.running
+    else:
+        the_plan.running = answers(run, p["birdc"], p["control_socket"])
+    read_changed = the_plan.config.write or secrets.write or secrets.remove
+    the_plan.reconfigure = the_plan.running and read_changed
+    return the_plan
+
+
+def apply(the_plan: Plan, p: dict, run: Runner) -> dict:
+    """Make it so; returns what BIRD said. Validation comes before bird.conf is replaced."""
+    said = {}
+    for spec in the_plan.files:
+        if spec is the_plan.config and spec.write:
+            validate(run, p["bird"], spec.content or b"", os.path.dirname(spec.path))
+        if spec.changed:
+            apply_path(spec)
+    if the_plan.start:
+        rc, out, err = run([p["supervisor"], "start", p["supervisor_pid_file"], "--"] + list(p["bird_argv"]))
+        if rc != 0:
+            raise BirdServiceError(f"{p['supervisor']} start failed (rc {rc}): {(out + err).strip()}", rc=rc,
+                                   stdout=out, stderr=err)
+        said["start"] = out.strip()
+    if the_plan.manager == "supervisor":
+        wait_answers(run, p["birdc"], p["control_socket"], p["socket_timeout"])
+    if the_plan.reconfigure:
+        said["configure"] = reconfigure(run, p["birdc"], p["control_socket"])
+    return said

@@ -1,0 +1,216 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: bird
+short_description: Configure, supervise and reconfigure BIRD 2 in one step
+version_added: "1.0.0"
+description:
+  - One module run does what a BIRD service needs on a host, so that a run where nothing changed costs a few
+    C(stat) calls and one C(birdc show status).
+  - Ensures the configuration directory (V(0750), C(root:)O(group)) and the run directories of the control
+    socket and pid files (V(0750), O(user):O(group)).
+  - Writes the passwords file O(secrets_file) (V(0640), C(root:)O(group), never shown in a diff), or removes it
+    when O(secrets) is not given.
+  - With the supervisor, installs the supervisor script O(supervisor) (V(0755), C(root:root)).
+  - Validates a changed O(config) with C(bird -p -c) on the host, then writes O(config_file) atomically
+    (V(0640), C(root:)O(group)); a configuration BIRD refuses changes nothing and fails with BIRD's message.
+  - Starts BIRD under its supervisor only when the supervisor does not run, and waits until BIRD answers on
+    its control socket; runs C(birdc configure) only when bird.conf or the passwords file changed while BIRD
+    was running.
+  - With O(manager=systemd) the module does not start BIRD (the unit does); it still reconfigures a running
+    BIRD whose files changed. The chosen manager is returned.
+options:
+  config:
+    description: The whole content of bird.conf (usually C(lookup('ansible.builtin.template', ...))).
+    type: str
+    required: true
+  config_file:
+    description: Where bird.conf lives.
+    type: path
+    default: /etc/bird/bird.conf
+  secrets:
+    description:
+      - The content of the passwords file that bird.conf includes. Not logged.
+      - Omitted or null, the file is removed.
+    type: str
+  secrets_file:
+    description: Where the passwords file lives.
+    type: path
+    default: /etc/bird/bird-secrets.conf
+  user:
+    description: Owner of the run directories (BIRD's C(-u)); empty for root.
+    type: str
+    default: bird
+  group:
+    description: Group of the files and directories (BIRD's C(-g)); empty for root.
+    type: str
+    default: bird
+  bird:
+    description: The BIRD daemon, used to validate the configuration.
+    type: path
+    default: /usr/sbin/bird
+  birdc:
+    description: The BIRD client.
+    type: path
+    default: /usr/sbin/birdc
+  control_socket:
+    description: BIRD's control socket.
+    type: path
+    default: /run/bird/bird.ctl
+  pid_file:
+    description: BIRD's own pid file (its directory is ensured).
+    type: path
+    default: /run/bird/bird.pid
+  manager:
+    description:
+      - Who keeps BIRD running. V(auto) is V(systemd) when C(/run/systemd/system) is a directory,
+        else V(supervisor).
+      - V(supervisor) is the shell supervisor O(supervisor_script) installed at O(supervisor).
+    type: str
+    choices: [auto, supervisor, systemd]
+    default: auto
+  supervisor:
+    description: Where the supervisor script is installed.
+    type: path
+    default: /usr/local/sbin/calico-bird-service
+  supervisor_script:
+    description: The supervisor script's content; required when the manager is the supervisor.
+    type: str
+  supervisor_pid_file:
+    description: The supervisor's pid file.
+    type: path
+    default: /run/bird/bird-supervisor.pid
+  bird_argv:
+    description: The command the supervisor runs (BIRD in the foreground, C(-f)).
+    type: list
+    elements: str
+    default: []
+  socket_timeout:
+    description: Seconds to wait for BIRD to answer on its control socket (supervisor).
+    type: int
+    default: 30
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: linux
+notes:
+  - In check mode a changed configuration is reported (and shown with C(--diff)) but not validated.
+author:
+  - l3.calico maintainers
+"""
+
+EXAMPLES = r"""
+- name: Configure and run BIRD
+  l3.calico.bird:
+    config: "{{ lookup('ansible.builtin.template', 'bird.conf.j2') }}"
+    supervisor_script: "{{ lookup('ansible.builtin.file', 'calico-bird-service') }}"
+    bird_argv: [/usr/sbin/bird, -f, -c, /etc/bird/bird.conf, -s, /run/bird/bird.ctl, -u, bird, -g, bird]
+"""
+
+RETURN = r"""
+manager:
+  description: The service manager chosen (V(supervisor) or V(systemd)).
+  returned: always
+  type: str
+  sample: supervisor
+changes:
+  description: What changed (or would change in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: ["/etc/bird/bird.conf updated", "BIRD reconfigured (birdc configure)"]
+config_changed:
+  description: Whether bird.conf was (or would be) replaced.
+  returned: always
+  type: bool
+started:
+  description: Whether BIRD was (or would be) started under its supervisor.
+  returned: always
+  type: bool
+reconfigured:
+  description: Whether C(birdc configure) ran (or would run).
+  returned: always
+  type: bool
+birdc:
+  description: What BIRD answered to C(start) / C(configure) when they ran.
+  returned: when something ran
+  type: dict
+  sample: {configure: "Reading configuration from /etc/bird/bird.conf\nReconfigured"}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.l3.calico.plugins.module_utils import bird_service
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            config=dict(type="str", required=True),
+            config_file=dict(type="path", default="/etc/bird/bird.conf"),
+            secrets=dict(type="str", no_log=True),
+            secrets_file=dict(type="path", default="/etc/bird/bird-secrets.conf"),
+            user=dict(type="str", default="bird"),
+            group=dict(type="str", default="bird"),
+            bird=dict(type="path", default="/usr/sbin/bird"),
+            birdc=dict(type="path", default="/usr/sbin/birdc"),
+            control_socket=dict(type="path", default="/run/bird/bird.ctl"),
+            pid_file=dict(type="path", default="/run/bird/bird.pid"),
+            manager=dict(type="str", choices=["auto", "supervisor", "systemd"], default="auto"),
+            supervisor=dict(type="path", default="/usr/local/sbin/calico-bird-service"),
+            supervisor_script=dict(type="str"),
+            supervisor_pid_file=dict(type="path", default="/run/bird/bird-supervisor.pid"),
+            bird_argv=dict(type="list", elements="str", default=[]),
+            socket_timeout=dict(type="int", default=30),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+
+    def run(argv):
+        return module.run_command(argv)
+
+    said = {}
+    try:
+        the_plan = bird_service.plan(params, run)
+        if not module.check_mode and the_plan.changed:
+            said = bird_service.apply(the_plan, params, run)
+        elif not module.check_mode and the_plan.manager == "supervisor":
+            bird_service.wait_answers(run, params["birdc"], params["control_socket"], params["socket_timeout"])
+    except bird_service.BirdServiceError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    except OSError as exc:
+        module.fail_json(msg=f"{exc.filename or ''}: {exc.strerror or exc}")
+    config = the_plan.config
+    result = dict(
+        changed=the_plan.changed,
+        changes=the_plan.changes,
+        manager=the_plan.manager,
+        config_changed=config.write,
+        started=the_plan.start,
+        reconfigured=the_plan.reconfigure,
+    )
+    if said:
+        result["birdc"] = said
+    if module._diff:
+        result["diff"] = [
+            dict(
+                before=(config.before or b"").decode(errors="replace"),
+                after=(config.content or b"").decode(errors="replace"),
+                before_header=params["config_file"],
+                after_header=params["config_file"],
+            )
+        ]
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
