@@ -61,8 +61,10 @@ def labctl(*args: str, extra_env: dict | None = None) -> dict:
 
 def serial_boot() -> float:
     """The plain alternative: boot the three guests one after another."""
-    with tempfile.TemporaryDirectory(prefix="l3labb-") as tmp:
-        extra = {"L3LAB_PREFIX": "l3labb-", "L3LAB_DIR": tmp}
+    # Another prefix than the lab's (l3lab- -> l3labb-): the running lab is untouched.
+    prefix = os.environ.get("L3LAB_PREFIX", "l3lab-").rstrip("-") + "b-"
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        extra = {"L3LAB_PREFIX": prefix, "L3LAB_DIR": tmp}
         t0 = time.monotonic()
         try:
             hosts: dict = {}

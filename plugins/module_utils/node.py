@@ -1,0 +1,59 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""A node's prerequisites as one step: packages checked, then tunnels, sysctls and firewall.
+
+Plain Python (no Ansible import): the module ``l3.calico.node`` is its thin adapter and composes
+``tunnels``, ``sysctls`` and ``firewall`` (each *read -> plan -> apply unless check mode*).
+
+When packages are missing nothing is converged: the tunnels are planned in check mode (so a
+kernel without the ipip driver fails now, before the packages are installed) and the missing
+packages are returned for the package manager; the role then runs the module again.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Callable, Mapping, Sequence
+
+from ansible_collections.l3.calico.plugins.module_utils import firewall, sysctls, tunnels
+
+Runner = Callable[[list], "tuple[int, str, str]"]
+DPKG_QUERY_FORMAT = "${Package} ${db:Status-Status}\n"
+
+
+def missing_packages(run: Runner, packages: Sequence[str]) -> list[str]:
+    """Packages of the list dpkg does not report as installed (all of them without dpkg-query)."""
+    if not packages:
+        return []
+    if shutil.which("dpkg-query") is None:
+        return list(packages)
+    _rc, out, _err = run(["dpkg-query", "-W", "-f", DPKG_QUERY_FORMAT, *packages])  # rc 1: some unknown
+    installed = {line.split(" ", 1)[0] for line in out.splitlines() if line.endswith(" installed")}
+    return [name for name in packages if name not in installed]
+
+
+def converge(
+    run: Runner,
+    *,
+    packages: Sequence[str],
+    node: str,
+    nodes: Mapping,
+    pools: Mapping,
+    tunnel_args: Mapping,
+    sysctl_values: Mapping,
+    sysctl_file: str,
+    workloads: Sequence[Mapping],
+    firewall_args: Mapping,
+    check_mode: bool,
+) -> dict:
+    """Returns {missing_packages, tunnels, sysctls, firewall} (the last three None when packages are missing)."""
+    missing = missing_packages(run, packages)
+    if missing:
+        tunnels.converge(node, nodes, pools, check_mode=True, **tunnel_args)
+        return {"missing_packages": missing, "tunnels": None, "sysctls": None, "firewall": None}
+    tun = tunnels.converge(node, nodes, pools, check_mode=check_mode, **tunnel_args)
+    sys_plan = sysctls.plan(sysctl_values, sysctl_file)
+    if not check_mode and sys_plan.changed:
+        sysctls.apply(sys_plan, sysctl_file)
+    fw = firewall.converge(pools, workloads, check_mode=check_mode, **firewall_args)
+    return {"missing_packages": [], "tunnels": tun, "sysctls": sys_plan, "firewall": fw}
