@@ -70,6 +70,17 @@ options:
       - With O(datastore=etcd) every host can run the module for itself at the same time, as a CNI
         plugin would (C(node={{ inventory_hostname }}), no C(run_once)).
     type: str
+  remove_nodes:
+    description:
+      - Nodes of O(nodes) that are leaving the cluster (see C(playbooks/node-remove.yml)). They are dropped
+        before anything is checked, so their addresses (workloads and tunnels), their block affinities and
+        their emptied blocks are released in this run, and blocks still holding other nodes' borrowed
+        addresses lose their affinity, exactly as for a node deleted from the inventory. The result and the
+        audit no longer know them.
+      - Each must be one of O(nodes), at least one node must stay, and it cannot be combined with O(node).
+    type: list
+    elements: str
+    default: []
   datastore:
     description:
       - Where the IPAM objects live.
@@ -150,6 +161,15 @@ EXAMPLES = r"""
     pools: "{{ calico_pools }}"
     nodes: "{{ ipam_nodes }}"
 
+- name: Node node-c leaves - its addresses, affinities and emptied blocks are released
+  l3.calico.ipam:
+    state_file: "{{ inventory_dir }}/calico_ipam.json"
+    pools: "{{ calico_pools }}"
+    nodes: "{{ ipam_nodes }}"
+    remove_nodes: [node-c]
+  run_once: true
+  delegate_to: localhost
+
 - name: Allocate only node-b's addresses (per-host use), leaving the others untouched
   l3.calico.ipam:
     state_file: /var/lib/l3-calico/ipam.json
@@ -209,6 +229,7 @@ def build_module() -> AnsibleModule:
             reservations=dict(type="list", elements="str", default=[]),
             nodes=dict(type="list", elements="dict", required=True),
             node=dict(type="str"),
+            remove_nodes=dict(type="list", elements="str", default=[]),
             datastore=dict(type="str", choices=["file", "etcd"], default="file"),
             state_file=dict(type="path"),
             lock_timeout=dict(type="float", default=600.0),
@@ -221,7 +242,8 @@ def build_module() -> AnsibleModule:
 
 def run(params: dict, check_mode: bool) -> tuple[dict, str]:
     """Validate, plan and (unless check mode) record; return the result and the diff text."""
-    desired = validate(params["pools"], params["config"], params["reservations"], params["nodes"], params["node"])
+    desired = validate(params["pools"], params["config"], params["reservations"], params["nodes"], params["node"],
+                       params.get("remove_nodes") or [])
 
     def plan_fn(state):
         planner = Planner(desired, state)

@@ -1,0 +1,137 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""playbooks/node-remove.yml on three real nodes (namespaces, real IPAM state, workloads, real BIRD).
+
+The tests share one fabric and run in file order: converge, the plan in check mode (nothing
+changes), the removal, a second removal run (nothing left to do).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.netns, pytest.mark.bird]
+
+ROOT = Path(__file__).resolve().parents[3]
+PLAYBOOK = ROOT / "playbooks" / "node-remove.yml"
+NODES = {"n1": "192.168.100.11/24", "n2": "192.168.100.12/24", "n3": "192.168.100.13/24"}
+POOLS = [{"name": "default-ipv4-ippool", "cidr": "172.17.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet"}]
+WORKLOADS = {
+    "n1": [{"name": "web-1"}, {"name": "db-1", "namespace": "blue"}],
+    "n2": [{"name": "web-2"}],
+    "n3": [{"name": "web-3"}, {"name": "api-3"}],
+}
+
+
+def bird_running(stack, node: str) -> bool:
+    pid_file = Path(stack.fabric.nodes[node]["calico_bgp_pid_file"])
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        return "bird" in Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:
+        return False
+
+
+def n3_in_state(state: dict) -> list[str]:
+    """Everything of n3 the IPAM state still holds."""
+    found = [b["cidr"] for b in state["blocks"] if b.get("affinity") == "host:n3"]
+    found += [f"affinity {a['cidr']}" for a in state["affinities"] if a["node"] == "n3"]
+    for block in state["blocks"]:
+        for attr in block["attributes"]:
+            if (attr.get("secondary") or {}).get("node") == "n3":
+                found.append(f"address of {attr['handle_id']}")
+    found += [h for h in state["handles"] if h.endswith("n3") or h.endswith("-3")]
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack(stack_factory, day2):
+    stack = stack_factory("nr", NODES, POOLS, WORKLOADS)
+    stack.inventory()
+    stack.first = stack.site()
+    day2.wait_for(lambda: all(stack.fabric.established(n) for n in NODES), 30, what="every session Established")
+    return stack
+
+
+def test_converged(stack):
+    state = stack.state()
+    assert n3_in_state(state), "n3 holds blocks and addresses before its removal"
+    assert len(stack.netns("n3")) == 2
+    assert bird_running(stack, "n3")
+    n3_block = next(b["cidr"] for b in state["blocks"] if b["affinity"] == "host:n3")
+    assert any(r.startswith(f"{n3_block} via 192.168.100.13") for r in stack.fabric.routes("n1"))
+    assert (os.stat(stack.state_file).st_mode & 0o777) == 0o600
+
+
+def test_check_mode_prints_the_plan_and_changes_nothing(stack):
+    before = stack.state_file.read_bytes()
+    confs = {n: Path(stack.fabric.nodes[n]["calico_bgp_config_file"]).read_text() for n in NODES}
+    proc = stack.play(PLAYBOOK, "-e", "calico_remove_node=n3", "--check", "--diff", json_output=False)
+    out = proc.stdout
+    assert "node n3 leaves" in out
+    state = json.loads(before)
+    for block in (b["cidr"] for b in state["blocks"] if b["affinity"] == "host:n3"):
+        assert f"- block {block} affinity to n3" in out, out[-3000:]
+    assert "default.web-3 on n3" in out and "default.api-3 on n3" in out
+    # nothing changed anywhere
+    assert stack.state_file.read_bytes() == before
+    assert len(stack.netns("n3")) == 2
+    assert bird_running(stack, "n3")
+    for node, text in confs.items():
+        assert Path(stack.fabric.nodes[node]["calico_bgp_config_file"]).read_text() == text
+
+
+def test_unknown_node_is_refused_before_anything(stack):
+    before = stack.state_file.read_bytes()
+    proc = stack.play(PLAYBOOK, "-e", "calico_remove_node=n9", json_output=False, check=False)
+    assert proc.returncode != 0
+    assert "calico_remove_node=n9" in proc.stdout and "n1, n2, n3" in proc.stdout
+    assert stack.state_file.read_bytes() == before
+    assert bird_running(stack, "n3")
+
+
+def test_remove_node(stack, day2):
+    state = stack.state()
+    n3_blocks = [b["cidr"] for b in state["blocks"] if b["affinity"] == "host:n3"]
+    result = stack.play(PLAYBOOK, "-e", "calico_remove_node=n3")
+    # on n3: workloads and BIRD gone, config removed
+    assert stack.netns("n3") == []
+    assert not bird_running(stack, "n3")
+    assert not Path(stack.fabric.nodes["n3"]["calico_bgp_config_file"]).exists()
+    # the IPAM holds nothing of n3; the others keep their addresses
+    after = stack.state()
+    assert n3_in_state(after) == []
+    assert {b["cidr"] for b in after["blocks"]}.isdisjoint(n3_blocks)
+    kept = {b["cidr"] for b in state["blocks"] if b["affinity"] != "host:n3"}
+    assert kept == {b["cidr"] for b in after["blocks"]}
+    # the others drop n3 from bird.conf, keep their session with each other, lose n3's routes
+    for node in ("n1", "n2"):
+        conf = Path(stack.fabric.nodes[node]["calico_bgp_config_file"]).read_text()
+        assert "192.168.100.13" not in conf and "192_168_100_13" not in conf
+        other = "n2" if node == "n1" else "n1"
+        assert sorted(stack.fabric.sessions(node)) == [f"Mesh_{NODES[other].split('/')[0].replace('.', '_')}"]
+        day2.wait_for(lambda n=node: stack.fabric.established(n), 30, what=f"{node} Established")
+        routes = stack.fabric.routes(node)
+        assert not [r for r in routes for b in n3_blocks if r.startswith(b)], routes
+    # the audit found no leak
+    audit = day2.task_results(result, "Check that the IPAM keeps nothing of the node (no leak)")
+    assert audit and all(not r.get("failed") for r in audit.values())
+    ipam = day2.task_results(result, "Plan and record the IPAM of every node")
+    assert next(iter(ipam.values()))["problems"] == []
+
+
+def test_second_removal_run_changes_nothing_in_the_ipam(stack, day2):
+    before = stack.state_file.read_bytes()
+    result = stack.play(PLAYBOOK, "-e", "calico_remove_node=n3")
+    assert stack.state_file.read_bytes() == before
+    ipam = day2.task_results(result, "Plan and record the IPAM of every node")
+    assert not next(iter(ipam.values())).get("changed")
+    for node in ("n1", "n2"):
+        assert result["stats"][node]["changed"] == 0, result["stats"]
