@@ -152,7 +152,12 @@ def stack_factory(request):
         stacks.append(stack)
         fabric.add_subnet("a", "192.168.100.1/24")
         for name, address in nodes.items():
-            fabric.add_node(name, address, "a")
+            node = fabric.add_node(name, address, "a")
+            # Enter only the node's network namespace (not a new mount namespace as `ip netns exec`
+            # makes): the workload namespaces the workloads module mounts under /run/netns must
+            # outlive the module's process, as on a real host.
+            Path(node["python"]).write_text(f'#!/bin/sh\nexec /usr/bin/nsenter --net=/run/netns/{node["ns"]} '
+                                            '/usr/bin/python3 "$@"\n')
         return stack
 
     def cleanup():

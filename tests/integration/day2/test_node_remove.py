@@ -64,6 +64,7 @@ def test_converged(stack):
     state = stack.state()
     assert n3_in_state(state), "n3 holds blocks and addresses before its removal"
     assert len(stack.netns("n3")) == 2
+    assert len([r for r in stack.fabric.routes("n3") if " dev cali" in r]) == 2
     assert bird_running(stack, "n3")
     n3_block = next(b["cidr"] for b in state["blocks"] if b["affinity"] == "host:n3")
     assert any(r.startswith(f"{n3_block} via 192.168.100.13") for r in stack.fabric.routes("n1"))
@@ -103,6 +104,7 @@ def test_remove_node(stack, day2):
     result = stack.play(PLAYBOOK, "-e", "calico_remove_node=n3")
     # on n3: workloads and BIRD gone, config removed
     assert stack.netns("n3") == []
+    assert [r for r in stack.fabric.routes("n3") if " dev cali" in r] == []
     assert not bird_running(stack, "n3")
     assert not Path(stack.fabric.nodes["n3"]["calico_bgp_config_file"]).exists()
     # the IPAM holds nothing of n3; the others keep their addresses
@@ -135,3 +137,16 @@ def test_second_removal_run_changes_nothing_in_the_ipam(stack, day2):
     assert not next(iter(ipam.values())).get("changed")
     for node in ("n1", "n2"):
         assert result["stats"][node]["changed"] == 0, result["stats"]
+
+
+def test_audit_after_removal_finds_no_leak(stack, day2):
+    """The user's next step: n3 leaves the inventory; the audit of the IPAM and of n1, n2 is clean."""
+    removed = stack.fabric.nodes.pop("n3")
+    try:
+        stack.inventory()
+        result = stack.play(ROOT / "playbooks" / "audit.yml", check=False)
+        msg = next(iter(day2.task_results(result, "List every problem with its fix").values()))["msg"]
+        assert isinstance(msg, str) and msg.startswith("no problem"), msg
+        assert result["rc"] == 0
+    finally:
+        stack.fabric.nodes["n3"] = removed
