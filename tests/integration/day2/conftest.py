@@ -60,7 +60,7 @@ class Stack:
     def netns_prefix(self, node: str) -> str:
         return f"{PREFIX}{self.fabric.tag}-{node}-"
 
-    def inventory(self, group_vars: dict | None = None) -> Path:
+    def inventory(self, group_vars: dict | None = None, raw_group_vars: str = "") -> Path:
         hosts = {}
         for name, node in self.fabric.nodes.items():
             hosts[name] = {
@@ -91,6 +91,8 @@ class Stack:
         path = self.work / "inventory"
         path.mkdir(exist_ok=True)
         (path / "hosts.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+        (path / "group_vars").mkdir(exist_ok=True)
+        (path / "group_vars" / "calico_nodes.yml").write_text("---\n" + raw_group_vars)
         return path / "hosts.yml"
 
     def play(self, playbook: str | Path, *args: str, json_output: bool = True, check: bool = True):
