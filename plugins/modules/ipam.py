@@ -73,7 +73,7 @@ options:
   audit:
     description:
       - Audit the recorded state against the inventory instead of planning (C(playbooks/audit.yml)). Nothing is
-        planned or written. Returns the recorded addresses in the usual shape, RV(problems), and RV(audit): each
+        planned or written. Returns the recorded addresses in the usual shape, RV(problems), and RV(audit), each
         problem with the command that fixes it.
       - Beyond C(calicoctl ipam check)'s consistency checks (blocks, affinities, handles, ordinals, owners not in the
         inventory), every allocation must belong to a workload the inventory lists on that node or to the tunnel of
