@@ -41,21 +41,24 @@ SITE = """\
   gather_facts: false
   roles:
     - role: l3.calico.calico_ipam
-    - role: l3.calico.calico_workloads
+%s    - role: l3.calico.calico_workloads
     - role: l3.calico.calico_bgp
 """
+# With VXLAN pools the node role runs too (this kernel has the vxlan driver; IPIP it has not).
+NODE_ROLE = "    - role: l3.calico.calico_node\n"
 
 
 class Stack:
     """A BGP fabric plus the inventory of a real IPAM and workloads per node."""
 
-    def __init__(self, fabric, pools: list, workloads: dict):
+    def __init__(self, fabric, pools: list, workloads: dict, node_role: bool = False):
         self.fabric = fabric
         self.work: Path = fabric.work
         self.state_file = self.work / "calico_ipam.json"
         self.pools = pools
         self.workloads = workloads
-        (self.work / "site.yml").write_text(SITE)
+        self.node_role = node_role
+        (self.work / "site.yml").write_text(SITE % (NODE_ROLE if node_role else ""))
 
     def netns_prefix(self, node: str) -> str:
         return f"{PREFIX}{self.fabric.tag}-{node}-"
@@ -72,6 +75,10 @@ class Stack:
                 "calico_workloads": self.workloads.get(name, []),
                 "calico_workloads_netns_prefix": self.netns_prefix(name),
                 "calico_workloads_state_file": str(self.work / name / "workloads.json"),
+                # the node role's files stay in the test's directory; packages are not its business
+                "calico_node_install_packages": False,
+                "calico_node_sysctl_file": str(self.work / name / "sysctl.d" / "60-l3-calico.conf"),
+                "calico_node_firewall_state_file": str(self.work / name / "firewall.json"),
             }
         inventory = {
             "all": {
@@ -146,11 +153,11 @@ def stack_factory(request):
     work = Path(tempfile.mkdtemp(prefix=PREFIX))
     work.chmod(0o755)  # BIRD runs as user bird and reads its config below
 
-    def make(tag: str, nodes: dict, pools: list, workloads: dict) -> Stack:
+    def make(tag: str, nodes: dict, pools: list, workloads: dict, node_role: bool = False) -> Stack:
         fabric = BGP.Fabric(tag, work / tag)
         fabrics.append(fabric)  # cleaned up even when start() fails half-way
         fabric.start()
-        stack = Stack(fabric, pools, workloads)
+        stack = Stack(fabric, pools, workloads, node_role)
         stacks.append(stack)
         fabric.add_subnet("a", "192.168.100.1/24")
         for name, address in nodes.items():

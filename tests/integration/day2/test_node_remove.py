@@ -2,6 +2,10 @@
 # SPDX-License-Identifier: MIT
 """playbooks/node-remove.yml on three real nodes (namespaces, real IPAM state, workloads, real BIRD).
 
+Two pools: a plain BGP-routed one (no encapsulation: this kernel has no ipip driver) and a
+VXLAN one (the node role's vxlan.calico, neighbours, FDB entries and routes), so the removal must
+clean both the BGP and the VXLAN data plane of the others.
+
 The tests share one fabric and run in file order: converge, the plan in check mode (nothing
 changes), the removal, a second removal run (nothing left to do).
 """
@@ -14,16 +18,20 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.l3.calico.plugins.module_utils import naming
+
 pytestmark = [pytest.mark.netns, pytest.mark.bird]
 
 ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOK = ROOT / "playbooks" / "node-remove.yml"
 NODES = {"n1": "192.168.100.11/24", "n2": "192.168.100.12/24", "n3": "192.168.100.13/24"}
-POOLS = [{"name": "default-ipv4-ippool", "cidr": "172.17.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet"}]
+POOLS = [{"name": "default-ipv4-ippool", "cidr": "172.17.0.0/16", "block_size": 26},
+         {"name": "blue-vxlan", "cidr": "172.18.0.0/16", "block_size": 26, "vxlan_mode": "Always",
+          "namespaces": ["blue"]}]
 WORKLOADS = {
     "n1": [{"name": "web-1"}, {"name": "db-1", "namespace": "blue"}],
     "n2": [{"name": "web-2"}],
-    "n3": [{"name": "web-3"}, {"name": "api-3"}],
+    "n3": [{"name": "web-3"}, {"name": "api-3", "namespace": "blue"}],
 }
 
 
@@ -37,6 +45,13 @@ def bird_running(stack, node: str) -> bool:
         return "bird" in Path(f"/proc/{pid}/cmdline").read_text()
     except OSError:
         return False
+
+
+def vxlan_peers(stack, node: str) -> str:
+    """The VXLAN neighbours and FDB entries of node (what the node role programs per remote VTEP)."""
+    ns = stack.fabric.nodes[node]["ns"]
+    return stack.fabric.sh(ns, "ip", "neigh", "show", "dev", "vxlan.calico") + stack.fabric.sh(
+        ns, "bridge", "fdb", "show", "dev", "vxlan.calico")
 
 
 def n3_in_state(state: dict) -> list[str]:
@@ -53,7 +68,7 @@ def n3_in_state(state: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def stack(stack_factory, day2):
-    stack = stack_factory("nr", NODES, POOLS, WORKLOADS)
+    stack = stack_factory("nr", NODES, POOLS, WORKLOADS, node_role=True)
     stack.inventory()
     stack.first = stack.site()
     day2.wait_for(lambda: all(stack.fabric.established(n) for n in NODES), 30, what="every session Established")
@@ -66,8 +81,12 @@ def test_converged(stack):
     assert len(stack.netns("n3")) == 2
     assert len([r for r in stack.fabric.routes("n3") if " dev cali" in r]) == 2
     assert bird_running(stack, "n3")
-    n3_block = next(b["cidr"] for b in state["blocks"] if b["affinity"] == "host:n3")
-    assert any(r.startswith(f"{n3_block} via 192.168.100.13") for r in stack.fabric.routes("n1"))
+    n3_blocks = [b["cidr"] for b in state["blocks"] if b["affinity"] == "host:n3"]
+    routes = stack.fabric.routes("n1")
+    assert len(n3_blocks) == 2
+    assert any(r.startswith(f"{b} via 192.168.100.13 dev eth0 proto bird") for r in routes for b in n3_blocks), routes
+    assert any(r.startswith(b) and "dev vxlan.calico" in r for r in routes for b in n3_blocks), routes
+    assert naming.vxlan_mac("n3") in vxlan_peers(stack, "n1")
     assert (os.stat(stack.state_file).st_mode & 0o777) == 0o600
 
 
@@ -80,7 +99,7 @@ def test_check_mode_prints_the_plan_and_changes_nothing(stack):
     state = json.loads(before)
     for block in (b["cidr"] for b in state["blocks"] if b["affinity"] == "host:n3"):
         assert f"- block {block} affinity to n3" in out, out[-3000:]
-    assert "default.web-3 on n3" in out and "default.api-3 on n3" in out
+    assert "default.web-3 on n3" in out and "blue.api-3 on n3" in out
     # nothing changed anywhere
     assert stack.state_file.read_bytes() == before
     assert len(stack.netns("n3")) == 2
@@ -122,6 +141,7 @@ def test_remove_node(stack, day2):
         day2.wait_for(lambda n=node: stack.fabric.established(n), 30, what=f"{node} Established")
         routes = stack.fabric.routes(node)
         assert not [r for r in routes for b in n3_blocks if r.startswith(b)], routes
+        assert naming.vxlan_mac("n3") not in vxlan_peers(stack, node)
     # the audit found no leak
     audit = day2.task_results(result, "Check that the IPAM keeps nothing of the node (no leak)")
     assert audit and all(not r.get("failed") for r in audit.values())
