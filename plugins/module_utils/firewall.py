@@ -6,6 +6,8 @@
   ``nat_outgoing`` and whose destination is outside ALL pools. Nothing else is NATed.
 - Anti-spoofing (Calico's reverse-path check): a packet arriving from a workload veth whose source
   is not that workload's address is dropped, so a workload cannot impersonate another.
+- Host protection: TCP to the host's own BGP port (179, BIRD) from a workload veth is dropped, so a
+  workload cannot open a BGP session with the host or probe it (``host_tcp_ports``; empty allows it).
 
 Everything lives in objects of the project's own: nftables table ``ip l3calico`` (replaced
 atomically in one transaction), or iptables-legacy chains ``L3CALICO-ANTISPOOF`` (mangle) and
@@ -33,6 +35,8 @@ TABLE = "l3calico"
 ANTISPOOF_CHAIN = "L3CALICO-ANTISPOOF"
 NAT_CHAIN = "L3CALICO-NAT-OUTGOING"
 ANTISPOOF_TABLE = "mangle"
+HOST_CHAIN = "L3CALICO-HOST-PROTECT"
+DEFAULT_HOST_TCP_PORTS = (179,)
 BACKENDS = ("auto", "nftables", "iptables")
 DEFAULT_STATE_FILE = "/run/l3-calico/firewall.json"
 
@@ -47,13 +51,22 @@ class Rules:
     all_pools: List[str]
     sources: List[Tuple[str, str]]  # (host veth, workload address)
     veth_prefix: str
+    host_tcp_ports: List[int] = field(default_factory=list)  # host ports workloads may not reach
 
 
 def desired_rules(
-    pools: Mapping, workloads: Sequence[Mapping], veth_prefix: str = naming.VETH_PREFIX
+    pools: Mapping,
+    workloads: Sequence[Mapping],
+    veth_prefix: str = naming.VETH_PREFIX,
+    host_tcp_ports: Sequence[int] = DEFAULT_HOST_TCP_PORTS,
 ) -> Rules:
     if not veth_prefix.isalnum() or not 1 <= len(veth_prefix) <= 4:
         raise FirewallError(f"veth_prefix {veth_prefix!r} must be 1-4 letters/digits")
+    ports = []
+    for index, port in enumerate(host_tcp_ports or ()):
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise FirewallError(f"host_tcp_ports[{index}]: {port!r} is not a TCP port (1..65535)")
+        ports.append(port)
     all_pools, nat_pools = [], []
     for name, pool in sorted(pools.items()):
         try:
@@ -73,7 +86,8 @@ def desired_rules(
         except ValueError:
             raise FirewallError(f"workloads[{index}] ({wid}): ip {w.get('ip')!r} is not an IPv4 address") from None
         sources.append((naming.veth_name(wid, veth_prefix), ip))
-    return Rules(sorted(nat_pools, key=_key), sorted(all_pools, key=_key), sorted(sources), veth_prefix)
+    return Rules(sorted(nat_pools, key=_key), sorted(all_pools, key=_key), sorted(sources), veth_prefix,
+                 sorted(set(ports)))
 
 
 def _key(cidr: str):
@@ -108,6 +122,11 @@ def render_nft(rules: Rules) -> str:
         "    type nat hook postrouting priority srcnat; policy accept;\n"
         "    ip saddr @nat-pools ip daddr != @all-pools counter masquerade fully-random\n"
         "  }\n"
+        "  chain host-protect {\n"
+        "    type filter hook input priority filter; policy accept;\n"
+        + (f'    iifname "{rules.veth_prefix}*" tcp dport {{ {", ".join(str(p) for p in rules.host_tcp_ports)} }} '
+           "counter drop\n" if rules.host_tcp_ports else "")
+        + "  }\n"
         "}\n"
     )
 
@@ -118,10 +137,15 @@ def iptables_rules(rules: Rules) -> Dict[str, List[str]]:
     antispoof.append(f"-A {ANTISPOOF_CHAIN} -i {rules.veth_prefix}+ -j DROP")
     nat = [f"-A {NAT_CHAIN} -d {cidr} -j RETURN" for cidr in rules.all_pools]
     nat += [f"-A {NAT_CHAIN} -s {cidr} -j MASQUERADE --random-fully" for cidr in rules.nat_pools]
-    return {ANTISPOOF_TABLE: antispoof, "nat": nat}
+    host = [f"-A {HOST_CHAIN} -i {rules.veth_prefix}+ -p tcp -m tcp --dport {port} -j DROP" for port in rules.host_tcp_ports]
+    return {ANTISPOOF_TABLE: antispoof, "nat": nat, "filter": host}
 
 
-JUMPS = {ANTISPOOF_TABLE: ("PREROUTING", ANTISPOOF_CHAIN), "nat": ("POSTROUTING", NAT_CHAIN)}
+JUMPS = {
+    ANTISPOOF_TABLE: ("PREROUTING", ANTISPOOF_CHAIN),
+    "nat": ("POSTROUTING", NAT_CHAIN),
+    "filter": ("INPUT", HOST_CHAIN),
+}
 
 
 def render_iptables_restore(rules: Rules, present_jumps: Mapping[str, bool]) -> str:
@@ -307,8 +331,9 @@ def converge(
     state_file: str = DEFAULT_STATE_FILE,
     check_mode: bool = False,
     runner: iproute.Runner = iproute.subprocess_runner,
+    host_tcp_ports: Sequence[int] = DEFAULT_HOST_TCP_PORTS,
 ) -> Plan:
-    rules = desired_rules(pools, workloads, veth_prefix)
+    rules = desired_rules(pools, workloads, veth_prefix, host_tcp_ports)
     chosen = detect_backend(runner, backend)
     recorded = _read_record(state_file)
     the_plan = plan(rules, chosen, read_nft(runner), read_iptables(runner), recorded)

@@ -424,17 +424,42 @@ def _check_request(desired, host, field, ip, address, namespace, pool_name, by_p
     return address
 
 
-def validate(pools=None, config=None, reservations=None, nodes=None, only_node=None) -> Desired:
-    """Check the whole inventory; return the planner's input or raise :class:`ValidationError`."""
+def validate(pools=None, config=None, reservations=None, nodes=None, only_node=None, remove_nodes=None) -> Desired:
+    """Check the whole inventory; return the planner's input or raise :class:`ValidationError`.
+
+    ``remove_nodes`` names nodes of ``nodes`` that are leaving: they are dropped before anything is
+    checked, so the plan releases their addresses, affinities and emptied blocks exactly as for a node
+    deleted from the inventory (and a leaving node's own inventory errors do not block its removal).
+    """
     with no_gc():
-        return _validate(pools, config, reservations, nodes, only_node)
+        return _validate(pools, config, reservations, nodes, only_node, remove_nodes)
 
 
-def _validate(pools, config, reservations, nodes, only_node) -> Desired:
+def leaving(nodes, remove_nodes, only_node=None) -> list:
+    """``nodes`` without the nodes of ``remove_nodes``, each of which must be one of them."""
+    if not remove_nodes:
+        return nodes
+    if not isinstance(remove_nodes, list):
+        _fail(GROUP, "remove_nodes", remove_nodes, "must be a list of node names")
+    if only_node is not None:
+        _fail(only_node, "remove_nodes", remove_nodes, "cannot be combined with node (a per-host run)")
+    names = {n.get("name") for n in nodes if isinstance(n, dict)} if isinstance(nodes, list) else set()
+    for index, name in enumerate(remove_nodes):
+        if not isinstance(name, str) or name not in names:
+            _fail(str(name), f"remove_nodes[{index}]", name,
+                  f"not a node of the inventory (nodes: {', '.join(sorted(str(n) for n in names)) or 'none'})")
+    gone = set(remove_nodes)
+    if gone == names:
+        _fail(GROUP, "remove_nodes", remove_nodes, "would remove every node; at least one must stay")
+    return [n for n in nodes if n.get("name") not in gone]
+
+
+def _validate(pools, config, reservations, nodes, only_node, remove_nodes=None) -> Desired:
     pool_list = validate_pools(pools)
     cfg = validate_config(config)
     ranges = validate_reservations(reservations)
-    node_map = validate_nodes(nodes if nodes is not None else [], pool_list, ranges)
+    nodes = leaving(nodes if nodes is not None else [], remove_nodes, only_node)
+    node_map = validate_nodes(nodes, pool_list, ranges)
     if only_node is not None and only_node not in node_map:
         _fail(only_node, "node", only_node, "not one of the nodes given")
     listed = frozenset(ns for p in pool_list for ns in p.namespaces)

@@ -173,3 +173,70 @@ def audit(desired: Desired, state: IpamState, block_pool: dict | None = None) ->
             if hid not in counts:
                 problems.append(f"handle {hid} holds no address (dangling handle object)")
     return problems
+
+
+# -- The audit of a recorded state against the inventory (playbooks/audit.yml) -------------------------
+
+RUN_IPAM = "ansible-playbook -i INVENTORY playbooks/ipam.yml"
+RUN_SITE = "ansible-playbook -i INVENTORY playbooks/site.yml --limit {node}"
+
+
+def fix_for(problem: str) -> str:
+    """The command that fixes a problem :func:`audit` reports."""
+    if "which is not in the inventory" in problem:
+        return f"{RUN_IPAM}   (releases what belongs to nodes no longer in the inventory)"
+    if "reserved by calico_reservations" in problem:
+        return (f"give the workload another address (calico_workloads: ip:) or drop the reservation, then {RUN_IPAM}")
+    return ("the state itself is damaged: restore the state file (or etcd) from a backup; "
+            "do not edit it by hand")
+
+
+def audit_inventory(desired: Desired, state: IpamState) -> list:
+    """What the recorded state and the inventory disagree on, each ``(problem, fix)``.
+
+    Every allocation must have a live owner: a workload the inventory lists on that node, or the tunnel
+    of a node of the inventory; every workload of the inventory must hold exactly one address.
+    """
+    found = []
+    wanted = {wl.handle: (name, wl) for name, node in desired.nodes.items() for wl in node.workloads}
+    held: dict = {}
+    for cidr, block in state.blocks.items():
+        for ordinal, index in enumerate(block.allocations):
+            if index is None:
+                continue
+            attr = block.attributes[index]
+            hid = attr.get("handle_id")
+            secondary = attr.get("secondary") or {}
+            owner = secondary.get("node")
+            ip = int_to_ip(block.base + ordinal)
+            held.setdefault(hid, []).append(ip)
+            if owner not in desired.nodes:
+                continue  # audit() reports it (a node not in the inventory)
+            kind = secondary.get("type")
+            if kind in ("ipipTunnelAddress", "vxlanTunnelAddress"):
+                continue
+            entry = wanted.get(hid)
+            workload = f"{secondary.get('namespace', '?')}.{secondary.get('workload', '?')}"
+            if entry is None:
+                found.append((f"address {ip} ({hid}) belongs to workload {workload} on {owner}, which the "
+                              f"inventory no longer lists (a leak)", f"{RUN_IPAM}   (releases it)"))
+            elif entry[0] != owner:
+                found.append((f"address {ip} ({hid}) is recorded on {owner} but the inventory lists workload "
+                              f"{workload} on {entry[0]}", f"{RUN_IPAM}   (moves it), then "
+                              + RUN_SITE.format(node=f"{owner},{entry[0]}")))
+    for hid, ips in held.items():
+        if len(ips) > 1:
+            found.append((f"handle {hid} holds {len(ips)} addresses ({', '.join(ips)}): a workload with two "
+                          "addresses", f"{RUN_IPAM}   (keeps one, releases the others)"))
+    for hid, (name, wl) in sorted(wanted.items()):
+        if hid not in held:
+            found.append((f"workload {wl.id} on {name} has no address in the IPAM yet",
+                          f"{RUN_IPAM}   (or {RUN_SITE.format(node=name)})"))
+    return found
+
+
+def audit_with_fixes(desired: Desired, state: IpamState, block_pool: dict | None = None) -> list:
+    """:func:`audit` and :func:`audit_inventory` together, each problem ``{"problem", "fix"}``."""
+    out = [{"problem": p, "fix": fix_for(p)} for p in audit(desired, state, block_pool)]
+    out += [{"problem": p, "fix": f} for p, f in audit_inventory(desired, state)]
+    return out

@@ -14,6 +14,10 @@ description:
     destination is outside all pools is masqueraded (C(fully-random)); nothing else is NATed."
   - "Anti-spoofing, like Calico's reverse-path check: a packet that arrives from a workload's host veth with a
     source other than that workload's address is dropped (a workload cannot impersonate another)."
+  - "Host protection: TCP from a workload's host veth to one of O(host_tcp_ports) of the host itself (by default
+    BIRD's BGP port 179) is dropped, so a workload cannot open a BGP session with its host or probe BIRD
+    (nftables chain C(host-protect) on the input hook; iptables-legacy chain C(L3CALICO-HOST-PROTECT) in table
+    filter, jumped from INPUT). An empty list lets workloads reach them."
   - "Only objects of the project's own are written: the nftables table C(ip l3calico), replaced atomically in one
     transaction; or the iptables-legacy chains C(L3CALICO-ANTISPOOF) (table mangle, jumped from PREROUTING) and
     C(L3CALICO-NAT-OUTGOING) (table nat, jumped from POSTROUTING), written with one C(iptables-legacy-restore
@@ -43,6 +47,14 @@ options:
     description: Prefix of the workloads' host veths (as given to M(l3.calico.workloads)).
     type: str
     default: cali
+  host_tcp_ports:
+    description:
+      - TCP ports of the host itself that workloads may not reach (dropped when they arrive from a workload veth).
+      - The default protects BIRD's BGP port; V([]) allows workloads to reach it (role P(l3.calico.calico_node#role)
+        variable C(calico_node_allow_workload_bgp)).
+    type: list
+    elements: int
+    default: [179]
   state_file:
     description: Where the nftables listing of the last apply is kept (under C(/run)).
     type: path
@@ -98,6 +110,7 @@ def main() -> None:
             backend=dict(type="str", choices=list(firewall.BACKENDS), default="auto"),
             veth_prefix=dict(type="str", default="cali"),
             state_file=dict(type="path", default=firewall.DEFAULT_STATE_FILE),
+            host_tcp_ports=dict(type="list", elements="int", default=[179]),
         ),
         supports_check_mode=True,
     )
@@ -109,6 +122,7 @@ def main() -> None:
             backend=p["backend"],
             veth_prefix=p["veth_prefix"],
             state_file=p["state_file"],
+            host_tcp_ports=p["host_tcp_ports"],
             check_mode=module.check_mode,
         )
     except (firewall.FirewallError, iproute.CommandError, OSError) as exc:

@@ -70,6 +70,27 @@ options:
       - With O(datastore=etcd) every host can run the module for itself at the same time, as a CNI
         plugin would (C(node={{ inventory_hostname }}), no C(run_once)).
     type: str
+  audit:
+    description:
+      - Audit the recorded state against the inventory instead of planning (C(playbooks/audit.yml)). Nothing is
+        planned or written. Returns the recorded addresses in the usual shape, RV(problems), and RV(audit), each
+        problem with the command that fixes it.
+      - Beyond C(calicoctl ipam check)'s consistency checks (blocks, affinities, handles, ordinals, owners not in the
+        inventory), every allocation must belong to a workload the inventory lists on that node or to the tunnel of
+        a node of the inventory, and every workload of the inventory must hold exactly one address.
+    type: bool
+    default: false
+  remove_nodes:
+    description:
+      - Nodes of O(nodes) that are leaving the cluster (see C(playbooks/node-remove.yml)). They are dropped
+        before anything is checked, so their addresses (workloads and tunnels), their block affinities and
+        their emptied blocks are released in this run, and blocks still holding other nodes' borrowed
+        addresses lose their affinity, exactly as for a node deleted from the inventory. The result and the
+        audit no longer know them.
+      - Each must be one of O(nodes), at least one node must stay, and it cannot be combined with O(node).
+    type: list
+    elements: str
+    default: []
   datastore:
     description:
       - Where the IPAM objects live.
@@ -150,6 +171,15 @@ EXAMPLES = r"""
     pools: "{{ calico_pools }}"
     nodes: "{{ ipam_nodes }}"
 
+- name: Node node-c leaves - its addresses, affinities and emptied blocks are released
+  l3.calico.ipam:
+    state_file: "{{ inventory_dir }}/calico_ipam.json"
+    pools: "{{ calico_pools }}"
+    nodes: "{{ ipam_nodes }}"
+    remove_nodes: [node-c]
+  run_once: true
+  delegate_to: localhost
+
 - name: Allocate only node-b's addresses (per-host use), leaving the others untouched
   l3.calico.ipam:
     state_file: /var/lib/l3-calico/ipam.json
@@ -190,6 +220,15 @@ problems:
   type: list
   elements: str
   sample: []
+audit:
+  description: With O(audit), every problem found and the command that fixes it.
+  returned: when O(audit=true)
+  type: list
+  elements: dict
+  sample:
+    - problem: address 172.17.72.9 (l3-workload.default.old) belongs to workload default.old on node-a, which the
+        inventory no longer lists (a leak)
+      fix: ansible-playbook -i INVENTORY playbooks/ipam.yml   (releases it)
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -197,7 +236,12 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
 from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import Planner
-from ansible_collections.l3.calico.plugins.module_utils.ipam_report import audit, build_result
+from ansible_collections.l3.calico.plugins.module_utils.ipam_report import (
+    audit,
+    audit_with_fixes,
+    build_result,
+    pool_of_blocks,
+)
 from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import ETCD_ARGUMENT_SPEC, store_from_params
 
 
@@ -209,6 +253,8 @@ def build_module() -> AnsibleModule:
             reservations=dict(type="list", elements="str", default=[]),
             nodes=dict(type="list", elements="dict", required=True),
             node=dict(type="str"),
+            remove_nodes=dict(type="list", elements="str", default=[]),
+            audit=dict(type="bool", default=False),
             datastore=dict(type="str", choices=["file", "etcd"], default="file"),
             state_file=dict(type="path"),
             lock_timeout=dict(type="float", default=600.0),
@@ -221,7 +267,21 @@ def build_module() -> AnsibleModule:
 
 def run(params: dict, check_mode: bool) -> tuple[dict, str]:
     """Validate, plan and (unless check mode) record; return the result and the diff text."""
-    desired = validate(params["pools"], params["config"], params["reservations"], params["nodes"], params["node"])
+    desired = validate(params["pools"], params["config"], params["reservations"], params["nodes"], params["node"],
+                       params.get("remove_nodes") or [])
+
+    if params.get("audit"):
+        def audit_fn(state):
+            block_pool = pool_of_blocks(desired, state)
+            result = build_result(desired, state, block_pool)
+            result["audit"] = audit_with_fixes(desired, state, block_pool)
+            result["problems"] = [entry["problem"] for entry in result["audit"]]
+            result["changed"] = False
+            return result
+
+        store = store_from_params(params, params.get("datastore") or "file", params.get("state_file"),
+                                  params.get("lock_timeout", 600.0))
+        return store.transact(audit_fn, write=False), ""
 
     def plan_fn(state):
         planner = Planner(desired, state)

@@ -78,6 +78,13 @@ options:
     description: Where the nftables listing of the last apply is kept (under C(/run)).
     type: path
     default: /run/l3-calico/firewall.json
+  host_tcp_ports:
+    description:
+      - TCP ports of the host itself that workloads may not reach (M(l3.calico.firewall) option O(l3.calico.firewall#module:host_tcp_ports)).
+      - The default protects BIRD's BGP port; V([]) lets workloads reach it.
+    type: list
+    elements: int
+    default: [179]
 attributes:
   check_mode:
     support: full
@@ -158,6 +165,7 @@ def main() -> None:
             firewall_backend=dict(type="str", choices=list(firewall.BACKENDS), default="auto"),
             veth_prefix=dict(type="str", default="cali"),
             firewall_state_file=dict(type="path", default=firewall.DEFAULT_STATE_FILE),
+            host_tcp_ports=dict(type="list", elements="int", default=list(firewall.DEFAULT_HOST_TCP_PORTS)),
         ),
         supports_check_mode=True,
     )
@@ -183,6 +191,7 @@ def main() -> None:
                 backend=p["firewall_backend"],
                 veth_prefix=p["veth_prefix"],
                 state_file=p["firewall_state_file"],
+                host_tcp_ports=p["host_tcp_ports"],
             ),
             check_mode=module.check_mode,
         )

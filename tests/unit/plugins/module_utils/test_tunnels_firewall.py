@@ -111,7 +111,8 @@ def test_firewall_rules_nat_only_pool_to_outside_and_per_veth_sources():
     assert f'"{veth}" . 172.17.0.5' in nft and "ip saddr @nat-pools ip daddr != @all-pools" in nft
     # iptables: already as wanted -> nothing to do
     current = {"mangle": ipt["mangle"] + ["-A PREROUTING -j L3CALICO-ANTISPOOF"],
-               "nat": ipt["nat"] + ["-A POSTROUTING -j L3CALICO-NAT-OUTGOING"]}
+               "nat": ipt["nat"] + ["-A POSTROUTING -j L3CALICO-NAT-OUTGOING"],
+               "filter": ipt["filter"] + ["-A INPUT -j L3CALICO-HOST-PROTECT"]}
     assert not firewall.plan(rules, "iptables", None, current, {}).changed
     assert firewall.plan(rules, "iptables", None, {"mangle": None, "nat": None}, {}).changed
 
@@ -129,3 +130,18 @@ def test_sysctls_file_and_runtime(tmp_path):
     assert not sysctls.plan({"net.ipv4.ip_forward": True}, str(path), str(proc)).changed
     with pytest.raises(sysctls.SysctlError, match="does not exist"):
         sysctls.plan({"net.ipv4.nope": 1}, str(path), str(proc))
+
+
+def test_firewall_protects_the_hosts_bgp_port_unless_allowed():
+    """TCP 179 of the host from a workload veth is dropped by default; an empty port list allows it."""
+    from ansible_collections.l3.calico.plugins.module_utils import firewall
+
+    pools = {"p": {"cidr": "172.17.0.0/16"}}
+    rules = firewall.desired_rules(pools, [])
+    assert firewall.iptables_rules(rules)["filter"] == ["-A L3CALICO-HOST-PROTECT -i cali+ -p tcp -m tcp --dport 179 -j DROP"]
+    assert 'iifname "cali*" tcp dport { 179 } counter drop' in firewall.render_nft(rules)
+    allowed = firewall.desired_rules(pools, [], host_tcp_ports=[])
+    assert firewall.iptables_rules(allowed)["filter"] == []
+    assert "dport" not in firewall.render_nft(allowed)
+    with pytest.raises(firewall.FirewallError, match=r"host_tcp_ports\[0\]: 70000"):
+        firewall.desired_rules(pools, [], host_tcp_ports=[70000])

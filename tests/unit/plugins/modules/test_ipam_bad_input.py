@@ -88,6 +88,9 @@ CASES = [
     ("cidr-immutable", lambda p: pool(p, cidr="10.10.0.0/17"), "calico_nodes", "calico_pools[0] (p1).cidr", "10.10.0.0/17"),
     ("block-size-immutable", lambda p: pool(p, block_size=28), "calico_nodes", "calico_pools[0] (p1).block_size", "28"),
     ("unknown-node-option", lambda p: p.update(node="n9"), "n9", "node", "n9"),
+    ("remove-unknown-node", lambda p: p.update(remove_nodes=["n9"]), "n9", "remove_nodes[0]", "n9"),
+    ("remove-every-node", lambda p: p.update(remove_nodes=["n1", "n2"]), "calico_nodes", "remove_nodes", "n2"),
+    ("remove-with-per-host-node", lambda p: p.update(node="n1", remove_nodes=["n2"]), "n1", "remove_nodes", "n2"),
     ("pool-selector-excludes-node", lambda p: (pool(p, node_selector="rack == 'r1'"), wl(p, 1, 0, pool="p1")), "n2",
      "calico_workloads[0].pool", "p1"),
 ]

@@ -43,3 +43,28 @@ def test_failure_names_host_field_value(tmp_path, capsys):
     out = call(capsys, **args(tmp_path / "s.json", ["Bad_Name"]))
     assert out["failed"] is True
     assert out["msg"].startswith("n1: calico_workloads[0].name='Bad_Name'")
+
+
+def test_remove_nodes_releases_the_node_and_keeps_the_others(tmp_path):
+    """remove_nodes drops a node still in the inventory: its addresses, affinities and blocks go."""
+    from ansible_collections.l3.calico.plugins.modules.ipam import run
+
+    params = {
+        "pools": [{"name": "p1", "cidr": "10.10.0.0/16", "block_size": 26, "ipip_mode": "Always"}],
+        "config": {}, "reservations": [], "node": None, "lock_timeout": 5.0,
+        "state_file": str(tmp_path / "calico_ipam.json"),
+        "nodes": [{"name": n, "ip": f"192.168.1.{i}/24", "workloads": [{"name": f"w{i}"}]} for i, n in enumerate(["a", "b", "c"], 1)],
+    }
+    first, _ = run(params, check_mode=False)
+    c_block = first["nodes"]["c"]["blocks"][0]["cidr"]
+    check, diff = run(dict(params, remove_nodes=["c"]), check_mode=True)
+    assert f"- block {c_block} affinity to c (block deleted)" in diff
+    assert "default.w3 on c" in diff
+    assert len(json.load(open(params["state_file"]))["affinities"]) == 3  # check mode wrote nothing
+    result, _ = run(dict(params, remove_nodes=["c"]), check_mode=False)
+    assert sorted(result["nodes"]) == ["a", "b"] and result["problems"] == []
+    assert result["nodes"]["a"] == first["nodes"]["a"] and result["nodes"]["b"] == first["nodes"]["b"]
+    state = json.load(open(params["state_file"]))
+    assert sorted(a["node"] for a in state["affinities"]) == ["a", "b"]
+    assert c_block not in {b["cidr"] for b in state["blocks"]}
+    assert not [h for h in state["handles"] if h.endswith("-c") or h.endswith(".w3")]
