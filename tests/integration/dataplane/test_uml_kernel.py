@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from .conftest import PYTHONPATH
+from .conftest import PYTHONPATH, ROOT
 
 pytestmark = [pytest.mark.lab, pytest.mark.netns]
 
@@ -52,8 +52,10 @@ ln -s {modules}/$(uname -r) /tmp/m/lib/modules/$(uname -r)
 printf '#!/bin/sh\nexec /sbin/modprobe -d /tmp/m "$@"\n' > /tmp/modprobe
 chmod 0755 /tmp/modprobe
 echo /tmp/modprobe > /proc/sys/kernel/modprobe
-mkdir -p {work}
+mkdir -p {work} {root}
 mount -t hostfs -o {work} work {work}
+# The repository (PYTHONPATH) read-only, mounted after the tmpfs mounts: a checkout may live under /tmp.
+mount -r -t hostfs -o {root} repo {root}
 ip link set lo up
 PYTHONPATH={pythonpath} /usr/bin/python3 {work}/guest.py > {work}/guest.log 2>&1
 poweroff -f
@@ -110,7 +112,7 @@ def guest_result(tmp_path):
         pytest.skip("needs unshare (util-linux)")
     work = tmp_path / "work"
     (work / "uml").mkdir(parents=True)
-    (work / "init.sh").write_text(INIT.format(modules=UML_MODULES, work=work, pythonpath=PYTHONPATH))
+    (work / "init.sh").write_text(INIT.format(modules=UML_MODULES, work=work, root=ROOT, pythonpath=PYTHONPATH))
     (work / "init.sh").chmod(0o755)
     (work / "guest.py").write_text(GUEST.format(work=str(work)))
     umid = "l3tdp-uml-" + uuid.uuid4().hex[:6]
