@@ -617,7 +617,8 @@ class Planner:
         start = self._seed_cache.get(key)
         if start is None:
             # Calico seeds a PRNG with FNV-32 of the host name and draws the start index from it
-            # (randomBlockGenerator); random.Random is deterministic across runs and Python versions.
+            # (randomBlockGenerator). random.Random (not Go's math/rand) is deterministic across runs and
+            # Python versions: the start block is stable, but not the one Calico would pick.
             start = self._seed_cache[key] = random.Random(fnv32(node)).randrange(pool.nblocks)
         return start
 
