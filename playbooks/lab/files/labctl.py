@@ -343,7 +343,8 @@ def down() -> dict:
         stop_capture_process()
         for pidfile in sorted(LAB.glob("relays/*")):
             pid = read_pid(pidfile)
-            if pid is not None and kill_pid(pid, "relay", timeout=1.0):
+            # Ours: this script's relay (a recycled PID would not match).
+            if pid is not None and kill_pid(pid, f"{Path(__file__).name}\0relay\0", timeout=1.0):
                 changed = True
         guests = [p.parent.name for p in LAB.glob("*/pid")]
         # SIGTERM all guests first, then wait: they shut down in parallel.
@@ -430,12 +431,14 @@ def relay(host: str, port: int) -> int:
 def stop_capture_process() -> bool:
     pid = read_pid(LAB / "capture.pid")
     stopped = False
-    if pid is not None and alive(pid, "tcpdump"):
+    # Ours: tcpdump writing this lab's capture file (a recycled PID would not match).
+    marker = f"-w\0{LAB / 'capture.pcap'}\0"
+    if pid is not None and alive(pid, marker):
         os.kill(pid, signal.SIGINT)
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and alive(pid, "tcpdump"):
+        while time.monotonic() < deadline and alive(pid, marker):
             time.sleep(0.05)
-        kill_pid(pid, "tcpdump", timeout=1.0)
+        kill_pid(pid, marker, timeout=1.0)
         stopped = True
     (LAB / "capture.pid").unlink(missing_ok=True)
     return stopped
