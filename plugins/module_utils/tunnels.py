@@ -431,6 +431,29 @@ def apply(runner: iproute.Runner, the_plan: Plan, modprobe_dir: Optional[str] = 
         iproute.check(runner, ["bridge", "-batch", "-"], "".join(line + "\n" for line in the_plan.bridge_lines))
 
 
+def prepare(
+    node: str,
+    nodes: Mapping,
+    pools: Mapping,
+    underlay_interface: Optional[str] = None,
+    underlay_mtu: Optional[int] = None,
+    vni: int = DEFAULT_VNI,
+    port: int = DEFAULT_PORT,
+    modprobe_dir: Optional[str] = None,
+    runner: iproute.Runner = iproute.subprocess_runner,
+    sys_module: str = "/sys/module",
+) -> Plan:
+    """Validate, read and plan (changes nothing); raises TunnelError on bad input or no ipip driver."""
+    desired = desired_tunnels(node, nodes, pools)
+    state = read_state(runner, sys_module)
+    the_plan = plan(desired, state, underlay_interface, underlay_mtu, vni, port)
+    if the_plan.load_ipip:
+        ok, detail = ipip_probe(runner, modprobe_dir)
+        if not ok:
+            raise TunnelError(ipip_missing_message(detail))
+    return the_plan
+
+
 def converge(
     node: str,
     nodes: Mapping,
@@ -444,13 +467,7 @@ def converge(
     runner: iproute.Runner = iproute.subprocess_runner,
     sys_module: str = "/sys/module",
 ) -> Plan:
-    desired = desired_tunnels(node, nodes, pools)
-    state = read_state(runner, sys_module)
-    the_plan = plan(desired, state, underlay_interface, underlay_mtu, vni, port)
-    if the_plan.load_ipip:
-        ok, detail = ipip_probe(runner, modprobe_dir)
-        if not ok:
-            raise TunnelError(ipip_missing_message(detail))
+    the_plan = prepare(node, nodes, pools, underlay_interface, underlay_mtu, vni, port, modprobe_dir, runner, sys_module)
     if not check_mode and the_plan.changed:
         apply(runner, the_plan, modprobe_dir)
     return the_plan
