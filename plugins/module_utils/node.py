@@ -57,7 +57,7 @@ def converge(
         tunnels.prepare(node, nodes, pools, **tunnel_args)
         return {"missing_packages": missing, "tunnels": None, "sysctls": None, "firewall": None}
     tun = tunnels.prepare(node, nodes, pools, **tunnel_args)
-    sys_plan = sysctls.plan(sysctl_values, sysctl_file)
+    sys_plan = sysctls.plan(sysctl_values, sysctl_file, creates=tun.creates)  # e.g. tunl0's keys
     fw = firewall.prepare(pools, workloads, **firewall_args)
     if not check_mode:
         if tun.changed:

@@ -190,6 +190,7 @@ class Plan:
     ipip_mtu: Optional[int] = None
     vxlan_mtu: Optional[int] = None
     vxlan_mac: Optional[str] = None
+    creates: List[str] = field(default_factory=list)  # devices that exist only once applied
 
     @property
     def changed(self) -> bool:
@@ -290,6 +291,7 @@ def _plan_ipip(desired: Desired, state: State, result: Plan) -> None:
     result.ipip_mtu = mtu
     if link is None:
         result.load_ipip = not state.ipip_loaded
+        result.creates.append(dev)
         result.changes.append(f"{dev}: created (modprobe ipip) with {desired.ipip}/32, mtu {mtu}")
         result.ip_lines += [f"link set dev {dev} alias {IPIP_ALIAS} mtu {mtu} up", f"addr add {desired.ipip}/32 dev {dev}"]
         return
@@ -333,6 +335,7 @@ def _plan_vxlan(desired: Desired, state: State, result: Plan, vni: int, port: in
             result.changes.append(f"{dev}: recreated ({diffs})")
         else:
             result.changes.append(f"{dev}: created (vni {vni}, port {port}, local {desired.node_ip}, dev {result.underlay})")
+            result.creates.append(dev)
         result.ip_lines += [
             f"link add {dev} mtu {mtu} address {mac} type vxlan id {vni} local {desired.node_ip} "
             f"dev {result.underlay} dstport {port} nolearning",

@@ -111,3 +111,32 @@ def test_check_mode_plans_all_and_applies_none(writes, monkeypatch, tmp_path):
     monkeypatch.setattr(node.firewall, "prepare", lambda *a, **kw: node.firewall.Plan("iptables", changes=["x"]))
     done = _converge(sysctl_file=str(tmp_path / "s.conf"), check_mode=True)
     assert writes == [] and done["firewall"].changed and not (tmp_path / "s.conf").exists()
+
+
+def test_sysctls_of_a_tunnel_device_this_run_creates_are_planned(tmp_path):
+    """Planned before the tunnels are applied: tunl0's keys do not exist yet, but will."""
+    proc = tmp_path / "proc"
+    (proc / "net" / "ipv4").mkdir(parents=True)
+    (proc / "net" / "ipv4" / "ip_forward").write_text("0\n")
+    values = {"net.ipv4.ip_forward": 1, "net.ipv4.conf.tunl0.rp_filter": 0}
+    with pytest.raises(node.sysctls.SysctlError, match="net.ipv4.conf.tunl0.rp_filter does not exist"):
+        node.sysctls.plan(values, str(tmp_path / "s.conf"), proc_sys=str(proc))
+    with pytest.raises(node.sysctls.SysctlError, match="net.ipv4.conf.eth9.rp_filter does not exist"):
+        node.sysctls.plan({"net.ipv4.conf.eth9.rp_filter": 0}, str(tmp_path / "s.conf"), proc_sys=str(proc),
+                          creates=["tunl0"])
+    the_plan = node.sysctls.plan(values, str(tmp_path / "s.conf"), proc_sys=str(proc), creates=["tunl0"])
+    assert the_plan.runtime == {"net.ipv4.ip_forward": "1", "net.ipv4.conf.tunl0.rp_filter": "0"}
+    (proc / "net" / "ipv4" / "conf" / "tunl0").mkdir(parents=True)  # what tunnels.apply does
+    (proc / "net" / "ipv4" / "conf" / "tunl0" / "rp_filter").write_text("1\n")
+    node.sysctls.apply(the_plan, str(tmp_path / "s.conf"), proc_sys=str(proc))
+    assert (proc / "net" / "ipv4" / "conf" / "tunl0" / "rp_filter").read_text() == "0"
+
+
+def test_node_passes_the_devices_the_tunnels_create_to_sysctls(writes, monkeypatch, tmp_path):
+    monkeypatch.setattr(node.tunnels, "prepare", lambda *a, **kw: node.tunnels.Plan(changes=["x"], creates=["tunl0"]))
+    seen = {}
+    monkeypatch.setattr(node.sysctls, "plan", lambda values, path, creates=(): seen.setdefault("creates", creates)
+                        and node.sysctls.Plan(content="", before=""))
+    monkeypatch.setattr(node.firewall, "prepare", lambda *a, **kw: node.firewall.Plan("iptables"))
+    _converge()
+    assert seen["creates"] == ["tunl0"] and writes == ["tunnels", "firewall"]
