@@ -5,10 +5,11 @@
 Plain Python (no Ansible import): the module ``l3.calico.bird`` is its thin adapter. It
 follows *read -> plan -> apply unless check mode*: the directories, the passwords file, the
 supervisor script and ``bird.conf`` are compared with what they should be; a changed
-``bird.conf`` is validated by BIRD itself (``bird -p -c``) before it replaces the old one;
-BIRD is started only when its supervisor does not run, and reconfigured (``birdc configure``)
-only when a file it reads changed while it was running. A no-op costs a few ``stat`` calls
-and one ``birdc show status``.
+``bird.conf`` or passwords file is validated by BIRD itself (``bird -p -c`` on temporary copies
+of both) before either is written; BIRD is started only when its supervisor does not run, and
+reconfigured (``birdc configure``) while the files differ from what it last loaded successfully
+(recorded in the applied-state file). A no-op costs a few ``stat`` calls and one
+``birdc show status``.
 
 Commands run through ``run(argv) -> (rc, stdout, stderr)`` (``AnsibleModule.run_command``).
 """
@@ -16,8 +17,10 @@ Commands run through ``run(argv) -> (rc, stdout, stderr)`` (``AnsibleModule.run_
 from __future__ import annotations
 
 import grp
+import hashlib
 import os
 import pwd
+import shutil
 import stat
 import tempfile
 import time
@@ -152,19 +155,40 @@ def apply_path(spec: FileSpec) -> None:
         os.chmod(spec.path, spec.mode)
 
 
-def validate(run: Runner, bird: str, config: bytes, directory: str | None) -> None:
-    """bird -p -c on a temp copy (in the config's directory when given, else the temp dir)."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".bird.conf.validate.")
+def validate(run: Runner, bird: str, config: bytes, directory: str | None, secrets_file: str | None = None,
+             secrets: bytes | None = None) -> None:
+    """``bird -p -c`` on temporary copies of the NEW bird.conf and passwords file, together.
+
+    The copy of bird.conf lives in ``directory`` (the config's own, so relative includes resolve as
+    they will; the temp dir when None) and includes a copy of the new passwords, in a private
+    temporary directory, instead of the real ``secrets_file``: nothing real is read or written.
+    ``secrets`` None: the passwords file will be absent (an include of it must fail).
+    """
+    tmp_dir = tempfile.mkdtemp(dir=directory, prefix=".bird.validate.")  # mode 0700
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(config)
-        rc, out, err = run([bird, "-p", "-c", tmp])
+        config_copy = config
+        if secrets_file:
+            secrets_copy = os.path.join(tmp_dir, os.path.basename(secrets_file))
+            if secrets is not None:
+                with open(secrets_copy, "wb") as fh:
+                    fh.write(secrets)
+            config_copy = config.replace(f'"{secrets_file}"'.encode(), f'"{secrets_copy}"'.encode())
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".bird.conf.validate.")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(config_copy)
+            rc, out, err = run([bird, "-p", "-c", tmp])
+        finally:
+            os.unlink(tmp)
     finally:
-        os.unlink(tmp)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     if rc != 0:
         text = (err or out).strip().replace(tmp, "<new bird.conf>")
+        if secrets_file:
+            text = text.replace(secrets_copy, f"<new {os.path.basename(secrets_file)}>")
         raise BirdServiceError(f"BIRD refused the new configuration (bird -p -c, rc {rc}): {text}; "
-                               "the running configuration is unchanged", rc=rc, stdout=out, stderr=err)
+                               "nothing was written, the running configuration is unchanged", rc=rc, stdout=out,
+                               stderr=err)
 
 
 def supervisor_running(pid_file: str) -> bool:
@@ -207,6 +231,18 @@ class Plan:
     running: bool = False  # BIRD's supervisor runs (supervisor) / BIRD answers (systemd, none)
     start: bool = False
     reconfigure: bool = False
+    secrets: FileSpec | None = None
+    applied: str = ""  # the record of bird.conf + passwords as they are after this run (sha256sum format)
+    recorded: str | None = None  # the applied-state file as read (None: absent)
+
+    @property
+    def files_change(self) -> bool:
+        """A file BIRD reads changes: the new pair is validated together before either is written."""
+        return self.config.write or self.secrets.write or self.secrets.remove
+
+    @property
+    def record_stale(self) -> bool:
+        return self.applied != self.recorded
 
     @property
     def changes(self) -> list[str]:
@@ -228,6 +264,27 @@ def choose_manager(manager: str) -> str:
     return manager
 
 
+def applied_file(p: dict) -> str:
+    """Where the record of the configuration BIRD last loaded lives (default: beside the pid file)."""
+    return p.get("applied_file") or os.path.join(os.path.dirname(p["pid_file"]), "bird-applied.sha256")
+
+
+def applied_record(config: bytes, secrets: bytes | None, p: dict) -> str:
+    """``sha256sum`` lines of bird.conf and the passwords file (no line when there is none)."""
+    lines = [f"{hashlib.sha256(config).hexdigest()}  {p['config_file']}\n"]
+    if secrets is not None:
+        lines.append(f"{hashlib.sha256(secrets).hexdigest()}  {p['secrets_file']}\n")
+    return "".join(lines)
+
+
+def read_record(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as fh:
+            return fh.read()
+    except (OSError, ValueError):
+        return None
+
+
 def plan(p: dict, run: Runner) -> Plan:
     """p: the module's parameters. Reads only."""
     manager = choose_manager(p["manager"])
@@ -237,7 +294,7 @@ def plan(p: dict, run: Runner) -> Plan:
     conf_dir = os.path.dirname(p["config_file"])
     the_plan.files.append(plan_path(FileSpec(conf_dir, 0o750, 0, gid, directory=True)))
     run_dirs = []
-    for path in (p["control_socket"], p["pid_file"], p["supervisor_pid_file"]):
+    for path in (p["control_socket"], p["pid_file"], p["supervisor_pid_file"], applied_file(p)):
         d = os.path.dirname(path)
         if d not in run_dirs:
             run_dirs.append(d)
@@ -248,7 +305,8 @@ def plan(p: dict, run: Runner) -> Plan:
         secrets = FileSpec(p["secrets_file"], 0o640, absent=True)
     else:
         secrets = FileSpec(p["secrets_file"], 0o640, 0, gid, content=p["secrets"].encode(), sensitive=True)
-    the_plan.files.append(plan_path(secrets))
+    the_plan.secrets = plan_path(secrets)
+    the_plan.files.append(the_plan.secrets)
     if manager == "supervisor":
         if not p["supervisor_script"]:
             raise BirdServiceError("supervisor_script: the supervisor's content is required with manager=supervisor")
@@ -261,17 +319,26 @@ def plan(p: dict, run: Runner) -> Plan:
         the_plan.start = not the_plan.running
     else:
         the_plan.running = answers(run, p["birdc"], p["control_socket"])
-    read_changed = the_plan.config.write or secrets.write or secrets.remove
-    the_plan.reconfigure = the_plan.running and read_changed
+    # From state, not from this run's writes: BIRD is reconfigured while the files differ from what
+    # it last loaded successfully (a run that wrote them but failed or stopped before `configure`
+    # is caught up by the next one; so is a missing record while BIRD runs).
+    the_plan.applied = applied_record(the_plan.config.content or b"", secrets.content, p)
+    the_plan.recorded = read_record(applied_file(p))
+    the_plan.reconfigure = the_plan.running and (the_plan.files_change or the_plan.record_stale)
     return the_plan
 
 
 def apply(the_plan: Plan, p: dict, run: Runner) -> dict:
-    """Make it so; returns what BIRD said. Validation comes before bird.conf is replaced."""
+    """Make it so; returns what BIRD said. bird.conf and the passwords are validated together, before
+    anything is written; the record of what BIRD loaded is written once BIRD has it (or, BIRD not
+    running, will read it at its start)."""
     said = {}
+    if the_plan.files_change:
+        conf_dir = os.path.dirname(p["config_file"])
+        secrets = the_plan.secrets
+        validate(run, p["bird"], the_plan.config.content or b"", conf_dir if os.path.isdir(conf_dir) else None,
+                 secrets_file=secrets.path, secrets=None if secrets.absent else secrets.content)
     for spec in the_plan.files:
-        if spec is the_plan.config and spec.write:
-            validate(run, p["bird"], spec.content or b"", os.path.dirname(spec.path))
         if spec.changed:
             apply_path(spec)
     if the_plan.start:
@@ -284,4 +351,6 @@ def apply(the_plan: Plan, p: dict, run: Runner) -> dict:
         wait_answers(run, p["birdc"], p["control_socket"], p["socket_timeout"])
     if the_plan.reconfigure:
         said["configure"] = reconfigure(run, p["birdc"], p["control_socket"])
+    if the_plan.record_stale:
+        write_atomic(applied_file(p), the_plan.applied.encode("ascii"), 0o644, -1, -1)
     return said

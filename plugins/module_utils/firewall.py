@@ -260,6 +260,7 @@ class Plan:
     changes: List[str] = field(default_factory=list)
     rendered: str = ""  # the desired ruleset (for diff and the state file)
     record: Optional[dict] = None
+    recorded: dict = field(default_factory=dict)  # the state file as read when planning
 
     @property
     def changed(self) -> bool:
@@ -323,6 +324,35 @@ def apply(runner: iproute.Runner, the_plan: Plan, state_file: str) -> None:
             iproute.check(runner, ["iptables-legacy-restore", "--noflush"], the_plan.iptables_script)
 
 
+def prepare(
+    pools: Mapping,
+    workloads: Sequence[Mapping],
+    backend: str = "auto",
+    veth_prefix: str = naming.VETH_PREFIX,
+    state_file: str = DEFAULT_STATE_FILE,
+    runner: iproute.Runner = iproute.subprocess_runner,
+    host_tcp_ports: Sequence[int] = DEFAULT_HOST_TCP_PORTS,
+) -> Plan:
+    """Validate input, pick the backend, read and plan (changes nothing); raises FirewallError."""
+    rules = desired_rules(pools, workloads, veth_prefix, host_tcp_ports)
+    chosen = detect_backend(runner, backend)
+    recorded = _read_record(state_file)
+    the_plan = plan(rules, chosen, read_nft(runner), read_iptables(runner), recorded)
+    the_plan.recorded = recorded
+    return the_plan
+
+
+def commit(runner: iproute.Runner, the_plan: Plan, state_file: str) -> None:
+    """Apply a prepared plan and record what was applied."""
+    if the_plan.changed:
+        apply(runner, the_plan, state_file)
+    record = dict(the_plan.record or {})
+    if the_plan.backend == "nftables":
+        record["nft_listing"] = read_nft(runner)
+    if record != the_plan.recorded:
+        iproute.atomic_write(state_file, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
 def converge(
     pools: Mapping,
     workloads: Sequence[Mapping],
@@ -333,19 +363,9 @@ def converge(
     runner: iproute.Runner = iproute.subprocess_runner,
     host_tcp_ports: Sequence[int] = DEFAULT_HOST_TCP_PORTS,
 ) -> Plan:
-    rules = desired_rules(pools, workloads, veth_prefix, host_tcp_ports)
-    chosen = detect_backend(runner, backend)
-    recorded = _read_record(state_file)
-    the_plan = plan(rules, chosen, read_nft(runner), read_iptables(runner), recorded)
-    if check_mode:
-        return the_plan
-    if the_plan.changed:
-        apply(runner, the_plan, state_file)
-    record = dict(the_plan.record or {})
-    if chosen == "nftables":
-        record["nft_listing"] = read_nft(runner)
-    if record != recorded:
-        iproute.atomic_write(state_file, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    the_plan = prepare(pools, workloads, backend, veth_prefix, state_file, runner, host_tcp_ports)
+    if not check_mode:
+        commit(runner, the_plan, state_file)
     return the_plan
 
 

@@ -3,9 +3,10 @@
 """A node's prerequisites as one step: packages checked, then tunnels, sysctls and firewall.
 
 Plain Python (no Ansible import): the module ``l3.calico.node`` is its thin adapter and composes
-``tunnels``, ``sysctls`` and ``firewall`` (each *read -> plan -> apply unless check mode*).
+``tunnels``, ``sysctls`` and ``firewall`` (each *read -> plan -> apply*): all three are planned
+(and so validated) first, then applied unless check mode.
 
-When packages are missing nothing is converged: the tunnels are planned in check mode (so a
+When packages are missing nothing is converged: the tunnels are only planned (so a
 kernel without the ipip driver fails now, before the packages are installed) and the missing
 packages are returned for the package manager; the role then runs the module again.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import shutil
 from typing import Callable, Mapping, Sequence
 
-from ansible_collections.l3.calico.plugins.module_utils import firewall, sysctls, tunnels
+from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute, sysctls, tunnels
 
 Runner = Callable[[list], "tuple[int, str, str]"]
 DPKG_QUERY_FORMAT = "${Package} ${db:Status-Status}\n"
@@ -46,14 +47,26 @@ def converge(
     firewall_args: Mapping,
     check_mode: bool,
 ) -> dict:
-    """Returns {missing_packages, tunnels, sysctls, firewall} (the last three None when packages are missing)."""
+    """Returns {missing_packages, tunnels, sysctls, firewall} (the last three None when packages are missing).
+
+    All three are validated, read and planned before any of them is applied: bad input for any
+    part (a sysctl name, a workload address, a firewall backend) fails with nothing changed.
+    """
     missing = missing_packages(run, packages)
     if missing:
-        tunnels.converge(node, nodes, pools, check_mode=True, **tunnel_args)
+        tunnels.prepare(node, nodes, pools, **tunnel_args)
         return {"missing_packages": missing, "tunnels": None, "sysctls": None, "firewall": None}
-    tun = tunnels.converge(node, nodes, pools, check_mode=check_mode, **tunnel_args)
-    sys_plan = sysctls.plan(sysctl_values, sysctl_file)
-    if not check_mode and sys_plan.changed:
-        sysctls.apply(sys_plan, sysctl_file)
-    fw = firewall.converge(pools, workloads, check_mode=check_mode, **firewall_args)
+    tun = tunnels.prepare(node, nodes, pools, **tunnel_args)
+    sys_plan = sysctls.plan(sysctl_values, sysctl_file, creates=tun.creates)  # e.g. tunl0's keys
+    fw = firewall.prepare(pools, workloads, **firewall_args)
+    if not check_mode:
+        if tun.changed:
+            tunnels.apply(tunnel_args.get("runner", iproute.subprocess_runner), tun, tunnel_args.get("modprobe_dir"))
+        if sys_plan.changed:
+            sysctls.apply(sys_plan, sysctl_file)
+        firewall.commit(
+            firewall_args.get("runner", iproute.subprocess_runner),
+            fw,
+            firewall_args.get("state_file", firewall.DEFAULT_STATE_FILE),
+        )
     return {"missing_packages": [], "tunnels": tun, "sysctls": sys_plan, "firewall": fw}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute
 
@@ -62,7 +62,14 @@ def _proc_path(proc_sys: str, key: str) -> str:
     return os.path.join(proc_sys, *key.split("."))
 
 
-def plan(values: Mapping, path: str, proc_sys: str = "/proc/sys") -> Plan:
+def _device_of(key: str) -> Optional[str]:
+    """The interface of a per-device key (net.ipv4.conf.tunl0.rp_filter -> tunl0), else None."""
+    parts = key.split(".")
+    return parts[3] if len(parts) == 5 and parts[0] == "net" and parts[2] in ("conf", "neigh") else None
+
+
+def plan(values: Mapping, path: str, proc_sys: str = "/proc/sys", creates: Sequence[str] = ()) -> Plan:
+    """``creates``: devices another plan of the same run creates (their keys appear once it is applied)."""
     wanted = normalise(values)
     content = HEADER + "".join(f"{k} = {v}\n" for k, v in sorted(wanted.items()))
     try:
@@ -77,7 +84,9 @@ def plan(values: Mapping, path: str, proc_sys: str = "/proc/sys") -> Plan:
             with open(proc, encoding="ascii") as handle:
                 current = " ".join(handle.read().split())
         except FileNotFoundError:
-            raise SysctlError(f"sysctl {key} does not exist on this kernel ({proc})") from None
+            if _device_of(key) not in creates:
+                raise SysctlError(f"sysctl {key} does not exist on this kernel ({proc})") from None
+            current = None
         if current != value:
             result.runtime[key] = value
             result.runtime_before[key] = current

@@ -190,6 +190,7 @@ class Plan:
     ipip_mtu: Optional[int] = None
     vxlan_mtu: Optional[int] = None
     vxlan_mac: Optional[str] = None
+    creates: List[str] = field(default_factory=list)  # devices that exist only once applied
 
     @property
     def changed(self) -> bool:
@@ -290,6 +291,7 @@ def _plan_ipip(desired: Desired, state: State, result: Plan) -> None:
     result.ipip_mtu = mtu
     if link is None:
         result.load_ipip = not state.ipip_loaded
+        result.creates.append(dev)
         result.changes.append(f"{dev}: created (modprobe ipip) with {desired.ipip}/32, mtu {mtu}")
         result.ip_lines += [f"link set dev {dev} alias {IPIP_ALIAS} mtu {mtu} up", f"addr add {desired.ipip}/32 dev {dev}"]
         return
@@ -333,6 +335,7 @@ def _plan_vxlan(desired: Desired, state: State, result: Plan, vni: int, port: in
             result.changes.append(f"{dev}: recreated ({diffs})")
         else:
             result.changes.append(f"{dev}: created (vni {vni}, port {port}, local {desired.node_ip}, dev {result.underlay})")
+            result.creates.append(dev)
         result.ip_lines += [
             f"link add {dev} mtu {mtu} address {mac} type vxlan id {vni} local {desired.node_ip} "
             f"dev {result.underlay} dstport {port} nolearning",
@@ -431,6 +434,29 @@ def apply(runner: iproute.Runner, the_plan: Plan, modprobe_dir: Optional[str] = 
         iproute.check(runner, ["bridge", "-batch", "-"], "".join(line + "\n" for line in the_plan.bridge_lines))
 
 
+def prepare(
+    node: str,
+    nodes: Mapping,
+    pools: Mapping,
+    underlay_interface: Optional[str] = None,
+    underlay_mtu: Optional[int] = None,
+    vni: int = DEFAULT_VNI,
+    port: int = DEFAULT_PORT,
+    modprobe_dir: Optional[str] = None,
+    runner: iproute.Runner = iproute.subprocess_runner,
+    sys_module: str = "/sys/module",
+) -> Plan:
+    """Validate, read and plan (changes nothing); raises TunnelError on bad input or no ipip driver."""
+    desired = desired_tunnels(node, nodes, pools)
+    state = read_state(runner, sys_module)
+    the_plan = plan(desired, state, underlay_interface, underlay_mtu, vni, port)
+    if the_plan.load_ipip:
+        ok, detail = ipip_probe(runner, modprobe_dir)
+        if not ok:
+            raise TunnelError(ipip_missing_message(detail))
+    return the_plan
+
+
 def converge(
     node: str,
     nodes: Mapping,
@@ -444,13 +470,7 @@ def converge(
     runner: iproute.Runner = iproute.subprocess_runner,
     sys_module: str = "/sys/module",
 ) -> Plan:
-    desired = desired_tunnels(node, nodes, pools)
-    state = read_state(runner, sys_module)
-    the_plan = plan(desired, state, underlay_interface, underlay_mtu, vni, port)
-    if the_plan.load_ipip:
-        ok, detail = ipip_probe(runner, modprobe_dir)
-        if not ok:
-            raise TunnelError(ipip_missing_message(detail))
+    the_plan = prepare(node, nodes, pools, underlay_interface, underlay_mtu, vni, port, modprobe_dir, runner, sys_module)
     if not check_mode and the_plan.changed:
         apply(runner, the_plan, modprobe_dir)
     return the_plan

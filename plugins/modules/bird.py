@@ -17,11 +17,13 @@ description:
   - Writes the passwords file O(secrets_file) (V(0640), C(root:)O(group), never shown in a diff), or removes it
     when O(secrets) is not given.
   - With the supervisor, installs the supervisor script O(supervisor) (V(0755), C(root:root)).
-  - Validates a changed O(config) with C(bird -p -c) on the host, then writes O(config_file) atomically
-    (V(0640), C(root:)O(group)); a configuration BIRD refuses changes nothing and fails with BIRD's message.
+  - When O(config) or O(secrets) changed, validates both together with C(bird -p -c) on temporary copies
+    (the copy of bird.conf includes the copy of the new passwords), then writes them atomically
+    (V(0640), C(root:)O(group)); a configuration BIRD refuses writes nothing and fails with BIRD's message.
   - Starts BIRD under its supervisor only when the supervisor does not run, and waits until BIRD answers on
-    its control socket; runs C(birdc configure) only when bird.conf or the passwords file changed while BIRD
-    was running.
+    its control socket; runs C(birdc configure) when BIRD runs and bird.conf or the passwords differ from
+    what BIRD last loaded successfully, as recorded in O(applied_file) (so a run that failed or stopped
+    between writing and C(configure) is caught up by the next one; a missing record means one C(configure)).
   - With O(manager=systemd) the module does not start BIRD (the unit does); it still reconfigures a running
     BIRD whose files changed. The chosen manager is returned.
 options:
@@ -66,6 +68,12 @@ options:
     description: BIRD's own pid file (its directory is ensured).
     type: path
     default: /run/bird/bird.pid
+  applied_file:
+    description:
+      - Where the SHA-256 of bird.conf and the passwords file BIRD last loaded is recorded (C(sha256sum)
+        format), written after a successful start or C(birdc configure). Its directory is ensured.
+      - Default C(bird-applied.sha256) beside O(pid_file).
+    type: path
   manager:
     description:
       - Who keeps BIRD running. V(auto) is V(systemd) when C(/run/systemd/system) is a directory,
@@ -164,6 +172,7 @@ def main() -> None:
             birdc=dict(type="path", default="/usr/sbin/birdc"),
             control_socket=dict(type="path", default="/run/bird/bird.ctl"),
             pid_file=dict(type="path", default="/run/bird/bird.pid"),
+            applied_file=dict(type="path"),
             manager=dict(type="str", choices=["auto", "supervisor", "systemd"], default="auto"),
             supervisor=dict(type="path", default="/usr/local/sbin/calico-bird-service"),
             supervisor_script=dict(type="str"),
@@ -181,7 +190,7 @@ def main() -> None:
     said = {}
     try:
         the_plan = bird_service.plan(params, run)
-        if not module.check_mode and the_plan.changed:
+        if not module.check_mode and (the_plan.changed or the_plan.record_stale):
             said = bird_service.apply(the_plan, params, run)
         elif not module.check_mode and the_plan.manager == "supervisor":
             bird_service.wait_answers(run, params["birdc"], params["control_socket"], params["socket_timeout"])

@@ -71,6 +71,15 @@ def sysctl(values):
     return {"l3.calico.sysctls": {"values": values, "path": "{{ work }}/sysctl.d/60-l3-calico.conf"}}
 
 
+def node(**kw):
+    """l3.calico.node (the whole of role calico_node): a sysctl it could write is pending, so a late
+    refusal (after the sysctls were applied) leaves a file behind."""
+    args = {"packages": [], "node": HOST, "nodes": GOOD_IPAM["nodes"], "pools": GOOD_IPAM["pools"],
+            "sysctls": {"net.ipv4.ip_forward": 1}, "sysctl_file": "{{ work }}/sysctl.d/60-l3-calico.conf",
+            "firewall_state_file": "{{ work }}/firewall.json", **kw}
+    return {"l3.calico.node": args}
+
+
 def bgp(**variables):
     return {"ansible.builtin.include_role": {"name": "l3.calico.calico_bgp"},
             "vars": {"calico_ipam_result": GOOD_IPAM, **variables}}
@@ -113,6 +122,10 @@ CASES = [
     ("sysctl-bad-key", "sysctls", sysctl({"net..ipv4": 1}), ["net..ipv4"]),
     ("sysctl-unknown-key", "sysctls", sysctl({"net.ipv4.l3tday2_nope": 1}), ["net.ipv4.l3tday2_nope", "does not exist"]),
     ("sysctl-empty-value", "sysctls", sysctl({"net.ipv4.ip_forward": ""}), ["net.ipv4.ip_forward", "empty"]),
+    ("node-sysctl-bad-key", "node", node(sysctls={"net..ipv4": 1}), [HOST, "net..ipv4"]),
+    ("node-firewall-workload-ip", "node", node(workloads=[{"name": "w1", "ip": "172.17.0"}]),
+     [HOST, "workloads[0]", "ip", "172.17.0"]),
+    ("node-firewall-veth-prefix", "node", node(veth_prefix="toolong"), [HOST, "veth_prefix", "toolong"]),
     ("bgp-peer-address", "calico_bgp role", bgp(calico_bgp_peers=[{"address": "192.168.77.300", "as": 65000}]),
      ["calico_bgp_peers[0]", "192.168.77.300"]),
     ("bgp-peer-as", "calico_bgp role", bgp(calico_bgp_peers=[{"address": "192.168.77.1", "as": 0}]),

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 import pytest
@@ -13,19 +14,31 @@ from ansible_collections.l3.calico.plugins.module_utils import bird_service
 
 
 class Runner:
-    """Records argv; `bird -p` accepts unless the config contains 'BAD'; birdc answers when `up`."""
+    """Records argv; birdc answers when `up`. `bird -p` reads the config and the files it includes, as
+    BIRD does, and refuses 'BAD', a missing include or a `password NAME` with no `define NAME`."""
 
-    def __init__(self, up: bool = True):
+    def __init__(self, up: bool = True, configure_ok: bool = True):
         self.calls: list[list[str]] = []
         self.up = up
+        self.configure_ok = configure_ok
 
     def __call__(self, argv):
         self.calls.append(list(argv))
         if argv[0].endswith("/bird") and argv[1] == "-p":
             with open(argv[3]) as fh:
                 text = fh.read()
+            for included in re.findall(r'include "([^"]+)";', text):
+                if not os.path.exists(included):
+                    return 1, "", f"{argv[3]}:1:1 Unable to open included file {included}: No such file or directory\n"
+                with open(included) as fh:
+                    text += fh.read()
+            undefined = [n for n in re.findall(r"password (\w+);", text) if f"define {n} " not in text]
+            if undefined:
+                return 1, "", f"{argv[3]}:2:1 Unknown symbol {undefined[0]}\n"
             return (1, "", f"{argv[3]}:3:9 Hold time must be in range 3-65535 or zero\n") if "BAD" in text else (0, "", "")
         if argv[-1] == "configure":
+            if not self.configure_ok:
+                return 0, "Reading configuration from x\nbird.conf:7:1 syntax error\n", ""
             return 0, "Reading configuration from x\nReconfigured\n", ""
         if argv[-2:] == ["show", "status"]:
             return (0, "BIRD 2.0.12\nDaemon is up and running\n", "") if self.up else (1, "", "Unable to connect")
@@ -134,7 +147,7 @@ def test_secrets_written_private_then_removed(params, monkeypatch):
     runner = Runner()
     the_plan = converge(params, runner, running=True, monkeypatch=monkeypatch)
     assert not os.path.exists(params["secrets_file"]) and the_plan.reconfigure
-    assert runner.kinds() == ["status", "configure"]  # not validated: bird.conf did not change
+    assert runner.kinds()[0].startswith("-p ") and runner.kinds()[1:] == ["status", "configure"]
 
 
 def test_mode_drift_is_fixed_without_reconfigure(params, monkeypatch):
@@ -165,3 +178,95 @@ def test_supervisor_running_reads_the_pid_file(tmp_path):
     assert not bird_service.supervisor_running(str(pid_file))
     pid_file.write_text("garbage\n")
     assert not bird_service.supervisor_running(str(pid_file))
+
+
+def with_secrets(params, peer: str, password: str = "s3cret") -> None:
+    """bird.conf including the passwords file, one peer using its constant (as role calico_bgp renders)."""
+    params["config"] = f'router id 192.168.100.100;\ninclude "{params["secrets_file"]}";\nprotocol bgp {peer} {{ password CALICO_PW_{peer}; }}\n'
+    params["secrets"] = f'define CALICO_PW_{peer} = "{password}";\n'
+
+
+def read_bytes(path):
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def test_new_config_is_validated_with_the_new_secrets(params, monkeypatch):
+    with_secrets(params, "A")
+    converge(params, Runner(up=False), running=False, monkeypatch=monkeypatch)
+    with_secrets(params, "B")  # a renamed peer: the old passwords file has no CALICO_PW_B
+    runner = Runner()
+    the_plan = converge(params, runner, running=True, monkeypatch=monkeypatch)
+    assert the_plan.reconfigure and runner.kinds()[-1] == "configure"
+    assert read_bytes(params["secrets_file"]) == params["secrets"].encode()
+    assert not [n for n in os.listdir(os.path.dirname(params["config_file"])) if n.startswith(".")]
+
+
+@pytest.mark.parametrize("bad", ["config", "secrets", "secrets removed"])
+def test_refused_pair_keeps_old_config_and_secrets(params, monkeypatch, bad):
+    with_secrets(params, "A")
+    converge(params, Runner(up=False), running=False, monkeypatch=monkeypatch)
+    old_config, old_secrets = read_bytes(params["config_file"]), read_bytes(params["secrets_file"])
+    record = read_bytes(bird_service.applied_file(params))
+    with_secrets(params, "B", password="n3w")
+    if bad == "config":
+        params["config"] += "BAD hold time 1;\n"
+    elif bad == "secrets":
+        params["secrets"] = "define CALICO_PW_OTHER = 1;\n"  # CALICO_PW_B undefined
+    else:
+        params["secrets"] = None  # bird.conf still includes it
+    runner = Runner()
+    with pytest.raises(bird_service.BirdServiceError, match="nothing was written") as err:
+        converge(params, runner, running=True, monkeypatch=monkeypatch)
+    assert read_bytes(params["config_file"]) == old_config and read_bytes(params["secrets_file"]) == old_secrets
+    assert read_bytes(bird_service.applied_file(params)) == record
+    assert "configure" not in runner.kinds() and "n3w" not in str(err.value)
+    assert not [n for n in os.listdir(os.path.dirname(params["config_file"])) if n.startswith(".")]
+
+
+def test_failed_configure_is_retried_by_the_next_run(params, monkeypatch):
+    converge(params, Runner(up=False), running=False, monkeypatch=monkeypatch)
+    params["config"] = "router id 192.168.100.101;\n"
+    with pytest.raises(bird_service.BirdServiceError, match="birdc configure failed"):
+        converge(params, Runner(configure_ok=False), running=True, monkeypatch=monkeypatch)
+    assert open(params["config_file"]).read() == params["config"]  # written, but BIRD still runs the old one
+    runner = Runner()
+    the_plan = bird_service.plan(params, runner)  # check mode: reports the configure, runs and writes nothing
+    assert the_plan.changes == ["BIRD reconfigured (birdc configure)"] and runner.calls == []
+    the_plan = converge(params, runner, running=True, monkeypatch=monkeypatch)
+    assert the_plan.changed and the_plan.reconfigure and runner.kinds() == ["status", "configure"]
+    runner = Runner()
+    the_plan = converge(params, runner, running=True, monkeypatch=monkeypatch)
+    assert not the_plan.changed and runner.calls == []
+
+
+def test_run_interrupted_before_configure_is_caught_up(params, monkeypatch):
+    converge(params, Runner(up=False), running=False, monkeypatch=monkeypatch)
+    params["config"] = "router id 192.168.100.101;\n"
+    monkeypatch.setattr(bird_service, "reconfigure", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        converge(params, Runner(), running=True, monkeypatch=monkeypatch)
+    monkeypatch.undo()
+    runner = Runner()
+    assert converge(params, runner, running=True, monkeypatch=monkeypatch).reconfigure
+    assert runner.kinds()[-1] == "configure"
+
+
+def test_missing_record_while_running_reconfigures_once(params, monkeypatch):
+    converge(params, Runner(up=False), running=False, monkeypatch=monkeypatch)
+    os.unlink(bird_service.applied_file(params))
+    runner = Runner()
+    assert converge(params, runner, running=True, monkeypatch=monkeypatch).changes == ["BIRD reconfigured (birdc configure)"]
+    assert converge(params, Runner(), running=True, monkeypatch=monkeypatch).changes == []
+
+
+def test_record_is_sha256sum_of_both_files(params, monkeypatch):
+    import hashlib
+
+    with_secrets(params, "A")
+    converge(params, Runner(up=False), running=False, monkeypatch=monkeypatch)
+    assert read_bytes(bird_service.applied_file(params)).decode() == (
+        f"{hashlib.sha256(params['config'].encode()).hexdigest()}  {params['config_file']}\n"
+        f"{hashlib.sha256(params['secrets'].encode()).hexdigest()}  {params['secrets_file']}\n"
+    )
+    assert os.path.dirname(bird_service.applied_file(params)) == os.path.dirname(params["pid_file"])
