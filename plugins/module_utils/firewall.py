@@ -185,8 +185,9 @@ def render_iptables_removal(present: Mapping[str, Tuple[bool, bool]]) -> str:
 def nft_usable(runner: iproute.Runner) -> Tuple[bool, str]:
     if shutil.which("nft") is None:
         return False, "nft is not installed"
-    probe = f"add table ip {TABLE}_probe\ndelete table ip {TABLE}_probe\n"
-    result = runner(["nft", "-f", "-"], probe)
+    # `nft -c`: the kernel checks the transaction, then aborts it -- nothing is committed, so the
+    # probe is safe in check mode, and a kernel without the ip family still refuses it.
+    result = runner(["nft", "-c", "-f", "-"], f"add table ip {TABLE}_probe\n")
     return result.rc == 0, (result.stderr or result.stdout).strip()
 
 
