@@ -102,13 +102,8 @@ options:
     description: Seconds to wait for BIRD to answer on its control socket (supervisor).
     type: int
     default: 30
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: linux
+extends_documentation_fragment:
+  - l3.calico.attributes
 notes:
   - In check mode a changed configuration is reported (and shown with C(--diff)) but not validated.
 author:

@@ -59,13 +59,8 @@ options:
     description: Where the nftables listing of the last apply is kept (under C(/run)).
     type: path
     default: /run/l3-calico/firewall.json
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: linux
+extends_documentation_fragment:
+  - l3.calico.attributes
 author:
   - l3.calico maintainers
 """

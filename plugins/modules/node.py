@@ -85,13 +85,8 @@ options:
     type: list
     elements: int
     default: [179]
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: linux
+extends_documentation_fragment:
+  - l3.calico.attributes
 seealso:
   - module: l3.calico.tunnels
   - module: l3.calico.sysctls

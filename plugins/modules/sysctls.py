@@ -23,13 +23,8 @@ options:
     description: The file to own, normally under C(/etc/sysctl.d). It is entirely written by this module.
     type: path
     required: true
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: linux
+extends_documentation_fragment:
+  - l3.calico.attributes
 author:
   - l3.calico maintainers
 """

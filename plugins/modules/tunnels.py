@@ -61,13 +61,8 @@ options:
       - Passed to C(modprobe -d) when loading C(ipip), for kernels whose modules are not under C(/lib/modules)
         (User-mode Linux keeps them under C(/usr/lib/uml/modules)).
     type: path
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: linux
+extends_documentation_fragment:
+  - l3.calico.attributes
 author:
   - l3.calico maintainers
 """

@@ -72,13 +72,8 @@ options:
         C(/run), so it disappears at boot together with the namespaces.
     type: path
     default: /run/l3-calico/workloads.json
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: linux
+extends_documentation_fragment:
+  - l3.calico.attributes
 notes:
   - Run it once per host with the complete list; it is not meant to be looped over workloads.
 seealso:
