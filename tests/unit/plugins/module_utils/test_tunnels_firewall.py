@@ -153,7 +153,7 @@ def _link(name, alias=None, addrs=(), up=True):
 
 
 def test_tunnel_removal_takes_only_what_is_ours():
-    links = {"tunl0": _link("tunl0", tunnels.IPIP_ALIAS, ["172.19.0.1"]),
+    links = {"tunl0": _link("tunl0", tunnels.IPIP_ALIAS, ["172.19.0.1", "10.66.0.1"]),  # 10.66.0.1: not ours
              "vxlan.calico": _link("vxlan.calico", tunnels.VXLAN_ALIAS, ["172.17.0.0"]),
              "eth0": _link("eth0", addrs=["10.0.0.1"])}
     routes = [{"dst": "172.18.1.0/26", "gateway": "10.0.0.2", "dev": "eth0", "protocol": "80"},  # ours
@@ -165,7 +165,7 @@ def test_tunnel_removal_takes_only_what_is_ours():
                              "link del dev vxlan.calico", "route del 172.18.1.0/26 dev eth0 proto 80"]
     assert not plan.load_ipip and plan.kept == []
     # what the removal leaves: tunl0 without our alias and no address, no vxlan.calico -> nothing to do
-    after = {"tunl0": _link("tunl0", None, [], up=False), "eth0": links["eth0"]}
+    after = {"tunl0": _link("tunl0", None, ["10.66.0.1"], up=False), "eth0": links["eth0"]}
     again = tunnels.plan_removal(tunnels.State(after, [routes[2], routes[3]], [], [], True), POOLS, "172.19.0.1")
     assert not again.changed and again.ip_lines == []
 
