@@ -226,13 +226,19 @@ def audit_routes(node: str, ipam: dict, routes: list, veth_prefix: str = "cali",
                                          "(a stale route, e.g. of a removed node)",
                               "fix": f"{site}   (or on {node}: ip route del {net})"})
         elif net.prefixlen == 32 and str(net.network_address) not in borrowed:
+            ip = str(net.network_address)
             for route in rs:
                 if (route.get("dev") or "").startswith(veth_prefix) or route.get("type") in NOT_FORWARDING:
                     continue  # workload routes: checked above
-                found.append({"problem": f"{node}: route to {net} ({_how(route)}) but no node borrowed that address "
-                                         "in the IPAM (a stale /32: its workload left or moved)",
-                              "fix": f"{site}   (BGP-learned: it goes once the node announcing it converges; "
-                                     f"or on {node}: ip route del {net})"})
+                if ip in elsewhere or ip in mine:
+                    holder, wid = elsewhere.get(ip) or (node, mine[ip][0]["id"])
+                    what = (f"but {ip} is workload {wid} on {holder}, inside its own block: the /32 takes its traffic "
+                            "away (another host announces it: see its 'two workloads with one address')")
+                else:
+                    what = "but no node borrowed that address in the IPAM (a stale /32: its workload left or moved)"
+                found.append({"problem": f"{node}: route to {ip}/32 ({_how(route)}) {what}",
+                              "fix": f"{site}   (BGP-learned: it goes once the host announcing it converges; "
+                                     f"or on {node}: ip route del {ip}/32)"})
     return found
 
 
@@ -250,8 +256,8 @@ def _check(node: str, target: str, net, what: str, want: Expect, routes: list, b
                f"birdc show route {dst} all; birdc show protocols)")
         why = f"a BGP session down, or {target}'s BIRD stopped"
     if not routes:
-        lost = f"; its traffic goes to {block_owner}'s block route instead" if block_owner and block_owner != node else ""
-        return [{"problem": f"{node}: no route to {what} ({why}?{lost}); expected {want.describe()}", "fix": fix}]
+        lost = f"; its traffic follows {block_owner}'s block route instead" if block_owner and block_owner != node else ""
+        return [{"problem": f"{node}: no route to {what}, expected {want.describe()} ({why}?){lost}", "fix": fix}]
     if any(_matches(r, want) for r in routes):
         return []
     actual = "; ".join(_how(r) for r in routes)

@@ -154,7 +154,7 @@ def test_a_missing_borrowed_route_is_found_with_its_fix():
     text = "\n".join(by)
     assert len(problems) == 2, text
     bgp = next(p for p in by if "10.10.0.5/32" in p)
-    assert "borrowed from block 10.10.0.0/26 of a" in bgp and "goes to a's block route instead" in bgp
+    assert "borrowed from block 10.10.0.0/26 of a" in bgp and "follows a's block route instead" in bgp
     assert "expected via 192.168.1.3 (BGP)" in bgp and "--limit b,c" in by[bgp]
     vx = next(p for p in by if "10.30.0.5/32" in p)
     assert "expected via 10.30.0.128 dev vxlan.calico onlink proto 80" in vx
@@ -182,6 +182,11 @@ def test_a_stale_borrowed_route_is_found():
     (problem,) = audit_routes("b", BORROW, routes)
     assert problem["problem"].startswith("b: route to 10.10.0.9/32 (via 192.168.1.3 dev eth0 proto bird) but no node "
                                          "borrowed that address") and "ip route del 10.10.0.9/32" in problem["fix"]
+    # a /32 for a workload inside its own node's block takes its traffic away from that node
+    ipam = {**BORROW, "nodes": {**BORROW["nodes"], "a": {**BORROW["nodes"]["a"], "workloads": [
+        {"id": "default.w1", "ip": "10.10.0.1", "pool": "p1", "block": "10.10.0.0/26", "borrowed": False}]}}}
+    (hijack,) = audit_routes("b", ipam, B_GOOD + [_bird("10.10.0.1", "192.168.1.3")])
+    assert "10.10.0.1 is workload default.w1 on a, inside its own block: the /32 takes its traffic away" in hijack["problem"]
 
 
 def test_ipip_and_crosssubnet_routes_go_where_bird_and_tunnels_put_them():
