@@ -20,8 +20,9 @@ description:
   - "With O(state=absent) (a node leaving the cluster) it takes away what it set up, and nothing else:
     C(vxlan.calico) when it carries the alias C(l3.calico:vxlan) (its neighbours, FDB entries and routes go
     with it); on C(tunl0), the kernel's fallback device of the C(ipip) module, which is kept and whose module
-    is not unloaded, the addresses when it carries the alias C(l3.calico:ipip) (then it is set down and the
-    alias cleared), else only the node's IPIP tunnel address of O(nodes); routes with protocol 80 inside
+    is not unloaded, the node's tunnel address (its IPIP address of O(nodes), and with the alias
+    C(l3.calico:ipip) the C(/32)s inside O(pools); then it is also set down and the alias cleared), other
+    addresses stay; routes with protocol 80 inside
     O(pools) on other devices; the file O(sysctl_file) (refused when it was not written by l3.calico); the
     nftables table C(ip l3calico), the iptables-legacy chains C(L3CALICO-*) and their jumps, and
     O(firewall_state_file). Sysctl values applied at run time are not restored (the earlier values are not

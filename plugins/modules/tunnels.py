@@ -30,8 +30,9 @@ description:
     C(tunl0) is marked C(l3.calico:ipip) so its address can be removed when IPIP is no longer used."
   - "With O(state=absent) (a node leaving the cluster): C(vxlan.calico) is deleted when it carries our alias (with
     its neighbours, FDB entries and routes); C(tunl0), the kernel's fallback device of the C(ipip) module, is kept
-    and the module not unloaded: with our alias its addresses go, it is set down and the alias cleared, without
-    it only the node's IPIP tunnel address of O(nodes) is removed; routes with protocol 80 inside O(pools) go."
+    and the module not unloaded; the node's tunnel address goes (its IPIP address of O(nodes), and with our alias
+    the C(/32)s inside O(pools)), other addresses stay; with our alias it is also set down and the alias cleared;
+    routes with protocol 80 inside O(pools) go."
 options:
   state:
     description: V(present) converges the tunnels; V(absent) removes what the module set up.
