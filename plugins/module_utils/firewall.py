@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -368,6 +369,56 @@ def converge(
     if not check_mode:
         commit(runner, the_plan, state_file)
     return the_plan
+
+
+def plan_removal(nft_listing: Optional[str], ipt: Mapping[str, Optional[List[str]]], state_file_exists: bool) -> Plan:
+    """Remove every object of the project's, of both backends, and nothing else.
+
+    The nftables table ``ip l3calico`` (one ``delete table``), the iptables-legacy chains
+    ``L3CALICO-*`` and the one jump to each from a built-in chain (one ``iptables-legacy-restore
+    --noflush``), and the module's state file. Other tables, chains and rules are not touched.
+    """
+    present = {
+        table: (f"-A {JUMPS[table][0]} -j {JUMPS[table][1]}" in (lines or []), lines is not None)
+        for table, lines in ipt.items()
+    }
+    backend = "nftables" if nft_listing is not None else "iptables" if any(c for _, c in present.values()) else "none"
+    result = Plan(backend)
+    if nft_listing is not None:
+        result.nft_script = f"delete table ip {TABLE}\n"
+        result.changes.append(f"nftables table ip {TABLE} removed")
+    result.iptables_script = render_iptables_removal(present)
+    for table, (jump, chain_present) in present.items():
+        builtin, chain = JUMPS[table]
+        if chain_present:
+            result.changes.append(f"iptables-legacy {table} chain {chain} removed"
+                                  + (f" (and its jump from {builtin})" if jump else ""))
+    if state_file_exists:
+        result.changes.append("state file removed")
+    return result
+
+
+def remove(
+    state_file: str = DEFAULT_STATE_FILE,
+    check_mode: bool = False,
+    runner: iproute.Runner = iproute.subprocess_runner,
+) -> Plan:
+    """Read, plan the removal, apply it unless check mode."""
+    the_plan = plan_removal(read_nft(runner), read_iptables(runner), os.path.exists(state_file))
+    if not check_mode:
+        commit_removal(runner, the_plan, state_file)
+    return the_plan
+
+
+def commit_removal(runner: iproute.Runner, the_plan: Plan, state_file: str) -> None:
+    if the_plan.nft_script:
+        iproute.check(runner, ["nft", "-f", "-"], the_plan.nft_script)
+    if the_plan.iptables_script:
+        iproute.check(runner, ["iptables-legacy-restore", "--noflush"], the_plan.iptables_script)
+    try:
+        os.unlink(state_file)
+    except FileNotFoundError:
+        pass
 
 
 def _read_record(state_file: str) -> dict:

@@ -9,10 +9,15 @@ Plain Python (no Ansible import): the module ``l3.calico.node`` is its thin adap
 When packages are missing nothing is converged: the tunnels are only planned (so a
 kernel without the ipip driver fails now, before the packages are installed) and the missing
 packages are returned for the package manager; the role then runs the module again.
+
+:func:`remove` is the opposite, for a node leaving the cluster: it takes away what the three
+parts own (``vxlan.calico``, ``tunl0``'s address, the sysctl file, the firewall objects) and
+nothing else.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from typing import Callable, Mapping, Sequence
 
@@ -70,3 +75,31 @@ def converge(
             firewall_args.get("state_file", firewall.DEFAULT_STATE_FILE),
         )
     return {"missing_packages": [], "tunnels": tun, "sysctls": sys_plan, "firewall": fw}
+
+
+def remove(
+    *,
+    pools: Mapping,
+    ipip_address: str | None,
+    sysctl_file: str,
+    firewall_state_file: str,
+    check_mode: bool,
+    runner: iproute.Runner = iproute.subprocess_runner,
+) -> dict:
+    """Take away what :func:`converge` set up on a node that leaves: {tunnels, sysctls, firewall} plans.
+
+    All three are read and planned first (a sysctl file that is not ours fails with nothing
+    changed), then applied unless check mode. Packages and kernel modules stay; the sysctl values
+    applied at run time stay too (see :func:`sysctls.plan_removal`).
+    """
+    tun = tunnels.plan_removal(tunnels.read_state(runner), pools, ipip_address)
+    sys_plan = sysctls.plan_removal(sysctl_file)
+    fw = firewall.plan_removal(firewall.read_nft(runner), firewall.read_iptables(runner),
+                               os.path.exists(firewall_state_file))
+    if not check_mode:
+        if tun.changed:
+            tunnels.apply(runner, tun)
+        if sys_plan.changed:
+            sysctls.apply(sys_plan, sysctl_file)
+        firewall.commit_removal(runner, fw, firewall_state_file)
+    return {"tunnels": tun, "sysctls": sys_plan, "firewall": fw}

@@ -25,7 +25,7 @@ class SysctlError(ValueError):
 
 @dataclass
 class Plan:
-    content: str
+    content: Optional[str]  # None: the file is removed
     before: Optional[str]
     runtime: Dict[str, str] = field(default_factory=dict)  # key -> value to write
     runtime_before: Dict[str, Optional[str]] = field(default_factory=dict)
@@ -41,7 +41,9 @@ class Plan:
     @property
     def changes(self) -> List[str]:
         out = [f"{k} {self.runtime_before[k]} -> {v}" for k, v in sorted(self.runtime.items())]
-        return out + (["file rewritten"] if self.file_changed else [])
+        if not self.file_changed:
+            return out
+        return out + (["file removed (the values applied now stay)"] if self.content is None else ["file rewritten"])
 
 
 def normalise(values: Mapping) -> Dict[str, str]:
@@ -93,8 +95,29 @@ def plan(values: Mapping, path: str, proc_sys: str = "/proc/sys", creates: Seque
     return result
 
 
+def plan_removal(path: str) -> Plan:
+    """Remove the project's file (``content`` None); the run-time values are left as they are.
+
+    Only a file this module wrote (it starts with :data:`HEADER`) is removed; any other file at
+    ``path`` is refused before anything changes. The values applied at run time are not restored:
+    the previous values are unknown (nothing recorded them) and ``net.ipv4.ip_forward`` in
+    particular may serve other things on the host; without the file they are not set again at the
+    next boot.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            before: Optional[str] = handle.read()
+    except FileNotFoundError:
+        before = None
+    if before is not None and not before.startswith(HEADER):
+        raise SysctlError(f"{path} was not written by l3.calico (its first line is not {HEADER.strip()!r}): not removed")
+    return Plan(content=None, before=before)
+
+
 def apply(the_plan: Plan, path: str, proc_sys: str = "/proc/sys") -> None:
-    if the_plan.file_changed:
+    if the_plan.file_changed and the_plan.content is None:
+        os.unlink(path)
+    elif the_plan.file_changed:
         iproute.atomic_write(path, the_plan.content)
     for key, value in sorted(the_plan.runtime.items()):
         with open(_proc_path(proc_sys, key), "w", encoding="ascii") as handle:

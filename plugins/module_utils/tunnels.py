@@ -191,6 +191,7 @@ class Plan:
     vxlan_mtu: Optional[int] = None
     vxlan_mac: Optional[str] = None
     creates: List[str] = field(default_factory=list)  # devices that exist only once applied
+    kept: List[str] = field(default_factory=list)  # what a removal leaves alone because it is not ours
 
     @property
     def changed(self) -> bool:
@@ -421,6 +422,80 @@ def _plan_direct(desired: Desired, state: State, result: Plan) -> None:
 def _dst(route: dict) -> str:
     dst = route.get("dst", "default")
     return dst if dst == "default" or "/" in dst else f"{dst}/32"
+
+
+def plan_removal(state: State, pools: Mapping = (), ipip_address: Optional[str] = None) -> Plan:
+    """Take away what :func:`plan` set up, for a node that leaves the cluster (nothing else).
+
+    - ``vxlan.calico``: deleted when it carries our alias (its neighbours, FDB entries and routes go
+      with it); a foreign device of that name is left alone and said so.
+    - ``tunl0`` is the kernel's fallback device of the ``ipip`` module: never deleted, the module is
+      not unloaded. Its tunnel address goes: ``ipip_address`` (the node's IPIP tunnel address of the
+      IPAM, if given) and, when it carries our alias, the /32s inside ``pools`` (any /32 when
+      neither is known: all :func:`plan` ever sets); other addresses stay. With our alias it is
+      also set down and the alias cleared (we brought it up).
+    - Routes with our protocol (80) inside ``pools`` on other devices (the direct routes of
+      CrossSubnet VXLAN pools) are deleted.
+    """
+    result = Plan()
+    nets = []
+    for name, pool in (pools or {}).items():
+        try:
+            nets.append(ipaddress.IPv4Network(str(pool.get("cidr"))))
+        except ValueError:
+            raise TunnelError(f"pool {name}: cidr {pool.get('cidr')!r} is not an IPv4 network") from None
+
+    def in_pools(cidr: str) -> bool:
+        return any(ipaddress.ip_network(cidr, strict=False).subnet_of(net) for net in nets)
+
+    dev = naming.IPIP_DEVICE
+    link = state.links.get(dev)
+    if link is not None:
+        ours = link.get("ifalias") == IPIP_ALIAS
+
+        def tunnel_address(addr: str) -> bool:
+            if addr.split("/")[0] == ipip_address:
+                return True
+            if not ours or not addr.endswith("/32"):
+                return False
+            return in_pools(addr) if nets or ipip_address else True  # unknown pools: what plan() sets
+
+        addresses = [a for a in _inet(link) if tunnel_address(a)]
+        for addr in addresses:
+            result.ip_lines.append(f"addr del {addr} dev {dev}")
+            result.changes.append(f"{dev}: address {addr} removed")
+        if ours:
+            result.ip_lines.append(f"link set dev {dev} down alias \"\"")
+            result.changes.append(f"{dev}: set down, alias {IPIP_ALIAS} cleared (the device is the kernel's, kept)")
+    dev = naming.VXLAN_DEVICE
+    link = state.links.get(dev)
+    if link is not None:
+        if link.get("ifalias") == VXLAN_ALIAS:
+            result.ip_lines.append(f"link del dev {dev}")
+            result.changes.append(f"{dev}: removed (with its neighbours, FDB entries and routes)")
+        else:
+            result.kept.append(f"{dev}: not created by l3.calico (alias is not {VXLAN_ALIAS}), left alone")
+    for route in state.routes:
+        if str(route.get("protocol")) != ROUTE_PROTO or route.get("dev") in (naming.VXLAN_DEVICE, None):
+            continue
+        dst = _dst(route)
+        if dst != "default" and in_pools(dst):
+            result.ip_lines.append(f"route del {dst} dev {route['dev']} proto {ROUTE_PROTO}")
+            result.changes.append(f"route {dst} dev {route['dev']} removed")
+    return result
+
+
+def remove(
+    pools: Mapping = (),
+    ipip_address: Optional[str] = None,
+    check_mode: bool = False,
+    runner: iproute.Runner = iproute.subprocess_runner,
+) -> Plan:
+    """Read, plan the removal, apply it unless check mode."""
+    the_plan = plan_removal(read_state(runner), pools, ipip_address)
+    if not check_mode and the_plan.changed:
+        apply(runner, the_plan)
+    return the_plan
 
 
 def apply(runner: iproute.Runner, the_plan: Plan, modprobe_dir: Optional[str] = None) -> None:

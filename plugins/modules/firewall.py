@@ -26,18 +26,27 @@ description:
     an empty table in one transaction), else iptables-legacy, as Calico's C(FELIX_IPTABLESBACKEND=auto)."
   - "Idempotent: the current rules are read back (C(iptables-legacy-save), C(nft -s list table)) and compared;
     for nftables the listing seen after the last apply is kept in O(state_file) to detect drift."
+  - "With O(state=absent) (a node leaving the cluster) every object of the project's is removed, of both backends:
+    the nftables table C(ip l3calico), the iptables-legacy chains C(L3CALICO-*) with their one jump each, and
+    O(state_file). Other tables, chains and rules are not touched."
 options:
+  state:
+    description: V(present) converges the rules; V(absent) removes the project's objects.
+    type: str
+    choices: [present, absent]
+    default: present
   pools:
-    description: The IPAM result's C(pools) (C(calico_ipam_result.pools)); uses C(cidr), C(nat_outgoing), C(disabled).
+    description:
+      - The IPAM result's C(pools) (C(calico_ipam_result.pools)); uses C(cidr), C(nat_outgoing), C(disabled).
+      - Required with O(state=present).
     type: dict
-    required: true
   workloads:
     description:
       - This host's workloads (C(calico_ipam_result.nodes[inventory_hostname].workloads)), each with C(ip) and C(id)
         or C(name)/C(namespace); their host veth names are derived as the workloads module does.
+      - Required with O(state=present).
     type: list
     elements: dict
-    required: true
   backend:
     description: Firewall backend.
     type: str
@@ -76,11 +85,15 @@ EXAMPLES = r"""
     pools: "{{ calico_ipam_result.pools }}"
     workloads: []
     backend: iptables
+
+- name: Remove the rules of l3.calico (both backends)
+  l3.calico.firewall:
+    state: absent
 """
 
 RETURN = r"""
 backend:
-  description: The backend used.
+  description: The backend used (with O(state=absent), the one whose objects were found, or C(none)).
   returned: always
   type: str
   sample: nftables
@@ -100,17 +113,25 @@ from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            pools=dict(type="dict", required=True),
-            workloads=dict(type="list", elements="dict", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            pools=dict(type="dict"),
+            workloads=dict(type="list", elements="dict"),
             backend=dict(type="str", choices=list(firewall.BACKENDS), default="auto"),
             veth_prefix=dict(type="str", default="cali"),
             state_file=dict(type="path", default=firewall.DEFAULT_STATE_FILE),
             host_tcp_ports=dict(type="list", elements="int", default=[179]),
         ),
+        required_if=[("state", "present", ("pools", "workloads"))],
         supports_check_mode=True,
     )
     p = module.params
     try:
+        if p["state"] == "absent":
+            the_plan = firewall.remove(p["state_file"], check_mode=module.check_mode)
+            diff = dict(before="".join(line + "\n" for line in the_plan.changes), after="",
+                        before_header="firewall objects of l3.calico", after_header="(removed)")
+            module.exit_json(changed=the_plan.changed, backend=the_plan.backend, changes=the_plan.changes,
+                             **(dict(diff=diff) if module._diff else {}))
         the_plan = firewall.converge(
             p["pools"],
             p["workloads"],

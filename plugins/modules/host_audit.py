@@ -1,24 +1,34 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: MIT
-"""Ansible module l3.calico.host_audit: a host's routes against the IPAM result (read-only)."""
+"""Ansible module l3.calico.host_audit: a host's routes and tunnel addresses against the IPAM result (read-only)."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: host_audit
-short_description: Check that a host's kernel routes agree with the IPAM (read-only)
+short_description: Check that a host's kernel routes and tunnel addresses agree with the IPAM (read-only)
 version_added: "1.0.0"
 description:
-  - Reads the host's IPv4 main routing table with one C(ip -json -4 route show table main) and compares it with
-    the IPAM result (C(calico_ipam_result)); changes nothing. Used by C(playbooks/audit.yml).
+  - Reads the host's IPv4 main routing table and its addresses with one C(ip -json -batch) (C(route show table
+    main), C(addr show)) and compares them with the IPAM result (C(calico_ipam_result)); changes nothing. Used by
+    C(playbooks/audit.yml).
   - Every workload of the node has its route C(<ip> dev cali…); every C(/32) on a workload veth inside a pool is
     one of the node's workloads (otherwise a leftover, or an address two workloads use, named with the workload
     the IPAM gives it to).
-  - With O(bgp), every block of the node is blackholed and every block of another node whose routes reach this
-    node (an exported pool, or a VXLAN pool) has a route.
-  - A route to a block-sized prefix inside a pool that no node holds is stale (for example a removed node's).
+  - With O(bgp) (the host runs BIRD), every block of the node is blackholed.
+  - "Every block of another node, and every address another node borrowed (a C(/32) inside a block not its own),
+    has its route here, towards that node, as the pieces program it: for a VXLAN pool C(<prefix> via <its VTEP>
+    dev vxlan.calico onlink) (C(CrossSubnet) in the same subnet: C(via <its address>)), whether BGP runs or not;
+    for other pools, only when both nodes run BIRD (O(bgp), O(bgp_nodes)) and the pool is exported, learned by BGP:
+    C(via <its address> dev tunl0 onlink) for IPIP C(Always) (C(CrossSubnet) across subnets), C(via <its
+    address>) in the same subnet. A missing route and a route towards somewhere else (misdirected) are problems."
+  - A route to a block-sized prefix inside a pool that no node holds is stale (for example a removed node's), and
+    so is a C(/32) towards another host for an address no node borrowed.
+  - "Tunnel addresses: C(tunl0) holds exactly the node's IPIP tunnel address of the IPAM and C(vxlan.calico) its
+    VXLAN one, both up; a missing device, a missing or different address, or a pool address on a device the IPAM
+    gives none is a problem."
   - Each problem comes with the command that fixes it.
 options:
   node:
@@ -34,9 +44,17 @@ options:
     type: str
     default: cali
   bgp:
-    description: The host runs BIRD (the role P(l3.calico.calico_bgp#role)), so block routes are checked too.
+    description:
+      - The host runs BIRD (the role P(l3.calico.calico_bgp#role)), so its own blocks must be blackholed and the
+        routes of non-VXLAN pools are expected (learned by BGP). V(false) for a node set without BGP (VXLAN only).
     type: bool
     default: true
+  bgp_nodes:
+    description:
+      - The nodes that run BIRD; routes of non-VXLAN pools are expected only from them.
+      - Default, every node when O(bgp), none otherwise.
+    type: list
+    elements: str
 attributes:
   check_mode:
     support: full
@@ -66,6 +84,11 @@ problems:
     - problem: "node-a: route to 172.17.9.0/26 (192.168.100.13 eth0 bird) but no node holds that block in the IPAM
         (a stale route, e.g. of a removed node)"
       fix: "ansible-playbook -i INVENTORY playbooks/site.yml --limit node-a   (or on node-a: ip route del 172.17.9.0/26)"
+links:
+  description: How many interfaces were read.
+  returned: success
+  type: int
+  sample: 5
 routes:
   description: How many routes were read.
   returned: success
@@ -76,7 +99,7 @@ routes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute
-from ansible_collections.l3.calico.plugins.module_utils.host_audit import audit_routes
+from ansible_collections.l3.calico.plugins.module_utils.host_audit import audit_routes, audit_tunnels
 
 
 def main() -> None:
@@ -86,6 +109,7 @@ def main() -> None:
             ipam=dict(type="dict", required=True),
             veth_prefix=dict(type="str", default="cali"),
             bgp=dict(type="bool", default=True),
+            bgp_nodes=dict(type="list", elements="str"),
         ),
         supports_check_mode=True,
     )
@@ -93,11 +117,13 @@ def main() -> None:
     if not isinstance(p["ipam"].get("nodes"), dict) or not isinstance(p["ipam"].get("pools"), dict):
         module.fail_json(msg=f"{p['node']}: ipam={str(p['ipam'])[:200]!r}: not an IPAM result (needs nodes and pools)")
     try:
-        routes = iproute.ip_json(iproute.subprocess_runner, ["-4", "route", "show", "table", "main"])
+        # `ip route` lists IPv4 unless told otherwise; `addr show` both families (filtered below).
+        routes, links = iproute.ip_json_batch(iproute.subprocess_runner, ["route show table main", "addr show"])
     except iproute.CommandError as exc:
-        module.fail_json(msg=f"{p['node']}: cannot read the routes: {exc}")
-    problems = audit_routes(p["node"], p["ipam"], routes, p["veth_prefix"], p["bgp"])
-    module.exit_json(changed=False, problems=problems, routes=len(routes))
+        module.fail_json(msg=f"{p['node']}: cannot read the routes and addresses: {exc}")
+    problems = audit_routes(p["node"], p["ipam"], routes, p["veth_prefix"], p["bgp"], p["bgp_nodes"])
+    problems += audit_tunnels(p["node"], p["ipam"], links)
+    module.exit_json(changed=False, problems=problems, routes=len(routes), links=len(links))
 
 
 if __name__ == "__main__":

@@ -17,24 +17,43 @@ description:
     before any package is installed) and the missing packages are returned in RV(missing_packages), for the
     package manager; run the module again afterwards.
   - A kernel without the C(ipip) driver, when an IPIP pool selects the node, fails before anything changes.
+  - "With O(state=absent) (a node leaving the cluster) it takes away what it set up, and nothing else:
+    C(vxlan.calico) when it carries the alias C(l3.calico:vxlan) (its neighbours, FDB entries and routes go
+    with it); on C(tunl0), the kernel's fallback device of the C(ipip) module, which is kept and whose module
+    is not unloaded, the node's tunnel address (its IPIP address of O(nodes), and with the alias
+    C(l3.calico:ipip) the C(/32)s inside O(pools); then it is also set down and the alias cleared), other
+    addresses stay; routes with protocol 80 inside
+    O(pools) on other devices; the file O(sysctl_file) (refused when it was not written by l3.calico); the
+    nftables table C(ip l3calico), the iptables-legacy chains C(L3CALICO-*) and their jumps, and
+    O(firewall_state_file). Sysctl values applied at run time are not restored (the earlier values are not
+    known, and C(net.ipv4.ip_forward) may serve other things on the host); without the file they are not set
+    again at the next boot. O(packages) are not removed."
 options:
+  state:
+    description:
+      - V(present) converges the node; V(absent) removes what the module set up (a node leaving the cluster).
+    type: str
+    choices: [present, absent]
+    default: present
   packages:
     description: Debian packages the node needs; empty to skip the check.
     type: list
     elements: str
     default: []
   node:
-    description: This node's name in O(nodes).
+    description: This node's name in O(nodes). Required with O(state=present).
     type: str
-    required: true
   nodes:
-    description: The IPAM result's C(nodes) (C(calico_ipam_result.nodes)).
+    description:
+      - The IPAM result's C(nodes) (C(calico_ipam_result.nodes)). Required with O(state=present).
+      - With O(state=absent), optional; when it holds O(node), that node's IPIP tunnel address is removed from
+        C(tunl0) even without the alias.
     type: dict
-    required: true
   pools:
-    description: The IPAM result's C(pools) (C(calico_ipam_result.pools)).
+    description:
+      - The IPAM result's C(pools) (C(calico_ipam_result.pools)). Required with O(state=present).
+      - With O(state=absent), optional; routes with protocol 80 inside these pools are removed.
     type: dict
-    required: true
   underlay_interface:
     description: The underlay interface; by default the one holding the node's address (M(l3.calico.tunnels)).
     type: str
@@ -96,6 +115,13 @@ author:
 """
 
 EXAMPLES = r"""
+- name: Remove the tunnels, the sysctl file and the firewall rules of a node that leaves
+  l3.calico.node:
+    state: absent
+    node: "{{ inventory_hostname }}"
+    nodes: "{{ calico_ipam_result.nodes }}"
+    pools: "{{ calico_ipam_result.pools }}"
+
 - name: Converge the node unless packages are missing
   l3.calico.node:
     packages: [iproute2, bird2, nftables, iptables, kmod, procps]
@@ -125,8 +151,16 @@ changes:
   type: list
   elements: str
   sample: ["sysctls: net.ipv4.ip_forward 0 -> 1", "firewall: nftables table l3calico created"]
+kept:
+  description: With O(state=absent), what was left alone because l3.calico did not create it.
+  returned: always
+  type: list
+  elements: str
+  sample: ["vxlan.calico: not created by l3.calico (alias is not l3.calico:vxlan), left alone"]
 tunnels:
-  description: The result of the tunnels part, as M(l3.calico.tunnels) returns it (null when packages are missing).
+  description:
+    - The result of the tunnels part, as M(l3.calico.tunnels) returns it (null when packages are missing).
+    - With O(state=absent), only C(changes).
   returned: always
   type: dict
   sample: {underlay_interface: eth0, underlay_mtu: 1500, ipip_mtu: 1480, vxlan_mtu: 1450, vxlan_mac: "66:35:f2:1d:94:8a"}
@@ -145,10 +179,11 @@ from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
+            state=dict(type="str", choices=["present", "absent"], default="present"),
             packages=dict(type="list", elements="str", default=[]),
-            node=dict(type="str", required=True),
-            nodes=dict(type="dict", required=True),
-            pools=dict(type="dict", required=True),
+            node=dict(type="str"),
+            nodes=dict(type="dict"),
+            pools=dict(type="dict"),
             underlay_interface=dict(type="str"),
             underlay_mtu=dict(type="int"),
             vxlan_vni=dict(type="int", default=tunnels.DEFAULT_VNI),
@@ -162,9 +197,13 @@ def main() -> None:
             firewall_state_file=dict(type="path", default=firewall.DEFAULT_STATE_FILE),
             host_tcp_ports=dict(type="list", elements="int", default=list(firewall.DEFAULT_HOST_TCP_PORTS)),
         ),
+        required_if=[("state", "present", ("node", "nodes", "pools"))],
         supports_check_mode=True,
     )
     p = module.params
+    if p["state"] == "absent":
+        remove(module)  # exits
+        return
     try:
         done = node.converge(
             module.run_command,
@@ -193,7 +232,8 @@ def main() -> None:
     except (tunnels.TunnelError, sysctls.SysctlError, firewall.FirewallError, iproute.CommandError, OSError) as exc:
         module.fail_json(msg=f"node {p['node']}: {exc}")
     tun, sys_plan, fw = done["tunnels"], done["sysctls"], done["firewall"]
-    result = dict(changed=False, changes=[], missing_packages=done["missing_packages"], tunnels=None, firewall=None)
+    result = dict(changed=False, changes=[], kept=[], missing_packages=done["missing_packages"], tunnels=None,
+                  firewall=None)
     if tun is not None:
         result["changes"] = (
             [f"tunnels: {line}" for line in tun.changes]
@@ -225,6 +265,46 @@ def main() -> None:
             if fw.changed:
                 diffs.append(dict(before="", after=fw.rendered, after_header=f"{fw.backend} rules"))
             result["diff"] = diffs
+    module.exit_json(**result)
+
+
+def remove(module: AnsibleModule) -> None:
+    p = module.params
+    me = (p["nodes"] or {}).get(p["node"]) or {}
+    try:
+        done = node.remove(
+            pools=p["pools"] or {},
+            ipip_address=(me.get("tunnels") or {}).get("ipip"),
+            sysctl_file=p["sysctl_file"],
+            firewall_state_file=p["firewall_state_file"],
+            check_mode=module.check_mode,
+        )
+    except (tunnels.TunnelError, sysctls.SysctlError, firewall.FirewallError, iproute.CommandError, OSError) as exc:
+        module.fail_json(msg=f"node {p['node'] or '(this host)'}: removal: {exc}")
+    tun, sys_plan, fw = done["tunnels"], done["sysctls"], done["firewall"]
+    result = dict(
+        changed=tun.changed or sys_plan.changed or fw.changed,
+        changes=[f"tunnels: {line}" for line in tun.changes]
+        + [f"sysctls: {line}" for line in sys_plan.changes]
+        + [f"firewall: {line}" for line in fw.changes],
+        kept=tun.kept,
+        missing_packages=[],
+        tunnels=dict(changes=tun.changes),
+        firewall=dict(backend=fw.backend, changes=fw.changes),
+    )
+    if module._diff:
+        diffs = []
+        if tun.changed:
+            diffs.append(dict(before_header="tunnels (what goes)", after_header="tunnels (ip -batch to run)",
+                              before="".join(line + "\n" for line in tun.changes),
+                              after="".join(line + "\n" for line in tun.ip_lines)))
+        if sys_plan.changed:
+            diffs.append(dict(before=sys_plan.before or "", after="", before_header=p["sysctl_file"],
+                              after_header=f"{p['sysctl_file']} (removed)"))
+        if fw.changed:
+            diffs.append(dict(before="".join(line + "\n" for line in fw.changes), after="",
+                              before_header="firewall objects of l3.calico", after_header="(removed)"))
+        result["diff"] = diffs
     module.exit_json(**result)
 
 

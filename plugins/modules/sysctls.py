@@ -14,11 +14,18 @@ description:
     and writes every value that differs at run time straight to C(/proc/sys).
   - One task for the whole set, instead of one task per key.
   - Keys under C(net.) are per network namespace; the file is read at boot by C(systemd-sysctl) or C(procps).
+  - With O(state=absent) the file is removed when l3.calico wrote it (a file of another origin is refused); the
+    values applied at run time stay as they are (their earlier values are not known, and C(net.ipv4.ip_forward)
+    may serve other things on the host), they are only not set again at the next boot.
 options:
   values:
-    description: Sysctl keys (dotted) and their values.
+    description: Sysctl keys (dotted) and their values. Required with O(state=present).
     type: dict
-    required: true
+  state:
+    description: V(present) writes and applies O(values); V(absent) removes O(path).
+    type: str
+    choices: [present, absent]
+    default: present
   path:
     description: The file to own, normally under C(/etc/sysctl.d). It is entirely written by this module.
     type: path
@@ -34,6 +41,11 @@ EXAMPLES = r"""
   l3.calico.sysctls:
     values:
       net.ipv4.ip_forward: 1
+    path: /etc/sysctl.d/60-l3-calico.conf
+
+- name: Remove the file (the values applied now stay)
+  l3.calico.sysctls:
+    state: absent
     path: /etc/sysctl.d/60-l3-calico.conf
 """
 
@@ -53,11 +65,19 @@ from ansible_collections.l3.calico.plugins.module_utils import sysctls
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=dict(values=dict(type="dict", required=True), path=dict(type="path", required=True)),
+        argument_spec=dict(
+            values=dict(type="dict"),
+            path=dict(type="path", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+        ),
+        required_if=[("state", "present", ("values",))],
         supports_check_mode=True,
     )
     try:
-        the_plan = sysctls.plan(module.params["values"], module.params["path"])
+        if module.params["state"] == "absent":
+            the_plan = sysctls.plan_removal(module.params["path"])
+        else:
+            the_plan = sysctls.plan(module.params["values"], module.params["path"])
         if not module.check_mode and the_plan.changed:
             sysctls.apply(the_plan, module.params["path"])
     except (sysctls.SysctlError, OSError) as exc:
@@ -66,7 +86,7 @@ def main() -> None:
     if module._diff:
         result["diff"] = dict(
             before=the_plan.before or "",
-            after=the_plan.content,
+            after=the_plan.content or "",
             before_header=module.params["path"],
             after_header=module.params["path"],
         )

@@ -28,20 +28,32 @@ description:
     with one C(ip -batch) and one C(bridge -batch).
   - "C(vxlan.calico) carries the alias C(l3.calico:vxlan); a device of that name without it is an error.
     C(tunl0) is marked C(l3.calico:ipip) so its address can be removed when IPIP is no longer used."
+  - "With O(state=absent) (a node leaving the cluster): C(vxlan.calico) is deleted when it carries our alias (with
+    its neighbours, FDB entries and routes); C(tunl0), the kernel's fallback device of the C(ipip) module, is kept
+    and the module not unloaded; the node's tunnel address goes (its IPIP address of O(nodes), and with our alias
+    the C(/32)s inside O(pools)), other addresses stay; with our alias it is also set down and the alias cleared;
+    routes with protocol 80 inside O(pools) go."
 options:
-  node:
-    description: This node's name in O(nodes) (normally C(inventory_hostname)).
+  state:
+    description: V(present) converges the tunnels; V(absent) removes what the module set up.
     type: str
-    required: true
+    choices: [present, absent]
+    default: present
+  node:
+    description: This node's name in O(nodes) (normally C(inventory_hostname)). Required with O(state=present).
+    type: str
   nodes:
-    description: The IPAM result's C(nodes) (C(calico_ipam_result.nodes)), every node with C(ip), C(network),
-      C(blocks), C(workloads), C(borrowed) and C(tunnels).
+    description:
+      - The IPAM result's C(nodes) (C(calico_ipam_result.nodes)), every node with C(ip), C(network), C(blocks),
+        C(workloads), C(borrowed) and C(tunnels). Required with O(state=present).
+      - With O(state=absent), optional (the node's IPIP tunnel address).
     type: dict
-    required: true
   pools:
-    description: The IPAM result's C(pools) (C(calico_ipam_result.pools)), for C(ipip_mode) and C(vxlan_mode).
+    description:
+      - The IPAM result's C(pools) (C(calico_ipam_result.pools)), for C(ipip_mode) and C(vxlan_mode). Required with
+        O(state=present).
+      - With O(state=absent), optional (routes with protocol 80 inside them are removed).
     type: dict
-    required: true
   underlay_interface:
     description: Interface carrying the node address; by default the interface that holds C(nodes[node].ip).
     type: str
@@ -73,6 +85,13 @@ EXAMPLES = r"""
     node: "{{ inventory_hostname }}"
     nodes: "{{ calico_ipam_result.nodes }}"
     pools: "{{ calico_ipam_result.pools }}"
+
+- name: Remove them from a node that leaves
+  l3.calico.tunnels:
+    state: absent
+    node: "{{ inventory_hostname }}"
+    nodes: "{{ calico_ipam_result.nodes }}"
+    pools: "{{ calico_ipam_result.pools }}"
 """
 
 RETURN = r"""
@@ -84,29 +103,35 @@ changes:
   sample: ["vxlan.calico: created (vni 4096, port 4789, local 192.168.100.100, dev eth0)"]
 underlay_interface:
   description: The underlay interface used.
-  returned: always
+  returned: when O(state=present)
   type: str
   sample: eth0
 underlay_mtu:
   description: The underlay MTU used.
-  returned: always
+  returned: when O(state=present)
   type: int
   sample: 1500
 ipip_mtu:
   description: MTU of tunl0 (null when IPIP is not used).
-  returned: always
+  returned: when O(state=present)
   type: int
   sample: 1480
 vxlan_mtu:
   description: MTU of vxlan.calico (null when VXLAN is not used).
-  returned: always
+  returned: when O(state=present)
   type: int
   sample: 1450
 vxlan_mac:
   description: MAC of vxlan.calico (null when VXLAN is not used).
-  returned: always
+  returned: when O(state=present)
   type: str
   sample: "66:35:f2:1d:94:8a"
+kept:
+  description: With O(state=absent), what was left alone because l3.calico did not create it.
+  returned: when O(state=absent)
+  type: list
+  elements: str
+  sample: ["vxlan.calico: not created by l3.calico (alias is not l3.calico:vxlan), left alone"]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -118,18 +143,31 @@ from ansible_collections.l3.calico.plugins.module_utils import tunnels
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            node=dict(type="str", required=True),
-            nodes=dict(type="dict", required=True),
-            pools=dict(type="dict", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            node=dict(type="str"),
+            nodes=dict(type="dict"),
+            pools=dict(type="dict"),
             underlay_interface=dict(type="str"),
             underlay_mtu=dict(type="int"),
             vxlan_vni=dict(type="int", default=tunnels.DEFAULT_VNI),
             vxlan_port=dict(type="int", default=tunnels.DEFAULT_PORT),
             modprobe_dir=dict(type="path"),
         ),
+        required_if=[("state", "present", ("node", "nodes", "pools"))],
         supports_check_mode=True,
     )
     p = module.params
+    if p["state"] == "absent":
+        me = (p["nodes"] or {}).get(p["node"]) or {}
+        try:
+            the_plan = tunnels.remove(p["pools"] or {}, (me.get("tunnels") or {}).get("ipip"), module.check_mode)
+        except (tunnels.TunnelError, iproute.CommandError, OSError) as exc:
+            module.fail_json(msg=f"node {p['node'] or '(this host)'}: removal: {exc}")
+        diff = dict(before_header="tunnels (what goes)", after_header="tunnels (ip -batch to run)",
+                    before="".join(line + "\n" for line in the_plan.changes),
+                    after="".join(line + "\n" for line in the_plan.ip_lines))
+        module.exit_json(changed=the_plan.changed, changes=the_plan.changes, kept=the_plan.kept,
+                         **(dict(diff=diff) if module._diff else {}))
     try:
         the_plan = tunnels.converge(
             p["node"],

@@ -25,7 +25,9 @@ pytestmark = [pytest.mark.netns, pytest.mark.bird]
 ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOK = ROOT / "playbooks" / "node-remove.yml"
 NODES = {"n1": "192.168.100.11/24", "n2": "192.168.100.12/24", "n3": "192.168.100.13/24"}
-POOLS = [{"name": "default-ipv4-ippool", "cidr": "172.17.0.0/16", "block_size": 26},
+# IPIP CrossSubnet on one subnet: routed by BIRD without encapsulation, but every node has an IPIP
+# tunnel address on tunl0 (a stand-in veth: this kernel has no ipip driver), which the removal takes away.
+POOLS = [{"name": "default-ipv4-ippool", "cidr": "172.17.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet"},
          {"name": "blue-vxlan", "cidr": "172.18.0.0/16", "block_size": 26, "vxlan_mode": "Always",
           "namespaces": ["blue"]}]
 WORKLOADS = {
@@ -54,6 +56,32 @@ def vxlan_peers(stack, node: str) -> str:
         ns, "bridge", "fdb", "show", "dev", "vxlan.calico")
 
 
+def leftovers(stack, node: str) -> dict:
+    """What the node role set up on node, as the kernel and the file system show it."""
+    ns = stack.fabric.nodes[node]["ns"]
+    links = {link["ifname"]: link for link in json.loads(stack.fabric.sh(ns, "ip", "-json", "addr", "show"))}
+    return {
+        "vxlan.calico": naming.VXLAN_DEVICE in links,
+        "tunl0 address": [a["local"] for a in links["tunl0"]["addr_info"] if a["family"] == "inet"],
+        "sysctl file": sysctl_file(stack, node).exists(),
+        "nft table": bool(stack.fabric.sh(ns, "nft", "list", "table", "ip", "l3calico", check=False)),
+    }
+
+
+def sysctl_file(stack, node: str) -> Path:
+    return stack.work / node / "sysctl.d" / "60-l3-calico.conf"
+
+
+def foreign(stack, node: str) -> dict:
+    """Things l3.calico did not create, put on node by the test: they must survive the removal."""
+    ns = stack.fabric.nodes[node]["ns"]
+    return {
+        "nft table": bool(stack.fabric.sh(ns, "nft", "list", "table", "ip", "l3tleave_foreign", check=False)),
+        "sysctl file": (stack.work / node / "sysctl.d" / "50-l3tleave-foreign.conf").exists(),
+        "link": "l3tleave-f0" in stack.fabric.sh(ns, "ip", "-o", "link", "show"),
+    }
+
+
 def n3_in_state(state: dict) -> list[str]:
     """Everything of n3 the IPAM state still holds."""
     found = [b["cidr"] for b in state["blocks"] if b.get("affinity") == "host:n3"]
@@ -72,6 +100,10 @@ def stack(stack_factory, day2):
     stack.inventory()
     stack.first = stack.site()
     day2.wait_for(lambda: all(stack.fabric.established(n) for n in NODES), 30, what="every session Established")
+    ns = stack.fabric.nodes["n3"]["ns"]
+    stack.fabric.sh(ns, "nft", "add", "table", "ip", "l3tleave_foreign")
+    (stack.work / "n3" / "sysctl.d" / "50-l3tleave-foreign.conf").write_text("net.ipv4.ip_forward = 1\n")
+    stack.fabric.sh(ns, "ip", "link", "add", "l3tleave-f0", "type", "veth", "peer", "name", "l3tleave-f1")
     return stack
 
 
@@ -88,6 +120,10 @@ def test_converged(stack):
     assert any(r.startswith(b) and "dev vxlan.calico" in r for r in routes for b in n3_blocks), routes
     assert naming.vxlan_mac("n3") in vxlan_peers(stack, "n1")
     assert (os.stat(stack.state_file).st_mode & 0o777) == 0o600
+    assert "ipip-tunnel-addr-n3" in state["handles"]
+    found = leftovers(stack, "n3")
+    assert found["vxlan.calico"] and found["sysctl file"] and found["nft table"] and len(found["tunl0 address"]) == 1
+    assert foreign(stack, "n3") == {"nft table": True, "sysctl file": True, "link": True}
 
 
 def test_check_mode_prints_the_plan_and_changes_nothing(stack):
@@ -100,12 +136,18 @@ def test_check_mode_prints_the_plan_and_changes_nothing(stack):
     for block in (b["cidr"] for b in state["blocks"] if b["affinity"] == "host:n3"):
         assert f"- block {block} affinity to n3" in out, out[-3000:]
     assert "default.web-3 on n3" in out and "blue.api-3 on n3" in out
+    # what would go from n3 (the node role's removal, shown with its diff)
+    removal = out[out.index("calico_node : Remove the node's tunnels"):]
+    assert "-vxlan.calico: removed" in removal and "-tunl0: address 172.17." in removal, removal[:3000]
+    assert "60-l3-calico.conf (removed)" in removal and "-nftables table ip l3calico removed" in removal
     # nothing changed anywhere
     assert stack.state_file.read_bytes() == before
     assert len(stack.netns("n3")) == 2
     assert bird_running(stack, "n3")
     for node, text in confs.items():
         assert Path(stack.fabric.nodes[node]["calico_bgp_config_file"]).read_text() == text
+    found = leftovers(stack, "n3")
+    assert found["vxlan.calico"] and found["sysctl file"] and found["nft table"] and found["tunl0 address"]
 
 
 def test_unknown_node_is_refused_before_anything(stack):
@@ -126,6 +168,11 @@ def test_remove_node(stack, day2):
     assert [r for r in stack.fabric.routes("n3") if " dev cali" in r] == []
     assert not bird_running(stack, "n3")
     assert not Path(stack.fabric.nodes["n3"]["calico_bgp_config_file"]).exists()
+    # ... and what the node role set up: no vxlan.calico, no tunnel address, no sysctl file, no nft table
+    assert leftovers(stack, "n3") == {"vxlan.calico": False, "tunl0 address": [], "sysctl file": False,
+                                      "nft table": False}
+    assert foreign(stack, "n3") == {"nft table": True, "sysctl file": True, "link": True}
+    assert "tunl0" in stack.fabric.sh(stack.fabric.nodes["n3"]["ns"], "ip", "-o", "link", "show")  # the kernel's
     # the IPAM holds nothing of n3; the others keep their addresses
     after = stack.state()
     assert n3_in_state(after) == []
@@ -155,7 +202,7 @@ def test_second_removal_run_changes_nothing_in_the_ipam(stack, day2):
     assert stack.state_file.read_bytes() == before
     ipam = day2.task_results(result, "Plan and record the IPAM of every node")
     assert not next(iter(ipam.values())).get("changed")
-    for node in ("n1", "n2"):
+    for node in ("n1", "n2", "n3"):
         assert result["stats"][node]["changed"] == 0, result["stats"]
 
 

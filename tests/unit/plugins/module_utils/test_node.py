@@ -140,3 +140,41 @@ def test_node_passes_the_devices_the_tunnels_create_to_sysctls(writes, monkeypat
     monkeypatch.setattr(node.firewall, "prepare", lambda *a, **kw: node.firewall.Plan("iptables"))
     _converge()
     assert seen["creates"] == ["tunl0"] and writes == ["tunnels", "firewall"]
+
+
+@pytest.fixture
+def removal(monkeypatch):
+    """The three removal parts read nothing real; every apply recorded."""
+    seen = []
+    monkeypatch.setattr(node.tunnels, "read_state", lambda runner: node.tunnels.State({}, [], [], [], True))
+    monkeypatch.setattr(node.tunnels, "plan_removal",
+                        lambda *a: node.tunnels.Plan(ip_lines=["link del dev vxlan.calico"], changes=["x"]))
+    monkeypatch.setattr(node.firewall, "read_nft", lambda runner: "table ip l3calico {}")
+    monkeypatch.setattr(node.firewall, "read_iptables", lambda runner: {"mangle": None, "nat": None, "filter": None})
+    monkeypatch.setattr(node.tunnels, "apply", lambda *a, **kw: seen.append("tunnels"))
+    monkeypatch.setattr(node.firewall, "commit_removal", lambda *a, **kw: seen.append("firewall"))
+    return seen
+
+
+def _remove(tmp_path, **kw):
+    args = dict(pools={}, ipip_address=None, sysctl_file=str(tmp_path / "s.conf"),
+                firewall_state_file=str(tmp_path / "fw.json"), check_mode=False,
+                runner=lambda argv, stdin=None: pytest.fail(f"ran {argv}"))
+    args.update(kw)
+    return node.remove(**args)
+
+
+def test_remove_check_mode_plans_all_and_applies_none(removal, tmp_path):
+    (tmp_path / "s.conf").write_text(node.sysctls.HEADER + "net.ipv4.ip_forward = 1\n")
+    done = _remove(tmp_path, check_mode=True)
+    assert removal == [] and (tmp_path / "s.conf").exists()
+    assert done["tunnels"].changed and done["sysctls"].changed and done["firewall"].changed
+    _remove(tmp_path)
+    assert removal == ["tunnels", "firewall"] and not (tmp_path / "s.conf").exists()
+
+
+def test_remove_refuses_a_foreign_sysctl_file_before_anything(removal, tmp_path):
+    (tmp_path / "s.conf").write_text("vm.swappiness = 1\n")
+    with pytest.raises(node.sysctls.SysctlError, match="not written by l3.calico"):
+        _remove(tmp_path)
+    assert removal == [] and (tmp_path / "s.conf").read_text() == "vm.swappiness = 1\n"

@@ -145,3 +145,65 @@ def test_firewall_protects_the_hosts_bgp_port_unless_allowed():
     assert "dport" not in firewall.render_nft(allowed)
     with pytest.raises(firewall.FirewallError, match=r"host_tcp_ports\[0\]: 70000"):
         firewall.desired_rules(pools, [], host_tcp_ports=[70000])
+
+
+def _link(name, alias=None, addrs=(), up=True):
+    return {"ifname": name, "ifalias": alias, "flags": ["UP"] if up else [],
+            "addr_info": [{"family": "inet", "local": a, "prefixlen": 32} for a in addrs]}
+
+
+def test_tunnel_removal_takes_only_what_is_ours():
+    links = {"tunl0": _link("tunl0", tunnels.IPIP_ALIAS, ["172.19.0.1", "10.66.0.1"]),  # 10.66.0.1: not ours
+             "vxlan.calico": _link("vxlan.calico", tunnels.VXLAN_ALIAS, ["172.17.0.0"]),
+             "eth0": _link("eth0", addrs=["10.0.0.1"])}
+    routes = [{"dst": "172.18.1.0/26", "gateway": "10.0.0.2", "dev": "eth0", "protocol": "80"},  # ours
+              {"dst": "172.17.1.0/26", "gateway": "172.17.1.0", "dev": "vxlan.calico", "protocol": "80"},
+              {"dst": "10.9.0.0/16", "gateway": "10.0.0.9", "dev": "eth0", "protocol": "80"},  # not in a pool
+              {"dst": "172.18.2.0/26", "gateway": "10.0.0.3", "dev": "eth0", "protocol": "bird"}]
+    plan = tunnels.plan_removal(tunnels.State(links, routes, [], [], True), POOLS)
+    assert plan.ip_lines == ["addr del 172.19.0.1/32 dev tunl0", 'link set dev tunl0 down alias ""',
+                             "link del dev vxlan.calico", "route del 172.18.1.0/26 dev eth0 proto 80"]
+    assert not plan.load_ipip and plan.kept == []
+    # what the removal leaves: tunl0 without our alias and no address, no vxlan.calico -> nothing to do
+    after = {"tunl0": _link("tunl0", None, ["10.66.0.1"], up=False), "eth0": links["eth0"]}
+    again = tunnels.plan_removal(tunnels.State(after, [routes[2], routes[3]], [], [], True), POOLS, "172.19.0.1")
+    assert not again.changed and again.ip_lines == []
+
+
+def test_tunnel_removal_leaves_foreign_devices_and_addresses():
+    links = {"tunl0": _link("tunl0", None, ["10.66.0.1", "172.19.0.1"]),  # not marked: someone else's tunl0
+             "vxlan.calico": _link("vxlan.calico", "someone else")}
+    plan = tunnels.plan_removal(tunnels.State(links, [], [], [], True), POOLS, ipip_address="172.19.0.1")
+    assert plan.ip_lines == ["addr del 172.19.0.1/32 dev tunl0"]  # only the node's tunnel address
+    assert plan.kept == ["vxlan.calico: not created by l3.calico (alias is not l3.calico:vxlan), left alone"]
+    assert not tunnels.plan_removal(tunnels.State(links, [], [], [], True), POOLS).changed
+
+
+def test_sysctl_file_removal_keeps_runtime_values_and_refuses_a_foreign_file(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "net/ipv4").mkdir(parents=True)
+    (proc / "net/ipv4/ip_forward").write_text("0\n")
+    path = tmp_path / "60-l3-calico.conf"
+    sysctls.apply(sysctls.plan({"net.ipv4.ip_forward": 1}, str(path), str(proc)), str(path), str(proc))
+    removal = sysctls.plan_removal(str(path))
+    assert removal.changed and removal.runtime == {} and removal.changes == ["file removed (the values applied now stay)"]
+    sysctls.apply(removal, str(path), str(proc))
+    assert not path.exists() and (proc / "net/ipv4/ip_forward").read_text() == "1"
+    assert not sysctls.plan_removal(str(path)).changed  # idempotent
+    path.write_text("net.ipv4.ip_forward = 1\n")  # a file of somebody else's at that path
+    with pytest.raises(sysctls.SysctlError, match="not written by l3.calico"):
+        sysctls.plan_removal(str(path))
+    assert path.exists()
+
+
+def test_firewall_removal_of_both_backends_and_nothing_else():
+    ipt = {"mangle": ["-A L3CALICO-ANTISPOOF -i cali+ -j DROP", "-A PREROUTING -j L3CALICO-ANTISPOOF"],
+           "nat": None, "filter": ["-A INPUT -j L3CALICO-HOST-PROTECT"]}
+    plan = firewall.plan_removal("table ip l3calico {\n}\n", ipt, state_file_exists=True)
+    assert plan.nft_script == "delete table ip l3calico\n"
+    assert plan.iptables_script == ("*mangle\n-D PREROUTING -j L3CALICO-ANTISPOOF\n-F L3CALICO-ANTISPOOF\n"
+                                    "-X L3CALICO-ANTISPOOF\nCOMMIT\n*filter\n-D INPUT -j L3CALICO-HOST-PROTECT\n"
+                                    "-F L3CALICO-HOST-PROTECT\n-X L3CALICO-HOST-PROTECT\nCOMMIT\n")
+    assert plan.changed and "state file removed" in plan.changes
+    nothing = firewall.plan_removal(None, {"mangle": None, "nat": None, "filter": None}, state_file_exists=False)
+    assert not nothing.changed and nothing.backend == "none" and not nothing.iptables_script
