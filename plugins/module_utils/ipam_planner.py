@@ -640,6 +640,9 @@ class Planner:
         else:
             reason = (f"pool(s) {names} exhausted: no free address left (the node holds {held} block(s)); "
                       f"it needs {need} more address(es)")
+        if self.d.evacuate is not None:
+            reason += (f", moving out of pool {self.d.evacuate.pool.name}: the new pool(s) cannot hold the addresses "
+                       "moved there (capacity, block size x nodes, max_blocks_per_host)")
         raise ValidationError(name, field, what, reason)
 
     def _has_free(self, block: Block) -> bool:
