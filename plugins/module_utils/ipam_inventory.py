@@ -454,7 +454,8 @@ def validate_evacuate(evacuate, desired: Desired, only_node=None, remove_nodes=N
     The pool must be one of ``calico_pools`` and already ``disabled`` (Calico's way: the new pool is
     added, the old one disabled, then the workloads move); every node must be a node of the inventory;
     an evacuated node's workloads must have an enabled pool to move to, and none may be pinned to the
-    old pool (``pool:`` or ``ip:`` inside it). Not combined with ``node`` or ``remove_nodes``.
+    old pool (``pool:`` or ``ip:`` inside it). Not combined with ``node`` or ``remove_nodes``. An empty
+    ``nodes`` moves nothing: the run only records the pools (the old one not again once it is removed).
     """
     if not isinstance(evacuate, dict):
         _fail(GROUP, "evacuate", evacuate, "must be a mapping {pool: OLD, nodes: [HOST, ...]}")
@@ -477,8 +478,8 @@ def validate_evacuate(evacuate, desired: Desired, only_node=None, remove_nodes=N
               "the pool to migrate away from must be marked disabled: true first (a pool in use hands out "
               "new addresses otherwise)")
     nodes = evacuate.get("nodes")
-    if not isinstance(nodes, list) or not nodes:
-        _fail(GROUP, "evacuate.nodes", nodes, "must be a non-empty list of node names")
+    if not isinstance(nodes, list):
+        _fail(GROUP, "evacuate.nodes", nodes, "must be a list of node names (empty: move nothing in this run)")
     for index, node_name in enumerate(nodes):
         if not isinstance(node_name, str) or node_name not in desired.nodes:
             _fail(str(node_name), f"evacuate.nodes[{index}]", node_name,

@@ -116,7 +116,9 @@ options:
         type: str
         required: true
       nodes:
-        description: The nodes whose addresses in that pool move now (one host per migration step).
+        description:
+          - The nodes whose addresses in that pool move now (one host per migration step).
+          - Empty - nothing moves, the pools are recorded (the old one not again once it was removed).
         type: list
         elements: str
         required: true

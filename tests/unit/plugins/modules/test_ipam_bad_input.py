@@ -111,7 +111,8 @@ CASES = [
     ("evacuate-pool-not-disabled", lambda p: p.update(evacuate={"pool": "p1", "nodes": ["n1"]}), "calico_nodes",
      "calico_pools[0] (p1).disabled", "False"),
     ("evacuate-unknown-node", lambda p: migrate(p, nodes=["n1", "n9"]), "n9", "evacuate.nodes[1]", "n9"),
-    ("evacuate-no-nodes", lambda p: migrate(p, nodes=[]), "calico_nodes", "evacuate.nodes", "[]"),
+    ("evacuate-nodes-not-a-list", lambda p: p.update(evacuate={"pool": "p1", "nodes": 5}) or pool(p, disabled=True)
+     or p["pools"].append({"name": "p3", "cidr": "10.30.0.0/16"}), "calico_nodes", "evacuate.nodes", "5"),
     ("evacuate-not-a-mapping", lambda p: p.update(evacuate="p1"), "calico_nodes", "evacuate", "p1"),
     ("evacuate-unknown-key", lambda p: migrate(p, host="n1"), "calico_nodes", "evacuate", "host"),
     ("evacuate-with-per-host-node", lambda p: migrate(p, node="n1"), "n1", "evacuate", "p1"),
