@@ -113,7 +113,7 @@ def test_check_mode_prints_the_plan_and_changes_nothing(stack):
         assert f"block {block['cidr']} released" in out
     assert "then pool old-pool holds nothing and leaves the IPAM state: drop it from calico_pools" in out
     # the plan only: nothing changed anywhere
-    assert "Migrate host by host" in out and "Move the addresses of" not in out
+    assert "Migrate host by host" in out and "Move out of the old pool" not in out
     assert stack.state_file.read_bytes() == before
     assert workload_addresses(stack) == addresses
     assert vxlan_state(stack) == vxlan
@@ -140,7 +140,7 @@ def test_migrate_host_by_host(stack, day2):
     rounds = ["prepare", "n1", "n2", "n3", "finish"]
     pings = []
     for name in rounds:
-        judged = day2.task_results(result, f"Judge the network after {name} (a failure stops the migration here)")
+        judged = day2.task_results(result, f"Judge the network (a failure stops the migration here) after {name}")
         assert judged, f"no verification after {name}"
         msg = next(iter(judged.values()))["msg"]
         assert msg.startswith(f"verified after {name}"), msg
@@ -184,9 +184,9 @@ def test_second_run_changes_nothing(stack, day2):
     for node in NODES:
         assert result["stats"][node]["changed"] == 0, result["stats"]
     # nothing left to move: the plan, then one round that converges and verifies every node
-    assert day2.task_results(result, "Judge the network after prepare (a failure stops the migration here)")
+    assert day2.task_results(result, "Judge the network (a failure stops the migration here) after prepare")
     for name in ("n1", "n2", "n3", "finish"):
-        assert not day2.task_results(result, f"Judge the network after {name} (a failure stops the migration here)")
+        assert not day2.task_results(result, f"Judge the network (a failure stops the migration here) after {name}")
 
 
 def test_audit_with_the_old_pool_dropped_is_clean(stack, day2):
