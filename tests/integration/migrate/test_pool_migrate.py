@@ -139,6 +139,24 @@ def judged(day2, result, name):
     return next(iter(found.values()))["msg"] if found else None
 
 
+def test_a_failed_verification_stops_before_any_host_moves(stack, day2):
+    """A workload that does not answer (something the roles do not repair): the round's verification
+    fails and the run stops there - no host has moved, the failure names the workload."""
+    ns = f"{stack.netns_prefix('n2')}default.web-2"
+    subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1"], check=True, timeout=30)
+    before = workload_addresses(stack)
+    try:
+        result = stack.play(PLAYBOOK, check=False)
+    finally:
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=0"], check=True, timeout=30)
+    assert result["rc"] != 0
+    failed = day2.failures(result)
+    assert len(failed) == 1 and "after prepare: " in failed[0] and "ping default.web-2" in failed[0], failed
+    assert judged(day2, result, "n1") is None and not day2.task_results(result, "Show what moved (n1)")
+    assert workload_addresses(stack) == before
+    assert {h for _, h in in_pool(stack.state(), NEW_NET)} == set()
+
+
 def test_migrate_one_host_and_stop(stack, day2):
     """calico_migrate_hosts=[n1]: n1 moves (verified), n2 and n3 are untouched, the old pool stays."""
     before = workload_addresses(stack)
