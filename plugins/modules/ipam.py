@@ -112,16 +112,14 @@ options:
     type: dict
     suboptions:
       pool:
-        description: The name of the (disabled) pool to move the addresses out of.
+        description: The name of the (disabled) pool to move the addresses out of. Required.
         type: str
-        required: true
       nodes:
         description:
           - The nodes whose addresses in that pool move now (one host per migration step).
-          - Empty - nothing moves, the pools are recorded (the old one not again once it was removed).
+          - Empty - nothing moves, the pools are recorded (the old one not again once it was removed). Required.
         type: list
         elements: str
-        required: true
   datastore:
     description:
       - Where the IPAM objects live.
@@ -315,8 +313,8 @@ def build_module() -> AnsibleModule:
             nodes=dict(type="list", elements="dict", required=True),
             node=dict(type="str"),
             remove_nodes=dict(type="list", elements="str", default=[]),
-            # Checked by the IPAM itself (validate_evacuate), so every refusal names host, field and value.
-            evacuate=dict(type="dict"),
+            # Types only: the IPAM checks the values (validate_evacuate), each refusal naming host, field and value.
+            evacuate=dict(type="dict", options=dict(pool=dict(type="str"), nodes=dict(type="list", elements="str"))),
             audit=dict(type="bool", default=False),
             datastore=dict(type="str", choices=["file", "etcd"], default="file"),
             state_file=dict(type="path"),
