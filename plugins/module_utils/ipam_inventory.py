@@ -112,6 +112,14 @@ class Node:
     groups: dict = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(eq=False, frozen=True)
+class Evacuation:
+    """A pool migration step: ``nodes`` leave the disabled pool ``pool`` (addresses re-assigned)."""
+
+    pool: Pool
+    nodes: frozenset
+
+
 @dataclasses.dataclass(eq=False)
 class Desired:
     pools: list
@@ -120,6 +128,7 @@ class Desired:
     reservations: list  # sorted, merged [(first, last)] integer ranges
     only_node: str | None = None
     listed_namespaces: frozenset = frozenset()  # namespaces some pool lists (they take only from those)
+    evacuate: Evacuation | None = None  # a pool migration step (see validate_evacuate)
 
     @property
     def pools_by_name(self) -> dict:
@@ -424,7 +433,8 @@ def _check_request(desired, host, field, ip, address, namespace, pool_name, by_p
     return address
 
 
-def validate(pools=None, config=None, reservations=None, nodes=None, only_node=None, remove_nodes=None) -> Desired:
+def validate(pools=None, config=None, reservations=None, nodes=None, only_node=None, remove_nodes=None,
+             evacuate=None) -> Desired:
     """Check the whole inventory; return the planner's input or raise :class:`ValidationError`.
 
     ``remove_nodes`` names nodes of ``nodes`` that are leaving: they are dropped before anything is
@@ -432,7 +442,69 @@ def validate(pools=None, config=None, reservations=None, nodes=None, only_node=N
     deleted from the inventory (and a leaving node's own inventory errors do not block its removal).
     """
     with no_gc():
-        return _validate(pools, config, reservations, nodes, only_node, remove_nodes)
+        desired = _validate(pools, config, reservations, nodes, only_node, remove_nodes)
+    if evacuate:
+        desired.evacuate = validate_evacuate(evacuate, desired, only_node, remove_nodes)
+    return desired
+
+
+def validate_evacuate(evacuate, desired: Desired, only_node=None, remove_nodes=None) -> Evacuation:
+    """Check a pool migration step ``{pool: OLD, nodes: [HOST, ...]}`` against the validated inventory.
+
+    The pool must be one of ``calico_pools`` and already ``disabled`` (Calico's way: the new pool is
+    added, the old one disabled, then the workloads move); every node must be a node of the inventory;
+    an evacuated node's workloads must have an enabled pool to move to, and none may be pinned to the
+    old pool (``pool:`` or ``ip:`` inside it). Not combined with ``node`` or ``remove_nodes``. An empty
+    ``nodes`` moves nothing: the run only records the pools (the old one not again once it is removed).
+    """
+    if not isinstance(evacuate, dict):
+        _fail(GROUP, "evacuate", evacuate, "must be a mapping {pool: OLD, nodes: [HOST, ...]}")
+    unknown = sorted(str(k) for k in evacuate if k not in ("pool", "nodes"))
+    if unknown:
+        _fail(GROUP, "evacuate", evacuate, f"unknown key(s) {', '.join(unknown)} (allowed: nodes, pool)")
+    if only_node is not None:
+        _fail(only_node, "evacuate", evacuate, "cannot be combined with node (a per-host run)")
+    if remove_nodes:
+        _fail(GROUP, "evacuate", evacuate, "cannot be combined with remove_nodes (remove the node first)")
+    name = evacuate.get("pool")
+    pools = desired.pools_by_name
+    if not isinstance(name, str) or name not in pools:
+        _fail(GROUP, "evacuate.pool", name,
+              f"not a pool of calico_pools (pools: {', '.join(pools) or 'none'}); the old pool stays listed, "
+              "with disabled: true, until the migration is done")
+    pool = pools[name]
+    if not pool.disabled:
+        _fail(GROUP, f"calico_pools[{pool.index}] ({name}).disabled", pool.disabled,
+              "the pool to migrate away from must be marked disabled: true first (a pool in use hands out "
+              "new addresses otherwise)")
+    nodes = evacuate.get("nodes")
+    if not isinstance(nodes, list):
+        _fail(GROUP, "evacuate.nodes", nodes, "must be a list of node names (empty: move nothing in this run)")
+    for index, node_name in enumerate(nodes):
+        if not isinstance(node_name, str) or node_name not in desired.nodes:
+            _fail(str(node_name), f"evacuate.nodes[{index}]", node_name,
+                  f"not a node of the inventory (nodes: {', '.join(sorted(desired.nodes)) or 'none'})")
+    enabled = [p for p in desired.pools if not p.disabled]
+    if not enabled:
+        _fail(GROUP, "calico_pools", ", ".join(p.name for p in desired.pools),
+              f"no enabled pool to move the addresses of {name} to: add the new pool to calico_pools")
+    for node_name in nodes:
+        node = desired.nodes[node_name]
+        for wl in node.workloads:
+            if wl.pool == name:
+                _fail(node_name, f"{wl.field}.pool", wl.pool,
+                      f"workload {wl.id} is pinned to pool {name}, which it is leaving: pin it to the new pool "
+                      "or drop the pin")
+            if wl.ip is not None and pool.contains(wl.ip):
+                _fail(node_name, f"{wl.field}.ip", int_to_ip(wl.ip),
+                      f"workload {wl.id} requests an address in pool {name}, which it is leaving: request one "
+                      "in the new pool or drop the request")
+            if not any(p for p in enabled if refusal(p, node, wl.namespace, listed=desired.listed_namespaces) is None
+                       and (wl.pool is None or p.name == wl.pool)):
+                _fail(node_name, f"{wl.field}", wl.id,
+                      f"no enabled pool may serve workload {wl.id} on this node once it leaves pool {name} "
+                      "(check the new pool's node_selector and namespaces)")
+    return Evacuation(pool, frozenset(nodes))
 
 
 def leaving(nodes, remove_nodes, only_node=None) -> list:

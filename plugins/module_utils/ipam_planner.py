@@ -114,6 +114,7 @@ class Planner:
         self._eligible_cache: dict = {}
         self._reserved_cache: dict = {}
         self._seed_cache: dict = {}
+        self._draining = False
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> Report:
@@ -123,7 +124,39 @@ class Planner:
             needs = self._check_existing()
             self._release_affinities()
             self._allocate(needs)
+            if self.d.evacuate is not None:
+                self._drop_emptied_pool()
         return self.report
+
+    def evacuation(self) -> dict | None:
+        """With ``evacuate``: per evacuated node what moved out of the old pool (old -> new address) and
+        which of its blocks were released; how many addresses the old pool still holds; whether it left
+        the state. Built from the report, so check mode shows exactly what a real run does."""
+        ev = self.d.evacuate
+        if ev is None:
+            return None
+        pool = ev.pool
+        nodes = {name: {"moved": [], "released_blocks": []} for name in sorted(ev.nodes)}
+        new = {}
+        for node, block, ordinals, hids, _ in self.report.added:
+            for ordinal, hid in zip(ordinals, hids):
+                new[hid] = (int_to_ip(block.base + ordinal), block.cidr)
+        for node, base, cidr, ordinals, hid in self.report.released:
+            if node not in nodes or not pool.contains(base):
+                continue
+            to, to_block = new.get(hid, (None, None))
+            for ordinal in ordinals:
+                nodes[node]["moved"].append({"owner": _owner(hid), "from": int_to_ip(base + ordinal), "to": to,
+                                             "block": to_block})
+        for node, cidr, _ in self.report.unclaimed:
+            if node in nodes and pool.contains(parse_cidr(cidr)[0]):
+                nodes[node]["released_blocks"].append(cidr)
+        for entry in nodes.values():
+            entry["moved"].sort(key=lambda m: m["owner"])
+        remaining = self._in_use_within(pool.cidr, None)
+        return {"pool": pool.name, "cidr": pool.cidr, "nodes": nodes, "remaining": remaining,
+                "blocks_left": self._in_use_within(pool.cidr, None, blocks=True),
+                "removed": pool.name not in self.s.pools}
 
     # ------------------------------------------------------------------ step 1
     def _record_config_and_pools(self) -> None:
@@ -156,6 +189,9 @@ class Planner:
                         f"block_size is immutable while the pool has addresses in use (block {cidr} holds "
                         f"{block.in_use()})")
         wanted = {p.name: p.spec() for p in self.pools}
+        ev = self.d.evacuate
+        if ev is not None and ev.pool.name not in s.pools and not self._in_use_within(ev.pool.cidr, None, blocks=True):
+            del wanted[ev.pool.name]  # migrated away from and removed: not recorded again
         for name, spec in wanted.items():
             if s.pools.get(name) != spec:
                 s.pools[name] = spec
@@ -167,12 +203,22 @@ class Planner:
                 s.touch_pool(name)
                 self.report.pools.append((name, "removed"))
 
-    def _in_use_within(self, cidr, block_size) -> int:
+    def _in_use_within(self, cidr, block_size, blocks: bool = False) -> int:
+        """Addresses in use in the blocks inside ``cidr`` (with ``blocks``: how many blocks are there)."""
         try:
             pool = Pool("old", cidr, *parse_cidr(cidr), block_size or 26)
         except (ValueError, TypeError):
             return 0
-        return sum(b.in_use() for b in self.s.blocks.values() if pool.contains(b.base))
+        inside = [b for b in self.s.blocks.values() if pool.contains(b.base)]
+        return len(inside) if blocks else sum(b.in_use() for b in inside)
+
+    def _drop_emptied_pool(self) -> None:
+        """The last step of a migration: the old pool holds no block any more, it leaves the state."""
+        pool = self.d.evacuate.pool
+        if pool.name in self.s.pools and not self._in_use_within(pool.cidr, None, blocks=True):
+            del self.s.pools[pool.name]
+            self.s.touch_pool(pool.name)
+            self.report.pools.append((pool.name, "removed: it holds no address any more (drop it from calico_pools)"))
 
     # ------------------------------------------------------------------ indexes
     def _index(self) -> None:
@@ -187,6 +233,15 @@ class Planner:
                     self.claimed[pool.name].add(pool.block_index(block.base))
                     break
             self.block_pool[cidr] = owner
+        ev = self.d.evacuate
+        if ev is not None:
+            # Other nodes' workloads still in the old pool: its blocks are still routed (see _tunnel_stays).
+            for cidr, block in s.blocks.items():
+                if self.block_pool[cidr] is ev.pool and any(
+                        "workload" in a["secondary"] and a["secondary"].get("node") not in ev.nodes
+                        for a in block.attributes):
+                    self._draining = True
+                    break
         self.node_blocks: dict = {}
         for (node, cidr), aff in s.affinities.items():
             block = s.blocks.get(cidr)
@@ -198,9 +253,9 @@ class Planner:
                  keep: bool = False) -> list:
         """Pools that may serve a workload (namespace, pool) or a tunnel (kind) on ``node``, in order.
 
-        With ``keep``, the pools in which an existing workload address may stay: a disabled pool hands
-        out no new address but keeps the ones it has (as in Calico). Tunnel addresses always follow the
-        enabled pools (calico-node re-assigns a tunnel address whose pool is no longer eligible).
+        With ``keep``, the pools in which an existing address may stay: a disabled pool hands out no new
+        address but keeps the ones it has (as in Calico), workloads' and tunnels' alike — except on the
+        nodes an evacuation moves out of it (a pool migration step, see :meth:`evacuating`).
         """
         key = (node.name, namespace, pool_name, kind, keep)
         pools = self._eligible_cache.get(key)
@@ -208,8 +263,11 @@ class Planner:
             pools = []
             listed = self.d.listed_namespaces
             for pool in self.pools:
-                if (pool.disabled and not (keep and kind is None)) or not pool.selects(node.labels):
+                if (pool.disabled and not keep) or not pool.selects(node.labels):
                     continue
+                if keep and self.evacuating(node.name, pool):
+                    if kind is None or not self._tunnel_stays(node, pool, kind):
+                        continue
                 if kind is not None:
                     if kind in tunnel_kinds(pool):
                         pools.append(pool)
@@ -225,8 +283,30 @@ class Planner:
             self._eligible_cache[key] = pools
         return pools
 
+    def evacuating(self, node: str, pool: Pool) -> bool:
+        """Whether this run moves ``node``'s addresses out of ``pool`` (option ``evacuate``)."""
+        ev = self.d.evacuate
+        return ev is not None and ev.pool is pool and node in ev.nodes
+
+    def _tunnel_stays(self, node: Node, pool: Pool, kind: str) -> bool:
+        """An evacuated node keeps its ``kind`` tunnel address in the old pool only when no enabled pool
+        of that encapsulation selects it (an encapsulation change, e.g. IPIP -> VXLAN) and other nodes'
+        workloads still sit in the old pool: their blocks are still routed through that tunnel."""
+        return self._draining and not any(not p.disabled and kind in tunnel_kinds(p) and p.selects(node.labels)
+                                          for p in self.pools)
+
     def tunnel_needs(self, node: Node) -> list:
-        return [k for k in TUNNEL_KINDS if self.eligible(node, None, None, k)]
+        """The tunnels ``node`` needs: those of an enabled pool, and those whose address it may keep in a
+        disabled pool (the old pool of a migration still routes its blocks through them)."""
+        needs = []
+        for kind in TUNNEL_KINDS:
+            if self.eligible(node, None, None, kind):
+                needs.append(kind)
+                continue
+            hid = naming.tunnel_handle_id(kind, node.name)
+            if hid in self.s.handles and self._valid(hid, node.name, self.eligible(node, None, None, kind, keep=True), None):
+                needs.append(kind)
+        return needs
 
     # ------------------------------------------------------------------ step 2
     def _check_existing(self) -> list:
@@ -245,7 +325,7 @@ class Planner:
             name = node.name
             for kind in self.tunnel_needs(node):
                 hid = naming.tunnel_handle_id(kind, name)
-                if self._valid(hid, name, self.eligible(node, None, None, kind), None):
+                if self._valid(hid, name, self.eligible(node, None, None, kind, keep=True), None):
                     kept += 1
                 else:
                     if hid in handles:
@@ -560,6 +640,9 @@ class Planner:
         else:
             reason = (f"pool(s) {names} exhausted: no free address left (the node holds {held} block(s)); "
                       f"it needs {need} more address(es)")
+        if self.d.evacuate is not None:
+            reason += (f", moving out of pool {self.d.evacuate.pool.name}: the new pool(s) cannot hold the addresses "
+                       "moved there (capacity, block size x nodes, max_blocks_per_host)")
         raise ValidationError(name, field, what, reason)
 
     def _has_free(self, block: Block) -> bool:

@@ -304,13 +304,15 @@ def _plan_ipip(desired: Desired, state: State, result: Plan) -> None:
 
 def _plan_addresses(dev: str, link: Optional[dict], address: str, result: Plan) -> None:
     current = _inet(link)
+    # The new address first: removing the last IPv4 address of a device flushes every route through it
+    # (a tunnel address that moves, e.g. in a pool migration, would take the routes to the peers along).
+    if f"{address}/32" not in current:
+        result.ip_lines.append(f"addr add {address}/32 dev {dev}")
+        result.changes.append(f"{dev}: address {address}/32 added")
     for addr in current:
         if addr != f"{address}/32":
             result.ip_lines.append(f"addr del {addr} dev {dev}")
             result.changes.append(f"{dev}: address {addr} removed")
-    if f"{address}/32" not in current:
-        result.ip_lines.append(f"addr add {address}/32 dev {dev}")
-        result.changes.append(f"{dev}: address {address}/32 added")
 
 
 def _plan_vxlan(desired: Desired, state: State, result: Plan, vni: int, port: int) -> None:

@@ -417,13 +417,15 @@ def _inside_differences(w: Workload, link: dict, state: State):
         reasons.append(f"eth0 mtu {eth0.get('mtu')} -> {w.mtu}" if eth0.get("mtu") != w.mtu else "eth0 down -> up")
         lines.append(f"link set dev eth0 mtu {w.mtu} up")
     addrs = _inet_addrs(eth0)
+    # The new address first: removing the last IPv4 address of a device flushes its routes (a workload
+    # re-addressed in place, e.g. by a pool migration, would lose its gateway and default routes).
+    if f"{w.ip}/32" not in addrs:
+        reasons.append(f"eth0 address {w.ip}/32 added")
+        lines.append(f"addr add {w.ip}/32 dev eth0")
     for addr in addrs:
         if addr != f"{w.ip}/32":
             reasons.append(f"eth0 address {addr} removed")
             lines.append(f"addr del {addr} dev eth0")
-    if f"{w.ip}/32" not in addrs:
-        reasons.append(f"eth0 address {w.ip}/32 added")
-        lines.append(f"addr add {w.ip}/32 dev eth0")
     routes = inside["routes"]
     if not any(
         r.get("dst") == naming.GATEWAY and r.get("dev") == "eth0" and r.get("scope") == "link" and not r.get("gateway")

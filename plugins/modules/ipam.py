@@ -91,6 +91,35 @@ options:
     type: list
     elements: str
     default: []
+  evacuate:
+    description:
+      - One step of a pool migration (C(playbooks/pool-migrate.yml)), Calico's way - the new pool is added to
+        O(pools), the old one marked C(disabled), then the workloads are re-addressed host by host and the old
+        pool removed once empty.
+      - The addresses that the nodes of O(evacuate.nodes) hold in O(evacuate.pool) (their workloads' and their
+        tunnel addresses) are released and new ones allocated from the enabled pools in the same transaction;
+        their emptied blocks in the old pool are released. Every other node keeps its addresses there (a
+        disabled pool keeps the addresses it has, tunnel addresses included). A tunnel address for which
+        no enabled pool of that encapsulation exists (IPIP -> VXLAN) stays while other nodes' workloads are
+        still in the old pool (their blocks are routed through that tunnel).
+      - When the old pool holds no block any more, it is removed from the state (and not recorded again by a
+        later evacuation); drop it from the inventory then. RV(evacuation) reports what moved.
+      - Refused before anything changes (naming host, field and value) when the pool is not one of O(pools) or
+        not disabled, a node is not one of O(nodes), no enabled pool could serve a moved workload (or the new
+        pool cannot hold them all - capacity, O(config.max_blocks_per_host) under O(config.strict_affinity)),
+        a moved workload is pinned to the old pool, or combined with O(node) or O(remove_nodes). Changing the
+        C(cidr) or C(block_size) of a pool in use stays refused - that is what a migration is for.
+    type: dict
+    suboptions:
+      pool:
+        description: The name of the (disabled) pool to move the addresses out of. Required.
+        type: str
+      nodes:
+        description:
+          - The nodes whose addresses in that pool move now (one host per migration step).
+          - Empty - nothing moves, the pools are recorded (the old one not again once it was removed). Required.
+        type: list
+        elements: str
   datastore:
     description:
       - Where the IPAM objects live.
@@ -180,6 +209,17 @@ EXAMPLES = r"""
   run_once: true
   delegate_to: localhost
 
+- name: Pool migration step - move node-a's addresses out of the disabled pool old-pool into the enabled ones
+  l3.calico.ipam:
+    state_file: "{{ inventory_dir }}/calico_ipam.json"
+    pools:
+      - {name: old-pool, cidr: 172.17.0.0/16, block_size: 26, disabled: true}
+      - {name: new-pool, cidr: 172.18.0.0/16, block_size: 28, vxlan_mode: Always}
+    nodes: "{{ ipam_nodes }}"
+    evacuate: {pool: old-pool, nodes: [node-a]}
+  run_once: true
+  delegate_to: localhost
+
 - name: Allocate only node-b's addresses (per-host use), leaving the others untouched
   l3.calico.ipam:
     state_file: /var/lib/l3-calico/ipam.json
@@ -220,6 +260,25 @@ problems:
   type: list
   elements: str
   sample: []
+evacuation:
+  description:
+    - With O(evacuate), per evacuated node the addresses moved out of the old pool (owner, old address, new address
+      and block; C(to) is null for a tunnel address released without replacement) and its blocks released there;
+      the addresses and blocks the old pool still holds, and whether it was removed from the state.
+  returned: when O(evacuate) is given
+  type: dict
+  sample:
+    pool: old-pool
+    cidr: 172.17.0.0/16
+    nodes:
+      node-a:
+        moved:
+          - {owner: default.web-1, from: 172.17.29.1, to: 172.18.4.1, block: 172.18.4.0/28}
+          - {owner: vxlan-tunnel-addr-node-a, from: 172.17.29.0, to: 172.18.4.0, block: 172.18.4.0/28}
+        released_blocks: [172.17.29.0/26]
+    remaining: 4
+    blocks_left: 2
+    removed: false
 audit:
   description: With O(audit), every problem found and the command that fixes it.
   returned: when O(audit=true)
@@ -254,6 +313,8 @@ def build_module() -> AnsibleModule:
             nodes=dict(type="list", elements="dict", required=True),
             node=dict(type="str"),
             remove_nodes=dict(type="list", elements="str", default=[]),
+            # Types only: the IPAM checks the values (validate_evacuate), each refusal naming host, field and value.
+            evacuate=dict(type="dict", options=dict(pool=dict(type="str"), nodes=dict(type="list", elements="str"))),
             audit=dict(type="bool", default=False),
             datastore=dict(type="str", choices=["file", "etcd"], default="file"),
             state_file=dict(type="path"),
@@ -268,7 +329,7 @@ def build_module() -> AnsibleModule:
 def run(params: dict, check_mode: bool) -> tuple[dict, str]:
     """Validate, plan and (unless check mode) record; return the result and the diff text."""
     desired = validate(params["pools"], params["config"], params["reservations"], params["nodes"], params["node"],
-                       params.get("remove_nodes") or [])
+                       params.get("remove_nodes") or [], params.get("evacuate"))
 
     if params.get("audit"):
         def audit_fn(state):
@@ -289,6 +350,8 @@ def run(params: dict, check_mode: bool) -> tuple[dict, str]:
         result = build_result(desired, state, planner.block_pool)
         result["problems"] = audit(desired, state, planner.block_pool)
         result["changed"] = state.changed
+        if desired.evacuate is not None:
+            result["evacuation"] = planner.evacuation()
         return result, report
 
     store = store_from_params(params, params.get("datastore") or "file", params.get("state_file"),

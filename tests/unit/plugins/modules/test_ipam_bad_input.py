@@ -41,6 +41,21 @@ def strict(p):
     p["nodes"][0]["workloads"] = [{"name": f"s{i:02d}"} for i in range(70)]
 
 
+def migrate(p, nodes=("n1",), new=True, node=None, host=None, remove_nodes=None):
+    """A pool migration step away from p1: p1 disabled, a new pool p3 (unless ``new`` is False)."""
+    pool(p, disabled=True)
+    p["pools"][1]["disabled"] = not new  # p2 (namespace blue) is enabled only when a new pool exists
+    if new:
+        p["pools"].append(new if isinstance(new, dict) else {"name": "p3", "cidr": "10.30.0.0/16", "block_size": 28})
+    p["evacuate"] = {"pool": "p1", "nodes": list(nodes)}
+    if host:
+        p["evacuate"]["host"] = host
+    if node:
+        p["node"] = node
+    if remove_nodes:
+        p["remove_nodes"] = remove_nodes
+
+
 CASES = [
     # (id, mutate, host, field, value)
     ("cidr-host-bits", lambda p: pool(p, cidr="10.10.0.1/16"), "calico_nodes", "calico_pools[0] (p1).cidr", "10.10.0.1/16"),
@@ -91,6 +106,25 @@ CASES = [
     ("remove-unknown-node", lambda p: p.update(remove_nodes=["n9"]), "n9", "remove_nodes[0]", "n9"),
     ("remove-every-node", lambda p: p.update(remove_nodes=["n1", "n2"]), "calico_nodes", "remove_nodes", "n2"),
     ("remove-with-per-host-node", lambda p: p.update(node="n1", remove_nodes=["n2"]), "n1", "remove_nodes", "n2"),
+    # pool migration steps (option evacuate)
+    ("evacuate-unknown-pool", lambda p: p.update(evacuate={"pool": "p9", "nodes": ["n1"]}), "calico_nodes", "evacuate.pool", "p9"),
+    ("evacuate-pool-not-disabled", lambda p: p.update(evacuate={"pool": "p1", "nodes": ["n1"]}), "calico_nodes",
+     "calico_pools[0] (p1).disabled", "False"),
+    ("evacuate-unknown-node", lambda p: migrate(p, nodes=["n1", "n9"]), "n9", "evacuate.nodes[1]", "n9"),
+    ("evacuate-nodes-not-a-list", lambda p: p.update(evacuate={"pool": "p1", "nodes": 5}) or pool(p, disabled=True)
+     or p["pools"].append({"name": "p3", "cidr": "10.30.0.0/16"}), "calico_nodes", "evacuate.nodes", "5"),
+    ("evacuate-not-a-mapping", lambda p: p.update(evacuate="p1"), "calico_nodes", "evacuate", "p1"),
+    ("evacuate-unknown-key", lambda p: migrate(p, host="n1"), "calico_nodes", "evacuate", "host"),
+    ("evacuate-with-per-host-node", lambda p: migrate(p, node="n1"), "n1", "evacuate", "p1"),
+    ("evacuate-with-remove-nodes", lambda p: migrate(p, remove_nodes=["n2"]), "calico_nodes", "evacuate", "remove_nodes"),
+    ("evacuate-no-enabled-pool", lambda p: migrate(p, new=False), "calico_nodes", "calico_pools", "p1"),
+    ("evacuate-workload-pinned-to-old-pool", lambda p: (migrate(p), wl(p, pool="p1")), "n1", "calico_workloads[0].pool", "p1"),
+    ("evacuate-workload-requests-old-address", lambda p: (migrate(p), wl(p, ip="10.10.0.9")), "n1",
+     "calico_workloads[0].ip", "10.10.0.9"),
+    # one address in the new pool for w1 (n1) and w2 (n2): n2 (planned after n1) finds it exhausted
+    ("evacuate-new-pool-too-small",
+     lambda p: migrate(p, nodes=["n1", "n2"], new={"name": "p3", "cidr": "10.30.0.0/32", "block_size": 32}),
+     "n2", "calico_workloads[0]", "default.w2"),
     ("pool-selector-excludes-node", lambda p: (pool(p, node_selector="rack == 'r1'"), wl(p, 1, 0, pool="p1")), "n2",
      "calico_workloads[0].pool", "p1"),
 ]
