@@ -181,7 +181,7 @@ def main() -> None:
             dict(id=w.wid, ip=w.ip, netns=w.netns, veth=w.veth, mtu=w.mtu)
             for w in the_plan.workloads
         ],
-        commands=(1 if the_plan.host_lines else 0) + len(the_plan.ns_lines) if the_plan.changed else 0,
+        commands=(1 if the_plan.host_lines else 0) + len(the_plan.ns_ops) if the_plan.changed else 0,
     )
     if module._diff:
         result["diff"] = dict(
