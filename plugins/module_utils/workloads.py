@@ -542,9 +542,7 @@ def apply(
     if sorted(recorded) != the_plan.recorded_during:
         write_recorded(state_file, the_plan.recorded_during)
     iproute.batch(runner, the_plan.host_lines)
-    for path, value in sorted(the_plan.sysctls.items()):
-        with open(os.path.join(proc_sys, path), "w", encoding="ascii") as handle:
-            handle.write(value)
+    _write_sysctls(proc_sys, the_plan.sysctls)
     items = sorted(the_plan.ns_ops.items())
     if inside == "netlink":
         _apply_netlink(runner, the_plan, items)
@@ -552,6 +550,16 @@ def apply(
         _apply_ip(runner, items, workers)
     if the_plan.recorded_after != the_plan.recorded_during:
         write_recorded(state_file, the_plan.recorded_after)
+
+
+def _write_sysctls(proc_sys: str, sysctls: Mapping[str, str]) -> None:
+    # os.open/os.write: a fifth of the cost of a Python file object (1250 writes for 250 veths).
+    for path, value in sorted(sysctls.items()):
+        fd = os.open(os.path.join(proc_sys, path), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode("ascii"))
+        finally:
+            os.close(fd)
 
 
 def _apply_netlink(runner: iproute.Runner, the_plan: Plan, items) -> None:
