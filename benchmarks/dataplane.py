@@ -210,16 +210,12 @@ def main() -> None:
     enter_host_namespace(host)
     try:
         items = workloads(n)
-        t_floor = []
+        t_floor, t_create, t_noop, t_remove, split = [], [], [], [], []
+        # Floor and module rounds alternate, so both see the same (shared, changing) machine.
         for _ in range(rounds):
             t_floor.append(floor(items, prefix, wl.APPLY_WORKERS))
             assert len(our_namespaces(prefix)) == n
             teardown(prefix)
-        t_floor_n = floor(items, prefix, wl.APPLY_WORKERS, enter=False)
-        teardown(prefix)
-
-        t_create, t_noop, t_remove, split = [], [], [], []
-        for _ in range(rounds):
             with phases() as spent:
                 took, created = run_module(items, prefix, state_file)
             t_create.append(took)
@@ -233,6 +229,8 @@ def main() -> None:
             t_remove.append(took)
             assert len(removed.remove) == n and not our_namespaces(prefix)
             time.sleep(3)
+        t_floor_n = floor(items, prefix, wl.APPLY_WORKERS, enter=False)
+        teardown(prefix)
 
         t_loop = loop(items, prefix)
         assert len(our_namespaces(prefix)) == n
