@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import ctypes
 import os
+import resource
 import statistics
 import shutil
 import subprocess
@@ -89,10 +90,22 @@ def workloads(n: int):
     return [{"id": f"bench.w{i}", "ip": f"10.200.{i // 256}.{i % 256}"} for i in range(n)]
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its finished children so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+CPU = {"module": [], "floor": [], "loop": []}  # CPU seconds of each measured run
+
+
 def run_module(items, prefix, state_file):
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     the_plan = wl.converge(items, mtu=MTU, netns_prefix=prefix, state_file=state_file)
-    return time.perf_counter() - start, the_plan
+    took = time.perf_counter() - start
+    if items and the_plan.create:
+        CPU["module"].append(cpu_seconds() - cpu)
+    return took, the_plan
 
 
 @contextlib.contextmanager
@@ -152,7 +165,7 @@ def floor(items, prefix, workers, enter=True):
         sysctls.update(wl.veth_sysctls(veth, 1))
     host_text = "".join(line + "\n" for line in host)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     sh(["ip", "-batch", "-"], host_text)
     for path, value in sysctls.items():
         with open(f"/proc/sys/{path}", "w", encoding="ascii") as handle:
@@ -167,12 +180,15 @@ def floor(items, prefix, workers, enter=True):
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(job, inside.items()))
-    return time.perf_counter() - start
+    took = time.perf_counter() - start
+    if enter:
+        CPU["floor"].append(cpu_seconds() - cpu)
+    return took
 
 
 def loop(items, prefix):
     """The naive way: one command per attribute per workload."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     for item in items:
         veth = naming.veth_name(item["id"])
         ns = naming.netns_name(item["id"], prefix)
@@ -190,6 +206,7 @@ def loop(items, prefix):
             ["ip", "-n", ns, "route", "replace", "default", "via", naming.GATEWAY, "dev", "eth0"],
         ) + tuple(["sysctl", "-qw", f"{path.replace('/', '.')}={value}"] for path, value in wl.veth_sysctls(veth, 1).items()):
             sh(argv)
+    CPU["loop"].append(cpu_seconds() - cpu)
     return time.perf_counter() - start
 
 
@@ -266,6 +283,10 @@ def main() -> None:
     print(f"(also: floor / module {floor_med / create:.2f}x, loop / floor {t_loop / floor_med:.1f}x; "
           f"bound: loop / the module's host batch alone {t_loop / best['host batch']:.1f}x — creating the "
           "namespaces and veth pairs is kernel work every approach pays)")
+    module_cpu, floor_cpu, loop_cpu = (statistics.median(CPU[k]) for k in ("module", "floor", "loop"))
+    print(f"CPU time (user+sys, with children; less sensitive to the other jobs on the machine): module "
+          f"{module_cpu:.3f} s, floor {floor_cpu:.3f} s, loop {loop_cpu:.3f} s -> loop / module {loop_cpu / module_cpu:.1f}x, "
+          f"module / floor {module_cpu / floor_cpu:.2f}x (kernel work in kernel threads is not counted)")
     print(f"processes: converge 1 host ip -batch + {n} in-process rtnetlink batches; no-op 1 ip -json + "
           f"{n} in-process rtnetlink reads; floor 1 + {n} ip -batch; loop 15 per workload")
     if args.strict and not all(met for _, met in goals):
