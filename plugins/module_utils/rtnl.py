@@ -281,7 +281,7 @@ class NetlinkError(OSError):
 
 
 def describe_failure(change: Change, err: int, message: str = "") -> str:
-    """```addr add 10.0.0.1/32 dev eth0``: EEXIST (File exists: Address already assigned)``."""
+    """For example: `addr add 10.0.0.1/32 dev eth0`: EEXIST (File exists: ipv4: Address already assigned)."""
     name = errno_names.errorcode.get(err, f"errno {err}")
     return f"`{change}`: {name} ({os.strerror(err)}" + (f": {message}" if message else "") + ")"
 
