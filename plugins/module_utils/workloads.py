@@ -431,15 +431,17 @@ def _inside_differences(w: Workload, link: dict, state: State):
     if eth0.get("mtu") != w.mtu or "UP" not in eth0.get("flags", []):
         reasons.append(f"eth0 mtu {eth0.get('mtu')} -> {w.mtu}" if eth0.get("mtu") != w.mtu else "eth0 down -> up")
         ops.append(rtnl.LinkSet("eth0", w.mtu))
+    # The wanted address goes on before strays come off: when a device loses its last IPv4
+    # address the kernel flushes every route through it (the gateway and default routes here).
     addrs = _inet_addrs(eth0)
+    if f"{w.ip}/32" not in addrs:
+        reasons.append(f"eth0 address {w.ip}/32 added")
+        ops.append(rtnl.AddrAdd(w.ip, 32, "eth0"))
     for addr in addrs:
         if addr != f"{w.ip}/32":
             reasons.append(f"eth0 address {addr} removed")
             local, prefixlen = addr.split("/")
             ops.append(rtnl.AddrDel(local, int(prefixlen), "eth0"))
-    if f"{w.ip}/32" not in addrs:
-        reasons.append(f"eth0 address {w.ip}/32 added")
-        ops.append(rtnl.AddrAdd(w.ip, 32, "eth0"))
     routes = inside["routes"]
     if not any(
         r.get("dst") == naming.GATEWAY and r.get("dev") == "eth0" and r.get("scope") == "link" and not r.get("gateway")

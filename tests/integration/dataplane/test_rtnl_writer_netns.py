@@ -165,3 +165,20 @@ def test_a_partly_refused_run_names_the_workload_and_the_next_run_repairs(topo_p
     assert ping(topo, n1, W2["ip"])
     again = topo.workloads("a", [W1, W2], tmp_path, mtu=1450)
     assert again["ok"] and again["changed"] is False
+
+
+def test_a_workload_readdressed_converges_in_one_run(topo_perf, tmp_path):
+    """Its new address goes on before the old one goes: removing a device's last IPv4 address
+    would make the kernel flush the routes through it (the gateway and default routes)."""
+    topo = topo_perf
+    assert topo.workloads("a", [W1, W2], tmp_path)["ok"]
+    moved = dict(W1, ip="172.17.72.9")
+    result = topo.workloads("a", [moved, W2], tmp_path)
+    assert result["ok"] and list(result["update"]) == ["default.web-1"], result
+    n1 = topo.netns_prefix("a") + "default.web-1"
+    eth0 = topo.ip_json(n1, "addr", "show", "dev", "eth0")[0]
+    assert [a["local"] for a in eth0["addr_info"] if a["family"] == "inet"] == ["172.17.72.9"]
+    routes = topo.ip_json(n1, "route", "show")
+    assert {"dst": "default", "gateway": naming.GATEWAY, "dev": "eth0", "flags": []} in routes
+    assert ping(topo, n1, W2["ip"])
+    assert topo.workloads("a", [moved, W2], tmp_path)["changed"] is False
