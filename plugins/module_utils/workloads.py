@@ -13,9 +13,14 @@ Three phases, so check mode is exact and the cost follows what changes:
 1. ``read_state``: one ``ip -json -batch`` for the host (addresses/links, routes, namespaces);
    inside each existing workload namespace an in-process rtnetlink dump (module ``rtnl``: the
    same answers ``ip -json`` prints, without a process per namespace); sysctls from /proc/sys.
-2. ``plan``: pure function of (desired, state) -> lines for ONE host ``ip -batch``, one batch per
-   namespace that needs work, the sysctl writes, and a per-workload account (create/update/remove).
-3. ``apply``: run them (host batch, sysctls, namespace batches).
+2. ``plan``: pure function of (desired, state) -> lines for ONE host ``ip -batch``, the changes
+   of each namespace that needs work, the sysctl writes, and a per-workload account
+   (create/update/remove).
+3. ``apply``: run them: the host batch (namespaces, veth pairs with the peer moved in, host
+   routes), the sysctls, then each namespace's changes as ONE in-process rtnetlink batch
+   (``rtnl.apply``: setns, socket, one send, the acknowledgements) — iproute2 cannot switch
+   namespace inside a batch, and addresses and routes set before the veth peer moves would be
+   flushed by the move, so without this every namespace would cost an ``ip`` process.
 
 Ownership: every host veth the module creates carries the interface alias ``l3.calico:workload:<netns>``
 and every namespace it creates is recorded in a state file under /run; anything else (foreign
@@ -45,11 +50,15 @@ PROC_SYS = "/proc/sys"
 IFNAMSIZ = 15
 # Names end up in `ip -batch` lines and file names: no spaces, quotes or slashes.
 SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]*$")
-APPLY_WORKERS = 4  # namespace batches run this many at a time
+APPLY_WORKERS = 4  # `ip -batch` fallback only: namespace processes run this many at a time
 
 
 class WorkloadError(ValueError):
     """Bad input or a clash with objects the module does not own (raised before any change)."""
+
+
+class ApplyError(OSError):
+    """The kernel refused changes inside workload namespaces; names workload, namespace, change, errno."""
 
 
 @dataclass(frozen=True)
@@ -262,7 +271,7 @@ class Plan:
     update: Dict[str, List[str]] = field(default_factory=dict)  # workload id -> what differs
     remove: List[str] = field(default_factory=list)  # workload ids (or namespace names)
     host_lines: List[str] = field(default_factory=list)
-    ns_lines: Dict[str, List[str]] = field(default_factory=dict)
+    ns_ops: Dict[str, List[rtnl.Change]] = field(default_factory=dict)  # netns -> changes inside
     sysctls: Dict[str, str] = field(default_factory=dict)
     before: List[str] = field(default_factory=list)
     after: List[str] = field(default_factory=list)
@@ -273,6 +282,11 @@ class Plan:
     @property
     def changed(self) -> bool:
         return bool(self.create or self.update or self.remove)
+
+    @property
+    def ns_lines(self) -> Dict[str, List[str]]:
+        """Each namespace's changes as ``ip -batch`` lines (what the rtnetlink batch does)."""
+        return {ns: [str(op) for op in ops] for ns, ops in self.ns_ops.items()}
 
 
 def plan(
@@ -326,9 +340,9 @@ def plan(
         if link is not None:
             result.before.append(_describe_current(veth, owned_veths[veth], state, netns_prefix))
         reasons, recreate = _host_differences(w, link, state)
-        inside_lines: List[str] = []
+        inside_ops: List[rtnl.Change] = []
         if not recreate:
-            inside_reasons, inside_lines, recreate = _inside_differences(w, link, state)
+            inside_reasons, inside_ops, recreate = _inside_differences(w, link, state)
             reasons += inside_reasons
         if link is None or recreate:
             if link is not None:
@@ -338,7 +352,7 @@ def plan(
             netns_add.append(f"netns add {w.netns}")
             host_set += _create_host_lines(w)
             route_set.append(f"route replace {w.ip}/32 dev {veth} scope link")
-            result.ns_lines[w.netns] = _create_inside_lines(w)
+            result.ns_ops[w.netns] = _create_inside_ops(w)
             result.sysctls.update(veth_sysctls(veth, rp_filter))
             if link is None:
                 result.create.append(w.wid)
@@ -362,8 +376,8 @@ def plan(
         if not wanted_route:
             route_set.append(f"route replace {w.ip}/32 dev {veth} scope link")
             reasons.append(f"host route {w.ip} dev {veth} scope link missing")
-        if inside_lines:
-            result.ns_lines[w.netns] = inside_lines
+        if inside_ops:
+            result.ns_ops[w.netns] = inside_ops
         for path, value in veth_sysctls(veth, rp_filter).items():
             current = state.sysctls.get(path)
             if current != value:
@@ -408,37 +422,39 @@ def _inside_differences(w: Workload, link: dict, state: State):
     eth0 = inside["links"].get("eth0")
     if eth0 is None or eth0.get("ifindex") != link.get("link_index"):
         return ["eth0 is not the peer of the host veth"], [], True
-    reasons, lines = [], []
+    reasons: List[str] = []
+    ops: List[rtnl.Change] = []
     lo = inside["links"].get("lo")
     if lo is None or "UP" not in lo.get("flags", []):
         reasons.append("lo down -> up")
-        lines.append("link set dev lo up")
+        ops.append(rtnl.LinkSet("lo"))
     if eth0.get("mtu") != w.mtu or "UP" not in eth0.get("flags", []):
         reasons.append(f"eth0 mtu {eth0.get('mtu')} -> {w.mtu}" if eth0.get("mtu") != w.mtu else "eth0 down -> up")
-        lines.append(f"link set dev eth0 mtu {w.mtu} up")
+        ops.append(rtnl.LinkSet("eth0", w.mtu))
+    # The wanted address goes on before strays come off: when a device loses its last IPv4
+    # address the kernel flushes every route through it (the gateway and default routes here).
     addrs = _inet_addrs(eth0)
-    # The new address first: removing the last IPv4 address of a device flushes its routes (a workload
-    # re-addressed in place, e.g. by a pool migration, would lose its gateway and default routes).
     if f"{w.ip}/32" not in addrs:
         reasons.append(f"eth0 address {w.ip}/32 added")
-        lines.append(f"addr add {w.ip}/32 dev eth0")
+        ops.append(rtnl.AddrAdd(w.ip, 32, "eth0"))
     for addr in addrs:
         if addr != f"{w.ip}/32":
             reasons.append(f"eth0 address {addr} removed")
-            lines.append(f"addr del {addr} dev eth0")
+            local, prefixlen = addr.split("/")
+            ops.append(rtnl.AddrDel(local, int(prefixlen), "eth0"))
     routes = inside["routes"]
     if not any(
         r.get("dst") == naming.GATEWAY and r.get("dev") == "eth0" and r.get("scope") == "link" and not r.get("gateway")
         for r in routes
     ):
         reasons.append(f"route {naming.GATEWAY} dev eth0 scope link added")
-        lines.append(f"route replace {naming.GATEWAY} dev eth0 scope link")
+        ops.append(_gateway_route())
     if not any(
         r.get("dst") == "default" and r.get("gateway") == naming.GATEWAY and r.get("dev") == "eth0" for r in routes
     ):
         reasons.append(f"route default via {naming.GATEWAY} dev eth0 added")
-        lines.append(f"route replace default via {naming.GATEWAY} dev eth0")
-    return reasons, lines, False
+        ops.append(_default_route())
+    return reasons, ops, False
 
 
 def _create_host_lines(w: Workload) -> List[str]:
@@ -448,14 +464,24 @@ def _create_host_lines(w: Workload) -> List[str]:
     ]
 
 
-def _create_inside_lines(w: Workload) -> List[str]:
+def _create_inside_ops(w: Workload) -> List[rtnl.Change]:
+    # eth0 got its MTU when the pair was created (host batch); addresses and routes can only be
+    # set once it is in the namespace (moving a link flushes its IPv4 addresses and routes).
     return [
-        "link set dev lo up",
-        "link set dev eth0 up",
-        f"addr add {w.ip}/32 dev eth0",
-        f"route replace {naming.GATEWAY} dev eth0 scope link",
-        f"route replace default via {naming.GATEWAY} dev eth0",
+        rtnl.LinkSet("lo"),
+        rtnl.LinkSet("eth0"),
+        rtnl.AddrAdd(w.ip, 32, "eth0"),
+        _gateway_route(),
+        _default_route(),
     ]
+
+
+def _gateway_route() -> rtnl.RouteReplace:
+    return rtnl.RouteReplace(naming.GATEWAY, "eth0", scope_link=True)
+
+
+def _default_route() -> rtnl.RouteReplace:
+    return rtnl.RouteReplace("default", "eth0", gateway=naming.GATEWAY)
 
 
 def _inet_addrs(link: Optional[dict]) -> List[str]:
@@ -506,18 +532,69 @@ def apply(
     proc_sys: str = PROC_SYS,
     recorded: Sequence[str] = (),
     workers: int = APPLY_WORKERS,
+    inside: str = "netlink",
 ) -> None:
-    """Run the plan: record namespaces, host batch, sysctls, namespace batches, record again."""
+    """Run the plan: record namespaces, host batch, sysctls, namespace changes, record again.
+
+    ``inside``: how the namespaces' changes are applied — ``netlink``: one in-process rtnetlink
+    batch per namespace, one after the other (a few syscalls each; `ip -n NS -batch` for a
+    namespace whose socket cannot be opened, as the reads do); ``ip``: one ``ip -batch`` process
+    per namespace, ``workers`` at a time.
+    """
     if sorted(recorded) != the_plan.recorded_during:
         write_recorded(state_file, the_plan.recorded_during)
     iproute.batch(runner, the_plan.host_lines)
-    for path, value in sorted(the_plan.sysctls.items()):
-        with open(os.path.join(proc_sys, path), "w", encoding="ascii") as handle:
-            handle.write(value)
-    items = sorted(the_plan.ns_lines.items())
+    _write_sysctls(proc_sys, the_plan.sysctls)
+    items = sorted(the_plan.ns_ops.items())
+    if inside == "netlink":
+        _apply_netlink(runner, the_plan, items)
+    else:
+        _apply_ip(runner, items, workers)
+    if the_plan.recorded_after != the_plan.recorded_during:
+        write_recorded(state_file, the_plan.recorded_after)
 
-    def inside(item) -> None:
-        ns, lines = item
+
+def _write_sysctls(proc_sys: str, sysctls: Mapping[str, str]) -> None:
+    # os.open/os.write: a fifth of the cost of a Python file object (1250 writes for 250 veths).
+    for path, value in sorted(sysctls.items()):
+        fd = os.open(os.path.join(proc_sys, path), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode("ascii"))
+        finally:
+            os.close(fd)
+
+
+def _apply_netlink(runner: iproute.Runner, the_plan: Plan, items) -> None:
+    """Every namespace's changes (even after a refusal elsewhere), then one error naming all refusals."""
+    wid_of = {w.netns: w.wid for w in the_plan.workloads}
+    refused: List[str] = []
+    for ns, ops in items:
+        try:
+            sock = rtnl.open_socket(ns)
+        except OSError:  # rtnetlink unusable here: the same changes with `ip -n NS -batch`
+            iproute.batch(runner, [str(op) for op in ops], netns=ns)
+            continue
+        try:
+            rtnl.apply(sock, ops)
+        except rtnl.NetlinkError as exc:
+            refused += [f"workload {wid_of.get(ns, ns)} (namespace {ns}): {rtnl.describe_failure(*f)}"
+                        for f in exc.failures]
+        except OSError as exc:
+            refused.append(f"workload {wid_of.get(ns, ns)} (namespace {ns}): rtnetlink: {exc}")
+        finally:
+            sock.close()
+    if refused:
+        shown = refused[:10] + ([f"... and {len(refused) - 10} more"] if len(refused) > 10 else [])
+        raise ApplyError(
+            f"the kernel refused {len(refused)} change(s) inside workload namespaces (the other changes "
+            "were applied; a next run repairs what is missing): " + "; ".join(shown)
+        )
+
+
+def _apply_ip(runner: iproute.Runner, items, workers: int) -> None:
+    def one(item) -> None:
+        ns, ops = item
+        lines = [str(op) for op in ops]
         with contextlib.ExitStack() as stack:
             where = ns  # `ip -n NS -batch` ...
             if runner is iproute.subprocess_runner:
@@ -530,12 +607,10 @@ def apply(
 
     if workers > 1 and len(items) > 1:
         with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-            list(pool.map(inside, items))
+            list(pool.map(one, items))
     else:
         for item in items:
-            inside(item)
-    if the_plan.recorded_after != the_plan.recorded_during:
-        write_recorded(state_file, the_plan.recorded_after)
+            one(item)
 
 
 def converge(
@@ -553,7 +628,8 @@ def converge(
 ) -> Plan:
     """Validate, read, plan and (unless ``check_mode``) apply. Returns the plan.
 
-    ``inside``: how workload namespaces are read, ``netlink`` (in-process) or ``ip``.
+    ``inside``: how workload namespaces are read and written, ``netlink`` (in-process
+    rtnetlink; ``ip`` for a namespace where that is unusable) or ``ip`` (a process each).
     """
     if rp_filter not in (0, 1, 2):
         raise WorkloadError(f"rp_filter must be 0, 1 or 2, got {rp_filter!r}")
@@ -565,7 +641,7 @@ def converge(
         the_plan = plan(desired, state, rp_filter, netns_prefix)
         if not check_mode:
             if the_plan.changed or the_plan.recorded_after != state.recorded:
-                apply(runner, the_plan, state_file, proc_sys, state.recorded, workers)
+                apply(runner, the_plan, state_file, proc_sys, state.recorded, workers, inside)
     return the_plan
 
 

@@ -21,10 +21,14 @@ description:
     C(neigh.<if>.proxy_delay=0), C(forwarding=1), C(route_localnet=1), C(rp_filter=)O(rp_filter)."
   - Reads the host with one C(ip -json -batch) (addresses, routes, namespaces) and each existing workload
     namespace with an in-process rtnetlink dump (what C(ip -json addr/route) shows, without a process per
-    namespace; C(ip -n NS -json) is the fallback). Applies changes with one C(ip -batch) for the host plus one
-    C(ip -batch) per namespace that needs work (started inside the namespace, four at a time); sysctls are
-    written directly to C(/proc/sys). Nothing is run for workloads that are already right, so a no-op run over
-    250 workloads costs one C(ip) process.
+    namespace; C(ip -n NS -json) is the fallback). Applies changes with one C(ip -batch) for the host (namespaces,
+    veth pairs, host routes), sysctls written directly to C(/proc/sys), and, inside each namespace that needs
+    work, one in-process rtnetlink batch (the messages C(ip) would send, all in one send, every acknowledgement
+    checked; C(ip -n NS -batch) where a netlink socket cannot be opened in the namespace). Nothing is done for
+    workloads that are already right, so a no-op run over 250 workloads costs one C(ip) process.
+  - A change the kernel refuses inside a namespace fails the task with a message naming the workload, the
+    namespace, the change and the errno (for example C(EEXIST)); the other namespaces' changes are still
+    applied, and the next run repairs what is missing.
   - One run at a time per O(state_file) (a lock next to it), so concurrent runs do not interleave.
   - Workloads the module created that are no longer listed are removed (veth, routes, namespace). The module
     recognises its own objects by the interface alias C(l3.calico:workload:<netns>) on the host veth and by the list of
@@ -129,7 +133,9 @@ workloads:
   elements: dict
   sample: [{id: default.web-1, ip: 172.17.72.1, netns: calico-default.web-1, veth: cali3b0ae1c04a1, mtu: 1450}]
 commands:
-  description: Number of C(ip -batch) processes the change needed (0 when nothing changed).
+  description:
+    - Number of batches the change needed (0 when nothing changed) — one C(ip -batch) for the host plus one
+      batch per namespace that needed work (rtnetlink, or C(ip -batch) where rtnetlink is unusable).
   returned: always
   type: int
   sample: 4
@@ -181,7 +187,7 @@ def main() -> None:
             dict(id=w.wid, ip=w.ip, netns=w.netns, veth=w.veth, mtu=w.mtu)
             for w in the_plan.workloads
         ],
-        commands=(1 if the_plan.host_lines else 0) + len(the_plan.ns_lines) if the_plan.changed else 0,
+        commands=(1 if the_plan.host_lines else 0) + len(the_plan.ns_ops) if the_plan.changed else 0,
     )
     if module._diff:
         result["diff"] = dict(

@@ -76,8 +76,8 @@ else:
 
 
 class Topology:
-    def __init__(self) -> None:
-        self.run = PREFIX + uuid.uuid4().hex[:5] + "-"
+    def __init__(self, prefix: str = PREFIX) -> None:
+        self.run = prefix + uuid.uuid4().hex[:5] + "-"
         self.router = self.run + "rt"
         self.children: list[subprocess.Popen] = []
 

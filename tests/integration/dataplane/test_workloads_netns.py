@@ -75,7 +75,7 @@ def test_workloads_reach_each_other_and_the_host(topo, tmp_path):
 def test_second_run_is_a_noop_and_check_mode_changes_nothing(topo, tmp_path):
     assert topo.workloads("a", [W1, W2], tmp_path)["changed"]
     again = topo.workloads("a", [W1, W2], tmp_path)
-    assert again["ok"] and again["changed"] is False and not again["host_lines"] and not again["ns_lines"]
+    assert again["ok"] and again["changed"] is False and not again["host_lines"] and not again["ns_ops"]
 
     before = topo.snapshot("a")
     # check mode with a creation, a removal and a change pending

@@ -168,3 +168,11 @@ def test_a_host_that_never_had_a_namespace_reads_as_empty():
 
     links, routes, netns = iproute.ip_json_batch(runner, ["addr show", "route show", "netns list"])
     assert netns == [] and routes == [] and links[0]["ifname"] == "lo"
+
+
+def test_a_new_address_goes_on_before_the_old_one_comes_off(tmp_path):
+    """Removing eth0's last IPv4 address first would make the kernel flush the workload's routes."""
+    kernel, desired = converged_kernel([W1])
+    plan = wl.converge([dict(W1, ip="172.17.72.9")], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"),
+                       proc_sys=sysctl_tree(tmp_path, desired), check_mode=True)
+    assert plan.ns_lines["calico-default.web-1"] == ["addr add 172.17.72.9/32 dev eth0", "addr del 172.17.72.1/32 dev eth0"]
