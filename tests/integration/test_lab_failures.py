@@ -12,12 +12,13 @@ hold time 9 s, graceful restart time 3 s (both role variables, passed as extra v
      those of an uninterrupted plan of the same inventory made beside it;
    - then every host role gets work (node-c's VXLAN device deleted and forwarding off, a
      workload's namespace deleted and another's route on node-a, BIRD killed and bird.conf
-     deleted on node-b) and three runs in a row are interrupted, each at the next role's task on
-     the hosts (calico_node: SIGKILL, calico_workloads: SIGINT as a Ctrl-C, calico_bgp: SIGKILL),
-     each run getting through the role the one before was interrupted in; the run after them
-     restores everything: the IPAM state holds the same addresses, every guest is as before
-     (workload addresses and routes from `ip -json`, links, routes, bird.conf, BIRD running),
-     verify.yml passes, and a further run is changed=0.
+     deleted on node-b) and three runs in a row are interrupted: calico_node as its task starts
+     (SIGKILL: the work is left to the next run), calico_workloads and calico_bgp while their
+     task runs on the host with work (SIGINT as a Ctrl-C, SIGKILL); each run gets through the role
+     the one before was interrupted in; the run after them restores everything: the IPAM state
+     holds the same addresses, every guest is as before (workload addresses and routes from
+     `ip -json`, links, routes, bird.conf, BIRD running), verify.yml passes, and a further run is
+     changed=0.
 2. BIRD killed on one host (supervisor and BIRD, SIGKILL, by PID): its routes leave the others
    within the hold time (measured inside the guests), site.yml restarts it and the routes come
    back; then the same host cut off on the router (no FIN, no NOTIFICATION): its routes leave the
@@ -41,7 +42,9 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -120,6 +123,19 @@ def missing() -> str:
     return ""
 
 
+@dataclass
+class Interrupt:
+    """Where to interrupt a run: the signal goes to its whole process group (every worker, module
+    and ssh of it, as a Ctrl-C in a terminal does) once the banner of a task matching `task` is
+    printed and then: at once; or (after_host) as soon as that host reports the task, while the
+    others may still be running it; or (when) as soon as when() holds."""
+
+    task: str
+    sig: signal.Signals
+    after_host: str | None = None
+    when: Callable[[], bool] | None = None
+
+
 class Lab:
     """The lab of inventories/lab under this module's prefix, and what the tests do with it."""
 
@@ -182,39 +198,74 @@ class Lab:
 
     # -- playbooks --------------------------------------------------------------------------
 
-    def play(self, playbook: str, *args: str, interrupt: tuple[str, float, int] | None = None,
-             timeout: float = 300) -> dict:
-        """Run a playbook of playbooks/ on the lab inventory. interrupt=(task banner regex, delay,
-        signal): that signal goes to the run's process group (every worker, module and ssh of it,
-        as a Ctrl-C does) delay seconds after the banner appears."""
+    def play(self, playbook: str, *args: str, interrupt: Interrupt | None = None, timeout: float = 300) -> dict:
+        """Run a playbook of playbooks/ on the lab inventory, interrupted if asked (see Interrupt)."""
         argv = ["ansible-playbook", "-i", str(INVENTORY), f"-e@{self.vars_file}", *args,
                 str(ROOT / "playbooks" / playbook)]
         t0 = time.monotonic()
         proc = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True, cwd=ROOT)
-        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
-        timer.start()
-        lines, sent = [], None
+        watchdog = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+        watchdog.start()
+        lines: list[str] = []
+        at: dict[str, int] = {}  # line numbers: the task banner, the signal
+
+        sent: list[str] = []
+
+        def signal_now() -> None:
+            if "signal" in at:
+                return
+            at["signal"] = len(lines)
+            try:
+                os.killpg(proc.pid, interrupt.sig)
+            except ProcessLookupError:  # the run ended before: not interrupted
+                return
+            sent.append(interrupt.sig.name)
+            # As a user would: Ctrl-C again if the run has not ended 10 s later (ansible-playbook
+            # can wait forever for the results of workers that a Ctrl-C ended), then SIGKILL.
+            for again in (interrupt.sig, signal.SIGKILL):
+                try:
+                    proc.wait(timeout=10)
+                    return
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, again)
+                    sent.append(again.name)
+
+        def when_then_signal() -> None:
+            deadline = time.monotonic() + 30
+            while interrupt.when and not interrupt.when() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.002)
+            signal_now()
+
+        poller = None
         try:
             for line in proc.stdout:
                 lines.append(line)
-                if interrupt and sent is None and re.match(interrupt[0], line):
-                    sent = threading.Timer(interrupt[1], os.killpg, (proc.pid, interrupt[2]))
-                    sent.start()
+                if interrupt is None or "fired" in at:
+                    continue
+                if "task" not in at and re.match(interrupt.task, line):
+                    at["task"] = len(lines)
+                    if interrupt.after_host is None:
+                        at["fired"] = len(lines)
+                        poller = threading.Thread(target=when_then_signal)
+                        poller.start()
+                elif "task" in at and re.match(rf"^(ok|changed|fatal): \[{interrupt.after_host}\]", line):
+                    at["fired"] = len(lines)
+                    poller = threading.Thread(target=signal_now)
+                    poller.start()
             proc.wait()
         finally:
-            timer.cancel()
-            if sent is not None:
-                sent.join()
+            watchdog.cancel()
+            if poller is not None:
+                poller.join()
         out = "".join(lines)
-        done = []  # hosts that finished the task the run was interrupted in, before the signal
-        if sent is not None:
-            after = out[next(m.start() for m in re.finditer(interrupt[0], out, re.M)):].split("\n", 1)[1]
-            done = re.findall(r"^(?:ok|changed): \[(\S+)\]", after.split("\nTASK [")[0], re.M)
+        # hosts that finished the interrupted task before the signal (the others were on their way)
+        done = [m[1] for line in lines[at.get("task", 0):at.get("signal", 0)]
+                for m in [re.match(r"^(?:ok|changed): \[(\S+)\]", line)] if m] if "signal" in at else []
         recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4])}
                  for m in RECAP_RE.findall(out)}
         return {"rc": proc.returncode, "out": out, "recap": recap, "seconds": round(time.monotonic() - t0, 1),
-                "interrupted": sent is not None, "done_before_signal": done}
+                "interrupted": bool(sent), "done_before_signal": done, "signals": sent}
 
     def converge(self, *args: str) -> dict:
         run = self.play("site.yml", *args)
@@ -287,6 +338,15 @@ class Lab:
         return go
 
 
+def task_results(out: str, banner: str) -> dict[str, str]:
+    """host -> ok/changed/failed/... of the task whose banner matches, in a run's output."""
+    match = re.search(banner, out, re.M)
+    if match is None:
+        return {}
+    block = out[match.end():].split("\nTASK [", 1)[0]
+    return {m[2]: m[1] for m in re.finditer(r"^(ok|changed|fatal|skipping|failed): \[(\S+)\]", block, re.M)}
+
+
 def assert_consistent(ipam: dict) -> None:
     """Nothing double-assigned: one address per handle, no address twice."""
     every = [ip for ips in ipam["handles"].values() for ip in ips]
@@ -320,15 +380,18 @@ def lab(tmp_path_factory):
 @pytest.fixture(scope="module")
 def baseline(lab):
     """The first site run, killed inside the IPAM role; the run after it; the lab verified."""
-    first = lab.play("site.yml", interrupt=(r"^TASK \[l3\.calico\.calico_ipam : Plan and record", 0.3, signal.SIGKILL))
+    lock = Path(f"{lab.state_file}.lock")
+    # Killed the moment the IPAM module has taken the state file's lock.
+    first = lab.play("site.yml", interrupt=Interrupt(r"^TASK \[l3\.calico\.calico_ipam : Plan and record", signal.SIGKILL,
+                                                      when=lock.exists))
     assert first["interrupted"] and first["rc"] == -signal.SIGKILL and not first["recap"], first["out"][-3000:]
     assert "TASK [l3.calico.calico_node" not in first["out"]
     # What the kill may leave: the lock file (its flock went with the process), a whole state file
     # or none (written with os.replace), never a half-written one.
     if lab.state_file.exists():
         json.loads(lab.state_file.read_text())
-    FIGURES["ipam_interrupted"] = {"state_written": lab.state_file.exists(),
-                                   "lock_file_left": Path(f"{lab.state_file}.lock").exists()}
+    assert lock.exists()
+    FIGURES["ipam_interrupted"] = {"state_written": lab.state_file.exists(), "seconds": first["seconds"]}
 
     run = lab.converge()
     FIGURES["site_first_seconds"] = run["seconds"]
@@ -368,27 +431,39 @@ def test_runs_interrupted_at_each_host_role_converge_to_the_same_result(lab, bas
     assert damaged["node-b"]["bird_conf"] is None and not damaged["node-b"]["bird"]
 
     task = r"^TASK \[l3\.calico\.{role} : {task}"
+    # (role, its task on the hosts, the signal, when: None = as soon as the task's banner shows,
+    # before any host starts it (the work is left to the next run); a host without work there =
+    # when that host reports the task, while the host with work is most likely still at it (its
+    # module carries on on the host, its result is lost), the host with work)
     steps = [
-        ("calico_node", "Converge tunnels", signal.SIGKILL),
-        ("calico_workloads", "Converge the workloads", signal.SIGINT),
-        ("calico_bgp", "Configure BIRD", signal.SIGKILL),
+        ("calico_node", "Converge tunnels", signal.SIGKILL, None, "node-c"),
+        ("calico_workloads", "Converge the workloads", signal.SIGINT, "node-b", "node-a"),
+        ("calico_bgp", "Configure BIRD", signal.SIGKILL, "node-a", "node-b"),
     ]
     previous = None
-    for role, first_task, sig in steps:
-        run = lab.play("site.yml", interrupt=(task.format(role=role, task=first_task), 0.8, sig))
+    for role, first_task, sig, idle, busy in steps:
+        run = lab.play("site.yml", interrupt=Interrupt(task.format(role=role, task=first_task), sig, after_host=idle))
         assert run["interrupted"] and not run["recap"], f"{role}: not interrupted:\n{run['out'][-3000:]}"
         assert run["rc"] != 0, f"{role}: rc {run['rc']}\n{run['out'][-3000:]}"
         assert "fatal:" not in run["out"].split(f"[l3.calico.{role} :")[0], run["out"][-3000:]
-        if previous:  # this run got through the role the previous run was interrupted in
-            assert f"TASK [l3.calico.{previous}" in run["out"]
-        FIGURES[f"interrupted_{role}"] = {"signal": signal.Signals(sig).name, "seconds": run["seconds"],
-                                          "hosts_done_before_signal": run["done_before_signal"]}
-        previous = role
+        if previous:  # this run got through the role the previous run was interrupted in, on every host
+            results = task_results(run["out"], task.format(role=previous[0], task=previous[1]))
+            assert sorted(results) == ["node-a", "node-b", "node-c"], run["out"][-3000:]
+            assert set(results.values()) <= {"ok", "changed"}, results
+            # changed: the interrupted run left work undone there (else the module finished on the
+            # host although the controller never got its result)
+            FIGURES[f"interrupted_{previous[0]}"]["work_left_for_next_run"] = results[previous[2]] == "changed"
+        FIGURES[f"interrupted_{role}"] = {"signals": run["signals"], "seconds": run["seconds"],
+                                          "hosts_done_before_signal": run["done_before_signal"],
+                                          "host_with_work_interrupted": busy not in run["done_before_signal"]}
+        previous = (role, first_task, busy)
         # What an interrupted run leaves: never a half-written file, a consistent IPAM state.
         assert_consistent(lab.ipam())
 
     run = lab.converge()
     FIGURES["site_after_interruptions_seconds"] = run["seconds"]
+    results = task_results(run["out"], task.format(role=previous[0], task=previous[1]))
+    FIGURES[f"interrupted_{previous[0]}"]["work_left_for_next_run"] = results[previous[2]] == "changed"
     assert lab.ipam() == baseline["ipam"]
     found = lab.wait_for(baseline["guests"])
     assert found == baseline["guests"]
