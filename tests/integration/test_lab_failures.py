@@ -7,18 +7,19 @@ inventory, an IPAM state file in the test's directory, and BGP timers short enou
 hold time 9 s, graceful restart time 3 s (both role variables, passed as extra vars).
 
 1. A site run interrupted at any role and run again converges to the same result:
-   - the very first run is killed (SIGKILL to its process group) inside the IPAM role, while the
-     module plans and writes the state; the next run converges, and its allocations are exactly
+   - the very first run is killed (SIGKILL to its process group) inside the IPAM role, the moment
+     the module has taken the state file's lock; the next run converges, and its allocations are exactly
      those of an uninterrupted plan of the same inventory made beside it;
    - then every host role gets work (node-c's VXLAN device deleted and forwarding off, a
      workload's namespace deleted and another's route on node-a, BIRD killed and bird.conf
      deleted on node-b) and three runs in a row are interrupted: calico_node as its task starts
      (SIGKILL: the work is left to the next run), calico_workloads and calico_bgp while their
-     task runs on the host with work (SIGINT as a Ctrl-C, SIGKILL); each run gets through the role
-     the one before was interrupted in; the run after them restores everything: the IPAM state
-     holds the same addresses, every guest is as before (workload addresses and routes from
-     `ip -json`, links, routes, bird.conf, BIRD running), verify.yml passes, and a further run is
-     changed=0.
+     task runs (SIGINT as a Ctrl-C, SIGKILL), each run getting through the role the one before
+     was interrupted in; then a run interrupted on the host itself (the workloads module on
+     node-a SIGKILLed as it has created a missing workload's namespace); the run after them
+     restores everything: the IPAM state holds the same addresses, every guest is as before
+     (workload addresses and routes from `ip -json`, links, routes, bird.conf, BIRD running),
+     verify.yml passes, and a further run is changed=0.
 2. BIRD killed on one host (supervisor and BIRD, SIGKILL, by PID): its routes leave the others
    within the hold time (measured inside the guests), site.yml restarts it and the routes come
    back; then the same host cut off on the router (no FIN, no NOTIFICATION): its routes leave the
@@ -90,6 +91,32 @@ print(json.dumps({
     "bird_conf": conf,
     "bird": bird,
 }))
+"""
+
+# Run inside a guest: as soon as PATH exists, SIGKILL every Ansible module started since (a
+# pipelined module is a bare `/usr/bin/python3` reading its code from stdin), by PID; print them.
+KILL_MODULE_WHEN = r"""
+import json, os, signal, sys, time
+target, me = sys.argv[1], os.getpid()
+before = {p for p in os.listdir("/proc") if p.isdigit()}
+print("ready", flush=True)
+deadline = time.monotonic() + float(sys.argv[2])
+killed = []
+while not killed and time.monotonic() < deadline:
+    if os.path.lexists(target):
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or pid in before or int(pid) == me:
+                continue
+            try:
+                argv = [a for a in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0") if a]
+            except OSError:
+                continue
+            if argv == [b"/usr/bin/python3"]:
+                os.kill(int(pid), signal.SIGKILL)
+                killed.append(int(pid))
+        break
+    time.sleep(0.002)
+print(json.dumps({"killed": killed}), flush=True)
 """
 
 # Run inside a guest: wait for "go" on stdin, then poll the routing table until none of the given
@@ -306,6 +333,15 @@ class Lab:
                 return found
             time.sleep(1)
 
+    def bgp_last_error(self, name: str, neighbor: str) -> str:
+        """`Last error` of the guest's BGP session with neighbor, as `birdc show protocols all` has it."""
+        out = self.ssh(name, "birdc -s /run/bird/bird.ctl show protocols all")
+        for block in re.split(r"\n(?=\S)", out):
+            if re.search(rf"Neighbor address:\s+{re.escape(neighbor)}\b", block):
+                match = re.search(r"Last error:\s+(.+)", block)
+                return match[1].strip() if match else ""
+        raise AssertionError(f"{name}: no BGP session with {neighbor}:\n{out}")
+
     def bgp_blocks(self, node: str) -> list[str]:
         """The node's blocks in the BGP-routed pool: what BIRD announces for it."""
         return sorted(cidr for n, cidr in self.ipam()["affinities"]
@@ -461,9 +497,30 @@ def test_runs_interrupted_at_each_host_role_converge_to_the_same_result(lab, bas
         assert_consistent(lab.ipam())
 
     run = lab.converge()
-    FIGURES["site_after_interruptions_seconds"] = run["seconds"]
     results = task_results(run["out"], task.format(role=previous[0], task=previous[1]))
     FIGURES[f"interrupted_{previous[0]}"]["work_left_for_next_run"] = results[previous[2]] == "changed"
+
+    # Interrupted on the host itself: the workloads module on node-a SIGKILLed the moment it has
+    # created the missing workload's namespace, before it could finish that workload.
+    lab.ssh("node-a", f"ip netns del {victim_ns}")
+    lab.ssh("node-a", "cat > /run/l3lf-kill-module.py", stdin=KILL_MODULE_WHEN)
+    watcher = subprocess.Popen([*lab.ssh_argv("node-a", "-o", "ControlMaster=no"),
+                                f"python3 /run/l3lf-kill-module.py /run/netns/{victim_ns} 120"],
+                               env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert watcher.stdout.readline().strip() == "ready"
+    killed_run = lab.play("site.yml")
+    killed = json.loads(watcher.communicate(timeout=60)[0].strip().splitlines()[-1])["killed"]
+    assert killed, killed_run["out"][-3000:]
+    assert killed_run["rc"] != 0 and killed_run["recap"]["node-a"]["failed"] == 1, killed_run["out"][-3000:]
+    left = lab.fingerprint("node-a")["workloads"].get(victim_ns)
+    # What it left (recorded: how far it got depends on the module's internals and the timing;
+    # measured: the namespace without its address and default route).
+    FIGURES["workloads_module_killed_on_host"] = {
+        "left_of_the_workload": left, "half_done": left != baseline["guests"]["node-a"]["workloads"][victim_ns],
+        "seconds": killed_run["seconds"]}
+
+    run = lab.converge()
+    FIGURES["site_after_interruptions_seconds"] = run["seconds"]
     assert lab.ipam() == baseline["ipam"]
     found = lab.wait_for(baseline["guests"])
     assert found == baseline["guests"]
@@ -479,7 +536,8 @@ def test_bird_killed_its_routes_leave_within_the_hold_time_and_come_back(lab, ba
     go = lab.watch_routes_gone(["node-b", "node-c"], blocks, timeout=HOLD_TIME + 20)
     lab.ssh("node-a", "kill -9 $(cat /run/bird/bird-supervisor.pid) && kill -9 $(cat /run/bird/bird.pid)")
     gone = go()
-    FIGURES["bird_killed_routes_gone_seconds"] = {n: r["seconds"] for n, r in gone.items()}
+    reasons = {name: lab.bgp_last_error(name, lab.guest("node-a")["address"]) for name in gone}
+    FIGURES["bird_killed_routes_gone"] = {n: {"seconds": r["seconds"], "why": reasons[n]} for n, r in gone.items()}
     for name, result in gone.items():
         # Kept as stale for the restart time (graceful restart), gone well within the hold time.
         assert result["gone"] and RESTART_TIME - 0.5 <= result["seconds"] < HOLD_TIME, (name, result)
@@ -492,21 +550,30 @@ def test_bird_killed_its_routes_leave_within_the_hold_time_and_come_back(lab, ba
     assert lab.wait_for(baseline["guests"]) == baseline["guests"]
     FIGURES["bird_restarted_routes_back_seconds"] = round(time.monotonic() - t0, 1)
 
-    # The host goes silent (its port on the router down): no FIN, no NOTIFICATION; the peers'
-    # hold timers notice, then the graceful restart time runs out.
+    # The host goes silent (its port on the router down): no FIN, no NOTIFICATION. The peers'
+    # hold timers run out 3.75-9 s after the cut (BIRD starts each timer up to a quarter short,
+    # as RFC 4271 asks, and the last keepalive came at most a third of the hold time before the
+    # cut), and BIRD treats that as an error: the routes go with the session, not a restart time
+    # later. A peer may be told sooner: once an ARP for node-a fails (the router's,
+    # for node-c behind it), ICMP host unreachable reaches BIRD's socket, BIRD takes it as a lost
+    # connection and graceful restart keeps the routes the restart time after that.
     port = lab.guest("node-a")["port"]
     go = lab.watch_routes_gone(["node-b", "node-c"], blocks, timeout=HOLD_TIME + RESTART_TIME + 20)
     subprocess.run(["ip", "-n", f"{PREFIX}router", "link", "set", port, "down"], check=True)
     try:
         gone = go()
+        reasons = {name: lab.bgp_last_error(name, lab.guest("node-a")["address"]) for name in gone}
     finally:
         subprocess.run(["ip", "-n", f"{PREFIX}router", "link", "set", port, "up"], check=True)
     t0 = time.monotonic()
-    FIGURES["host_silent_routes_gone_seconds"] = {n: r["seconds"] for n, r in gone.items()}
+    FIGURES.setdefault("host_silent_routes_gone", []).append(
+        {n: {"seconds": r["seconds"], "why": reasons[n]} for n, r in gone.items()})
     for name, result in gone.items():
-        # The hold timer fires 6-9 s after the cut (the last keepalive came at most a third of the
-        # hold time before it); BIRD treats that as an error, so the routes go then, not later.
-        assert result["gone"] and HOLD_TIME * 2 / 3 - 0.5 <= result["seconds"] < HOLD_TIME + 1, (name, result)
+        assert result["gone"], (name, result, reasons[name])
+        if "Hold timer expired" in reasons[name]:  # gone with the session
+            assert HOLD_TIME * 3 / 4 - HOLD_TIME / 3 - 0.25 <= result["seconds"] < HOLD_TIME + 1, (name, result)
+        else:  # a lost connection (ICMP), told before the hold timer ran out; then the restart time
+            assert RESTART_TIME - 0.5 <= result["seconds"] < HOLD_TIME + RESTART_TIME + 1, (name, result, reasons[name])
     assert lab.wait_for(baseline["guests"], timeout=60) == baseline["guests"]
     FIGURES["host_back_routes_back_seconds"] = round(time.monotonic() - t0, 1)
     lab.verify()
