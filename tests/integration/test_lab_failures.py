@@ -29,6 +29,9 @@ hold time 9 s, graceful restart time 3 s (both role variables, passed as extra v
    /run, processes and kernel state are gone): its workloads and BIRD are gone; site.yml restores
    it (changed on that host only) with the same addresses as before, per the IPAM state and
    `ip -json` in the guest; verify.yml passes; a second run is changed=0.
+
+The measured figures are printed at the end (pytest -s) and, with L3LF_FIGURES=PATH, written
+there as JSON (docs/notes/labfail.md has them).
 """
 
 from __future__ import annotations
@@ -307,7 +310,7 @@ class Lab:
     # -- what a converged lab is ------------------------------------------------------------
 
     def ipam(self, state_file: Path | None = None) -> dict:
-        """Handle -> addresses and node -> blocks of an IPAM state file."""
+        """Handle -> addresses, and the (node, block) affinities, of an IPAM state file."""
         state = json.loads((state_file or self.state_file).read_text())
         handles: dict[str, list[str]] = {}
         for block in state["blocks"]:
