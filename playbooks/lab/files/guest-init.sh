@@ -7,10 +7,12 @@
 #   l3lab_gw    default gateway      l3lab_dir this guest's lab directory (writable)
 #
 # The guest gets a private writable root: an overlay whose lower layer is the
-# machine's filesystem and whose upper layer is a tmpfs in the guest's memory,
-# so whatever the roles write (/etc/bird, /etc/sysctl.d, /var/lib/calico, ...)
-# stays inside the guest and vanishes with it. Only $l3lab_dir is shared with
-# the machine (hostfs), for the readiness flag and the console log.
+# machine's filesystem and whose upper layer is the guest's own disk (ubda, an
+# ext4 image in $l3lab_dir made by labctl.py), so whatever the roles write
+# (/etc/bird, /etc/sysctl.d, /var/lib/calico, ...) stays inside the guest and
+# survives its restart, like a host's disk survives a reboot; /run, /tmp and
+# the kernel state start fresh at every boot. Only $l3lab_dir is shared with
+# the machine (hostfs), for the disk, the readiness flag and the console log.
 set -eu
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 KVER=$(uname -r)
@@ -18,10 +20,14 @@ MODS=/usr/lib/uml/modules/$KVER
 R=/tmp/l3lab-root
 
 mount -t proc proc /proc
-mount -t tmpfs -o size=96m,mode=0755 l3lab-scratch /tmp
+mount -t tmpfs -o size=1m,mode=0755 l3lab-scratch /tmp
 insmod "$MODS/kernel/fs/overlayfs/overlay.ko"
-mkdir -p /tmp/upper /tmp/work $R
-mount -t overlay l3lab-root -o lowerdir=/,upperdir=/tmp/upper,workdir=/tmp/work $R
+# The disk (UML block device 98:0); a power cut before is replayed from ext4's journal.
+mknod /tmp/ubda b 98 0
+mkdir -p /tmp/disk $R
+mount -t ext4 -o noatime /tmp/ubda /tmp/disk
+mkdir -p /tmp/disk/upper /tmp/disk/work
+mount -t overlay l3lab-root -o lowerdir=/,upperdir=/tmp/disk/upper,workdir=/tmp/disk/work $R
 
 mount -t proc proc $R/proc
 mount -t sysfs sysfs $R/sys

@@ -5,6 +5,7 @@
     labctl.py up SPEC_JSON     create what is missing (a no-op on a running lab); prints JSON
     labctl.py down             remove every trace: guests and relays by PID, namespaces, files
     labctl.py status           what runs, as JSON
+    labctl.py restart HOST     power-cycle one guest: its disk stays, its memory and kernel state go
     labctl.py relay HOST PORT  stdin/stdout <-> TCP HOST:PORT (an ssh ProxyCommand, run in the router)
     labctl.py capture start    tcpdump on the router's ports (tunnelled and plain workload traffic)
     labctl.py capture stop     stop it; prints the decoded flows as JSON
@@ -17,6 +18,10 @@ subnet's first address as gateway) and forwards between them; every guest has a 
 guest's UML process runs there, attached to that veth with the vector raw transport, inside a
 private mount namespace where every mount but the lab directory is read-only.
 Nothing is configured in the machine's own network namespace.
+
+Each guest has a disk of its own (`<lab>/<host>/disk.img`, ext4, the UML block device ubda) that
+holds the writable layer of its root: what a guest writes (/etc, /var, /usr/local) survives a
+`restart`, like a host's disk survives a reboot; /run, /tmp and the kernel state do not.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ LAB = Path(os.environ.get("L3LAB_DIR", REPO / ".lab")).resolve()
 INIT = HERE / "guest-init.sh"
 UML = os.environ.get("L3LAB_UML", "/usr/bin/linux")
 BOOT_TIMEOUT = 60.0
+DISK_SIZE = "1G"  # sparse: a converged guest uses a few MB of it
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
 
 # Run in the guest's private mount namespace before exec'ing the kernel: the lab directory
@@ -173,6 +179,12 @@ def write_guest_files(guest: dict) -> Path:
         "PidFile /run/sshd.pid\n"
         "Subsystem sftp /usr/lib/openssh/sftp-server\n"
     )
+    disk = gdir / "disk.img"
+    if not disk.exists():
+        # Made on the machine (mke2fs formats a plain file); written only by the guest's kernel.
+        run("mkfs.ext4", "-q", "-F", "-L", guest["name"], "-E", "lazy_itable_init=1,lazy_journal_init=1",
+            str(disk) + ".tmp", DISK_SIZE)
+        os.replace(str(disk) + ".tmp", disk)
     return gdir
 
 
@@ -194,7 +206,7 @@ def start_guest(guest: dict, mem: str) -> subprocess.Popen:
         "/bin/sh", "-ec", SANDBOX, "l3lab-sandbox", str(LAB),
         UML, f"umid={PREFIX}{guest['name']}", f"uml_dir={gdir / 'uml'}", f"mem={mem}",
         "rootfstype=hostfs", "rootflags=/", "ro", "con=null", "ssl=null", "con0=null,fd:1",
-        f"vec0:transport=raw,ifname={PREFIX}u,gro=1", f"init={INIT}",
+        f"vec0:transport=raw,ifname={PREFIX}u,gro=1", f"ubd0={gdir / 'disk.img'}", f"init={INIT}",
         f"l3lab_name={guest['name']}", f"l3lab_ip={guest['ip']}", f"l3lab_gw={guest['gateway']}",
         f"l3lab_dir={gdir}",
     ]
@@ -281,8 +293,40 @@ def up(spec: dict) -> dict:
             "lab_dir": str(LAB), **topo}
 
 
+def restart(name: str) -> dict:
+    """Power-cycle one guest (a reboot as a power cut): stop its kernel by PID, drop the SSH relays
+    to it, boot it again on the same network and disk. Its disk keeps what was written to it; its
+    memory, /run, /tmp, network namespaces, links, routes, sysctls and processes are gone."""
+    try:
+        topo = json.loads((LAB / "topology.json").read_text())
+    except (OSError, ValueError):
+        raise LabError(f"restart {name}: no lab in {LAB}") from None
+    guest = next((g for g in topo["guests"] if g["name"] == name), None)
+    if guest is None:
+        raise LabError(f"restart {name}: no such guest; the guests are {[g['name'] for g in topo['guests']]}")
+    stop_relays(guest["address"])
+    was_running = stop_guest(name)
+    t0 = time.monotonic()
+    boot = wait_ready({name: (t0, start_guest(guest, topo["mem"]))})
+    write_known_hosts(topo)
+    return {"changed": True, "was_running": was_running, "started": [name], "boot_seconds": boot}
+
+
 # ---------------------------------------------------------------------------------------------
 # down
+
+
+def stop_relays(address: str | None = None) -> bool:
+    """Stop this script's relays (all, or those to one address), by PID: an SSH master whose
+    relay goes ends at once instead of waiting on a connection to a guest that is gone."""
+    stopped = False
+    for pidfile in sorted(LAB.glob("relays/*")):
+        pid = read_pid(pidfile)
+        marker = f"{Path(__file__).name}\0relay\0" + (f"{address}\0" if address else "")
+        # Ours: this script's relay (a recycled PID would not match).
+        if pid is not None and kill_pid(pid, marker, timeout=1.0):
+            stopped = True
+    return stopped
 
 
 def kill_pid(pid: int, marker: str, timeout: float = 5.0) -> bool:
@@ -341,11 +385,7 @@ def down() -> dict:
     changed = False
     if LAB.exists():
         stop_capture_process()
-        for pidfile in sorted(LAB.glob("relays/*")):
-            pid = read_pid(pidfile)
-            # Ours: this script's relay (a recycled PID would not match).
-            if pid is not None and kill_pid(pid, f"{Path(__file__).name}\0relay\0", timeout=1.0):
-                changed = True
+        changed |= stop_relays()
         guests = [p.parent.name for p in LAB.glob("*/pid")]
         # SIGTERM all guests first, then wait: they shut down in parallel.
         for name in guests:
@@ -554,6 +594,8 @@ def main(argv: list[str]) -> int:
             result = down()
         elif cmd == "status":
             result = status()
+        elif cmd == "restart" and len(args) == 1:
+            result = restart(args[0])
         elif cmd == "capture" and args == ["start"]:
             result = capture_start()
         elif cmd == "capture" and args == ["stop"]:

@@ -90,3 +90,12 @@ def test_decode_pcap_tells_plain_ipip_and_vxlan_apart(linktype):
 def test_decode_pcap_refuses_what_is_not_a_pcap():
     with pytest.raises(labctl.LabError, match="not a pcap"):
         labctl.decode_pcap(b"\0" * 64)
+
+
+def test_restart_refuses_a_missing_lab_or_an_unknown_guest_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(labctl, "LAB", tmp_path)
+    with pytest.raises(labctl.LabError, match=f"restart node-a: no lab in {tmp_path}"):
+        labctl.restart("node-a")
+    (tmp_path / "topology.json").write_text('{"guests": [{"name": "node-a"}], "mem": "128M"}')
+    with pytest.raises(labctl.LabError, match=r"restart node-x: no such guest; the guests are \['node-a'\]"):
+        labctl.restart("node-x")

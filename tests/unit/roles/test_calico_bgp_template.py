@@ -102,6 +102,28 @@ def test_bird_refuses_a_bad_value(tmp_path):
     assert proc.returncode == 1 and "Hold time must be in range" in proc.stderr
 
 
+@pytest.mark.bird
+@pytest.mark.parametrize(
+    ("overrides", "expected", "absent"),
+    [
+        ({}, ["graceful restart on;", "graceful restart time 120;"], ["graceful restart off;"]),
+        ({"calico_bgp_graceful_restart_time": 3}, ["graceful restart on;", "graceful restart time 3;"], []),
+        ({"calico_bgp_graceful_restart": False}, ["graceful restart off;"], ["graceful restart time", "graceful restart on;"]),
+    ],
+)
+def test_graceful_restart_settings_render_and_parse(tmp_path, overrides, expected, absent):
+    if not Path(BIRD).exists():
+        pytest.skip(f"needs {BIRD} (Debian package bird2)")
+    conf = render(tmp_path, **overrides)
+    proc = subprocess.run([BIRD, "-p", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    bgp_template = conf.read_text().split("template bgp calico_peer {", 1)[1].split("\n}\n", 1)[0]
+    for snippet in expected:
+        assert snippet in bgp_template, snippet
+    for snippet in absent:
+        assert snippet not in bgp_template, snippet
+
+
 def test_systemd_unit_is_valid(tmp_path):
     analyze = shutil.which("systemd-analyze")
     if not analyze:
