@@ -30,7 +30,8 @@ options:
     description:
       - "Keys: C(as), C(default_as), C(node_as) (node -> AS), C(router_id) (C(address), C(hash) or an IPv4),
         C(node_mesh), C(mesh_password), C(route_reflectors) (node -> cluster id), C(peers), C(node_peers),
-        C(import_default_route). Role C(l3.calico.calico_bgp) builds it from its variables."
+        C(import_default_route), C(graceful_restart) (bool), C(graceful_restart_time) (0..4095 s).
+        Role C(l3.calico.calico_bgp) builds it from its variables."
     type: dict
     default: {}
 """
@@ -46,7 +47,8 @@ _value:
   description: >-
     Mapping with C(node), C(router_id), C(as), C(address), C(network), C(route_reflector_cluster_id),
     C(own_blocks), C(blackholes), C(pools), C(export_pools), C(no_export_pools), C(ipip_always_pools),
-    C(ipip_cross_subnet_pools), C(vxlan_pools), C(import_default_route), C(tunnel_device),
+    C(ipip_cross_subnet_pools), C(vxlan_pools), C(import_default_route), C(graceful_restart),
+    C(graceful_restart_time), C(tunnel_device),
     C(workload_interfaces), C(peers) (name, kind, address, as, passive, rr_client, multihop, ttl_security,
     keep_next_hop, port, password_symbol, ibgp, import_default_route) and C(secrets) (constant -> password).
   type: dict

@@ -30,6 +30,7 @@ from ansible_collections.l3.calico.plugins.module_utils.naming import IPIP_DEVIC
 
 DEFAULT_AS = 64512
 AS_MAX = 4294967295
+DEFAULT_RESTART_TIME = 120  # BIRD's graceful restart time, Calico's BGPPeer maxRestartTime
 # TCP-MD5 keys are at most 80 bytes (TCP_MD5SIG_MAXKEYLEN); BIRD strings cannot hold '"' or '\'.
 PASSWORD_MAX = 80
 PASSWORD_RE = re.compile(r'^[^"\\\x00-\x1f\x7f]+$')
@@ -191,6 +192,9 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
     ``route_reflectors``   {node: cluster id} of the reflectors
     ``peers``              global external peers, ``node_peers`` this node's own
     ``import_default_route`` accept 0.0.0.0/0 from every peer
+    ``graceful_restart``   announce graceful restart (default true)
+    ``graceful_restart_time`` seconds the peers keep this node's routes stale, 0..4095 (default 120):
+                           BIRD parses any number, but the capability carries 12 bits
     """
     settings = settings or {}
     nodes = ipam.get("nodes") or {}
@@ -326,6 +330,10 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
         "vxlan_pools": cidrs(lambda p: p["vxlan_mode"] != "Never"),
         "import_default_route": _bool(
             node, "calico_bgp_import_default_route", settings.get("import_default_route", False)
+        ),
+        "graceful_restart": _bool(node, "calico_bgp_graceful_restart", settings.get("graceful_restart", True)),
+        "graceful_restart_time": _int(
+            node, "calico_bgp_graceful_restart_time", settings.get("graceful_restart_time", DEFAULT_RESTART_TIME), 0, 4095
         ),
         "tunnel_device": IPIP_DEVICE,
         "workload_interfaces": VETH_PREFIX + "*",

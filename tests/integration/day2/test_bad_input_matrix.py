@@ -136,6 +136,8 @@ CASES = [
      bgp(calico_bgp_peers=[{"address": "192.168.77.1", "as": 65000}, {"address": "192.168.77.1", "as": 65001}]),
      ["calico_bgp_peers[1].address", "192.168.77.1", "already a peer"]),
     ("bgp-router-id", "calico_bgp role", bgp(calico_bgp_router_id="1.2.3"), ["calico_bgp_router_id", "1.2.3"]),
+    ("bgp-graceful-restart-time", "calico_bgp role", bgp(calico_bgp_graceful_restart_time=5000),
+     ["calico_bgp_graceful_restart_time", "5000", "0..4095"]),
     ("bgp-password-quote", "calico_bgp role", bgp(calico_bgp_mesh_password=SECRET), ["calico_bgp_mesh_password"]),
     ("bgp-not-a-node", "calico_bgp role", bgp(calico_ipam_result={**GOOD_IPAM, "nodes": {}}),
      ["calico_ipam_result.nodes", "not a node"]),

@@ -45,10 +45,11 @@ SETTINGS = {
 }
 
 
-def render(tmp_path: Path, **overrides) -> Path:
+def render(tmp_path: Path, settings: dict | None = None, **overrides) -> Path:
+    """bird.conf of node "a": the role's defaults with ``overrides``, SETTINGS with ``settings``."""
     variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     variables.update(overrides)
-    variables["__calico_bgp"] = node_config(IPAM, "a", SETTINGS)
+    variables["__calico_bgp"] = node_config(IPAM, "a", {**SETTINGS, **(settings or {})})
     variables["ansible_managed"] = "Ansible managed"
     variables["calico_bgp_secrets_file"] = str(tmp_path / "bird-secrets.conf")
     env = jinja2.Environment(
@@ -107,14 +108,14 @@ def test_bird_refuses_a_bad_value(tmp_path):
     ("overrides", "expected", "absent"),
     [
         ({}, ["graceful restart on;", "graceful restart time 120;"], ["graceful restart off;"]),
-        ({"calico_bgp_graceful_restart_time": 3}, ["graceful restart on;", "graceful restart time 3;"], []),
-        ({"calico_bgp_graceful_restart": False}, ["graceful restart off;"], ["graceful restart time", "graceful restart on;"]),
+        ({"graceful_restart_time": 3}, ["graceful restart on;", "graceful restart time 3;"], []),
+        ({"graceful_restart": False}, ["graceful restart off;"], ["graceful restart time", "graceful restart on;"]),
     ],
 )
 def test_graceful_restart_settings_render_and_parse(tmp_path, overrides, expected, absent):
     if not Path(BIRD).exists():
         pytest.skip(f"needs {BIRD} (Debian package bird2)")
-    conf = render(tmp_path, **overrides)
+    conf = render(tmp_path, settings=overrides)
     proc = subprocess.run([BIRD, "-p", "-c", str(conf)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     bgp_template = conf.read_text().split("template bgp calico_peer {", 1)[1].split("\n}\n", 1)[0]
