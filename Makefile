@@ -11,11 +11,11 @@ export ANSIBLE_HOME := $(CURDIR)/.cache/ansible
 export ANSIBLE_LOCAL_TEMP := $(CURDIR)/.cache/ansible/tmp
 PYTEST_ARGS ?=
 
-.PHONY: help setup debs lab lab-up lab-down lab-report molecule test lint unit integration bench clean
+.PHONY: help setup debs lab lab-up lab-down lab-report molecule test lint unit integration integration-netns integration-guests guests bench clean
 
 help:
 	@echo "make lab       set everything up, then run the main job (lab converged and verified)"
-	@echo "make test      every test and lint"
+	@echo "make test      every test and lint (two lanes: namespaces, and lab guests + molecule)"
 	@echo "make lab-down  remove the lab and every trace of it"
 	@echo "make molecule  molecule test: the lab created, converged twice (idempotence), verified, destroyed"
 	@echo "make bench     run the benchmarks"
@@ -61,8 +61,12 @@ lab-down:
 molecule:
 	molecule test
 
-## Every test and lint.
-test: setup lint unit integration molecule
+## Every test and lint. After lint and the unit tests, two lanes run side by side (their
+## output kept apart): the integration tests on network namespaces, and the tests on User-mode
+## Linux guests followed by molecule. Every test names what it creates with a prefix of its
+## own (l3t...-, l3labt-, l3lf-, l3mol-), so the lanes never share a namespace or a file.
+test: setup lint unit
+	$(MAKE) --no-print-directory -j2 --output-sync=recurse integration-netns guests
 
 lint:
 	yamllint --strict .
@@ -72,7 +76,16 @@ unit:
 	pytest tests/unit $(PYTEST_ARGS)
 
 integration:
-	pytest tests/integration $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory -j2 --output-sync=recurse integration-netns integration-guests
+
+integration-netns:
+	pytest tests/integration -m "not lab" $(PYTEST_ARGS)
+
+integration-guests:
+	pytest tests/integration -m lab $(PYTEST_ARGS)
+
+guests: integration-guests
+	molecule test
 
 bench: setup
 	python benchmarks/run.py $(BENCH)

@@ -31,7 +31,7 @@ hold time 9 s, graceful restart time 3 s (both role variables, passed as extra v
    `ip -json` in the guest; verify.yml passes; a second run is changed=0.
 
 The measured figures are printed at the end (pytest -s) and, with L3LF_FIGURES=PATH, written
-there as JSON (docs/notes/labfail.md has them).
+there as JSON (docs/lab-failures.md has them).
 """
 
 from __future__ import annotations
