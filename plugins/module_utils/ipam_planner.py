@@ -235,11 +235,11 @@ class Planner:
             self.block_pool[cidr] = owner
         ev = self.d.evacuate
         if ev is not None:
-            # Other nodes' workloads still in the old pool: its blocks are still routed (see _tunnel_stays).
+            # Other nodes still hold addresses in the old pool (workloads, or tunnel addresses their
+            # blocks keep): its blocks are still routed, through the tunnels (see _tunnel_stays).
             for cidr, block in s.blocks.items():
                 if self.block_pool[cidr] is ev.pool and any(
-                        "workload" in a["secondary"] and a["secondary"].get("node") not in ev.nodes
-                        for a in block.attributes):
+                        a["secondary"].get("node") not in ev.nodes for a in block.attributes):
                     self._draining = True
                     break
         self.node_blocks: dict = {}
@@ -290,8 +290,12 @@ class Planner:
 
     def _tunnel_stays(self, node: Node, pool: Pool, kind: str) -> bool:
         """An evacuated node keeps its ``kind`` tunnel address in the old pool only when no enabled pool
-        of that encapsulation selects it (an encapsulation change, e.g. IPIP -> VXLAN) and other nodes'
-        workloads still sit in the old pool: their blocks are still routed through that tunnel."""
+        of that encapsulation selects it (an encapsulation change, e.g. IPIP -> VXLAN) and other nodes
+        still hold addresses in the old pool (workloads, or their own tunnel addresses): their blocks
+        are still routed through that tunnel. So the old pool's tunnel addresses all leave together,
+        in the run that evacuates every node (pool-migrate.yml's last round), never one node's
+        before the others' (its tunnel device would be gone while BIRD still routes their blocks
+        through it)."""
         return self._draining and not any(not p.disabled and kind in tunnel_kinds(p) and p.selects(node.labels)
                                           for p in self.pools)
 
