@@ -162,16 +162,22 @@ def render_iptables_restore(rules: Rules, present_jumps: Mapping[str, bool]) -> 
     return "\n".join(out) + "\n"
 
 
-def render_iptables_removal(present: Mapping[str, Tuple[bool, bool]]) -> str:
-    """Remove our chains: ``present[table] = (jump present, chain present)``."""
+def _iptables_present(ipt: Mapping[str, Optional[List[str]]]) -> Dict[str, Tuple[int, bool]]:
+    """Per table: how many jumps to our chain its built-in chain has, and whether the chain exists."""
+    return {table: ((lines or []).count(f"-A {JUMPS[table][0]} -j {JUMPS[table][1]}"), lines is not None)
+            for table, lines in ipt.items()}
+
+
+def render_iptables_removal(present: Mapping[str, Tuple[int, bool]]) -> str:
+    """Remove our chains: ``present[table] = (jumps to it, chain present)``; every jump goes first
+    (a chain still referenced cannot be deleted: the whole table's commit would be refused)."""
     out = []
-    for table, (jump, chain_present) in present.items():
-        if not (jump or chain_present):
+    for table, (jumps, chain_present) in present.items():
+        if not (jumps or chain_present):
             continue
         builtin, chain = JUMPS[table]
         out.append(f"*{table}")
-        if jump:
-            out.append(f"-D {builtin} -j {chain}")
+        out += [f"-D {builtin} -j {chain}"] * int(jumps)
         if chain_present:
             out += [f"-F {chain}", f"-X {chain}"]
         out.append("COMMIT")
@@ -283,10 +289,7 @@ def plan(
         elif recorded.get("nft_sha256") != digest or recorded.get("nft_listing") != nft_listing:
             result.changes.append(f"nftables table ip {TABLE} replaced (rules or set elements differ)")
             result.nft_script = nft_text
-        present = {
-            table: (f"-A {JUMPS[table][0]} -j {JUMPS[table][1]}" in (lines or []), lines is not None)
-            for table, lines in ipt.items()
-        }
+        present = _iptables_present(ipt)
         removal = render_iptables_removal(present)
         if removal:
             result.iptables_script = removal
@@ -378,10 +381,7 @@ def plan_removal(nft_listing: Optional[str], ipt: Mapping[str, Optional[List[str
     ``L3CALICO-*`` and the one jump to each from a built-in chain (one ``iptables-legacy-restore
     --noflush``), and the module's state file. Other tables, chains and rules are not touched.
     """
-    present = {
-        table: (f"-A {JUMPS[table][0]} -j {JUMPS[table][1]}" in (lines or []), lines is not None)
-        for table, lines in ipt.items()
-    }
+    present = _iptables_present(ipt)
     backend = "nftables" if nft_listing is not None else "iptables" if any(c for _, c in present.values()) else "none"
     result = Plan(backend)
     if nft_listing is not None:

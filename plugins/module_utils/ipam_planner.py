@@ -239,7 +239,7 @@ class Planner:
             # blocks keep): its blocks are still routed, through the tunnels (see _tunnel_stays).
             for cidr, block in s.blocks.items():
                 if self.block_pool[cidr] is ev.pool and any(
-                        a["secondary"].get("node") not in ev.nodes for a in block.attributes):
+                        (a.get("secondary") or {}).get("node") not in ev.nodes for a in block.attributes):
                     self._draining = True
                     break
         self.node_blocks: dict = {}
@@ -365,7 +365,7 @@ class Planner:
                                 if allowed is None:
                                     allowed = cache[key] = frozenset(self.eligible(node, wl.namespace, wl.pool, keep=True))
                                 ok = (block_pool.get(cidr) in allowed
-                                      and block.attributes[block.allocations[ordinal]]["secondary"].get("node") == name
+                                      and (block.attributes[block.allocations[ordinal]].get("secondary") or {}).get("node") == name
                                       and (wl.ip is None or wl.ip == block.base + ordinal))
                 if ok:
                     kept += 1
@@ -422,7 +422,7 @@ class Planner:
         if ordinal is None:
             return False
         attr = block.attributes[block.allocations[ordinal]]
-        return attr["secondary"].get("node") == node and (want_ip is None or want_ip == block.base + ordinal)
+        return (attr.get("secondary") or {}).get("node") == node and (want_ip is None or want_ip == block.base + ordinal)
 
     def _handle_node(self, hid: str) -> str | None:
         handle = self.s.handles.get(hid)
@@ -430,7 +430,7 @@ class Planner:
             block = self.s.blocks.get(cidr)
             ordinal = block.by_handle.get(hid) if block else None
             if ordinal is not None:
-                return block.attributes[block.allocations[ordinal]]["secondary"].get("node")
+                return (block.attributes[block.allocations[ordinal]].get("secondary") or {}).get("node")
         return None
 
     def _release(self, hid: str) -> None:
@@ -444,7 +444,7 @@ class Planner:
             if block is None:
                 continue
             ordinal = block.by_handle.get(hid)
-            node = block.attributes[block.allocations[ordinal]]["secondary"].get("node") if ordinal is not None else None
+            node = (block.attributes[block.allocations[ordinal]].get("secondary") or {}).get("node") if ordinal is not None else None
             released = block.release_handle(hid)
             if released:
                 self.report.released.append((node, block.base, cidr, released, hid))

@@ -467,8 +467,13 @@ def plan_removal(state: State, pools: Mapping = (), ipip_address: Optional[str] 
             result.ip_lines.append(f"addr del {addr} dev {dev}")
             result.changes.append(f"{dev}: address {addr} removed")
         if ours:
-            result.ip_lines.append(f"link set dev {dev} down alias \"\"")
-            result.changes.append(f"{dev}: set down, alias {IPIP_ALIAS} cleared (the device is the kernel's, kept)")
+            foreign = [a for a in _inet(link) if a not in addresses]
+            if foreign:  # someone else's addresses live on it: it stays up for them
+                result.ip_lines.append(f"link set dev {dev} alias \"\"")
+                result.changes.append(f"{dev}: alias {IPIP_ALIAS} cleared, kept up for {', '.join(foreign)}")
+            else:
+                result.ip_lines.append(f"link set dev {dev} down alias \"\"")
+                result.changes.append(f"{dev}: set down, alias {IPIP_ALIAS} cleared (the device is the kernel's, kept)")
     dev = naming.VXLAN_DEVICE
     link = state.links.get(dev)
     if link is not None:

@@ -572,7 +572,10 @@ def _apply_netlink(runner: iproute.Runner, the_plan: Plan, items) -> None:
         try:
             sock = rtnl.open_socket(ns)
         except OSError:  # rtnetlink unusable here: the same changes with `ip -n NS -batch`
-            iproute.batch(runner, [str(op) for op in ops], netns=ns)
+            try:
+                iproute.batch(runner, [str(op) for op in ops], netns=ns)
+            except iproute.CommandError as exc:
+                refused.append(f"workload {wid_of.get(ns, ns)} (namespace {ns}): {exc}")
             continue
         try:
             rtnl.apply(sock, ops)

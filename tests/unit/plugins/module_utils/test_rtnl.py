@@ -197,3 +197,35 @@ def test_kernel_refusals_name_workload_and_namespace_and_the_rest_is_applied(mon
     assert ("workload default.a (namespace calico-default.a): `addr add 10.0.0.0/32 dev eth0`: EEXIST "
             "(File exists: ipv4: Address already assigned)") in str(info.value)
     assert isinstance(info.value, OSError)  # the module reports it as a failure with this message
+
+
+def test_a_failing_ip_fallback_is_reported_and_the_other_namespaces_are_applied(monkeypatch, tmp_path):
+    """A namespace gone between the read and the apply: its `ip -n NS -batch` fails, the others still go."""
+    from ansible_collections.l3.calico.plugins.module_utils import iproute
+    applied = []
+
+    class Sock:
+        def __init__(self, ns):
+            self.ns = ns
+
+        def close(self):
+            pass
+
+    def open_socket(ns, netns_dir="/run/netns"):
+        if ns == "calico-default.a":
+            raise FileNotFoundError(errno.ENOENT, "no such namespace")
+        return Sock(ns)
+
+    def runner(argv, stdin=None):
+        return iproute.Result(1, "", 'Cannot open network namespace "calico-default.a": No such file or directory\n')
+
+    monkeypatch.setattr(rtnl, "open_socket", open_socket)
+    monkeypatch.setattr(rtnl, "apply", lambda sock, changes: applied.append(sock.ns))
+    ws = [wl.Workload(wid=f"default.{x}", ip=f"10.0.0.{i}", netns=f"calico-default.{x}", veth=f"cali{x}", mtu=1500)
+          for i, x in enumerate("abc")]
+    the_plan = wl.Plan(ns_ops={w.netns: wl._create_inside_ops(w) for w in ws}, workloads=ws)
+    with pytest.raises(wl.ApplyError) as info:
+        wl.apply(runner, the_plan, state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path))
+    assert applied == ["calico-default.b", "calico-default.c"]
+    assert "workload default.a (namespace calico-default.a)" in str(info.value)
+    assert "Cannot open network namespace" in str(info.value)

@@ -161,11 +161,15 @@ def test_tunnel_removal_takes_only_what_is_ours():
               {"dst": "10.9.0.0/16", "gateway": "10.0.0.9", "dev": "eth0", "protocol": "80"},  # not in a pool
               {"dst": "172.18.2.0/26", "gateway": "10.0.0.3", "dev": "eth0", "protocol": "bird"}]
     plan = tunnels.plan_removal(tunnels.State(links, routes, [], [], True), POOLS)
-    assert plan.ip_lines == ["addr del 172.19.0.1/32 dev tunl0", 'link set dev tunl0 down alias ""',
+    # 10.66.0.1 is someone else's: tunl0 stays up for it, only our alias goes
+    assert plan.ip_lines == ["addr del 172.19.0.1/32 dev tunl0", 'link set dev tunl0 alias ""',
                              "link del dev vxlan.calico", "route del 172.18.1.0/26 dev eth0 proto 80"]
     assert not plan.load_ipip and plan.kept == []
+    alone = {"tunl0": _link("tunl0", tunnels.IPIP_ALIAS, ["172.19.0.1"])}
+    assert tunnels.plan_removal(tunnels.State(alone, [], [], [], True), POOLS).ip_lines == [
+        "addr del 172.19.0.1/32 dev tunl0", 'link set dev tunl0 down alias ""']  # nothing else on it: down
     # what the removal leaves: tunl0 without our alias and no address, no vxlan.calico -> nothing to do
-    after = {"tunl0": _link("tunl0", None, ["10.66.0.1"], up=False), "eth0": links["eth0"]}
+    after = {"tunl0": _link("tunl0", None, ["10.66.0.1"]), "eth0": links["eth0"]}
     again = tunnels.plan_removal(tunnels.State(after, [routes[2], routes[3]], [], [], True), POOLS, "172.19.0.1")
     assert not again.changed and again.ip_lines == []
 
@@ -207,3 +211,11 @@ def test_firewall_removal_of_both_backends_and_nothing_else():
     assert plan.changed and "state file removed" in plan.changes
     nothing = firewall.plan_removal(None, {"mangle": None, "nat": None, "filter": None}, state_file_exists=False)
     assert not nothing.changed and nothing.backend == "none" and not nothing.iptables_script
+
+
+def test_firewall_removal_deletes_every_jump_to_our_chain():
+    """A jump added twice (by hand, or by an older run): one -D each, or -X would fail the table's commit."""
+    ipt = {"mangle": None, "nat": None, "filter": ["-A INPUT -j L3CALICO-HOST-PROTECT"] * 2}
+    plan = firewall.plan_removal(None, ipt, state_file_exists=False)
+    assert plan.iptables_script == ("*filter\n-D INPUT -j L3CALICO-HOST-PROTECT\n-D INPUT -j L3CALICO-HOST-PROTECT\n"
+                                    "-F L3CALICO-HOST-PROTECT\n-X L3CALICO-HOST-PROTECT\nCOMMIT\n")
