@@ -13,6 +13,7 @@ import shutil
 import subprocess
 
 import pytest
+from firewall_backends import firewall_backends  # tests/, on sys.path by tests/conftest.py
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, naming
 
@@ -172,14 +173,6 @@ def test_missing_ipip_fails_before_any_change(topo, tmp_path):
         assert topo.snapshot("a") == snap
 
 
-def _backends():
-    out = []
-    for name in ("nftables", "iptables"):
-        need = "nft" if name == "nftables" else "iptables-legacy-restore"
-        out.append(pytest.param(name, marks=pytest.mark.skipif(shutil.which(need) is None, reason=f"needs {need}")))
-    return out
-
-
 def _received(child, timeout=1.0):
     """Datagrams the UDP server printed since the last call: {payload: source seen}."""
     fd, data = child.stdout.fileno(), b""
@@ -199,7 +192,7 @@ def _listing(topo, key, backend):
     return "\n".join(re.sub(r" \[\d+:\d+\]$", "", line) for line in saved.splitlines() if not line.startswith("#"))
 
 
-@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("backend", firewall_backends())
 def test_nat_outgoing_and_anti_spoofing(topo, tmp_path, backend):
     workloads = NODES["node-a"]["workloads"]
     # rp_filter 0 on the veths, so what drops a spoofed packet here is the firewall alone.

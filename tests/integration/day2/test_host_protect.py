@@ -19,8 +19,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from firewall_backends import firewall_backends  # tests/, on sys.path by tests/conftest.py
 
-from ansible_collections.l3.calico.plugins.module_utils import firewall, naming
+from ansible_collections.l3.calico.plugins.module_utils import naming
 
 pytestmark = pytest.mark.netns
 
@@ -71,15 +72,6 @@ def converge(backend: str, ports, state: Path) -> dict:
     return json.loads(proc.stdout)
 
 
-def backends():
-    out = []
-    if shutil.which("nft"):
-        out.append("nftables")
-    if firewall.iptables_usable()[0]:
-        out.append("iptables")
-    return out or [pytest.param("none", marks=pytest.mark.skip(reason="needs nft or iptables-legacy"))]
-
-
 @pytest.fixture
 def fabric():
     if os.geteuid() != 0:
@@ -121,7 +113,7 @@ def fabric():
         shutil.rmtree(work, ignore_errors=True)
 
 
-@pytest.mark.parametrize("backend", backends())
+@pytest.mark.parametrize("backend", firewall_backends())
 def test_workload_cannot_reach_the_bgp_port_unless_allowed(fabric, backend):
     assert reach(179) and reach(8179)  # without the rules both answer (so the test can fail)
     state = fabric / "fw.json"

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from firewall_backends import firewall_backends  # tests/, on sys.path by tests/conftest.py
 import yaml
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, naming, sysctls
@@ -72,15 +73,6 @@ def ns(*argv, check=True) -> str:
 
 def links() -> dict:
     return {link["ifname"]: link for link in json.loads(ns("ip", "-json", "-details", "addr", "show"))}
-
-
-def backends():
-    out = []
-    if shutil.which("nft"):
-        out.append("nftables")
-    if firewall.iptables_usable()[0]:
-        out.append("iptables")
-    return out or [pytest.param("none", marks=pytest.mark.skip(reason="needs nft or iptables-legacy"))]
 
 
 @pytest.fixture
@@ -170,7 +162,7 @@ def snapshot(work: Path) -> dict:
     }
 
 
-@pytest.mark.parametrize("backend", backends())
+@pytest.mark.parametrize("backend", firewall_backends())
 def test_remove_takes_only_what_is_ours(host, backend):
     work = host
     converge(work, backend)
