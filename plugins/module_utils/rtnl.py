@@ -96,9 +96,10 @@ def entered(netns: str, netns_dir: str = "/run/netns"):
         os.close(own)
 
 
-def open_socket(netns: str, netns_dir: str = "/run/netns") -> socket.socket:
-    """An rtnetlink socket living in namespace ``netns`` (this thread returns to its own)."""
-    with entered(netns, netns_dir):
+def open_socket(netns: Optional[str] = None, netns_dir: str = "/run/netns") -> socket.socket:
+    """An rtnetlink socket living in namespace ``netns`` (this thread returns to its own), or
+    without ``netns`` in the namespace this thread is in now."""
+    with entered(netns, netns_dir) if netns is not None else contextlib.nullcontext():
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
     try:
         sock.bind((0, 0))

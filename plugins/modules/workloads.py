@@ -14,15 +14,20 @@ description:
     for a pod, with plain network namespaces instead of pods.
   - "A network namespace (O(netns_prefix) + the workload id); a veth pair whose host side is
     C(cali) + the first 11 hex digits of SHA-1 of the workload id, MAC C(ee:ee:ee:ee:ee:ee), up, without address,
-    and whose other side is C(eth0) inside the namespace."
+    and whose other side is C(eth0) inside the namespace; one transmit and one receive queue on each end, as
+    Calico's CNI plugin creates them (its C(num_queues) default)."
   - "Inside the namespace: C(lo) up, C(eth0) with C(IP/32) and MTU O(mtu), routes C(169.254.1.1 dev eth0 scope link)
-    and C(default via 169.254.1.1 dev eth0). The gateway is answered by proxy ARP on the host veth."
+    and C(default via 169.254.1.1 dev eth0), and C(net.ipv4.ip_forward=0) unless O(allow_ip_forwarding) (a new
+    namespace copies the host's C(ip_forward=1) otherwise). The gateway is answered by proxy ARP on the host veth."
   - "On the host: route C(IP dev cali… scope link) and the per-interface sysctls C(proxy_arp=1),
-    C(neigh.<if>.proxy_delay=0), C(forwarding=1), C(route_localnet=1), C(rp_filter=)O(rp_filter)."
+    C(neigh.<if>.proxy_delay=0), C(forwarding=1), C(route_localnet=1), C(rp_filter=)O(rp_filter), and
+    C(net.ipv6.conf.<if>.accept_ra=0) where the kernel has IPv6 (a workload's router advertisement must not give
+    the host an address or a route)."
   - Reads the host with one C(ip -json -batch) (addresses, routes, namespaces) and each existing workload
     namespace with an in-process rtnetlink dump (what C(ip -json addr/route) shows, without a process per
     namespace; C(ip -n NS -json) is the fallback). Applies changes with one C(ip -batch) for the host (namespaces,
-    veth pairs, host routes), sysctls written directly to C(/proc/sys), and, inside each namespace that needs
+    veth pairs, host routes; when it creates many namespaces, those first, one C(ip -batch) per CPU in parallel),
+    sysctls written directly to C(/proc/sys), and, inside each namespace that needs
     work, one in-process rtnetlink batch (the messages C(ip) would send, all in one send, every acknowledgement
     checked; C(ip -n NS -batch) where a netlink socket cannot be opened in the namespace). Nothing is done for
     workloads that are already right, so a no-op run over 250 workloads costs one C(ip) process.
@@ -60,6 +65,12 @@ options:
     type: int
     choices: [0, 1, 2]
     default: 1
+  allow_ip_forwarding:
+    description:
+      - Value of C(net.ipv4.ip_forward) inside every workload namespace, as Calico's CNI option
+        C(container_settings.allow_ip_forwarding). Off by default, so a workload is no router.
+    type: bool
+    default: false
   netns_prefix:
     description:
       - Prefix of the workload namespaces' names (C(/run/netns) is global to the machine, so tests and labs that
@@ -134,8 +145,9 @@ workloads:
   sample: [{id: default.web-1, ip: 172.17.72.1, netns: calico-default.web-1, veth: cali3b0ae1c04a1, mtu: 1450}]
 commands:
   description:
-    - Number of batches the change needed (0 when nothing changed) — one C(ip -batch) for the host plus one
-      batch per namespace that needed work (rtnetlink, or C(ip -batch) where rtnetlink is unusable).
+    - Number of batches the change needed (0 when nothing changed) — one C(ip -batch) for the host (when it
+      creates many namespaces, those come first from one C(ip -batch) per CPU in parallel) plus one batch
+      per namespace that needed work (rtnetlink, or C(ip -batch) where rtnetlink is unusable).
   returned: always
   type: int
   sample: 4
@@ -153,6 +165,7 @@ def build_module() -> AnsibleModule:
             workloads=dict(type="list", elements="dict", required=True),
             mtu=dict(type="int", default=wl.DEFAULT_MTU),
             rp_filter=dict(type="int", choices=[0, 1, 2], default=wl.DEFAULT_RP_FILTER),
+            allow_ip_forwarding=dict(type="bool", default=False),
             netns_prefix=dict(type="str", default="calico-"),
             veth_prefix=dict(type="str", default="cali"),
             state_file=dict(type="path", default=wl.DEFAULT_STATE_FILE),
@@ -173,6 +186,7 @@ def main() -> None:
             netns_prefix=params["netns_prefix"],
             veth_prefix=params["veth_prefix"],
             rp_filter=params["rp_filter"],
+            allow_ip_forwarding=params["allow_ip_forwarding"],
             state_file=params["state_file"],
             check_mode=module.check_mode,
         )
@@ -187,7 +201,8 @@ def main() -> None:
             dict(id=w.wid, ip=w.ip, netns=w.netns, veth=w.veth, mtu=w.mtu)
             for w in the_plan.workloads
         ],
-        commands=(1 if the_plan.host_lines else 0) + len(the_plan.ns_ops) if the_plan.changed else 0,
+        commands=sum(len(stage) for stage in wl.host_batches(the_plan.host_lines)) + len(the_plan.ns_ops)
+        if the_plan.changed else 0,
     )
     if module._diff:
         result["diff"] = dict(

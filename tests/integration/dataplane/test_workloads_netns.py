@@ -70,6 +70,12 @@ def test_workloads_reach_each_other_and_the_host(topo, tmp_path):
         f"conf/{veth_of(W1)}/forwarding conf/{veth_of(W1)}/route_localnet conf/{veth_of(W1)}/rp_filter",
     ).stdout.split()
     assert sysctl == ["1", "0", "1", "1", "1"]
+    assert topo.nsexec(host_ns := topo.host("a"), "cat", f"/proc/sys/net/ipv6/conf/{veth_of(W1)}/accept_ra").stdout == "0\n"
+    assert topo.nsexec(n1, "cat", "/proc/sys/net/ipv4/ip_forward").stdout == "0\n"  # the workload is no router
+    # one tx and one rx queue on each end, as Calico's CNI plugin makes them
+    for ns, dev in ((host_ns, veth_of(W1)), (n1, "eth0")):
+        detail = topo.ip_json(ns, "-d", "link", "show", "dev", dev)[0]
+        assert (detail["num_tx_queues"], detail["num_rx_queues"]) == (1, 1)
 
 
 def test_second_run_is_a_noop_and_check_mode_changes_nothing(topo, tmp_path):
@@ -120,12 +126,15 @@ def test_drift_is_repaired_in_place(topo, tmp_path):
     topo.ip(n1, "link set dev eth0 mtu 1300", "route del default", "addr add 172.17.99.9/32 dev eth0")
     topo.ip(host, f"route del {W1['ip']}/32")
     topo.nsexec(host, "sh", "-c", f"echo 0 > /proc/sys/net/ipv4/conf/{veth}/proxy_arp")
+    topo.nsexec(n1, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
 
     result = topo.workloads("a", [W1, W2], tmp_path, mtu=1450)
     assert result["ok"] and result["changed"] and list(result["update"]) == ["default.web-1"]
     reasons = " | ".join(result["update"]["default.web-1"])
-    for expected in ("eth0 mtu 1300 -> 1450", "172.17.99.9/32 removed", "default via", "host route", "proxy_arp 0 -> 1"):
+    for expected in ("eth0 mtu 1300 -> 1450", "172.17.99.9/32 removed", "default via", "host route", "proxy_arp 0 -> 1",
+                     "ip_forward 1 -> 0 inside"):
         assert expected in reasons
+    assert topo.nsexec(n1, "cat", "/proc/sys/net/ipv4/ip_forward").stdout == "0\n"
     assert ping(topo, n1, W2["ip"])
     assert topo.workloads("a", [W1, W2], tmp_path, mtu=1450)["changed"] is False
 
@@ -199,3 +208,22 @@ def test_in_process_reader_sees_what_ip_json_shows(topo, tmp_path):
     fields = ("dst", "gateway", "dev", "scope", "flags")
     assert sorted(tuple(r.get(f) for f in fields) for r in routes) == sorted(
         tuple(r.get(f) for f in fields) for r in topo.ip_json(ns, "route", "show", "table", "main"))
+
+
+def test_many_workloads_create_their_namespaces_in_parallel_and_converge_exactly(topo, tmp_path):
+    """Enough workloads for the host batch to create the namespaces in parallel `ip -batch` processes."""
+    from ansible_collections.l3.calico.plugins.module_utils import workloads as wl
+
+    items = [{"name": f"many-{i}", "ip": f"172.17.80.{i + 1}"} for i in range(wl.NETNS_SPLIT_MIN + 8)]
+    created = topo.workloads("a", items, tmp_path, mtu=1450)
+    assert created["ok"] and len(created["create"]) == len(items), created
+    stages = wl.host_batches(created["host_lines"])
+    assert [len(stage) for stage in stages] == ([wl.NETNS_WORKERS, 1] if wl.NETNS_WORKERS > 1 else [1])
+    ours = [n for n in os.listdir("/run/netns") if n.startswith(topo.netns_prefix("a"))]
+    assert len(ours) == len(items)
+    first, last = ns_of(topo, "a", items[0]), ns_of(topo, "a", items[-1])
+    assert ping(topo, first, items[-1]["ip"]) and ping(topo, last, items[0]["ip"])
+    again = topo.workloads("a", items, tmp_path, mtu=1450)
+    assert again["ok"] and again["changed"] is False
+    assert topo.workloads("a", [], tmp_path)["ok"]
+    assert not [n for n in os.listdir("/run/netns") if n.startswith(topo.netns_prefix("a"))]

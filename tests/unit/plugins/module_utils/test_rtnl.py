@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import struct
@@ -152,6 +153,37 @@ def test_refusals_are_all_reported_in_order_with_errno_name_and_kernel_message()
     assert len(decode(sock.sent[1])) == 2  # the change on the missing device was not sent
 
 
+class Sock:
+    def __init__(self, ns):
+        self.ns = ns
+
+    def close(self):
+        pass
+
+
+def fake_namespaces(monkeypatch, missing=(), no_socket=False):
+    """Entering a namespace succeeds (except ``missing`` ones); sockets record where they were opened."""
+    where = []
+
+    @contextlib.contextmanager
+    def entered(ns, netns_dir="/run/netns"):
+        if ns in missing:
+            raise FileNotFoundError(errno.ENOENT, "no such namespace")
+        where.append(ns)
+        try:
+            yield
+        finally:
+            where.pop()
+
+    def open_socket(netns=None, netns_dir="/run/netns"):
+        if no_socket:
+            raise PermissionError(errno.EPERM, "socket")
+        return Sock(netns or where[-1])
+
+    monkeypatch.setattr(rtnl, "entered", entered)
+    monkeypatch.setattr(rtnl, "open_socket", open_socket)
+
+
 def test_a_namespace_without_usable_rtnetlink_falls_back_to_ip_n_batch(monkeypatch, tmp_path):
     """Like the reads: when the socket cannot be opened there, the same changes go to `ip -n NS -batch`."""
     calls = []
@@ -161,10 +193,7 @@ def test_a_namespace_without_usable_rtnetlink_falls_back_to_ip_n_batch(monkeypat
         from ansible_collections.l3.calico.plugins.module_utils import iproute
         return iproute.Result(0, "", "")
 
-    def no_socket(netns, netns_dir="/run/netns"):
-        raise PermissionError(errno.EPERM, "setns")
-
-    monkeypatch.setattr(rtnl, "open_socket", no_socket)
+    fake_namespaces(monkeypatch, no_socket=True)
     w = wl.Workload(wid="default.web-1", ip="172.17.72.1", netns="calico-default.web-1", veth="cali0", mtu=1450)
     the_plan = wl.Plan(ns_ops={w.netns: wl._create_inside_ops(w)}, workloads=[w])
     wl.apply(runner, the_plan, state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path))
@@ -174,19 +203,12 @@ def test_a_namespace_without_usable_rtnetlink_falls_back_to_ip_n_batch(monkeypat
 def test_kernel_refusals_name_workload_and_namespace_and_the_rest_is_applied(monkeypatch, tmp_path):
     applied = []
 
-    class Sock:
-        def __init__(self, ns):
-            self.ns = ns
-
-        def close(self):
-            pass
-
     def fake_apply(sock, changes):
         applied.append(sock.ns)
         if sock.ns == "calico-default.a":
             raise rtnl.NetlinkError([(changes[2], errno.EEXIST, "ipv4: Address already assigned")])
 
-    monkeypatch.setattr(rtnl, "open_socket", lambda ns, netns_dir="/run/netns": Sock(ns))
+    fake_namespaces(monkeypatch)
     monkeypatch.setattr(rtnl, "apply", fake_apply)
     ws = [wl.Workload(wid=f"default.{x}", ip=f"10.0.0.{i}", netns=f"calico-default.{x}", veth=f"cali{x}", mtu=1500)
           for i, x in enumerate("abc")]
@@ -204,28 +226,20 @@ def test_a_failing_ip_fallback_is_reported_and_the_other_namespaces_are_applied(
     from ansible_collections.l3.calico.plugins.module_utils import iproute
     applied = []
 
-    class Sock:
-        def __init__(self, ns):
-            self.ns = ns
-
-        def close(self):
-            pass
-
-    def open_socket(ns, netns_dir="/run/netns"):
-        if ns == "calico-default.a":
-            raise FileNotFoundError(errno.ENOENT, "no such namespace")
-        return Sock(ns)
-
     def runner(argv, stdin=None):
         return iproute.Result(1, "", 'Cannot open network namespace "calico-default.a": No such file or directory\n')
 
-    monkeypatch.setattr(rtnl, "open_socket", open_socket)
+    fake_namespaces(monkeypatch, missing=["calico-default.a"])
     monkeypatch.setattr(rtnl, "apply", lambda sock, changes: applied.append(sock.ns))
     ws = [wl.Workload(wid=f"default.{x}", ip=f"10.0.0.{i}", netns=f"calico-default.{x}", veth=f"cali{x}", mtu=1500)
           for i, x in enumerate("abc")]
-    the_plan = wl.Plan(ns_ops={w.netns: wl._create_inside_ops(w) for w in ws}, workloads=ws)
+    (tmp_path / "net/ipv4").mkdir(parents=True)
+    (tmp_path / "net/ipv4/ip_forward").write_text("1\n")  # what "inside" b and c reads here
+    the_plan = wl.Plan(ns_ops={w.netns: wl._create_inside_ops(w) for w in ws},
+                       ns_sysctls={w.netns: wl.inside_sysctls(w) for w in ws}, workloads=ws)
     with pytest.raises(wl.ApplyError) as info:
         wl.apply(runner, the_plan, state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path))
     assert applied == ["calico-default.b", "calico-default.c"]
-    assert "workload default.a (namespace calico-default.a)" in str(info.value)
-    assert "Cannot open network namespace" in str(info.value)
+    assert (tmp_path / "net/ipv4/ip_forward").read_text() == "0"  # written from "inside" b and c
+    assert str(info.value).count("workload default.a (namespace calico-default.a)") == 2  # its sysctl and its batch
+    assert "Cannot open network namespace" in str(info.value) and "refused 2 change(s)" in str(info.value)

@@ -21,6 +21,7 @@ class FakeKernel:
     def __init__(self, host_links=(), routes=(), netns=(), inside=None):
         self.host = [list(host_links), list(routes), list(netns)]
         self.inside = inside or {}
+        self.ip_forward = {ns: "0" for ns in self.inside}  # each namespace's net.ipv4.ip_forward
         self.calls = []
 
     def __call__(self, argv, stdin=None):
@@ -31,10 +32,13 @@ class FakeKernel:
             return iproute.Result(0, json.dumps(links) + "\n" + json.dumps(routes) + "\n", "")
         if "-json" in argv:
             return iproute.Result(0, "\n".join(json.dumps(x) for x in self.host) + "\n", "")
+        if argv[1:3] == ["netns", "exec"] and argv[4:6] == ["sysctl", "-n"]:
+            value = self.ip_forward.get(argv[3])
+            return iproute.Result(0, value + "\n", "") if value else iproute.Result(1, "", "no such namespace")
         return iproute.Result(0, "", "")
 
     def writes(self):
-        return [c for c in self.calls if "-json" not in c[0]]
+        return [c for c in self.calls if "-json" not in c[0] and "-n" not in c[0][4:6]]
 
 
 def converged_kernel(items, mtu=1500, prefix="calico-"):
@@ -75,8 +79,8 @@ def test_create_from_empty_is_one_host_batch_and_one_batch_per_namespace(tmp_pat
     assert plan.create == ["blue.db-1", "default.web-1"] and plan.changed
     veth = naming.veth_name("default.web-1")
     assert f"netns add calico-default.web-1" in plan.host_lines
-    assert (f"link add {veth} mtu 1450 address ee:ee:ee:ee:ee:ee type veth peer name eth0 mtu 1450 "
-            "netns calico-default.web-1") in plan.host_lines
+    assert (f"link add {veth} numtxqueues 1 numrxqueues 1 mtu 1450 address ee:ee:ee:ee:ee:ee "
+            "type veth peer name eth0 numtxqueues 1 numrxqueues 1 mtu 1450 netns calico-default.web-1") in plan.host_lines
     assert f"route replace 172.17.72.1/32 dev {veth} scope link" in plan.host_lines
     assert plan.ns_lines["calico-default.web-1"] == [
         "link set dev lo up", "link set dev eth0 up", "addr add 172.17.72.1/32 dev eth0",
@@ -92,7 +96,7 @@ def test_noop_reads_once_per_namespace_and_writes_nothing(tmp_path):
     wl.write_recorded(str(state), [w.netns for w in desired.values()])
     plan = wl.converge([W1, W2], runner=kernel, inside="ip", state_file=str(state), proc_sys=sysctl_tree(tmp_path, desired))
     assert not plan.changed and not plan.host_lines and not plan.ns_lines and not plan.sysctls
-    assert len(kernel.calls) == 1 + 2 and kernel.writes() == []
+    assert len(kernel.calls) == 1 + 2 * 2 and kernel.writes() == []  # host; per namespace addr/routes, ip_forward
 
 
 def test_drift_is_planned_per_attribute(tmp_path):
@@ -107,6 +111,25 @@ def test_drift_is_planned_per_attribute(tmp_path):
     assert plan.ns_lines[ns] == ["link set dev eth0 mtu 1500 up", "route replace default via 169.254.1.1 dev eth0"]
     assert plan.sysctls == {f"net/ipv4/conf/{veth}/proxy_arp": "1"}
     assert plan.host_lines == []
+
+
+def test_a_workload_is_no_router_and_a_host_veth_takes_no_router_advertisements(tmp_path):
+    veth = naming.veth_name("default.web-1")
+    created = wl.plan(wl.build_desired([W1]), wl.State(links={}, routes=[], netns={}))
+    assert created.ns_sysctls == {"calico-default.web-1": {"net/ipv4/ip_forward": "0"}}
+    assert created.sysctls[f"net/ipv6/conf/{veth}/accept_ra"] == "0"
+    allowed = wl.plan(wl.build_desired([W1], allow_ip_forwarding=True), wl.State(links={}, routes=[], netns={}, ipv6=False))
+    assert allowed.ns_sysctls == {"calico-default.web-1": {"net/ipv4/ip_forward": "1"}}
+    assert not [path for path in allowed.sysctls if "ipv6" in path]  # a kernel without IPv6 has no accept_ra
+
+    # a namespace that turned into a router (it inherits the host's ip_forward=1) is put back
+    kernel, desired = converged_kernel([W1])
+    kernel.ip_forward["calico-default.web-1"] = "1"
+    state = tmp_path / "s.json"
+    wl.write_recorded(str(state), ["calico-default.web-1"])
+    plan = wl.converge([W1], runner=kernel, inside="ip", state_file=str(state), proc_sys=sysctl_tree(tmp_path, desired))
+    assert plan.update == {"default.web-1": ["sysctl net.ipv4.ip_forward 1 -> 0 inside"]} and not plan.ns_ops
+    assert kernel.writes() == [(("ip", "netns", "exec", "calico-default.web-1", "sysctl", "-qw", "net.ipv4.ip_forward=0"), None)]
 
 
 def test_removal_deletes_veth_then_namespace(tmp_path):
@@ -176,3 +199,41 @@ def test_a_new_address_goes_on_before_the_old_one_comes_off(tmp_path):
     plan = wl.converge([dict(W1, ip="172.17.72.9")], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"),
                        proc_sys=sysctl_tree(tmp_path, desired), check_mode=True)
     assert plan.ns_lines["calico-default.web-1"] == ["addr add 172.17.72.9/32 dev eth0", "addr del 172.17.72.1/32 dev eth0"]
+
+
+def _many(n):
+    return [{"id": f"w{i}", "ip": f"10.9.{i // 256}.{i % 256}"} for i in range(n)]
+
+
+def test_many_namespaces_are_created_first_in_parallel_batches_then_the_rest(tmp_path):
+    n = wl.NETNS_SPLIT_MIN
+    plan = wl.plan(wl.build_desired(_many(n)), wl.State(links={}, routes=[], netns={}))
+    stages = wl.host_batches(plan.host_lines, workers=2)
+    adds = [line for line in plan.host_lines if line.startswith("netns add ")]
+    assert len(stages) == 2 and len(stages[0]) == 2
+    assert sorted(stages[0][0] + stages[0][1]) == sorted(adds) and abs(len(stages[0][0]) - len(stages[0][1])) <= 1
+    assert stages[1] == [[line for line in plan.host_lines if not line.startswith("netns add ")]]
+
+
+def test_removals_come_before_the_parallel_namespaces_and_few_namespaces_stay_one_batch():
+    lines = ["link del dev caliold", "netns del old"] + [f"netns add n{i}" for i in range(40)] + ["link add x"]
+    stages = wl.host_batches(lines, workers=3)
+    assert stages[0] == [lines[:2]] and [len(b) for b in stages[1]] == [14, 13, 13] and stages[2] == [["link add x"]]
+    few = lines[:2] + [f"netns add n{i}" for i in range(wl.NETNS_SPLIT_MIN - 1)] + ["link add x"]
+    assert wl.host_batches(few, workers=4) == [[few]]
+    assert wl.host_batches(lines, workers=1) == [[lines]] and wl.host_batches([]) == []
+    with pytest.raises(ValueError, match="contiguous"):
+        wl.host_batches(lines + ["netns add late"], workers=2)
+
+
+def test_a_failing_parallel_batch_lets_its_sibling_finish_and_stops_the_next_stage():
+    ran = []
+
+    def runner(argv, stdin=None):
+        ran.append(stdin)
+        return iproute.Result(1 if "netns add bad" in stdin else 0, "", "Cannot create namespace file")
+
+    stages = [[["netns add bad"], ["netns add good"]], [["link add x"]]]
+    with pytest.raises(iproute.CommandError, match="Cannot create namespace"):
+        wl.run_host_batches(runner, stages)
+    assert sorted(ran) == ["netns add bad\n", "netns add good\n"]
