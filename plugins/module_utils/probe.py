@@ -24,7 +24,7 @@ import subprocess
 import time
 from typing import Callable, Iterable
 
-from ansible_collections.l3.calico.plugins.module_utils import naming
+from ansible_collections.l3.calico.plugins.module_utils import naming, rtnl
 
 Runner = Callable[[list, str], tuple]
 
@@ -116,6 +116,16 @@ def workload_view(docs: list) -> dict:
 
 
 CLONE_NEWNET = 0x40000000
+
+
+def read_ip_forward(netns: str, netns_dir: str = "/run/netns"):
+    """``net.ipv4.ip_forward`` of namespace ``netns`` (read by this thread from inside it), or None."""
+    try:
+        with rtnl.entered(netns, netns_dir):
+            with open("/proc/sys/net/ipv4/ip_forward", encoding="ascii") as handle:
+                return handle.read().strip()
+    except OSError:
+        return None
 
 
 def checksum(data: bytes) -> int:
@@ -256,9 +266,10 @@ def wait_bgp(bird_socket: str, neighbors: list, timeout: float, run: Runner, sle
 def probe(node_ip: str, workloads: list, targets: list, bird_socket: str, ping: bool = True,
           ping_count: int = 2, ping_timeout: int = 2, bgp_neighbors: list | None = None, bgp_wait: float = 0,
           netns_prefix: str = naming.NETNS_PREFIX, veth_prefix: str = naming.VETH_PREFIX,
-          run: Runner = run_command) -> dict:
+          run: Runner = run_command, allow_ip_forwarding: bool = False) -> dict:
     """Everything verify needs from one node."""
-    result: dict = {"node_ip": node_ip, "veth_prefix": veth_prefix}
+    result: dict = {"node_ip": node_ip, "veth_prefix": veth_prefix,
+                    "ip_forward_expected": "1" if allow_ip_forwarding else "0"}
 
     # First BGP: right after a converge the sessions may still be coming up (seconds).
     result["bgp_expected"] = list(bgp_neighbors or [])
@@ -282,7 +293,7 @@ def probe(node_ip: str, workloads: list, targets: list, bird_socket: str, ping: 
                            "address show\nroute show table main\nneigh show\n")
         view = workload_view(parse_json_stream(out)) if rc == 0 else workload_view([])
         view.update({"netns": netns, "exists": rc == 0, "error": "" if rc == 0 else err.strip(),
-                     "veth": naming.veth_name(wl["id"], veth_prefix)})
+                     "veth": naming.veth_name(wl["id"], veth_prefix), "ip_forward": read_ip_forward(netns)})
         views[wl["id"]] = view
     result["workloads"] = views
     return result

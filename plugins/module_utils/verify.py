@@ -186,6 +186,10 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
                              for n in neigh),
                          where_, "gateway neighbour", f"{naming.GATEWAY} lladdr {naming.HOST_VETH_MAC}",
                          "; ".join(f"{n['dst']} lladdr {n['lladdr'] or '-'} {n['state']}" for n in neigh) or "none")
+            if "ip_forward" in view:  # probes before this check had no such field
+                want = probe.get("ip_forward_expected", "0")
+                judge_.check(view["ip_forward"] == want, where_, "IP forwarding inside",
+                             f"net.ipv4.ip_forward = {want}", f"{view['ip_forward'] or 'unreadable'}")
 
         # Pings from this node's workloads.
         for wl in node.get("workloads", []):

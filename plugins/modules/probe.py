@@ -57,6 +57,12 @@ options:
     description: Prefix of the workloads' host-side veth names (as the workloads role's).
     type: str
     default: cali
+  allow_ip_forwarding:
+    description:
+      - Whether the workloads may forward (the workloads role's C(calico_workloads_allow_ip_forwarding)); the probe
+        reports it with each workload's observed C(net.ipv4.ip_forward) so verify can judge it.
+    type: bool
+    default: false
   bgp_neighbors:
     description: Addresses whose BGP sessions should be Established; the probe waits up to O(bgp_wait) for them.
     type: list
@@ -127,7 +133,8 @@ bird_error:
   returned: always
   type: str
 workloads:
-  description: Per local workload id, its namespace, veth, addresses, interfaces, routes and neighbours.
+  description: Per local workload id, its namespace, veth, addresses, interfaces, routes, neighbours and
+    C(ip_forward) (its C(net.ipv4.ip_forward), null when unreadable).
   returned: always
   type: dict
 pings:
@@ -156,6 +163,7 @@ def main() -> None:
             "veth_prefix": {"type": "str", "default": "cali"},
             "bgp_neighbors": {"type": "list", "elements": "str", "default": []},
             "bgp_wait": {"type": "int", "default": 0},
+            "allow_ip_forwarding": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -176,6 +184,7 @@ def main() -> None:
         bgp_wait=params["bgp_wait"],
         netns_prefix=params["netns_prefix"],
         veth_prefix=params["veth_prefix"],
+        allow_ip_forwarding=params["allow_ip_forwarding"],
     )
     module.exit_json(changed=False, **result)
 

@@ -86,6 +86,8 @@ for ns in sorted(n["name"] for n in ipj("netns", "list")):
             "addresses": sorted(f"{a['local']}/{a['prefixlen']}" for link in ipj("-n", ns, "addr", "show")
                                 if link["ifname"] != "lo" for a in link.get("addr_info", []) if a["family"] == "inet"),
             "routes": sorted(route(r) for r in ipj("-n", ns, "route", "show")),
+            "ip_forward": subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/sys/net/ipv4/ip_forward"],
+                                         capture_output=True, text=True).stdout.strip(),
         }
 try:
     conf = hashlib.sha256(open("/etc/bird/bird.conf", "rb").read()).hexdigest()
@@ -444,7 +446,11 @@ def baseline(lab):
     assert_consistent(ipam)
     verify = lab.verify()
     FIGURES["verify_seconds"] = verify["seconds"]
-    return {"ipam": ipam, "guests": lab.fingerprints()}
+    guests = lab.fingerprints()
+    # The nodes forward; their workloads, which would copy that, do not (Calico's allow_ip_forwarding off).
+    assert {g["ip_forward"] for g in guests.values()} == {"1"}
+    assert {w["ip_forward"] for g in guests.values() for w in g["workloads"].values()} == {"0"}
+    return {"ipam": ipam, "guests": guests}
 
 
 def test_first_run_interrupted_in_ipam_converges_to_the_uninterrupted_plan(lab, baseline):
@@ -467,12 +473,13 @@ def test_runs_interrupted_at_each_host_role_converge_to_the_same_result(lab, bas
     other_ip = baseline["guests"]["node-a"]["workloads"][other_ns]["addresses"][0].split("/")[0]
     # Work for every host role.
     lab.ssh("node-c", "ip link del vxlan.calico && sysctl -qw net.ipv4.ip_forward=0")
-    lab.ssh("node-a", f"ip netns del {victim_ns} && ip route del {other_ip}/32")
+    lab.ssh("node-a", f"ip netns del {victim_ns} && ip route del {other_ip}/32 && "
+                      f"ip netns exec {other_ns} sysctl -qw net.ipv4.ip_forward=1")
     lab.ssh("node-b", "kill -9 $(cat /run/bird/bird-supervisor.pid) && kill -9 $(cat /run/bird/bird.pid) && "
                       "rm /etc/bird/bird.conf")
     damaged = lab.fingerprints()
     assert "vxlan.calico" not in damaged["node-c"]["links"] and damaged["node-c"]["ip_forward"] == "0"
-    assert victim_ns not in damaged["node-a"]["workloads"]
+    assert victim_ns not in damaged["node-a"]["workloads"] and damaged["node-a"]["workloads"][other_ns]["ip_forward"] == "1"
     assert damaged["node-b"]["bird_conf"] is None and not damaged["node-b"]["bird"]
 
     task = r"^TASK \[l3\.calico\.{role} : {task}"

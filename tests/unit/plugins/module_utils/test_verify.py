@@ -97,6 +97,18 @@ def test_workload_without_gateway_neighbour_or_address():
     assert found["address"]["expected"] == "172.17.128.1/32"
 
 
+def test_a_workload_that_routes_is_a_finding_unless_allowed():
+    ipam, probes, _ = healthy()
+    probes["node-b"]["workloads"]["default.web-3"]["ip_forward"] = "1"  # it copied the node's ip_forward=1
+    found = {f["check"]: f for f in findings(ipam, probes)}
+    assert found["IP forwarding inside"]["host"] == "node-b workload default.web-3"
+    assert (found["IP forwarding inside"]["expected"], found["IP forwarding inside"]["found"]) == (
+        "net.ipv4.ip_forward = 0", "1")
+    probes["node-b"]["ip_forward_expected"] = "1"  # calico_workloads_allow_ip_forwarding on node-b
+    assert sorted((f["host"], f["check"]) for f in findings(ipam, probes)) == [
+        ("node-b workload blue.db-2", "IP forwarding inside"), ("node-b workload default.web-4", "IP forwarding inside")]
+
+
 def test_a_failed_ping_is_named_by_source_and_target():
     ipam, probes, _ = healthy()
     probes["node-a"]["pings"]["default.web-1"]["blue.db-3"] = {"ok": False, "rtt_ms": None}

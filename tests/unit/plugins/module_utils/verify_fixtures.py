@@ -57,6 +57,7 @@ def healthy_probe(ipam: dict, name: str) -> dict:
     targets = [w for n in nodes.values() for w in n["workloads"]]
     return {
         "node_ip": nodes[name]["ip"],
+        "ip_forward_expected": "0",
         "underlay_device": "vec0",
         "routes": routes,
         "bird_error": "",
@@ -75,6 +76,7 @@ def healthy_probe(ipam: dict, name: str) -> dict:
                      "scope": "link", "onlink": False},
                 ],
                 "neighbours": [{"dst": naming.GATEWAY, "lladdr": naming.HOST_VETH_MAC, "dev": "eth0", "state": "REACHABLE"}],
+                "ip_forward": "0",
             }
             for w in nodes[name]["workloads"]
         },
