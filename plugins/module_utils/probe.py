@@ -24,7 +24,8 @@ import subprocess
 import time
 from typing import Callable, Iterable
 
-from ansible_collections.l3.calico.plugins.module_utils import naming, rtnl
+from ansible_collections.l3.calico.plugins.module_utils import naming
+from ansible_collections.l3.calico.plugins.module_utils import workloads as dataplane
 
 Runner = Callable[[list, str], tuple]
 
@@ -118,12 +119,10 @@ def workload_view(docs: list) -> dict:
 CLONE_NEWNET = 0x40000000
 
 
-def read_ip_forward(netns: str, netns_dir: str = "/run/netns"):
-    """``net.ipv4.ip_forward`` of namespace ``netns`` (read by this thread from inside it), or None."""
+def read_ip_forward(netns: str):
+    """``net.ipv4.ip_forward`` of namespace ``netns``, or None (unreadable)."""
     try:
-        with rtnl.entered(netns, netns_dir):
-            with open("/proc/sys/net/ipv4/ip_forward", encoding="ascii") as handle:
-                return handle.read().strip()
+        return dataplane.netns_sysctl(netns, dataplane.IP_FORWARD)
     except OSError:
         return None
 

@@ -268,12 +268,18 @@ def _read_inside_sysctls(runner: iproute.Runner, ns: str, proc_sys: str, inside:
     namespace, or with ``ip netns exec NS sysctl -n`` (``inside="ip"``, or entering failed)."""
     if inside == "netlink":
         try:
-            with rtnl.entered(ns):
-                return {IP_FORWARD: _read_sysctl(proc_sys, IP_FORWARD)}
+            return {IP_FORWARD: netns_sysctl(ns, IP_FORWARD, proc_sys)}
         except OSError:
             pass
     result = runner([iproute.IP, "netns", "exec", ns, "sysctl", "-n", _dotted(IP_FORWARD)], None)
     return {IP_FORWARD: result.stdout.strip() if result.rc == 0 else None}
+
+
+def netns_sysctl(ns: str, path: str, proc_sys: str = PROC_SYS) -> Optional[str]:
+    """A sysctl of namespace ``ns``, read by this thread from inside it (None: absent); OSError
+    when the namespace cannot be entered."""
+    with rtnl.entered(ns):
+        return _read_sysctl(proc_sys, path)
 
 
 def _dotted(path: str) -> str:
@@ -524,7 +530,7 @@ def _inside_differences(w: Workload, link: dict, state: State):
         current = inside.get("sysctls", {}).get(path)
         if current != value:
             writes[path] = value
-            reasons.append(f"sysctl {path.replace('/', '.')} {current} -> {value} inside")
+            reasons.append(f"sysctl {_dotted(path)} {current} -> {value} inside")
     lo = inside["links"].get("lo")
     if lo is None or "UP" not in lo.get("flags", []):
         reasons.append("lo down -> up")

@@ -40,3 +40,11 @@ def test_ping_all_inside_a_namespace_answers_what_is_there_and_only_that(netns):
 def test_a_missing_namespace_is_an_error_not_a_crash():
     answer = probe.collect(*probe.in_netns("/run/netns/l3labu-absent", probe.ping_all, ["127.0.0.1"], 1, 1))
     assert "FileNotFoundError" in answer["error"]
+
+
+def test_ip_forward_is_read_from_inside_the_namespace(netns):
+    name = os.path.basename(netns)
+    for value in ("1", "0"):
+        subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", f"net.ipv4.ip_forward={value}"], check=True)
+        assert probe.read_ip_forward(name) == value
+    assert probe.read_ip_forward("l3labu-absent") is None
