@@ -38,7 +38,10 @@ debs: $(VENV)/.installed
 	fi
 
 ## The main job: the lab up, converged by site.yml, proven by verify.yml, then the report.
+## LAB_BACKEND: auto (QEMU, or User-mode Linux where its probe boot works), qemu or uml.
 LAB_INVENTORY ?= inventories/lab
+LAB_BACKEND ?= auto
+export L3LAB_BACKEND := $(LAB_BACKEND)
 REPORT_DIR ?= report
 
 lab: setup lab-up
