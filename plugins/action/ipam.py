@@ -16,6 +16,8 @@ allocates its own addresses.
 
 from __future__ import annotations
 
+import json
+
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
@@ -27,21 +29,52 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_run import ARGUMENT
 _SPEC = {name: spec for name, spec in ARGUMENT_SPEC.items() if name != "nodes"}
 
 
-def nodes_from_hostvars(hostvars, groups, group: str) -> list:
+_INVENTORY_KEYS = (("ip", "calico_node_ip", None), ("labels", "calico_node_labels", {}), ("workloads", "calico_workloads", []))
+_MARKERS = ("{{", "{%", "{#")
+
+
+def _has_template(value) -> bool:
+    """Whether a Jinja expression hides anywhere in ``value`` (inventory data is nearly always plain)."""
+    if isinstance(value, str):
+        return any(marker in value for marker in _MARKERS)
+    if isinstance(value, dict):
+        return any(_has_template(k) or _has_template(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_template(v) for v in value)
+    return False
+
+
+def nodes_from_hostvars(hostvars, groups, group: str, templar) -> list:
     """The IPAM's node list from the inventory: each host of ``group`` with its name, calico_node_ip,
-    calico_node_labels and calico_workloads (read, and templated, once per host)."""
+    calico_node_labels and calico_workloads, read once per host.
+
+    Each host's variables are read as Ansible computes them (``hostvars``, every source and precedence);
+    a value is templated with that host's variables only when it holds an expression - templating plain
+    data costs more than reading it, and the IPAM validates the values anyway.
+    """
     if group not in groups:
         raise AnsibleActionFail(f"group={group!r}: not a group of the inventory")
     nodes = []
     for host in groups[group]:
-        hv = hostvars[host]
-        nodes.append({
-            "name": host,
-            "ip": hv["calico_node_ip"] if "calico_node_ip" in hv else None,
-            "labels": hv["calico_node_labels"] if "calico_node_labels" in hv else {},
-            "workloads": hv["calico_workloads"] if "calico_workloads" in hv else [],
-        })
-    return nodes
+        variables = hostvars.raw_get(host)
+        node = {"name": host}
+        for field, key, default in _INVENTORY_KEYS:
+            value = variables.get(key, default)
+            if _has_template(value):
+                value = templar.copy_with_new_env(available_variables=variables).template(value)
+            node[field] = value
+        nodes.append(node)
+    return plain(nodes)
+
+
+def plain(data):
+    """``data`` as plain JSON types: inventory strings carry Ansible's tags (origin, trust), which the
+    result would carry on, costing at every step its fleet-sized copy goes through (worker to
+    controller, callbacks, register). A value JSON cannot hold is left to the IPAM to refuse."""
+    try:
+        return json.loads(json.dumps(data))
+    except (TypeError, ValueError):
+        return data
 
 
 def routing(nodes: dict) -> dict:
@@ -89,7 +122,7 @@ class ActionModule(ActionBase):
 
         args = dict(self._task.args)
         if args.get("nodes") is None and args.get("group"):
-            args["nodes"] = nodes_from_hostvars(task_vars["hostvars"], task_vars["groups"], args["group"])
+            args["nodes"] = nodes_from_hostvars(task_vars["hostvars"], task_vars["groups"], args["group"], self._templar)
 
         if args.get("node"):
             # Per-host use: the module allocates this host's addresses on the host.
