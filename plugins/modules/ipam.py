@@ -264,6 +264,18 @@ nodes:
            ip: 172.17.72.1, block: 172.17.72.0/26, borrowed: false}
       borrowed: []
       tunnels: {ipip: 172.17.72.0, vxlan: null}
+routing:
+  description:
+    - Every node without its workloads (only its borrowed ones, with their pool) - address, subnet, blocks, borrowed
+      addresses, tunnel addresses - what a node needs of the others (VXLAN routes, BGP peers). Roles C(calico_node)
+      and C(calico_bgp) pass this instead of RV(nodes), so that no host is sent every workload of the fleet.
+  returned: by the action plugin, without O(node)
+  type: dict
+summary:
+  description: The lines role C(l3.calico.calico_ipam) prints - per node, per pool, the problems.
+  returned: by the action plugin, without O(node)
+  type: list
+  elements: str
 pools:
   description: Per pool its settings and utilisation (blocks claimed, addresses allocated, capacity).
   returned: success
