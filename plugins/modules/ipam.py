@@ -27,8 +27,10 @@ description:
     IPAMConfig, pools) with a format version, written atomically with mode C(0600) under an exclusive lock
     held for the whole read-plan-write. A corrupt or unknown-format file is refused, never overwritten.
   - Every bad input is refused before anything is written, with a message naming the host, the field and
-    the value. Run it once, on the controller (C(run_once) and C(delegate_to=localhost)); the role
-    C(l3.calico.calico_ipam) does that from the inventory.
+    the value. Run it once (C(run_once)); the role C(l3.calico.calico_ipam) does that from the inventory.
+  - An action plugin of the same name runs the planner in-process on the controller - nothing is shipped
+    to a host or to localhost - reading the nodes from the hostvars of O(group) in Python when O(nodes) is
+    not given. Only with O(node) (per-host use, the etcd datastore) is the module run on the host itself.
 options:
   pools:
     description:
@@ -62,7 +64,12 @@ options:
         request) and C(pool) (an optional pool name)).
     type: list
     elements: dict
-    required: true
+  group:
+    description:
+      - Instead of O(nodes) - the inventory group whose hosts are the nodes; the action plugin reads each host's
+        C(calico_node_ip), C(calico_node_labels) and C(calico_workloads) from C(hostvars), once, in Python.
+      - One of O(nodes) and O(group) is required; O(nodes) wins when both are given.
+    type: str
   node:
     description:
       - Plan only this node's addresses (its workloads and tunnels), leaving every other node untouched.
@@ -145,6 +152,9 @@ options:
 extends_documentation_fragment:
   - l3.calico.etcd
 attributes:
+  action:
+    support: full
+    description: Runs in-process on the controller; with O(node), the module runs on the host.
   check_mode:
     support: full
     description: Plans and returns the result, writes nothing.
@@ -167,7 +177,15 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Plan the IPAM of every node of the inventory
+- name: Plan the IPAM of every host of the group calico_nodes (read from the inventory, in-process)
+  l3.calico.ipam:
+    state_file: "{{ inventory_dir }}/calico_ipam.json"
+    pools: "{{ calico_pools }}"
+    group: calico_nodes
+  run_once: true
+  register: calico_ipam_result
+
+- name: Plan the IPAM of nodes given explicitly
   l3.calico.ipam:
     state_file: "{{ inventory_dir }}/calico_ipam.json"
     pools:
@@ -246,6 +264,18 @@ nodes:
            ip: 172.17.72.1, block: 172.17.72.0/26, borrowed: false}
       borrowed: []
       tunnels: {ipip: 172.17.72.0, vxlan: null}
+routing:
+  description:
+    - Every node without its workloads (only its borrowed ones, with their pool) - address, subnet, blocks, borrowed
+      addresses, tunnel addresses - what a node needs of the others (VXLAN routes, BGP peers). Roles C(calico_node)
+      and C(calico_bgp) pass this instead of RV(nodes), so that no host is sent every workload of the fleet.
+  returned: by the action plugin, without O(node)
+  type: dict
+summary:
+  description: The lines role C(l3.calico.calico_ipam) prints - per node, per pool, the problems.
+  returned: by the action plugin, without O(node)
+  type: list
+  elements: str
 pools:
   description: Per pool its settings and utilisation (blocks claimed, addresses allocated, capacity).
   returned: success
@@ -292,73 +322,15 @@ audit:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
-from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import Planner
-from ansible_collections.l3.calico.plugins.module_utils.ipam_report import (
-    audit,
-    audit_with_fixes,
-    build_result,
-    pool_of_blocks,
-)
-from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import ETCD_ARGUMENT_SPEC, store_from_params
+from ansible_collections.l3.calico.plugins.module_utils.ipam_run import ARGUMENT_SPEC, REQUIRED_IF, REQUIRED_ONE_OF, run
+
+__all__ = ["build_module", "main", "run"]
 
 
 def build_module() -> AnsibleModule:
-    return AnsibleModule(
-        argument_spec=dict(
-            pools=dict(type="list", elements="dict", default=[]),
-            config=dict(type="dict", default={}),
-            reservations=dict(type="list", elements="str", default=[]),
-            nodes=dict(type="list", elements="dict", required=True),
-            node=dict(type="str"),
-            remove_nodes=dict(type="list", elements="str", default=[]),
-            # Types only: the IPAM checks the values (validate_evacuate), each refusal naming host, field and value.
-            evacuate=dict(type="dict", options=dict(pool=dict(type="str"), nodes=dict(type="list", elements="str"))),
-            audit=dict(type="bool", default=False),
-            datastore=dict(type="str", choices=["file", "etcd"], default="file"),
-            state_file=dict(type="path"),
-            lock_timeout=dict(type="float", default=600.0),
-            **ETCD_ARGUMENT_SPEC,
-        ),
-        required_if=[("datastore", "file", ["state_file"]), ("datastore", "etcd", ["etcd_endpoints"])],
-        supports_check_mode=True,
-    )
-
-
-def run(params: dict, check_mode: bool) -> tuple[dict, str]:
-    """Validate, plan and (unless check mode) record; return the result and the diff text."""
-    desired = validate(params["pools"], params["config"], params["reservations"], params["nodes"], params["node"],
-                       params.get("remove_nodes") or [], params.get("evacuate"))
-
-    if params.get("audit"):
-        def audit_fn(state):
-            block_pool = pool_of_blocks(desired, state)
-            result = build_result(desired, state, block_pool)
-            result["audit"] = audit_with_fixes(desired, state, block_pool)
-            result["problems"] = [entry["problem"] for entry in result["audit"]]
-            result["changed"] = False
-            return result
-
-        store = store_from_params(params, params.get("datastore") or "file", params.get("state_file"),
-                                  params.get("lock_timeout", 600.0))
-        return store.transact(audit_fn, write=False), ""
-
-    def plan_fn(state):
-        planner = Planner(desired, state)
-        report = planner.run()
-        result = build_result(desired, state, planner.block_pool)
-        result["problems"] = audit(desired, state, planner.block_pool)
-        result["changed"] = state.changed
-        if desired.evacuate is not None:
-            result["evacuation"] = planner.evacuation()
-        return result, report
-
-    store = store_from_params(params, params.get("datastore") or "file", params.get("state_file"),
-                              params.get("lock_timeout", 600.0))
-    result, report = store.transact(plan_fn, write=not check_mode)
-    lines = report.diff_lines()
-    return result, "".join(line + "\n" for line in lines)
+    return AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, required_one_of=REQUIRED_ONE_OF,
+                         supports_check_mode=True)
 
 
 def main() -> None:

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Fleet benchmark: what Ansible costs around the IPAM and the roles as the inventory grows.
+
+Every run uses a generated inventory of its own (connection local, one pool 10.0.0.0/8 with /26
+blocks, N hosts x W workloads), in a temporary directory.
+
+1. ``ipam``: the floor - a one-task play (``debug``, ``run_once``) over the same inventory: Ansible's
+   own cost of loading it - against ``playbooks/ipam.yml`` from an empty state (first run) and again
+   (no-op), and the ratios. Goals: first run <= 3x the floor, no-op <= 2x.
+2. ``site``: ``playbooks/site.yml --check`` inside a network namespace of its own (``l3bench-site``,
+   created empty and deleted afterwards: the modules read it, nothing is written in check mode) at
+   several fleet sizes. Every module runs through a wrapper interpreter that records its CPU time,
+   so the controller's share is the run's CPU minus the modules'; per host it is
+   (controller share - the floor's CPU) / hosts. Goal: the same per host at 100 and at 1,000 hosts.
+3. ``day2``: the controller's share (same way, check mode) of ``audit.yml``, ``node-remove.yml`` and
+   ``pool-migrate.yml`` at one fleet size.
+
+CPU seconds (this process's children: ansible-playbook, its workers, the modules) are what the
+figures are judged on; the machine may be shared. Wall seconds are printed beside them.
+
+Usage: python benchmarks/fleet.py [--ipam 1000x50,10000x100] [--site 100x10,1000x10] [--day2 1000x10]
+       (an empty value skips that part)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+NETNS = "l3bench-site"
+
+FLOOR = """\
+- name: Floor - one task, once
+  hosts: calico_nodes
+  gather_facts: false
+  tasks:
+    - name: Say hello once
+      ansible.builtin.debug:
+        msg: floor
+      run_once: true
+"""
+
+# The wrapper interpreter: runs the module with the real one and appends the CPU seconds both took.
+WRAPPER = """\
+#!{python}
+import fcntl, os, resource, subprocess, sys
+rc = subprocess.call(["/usr/bin/python3", *sys.argv[1:]])
+own = resource.getrusage(resource.RUSAGE_SELF)
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+with open(os.environ["L3BENCH_MODULE_LOG"], "a") as log:
+    fcntl.flock(log, fcntl.LOCK_EX)
+    log.write("%f\\n" % cpu)
+sys.exit(rc)
+"""
+
+
+def write_inventory(path: Path, hosts: int, workloads: int, extra: dict | None = None) -> Path:
+    """hosts.yml (JSON, which YAML reads fastest) and group_vars; returns the inventory directory."""
+    path.mkdir(parents=True, exist_ok=True)
+    nodes = {
+        f"n{n:05d}": {
+            "calico_node_ip": f"192.168.{n // 250}.{n % 250 + 1}/16",
+            "calico_workloads": [{"name": f"w{n:05d}-{w:03d}"} for w in range(workloads)],
+        }
+        for n in range(hosts)
+    }
+    group = {
+        "ansible_connection": "local",
+        "calico_pools": [{"name": "bench", "cidr": "10.0.0.0/8", "block_size": 26}],
+        **(extra or {}),
+    }
+    (path / "hosts.yml").write_text(json.dumps({"calico_nodes": {"hosts": nodes, "vars": group}}))
+    return path
+
+
+def env_for(work: Path, module_log: Path | None = None) -> dict:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_LOCAL_TEMP=str(work / ".tmp"),
+               ANSIBLE_HOME=str(work / ".ansible"), ANSIBLE_NOCOLOR="1")
+    if module_log is not None:
+        env["L3BENCH_MODULE_LOG"] = str(module_log)
+    return env
+
+
+def playbook(inventory: Path, play: Path, *args: str, netns: bool = False, module_log: Path | None = None,
+             ok_rc: tuple = (0,)) -> tuple[float, float, float]:
+    """Run one ansible-playbook; return (wall s, CPU s of everything it ran, CPU s of the modules)."""
+    cmd = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(play), *args]
+    if netns:
+        cmd = ["ip", "netns", "exec", NETNS, *cmd]
+    if module_log is not None:
+        module_log.write_text("")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env_for(inventory.parent, module_log), capture_output=True, text=True)
+    wall = time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode not in ok_rc:
+        sys.stdout.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"{play.name} failed (exit {proc.returncode})")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    modules = sum(float(x) for x in module_log.read_text().split()) if module_log is not None else 0.0
+    return wall, cpu, modules
+
+
+def sizes(text: str) -> list[tuple[int, int]]:
+    return [tuple(int(x) for x in item.split("x")) for item in text.split(",") if item]
+
+
+def line(label: str, wall: float, cpu: float, note: str = "") -> None:
+    print(f"  {label:<44} {cpu:8.1f} s CPU {wall:8.1f} s wall  {note}", flush=True)
+
+
+def bench_ipam(work: Path, hosts: int, workloads: int) -> None:
+    print(f"playbooks/ipam.yml, {hosts} hosts x {workloads} workloads", flush=True)
+    inv = write_inventory(work / f"ipam-{hosts}x{workloads}", hosts, workloads)
+    floor = work / "floor.yml"
+    fw, fc, _ = playbook(inv, floor)
+    line("floor (one debug task, run_once)", fw, fc)
+    first_w, first_c, _ = playbook(inv, ROOT / "playbooks" / "ipam.yml", "-e", "calico_ipam_show_summary=false")
+    line("ipam.yml, first run", first_w, first_c, f"{first_w / fw:.2f}x the floor (wall), {first_c / fc:.2f}x (CPU)")
+    noop_w, noop_c, _ = playbook(inv, ROOT / "playbooks" / "ipam.yml", "-e", "calico_ipam_show_summary=false")
+    line("ipam.yml, no-op", noop_w, noop_c, f"{noop_w / fw:.2f}x the floor (wall), {noop_c / fc:.2f}x (CPU)")
+    print(f"  goals: first run <= 3x the floor: {'met' if first_c <= 3 * fc else 'NOT met'} (CPU); "
+          f"no-op <= 2x: {'met' if noop_c <= 2 * fc else 'NOT met'} (CPU)", flush=True)
+    shutil.rmtree(inv, ignore_errors=True)
+
+
+SITE_VARS = {
+    "calico_node_install_packages": False,
+    "calico_node_firewall_backend": "iptables",
+    "calico_bgp_service_manager": "supervisor",
+}
+
+
+def controller_share(inv: Path, play: Path, floor_cpu: float, hosts: int, label: str, module_log: Path,
+                     *args: str) -> float:
+    wall, cpu, modules = playbook(inv, play, "--check", *args, netns=True, module_log=module_log)
+    ctrl = cpu - modules
+    per_host = (ctrl - floor_cpu) / hosts
+    line(label, wall, cpu, f"modules {modules:.1f} s, controller {ctrl:.1f} s, "
+                           f"beyond the floor {1000 * per_host:.1f} ms CPU per host")
+    return per_host
+
+
+def wrapper_inventory(work: Path, hosts: int, workloads: int, name: str) -> Path:
+    wrapper = work / "python-wrapper"
+    wrapper.write_text(WRAPPER.format(python="/usr/bin/python3"))
+    wrapper.chmod(0o755)
+    return write_inventory(work / name, hosts, workloads,
+                           {**SITE_VARS, "ansible_python_interpreter": str(wrapper)})
+
+
+def bench_site(work: Path, fleet: list[tuple[int, int]]) -> None:
+    print("playbooks/site.yml --check: the controller's share per host", flush=True)
+    shares = []
+    for hosts, workloads in fleet:
+        inv = wrapper_inventory(work, hosts, workloads, f"site-{hosts}x{workloads}")
+        _, fc, _ = playbook(inv, work / "floor.yml")
+        shares.append(controller_share(inv, ROOT / "playbooks" / "site.yml", fc, hosts,
+                                       f"site.yml --check, {hosts} x {workloads}", work / "modules.log"))
+        shutil.rmtree(inv, ignore_errors=True)
+    if len(shares) > 1:
+        print(f"  per host, largest fleet / smallest: {shares[-1] / shares[0]:.2f}x (1.00 = constant)", flush=True)
+
+
+def bench_day2(work: Path, hosts: int, workloads: int) -> None:
+    print(f"day-2 playbooks --check, {hosts} hosts x {workloads} workloads: the controller's share", flush=True)
+    inv = wrapper_inventory(work, hosts, workloads, f"day2-{hosts}x{workloads}")
+    # A recorded state to audit, remove a node from and migrate out of.
+    playbook(inv, ROOT / "playbooks" / "ipam.yml", "-e", "calico_ipam_show_summary=false")
+    _, fc, _ = playbook(inv, work / "floor.yml")
+    log = work / "modules.log"
+    controller_share(inv, ROOT / "playbooks" / "audit.yml", fc, hosts, "audit.yml", log, "-e", "calico_audit_fail=false")
+    controller_share(inv, ROOT / "playbooks" / "node-remove.yml", fc, hosts, "node-remove.yml", log,
+                     "-e", "calico_remove_node=n00000")
+    migrate = {"calico_migrate_pool": "bench", "calico_pools": [
+        {"name": "bench", "cidr": "10.0.0.0/8", "block_size": 26, "disabled": True},
+        {"name": "next", "cidr": "100.64.0.0/10", "block_size": 26}]}
+    controller_share(inv, ROOT / "playbooks" / "pool-migrate.yml", fc, hosts, "pool-migrate.yml", log,
+                     "-e", json.dumps(migrate))
+    shutil.rmtree(inv, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ipam", default="1000x50,10000x100", help="HOSTSxWORKLOADS,... for ipam.yml")
+    parser.add_argument("--site", default="100x10,1000x10", help="HOSTSxWORKLOADS,... for site.yml --check")
+    parser.add_argument("--day2", default="1000x10", help="HOSTSxWORKLOADS for the day-2 playbooks")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="l3bench-fleet-"))
+    (work / "floor.yml").write_text(FLOOR)
+    netns = bool(args.site or args.day2)
+    try:
+        if netns:
+            subprocess.run(["ip", "netns", "add", NETNS], check=True)
+            subprocess.run(["ip", "-n", NETNS, "link", "set", "lo", "up"], check=True)
+        for hosts, workloads in sizes(args.ipam):
+            bench_ipam(work, hosts, workloads)
+        if args.site:
+            bench_site(work, sizes(args.site))
+        for hosts, workloads in sizes(args.day2):
+            bench_day2(work, hosts, workloads)
+    finally:
+        if netns:
+            subprocess.run(["ip", "netns", "delete", NETNS], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
