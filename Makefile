@@ -16,6 +16,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make lab       set everything up, then run the main job (lab converged and verified)"
 	@echo "make test      every test and lint (two lanes: namespaces, and lab guests + molecule)"
+	@echo "               LAB_BACKEND=qemu|uml forces the lab's guests (default auto)"
 	@echo "make lab-down  remove the lab and every trace of it"
 	@echo "make molecule  molecule test: the lab created, converged twice (idempotence), verified, destroyed"
 	@echo "make bench     run the benchmarks"
@@ -65,8 +66,8 @@ molecule:
 	molecule test
 
 ## Every test and lint. After lint and the unit tests, two lanes run side by side (their
-## output kept apart): the integration tests on network namespaces, and the tests on User-mode
-## Linux guests followed by molecule. Every test names what it creates with a prefix of its
+## output kept apart): the integration tests on network namespaces, and the tests on lab guests
+## (QEMU, and User-mode Linux where it runs) followed by molecule (on QEMU guests). Every test names what it creates with a prefix of its
 ## own (l3t...-, l3labt-, l3lf-, l3mol-), so the lanes never share a namespace or a file.
 test: setup lint unit
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse integration-netns guests

@@ -776,7 +776,8 @@ def status() -> dict:
         except (OSError, ValueError):
             record = {}
         guests[name] = {"pid": pid, "running": pid is not None and alive(pid, guest_marker(name)),
-                        "ready": ready_uptime(name) is not None, "backend": record.get("backend"),
+                        "ready": ready_uptime(name) is not None, "uptime_ready": ready_uptime(name),
+                        "backend": record.get("backend"),
                         "accel": record.get("accel")}
     return {"router": ROUTER in namespaces, "namespaces": namespaces, "guests": guests, "lab_dir": str(LAB)}
 

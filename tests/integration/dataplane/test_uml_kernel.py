@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -110,6 +111,10 @@ def guest_result(tmp_path):
         pytest.skip(f"needs User-mode Linux ({UML} and {UML_MODULES}/<version>: Debian package user-mode-linux)")
     if shutil.which("unshare") is None:
         pytest.skip("needs unshare (util-linux)")
+    probe = subprocess.run([sys.executable, str(ROOT / "playbooks" / "lab" / "files" / "labctl.py"), "backend"],
+                           env=dict(os.environ, L3LAB_BACKEND="uml"), capture_output=True, text=True, check=False)
+    if probe.returncode != 0:  # e.g. a CPU with AMX: the lab runs QEMU guests there
+        pytest.skip(f"User-mode Linux does not run here: {json.loads(probe.stdout)['msg']}")
     work = tmp_path / "work"
     (work / "uml").mkdir(parents=True)
     (work / "init.sh").write_text(INIT.format(modules=UML_MODULES, work=work, root=ROOT, pythonpath=PYTHONPATH))

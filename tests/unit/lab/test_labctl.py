@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import socket
 import struct
 from pathlib import Path
@@ -99,3 +100,85 @@ def test_restart_refuses_a_missing_lab_or_an_unknown_guest_naming_it(tmp_path, m
     (tmp_path / "topology.json").write_text('{"guests": [{"name": "node-a"}], "mem": "128M"}')
     with pytest.raises(labctl.LabError, match=r"restart node-x: no such guest; the guests are \['node-a'\]"):
         labctl.restart("node-x")
+
+
+def test_plan_gives_each_guest_its_own_mac_and_the_default_memory():
+    topo = labctl.plan(LAB)
+    macs = [g["mac"] for g in topo["guests"]]
+    assert len(set(macs)) == 3 and all(m.startswith("52:54:00:") for m in macs)
+    assert topo["mem"] == "256M"
+    assert labctl.plan({**LAB, "mem": "128M"})["mem"] == "128M"
+    with pytest.raises(labctl.LabError, match="mem '1G'"):
+        labctl.plan({**LAB, "mem": "1G"})
+
+
+def test_qemu_guest_gets_its_identity_through_fw_cfg_and_qemus_own_cpu_under_tcg(tmp_path, monkeypatch):
+    monkeypatch.setattr(labctl, "LAB", tmp_path)
+    guest = labctl.plan(LAB)["guests"][2]
+    image = {"kernel_file": "/img/vmlinuz", "initrd": "/img/initrd.img"}
+    argv = labctl.qemu_argv(guest, "256M", image, "tcg")
+    assert argv[argv.index("-cpu") + 1] == "max" and argv[argv.index("-accel") + 1] == "tcg"
+    assert argv[argv.index("-m") + 1] == "256"
+    fw_cfg = [argv[i + 1] for i, a in enumerate(argv) if a == "-fw_cfg"]
+    assert "name=opt/l3lab/name,string=node-c" in fw_cfg
+    assert "name=opt/l3lab/ip,string=192.168.200.101/24" in fw_cfg
+    assert "name=opt/l3lab/gateway,string=192.168.200.1" in fw_cfg
+    assert f"name=opt/l3lab/hostkey,file={tmp_path / 'node-c' / 'ssh_host_ed25519_key'}" in fw_cfg
+    assert f"tap,id=n0,ifname={guest['port']},script=no,downscript=no" in argv
+    assert labctl.qemu_argv(guest, "256M", image, "kvm")[argv.index("-cpu") + 1] == "host"
+
+
+def test_image_key_follows_every_input_file(tmp_path, monkeypatch):
+    files = tmp_path / "image"
+    files.mkdir()
+    (files / "packages.txt").write_text("# comment\npython3\n\nbird2\n")
+    (files / "customize.sh").write_text("#!/bin/sh\n")
+    monkeypatch.setattr(labctl, "IMAGE_FILES", files)
+    assert labctl.image_packages() == ["python3", "bird2"]
+    first = labctl.image_key()
+    (files / "customize.sh").write_text("#!/bin/sh\ntrue\n")
+    assert labctl.image_key() != first
+
+
+def test_the_real_image_lists_what_the_roles_need():
+    packages = set(labctl.image_packages())
+    assert {"systemd-sysv", "linux-image-cloud-amd64", "openssh-server", "python3", "bird2", "nftables",
+            "iptables", "iproute2", "kmod", "procps", "busybox-static"} <= packages
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("L3LAB_BACKEND", "docker", "L3LAB_BACKEND='docker': use auto, qemu or uml"),
+    ("L3LAB_ACCEL", "hvf", "L3LAB_ACCEL='hvf': use auto, tcg or kvm"),
+])
+def test_backend_and_accelerator_choices_are_checked(monkeypatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("L3LAB_BACKEND" if variable == "L3LAB_ACCEL" else "L3LAB_ACCEL", "tcg")
+    with pytest.raises(labctl.LabError, match=re.escape(message)):
+        if variable == "L3LAB_BACKEND":
+            labctl.choose_backend()
+        else:
+            labctl.choose_accel({"kernel": "6.1"})
+
+
+def test_a_machine_without_qemu_gets_one_error_naming_the_packages(monkeypatch):
+    monkeypatch.setattr(labctl.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(labctl.shutil, "which", lambda tool: None if tool in ("qemu-system-x86_64", "qemu-img") else "/x")
+    with pytest.raises(labctl.LabError) as err:
+        labctl.can_run_guests(need_build=False)
+    assert "qemu-system-x86, qemu-utils" in str(err.value)
+    assert "apt-get install qemu-system-x86 qemu-utils" in str(err.value)
+
+
+def test_backend_falls_back_to_qemu_when_the_uml_probe_fails(monkeypatch, tmp_path):
+    monkeypatch.setenv("L3LAB_BACKEND", "auto")
+    monkeypatch.setattr(labctl, "verdict", lambda name, key, probe: {
+        "uml": {"ok": False, "why": "a probe boot of User-mode Linux failed: ptrace set fp regs failed"},
+        "kvm": {"ok": False, "why": "no usable /dev/kvm"}}[name])
+    monkeypatch.setattr(labctl, "can_run_guests", lambda need_build: None)
+    monkeypatch.setattr(labctl, "ensure_image", lambda: {"kernel": "6.1", "changed": False})
+    runtime = labctl.choose_backend()
+    assert (runtime["backend"], runtime["accel"]) == ("qemu", "tcg")
+    assert "ptrace set fp regs failed" in runtime["why"] and "no usable /dev/kvm" in runtime["why"]
+    monkeypatch.setenv("L3LAB_BACKEND", "uml")
+    with pytest.raises(labctl.LabError, match="L3LAB_BACKEND=uml, but a probe boot"):
+        labctl.choose_backend()
