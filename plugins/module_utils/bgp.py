@@ -33,8 +33,8 @@ AS_MAX = 4294967295
 DEFAULT_RESTART_TIME = 120  # BIRD's graceful restart time, Calico's BGPPeer maxRestartTime
 # TCP-MD5 keys are at most 80 bytes (TCP_MD5SIG_MAXKEYLEN); BIRD strings cannot hold '"' or '\'.
 PASSWORD_MAX = 80
-PASSWORD_RE = re.compile(r'^[^"\\\x00-\x1f\x7f]+$')
-PROTO_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+PASSWORD_RE = re.compile(r'[^"\\\x00-\x1f\x7f]+')
+PROTO_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 
 class BgpConfigError(ValueError):
@@ -81,7 +81,7 @@ def _password(node: str, field: str, value: Any) -> str | None:
     if value is None or value == "":
         return None
     text = str(value)
-    if len(text.encode("utf-8")) > PASSWORD_MAX or not PASSWORD_RE.match(text):
+    if len(text.encode("utf-8")) > PASSWORD_MAX or not PASSWORD_RE.fullmatch(text):
         # Never echo a secret: name the field only.
         raise BgpConfigError(
             f"host {node}: {field}: a TCP-MD5 password must be 1..{PASSWORD_MAX} bytes "
@@ -158,7 +158,7 @@ def _peer_entry(node: str, field: str, raw: Any, kind: str) -> dict:
     address = _ipv4(node, f"{field}.address", raw.get("address"))
     peer_as = _int(node, f"{field}.as", raw.get("as"), 1, AS_MAX)
     name = raw.get("name") or f"{kind}_{proto_suffix(address)}"
-    if not PROTO_NAME_RE.match(str(name)):
+    if not PROTO_NAME_RE.fullmatch(str(name)):
         raise _err(node, f"{field}.name", name, "a BIRD protocol name: a letter, then letters, digits or _")
     multihop = raw.get("multihop")
     return {

@@ -61,7 +61,7 @@ def desired_rules(
     veth_prefix: str = naming.VETH_PREFIX,
     host_tcp_ports: Sequence[int] = DEFAULT_HOST_TCP_PORTS,
 ) -> Rules:
-    if not veth_prefix.isalnum() or not 1 <= len(veth_prefix) <= 4:
+    if not naming.is_veth_prefix(veth_prefix):
         raise FirewallError(f"veth_prefix {veth_prefix!r} must be 1-4 letters/digits")
     ports = []
     for index, port in enumerate(host_tcp_ports or ()):

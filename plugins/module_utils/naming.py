@@ -19,7 +19,20 @@ GATEWAY = "169.254.1.1"
 
 # A workload name and a namespace are DNS labels (as Kubernetes names are), so the
 # id "<namespace>.<name>" is unambiguous and the same string Calico hashes.
-LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Every pattern here is used with fullmatch (never match(...$): '$' also accepts a trailing newline).
+LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# The prefix of the host-side veth names: ASCII letters and digits, at most 4 (prefix + 11 = IFNAMSIZ - 1).
+VETH_PREFIX_RE = re.compile(r"[A-Za-z0-9]{1,4}")
+
+
+def is_label(value) -> bool:
+    """A DNS-1123 label (a workload name, a namespace, a pool name): the whole string, no trailing newline."""
+    return isinstance(value, str) and LABEL_RE.fullmatch(value) is not None
+
+
+def is_veth_prefix(value) -> bool:
+    """A veth name prefix: 1-4 ASCII letters or digits (it reaches nft and iptables rules)."""
+    return isinstance(value, str) and VETH_PREFIX_RE.fullmatch(value) is not None
 
 
 def workload_id(namespace: str, name: str) -> str:

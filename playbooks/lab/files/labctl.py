@@ -49,7 +49,7 @@ INIT = HERE / "guest-init.sh"
 UML = os.environ.get("L3LAB_UML", "/usr/bin/linux")
 BOOT_TIMEOUT = 60.0
 DISK_SIZE = "1G"  # sparse: a converged guest uses a few MB of it
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
+NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?")
 
 # Run in the guest's private mount namespace before exec'ing the kernel: the lab directory
 # stays writable, /dev/shm is private (the guest's memory file), every other mount read-only.
@@ -107,7 +107,7 @@ def plan(spec: dict) -> dict:
     nets: dict[str, ipaddress.IPv4Network] = {}
     guests = []
     for idx, (name, ip) in enumerate(hosts.items()):
-        if not NAME_RE.match(str(name)):
+        if not NAME_RE.fullmatch(str(name)):
             raise LabError(f"spec: host name {name!r} is not a DNS label of at most 32 characters")
         try:
             iface = ipaddress.IPv4Interface(str(ip))

@@ -197,6 +197,22 @@ def test_a_bad_password_is_refused_without_being_echoed():
     assert "calico_bgp_peers[0].password" in str(excinfo.value) and "cret" not in str(excinfo.value)
 
 
+def test_a_password_with_a_trailing_newline_is_refused_by_us_not_by_bird():
+    password = "mesh-key\n"
+    """A vaulted password with a trailing newline (an ``encrypt_string`` slip) used to pass: '$' accepts it."""
+    for settings, field in (({"mesh_password": password}, "calico_bgp_mesh_password"),
+                            ({"peers": [{"address": "10.0.0.1", "as": 1, "password": password}]},
+                             "calico_bgp_peers[0].password")):
+        with pytest.raises(BgpConfigError) as excinfo:
+            node_config(THREE, "a", settings)
+        assert field in str(excinfo.value) and "mesh-key" not in str(excinfo.value)
+
+
+def test_a_peer_name_with_a_trailing_newline_is_refused():
+    with pytest.raises(BgpConfigError, match=r"calico_bgp_peers\[0\]\.name='tor1\\n'"):
+        node_config(THREE, "a", {"peers": [{"address": "10.0.0.1", "as": 1, "name": "tor1\n"}]})
+
+
 def test_bad_ipam_data():
     with pytest.raises(BgpConfigError, match="host z: calico_ipam_result.nodes"):
         node_config(THREE, "z")

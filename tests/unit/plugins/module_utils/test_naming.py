@@ -1,5 +1,7 @@
 import hashlib
 
+import pytest
+
 from ansible_collections.l3.calico.plugins.module_utils import naming
 
 
@@ -21,3 +23,20 @@ def test_vxlan_mac_is_locally_administered_and_stable():
 def test_tunnel_handles_follow_calico():
     assert naming.tunnel_handle_id("ipip", "n1") == "ipip-tunnel-addr-n1"
     assert naming.tunnel_handle_id("vxlan", "n1") == "vxlan-tunnel-addr-n1"
+
+
+@pytest.mark.parametrize("good", ["web", "web-1", "a", "0", "a" * 63])
+def test_a_label_is_a_whole_dns_label(good):
+    assert naming.is_label(good)
+
+
+@pytest.mark.parametrize("bad", ["web\n", "blue\n", "\nweb", "Web", "web_1", "-web", "web-", "a" * 64, "", None, 5])
+def test_a_label_with_a_trailing_newline_or_anything_else_is_refused(bad):
+    """``re.match("...$")`` accepts ``"web\n"`` ('$' matches before a final newline): full matches only."""
+    assert not naming.is_label(bad)
+
+
+@pytest.mark.parametrize("bad", ["cal\n", "ca\u00b2", "toolong", "", "c-1", None])
+def test_a_veth_prefix_is_one_to_four_ascii_letters_or_digits(bad):
+    assert naming.is_veth_prefix("cali") and naming.is_veth_prefix("l3")
+    assert not naming.is_veth_prefix(bad)

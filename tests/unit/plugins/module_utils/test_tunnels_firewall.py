@@ -130,6 +130,15 @@ def test_sysctls_file_and_runtime(tmp_path):
     assert not sysctls.plan({"net.ipv4.ip_forward": True}, str(path), str(proc)).changed
     with pytest.raises(sysctls.SysctlError, match="does not exist"):
         sysctls.plan({"net.ipv4.nope": 1}, str(path), str(proc))
+    # a full match: '$' would accept the newline, and the key would reach the sysctl file as two lines
+    with pytest.raises(sysctls.SysctlError, match=r"net\.ipv4\.ip_forward\\n"):
+        sysctls.plan({"net.ipv4.ip_forward\n": 1}, str(path), str(proc))
+
+
+def test_firewall_veth_prefix_is_a_full_ascii_match():
+    for prefix in ("cal\n", "ca\u00b2"):
+        with pytest.raises(firewall.FirewallError, match="veth_prefix"):
+            firewall.desired_rules(POOLS, [], veth_prefix=prefix)
 
 
 def test_firewall_protects_the_hosts_bgp_port_unless_allowed():
