@@ -26,6 +26,7 @@ import ipaddress
 import re
 from typing import Any
 
+from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.naming import IPIP_DEVICE, VETH_PREFIX
 
 DEFAULT_AS = 64512
@@ -75,6 +76,13 @@ def _bool(node: str, field: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     raise _err(node, field, value, "must be a boolean (true or false)")
+
+
+def _node_name(node: Any, field: str, value: Any) -> str:
+    """A node name as it reaches bird.conf (comments, protocol descriptions): a DNS-1123 subdomain."""
+    if not naming.is_node_name(value):
+        raise _err(str(node), field, value, naming.NODE_NAME_REASON)
+    return value
 
 
 def _password(node: str, field: str, value: Any) -> str | None:
@@ -198,6 +206,11 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
     """
     settings = settings or {}
     nodes = ipam.get("nodes") or {}
+    if not isinstance(nodes, dict):
+        raise _err(node, "calico_ipam_result.nodes", nodes, "must be a mapping of node name to node")
+    _node_name(node, "inventory_hostname", node)
+    for name in nodes:
+        _node_name(name, "calico_ipam_result.nodes", name)
     if node not in nodes:
         raise _err(node, "calico_ipam_result.nodes", sorted(nodes), "this host is not a node of the IPAM result")
     me = nodes[node]
@@ -209,6 +222,7 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
     default_as = _int(node, "calico_bgp_as (default)", settings.get("default_as", my_as), 1, AS_MAX)
     node_as = {}
     for name, value in (settings.get("node_as") or {}).items():
+        _node_name(name, "calico_bgp_as (node)", name)
         node_as[name] = _int(name, "calico_bgp_as", value, 1, AS_MAX)
     node_as[node] = my_as
 
@@ -230,6 +244,7 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
     # Route reflectors: {node: cluster id}.
     reflectors = {}
     for name, cluster in (settings.get("route_reflectors") or {}).items():
+        _node_name(name, "calico_route_reflectors", name)
         if name not in nodes:
             raise _err(name, "calico_route_reflectors", name, "a route reflector must be a node of the IPAM result")
         if cluster in (None, ""):

@@ -310,6 +310,8 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw.get("name"):
             _fail(GROUP, "nodes[]", raw, "a node needs a name")
         host = raw["name"]
+        if not naming.is_node_name(host):
+            _fail(GROUP, "inventory_hostname", host, naming.NODE_NAME_REASON)
         _dict(host, "node", raw, NODE_KEYS)
         if host in out:
             _fail(host, "inventory_hostname", host, "the node appears twice")

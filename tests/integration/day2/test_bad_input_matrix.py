@@ -146,6 +146,11 @@ CASES = [
     ("bgp-password-newline", "calico_bgp role", bgp(calico_bgp_mesh_password=SECRET_NL), ["calico_bgp_mesh_password"]),
     ("bgp-not-a-node", "calico_bgp role", bgp(calico_ipam_result={**GOOD_IPAM, "nodes": {}}),
      ["calico_ipam_result.nodes", "not a node"]),
+    # a node name that is not a DNS-1123 subdomain never reaches bird.conf (it would be a protocol there)
+    ("bgp-node-name", "calico_bgp role",
+     bgp(calico_ipam_result={**GOOD_IPAM, "nodes": {**GOOD_IPAM["nodes"], "n2\n  protocol static evil { ipv4; }": {
+         **GOOD_IPAM["nodes"][HOST], "ip": "192.168.77.11", "blocks": []}}}),
+     ["calico_ipam_result.nodes", "protocol static evil", "DNS-1123"]),
     ("bgp-service-manager", "calico_bgp role (argument spec)", bgp(calico_bgp_service_manager="runit"),
      ["calico_bgp_service_manager", "runit"]),
     ("workloads-role-rp-filter", "calico_workloads role (argument spec)",
