@@ -42,7 +42,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     IpamConfig,
     StateError,
 )
-from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamState, Store
+from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamState, Store, check_state
 
 T = TypeVar("T")
 
@@ -155,9 +155,11 @@ def state_from_kvs(kvs: dict[str, bytes], prefix: str = "", origin: str = "etcd"
                 state.pools[ident] = spec
                 resources[key] = value
         except StateError as exc:
-            raise StateError(f"{origin}: key {key}: {exc}") from None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise StateError(f"{origin}: key {key}: malformed ({type(exc).__name__}: {exc})") from None
+            raise StateError(f"{origin}: key {key}: {exc}; refusing to plan on it") from None
+    try:
+        check_state(state)  # the same check as the file's (ipam_store.check_state)
+    except StateError as exc:
+        raise StateError(f"{origin}: {exc}; refusing to plan on it") from None
     return state, resources
 
 

@@ -26,6 +26,11 @@ LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 VETH_PREFIX_RE = re.compile(r"[A-Za-z0-9]{1,4}")
 
 
+# An IPAM handle id (``l3-workload.<ns>.<name>``, ``ipip-tunnel-addr-<node>``, Calico's
+# ``k8s-pod-network.<container id>``): it is an etcd key's last part, so no '/'.
+SAFE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
 def is_label(value) -> bool:
     """A DNS-1123 label (a workload name, a namespace, a pool name): the whole string, no trailing newline."""
     return isinstance(value, str) and LABEL_RE.fullmatch(value) is not None
