@@ -121,6 +121,7 @@ CASES = [
      ["workloads[0]", "ip", "172.17.0"]),
     ("firewall-workload-no-id", "firewall", fw(workloads=[{"ip": "172.17.0.5"}]), ["workloads[0]", "id", "name"]),
     ("firewall-backend", "firewall", fw(backend="pf"), ["backend", "pf"]),
+    ("firewall-node-address", "firewall", fw(node_addresses=["192.168.77.300"]), ["node_addresses[0]", "192.168.77.300"]),
     ("firewall-veth-prefix", "firewall", fw(veth_prefix="toolong"), ["veth_prefix", "toolong"]),
     ("sysctl-bad-key", "sysctls", sysctl({"net..ipv4": 1}), ["net..ipv4"]),
     ("sysctl-unknown-key", "sysctls", sysctl({"net.ipv4.l3tday2_nope": 1}), ["net.ipv4.l3tday2_nope", "does not exist"]),
