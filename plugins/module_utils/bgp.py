@@ -26,6 +26,7 @@ import ipaddress
 import re
 from typing import Any
 
+from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.naming import IPIP_DEVICE, VETH_PREFIX
 
 DEFAULT_AS = 64512
@@ -33,8 +34,8 @@ AS_MAX = 4294967295
 DEFAULT_RESTART_TIME = 120  # BIRD's graceful restart time, Calico's BGPPeer maxRestartTime
 # TCP-MD5 keys are at most 80 bytes (TCP_MD5SIG_MAXKEYLEN); BIRD strings cannot hold '"' or '\'.
 PASSWORD_MAX = 80
-PASSWORD_RE = re.compile(r'^[^"\\\x00-\x1f\x7f]+$')
-PROTO_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+PASSWORD_RE = re.compile(r'[^"\\\x00-\x1f\x7f]+')
+PROTO_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 
 class BgpConfigError(ValueError):
@@ -77,11 +78,18 @@ def _bool(node: str, field: str, value: Any) -> bool:
     raise _err(node, field, value, "must be a boolean (true or false)")
 
 
+def _node_name(node: Any, field: str, value: Any) -> str:
+    """A node name as it reaches bird.conf (comments, protocol descriptions): a DNS-1123 subdomain."""
+    if not naming.is_node_name(value):
+        raise _err(str(node), field, value, naming.NODE_NAME_REASON)
+    return value
+
+
 def _password(node: str, field: str, value: Any) -> str | None:
     if value is None or value == "":
         return None
     text = str(value)
-    if len(text.encode("utf-8")) > PASSWORD_MAX or not PASSWORD_RE.match(text):
+    if len(text.encode("utf-8")) > PASSWORD_MAX or not PASSWORD_RE.fullmatch(text):
         # Never echo a secret: name the field only.
         raise BgpConfigError(
             f"host {node}: {field}: a TCP-MD5 password must be 1..{PASSWORD_MAX} bytes "
@@ -158,7 +166,7 @@ def _peer_entry(node: str, field: str, raw: Any, kind: str) -> dict:
     address = _ipv4(node, f"{field}.address", raw.get("address"))
     peer_as = _int(node, f"{field}.as", raw.get("as"), 1, AS_MAX)
     name = raw.get("name") or f"{kind}_{proto_suffix(address)}"
-    if not PROTO_NAME_RE.match(str(name)):
+    if not PROTO_NAME_RE.fullmatch(str(name)):
         raise _err(node, f"{field}.name", name, "a BIRD protocol name: a letter, then letters, digits or _")
     multihop = raw.get("multihop")
     return {
@@ -198,6 +206,11 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
     """
     settings = settings or {}
     nodes = ipam.get("nodes") or {}
+    if not isinstance(nodes, dict):
+        raise _err(node, "calico_ipam_result.nodes", nodes, "must be a mapping of node name to node")
+    _node_name(node, "inventory_hostname", node)
+    for name in nodes:
+        _node_name(name, "calico_ipam_result.nodes", name)
     if node not in nodes:
         raise _err(node, "calico_ipam_result.nodes", sorted(nodes), "this host is not a node of the IPAM result")
     me = nodes[node]
@@ -209,6 +222,7 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
     default_as = _int(node, "calico_bgp_as (default)", settings.get("default_as", my_as), 1, AS_MAX)
     node_as = {}
     for name, value in (settings.get("node_as") or {}).items():
+        _node_name(name, "calico_bgp_as (node)", name)
         node_as[name] = _int(name, "calico_bgp_as", value, 1, AS_MAX)
     node_as[node] = my_as
 
@@ -230,6 +244,7 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
     # Route reflectors: {node: cluster id}.
     reflectors = {}
     for name, cluster in (settings.get("route_reflectors") or {}).items():
+        _node_name(name, "calico_route_reflectors", name)
         if name not in nodes:
             raise _err(name, "calico_route_reflectors", name, "a route reflector must be a node of the IPAM result")
         if cluster in (None, ""):

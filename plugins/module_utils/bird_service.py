@@ -58,7 +58,12 @@ def gid_of(group: str) -> int:
 
 @dataclass
 class FileSpec:
-    """What a path should be: a directory, a file with content, or absent (content None, not dir)."""
+    """What a path should be: a directory, a file with content, or absent (content None, not dir).
+
+    A directory gets its mode and owner only when this module creates it: an existing one is never
+    changed (``calico_bgp_config_file: /etc/bird.conf`` must not make ``/etc`` 0750 root:bird, nor
+    ``calico_bgp_pid_file: /run/bird.pid`` make ``/run`` bird's).
+    """
 
     path: str
     mode: int
@@ -82,7 +87,8 @@ class FileSpec:
 
 def plan_path(spec: FileSpec) -> FileSpec:
     try:
-        st = os.lstat(spec.path)
+        # a directory may be reached through a link (/var/run -> /run); a file is never followed
+        st = os.stat(spec.path) if spec.directory else os.lstat(spec.path)
     except FileNotFoundError:
         st = None
     spec.exists = st is not None
@@ -95,10 +101,11 @@ def plan_path(spec: FileSpec) -> FileSpec:
     if st is None:
         spec.write = True
         return spec
-    if not spec.directory:
-        with open(spec.path, "rb") as fh:
-            spec.before = fh.read()
-        spec.write = spec.before != spec.content
+    if spec.directory:
+        return spec  # it exists: not ours to change (see FileSpec)
+    with open(spec.path, "rb") as fh:
+        spec.before = fh.read()
+    spec.write = spec.before != spec.content
     spec.attrs = not spec.write and (
         stat.S_IMODE(st.st_mode) != spec.mode
         or (spec.uid != -1 and st.st_uid != spec.uid)
@@ -144,10 +151,16 @@ def apply_path(spec: FileSpec) -> None:
     if spec.remove:
         os.unlink(spec.path)
     elif spec.directory:
-        if spec.write:
-            os.makedirs(spec.path, mode=spec.mode, exist_ok=True)
-        os.chown(spec.path, spec.uid, spec.gid)
-        os.chmod(spec.path, spec.mode)
+        if spec.write:  # only a directory this run creates gets our mode and owner
+            parent = os.path.dirname(spec.path)
+            if parent:
+                os.makedirs(parent, exist_ok=True)  # missing parents: the system's defaults
+            try:
+                os.mkdir(spec.path, spec.mode)
+            except FileExistsError:
+                return  # created meanwhile by someone else: not ours either
+            os.chown(spec.path, spec.uid, spec.gid)
+            os.chmod(spec.path, spec.mode)
     elif spec.write:
         write_atomic(spec.path, spec.content or b"", spec.mode, spec.uid, spec.gid)
     elif spec.attrs:

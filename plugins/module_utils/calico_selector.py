@@ -44,9 +44,15 @@ class SelectorError(ValueError):
         super().__init__(f"{message} at position {position} of {selector!r}")
 
 
+# Parentheses and '!' nest by recursion (here and in the compiled predicate): bounded, with a named error,
+# long before Python's own recursion limit (a selector 2,000 deep used to raise RecursionError).
+MAX_DEPTH = 64
+
+
 class _Parser:
     def __init__(self, text: str):
         self.text = text
+        self.depth = 0
         self.tokens: list[tuple[str, str, int]] = []
         pos = 0
         while pos < len(text):
@@ -109,19 +115,30 @@ class _Parser:
             return terms[0]
         return lambda labels: all(t(labels) for t in terms)
 
+    def nest(self) -> None:
+        """One level deeper ('(' or '!'): refused past MAX_DEPTH."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise SelectorError(self.text, self.peek()[2],
+                                f"nested more than {MAX_DEPTH} deep (parentheses and '!' together)")
+
     def unary(self) -> Predicate:
         if self.peek()[:2] == ("op", "!"):
+            self.nest()
             self.take()
             inner = self.unary()
+            self.depth -= 1
             return lambda labels: not inner(labels)
         return self.primary()
 
     def primary(self) -> Predicate:
         kind, value, _ = self.peek()
         if (kind, value) == ("op", "("):
+            self.nest()
             self.take()
             inner = self.expr()
             self.expect(")", "')'")
+            self.depth -= 1
             return inner
         if kind != "word":
             self.fail("a label name, 'all()', 'has(...)', '!' or '('")

@@ -8,6 +8,11 @@
   is not that workload's address is dropped, so a workload cannot impersonate another.
 - Host protection: TCP to the host's own BGP port (179, BIRD) from a workload veth is dropped, so a
   workload cannot open a BGP session with the host or probe it (``host_tcp_ports``; empty allows it).
+- Node protection (the forward path): TCP to the same ports of ANY node's address (``node_addresses``:
+  the IPAM result's node and tunnel addresses) from a workload veth is dropped before routing
+  (prerouting), and workload traffic to a node address is never masqueraded. Otherwise a workload's
+  BGP session towards another node, masqueraded to its host's address by natOutgoing, replaces the
+  host's own session there and injects the workload's routes.
 
 Everything lives in objects of the project's own: nftables table ``ip l3calico`` (replaced
 atomically in one transaction), or iptables-legacy chains ``L3CALICO-ANTISPOOF`` (mangle) and
@@ -53,6 +58,20 @@ class Rules:
     sources: List[Tuple[str, str]]  # (host veth, workload address)
     veth_prefix: str
     host_tcp_ports: List[int] = field(default_factory=list)  # host ports workloads may not reach
+    node_addresses: List[str] = field(default_factory=list)  # every node's addresses (forward path, no NAT)
+
+
+def node_addresses(nodes: Mapping) -> List[str]:
+    """The addresses of every node of the IPAM result: its underlay address and its tunnel addresses."""
+    out = set()
+    for name, entry in (nodes or {}).items():
+        if not isinstance(entry, Mapping):
+            raise FirewallError(f"nodes.{name}: expected a mapping, got {entry!r}")
+        tunnels = entry.get("tunnels") or {}
+        for address in (entry.get("ip"), tunnels.get("ipip"), tunnels.get("vxlan")):
+            if address:
+                out.add(str(address))
+    return sorted(out)  # checked and ordered by desired_rules
 
 
 def desired_rules(
@@ -60,8 +79,9 @@ def desired_rules(
     workloads: Sequence[Mapping],
     veth_prefix: str = naming.VETH_PREFIX,
     host_tcp_ports: Sequence[int] = DEFAULT_HOST_TCP_PORTS,
+    node_addresses: Sequence[str] = (),
 ) -> Rules:
-    if not veth_prefix.isalnum() or not 1 <= len(veth_prefix) <= 4:
+    if not naming.is_veth_prefix(veth_prefix):
         raise FirewallError(f"veth_prefix {veth_prefix!r} must be 1-4 letters/digits")
     ports = []
     for index, port in enumerate(host_tcp_ports or ()):
@@ -87,8 +107,14 @@ def desired_rules(
         except ValueError:
             raise FirewallError(f"workloads[{index}] ({wid}): ip {w.get('ip')!r} is not an IPv4 address") from None
         sources.append((naming.veth_name(wid, veth_prefix), ip))
+    nodes = set()
+    for index, address in enumerate(node_addresses or ()):
+        try:
+            nodes.add(str(ipaddress.IPv4Address(str(address).split("/")[0] if isinstance(address, str) else address)))
+        except ValueError:
+            raise FirewallError(f"node_addresses[{index}]: {address!r} is not an IPv4 address") from None
     return Rules(sorted(nat_pools, key=_key), sorted(all_pools, key=_key), sorted(sources), veth_prefix,
-                 sorted(set(ports)))
+                 sorted(set(ports)), sorted(nodes, key=ipaddress.IPv4Address))
 
 
 def _key(cidr: str):
@@ -115,13 +141,16 @@ def render_nft(rules: Rules) -> str:
         "  set workload-sources {\n    type ifname . ipv4_addr;\n"
         + elements(f'"{veth}" . {ip}' for veth, ip in rules.sources)
         + "  }\n"
+        "  set node-addresses {\n    type ipv4_addr;\n" + elements(rules.node_addresses) + "  }\n"
         "  chain antispoof {\n"
         "    type filter hook prerouting priority raw; policy accept;\n"
-        f'    iifname "{rules.veth_prefix}*" iifname . ip saddr != @workload-sources counter drop\n'
+        + (f'    iifname "{rules.veth_prefix}*" ip daddr @node-addresses tcp dport '
+           f'{{ {", ".join(str(p) for p in rules.host_tcp_ports)} }} counter drop\n' if rules.host_tcp_ports else "")
+        + f'    iifname "{rules.veth_prefix}*" iifname . ip saddr != @workload-sources counter drop\n'
         "  }\n"
         "  chain nat-outgoing {\n"
         "    type nat hook postrouting priority srcnat; policy accept;\n"
-        "    ip saddr @nat-pools ip daddr != @all-pools counter masquerade fully-random\n"
+        "    ip saddr @nat-pools ip daddr != @all-pools ip daddr != @node-addresses counter masquerade fully-random\n"
         "  }\n"
         "  chain host-protect {\n"
         "    type filter hook input priority filter; policy accept;\n"
@@ -134,9 +163,13 @@ def render_nft(rules: Rules) -> str:
 
 def iptables_rules(rules: Rules) -> Dict[str, List[str]]:
     """Our chains' rules per table, exactly as ``iptables-save`` prints them."""
-    antispoof = [f"-A {ANTISPOOF_CHAIN} -s {ip}/32 -i {veth} -j RETURN" for veth, ip in rules.sources]
+    # first: no workload reaches a node's BGP port (before the RETURN of its own address)
+    antispoof = [f"-A {ANTISPOOF_CHAIN} -d {address}/32 -i {rules.veth_prefix}+ -p tcp -m tcp --dport {port} -j DROP"
+                 for address in rules.node_addresses for port in rules.host_tcp_ports]
+    antispoof += [f"-A {ANTISPOOF_CHAIN} -s {ip}/32 -i {veth} -j RETURN" for veth, ip in rules.sources]
     antispoof.append(f"-A {ANTISPOOF_CHAIN} -i {rules.veth_prefix}+ -j DROP")
     nat = [f"-A {NAT_CHAIN} -d {cidr} -j RETURN" for cidr in rules.all_pools]
+    nat += [f"-A {NAT_CHAIN} -d {address}/32 -j RETURN" for address in rules.node_addresses]
     nat += [f"-A {NAT_CHAIN} -s {cidr} -j MASQUERADE --random-fully" for cidr in rules.nat_pools]
     host = [f"-A {HOST_CHAIN} -i {rules.veth_prefix}+ -p tcp -m tcp --dport {port} -j DROP" for port in rules.host_tcp_ports]
     return {ANTISPOOF_TABLE: antispoof, "nat": nat, "filter": host}
@@ -337,9 +370,10 @@ def prepare(
     state_file: str = DEFAULT_STATE_FILE,
     runner: iproute.Runner = iproute.subprocess_runner,
     host_tcp_ports: Sequence[int] = DEFAULT_HOST_TCP_PORTS,
+    node_addresses: Sequence[str] = (),
 ) -> Plan:
     """Validate input, pick the backend, read and plan (changes nothing); raises FirewallError."""
-    rules = desired_rules(pools, workloads, veth_prefix, host_tcp_ports)
+    rules = desired_rules(pools, workloads, veth_prefix, host_tcp_ports, node_addresses)
     chosen = detect_backend(runner, backend)
     recorded = _read_record(state_file)
     the_plan = plan(rules, chosen, read_nft(runner), read_iptables(runner), recorded)
@@ -367,8 +401,9 @@ def converge(
     check_mode: bool = False,
     runner: iproute.Runner = iproute.subprocess_runner,
     host_tcp_ports: Sequence[int] = DEFAULT_HOST_TCP_PORTS,
+    node_addresses: Sequence[str] = (),
 ) -> Plan:
-    the_plan = prepare(pools, workloads, backend, veth_prefix, state_file, runner, host_tcp_ports)
+    the_plan = prepare(pools, workloads, backend, veth_prefix, state_file, runner, host_tcp_ports, node_addresses)
     if not check_mode:
         commit(runner, the_plan, state_file)
     return the_plan

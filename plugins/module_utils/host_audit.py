@@ -27,7 +27,6 @@ from typing import Iterable, Mapping, Optional
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
 
-SITE = "ansible-playbook -i INVENTORY playbooks/site.yml --limit {node}"
 NOT_FORWARDING = ("blackhole", "unreachable", "prohibit", "throw")
 TUNNEL_DEVICES = (("ipip", naming.IPIP_DEVICE, "IPIP"), ("vxlan", naming.VXLAN_DEVICE, "VXLAN"))
 
@@ -125,7 +124,7 @@ def audit_routes(node: str, ipam: dict, routes: list, veth_prefix: str = "cali",
     if not bgp:
         speakers.discard(node)
     pools = {name: (ipaddress.IPv4Network(p["cidr"]), p) for name, p in (ipam.get("pools") or {}).items()}
-    site = SITE.format(node=node)
+    site = naming.run_site(node)
     found = []
 
     def pool_of(net):
@@ -244,7 +243,7 @@ def audit_routes(node: str, ipam: dict, routes: list, veth_prefix: str = "cali",
 
 def _check(node: str, target: str, net, what: str, want: Expect, routes: list, block_owner: str = None) -> list:
     """A missing or misdirected route to ``net`` (held by ``target``) as a problem with its fix."""
-    site = SITE.format(node=node)
+    site = naming.run_site(node)
     dst = str(net) if net.prefixlen < 32 else f"{net.network_address}/32"
     if want.by == "vxlan":
         command = f"ip route replace {dst} via {want.gateway}{' dev ' + want.dev if want.dev else ''}" + (
@@ -252,7 +251,7 @@ def _check(node: str, target: str, net, what: str, want: Expect, routes: list, b
         fix = f"{site}   (l3.calico.tunnels programs it; or on {node}: {command})"
         why = "vxlan.calico not converged" if want.dev else "the tunnels module not run"
     else:
-        fix = (f"{SITE.format(node=node + ',' + target)}   (BIRD on {target} announces it: on {target} and {node}, "
+        fix = (f"{naming.run_site(node, target)}   (BIRD on {target} announces it: on {target} and {node}, "
                f"birdc show route {dst} all; birdc show protocols)")
         why = f"a BGP session down, or {target}'s BIRD stopped"
     if not routes:
@@ -277,7 +276,7 @@ def audit_tunnels(node: str, ipam: dict, links: list) -> list:
         return []
     pools = [ipaddress.IPv4Network(p["cidr"]) for p in (ipam.get("pools") or {}).values()]
     by_name = {link.get("ifname"): link for link in links}
-    site = SITE.format(node=node)
+    site = naming.run_site(node)
     found = []
     for kind, dev, label in TUNNEL_DEVICES:
         want = _addr((me.get("tunnels") or {}).get(kind))

@@ -25,6 +25,7 @@ others (no address held twice, none without its handle), and the next run's plan
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Callable, TypeVar
 
@@ -42,7 +43,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     IpamConfig,
     StateError,
 )
-from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamState, Store
+from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamState, Store, check_state
 
 T = TypeVar("T")
 
@@ -155,9 +156,11 @@ def state_from_kvs(kvs: dict[str, bytes], prefix: str = "", origin: str = "etcd"
                 state.pools[ident] = spec
                 resources[key] = value
         except StateError as exc:
-            raise StateError(f"{origin}: key {key}: {exc}") from None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise StateError(f"{origin}: key {key}: malformed ({type(exc).__name__}: {exc})") from None
+            raise StateError(f"{origin}: key {key}: {exc}; refusing to plan on it") from None
+    try:
+        check_state(state)  # the same check as the file's (ipam_store.check_state)
+    except StateError as exc:
+        raise StateError(f"{origin}: {exc}; refusing to plan on it") from None
     return state, resources
 
 
@@ -211,6 +214,11 @@ class EtcdStore(Store):
         self.last_load_seconds = 0.0
         self.last_write_seconds = 0.0
 
+    def _keep_alive(self, lease: str) -> "LeaseKeeper":
+        keeper = LeaseKeeper(kv.EtcdKV(self.settings), lease, self.LOCK_TTL)
+        keeper.start()
+        return keeper
+
     def read(self) -> tuple[kv.Snapshot, IpamState, dict]:
         """One consistent snapshot: the IPAM tree and the pools at the same revision."""
         snap = self.kv.read_prefix(self.prefix + kv.ROOT + "/")
@@ -233,6 +241,7 @@ class EtcdStore(Store):
         self._committed = 0
         lock_key = self.prefix + kv.WRITE_LOCK_KEY
         lock: tuple[str, str] | None = None          # (token, lease) while we hold the writer lock
+        keeper: LeaseKeeper | None = None            # refreshes the lock's lease for as long as we hold it
         try:
             attempt = 0
             while attempt < self.settings.retries:
@@ -247,14 +256,13 @@ class EtcdStore(Store):
                 txns = self._plan_writes(state, snap, resources)
                 if len(txns) > 1 and lock is None:
                     lock = self._guarded(lambda: self._take_lock(lock_key))
+                    keeper = self._keep_alive(lock[1])  # from now: the reload and plan may outlast the TTL
                     continue                    # read and plan again under the lock
                 guard = kv.lock_free(lock_key) if lock is None else kv.lock_mine(lock_key, lock[0])
                 done = 0
-                refreshed = time.monotonic()
                 for txn in txns:
-                    if lock is not None and time.monotonic() - refreshed > self.LOCK_TTL / 3:
-                        self._guarded(lambda: self.kv.keepalive(lock[1]))
-                        refreshed = time.monotonic()
+                    if keeper is not None and keeper.lost:
+                        break
                     if not self._guarded(lambda txn=txn: self.kv.txn(txn.compares + [guard], txn.ops)):
                         break
                     done += 1
@@ -265,15 +273,22 @@ class EtcdStore(Store):
                 if done == len(txns):
                     return result
                 holder = self._guarded(lambda: self.kv.get(lock_key))
+                if lock is not None and (keeper.lost or holder != lock[0].encode()):
+                    # Not other writers: our lease ran out under us. Say so, and what was written.
+                    keeper.stop()
+                    raise EtcdConflictError(
+                        f"etcd {','.join(self.settings.endpoints)}: this run lost the IPAM writer lock ({lock_key}): "
+                        f"{keeper.lost or 'its key is gone or holds another token'} (lease {lock[1]}, "
+                        f"TTL {self.LOCK_TTL}s); {_written(self._committed)}")
                 if lock is None and holder is not None:
                     self._guarded(lambda: self._wait_lock(lock_key))   # not a conflict: wait our turn
                     continue
-                if lock is not None and holder != lock[0].encode():
-                    lock = None                 # our lease ran out: take the lock again next time
                 self.conflicts += 1
                 kv.backoff(attempt)
                 attempt += 1
         finally:
+            if keeper is not None:
+                keeper.stop()
             if lock is not None:
                 self._release_lock(lock_key, *lock)
         raise EtcdConflictError(
@@ -337,6 +352,33 @@ class EtcdStore(Store):
             self.kv.revoke(lease)
         except EtcdError:
             pass  # etcd frees it when the lease expires
+
+
+class LeaseKeeper(threading.Thread):
+    """Refreshes an etcd lease every third of its TTL until stopped (its own connection: the planning
+    thread keeps using the store's). ``lost`` says why it could not, once it could not."""
+
+    def __init__(self, client: "kv.EtcdKV", lease: str, ttl: float):
+        super().__init__(name=f"etcd-lease-{lease}", daemon=True)
+        self.client, self.lease, self.ttl = client, lease, ttl
+        self.lost: str | None = None
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.ttl / 3):
+            try:
+                left = self.client.keepalive(self.lease)
+            except EtcdError as exc:
+                self.lost = f"its lease could not be refreshed ({exc})"
+                return
+            if left <= 0:
+                self.lost = "its lease expired before it could be refreshed (etcd answered TTL 0)"
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        if self is not threading.current_thread() and self.is_alive():
+            self.join(timeout=self.ttl)
 
 
 def _written(committed: int) -> str:

@@ -163,7 +163,7 @@ def _bool(host, field, value, default):
 
 
 def _label(host, field, value, what):
-    if not isinstance(value, str) or not naming.LABEL_RE.match(value):
+    if not naming.is_label(value):
         _fail(host, field, value, f"{what} must be a DNS label (lower-case letters, digits and '-', at most 63)")
     return value
 
@@ -187,7 +187,7 @@ def validate_pools(pools) -> list:
         where = f"calico_pools[{i}]"
         _dict(GROUP, where, raw, POOL_KEYS)
         name = raw.get("name")
-        if not isinstance(name, str) or not naming.LABEL_RE.match(name):
+        if not naming.is_label(name):
             _fail(GROUP, f"{where}.name", name, "a pool needs a name that is a DNS label")
         if name in names:
             _fail(GROUP, f"{where}.name", name, "two pools have this name")
@@ -304,12 +304,14 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
     owners: dict = {}  # workload id -> node
     requested: dict = {}  # address -> (node, field)
     ns_ok: set = set()
-    label_ok = naming.LABEL_RE.match
+    label_ok = naming.LABEL_RE.fullmatch  # hot loop: the compiled pattern itself
     handle_id = naming.handle_id
     for raw in nodes:
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw.get("name"):
             _fail(GROUP, "nodes[]", raw, "a node needs a name")
         host = raw["name"]
+        if not naming.is_node_name(host):
+            _fail(GROUP, "inventory_hostname", host, naming.NODE_NAME_REASON)
         _dict(host, "node", raw, NODE_KEYS)
         if host in out:
             _fail(host, "inventory_hostname", host, "the node appears twice")

@@ -246,32 +246,48 @@ class Block:
 
     @classmethod
     def from_json(cls, value: dict) -> Block:
+        """The block as stored; only its shape is checked here (every value: ``ipam_store.check_state``)."""
+        if not isinstance(value, dict):
+            raise StateError(f"an AllocationBlock is not an object: {value!r}")
+        cidr = value.get("cidr")
         try:
-            cidr = value["cidr"]
             base, prefix = parse_cidr(cidr)
-            block = cls.__new__(cls)
-            block.cidr, block.base, block.prefix = cidr, base, prefix
-            block.affinity = value.get("affinity")
-            block.allocations = list(value["allocations"])
-            block.unallocated = list(value["unallocated"])
-            block.attributes = list(value.get("attributes") or [])
-            block.sequence_number = int(value.get("sequenceNumber", 0))
-            block.deleted = bool(value.get("deleted", False))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StateError(f"AllocationBlock {value.get('cidr') if isinstance(value, dict) else value!r}: {exc}") from None
+        except ValueError as exc:
+            raise StateError(f"block {cidr!r}: cidr={cidr!r}: {exc}") from None
+        block = cls.__new__(cls)
+        block.cidr, block.base, block.prefix = cidr, base, prefix
+        for name in ("allocations", "unallocated", "attributes"):
+            field = value.get(name, [] if name == "attributes" else None)
+            if name == "attributes" and field is None:
+                field = []
+            if type(field) is not list:
+                raise StateError(f"block {cidr}: {name}={field!r}: must be a list")
+        block.affinity = value.get("affinity")
+        block.allocations = list(value["allocations"])
+        block.unallocated = list(value["unallocated"])
+        block.attributes = list(value.get("attributes") or [])
+        block.sequence_number = value.get("sequenceNumber", 0)
+        block.deleted = value.get("deleted", False)
         known = {"cidr", "affinity", "allocations", "unallocated", "attributes", "sequenceNumber", "deleted"}
         block.extra = {k: v for k, v in value.items() if k not in known}
         size = 1 << (32 - prefix)
         if len(block.allocations) != size:
-            raise StateError(f"AllocationBlock {cidr}: {len(block.allocations)} allocations for {size} addresses")
+            raise StateError(f"block {cidr}: allocations: {len(block.allocations)} entries for {size} addresses")
         attrs = block.attributes
         used = [(ordinal, index) for ordinal, index in enumerate(block.allocations) if index is not None]
         nattr = len(attrs)
         for ordinal, index in used:
             if type(index) is not int or not 0 <= index < nattr:
-                raise StateError(f"AllocationBlock {cidr}: ordinal {ordinal} points at attribute {index!r}")
-        # first ordinal of each handle wins: build from the last one backwards
-        by_handle = {attrs[index].get("handle_id"): ordinal for ordinal, index in reversed(used)}
+                raise StateError(f"block {cidr}: allocations[{ordinal}]={index!r}: points at no attribute "
+                                 f"(there are {nattr})")
+        # first ordinal of each handle wins: build from the last one backwards (an attribute that is not
+        # an object with a string handle_id is left out here and refused by ipam_store.check_state)
+        by_handle = {}
+        for ordinal, index in reversed(used):
+            attr = attrs[index]
+            handle_id = attr.get("handle_id") if type(attr) is dict else None
+            if type(handle_id) is str:
+                by_handle[handle_id] = ordinal
         block.by_handle = by_handle
         return block
 
@@ -291,7 +307,7 @@ class Affinity:
     def from_json(cls, value: dict) -> Affinity:
         if not isinstance(value, dict) or "state" not in value:
             raise StateError(f"BlockAffinity value {value!r} has no state")
-        return cls(value["state"], bool(value.get("deleted", False)))
+        return cls(value["state"], value.get("deleted", False))  # values checked by ipam_store.check_state
 
     def __eq__(self, other):
         return isinstance(other, Affinity) and (self.state, self.deleted) == (other.state, other.deleted)
@@ -321,7 +337,7 @@ class Handle:
     def from_json(cls, value: dict) -> Handle:
         if not isinstance(value, dict) or not isinstance(value.get("block"), dict):
             raise StateError(f"IPAMHandle value {value!r} has no block map")
-        return cls(dict(value["block"]), bool(value.get("deleted", False)))
+        return cls(dict(value["block"]), value.get("deleted", False))  # values checked by ipam_store.check_state
 
 
 class IpamConfig:
@@ -351,8 +367,9 @@ class IpamConfig:
     def from_json(cls, value: dict) -> IpamConfig:
         if not isinstance(value, dict):
             raise StateError(f"IPAMConfig value {value!r} is not an object")
-        return cls(bool(value.get("strict_affinity", False)), bool(value.get("auto_allocate_blocks", True)),
-                   int(value.get("maxBlocksPerHost", 0)))
+        # as stored: ipam_store.check_state refuses what is not a boolean / an integer >= 0
+        return cls(value.get("strict_affinity", False), value.get("auto_allocate_blocks", True),
+                   value.get("maxBlocksPerHost", 0))
 
     def __eq__(self, other):
         return isinstance(other, IpamConfig) and self.to_json() == other.to_json()

@@ -104,6 +104,58 @@ def tunnel_kinds(pool: Pool) -> tuple:
     return tuple(kinds)
 
 
+class FreeBlocks:
+    """The unclaimed block indexes of a pool as sorted, disjoint, inclusive intervals.
+
+    ``next_from(start)`` (the first free index at or after ``start``, wrapping around) costs one bisect,
+    ``take`` and ``give`` one bisect and a list insert: claiming is O(log n) per block, however full the
+    pool, and a full pool answers None at once.
+    """
+
+    __slots__ = ("starts", "ends", "count")
+
+    def __init__(self, total: int, taken, excluded=()):
+        """``total`` indexes, minus the ``taken`` ones (any iterable) and the ``excluded`` (lo, hi) ranges."""
+        cuts = sorted([(i, i) for i in taken] + [r for r in excluded if r[0] <= r[1]])
+        self.starts, self.ends = [], []
+        position = 0
+        for lo, hi in cuts:
+            if lo > position:
+                self.starts.append(position)
+                self.ends.append(lo - 1)
+            position = max(position, hi + 1)
+        if position < total:
+            self.starts.append(position)
+            self.ends.append(total - 1)
+        self.count = sum(e - s + 1 for s, e in zip(self.starts, self.ends))
+
+    def next_from(self, start: int) -> int | None:
+        starts = self.starts
+        if not starts:
+            return None
+        i = bisect.bisect_right(starts, start) - 1
+        if i >= 0 and self.ends[i] >= start:
+            return start
+        return starts[i + 1] if i + 1 < len(starts) else starts[0]
+
+    def take(self, index: int) -> None:
+        i = bisect.bisect_right(self.starts, index) - 1
+        if i < 0 or self.ends[i] < index:
+            return  # not free (claimed by a request for that very block)
+        lo, hi = self.starts[i], self.ends[i]
+        if lo == hi:
+            del self.starts[i], self.ends[i]
+        elif index == lo:
+            self.starts[i] = lo + 1
+        elif index == hi:
+            self.ends[i] = hi - 1
+        else:
+            self.ends[i] = index - 1
+            self.starts.insert(i + 1, index + 1)
+            self.ends.insert(i + 1, hi)
+        self.count -= 1
+
+
 class Planner:
     def __init__(self, desired: Desired, state: IpamState):
         self.d = desired
@@ -115,6 +167,10 @@ class Planner:
         self._reserved_cache: dict = {}
         self._seed_cache: dict = {}
         self._draining = False
+        # per pool, built at the first claim or borrow (after every release and deletion of the run):
+        self._free: dict = {}  # pool name -> FreeBlocks (unclaimed, not fully reserved)
+        self._borrowable: dict = {}  # pool name -> sorted indexes of claimed blocks that may have room
+        self._full_prefix: dict = {}  # node -> how many of its first blocks (claim order) are full
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> Report:
@@ -247,7 +303,6 @@ class Planner:
             block = s.blocks.get(cidr)
             if aff.state == "confirmed" and block is not None and block.affinity == AFFINITY_PREFIX + node:
                 self.node_blocks.setdefault(node, []).append(cidr)
-        self._sorted_claimed: dict = {}
 
     def eligible(self, node: Node, namespace: str | None, pool_name: str | None, kind: str | None = None,
                  keep: bool = False) -> list:
@@ -526,7 +581,8 @@ class Planner:
         pool = self.block_pool.pop(cidr, None)
         if pool is not None:
             self.claimed[pool.name].discard(pool.block_index(block.base))
-            self._sorted_claimed.pop(pool.name, None)
+            self._free.pop(pool.name, None)  # rebuilt at the next claim
+            self._borrowable.pop(pool.name, None)
 
     # ------------------------------------------------------------------ step 4
     def _allocate(self, needs: dict) -> None:
@@ -610,9 +666,16 @@ class Planner:
     def _next_block(self, name: str, pools: list) -> Block | None:
         """A block with a free address for ``name``: its own, else a new claim, else a borrowed one."""
         blocks = self.s.blocks
-        # 1. The node's own blocks, in claim order.
+        # 1. The node's own blocks, in claim order. Allocation only fills blocks (every release came
+        #    before it): the full ones at the front are passed for good (a cursor), so thousands of
+        #    own blocks cost nothing per address.
         mine = self.node_blocks.get(name, ())
-        for cidr in mine:
+        cursor = self._full_prefix.get(name, 0)
+        while cursor < len(mine) and not (blocks[mine[cursor]].unallocated and self._has_free(blocks[mine[cursor]])):
+            cursor += 1
+        self._full_prefix[name] = cursor
+        for position in range(cursor, len(mine)):
+            cidr = mine[position]
             block = blocks[cidr]
             if block.unallocated and self.block_pool[cidr] in pools and self._has_free(block):
                 return block
@@ -624,12 +687,10 @@ class Planner:
                     return self._claim(name, pool, index)
         # 3. Borrow from another node's block, unless strict affinity.
         if not self.config.strict_affinity:
-            affine = AFFINITY_PREFIX + name
             for pool in pools:
-                for cidr in self._walk_claimed(pool, name):
-                    block = blocks[cidr]
-                    if block.affinity != affine and block.unallocated and self._has_free(block):
-                        return block
+                block = self._borrow(pool, name)
+                if block is not None:
+                    return block
         return None
 
     def _exhausted(self, name: str, pools: list, need: int, what: str, field: str):
@@ -642,8 +703,18 @@ class Planner:
             reason = (f"no address left in pool(s) {names} under strict_affinity: the node's {held} block(s) are "
                       f"full and {why}; it needs {need} more address(es)")
         else:
-            reason = (f"pool(s) {names} exhausted: no free address left (the node holds {held} block(s)); "
-                      f"it needs {need} more address(es)")
+            unclaimed = sum(self._free_blocks(p).count for p in pools)
+            if unclaimed and (held >= limit or not self.config.auto_allocate_blocks):
+                # Not the pool: the limit on the node's blocks (say which one, and that the pool has room).
+                cap = (f"max_blocks_per_host {limit}" + (" (0 means 20)" if not self.config.max_blocks_per_host else "")
+                       if self.config.auto_allocate_blocks else "auto_allocate_blocks false")
+                reason = (f"no address left for the node: it holds {held} block(s), all full, and {cap} lets it "
+                          f"claim no more, while pool(s) "
+                          f"{names} still have {unclaimed} unclaimed block(s) and no other node's block has a free "
+                          f"address; it needs {need} more address(es): raise calico_ipam_config.max_blocks_per_host")
+            else:
+                reason = (f"pool(s) {names} exhausted: no free address left and no unclaimed block (the node holds "
+                          f"{held} block(s)); it needs {need} more address(es)")
         if self.d.evacuate is not None:
             reason += (f", moving out of pool {self.d.evacuate.pool.name}: the new pool(s) cannot hold the addresses "
                        "moved there (capacity, block size x nodes, max_blocks_per_host)")
@@ -709,35 +780,45 @@ class Planner:
             start = self._seed_cache[key] = random.Random(fnv32(node)).randrange(pool.nblocks)
         return start
 
-    def _find_unclaimed(self, pool: Pool, node: str) -> int | None:
-        claimed = self.claimed[pool.name]
-        total = pool.nblocks
-        if len(claimed) >= total:
-            return None
-        start = self._seed(pool, node)
-        size = 1 << (32 - pool.block_size)
-        for step in range(total):
-            index = start + step
-            if index >= total:
-                index -= total
-            if index in claimed:
-                continue
-            if self.d.reservations:
-                base = pool.block_base(index)
-                ranges = self.d.reserved_in(base, base + size - 1)
-                if sum(hi - lo + 1 for lo, hi in ranges) == size:
-                    continue
-            return index
-        return None
+    def _free_blocks(self, pool: Pool) -> FreeBlocks:
+        free = self._free.get(pool.name)
+        if free is None:
+            # Fully reserved blocks are never claimed: cut out as whole ranges of indexes, not tried one by one.
+            shift = 32 - pool.block_size
+            full = [((max(lo, pool.base) - pool.base + (1 << shift) - 1) >> shift,
+                     ((min(hi, pool.base + pool.capacity - 1) - pool.base + 1) >> shift) - 1)
+                    for lo, hi in self.d.reserved_in(pool.base, pool.base + pool.capacity - 1)]
+            free = self._free[pool.name] = FreeBlocks(pool.nblocks, self.claimed[pool.name], full)
+        return free
 
-    def _walk_claimed(self, pool: Pool, node: str):
-        """Existing blocks of ``pool`` from the node's seed, with wrap-around (for borrowing)."""
-        indexes = self._sorted_claimed.get(pool.name)
+    def _find_unclaimed(self, pool: Pool, node: str) -> int | None:
+        """The first unclaimed, not fully reserved block index from the node's seed, with wrap-around."""
+        return self._free_blocks(pool).next_from(self._seed(pool, node))
+
+    def _borrow(self, pool: Pool, name: str) -> Block | None:
+        """The first block of ``pool`` from the node's seed (wrapping around) that is another node's and has
+        a free address. A block passed over is full (the node's own were tried first): it leaves the
+        candidates until an address of it is released, so each full block is looked at once per run."""
+        indexes = self._borrowable.get(pool.name)
         if indexes is None:
-            indexes = self._sorted_claimed[pool.name] = sorted(self.claimed[pool.name])
-        start = bisect.bisect_left(indexes, self._seed(pool, node))
-        for index in indexes[start:] + indexes[:start]:
-            yield format_cidr(pool.block_base(index), pool.block_size)
+            indexes = self._borrowable[pool.name] = sorted(self.claimed[pool.name])
+        if not indexes:
+            return None
+        blocks = self.s.blocks
+        affine = AFFINITY_PREFIX + name
+        start = bisect.bisect_left(indexes, self._seed(pool, name))
+        i = start
+        for _ in range(len(indexes)):
+            if i >= len(indexes):
+                i = 0
+            block = blocks[format_cidr(pool.block_base(indexes[i]), pool.block_size)]
+            if block.unallocated and self._has_free(block):
+                if block.affinity != affine:
+                    return block
+                i += 1  # this node's own block without a confirmed affinity: not borrowed by it, others may
+            else:
+                del indexes[i]  # full: stays out
+        return None
 
     def _claim(self, node: str, pool: Pool, index: int) -> Block:
         s = self.s
@@ -748,7 +829,10 @@ class Planner:
         s.touch_affinity((node, block.cidr))
         self.block_pool[block.cidr] = pool
         self.claimed[pool.name].add(index)
-        self._sorted_claimed.pop(pool.name, None)
+        if pool.name in self._free:
+            self._free[pool.name].take(index)
+        if pool.name in self._borrowable:
+            bisect.insort(self._borrowable[pool.name], index)
         self.node_blocks.setdefault(node, []).append(block.cidr)
         self.report.claimed.append((node, block.cidr))
         return block

@@ -178,7 +178,6 @@ def audit(desired: Desired, state: IpamState, block_pool: dict | None = None) ->
 # -- The audit of a recorded state against the inventory (playbooks/audit.yml) -------------------------
 
 RUN_IPAM = "ansible-playbook -i INVENTORY playbooks/ipam.yml"
-RUN_SITE = "ansible-playbook -i INVENTORY playbooks/site.yml --limit {node}"
 
 
 def fix_for(problem: str) -> str:
@@ -223,7 +222,7 @@ def audit_inventory(desired: Desired, state: IpamState) -> list:
             elif entry[0] != owner:
                 found.append((f"address {ip} ({hid}) is recorded on {owner} but the inventory lists workload "
                               f"{workload} on {entry[0]}", f"{RUN_IPAM}   (moves it), then "
-                              + RUN_SITE.format(node=f"{owner},{entry[0]}")))
+                              + naming.run_site(owner, entry[0])))
     for hid, ips in held.items():
         if len(ips) > 1:
             found.append((f"handle {hid} holds {len(ips)} addresses ({', '.join(ips)}): a workload with two "
@@ -231,7 +230,7 @@ def audit_inventory(desired: Desired, state: IpamState) -> list:
     for hid, (name, wl) in sorted(wanted.items()):
         if hid not in held:
             found.append((f"workload {wl.id} on {name} has no address in the IPAM yet",
-                          f"{RUN_IPAM}   (or {RUN_SITE.format(node=name)})"))
+                          f"{RUN_IPAM}   (or {naming.run_site(name)})"))
     return found
 
 

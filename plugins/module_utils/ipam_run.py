@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import ETCD_ARGUMENT_SPEC, store_from_params
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
 from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import Planner
 from ansible_collections.l3.calico.plugins.module_utils.ipam_report import (
     audit,
@@ -40,6 +41,15 @@ REQUIRED_IF = [("datastore", "file", ["state_file"]), ("datastore", "etcd", ["et
 REQUIRED_ONE_OF = [("nodes", "group")]
 
 
+def refuse_introduced_problems(already: set, problems: list) -> None:
+    """A plan whose audit finds a problem the state did not have before it is never written."""
+    introduced = [p for p in problems if p not in already]
+    if introduced:
+        raise IpamError(f"calico_nodes: plan: the audit of the planned state finds {len(introduced)} problem(s) the "
+                        f"recorded state did not have ({'; '.join(introduced[:5])}); nothing was written - "
+                        "this is a bug of l3.calico, please report it with the inventory")
+
+
 def run(params: dict, check_mode: bool) -> tuple[dict, str]:
     """Validate, plan and (unless check mode) record; return the result and the diff text."""
     desired = validate(params["pools"], params["config"], params["reservations"], params["nodes"], params["node"],
@@ -64,6 +74,9 @@ def run(params: dict, check_mode: bool) -> tuple[dict, str]:
         result = build_result(desired, state, planner.block_pool)
         result["problems"] = audit(desired, state, planner.block_pool)
         result["changed"] = state.changed
+        if result["problems"] and state.changed:
+            # Rare: the state as recorded (read again, under the same lock) is audited only then.
+            refuse_introduced_problems(set(audit(desired, store.load())), result["problems"])
         if desired.evacuate is not None:
             result["evacuation"] = planner.evacuation()
         return result, report

@@ -53,13 +53,17 @@ import tempfile
 import time
 from typing import Callable, TypeVar
 
+from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
+    AFFINITY_PREFIX,
     Affinity,
     Block,
     Handle,
     IpamConfig,
     StateError,
+    format_cidr,
     no_gc,
+    parse_cidr,
 )
 
 T = TypeVar("T")
@@ -148,26 +152,180 @@ class IpamState:
             state.config = IpamConfig.from_json(doc.get("config", {}))
             pools = doc.get("pools", {})
             if not isinstance(pools, dict):
-                raise StateError("pools is not an object")
+                raise StateError(f"pools={pools!r}: must be an object")
             state.pools = pools
+            for name, kind in (("blocks", list), ("affinities", list), ("handles", dict)):
+                if type(doc.get(name)) is not kind:
+                    raise StateError(f"{name}={doc.get(name)!r}: must be a{'n object' if kind is dict else ' list'}")
             for value in doc["blocks"]:
                 block = Block.from_json(value)
                 if block.cidr in state.blocks:
-                    raise StateError(f"block {block.cidr} appears twice")
+                    raise StateError(f"block {block.cidr}: cidr={block.cidr!r}: the block appears twice")
                 state.blocks[block.cidr] = block
-            for value in doc["affinities"]:
-                state.affinities[(value["node"], value["cidr"])] = Affinity.from_json(value)
+            for index, value in enumerate(doc["affinities"]):
+                if not isinstance(value, dict) or not isinstance(value.get("node"), str) \
+                        or not isinstance(value.get("cidr"), str):
+                    raise StateError(f"affinities[{index}]={value!r}: must be an object with node, cidr and state")
+                key = (value["node"], value["cidr"])
+                if key in state.affinities:
+                    raise StateError(f"affinity of {key[0]} for block {key[1]}: listed twice")
+                state.affinities[key] = Affinity.from_json(value)
             handles = state.handles
             for hid, value in doc["handles"].items():
-                block = value["block"]
-                if type(block) is not dict:
-                    raise StateError(f"IPAMHandle {hid}: no block map")
-                handles[hid] = Handle(block, value.get("deleted") is True)
+                if type(value) is not dict or type(value.get("block")) is not dict:
+                    raise StateError(f"handle {hid}: {value!r}: must be an object with a block map")
+                handles[hid] = Handle(value["block"], value.get("deleted", False))
+            check_state(state)
         except StateError as exc:
             raise StateError(f"{origin}: {exc}") from None
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise StateError(f"{origin}: malformed state ({type(exc).__name__}: {exc})") from None
         return state
+
+
+AFFINITY_STATES = ("pending", "confirmed", "pendingDeletion")
+# A handle id reaches an etcd key (/calico/ipam/v2/handle/<id>) and printed commands: no '/', no space.
+HANDLE_ID_MAX = 512
+
+
+def _is_handle_id(value) -> bool:
+    return (isinstance(value, str) and 0 < len(value) <= HANDLE_ID_MAX
+            and naming.SAFE_ID_RE.fullmatch(value) is not None)
+
+
+def _int(value, low: int, high: int | None = None) -> bool:
+    return type(value) is int and value >= low and (high is None or value <= high)
+
+
+def _canonical(cidr) -> bool:
+    try:
+        base, prefix = parse_cidr(cidr)
+    except ValueError:
+        return False
+    return format_cidr(base, prefix) == cidr
+
+
+def check_state(state: IpamState) -> None:
+    """Refuse a state read back from a datastore (the file, etcd) unless every value in it is sound.
+
+    As strictly as the inventory, and before anything is planned on it (so nothing is written): blocks
+    in canonical spelling (``172.17.0.64/26``, not ``/026``), of 20..32 bits, none twice or overlapping;
+    ordinals integers inside the block, each listed once in ``unallocated`` and never also allocated;
+    attributes objects with a well-formed handle id and a secondary of strings (its node a node name);
+    ``sequenceNumber`` an integer, ``deleted`` a boolean; affinities ``host:<node name>``, their keys a
+    node name and a canonical block, their state one of Calico's; handles well-formed ids holding
+    counts >= 1 in canonical blocks; the config's booleans booleans and ``maxBlocksPerHost`` >= 0; each
+    pool a DNS label with a canonical cidr and a block size of 20..32. Raises :class:`StateError` naming
+    the object, the field and the value.
+    """
+    def bad(what: str, field: str, value, why: str):
+        raise StateError(f"{what}: {field}={value!r}: {why}")
+
+    # Hot at a million addresses: names and blocks already found good are not checked again.
+    good_nodes: set = set()
+
+    def node_ok(name) -> bool:
+        if name in good_nodes:
+            return True
+        if naming.is_node_name(name):
+            good_nodes.add(name)
+            return True
+        return False
+
+    handle_ok = naming.SAFE_ID_RE.fullmatch
+    good_handles: set = set()
+    for hid, handle in state.handles.items():
+        what = f"handle {hid!r}"
+        if not _is_handle_id(hid):
+            bad(what, "id", hid, "a handle id is letters, digits, '.', '_' and '-'")
+        good_handles.add(hid)
+        if type(handle.deleted) is not bool:
+            bad(what, "deleted", handle.deleted, "must be true or false")
+        for cidr, count in handle.block.items():
+            if cidr not in state.blocks and not _canonical(cidr):  # the blocks' keys are canonical (above)
+                bad(what, "block", cidr, "not a block in canonical spelling")
+            if not _int(count, 1):
+                bad(what, f"block[{cidr}]", count, "a count of addresses is an integer >= 1")
+    ordered = []
+    for key, block in state.blocks.items():
+        what = f"block {block.cidr}"
+        if key != block.cidr or not _canonical(block.cidr):
+            bad(what, "cidr", block.cidr, f"not the canonical spelling of {format_cidr(block.base, block.prefix)}"
+                if key == block.cidr else f"stored under {key}")
+        if not 20 <= block.prefix <= 32:
+            bad(what, "cidr", block.cidr, "a block is a /20 to a /32")
+        if block.affinity is not None and not (isinstance(block.affinity, str)
+                                               and block.affinity.startswith(AFFINITY_PREFIX)
+                                               and node_ok(block.affinity[len(AFFINITY_PREFIX):])):
+            bad(what, "affinity", block.affinity, "must be null or host:<node name> (a DNS-1123 subdomain)")
+        if not _int(block.sequence_number, 0):
+            bad(what, "sequenceNumber", block.sequence_number, "must be an integer >= 0")
+        if type(block.deleted) is not bool:
+            bad(what, "deleted", block.deleted, "must be true or false")
+        for index, attr in enumerate(block.attributes):
+            hid = attr.get("handle_id") if type(attr) is dict else None
+            if type(hid) is not str or (hid not in good_handles and (len(hid) > HANDLE_ID_MAX or handle_ok(hid) is None)):
+                bad(what, f"attributes[{index}]", attr, "must be an object with a handle_id of letters, digits, "
+                    "'.', '_' and '-'")
+            secondary = attr.get("secondary")
+            if secondary is not None:  # JSON object keys are strings: only the values need a look
+                if type(secondary) is not dict:
+                    bad(what, f"attributes[{index}].secondary", secondary, "must be null or an object of strings")
+                for value in secondary.values():
+                    if type(value) is not str:
+                        bad(what, f"attributes[{index}].secondary", secondary, "must be null or an object of strings")
+                node = secondary.get("node")
+                if node is not None and node not in good_nodes and not node_ok(node):
+                    bad(what, f"attributes[{index}].secondary.node", node, naming.NODE_NAME_REASON)
+        size = block.size
+        free = block.unallocated
+        allocations = block.allocations
+        # the common case in C-speed steps; the loop below only runs to name what is wrong
+        if not free or (set(map(type, free)) == {int} and len(set(free)) == len(free) and min(free) >= 0
+                        and max(free) < size and [allocations[o] for o in free].count(None) == len(free)):
+            ordered.append(block)
+            continue
+        seen = set()
+        for index, ordinal in enumerate(free):
+            if not _int(ordinal, 0, size - 1):
+                bad(what, f"unallocated[{index}]", ordinal, f"an ordinal is an integer from 0 to {size - 1}")
+            if ordinal in seen:
+                bad(what, f"unallocated[{index}]", ordinal, "listed twice (it would be handed out twice)")
+            seen.add(ordinal)
+            if allocations[ordinal] is not None:
+                bad(what, f"unallocated[{index}]", ordinal,
+                    f"free and also allocated (address {format_cidr(block.base + ordinal, 32)[:-3]}, "
+                    f"allocations[{ordinal}]={allocations[ordinal]})")
+        ordered.append(block)
+    ordered.sort(key=lambda b: b.base)
+    for before, after in zip(ordered, ordered[1:]):
+        if before.base + before.size > after.base:
+            bad(f"block {after.cidr}", "cidr", after.cidr, f"overlaps block {before.cidr}")
+    for key, aff in state.affinities.items():
+        node, cidr = key
+        what = f"affinity of {node!r} for block {cidr!r}"
+        if not node_ok(node):
+            bad(what, "node", node, naming.NODE_NAME_REASON)
+        if cidr not in state.blocks and not _canonical(cidr):
+            bad(what, "cidr", cidr, "not a block in canonical spelling (a.b.c.d/len, host bits zero)")
+        if aff.state not in AFFINITY_STATES:
+            bad(what, "state", aff.state, f"must be one of {', '.join(AFFINITY_STATES)}")
+        if type(aff.deleted) is not bool:
+            bad(what, "deleted", aff.deleted, "must be true or false")
+    config = state.config
+    for field in ("strict_affinity", "auto_allocate_blocks"):
+        if type(getattr(config, field)) is not bool:
+            bad("IPAMConfig", field, getattr(config, field), "must be true or false")
+    if not _int(config.max_blocks_per_host, 0):
+        bad("IPAMConfig", "maxBlocksPerHost", config.max_blocks_per_host, "must be an integer >= 0")
+    for name, spec in state.pools.items():
+        what = f"pool {name!r}"
+        if not naming.is_label(name):
+            bad(what, "name", name, "a pool name is a DNS label")
+        if type(spec) is not dict:
+            bad(what, "spec", spec, "must be an object")
+        if not _canonical(spec.get("cidr")):
+            bad(what, "cidr", spec.get("cidr"), "not an IPv4 network in canonical spelling")
+        if not _int(spec.get("blockSize"), 20, 32):
+            bad(what, "blockSize", spec.get("blockSize"), "must be an integer from 20 to 32")
 
 
 def dump_document(doc: dict) -> str:

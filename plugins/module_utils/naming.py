@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 
 VETH_PREFIX = "cali"
 NETNS_PREFIX = "calico-"
@@ -19,7 +20,38 @@ GATEWAY = "169.254.1.1"
 
 # A workload name and a namespace are DNS labels (as Kubernetes names are), so the
 # id "<namespace>.<name>" is unambiguous and the same string Calico hashes.
-LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Every pattern here is used with fullmatch (never match(...$): '$' also accepts a trailing newline).
+LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# The prefix of the host-side veth names: ASCII letters and digits, at most 4 (prefix + 11 = IFNAMSIZ - 1).
+VETH_PREFIX_RE = re.compile(r"[A-Za-z0-9]{1,4}")
+
+
+# An IPAM handle id (``l3-workload.<ns>.<name>``, ``ipip-tunnel-addr-<node>``, Calico's
+# ``k8s-pod-network.<container id>``): it is an etcd key's last part, so no '/'.
+SAFE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def is_label(value) -> bool:
+    """A DNS-1123 label (a workload name, a namespace, a pool name): the whole string, no trailing newline."""
+    return isinstance(value, str) and LABEL_RE.fullmatch(value) is not None
+
+
+# A node name is a Calico Node name: a DNS-1123 subdomain (labels joined by '.', at most 253 characters).
+# It reaches bird.conf, etcd keys, handle ids and printed commands, so nothing else may pass.
+SUBDOMAIN_MAX = 253
+NODE_NAME_REASON = ("a node name must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', "
+                    f"labels of at most 63 starting and ending with a letter or digit, at most {SUBDOMAIN_MAX} in all")
+
+
+def is_node_name(value) -> bool:
+    """A Calico Node name: a DNS-1123 subdomain (``node-a``, ``n1.rack1.example``), the whole string."""
+    return (isinstance(value, str) and 0 < len(value) <= SUBDOMAIN_MAX
+            and all(LABEL_RE.fullmatch(label) for label in value.split(".")))
+
+
+def is_veth_prefix(value) -> bool:
+    """A veth name prefix: 1-4 ASCII letters or digits (it reaches nft and iptables rules)."""
+    return isinstance(value, str) and VETH_PREFIX_RE.fullmatch(value) is not None
 
 
 def workload_id(namespace: str, name: str) -> str:
@@ -53,3 +85,9 @@ def tunnel_handle_id(kind: str, node: str) -> str:
     if kind not in ("ipip", "vxlan"):
         raise ValueError(f"unknown tunnel kind {kind!r}")
     return f"{kind}-tunnel-addr-{node}"
+
+
+def run_site(*nodes: str) -> str:
+    """The command that converges ``nodes`` again (a printed fix): the limit quoted for the shell, whatever
+    the names hold (they come from a state that may be damaged)."""
+    return "ansible-playbook -i INVENTORY playbooks/site.yml --limit " + shlex.quote(",".join(nodes))

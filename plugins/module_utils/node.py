@@ -63,7 +63,7 @@ def converge(
         return {"missing_packages": missing, "tunnels": None, "sysctls": None, "firewall": None}
     tun = tunnels.prepare(node, nodes, pools, **tunnel_args)
     sys_plan = sysctls.plan(sysctl_values, sysctl_file, creates=tun.creates)  # e.g. tunl0's keys
-    fw = firewall.prepare(pools, workloads, **firewall_args)
+    fw = firewall.prepare(pools, workloads, node_addresses=firewall.node_addresses(nodes), **firewall_args)
     if not check_mode:
         if tun.changed:
             tunnels.apply(tunnel_args.get("runner", iproute.subprocess_runner), tun, tunnel_args.get("modprobe_dir"))

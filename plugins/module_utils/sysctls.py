@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute
 
-KEY_RE = re.compile(r"^[a-z0-9_]+(\.[A-Za-z0-9_\-]+)+$")
+KEY_RE = re.compile(r"[a-z0-9_]+(\.[A-Za-z0-9_\-]+)+")
 HEADER = "# Managed by l3.calico (role calico_node); edits are overwritten.\n"
 
 
@@ -49,7 +49,7 @@ class Plan:
 def normalise(values: Mapping) -> Dict[str, str]:
     out = {}
     for key, value in values.items():
-        if not isinstance(key, str) or not KEY_RE.match(key):
+        if not isinstance(key, str) or not KEY_RE.fullmatch(key):
             raise SysctlError(f"sysctl name {key!r} is not a dotted sysctl key")
         if isinstance(value, bool):
             value = int(value)

@@ -51,7 +51,7 @@ DEFAULT_RP_FILTER = 1
 PROC_SYS = "/proc/sys"
 IFNAMSIZ = 15
 # Names end up in `ip -batch` lines and file names: no spaces, quotes or slashes.
-SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]*$")
+SAFE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]*")
 APPLY_WORKERS = 4  # `ip -batch` fallback only: namespace processes run this many at a time
 # Creating a namespace is kernel work that runs in parallel on several CPUs (creating links does
 # not: the RTNL lock serialises it), so a host batch with many `netns add` lines creates the
@@ -135,9 +135,9 @@ def build_desired(
     """
     if not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 65535:
         raise WorkloadError(f"{where}: mtu must be an integer between 68 and 65535, got {mtu!r}")
-    if len(veth_prefix) + 11 > IFNAMSIZ or not veth_prefix.isalnum():
+    if not naming.is_veth_prefix(veth_prefix) or len(veth_prefix) + 11 > IFNAMSIZ:
         raise WorkloadError(f"{where}: veth_prefix {veth_prefix!r} must be 1-4 letters/digits")
-    if not SAFE_NAME_RE.match(netns_prefix) or netns_prefix.startswith("."):
+    if not SAFE_NAME_RE.fullmatch(netns_prefix) or netns_prefix.startswith("."):
         raise WorkloadError(f"{where}: netns_prefix {netns_prefix!r} may hold only letters, digits, '.', '_', '-'")
     result: Dict[str, Workload] = {}
     by_id: Dict[str, int] = {}
@@ -170,13 +170,13 @@ def _workload_id(item: Mapping, here: str) -> str:
     wid = item.get("id")
     if name is not None:
         for field_name, value in (("name", name), ("namespace", namespace)):
-            if not isinstance(value, str) or not naming.LABEL_RE.match(value):
+            if not naming.is_label(value):
                 raise WorkloadError(f"{here}: {field_name} {value!r} is not a DNS label (a-z, 0-9, '-')")
         derived = naming.workload_id(namespace, name)
         if wid is not None and wid != derived:
             raise WorkloadError(f"{here}: id {wid!r} does not match namespace/name ({derived!r})")
         return derived
-    if not isinstance(wid, str) or not wid or not SAFE_NAME_RE.match(wid):
+    if not isinstance(wid, str) or not wid or not SAFE_NAME_RE.fullmatch(wid):
         raise WorkloadError(
             f"{here}: needs 'name' (and 'namespace') or an 'id' of letters, digits, '.', '_', '-', got {wid!r}"
         )

@@ -12,8 +12,10 @@ version_added: "1.0.0"
 description:
   - One module run does what a BIRD service needs on a host, so that a run where nothing changed costs a few
     C(stat) calls and one C(birdc show status).
-  - Ensures the configuration directory (V(0750), C(root:)O(group)) and the run directories of the control
-    socket and pid files (V(0750), O(user):O(group)).
+  - Creates the configuration directory (V(0750), C(root:)O(group)) and the run directories of the control
+    socket and pid files (V(0750), O(user):O(group)) when they are missing. Only a directory it creates gets
+    that mode and owner; an existing one (C(/etc) for C(/etc/bird.conf), C(/run) for C(/run/bird.pid)) is
+    never changed. The systemd unit's C(ExecStartPre) does the same.
   - Writes the passwords file O(secrets_file) (V(0640), C(root:)O(group), never shown in a diff), or removes it
     when O(secrets) is not given.
   - With the supervisor, installs the supervisor script O(supervisor) (V(0755), C(root:root)).

@@ -64,6 +64,14 @@ options:
     type: list
     elements: int
     default: [179]
+  node_addresses:
+    description:
+      - Every node's addresses (underlay and tunnel addresses; M(l3.calico.node) passes those of the IPAM result).
+      - TCP to the O(host_tcp_ports) of any of them from a workload veth is dropped before routing (prerouting), so a
+        workload can reach no node's BGP port, and workload traffic to them is never masqueraded (natOutgoing).
+    type: list
+    elements: str
+    default: []
   state_file:
     description: Where the nftables listing of the last apply is kept (under C(/run)).
     type: path
@@ -120,6 +128,7 @@ def main() -> None:
             veth_prefix=dict(type="str", default="cali"),
             state_file=dict(type="path", default=firewall.DEFAULT_STATE_FILE),
             host_tcp_ports=dict(type="list", elements="int", default=[179]),
+            node_addresses=dict(type="list", elements="str", default=[]),
         ),
         required_if=[("state", "present", ("pools", "workloads"))],
         supports_check_mode=True,
@@ -139,6 +148,7 @@ def main() -> None:
             veth_prefix=p["veth_prefix"],
             state_file=p["state_file"],
             host_tcp_ports=p["host_tcp_ports"],
+            node_addresses=p["node_addresses"],
             check_mode=module.check_mode,
         )
     except (firewall.FirewallError, iproute.CommandError, OSError) as exc:

@@ -101,6 +101,9 @@ options:
     description:
       - TCP ports of the host itself that workloads may not reach (M(l3.calico.firewall) option O(l3.calico.firewall#module:host_tcp_ports)).
       - The default protects BIRD's BGP port; V([]) lets workloads reach it.
+      - The same ports of every node of O(nodes) (its address and tunnel addresses) are closed to workloads on the
+        forward path, and workload traffic to those addresses is never masqueraded
+        (M(l3.calico.firewall) option O(l3.calico.firewall#module:node_addresses)).
     type: list
     elements: int
     default: [179]

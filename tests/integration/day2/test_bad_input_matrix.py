@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[3]
 HOST = "l3tday2-mx-host"
 NS = "l3tday2-mx-h"
 SECRET = "l3tday2-Sup3r\"secret"  # has a quote: refused, and never echoed
+SECRET_NL = "l3tday2-Sup3r-secret\n"  # a vaulted password's trailing newline: refused by us, never echoed
 
 GOOD_IPAM = {
     "changed": False,
@@ -104,6 +105,8 @@ CASES = [
      {"l3.calico.workloads": {"workloads": [{"name": "a", "ip": "172.17.0.5"}, {"name": "a", "ip": "172.17.0.6"}],
                               "netns_prefix": "l3tday2-mx-", "state_file": "{{ work }}/workloads.json"}},
      ["workloads[1]", "default.a", "listed twice"]),
+    # full matches: re.match("...$") accepted a trailing newline (blue\n leaked a namespace)
+    ("workload-namespace-newline", "workloads", wl(namespace="blue\n"), ["namespace", "blue\\n"]),
     ("workload-mtu", "workloads", wl_opts(mtu=40), ["mtu", "40"]),
     ("workload-veth-prefix", "workloads", wl_opts(veth_prefix="calico"), ["veth_prefix", "calico"]),
     ("workload-rp-filter", "workloads", wl_opts(rp_filter=3), ["rp_filter", "3"]),
@@ -118,9 +121,11 @@ CASES = [
      ["workloads[0]", "ip", "172.17.0"]),
     ("firewall-workload-no-id", "firewall", fw(workloads=[{"ip": "172.17.0.5"}]), ["workloads[0]", "id", "name"]),
     ("firewall-backend", "firewall", fw(backend="pf"), ["backend", "pf"]),
+    ("firewall-node-address", "firewall", fw(node_addresses=["192.168.77.300"]), ["node_addresses[0]", "192.168.77.300"]),
     ("firewall-veth-prefix", "firewall", fw(veth_prefix="toolong"), ["veth_prefix", "toolong"]),
     ("sysctl-bad-key", "sysctls", sysctl({"net..ipv4": 1}), ["net..ipv4"]),
     ("sysctl-unknown-key", "sysctls", sysctl({"net.ipv4.l3tday2_nope": 1}), ["net.ipv4.l3tday2_nope", "does not exist"]),
+    ("sysctl-key-newline", "sysctls", sysctl({"net.ipv4.ip_forward\n": 1}), ["net.ipv4.ip_forward\\n"]),
     ("sysctl-empty-value", "sysctls", sysctl({"net.ipv4.ip_forward": ""}), ["net.ipv4.ip_forward", "empty"]),
     ("node-sysctl-bad-key", "node", node(sysctls={"net..ipv4": 1}), [HOST, "net..ipv4"]),
     ("node-firewall-workload-ip", "node", node(workloads=[{"name": "w1", "ip": "172.17.0"}]),
@@ -139,8 +144,14 @@ CASES = [
     ("bgp-graceful-restart-time", "calico_bgp role", bgp(calico_bgp_graceful_restart_time=5000),
      ["calico_bgp_graceful_restart_time", "5000", "0..4095"]),
     ("bgp-password-quote", "calico_bgp role", bgp(calico_bgp_mesh_password=SECRET), ["calico_bgp_mesh_password"]),
+    ("bgp-password-newline", "calico_bgp role", bgp(calico_bgp_mesh_password=SECRET_NL), ["calico_bgp_mesh_password"]),
     ("bgp-not-a-node", "calico_bgp role", bgp(calico_ipam_result={**GOOD_IPAM, "nodes": {}}),
      ["calico_ipam_result.nodes", "not a node"]),
+    # a node name that is not a DNS-1123 subdomain never reaches bird.conf (it would be a protocol there)
+    ("bgp-node-name", "calico_bgp role",
+     bgp(calico_ipam_result={**GOOD_IPAM, "nodes": {**GOOD_IPAM["nodes"], "n2\n  protocol static evil { ipv4; }": {
+         **GOOD_IPAM["nodes"][HOST], "ip": "192.168.77.11", "blocks": []}}}),
+     ["calico_ipam_result.nodes", "protocol static evil", "DNS-1123"]),
     ("bgp-service-manager", "calico_bgp role (argument spec)", bgp(calico_bgp_service_manager="runit"),
      ["calico_bgp_service_manager", "runit"]),
     ("workloads-role-rp-filter", "calico_workloads role (argument spec)",

@@ -40,6 +40,7 @@ def test_plan_puts_a_router_with_the_first_address_on_every_subnet():
         ({"node-a": "192.168.100.100"}, "prefix length"),
         ({"node-a": "192.168.100.1/24"}, "router's address"),
         ({"Node_A": "192.168.100.100/24"}, "DNS label"),
+        ({"node-a\n": "192.168.100.100/24"}, "DNS label"),  # a full match: '$' would accept the newline
         ({"node-a": "192.168.100.100/24", "node-b": "192.168.100.100/24"}, "duplicate host addresses"),
         ({"node-a": "not-an-ip/24"}, "node-a: ip"),
         ([], "mapping"),

@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -163,3 +166,39 @@ def test_systemd_unit_is_valid(tmp_path):
     )
     assert "ExecReload=/usr/sbin/birdc -s /run/bird/bird.ctl configure" in text
     assert "ExecStartPre=/usr/sbin/bird -p -c /etc/bird/bird.conf" in text
+
+
+def service_unit(**overrides) -> str:
+    """bird.service of the role's defaults with ``overrides``, rendered as Ansible renders templates."""
+    variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    variables.update(overrides)
+    variables["ansible_managed"] = "Ansible managed"
+    variables["__calico_bgp_bird_argv"] = [variables["calico_bgp_bird"], "-f"]
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"), trim_blocks=True,
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["ansible.builtin.dirname"] = os.path.dirname
+    env.filters["ansible.builtin.unique"] = lambda items: list(dict.fromkeys(items))
+    return env.get_template("bird.service.j2").render(**variables)
+
+
+def run_exec_start_pre(unit: str) -> None:
+    """Run the unit's directory steps as systemd would ("$$" is a literal "$"; the BIRD check is left out)."""
+    for line in unit.splitlines():
+        if line.startswith("ExecStartPre=") and " -p -c " not in line:
+            argv = shlex.split(line[len("ExecStartPre="):].replace("$$", "$"))
+            subprocess.run(argv, check=True, timeout=30)
+
+
+def test_the_unit_sets_mode_and_owner_only_on_directories_it_creates(tmp_path):
+    """calico_bgp_pid_file: <dir>/bird.pid must leave <dir> (think /run) as it is; a new directory is 0750."""
+    existing = tmp_path / "run"
+    existing.mkdir(mode=0o755)
+    existing.chmod(0o755)
+    unit = service_unit(calico_bgp_pid_file=str(existing / "bird.pid"),
+                        calico_bgp_control_socket=str(tmp_path / "new" / "bird.ctl"),
+                        calico_bgp_user="", calico_bgp_group="")
+    run_exec_start_pre(unit)
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o750
+    run_exec_start_pre(unit)  # a restart: nothing changes either
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o755

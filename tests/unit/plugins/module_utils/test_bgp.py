@@ -197,6 +197,32 @@ def test_a_bad_password_is_refused_without_being_echoed():
     assert "calico_bgp_peers[0].password" in str(excinfo.value) and "cret" not in str(excinfo.value)
 
 
+def test_a_password_with_a_trailing_newline_is_refused_by_us_not_by_bird():
+    password = "mesh-key\n"
+    """A vaulted password with a trailing newline (an ``encrypt_string`` slip) used to pass: '$' accepts it."""
+    for settings, field in (({"mesh_password": password}, "calico_bgp_mesh_password"),
+                            ({"peers": [{"address": "10.0.0.1", "as": 1, "password": password}]},
+                             "calico_bgp_peers[0].password")):
+        with pytest.raises(BgpConfigError) as excinfo:
+            node_config(THREE, "a", settings)
+        assert field in str(excinfo.value) and "mesh-key" not in str(excinfo.value)
+
+
+def test_a_peer_name_with_a_trailing_newline_is_refused():
+    with pytest.raises(BgpConfigError, match=r"calico_bgp_peers\[0\]\.name='tor1\\n'"):
+        node_config(THREE, "a", {"peers": [{"address": "10.0.0.1", "as": 1, "name": "tor1\n"}]})
+
+
+@pytest.mark.parametrize("name", ["c\n  protocol static evil { ipv4; route 172.17.0.200/32 blackhole; }", "c;reboot", "rack1/c"])
+def test_a_node_name_that_is_not_a_dns_subdomain_never_reaches_bird_conf(name):
+    bad = ipam({"a": ("192.168.100.9/24", ["172.17.0.0/26"]), name: ("192.168.100.10/24", ["172.17.0.64/26"])})
+    with pytest.raises(BgpConfigError, match=r"calico_ipam_result\.nodes=.*DNS-1123 subdomain"):
+        node_config(bad, "a")
+    for settings in ({"node_as": {name: 65001}}, {"route_reflectors": {name: "1.1.1.1"}}):
+        with pytest.raises(BgpConfigError, match="DNS-1123 subdomain"):
+            node_config(THREE, "a", settings)
+
+
 def test_bad_ipam_data():
     with pytest.raises(BgpConfigError, match="host z: calico_ipam_result.nodes"):
         node_config(THREE, "z")

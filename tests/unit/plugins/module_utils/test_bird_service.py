@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 import stat
 
@@ -270,3 +272,26 @@ def test_record_is_sha256sum_of_both_files(params, monkeypatch):
         f"{hashlib.sha256(params['secrets'].encode()).hexdigest()}  {params['secrets_file']}\n"
     )
     assert os.path.dirname(bird_service.applied_file(params)) == os.path.dirname(params["pid_file"])
+
+
+def test_existing_directories_keep_their_mode_and_owner(params, monkeypatch):
+    """``calico_bgp_config_file: /etc/bird.conf`` must not make /etc 0750 root:bird, nor a pid file in /run
+    make /run bird's: only a directory the module creates gets its mode and owner."""
+    etc, run = os.path.dirname(params["config_file"]), os.path.dirname(params["pid_file"])
+    for d in (etc, run):
+        os.makedirs(d)
+        os.chmod(d, 0o755)
+    owners = {d: (os.stat(d).st_uid, os.stat(d).st_gid) for d in (etc, run)}
+    params.update(user="nobody", group="nogroup")
+    the_plan = converge(params, Runner(up=False), running=False, monkeypatch=monkeypatch)
+    assert not [c for c in the_plan.changes if c.startswith((etc + " ", run + " "))], the_plan.changes
+    for d in (etc, run):
+        assert mode(d) == 0o755 and (os.stat(d).st_uid, os.stat(d).st_gid) == owners[d]
+    assert os.stat(params["config_file"]).st_gid == grp.getgrnam("nogroup").gr_gid  # the files are ours
+    assert not converge(params, Runner(), running=True, monkeypatch=monkeypatch).changed
+    # a directory it creates does get them (the socket moved to a new directory)
+    params["control_socket"] = os.path.join(os.path.dirname(run), "sock", "bird.ctl")
+    converge(params, Runner(), running=True, monkeypatch=monkeypatch)
+    new = os.path.dirname(params["control_socket"])
+    assert mode(new) == 0o750 and os.stat(new).st_uid == pwd.getpwnam("nobody").pw_uid
+

@@ -58,3 +58,13 @@ def test_syntax_errors_are_precise(selector, position, fragment):
     assert err.value.position == position
     assert fragment in str(err.value)
     assert repr(selector) in str(err.value)
+
+
+
+def test_a_selector_nested_too_deep_is_a_named_error_not_a_recursion_error():
+    """2,000 levels used to raise RecursionError; 64 are fine, the 65th is refused by name."""
+    for selector in ("(" * 2000 + "all()" + ")" * 2000, "!" * 2000 + "has(rack)", "(!" * 1000 + "all()" + ")" * 1000):
+        with pytest.raises(SelectorError, match=r"nested more than 64 deep \(parentheses and '!' together\) at position 64"):
+            parse(selector)
+    assert parse("(" * 64 + "rack == 'r1'" + ")" * 64)({"rack": "r1"})
+    assert parse("!" * 63 + "has(rack)")({}) is True

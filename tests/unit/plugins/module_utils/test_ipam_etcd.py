@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 
@@ -299,3 +300,55 @@ def test_a_dead_lock_holder_is_outlived_by_its_lease(etcd):
     store.transact(lambda s: allocate(s, "n1", _handles(1)), write=True)
     assert 0.5 < time.monotonic() - started < 10 and store.conflicts == 0
     assert len(store.load().handles) == 1
+
+
+def _slow_under_lock(store, seconds, also=None):
+    """A plan of 300 addresses (5 unit transactions: the writer lock is taken) whose every call after the
+    first (so every call under the lock) takes ``seconds``; ``also(store)`` runs then too."""
+    calls = []
+
+    def plan(state):
+        calls.append(1)
+        if len(calls) > 1:
+            if also:
+                also(store)
+            time.sleep(seconds)
+        return allocate(state, "n1", _handles(300))
+    return plan
+
+
+@pytest.mark.etcd
+def test_a_plan_longer_than_the_lock_lease_still_commits(etcd):
+    """The reload and plan under the writer lock take 3.5 s, the lease 2 s: the lease is kept alive while the
+    lock is held (it used to expire before the first transaction, and the run never committed)."""
+    store = _store(etcd, max_txn_ops=70, retries=3)
+    store.LOCK_TTL = 2
+    store.transact(_slow_under_lock(store, 3.5), write=True)
+    assert store.conflicts == 0 and store.txns == 5
+    assert len(store.load().handles) == 300
+    assert kv.EtcdKV(EtcdSettings(endpoints=[etcd])).get(kv.WRITE_LOCK_KEY) is None  # released
+
+
+@pytest.mark.etcd
+def test_a_lost_lock_is_named_as_the_cause_not_other_writers(etcd):
+    """The lock's lease revoked from outside while the plan runs: the error says the lock was lost (and what
+    was written), not that other writers conflicted."""
+    store = _store(etcd, max_txn_ops=70, retries=3)
+    store.LOCK_TTL = 2
+    taken = []
+    real_take = store._take_lock
+
+    def take(key):
+        taken.append(real_take(key))
+        return taken[-1]
+    store._take_lock = take
+
+    def revoke(_store):
+        kv.EtcdKV(EtcdSettings(endpoints=[etcd])).revoke(taken[-1][1])
+
+    with pytest.raises(EtcdConflictError) as err:
+        store.transact(_slow_under_lock(store, 0.1, also=revoke), write=True)
+    message = str(err.value)
+    assert "lost the IPAM writer lock" in message and "nothing was written" in message, message
+    assert "other writers" not in message, message
+    assert store.load().handles == {}

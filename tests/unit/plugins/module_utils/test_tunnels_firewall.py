@@ -130,6 +130,15 @@ def test_sysctls_file_and_runtime(tmp_path):
     assert not sysctls.plan({"net.ipv4.ip_forward": True}, str(path), str(proc)).changed
     with pytest.raises(sysctls.SysctlError, match="does not exist"):
         sysctls.plan({"net.ipv4.nope": 1}, str(path), str(proc))
+    # a full match: '$' would accept the newline, and the key would reach the sysctl file as two lines
+    with pytest.raises(sysctls.SysctlError, match=r"net\.ipv4\.ip_forward\\n"):
+        sysctls.plan({"net.ipv4.ip_forward\n": 1}, str(path), str(proc))
+
+
+def test_firewall_veth_prefix_is_a_full_ascii_match():
+    for prefix in ("cal\n", "ca\u00b2"):
+        with pytest.raises(firewall.FirewallError, match="veth_prefix"):
+            firewall.desired_rules(POOLS, [], veth_prefix=prefix)
 
 
 def test_firewall_protects_the_hosts_bgp_port_unless_allowed():
@@ -219,3 +228,30 @@ def test_firewall_removal_deletes_every_jump_to_our_chain():
     plan = firewall.plan_removal(None, ipt, state_file_exists=False)
     assert plan.iptables_script == ("*filter\n-D INPUT -j L3CALICO-HOST-PROTECT\n-D INPUT -j L3CALICO-HOST-PROTECT\n"
                                     "-F L3CALICO-HOST-PROTECT\n-X L3CALICO-HOST-PROTECT\nCOMMIT\n")
+
+
+def test_firewall_closes_every_nodes_bgp_port_on_the_forward_path_and_never_masquerades_to_nodes():
+    """The IPAM result's node and tunnel addresses: TCP 179 to any of them from a workload veth is dropped in
+    prerouting (before the workload's own RETURN), and traffic to them is excluded from natOutgoing."""
+    nodes = {"na": {"ip": "192.168.77.1", "tunnels": {"ipip": None, "vxlan": "172.17.0.64"}},
+             "nb": {"ip": "192.168.77.2", "tunnels": {}}}
+    addresses = firewall.node_addresses(nodes)
+    assert addresses == ["172.17.0.64", "192.168.77.1", "192.168.77.2"]
+    rules = firewall.desired_rules(POOLS, [{"name": "w", "ip": "172.17.0.5"}], node_addresses=addresses)
+    veth = naming.veth_name("default.w")
+    ipt = firewall.iptables_rules(rules)
+    assert ipt["mangle"] == ["-A L3CALICO-ANTISPOOF -d 172.17.0.64/32 -i cali+ -p tcp -m tcp --dport 179 -j DROP",
+                             "-A L3CALICO-ANTISPOOF -d 192.168.77.1/32 -i cali+ -p tcp -m tcp --dport 179 -j DROP",
+                             "-A L3CALICO-ANTISPOOF -d 192.168.77.2/32 -i cali+ -p tcp -m tcp --dport 179 -j DROP",
+                             f"-A L3CALICO-ANTISPOOF -s 172.17.0.5/32 -i {veth} -j RETURN",
+                             "-A L3CALICO-ANTISPOOF -i cali+ -j DROP"]
+    assert ipt["nat"][-3:] == ["-A L3CALICO-NAT-OUTGOING -d 192.168.77.1/32 -j RETURN",
+                               "-A L3CALICO-NAT-OUTGOING -d 192.168.77.2/32 -j RETURN",
+                               "-A L3CALICO-NAT-OUTGOING -s 172.17.0.0/16 -j MASQUERADE --random-fully"]
+    nft = firewall.render_nft(rules)
+    assert "elements = { 172.17.0.64, 192.168.77.1, 192.168.77.2 }" in nft
+    assert 'iifname "cali*" ip daddr @node-addresses tcp dport { 179 } counter drop' in nft
+    assert "ip daddr != @all-pools ip daddr != @node-addresses counter masquerade" in nft
+    assert nft.index("@node-addresses tcp dport") < nft.index("!= @workload-sources")
+    with pytest.raises(firewall.FirewallError, match=r"node_addresses\[0\]: '192.168.77.300'"):
+        firewall.desired_rules(POOLS, [], node_addresses=["192.168.77.300"])

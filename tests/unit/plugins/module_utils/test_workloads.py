@@ -166,6 +166,10 @@ def test_other_l3calico_devices_are_not_workloads():
         ([{"name": "web-1", "ip": "fe80::1"}], "not IPv4"),
         ([{"name": "web-1", "ip": "nope"}], "'nope'"),
         ([{"name": "Web_1", "ip": "172.17.72.1"}], "'Web_1' is not a DNS label"),
+        # full matches: '$' of re.match would take these (web and web\n would collide, blue\n would leak)
+        ([{"name": "web-1\n", "ip": "172.17.72.1"}], r"'web-1\\n' is not a DNS label"),
+        ([{"name": "web-1", "namespace": "blue\n", "ip": "172.17.72.1"}], r"namespace 'blue\\n' is not a DNS label"),
+        ([{"id": "blue.web\n", "ip": "172.17.72.1"}], "needs 'name'"),
         ([{"ip": "172.17.72.1"}], "needs 'name'"),
         ([{"id": "x.y", "name": "z", "ip": "172.17.72.1"}], "does not match"),
     ],
@@ -181,6 +185,11 @@ def test_options_are_validated():
         wl.build_desired([W1], mtu=40)
     with pytest.raises(wl.WorkloadError, match="veth_prefix"):
         wl.build_desired([W1], veth_prefix="toolong")
+    for prefix in ("cal\n", "ca\u00b2"):  # a full match, ASCII only: the prefix reaches nft and iptables
+        with pytest.raises(wl.WorkloadError, match="veth_prefix"):
+            wl.build_desired([W1], veth_prefix=prefix)
+    with pytest.raises(wl.WorkloadError, match="netns_prefix"):
+        wl.build_desired([W1], netns_prefix="l3-\n")
 
 
 def test_a_host_that_never_had_a_namespace_reads_as_empty():

