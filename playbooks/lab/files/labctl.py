@@ -288,7 +288,10 @@ def probe_kvm(image: dict) -> tuple[bool, str]:
             "-display", "none", "-no-reboot", "-serial", "stdio", "-kernel", image["kernel_file"],
             "-initrd", image["initrd"], "-append", "console=ttyS0 quiet panic=-1 l3lab.probe"]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
+        # stdin not ours: QEMU's stdio chardev sets O_NONBLOCK on it, which is shared with the caller
+        # (ansible-playbook refuses to run on a non-blocking stdin).
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False,
+                              stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return False, f"a probe boot under KVM did not reach the initramfs in {PROBE_TIMEOUT:.0f} s"
     if "l3lab-probe-ok" in proc.stdout:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import socket
+import subprocess
 import struct
 from pathlib import Path
 
@@ -183,3 +184,19 @@ def test_backend_falls_back_to_qemu_when_the_uml_probe_fails(monkeypatch, tmp_pa
     monkeypatch.setenv("L3LAB_BACKEND", "uml")
     with pytest.raises(labctl.LabError, match="L3LAB_BACKEND=uml, but a probe boot"):
         labctl.choose_backend()
+
+
+def test_the_kvm_probe_never_hands_qemu_our_stdin(monkeypatch):
+    """QEMU's stdio chardev sets O_NONBLOCK on its stdin, a flag shared with whoever else holds it:
+    pytest's stdin became non-blocking and every later ansible-playbook refused to start."""
+    seen = {}
+
+    def fake_run(argv, **kwargs):
+        seen.update(kwargs)
+        return subprocess.CompletedProcess(argv, 1, "", "qemu-system-x86_64: failed to set MSR 0x10a\n")
+
+    monkeypatch.setattr(labctl.os, "access", lambda path, mode: True)
+    monkeypatch.setattr(labctl.subprocess, "run", fake_run)
+    ok, why = labctl.probe_kvm({"kernel_file": "/k", "initrd": "/i"})
+    assert seen["stdin"] is subprocess.DEVNULL
+    assert not ok and "failed to set MSR 0x10a" in why
