@@ -342,14 +342,17 @@ def probe_uml() -> tuple[bool, str]:
         init.chmod(0o755)
         argv = [UML, f"umid={PREFIX}probe-{os.getpid()}", f"uml_dir={work}", "mem=64M", "rootfstype=hostfs",
                 "rootflags=/", "ro", "con=null", "con0=null,fd:1", f"init={init}"]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+            out, _ = proc.communicate(timeout=PROBE_TIMEOUT)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the kernel and its helper processes, all ours
+            proc.communicate()
             return False, f"a probe boot of User-mode Linux did not run init in {PROBE_TIMEOUT:.0f} s"
-        if "l3lab-probe-ok" in proc.stdout:
+        if "l3lab-probe-ok" in out:
             return True, "a probe boot of User-mode Linux ran init"
-        said = next((line for line in proc.stdout.splitlines() if "failed" in line or "panic" in line.lower()),
+        said = next((line for line in out.splitlines() if "failed" in line or "panic" in line.lower()),
                     f"exit {proc.returncode}")
         return False, f"a probe boot of User-mode Linux failed: {said.strip()}"
     finally:
