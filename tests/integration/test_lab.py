@@ -55,7 +55,7 @@ def lab(request, tmp_path_factory):
 
     def ctl(*args: str) -> dict:
         proc = subprocess.run([sys.executable, str(LABCTL), *args], env=env, capture_output=True, text=True,
-                              timeout=120, check=False)
+                              timeout=600, check=False)  # a QEMU boot under TCG on a busy machine
         result = json.loads(proc.stdout)
         assert proc.returncode == 0, result
         return result
