@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from collections import Counter
 from typing import Any
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
@@ -307,8 +308,8 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
         node_ips.add(peer["_address"])
         peers.append(peer)
 
-    names = [p["name"] for p in peers]
-    duplicate = sorted({n for n in names if names.count(n) > 1})
+    # Counted once (names.count per name was peers x peers per host: quadratic in the fleet).
+    duplicate = sorted(n for n, count in Counter(p["name"] for p in peers).items() if count > 1)
     if duplicate:
         raise _err(node, "peer names", duplicate, "two peers with the same protocol name")
 

@@ -182,6 +182,10 @@ def test_router_id_modes():
             r"calico_bgp_node_peers\[0\]\.address='192.168.100.10': already a peer",
         ),
         ({"peers": [{"address": "10.0.0.1", "as": 1, "multihop": 256}]}, r"multihop=256"),
+        (
+            {"peers": [{"address": "10.0.0.1", "as": 1, "name": "Mesh_192_168_100_10"}]},
+            r"host a: peer names=\['Mesh_192_168_100_10'\]: two peers with the same protocol name",
+        ),
         ({"graceful_restart": "on"}, r"host a: calico_bgp_graceful_restart='on': must be a boolean"),
         ({"graceful_restart_time": 4096}, r"host a: calico_bgp_graceful_restart_time=4096: must be an integer in 0\.\.4095"),
     ],
