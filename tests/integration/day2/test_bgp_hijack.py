@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import pytest
+from calico_wiring import wire_workload  # tests/, on sys.path by tests/conftest.py
 from firewall_backends import firewall_backends  # tests/, on sys.path by tests/conftest.py
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
@@ -159,15 +160,7 @@ def fabric():
         sh("ip", "-n", NA, "link", "set", "up1", "up")
         sh("ip", "-n", NA, "route", "add", "default", "dev", "up0")
         # the workload, wired as l3.calico wires one (veth cali..., /32, 169.254.1.1 by proxy ARP)
-        sh("ip", "-n", NA, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", WL)
-        sh("ip", "-n", NA, "link", "set", veth, "up")
-        sh("ip", "netns", "exec", NA, "sysctl", "-qw", f"net.ipv4.conf.{veth}.proxy_arp=1")
-        sh("ip", "netns", "exec", NA, "sysctl", "-qw", f"net.ipv4.neigh.{veth}.proxy_delay=0")
-        sh("ip", "-n", NA, "route", "add", f"{WL_IP}/32", "dev", veth, "scope", "link")
-        sh("ip", "-n", WL, "addr", "add", f"{WL_IP}/32", "dev", "eth0")
-        sh("ip", "-n", WL, "link", "set", "eth0", "up")
-        sh("ip", "-n", WL, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
-        sh("ip", "-n", WL, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+        wire_workload(sh, NA, WL, veth, WL_IP)
         fab.na = fab.bird(NA, "na", NODE_CONF.format(me=NA_IP, peer=NB_IP, peer_=NB_IP.replace(".", "_"),
                                                      passive="passive on;", timers=TIMERS,
                                                      own="route 172.17.0.0/26 blackhole;"))

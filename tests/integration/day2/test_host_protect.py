@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from calico_wiring import wire_workload  # tests/, on sys.path by tests/conftest.py
 from firewall_backends import firewall_backends  # tests/, on sys.path by tests/conftest.py
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
@@ -84,8 +85,6 @@ def fabric():
             sh("ip", "netns", "add", ns)
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         sh("ip", "-n", HOST, "addr", "add", f"{NODE_IP}/32", "dev", "lo")
-        sh("ip", "-n", HOST, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", WL)
-        sh("ip", "-n", HOST, "link", "set", veth, "up")
         # Proxy ARP answers for 169.254.1.1 only when the host forwards and routes it elsewhere
         # (a default route out of a spare veth, as a real host's uplink).
         sh("ip", "-n", HOST, "link", "add", "up0", "type", "veth", "peer", "name", "up1")
@@ -93,13 +92,7 @@ def fabric():
         sh("ip", "-n", HOST, "link", "set", "up1", "up")
         sh("ip", "-n", HOST, "route", "add", "default", "dev", "up0")
         sh("ip", "netns", "exec", HOST, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        sh("ip", "netns", "exec", HOST, "sysctl", "-qw", f"net.ipv4.conf.{veth}.proxy_arp=1")
-        sh("ip", "netns", "exec", HOST, "sysctl", "-qw", f"net.ipv4.neigh.{veth}.proxy_delay=0")
-        sh("ip", "-n", HOST, "route", "add", f"{WL_IP}/32", "dev", veth, "scope", "link")
-        sh("ip", "-n", WL, "addr", "add", f"{WL_IP}/32", "dev", "eth0")
-        sh("ip", "-n", WL, "link", "set", "eth0", "up")
-        sh("ip", "-n", WL, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
-        sh("ip", "-n", WL, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+        wire_workload(sh, HOST, WL, veth, WL_IP)
         server = subprocess.Popen(["ip", "netns", "exec", HOST, sys.executable, "-c", SERVER],
                                   stdout=subprocess.PIPE, text=True)
         assert server.stdout.readline().strip() == "ready"
