@@ -1,14 +1,16 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: MIT
-"""BIRD on a host as one step: files, validation, supervision, reconfiguration.
+"""BIRD on a host as one step: files, validation, the service (systemd or a supervisor), reconfiguration.
 
 Plain Python (no Ansible import): the module ``l3.calico.bird`` is its thin adapter. It
 follows *read -> plan -> apply unless check mode*: the directories, the passwords file, the
-supervisor script and ``bird.conf`` are compared with what they should be; a changed
-``bird.conf`` or passwords file is validated by BIRD itself (``bird -p -c`` on temporary copies
-of both) before either is written; BIRD is started only when its supervisor does not run, and
-reconfigured (``birdc configure``) while the files differ from what it last loaded successfully
-(recorded in the applied-state file). A no-op costs a few ``stat`` calls and one
+supervisor script or the systemd unit, and ``bird.conf`` are compared with what they should be; a
+changed ``bird.conf`` or passwords file is validated by BIRD itself (``bird -p -c`` on temporary
+copies of both) before either is written; BIRD is started only when it does not run (its
+supervisor, or its unit not active; a changed unit restarts it), and reconfigured
+(``birdc configure``) while the files differ from what it last loaded successfully (recorded in the
+applied-state file). ``state=absent`` is the way back: BIRD stopped (and its unit disabled), its
+files removed. A no-op costs a few ``stat`` calls, one ``systemctl show`` under systemd and one
 ``birdc show status``.
 
 Commands run through ``run(argv) -> (rc, stdout, stderr)`` (``AnsibleModule.run_command``).
@@ -20,6 +22,7 @@ import grp
 import hashlib
 import os
 import pwd
+import re
 import shutil
 import stat
 import tempfile
@@ -28,6 +31,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 Runner = Callable[[list], "tuple[int, str, str]"]
+
+# systemd's unit name characters (systemd.unit(5)), without the type suffix the module adds.
+SERVICE_NAME_RE = re.compile(r"[A-Za-z0-9:_.-]+(@[A-Za-z0-9:_.-]*)?")
+UNIT_DIR = "/etc/systemd/system"
 
 
 class BirdServiceError(Exception):
@@ -149,7 +156,10 @@ def write_atomic(path: str, content: bytes, mode: int, uid: int, gid: int) -> No
 
 def apply_path(spec: FileSpec) -> None:
     if spec.remove:
-        os.unlink(spec.path)
+        try:
+            os.unlink(spec.path)
+        except FileNotFoundError:  # gone meanwhile (BIRD removes its pid file as it stops)
+            pass
     elif spec.directory:
         if spec.write:  # only a directory this run creates gets our mode and owner
             parent = os.path.dirname(spec.path)
@@ -236,32 +246,81 @@ def reconfigure(run: Runner, birdc: str, socket: str) -> str:
     return out.strip()
 
 
+@dataclass(frozen=True)
+class UnitState:
+    """What systemd says of BIRD's unit (``systemctl show``)."""
+
+    active: str  # ActiveState: active, inactive, failed, activating, ...
+    enabled: str  # UnitFileState: enabled, disabled, "" (no such unit), ...
+    needs_reload: bool  # NeedDaemonReload: the unit file changed since systemd read it
+
+
+def unit_file(p: dict) -> str:
+    return os.path.join(UNIT_DIR, f"{p['service_name']}.service")
+
+
+def unit_state(run: Runner, systemctl: str, service: str) -> UnitState:
+    rc, out, err = run([systemctl, "show", "--property=ActiveState,UnitFileState,NeedDaemonReload", "--",
+                        f"{service}.service"])
+    if rc != 0:
+        raise BirdServiceError(f"systemctl show {service}.service failed (rc {rc}): {(err or out).strip()}", rc=rc,
+                               stdout=out, stderr=err)
+    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return UnitState(props.get("ActiveState", ""), props.get("UnitFileState", ""),
+                     props.get("NeedDaemonReload", "no") == "yes")
+
+
+def systemctl(run: Runner, p: dict, *args: str) -> str:
+    argv = [p["systemctl"], *args, "--", f"{p['service_name']}.service"] if args[0] != "daemon-reload" \
+        else [p["systemctl"], "daemon-reload"]
+    rc, out, err = run(argv)
+    if rc != 0:
+        raise BirdServiceError(f"{' '.join(argv)} failed (rc {rc}): {(err or out).strip()}", rc=rc, stdout=out,
+                               stderr=err)
+    return (out + err).strip()
+
+
 @dataclass
 class Plan:
     manager: str
     files: list = field(default_factory=list)  # FileSpec, in apply order
     config: FileSpec | None = None
-    running: bool = False  # BIRD's supervisor runs (supervisor) / BIRD answers (systemd, none)
+    running: bool = False  # BIRD's supervisor runs (supervisor) / its unit is active and stays so (systemd)
     start: bool = False
     reconfigure: bool = False
     secrets: FileSpec | None = None
     applied: str = ""  # the record of bird.conf + passwords as they are after this run (sha256sum format)
     recorded: str | None = None  # the applied-state file as read (None: absent)
+    state: str = "present"
+    unit: FileSpec | None = None  # systemd: BIRD's unit file
+    daemon_reload: bool = False
+    enable: bool = False
+    restart: bool = False  # systemd: the unit changed while BIRD runs
+    stop: bool = False  # absent: BIRD (its supervisor, its unit) stopped
+    disable: bool = False
 
     @property
     def files_change(self) -> bool:
         """A file BIRD reads changes: the new pair is validated together before either is written."""
-        return self.config.write or self.secrets.write or self.secrets.remove
+        return self.state == "present" and (self.config.write or self.secrets.write or self.secrets.remove)
 
     @property
     def record_stale(self) -> bool:
-        return self.applied != self.recorded
+        return self.state == "present" and self.applied != self.recorded
 
     @property
     def changes(self) -> list[str]:
-        found = [d for d in map(describe, self.files) if d]
+        found = [] if self.state == "present" else \
+            [f for f, on in (("BIRD stopped", self.stop), ("BIRD's unit disabled", self.disable)) if on]
+        found += [d for d in map(describe, self.files) if d]
+        if self.daemon_reload:
+            found.append("systemd reloaded (systemctl daemon-reload)")
+        if self.enable:
+            found.append("BIRD's unit enabled")
         if self.start:
-            found.append("BIRD started under its supervisor")
+            found.append("BIRD started " + ("under its supervisor" if self.manager == "supervisor" else "(systemd)"))
+        if self.restart:
+            found.append("BIRD restarted (its unit changed)")
         if self.reconfigure:
             found.append("BIRD reconfigured (birdc configure)")
         return found
@@ -298,9 +357,22 @@ def read_record(path: str) -> str | None:
         return None
 
 
+def check(p: dict) -> None:
+    """The parameters the module's argument spec cannot check, before anything is read."""
+    name = p["service_name"] or ""
+    if not SERVICE_NAME_RE.fullmatch(name) or name.endswith(".service"):
+        raise BirdServiceError(f"service_name: {p['service_name']!r} is not a systemd unit name "
+                               "(letters, digits, ':', '_', '.', '-', one '@'; without '.service')")
+    if p["state"] == "present" and p["config"] is None:
+        raise BirdServiceError("config: the content of bird.conf is required with state=present")
+
+
 def plan(p: dict, run: Runner) -> Plan:
     """p: the module's parameters. Reads only."""
+    check(p)
     manager = choose_manager(p["manager"])
+    if p["state"] == "absent":
+        return plan_absent(p, run, manager)
     gid = gid_of(p["group"])
     uid = uid_of(p["user"])
     the_plan = Plan(manager=manager)
@@ -325,13 +397,25 @@ def plan(p: dict, run: Runner) -> Plan:
             raise BirdServiceError("supervisor_script: the supervisor's content is required with manager=supervisor")
         the_plan.files.append(plan_path(FileSpec(p["supervisor"], 0o755, 0, 0,
                                                  content=p["supervisor_script"].encode())))
+    else:
+        if not p["unit"]:
+            raise BirdServiceError("unit: the content of BIRD's systemd unit is required with manager=systemd")
+        the_plan.unit = plan_path(FileSpec(unit_file(p), 0o644, 0, 0, content=p["unit"].encode()))
+        the_plan.files.append(the_plan.unit)
     the_plan.config = plan_path(FileSpec(p["config_file"], 0o640, 0, gid, content=p["config"].encode()))
     the_plan.files.append(the_plan.config)
     if manager == "supervisor":
         the_plan.running = supervisor_running(p["supervisor_pid_file"])
         the_plan.start = not the_plan.running
     else:
-        the_plan.running = answers(run, p["birdc"], p["control_socket"])
+        unit = unit_state(run, p["systemctl"], p["service_name"])
+        active = unit.active == "active"
+        the_plan.daemon_reload = the_plan.unit.write or unit.needs_reload
+        the_plan.enable = unit.enabled != "enabled"
+        the_plan.start = not active
+        # a unit that changed under a running BIRD takes effect by a restart (which reads the new files)
+        the_plan.restart = active and the_plan.unit.write
+        the_plan.running = active and not the_plan.restart
     # From state, not from this run's writes: BIRD is reconfigured while the files differ from what
     # it last loaded successfully (a run that wrote them but failed or stopped before `configure`
     # is caught up by the next one; so is a missing record while BIRD runs).
@@ -341,10 +425,36 @@ def plan(p: dict, run: Runner) -> Plan:
     return the_plan
 
 
+def plan_absent(p: dict, run: Runner, manager: str) -> Plan:
+    """BIRD stopped (its unit disabled), bird.conf, the passwords, the record and the unit (or BIRD's
+    pid file) removed. The run directories and the supervisor script stay (they hold nothing)."""
+    the_plan = Plan(manager=manager, state="absent")
+    if manager == "supervisor":
+        the_plan.stop = supervisor_running(p["supervisor_pid_file"])
+        last = p["pid_file"]
+    else:
+        unit = unit_state(run, p["systemctl"], p["service_name"])
+        the_plan.stop = unit.active not in ("inactive", "failed", "")
+        the_plan.disable = unit.enabled in ("enabled", "enabled-runtime", "linked", "linked-runtime")
+        last = unit_file(p)
+    paths = (p["config_file"], p["secrets_file"], applied_file(p), last)
+    the_plan.files = [plan_path(FileSpec(path, 0o644, absent=True)) for path in paths]
+    the_plan.config, the_plan.secrets = the_plan.files[0], the_plan.files[1]
+    if the_plan.config.remove and os.path.isfile(the_plan.config.path):  # for the diff
+        with open(the_plan.config.path, "rb") as fh:
+            the_plan.config.before = fh.read()
+    if manager == "systemd":
+        the_plan.unit = the_plan.files[-1]
+        the_plan.daemon_reload = the_plan.unit.remove
+    return the_plan
+
+
 def apply(the_plan: Plan, p: dict, run: Runner) -> dict:
     """Make it so; returns what BIRD said. bird.conf and the passwords are validated together, before
     anything is written; the record of what BIRD loaded is written once BIRD has it (or, BIRD not
     running, will read it at its start)."""
+    if the_plan.state == "absent":
+        return apply_absent(the_plan, p, run)
     said = {}
     if the_plan.files_change:
         conf_dir = os.path.dirname(p["config_file"])
@@ -354,16 +464,41 @@ def apply(the_plan: Plan, p: dict, run: Runner) -> dict:
     for spec in the_plan.files:
         if spec.changed:
             apply_path(spec)
-    if the_plan.start:
-        rc, out, err = run([p["supervisor"], "start", p["supervisor_pid_file"], "--"] + list(p["bird_argv"]))
-        if rc != 0:
-            raise BirdServiceError(f"{p['supervisor']} start failed (rc {rc}): {(out + err).strip()}", rc=rc,
-                                   stdout=out, stderr=err)
-        said["start"] = out.strip()
     if the_plan.manager == "supervisor":
-        wait_answers(run, p["birdc"], p["control_socket"], p["socket_timeout"])
+        if the_plan.start:
+            rc, out, err = run([p["supervisor"], "start", p["supervisor_pid_file"], "--"] + list(p["bird_argv"]))
+            if rc != 0:
+                raise BirdServiceError(f"{p['supervisor']} start failed (rc {rc}): {(out + err).strip()}", rc=rc,
+                                       stdout=out, stderr=err)
+            said["start"] = out.strip()
+    else:
+        if the_plan.daemon_reload:
+            systemctl(run, p, "daemon-reload")
+        if the_plan.enable:
+            said["enable"] = systemctl(run, p, "enable")
+        if the_plan.start or the_plan.restart:
+            said["start"] = systemctl(run, p, "restart" if the_plan.restart else "start")
+    wait_answers(run, p["birdc"], p["control_socket"], p["socket_timeout"])
     if the_plan.reconfigure:
         said["configure"] = reconfigure(run, p["birdc"], p["control_socket"])
     if the_plan.record_stale:
         write_atomic(applied_file(p), the_plan.applied.encode("ascii"), 0o644, -1, -1)
+    return said
+
+
+def apply_absent(the_plan: Plan, p: dict, run: Runner) -> dict:
+    said = {}
+    if the_plan.manager == "supervisor":
+        if the_plan.stop:
+            rc, out, err = run([p["supervisor"], "stop", p["supervisor_pid_file"]])
+            if rc != 0:
+                raise BirdServiceError(f"{p['supervisor']} stop failed (rc {rc}): {(out + err).strip()}", rc=rc,
+                                       stdout=out, stderr=err)
+    elif the_plan.stop or the_plan.disable:
+        said["stop"] = systemctl(run, p, "disable", "--now") if the_plan.disable else systemctl(run, p, "stop")
+    for spec in the_plan.files:
+        if spec.changed:
+            apply_path(spec)
+    if the_plan.daemon_reload:
+        systemctl(run, p, "daemon-reload")
     return said

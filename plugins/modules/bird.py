@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: bird
-short_description: Configure, supervise and reconfigure BIRD 2 in one step
+short_description: Configure, run (systemd or a supervisor), reconfigure or remove BIRD 2 in one step
 version_added: "1.0.0"
 description:
   - One module run does what a BIRD service needs on a host, so that a run where nothing changed costs a few
@@ -18,21 +18,33 @@ description:
     never changed. The systemd unit's C(ExecStartPre) does the same.
   - Writes the passwords file O(secrets_file) (V(0640), C(root:)O(group), never shown in a diff), or removes it
     when O(secrets) is not given.
-  - With the supervisor, installs the supervisor script O(supervisor) (V(0755), C(root:root)).
   - When O(config) or O(secrets) changed, validates both together with C(bird -p -c) on temporary copies
     (the copy of bird.conf includes the copy of the new passwords), then writes them atomically
     (V(0640), C(root:)O(group)); a configuration BIRD refuses writes nothing and fails with BIRD's message.
-  - Starts BIRD under its supervisor only when the supervisor does not run, and waits until BIRD answers on
-    its control socket; runs C(birdc configure) when BIRD runs and bird.conf or the passwords differ from
-    what BIRD last loaded successfully, as recorded in O(applied_file) (so a run that failed or stopped
-    between writing and C(configure) is caught up by the next one; a missing record means one C(configure)).
-  - With O(manager=systemd) the module does not start BIRD (the unit does); it still reconfigures a running
-    BIRD whose files changed. The chosen manager is returned.
+  - With the supervisor (V(manager=supervisor)), installs the supervisor script O(supervisor) (V(0755),
+    C(root:root)) and starts BIRD under it only when the supervisor does not run.
+  - Under systemd (V(manager=systemd)), installs BIRD's unit O(unit) as C(/etc/systemd/system/<service_name>.service)
+    (V(0644), C(root:root)), runs C(systemctl daemon-reload) when the unit changed (or systemd says it needs
+    one), enables the unit when it is not enabled, starts it when it is not active, and restarts it when its
+    unit changed while BIRD ran. One C(systemctl show) reads all that.
+  - Waits until BIRD answers on its control socket; runs C(birdc configure) when BIRD runs and bird.conf or
+    the passwords differ from what BIRD last loaded successfully, as recorded in O(applied_file) (so a run that
+    failed or stopped between writing and C(configure) is caught up by the next one; a missing record means
+    one C(configure)).
+  - O(state=absent) is the way back. BIRD stopped (the supervisor stopped, or the unit stopped and
+    disabled), bird.conf, the passwords file, the record and the unit (systemd) or BIRD's pid file
+    (supervisor) removed. The peers see the session close and withdraw the node's routes at once.
 options:
-  config:
-    description: The whole content of bird.conf (usually C(lookup('ansible.builtin.template', ...))).
+  state:
+    description: V(present) configures and runs BIRD; V(absent) stops it and removes its files.
     type: str
-    required: true
+    choices: [present, absent]
+    default: present
+  config:
+    description:
+      - The whole content of bird.conf (usually C(lookup('ansible.builtin.template', ...))).
+      - Required with O(state=present).
+    type: str
   config_file:
     description: Where bird.conf lives.
     type: path
@@ -84,6 +96,17 @@ options:
     type: str
     choices: [auto, supervisor, systemd]
     default: auto
+  service_name:
+    description: The name of BIRD's systemd unit, without C(.service) (systemd).
+    type: str
+    default: bird
+  unit:
+    description: The content of BIRD's systemd unit; required when the manager is systemd and O(state=present).
+    type: str
+  systemctl:
+    description: The systemd client.
+    type: path
+    default: /usr/bin/systemctl
   supervisor:
     description: Where the supervisor script is installed.
     type: path
@@ -113,11 +136,16 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Configure and run BIRD
+- name: Configure and run BIRD (under systemd where it is PID 1, else under the supervisor)
   l3.calico.bird:
     config: "{{ lookup('ansible.builtin.template', 'bird.conf.j2') }}"
+    unit: "{{ lookup('ansible.builtin.template', 'bird.service.j2') }}"
     supervisor_script: "{{ lookup('ansible.builtin.file', 'calico-bird-service') }}"
     bird_argv: [/usr/sbin/bird, -f, -c, /etc/bird/bird.conf, -s, /run/bird/bird.ctl, -u, bird, -g, bird]
+
+- name: Stop BIRD and remove its configuration
+  l3.calico.bird:
+    state: absent
 """
 
 RETURN = r"""
@@ -137,7 +165,15 @@ config_changed:
   returned: always
   type: bool
 started:
-  description: Whether BIRD was (or would be) started under its supervisor.
+  description: Whether BIRD was (or would be) started (under its supervisor, or its unit by systemd).
+  returned: always
+  type: bool
+restarted:
+  description: Whether BIRD's unit was (or would be) restarted because the unit changed (systemd).
+  returned: always
+  type: bool
+stopped:
+  description: Whether BIRD was (or would be) stopped (O(state=absent)).
   returned: always
   type: bool
 reconfigured:
@@ -145,7 +181,7 @@ reconfigured:
   returned: always
   type: bool
 birdc:
-  description: What BIRD answered to C(start) / C(configure) when they ran.
+  description: What BIRD, its supervisor or systemd answered to C(start) / C(enable) / C(stop) / C(configure) when they ran.
   returned: when something ran
   type: dict
   sample: {configure: "Reading configuration from /etc/bird/bird.conf\nReconfigured"}
@@ -159,7 +195,8 @@ from ansible_collections.l3.calico.plugins.module_utils import bird_service
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            config=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            config=dict(type="str"),
             config_file=dict(type="path", default="/etc/bird/bird.conf"),
             secrets=dict(type="str", no_log=True),
             secrets_file=dict(type="path", default="/etc/bird/bird-secrets.conf"),
@@ -171,12 +208,16 @@ def main() -> None:
             pid_file=dict(type="path", default="/run/bird/bird.pid"),
             applied_file=dict(type="path"),
             manager=dict(type="str", choices=["auto", "supervisor", "systemd"], default="auto"),
+            service_name=dict(type="str", default="bird"),
+            unit=dict(type="str"),
+            systemctl=dict(type="path", default="/usr/bin/systemctl"),
             supervisor=dict(type="path", default="/usr/local/sbin/calico-bird-service"),
             supervisor_script=dict(type="str"),
             supervisor_pid_file=dict(type="path", default="/run/bird/bird-supervisor.pid"),
             bird_argv=dict(type="list", elements="str", default=[]),
             socket_timeout=dict(type="int", default=30),
         ),
+        required_if=[("state", "present", ["config"])],
         supports_check_mode=True,
     )
     params = module.params
@@ -189,7 +230,7 @@ def main() -> None:
         the_plan = bird_service.plan(params, run)
         if not module.check_mode and (the_plan.changed or the_plan.record_stale):
             said = bird_service.apply(the_plan, params, run)
-        elif not module.check_mode and the_plan.manager == "supervisor":
+        elif not module.check_mode and the_plan.state == "present":
             bird_service.wait_answers(run, params["birdc"], params["control_socket"], params["socket_timeout"])
     except bird_service.BirdServiceError as exc:
         module.fail_json(msg=str(exc), **exc.details)
@@ -202,11 +243,13 @@ def main() -> None:
         manager=the_plan.manager,
         config_changed=config.write,
         started=the_plan.start,
+        restarted=the_plan.restart,
+        stopped=the_plan.stop,
         reconfigured=the_plan.reconfigure,
     )
     if said:
         result["birdc"] = said
-    if module._diff:
+    if module._diff:  # bird.conf (the passwords are never shown)
         result["diff"] = [
             dict(
                 before=(config.before or b"").decode(errors="replace"),
@@ -215,6 +258,11 @@ def main() -> None:
                 after_header=params["config_file"],
             )
         ]
+        unit = the_plan.unit
+        if unit is not None and unit.changed:
+            result["diff"].append(dict(before=(unit.before or b"").decode(errors="replace"),
+                                       after=(unit.content or b"").decode(errors="replace"),
+                                       before_header=unit.path, after_header=unit.path))
     module.exit_json(**result)
 
 

@@ -147,6 +147,75 @@ def test_qemu_guest_keeps_its_disk_across_a_power_cut(lab):
     assert boot_after != boot_before and (disk, mem) == ("kept", "none")
 
 
+BIRD_UNIT = """[Unit]
+Description=BIRD (l3labt)
+[Service]
+Type=simple
+ExecStartPre=/usr/bin/install -d -o bird -g bird -m 0750 /run/bird
+ExecStartPre=/usr/sbin/bird -p -c /etc/bird/bird.conf
+ExecStart=/usr/sbin/bird -f -c /etc/bird/bird.conf -s /run/bird/bird.ctl -u bird -g bird
+Restart=on-failure
+RestartSec=1
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def bird_module(env: dict, tmp: Path, args: dict) -> dict:
+    """l3.calico.bird run by Ansible on guest-a, through the router as the lab's inventory does."""
+    lab = Path(env["L3LAB_DIR"])
+    inventory = tmp / "inventory.json"
+    inventory.write_text(json.dumps({"all": {"hosts": {"guest-a": {
+        "ansible_host": "10.231.1.10", "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(lab / "ssh" / "id_ed25519"),
+        "ansible_ssh_common_args": (f"-F /dev/null -o UserKnownHostsFile={lab / 'ssh' / 'known_hosts'} "
+                                    f"-o StrictHostKeyChecking=yes -o 'ProxyCommand=ip netns exec "
+                                    f"{PREFIX}router {sys.executable} {LABCTL} relay %h %p'"),
+    }}}}))
+    root = LABCTL.parents[3]
+    proc = subprocess.run(
+        [shutil.which("ansible") or str(Path(sys.executable).parent / "ansible"), "guest-a", "-i", str(inventory), "-m", "l3.calico.bird", "-a", json.dumps(args)],
+        env=dict(env, ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+                 ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_HOME=str(tmp / "ansible")),
+        capture_output=True, text=True, timeout=300, check=False, cwd=root)
+    result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["guest-a"]
+    assert proc.returncode == 0 and not result.get("failed"), result
+    return result
+
+
+def test_qemu_guest_runs_bird_as_a_systemd_unit_and_removes_it(lab, tmp_path):
+    """The BGP role's systemd path, for real (a UML guest has no systemd): one module run installs
+    BIRD's unit, enables and starts it; again, nothing; systemd restarts a killed BIRD; a changed
+    bird.conf is a reconfigure; state=absent stops and disables it and removes its files, once."""
+    _, env, first = lab
+    if first["backend"] != "qemu":
+        pytest.skip("BIRD under systemd needs systemd as PID 1: a QEMU guest")
+    args = {"config": "router id 10.231.1.10;\nprotocol device {}\n", "unit": BIRD_UNIT, "manager": "systemd"}
+    started = bird_module(env, tmp_path, args)
+    assert started["changed"] and started["started"] and started["manager"] == "systemd", started
+    assert "BIRD's unit enabled" in started["changes"]
+    state = "systemctl show -p ActiveState,UnitFileState,NRestarts,MainPID bird; birdc -s /run/bird/bird.ctl show status"
+    shown = ssh(env, "10.231.1.10", state)
+    assert "ActiveState=active" in shown and "UnitFileState=enabled" in shown and "Daemon is up and running" in shown
+    assert bird_module(env, tmp_path, args)["changed"] is False
+    # killed: systemd (Restart=on-failure) brings it back, not the next Ansible run
+    ssh(env, "10.231.1.10", "kill -9 $(systemctl show -p MainPID --value bird)")
+    back = ssh(env, "10.231.1.10", "for i in $(seq 100); do birdc -s /run/bird/bird.ctl show status >/dev/null 2>&1 "
+                                   "&& [ $(systemctl show -p NRestarts --value bird) -ge 1 ] && break; sleep 0.2; done; "
+                                   + state)
+    assert "NRestarts=1" in back and "Daemon is up and running" in back, back
+    changed = bird_module(env, tmp_path, {**args, "config": args["config"] + "protocol kernel { ipv4; }\n"})
+    assert changed["reconfigured"] and not changed["started"] and not changed["restarted"], changed
+    removed = bird_module(env, tmp_path, {"state": "absent", "manager": "systemd"})
+    assert removed["changed"] and removed["stopped"], removed
+    gone = ssh(env, "10.231.1.10", "systemctl show -p ActiveState,UnitFileState bird; "
+                                   "ls /etc/bird/bird.conf /etc/systemd/system/bird.service 2>&1 || true")
+    # the package's own unit is what "bird" names now: stopped and disabled, so no BIRD at the next boot
+    assert "ActiveState=inactive" in gone and "UnitFileState=disabled" in gone, gone
+    assert gone.count("No such file or directory") == 2, gone
+    assert bird_module(env, tmp_path, {"state": "absent", "manager": "systemd"})["changed"] is False
+
+
 def test_uml_guest_cannot_write_the_machines_files_through_hostfs(lab):
     _, env, first = lab
     if first["backend"] != "uml":

@@ -44,10 +44,39 @@ class Runner:
             return 0, "Reading configuration from x\nReconfigured\n", ""
         if argv[-2:] == ["show", "status"]:
             return (0, "BIRD 2.0.12\nDaemon is up and running\n", "") if self.up else (1, "", "Unable to connect")
+        if argv[0].endswith("systemctl"):
+            return self.systemctl(argv[1:])
         if argv[1] == "start":
             self.up = True
             return 0, "started\n", ""
+        if argv[1] == "stop":
+            self.up = False
+            return 0, "", ""
         raise AssertionError(f"unexpected command {argv}")
+
+    # systemd, as far as the module asks it: one unit's ActiveState, UnitFileState, NeedDaemonReload
+    unit = {"ActiveState": "inactive", "UnitFileState": "disabled", "NeedDaemonReload": "no"}
+
+    def systemctl(self, args):
+        self.unit = dict(self.unit)
+        if args[0] == "show":
+            assert args[-2:] == ["--", "bird.service"], args
+            return 0, "".join(f"{k}={v}\n" for k, v in self.unit.items()), ""
+        if args == ["daemon-reload"]:
+            self.unit["NeedDaemonReload"] = "no"
+            return 0, "", ""
+        verb = args[:args.index("--")]
+        if verb in (["start"], ["restart"]):
+            self.unit["ActiveState"], self.up = "active", True
+        elif verb == ["enable"]:
+            self.unit["UnitFileState"] = "enabled"
+        elif verb in (["stop"], ["disable", "--now"]):
+            self.unit["ActiveState"], self.up = "inactive", False
+            if verb[0] == "disable":
+                self.unit["UnitFileState"] = "disabled"
+        else:
+            raise AssertionError(f"unexpected systemctl {args}")
+        return 0, "", ""
 
     def kinds(self) -> list[str]:
         return [" ".join(c[1:2] + c[-1:]) if c[0].endswith("/bird") else c[-1] for c in self.calls]
@@ -72,6 +101,10 @@ def params(tmp_path):
         "supervisor_pid_file": str(tmp_path / "run" / "bird-supervisor.pid"),
         "bird_argv": ["/usr/sbin/bird", "-f"],
         "socket_timeout": 1,
+        "state": "present",
+        "service_name": "bird",
+        "unit": "[Service]\nExecStart=/usr/sbin/bird -f\n",
+        "systemctl": "/usr/bin/systemctl",
     }
 
 
@@ -295,3 +328,138 @@ def test_existing_directories_keep_their_mode_and_owner(params, monkeypatch):
     new = os.path.dirname(params["control_socket"])
     assert mode(new) == 0o750 and os.stat(new).st_uid == pwd.getpwnam("nobody").pw_uid
 
+
+
+# -- systemd: the unit, enable, start, restart on a changed unit; state=absent -----------------
+
+
+@pytest.fixture
+def systemd(params, tmp_path, monkeypatch):
+    monkeypatch.setattr(bird_service, "UNIT_DIR", str(tmp_path / "systemd"))
+    os.makedirs(tmp_path / "systemd")
+    params["manager"] = "systemd"
+    return params
+
+
+def run_module(params, runner):
+    """As the module does: plan, apply when something changes, else wait for the socket."""
+    the_plan = bird_service.plan(params, runner)
+    if the_plan.changed or the_plan.record_stale:
+        bird_service.apply(the_plan, params, runner)
+    elif the_plan.state == "present":
+        bird_service.wait_answers(runner, params["birdc"], params["control_socket"], params["socket_timeout"])
+    return the_plan
+
+
+def verbs(runner) -> list[str]:
+    return [" ".join(a for a in (c[1:c.index("--")] if "--" in c else c[1:]) if not a.startswith("--property"))
+            if c[0].endswith("systemctl") else c[-1] for c in runner.calls if not c[0].endswith("/bird")]
+
+
+def test_systemd_first_run_installs_enables_and_starts_the_unit(systemd):
+    runner = Runner(up=False)
+    the_plan = run_module(systemd, runner)
+    unit = bird_service.unit_file(systemd)
+    assert open(unit).read() == systemd["unit"] and mode(unit) == 0o644
+    assert not os.path.exists(systemd["supervisor"])  # no supervisor under systemd
+    assert verbs(runner) == ["show", "daemon-reload", "enable", "start", "status"]
+    assert the_plan.changes[-3:] == ["systemd reloaded (systemctl daemon-reload)", "BIRD's unit enabled",
+                                     "BIRD started (systemd)"]
+    assert not the_plan.reconfigure and open(bird_service.applied_file(systemd)).read() == the_plan.applied
+
+
+def test_systemd_second_run_is_one_show_and_one_status(systemd):
+    runner = Runner(up=False)
+    run_module(systemd, runner)
+    runner.calls.clear()
+    the_plan = run_module(systemd, runner)
+    assert not the_plan.changed and verbs(runner) == ["show", "status"]
+
+
+def test_systemd_changed_config_reconfigures_a_running_bird(systemd):
+    runner = Runner(up=False)
+    run_module(systemd, runner)
+    runner.calls.clear()
+    systemd["config"] = "router id 192.168.100.101;\n"
+    the_plan = run_module(systemd, runner)
+    assert the_plan.reconfigure and not the_plan.start and not the_plan.restart
+    assert verbs(runner) == ["show", "status", "configure"]
+
+
+def test_systemd_changed_unit_restarts_bird_and_needs_no_configure(systemd):
+    runner = Runner(up=False)
+    run_module(systemd, runner)
+    runner.calls.clear()
+    systemd["unit"] += "Restart=on-failure\n"
+    systemd["config"] = "router id 192.168.100.101;\n"  # read by the restarted BIRD
+    the_plan = run_module(systemd, runner)
+    assert the_plan.restart and not the_plan.reconfigure
+    assert verbs(runner) == ["show", "daemon-reload", "restart", "status"]
+    assert "BIRD restarted (its unit changed)" in the_plan.changes
+
+
+def test_systemd_stopped_or_disabled_unit_is_started_and_enabled(systemd):
+    runner = Runner(up=False)
+    run_module(systemd, runner)
+    runner.unit = {**runner.unit, "ActiveState": "failed", "UnitFileState": "disabled"}
+    runner.up = False
+    runner.calls.clear()
+    the_plan = run_module(systemd, runner)
+    assert the_plan.start and the_plan.enable and not the_plan.daemon_reload
+    assert verbs(runner) == ["show", "enable", "start", "status"]
+
+
+def test_systemd_check_mode_plans_only(systemd):
+    runner = Runner(up=False)
+    the_plan = bird_service.plan(systemd, runner)
+    assert the_plan.changed and the_plan.start and the_plan.enable and the_plan.unit.write
+    assert verbs(runner) == ["show"] and not os.path.exists(bird_service.unit_file(systemd))
+
+
+def test_systemd_needs_the_unit_and_a_valid_name(systemd):
+    with pytest.raises(bird_service.BirdServiceError, match="^unit: "):
+        bird_service.plan({**systemd, "unit": None}, Runner())
+    for bad in ("bird.service", "../bird", "bird name", "", "bird;reboot"):
+        with pytest.raises(bird_service.BirdServiceError, match=f"^service_name: {re.escape(repr(bad))} "):
+            bird_service.plan({**systemd, "service_name": bad}, Runner())
+
+
+@pytest.mark.parametrize("manager", ["systemd", "supervisor"])
+def test_absent_stops_bird_and_removes_its_files_once(systemd, manager, monkeypatch):
+    systemd["manager"] = manager
+    runner = Runner(up=False)
+    running = {"now": False}
+    monkeypatch.setattr(bird_service, "supervisor_running", lambda _pid_file: running["now"])
+    with_secrets(systemd, "192.168.100.101")
+    run_module(systemd, runner)
+    running["now"] = True
+    files = [systemd["config_file"], systemd["secrets_file"], bird_service.applied_file(systemd)]
+    if manager == "systemd":
+        files.append(bird_service.unit_file(systemd))
+    else:
+        open(systemd["pid_file"], "w").close()
+        files.append(systemd["pid_file"])
+    assert all(os.path.exists(f) for f in files)
+    runner.calls.clear()
+    absent = {**systemd, "state": "absent", "config": None}
+    check = bird_service.plan(absent, runner)  # check mode: the plan alone
+    assert check.changed and check.stop and all(os.path.exists(f) for f in files)
+    assert check.config.before == systemd["config"].encode()
+    the_plan = run_module(absent, runner)
+    running["now"] = False
+    assert not any(os.path.exists(f) for f in files)
+    if manager == "systemd":
+        assert the_plan.changes[:2] == ["BIRD stopped", "BIRD's unit disabled"]
+        assert verbs(runner) == ["show", "show", "disable --now", "daemon-reload"]
+    else:
+        assert the_plan.changes[0] == "BIRD stopped" and verbs(runner)[-1] == systemd["supervisor_pid_file"]
+        assert [c[1] for c in runner.calls] == ["stop"]
+    runner.calls.clear()
+    again = run_module(absent, runner)
+    assert not again.changed and again.changes == []
+    assert verbs(runner) == (["show"] if manager == "systemd" else [])
+
+
+def test_present_needs_a_config(systemd):
+    with pytest.raises(bird_service.BirdServiceError, match="^config: "):
+        bird_service.plan({**systemd, "config": None}, Runner())
