@@ -11,7 +11,7 @@ export ANSIBLE_HOME := $(CURDIR)/.cache/ansible
 export ANSIBLE_LOCAL_TEMP := $(CURDIR)/.cache/ansible/tmp
 PYTEST_ARGS ?=
 
-.PHONY: help setup debs lab lab-up lab-down lab-report molecule test lint unit integration integration-netns integration-guests guests bench clean
+.PHONY: help setup debs lab lab-up lab-down lab-report molecule test checks image lint unit integration integration-netns integration-guests guests bench clean
 
 help:
 	@echo "make lab       set everything up, then run the main job (lab converged and verified)"
@@ -65,12 +65,19 @@ lab-down:
 molecule:
 	molecule test
 
-## Every test and lint. After lint and the unit tests, two lanes run side by side (their
-## output kept apart): the integration tests on network namespaces, and the tests on lab guests
-## (QEMU, and User-mode Linux where it runs) followed by molecule (on QEMU guests). Every test names what it creates with a prefix of its
-## own (l3t...-, l3labt-, l3lf-, l3mol-), so the lanes never share a namespace or a file.
-test: setup lint unit
-	$(MAKE) --no-print-directory -j2 --output-sync=recurse integration-netns guests
+## Every test and lint, in two lanes side by side (their output kept apart): lint, the unit
+## tests, then the integration tests on network namespaces; and the QEMU guests' image built (or
+## found in .cache/lab), the tests on lab guests (QEMU, and User-mode Linux where it runs), then
+## molecule. Every test names what it creates with a prefix of its own (l3t...-, l3labt-, l3lf-,
+## l3mol-), so the lanes never share a namespace or a file.
+test: setup
+	$(MAKE) --no-print-directory -j2 --output-sync=recurse checks guests
+
+checks: lint unit
+	$(MAKE) --no-print-directory integration-netns
+
+image:
+	python3 playbooks/lab/files/labctl.py image
 
 lint:
 	yamllint --strict .
@@ -88,7 +95,8 @@ integration-netns:
 integration-guests:
 	pytest tests/integration -m lab $(PYTEST_ARGS)
 
-guests: integration-guests
+guests: image
+	$(MAKE) --no-print-directory integration-guests
 	molecule test
 
 bench: setup
