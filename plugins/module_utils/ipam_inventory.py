@@ -114,10 +114,15 @@ class Node:
 
 @dataclasses.dataclass(eq=False, frozen=True)
 class Evacuation:
-    """A pool migration step: ``nodes`` leave the disabled pool ``pool`` (addresses re-assigned)."""
+    """A pool migration step: ``nodes`` leave the disabled pool ``pool`` (addresses re-assigned).
+
+    ``run_nodes`` (when planning the whole migration): the nodes this run of pool-migrate.yml moves, in
+    the order given (None: every node of ``nodes``); they shape the rounds (module_utils/pool_migration).
+    """
 
     pool: Pool
     nodes: frozenset
+    run_nodes: tuple | None = None
 
 
 @dataclasses.dataclass(eq=False)
@@ -451,19 +456,21 @@ def validate(pools=None, config=None, reservations=None, nodes=None, only_node=N
 
 
 def validate_evacuate(evacuate, desired: Desired, only_node=None, remove_nodes=None) -> Evacuation:
-    """Check a pool migration step ``{pool: OLD, nodes: [HOST, ...]}`` against the validated inventory.
+    """Check a pool migration step ``{pool: OLD, nodes: [HOST, ...], run_nodes: [HOST, ...]}`` against the
+    validated inventory.
 
     The pool must be one of ``calico_pools`` and already ``disabled`` (Calico's way: the new pool is
     added, the old one disabled, then the workloads move); every node must be a node of the inventory;
     an evacuated node's workloads must have an enabled pool to move to, and none may be pinned to the
     old pool (``pool:`` or ``ip:`` inside it). Not combined with ``node`` or ``remove_nodes``. An empty
     ``nodes`` moves nothing: the run only records the pools (the old one not again once it is removed).
+    ``run_nodes`` (optional, null = all of ``nodes``) must be nodes of ``nodes``.
     """
     if not isinstance(evacuate, dict):
         _fail(GROUP, "evacuate", evacuate, "must be a mapping {pool: OLD, nodes: [HOST, ...]}")
-    unknown = sorted(str(k) for k in evacuate if k not in ("pool", "nodes"))
+    unknown = sorted(str(k) for k in evacuate if k not in ("pool", "nodes", "run_nodes"))
     if unknown:
-        _fail(GROUP, "evacuate", evacuate, f"unknown key(s) {', '.join(unknown)} (allowed: nodes, pool)")
+        _fail(GROUP, "evacuate", evacuate, f"unknown key(s) {', '.join(unknown)} (allowed: nodes, pool, run_nodes)")
     if only_node is not None:
         _fail(only_node, "evacuate", evacuate, "cannot be combined with node (a per-host run)")
     if remove_nodes:
@@ -486,6 +493,15 @@ def validate_evacuate(evacuate, desired: Desired, only_node=None, remove_nodes=N
         if not isinstance(node_name, str) or node_name not in desired.nodes:
             _fail(str(node_name), f"evacuate.nodes[{index}]", node_name,
                   f"not a node of the inventory (nodes: {', '.join(sorted(desired.nodes)) or 'none'})")
+    run_nodes = evacuate.get("run_nodes")
+    if run_nodes is not None:
+        if not isinstance(run_nodes, list):
+            _fail(GROUP, "evacuate.run_nodes", run_nodes, "must be a list of node names (the nodes this run moves)")
+        for index, node_name in enumerate(run_nodes):
+            if not isinstance(node_name, str) or node_name not in nodes:
+                _fail(str(node_name), f"evacuate.run_nodes[{index}]", node_name,
+                      f"not one of evacuate.nodes ({', '.join(sorted(map(str, nodes))) or 'none'})")
+        run_nodes = tuple(run_nodes)
     enabled = [p for p in desired.pools if not p.disabled]
     if not enabled:
         _fail(GROUP, "calico_pools", ", ".join(p.name for p in desired.pools),
@@ -506,7 +522,7 @@ def validate_evacuate(evacuate, desired: Desired, only_node=None, remove_nodes=N
                 _fail(node_name, f"{wl.field}", wl.id,
                       f"no enabled pool may serve workload {wl.id} on this node once it leaves pool {name} "
                       "(check the new pool's node_selector and namespaces)")
-    return Evacuation(pool, frozenset(nodes))
+    return Evacuation(pool, frozenset(nodes), run_nodes)
 
 
 def leaving(nodes, remove_nodes, only_node=None) -> list:

@@ -19,6 +19,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_report import (
     build_result,
     pool_of_blocks,
 )
+from ansible_collections.l3.calico.plugins.module_utils.pool_migration import report as migration_report
 
 ARGUMENT_SPEC = dict(
     pools=dict(type="list", elements="dict", default=[]),
@@ -30,7 +31,8 @@ ARGUMENT_SPEC = dict(
     node=dict(type="str"),
     remove_nodes=dict(type="list", elements="str", default=[]),
     # Types only: the IPAM checks the values (validate_evacuate), each refusal naming host, field and value.
-    evacuate=dict(type="dict", options=dict(pool=dict(type="str"), nodes=dict(type="list", elements="str"))),
+    evacuate=dict(type="dict", options=dict(pool=dict(type="str"), nodes=dict(type="list", elements="str"),
+                                            run_nodes=dict(type="list", elements="str"))),
     audit=dict(type="bool", default=False),
     datastore=dict(type="str", choices=["file", "etcd"], default="file"),
     state_file=dict(type="path"),
@@ -78,7 +80,8 @@ def run(params: dict, check_mode: bool) -> tuple[dict, str]:
             # Rare: the state as recorded (read again, under the same lock) is audited only then.
             refuse_introduced_problems(set(audit(desired, store.load())), result["problems"])
         if desired.evacuate is not None:
-            result["evacuation"] = planner.evacuation()
+            result["evacuation"] = migration_report(planner.evacuation(), result["pools"], result["changed"],
+                                                    desired.evacuate.run_nodes)
         return result, report
 
     store = store_from_params(params, params.get("datastore") or "file", params.get("state_file"),

@@ -25,6 +25,22 @@ from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute
 
 Runner = Callable[[list], "tuple[int, str, str]"]
 DPKG_QUERY_FORMAT = "${Package} ${db:Status-Status}\n"
+# The underlay MTU assumed when none is known (no interface holds the node address, or no node ran).
+DEFAULT_UNDERLAY_MTU = 1500
+
+
+def workload_mtu(underlay_mtu: int | None, pools: Mapping) -> int:
+    """The MTU of a node's workload veths, as Felix picks it: the underlay MTU (1500 when unknown) minus the
+    largest encapsulation overhead of the enabled pools - VXLAN 50, else IPIP 20, else 0.
+
+    ``pools`` is the IPAM result's (name -> settings); every node gets the same overhead, whether or not a
+    pool of that encapsulation selects it (a workload's packets may cross any tunnel of the cluster).
+    """
+    enabled = [pool for pool in pools.values() if not pool.get("disabled")]
+    overheads = [0]
+    overheads += [tunnels.VXLAN_OVERHEAD for pool in enabled if pool.get("vxlan_mode", "Never") != "Never"]
+    overheads += [tunnels.IPIP_OVERHEAD for pool in enabled if pool.get("ipip_mode", "Never") != "Never"]
+    return (underlay_mtu or DEFAULT_UNDERLAY_MTU) - max(overheads)
 
 
 def missing_packages(run: Runner, packages: Sequence[str]) -> list[str]:
@@ -52,7 +68,8 @@ def converge(
     firewall_args: Mapping,
     check_mode: bool,
 ) -> dict:
-    """Returns {missing_packages, tunnels, sysctls, firewall} (the last three None when packages are missing).
+    """Returns {missing_packages, tunnels, sysctls, firewall, workload_mtu} (all but the first None when packages
+    are missing); ``workload_mtu`` is :func:`workload_mtu` of the underlay the tunnels found.
 
     All three are validated, read and planned before any of them is applied: bad input for any
     part (a sysctl name, a workload address, a firewall backend) fails with nothing changed.
@@ -60,7 +77,7 @@ def converge(
     missing = missing_packages(run, packages)
     if missing:
         tunnels.prepare(node, nodes, pools, **tunnel_args)
-        return {"missing_packages": missing, "tunnels": None, "sysctls": None, "firewall": None}
+        return {"missing_packages": missing, "tunnels": None, "sysctls": None, "firewall": None, "workload_mtu": None}
     tun = tunnels.prepare(node, nodes, pools, **tunnel_args)
     sys_plan = sysctls.plan(sysctl_values, sysctl_file, creates=tun.creates)  # e.g. tunl0's keys
     fw = firewall.prepare(pools, workloads, node_addresses=firewall.node_addresses(nodes), **firewall_args)
@@ -74,7 +91,8 @@ def converge(
             fw,
             firewall_args.get("state_file", firewall.DEFAULT_STATE_FILE),
         )
-    return {"missing_packages": [], "tunnels": tun, "sysctls": sys_plan, "firewall": fw}
+    return {"missing_packages": [], "tunnels": tun, "sysctls": sys_plan, "firewall": fw,
+            "workload_mtu": workload_mtu(tun.underlay_mtu, pools)}
 
 
 def remove(

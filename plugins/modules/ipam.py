@@ -127,6 +127,13 @@ options:
           - Empty - nothing moves, the pools are recorded (the old one not again once it was removed). Required.
         type: list
         elements: str
+      run_nodes:
+        description:
+          - When the whole migration is planned (O(evacuate.nodes) = every node, check mode) - the nodes this run of
+            C(playbooks/pool-migrate.yml) moves (its C(calico_migrate_hosts)), each one of O(evacuate.nodes).
+            Only C(rounds) and C(plan) of RV(evacuation) depend on it. Default every node of O(evacuate.nodes).
+        type: list
+        elements: str
   datastore:
     description:
       - Where the IPAM objects live.
@@ -295,6 +302,12 @@ evacuation:
     - With O(evacuate), per evacuated node the addresses moved out of the old pool (owner, old address, new address
       and block; C(to) is null for a tunnel address released without replacement) and its blocks released there;
       the addresses and blocks the old pool still holds, and whether it was removed from the state.
+    - C(rounds) - the rounds of C(playbooks/pool-migrate.yml) when this is the plan of the whole migration, each
+      C({name, nodes}) - C(prepare) (nothing moves), one per node of O(evacuate.run_nodes) with an address moving
+      into an enabled pool (in name order), and C(finish) (every node) while the plan changes something and no such
+      node is left for a later run.
+    - C(plan) - the plan as lines (the pools, per node every address that moves and every block released, what
+      becomes of the old pool); C(summary) - what this step moved as lines, and what the old pool still holds.
   returned: when O(evacuate) is given
   type: dict
   sample:
@@ -309,6 +322,9 @@ evacuation:
     remaining: 4
     blocks_left: 2
     removed: false
+    rounds: [{name: prepare, nodes: []}, {name: node-a, nodes: [node-a]}]
+    plan: ["pool migration out of old-pool (172.17.0.0/16) into new-pool, host by host: node-a, node-b", "..."]
+    summary: ["node-a: default.web-1 172.17.29.1 -> 172.18.4.1", "...", "pool old-pool: 4 address(es) left"]
 audit:
   description: With O(audit), every problem found and the command that fixes it.
   returned: when O(audit=true)

@@ -167,6 +167,15 @@ tunnels:
   returned: always
   type: dict
   sample: {underlay_interface: eth0, underlay_mtu: 1500, ipip_mtu: 1480, vxlan_mtu: 1450, vxlan_mac: "66:35:f2:1d:94:8a"}
+workload_mtu:
+  description:
+    - The MTU of this node's workload veths - the underlay MTU (1500 when unknown) minus the largest encapsulation
+      overhead of the enabled pools (VXLAN 50, else IPIP 20, else 0), as Felix picks it. Role
+      P(l3.calico.calico_workloads#role) uses it for C(calico_workloads_mtu=auto).
+    - Null when packages are missing, and with O(state=absent).
+  returned: always
+  type: int
+  sample: 1450
 firewall:
   description: The firewall part's C(backend) and C(changes) (null when packages are missing).
   returned: always
@@ -236,7 +245,7 @@ def main() -> None:
         module.fail_json(msg=f"node {p['node']}: {exc}")
     tun, sys_plan, fw = done["tunnels"], done["sysctls"], done["firewall"]
     result = dict(changed=False, changes=[], kept=[], missing_packages=done["missing_packages"], tunnels=None,
-                  firewall=None)
+                  firewall=None, workload_mtu=done["workload_mtu"])
     if tun is not None:
         result["changes"] = (
             [f"tunnels: {line}" for line in tun.changes]
@@ -292,6 +301,7 @@ def remove(module: AnsibleModule) -> None:
         + [f"firewall: {line}" for line in fw.changes],
         kept=tun.kept,
         missing_packages=[],
+        workload_mtu=None,
         tunnels=dict(changes=tun.changes),
         firewall=dict(backend=fw.backend, changes=fw.changes),
     )

@@ -55,7 +55,8 @@ options:
   mtu:
     description:
       - MTU of both ends of every veth. Use the underlay MTU minus the encapsulation overhead of the pools in use
-        (IPIP 20, VXLAN 50); role P(l3.calico.calico_workloads#role) computes it.
+        (IPIP 20, VXLAN 50) - the C(workload_mtu) that M(l3.calico.node) returns, which role
+        P(l3.calico.calico_workloads#role) passes.
     type: int
     default: 1500
   rp_filter:

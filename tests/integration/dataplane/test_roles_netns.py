@@ -28,8 +28,17 @@ PLAYBOOK = """\
 """
 
 
-def test_roles_converge_then_noop(topo, tmp_path):
-    (tmp_path / "site.yml").write_text(PLAYBOOK)
+WORKLOADS_ONLY = """\
+- name: Workloads of one host, without the node role
+  hosts: node-a
+  gather_facts: false
+  roles:
+    - role: l3.calico.calico_workloads
+"""
+
+
+def make_play(topo, tmp_path):
+    """ansible-playbook inside host a's namespace: play(playbook text, *args) -> (changed, output)."""
     (tmp_path / "hosts.yml").write_text(
         "all:\n  hosts:\n    node-a:\n      ansible_connection: local\n"
         "      ansible_python_interpreter: " + str(ROOT / ".venv" / "bin" / "python") + "\n"
@@ -52,7 +61,8 @@ def test_roles_converge_then_noop(topo, tmp_path):
         PYTHONPATH=PYTHONPATH,
     )
 
-    def play(*extra_args):
+    def play(playbook=PLAYBOOK, *extra_args):
+        (tmp_path / "site.yml").write_text(playbook)
         proc = subprocess.run(
             ["nsenter", f"--net=/run/netns/{topo.host('a')}", str(ROOT / ".venv" / "bin" / "ansible-playbook"),
              "-i", str(tmp_path / "hosts.yml"), "-e", f"@{tmp_path / 'extra.json'}", str(tmp_path / "site.yml"),
@@ -63,6 +73,11 @@ def test_roles_converge_then_noop(topo, tmp_path):
         recap = re.search(r"node-a\s*:\s*ok=(\d+)\s+changed=(\d+)", proc.stdout)
         return int(recap.group(2)), proc.stdout
 
+    return play
+
+
+def test_roles_converge_then_noop(topo, tmp_path):
+    play = make_play(topo, tmp_path)
     changed, _ = play()
     assert changed >= 2  # the node (tunnels, sysctls, firewall: one module run) and the workloads
     again, out = play()
@@ -74,3 +89,20 @@ def test_roles_converge_then_noop(topo, tmp_path):
     assert topo.ip_json(topo.host("a"), "link", "show", naming.VXLAN_DEVICE)[0]["mtu"] == 1450
     assert (tmp_path / "sysctl.d" / "60-l3-calico.conf").read_text().endswith("net.ipv4.ip_forward = 1\n")
     assert ping(topo, web1, "172.17.72.2")
+
+
+def test_workload_mtu_auto_is_the_one_the_node_module_computed(topo, tmp_path):
+    """A 9000-byte underlay: the node module finds it and returns 9000 - 50 (a VXLAN pool is enabled), which
+    the workloads role gives the veths; without the node role in the play, the same rule on
+    calico_workloads_underlay_mtu (1500 unless set)."""
+    play = make_play(topo, tmp_path)
+    topo.ip(topo.host("a"), "link set up0 mtu 9000")
+    web1 = topo.netns_prefix("a") + "default.web-1"
+    play()
+    assert topo.ip_json(web1, "link", "show", "eth0")[0]["mtu"] == 8950
+    assert topo.ip_json(topo.host("a"), "link", "show", naming.VXLAN_DEVICE)[0]["mtu"] == 8950
+    changed, out = play(WORKLOADS_ONLY)
+    assert changed == 1, out
+    assert topo.ip_json(web1, "link", "show", "eth0")[0]["mtu"] == 1450
+    changed, _ = play(WORKLOADS_ONLY, "-e", "calico_workloads_underlay_mtu=9000")
+    assert changed == 1 and topo.ip_json(web1, "link", "show", "eth0")[0]["mtu"] == 8950

@@ -8,7 +8,7 @@ by BGP (a blackhole route exported by BIRD) and by the node role's VXLAN routes.
 
 The tests share one fabric and run in file order: converge on the old pool, the plan in check mode
 (nothing changes), the migration (verified after every host), a second run (nothing to do), the
-audit with the old pool dropped from the inventory.
+audit with the old pool dropped from the inventory, and verify.yml on the result.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def test_a_pool_still_enabled_is_refused_before_anything(stack):
 
 def judged(day2, result, name):
     """The message of the verification after round ``name`` (None when that round did not run)."""
-    found = day2.task_results(result, f"Judge the network (a failure stops the migration here) after {name}")
+    found = day2.task_results(result, f"Judge the network after {name}")
     return next(iter(found.values()))["msg"] if found else None
 
 
@@ -235,3 +235,26 @@ def test_audit_with_the_old_pool_dropped_is_clean(stack, day2):
     msg = next(iter(day2.task_results(result, "List every problem with its fix").values()))["msg"]
     assert isinstance(msg, str) and msg.startswith("no problem"), msg
     assert result["rc"] == 0
+
+
+def test_verify_playbook_proves_the_migrated_network_and_names_a_failure(stack, day2, monkeypatch):
+    """playbooks/verify.yml - role calico_verify's two entry points, as each round above uses the whole
+    role: on the migrated network every check passes and the report is written; a workload that does not
+    answer fails the run, which names it."""
+    monkeypatch.setenv("L3LAB_PREFIX", "l3tmig-nolab-")  # no lab router here: never the machine's lab capture
+    verify, report = ROOT / "playbooks" / "verify.yml", stack.work / "verify.json"
+    result = stack.play(verify, "-e", f"verify_report_file={report}")
+    summary = next(iter(day2.task_results(result, "Show the summary").values()))["msg"]
+    assert re.fullmatch(r"\d+ checks, 0 failed; BGP sessions 6/6 Established; pings 20/20", summary), summary
+    data = json.loads(report.read_text())
+    assert data["findings"] == [] and data["summary"]["pings"] == 20 and data["capture"] is None
+    ns = f"{stack.netns_prefix('n3')}default.api-3"
+    subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1"], check=True, timeout=30)
+    try:
+        result = stack.play(verify, check=False)
+    finally:
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=0"], check=True, timeout=30)
+    assert result["rc"] != 0
+    failed = day2.failures(result)
+    assert len(failed) == 1 and re.search(r"Judge the network: \d+ of \d+ checks failed:\n", failed[0]), failed
+    assert "ping default.api-3" in failed[0], failed[0]

@@ -7,6 +7,8 @@ from ansible_collections.l3.calico.plugins.filter.address_block import address_b
 from ansible_collections.l3.calico.plugins.filter.pool_blocks import pool_blocks
 from ansible_collections.l3.calico.plugins.filter.same_subnet import same_subnet
 from ansible_collections.l3.calico.plugins.filter.veth_name import veth_name
+from ansible_collections.l3.calico.plugins.filter.workload_mtu import workload_mtu
+from ansible_collections.l3.calico.plugins.module_utils import node
 
 
 def test_pool_blocks():
@@ -51,3 +53,23 @@ def test_veth_name_matches_calico():
     assert veth_name("db-1", "blue") == "cali" + hashlib.sha1(b"blue.db-1").hexdigest()[:11]
     with pytest.raises(AnsibleFilterError):
         veth_name(42)
+
+
+POOLS = {"old": {"cidr": "10.1.0.0/16", "ipip_mode": "Always", "vxlan_mode": "Never", "disabled": True},
+         "new": {"cidr": "10.2.0.0/16", "ipip_mode": "CrossSubnet", "vxlan_mode": "Never", "disabled": False}}
+
+
+def test_workload_mtu_is_the_node_modules_rule():
+    assert workload_mtu(POOLS) == 1480 == node.workload_mtu(None, POOLS)
+    assert workload_mtu(POOLS, 9000) == workload_mtu(POOLS, underlay_mtu=9000) == 8980 == node.workload_mtu(9000, POOLS)
+    assert workload_mtu({}) == 1500
+
+
+@pytest.mark.parametrize("args, message", [
+    (([],), "_input"),
+    (({"p": "Always"},), "not mappings"),
+    ((POOLS, "big"), "underlay_mtu"),
+])
+def test_workload_mtu_errors(args, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        workload_mtu(*args)

@@ -48,7 +48,8 @@ def test_missing_packages_converge_nothing_but_check_ipip(dpkg, monkeypatch):
     monkeypatch.setattr(node.firewall, "prepare", lambda *a, **kw: pytest.fail("firewall planned"))
     done = node.converge(lambda argv: (1, "", ""), packages=PACKAGES, node="n", nodes={}, pools={}, tunnel_args={},
                          sysctl_values={}, sysctl_file="/nonexistent", workloads=[], firewall_args={}, check_mode=False)
-    assert done == {"missing_packages": PACKAGES, "tunnels": None, "sysctls": None, "firewall": None}
+    assert done == {"missing_packages": PACKAGES, "tunnels": None, "sysctls": None, "firewall": None,
+                    "workload_mtu": None}
     assert seen == ["planned"]  # the tunnels only planned: a kernel without ipip fails here
 
 
@@ -105,6 +106,33 @@ def test_everything_planned_before_anything_applied(writes, monkeypatch, tmp_pat
     assert order == [[]]  # the firewall was planned while nothing was applied yet
     assert writes == ["tunnels", "sysctls", "firewall"]
     assert done["tunnels"].changed and done["sysctls"].changed
+
+
+def _pool(ipip="Never", vxlan="Never", disabled=False):
+    return {"cidr": "10.0.0.0/16", "block_size": 26, "ipip_mode": ipip, "vxlan_mode": vxlan, "disabled": disabled}
+
+
+@pytest.mark.parametrize("pools, underlay, mtu", [
+    ({}, 1500, 1500),
+    ({"p": _pool()}, 1500, 1500),
+    ({"p": _pool(ipip="Always")}, 1500, 1480),
+    ({"p": _pool(ipip="CrossSubnet")}, 9000, 8980),
+    ({"p": _pool(vxlan="CrossSubnet")}, 1500, 1450),
+    ({"a": _pool(ipip="Always"), "b": _pool(vxlan="Always")}, 1500, 1450),  # the largest overhead
+    ({"a": _pool(ipip="Always"), "b": _pool(vxlan="Always", disabled=True)}, 1500, 1480),  # enabled pools only
+    ({"a": _pool(ipip="Always", disabled=True)}, 1500, 1500),
+    ({"p": _pool(vxlan="Always")}, None, 1450),  # no underlay found: 1500
+    ({"p": {"cidr": "10.0.0.0/16"}}, 1400, 1400),  # modes absent: Never
+])
+def test_workload_mtu_is_the_underlay_minus_the_largest_overhead_of_the_enabled_pools(pools, underlay, mtu):
+    assert node.workload_mtu(underlay, pools) == mtu
+
+
+def test_converge_returns_the_workload_mtu_of_the_underlay_found(writes, monkeypatch, tmp_path):
+    monkeypatch.setattr(node.tunnels, "prepare", lambda *a, **kw: node.tunnels.Plan(underlay_mtu=9000))
+    monkeypatch.setattr(node.firewall, "prepare", lambda *a, **kw: node.firewall.Plan("iptables"))
+    done = _converge(sysctl_file=str(tmp_path / "s.conf"), pools={"p": _pool(vxlan="Always")})
+    assert done["workload_mtu"] == 8950
 
 
 def test_check_mode_plans_all_and_applies_none(writes, monkeypatch, tmp_path):
