@@ -4,7 +4,7 @@
 """Benchmark: IPAM allocations per second on etcd v3 vs the state file, 1 writer and 8 writers.
 
 Starts its own etcd (Debian's etcd-server) on 127.0.0.1 with a temporary data directory.
-Every writer is a separate process (tests/ipam_worker.py) allocating addresses CNI-style:
+Every writer is a separate process (tests/support/ipam_worker.py) allocating addresses CNI-style:
 one transaction (read the state, plan, compare-and-swap write) per batch of BATCH addresses,
 so the figures include the whole read-plan-write cycle. Both datastores run the same worker
 in the same run; the ratio etcd/file is printed.
@@ -22,13 +22,13 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, ROOT)  # tests.support
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 
-from etcd_server import EtcdServer, missing_reason  # noqa: E402
-from ipam_worker import audit, make_store  # noqa: E402
+from tests.support.etcd_server import EtcdServer, missing_reason  # noqa: E402
+from tests.support.ipam_worker import audit, make_store  # noqa: E402
 
-WORKER = os.path.join(ROOT, "tests", "ipam_worker.py")
+WORKER = os.path.join(ROOT, "tests", "support", "ipam_worker.py")
 
 
 def run(kind: str, target: str, writers: int, total: int, batch: int) -> tuple[float, int]:

@@ -5,12 +5,10 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from etcd_server import EtcdServer, missing_reason  # noqa: E402
+from tests.support.etcd_server import EtcdServer, missing_reason
 
 
 @pytest.fixture(scope="session")

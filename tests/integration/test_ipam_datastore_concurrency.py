@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 """Both datastores under real concurrency: 8 writer processes, and a writer killed mid-run.
 
-Each writer is ``tests/ipam_worker.py``: a CNI-like allocator on the real IPAM objects, in
+Each writer is ``tests/support/ipam_worker.py``: a CNI-like allocator on the real IPAM objects, in
 its own process with its own datastore client. 8 x 500 addresses nearly fill the /20 pool
 (4096 addresses in 64 blocks of /26), so the writers race for the last unclaimed blocks.
 """
@@ -17,9 +17,9 @@ import time
 
 import pytest
 
-from ipam_worker import audit, make_store
+from tests.support.ipam_worker import audit, make_store
 
-WORKER = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ipam_worker.py")
+WORKER = os.path.join(os.path.dirname(os.path.dirname(__file__)), "support", "ipam_worker.py")
 WRITERS, EACH = 8, 500
 
 
@@ -57,7 +57,7 @@ def _addresses(state):
 
 @pytest.mark.parametrize("allocator", ["cni", "planner"])
 def test_eight_writers_never_share_or_lose_an_address(target, allocator):
-    """cni: tests/ipam_worker.allocate; planner: the real IPAM planner, each writer its own node
+    """cni: tests.support.ipam_worker.allocate; planner: the real IPAM planner, each writer its own node
     (module option node), its inventory growing by 20 workloads per run."""
     kind, where = target
     start = f"{time.time() + 2:.3f}"

@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.l3.calico.plugins.module_utils import etcd_kv as kv
 from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import EtcdSettings, EtcdStore
-from ipam_worker import audit
+from tests.support.ipam_worker import audit
 
 pytestmark = pytest.mark.etcd
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -18,7 +18,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import (
     state_to_kvs,
 )
 from ansible_collections.l3.calico.plugins.module_utils.ipam_store import FileStore
-from ipam_worker import allocate, audit, release
+from tests.support.ipam_worker import allocate, audit, release
 
 pytestmark = pytest.mark.etcd
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

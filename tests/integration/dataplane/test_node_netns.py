@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 import pytest
-from firewall_backends import firewall_backends  # tests/, on sys.path by tests/conftest.py
+from tests.support.firewall_backends import firewall_backends
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, naming
 

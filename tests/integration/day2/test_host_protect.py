@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from calico_wiring import wire_workload  # tests/, on sys.path by tests/conftest.py
-from firewall_backends import firewall_backends  # tests/, on sys.path by tests/conftest.py
+from tests.support.calico_wiring import wire_workload
+from tests.support.firewall_backends import firewall_backends
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
 

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from firewall_backends import firewall_backends  # tests/, on sys.path by tests/conftest.py
+from tests.support.firewall_backends import firewall_backends
 import yaml
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, naming, sysctls

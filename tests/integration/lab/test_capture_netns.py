@@ -4,23 +4,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
+from l3lab import capture
 
 pytestmark = pytest.mark.netns
 
-LABCTL = Path(__file__).resolve().parents[3] / "playbooks" / "lab" / "files" / "labctl.py"
-_spec = importlib.util.spec_from_file_location("labctl", LABCTL)
-labctl = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(labctl)
 
 
 @pytest.fixture
@@ -39,7 +34,7 @@ def netns():
 def test_a_capture_stopped_right_after_the_last_ping_has_every_packet(netns, tmp_path):
     pcap, err = tmp_path / "capture.pcap", tmp_path / "capture.err"
     with open(err, "wb") as errf:
-        proc = subprocess.Popen(labctl.capture_argv(netns, pcap), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(capture.capture_argv(netns, pcap), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=errf)
     try:
         deadline = time.monotonic() + 10
@@ -54,5 +49,5 @@ def test_a_capture_stopped_right_after_the_last_ping_has_every_packet(netns, tmp
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    flows = labctl.decode_pcap(pcap.read_bytes())
+    flows = capture.read_pcap(pcap)
     assert {f["icmp"]: f["packets"] for f in flows} == {"echo-request": 3, "echo-reply": 3}, flows

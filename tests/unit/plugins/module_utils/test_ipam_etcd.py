@@ -18,7 +18,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import (
     EtcdUnavailableError,
 )
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import StateError
-from ipam_worker import allocate, audit, release
+from tests.support.ipam_worker import allocate, audit, release
 
 
 def _store(endpoint, **options) -> EtcdStore:

@@ -14,8 +14,8 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import (
     EtcdStore,
     EtcdUnavailableError,
 )
-from etcd_server import EtcdServer, missing_reason
-from ipam_worker import allocate, audit
+from tests.support.etcd_server import EtcdServer, missing_reason
+from tests.support.ipam_worker import allocate, audit
 
 pytestmark = pytest.mark.etcd
 

@@ -10,7 +10,7 @@ the datastores; the real planner is ``ipam_plan``.
 
 Run as a script it is one writer process::
 
-    python tests/ipam_worker.py --store etcd --target http://127.0.0.1:2379 --node n1 \
+    python tests/support/ipam_worker.py --store etcd --target http://127.0.0.1:2379 --node n1 \
         --count 500 --batch 20 [--start-at EPOCH] [--prefix w1]
 """
 
@@ -21,7 +21,7 @@ import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (  # noqa: E402

@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: MIT
+"""Capture on the router with tcpdump; the flows read back with tcpdump's own reader (tcpdump -r).
+
+A flow is what the verification judges: how a workload's ICMP crossed the underlay (``encap``:
+``none``, ``ipip`` or ``vxlan:<VNI>``), the outer and inner addresses, the ICMP message, and how
+many packets were alike. tcpdump decodes the packets (link types, IP options, VXLAN); this module
+reads its one-line summaries, the form tcpdump prints for every packet::
+
+    1700000000.000000 eth0  In  IP 192.168.100.100 > 192.168.200.101: IP 172.17.0.1 > 172.17.128.1: ICMP echo request, id 1, seq 1, length 64
+    1700000000.000000 eth0  Out IP 192.168.100.100.40000 > 192.168.100.101.4789: VXLAN, flags [I] (0x08), vni 4096
+    IP 172.18.0.3 > 172.18.64.3: ICMP echo request, id 1, seq 1, length 64
+
+(a VXLAN packet's inner frame is printed on a line of its own, without a timestamp).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from . import common
+from .common import ROUTER, LabError, alive, kill_pid, netns_list, read_pid, run
+
+
+def stop_capture_process() -> bool:
+    pid = read_pid(common.LAB / "capture.pid")
+    stopped = False
+    # Ours: tcpdump writing this lab's capture file (a recycled PID would not match).
+    marker = f"-w\0{common.LAB / 'capture.pcap'}\0"
+    if pid is not None and alive(pid, marker):
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and alive(pid, marker):
+            time.sleep(0.05)
+        kill_pid(pid, marker, timeout=1.0)
+        stopped = True
+    (common.LAB / "capture.pid").unlink(missing_ok=True)
+    return stopped
+
+
+def capture_argv(netns: str, pcap: Path) -> list[str]:
+    """tcpdump in ``netns`` writing workload traffic only: IP-in-IP, VXLAN (UDP 4789) and plain
+    ICMP (never SSH). ``--immediate-mode``: every packet reaches the file as it arrives; without
+    it libpcap hands packets over in blocks retired up to a second later, and the SIGINT that
+    stops the capture right after the last ping loses that block (seen: one node's pings missing)."""
+    return ["ip", "netns", "exec", netns, "tcpdump", "-i", "any", "-nn", "-U", "--immediate-mode", "-s", "256",
+            "-w", str(pcap), "ip proto 4 or udp port 4789 or icmp"]
+
+
+def capture_start() -> dict:
+    if ROUTER not in netns_list():
+        raise LabError(f"no lab router namespace {ROUTER}")
+    stop_capture_process()
+    pcap, err = common.LAB / "capture.pcap", common.LAB / "capture.err"
+    pcap.unlink(missing_ok=True)
+    argv = capture_argv(ROUTER, pcap)
+    with open(err, "wb") as errf:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
+                                start_new_session=True)
+    (common.LAB / "capture.pid").write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + 10
+    while b"listening on" not in err.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise LabError(f"tcpdump did not start: {err.read_text().strip()}")
+        time.sleep(0.02)
+    return {"changed": True, "pid": proc.pid, "pcap": str(pcap)}
+
+
+def capture_stop() -> dict:
+    stop_capture_process()
+    pcap = common.LAB / "capture.pcap"
+    flows = read_pcap(pcap) if pcap.exists() else []
+    return {"changed": True, "pcap": str(pcap), "flows": flows}
+
+
+# A packet starts with its timestamp (-tt); a line without one continues the packet before it.
+_PACKET_START = re.compile(r"^\d+\.\d+ ")
+# One IPv4 header as tcpdump -nn prints it: "IP SRC[.PORT] > DST[.PORT]: " (IP6 and ARP never match).
+_IPV4 = re.compile(r"\bIP (\d{1,3}(?:\.\d{1,3}){3})(?:\.(\d+))? > (\d{1,3}(?:\.\d{1,3}){3})(?:\.(\d+))?: ")
+_VXLAN = re.compile(r"VXLAN, flags \[[^]]*\] \(0x[0-9a-f]+\), vni (\d+)\s+")
+_ICMP = re.compile(r"ICMP ([^,]+)")
+_ICMP_NAMES = {"echo request": "echo-request", "echo reply": "echo-reply"}
+
+
+def read_pcap(pcap: Path) -> list[dict]:
+    """The flows of a capture file, read by tcpdump itself (``tcpdump -nn -tt -r``)."""
+    if pcap.stat().st_size == 0:
+        return []  # tcpdump stopped before it wrote the file's header: nothing was captured
+    proc = run("tcpdump", "-nn", "-tt", "-r", str(pcap), check=False)
+    if proc.returncode != 0:
+        raise LabError(f"capture: tcpdump cannot read {pcap}: {proc.stderr.strip()}")
+    return flows(proc.stdout)
+
+
+def packets(text: str) -> list[str]:
+    """tcpdump's output, one string per packet (continuation lines joined to their packet)."""
+    out: list[str] = []
+    for line in text.splitlines():
+        if _PACKET_START.match(line) or not out:
+            out.append(line)
+        else:
+            out[-1] += " " + line.strip()
+    return out
+
+
+def flow(packet: str) -> dict | None:
+    """One packet as a flow: plain ICMP, or ICMP inside IP-in-IP or VXLAN; None for anything else."""
+    outer = _IPV4.search(packet)
+    if outer is None:
+        return None
+    rest = packet[outer.end():]
+    encap, inner = "none", outer
+    vxlan = _VXLAN.match(rest)
+    if vxlan and "4789" in (outer[2], outer[4]):
+        encap, inner = f"vxlan:{vxlan[1]}", _IPV4.match(rest, vxlan.end())
+    elif rest.startswith("IP "):
+        encap, inner = "ipip", _IPV4.match(rest)
+    if inner is None:
+        return None
+    icmp = _ICMP.match(rest if inner is outer else rest[inner.end():])
+    if icmp is None or inner[2] or inner[4]:  # not ICMP (ports: TCP, UDP)
+        return None
+    message = icmp[1].strip()
+    return {"encap": encap, "outer_src": outer[1], "outer_dst": outer[3], "inner_src": inner[1],
+            "inner_dst": inner[3], "icmp": _ICMP_NAMES.get(message, "icmp-" + "-".join(message.split()))}
+
+
+def flows(text: str) -> list[dict]:
+    """Flows (alike packets once, with their count) of tcpdump's output."""
+    counts: dict[tuple, int] = {}
+    for packet in packets(text):
+        found = flow(packet)
+        if found is not None:
+            key = tuple(sorted(found.items()))
+            counts[key] = counts.get(key, 0) + 1
+    return [dict(key, packets=n) for key, n in sorted(counts.items())]
