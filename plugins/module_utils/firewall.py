@@ -27,13 +27,14 @@ as Calico's ``FELIX_IPTABLESBACKEND=auto`` does. The User-mode Linux lab kernel 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import json
 import os
 import shutil
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
 
@@ -42,13 +43,37 @@ ANTISPOOF_CHAIN = "L3CALICO-ANTISPOOF"
 NAT_CHAIN = "L3CALICO-NAT-OUTGOING"
 ANTISPOOF_TABLE = "mangle"
 HOST_CHAIN = "L3CALICO-HOST-PROTECT"
-DEFAULT_HOST_TCP_PORTS = (179,)
+DEFAULT_HOST_TCP_PORTS = (179,)  # BIRD's BGP port: the one place it is written
 BACKENDS = ("auto", "nftables", "iptables")
 DEFAULT_STATE_FILE = "/run/l3-calico/firewall.json"
+
+# The options of this part, as modules l3.calico.firewall and l3.calico.node take them
+# (documented once, by doc fragment l3.calico.firewall).
+ARGUMENT_SPEC: Dict[str, Dict[str, Any]] = dict(
+    firewall_backend=dict(type="str", choices=list(BACKENDS), default="auto"),
+    veth_prefix=dict(type="str", default=naming.VETH_PREFIX),
+    firewall_state_file=dict(type="path", default=DEFAULT_STATE_FILE),
+    host_tcp_ports=dict(type="list", elements="int", default=list(DEFAULT_HOST_TCP_PORTS)),
+)
 
 
 class FirewallError(ValueError):
     """Bad input or no usable backend (raised before any change)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """The part's options (:data:`ARGUMENT_SPEC`)."""
+
+    backend: str = "auto"
+    veth_prefix: str = naming.VETH_PREFIX
+    state_file: str = DEFAULT_STATE_FILE
+    host_tcp_ports: Sequence[int] = DEFAULT_HOST_TCP_PORTS
+
+    @classmethod
+    def from_params(cls, params: Mapping) -> "Options":
+        return cls(backend=params["firewall_backend"], veth_prefix=params["veth_prefix"],
+                   state_file=params["firewall_state_file"], host_tcp_ports=tuple(params["host_tcp_ports"]))
 
 
 @dataclass
@@ -302,10 +327,24 @@ class Plan:
     rendered: str = ""  # the desired ruleset (for diff and the state file)
     record: Optional[dict] = None
     recorded: dict = field(default_factory=dict)  # the state file as read when planning
+    removal: bool = False  # planned by plan_removal
 
     @property
     def changed(self) -> bool:
         return bool(self.changes)
+
+    def result(self) -> dict:
+        """What the modules return for this part."""
+        return {"backend": self.backend, "changes": self.changes}
+
+    def diff(self) -> Optional[dict]:
+        """The rules applied, or the objects removed (None when nothing changes)."""
+        if not self.changed:
+            return None
+        if self.removal:
+            return {"before": "".join(line + "\n" for line in self.changes), "after": "",
+                    "before_header": "firewall objects of l3.calico", "after_header": "(removed)"}
+        return {"before": "", "after": self.rendered, "after_header": f"{self.backend} rules"}
 
 
 def plan(
@@ -365,17 +404,14 @@ def apply(runner: iproute.Runner, the_plan: Plan, state_file: str) -> None:
 def prepare(
     pools: Mapping,
     workloads: Sequence[Mapping],
-    backend: str = "auto",
-    veth_prefix: str = naming.VETH_PREFIX,
-    state_file: str = DEFAULT_STATE_FILE,
-    runner: iproute.Runner = iproute.subprocess_runner,
-    host_tcp_ports: Sequence[int] = DEFAULT_HOST_TCP_PORTS,
+    options: Options = Options(),
     node_addresses: Sequence[str] = (),
+    runner: iproute.Runner = iproute.subprocess_runner,
 ) -> Plan:
     """Validate input, pick the backend, read and plan (changes nothing); raises FirewallError."""
-    rules = desired_rules(pools, workloads, veth_prefix, host_tcp_ports, node_addresses)
-    chosen = detect_backend(runner, backend)
-    recorded = _read_record(state_file)
+    rules = desired_rules(pools, workloads, options.veth_prefix, options.host_tcp_ports, node_addresses)
+    chosen = detect_backend(runner, options.backend)
+    recorded = _read_record(options.state_file)
     the_plan = plan(rules, chosen, read_nft(runner), read_iptables(runner), recorded)
     the_plan.recorded = recorded
     return the_plan
@@ -395,17 +431,18 @@ def commit(runner: iproute.Runner, the_plan: Plan, state_file: str) -> None:
 def converge(
     pools: Mapping,
     workloads: Sequence[Mapping],
-    backend: str = "auto",
-    veth_prefix: str = naming.VETH_PREFIX,
-    state_file: str = DEFAULT_STATE_FILE,
+    options: Optional[Options] = None,
+    *,
+    node_addresses: Sequence[str] = (),
     check_mode: bool = False,
     runner: iproute.Runner = iproute.subprocess_runner,
-    host_tcp_ports: Sequence[int] = DEFAULT_HOST_TCP_PORTS,
-    node_addresses: Sequence[str] = (),
+    **settings,
 ) -> Plan:
-    the_plan = prepare(pools, workloads, backend, veth_prefix, state_file, runner, host_tcp_ports, node_addresses)
+    """:func:`prepare`, then :func:`commit` unless check mode; ``settings`` are fields of :class:`Options`."""
+    options = Options(**settings) if options is None else dataclasses.replace(options, **settings)
+    the_plan = prepare(pools, workloads, options, node_addresses, runner)
     if not check_mode:
-        commit(runner, the_plan, state_file)
+        commit(runner, the_plan, options.state_file)
     return the_plan
 
 
@@ -418,7 +455,7 @@ def plan_removal(nft_listing: Optional[str], ipt: Mapping[str, Optional[List[str
     """
     present = _iptables_present(ipt)
     backend = "nftables" if nft_listing is not None else "iptables" if any(c for _, c in present.values()) else "none"
-    result = Plan(backend)
+    result = Plan(backend, removal=True)
     if nft_listing is not None:
         result.nft_script = f"delete table ip {TABLE}\n"
         result.changes.append(f"nftables table ip {TABLE} removed")

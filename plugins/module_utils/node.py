@@ -61,38 +61,48 @@ def converge(
     node: str,
     nodes: Mapping,
     pools: Mapping,
-    tunnel_args: Mapping,
-    sysctl_values: Mapping,
-    sysctl_file: str,
     workloads: Sequence[Mapping],
-    firewall_args: Mapping,
+    tunnel_options: tunnels.Options = tunnels.Options(),
+    sysctl_options: sysctls.Options,
+    firewall_options: firewall.Options = firewall.Options(),
     check_mode: bool,
+    runner: iproute.Runner = iproute.subprocess_runner,
 ) -> dict:
     """Returns {missing_packages, tunnels, sysctls, firewall, workload_mtu} (all but the first None when packages
     are missing); ``workload_mtu`` is :func:`workload_mtu` of the underlay the tunnels found.
 
-    All three are validated, read and planned before any of them is applied: bad input for any
-    part (a sysctl name, a workload address, a firewall backend) fails with nothing changed.
+    ``run`` answers the package check (``module.run_command``); ``runner`` runs the tunnels' and the
+    firewall's commands. All three are validated, read and planned before any of them is applied: bad
+    input for any part (a sysctl name, a workload address, a firewall backend) fails with nothing changed.
     """
     missing = missing_packages(run, packages)
     if missing:
-        tunnels.prepare(node, nodes, pools, **tunnel_args)
+        tunnels.prepare(node, nodes, pools, tunnel_options, runner)
         return {"missing_packages": missing, "tunnels": None, "sysctls": None, "firewall": None, "workload_mtu": None}
-    tun = tunnels.prepare(node, nodes, pools, **tunnel_args)
-    sys_plan = sysctls.plan(sysctl_values, sysctl_file, creates=tun.creates)  # e.g. tunl0's keys
-    fw = firewall.prepare(pools, workloads, node_addresses=firewall.node_addresses(nodes), **firewall_args)
+    tun = tunnels.prepare(node, nodes, pools, tunnel_options, runner)
+    sys_plan = sysctls.plan(sysctl_options.values, sysctl_options.path, creates=tun.creates)  # e.g. tunl0's keys
+    fw = firewall.prepare(pools, workloads, firewall_options, firewall.node_addresses(nodes), runner)
     if not check_mode:
         if tun.changed:
-            tunnels.apply(tunnel_args.get("runner", iproute.subprocess_runner), tun, tunnel_args.get("modprobe_dir"))
+            tunnels.apply(runner, tun, tunnel_options.modprobe_dir)
         if sys_plan.changed:
-            sysctls.apply(sys_plan, sysctl_file)
-        firewall.commit(
-            firewall_args.get("runner", iproute.subprocess_runner),
-            fw,
-            firewall_args.get("state_file", firewall.DEFAULT_STATE_FILE),
-        )
+            sysctls.apply(sys_plan, sysctl_options.path)
+        firewall.commit(runner, fw, firewall_options.state_file)
     return {"missing_packages": [], "tunnels": tun, "sysctls": sys_plan, "firewall": fw,
             "workload_mtu": workload_mtu(tun.underlay_mtu, pools)}
+
+
+def result(parts: Mapping) -> dict:
+    """The node module's result from its parts' plans ({name: plan}, in the order they apply): ``changed``,
+    ``changes`` (each line prefixed by its part), ``diff`` (those of the parts that change) and each part's own
+    result under its name."""
+    out = {
+        "changed": any(the_plan.changed for the_plan in parts.values()),
+        "changes": [f"{name}: {line}" for name, the_plan in parts.items() for line in the_plan.changes],
+        "diff": [d for d in (the_plan.diff() for the_plan in parts.values()) if d is not None],
+    }
+    out.update((name, the_plan.result()) for name, the_plan in parts.items())
+    return out
 
 
 def remove(

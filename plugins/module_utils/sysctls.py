@@ -11,16 +11,36 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute
 
 KEY_RE = re.compile(r"[a-z0-9_]+(\.[A-Za-z0-9_\-]+)+")
 HEADER = "# Managed by l3.calico (role calico_node); edits are overwritten.\n"
+DEFAULT_FILE = "/etc/sysctl.d/60-l3-calico.conf"
+
+# The options of this part, as modules l3.calico.sysctls and l3.calico.node take them
+# (documented once, by doc fragment l3.calico.sysctls).
+ARGUMENT_SPEC: Dict[str, Dict[str, Any]] = dict(
+    sysctls=dict(type="dict"),
+    sysctl_file=dict(type="path", default=DEFAULT_FILE),
+)
 
 
 class SysctlError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Options:
+    """The part's options (:data:`ARGUMENT_SPEC`): the values wanted and the file that keeps them."""
+
+    values: Mapping
+    path: str = DEFAULT_FILE
+
+    @classmethod
+    def from_params(cls, params: Mapping) -> "Options":
+        return cls(values=params["sysctls"] or {}, path=params["sysctl_file"])
 
 
 @dataclass
@@ -29,6 +49,7 @@ class Plan:
     before: Optional[str]
     runtime: Dict[str, str] = field(default_factory=dict)  # key -> value to write
     runtime_before: Dict[str, Optional[str]] = field(default_factory=dict)
+    path: str = ""  # the file planned
 
     @property
     def file_changed(self) -> bool:
@@ -44,6 +65,20 @@ class Plan:
         if not self.file_changed:
             return out
         return out + (["file removed (the values applied now stay)"] if self.content is None else ["file rewritten"])
+
+    def result(self) -> dict:
+        """What the modules return for this part."""
+        return {"changes": self.changes}
+
+    def diff(self) -> Optional[dict]:
+        """The file before and after (None when nothing changes)."""
+        if not self.changed:
+            return None
+        if self.content is None:
+            return {"before": self.before or "", "after": "", "before_header": self.path,
+                    "after_header": f"{self.path} (removed)"}
+        return {"before": self.before or "", "after": self.content, "before_header": self.path,
+                "after_header": self.path}
 
 
 def normalise(values: Mapping) -> Dict[str, str]:
@@ -79,7 +114,7 @@ def plan(values: Mapping, path: str, proc_sys: str = "/proc/sys", creates: Seque
             before: Optional[str] = handle.read()
     except FileNotFoundError:
         before = None
-    result = Plan(content=content, before=before)
+    result = Plan(content=content, before=before, path=path)
     for key, value in sorted(wanted.items()):
         proc = _proc_path(proc_sys, key)
         try:
@@ -111,7 +146,7 @@ def plan_removal(path: str) -> Plan:
         before = None
     if before is not None and not before.startswith(HEADER):
         raise SysctlError(f"{path} was not written by l3.calico (its first line is not {HEADER.strip()!r}): not removed")
-    return Plan(content=None, before=before)
+    return Plan(content=None, before=before, path=path)
 
 
 def apply(the_plan: Plan, path: str, proc_sys: str = "/proc/sys") -> None:

@@ -21,12 +21,13 @@ address, MTU and state, and marks it ``l3.calico:ipip`` so it can undo that when
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
 import platform
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
 
@@ -192,10 +193,30 @@ class Plan:
     vxlan_mac: Optional[str] = None
     creates: List[str] = field(default_factory=list)  # devices that exist only once applied
     kept: List[str] = field(default_factory=list)  # what a removal leaves alone because it is not ours
+    removal: bool = False  # planned by plan_removal
 
     @property
     def changed(self) -> bool:
         return bool(self.changes)
+
+    def result(self) -> dict:
+        """What the modules return for this part."""
+        if self.removal:
+            return {"changes": self.changes, "kept": self.kept}
+        return {"changes": self.changes, "underlay_interface": self.underlay, "underlay_mtu": self.underlay_mtu,
+                "ipip_mtu": self.ipip_mtu, "vxlan_mtu": self.vxlan_mtu, "vxlan_mac": self.vxlan_mac}
+
+    def diff(self) -> Optional[dict]:
+        """What differs and the batches that fix it (None when nothing changes)."""
+        if not self.changed:
+            return None
+        if self.removal:
+            return {"before_header": "tunnels (what goes)", "after_header": "tunnels (ip -batch to run)",
+                    "before": "".join(line + "\n" for line in self.changes),
+                    "after": "".join(line + "\n" for line in self.ip_lines)}
+        return {"before_header": "tunnels (what differs)", "after_header": "tunnels (ip -batch / bridge -batch to run)",
+                "before": "".join(line + "\n" for line in self.changes),
+                "after": "".join(line + "\n" for line in self.ip_lines + self.bridge_lines)}
 
 
 def read_state(runner: iproute.Runner, sys_module: str = "/sys/module") -> State:
@@ -439,7 +460,7 @@ def plan_removal(state: State, pools: Mapping = (), ipip_address: Optional[str] 
     - Routes with our protocol (80) inside ``pools`` on other devices (the direct routes of
       CrossSubnet VXLAN pools) are deleted.
     """
-    result = Plan()
+    result = Plan(removal=True)
     nets = []
     for name, pool in (pools or {}).items():
         try:
@@ -516,24 +537,55 @@ def apply(runner: iproute.Runner, the_plan: Plan, modprobe_dir: Optional[str] = 
         iproute.check(runner, ["bridge", "-batch", "-"], "".join(line + "\n" for line in the_plan.bridge_lines))
 
 
+# The options of this part, as modules l3.calico.tunnels and l3.calico.node take them (documented once,
+# by doc fragment l3.calico.tunnels): the IPAM result's node, nodes and pools, and the settings of :class:`Options`.
+ARGUMENT_SPEC: Dict[str, Dict[str, Any]] = dict(
+    node=dict(type="str"),
+    nodes=dict(type="dict"),
+    pools=dict(type="dict"),
+    underlay_interface=dict(type="str"),
+    underlay_mtu=dict(type="int"),
+    vxlan_vni=dict(type="int", default=DEFAULT_VNI),
+    vxlan_port=dict(type="int", default=DEFAULT_PORT),
+    modprobe_dir=dict(type="path"),
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """The part's settings (:data:`ARGUMENT_SPEC` but the IPAM result)."""
+
+    underlay_interface: Optional[str] = None
+    underlay_mtu: Optional[int] = None
+    vni: int = DEFAULT_VNI
+    port: int = DEFAULT_PORT
+    modprobe_dir: Optional[str] = None
+
+    @classmethod
+    def from_params(cls, params: Mapping) -> "Options":
+        return cls(underlay_interface=params["underlay_interface"], underlay_mtu=params["underlay_mtu"],
+                   vni=params["vxlan_vni"], port=params["vxlan_port"], modprobe_dir=params["modprobe_dir"])
+
+
+def ipip_address(nodes: Mapping, node: Optional[str]) -> Optional[str]:
+    """The IPIP tunnel address the IPAM result gives ``node`` (None when it has none or is not there)."""
+    return ((nodes.get(node) or {}).get("tunnels") or {}).get("ipip") if node is not None else None
+
+
 def prepare(
     node: str,
     nodes: Mapping,
     pools: Mapping,
-    underlay_interface: Optional[str] = None,
-    underlay_mtu: Optional[int] = None,
-    vni: int = DEFAULT_VNI,
-    port: int = DEFAULT_PORT,
-    modprobe_dir: Optional[str] = None,
+    options: Options = Options(),
     runner: iproute.Runner = iproute.subprocess_runner,
     sys_module: str = "/sys/module",
 ) -> Plan:
     """Validate, read and plan (changes nothing); raises TunnelError on bad input or no ipip driver."""
     desired = desired_tunnels(node, nodes, pools)
     state = read_state(runner, sys_module)
-    the_plan = plan(desired, state, underlay_interface, underlay_mtu, vni, port)
+    the_plan = plan(desired, state, options.underlay_interface, options.underlay_mtu, options.vni, options.port)
     if the_plan.load_ipip:
-        ok, detail = ipip_probe(runner, modprobe_dir)
+        ok, detail = ipip_probe(runner, options.modprobe_dir)
         if not ok:
             raise TunnelError(ipip_missing_message(detail))
     return the_plan
@@ -543,16 +595,16 @@ def converge(
     node: str,
     nodes: Mapping,
     pools: Mapping,
-    underlay_interface: Optional[str] = None,
-    underlay_mtu: Optional[int] = None,
-    vni: int = DEFAULT_VNI,
-    port: int = DEFAULT_PORT,
-    modprobe_dir: Optional[str] = None,
+    options: Optional[Options] = None,
+    *,
     check_mode: bool = False,
     runner: iproute.Runner = iproute.subprocess_runner,
     sys_module: str = "/sys/module",
+    **settings,
 ) -> Plan:
-    the_plan = prepare(node, nodes, pools, underlay_interface, underlay_mtu, vni, port, modprobe_dir, runner, sys_module)
+    """:func:`prepare`, then :func:`apply` unless check mode; ``settings`` are fields of :class:`Options`."""
+    options = Options(**settings) if options is None else dataclasses.replace(options, **settings)
+    the_plan = prepare(node, nodes, pools, options, runner, sys_module)
     if not check_mode and the_plan.changed:
-        apply(runner, the_plan, modprobe_dir)
+        apply(runner, the_plan, options.modprobe_dir)
     return the_plan

@@ -25,10 +25,10 @@ description:
   - "Backend C(auto) picks nftables when the kernel has the nftables C(ip) family (probed by adding and deleting
     an empty table in one transaction), else iptables-legacy, as Calico's C(FELIX_IPTABLESBACKEND=auto)."
   - "Idempotent: the current rules are read back (C(iptables-legacy-save), C(nft -s list table)) and compared;
-    for nftables the listing seen after the last apply is kept in O(state_file) to detect drift."
+    for nftables the listing seen after the last apply is kept in O(firewall_state_file) to detect drift."
   - "With O(state=absent) (a node leaving the cluster) every object of the project's is removed, of both backends:
     the nftables table C(ip l3calico), the iptables-legacy chains C(L3CALICO-*) with their one jump each, and
-    O(state_file). Other tables, chains and rules are not touched."
+    O(firewall_state_file). Other tables, chains and rules are not touched."
 options:
   state:
     description: V(present) converges the rules; V(absent) removes the project's objects.
@@ -47,23 +47,6 @@ options:
       - Required with O(state=present).
     type: list
     elements: dict
-  backend:
-    description: Firewall backend.
-    type: str
-    choices: [auto, nftables, iptables]
-    default: auto
-  veth_prefix:
-    description: Prefix of the workloads' host veths (as given to M(l3.calico.workloads)).
-    type: str
-    default: cali
-  host_tcp_ports:
-    description:
-      - TCP ports of the host itself that workloads may not reach (dropped when they arrive from a workload veth).
-      - The default protects BIRD's BGP port; V([]) allows workloads to reach it (role P(l3.calico.calico_node#role)
-        variable C(calico_node_allow_workload_bgp)).
-    type: list
-    elements: int
-    default: [179]
   node_addresses:
     description:
       - Every node's addresses (underlay and tunnel addresses; M(l3.calico.node) passes those of the IPAM result).
@@ -72,11 +55,12 @@ options:
     type: list
     elements: str
     default: []
-  state_file:
-    description: Where the nftables listing of the last apply is kept (under C(/run)).
-    type: path
-    default: /run/l3-calico/firewall.json
+  firewall_backend:
+    aliases: [backend]
+  firewall_state_file:
+    aliases: [state_file]
 extends_documentation_fragment:
+  - l3.calico.firewall
   - l3.calico.attributes
 author:
   - l3.calico maintainers
@@ -119,43 +103,34 @@ from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute
 
 
 def main() -> None:
+    spec = dict(firewall.ARGUMENT_SPEC)
+    spec["firewall_backend"] = dict(spec["firewall_backend"], aliases=["backend"])
+    spec["firewall_state_file"] = dict(spec["firewall_state_file"], aliases=["state_file"])
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", choices=["present", "absent"], default="present"),
             pools=dict(type="dict"),
             workloads=dict(type="list", elements="dict"),
-            backend=dict(type="str", choices=list(firewall.BACKENDS), default="auto"),
-            veth_prefix=dict(type="str", default="cali"),
-            state_file=dict(type="path", default=firewall.DEFAULT_STATE_FILE),
-            host_tcp_ports=dict(type="list", elements="int", default=[179]),
             node_addresses=dict(type="list", elements="str", default=[]),
+            **spec,
         ),
         required_if=[("state", "present", ("pools", "workloads"))],
         supports_check_mode=True,
     )
     p = module.params
+    options = firewall.Options.from_params(p)
     try:
         if p["state"] == "absent":
-            the_plan = firewall.remove(p["state_file"], check_mode=module.check_mode)
-            diff = dict(before="".join(line + "\n" for line in the_plan.changes), after="",
-                        before_header="firewall objects of l3.calico", after_header="(removed)")
-            module.exit_json(changed=the_plan.changed, backend=the_plan.backend, changes=the_plan.changes,
-                             **(dict(diff=diff) if module._diff else {}))
-        the_plan = firewall.converge(
-            p["pools"],
-            p["workloads"],
-            backend=p["backend"],
-            veth_prefix=p["veth_prefix"],
-            state_file=p["state_file"],
-            host_tcp_ports=p["host_tcp_ports"],
-            node_addresses=p["node_addresses"],
-            check_mode=module.check_mode,
-        )
+            the_plan = firewall.remove(options.state_file, check_mode=module.check_mode)
+        else:
+            the_plan = firewall.converge(p["pools"], p["workloads"], options, node_addresses=p["node_addresses"],
+                                         check_mode=module.check_mode)
     except (firewall.FirewallError, iproute.CommandError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    result = dict(changed=the_plan.changed, backend=the_plan.backend, changes=the_plan.changes)
-    if module._diff and the_plan.changed:
-        result["diff"] = dict(before="", after=the_plan.rendered, after_header=f"{the_plan.backend} rules")
+    result = dict(changed=the_plan.changed, **the_plan.result())
+    diff = the_plan.diff()
+    if module._diff and diff is not None:
+        result["diff"] = diff
     module.exit_json(**result)
 
 

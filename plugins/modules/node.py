@@ -40,74 +40,18 @@ options:
     type: list
     elements: str
     default: []
-  node:
-    description: This node's name in O(nodes). Required with O(state=present).
-    type: str
-  nodes:
-    description:
-      - The IPAM result's C(nodes) (C(calico_ipam_result.nodes)). Required with O(state=present).
-      - With O(state=absent), optional; when it holds O(node), that node's IPIP tunnel address is removed from
-        C(tunl0) even without the alias.
-    type: dict
-  pools:
-    description:
-      - The IPAM result's C(pools) (C(calico_ipam_result.pools)). Required with O(state=present).
-      - With O(state=absent), optional; routes with protocol 80 inside these pools are removed.
-    type: dict
-  underlay_interface:
-    description: The underlay interface; by default the one holding the node's address (M(l3.calico.tunnels)).
-    type: str
-  underlay_mtu:
-    description: The underlay MTU; by default the interface's.
-    type: int
-  vxlan_vni:
-    description: VNI of C(vxlan.calico).
-    type: int
-    default: 4096
-  vxlan_port:
-    description: UDP port of C(vxlan.calico).
-    type: int
-    default: 4789
-  modprobe_dir:
-    description: Passed to C(modprobe -d) when loading C(ipip) (M(l3.calico.tunnels)).
-    type: path
-  sysctls:
-    description: Sysctl keys (dotted) and their values (M(l3.calico.sysctls)).
-    type: dict
-    default: {}
-  sysctl_file:
-    description: The sysctl file this module owns.
-    type: path
-    default: /etc/sysctl.d/60-l3-calico.conf
   workloads:
     description: This host's workloads (C(calico_ipam_result.nodes[node].workloads)), for the anti-spoofing rules.
     type: list
     elements: dict
     default: []
-  firewall_backend:
-    description: Firewall backend (M(l3.calico.firewall)).
-    type: str
-    choices: [auto, nftables, iptables]
-    default: auto
-  veth_prefix:
-    description: Prefix of the workloads' host veths.
-    type: str
-    default: cali
-  firewall_state_file:
-    description: Where the nftables listing of the last apply is kept (under C(/run)).
-    type: path
-    default: /run/l3-calico/firewall.json
-  host_tcp_ports:
-    description:
-      - TCP ports of the host itself that workloads may not reach (M(l3.calico.firewall) option O(l3.calico.firewall#module:host_tcp_ports)).
-      - The default protects BIRD's BGP port; V([]) lets workloads reach it.
-      - The same ports of every node of O(nodes) (its address and tunnel addresses) are closed to workloads on the
-        forward path, and workload traffic to those addresses is never masqueraded
-        (M(l3.calico.firewall) option O(l3.calico.firewall#module:node_addresses)).
-    type: list
-    elements: int
-    default: [179]
+  sysctls:
+    description: Sysctl keys (dotted) and their values (M(l3.calico.sysctls)); none by default.
+    default: {}
 extends_documentation_fragment:
+  - l3.calico.tunnels
+  - l3.calico.sysctls
+  - l3.calico.firewall
   - l3.calico.attributes
 seealso:
   - module: l3.calico.tunnels
@@ -163,10 +107,15 @@ kept:
 tunnels:
   description:
     - The result of the tunnels part, as M(l3.calico.tunnels) returns it (null when packages are missing).
-    - With O(state=absent), only C(changes).
+    - With O(state=absent), C(changes) and C(kept).
   returned: always
   type: dict
   sample: {underlay_interface: eth0, underlay_mtu: 1500, ipip_mtu: 1480, vxlan_mtu: 1450, vxlan_mac: "66:35:f2:1d:94:8a"}
+sysctls:
+  description: The sysctls part's C(changes), as M(l3.calico.sysctls) returns them (null when packages are missing).
+  returned: always
+  type: dict
+  sample: {changes: ["net.ipv4.ip_forward 0 -> 1", "file rewritten"]}
 workload_mtu:
   description:
     - The MTU of this node's workload veths - the underlay MTU (1500 when unknown) minus the largest encapsulation
@@ -187,27 +136,18 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute, node, sysctls, tunnels
 
+ERRORS = (tunnels.TunnelError, sysctls.SysctlError, firewall.FirewallError, iproute.CommandError, OSError)
+
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", choices=["present", "absent"], default="present"),
             packages=dict(type="list", elements="str", default=[]),
-            node=dict(type="str"),
-            nodes=dict(type="dict"),
-            pools=dict(type="dict"),
-            underlay_interface=dict(type="str"),
-            underlay_mtu=dict(type="int"),
-            vxlan_vni=dict(type="int", default=tunnels.DEFAULT_VNI),
-            vxlan_port=dict(type="int", default=tunnels.DEFAULT_PORT),
-            modprobe_dir=dict(type="path"),
-            sysctls=dict(type="dict", default={}),
-            sysctl_file=dict(type="path", default="/etc/sysctl.d/60-l3-calico.conf"),
             workloads=dict(type="list", elements="dict", default=[]),
-            firewall_backend=dict(type="str", choices=list(firewall.BACKENDS), default="auto"),
-            veth_prefix=dict(type="str", default="cali"),
-            firewall_state_file=dict(type="path", default=firewall.DEFAULT_STATE_FILE),
-            host_tcp_ports=dict(type="list", elements="int", default=list(firewall.DEFAULT_HOST_TCP_PORTS)),
+            **tunnels.ARGUMENT_SPEC,
+            **dict(sysctls.ARGUMENT_SPEC, sysctls=dict(sysctls.ARGUMENT_SPEC["sysctls"], default={})),
+            **firewall.ARGUMENT_SPEC,
         ),
         required_if=[("state", "present", ("node", "nodes", "pools"))],
         supports_check_mode=True,
@@ -223,101 +163,41 @@ def main() -> None:
             node=p["node"],
             nodes=p["nodes"],
             pools=p["pools"],
-            tunnel_args=dict(
-                underlay_interface=p["underlay_interface"],
-                underlay_mtu=p["underlay_mtu"],
-                vni=p["vxlan_vni"],
-                port=p["vxlan_port"],
-                modprobe_dir=p["modprobe_dir"],
-            ),
-            sysctl_values=p["sysctls"],
-            sysctl_file=p["sysctl_file"],
             workloads=p["workloads"],
-            firewall_args=dict(
-                backend=p["firewall_backend"],
-                veth_prefix=p["veth_prefix"],
-                state_file=p["firewall_state_file"],
-                host_tcp_ports=p["host_tcp_ports"],
-            ),
+            tunnel_options=tunnels.Options.from_params(p),
+            sysctl_options=sysctls.Options.from_params(p),
+            firewall_options=firewall.Options.from_params(p),
             check_mode=module.check_mode,
         )
-    except (tunnels.TunnelError, sysctls.SysctlError, firewall.FirewallError, iproute.CommandError, OSError) as exc:
+    except ERRORS as exc:
         module.fail_json(msg=f"node {p['node']}: {exc}")
-    tun, sys_plan, fw = done["tunnels"], done["sysctls"], done["firewall"]
-    result = dict(changed=False, changes=[], kept=[], missing_packages=done["missing_packages"], tunnels=None,
-                  firewall=None, workload_mtu=done["workload_mtu"])
-    if tun is not None:
-        result["changes"] = (
-            [f"tunnels: {line}" for line in tun.changes]
-            + [f"sysctls: {line}" for line in sys_plan.changes]
-            + [f"firewall: {line}" for line in fw.changes]
-        )
-        result["changed"] = tun.changed or sys_plan.changed or fw.changed
-        result["tunnels"] = dict(
-            changes=tun.changes,
-            underlay_interface=tun.underlay,
-            underlay_mtu=tun.underlay_mtu,
-            ipip_mtu=tun.ipip_mtu,
-            vxlan_mtu=tun.vxlan_mtu,
-            vxlan_mac=tun.vxlan_mac,
-        )
-        result["firewall"] = dict(backend=fw.backend, changes=fw.changes)
-        if module._diff:
-            diffs = []
-            if tun.changed:
-                diffs.append(dict(
-                    before_header="tunnels (what differs)",
-                    after_header="tunnels (ip -batch / bridge -batch to run)",
-                    before="".join(line + "\n" for line in tun.changes),
-                    after="".join(line + "\n" for line in tun.ip_lines + tun.bridge_lines),
-                ))
-            if sys_plan.changed:
-                diffs.append(dict(before=sys_plan.before or "", after=sys_plan.content,
-                                  before_header=p["sysctl_file"], after_header=p["sysctl_file"]))
-            if fw.changed:
-                diffs.append(dict(before="", after=fw.rendered, after_header=f"{fw.backend} rules"))
-            result["diff"] = diffs
-    module.exit_json(**result)
+    result = dict(changed=False, changes=[], diff=[], kept=[], missing_packages=done["missing_packages"],
+                  tunnels=None, sysctls=None, firewall=None, workload_mtu=done["workload_mtu"])
+    if not done["missing_packages"]:
+        result.update(node.result({part: done[part] for part in ("tunnels", "sysctls", "firewall")}))
+    _exit(module, result)
 
 
 def remove(module: AnsibleModule) -> None:
     p = module.params
-    me = (p["nodes"] or {}).get(p["node"]) or {}
     try:
         done = node.remove(
             pools=p["pools"] or {},
-            ipip_address=(me.get("tunnels") or {}).get("ipip"),
+            ipip_address=tunnels.ipip_address(p["nodes"] or {}, p["node"]),
             sysctl_file=p["sysctl_file"],
             firewall_state_file=p["firewall_state_file"],
             check_mode=module.check_mode,
         )
-    except (tunnels.TunnelError, sysctls.SysctlError, firewall.FirewallError, iproute.CommandError, OSError) as exc:
+    except ERRORS as exc:
         module.fail_json(msg=f"node {p['node'] or '(this host)'}: removal: {exc}")
-    tun, sys_plan, fw = done["tunnels"], done["sysctls"], done["firewall"]
-    result = dict(
-        changed=tun.changed or sys_plan.changed or fw.changed,
-        changes=[f"tunnels: {line}" for line in tun.changes]
-        + [f"sysctls: {line}" for line in sys_plan.changes]
-        + [f"firewall: {line}" for line in fw.changes],
-        kept=tun.kept,
-        missing_packages=[],
-        workload_mtu=None,
-        tunnels=dict(changes=tun.changes),
-        firewall=dict(backend=fw.backend, changes=fw.changes),
-    )
-    if module._diff:
-        diffs = []
-        if tun.changed:
-            diffs.append(dict(before_header="tunnels (what goes)", after_header="tunnels (ip -batch to run)",
-                              before="".join(line + "\n" for line in tun.changes),
-                              after="".join(line + "\n" for line in tun.ip_lines)))
-        if sys_plan.changed:
-            diffs.append(dict(before=sys_plan.before or "", after="", before_header=p["sysctl_file"],
-                              after_header=f"{p['sysctl_file']} (removed)"))
-        if fw.changed:
-            diffs.append(dict(before="".join(line + "\n" for line in fw.changes), after="",
-                              before_header="firewall objects of l3.calico", after_header="(removed)"))
-        result["diff"] = diffs
+    result = dict(missing_packages=[], workload_mtu=None, kept=done["tunnels"].kept, **node.result(done))
+    _exit(module, result)
+
+
+def _exit(module: AnsibleModule, result: dict) -> None:
+    diff = result.pop("diff")
+    if module._diff and diff:
+        result["diff"] = diff
     module.exit_json(**result)
 
 

@@ -10,7 +10,7 @@ module: sysctls
 short_description: Persist a set of sysctls in one file and apply them now
 version_added: "1.0.0"
 description:
-  - Writes O(values) to O(path) (one C(key = value) line each, sorted, atomically, only when the content differs)
+  - Writes O(sysctls) to O(sysctl_file) (one C(key = value) line each, sorted, atomically, only when the content differs)
     and writes every value that differs at run time straight to C(/proc/sys).
   - One task for the whole set, instead of one task per key.
   - Keys under C(net.) are per network namespace; the file is read at boot by C(systemd-sysctl) or C(procps).
@@ -18,19 +18,17 @@ description:
     values applied at run time stay as they are (their earlier values are not known, and C(net.ipv4.ip_forward)
     may serve other things on the host), they are only not set again at the next boot.
 options:
-  values:
-    description: Sysctl keys (dotted) and their values. Required with O(state=present).
-    type: dict
   state:
-    description: V(present) writes and applies O(values); V(absent) removes O(path).
+    description: V(present) writes and applies O(sysctls); V(absent) removes O(sysctl_file).
     type: str
     choices: [present, absent]
     default: present
-  path:
-    description: The file to own, normally under C(/etc/sysctl.d). It is entirely written by this module.
-    type: path
-    required: true
+  sysctls:
+    aliases: [values]
+  sysctl_file:
+    aliases: [path]
 extends_documentation_fragment:
+  - l3.calico.sysctls
   - l3.calico.attributes
 author:
   - l3.calico maintainers
@@ -39,14 +37,13 @@ author:
 EXAMPLES = r"""
 - name: Forward IPv4 now and at boot
   l3.calico.sysctls:
-    values:
+    sysctls:
       net.ipv4.ip_forward: 1
-    path: /etc/sysctl.d/60-l3-calico.conf
+    sysctl_file: /etc/sysctl.d/60-l3-calico.conf
 
 - name: Remove the file (the values applied now stay)
   l3.calico.sysctls:
     state: absent
-    path: /etc/sysctl.d/60-l3-calico.conf
 """
 
 RETURN = r"""
@@ -64,32 +61,28 @@ from ansible_collections.l3.calico.plugins.module_utils import sysctls
 
 
 def main() -> None:
+    spec = dict(sysctls.ARGUMENT_SPEC)
+    spec["sysctls"] = dict(spec["sysctls"], aliases=["values"])
+    spec["sysctl_file"] = dict(spec["sysctl_file"], aliases=["path"])
     module = AnsibleModule(
-        argument_spec=dict(
-            values=dict(type="dict"),
-            path=dict(type="path", required=True),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-        ),
-        required_if=[("state", "present", ("values",))],
+        argument_spec=dict(state=dict(type="str", choices=["present", "absent"], default="present"), **spec),
+        required_if=[("state", "present", ("sysctls",))],
         supports_check_mode=True,
     )
+    options = sysctls.Options.from_params(module.params)
     try:
         if module.params["state"] == "absent":
-            the_plan = sysctls.plan_removal(module.params["path"])
+            the_plan = sysctls.plan_removal(options.path)
         else:
-            the_plan = sysctls.plan(module.params["values"], module.params["path"])
+            the_plan = sysctls.plan(options.values, options.path)
         if not module.check_mode and the_plan.changed:
-            sysctls.apply(the_plan, module.params["path"])
+            sysctls.apply(the_plan, options.path)
     except (sysctls.SysctlError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    result = dict(changed=the_plan.changed, changes=the_plan.changes)
-    if module._diff:
-        result["diff"] = dict(
-            before=the_plan.before or "",
-            after=the_plan.content or "",
-            before_header=module.params["path"],
-            after_header=module.params["path"],
-        )
+    result = dict(changed=the_plan.changed, **the_plan.result())
+    diff = the_plan.diff()
+    if module._diff and diff is not None:
+        result["diff"] = diff
     module.exit_json(**result)
 
 

@@ -39,41 +39,8 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  node:
-    description: This node's name in O(nodes) (normally C(inventory_hostname)). Required with O(state=present).
-    type: str
-  nodes:
-    description:
-      - The IPAM result's C(nodes) (C(calico_ipam_result.nodes)), every node with C(ip), C(network), C(blocks),
-        C(workloads), C(borrowed) and C(tunnels). Required with O(state=present).
-      - With O(state=absent), optional (the node's IPIP tunnel address).
-    type: dict
-  pools:
-    description:
-      - The IPAM result's C(pools) (C(calico_ipam_result.pools)), for C(ipip_mode) and C(vxlan_mode). Required with
-        O(state=present).
-      - With O(state=absent), optional (routes with protocol 80 inside them are removed).
-    type: dict
-  underlay_interface:
-    description: Interface carrying the node address; by default the interface that holds C(nodes[node].ip).
-    type: str
-  underlay_mtu:
-    description: MTU of the underlay; by default the MTU of O(underlay_interface).
-    type: int
-  vxlan_vni:
-    description: VXLAN network identifier (Felix's C(VXLANVNI)).
-    type: int
-    default: 4096
-  vxlan_port:
-    description: VXLAN UDP port (Felix's C(VXLANPort)).
-    type: int
-    default: 4789
-  modprobe_dir:
-    description:
-      - Passed to C(modprobe -d) when loading C(ipip), for kernels whose modules are not under C(/lib/modules)
-        (User-mode Linux keeps them under C(/usr/lib/uml/modules)).
-    type: path
 extends_documentation_fragment:
+  - l3.calico.tunnels
   - l3.calico.attributes
 author:
   - l3.calico maintainers
@@ -142,62 +109,26 @@ from ansible_collections.l3.calico.plugins.module_utils import tunnels
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            node=dict(type="str"),
-            nodes=dict(type="dict"),
-            pools=dict(type="dict"),
-            underlay_interface=dict(type="str"),
-            underlay_mtu=dict(type="int"),
-            vxlan_vni=dict(type="int", default=tunnels.DEFAULT_VNI),
-            vxlan_port=dict(type="int", default=tunnels.DEFAULT_PORT),
-            modprobe_dir=dict(type="path"),
-        ),
+        argument_spec=dict(state=dict(type="str", choices=["present", "absent"], default="present"),
+                           **tunnels.ARGUMENT_SPEC),
         required_if=[("state", "present", ("node", "nodes", "pools"))],
         supports_check_mode=True,
     )
     p = module.params
-    if p["state"] == "absent":
-        me = (p["nodes"] or {}).get(p["node"]) or {}
-        try:
-            the_plan = tunnels.remove(p["pools"] or {}, (me.get("tunnels") or {}).get("ipip"), module.check_mode)
-        except (tunnels.TunnelError, iproute.CommandError, OSError) as exc:
-            module.fail_json(msg=f"node {p['node'] or '(this host)'}: removal: {exc}")
-        diff = dict(before_header="tunnels (what goes)", after_header="tunnels (ip -batch to run)",
-                    before="".join(line + "\n" for line in the_plan.changes),
-                    after="".join(line + "\n" for line in the_plan.ip_lines))
-        module.exit_json(changed=the_plan.changed, changes=the_plan.changes, kept=the_plan.kept,
-                         **(dict(diff=diff) if module._diff else {}))
     try:
-        the_plan = tunnels.converge(
-            p["node"],
-            p["nodes"],
-            p["pools"],
-            underlay_interface=p["underlay_interface"],
-            underlay_mtu=p["underlay_mtu"],
-            vni=p["vxlan_vni"],
-            port=p["vxlan_port"],
-            modprobe_dir=p["modprobe_dir"],
-            check_mode=module.check_mode,
-        )
+        if p["state"] == "absent":
+            ipip = tunnels.ipip_address(p["nodes"] or {}, p["node"])
+            the_plan = tunnels.remove(p["pools"] or {}, ipip, module.check_mode)
+        else:
+            the_plan = tunnels.converge(p["node"], p["nodes"], p["pools"], tunnels.Options.from_params(p),
+                                        check_mode=module.check_mode)
     except (tunnels.TunnelError, iproute.CommandError, OSError) as exc:
-        module.fail_json(msg=f"node {p['node']}: {exc}")
-    result = dict(
-        changed=the_plan.changed,
-        changes=the_plan.changes,
-        underlay_interface=the_plan.underlay,
-        underlay_mtu=the_plan.underlay_mtu,
-        ipip_mtu=the_plan.ipip_mtu,
-        vxlan_mtu=the_plan.vxlan_mtu,
-        vxlan_mac=the_plan.vxlan_mac,
-    )
-    if module._diff:
-        result["diff"] = dict(
-            before_header="tunnels (what differs)",
-            after_header="tunnels (ip -batch / bridge -batch to run)",
-            before="".join(line + "\n" for line in the_plan.changes),
-            after="".join(line + "\n" for line in the_plan.ip_lines + the_plan.bridge_lines),
-        )
+        what = f"node {p['node'] or '(this host)'}: removal" if p["state"] == "absent" else f"node {p['node']}"
+        module.fail_json(msg=f"{what}: {exc}")
+    result = dict(changed=the_plan.changed, **the_plan.result())
+    diff = the_plan.diff()
+    if module._diff and diff is not None:
+        result["diff"] = diff
     module.exit_json(**result)
 
 

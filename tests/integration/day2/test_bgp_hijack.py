@@ -86,8 +86,9 @@ import json, sys
 from ansible_collections.l3.calico.plugins.module_utils import iproute, node
 a = json.loads(sys.argv[1])
 done = node.converge(lambda argv, **kw: (0, "", ""), packages=[], node="na", nodes=a["nodes"], pools=a["pools"],
-                     tunnel_args={}, sysctl_values={}, sysctl_file=a["sysctl_file"], workloads=a["workloads"],
-                     firewall_args={"backend": a["backend"], "state_file": a["state_file"]}, check_mode=False)
+                     workloads=a["workloads"], sysctl_options=node.sysctls.Options({}, a["sysctl_file"]),
+                     firewall_options=node.firewall.Options(backend=a["backend"], state_file=a["state_file"]),
+                     check_mode=False)
 print(json.dumps({"backend": done["firewall"].backend, "changes": done["firewall"].changes}))
 """
 

@@ -106,9 +106,10 @@ def converge(work: Path, backend: str) -> None:
         "from ansible_collections.l3.calico.plugins.module_utils import node\n"
         "a = json.loads(sys.argv[1])\n"
         "node.converge(lambda argv: (0, '', ''), packages=[], node='h', nodes=a['nodes'], pools=a['pools'],\n"
-        "              tunnel_args={}, sysctl_values={'net.ipv4.ip_forward': 1}, sysctl_file=a['sysctl'],\n"
         "              workloads=a['nodes']['h']['workloads'],\n"
-        "              firewall_args={'backend': a['backend'], 'state_file': a['fw']}, check_mode=False)\n"
+        "              sysctl_options=node.sysctls.Options({'net.ipv4.ip_forward': 1}, a['sysctl']),\n"
+        "              firewall_options=node.firewall.Options(backend=a['backend'], state_file=a['fw']),\n"
+        "              check_mode=False)\n"
     )
     args = json.dumps({"nodes": NODES, "pools": POOLS, "backend": backend, "sysctl": str(work / "sysctl.d" / "60-l3-calico.conf"),
                        "fw": str(work / "firewall.json")})

@@ -46,16 +46,16 @@ def test_missing_packages_converge_nothing_but_check_ipip(dpkg, monkeypatch):
     monkeypatch.setattr(node.tunnels, "prepare", lambda *a, **kw: seen.append("planned"))
     monkeypatch.setattr(node.sysctls, "plan", lambda *a, **kw: pytest.fail("sysctls planned"))
     monkeypatch.setattr(node.firewall, "prepare", lambda *a, **kw: pytest.fail("firewall planned"))
-    done = node.converge(lambda argv: (1, "", ""), packages=PACKAGES, node="n", nodes={}, pools={}, tunnel_args={},
-                         sysctl_values={}, sysctl_file="/nonexistent", workloads=[], firewall_args={}, check_mode=False)
+    done = node.converge(lambda argv: (1, "", ""), packages=PACKAGES, node="n", nodes={}, pools={}, workloads=[],
+                         sysctl_options=node.sysctls.Options({}, "/nonexistent"), check_mode=False)
     assert done == {"missing_packages": PACKAGES, "tunnels": None, "sysctls": None, "firewall": None,
                     "workload_mtu": None}
     assert seen == ["planned"]  # the tunnels only planned: a kernel without ipip fails here
 
 
-def _converge(**kw):
-    args = dict(packages=[], node="n", nodes={}, pools={}, tunnel_args={}, sysctl_values={}, sysctl_file="/nonexistent",
-                workloads=[], firewall_args={}, check_mode=False)
+def _converge(sysctl_values=None, sysctl_file="/nonexistent", **kw):
+    args = dict(packages=[], node="n", nodes={}, pools={}, workloads=[], check_mode=False,
+                sysctl_options=node.sysctls.Options(sysctl_values or {}, sysctl_file))
     args.update(kw)
     return node.converge(lambda argv: pytest.fail(f"ran {argv}"), **args)
 
@@ -80,7 +80,7 @@ def _fw_runner(argv, stdin=None):
 def test_bad_sysctl_changes_nothing(writes, tmp_path, sysctl_values):
     conf = tmp_path / "60-l3-calico.conf"
     with pytest.raises(node.sysctls.SysctlError):
-        _converge(sysctl_values=sysctl_values, sysctl_file=str(conf), firewall_args={"runner": _fw_runner})
+        _converge(sysctl_values=sysctl_values, sysctl_file=str(conf), runner=_fw_runner)
     assert writes == [] and not conf.exists()
 
 
@@ -88,14 +88,13 @@ def test_bad_sysctl_changes_nothing(writes, tmp_path, sysctl_values):
     {"workloads": [{"name": "w1", "ip": "10.0.0.300"}]},
     {"workloads": [{"ip": "10.0.0.3"}]},
     {"pools": {"p": {"cidr": "not-a-cidr"}}},
-    {"firewall_args": {"backend": "pf", "runner": _fw_runner}},
-    {"firewall_args": {"host_tcp_ports": [70000], "runner": _fw_runner}},
+    {"firewall_options": node.firewall.Options(backend="pf")},
+    {"firewall_options": node.firewall.Options(host_tcp_ports=(70000,))},
 ])
 def test_bad_firewall_input_changes_nothing(writes, tmp_path, kw):
     conf = tmp_path / "60-l3-calico.conf"  # absent: the sysctls plan has a file to write
-    kw.setdefault("firewall_args", {"runner": _fw_runner})
     with pytest.raises(node.firewall.FirewallError):
-        _converge(sysctl_file=str(conf), **kw)
+        _converge(sysctl_file=str(conf), runner=_fw_runner, **kw)
     assert writes == [] and not conf.exists()
 
 
@@ -206,3 +205,38 @@ def test_remove_refuses_a_foreign_sysctl_file_before_anything(removal, tmp_path)
     with pytest.raises(node.sysctls.SysctlError, match="not written by l3.calico"):
         _remove(tmp_path)
     assert removal == [] and (tmp_path / "s.conf").read_text() == "vm.swappiness = 1\n"
+
+
+def test_the_node_result_is_its_parts_results_and_diffs(tmp_path):
+    """node.result composes what each part's Plan.result()/diff() say: the node module adds nothing of its own."""
+    tun = node.tunnels.Plan(ip_lines=["link set dev tunl0 up"], changes=["tunl0: up"], underlay="eth0", underlay_mtu=1500)
+    sys_plan = node.sysctls.Plan(content="a\n", before="a\n", path=str(tmp_path / "s.conf"))  # nothing to do
+    fw = node.firewall.Plan("nftables", changes=["nftables table ip l3calico created"], rendered="table ip l3calico {}\n")
+    out = node.result({"tunnels": tun, "sysctls": sys_plan, "firewall": fw})
+    assert out["changed"] is True
+    assert out["changes"] == ["tunnels: tunl0: up", "firewall: nftables table ip l3calico created"]
+    assert out["tunnels"] == tun.result() and out["tunnels"]["underlay_interface"] == "eth0"
+    assert out["sysctls"] == {"changes": []} and out["firewall"] == {"backend": "nftables", "changes": fw.changes}
+    assert out["diff"] == [tun.diff(), fw.diff()] and sys_plan.diff() is None
+    assert fw.diff()["after"] == "table ip l3calico {}\n" and tun.diff()["after"] == "link set dev tunl0 up\n"
+
+
+def test_removal_plans_say_what_goes(tmp_path):
+    conf = tmp_path / "s.conf"
+    conf.write_text(node.sysctls.HEADER)
+    removal = node.sysctls.plan_removal(str(conf))
+    assert removal.diff() == {"before": node.sysctls.HEADER, "after": "", "before_header": str(conf),
+                              "after_header": f"{conf} (removed)"}
+    fw = node.firewall.plan_removal("table ip l3calico {}\n", {"mangle": None, "nat": None, "filter": None}, False)
+    assert fw.diff()["after_header"] == "(removed)" and fw.result() == {"backend": "nftables", "changes": fw.changes}
+    tun = node.tunnels.plan_removal(node.tunnels.State({"vxlan.calico": {"ifalias": "x"}}, [], [], [], True))
+    assert tun.result() == {"changes": [], "kept": tun.kept} and tun.kept and tun.diff() is None
+
+
+def test_options_are_built_from_the_module_params():
+    params = {"underlay_interface": "eth1", "underlay_mtu": 9000, "vxlan_vni": 7, "vxlan_port": 8472,
+              "modprobe_dir": None, "sysctls": None, "sysctl_file": "/x.conf", "firewall_backend": "iptables",
+              "veth_prefix": "cali", "firewall_state_file": "/run/x.json", "host_tcp_ports": [179, 22]}
+    assert node.tunnels.Options.from_params(params) == node.tunnels.Options("eth1", 9000, 7, 8472, None)
+    assert node.sysctls.Options.from_params(params) == node.sysctls.Options({}, "/x.conf")
+    assert node.firewall.Options.from_params(params) == node.firewall.Options("iptables", "cali", "/run/x.json", (179, 22))

@@ -1,0 +1,46 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Options of the tunnels part (tunl0, vxlan.calico): modules tunnels and node; spec tunnels.ARGUMENT_SPEC."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  node:
+    description: This node's name in O(nodes) (normally C(inventory_hostname)). Required with O(state=present).
+    type: str
+  nodes:
+    description:
+      - The IPAM result's C(nodes) (C(calico_ipam_result.nodes)), every node with C(ip), C(network), C(blocks),
+        C(workloads), C(borrowed) and C(tunnels). Required with O(state=present).
+      - With O(state=absent), optional; when it holds O(node), that node's IPIP tunnel address is removed from
+        C(tunl0) even without the alias.
+    type: dict
+  pools:
+    description:
+      - The IPAM result's C(pools) (C(calico_ipam_result.pools)), for C(ipip_mode) and C(vxlan_mode) (and, with
+        M(l3.calico.node), C(cidr), C(nat_outgoing) and C(disabled) for the firewall). Required with O(state=present).
+      - With O(state=absent), optional; routes with protocol 80 inside these pools are removed.
+    type: dict
+  underlay_interface:
+    description: Interface carrying the node address; by default the interface that holds C(nodes[node].ip).
+    type: str
+  underlay_mtu:
+    description: MTU of the underlay; by default the MTU of O(underlay_interface).
+    type: int
+  vxlan_vni:
+    description: VXLAN network identifier of C(vxlan.calico) (Felix's C(VXLANVNI)).
+    type: int
+    default: 4096
+  vxlan_port:
+    description: VXLAN UDP port of C(vxlan.calico) (Felix's C(VXLANPort)).
+    type: int
+    default: 4789
+  modprobe_dir:
+    description:
+      - Passed to C(modprobe -d) when loading C(ipip), for kernels whose modules are not under C(/lib/modules)
+        (User-mode Linux keeps them under C(/usr/lib/uml/modules)).
+    type: path
+"""
