@@ -76,7 +76,7 @@ options:
 extends_documentation_fragment:
   - l3.calico.attributes
 author:
-  - l3.calico maintainers
+  - l3.calico maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
