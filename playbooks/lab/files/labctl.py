@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """Control the l3.calico lab: QEMU virtual machines running Debian 12 behind a router namespace.
 
@@ -345,7 +344,7 @@ def probe_uml() -> tuple[bool, str]:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)
         try:
-            out, _ = proc.communicate(timeout=PROBE_TIMEOUT)
+            out, _err = proc.communicate(timeout=PROBE_TIMEOUT)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # the kernel and its helper processes, all ours
             proc.communicate()
@@ -808,7 +807,7 @@ def relay(host: str, port: int) -> int:
         sel.register(sock, selectors.EVENT_READ, "sock")
         open_ends = 2
         while open_ends:
-            for key, _ in sel.select():
+            for key, _events in sel.select():
                 if key.data == "in":
                     data = os.read(0, 65536)
                     if data:

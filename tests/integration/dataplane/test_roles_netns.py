@@ -63,7 +63,7 @@ def test_roles_converge_then_noop(topo, tmp_path):
         recap = re.search(r"node-a\s*:\s*ok=(\d+)\s+changed=(\d+)", proc.stdout)
         return int(recap.group(2)), proc.stdout
 
-    changed, _ = play()
+    changed, _out = play()
     assert changed >= 2  # the node (tunnels, sysctls, firewall: one module run) and the workloads
     again, out = play()
     assert again == 0, out

@@ -119,8 +119,8 @@ class Stack:
             return proc
         try:
             result = json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            raise AssertionError(f"ansible-playbook rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        except json.JSONDecodeError as exc:
+            raise AssertionError(f"ansible-playbook rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}") from exc
         result["rc"] = proc.returncode
         result["stderr"] = proc.stderr
         if check and proc.returncode != 0:

@@ -177,7 +177,7 @@ class Fabric:
         return f"{PREFIX}{self.tag}-{short}"
 
     def sh(self, ns: str, *argv: str, check: bool = True) -> str:
-        proc = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=60, check=False)
         if check and proc.returncode != 0:
             raise AssertionError(f"{ns}: {' '.join(argv)}: rc={proc.returncode} {proc.stderr.strip()}")
         return proc.stdout
@@ -274,7 +274,7 @@ class Fabric:
 
     def established(self, node: str) -> bool:
         sessions = self.sessions(node)
-        return bool(sessions) and all(state == "Established" for state, _ in sessions.values())
+        return bool(sessions) and all(state == "Established" for state, _since in sessions.values())
 
     def routes(self, node: str, *selector: str) -> list[str]:
         ns = self.nodes[node]["ns"] if node in self.nodes else self.ns(node)
@@ -364,11 +364,12 @@ class Fabric:
             env=env,
             cwd=ROOT,
             timeout=300,
+            check=False,
         )
         try:
             result = json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            raise AssertionError(f"ansible-playbook rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        except json.JSONDecodeError as exc:
+            raise AssertionError(f"ansible-playbook rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}") from exc
         result["rc"] = proc.returncode
         result["stderr"] = proc.stderr
         if check and proc.returncode != 0:
