@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """BGP benchmark: apply a kernel-filter change with `birdc configure` (what the role does) versus
 restarting BIRD (the plain alternative), between two real BIRDs in network namespaces.
@@ -13,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +33,7 @@ ROUNDS = 5
 
 
 def sh(ns: str, *argv: str, check: bool = True) -> str:
-    proc = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=30, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{ns}: {' '.join(argv)}: {proc.stderr.strip()}")
     return proc.stdout
@@ -89,7 +89,7 @@ def main() -> int:
             sh(ns, "ip", "link", "set", "lo", "up")
         sh(router, "ip", "link", "add", "br0", "type", "bridge")
         sh(router, "ip", "link", "set", "br0", "up")
-        for node, (ip, _) in NODES.items():
+        for node, (ip, _block) in NODES.items():
             ns = PREFIX + node
             sh(router, "ip", "link", "add", f"v-{node}", "type", "veth", "peer", "name", "eth0", "netns", ns)
             sh(router, "ip", "link", "set", f"v-{node}", "master", "br0", "up")
@@ -135,11 +135,11 @@ def main() -> int:
             render("n1", mode, work / "n1.conf")
             t0 = time.monotonic()
             sh(PREFIX + "n1", "birdc", "-s", sock["n1"], "configure")
-            wait(lambda: route(expected))
+            wait(lambda expected=expected: route(expected))
             configure.append(time.monotonic() - t0)
             after = sh(PREFIX + "n1", "birdc", "-s", sock["n1"], "show", "protocols", "Mesh_192_168_100_12")
             assert before.splitlines()[-1].split()[4:6] == after.splitlines()[-1].split()[4:6], "session restarted"
-        for _ in range(ROUNDS):
+        for _round in range(ROUNDS):
             # The plain alternative: restart BIRD (persist keeps the routes; wait for the session
             # to be Established again and the routes to be re-announced).
             stop("n1")
@@ -147,7 +147,7 @@ def main() -> int:
             start("n1")
             wait(lambda: established("n1") and established("n2"))
             restart.append(time.monotonic() - t0)
-        med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+        med = statistics.median_high
         print(f"bgp: first start to Established + routes in the kernel: {first:.2f} s (connect delay 2 s)")
         print(
             f"bgp: filter change by birdc configure, route flipped in the kernel: median {med(configure) * 1000:.0f} ms "

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: MIT
 """Benchmark of the workloads data plane: one host namespace, N workloads (default 250).
@@ -41,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".collections"))
 
-from ansible_collections.l3.calico.plugins.module_utils import iproute, naming, rtnl  # noqa: E402
+from ansible_collections.l3.calico.plugins.module_utils import naming, rtnl  # noqa: E402
 from ansible_collections.l3.calico.plugins.module_utils import workloads as wl  # noqa: E402
 
 CLONE_NEWNET = 0x40000000
@@ -175,6 +174,7 @@ def floor(items, prefix, workers, enter=True):
     for path, value in sysctls.items():
         with open(f"/proc/sys/{path}", "w", encoding="ascii") as handle:
             handle.write(value)
+
     def job(item):
         ns, text = item
         if enter:
@@ -240,7 +240,7 @@ def main() -> None:
         items = workloads(n)
         t_floor, t_create, t_noop, t_remove, split = [], [], [], [], []
         # Floor and module rounds alternate, so both see the same (shared, changing) machine.
-        for _ in range(rounds):
+        for _round in range(rounds):
             t_floor.append(floor(items, prefix, wl.APPLY_WORKERS))
             assert len(our_namespaces(prefix)) == n
             teardown(prefix)
@@ -249,7 +249,7 @@ def main() -> None:
             t_create.append(took)
             split.append(spent)
             assert len(created.create) == n and len(our_namespaces(prefix)) == n
-            for _ in range(2):
+            for _repeat in range(2):
                 took, noop = run_module(items, prefix, state_file)
                 assert not noop.changed, noop.update
                 t_noop.append(took)
@@ -273,7 +273,10 @@ def main() -> None:
     create, noop, floor_med = statistics.median(t_create), statistics.median(t_noop), statistics.median(t_floor)
     best = split[t_create.index(min(t_create))]
     load = os.getloadavg()
-    runs = lambda times: ", ".join(f"{t:.3f}" for t in times)  # noqa: E731
+
+    def runs(times):
+        return ", ".join(f"{t:.3f}" for t in times)
+
     print(f"workloads: {n} in one host namespace, {os.cpu_count()} CPUs, kernel {os.uname().release}, "
           f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print(f"module converge from empty : {create:7.3f} s median (runs: {runs(t_create)})")
@@ -302,7 +305,7 @@ def main() -> None:
     print(f"processes: converge {host} host ip -batch (namespaces: {host - 1} in parallel) + {n} in-process "
           f"rtnetlink batches; no-op 1 ip -json + {n} in-process rtnetlink reads; floor {host} + {n} ip -batch; "
           f"loop {LOOP_PROCESSES[0] // max(n, 1)} per workload")
-    if args.strict and not all(met for _, met in goals):
+    if args.strict and not all(met for _goal, met in goals):
         raise SystemExit(1)
 
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: MIT
 """Benchmark: IPAM allocations per second on etcd v3 vs the state file, 1 writer and 8 writers.

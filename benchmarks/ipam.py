@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """IPAM benchmark: the planner at a million addresses, and against a naive allocator.
 
@@ -181,23 +180,23 @@ def main() -> None:
     state = IpamState()
     planner, t_empty = timed("plan from empty (planner)", plan, desired, state)
     assert sum(b.in_use() for b in state.blocks.values()) == total
-    _, t_result = timed("build the module result", build_result, desired, state, planner.block_pool)
+    _value, t_result = timed("build the module result", build_result, desired, state, planner.block_pool)
     problems, t_audit = timed("audit (ipam check)", audit, desired, state, planner.block_pool)
     assert problems == [], problems[:5]
     with tempfile.TemporaryDirectory() as tmp:
         store = FileStore(os.path.join(tmp, "calico_ipam.json"))
-        _, t_write = timed("write the state file", store.write, state)
+        _value, t_write = timed("write the state file", store.write, state)
         size = os.path.getsize(store.path)
         state, t_load = timed("load the state file", store.load)
-    desired, _ = timed("validate the inventory again", validate, [POOL], {}, [], raw)
-    _, t_noop = timed("no-op re-plan (planner)", plan, desired, state)
+    desired, _cpu = timed("validate the inventory again", validate, [POOL], {}, [], raw)
+    _value, t_noop = timed("no-op re-plan (planner)", plan, desired, state)
     assert not state.changed, "the re-plan changed something"
     print(f"  state file: {size / 1e6:.1f} MB, {len(state.blocks):,} blocks, {len(state.handles):,} handles")
 
     print(f"\nAgainst a naive allocator: {args.naive_nodes} nodes x {args.workloads} workloads")
     raw = inventory(args.naive_nodes, args.workloads)
     desired = validate([POOL], {}, [], raw)
-    _, t_ours = timed("this planner", plan, desired, IpamState())
+    _value, t_ours = timed("this planner", plan, desired, IpamState())
     count, t_naive = timed("naive netaddr allocator", naive, desired)
     assert count == args.naive_nodes * args.workloads
     ratio = t_naive / t_ours

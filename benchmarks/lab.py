@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """Benchmark the lab: from nothing to a verified lab, then a no-op re-run.
 
@@ -94,8 +93,8 @@ def main() -> int:
         warm[step] = playbook(step)
     site_changed = sum(h["changed"] for h in warm["playbooks/site.yml"][1].values())
     serial = serial_boot()
-    t_cold = sum(t for t, _ in cold.values())
-    t_warm = sum(t for t, _ in warm.values())
+    t_cold = sum(t for t, _recap in cold.values())
+    t_warm = sum(t for t, _recap in warm.values())
     create_cold = cold["playbooks/lab/create.yml"][0]
 
     name = {"uml": "User-mode Linux", "qemu": f"QEMU ({backend['accel']})"}[backend["backend"]]

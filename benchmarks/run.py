@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run every benchmark of the project, one after the other, and say how long each took.
 
 Each benchmark is a plain script in this folder that measures one hot path against the plain

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: bird_config
-author: l3.calico maintainers
+author: l3.calico maintainers (!UNKNOWN)
 version_added: 1.0.0
 short_description: BGP peers and filter data of one node, for bird.conf
 description:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: same_subnet
-author: l3.calico maintainers
+author: l3.calico maintainers (!UNKNOWN)
 version_added: "1.0.0"
 short_description: Whether two addresses share a subnet
 description:

@@ -33,7 +33,7 @@ options:
     description: Per node, the peer addresses it must have an Established session with (default a full mesh).
     type: dict
 author:
-  - l3.calico maintainers
+  - l3.calico maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

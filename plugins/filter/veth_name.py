@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: veth_name
-author: l3.calico maintainers
+author: l3.calico maintainers (!UNKNOWN)
 version_added: "1.0.0"
 short_description: The host-side veth name of a workload
 description:

@@ -52,11 +52,11 @@ def parse_protocols(text: str) -> list[dict]:
             current["_channel"] = channel
             continue
         if stripped.startswith(("Import updates:", "Import withdraws:", "Export updates:", "Export withdraws:")):
-            label, _, numbers = stripped.partition(":")
+            label, _sep, numbers = stripped.partition(":")
             if current["_channel"] is not None and label == "Import updates":
                 values = numbers.split()
                 current["_channel"]["import_updates"] = {
-                    column: int(value) for column, value in zip(_STATS_COLUMNS, values) if value.isdigit()
+                    column: int(value) for column, value in zip(_STATS_COLUMNS, values, strict=False) if value.isdigit()
                 }
             continue
         match = _KEY_RE.match(line)
@@ -83,10 +83,10 @@ def parse_netstat(text: str) -> dict[str, int]:
     """The TCP-MD5 counters of /proc/net/netstat (per network namespace): failure, not_found, unexpected."""
     counters = {name: 0 for name in MD5_COUNTERS.values()}
     lines = text.splitlines()
-    for header, values in zip(lines[::2], lines[1::2]):
+    for header, values in zip(lines[::2], lines[1::2], strict=False):
         if not header.startswith("TcpExt:"):
             continue
-        for key, value in zip(header.split()[1:], values.split()[1:]):
+        for key, value in zip(header.split()[1:], values.split()[1:], strict=False):
             if key in MD5_COUNTERS:
                 counters[MD5_COUNTERS[key]] = int(value)
     return counters

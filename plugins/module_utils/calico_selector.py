@@ -132,7 +132,7 @@ class _Parser:
         return self.primary()
 
     def primary(self) -> Predicate:
-        kind, value, _ = self.peek()
+        kind, value, _position = self.peek()
         if (kind, value) == ("op", "("):
             self.nest()
             self.take()
@@ -152,7 +152,7 @@ class _Parser:
             self.expect(")", "')' after the label name")
             return lambda labels: key in labels
         key = value
-        kind, op, _ = self.peek()
+        kind, op, _position = self.peek()
         if (kind, op) == ("op", "=="):
             self.take()
             want = self.string()
@@ -173,14 +173,14 @@ class _Parser:
         self.fail(f"'==', '!=', 'in' or 'not in' after the label name {key!r}")
 
     def key(self, expected: str) -> str:
-        kind, value, _ = self.peek()
+        kind, value, _position = self.peek()
         if kind != "word" or not _KEY_RE.fullmatch(value):
             self.fail(expected)
         self.take()
         return value
 
     def string(self) -> str:
-        kind, value, _ = self.peek()
+        kind, value, _position = self.peek()
         if kind != "str":
             self.fail("a quoted string")
         self.take()

@@ -72,7 +72,7 @@ def cidr_to_key_part(cidr: str) -> str:
 
 
 def key_part_to_cidr(part: str) -> str:
-    addr, _, length = part.rpartition("-")
+    addr, _sep, length = part.rpartition("-")
     return f"{addr}/{length}"
 
 
@@ -444,7 +444,7 @@ def plan_txns(changes: dict[str, tuple[int, bytes | None]], old: dict[str, tuple
         elif current.ops and (len(current.ops) + len(unit) > max_ops or current.size + unit_size > max_bytes):
             txns.append(current)
             current = Txn()
-        for key, (compare, op, size) in zip(unit, parts):
+        for key, (compare, op, size) in zip(unit, parts, strict=True):
             if current.ops and (len(current.ops) >= max_ops or current.size + size > max_bytes):
                 txns.append(current)
                 current = Txn()
@@ -460,4 +460,3 @@ def plan_txns(changes: dict[str, tuple[int, bytes | None]], old: dict[str, tuple
 def backoff(attempt: int, base: float = 0.005, cap: float = 0.25) -> None:
     """Full-jitter exponential backoff between conflicting attempts."""
     time.sleep(random.uniform(0, min(cap, base * (2 ** min(attempt, 10)))))
-

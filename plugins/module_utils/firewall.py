@@ -135,7 +135,7 @@ def desired_rules(
     nodes = set()
     for index, address in enumerate(node_addresses or ()):
         try:
-            nodes.add(str(ipaddress.IPv4Address(str(address).split("/")[0] if isinstance(address, str) else address)))
+            nodes.add(str(ipaddress.IPv4Address(str(address).partition("/")[0] if isinstance(address, str) else address)))
         except ValueError:
             raise FirewallError(f"node_addresses[{index}]: {address!r} is not an IPv4 address") from None
     return Rules(sorted(nat_pools, key=_key), sorted(all_pools, key=_key), sorted(sources), veth_prefix,
@@ -454,7 +454,7 @@ def plan_removal(nft_listing: Optional[str], ipt: Mapping[str, Optional[List[str
     --noflush``), and the module's state file. Other tables, chains and rules are not touched.
     """
     present = _iptables_present(ipt)
-    backend = "nftables" if nft_listing is not None else "iptables" if any(c for _, c in present.values()) else "none"
+    backend = "nftables" if nft_listing is not None else "iptables" if any(chain for _jumps, chain in present.values()) else "none"
     result = Plan(backend, removal=True)
     if nft_listing is not None:
         result.nft_script = f"delete table ip {TABLE}\n"

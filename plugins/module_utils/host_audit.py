@@ -204,7 +204,7 @@ def audit_routes(node: str, ipam: dict, routes: list, veth_prefix: str = "cali",
         if holder == node:
             continue  # its route here is the workload's '<ip> dev cali…', checked above
         net = ipaddress.IPv4Network(ip + "/32")
-        block_owner = next((o for b, (o, _) in live.items() if net.subnet_of(b)), None)
+        block_owner = next((o for b, (o, _pool) in live.items() if net.subnet_of(b)), None)
         origin = (f"block {wl.get('block')} of {block_owner}" if block_owner
                   else f"block {wl.get('block')}, affine to no node")
         pool = (pools.get(wl.get("pool")) or pool_of(net))[1] or {}

@@ -263,7 +263,7 @@ class EtcdStore(Store):
                 for txn in txns:
                     if keeper is not None and keeper.lost:
                         break
-                    if not self._guarded(lambda txn=txn: self.kv.txn(txn.compares + [guard], txn.ops)):
+                    if not self._guarded(lambda txn=txn, guard=guard: self.kv.txn(txn.compares + [guard], txn.ops)):
                         break
                     done += 1
                     self._committed += 1

@@ -349,7 +349,7 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
             _fail(host, "calico_workloads", workloads, "must be a list of workloads")
         wls = []
         for i, wl in enumerate(workloads):
-            if type(wl) is not dict or not wl.keys() <= WORKLOAD_KEYS:
+            if not isinstance(wl, dict) or not wl.keys() <= WORKLOAD_KEYS:
                 if not isinstance(wl, dict):
                     _fail(host, f"calico_workloads[{i}]", wl, "a workload is a mapping with at least a name")
                 _dict(host, f"calico_workloads[{i}]", wl, WORKLOAD_KEYS)

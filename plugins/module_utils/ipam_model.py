@@ -55,7 +55,6 @@ class StateError(IpamError):
     """A state that cannot be trusted (corrupt file, unknown format, broken object)."""
 
 
-
 @contextlib.contextmanager
 def no_gc():
     """Pause the cyclic garbage collector: a plan creates millions of small acyclic objects, and the
@@ -260,7 +259,7 @@ class Block:
             field = value.get(name, [] if name == "attributes" else None)
             if name == "attributes" and field is None:
                 field = []
-            if type(field) is not list:
+            if not isinstance(field, list):
                 raise StateError(f"block {cidr}: {name}={field!r}: must be a list")
         block.affinity = value.get("affinity")
         block.allocations = list(value["allocations"])
@@ -277,7 +276,7 @@ class Block:
         used = [(ordinal, index) for ordinal, index in enumerate(block.allocations) if index is not None]
         nattr = len(attrs)
         for ordinal, index in used:
-            if type(index) is not int or not 0 <= index < nattr:
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < nattr:
                 raise StateError(f"block {cidr}: allocations[{ordinal}]={index!r}: points at no attribute "
                                  f"(there are {nattr})")
         # first ordinal of each handle wins: build from the last one backwards (an attribute that is not
@@ -285,8 +284,8 @@ class Block:
         by_handle = {}
         for ordinal, index in reversed(used):
             attr = attrs[index]
-            handle_id = attr.get("handle_id") if type(attr) is dict else None
-            if type(handle_id) is str:
+            handle_id = attr.get("handle_id") if isinstance(attr, dict) else None
+            if isinstance(handle_id, str):
                 by_handle[handle_id] = ordinal
         block.by_handle = by_handle
         return block

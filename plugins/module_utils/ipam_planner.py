@@ -59,8 +59,6 @@ _BY_ID = operator.attrgetter("id")
 _SECONDARY = operator.itemgetter("secondary")
 
 
-
-
 @dataclasses.dataclass
 class Report:
     """What a plan did, for ``--diff`` and the summary. Addresses are strings."""
@@ -78,7 +76,7 @@ class Report:
         for node, cidr in self.claimed:
             lines.append(f"+ block {cidr} affine to {node}")
         for node, block, ordinals, hids, borrowed in self.added:
-            for ordinal, hid in zip(ordinals, hids):
+            for ordinal, hid in zip(ordinals, hids, strict=True):
                 ip = int_to_ip(block.base + ordinal)
                 lines.append(f"+ {ip} {_owner(hid)} on {node} (block {block.cidr}{', borrowed' if borrowed else ''})")
         for node, base, cidr, ordinals, hid in self.released:
@@ -127,7 +125,7 @@ class FreeBlocks:
         if position < total:
             self.starts.append(position)
             self.ends.append(total - 1)
-        self.count = sum(e - s + 1 for s, e in zip(self.starts, self.ends))
+        self.count = sum(e - s + 1 for s, e in zip(self.starts, self.ends, strict=True))
 
     def next_from(self, start: int) -> int | None:
         starts = self.starts
@@ -194,17 +192,17 @@ class Planner:
         pool = ev.pool
         nodes = {name: {"moved": [], "released_blocks": []} for name in sorted(ev.nodes)}
         new = {}
-        for node, block, ordinals, hids, _ in self.report.added:
-            for ordinal, hid in zip(ordinals, hids):
+        for _node, block, ordinals, hids, _borrowed in self.report.added:
+            for ordinal, hid in zip(ordinals, hids, strict=True):
                 new[hid] = (int_to_ip(block.base + ordinal), block.cidr)
-        for node, base, cidr, ordinals, hid in self.report.released:
+        for node, base, _cidr, ordinals, hid in self.report.released:
             if node not in nodes or not pool.contains(base):
                 continue
             to, to_block = new.get(hid, (None, None))
             for ordinal in ordinals:
                 nodes[node]["moved"].append({"owner": _owner(hid), "from": int_to_ip(base + ordinal), "to": to,
                                              "block": to_block})
-        for node, cidr, _ in self.report.unclaimed:
+        for node, cidr, _deleted in self.report.unclaimed:
             if node in nodes and pool.contains(parse_cidr(cidr)[0]):
                 nodes[node]["released_blocks"].append(cidr)
         for entry in nodes.values():
@@ -587,9 +585,9 @@ class Planner:
     # ------------------------------------------------------------------ step 4
     def _allocate(self, needs: dict) -> None:
         nodes = self.d.nodes
-        requested = [(wl.id, name, wl) for name, (_, wls) in needs.items() for wl in wls if wl.ip is not None]
+        requested = [(wl.id, name, wl) for name, (_tunnels, wls) in needs.items() for wl in wls if wl.ip is not None]
         requested.sort(key=_first)
-        for _, name, wl in requested:
+        for _id, name, wl in requested:
             self._assign_requested(nodes[name], wl)
         for name in sorted(needs):
             node = nodes[name]
@@ -616,7 +614,7 @@ class Planner:
                 pools = self.eligible(node, namespace, pool_name)
                 hids = [wl.handle for wl in group]
                 attributes = [{"handle_id": hid, "secondary": {"node": name, "namespace": namespace, "workload": wl.name}}
-                              for hid, wl in zip(hids, group)]
+                              for hid, wl in zip(hids, group, strict=True)]
                 self._assign_auto(node, pools, hids, attributes, group[0].id, group[0].field, group)
 
     def _assign_requested(self, node: Node, wl) -> None:
@@ -759,11 +757,11 @@ class Planner:
         cidr = block.cidr
         allocations = block.allocations
         start = len(block.attributes)
-        for ordinal, index in zip(ordinals, range(start, start + len(ordinals))):
+        for index, ordinal in enumerate(ordinals, start):
             allocations[ordinal] = index
         block.attributes.extend(attributes)
         # A batch only ever holds handles that have no address (absent, or released in step 2).
-        block.by_handle.update(zip(hids, ordinals))
+        block.by_handle.update(zip(hids, ordinals, strict=True))
         new_handle = Handle.new
         s.handles.update({hid: new_handle(cidr) for hid in hids})
         s.touch_handles(hids)
@@ -808,7 +806,7 @@ class Planner:
         affine = AFFINITY_PREFIX + name
         start = bisect.bisect_left(indexes, self._seed(pool, name))
         i = start
-        for _ in range(len(indexes)):
+        for _attempt in range(len(indexes)):
             if i >= len(indexes):
                 i = 0
             block = blocks[format_cidr(pool.block_base(indexes[i]), pool.block_size)]

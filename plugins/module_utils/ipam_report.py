@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import Desired
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import AFFINITY_PREFIX, int_to_ip, no_gc
@@ -106,7 +108,7 @@ def audit(desired: Desired, state: IpamState, block_pool: dict | None = None) ->
     counts: dict = {}
     known_nodes = desired.nodes if desired.only_node is None else None
     ordered = sorted(state.blocks.values(), key=lambda b: b.base)
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in pairwise(ordered):
         if before.base + before.size > after.base:
             problems.append(f"block {before.cidr} overlaps block {after.cidr}")
     for cidr, block in state.blocks.items():
@@ -155,7 +157,7 @@ def audit(desired: Desired, state: IpamState, block_pool: dict | None = None) ->
                 if owner not in known_nodes:
                     problems.append(f"address {int_to_ip(block.base + o)} ({hid}) belongs to {owner}, "
                                     "which is not in the inventory")
-    for (node, cidr), aff in state.affinities.items():
+    for node, cidr in state.affinities:
         block = state.blocks.get(cidr)
         if block is None:
             problems.append(f"affinity of {node} for block {cidr}: the block does not exist")
@@ -199,7 +201,7 @@ def audit_inventory(desired: Desired, state: IpamState) -> list:
     found = []
     wanted = {wl.handle: (name, wl) for name, node in desired.nodes.items() for wl in node.workloads}
     held: dict = {}
-    for cidr, block in state.blocks.items():
+    for block in state.blocks.values():
         for ordinal, index in enumerate(block.allocations):
             if index is None:
                 continue

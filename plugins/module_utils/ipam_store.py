@@ -51,6 +51,7 @@ import json
 import os
 import tempfile
 import time
+from itertools import pairwise
 from typing import Callable, TypeVar
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
@@ -155,7 +156,7 @@ class IpamState:
                 raise StateError(f"pools={pools!r}: must be an object")
             state.pools = pools
             for name, kind in (("blocks", list), ("affinities", list), ("handles", dict)):
-                if type(doc.get(name)) is not kind:
+                if not isinstance(doc.get(name), kind):
                     raise StateError(f"{name}={doc.get(name)!r}: must be a{'n object' if kind is dict else ' list'}")
             for value in doc["blocks"]:
                 block = Block.from_json(value)
@@ -172,7 +173,7 @@ class IpamState:
                 state.affinities[key] = Affinity.from_json(value)
             handles = state.handles
             for hid, value in doc["handles"].items():
-                if type(value) is not dict or type(value.get("block")) is not dict:
+                if not isinstance(value, dict) or not isinstance(value.get("block"), dict):
                     raise StateError(f"handle {hid}: {value!r}: must be an object with a block map")
                 handles[hid] = Handle(value["block"], value.get("deleted", False))
             check_state(state)
@@ -192,7 +193,7 @@ def _is_handle_id(value) -> bool:
 
 
 def _int(value, low: int, high: int | None = None) -> bool:
-    return type(value) is int and value >= low and (high is None or value <= high)
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
 
 
 def _canonical(cidr) -> bool:
@@ -237,7 +238,7 @@ def check_state(state: IpamState) -> None:
         if not _is_handle_id(hid):
             bad(what, "id", hid, "a handle id is letters, digits, '.', '_' and '-'")
         good_handles.add(hid)
-        if type(handle.deleted) is not bool:
+        if not isinstance(handle.deleted, bool):
             bad(what, "deleted", handle.deleted, "must be true or false")
         for cidr, count in handle.block.items():
             if cidr not in state.blocks and not _canonical(cidr):  # the blocks' keys are canonical (above)
@@ -258,19 +259,19 @@ def check_state(state: IpamState) -> None:
             bad(what, "affinity", block.affinity, "must be null or host:<node name> (a DNS-1123 subdomain)")
         if not _int(block.sequence_number, 0):
             bad(what, "sequenceNumber", block.sequence_number, "must be an integer >= 0")
-        if type(block.deleted) is not bool:
+        if not isinstance(block.deleted, bool):
             bad(what, "deleted", block.deleted, "must be true or false")
         for index, attr in enumerate(block.attributes):
-            hid = attr.get("handle_id") if type(attr) is dict else None
-            if type(hid) is not str or (hid not in good_handles and (len(hid) > HANDLE_ID_MAX or handle_ok(hid) is None)):
+            hid = attr.get("handle_id") if isinstance(attr, dict) else None
+            if not isinstance(hid, str) or (hid not in good_handles and (len(hid) > HANDLE_ID_MAX or handle_ok(hid) is None)):
                 bad(what, f"attributes[{index}]", attr, "must be an object with a handle_id of letters, digits, "
                     "'.', '_' and '-'")
             secondary = attr.get("secondary")
             if secondary is not None:  # JSON object keys are strings: only the values need a look
-                if type(secondary) is not dict:
+                if not isinstance(secondary, dict):
                     bad(what, f"attributes[{index}].secondary", secondary, "must be null or an object of strings")
                 for value in secondary.values():
-                    if type(value) is not str:
+                    if not isinstance(value, str):
                         bad(what, f"attributes[{index}].secondary", secondary, "must be null or an object of strings")
                 node = secondary.get("node")
                 if node is not None and node not in good_nodes and not node_ok(node):
@@ -296,7 +297,7 @@ def check_state(state: IpamState) -> None:
                     f"allocations[{ordinal}]={allocations[ordinal]})")
         ordered.append(block)
     ordered.sort(key=lambda b: b.base)
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in pairwise(ordered):
         if before.base + before.size > after.base:
             bad(f"block {after.cidr}", "cidr", after.cidr, f"overlaps block {before.cidr}")
     for key, aff in state.affinities.items():
@@ -308,11 +309,11 @@ def check_state(state: IpamState) -> None:
             bad(what, "cidr", cidr, "not a block in canonical spelling (a.b.c.d/len, host bits zero)")
         if aff.state not in AFFINITY_STATES:
             bad(what, "state", aff.state, f"must be one of {', '.join(AFFINITY_STATES)}")
-        if type(aff.deleted) is not bool:
+        if not isinstance(aff.deleted, bool):
             bad(what, "deleted", aff.deleted, "must be true or false")
     config = state.config
     for field in ("strict_affinity", "auto_allocate_blocks"):
-        if type(getattr(config, field)) is not bool:
+        if not isinstance(getattr(config, field), bool):
             bad("IPAMConfig", field, getattr(config, field), "must be true or false")
     if not _int(config.max_blocks_per_host, 0):
         bad("IPAMConfig", "maxBlocksPerHost", config.max_blocks_per_host, "must be an integer >= 0")
@@ -320,7 +321,7 @@ def check_state(state: IpamState) -> None:
         what = f"pool {name!r}"
         if not naming.is_label(name):
             bad(what, "name", name, "a pool name is a DNS label")
-        if type(spec) is not dict:
+        if not isinstance(spec, dict):
             bad(what, "spec", spec, "must be an object")
         if not _canonical(spec.get("cidr")):
             bad(what, "cidr", spec.get("cidr"), "not an IPv4 network in canonical spelling")

@@ -54,6 +54,11 @@ def missing_packages(run: Runner, packages: Sequence[str]) -> list[str]:
     return [name for name in packages if name not in installed]
 
 
+# The parts' defaults (frozen: one shared instance each).
+DEFAULT_TUNNEL_OPTIONS = tunnels.Options()
+DEFAULT_FIREWALL_OPTIONS = firewall.Options()
+
+
 def converge(
     run: Runner,
     *,
@@ -62,9 +67,9 @@ def converge(
     nodes: Mapping,
     pools: Mapping,
     workloads: Sequence[Mapping],
-    tunnel_options: tunnels.Options = tunnels.Options(),
+    tunnel_options: tunnels.Options = DEFAULT_TUNNEL_OPTIONS,
     sysctl_options: sysctls.Options,
-    firewall_options: firewall.Options = firewall.Options(),
+    firewall_options: firewall.Options = DEFAULT_FIREWALL_OPTIONS,
     check_mode: bool,
     runner: iproute.Runner = iproute.subprocess_runner,
 ) -> dict:

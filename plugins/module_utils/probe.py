@@ -67,7 +67,7 @@ def parse_bird_protocols(text: str) -> list:
             continue
         if current is None:
             continue
-        key, _, value = line.strip().partition(":")
+        key, _sep, value = line.strip().partition(":")
         if key == "BGP state":
             current["bgp_state"] = value.strip()
         elif key == "Neighbor address":
@@ -172,14 +172,14 @@ def ping_all(targets: list, count: int, timeout: float) -> dict:
             if seq >= count and all(len(v) >= count for v in rtts.values()):
                 break
             wait = max(0.0, min(deadline, next_round if seq < count else deadline) - time.monotonic())
-            ready, _, _ = select.select([sock], [], [], wait)
+            ready, _writable, _errored = select.select([sock], [], [], wait)
             if not ready:
                 continue
-            packet, (src, _) = sock.recvfrom(2048)
+            packet, (src, _port) = sock.recvfrom(2048)
             ihl = (packet[0] & 0x0F) * 4
             if len(packet) < ihl + 8:
                 continue
-            kind, _, _, rid, rseq = struct.unpack("!BBHHH", packet[ihl:ihl + 8])
+            kind, _code, _checksum, rid, rseq = struct.unpack("!BBHHH", packet[ihl:ihl + 8])
             if kind == 0 and rid == ident and rseq in sent and sent[rseq][0] == src:
                 rtts[src].append((time.monotonic() - sent[rseq][1]) * 1000.0)
     finally:

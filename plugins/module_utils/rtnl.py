@@ -275,10 +275,11 @@ class NetlinkError(OSError):
     def __init__(self, failures: Sequence[Tuple[Change, int, str]]):
         self.failures = list(failures)
         first_errno = self.failures[0][1] if self.failures else 0
-        super().__init__(first_errno, "; ".join(describe_failure(*f) for f in self.failures))
+        self.message = "; ".join(describe_failure(*f) for f in self.failures)
+        super().__init__(first_errno, self.message)
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.message
 
 
 def describe_failure(change: Change, err: int, message: str = "") -> str:
@@ -299,7 +300,7 @@ def _message(msg_type: int, flags: int, seq: int, body: bytes) -> bytes:
 def _prefix(dst: str) -> Tuple[bytes, int]:
     if dst == "default":
         return b"", 0
-    address, _, length = dst.partition("/")
+    address, _sep, length = dst.partition("/")
     return socket.inet_aton(address), int(length) if length else 32
 
 

@@ -122,12 +122,12 @@ def _borrowed(peer: Mapping):
     seen = {}
     for w in peer.get("workloads") or []:
         if w.get("borrowed"):
-            seen[str(w["ip"]).split("/")[0]] = w.get("pool")
+            seen[str(w["ip"]).partition("/")[0]] = w.get("pool")
     for item in peer.get("borrowed") or []:
         if isinstance(item, Mapping):
-            seen.setdefault(str(item.get("ip")).split("/")[0], item.get("pool"))
+            seen.setdefault(str(item.get("ip")).partition("/")[0], item.get("pool"))
         else:
-            seen.setdefault(str(item).split("/")[0], None)
+            seen.setdefault(str(item).partition("/")[0], None)
     return sorted(seen.items())
 
 
@@ -477,7 +477,7 @@ def plan_removal(state: State, pools: Mapping = (), ipip_address: Optional[str] 
         ours = link.get("ifalias") == IPIP_ALIAS
 
         def tunnel_address(addr: str) -> bool:
-            if addr.split("/")[0] == ipip_address:
+            if addr.partition("/")[0] == ipip_address:
                 return True
             if not ours or not addr.endswith("/32"):
                 return False

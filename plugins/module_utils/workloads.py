@@ -307,7 +307,7 @@ def _by_directory(paths: Iterable[str]) -> Dict[str, List[str]]:
     # once instead of once per file makes 1500 reads or writes for 250 veths 2-3x cheaper.
     by_dir: Dict[str, List[str]] = {}
     for path in sorted(paths):
-        directory, _, name = path.rpartition("/")
+        directory, _sep, name = path.rpartition("/")
         by_dir.setdefault(directory, []).append(name)
     return by_dir
 
@@ -625,7 +625,7 @@ def _wid_of(netns: str, netns_prefix: str) -> str:
 def _describe_current(veth: str, netns: str, state: State, netns_prefix: str) -> str:
     link = state.links.get(veth, {})
     ips = sorted(
-        str(r["dst"]).split("/")[0] for r in state.routes if r.get("dev") == veth and r.get("scope") == "link"
+        str(r["dst"]).partition("/")[0] for r in state.routes if r.get("dev") == veth and r.get("scope") == "link"
     )
     ip = ",".join(ips) or "none"
     return f"{_wid_of(netns, netns_prefix)}: ip={ip} mtu={link.get('mtu')} netns={netns} veth={veth}"

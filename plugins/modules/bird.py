@@ -132,7 +132,7 @@ extends_documentation_fragment:
 notes:
   - In check mode a changed configuration is reported (and shown with C(--diff)) but not validated.
 author:
-  - l3.calico maintainers
+  - l3.calico maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -30,16 +30,13 @@ options:
     description: The kernel's TCP extended counters.
     type: path
     default: /proc/net/netstat
+extends_documentation_fragment:
+  - l3.calico.attributes.read_only
 attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
   facts:
     support: full
-  platform:
-    platforms: posix
-author: l3.calico maintainers
+    description: Returns the facts C(calico_bird).
+author: l3.calico maintainers (!UNKNOWN)
 seealso:
   - name: BIRD 2 user's guide, command line interface
     description: What C(show protocols all) prints.

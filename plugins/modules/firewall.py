@@ -63,7 +63,7 @@ extends_documentation_fragment:
   - l3.calico.firewall
   - l3.calico.attributes
 author:
-  - l3.calico maintainers
+  - l3.calico maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -55,15 +55,10 @@ options:
       - Default, every node when O(bgp), none otherwise.
     type: list
     elements: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: linux
+extends_documentation_fragment:
+  - l3.calico.attributes.read_only
 author:
-  - l3.calico maintainers
+  - l3.calico maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

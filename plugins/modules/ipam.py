@@ -18,8 +18,8 @@ description:
     has room; the search for an unclaimed block starts at a position derived from FNV-32 of the node name
     and walks the pool with wrap-around. Inside a block addresses come from the C(unallocated) FIFO;
     released ones go to its tail; reserved ones are skipped. When no unclaimed block is left, or the node
-    holds O(config.max_blocks_per_host) blocks, a node borrows single addresses from other nodes' blocks,
-    unless O(config.strict_affinity).
+    holds C(max_blocks_per_host) blocks (of O(config)), a node borrows single addresses from other nodes' blocks,
+    unless C(strict_affinity) is set in O(config).
   - Stable. A workload keeps its address across runs whatever the inventory order; a workload removed
     from the inventory releases its address; a node removed releases its addresses, its affinities and
     its emptied blocks. Changing the C(cidr) or C(block_size) of a pool that has addresses in use is refused.
@@ -113,7 +113,7 @@ options:
         later evacuation); drop it from the inventory then. RV(evacuation) reports what moved.
       - Refused before anything changes (naming host, field and value) when the pool is not one of O(pools) or
         not disabled, a node is not one of O(nodes), no enabled pool could serve a moved workload (or the new
-        pool cannot hold them all - capacity, O(config.max_blocks_per_host) under O(config.strict_affinity)),
+        pool cannot hold them all - capacity, C(max_blocks_per_host) under C(strict_affinity) in O(config)),
         a moved workload is pinned to the old pool, or combined with O(node) or O(remove_nodes). Changing the
         C(cidr) or C(block_size) of a pool in use stays refused - that is what a migration is for.
     type: dict
@@ -169,7 +169,9 @@ attributes:
     support: full
     description: Shows the addresses and blocks added and released.
   platform:
+    support: full
     platforms: posix
+    description: The controller (the action plugin); with O(node), any host that reaches the datastore.
 notes:
   - IPv4 only.
   - Addresses are assigned in one transaction, so affinities are written C(confirmed) directly (Calico's
@@ -180,7 +182,7 @@ seealso:
     description: Calico's IP address management, whose semantics this module follows.
     link: https://docs.tigera.io/calico/latest/networking/ipam/
 author:
-  - l3.calico maintainers
+  - l3.calico maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

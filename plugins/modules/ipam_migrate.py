@@ -38,10 +38,16 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Counts what a copy would add, change and remove (RV(copied)); writes nothing.
   diff_mode:
     support: none
+    description: No diff; RV(copied) counts the objects per kind.
+  platform:
+    support: full
+    platforms: posix
+    description: Any host that can read the state file and reach etcd.
 author:
-  - l3.calico maintainers
+  - l3.calico maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -58,7 +58,7 @@ seealso:
   - module: l3.calico.sysctls
   - module: l3.calico.firewall
 author:
-  - l3.calico maintainers
+  - l3.calico maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -72,18 +72,12 @@ options:
     description: Seconds to wait for the O(bgp_neighbors) sessions before observing the rest.
     type: int
     default: 0
-attributes:
-  check_mode:
-    support: full
-    details: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: linux
+extends_documentation_fragment:
+  - l3.calico.attributes.read_only
 notes:
   - Needs C(ip) (iproute2), C(nsenter), C(ping) and C(birdc) on the node.
 author:
-  - l3.calico maintainers
+  - l3.calico maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

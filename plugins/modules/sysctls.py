@@ -31,7 +31,7 @@ extends_documentation_fragment:
   - l3.calico.sysctls
   - l3.calico.attributes
 author:
-  - l3.calico maintainers
+  - l3.calico maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -43,7 +43,7 @@ extends_documentation_fragment:
   - l3.calico.tunnels
   - l3.calico.attributes
 author:
-  - l3.calico maintainers
+  - l3.calico maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

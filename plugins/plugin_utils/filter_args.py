@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import cache, partial
 
 import yaml
 from ansible.errors import AnsibleFilterError
@@ -13,7 +13,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 _SPEC_KEYS = ("type", "elements", "default", "required", "choices")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _spec(documentation: str) -> tuple[dict, list]:
     options = yaml.safe_load(documentation)["options"]
     spec = {name: {k: v for k, v in opt.items() if k in _SPEC_KEYS} for name, opt in options.items()}
@@ -26,7 +26,7 @@ def validate(documentation: str, name: str, args: tuple, kwargs: dict) -> dict:
     spec = {name: dict(opt) for name, opt in spec.items()}  # the validator may annotate its spec
     if len(args) > len(order):
         raise AnsibleFilterError(f"{name}: takes at most {len(order) - 1} positional argument(s), got {len(args) - 1}")
-    data = dict(zip(order, args))
+    data = dict(zip(order, args, strict=False))  # the options not given positionally are left out
     data.update(kwargs)
     result = ArgumentSpecValidator(spec).validate(data)
     if result.error_messages:

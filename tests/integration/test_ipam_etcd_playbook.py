@@ -43,7 +43,7 @@ def _play(inventory, *extra):
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     return subprocess.run(["ansible-playbook", "-i", inventory, os.path.join(ROOT, "playbooks/ipam.yml"), *extra],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False)
 
 
 def _check(etcd, prefix):

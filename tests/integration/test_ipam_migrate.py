@@ -44,7 +44,7 @@ def _play(inventory, *extra):
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     proc = subprocess.run(["ansible-playbook", "-i", inventory, os.path.join(ROOT, "playbooks/ipam-migrate.yml"),
-                           *extra], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+                           *extra], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
     return proc
 
 

@@ -90,7 +90,7 @@ def running(pid: int) -> bool:
 
 
 def test_guests_boot_in_parallel_and_a_second_up_is_a_no_op(lab):
-    ctl, _, first = lab
+    ctl, _env, first = lab
     assert first["changed"] is True
     assert sorted(first["started"]) == sorted(HOSTS)
     # TCG on two busy cores boots systemd in tens of seconds; a UML guest in a few.
@@ -100,7 +100,7 @@ def test_guests_boot_in_parallel_and_a_second_up_is_a_no_op(lab):
 
 
 def test_each_guest_is_a_host_of_its_own(lab):
-    _, env, first = lab
+    _ctl, env, first = lab
     nic = "eth0" if first["backend"] == "qemu" else "vec0"
     out = ssh(env, "10.231.2.10", f"hostname; ip -4 -o addr show dev {nic}; ip route show default; "
                                   "echo guest > /etc/l3labt-probe && cat /etc/l3labt-probe; "
@@ -119,7 +119,7 @@ def test_qemu_guest_is_debian_with_systemd_on_qemus_own_cpu_model(lab):
     """The guests do not depend on the host's CPU: under TCG the CPU is QEMU's model, whatever the
     host has (AMX or not); the kernel is the image's Debian kernel, PID 1 is systemd, nftables'
     inet family works (the firewall role's default backend on Debian)."""
-    _, env, first = lab
+    _ctl, env, first = lab
     if first["backend"] != "qemu":
         pytest.skip("a QEMU guest's properties")
     out = ssh(env, "10.231.1.10", "uname -r; cat /proc/1/comm; systemctl is-system-running --wait; "
@@ -174,7 +174,8 @@ def bird_module(env: dict, tmp: Path, args: dict) -> dict:
     }}}}))
     root = LABCTL.parents[3]
     proc = subprocess.run(
-        [shutil.which("ansible") or str(Path(sys.executable).parent / "ansible"), "guest-a", "-i", str(inventory), "-m", "l3.calico.bird", "-a", json.dumps(args)],
+        [shutil.which("ansible") or str(Path(sys.executable).parent / "ansible"), "guest-a", "-i", str(inventory),
+         "-m", "l3.calico.bird", "-a", json.dumps(args)],
         env=dict(env, ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_CALLBACK_RESULT_FORMAT="json",
                  ANSIBLE_HOME=str(tmp / "ansible")),
         capture_output=True, text=True, timeout=300, check=False, cwd=root)
@@ -217,7 +218,7 @@ def test_qemu_guest_runs_bird_as_a_systemd_unit_and_removes_it(lab, tmp_path):
 
 
 def test_uml_guest_cannot_write_the_machines_files_through_hostfs(lab):
-    _, env, first = lab
+    _ctl, env, first = lab
     if first["backend"] != "uml":
         pytest.skip("a QEMU guest sees none of the machine's files: it has no hostfs or shared folder")
     out = ssh(env, "10.231.1.10", "mkdir -p /mnt/h && mount -t hostfs none /mnt/h -o /etc && "
@@ -232,7 +233,7 @@ def test_nothing_of_the_lab_is_in_the_machines_network_namespace(lab):
 
 
 def test_router_forwards_and_its_capture_tells_ipip_from_plain(lab):
-    ctl, env, _ = lab
+    ctl, env, _first = lab
     tunnel = ("modprobe ipip && ip link add t0 type ipip local {me} remote {peer} && ip link set t0 up && "
               "ip addr add {inner}/32 dev t0 && ip route add {peer_inner}/32 dev t0")
     ssh(env, "10.231.1.10", tunnel.format(me="10.231.1.10", peer="10.231.2.10", inner="10.99.0.1", peer_inner="10.99.0.2"))
@@ -247,13 +248,13 @@ def test_router_forwards_and_its_capture_tells_ipip_from_plain(lab):
 
 
 def test_down_leaves_nothing_behind(lab):
-    ctl, env, _ = lab
+    ctl, env, _first = lab
     pids = [int(p.read_text()) for p in Path(env["L3LAB_DIR"]).glob("*/pid")]
     assert ctl("down")["changed"] is True
     assert pids and not [pid for pid in pids if running(pid)]
     # no guest process left, nor a helper process of one
     leftovers = subprocess.run(["pgrep", "-f", f"^(/usr/bin/linux umid=|qemu-system-x86_64 -name ){PREFIX}"],
-                               capture_output=True, text=True).stdout
+                               capture_output=True, text=True, check=False).stdout
     assert leftovers == ""
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert PREFIX not in namespaces

@@ -459,7 +459,7 @@ def baseline(lab):
     lock = Path(f"{lab.state_file}.lock")
     # Killed the moment the IPAM module has taken the state file's lock.
     first = lab.play("site.yml", interrupt=Interrupt(r"^TASK \[l3\.calico\.calico_ipam : Plan and record", signal.SIGKILL,
-                                                      when=lock.exists))
+                                                     when=lock.exists))
     assert first["interrupted"] and first["rc"] == -signal.SIGKILL and not first["recap"], first["out"][-3000:]
     assert "TASK [l3.calico.calico_node" not in first["out"]
     # What the kill may leave: the lock file (its flock went with the process), a whole state file

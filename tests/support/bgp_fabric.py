@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -179,7 +178,7 @@ class Fabric:
         return f"{self.prefix}{self.tag}-{short}"
 
     def sh(self, ns: str, *argv: str, check: bool = True) -> str:
-        proc = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=60, check=False)
         if check and proc.returncode != 0:
             raise AssertionError(f"{ns}: {' '.join(argv)}: rc={proc.returncode} {proc.stderr.strip()}")
         return proc.stdout
@@ -361,6 +360,7 @@ class Fabric:
         env = self._env()
         proc = subprocess.run(
             ["ansible-playbook", "-i", str(inventory / "hosts.yml"), str(PLAYBOOK), *args],
+            check=False,
             capture_output=True,
             text=True,
             env=env,
@@ -370,7 +370,7 @@ class Fabric:
         try:
             result = json.loads(proc.stdout)
         except json.JSONDecodeError:
-            raise AssertionError(f"ansible-playbook rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            raise AssertionError(f"ansible-playbook rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}") from None
         result["rc"] = proc.returncode
         result["stderr"] = proc.stderr
         if check and proc.returncode != 0:

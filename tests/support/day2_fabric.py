@@ -110,7 +110,7 @@ class Stack:
         try:
             result = json.loads(proc.stdout)
         except json.JSONDecodeError:
-            raise AssertionError(f"ansible-playbook rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            raise AssertionError(f"ansible-playbook rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}") from None
         result["rc"] = proc.returncode
         result["stderr"] = proc.stderr
         if check and proc.returncode != 0:

@@ -20,6 +20,7 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
@@ -190,8 +191,7 @@ def main(argv=None) -> int:
         if args.planner:
             plan = planner_plan(args.node, args.count if args.batch >= args.count else i + args.batch)
         else:
-            chunk = handles[i:i + args.batch]
-            plan = (lambda state, chunk=chunk: allocate(state, args.node, chunk))
+            plan = partial(allocate, node=args.node, handle_ids=handles[i:i + args.batch])
         store.transact(plan, write=True)
         conflicts += getattr(store, "conflicts", 0)
     elapsed = time.perf_counter() - started

@@ -14,6 +14,10 @@
 # the kernel state start fresh at every boot. Only $l3lab_dir is shared with
 # the machine (hostfs), for the disk, the readiness flag and the console log.
 set -eu
+l3lab_name=${l3lab_name:?not on the kernel command line}
+l3lab_ip=${l3lab_ip:?not on the kernel command line}
+l3lab_gw=${l3lab_gw:?not on the kernel command line}
+l3lab_dir=${l3lab_dir:?not on the kernel command line}
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 KVER=$(uname -r)
 MODS=/usr/lib/uml/modules/$KVER

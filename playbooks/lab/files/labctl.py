@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """Control the l3.calico lab: the l3lab package beside this file (l3lab/cli.py has the commands).
 

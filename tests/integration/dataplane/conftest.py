@@ -113,7 +113,7 @@ class Topology:
                     child.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     child.kill()
-        for _ in range(3):
+        for _attempt in range(3):
             names = [n for n in os.listdir("/run/netns") if n.startswith(self.run)] if os.path.isdir("/run/netns") else []
             if not names:
                 return

@@ -37,7 +37,7 @@ def wl(name, ip, pool=DEFAULT, namespace="default", block=None, borrowed=False):
 
 
 def node(key, blocks, workloads, vxlan=None, ipip=None):
-    address, plen, _, _ = HOSTS[key]
+    address, plen, _bridge, _gateway = HOSTS[key]
     net = ".".join(address.split(".")[:3]) + ".0/" + str(plen)
     return {"ip": address, "network": net, "blocks": [{"cidr": c, "pool": p} for c, p in blocks],
             "workloads": workloads, "borrowed": [w["ip"] for w in workloads if w["borrowed"]],
@@ -58,7 +58,8 @@ NODES = {
 }
 
 
-def converge_node(topo, key, tmp_path, nodes=NODES, **kwargs):
+def converge_node(topo, key, tmp_path, nodes=None, **kwargs):
+    nodes = NODES if nodes is None else nodes
     name = f"node-{key}"
     tun = topo.converge(key, "tunnels", node=name, nodes=nodes, pools=POOLS, **kwargs)
     wls = topo.workloads(key, nodes[name]["workloads"], tmp_path, mtu=1450) if name in nodes else None
@@ -182,7 +183,7 @@ def _received(child, timeout=1.0):
             break
         data += chunk
         timeout = 0.3
-    return {payload: source for payload, source in (line.split() for line in data.decode().splitlines())}
+    return dict(line.split() for line in data.decode().splitlines())
 
 
 def _listing(topo, key, backend):

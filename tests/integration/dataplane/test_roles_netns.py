@@ -78,7 +78,7 @@ def make_play(topo, tmp_path):
 
 def test_roles_converge_then_noop(topo, tmp_path):
     play = make_play(topo, tmp_path)
-    changed, _ = play()
+    changed, _out = play()
     assert changed >= 2  # the node (tunnels, sysctls, firewall: one module run) and the workloads
     again, out = play()
     assert again == 0, out

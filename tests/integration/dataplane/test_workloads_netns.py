@@ -182,9 +182,9 @@ def test_the_ansible_module_check_diff_and_idempotence(topo, tmp_path):
     assert checked["changed"] and sorted(checked["created"]) == ["blue.db-1", "default.web-1"]
     assert "+default.web-1: ip=172.17.72.1 mtu=1450" in shown  # the diff the user sees
     assert topo.snapshot("a") == before
-    applied, _ = run()
+    applied, _shown = run()
     assert applied["changed"] and applied["commands"] == 3  # one host batch + two namespace batches
-    again, _ = run()
+    again, _shown = run()
     assert again["changed"] is False and again["commands"] == 0
 
 

@@ -15,12 +15,9 @@ from n1's block (requested explicitly), which every other node routes with a /32
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 from pathlib import Path
 
 import pytest
-
-from ansible_collections.l3.calico.plugins.module_utils.naming import veth_name
 
 pytestmark = [pytest.mark.netns, pytest.mark.bird]
 

@@ -175,10 +175,11 @@ def playbook(work: Path) -> str:
             "block": [{"name": f"{case_id}: try", **task},
                       {"name": f"{case_id}: accepted", "ansible.builtin.set_fact": {"mx": f"{{{{ mx | combine({{'{case_id}': 'ACCEPTED'}}) }}}}"}}],
             "rescue": [{"name": f"{case_id}: refused", "ansible.builtin.set_fact": {
-                "mx": f"{{{{ mx | combine({{'{case_id}': {{'msg': ansible_failed_result.msg | default(ansible_failed_result) | string, 'host': inventory_hostname}}}}) }}}}"}}],
+                "mx": f"{{{{ mx | combine({{'{case_id}': {{'msg': ansible_failed_result.msg | default(ansible_failed_result) | string, "
+                      f"'host': inventory_hostname}}}}) }}}}"}}],
         })
-    tasks.append({"name": "Record the outcomes", "ansible.builtin.copy": {"content": "{{ mx | to_json }}",
-                                                                         "dest": str(work / "outcomes.json"), "mode": "0644"}})
+    tasks.append({"name": "Record the outcomes",
+                  "ansible.builtin.copy": {"content": "{{ mx | to_json }}", "dest": str(work / "outcomes.json"), "mode": "0644"}})
     play = [{"name": "Bad-input matrix", "hosts": HOST, "gather_facts": False, "vars": {"work": str(work)}, "tasks": tasks}]
     return yaml.safe_dump(play, sort_keys=False, width=200)
 

@@ -124,8 +124,8 @@ def remove(work: Path, *args: str) -> dict:
     playbook = work / "remove.yml"
     playbook.write_text(yaml.safe_dump([{
         "name": "Remove", "hosts": "all", "gather_facts": False,
-        "tasks": [{"name": "Remove the node", "ansible.builtin.include_role": {"name": "l3.calico.calico_node",
-                                                                                "tasks_from": "remove"}}],
+        "tasks": [{"name": "Remove the node",
+                   "ansible.builtin.include_role": {"name": "l3.calico.calico_node", "tasks_from": "remove"}}],
     }]))
     inventory = work / "hosts.yml"
     inventory.write_text(yaml.safe_dump({"all": {"hosts": {"h": {

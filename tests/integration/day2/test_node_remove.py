@@ -184,7 +184,7 @@ def test_remove_node(stack, day2):
         conf = Path(stack.fabric.nodes[node]["calico_bgp_config_file"]).read_text()
         assert "192.168.100.13" not in conf and "192_168_100_13" not in conf
         other = "n2" if node == "n1" else "n1"
-        assert sorted(stack.fabric.sessions(node)) == [f"Mesh_{NODES[other].split('/')[0].replace('.', '_')}"]
+        assert sorted(stack.fabric.sessions(node)) == [f"Mesh_{NODES[other].partition('/')[0].replace('.', '_')}"]
         day2.wait_for(lambda n=node: stack.fabric.established(n), 30, what=f"{node} Established")
         routes = stack.fabric.routes(node)
         assert not [r for r in routes for b in n3_blocks if r.startswith(b)], routes

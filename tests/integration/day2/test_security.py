@@ -54,7 +54,7 @@ def test_password_in_no_output(stack):
 
 
 def test_password_only_in_the_secrets_file(stack):
-    for name, node in stack.fabric.nodes.items():
+    for node in stack.fabric.nodes.values():
         conf = Path(node["calico_bgp_config_file"]).read_text()
         secrets = Path(node["calico_bgp_secrets_file"]).read_text()
         assert SECRET not in conf and "password CALICO_PW_" in conf

@@ -95,7 +95,7 @@ def test_converged_on_the_old_pool(stack):
     assert all(len(a) == 1 and ipaddress.ip_address(a[0]) in OLD_NET for a in addresses.values()), addresses
     state = stack.state()
     assert all(b["cidr"].endswith("/26") for b in state["blocks"])
-    assert len([h for _, h in in_pool(state, OLD_NET) if h.startswith("vxlan-tunnel-addr-")]) == 3
+    assert len([h for _address, h in in_pool(state, OLD_NET) if h.startswith("vxlan-tunnel-addr-")]) == 3
 
 
 def test_check_mode_prints_the_plan_and_changes_nothing(stack):
@@ -154,7 +154,7 @@ def test_a_failed_verification_stops_before_any_host_moves(stack, day2):
     assert len(failed) == 1 and "after prepare: " in failed[0] and "ping default.web-2" in failed[0], failed
     assert judged(day2, result, "n1") is None and not day2.task_results(result, "Show what moved (n1)")
     assert workload_addresses(stack) == before
-    assert {h for _, h in in_pool(stack.state(), NEW_NET)} == set()
+    assert {h for _address, h in in_pool(stack.state(), NEW_NET)} == set()
 
 
 def test_migrate_one_host_and_stop(stack, day2):
@@ -174,9 +174,9 @@ def test_migrate_one_host_and_stop(stack, day2):
         {w: before[w] for w in ("default.web-2", "default.web-3", "default.api-3")}
     state = stack.state()
     assert sorted(state["pools"]) == ["new-pool", "old-pool"]
-    assert {h for _, h in in_pool(state, OLD_NET)} == {"l3-workload.default.web-2", "l3-workload.default.web-3",
-                                                       "l3-workload.default.api-3", "vxlan-tunnel-addr-n2",
-                                                       "vxlan-tunnel-addr-n3"}
+    assert {h for _address, h in in_pool(state, OLD_NET)} == {"l3-workload.default.web-2", "l3-workload.default.web-3",
+                                                              "l3-workload.default.api-3", "vxlan-tunnel-addr-n2",
+                                                              "vxlan-tunnel-addr-n3"}
     final = next(iter(day2.task_results(result, "Say what is left to do").values()))["msg"]
     assert final == "Pool old-pool still holds 5 address(es): run again without calico_migrate_hosts to move the other hosts.", final
 
@@ -197,7 +197,7 @@ def test_rerun_continues_with_the_other_hosts_and_finishes(stack, day2):
     addresses = workload_addresses(stack)
     assert len(addresses) == 5
     assert all(len(a) == 1 and ipaddress.ip_address(a[0]) in NEW_NET for a in addresses.values()), addresses
-    assert len([h for _, h in in_pool(state, NEW_NET) if h.startswith("vxlan-tunnel-addr-")]) == 3
+    assert len([h for _address, h in in_pool(state, NEW_NET) if h.startswith("vxlan-tunnel-addr-")]) == 3
     # every node: a new VTEP address, routes to the others' new blocks over VXLAN, none to the old blocks
     new_blocks = {b["cidr"]: b["affinity"][len("host:"):] for b in state["blocks"]}
     old_blocks = [b["cidr"] for b in old["blocks"] if ipaddress.ip_network(b["cidr"]).subnet_of(OLD_NET)]

@@ -74,7 +74,7 @@ def test_every_feature_parses(tmp_path):
     if not Path(BIRD).exists():
         pytest.skip(f"needs {BIRD} (Debian package bird2)")
     conf = render(tmp_path)
-    proc = subprocess.run([BIRD, "-p", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([BIRD, "-p", "-c", str(conf)], capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 0, proc.stderr + conf.read_text()
     text = conf.read_text()
     for snippet in (
@@ -102,7 +102,7 @@ def test_bird_refuses_a_bad_value(tmp_path):
     if not Path(BIRD).exists():
         pytest.skip(f"needs {BIRD} (Debian package bird2)")
     conf = render(tmp_path, calico_bgp_hold_time=1)
-    proc = subprocess.run([BIRD, "-p", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([BIRD, "-p", "-c", str(conf)], capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 1 and "Hold time must be in range" in proc.stderr
 
 
@@ -119,7 +119,7 @@ def test_graceful_restart_settings_render_and_parse(tmp_path, overrides, expecte
     if not Path(BIRD).exists():
         pytest.skip(f"needs {BIRD} (Debian package bird2)")
     conf = render(tmp_path, settings=overrides)
-    proc = subprocess.run([BIRD, "-p", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([BIRD, "-p", "-c", str(conf)], capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 0, proc.stderr
     bgp_template = conf.read_text().split("template bgp calico_peer {", 1)[1].split("\n}\n", 1)[0]
     for snippet in expected:
@@ -157,7 +157,7 @@ def test_systemd_unit_is_valid(tmp_path):
     env.filters["ansible.builtin.unique"] = lambda items: list(dict.fromkeys(items))
     unit = tmp_path / "l3tbgp-bird.service"
     unit.write_text(env.get_template("bird.service.j2").render(**variables))
-    proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     text = unit.read_text()
     assert (

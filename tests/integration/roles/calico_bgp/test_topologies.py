@@ -52,7 +52,7 @@ def test_cross_subnet_routes_tunnel_only_across_the_router(fabric_factory, bgp):
     }
     for node, lines in expected.items():
         bgp.wait_for(
-            lambda: set(lines) <= set(fabric.routes(node)), 10, what=f"{node}: {lines} in {fabric.routes(node)}"
+            lambda lines=lines, node=node: set(lines) <= set(fabric.routes(node)), 10, what=f"{node}: {lines} in {fabric.routes(node)}"
         )
 
 
@@ -88,7 +88,7 @@ def test_route_reflector_with_the_mesh_off(fabric_factory, bgp):
         ]
         own = f"blackhole {nodes[client]['blocks'][0][0]} proto bird"
         bgp.wait_for(
-            lambda: set(others + [own]) <= set(fabric.routes(client)),
+            lambda others=others, own=own, client=client: set(others + [own]) <= set(fabric.routes(client)),
             10,
             what=f"{client}: {others} in {fabric.routes(client)}",
         )

@@ -3,7 +3,7 @@
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate
 from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import Planner
 from ansible_collections.l3.calico.plugins.module_utils.ipam_report import audit, build_result
-from ansible_collections.l3.calico.plugins.module_utils.ipam_store import FileStore, IpamState
+from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamState
 
 POOL = {"name": "p1", "cidr": "10.10.0.0/16", "block_size": 26}
 
@@ -45,5 +45,3 @@ class Ipam:
 def addresses(result):
     """{workload id: ip} over every node."""
     return {w["id"]: w["ip"] for n in result["nodes"].values() for w in n["workloads"]}
-
-

@@ -278,7 +278,11 @@ def test_failed_configure_is_retried_by_the_next_run(params, monkeypatch):
 def test_run_interrupted_before_configure_is_caught_up(params, monkeypatch):
     converge(params, Runner(up=False), running=False, monkeypatch=monkeypatch)
     params["config"] = "router id 192.168.100.101;\n"
-    monkeypatch.setattr(bird_service, "reconfigure", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    def interrupted(*args):
+        raise KeyboardInterrupt()
+
+    monkeypatch.setattr(bird_service, "reconfigure", interrupted)
     with pytest.raises(KeyboardInterrupt):
         converge(params, Runner(), running=True, monkeypatch=monkeypatch)
     monkeypatch.undo()
@@ -327,7 +331,6 @@ def test_existing_directories_keep_their_mode_and_owner(params, monkeypatch):
     converge(params, Runner(), running=True, monkeypatch=monkeypatch)
     new = os.path.dirname(params["control_socket"])
     assert mode(new) == 0o750 and os.stat(new).st_uid == pwd.getpwnam("nobody").pw_uid
-
 
 
 # -- systemd: the unit, enable, start, restart on a changed unit; state=absent -----------------

@@ -60,7 +60,6 @@ def test_syntax_errors_are_precise(selector, position, fragment):
     assert repr(selector) in str(err.value)
 
 
-
 def test_a_selector_nested_too_deep_is_a_named_error_not_a_recursion_error():
     """2,000 levels used to raise RecursionError; 64 are fine, the 65th is refused by name."""
     for selector in ("(" * 2000 + "all()" + ")" * 2000, "!" * 2000 + "has(rack)", "(!" * 1000 + "all()" + ")" * 1000):

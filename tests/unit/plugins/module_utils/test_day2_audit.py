@@ -24,7 +24,7 @@ def nodes(**workloads):
 def test_audit_of_a_consistent_state_is_clean_and_writes_nothing(tmp_path):
     run(params(tmp_path, nodes(a=["w1"], b=["w2"])), check_mode=False)
     before = (tmp_path / "s.json").read_bytes()
-    result, _ = run(params(tmp_path, nodes(a=["w1"], b=["w2"]), audit=True), check_mode=False)
+    result, _diff = run(params(tmp_path, nodes(a=["w1"], b=["w2"]), audit=True), check_mode=False)
     assert result["audit"] == [] and result["problems"] == [] and result["changed"] is False
     assert (tmp_path / "s.json").read_bytes() == before
 
@@ -33,7 +33,7 @@ def test_audit_finds_leaks_moves_missing_and_gone_nodes_each_with_a_fix(tmp_path
     run(params(tmp_path, nodes(a=["w1", "old"], b=["w2"], c=["w3"])), check_mode=False)
     before = (tmp_path / "s.json").read_bytes()
     # old leaves the inventory, w2 moves to a, new appears, c is gone - nobody ran the IPAM.
-    result, _ = run(params(tmp_path, nodes(a=["w1", "w2", "new"], b=[]), audit=True), check_mode=False)
+    result, _diff = run(params(tmp_path, nodes(a=["w1", "w2", "new"], b=[]), audit=True), check_mode=False)
     by = {e["problem"]: e["fix"] for e in result["audit"]}
     text = "\n".join(by)
     assert (tmp_path / "s.json").read_bytes() == before
@@ -44,7 +44,7 @@ def test_audit_finds_leaks_moves_missing_and_gone_nodes_each_with_a_fix(tmp_path
     assert any("affine to c, which is not in the inventory" in p for p in by), text
     # a plan run fixes every one of them
     run(params(tmp_path, nodes(a=["w1", "w2", "new"], b=[])), check_mode=False)
-    again, _ = run(params(tmp_path, nodes(a=["w1", "w2", "new"], b=[]), audit=True), check_mode=False)
+    again, _diff = run(params(tmp_path, nodes(a=["w1", "w2", "new"], b=[]), audit=True), check_mode=False)
     assert again["audit"] == []
 
 
@@ -173,7 +173,7 @@ def test_a_misdirected_borrowed_route_is_found():
     # multipath (merge paths): one hop towards the holder is enough
     multi = [r for r in B_GOOD if r["dst"] != "10.10.0.5"] + [
         {"dst": "10.10.0.5", "protocol": "bird", "nexthops": [{"gateway": "192.168.1.3", "dev": "eth0"},
-                                                             {"gateway": "192.168.1.9", "dev": "eth0"}]}]
+                                                              {"gateway": "192.168.1.9", "dev": "eth0"}]}]
     assert audit_routes("b", BORROW, multi) == []
 
 

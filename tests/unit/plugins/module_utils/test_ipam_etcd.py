@@ -64,6 +64,7 @@ def test_keys_and_values_are_calicos_field_by_field(etcd):
     assert raw[kv.affinity_key("node-a", block_cidr)] == b'{"state":"confirmed","deleted":false}'
     assert raw[kv.handle_key("l3-workload.default.a-0")] == (
         b'{"block":{"%s":1},"deleted":false}' % block_cidr.encode())
+
     # the IPAMConfig singleton
     def set_config(state):
         state.config.max_blocks_per_host = 4
@@ -118,7 +119,8 @@ def test_release_deletes_handles_and_keeps_fifo(etcd):
     state = store.load()
     assert audit(state) == []
     assert set(state.handles) == set(_handles(3)[1:])
-    (block,) = state.blocks.values()
+    assert len(state.blocks) == 1
+    block = next(iter(state.blocks.values()))
     assert block.unallocated[-1] == 0                       # released ordinal at the tail
 
 
@@ -214,7 +216,7 @@ def test_soft_deleted_values_are_ignored_and_foreign_keys_kept(etcd):
     foreign = {kv.handle_key("gone"): b'{"block":{"10.44.0.0/26":1},"deleted":true}',
                "/calico/ipam/v2/assignment/ipv6/block/fd00::-122": b"{}",
                "/calico/ipam/v2/host/n1": b"{}"}
-    (txn,), _ = kv.plan_txns(kv.diff({}, foreign), {})
+    (txn,), _split = kv.plan_txns(kv.diff({}, foreign), {})
     assert client.txn(txn.compares, txn.ops)
     store = _store(etcd)
     assert store.load().handles == {}
@@ -227,7 +229,7 @@ def test_soft_deleted_values_are_ignored_and_foreign_keys_kept(etcd):
 @pytest.mark.etcd
 def test_a_value_that_is_not_json_is_refused(etcd):
     client = kv.EtcdKV(EtcdSettings(endpoints=[etcd]))
-    (txn,), _ = kv.plan_txns(kv.diff({}, {kv.handle_key("x"): b"{not json"}), {})
+    (txn,), _split = kv.plan_txns(kv.diff({}, {kv.handle_key("x"): b"{not json"}), {})
     assert client.txn(txn.compares, txn.ops)
     with pytest.raises(StateError, match="key /calico/ipam/v2/handle/x does not hold JSON"):
         _store(etcd).transact(lambda s: allocate(s, "n1", ["y"]), write=True)

@@ -25,8 +25,8 @@ class Ipam:
         self.config = config or {}
         self.state = IpamState()
 
-    def plan(self, spec=SPEC, evacuate=None):
-        desired = validate(self.pools, self.config, [], make_nodes(spec), None, None, evacuate)
+    def plan(self, spec=None, evacuate=None):
+        desired = validate(self.pools, self.config, [], make_nodes(SPEC if spec is None else spec), None, None, evacuate)
         planner = Planner(desired, self.state)
         report = planner.run()
         result = build_result(desired, self.state, planner.block_pool)
@@ -77,7 +77,7 @@ def test_evacuating_one_node_moves_its_addresses_and_tunnel_and_leaves_the_other
         assert res["nodes"][node]["tunnels"] == before["nodes"][node]["tunnels"]
         assert res["nodes"][node]["blocks"] == before["nodes"][node]["blocks"]
     # n1's old block released, a /28 of the new pool claimed
-    assert [b["cidr"] for b in res["nodes"]["n1"]["blocks"]] == [b for _, b in res["report"].claimed]
+    assert [b["cidr"] for b in res["nodes"]["n1"]["blocks"]] == [b for _node, b in res["report"].claimed]
     assert all(b["cidr"].startswith("10.2.") and b["cidr"].endswith("/28") for b in res["nodes"]["n1"]["blocks"])
     old_block = before["nodes"]["n1"]["blocks"][0]["cidr"]
     assert old_block not in migrating.state.blocks

@@ -147,7 +147,7 @@ def test_removed_node_releases_addresses_affinities_and_empty_blocks():
     res = ipam.plan({"n1": ["a"], "n2": ["b"], "n3": ["c"]})
     n1_block = node_block(res, "n1")
     res = ipam.plan({"n2": ["b"], "n3": ["c"]})
-    assert all(node != "n1" for node, _ in ipam.state.affinities)
+    assert all(node != "n1" for node, _cidr in ipam.state.affinities)
     # n1's block still holds n3's borrowed address? then it is kept without affinity, else deleted
     block = ipam.state.blocks.get(n1_block)
     if block is not None:
@@ -155,7 +155,7 @@ def test_removed_node_releases_addresses_affinities_and_empty_blocks():
     assert res["problems"] == []
     res = ipam.plan({"n2": ["b"]})
     assert set(ipam.state.handles) == {"l3-workload.default.b"}
-    assert [k for k in ipam.state.affinities] == [("n2", node_block(res, "n2"))]
+    assert list(ipam.state.affinities) == [("n2", node_block(res, "n2"))]
     assert list(ipam.state.blocks) == [node_block(res, "n2")]
 
 

@@ -43,7 +43,7 @@ def check_invariants(ipam, result, cfg):
     size = 1 << (32 - cfg["block_size"])
     seen = set()
     reserved = {0x0A090000 + r for r in cfg["reservations"]}
-    for cidr, block in state.blocks.items():
+    for block in state.blocks.values():
         # blocks aligned to block_size and inside the pool
         assert block.prefix == cfg["block_size"] and block.base % size == 0
         assert 0x0A090000 <= block.base < 0x0A090100
@@ -80,7 +80,7 @@ def test_plan_from_empty_keeps_the_invariants(spec, cfg):
     reserved = {0x0A090000 + r for r in cfg["reservations"]}
     fully_reserved = sum(1 for b in range(nblocks)
                          if all(0x0A090000 + b * size + o in reserved for o in range(size)))
-    for name, node in result["nodes"].items():
+    for node in result["nodes"].values():
         if node["borrowed"]:
             assert len(node["blocks"]) >= limit or len(ipam.state.blocks) + fully_reserved == nblocks
 
@@ -101,7 +101,7 @@ def test_release_then_replan_is_consistent(first, second, cfg):
     # removed workloads and nodes hold nothing any more
     live = {f"l3-workload.default.{w}" for ws in second.values() for w in ws}
     assert {h for h in ipam.state.handles if h.startswith("l3-workload.")} == live
-    assert {n for n, _ in ipam.state.affinities} <= set(second)
+    assert {n for n, _cidr in ipam.state.affinities} <= set(second)
     # and planning the same inventory again changes nothing
     again = ipam.plan(second)
     assert again["changed"] is False and addresses(again) == after
@@ -153,5 +153,5 @@ def test_moves_between_nodes_and_namespaces_stay_consistent(first, second, cfg):
             assert after[wid] == before[wid]  # unmoved: same address
         assert after[wid].startswith("10.9.1." if place[1] == "blue" else "10.9.0.")
     assert len(set(after.values())) == len(after)
-    wanted = {f"l3-workload.{ns}.w{w}" for w, (_, ns) in second.items()}
+    wanted = {f"l3-workload.{ns}.w{w}" for w, (_node, ns) in second.items()}
     assert {h for h in ipam.state.handles if h.startswith("l3-workload.")} == wanted

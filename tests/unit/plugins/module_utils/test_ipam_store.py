@@ -32,7 +32,7 @@ def params(path, nodes, only=None):
 
 def test_write_is_atomic_0600_and_leaves_no_temporary(tmp_path):
     path = tmp_path / "s.json"
-    result, _ = run(params(path, [node(0, ["a", "b"])]), check_mode=False)
+    result, _diff = run(params(path, [node(0, ["a", "b"])]), check_mode=False)
     assert result["changed"] is True
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
     assert sorted(os.listdir(tmp_path)) == ["s.json", "s.json.lock"]
@@ -114,10 +114,10 @@ def test_concurrent_writers_never_lose_or_duplicate_an_address(tmp_path):
     procs = [ctx.Process(target=_worker, args=(path, i, rounds, queue)) for i in range(workers)]
     for p in procs:
         p.start()
-    results = [queue.get(timeout=120) for _ in procs]
+    results = [queue.get(timeout=120) for _proc in procs]
     for p in procs:
         p.join(timeout=30)
-    assert [err for _, err in results if err] == []
+    assert [err for _index, err in results if err] == []
     nodes = [node(i, [f"w{i}-{k}" for k in range(rounds * 3)]) for i in range(workers)]
     desired = validate(POOLS, {}, [], nodes)
     state = FileStore(path).load()
@@ -164,8 +164,8 @@ def test_writer_killed_mid_run_leaves_a_consistent_file(tmp_path, delay):
         everyone = [{"name": f"n{i}", "ip": f"192.168.{i // 250}.{i % 250 + 1}/16"} for i in range(300)]
         assert audit(validate([{"name": "p1", "cidr": "10.0.0.0/8"}], {}, [], everyone), state) == []
     # the next run completes, cleans the killed writer's temporary file, and leaves a clean state
-    result, _ = run({"pools": [{"name": "p1", "cidr": "10.0.0.0/8"}], "config": {}, "reservations": [], "node": None,
-                     "nodes": [node(0, ["a"])], "state_file": path, "lock_timeout": 60.0}, check_mode=False)
+    result, _diff = run({"pools": [{"name": "p1", "cidr": "10.0.0.0/8"}], "config": {}, "reservations": [], "node": None,
+                         "nodes": [node(0, ["a"])], "state_file": path, "lock_timeout": 60.0}, check_mode=False)
     assert result["problems"] == []
     assert sorted(os.listdir(tmp_path)) == ["s.json", "s.json.lock"]
 
@@ -188,11 +188,11 @@ def test_writer_killed_between_write_and_rename_keeps_the_previous_state(tmp_pat
          "nodes": [node(0, ["a"])], "state_file": path, "lock_timeout": 60.0}, check_mode=False)
     before = open(path, "rb").read()
     code = KILLED_BEFORE_RENAME.format(collections=os.path.join(ROOT, ".collections"), path=path)
-    proc = subprocess.run([sys.executable, "-c", code], timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], timeout=60, check=False)
     assert proc.returncode == -signal.SIGKILL
     leftovers = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     assert len(leftovers) == 1 and open(path, "rb").read() == before
-    result, _ = run({"pools": [{"name": "p1", "cidr": "10.0.0.0/16"}], "config": {}, "reservations": [], "node": None,
-                     "nodes": [node(0, ["a", "b"])], "state_file": path, "lock_timeout": 60.0}, check_mode=False)
+    result, _diff = run({"pools": [{"name": "p1", "cidr": "10.0.0.0/16"}], "config": {}, "reservations": [], "node": None,
+                         "nodes": [node(0, ["a", "b"])], "state_file": path, "lock_timeout": 60.0}, check_mode=False)
     assert result["changed"] is True and result["problems"] == []
     assert sorted(os.listdir(tmp_path)) == ["s.json", "s.json.lock"]

@@ -17,7 +17,7 @@ def test_vxlan_mac_is_locally_administered_and_stable():
     mac = naming.vxlan_mac("node-a")
     assert mac.startswith("66:")
     assert mac == naming.vxlan_mac("node-a") != naming.vxlan_mac("node-b")
-    assert int(mac.split(":")[0], 16) & 0x02  # locally administered bit
+    assert int(mac.partition(":")[0], 16) & 0x02  # locally administered bit
 
 
 def test_tunnel_handles_follow_calico():

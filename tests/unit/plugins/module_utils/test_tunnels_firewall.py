@@ -51,7 +51,7 @@ def test_vxlan_plan_from_scratch_and_noop():
     assert plan.ip_lines[0] == (f"link add vxlan.calico mtu 8950 address {naming.vxlan_mac('a')} type vxlan id 4096 "
                                 "local 10.0.0.1 dev eth0 dstport 4789 nolearning")
     assert "route replace 172.18.2.0/26 via 172.17.2.0 dev vxlan.calico onlink proto 80" in plan.ip_lines
-    assert "fdb replace %s dev vxlan.calico dst 10.1.0.2 self permanent" % naming.vxlan_mac("c") in plan.bridge_lines
+    assert f"fdb replace {naming.vxlan_mac('c')} dev vxlan.calico dst 10.1.0.2 self permanent" in plan.bridge_lines
     assert "route replace 172.18.1.0/26 via 10.0.0.2 dev eth0 proto 80" in plan.ip_lines
 
     # The same state read back: nothing to do.
@@ -59,7 +59,7 @@ def test_vxlan_plan_from_scratch_and_noop():
         "ifname": "vxlan.calico", "mtu": 8950, "address": naming.vxlan_mac("a"), "flags": ["UP"],
         "ifalias": tunnels.VXLAN_ALIAS, "addr_info": [{"family": "inet", "local": "172.17.0.0", "prefixlen": 32}],
         "linkinfo": {"info_kind": "vxlan", "info_data": {"id": 4096, "local": "10.0.0.1", "link": "eth0",
-                                                          "port": 4789, "learning": False}}}
+                                                         "port": 4789, "learning": False}}}
     routes = [{"dst": dst if not dst.endswith("/32") else dst[:-3], "gateway": p.vtep, "dev": "vxlan.calico",
                "protocol": "80", "flags": ["onlink"]} for p in desired.peers for dst in p.routes]
     neigh = [{"dst": p.vtep, "lladdr": p.mac, "dev": "vxlan.calico", "state": ["PERMANENT"]} for p in desired.peers]

@@ -34,14 +34,14 @@ def test_healthy_lab_passes_every_check():
     ],
 )
 def test_encapsulation_follows_the_pool_and_the_subnets(src, dst, dst_pool, expected):
-    ipam, _, _ = healthy()
+    ipam, _probes, _capture = healthy()
     nodes = ipam["nodes"]
     assert verify.encapsulation(ipam["pools"][dst_pool], nodes[src], nodes[dst]) == expected
 
 
 def test_expected_routes_are_calicos():
-    ipam, _, _ = healthy()
-    routes = {exp["dst"]: verify.describe(exp) for _, exp in verify.expected_routes("node-a", ipam, "vec0")}
+    ipam, _probes, _capture = healthy()
+    routes = {exp["dst"]: verify.describe(exp) for _kind, exp in verify.expected_routes("node-a", ipam, "vec0")}
     assert routes["172.17.0.0/26"] == "blackhole 172.17.0.0/26"
     assert routes["172.17.64.0/26"] == "172.17.64.0/26 via 192.168.100.101 dev vec0 proto bird"
     assert routes["172.17.128.0/26"] == "172.17.128.0/26 via 192.168.200.101 dev tunl0 proto bird onlink"
@@ -51,7 +51,7 @@ def test_expected_routes_are_calicos():
 
 
 def test_a_missing_tunnel_route_names_host_expected_and_found():
-    ipam, probes, _ = healthy()
+    ipam, probes, _capture = healthy()
     for route in probes["node-a"]["routes"]:
         if route["dst"] == "172.17.128.0/26":
             route.update({"dev": "vec0", "onlink": False})  # not tunnelled
@@ -62,7 +62,7 @@ def test_a_missing_tunnel_route_names_host_expected_and_found():
 
 
 def test_a_session_not_established_is_a_finding():
-    ipam, probes, _ = healthy()
+    ipam, probes, _capture = healthy()
     probes["node-c"]["bgp"][0]["bgp_state"] = "Active"
     [finding] = findings(ipam, probes)
     assert (finding["host"], finding["expected"], finding["found"]) == ("node-c", "Established", "Active")
@@ -70,14 +70,14 @@ def test_a_session_not_established_is_a_finding():
 
 
 def test_bird_down_is_one_finding_not_one_per_peer():
-    ipam, probes, _ = healthy()
+    ipam, probes, _capture = healthy()
     probes["node-b"].update(bird_error="Unable to connect to server control socket", bgp=[])
     [finding] = findings(ipam, probes)
     assert finding["host"] == "node-b" and "control socket" in finding["found"]
 
 
 def test_lost_blackhole_is_a_finding():
-    ipam, probes, _ = healthy()
+    ipam, probes, _capture = healthy()
     probes["node-b"]["routes"] = [r for r in probes["node-b"]["routes"] if r["type"] != "blackhole"]
     found = findings(ipam, probes)
     assert {(f["host"], f["expected"], f["found"]) for f in found} == {
@@ -87,7 +87,7 @@ def test_lost_blackhole_is_a_finding():
 
 
 def test_workload_without_gateway_neighbour_or_address():
-    ipam, probes, _ = healthy()
+    ipam, probes, _capture = healthy()
     view = probes["node-c"]["workloads"]["default.web-5"]
     view["neighbours"] = [{"dst": naming.GATEWAY, "lladdr": "", "dev": "eth0", "state": "FAILED"}]
     view["addresses"] = ["172.17.128.1/26"]
@@ -98,7 +98,7 @@ def test_workload_without_gateway_neighbour_or_address():
 
 
 def test_a_workload_that_routes_is_a_finding_unless_allowed():
-    ipam, probes, _ = healthy()
+    ipam, probes, _capture = healthy()
     probes["node-b"]["workloads"]["default.web-3"]["ip_forward"] = "1"  # it copied the node's ip_forward=1
     found = {f["check"]: f for f in findings(ipam, probes)}
     assert found["IP forwarding inside"]["host"] == "node-b workload default.web-3"
@@ -110,7 +110,7 @@ def test_a_workload_that_routes_is_a_finding_unless_allowed():
 
 
 def test_a_failed_ping_is_named_by_source_and_target():
-    ipam, probes, _ = healthy()
+    ipam, probes, _capture = healthy()
     probes["node-a"]["pings"]["default.web-1"]["blue.db-3"] = {"ok": False, "rtt_ms": None}
     [finding] = findings(ipam, probes)
     assert finding["host"] == "node-a workload default.web-1"
@@ -153,6 +153,6 @@ def test_the_report_is_the_same_from_run_to_run_while_the_network_is():
 
 
 def test_unreachable_node_is_a_finding():
-    ipam, probes, _ = healthy()
+    ipam, probes, _capture = healthy()
     del probes["node-b"]
     assert [f["host"] for f in findings(ipam, probes)] == ["node-b"]

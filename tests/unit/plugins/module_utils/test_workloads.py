@@ -78,7 +78,7 @@ def test_create_from_empty_is_one_host_batch_and_one_batch_per_namespace(tmp_pat
                        proc_sys=str(tmp_path), check_mode=True)
     assert plan.create == ["blue.db-1", "default.web-1"] and plan.changed
     veth = naming.veth_name("default.web-1")
-    assert f"netns add calico-default.web-1" in plan.host_lines
+    assert "netns add calico-default.web-1" in plan.host_lines
     assert (f"link add {veth} numtxqueues 1 numrxqueues 1 mtu 1450 address ee:ee:ee:ee:ee:ee "
             "type veth peer name eth0 numtxqueues 1 numrxqueues 1 mtu 1450 netns calico-default.web-1") in plan.host_lines
     assert f"route replace 172.17.72.1/32 dev {veth} scope link" in plan.host_lines

@@ -27,7 +27,7 @@ def ipam_result() -> dict:
             base = blue if ns == "blue" else web
             workloads.append({
                 "id": naming.workload_id(ns, wname), "name": wname, "namespace": ns, "pool": pool,
-                "ip": f"{base.split('.0/')[0]}.{n + 1}", "block": block, "borrowed": False,
+                "ip": f"{base.partition('.0/')[0]}.{n + 1}", "block": block, "borrowed": False,
             })
         nodes[name] = {
             "ip": ip, "network": network,
@@ -48,7 +48,7 @@ def healthy_probe(ipam: dict, name: str) -> dict:
     nodes = ipam["nodes"]
     routes = [{"dst": "default", "type": "unicast", "gateway": "192.168.100.1", "dev": "vec0", "protocol": "boot",
                "scope": "global", "onlink": False}]
-    for _, exp in verify.expected_routes(name, ipam, "vec0"):
+    for _kind, exp in verify.expected_routes(name, ipam, "vec0"):
         route = {"gateway": "", "dev": "", "protocol": "bird", "scope": "global", "onlink": False}
         route.update({k: v for k, v in exp.items() if v is not None})
         if route["dst"].endswith("/32"):

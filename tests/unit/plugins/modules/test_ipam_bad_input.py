@@ -153,7 +153,7 @@ def recorded(tmp_path):
     """A state file written by a good run, and the address w1 got."""
     params = copy.deepcopy(BASE)
     params["state_file"] = str(tmp_path / "calico_ipam.json")
-    result, _ = run(params, check_mode=False)
+    result, _diff = run(params, check_mode=False)
     w1 = result["nodes"]["n1"]["workloads"][0]["ip"]
     return params, w1
 
@@ -182,7 +182,7 @@ def test_at_least_twenty_cases():
 @pytest.mark.parametrize("content", [b"{not json", b"", b'{"format": "l3.calico/ipam", "version": 99}',
                                      b'{"format": "something-else"}', b'{"format": "l3.calico/ipam", "version": 1, "blocks": 5}'])
 def test_corrupt_or_unknown_state_file_is_refused_and_kept(recorded, content):
-    params, _ = recorded
+    params, _w1 = recorded
     with open(params["state_file"], "wb") as handle:
         handle.write(content)
     with pytest.raises(IpamError) as err:
@@ -192,7 +192,7 @@ def test_corrupt_or_unknown_state_file_is_refused_and_kept(recorded, content):
 
 
 def test_state_file_is_calico_shaped_json(recorded):
-    params, _ = recorded
+    params, _w1 = recorded
     doc = json.load(open(params["state_file"]))
     assert doc["format"] == "l3.calico/ipam" and doc["version"] == 1
     assert {"cidr", "affinity", "allocations", "unallocated", "attributes", "sequenceNumber", "deleted"} <= set(doc["blocks"][0])

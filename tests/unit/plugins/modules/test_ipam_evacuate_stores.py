@@ -44,7 +44,7 @@ def addresses(result):
 
 def migrate(datastore, where):
     params = params_for(datastore, where)
-    first, _ = run(params, check_mode=False)
+    first, _diff = run(params, check_mode=False)
     params["pools"] = [dict(OLD, disabled=True), NEW]
     step = dict(params, evacuate={"pool": "old", "nodes": []})
     run(step, check_mode=False)
@@ -52,11 +52,11 @@ def migrate(datastore, where):
     planned, diff = run(dict(params, evacuate={"pool": "old", "nodes": ["n1", "n2"]}), check_mode=True)
     assert snapshot(datastore, where) == before  # check mode: nothing written
     assert planned["evacuation"]["removed"] and "~ pool old removed" in diff
-    n1, _ = run(dict(params, evacuate={"pool": "old", "nodes": ["n1"]}), check_mode=False)
+    n1, _diff = run(dict(params, evacuate={"pool": "old", "nodes": ["n1"]}), check_mode=False)
     assert {w: ip[:5] for w, ip in addresses(n1).items()} == {"default.a1": "10.2.", "default.a2": "10.2.",
-                                                            "default.b1": "10.1."}
+                                                              "default.b1": "10.1."}
     assert n1["nodes"]["n2"]["tunnels"] == first["nodes"]["n2"]["tunnels"]
-    n2, _ = run(dict(params, evacuate={"pool": "old", "nodes": ["n2"]}), check_mode=False)
+    n2, _diff = run(dict(params, evacuate={"pool": "old", "nodes": ["n2"]}), check_mode=False)
     assert n2["evacuation"]["removed"] and n2["problems"] == []
     assert addresses(n2) == addresses(planned)
     done = snapshot(datastore, where)

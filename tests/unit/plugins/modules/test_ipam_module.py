@@ -55,13 +55,13 @@ def test_remove_nodes_releases_the_node_and_keeps_the_others(tmp_path):
         "state_file": str(tmp_path / "calico_ipam.json"),
         "nodes": [{"name": n, "ip": f"192.168.1.{i}/24", "workloads": [{"name": f"w{i}"}]} for i, n in enumerate(["a", "b", "c"], 1)],
     }
-    first, _ = run(params, check_mode=False)
+    first, _diff = run(params, check_mode=False)
     c_block = first["nodes"]["c"]["blocks"][0]["cidr"]
     check, diff = run(dict(params, remove_nodes=["c"]), check_mode=True)
     assert f"- block {c_block} affinity to c (block deleted)" in diff
     assert "default.w3 on c" in diff
     assert len(json.load(open(params["state_file"]))["affinities"]) == 3  # check mode wrote nothing
-    result, _ = run(dict(params, remove_nodes=["c"]), check_mode=False)
+    result, _diff = run(dict(params, remove_nodes=["c"]), check_mode=False)
     assert sorted(result["nodes"]) == ["a", "b"] and result["problems"] == []
     assert result["nodes"]["a"] == first["nodes"]["a"] and result["nodes"]["b"] == first["nodes"]["b"]
     state = json.load(open(params["state_file"]))
