@@ -193,8 +193,11 @@ def test_qemu_guest_runs_bird_as_a_systemd_unit_and_removes_it(lab, tmp_path):
         pytest.skip("BIRD under systemd needs systemd as PID 1: a QEMU guest")
     args = {"config": "router id 10.231.1.10;\nprotocol device {}\n", "unit": BIRD_UNIT, "manager": "systemd"}
     started = bird_module(env, tmp_path, args)
-    assert started["changed"] and started["started"] and started["manager"] == "systemd", started
-    assert "BIRD's unit enabled" in started["changes"]
+    # The image, like a Debian host with bird2 installed, runs the package's bird.service: our unit
+    # replaces it, so BIRD is restarted on it (started, where nothing ran).
+    assert started["changed"] and started["manager"] == "systemd", started
+    assert started["started"] or started["restarted"], started
+    assert "/etc/systemd/system/bird.service created" in started["changes"], started
     state = "systemctl show -p ActiveState,UnitFileState,NRestarts,MainPID bird; birdc -s /run/bird/bird.ctl show status"
     shown = ssh(env, "10.231.1.10", state)
     assert "ActiveState=active" in shown and "UnitFileState=enabled" in shown and "Daemon is up and running" in shown
