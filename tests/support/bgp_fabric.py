@@ -367,12 +367,7 @@ class Fabric:
             cwd=ROOT,
             timeout=300,
         )
-        try:
-            result = json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            raise AssertionError(f"ansible-playbook rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}") from None
-        result["rc"] = proc.returncode
-        result["stderr"] = proc.stderr
+        result = json_result(proc)
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"ansible-playbook failed rc={proc.returncode}: {failures(result)}\n{proc.stderr[-2000:]}"
@@ -401,6 +396,18 @@ class Fabric:
                 os.kill(pid, signal.SIGKILL)
         for name in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", name], check=False, timeout=30)
+
+
+def json_result(proc: subprocess.CompletedProcess) -> dict:
+    """An ansible-playbook run's JSON callback output, with its rc and stderr (an AssertionError
+    showing both streams when the output is not JSON)."""
+    try:
+        result = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"ansible-playbook rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}") from None
+    result["rc"] = proc.returncode
+    result["stderr"] = proc.stderr
+    return result
 
 
 def failures(result: dict) -> list[str]:

@@ -107,12 +107,7 @@ class Stack:
             if check and proc.returncode != 0:
                 raise AssertionError(f"rc={proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
             return proc
-        try:
-            result = json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            raise AssertionError(f"ansible-playbook rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}") from None
-        result["rc"] = proc.returncode
-        result["stderr"] = proc.stderr
+        result = BGP.json_result(proc)
         if check and proc.returncode != 0:
             raise AssertionError(f"rc={proc.returncode}: {BGP.failures(result)}\n{proc.stderr[-2000:]}")
         return result
