@@ -26,12 +26,39 @@ from . import common
 from .common import ROUTER, LabError, alive, kill_pid, netns_list, read_pid, run
 
 
-def stop_capture_process() -> bool:
+# The flush mark: an address no workload has (loopback, inside the capture's own namespace). Its
+# echo reply in the file proves tcpdump has written every packet captured before it.
+FLUSH_MARK = "127.255.0.1"
+
+
+def flush(netns: str, pcap: Path, timeout: float = 10.0) -> None:
+    """Return once tcpdump (capturing in ``netns`` into ``pcap``) has written every packet that
+    reached it so far. SIGINT alone does not do this: tcpdump then leaves the packets still in its
+    ring unread, and on a busy machine those are the last pings (seen in CI: 2 of 3 exchanges).
+    Packets leave the ring in order, so once the mark's echo reply is in the file, so is the rest."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run("ip", "netns", "exec", netns, "ping", "-c", "1", "-W", "1", "-q", FLUSH_MARK, check=False)
+        for _ in range(10):
+            # The file grows while we read it: a packet cut short makes tcpdump exit non-zero, and
+            # every packet before it is still printed.
+            text = run("tcpdump", "-nn", "-tt", "-r", str(pcap), check=False).stdout
+            if any(f["inner_src"] == FLUSH_MARK and f["icmp"] == "echo-reply" for f in flows(text, marks=True)):
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"capture: tcpdump did not write the flush mark to {pcap} within {timeout:.0f} s")
+            time.sleep(0.05)
+
+
+def stop_capture_process(flush_first: bool = False) -> bool:
+    """Stop this lab's tcpdump, if it runs; ``flush_first``: once it has written what it captured."""
     pid = read_pid(common.LAB / "capture.pid")
     stopped = False
     # Ours: tcpdump writing this lab's capture file (a recycled PID would not match).
     marker = f"-w\0{common.LAB / 'capture.pcap'}\0"
     if pid is not None and alive(pid, marker):
+        if flush_first:
+            flush(ROUTER, common.LAB / "capture.pcap")
         os.kill(pid, signal.SIGINT)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and alive(pid, marker):
@@ -71,7 +98,7 @@ def capture_start() -> dict:
 
 
 def capture_stop() -> dict:
-    stop_capture_process()
+    stop_capture_process(flush_first=True)
     pcap = common.LAB / "capture.pcap"
     flows = read_pcap(pcap) if pcap.exists() else []
     return {"changed": True, "pcap": str(pcap), "flows": flows}
@@ -129,12 +156,13 @@ def flow(packet: str) -> dict | None:
             "inner_dst": inner[3], "icmp": _ICMP_NAMES.get(message, "icmp-" + "-".join(message.split()))}
 
 
-def flows(text: str) -> list[dict]:
-    """Flows (alike packets once, with their count) of tcpdump's output."""
+def flows(text: str, marks: bool = False) -> list[dict]:
+    """Flows (alike packets once, with their count) of tcpdump's output; the flush marks left out
+    unless ``marks``."""
     counts: dict[tuple, int] = {}
     for packet in packets(text):
         found = flow(packet)
-        if found is not None:
+        if found is not None and (marks or FLUSH_MARK not in (found["inner_src"], found["inner_dst"])):
             key = tuple(sorted(found.items()))
             counts[key] = counts.get(key, 0) + 1
     return [dict(key, packets=n) for key, n in sorted(counts.items())]
