@@ -65,7 +65,9 @@ from typing import Callable
 import pytest
 import yaml
 
-pytestmark = pytest.mark.lab
+# Each case runs site.yml several times; on QEMU guests one run takes minutes, so a case gets
+# twice the suite's 20 min before it counts as hung.
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[2]
 LABCTL = ROOT / "playbooks" / "lab" / "files" / "labctl.py"
