@@ -2,16 +2,17 @@
 # SPDX-License-Identifier: MIT
 """BIRD on a host as one step: files, validation, the service (systemd or a supervisor), reconfiguration.
 
-Plain Python (no Ansible import): the module ``l3.calico.bird`` is its thin adapter. It
-follows *read -> plan -> apply unless check mode*: the directories, the passwords file, the
-supervisor script or the systemd unit, and ``bird.conf`` are compared with what they should be; a
-changed ``bird.conf`` or passwords file is validated by BIRD itself (``bird -p -c`` on temporary
-copies of both) before either is written; BIRD is started only when it does not run (its
-supervisor, or its unit not active; a changed unit restarts it), and reconfigured
-(``birdc configure``) while the files differ from what it last loaded successfully (recorded in the
-applied-state file). ``state=absent`` is the way back: BIRD stopped (and its unit disabled), its
-files removed. A no-op costs a few ``stat`` calls, one ``systemctl show`` under systemd and one
-``birdc show status``.
+Plain Python (no Ansible import): the module ``l3.calico.bird`` is its thin adapter. It follows
+*read -> plan -> apply unless check mode*: the directories, the passwords file, the supervisor
+script or the systemd unit, and ``bird.conf`` are compared with what they should be; a changed
+``bird.conf`` or passwords file is validated by BIRD itself (``bird -p -c`` on temporary copies of
+both) before either is written; BIRD is started only when it does not run (its supervisor, or its
+unit not active; a changed unit restarts it), and reconfigured (``birdc configure``) while the files
+differ from what it last loaded successfully (recorded in the applied-state file); asked to, a BIRD
+that was already running re-exports its routes to named protocols (``birdc reload out``: the kernel,
+once the tunnel devices it routes through changed). ``state=absent`` is the way back: BIRD stopped
+(and its unit disabled), its files removed. A no-op costs a few ``stat`` calls, one ``systemctl
+show`` under systemd and one ``birdc show status``.
 
 Commands run through ``run(argv) -> (rc, stdout, stderr)`` (``AnsibleModule.run_command``).
 """
@@ -34,6 +35,8 @@ Runner = Callable[[list], "tuple[int, str, str]"]
 
 # systemd's unit name characters (systemd.unit(5)), without the type suffix the module adds.
 SERVICE_NAME_RE = re.compile(r"[A-Za-z0-9:_.-]+(@[A-Za-z0-9:_.-]*)?")
+# A BIRD protocol name (a BIRD symbol), as `birdc reload out` takes it.
+PROTOCOL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 UNIT_DIR = "/etc/systemd/system"
 
 
@@ -238,6 +241,15 @@ def wait_answers(run: Runner, birdc: str, socket: str, timeout: float, sleep=tim
         sleep(0.2)
 
 
+def reload_out(run: Runner, birdc: str, socket: str, protocol: str) -> str:
+    """BIRD runs the export filter of ``protocol`` again over its table (no session restarts)."""
+    rc, out, err = run([birdc, "-s", socket, "reload", "out", protocol])
+    if rc != 0 or "reloading" not in out:
+        raise BirdServiceError(f"birdc reload out {protocol} failed (rc {rc}): {(out + err).strip()}", rc=rc,
+                               stdout=out, stderr=err)
+    return out.strip()
+
+
 def reconfigure(run: Runner, birdc: str, socket: str) -> str:
     rc, out, err = run([birdc, "-s", socket, "configure"])
     if rc != 0 or ("Reconfigured" not in out and "Reconfiguration in progress" not in out):
@@ -298,6 +310,7 @@ class Plan:
     restart: bool = False  # systemd: the unit changed while BIRD runs
     stop: bool = False  # absent: BIRD (its supervisor, its unit) stopped
     disable: bool = False
+    reload_out: list = field(default_factory=list)  # protocols whose exports a running BIRD re-runs
 
     @property
     def files_change(self) -> bool:
@@ -323,6 +336,7 @@ class Plan:
             found.append("BIRD restarted (its unit changed)")
         if self.reconfigure:
             found.append("BIRD reconfigured (birdc configure)")
+        found += [f"BIRD re-exported its routes to {name} (birdc reload out)" for name in self.reload_out]
         return found
 
     @property
@@ -365,6 +379,10 @@ def check(p: dict) -> None:
                                "(letters, digits, ':', '_', '.', '-', one '@'; without '.service')")
     if p["state"] == "present" and p["config"] is None:
         raise BirdServiceError("config: the content of bird.conf is required with state=present")
+    for name in p.get("reload_out") or []:
+        if not PROTOCOL_NAME_RE.fullmatch(name):
+            raise BirdServiceError(f"reload_out: {name!r} is not a BIRD protocol name (a letter or '_', then "
+                                   "letters, digits, '_')")
 
 
 def plan(p: dict, run: Runner) -> Plan:
@@ -422,6 +440,10 @@ def plan(p: dict, run: Runner) -> Plan:
     the_plan.applied = applied_record(the_plan.config.content or b"", secrets.content, p)
     the_plan.recorded = read_record(applied_file(p))
     the_plan.reconfigure = the_plan.running and (the_plan.files_change or the_plan.record_stale)
+    # A BIRD started (or restarted) now exports to the devices as they are; one that ran before may
+    # have met a device missing (the kernel refuses a route through it, and BIRD does not retry).
+    if the_plan.running:
+        the_plan.reload_out = list(p.get("reload_out") or [])
     return the_plan
 
 
@@ -481,6 +503,8 @@ def apply(the_plan: Plan, p: dict, run: Runner) -> dict:
     wait_answers(run, p["birdc"], p["control_socket"], p["socket_timeout"])
     if the_plan.reconfigure:
         said["configure"] = reconfigure(run, p["birdc"], p["control_socket"])
+    for name in the_plan.reload_out:
+        said[f"reload out {name}"] = reload_out(run, p["birdc"], p["control_socket"], name)
     if the_plan.record_stale:
         write_atomic(applied_file(p), the_plan.applied.encode("ascii"), 0o644, -1, -1)
     return said

@@ -127,6 +127,17 @@ options:
     description: Seconds to wait for BIRD to answer on its control socket (supervisor).
     type: int
     default: 30
+  reload_out:
+    description:
+      - BIRD protocols whose exports a BIRD that was already running re-runs (C(birdc reload out NAME)); ignored
+        when this run starts or restarts BIRD. Each name is checked in full (a letter or C(_), then letters,
+        digits, C(_)).
+      - The BGP role passes the kernel protocol (C(kernel1)) when the tunnel devices changed in the same run.
+        A BIRD started before its tunnel device exists (systemd at boot) cannot install the routes through it
+        and does not try again when the device appears.
+    type: list
+    elements: str
+    default: []
 extends_documentation_fragment:
   - l3.calico.attributes
 notes:
@@ -180,8 +191,14 @@ reconfigured:
   description: Whether C(birdc configure) ran (or would run).
   returned: always
   type: bool
+reloaded_out:
+  description: The protocols whose exports BIRD re-ran (C(birdc reload out)), or would in check mode.
+  returned: always
+  type: list
+  elements: str
+  sample: [kernel1]
 birdc:
-  description: What BIRD, its supervisor or systemd answered to C(start) / C(enable) / C(stop) / C(configure) when they ran.
+  description: What BIRD, its supervisor or systemd answered to C(start) / C(enable) / C(stop) / C(configure) / C(reload out) when they ran.
   returned: when something ran
   type: dict
   sample: {configure: "Reading configuration from /etc/bird/bird.conf\nReconfigured"}
@@ -216,6 +233,7 @@ def main() -> None:
             supervisor_pid_file=dict(type="path", default="/run/bird/bird-supervisor.pid"),
             bird_argv=dict(type="list", elements="str", default=[]),
             socket_timeout=dict(type="int", default=30),
+            reload_out=dict(type="list", elements="str", default=[]),
         ),
         required_if=[("state", "present", ["config"])],
         supports_check_mode=True,
@@ -246,6 +264,7 @@ def main() -> None:
         restarted=the_plan.restart,
         stopped=the_plan.stop,
         reconfigured=the_plan.reconfigure,
+        reloaded_out=the_plan.reload_out,
     )
     if said:
         result["birdc"] = said

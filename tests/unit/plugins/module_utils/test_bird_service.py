@@ -42,6 +42,8 @@ class Runner:
             if not self.configure_ok:
                 return 0, "Reading configuration from x\nbird.conf:7:1 syntax error\n", ""
             return 0, "Reading configuration from x\nReconfigured\n", ""
+        if argv[-3:-1] == ["reload", "out"]:
+            return 0, f"BIRD 2.0.12 ready.\n{argv[-1]}: reloading\n", ""
         if argv[-2:] == ["show", "status"]:
             return (0, "BIRD 2.0.12\nDaemon is up and running\n", "") if self.up else (1, "", "Unable to connect")
         if argv[0].endswith("systemctl"):
@@ -105,6 +107,7 @@ def params(tmp_path):
         "service_name": "bird",
         "unit": "[Service]\nExecStart=/usr/sbin/bird -f\n",
         "systemctl": "/usr/bin/systemctl",
+        "reload_out": [],
     }
 
 
@@ -425,6 +428,42 @@ def test_systemd_needs_the_unit_and_a_valid_name(systemd):
     for bad in ("bird.service", "../bird", "bird name", "", "bird;reboot"):
         with pytest.raises(bird_service.BirdServiceError, match=f"^service_name: {re.escape(repr(bad))} "):
             bird_service.plan({**systemd, "service_name": bad}, Runner())
+
+
+def test_reload_out_reexports_only_from_a_bird_that_was_already_running(systemd):
+    """BIRD started at boot before the tunnel device existed: the next run that changes the tunnels
+    makes it run the kernel's export filter again; a BIRD started by this run needs no reload."""
+    runner = Runner(up=False)
+    first = run_module({**systemd, "reload_out": ["kernel1"]}, runner)
+    assert first.start and first.reload_out == [] and not any("out" in c for c in runner.calls)
+    runner.calls.clear()
+    again = run_module({**systemd, "reload_out": ["kernel1"]}, runner)
+    assert again.changed and again.changes == ["BIRD re-exported its routes to kernel1 (birdc reload out)"]
+    assert verbs(runner) == ["show", "status", "kernel1"] and runner.calls[-1][-3:] == ["reload", "out", "kernel1"]
+    runner.calls.clear()
+    assert not run_module(systemd, runner).changed  # not asked: nothing
+
+
+def test_reload_out_in_check_mode_is_reported_not_run(systemd):
+    runner = Runner(up=False)
+    run_module(systemd, runner)
+    runner.calls.clear()
+    the_plan = bird_service.plan({**systemd, "reload_out": ["kernel1"]}, runner)
+    assert the_plan.changed and the_plan.reload_out == ["kernel1"] and verbs(runner) == ["show"]
+
+
+def test_reload_out_names_are_bird_symbols(systemd):
+    for bad in ("kernel 1", "1kernel", "kernel1;", "", "all\nshow"):
+        with pytest.raises(bird_service.BirdServiceError, match=f"^reload_out: {re.escape(repr(bad))} "):
+            bird_service.plan({**systemd, "reload_out": [bad]}, Runner())
+
+
+def test_reload_out_refused_by_bird_fails_clearly(systemd):
+    runner = Runner(up=False)
+    run_module(systemd, runner)
+    with pytest.raises(bird_service.BirdServiceError, match="birdc reload out nosuch failed"):
+        run_module({**systemd, "reload_out": ["nosuch"]},
+                   lambda argv: (0, "nosuch: There is no such protocol\n", "") if "reload" in argv else runner(argv))
 
 
 @pytest.mark.parametrize("manager", ["systemd", "supervisor"])
