@@ -11,7 +11,7 @@ export ANSIBLE_HOME := $(CURDIR)/.cache/ansible
 export ANSIBLE_LOCAL_TEMP := $(CURDIR)/.cache/ansible/tmp
 PYTEST_ARGS ?=
 
-.PHONY: help setup debs lab lab-up lab-down lab-report molecule test checks image lint lint-yaml-ansible lint-python sanity-quick sanity format unit integration integration-netns integration-guests guests bench clean
+.PHONY: help setup debs lab lab-up lab-down lab-report molecule test checks image lint lint-yaml-ansible lint-python sanity-quick sanity format unit integration integration-netns integration-guests guests guests-without-image bench clean
 
 help:
 	@echo "make lab       set everything up, then run the main job (lab converged and verified)"
@@ -67,12 +67,12 @@ molecule:
 	molecule test
 
 ## Every test and lint, in two lanes side by side (their output kept apart): lint, the unit
-## tests, then the integration tests on network namespaces; and the QEMU guests' image built (or
-## found in .cache/lab), the tests on lab guests (QEMU, and User-mode Linux where it runs), then
-## molecule. Every test names what it creates with a prefix of its own (l3t...-, l3labt-, l3lf-,
-## l3mol-), so the lanes never share a namespace or a file.
+## tests, then the integration tests on network namespaces; and the lab guests: the tests that need
+## no root image (User-mode Linux, where it runs) and molecule while the QEMU image is built (or
+## found in .cache/lab), then the tests on QEMU guests. Every test names what it creates with a
+## prefix of its own (l3t...-, l3labt-, l3lf-, l3mol-), so the lanes never share a namespace or a file.
 test: setup
-	$(MAKE) --no-print-directory -j2 --output-sync=recurse checks guests
+	$(MAKE) --no-print-directory -j4 --output-sync=recurse checks guests
 
 checks: lint unit
 	$(MAKE) --no-print-directory integration-netns
@@ -117,14 +117,22 @@ unit:
 integration:
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse integration-netns integration-guests
 
+## Two pytest workers, a test file each at a time (--dist loadfile): a file's module-scoped fabric
+## lives in one worker, and every file names its namespaces with a prefix of its own.
+NETNS_WORKERS ?= 2
 integration-netns:
-	pytest tests/integration -m "not lab" $(PYTEST_ARGS)
+	pytest tests/integration -m "not lab" -n $(NETNS_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 integration-guests:
 	pytest tests/integration -m lab $(PYTEST_ARGS)
 
-guests: image
-	$(MAKE) --no-print-directory integration-guests
+guests:
+	$(MAKE) --no-print-directory -j2 image guests-without-image
+	pytest tests/integration -m "lab and qemu" $(PYTEST_ARGS)
+
+## Where User-mode Linux runs, these need no image; elsewhere their guests wait for `make image`.
+guests-without-image:
+	pytest tests/integration -m "lab and not qemu" $(PYTEST_ARGS)
 	molecule test
 
 bench: setup

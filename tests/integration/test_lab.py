@@ -45,7 +45,9 @@ def missing(backend: str) -> str:
     return ""
 
 
-@pytest.fixture(scope="module", params=["qemu", "uml"])
+# The User-mode Linux guests first: they need no image, so `make test` runs them while the QEMU image
+# is built (`-m "lab and not qemu"`, then `-m "lab and qemu"`).
+@pytest.fixture(scope="module", params=["uml", pytest.param("qemu", marks=pytest.mark.qemu)])
 def lab(request, tmp_path_factory):
     backend = request.param
     reason = missing(backend)
