@@ -6,22 +6,18 @@ from __future__ import annotations
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import Desired
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import AFFINITY_PREFIX, int_to_ip, no_gc
-from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import TUNNEL_KINDS
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
+    AFFINITY_PREFIX,
+    TUNNEL_KINDS,
+    int_to_ip,
+    no_gc,
+)
 from ansible_collections.l3.calico.plugins.module_utils.ipam_store import (
     IpamState,
     fault,
     free_list_fault,
     overlap_faults,
 )
-
-
-def pool_of_blocks(desired: Desired, state: IpamState) -> dict:
-    """Block cidr -> the pool it belongs to (same cidr range and block size), or None."""
-    out = {}
-    for cidr, block in state.blocks.items():
-        out[cidr] = next((p for p in desired.pools if p.contains(block.base) and p.block_size == block.prefix), None)
-    return out
 
 
 def build_result(desired: Desired, state: IpamState, block_pool: dict | None = None) -> dict:
@@ -32,7 +28,7 @@ def build_result(desired: Desired, state: IpamState, block_pool: dict | None = N
 
 def _build_result(desired: Desired, state: IpamState, block_pool: dict | None) -> dict:
     if block_pool is None:
-        block_pool = pool_of_blocks(desired, state)
+        block_pool = desired.pool_of_blocks(state.blocks)
     blocks = state.blocks
     handles = state.handles
     node_blocks: dict = {}
@@ -106,7 +102,7 @@ def _address_of(state: IpamState, hid: str) -> str | None:
 def audit(desired: Desired, state: IpamState, block_pool: dict | None = None) -> list:
     """Inconsistencies in the state, as ``calicoctl ipam check`` reports them (strings, sorted by kind)."""
     if block_pool is None:
-        block_pool = pool_of_blocks(desired, state)
+        block_pool = desired.pool_of_blocks(state.blocks)
     # The blocks' own soundness is the load check's (ipam_store): here it finds what a plan broke.
     problems = [fault(*wrong) for wrong in overlap_faults(state.blocks)]
     counts: dict = {}

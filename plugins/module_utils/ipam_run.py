@@ -13,12 +13,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import ETCD_AR
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
 from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import Planner
-from ansible_collections.l3.calico.plugins.module_utils.ipam_report import (
-    audit,
-    audit_with_fixes,
-    build_result,
-    pool_of_blocks,
-)
+from ansible_collections.l3.calico.plugins.module_utils.ipam_report import audit, audit_with_fixes, build_result
 
 ARGUMENT_SPEC = dict(
     pools=dict(type="list", elements="dict", default=[]),
@@ -57,7 +52,7 @@ def run(params: dict, check_mode: bool) -> tuple[dict, str]:
 
     if params.get("audit"):
         def audit_fn(state):
-            block_pool = pool_of_blocks(desired, state)
+            block_pool = desired.pool_of_blocks(state.blocks)
             result = build_result(desired, state, block_pool)
             result["audit"] = audit_with_fixes(desired, state, block_pool)
             result["problems"] = [entry["problem"] for entry in result["audit"]]

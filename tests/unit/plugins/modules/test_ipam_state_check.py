@@ -192,9 +192,10 @@ def test_a_plan_whose_audit_finds_a_problem_it_introduced_is_never_written(recor
     class Broken(ipam_planner.Planner):
         def run(self):
             report = super().run()
-            block = next(iter(self.s.blocks.values()))
+            state = self.context.state
+            block = next(iter(state.blocks.values()))
             block.unallocated.append(block.unallocated[0])  # a bug: an ordinal free twice
-            self.s.touch_block(block.cidr)
+            state.touch_block(block.cidr)
             return report
 
     monkeypatch.setattr(ipam_module, "Planner", Broken)
