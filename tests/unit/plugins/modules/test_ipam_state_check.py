@@ -26,7 +26,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_report import audit
 from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import state_from_kvs
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError, StateError
 from ansible_collections.l3.calico.plugins.module_utils import ipam_run as ipam_module
-from ansible_collections.l3.calico.plugins.modules.ipam import run
+from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
 
 BASE = {
     "pools": [{"name": "p1", "cidr": "10.10.0.0/24", "block_size": 26}],
