@@ -72,8 +72,9 @@ def run(params: dict, check_mode: bool) -> tuple[dict, str]:
         if result["problems"] and state.changed:
             # Rare: the state as recorded (read again, under the same lock) is audited only then.
             refuse_introduced_problems(set(audit(desired, store.load())), result["problems"])
-        if desired.evacuate is not None:
-            result["evacuation"] = planner.evacuation()
+        evacuation = planner.evacuation()
+        if evacuation is not None:  # only with evacuate
+            result["evacuation"] = evacuation
         return result, report
 
     store = store_from_params(params, params.get("datastore") or "file", params.get("state_file"),
