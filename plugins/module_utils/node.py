@@ -58,12 +58,13 @@ def converge(
     part (a sysctl name, a workload address, a firewall backend) fails with nothing changed.
     """
     missing = missing_packages(run, packages)
+    ipam = tunnels.load({"nodes": nodes, "pools": pools})  # the IPAM result, checked once
     if missing:
-        tunnels.prepare(node, nodes, pools, **tunnel_args)
+        tunnels.prepare(node, ipam, **tunnel_args)
         return {"missing_packages": missing, "tunnels": None, "sysctls": None, "firewall": None}
-    tun = tunnels.prepare(node, nodes, pools, **tunnel_args)
+    tun = tunnels.prepare(node, ipam, **tunnel_args)
     sys_plan = sysctls.plan(sysctl_values, sysctl_file, creates=tun.creates)  # e.g. tunl0's keys
-    fw = firewall.prepare(pools, workloads, node_addresses=firewall.node_addresses(nodes), **firewall_args)
+    fw = firewall.prepare(pools, workloads, node_addresses=ipam.node_addresses(), **firewall_args)
     if not check_mode:
         if tun.changed:
             tunnels.apply(tunnel_args.get("runner", iproute.subprocess_runner), tun, tunnel_args.get("modprobe_dir"))
