@@ -4,8 +4,10 @@
 
 Plain Python (no Ansible import, integers under the addresses). :meth:`IpamResult.from_dict` reads
 ``calico_ipam_result`` (its ``nodes`` - every node with its workloads, or the ``routing`` view with
-only the borrowed ones - and its ``pools``, docs/architecture.md) into frozen dataclasses, refusing
-bad data with an :class:`IpamResultError` naming field and value. Then, in one place:
+only the borrowed ones - and its ``pools``, docs/architecture.md) into frozen dataclasses (the
+result, its nodes and pools; blocks, workloads and routes, counted in hundreds of thousands, are
+named tuples), refusing bad data with an :class:`IpamResultError` naming field and value. Then, in
+one place:
 
 - :func:`same_subnet` / :meth:`Node.same_subnet`: Calico's CrossSubnet rule;
 - :meth:`Pool.encapsulation`: how traffic from one node to an address another node holds travels;
@@ -103,8 +105,10 @@ class Subnet(NamedTuple):
         return text if text is not None else format_cidr(self.base, self.prefix)
 
 
-# A process reads the same fleet again and again (the controller: the BGP data of every host; the
-# blocks printed per route): what was checked once is remembered, bounded by the fleet's size.
+# What this process has checked once is remembered (bounded by the fleet's size): a block's text is
+# printed again for every route to it, and a process that reads the fleet again (a second consumer,
+# another host's BGP data in the same worker) skips the parsing. Ansible forks a worker per task and
+# host, so the first reading - "cold" in benchmarks/ipam_result.py - is the one that counts there.
 _TEXTS: dict = {}  # Subnet -> its text as parsed
 _SUBNETS: dict = {}  # text -> Subnet, parsed and checked
 _NODE_NAMES: set = set()  # node names checked (DNS-1123 subdomains)
@@ -255,14 +259,9 @@ class IpamResult:
 
     # -- lookups
 
-    def pool_of(self, prefix: Subnet, name: Optional[str] = None) -> Optional[Pool]:
-        """The pool a prefix belongs to: the one named (a block's or a workload's ``pool``), else the one
-        holding it."""
-        if name is not None:
-            return self.pools[name]
-        return self.pool_containing(prefix)
-
     def pool_containing(self, prefix: Subnet) -> Optional[Pool]:
+        """The pool holding ``prefix`` (None: outside every pool). A block or a workload names its own pool;
+        this one is for prefixes that do not (a route read from the kernel, a bare borrowed address)."""
         return next((pool for pool in self.pools.values() if prefix.within(pool.cidr)), None)
 
     @cached_property
@@ -345,9 +344,11 @@ def remote_path(me: Node, owner: Node, pool: Pool, bgp: bool, inside: Optional[b
     """How node ``me`` reaches an address of ``pool`` that node ``owner`` holds (a block, a borrowed /32);
     None: no route is due. ``bgp``: both nodes run BIRD; ``inside``: ``me.same_subnet(owner)``, if known.
 
-    - VXLAN pool (l3.calico.tunnels, BGP or not): encapsulated ``via <owner's VTEP> dev vxlan.calico
-      onlink`` when both nodes have a VTEP (else none: the tunnel address is the problem); not
-      encapsulated (CrossSubnet, owner in this node's subnet) ``via <owner>`` on the underlay, as Felix.
+    - VXLAN pool (l3.calico.tunnels, BGP or not), only when this node has a VTEP (as Felix: its
+      VXLAN device and its data device come from its own VTEP; without one the tunnel address is the
+      problem): encapsulated ``via <owner's VTEP> dev vxlan.calico onlink`` when the owner has a VTEP
+      too; not encapsulated (CrossSubnet, owner in this node's subnet) ``via <owner>`` on the
+      underlay, whatever the owner's VTEP.
     - Other pools, only when both run BIRD and the pool is exported (``disable_bgp_export`` false):
       learned by BGP, IPIP ``via <owner> dev tunl0 onlink``; otherwise ``via <owner>`` in this node's
       subnet, via whatever router leads there across subnets (``gateway recursive``).
@@ -356,8 +357,10 @@ def remote_path(me: Node, owner: Node, pool: Pool, bgp: bool, inside: Optional[b
         inside = me.same_subnet(owner)
     encap = pool.encapsulation_if(inside)
     if pool.routed_by == BY_TUNNELS:
+        if me.vxlan is None:
+            return None
         if encap == VXLAN:
-            if owner.vxlan is None or me.vxlan is None:
+            if owner.vxlan is None:
                 return None
             return Path(BY_TUNNELS, owner.vxlan, naming.VXLAN_DEVICE, True, encap)
         return Path(BY_TUNNELS, owner.ip, encap=encap)

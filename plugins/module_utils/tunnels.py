@@ -15,7 +15,8 @@ Input is the IPAM result (``nodes`` and ``pools`` of ``calico_ipam_result``, rea
   ``<remote block> via <remote VTEP> dev vxlan.calico onlink`` for its blocks (and borrowed /32s)
   in VXLAN pools — for ``CrossSubnet`` pools only when the remote node's address is outside this
   node's subnet (``ipam_result.same_subnet``); inside it, ``<remote block> via <remote node> dev
-  <underlay> proto 80``, unencapsulated, as Felix does (with or without VTEPs).
+  <underlay> proto 80``, unencapsulated, as Felix does (whether the remote node has a VTEP or not).
+  A node without a VTEP of its own gets no route of a VXLAN pool (Felix: no device, no data device).
 
 Ownership: ``vxlan.calico`` carries the alias ``l3.calico:vxlan`` (a foreign device of that name is
 an error); everything on it is ours. ``tunl0`` is the kernel's: the module only manages its
