@@ -81,12 +81,13 @@ def converge(
     input for any part (a sysctl name, a workload address, a firewall backend) fails with nothing changed.
     """
     missing = missing_packages(run, packages)
+    ipam = tunnels.load({"nodes": nodes, "pools": pools})  # the IPAM result, checked once
     if missing:
-        tunnels.prepare(node, nodes, pools, tunnel_options, runner)
+        tunnels.prepare(node, ipam, tunnel_options, runner)
         return {"missing_packages": missing, "tunnels": None, "sysctls": None, "firewall": None, "workload_mtu": None}
-    tun = tunnels.prepare(node, nodes, pools, tunnel_options, runner)
+    tun = tunnels.prepare(node, ipam, tunnel_options, runner)
     sys_plan = sysctls.plan(sysctl_options.values, sysctl_options.path, creates=tun.creates)  # e.g. tunl0's keys
-    fw = firewall.prepare(pools, workloads, firewall_options, firewall.node_addresses(nodes), runner)
+    fw = firewall.prepare(pools, workloads, firewall_options, ipam.node_addresses(), runner)
     if not check_mode:
         if tun.changed:
             tunnels.apply(runner, tun, tunnel_options.modprobe_dir)
