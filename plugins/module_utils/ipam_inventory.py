@@ -22,6 +22,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     no_gc,
     parse_cidr,
     prefix_mask,
+    tunnel_kinds,
 )
 
 GROUP = "calico_nodes"
@@ -76,8 +77,8 @@ class Pool:
 
     @property
     def tunnel_kinds(self) -> tuple:
-        """The encapsulations whose tunnel address a node this pool selects needs ("ipip", "vxlan")."""
-        return tuple(kind for kind, mode in (("ipip", self.ipip_mode), ("vxlan", self.vxlan_mode)) if mode != "Never")
+        """The encapsulations whose tunnel address a node this pool selects needs (``ipam_model.tunnel_kinds``)."""
+        return tunnel_kinds(self.ipip_mode, self.vxlan_mode)
 
     def spec(self) -> dict:
         """The pool as a Calico v3 IPPool spec (what the state records, to refuse immutable changes)."""

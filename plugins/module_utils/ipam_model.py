@@ -58,6 +58,13 @@ class StateError(IpamError):
     """A state that cannot be trusted (corrupt file, unknown format, broken object)."""
 
 
+def tunnel_kinds(ipip_mode: str, vxlan_mode: str) -> tuple:
+    """The encapsulations a pool with these modes uses, of ``TUNNEL_KINDS`` (every mode but ``Never``): the
+    tunnel addresses a node it selects needs. The one answer for the inventory's pools (``ipam_inventory``),
+    the IPAM result's (``ipam_result``) and the workload MTU (``node``)."""
+    return tuple(kind for kind, mode in zip(TUNNEL_KINDS, (ipip_mode, vxlan_mode), strict=True) if mode != "Never")
+
+
 @contextlib.contextmanager
 def no_gc():
     """Pause the cyclic garbage collector: a plan creates millions of small acyclic objects, and the

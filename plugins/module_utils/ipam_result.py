@@ -28,7 +28,7 @@ from functools import cached_property
 from typing import Iterable, Mapping, NamedTuple, Optional, Tuple
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import format_cidr, prefix_mask
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import format_cidr, prefix_mask, tunnel_kinds
 
 WHERE = "calico_ipam_result"
 ENCAP_MODES = ("Never", "Always", "CrossSubnet")
@@ -141,11 +141,16 @@ class Pool:
     disabled: bool = False
     disable_bgp_export: bool = False
 
+    @cached_property
+    def tunnel_kinds(self) -> tuple:
+        """The encapsulations this pool uses (``ipam_model.tunnel_kinds``, as the inventory's pools)."""
+        return tunnel_kinds(self.ipip_mode, self.vxlan_mode)
+
     @property
     def routed_by(self) -> str:
         """Who programs the routes to this pool's remote addresses: l3.calico.tunnels for VXLAN pools
         (BIRD rejects them), BIRD (BGP) for the others."""
-        return BY_TUNNELS if self.vxlan_mode != "Never" else BY_BIRD
+        return BY_TUNNELS if VXLAN in self.tunnel_kinds else BY_BIRD
 
     def encapsulation(self, src: Node, dst: Node) -> str:
         """``vxlan``, ``ipip`` or ``none``: traffic from node ``src`` to an address of this pool that node

@@ -22,6 +22,7 @@ import shutil
 from typing import Callable, Mapping, Sequence
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute, sysctls, tunnels
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import tunnel_kinds
 
 Runner = Callable[[list], "tuple[int, str, str]"]
 DPKG_QUERY_FORMAT = "${Package} ${db:Status-Status}\n"
@@ -37,9 +38,10 @@ def workload_mtu(underlay_mtu: int | None, pools: Mapping) -> int:
     pool of that encapsulation selects it (a workload's packets may cross any tunnel of the cluster).
     """
     enabled = [pool for pool in pools.values() if not pool.get("disabled")]
+    overhead = {"vxlan": tunnels.VXLAN_OVERHEAD, "ipip": tunnels.IPIP_OVERHEAD}
     overheads = [0]
-    overheads += [tunnels.VXLAN_OVERHEAD for pool in enabled if pool.get("vxlan_mode", "Never") != "Never"]
-    overheads += [tunnels.IPIP_OVERHEAD for pool in enabled if pool.get("ipip_mode", "Never") != "Never"]
+    overheads += [overhead[kind] for pool in enabled
+                  for kind in tunnel_kinds(pool.get("ipip_mode", "Never"), pool.get("vxlan_mode", "Never"))]
     return (underlay_mtu or DEFAULT_UNDERLAY_MTU) - max(overheads)
 
 

@@ -315,3 +315,23 @@ def unmatched(name: str, result: IpamResult, table: list) -> list:
                  onlink="onlink" in r.get("flags", [])) for r in table]
     return [exp["dst"] for _, exp in verify.expected_routes(name, result, UNDERLAY)
             if not any(f["dst"] == exp["dst"] and verify.route_matches(exp, f) for f in seen)]
+
+
+@pytest.mark.parametrize("ipip, vxlan, kinds", [
+    ("Never", "Never", ()), ("Always", "Never", ("ipip",)), ("CrossSubnet", "Never", ("ipip",)),
+    ("Never", "Always", ("vxlan",)), ("Never", "CrossSubnet", ("vxlan",)),
+])
+def test_a_pools_tunnel_kinds_are_one_answer_for_the_inventory_the_result_and_the_mtu(ipip, vxlan, kinds):
+    """The inventory's pool (the planner: which tunnel addresses a node needs), the IPAM result's (who routes
+    it, its encapsulation) and the workload MTU ask ipam_model.tunnel_kinds, and agree."""
+    from ansible_collections.l3.calico.plugins.module_utils import node as node_utils
+    from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate
+
+    raw = _pool("172.17.0.0/16", ipip, vxlan)
+    [planned] = validate([dict(raw, name="p")], {}, [], []).pools
+    pool = IpamResult.from_dict({"nodes": {}, "pools": {"p": raw}}).pools["p"]
+    assert planned.tunnel_kinds == pool.tunnel_kinds == kinds
+    assert pool.routed_by == (BY_TUNNELS if "vxlan" in kinds else BY_BIRD)
+    assert {pool.encapsulation_if(False)} == set(kinds or ("none",))
+    overhead = {(): 0, ("ipip",): tunnels.IPIP_OVERHEAD, ("vxlan",): tunnels.VXLAN_OVERHEAD}[kinds]
+    assert node_utils.workload_mtu(1500, {"p": raw}) == 1500 - overhead
