@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """IPAM result benchmark: the model every consumer reads (module_utils/ipam_result.py), at fleet size.
 
