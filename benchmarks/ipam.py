@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.join(HERE, "..", ".collections"))
 
 import netaddr  # noqa: E402
 
+from ansible_collections.l3.calico.plugins.module_utils.ipam_alloc import Allocator  # noqa: E402
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate  # noqa: E402
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (  # noqa: E402
     AFFINITY_PREFIX,
@@ -76,17 +77,18 @@ def plan(desired, state):
     return planner
 
 
-class PlainPlanner(Planner):
-    """The planner with the plain scans the free-block index replaced: per claim, every own block from the
+class PlainAllocator(Allocator):
+    """The allocator with the plain scans the free-block index replaced: per claim, every own block from the
     first, every block index from the node's seed (reservations looked up per index), and every claimed
     block from the seed per borrow."""
 
     def _next_block(self, name, pools):
-        blocks = self.s.blocks
-        mine = self.node_blocks.get(name, ())
+        ctx = self.ctx
+        blocks = ctx.state.blocks
+        mine = ctx.node_blocks.get(name, ())
         for cidr in mine:
             block = blocks[cidr]
-            if block.unallocated and self.block_pool[cidr] in pools and self._has_free(block):
+            if block.unallocated and ctx.block_pool[cidr] in pools and self._has_free(block):
                 return block
         if self.config.auto_allocate_blocks and len(mine) < self.config.block_limit:
             for pool in pools:
@@ -96,7 +98,7 @@ class PlainPlanner(Planner):
         if not self.config.strict_affinity:
             affine = AFFINITY_PREFIX + name
             for pool in pools:
-                indexes = sorted(self.claimed[pool.name])
+                indexes = sorted(ctx.claimed[pool.name])
                 start = bisect.bisect_left(indexes, self._seed(pool, name))
                 for index in indexes[start:] + indexes[:start]:
                     block = blocks[format_cidr(pool.block_base(index), pool.block_size)]
@@ -105,7 +107,8 @@ class PlainPlanner(Planner):
         return None
 
     def _plain_unclaimed(self, pool, node):
-        claimed = self.claimed[pool.name]
+        desired = self.ctx.desired
+        claimed = self.ctx.claimed[pool.name]
         total = pool.nblocks
         if len(claimed) >= total:
             return None
@@ -117,22 +120,28 @@ class PlainPlanner(Planner):
                 index -= total
             if index in claimed:
                 continue
-            if self.d.reservations:
+            if desired.reservations:
                 base = pool.block_base(index)
-                if sum(hi - lo + 1 for lo, hi in self.d.reserved_in(base, base + size - 1)) == size:
+                if sum(hi - lo + 1 for lo, hi in desired.reserved_in(base, base + size - 1)) == size:
                     continue
             return index
         return None
 
 
+class PlainPlanner(Planner):
+    """The planner with :class:`PlainAllocator` as its phase 4."""
+
+    allocator = PlainAllocator
+
+
 def crowded(planner_class, desired) -> str:
     """Plan ``desired`` on an empty state; what it ends with (the blocks, or the refusal)."""
-    planner = planner_class(desired, IpamState())
+    state = IpamState()
     try:
-        planner.run()
+        planner_class(desired, state).run()
     except ValidationError as exc:
         return f"refused ({exc.reason[:40]}...)"
-    return f"{len(planner.s.blocks):,} blocks"
+    return f"{len(state.blocks):,} blocks"
 
 
 def naive(desired) -> int:

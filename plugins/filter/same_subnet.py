@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: MIT
-"""Filter l3.calico.same_subnet: whether two addresses share a subnet (the CrossSubnet decision)."""
+"""Filter l3.calico.same_subnet: Calico's CrossSubnet rule (thin adapter of module_utils/ipam_result.same_subnet)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,23 @@ DOCUMENTATION = r"""
 name: same_subnet
 author: l3.calico maintainers (!UNKNOWN)
 version_added: "1.0.0"
-short_description: Whether two addresses share a subnet
+short_description: Whether a peer's address lies in this node's subnet (the CrossSubnet decision)
 description:
   - True when O(other) lies in the subnet of the input address (its own prefix length, or O(prefix) when
-    given). This is Calico's CrossSubnet decision, a peer reached directly inside the node's subnet needs
-    no encapsulation. A prefix length on O(other) is ignored.
+    given). This is Calico's CrossSubnet decision, as Felix makes it and as the tunnels, the BGP data, the host
+    audit and verify make it (one function, module_utils/ipam_result.py) - a peer reached directly inside the
+    node's subnet needs no encapsulation.
+  - Only the input's prefix length counts; a prefix length on O(other) is ignored. So the answer is not
+    symmetric when two nodes' prefix lengths differ - C('10.0.0.1/16' | l3.calico.same_subnet('10.0.1.1')) is
+    true, C('10.0.1.1/24' | l3.calico.same_subnet('10.0.0.1')) false - as in Calico.
+  - IPv4 and IPv6; addresses of different families are never in the same subnet.
 options:
   _input:
-    description: An IPv4 address with its prefix length (V(192.168.100.100/24)), or without one when O(prefix) is given.
+    description: This node's address with its prefix length (V(192.168.100.100/24)), or without one when O(prefix) is given.
     type: str
     required: true
   other:
-    description: The other IPv4 address.
+    description: The peer's address.
     type: str
     required: true
   prefix:
@@ -36,20 +41,16 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: Whether both addresses are in the same subnet.
+  description: Whether the peer's address lies in the input's subnet.
   type: bool
 """
 
+import ipaddress
+
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.l3.calico.plugins.plugin_utils.filter_args import missing, validate
-
-try:
-    import netaddr
-except ImportError:
-    HAS_NETADDR = False
-else:
-    HAS_NETADDR = True
+from ansible_collections.l3.calico.plugins.module_utils.ipam_result import same_subnet as rule
+from ansible_collections.l3.calico.plugins.plugin_utils.filter_args import validate
 
 
 def same_subnet(*args, **kwargs) -> bool:
@@ -58,19 +59,17 @@ def same_subnet(*args, **kwargs) -> bool:
     if prefix is None and "/" not in value:
         raise AnsibleFilterError(f"same_subnet: {value!r} needs a prefix length (or give prefix=)")
     try:
-        net = netaddr.IPNetwork(value)
-        peer = netaddr.IPNetwork(other).ip
-    except (netaddr.AddrFormatError, ValueError, TypeError) as exc:
+        interface = ipaddress.ip_interface(value)
+        peer = ipaddress.ip_interface(other).ip
+    except ValueError as exc:
         raise AnsibleFilterError(f"same_subnet: not an address: {exc}") from None
     if prefix is not None:
-        if not 0 <= prefix <= (32 if net.version == 4 else 128):
+        if not 0 <= prefix <= interface.max_prefixlen:
             raise AnsibleFilterError(f"same_subnet: prefix {prefix} out of range")
-        net = netaddr.IPNetwork(f"{net.ip}/{prefix}")
-    if net.version != peer.version:
-        return False
-    return bool(peer in net.cidr)
+        interface = ipaddress.ip_interface((interface.ip, prefix))
+    return rule(interface.network, peer)
 
 
 class FilterModule:
     def filters(self):
-        return {"same_subnet": same_subnet if HAS_NETADDR else missing("same_subnet")}
+        return {"same_subnet": same_subnet}

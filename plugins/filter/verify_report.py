@@ -14,6 +14,10 @@ description:
     device (underlay, C(tunl0) onlink, C(vxlan.calico) onlink), each workload's C(IP/32), default
     route via 169.254.1.1 and the ee:ee:ee:ee:ee:ee neighbour, a ping between every pair of
     workloads and, given a router capture, the encapsulation of every cross-host pair.
+  - The routes and encapsulations expected are the ones the tunnels module programs and the host audit
+    checks (one answer, module_utils/ipam_result.py) - CrossSubnet by the remote node's address inside
+    this node's subnet, nothing for a pool with C(disable_bgp_export). A bad IPAM result fails naming the
+    field and the value.
   - Returns the whole report; C(findings) lists what failed, each naming the host, the check,
     what was expected and what was found.
 options:
@@ -52,6 +56,7 @@ _value:
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.l3.calico.plugins.module_utils import verify
+from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResultError
 
 
 def verify_report(probes, ipam, capture=None, peers=None):
@@ -65,7 +70,10 @@ def verify_report(probes, ipam, capture=None, peers=None):
     missing = [node for node in probes if node not in ipam["nodes"]]
     if missing:
         raise AnsibleFilterError(f"verify_report: probed hosts {missing} are not nodes of the IPAM result")
-    return verify.judge(ipam, probes, capture=capture, peers=peers)
+    try:
+        return verify.judge(ipam, probes, capture=capture, peers=peers)
+    except IpamResultError as exc:
+        raise AnsibleFilterError(f"verify_report: {exc}") from None
 
 
 class FilterModule:

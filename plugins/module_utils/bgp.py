@@ -14,6 +14,10 @@ what :func:`node_config` returns. Every decision lives here, where it is unit-te
 * filter data: the node's own blocks (static blackhole, exported as aggregates), the
   pools (import), the exportable pools (export), the IPIP and VXLAN pools (kernel).
 
+The IPAM result is read and checked once by ``ipam_result`` (node names, addresses, subnets,
+blocks, pools); the pool lists come from its model. BIRD applies the CrossSubnet rule itself
+(``bgp_next_hop ~ <this node's subnet>``), the same rule as ``ipam_result.same_subnet``.
+
 Secrets (MD5 passwords) never enter the main config text: each peer with a password
 refers to a BIRD constant (``define CALICO_PW_<protocol> = "...";``) that the role
 writes to a separate file, so bird.conf can be shown in diffs.
@@ -28,6 +32,7 @@ from collections import Counter
 from typing import Any
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
+from ansible_collections.l3.calico.plugins.module_utils.ipam_result import BY_TUNNELS, IpamResult, IpamResultError
 from ansible_collections.l3.calico.plugins.module_utils.naming import IPIP_DEVICE, VETH_PREFIX
 
 DEFAULT_AS = 64512
@@ -52,13 +57,6 @@ def _ipv4(node: str, field: str, value: Any) -> ipaddress.IPv4Address:
         return ipaddress.IPv4Address(str(value))
     except ValueError:
         raise _err(node, field, value, "not an IPv4 address") from None
-
-
-def _net4(node: str, field: str, value: Any) -> ipaddress.IPv4Network:
-    try:
-        return ipaddress.IPv4Network(str(value), strict=True)
-    except ValueError:
-        raise _err(node, field, value, "not an IPv4 network (address/length, host bits zero)") from None
 
 
 def _int(node: str, field: str, value: Any, low: int, high: int) -> int:
@@ -124,25 +122,6 @@ def router_id(node: str, address: ipaddress.IPv4Address, mode: Any) -> str:
     return str(_ipv4(node, "calico_bgp_router_id", mode))
 
 
-def _pools(ipam: dict) -> dict[str, dict]:
-    pools = {}
-    for name, pool in sorted((ipam.get("pools") or {}).items()):
-        cidr = _net4("pools", f"pools.{name}.cidr", pool.get("cidr"))
-        ipip = pool.get("ipip_mode", "Never") or "Never"
-        vxlan = pool.get("vxlan_mode", "Never") or "Never"
-        for field, mode in (("ipip_mode", ipip), ("vxlan_mode", vxlan)):
-            if mode not in ("Never", "Always", "CrossSubnet"):
-                raise _err("pools", f"pools.{name}.{field}", mode, "must be Never, Always or CrossSubnet")
-        pools[name] = {
-            "name": name,
-            "cidr": cidr,
-            "ipip_mode": ipip,
-            "vxlan_mode": vxlan,
-            "export": not bool(pool.get("disable_bgp_export", False)),
-        }
-    return pools
-
-
 def _peer_entry(node: str, field: str, raw: Any, kind: str) -> dict:
     """Validate one external peer of the inventory (``calico_bgp_peers`` / ``calico_bgp_node_peers``)."""
     if not isinstance(raw, dict):
@@ -206,19 +185,19 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
                            BIRD parses any number, but the capability carries 12 bits
     """
     settings = settings or {}
-    nodes = ipam.get("nodes") or {}
-    if not isinstance(nodes, dict):
-        raise _err(node, "calico_ipam_result.nodes", nodes, "must be a mapping of node name to node")
     _node_name(node, "inventory_hostname", node)
-    for name in nodes:
-        _node_name(name, "calico_ipam_result.nodes", name)
+    try:
+        result = IpamResult.of(ipam)  # every node name, address, subnet, block and pool checked once
+    except IpamResultError as exc:
+        raise BgpConfigError(f"host {node}: {exc}") from None
+    nodes = result.nodes
     if node not in nodes:
         raise _err(node, "calico_ipam_result.nodes", sorted(nodes), "this host is not a node of the IPAM result")
     me = nodes[node]
-    my_ip = _ipv4(node, "nodes.ip", me.get("ip"))
-    network = _net4(node, "nodes.network", me.get("network"))
-    if my_ip not in network:
-        raise _err(node, "nodes.network", str(network), f"does not contain the node address {my_ip}")
+    my_ip = ipaddress.IPv4Address(me.address)
+    if me.network is None:
+        raise _err(node, f"calico_ipam_result.nodes.{node}.network", None,
+                   "the node's subnet is needed (CrossSubnet decides by it)")
     my_as = _int(node, "calico_bgp_as", settings.get("as", DEFAULT_AS), 1, AS_MAX)
     default_as = _int(node, "calico_bgp_as (default)", settings.get("default_as", my_as), 1, AS_MAX)
     node_as = {}
@@ -227,19 +206,16 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
         node_as[name] = _int(name, "calico_bgp_as", value, 1, AS_MAX)
     node_as[node] = my_as
 
-    pools = _pools(ipam)
+    pools = [pool for _, pool in sorted(result.pools.items())]
     if not pools:
         raise _err(node, "calico_ipam_result.pools", {}, "no pool: nothing to route")
 
     # Own blocks: a blackhole each (not /32 blocks, as Calico), exported as aggregates.
     own_blocks = []
-    for index, block in enumerate(me.get("blocks") or []):
-        cidr = _net4(
-            node, f"nodes.{node}.blocks[{index}].cidr", block.get("cidr") if isinstance(block, dict) else block
-        )
-        if not any(cidr.subnet_of(p["cidr"]) for p in pools.values()):
-            raise _err(node, f"nodes.{node}.blocks[{index}].cidr", str(cidr), "outside every pool")
-        own_blocks.append(cidr)
+    for index, block in enumerate(me.blocks):
+        if result.pool_containing(block.cidr) is None:
+            raise _err(node, f"nodes.{node}.blocks[{index}].cidr", str(block.cidr), "outside every pool")
+        own_blocks.append(block.cidr)
     own_blocks = sorted(set(own_blocks))
 
     # Route reflectors: {node: cluster id}.
@@ -259,7 +235,7 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
     for other in sorted(nodes):
         if other == node:
             continue
-        other_ip = _ipv4(other, "nodes.ip", nodes[other].get("ip"))
+        other_ip = ipaddress.IPv4Address(nodes[other].address)
         if other_ip == my_ip:
             raise _err(other, "nodes.ip", str(other_ip), f"same address as {node}")
         other_as = node_as.get(other, default_as)
@@ -327,23 +303,25 @@ def node_config(ipam: dict, node: str, settings: dict | None = None) -> dict:
         del peer["_address"]
 
     def cidrs(keep) -> list[str]:
-        return [str(p["cidr"]) for p in pools.values() if keep(p)]
+        return [str(p.cidr) for p in pools if keep(p)]
 
     return {
         "node": node,
         "router_id": router_id(node, my_ip, settings.get("router_id")),
         "as": my_as,
         "address": str(my_ip),
-        "network": str(network),
+        "network": str(me.network),
         "route_reflector_cluster_id": my_cluster,
         "own_blocks": [str(b) for b in own_blocks],
-        "blackholes": [str(b) for b in own_blocks if b.prefixlen < 32],
+        "blackholes": [str(b) for b in own_blocks if b.prefix < 32],
         "pools": cidrs(lambda p: True),
-        "export_pools": cidrs(lambda p: p["export"]),
-        "no_export_pools": cidrs(lambda p: not p["export"]),
-        "ipip_always_pools": cidrs(lambda p: p["ipip_mode"] == "Always"),
-        "ipip_cross_subnet_pools": cidrs(lambda p: p["ipip_mode"] == "CrossSubnet"),
-        "vxlan_pools": cidrs(lambda p: p["vxlan_mode"] != "Never"),
+        "export_pools": cidrs(lambda p: not p.disable_bgp_export),
+        "no_export_pools": cidrs(lambda p: p.disable_bgp_export),
+        "ipip_always_pools": cidrs(lambda p: p.ipip_mode == "Always"),
+        # BIRD decides these per route: through tunl0 unless the next hop (the peer's address) lies in
+        # this node's subnet - ipam_result.same_subnet, Calico's rule, evaluated by BIRD's kernel filter.
+        "ipip_cross_subnet_pools": cidrs(lambda p: p.ipip_mode == "CrossSubnet"),
+        "vxlan_pools": cidrs(lambda p: p.routed_by == BY_TUNNELS),
         "import_default_route": _bool(
             node, "calico_bgp_import_default_route", settings.get("import_default_route", False)
         ),

@@ -9,7 +9,7 @@
 - Host protection: TCP to the host's own BGP port (179, BIRD) from a workload veth is dropped, so a
   workload cannot open a BGP session with the host or probe it (``host_tcp_ports``; empty allows it).
 - Node protection (the forward path): TCP to the same ports of ANY node's address (``node_addresses``:
-  the IPAM result's node and tunnel addresses) from a workload veth is dropped before routing
+  the IPAM result's node and tunnel addresses, ``IpamResult.node_addresses``) from a workload veth is dropped before routing
   (prerouting), and workload traffic to a node address is never masqueraded. Otherwise a workload's
   BGP session towards another node, masqueraded to its host's address by natOutgoing, replaces the
   host's own session there and injects the workload's routes.
@@ -84,19 +84,6 @@ class Rules:
     veth_prefix: str
     host_tcp_ports: List[int] = field(default_factory=list)  # host ports workloads may not reach
     node_addresses: List[str] = field(default_factory=list)  # every node's addresses (forward path, no NAT)
-
-
-def node_addresses(nodes: Mapping) -> List[str]:
-    """The addresses of every node of the IPAM result: its underlay address and its tunnel addresses."""
-    out = set()
-    for name, entry in (nodes or {}).items():
-        if not isinstance(entry, Mapping):
-            raise FirewallError(f"nodes.{name}: expected a mapping, got {entry!r}")
-        tunnels = entry.get("tunnels") or {}
-        for address in (entry.get("ip"), tunnels.get("ipip"), tunnels.get("vxlan")):
-            if address:
-                out.add(str(address))
-    return sorted(out)  # checked and ordered by desired_rules
 
 
 def desired_rules(

@@ -22,6 +22,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     no_gc,
     parse_cidr,
     prefix_mask,
+    tunnel_kinds,
 )
 
 GROUP = "calico_nodes"
@@ -69,6 +70,15 @@ class Pool:
 
     def block_index(self, address: int) -> int:
         return (address - self.base) >> (32 - self.block_size)
+
+    def holds(self, block) -> bool:
+        """Whether ``block`` is one of this pool's blocks: inside its cidr and of its block size."""
+        return block.prefix == self.block_size and self.contains(block.base)
+
+    @property
+    def tunnel_kinds(self) -> tuple:
+        """The encapsulations whose tunnel address a node this pool selects needs (``ipam_model.tunnel_kinds``)."""
+        return tunnel_kinds(self.ipip_mode, self.vxlan_mode)
 
     def spec(self) -> dict:
         """The pool as a Calico v3 IPPool spec (what the state records, to refuse immutable changes)."""
@@ -138,6 +148,11 @@ class Desired:
     @property
     def pools_by_name(self) -> dict:
         return {p.name: p for p in self.pools}
+
+    def pool_of_blocks(self, blocks: dict) -> dict:
+        """Block cidr -> the pool that holds the block (the first by :meth:`Pool.holds`), or None."""
+        pools = self.pools
+        return {cidr: next((p for p in pools if p.holds(block)), None) for cidr, block in blocks.items()}
 
     def reserved(self, address: int) -> bool:
         i = bisect.bisect_right(self.reservations, (address, 0xFFFFFFFF + 1)) - 1

@@ -23,14 +23,17 @@ from __future__ import annotations
 import contextlib
 import gc
 import ipaddress
+import operator
 import socket
 import struct
 import time
 
 _new_object = object.__new__
 AFFINITY_PREFIX = "host:"
-WORKLOAD_HANDLE_PREFIX = "l3-workload."
 TUNNEL_TYPES = {"ipip": "ipipTunnelAddress", "vxlan": "vxlanTunnelAddress"}
+TUNNEL_KINDS = tuple(TUNNEL_TYPES)  # ("ipip", "vxlan")
+_NODE = operator.itemgetter("node")
+_SECONDARY = operator.itemgetter("secondary")
 
 BLOCK_KEY_PREFIX = "/calico/ipam/v2/assignment/ipv4/block/"
 HOST_KEY_PREFIX = "/calico/ipam/v2/host/"
@@ -53,6 +56,13 @@ class ValidationError(IpamError):
 
 class StateError(IpamError):
     """A state that cannot be trusted (corrupt file, unknown format, broken object)."""
+
+
+def tunnel_kinds(ipip_mode: str, vxlan_mode: str) -> tuple:
+    """The encapsulations a pool with these modes uses, of ``TUNNEL_KINDS`` (every mode but ``Never``): the
+    tunnel addresses a node it selects needs. The one answer for the inventory's pools (``ipam_inventory``),
+    the IPAM result's (``ipam_result``) and the workload MTU (``node``)."""
+    return tuple(kind for kind, mode in zip(TUNNEL_KINDS, (ipip_mode, vxlan_mode), strict=True) if mode != "Never")
 
 
 @contextlib.contextmanager
@@ -148,6 +158,12 @@ def pool_key(name: str) -> str:
 # --------------------------------------------------------------------------- objects
 
 
+def _attribute_node(attribute: dict) -> str | None:
+    """The node an allocation attribute names (``secondary.node``), None when it names none."""
+    secondary = attribute.get("secondary")
+    return secondary.get("node") if secondary else None
+
+
 class Block:
     """An AllocationBlock (libcalico-go model/block.go).
 
@@ -198,6 +214,20 @@ class Block:
 
     def address(self, ordinal: int) -> str:
         return int_to_ip(self.base + ordinal)
+
+    def owner_node(self, ordinal: int) -> str | None:
+        """The node the address at ``ordinal`` was given to (its attribute's ``secondary.node``); None
+        when the address is free or its attribute names no node."""
+        index = self.allocations[ordinal]
+        return None if index is None else _attribute_node(self.attributes[index])
+
+    def owner_nodes(self) -> set:
+        """The nodes the block's attributes name (None among them for an attribute that names none)."""
+        attributes = self.attributes
+        try:
+            return set(map(_NODE, map(_SECONDARY, attributes)))  # the common case, in C
+        except (KeyError, TypeError):
+            return set(map(_attribute_node, attributes))
 
     def in_use(self) -> int:
         return self.size - len(self.unallocated)

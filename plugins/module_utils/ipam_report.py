@@ -4,21 +4,20 @@
 
 from __future__ import annotations
 
-from itertools import pairwise
-
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import Desired
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import AFFINITY_PREFIX, int_to_ip, no_gc
-from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import TUNNEL_KINDS
-from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamState
-
-
-def pool_of_blocks(desired: Desired, state: IpamState) -> dict:
-    """Block cidr -> the pool it belongs to (same cidr range and block size), or None."""
-    out = {}
-    for cidr, block in state.blocks.items():
-        out[cidr] = next((p for p in desired.pools if p.contains(block.base) and p.block_size == block.prefix), None)
-    return out
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
+    AFFINITY_PREFIX,
+    TUNNEL_KINDS,
+    int_to_ip,
+    no_gc,
+)
+from ansible_collections.l3.calico.plugins.module_utils.ipam_store import (
+    IpamState,
+    fault,
+    free_list_fault,
+    overlap_faults,
+)
 
 
 def build_result(desired: Desired, state: IpamState, block_pool: dict | None = None) -> dict:
@@ -29,7 +28,7 @@ def build_result(desired: Desired, state: IpamState, block_pool: dict | None = N
 
 def _build_result(desired: Desired, state: IpamState, block_pool: dict | None) -> dict:
     if block_pool is None:
-        block_pool = pool_of_blocks(desired, state)
+        block_pool = desired.pool_of_blocks(state.blocks)
     blocks = state.blocks
     handles = state.handles
     node_blocks: dict = {}
@@ -103,26 +102,18 @@ def _address_of(state: IpamState, hid: str) -> str | None:
 def audit(desired: Desired, state: IpamState, block_pool: dict | None = None) -> list:
     """Inconsistencies in the state, as ``calicoctl ipam check`` reports them (strings, sorted by kind)."""
     if block_pool is None:
-        block_pool = pool_of_blocks(desired, state)
-    problems = []
+        block_pool = desired.pool_of_blocks(state.blocks)
+    # The blocks' own soundness is the load check's (ipam_store): here it finds what a plan broke.
+    problems = [fault(*wrong) for wrong in overlap_faults(state.blocks)]
     counts: dict = {}
     known_nodes = desired.nodes if desired.only_node is None else None
-    ordered = sorted(state.blocks.values(), key=lambda b: b.base)
-    for before, after in pairwise(ordered):
-        if before.base + before.size > after.base:
-            problems.append(f"block {before.cidr} overlaps block {after.cidr}")
     for cidr, block in state.blocks.items():
         size = block.size
-        free = block.unallocated
-        free_set = set(free)
-        if len(free_set) != len(free):
-            problems.append(f"block {cidr}: an ordinal appears twice in unallocated")
-        if any(not isinstance(o, int) or not 0 <= o < size for o in free_set):
-            problems.append(f"block {cidr}: unallocated holds an ordinal outside the block")
+        wrong = free_list_fault(block)
+        if wrong is not None:
+            problems.append(fault(f"block {cidr}", *wrong))
+        free_set = set(block.unallocated)
         used = [o for o, a in enumerate(block.allocations) if a is not None]
-        both = free_set.intersection(used)
-        if both:
-            problems.append(f"block {cidr}: ordinal(s) {sorted(both)[:5]} both allocated and unallocated")
         if len(used) + len(free_set) < size:
             lost = size - len(used) - len(free_set)
             problems.append(f"block {cidr}: {lost} ordinal(s) neither allocated nor unallocated (leaked)")
@@ -153,7 +144,7 @@ def audit(desired: Desired, state: IpamState, block_pool: dict | None = None) ->
             if desired.reservations and desired.reserved(block.base + o):
                 problems.append(f"address {int_to_ip(block.base + o)} ({hid}) is reserved by calico_reservations")
             if known_nodes is not None:
-                owner = (attr.get("secondary") or {}).get("node")
+                owner = block.owner_node(o)
                 if owner not in known_nodes:
                     problems.append(f"address {int_to_ip(block.base + o)} ({hid}) belongs to {owner}, "
                                     "which is not in the inventory")
@@ -208,7 +199,7 @@ def audit_inventory(desired: Desired, state: IpamState) -> list:
             attr = block.attributes[index]
             hid = attr.get("handle_id")
             secondary = attr.get("secondary") or {}
-            owner = secondary.get("node")
+            owner = block.owner_node(ordinal)
             ip = int_to_ip(block.base + ordinal)
             held.setdefault(hid, []).append(ip)
             if owner not in desired.nodes:

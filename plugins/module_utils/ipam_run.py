@@ -13,12 +13,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import ETCD_AR
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
 from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import Planner
-from ansible_collections.l3.calico.plugins.module_utils.ipam_report import (
-    audit,
-    audit_with_fixes,
-    build_result,
-    pool_of_blocks,
-)
+from ansible_collections.l3.calico.plugins.module_utils.ipam_report import audit, audit_with_fixes, build_result
 from ansible_collections.l3.calico.plugins.module_utils.pool_migration import report as migration_report
 
 ARGUMENT_SPEC = dict(
@@ -59,7 +54,7 @@ def run(params: dict, check_mode: bool) -> tuple[dict, str]:
 
     if params.get("audit"):
         def audit_fn(state):
-            block_pool = pool_of_blocks(desired, state)
+            block_pool = desired.pool_of_blocks(state.blocks)
             result = build_result(desired, state, block_pool)
             result["audit"] = audit_with_fixes(desired, state, block_pool)
             result["problems"] = [entry["problem"] for entry in result["audit"]]
@@ -79,8 +74,9 @@ def run(params: dict, check_mode: bool) -> tuple[dict, str]:
         if result["problems"] and state.changed:
             # Rare: the state as recorded (read again, under the same lock) is audited only then.
             refuse_introduced_problems(set(audit(desired, store.load())), result["problems"])
-        if desired.evacuate is not None:
-            result["evacuation"] = migration_report(planner.evacuation(), result["pools"], result["changed"],
+        evacuation = planner.evacuation()
+        if evacuation is not None:  # only with evacuate
+            result["evacuation"] = migration_report(evacuation, result["pools"], result["changed"],
                                                     desired.evacuate.run_nodes)
         return result, report
 

@@ -65,6 +65,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     format_cidr,
     no_gc,
     parse_cidr,
+    prefix_mask,
 )
 
 T = TypeVar("T")
@@ -127,6 +128,15 @@ class IpamState:
     @property
     def changed(self) -> bool:
         return bool(self._changes)
+
+    def blocks_inside(self, cidr) -> list:
+        """The blocks whose first address is inside ``cidr`` (a pool's, maybe as recorded: [] when malformed)."""
+        try:
+            base, prefix = parse_cidr(cidr)
+        except ValueError:
+            return []
+        mask = prefix_mask(prefix)
+        return [b for b in self.blocks.values() if (b.base & mask) == base]
 
     # -- (de)serialisation of the whole state as one document (the file store's format)
     def to_document(self) -> dict:
@@ -204,6 +214,42 @@ def _canonical(cidr) -> bool:
     return format_cidr(base, prefix) == cidr
 
 
+def fault(what: str, field: str, value, why: str) -> str:
+    """How a fault of the state is worded - refused on load (:func:`check_state`) or found by the audit."""
+    return f"{what}: {field}={value!r}: {why}"
+
+
+def free_list_fault(block: Block) -> tuple | None:
+    """The first fault of ``block``'s free list as ``(field, value, why)``: an ordinal that is not one of the
+    block's, listed twice (it would be handed out twice), or free and also allocated; None when sound."""
+    size = block.size
+    free = block.unallocated
+    allocations = block.allocations
+    # the common case in C-speed steps; the loop below only runs to name what is wrong
+    if not free or (set(map(type, free)) == {int} and len(set(free)) == len(free) and min(free) >= 0
+                    and max(free) < size and [allocations[o] for o in free].count(None) == len(free)):
+        return None
+    seen = set()
+    for index, ordinal in enumerate(free):
+        field = f"unallocated[{index}]"
+        if not _int(ordinal, 0, size - 1):
+            return field, ordinal, f"an ordinal is an integer from 0 to {size - 1}"
+        if ordinal in seen:
+            return field, ordinal, "listed twice (it would be handed out twice)"
+        seen.add(ordinal)
+        if allocations[ordinal] is not None:
+            return field, ordinal, (f"free and also allocated (address {format_cidr(block.base + ordinal, 32)[:-3]}, "
+                                    f"allocations[{ordinal}]={allocations[ordinal]})")
+    return None
+
+
+def overlap_faults(blocks: dict) -> list:
+    """Every two blocks that overlap, as ``(what, field, value, why)`` of the later one."""
+    ordered = sorted(blocks.values(), key=lambda b: b.base)
+    return [(f"block {after.cidr}", "cidr", after.cidr, f"overlaps block {before.cidr}")
+            for before, after in pairwise(ordered) if before.base + before.size > after.base]
+
+
 def check_state(state: IpamState) -> None:
     """Refuse a state read back from a datastore (the file, etcd) unless every value in it is sound.
 
@@ -218,7 +264,7 @@ def check_state(state: IpamState) -> None:
     the object, the field and the value.
     """
     def bad(what: str, field: str, value, why: str):
-        raise StateError(f"{what}: {field}={value!r}: {why}")
+        raise StateError(fault(what, field, value, why))
 
     # Hot at a million addresses: names and blocks already found good are not checked again.
     good_nodes: set = set()
@@ -245,7 +291,6 @@ def check_state(state: IpamState) -> None:
                 bad(what, "block", cidr, "not a block in canonical spelling")
             if not _int(count, 1):
                 bad(what, f"block[{cidr}]", count, "a count of addresses is an integer >= 1")
-    ordered = []
     for key, block in state.blocks.items():
         what = f"block {block.cidr}"
         if key != block.cidr or not _canonical(block.cidr):
@@ -276,30 +321,11 @@ def check_state(state: IpamState) -> None:
                 node = secondary.get("node")
                 if node is not None and node not in good_nodes and not node_ok(node):
                     bad(what, f"attributes[{index}].secondary.node", node, naming.NODE_NAME_REASON)
-        size = block.size
-        free = block.unallocated
-        allocations = block.allocations
-        # the common case in C-speed steps; the loop below only runs to name what is wrong
-        if not free or (set(map(type, free)) == {int} and len(set(free)) == len(free) and min(free) >= 0
-                        and max(free) < size and [allocations[o] for o in free].count(None) == len(free)):
-            ordered.append(block)
-            continue
-        seen = set()
-        for index, ordinal in enumerate(free):
-            if not _int(ordinal, 0, size - 1):
-                bad(what, f"unallocated[{index}]", ordinal, f"an ordinal is an integer from 0 to {size - 1}")
-            if ordinal in seen:
-                bad(what, f"unallocated[{index}]", ordinal, "listed twice (it would be handed out twice)")
-            seen.add(ordinal)
-            if allocations[ordinal] is not None:
-                bad(what, f"unallocated[{index}]", ordinal,
-                    f"free and also allocated (address {format_cidr(block.base + ordinal, 32)[:-3]}, "
-                    f"allocations[{ordinal}]={allocations[ordinal]})")
-        ordered.append(block)
-    ordered.sort(key=lambda b: b.base)
-    for before, after in pairwise(ordered):
-        if before.base + before.size > after.base:
-            bad(f"block {after.cidr}", "cidr", after.cidr, f"overlaps block {before.cidr}")
+        wrong = free_list_fault(block)
+        if wrong is not None:
+            bad(what, *wrong)
+    for wrong in overlap_faults(state.blocks):
+        bad(*wrong)
     for key, aff in state.affinities.items():
         node, cidr = key
         what = f"affinity of {node!r} for block {cidr!r}"

@@ -75,9 +75,17 @@ def vxlan_mac(node: str) -> str:
     return ":".join(f"{b:02x}" for b in (0x66, *digest))
 
 
+WORKLOAD_HANDLE_PREFIX = "l3-workload."
+
+
 def handle_id(namespace: str, name: str) -> str:
     """IPAM handle of a workload address (Calico's CNI uses k8s-pod-network.<container id>)."""
-    return f"l3-workload.{workload_id(namespace, name)}"
+    return WORKLOAD_HANDLE_PREFIX + workload_id(namespace, name)
+
+
+def handle_owner(hid: str) -> str:
+    """What a handle stands for in messages: the workload id of a workload's handle, else the handle itself."""
+    return hid[len(WORKLOAD_HANDLE_PREFIX):] if hid.startswith(WORKLOAD_HANDLE_PREFIX) else hid
 
 
 def tunnel_handle_id(kind: str, node: str) -> str:

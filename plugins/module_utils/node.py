@@ -22,6 +22,7 @@ import shutil
 from typing import Callable, Mapping, Sequence
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute, sysctls, tunnels
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import tunnel_kinds
 
 Runner = Callable[[list], "tuple[int, str, str]"]
 DPKG_QUERY_FORMAT = "${Package} ${db:Status-Status}\n"
@@ -37,9 +38,10 @@ def workload_mtu(underlay_mtu: int | None, pools: Mapping) -> int:
     pool of that encapsulation selects it (a workload's packets may cross any tunnel of the cluster).
     """
     enabled = [pool for pool in pools.values() if not pool.get("disabled")]
+    overhead = {"vxlan": tunnels.VXLAN_OVERHEAD, "ipip": tunnels.IPIP_OVERHEAD}
     overheads = [0]
-    overheads += [tunnels.VXLAN_OVERHEAD for pool in enabled if pool.get("vxlan_mode", "Never") != "Never"]
-    overheads += [tunnels.IPIP_OVERHEAD for pool in enabled if pool.get("ipip_mode", "Never") != "Never"]
+    overheads += [overhead[kind] for pool in enabled
+                  for kind in tunnel_kinds(pool.get("ipip_mode", "Never"), pool.get("vxlan_mode", "Never"))]
     return (underlay_mtu or DEFAULT_UNDERLAY_MTU) - max(overheads)
 
 
@@ -81,12 +83,13 @@ def converge(
     input for any part (a sysctl name, a workload address, a firewall backend) fails with nothing changed.
     """
     missing = missing_packages(run, packages)
+    ipam = tunnels.load({"nodes": nodes, "pools": pools})  # the IPAM result, checked once
     if missing:
-        tunnels.prepare(node, nodes, pools, tunnel_options, runner)
+        tunnels.prepare(node, ipam, tunnel_options, runner)
         return {"missing_packages": missing, "tunnels": None, "sysctls": None, "firewall": None, "workload_mtu": None}
-    tun = tunnels.prepare(node, nodes, pools, tunnel_options, runner)
+    tun = tunnels.prepare(node, ipam, tunnel_options, runner)
     sys_plan = sysctls.plan(sysctl_options.values, sysctl_options.path, creates=tun.creates)  # e.g. tunl0's keys
-    fw = firewall.prepare(pools, workloads, firewall_options, firewall.node_addresses(nodes), runner)
+    fw = firewall.prepare(pools, workloads, firewall_options, ipam.node_addresses(), runner)
     if not check_mode:
         if tun.changed:
             tunnels.apply(runner, tun, tunnel_options.modprobe_dir)

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 """A node's tunnels as Felix programs them: ``tunl0`` (IPIP) and ``vxlan.calico`` with its peers.
 
-Input is the IPAM result (``nodes`` and ``pools`` of ``calico_ipam_result``) and the node's name;
-output is one ``ip -batch`` and (for VXLAN forwarding entries) one ``bridge -batch``.
+Input is the IPAM result (``nodes`` and ``pools`` of ``calico_ipam_result``, read by
+``ipam_result``, which decides every route) and the node's name; output is one ``ip -batch`` and
+(for VXLAN forwarding entries) one ``bridge -batch``.
 
 - IPIP: the kernel's fallback device ``tunl0`` (created by loading ``ipip``), up, MTU underlay-20,
   exactly the node's IPIP tunnel address /32. Routes through it are BIRD's job (BGP role).
@@ -12,7 +13,10 @@ output is one ``ip -batch`` and (for VXLAN forwarding entries) one ``bridge -bat
   and because BIRD cannot program VXLAN routes, per remote node with a VTEP: a permanent
   neighbour entry (VTEP IP -> VTEP MAC), an FDB entry (VTEP MAC -> node address) and routes
   ``<remote block> via <remote VTEP> dev vxlan.calico onlink`` for its blocks (and borrowed /32s)
-  in VXLAN pools — for ``CrossSubnet`` pools only when the remote node is in another subnet.
+  in VXLAN pools — for ``CrossSubnet`` pools only when the remote node's address is outside this
+  node's subnet (``ipam_result.same_subnet``); inside it, ``<remote block> via <remote node> dev
+  <underlay> proto 80``, unencapsulated, as Felix does (whether the remote node has a VTEP or not).
+  A node without a VTEP of its own gets no route of a VXLAN pool (Felix: no device, no data device).
 
 Ownership: ``vxlan.calico`` carries the alias ``l3.calico:vxlan`` (a foreign device of that name is
 an error); everything on it is ours. ``tunl0`` is the kernel's: the module only manages its
@@ -30,6 +34,12 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
+from ansible_collections.l3.calico.plugins.module_utils.ipam_result import (
+    BY_TUNNELS,
+    VXLAN,
+    IpamResult,
+    IpamResultError,
+)
 
 IPIP_OVERHEAD = 20
 VXLAN_OVERHEAD = 50
@@ -40,7 +50,6 @@ VXLAN_ALIAS = "l3.calico:vxlan"
 # kernel protocol: krt_source = 80) can tell them apart and leave them alone.
 ROUTE_PROTO = "80"
 IPIP_ALIAS = "l3.calico:ipip"
-ENCAP_MODES = ("Never", "Always", "CrossSubnet")
 
 
 class TunnelError(ValueError):
@@ -51,7 +60,7 @@ class TunnelError(ValueError):
 class Peer:
     node: str
     ip: str  # underlay address
-    vtep: str  # VXLAN tunnel address
+    vtep: Optional[str]  # VXLAN tunnel address (None: a peer reached only directly)
     mac: str
     routes: Tuple[str, ...]  # CIDRs routed through this VTEP
     direct: Tuple[str, ...] = ()  # CIDRs of CrossSubnet VXLAN pools routed straight to the node
@@ -61,104 +70,45 @@ class Peer:
 class Desired:
     node: str
     node_ip: str
-    network: Optional[ipaddress.IPv4Network]
+    network: Optional[str]
     ipip: Optional[str] = None  # tunl0 address
     vxlan: Optional[str] = None  # vxlan.calico address
     peers: List[Peer] = field(default_factory=list)
 
 
-def desired_tunnels(node: str, nodes: Mapping, pools: Mapping) -> Desired:
-    """What this node's tunnels must look like, from the IPAM result."""
-    if node not in nodes:
-        raise TunnelError(f"node {node!r} is not in the IPAM result (nodes: {', '.join(sorted(nodes)) or 'none'})")
-    me = nodes[node]
-    for name, pool in pools.items():
-        for key in ("ipip_mode", "vxlan_mode"):
-            if pool.get(key, "Never") not in ENCAP_MODES:
-                raise TunnelError(f"pool {name}: {key} {pool.get(key)!r} is not one of {', '.join(ENCAP_MODES)}")
-    tunnels = me.get("tunnels") or {}
-    result = Desired(
-        node=node,
-        node_ip=_address(me.get("ip"), f"nodes.{node}.ip"),
-        network=_network(me.get("network"), f"nodes.{node}.network"),
-        ipip=_address(tunnels["ipip"], f"nodes.{node}.tunnels.ipip") if tunnels.get("ipip") else None,
-        vxlan=_address(tunnels["vxlan"], f"nodes.{node}.tunnels.vxlan") if tunnels.get("vxlan") else None,
-    )
-    if result.vxlan is None:
-        return result
-    for other in sorted(nodes):
-        if other == node:
-            continue
-        peer = nodes[other]
-        vtep = (peer.get("tunnels") or {}).get("vxlan")
-        if not vtep:
-            continue
-        peer_ip = _address(peer.get("ip"), f"nodes.{other}.ip")
-        same_subnet = result.network is not None and ipaddress.ip_address(peer_ip) in result.network
-        routes = {"encap": set(), "direct": set()}
-        for block in peer.get("blocks") or []:
-            kind = _vxlan_route(pools, block.get("pool"), same_subnet, f"nodes.{other}.blocks")
-            if kind:
-                routes[kind].add(str(ipaddress.ip_network(block["cidr"])))
-        for address, pool in _borrowed(peer):
-            kind = _vxlan_route(pools, pool, same_subnet, f"nodes.{other}.borrowed")
-            if kind:
-                routes[kind].add(f"{address}/32")
-        result.peers.append(
-            Peer(
-                node=other,
-                ip=peer_ip,
-                vtep=_address(vtep, f"nodes.{other}.tunnels.vxlan"),
-                mac=naming.vxlan_mac(other),
-                routes=tuple(sorted(routes["encap"], key=_net_key)),
-                direct=tuple(sorted(routes["direct"], key=_net_key)),
-            )
-        )
-    return result
-
-
-def _borrowed(peer: Mapping):
-    """(address, pool) of a node's borrowed workload addresses, from ``workloads`` and ``borrowed``."""
-    seen = {}
-    for w in peer.get("workloads") or []:
-        if w.get("borrowed"):
-            seen[str(w["ip"]).partition("/")[0]] = w.get("pool")
-    for item in peer.get("borrowed") or []:
-        if isinstance(item, Mapping):
-            seen.setdefault(str(item.get("ip")).partition("/")[0], item.get("pool"))
-        else:
-            seen.setdefault(str(item).partition("/")[0], None)
-    return sorted(seen.items())
-
-
-def _vxlan_route(pools: Mapping, pool_name, same_subnet: bool, where: str) -> Optional[str]:
-    """How a remote block of ``pool_name`` is reached: ``encap`` (vxlan.calico), ``direct``
-    (CrossSubnet, same subnet: straight to the node on the underlay, as Felix does) or None
-    (not a VXLAN pool: BGP's business)."""
-    if pool_name is None:
-        return None
-    if pool_name not in pools:
-        raise TunnelError(f"{where}: pool {pool_name!r} is not in the IPAM result's pools")
-    mode = pools[pool_name].get("vxlan_mode", "Never")
-    if mode == "Always" or (mode == "CrossSubnet" and not same_subnet):
-        return "encap"
-    return "direct" if mode == "CrossSubnet" else None
-
-
-def _address(value, where: str) -> str:
+def load(ipam) -> IpamResult:
+    """The IPAM result (``{"nodes": ..., "pools": ...}`` or the model itself) as the model, checked once;
+    bad data as a :class:`TunnelError`."""
     try:
-        return str(ipaddress.IPv4Interface(str(value)).ip)
-    except ValueError:
-        raise TunnelError(f"{where}: {value!r} is not an IPv4 address") from None
+        return IpamResult.of(ipam)
+    except IpamResultError as exc:
+        raise TunnelError(str(exc)) from None
 
 
-def _network(value, where: str) -> Optional[ipaddress.IPv4Network]:
-    if value is None:
-        return None
-    try:
-        return ipaddress.IPv4Network(str(value), strict=False)
-    except ValueError:
-        raise TunnelError(f"{where}: {value!r} is not an IPv4 network") from None
+def desired_tunnels(node: str, ipam) -> Desired:
+    """What this node's tunnels must look like: the routes of VXLAN pools the IPAM result's model
+    expects on this node (:meth:`IpamResult.expected_routes`, programmed by this module), per peer."""
+    result = load(ipam)
+    if node not in result.nodes:
+        raise TunnelError(f"node {node!r} is not in the IPAM result (nodes: {', '.join(sorted(result.nodes)) or 'none'})")
+    me = result.nodes[node]
+    desired = Desired(node=node, node_ip=me.ip, network=None if me.network is None else str(me.network),
+                      ipip=me.ipip, vxlan=me.vxlan)
+    routes: Dict[str, Tuple[set, set]] = {}
+    for route in result.expected_routes(node, bgp_nodes=()):
+        if route.by == BY_TUNNELS:
+            encap, direct = routes.setdefault(route.node, (set(), set()))
+            (encap if route.encap == VXLAN else direct).add(route.dst)
+    for other in sorted(result.nodes):
+        peer = result.nodes[other]
+        encap, direct = routes.get(other, ((), ()))
+        vtep = peer.vxlan if me.vxlan is not None else None  # a VTEP of ours: neighbour and FDB entry per peer
+        if other == node or (vtep is None and not direct):
+            continue
+        desired.peers.append(Peer(node=other, ip=peer.ip, vtep=vtep, mac=naming.vxlan_mac(other),
+                                  routes=tuple(str(dst) for dst in sorted(encap)),
+                                  direct=tuple(str(dst) for dst in sorted(direct))))
+    return desired
 
 
 def _net_key(cidr: str):
@@ -268,7 +218,7 @@ def plan(
     result = Plan()
     if underlay_interface is None:
         underlay_interface = _interface_of(state.links, desired.node_ip)
-        if underlay_interface is None and (desired.ipip or desired.vxlan):
+        if underlay_interface is None and (desired.ipip or desired.vxlan or any(p.direct for p in desired.peers)):
             raise TunnelError(
                 f"node {desired.node}: address {desired.node_ip} is on no interface of this host; "
                 "set the underlay interface explicitly or fix calico_node_ip"
@@ -388,8 +338,8 @@ def _plan_vxlan(desired: Desired, state: State, result: Plan, vni: int, port: in
         _dst(r) for r in state.routes if r.get("dev") == dev and "onlink" not in r.get("flags", [])
         and r.get("scope") != "link"
     ]
-    want_neigh = {p.vtep: p.mac for p in desired.peers}
-    want_fdb = {p.mac: p.ip for p in desired.peers}
+    want_neigh = {p.vtep: p.mac for p in desired.peers if p.vtep is not None}
+    want_fdb = {p.mac: p.ip for p in desired.peers if p.vtep is not None}
     want_routes = {cidr: p.vtep for p in desired.peers for cidr in p.routes}
     route_lines, neigh_lines = [], []
     for dst in sorted(set(routes) - set(want_routes), key=_net_key) + sorted(stray_routes, key=_net_key):
@@ -574,14 +524,16 @@ def ipip_address(nodes: Mapping, node: Optional[str]) -> Optional[str]:
 
 def prepare(
     node: str,
-    nodes: Mapping,
-    pools: Mapping,
+    ipam,
     options: Options = Options(),
     runner: iproute.Runner = iproute.subprocess_runner,
     sys_module: str = "/sys/module",
 ) -> Plan:
-    """Validate, read and plan (changes nothing); raises TunnelError on bad input or no ipip driver."""
-    desired = desired_tunnels(node, nodes, pools)
+    """Validate, read and plan (changes nothing); raises TunnelError on bad input or no ipip driver.
+
+    ``ipam``: the IPAM result (``{"nodes": ..., "pools": ...}``) or its model (:func:`load`).
+    """
+    desired = desired_tunnels(node, ipam)
     state = read_state(runner, sys_module)
     the_plan = plan(desired, state, options.underlay_interface, options.underlay_mtu, options.vni, options.port)
     if the_plan.load_ipip:
@@ -593,8 +545,7 @@ def prepare(
 
 def converge(
     node: str,
-    nodes: Mapping,
-    pools: Mapping,
+    ipam,
     options: Optional[Options] = None,
     *,
     check_mode: bool = False,
@@ -604,7 +555,7 @@ def converge(
 ) -> Plan:
     """:func:`prepare`, then :func:`apply` unless check mode; ``settings`` are fields of :class:`Options`."""
     options = Options(**settings) if options is None else dataclasses.replace(options, **settings)
-    the_plan = prepare(node, nodes, pools, options, runner, sys_module)
+    the_plan = prepare(node, ipam, options, runner, sys_module)
     if not check_mode and the_plan.changed:
         apply(runner, the_plan, options.modprobe_dir)
     return the_plan

@@ -9,11 +9,15 @@ host, the check, what was expected and what was found — plus the data the lab 
 
 Expectations follow Calico:
 - BGP: a full iBGP mesh unless ``peers`` (node -> peer addresses) says otherwise.
-- A node's own blocks are blackholes; a remote block (and a remote node's borrowed /32) is
-  reached the way its pool says: VXLAN (Always, or CrossSubnet across subnets) via the remote
-  VTEP on ``vxlan.calico`` onlink (programmed by the data plane); IPIP likewise via the remote
-  node on ``tunl0`` onlink ``proto bird``; otherwise via the remote node on the underlay
-  device ``proto bird``.
+- The routes: every one ``IpamResult.expected_routes`` (module_utils/ipam_result.py) says the node
+  must have, the same answer the tunnels module programs and the host audit checks. A node's own
+  blocks are blackholes (not /32 blocks); a remote block (and a remote node's borrowed /32) is
+  reached the way its pool says: VXLAN (Always, or CrossSubnet towards a node whose address is
+  outside this node's subnet) via the remote VTEP on ``vxlan.calico`` onlink (programmed by the
+  data plane), CrossSubnet VXLAN in the subnet via the remote node on the underlay; IPIP likewise
+  via the remote node on ``tunl0`` onlink ``proto bird``; otherwise via the remote node on the
+  underlay device ``proto bird`` in the subnet, via a router across subnets; nothing for a pool
+  with ``disable_bgp_export``.
 - Each local workload has a ``/32`` route on its host veth; inside, its ``IP/32``, a default
   route via 169.254.1.1 and that gateway's neighbour at ee:ee:ee:ee:ee:ee.
 - Every workload answers a ping from every other workload.
@@ -24,19 +28,16 @@ Expectations follow Calico:
 from __future__ import annotations
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
+from ansible_collections.l3.calico.plugins.module_utils.ipam_result import (
+    BY_BIRD,
+    NONE,
+    OWN_BLOCK,
+    WORKLOAD,
+    IpamResult,
+)
 
 ENCAP_DEVICE = {"ipip": naming.IPIP_DEVICE, "vxlan": naming.VXLAN_DEVICE}
 BAD_NEIGH_STATES = ("FAILED", "INCOMPLETE", "")
-
-
-def encapsulation(pool: dict, src: dict, dst: dict) -> str:
-    """'vxlan', 'ipip' or 'none' for traffic from node src to a block of pool on node dst."""
-    same_subnet = src.get("network") == dst.get("network")
-    for key, name in (("vxlan_mode", "vxlan"), ("ipip_mode", "ipip")):
-        mode = pool.get(key) or "Never"
-        if mode == "Always" or (mode == "CrossSubnet" and not same_subnet):
-            return name
-    return "none"
 
 
 def describe(route: dict | None) -> str:
@@ -83,40 +84,30 @@ class Judge:
         return ok
 
 
-def expected_routes(name: str, ipam: dict, underlay: str, veth_prefix: str = naming.VETH_PREFIX) -> list:
-    """(kind, expected route) for every route the node ``name`` must have."""
-    nodes, pools = ipam["nodes"], ipam.get("pools", {})
-    me = nodes[name]
+def expected_routes(name: str, ipam, underlay: str, veth_prefix: str = naming.VETH_PREFIX) -> list:
+    """(kind, expected route) for every route the node ``name`` must have, as ``ip -json route`` would
+    show it (``IpamResult.expected_routes``; ``ipam``: the result's dict or its model). Keys left None
+    are not compared: the device of a route via a router, the protocol of the data plane's routes."""
     out = []
-    for block in me.get("blocks", []):
-        out.append(("own block", {"dst": block["cidr"], "type": "blackhole"}))
-    for wl in me.get("workloads", []):
-        out.append(("workload", {"dst": f"{wl['ip']}/32", "type": "unicast", "dev": naming.veth_name(wl["id"], veth_prefix),
-                                 "gateway": "", "scope": "link"}))
-    for other, peer in sorted(nodes.items()):
-        if other == name:
-            continue
-        remote = [(b["cidr"], b["pool"], "remote block") for b in peer.get("blocks", [])]
-        remote += [(f"{w['ip']}/32", w["pool"], "borrowed address")
-                   for w in peer.get("workloads", []) if w.get("borrowed")]
-        for dst, pool_name, kind in remote:
-            pool = pools.get(pool_name, {})
-            encap = encapsulation(pool, me, peer)
-            bird = (pool.get("vxlan_mode") or "Never") == "Never"
-            if encap == "vxlan":
-                route = {"gateway": (peer.get("tunnels") or {}).get("vxlan"), "dev": naming.VXLAN_DEVICE,
-                         "onlink": True}
-            elif encap == "ipip":
-                route = {"gateway": peer["ip"], "dev": naming.IPIP_DEVICE, "onlink": True}
-            else:
-                route = {"gateway": peer["ip"], "dev": underlay or None}
-            route.update({"dst": dst, "type": "unicast", "protocol": "bird" if bird else None})
-            out.append((f"{kind} of {other} ({encap})", route))
+    for want in IpamResult.of(ipam).expected_routes(name, veth_prefix=veth_prefix):
+        dst = str(want.dst)
+        if want.kind == OWN_BLOCK:
+            out.append(("own block", {"dst": dst, "type": "blackhole"}))
+        elif want.kind == WORKLOAD:
+            out.append(("workload", {"dst": dst, "type": "unicast", "dev": want.dev, "gateway": "", "scope": "link"}))
+        else:
+            route = {"gateway": want.gateway, "dev": want.dev or (underlay or None if want.gateway else None)}
+            if want.onlink:
+                route["onlink"] = True
+            route.update({"dst": dst, "type": "unicast", "protocol": "bird" if want.by == BY_BIRD else None})
+            out.append((f"{want.kind} of {want.node} ({want.encap})", route))
     return out
 
 
 def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | None = None) -> dict:
-    """The verify report: findings, counts, and what the lab report draws."""
+    """The verify report: findings, counts, and what the lab report draws. ``ipam``: the result's dict
+    (its model is built once here, for the routes and the capture)."""
+    result = IpamResult.of(ipam)
     nodes = ipam["nodes"]
     judge_ = Judge()
     order = [wl["id"] for name in sorted(nodes) for wl in nodes[name].get("workloads", [])]
@@ -161,7 +152,7 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
             route = dict(route, dst=normalise_dst(route["dst"]))
             table.setdefault(route["dst"], []).append(route)
         rows = []
-        for kind, exp in expected_routes(name, ipam, underlay, probe.get("veth_prefix", naming.VETH_PREFIX)):
+        for kind, exp in expected_routes(name, result, underlay, probe.get("veth_prefix", naming.VETH_PREFIX)):
             found = table.get(exp["dst"], [])
             ok = any(route_matches(exp, f) for f in found)
             found_text = "; ".join(describe(f) for f in found) or "no route"
@@ -205,7 +196,7 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
                 report["pings"].setdefault(wl["id"], {})[dst] = {"ok": ok}
 
     if capture is not None:
-        report["capture"] = judge_capture(judge_, ipam, capture, order, where)
+        report["capture"] = judge_capture(judge_, result, capture, order, where)
 
     report["findings"] = judge_.findings
     report["summary"] = {
@@ -219,9 +210,11 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
     return report
 
 
-def judge_capture(judge_: Judge, ipam: dict, flows: list, order: list, where: dict) -> list:
-    """Echo requests between workloads on different hosts, as seen on the router."""
-    nodes, pools = ipam["nodes"], ipam.get("pools", {})
+def judge_capture(judge_: Judge, ipam, flows: list, order: list, where: dict) -> list:
+    """Echo requests between workloads on different hosts, as seen on the router: encapsulated as the
+    destination's pool says (``Pool.encapsulation``), between the two hosts' addresses."""
+    result = IpamResult.of(ipam)
+    nodes = result.nodes
     seen: dict = {}
     for flow in flows:
         if flow.get("icmp") == "echo-request":
@@ -233,11 +226,12 @@ def judge_capture(judge_: Judge, ipam: dict, flows: list, order: list, where: di
             dst_node, dst = where[dst_id]
             if src_node == dst_node:
                 continue
-            encap = encapsulation(pools.get(dst.get("pool"), {}), nodes[src_node], nodes[dst_node])
-            if encap == "none":
+            pool = result.pools.get(dst.get("pool"))
+            encap = pool.encapsulation(nodes[src_node], nodes[dst_node]) if pool is not None else NONE
+            if encap == NONE:
                 outer = (src["ip"], dst["ip"])
             else:
-                outer = (nodes[src_node]["ip"], nodes[dst_node]["ip"])
+                outer = (nodes[src_node].ip, nodes[dst_node].ip)
             got = seen.get((src["ip"], dst["ip"]), [])
             found = sorted({f"{f['encap'].split(':')[0]} {f['outer_src']} > {f['outer_dst']}" for f in got})
             ok = bool(got) and all(f["encap"].split(":")[0] == encap and (f["outer_src"], f["outer_dst"]) == outer

@@ -17,13 +17,17 @@ description:
   - Every workload of the node has its route C(<ip> dev cali…); every C(/32) on a workload veth inside a pool is
     one of the node's workloads (otherwise a leftover, or an address two workloads use, named with the workload
     the IPAM gives it to).
-  - With O(bgp) (the host runs BIRD), every block of the node is blackholed.
+  - With O(bgp) (the host runs BIRD), every block of the node (except C(/32) blocks) is blackholed.
   - "Every block of another node, and every address another node borrowed (a C(/32) inside a block not its own),
     has its route here, towards that node, as the pieces program it: for a VXLAN pool C(<prefix> via <its VTEP>
     dev vxlan.calico onlink) (C(CrossSubnet) in the same subnet: C(via <its address>)), whether BGP runs or not;
     for other pools, only when both nodes run BIRD (O(bgp), O(bgp_nodes)) and the pool is exported, learned by BGP:
     C(via <its address> dev tunl0 onlink) for IPIP C(Always) (C(CrossSubnet) across subnets), C(via <its
     address>) in the same subnet. A missing route and a route towards somewhere else (misdirected) are problems."
+  - "In the same subnet means: the other node's address inside this node's subnet (this node's address with its
+    own prefix length), Calico's CrossSubnet rule; the expected routes are the ones the tunnels module programs
+    and C(playbooks/verify.yml) expects (one answer, module_utils/ipam_result.py)."
+  - The IPAM result is checked first; bad data fails naming the field and the value.
   - A route to a block-sized prefix inside a pool that no node holds is stale (for example a removed node's), and
     so is a C(/32) towards another host for an address no node borrowed.
   - "Tunnel addresses: C(tunl0) holds exactly the node's IPIP tunnel address of the IPAM and C(vxlan.calico) its
@@ -95,6 +99,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute
 from ansible_collections.l3.calico.plugins.module_utils.host_audit import audit_routes, audit_tunnels
+from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult, IpamResultError
 
 
 def main() -> None:
@@ -112,12 +117,16 @@ def main() -> None:
     if not isinstance(p["ipam"].get("nodes"), dict) or not isinstance(p["ipam"].get("pools"), dict):
         module.fail_json(msg=f"{p['node']}: ipam={str(p['ipam'])[:200]!r}: not an IPAM result (needs nodes and pools)")
     try:
+        ipam = IpamResult.from_dict(p["ipam"])  # checked once, for both audits
+    except IpamResultError as exc:
+        module.fail_json(msg=f"{p['node']}: {exc}")
+    try:
         # `ip route` lists IPv4 unless told otherwise; `addr show` both families (filtered below).
         routes, links = iproute.ip_json_batch(iproute.subprocess_runner, ["route show table main", "addr show"])
     except iproute.CommandError as exc:
         module.fail_json(msg=f"{p['node']}: cannot read the routes and addresses: {exc}")
-    problems = audit_routes(p["node"], p["ipam"], routes, p["veth_prefix"], p["bgp"], p["bgp_nodes"])
-    problems += audit_tunnels(p["node"], p["ipam"], links)
+    problems = audit_routes(p["node"], ipam, routes, p["veth_prefix"], p["bgp"], p["bgp_nodes"])
+    problems += audit_tunnels(p["node"], ipam, links)
     module.exit_json(changed=False, problems=problems, routes=len(routes), links=len(links))
 
 

@@ -343,16 +343,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
 from ansible_collections.l3.calico.plugins.module_utils.ipam_run import ARGUMENT_SPEC, REQUIRED_IF, REQUIRED_ONE_OF, run
 
-__all__ = ["build_module", "main", "run"]
-
-
-def build_module() -> AnsibleModule:
-    return AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, required_one_of=REQUIRED_ONE_OF,
-                         supports_check_mode=True)
-
 
 def main() -> None:
-    module = build_module()
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, required_one_of=REQUIRED_ONE_OF,
+                           supports_check_mode=True)
     try:
         result, diff = run(module.params, module.check_mode)
     except IpamError as exc:

@@ -21,9 +21,13 @@ description:
   - "Because BIRD cannot program VXLAN routes, per remote node with a VTEP: a permanent neighbour entry
     (VTEP address -> VTEP MAC), an FDB entry (VTEP MAC -> node address) and
     C(<remote block> via <remote VTEP> dev vxlan.calico onlink) for the remote node's blocks and borrowed /32s
-    in VXLAN pools; for C(CrossSubnet) pools only when the remote node is outside this node's subnet, the others
-    get C(<block> via <node address> dev <underlay>) without encapsulation, as Felix programs them (BIRD leaves
-    VXLAN pools alone). Routes carry protocol 80 (Felix's). Entries for nodes or blocks that are gone are removed."
+    in VXLAN pools; for C(CrossSubnet) pools only when the remote node's address is outside this node's subnet
+    (this node's address with its own prefix length: Calico's rule, so two nodes with different prefix lengths
+    may decide differently), the others get C(<block> via <node address> dev <underlay>) without encapsulation,
+    as Felix programs them (BIRD leaves VXLAN pools alone). Routes carry protocol 80 (Felix's). Entries for
+    nodes or blocks that are gone are removed."
+  - "The IPAM result is checked first (a bad address, network, pool mode or pool name fails naming the field and
+    the value, before anything changes)."
   - Reads the state with one C(ip -json -batch) (plus C(bridge -json fdb) when the device exists) and applies
     with one C(ip -batch) and one C(bridge -batch).
   - "C(vxlan.calico) carries the alias C(l3.calico:vxlan); a device of that name without it is an error.
@@ -120,8 +124,8 @@ def main() -> None:
             ipip = tunnels.ipip_address(p["nodes"] or {}, p["node"])
             the_plan = tunnels.remove(p["pools"] or {}, ipip, module.check_mode)
         else:
-            the_plan = tunnels.converge(p["node"], p["nodes"], p["pools"], tunnels.Options.from_params(p),
-                                        check_mode=module.check_mode)
+            the_plan = tunnels.converge(p["node"], {"nodes": p["nodes"], "pools": p["pools"]},
+                                        tunnels.Options.from_params(p), check_mode=module.check_mode)
     except (tunnels.TunnelError, iproute.CommandError, OSError) as exc:
         what = f"node {p['node'] or '(this host)'}: removal" if p["state"] == "absent" else f"node {p['node']}"
         module.fail_json(msg=f"{what}: {exc}")

@@ -61,7 +61,7 @@ NODES = {
 def converge_node(topo, key, tmp_path, nodes=None, **kwargs):
     nodes = NODES if nodes is None else nodes
     name = f"node-{key}"
-    tun = topo.converge(key, "tunnels", node=name, nodes=nodes, pools=POOLS, **kwargs)
+    tun = topo.converge(key, "tunnels", node=name, ipam={"nodes": nodes, "pools": POOLS}, **kwargs)
     wls = topo.workloads(key, nodes[name]["workloads"], tmp_path, mtu=1450) if name in nodes else None
     return tun, wls
 
@@ -114,16 +114,16 @@ def test_vxlan_between_hosts(topo, tmp_path):
     assert unchanged == after  # that went unencapsulated
 
     # Second run: nothing to do. Check mode on a changed result: reported, not applied.
-    again = topo.converge("a", "tunnels", node="node-a", nodes=NODES, pools=POOLS)
+    again = topo.converge("a", "tunnels", node="node-a", ipam={"nodes": NODES, "pools": POOLS})
     assert again["ok"] and again["changed"] is False and not again["ip_lines"] and not again["bridge_lines"]
     without_c = {k: v for k, v in NODES.items() if k != "node-c"}
     snap = topo.snapshot("a")
-    check = topo.converge("a", "tunnels", node="node-a", nodes=without_c, pools=POOLS, check_mode=True)
+    check = topo.converge("a", "tunnels", node="node-a", ipam={"nodes": without_c, "pools": POOLS}, check_mode=True)
     assert check["changed"] and any("172.17.80.0/26" in c for c in check["changes"])
     assert topo.snapshot("a") == snap
 
     # Node c leaves: its neighbour, FDB entry and routes go, b's stay.
-    gone = topo.converge("a", "tunnels", node="node-a", nodes=without_c, pools=POOLS)
+    gone = topo.converge("a", "tunnels", node="node-a", ipam={"nodes": without_c, "pools": POOLS})
     assert gone["ok"] and gone["changed"]
     routes = {r["dst"] for r in topo.ip_json(topo.host("a"), "route", "show", "dev", naming.VXLAN_DEVICE)}
     assert routes == {"172.17.76.0/26"}
@@ -133,7 +133,7 @@ def test_vxlan_between_hosts(topo, tmp_path):
     # No VXLAN pool selects the node any more: the device goes.
     no_vxlan = copy.deepcopy(without_c)
     no_vxlan["node-a"]["tunnels"]["vxlan"] = None
-    off = topo.converge("a", "tunnels", node="node-a", nodes=no_vxlan, pools=POOLS)
+    off = topo.converge("a", "tunnels", node="node-a", ipam={"nodes": no_vxlan, "pools": POOLS})
     assert off["ok"] and naming.VXLAN_DEVICE not in {x["ifname"] for x in topo.ip_json(topo.host("a"), "link", "show")}
     assert topo.ip_json(topo.host("a"), "route", "show", "proto", "80") == []  # nothing of ours is left
 
@@ -154,12 +154,12 @@ def _ipip_unavailable() -> str | None:
 def test_ipip_tunl0(topo, tmp_path):
     nodes = copy.deepcopy(NODES)
     nodes["node-a"]["tunnels"]["ipip"] = "172.17.72.3"
-    tun = topo.converge("a", "tunnels", node="node-a", nodes=nodes, pools=POOLS)
+    tun = topo.converge("a", "tunnels", node="node-a", ipam={"nodes": nodes, "pools": POOLS})
     assert tun["ok"] and tun["ipip_mtu"] == 1480
     link = topo.ip_json(topo.host("a"), "addr", "show", "tunl0")[0]
     assert link["mtu"] == 1480 and "UP" in link["flags"]
     assert [a["local"] for a in link["addr_info"] if a["family"] == "inet"] == ["172.17.72.3"]
-    assert topo.converge("a", "tunnels", node="node-a", nodes=nodes, pools=POOLS)["changed"] is False
+    assert topo.converge("a", "tunnels", node="node-a", ipam={"nodes": nodes, "pools": POOLS})["changed"] is False
 
 
 @pytest.mark.skipif(_ipip_unavailable() is None, reason="this kernel has ipip: the failure path cannot be shown")
@@ -168,7 +168,7 @@ def test_missing_ipip_fails_before_any_change(topo, tmp_path):
     nodes["node-a"]["tunnels"]["ipip"] = "172.17.72.3"  # and VXLAN is wanted too
     snap = topo.snapshot("a")
     for check_mode in (True, False):
-        tun = topo.converge("a", "tunnels", node="node-a", nodes=nodes, pools=POOLS, check_mode=check_mode)
+        tun = topo.converge("a", "tunnels", node="node-a", ipam={"nodes": nodes, "pools": POOLS}, check_mode=check_mode)
         assert not tun["ok"]
         assert "has no ipip driver" in tun["error"] and "modprobe" in tun["error"] and "VXLAN" in tun["error"]
         assert topo.snapshot("a") == snap

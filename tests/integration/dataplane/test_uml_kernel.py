@@ -80,9 +80,9 @@ try:
     nodes = {{"node-a": {{"ip": "192.168.100.100", "network": "192.168.100.0/24", "blocks": [], "workloads": [],
                           "borrowed": [], "tunnels": {{"ipip": "172.17.72.0", "vxlan": None}}}}}}
     out["ipip_loaded_before"] = sh("cat /proc/modules | grep -c '^ipip ' || true").strip()
-    first = tunnels.converge("node-a", nodes, pools, modprobe_dir="/tmp/m")
+    first = tunnels.converge("node-a", {{"nodes": nodes, "pools": pools}}, modprobe_dir="/tmp/m")
     out["tunnels_first"] = first.changes
-    out["tunnels_second_changed"] = tunnels.converge("node-a", nodes, pools, modprobe_dir="/tmp/m").changed
+    out["tunnels_second_changed"] = tunnels.converge("node-a", {{"nodes": nodes, "pools": pools}}, modprobe_dir="/tmp/m").changed
     out["tunl0"] = json.loads(sh("ip -json addr show tunl0"))
     items = [{{"name": "web-1", "ip": "172.17.72.1"}}, {{"name": "web-2", "ip": "172.17.72.2"}}]
     w = workloads.converge(items, mtu=1480, state_file="/run/w.json")

@@ -92,3 +92,41 @@ def test_route_reflector_with_the_mesh_off(fabric_factory, bgp):
             10,
             what=f"{client}: {others} in {fabric.routes(client)}",
         )
+
+
+def test_cross_subnet_with_different_prefix_lengths_follows_the_one_rule(fabric_factory, bgp):
+    """n1 10.0.0.1/16 and n2 10.0.1.1/24 on one bridge: n2's address lies inside n1's subnet, n1's outside n2's.
+    Calico's CrossSubnet rule (the peer's address inside THIS node's subnet): n1 reaches n2's block straight
+    on eth0, n2 reaches n1's through tunl0. Real BIRD programs exactly that; the IPAM result's model expects
+    it (module_utils/ipam_result.py), and the host audit and verify find both tables right."""
+    import json
+
+    from ansible_collections.l3.calico.plugins.module_utils import host_audit, verify
+    from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult
+    from ansible_collections.l3.calico.plugins.module_utils.probe import simplify_route
+
+    fabric = fabric_factory("p")
+    fabric.add_subnet("a", "10.0.0.254/16")
+    fabric.sh(fabric.router, "ip", "addr", "add", "10.0.1.254/24", "dev", "br-a")
+    nodes = {
+        "n1": {"ip": "10.0.0.1/16", "blocks": [("172.17.0.0/26", "default")]},
+        "n2": {"ip": "10.0.1.1/24", "blocks": [("172.17.0.64/26", "default")]},
+    }
+    fabric.add_node("n1", "10.0.0.1/16", "a", gateway="10.0.0.254")
+    fabric.add_node("n2", "10.0.1.1/24", "a", gateway="10.0.1.254")
+    ipam = bgp.ipam_result(nodes, POOLS)
+    fabric.converge(fabric.inventory(ipam))
+    bgp.wait_for(lambda: all(fabric.established(n) for n in nodes), 20, what="every session Established")
+    expected = {
+        "n1": "172.17.0.64/26 via 10.0.1.1 dev eth0 proto bird",  # inside n1's /16: not encapsulated
+        "n2": "172.17.0.0/26 via 10.0.0.1 dev tunl0 proto bird onlink",  # outside n2's /24: through the tunnel
+    }
+    for node, line in expected.items():
+        bgp.wait_for(lambda line=line, node=node: line in fabric.routes(node), 10, what=f"{node}: {line} in {fabric.routes(node)}")
+    model = IpamResult.from_dict(ipam)
+    for node in nodes:
+        table = json.loads(fabric.sh(fabric.nodes[node]["ns"], "ip", "-json", "route", "show", "table", "main"))
+        assert host_audit.audit_routes(node, model, table) == [], node
+        seen = [dict(simplify_route(r), dst=verify.normalise_dst(r["dst"])) for r in table]
+        for kind, want in verify.expected_routes(node, model, "eth0"):
+            assert any(f["dst"] == want["dst"] and verify.route_matches(want, f) for f in seen), (node, kind, want, seen)

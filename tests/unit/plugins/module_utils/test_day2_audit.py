@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ansible_collections.l3.calico.plugins.module_utils.host_audit import audit_routes, audit_tunnels
 from ansible_collections.l3.calico.plugins.module_utils.naming import veth_name
-from ansible_collections.l3.calico.plugins.modules.ipam import run
+from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
 
 POOLS = [{"name": "p1", "cidr": "10.10.0.0/16", "block_size": 26}]
 

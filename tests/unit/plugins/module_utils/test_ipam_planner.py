@@ -360,13 +360,14 @@ class Counting(Planner):
         super().__init__(*args)
         self.looks = 0
         self.reservation_lookups = 0
-        reserved_in = self.d.reserved_in
+        ctx = self.context
+        reserved_in = ctx.desired.reserved_in
 
         def counted(first, last):
             self.reservation_lookups += 1
             return reserved_in(first, last)
 
-        self.d.reserved_in = counted
+        ctx.desired.reserved_in = counted
         planner = self
 
         class Blocks(dict):
@@ -374,15 +375,13 @@ class Counting(Planner):
                 planner.looks += 1
                 return dict.__getitem__(self, key)
 
-        self.s.blocks = Blocks(self.s.blocks)
-        self.Claimed = type("Claimed", (set,), {"__contains__": lambda s, k: planner._look() or set.__contains__(s, k)})
+        class Claimed(set):
+            def __contains__(self, key):
+                planner.looks += 1
+                return set.__contains__(self, key)
 
-    def _look(self):
-        self.looks += 1
-
-    def _index(self):
-        super()._index()
-        self.claimed = {name: self.Claimed(indexes) for name, indexes in self.claimed.items()}
+        ctx.state.blocks = Blocks(ctx.state.blocks)
+        ctx.claimed = {name: Claimed(indexes) for name, indexes in ctx.claimed.items()}
 
 
 def counting_plan(pools, nodes, config=None, reservations=None, refused=False):
@@ -407,7 +406,7 @@ def test_claiming_looks_at_each_block_a_bounded_number_of_times(nodes, limit):
     spec = {f"n{i:02d}": [f"w{i:02d}-{j:04d}" for j in range(2000 // nodes)] for i in range(nodes)}
     planner = counting_plan([{"name": "p1", "cidr": "10.9.0.0/20", "block_size": 32}], spec,
                             config={"max_blocks_per_host": limit})
-    assert len(planner.s.blocks) == 2000
+    assert len(planner.context.state.blocks) == 2000
     assert planner.looks <= 5 * 2000, planner.looks
 
 
@@ -426,5 +425,5 @@ def test_borrowing_looks_at_each_full_block_once():
     spec.update({f"b{i:03d}": [f"b{i:03d}-{j:02d}" for j in range(12)] for i in range(100)})
     planner = counting_plan([{"name": "p1", "cidr": "10.9.0.0/20", "block_size": 29}], spec,
                             config={"max_blocks_per_host": 1})
-    assert sum(b.in_use() for b in planner.s.blocks.values()) == 400 * 7 + 100 * 12
-    assert planner.looks <= 4 * len(planner.s.blocks), planner.looks  # measured: 999 (the old walk: 19,411)
+    assert sum(b.in_use() for b in planner.context.state.blocks.values()) == 400 * 7 + 100 * 12
+    assert planner.looks <= 4 * len(planner.context.state.blocks), planner.looks  # measured: 999 (the old walk: 19,411)

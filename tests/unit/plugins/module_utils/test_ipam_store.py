@@ -15,7 +15,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import Block,
 from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import Planner
 from ansible_collections.l3.calico.plugins.module_utils.ipam_report import audit
 from ansible_collections.l3.calico.plugins.module_utils.ipam_store import FileStore, IpamState
-from ansible_collections.l3.calico.plugins.modules.ipam import run
+from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 POOLS = [{"name": "p1", "cidr": "10.10.0.0/16", "block_size": 28}]
@@ -134,7 +134,7 @@ def test_concurrent_writers_never_lose_or_duplicate_an_address(tmp_path):
 WRITER = r"""
 import sys
 sys.path.insert(0, {collections!r})
-from ansible_collections.l3.calico.plugins.modules.ipam import run
+from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
 nodes = [{{"name": f"n{{i}}", "ip": f"192.168.{{i // 250}}.{{i % 250 + 1}}/16", "labels": {{}},
           "workloads": [{{"name": f"w{{i}}-{{k}}"}} for k in range(40)]}} for i in range(300)]
 params = {{"pools": [{{"name": "p1", "cidr": "10.0.0.0/8"}}], "config": {{}}, "reservations": [], "node": None,
@@ -173,7 +173,7 @@ def test_writer_killed_mid_run_leaves_a_consistent_file(tmp_path, delay):
 KILLED_BEFORE_RENAME = r"""
 import os, sys
 sys.path.insert(0, {collections!r})
-from ansible_collections.l3.calico.plugins.modules.ipam import run
+from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
 params = {{"pools": [{{"name": "p1", "cidr": "10.0.0.0/16"}}], "config": {{}}, "reservations": [], "node": None,
           "state_file": {path!r}, "lock_timeout": 60.0,
           "nodes": [{{"name": "n1", "ip": "192.168.0.1/24", "workloads": [{{"name": "a"}}, {{"name": "b"}}]}}]}}

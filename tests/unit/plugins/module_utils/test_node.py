@@ -87,7 +87,6 @@ def test_bad_sysctl_changes_nothing(writes, tmp_path, sysctl_values):
 @pytest.mark.parametrize("kw", [
     {"workloads": [{"name": "w1", "ip": "10.0.0.300"}]},
     {"workloads": [{"ip": "10.0.0.3"}]},
-    {"pools": {"p": {"cidr": "not-a-cidr"}}},
     {"firewall_options": node.firewall.Options(backend="pf")},
     {"firewall_options": node.firewall.Options(host_tcp_ports=(70000,))},
 ])
@@ -95,6 +94,14 @@ def test_bad_firewall_input_changes_nothing(writes, tmp_path, kw):
     conf = tmp_path / "60-l3-calico.conf"  # absent: the sysctls plan has a file to write
     with pytest.raises(node.firewall.FirewallError):
         _converge(sysctl_file=str(conf), runner=_fw_runner, **kw)
+    assert writes == [] and not conf.exists()
+
+
+def test_bad_ipam_result_changes_nothing(writes, tmp_path):
+    """The IPAM result (nodes and pools, shared by tunnels and firewall) is checked once, first."""
+    conf = tmp_path / "60-l3-calico.conf"
+    with pytest.raises(node.tunnels.TunnelError, match=r"calico_ipam_result\.pools\.p\.cidr='not-a-cidr'"):
+        _converge(sysctl_file=str(conf), pools={"p": {"cidr": "not-a-cidr"}}, runner=_fw_runner)
     assert writes == [] and not conf.exists()
 
 

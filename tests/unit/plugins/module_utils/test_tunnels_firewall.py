@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, naming, sysctls, tunnels
+from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult
 
 POOLS = {
     "always": {"cidr": "172.17.0.0/16", "vxlan_mode": "Always", "ipip_mode": "Never", "nat_outgoing": True},
@@ -31,7 +32,7 @@ NODES = {
 
 
 def test_crosssubnet_routes_only_for_nodes_in_another_subnet():
-    desired = tunnels.desired_tunnels("a", NODES, POOLS)
+    desired = tunnels.desired_tunnels("a", {"nodes": NODES, "pools": POOLS})
     peers = {p.node: p for p in desired.peers}
     assert set(peers) == {"b", "c"}  # d has no VTEP
     assert peers["b"].routes == ("172.17.1.0/26",)  # same subnet: the CrossSubnet block is not tunnelled
@@ -42,7 +43,7 @@ def test_crosssubnet_routes_only_for_nodes_in_another_subnet():
 
 
 def test_vxlan_plan_from_scratch_and_noop():
-    desired = tunnels.desired_tunnels("a", NODES, POOLS)
+    desired = tunnels.desired_tunnels("a", {"nodes": NODES, "pools": POOLS})
     links = {"eth0": {"ifname": "eth0", "mtu": 9000, "flags": ["UP"],
                       "addr_info": [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}]}}
     state = tunnels.State(links=links, routes=[], neighbours=[], fdb=[], ipip_loaded=False)
@@ -76,18 +77,18 @@ def test_vxlan_plan_from_scratch_and_noop():
 
 
 def test_foreign_vxlan_device_and_unknown_node_are_refused():
-    desired = tunnels.desired_tunnels("a", NODES, POOLS)
+    desired = tunnels.desired_tunnels("a", {"nodes": NODES, "pools": POOLS})
     links = {"eth0": {"ifname": "eth0", "mtu": 1500, "addr_info": [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}]},
              "vxlan.calico": {"ifname": "vxlan.calico"}}
     with pytest.raises(tunnels.TunnelError, match="not created by l3.calico"):
         tunnels.plan(desired, tunnels.State(links, [], [], [], False))
     with pytest.raises(tunnels.TunnelError, match="node 'zz' is not in the IPAM result"):
-        tunnels.desired_tunnels("zz", NODES, POOLS)
+        tunnels.desired_tunnels("zz", {"nodes": NODES, "pools": POOLS})
 
 
 def test_ipip_needs_the_driver_and_says_how_to_get_it():
     nodes = dict(NODES, a=dict(NODES["a"], tunnels={"vxlan": None, "ipip": "172.17.0.1"}))
-    desired = tunnels.desired_tunnels("a", nodes, POOLS)
+    desired = tunnels.desired_tunnels("a", {"nodes": nodes, "pools": POOLS})
     links = {"eth0": {"ifname": "eth0", "mtu": 1500, "addr_info": [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}]}}
     plan = tunnels.plan(desired, tunnels.State(links, [], [], [], ipip_loaded=False))
     assert plan.load_ipip and plan.ipip_mtu == 1480
@@ -235,7 +236,7 @@ def test_firewall_closes_every_nodes_bgp_port_on_the_forward_path_and_never_masq
     prerouting (before the workload's own RETURN), and traffic to them is excluded from natOutgoing."""
     nodes = {"na": {"ip": "192.168.77.1", "tunnels": {"ipip": None, "vxlan": "172.17.0.64"}},
              "nb": {"ip": "192.168.77.2", "tunnels": {}}}
-    addresses = firewall.node_addresses(nodes)
+    addresses = IpamResult.from_dict({"nodes": nodes}).node_addresses()
     assert addresses == ["172.17.0.64", "192.168.77.1", "192.168.77.2"]
     rules = firewall.desired_rules(POOLS, [{"name": "w", "ip": "172.17.0.5"}], node_addresses=addresses)
     veth = naming.veth_name("default.w")

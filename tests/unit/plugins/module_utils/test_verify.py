@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.l3.calico.plugins.module_utils import naming, verify
+from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult
 
 from .verify_fixtures import healthy
 
@@ -34,9 +35,8 @@ def test_healthy_lab_passes_every_check():
     ],
 )
 def test_encapsulation_follows_the_pool_and_the_subnets(src, dst, dst_pool, expected):
-    ipam, _probes, _capture = healthy()
-    nodes = ipam["nodes"]
-    assert verify.encapsulation(ipam["pools"][dst_pool], nodes[src], nodes[dst]) == expected
+    result = IpamResult.from_dict(healthy()[0])
+    assert result.pools[dst_pool].encapsulation(result.nodes[src], result.nodes[dst]) == expected
 
 
 def test_expected_routes_are_calicos():

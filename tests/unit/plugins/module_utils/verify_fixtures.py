@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 
 from ansible_collections.l3.calico.plugins.module_utils import naming, verify
+from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult
 
 NODES = {
     "node-a": ("192.168.100.100", "192.168.100.0/24", 0),
@@ -85,7 +86,7 @@ def healthy_probe(ipam: dict, name: str) -> dict:
 
 def healthy_capture(ipam: dict) -> list:
     """Echo requests as the router sees them when every pair is encapsulated right."""
-    nodes, pools = ipam["nodes"], ipam["pools"]
+    nodes, result = ipam["nodes"], IpamResult.from_dict(ipam)
     flows = []
     for sname, snode in nodes.items():
         for dname, dnode in nodes.items():
@@ -93,7 +94,7 @@ def healthy_capture(ipam: dict) -> list:
                 continue
             for src in snode["workloads"]:
                 for dst in dnode["workloads"]:
-                    encap = verify.encapsulation(pools[dst["pool"]], snode, dnode)
+                    encap = result.pools[dst["pool"]].encapsulation(result.nodes[sname], result.nodes[dname])
                     outer = (src["ip"], dst["ip"]) if encap == "none" else (snode["ip"], dnode["ip"])
                     flows.append({"encap": "vxlan:4096" if encap == "vxlan" else encap, "outer_src": outer[0],
                                   "outer_dst": outer[1], "inner_src": src["ip"], "inner_dst": dst["ip"],

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
-from ansible_collections.l3.calico.plugins.modules.ipam import run
+from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
 
 BASE = {
     "pools": [{"name": "p1", "cidr": "10.10.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet"},

@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.l3.calico.plugins.module_utils import etcd_kv as kv
 from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import EtcdSettings
-from ansible_collections.l3.calico.plugins.modules.ipam import run
+from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
 
 OLD = {"name": "old", "cidr": "10.1.0.0/24", "block_size": 26, "vxlan_mode": "Always"}
 NEW = {"name": "new", "cidr": "10.2.0.0/24", "block_size": 28, "vxlan_mode": "Always"}

@@ -47,7 +47,7 @@ def test_failure_names_host_field_value(tmp_path, capsys):
 
 def test_remove_nodes_releases_the_node_and_keeps_the_others(tmp_path):
     """remove_nodes drops a node still in the inventory: its addresses, affinities and blocks go."""
-    from ansible_collections.l3.calico.plugins.modules.ipam import run
+    from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
 
     params = {
         "pools": [{"name": "p1", "cidr": "10.10.0.0/16", "block_size": 26, "ipip_mode": "Always"}],
