@@ -21,7 +21,9 @@ from ansible_collections.l3.calico.plugins.module_utils.bgp import (
     Peer,
     hash_router_id,
     node_config,
+    node_peers,
 )
+from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult
 
 
 def ipam(nodes: dict, pools: dict | None = None) -> dict:
@@ -353,6 +355,22 @@ def test_a_peer_as_bird_conf_reads_it():
     assert list(peer.as_dict(64512)) == list(_peer("x", "mesh", "x", 1, node="b"))
     assert peer.as_dict(65001)["ibgp"] is True
     assert "node" not in dataclasses.replace(peer, node=None).as_dict(1)
+
+
+def test_the_sessions_with_the_nodes_are_the_peers_the_constructor_builds():
+    """node_peers builds its Peers without the dataclass's __init__ (a mesh is 10,000 of them): the same values."""
+    bgp = BgpSettings.from_inventory("a", {"node_as": {"c": 65001}, "mesh_password": "k", "route_reflectors": {"b": "1.1.1.1"}})
+    result = IpamResult.from_dict(THREE)
+    address = lambda ip: int(ipaddress.IPv4Address(ip))  # noqa: E731
+    expected = [
+        Peer("RR_192_168_100_10", RR, "192.168.100.10", address("192.168.100.10"), 64512, node="b", passive=True,
+             password=MESH_PASSWORD),
+        Peer("Mesh_192_168_200_1", MESH, "192.168.200.1", address("192.168.200.1"), 65001, node="c", multihop=255,
+             passive=True, password=MESH_PASSWORD),
+    ]
+    built = node_peers(bgp, result, result.nodes["a"])
+    assert [vars(p) for p in built] == [vars(p) for p in expected] and built == expected
+    assert [type(p) for p in built] == [Peer, Peer] and hash(built[0]) == hash(expected[0])
 
 
 def test_settings_are_checked_before_the_ipam_result():
