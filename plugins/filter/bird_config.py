@@ -14,8 +14,9 @@ description:
     C(roles/calico_bgp/templates/bird.conf.j2) prints for one node - router id, AS,
     node-to-node mesh (one active side per pair), route reflector sessions, external
     peers, own blocks (blackholes), pools to import, export and program into the kernel.
-  - MD5 passwords are returned apart, in C(secrets), keyed by the BIRD constant the
-    peer refers to, so that bird.conf itself holds no secret.
+  - MD5 passwords are never returned. A peer with one names the BIRD constant it refers to
+    (C(password_symbol)); C(secrets) maps each constant to where its password is read (the
+    variable and the peer's index in it), so that bird.conf itself holds no secret.
   - Bad input fails with a message naming the host, the field and the value.
 options:
   _input:
@@ -50,7 +51,8 @@ _value:
     C(ipip_cross_subnet_pools), C(vxlan_pools), C(import_default_route), C(graceful_restart),
     C(graceful_restart_time), C(tunnel_device),
     C(workload_interfaces), C(peers) (name, kind, address, as, passive, rr_client, multihop, ttl_security,
-    keep_next_hop, port, password_symbol, ibgp, import_default_route) and C(secrets) (constant -> password).
+    keep_next_hop, port, password_symbol, ibgp, import_default_route) and C(secrets)
+    (constant -> C(var), C(index): where its password is read).
   type: dict
 """
 

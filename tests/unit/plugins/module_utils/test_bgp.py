@@ -4,16 +4,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import itertools
+import json
 
 import pytest
 
 from ansible_collections.l3.calico.plugins.module_utils.bgp import (
+    MESH,
+    MESH_PASSWORD,
+    RR,
     BgpConfigError,
+    BgpSettings,
+    PasswordSource,
+    Peer,
     hash_router_id,
     node_config,
+    node_peers,
 )
+from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult
 
 
 def ipam(nodes: dict, pools: dict | None = None) -> dict:
@@ -239,6 +249,136 @@ def test_bad_ipam_data():
         node_config(broken, "a")
 
 
+# --- the model: BgpSettings.from_inventory, Peer, the password kept as where to read it ---------------------------
+
+EVERYTHING = {
+    "route_reflectors": {"b": "1.1.1.1"},
+    "node_as": {"a": 65001},
+    "mesh_password": "mesh-key",
+    "peers": [{"address": "10.0.0.1", "as": 65000, "password": "tor-key", "ttl_security": True, "multihop": 2}],
+    "node_peers": [{"address": "10.0.0.2", "as": 64512, "keep_next_hop": True, "port": 1179, "import_default_route": True,
+                    "name": "tor_c"}],
+    "router_id": "hash",
+    "graceful_restart_time": 300,
+}
+
+
+def _peer(name, kind, address, asn, multihop=None, password_symbol=None, ibgp=True, node=None, **flags):
+    head = {"name": name, "kind": kind} | ({"node": node} if node else {})
+    return head | {"address": address, "as": asn, "ttl_security": flags.get("ttl_security", False), "multihop": multihop,
+                   "keep_next_hop": flags.get("keep_next_hop", False), "port": flags.get("port", 179), "passive": False,
+                   "import_default_route": flags.get("import_default_route", False), "rr_client": False,
+                   "password_symbol": password_symbol, "ibgp": ibgp}
+
+
+def test_the_output_every_consumer_reads_is_pinned_key_for_key():
+    """What the filter returns (set_fact, bird.conf.j2, bird-secrets.conf.j2): values and key order, as before the
+    settings became dataclasses."""
+    expected = {
+        "node": "c", "router_id": hash_router_id("c"), "as": 64512, "address": "192.168.200.1", "network": "192.168.200.0/24",
+        "route_reflector_cluster_id": None, "own_blocks": ["172.17.0.128/26", "172.17.0.192/32"], "blackholes": ["172.17.0.128/26"],
+        "pools": ["172.17.0.0/16"], "export_pools": ["172.17.0.0/16"], "no_export_pools": [], "ipip_always_pools": [],
+        "ipip_cross_subnet_pools": ["172.17.0.0/16"], "vxlan_pools": [], "import_default_route": False, "graceful_restart": True,
+        "graceful_restart_time": 300, "tunnel_device": "tunl0", "workload_interfaces": "cali*",
+        "peers": [
+            _peer("Mesh_192_168_100_9", "mesh", "192.168.100.9", 65001, 255, "CALICO_PW_MESH_192_168_100_9", False, node="a"),
+            _peer("RR_192_168_100_10", "rr", "192.168.100.10", 64512, None, "CALICO_PW_RR_192_168_100_10", node="b"),
+            _peer("Global_10_0_0_1", "global", "10.0.0.1", 65000, 2, "CALICO_PW_GLOBAL_10_0_0_1", False, ttl_security=True),
+            _peer("tor_c", "node", "10.0.0.2", 64512, keep_next_hop=True, port=1179, import_default_route=True),
+        ],
+        "secrets": {
+            "CALICO_PW_MESH_192_168_100_9": {"var": "calico_bgp_mesh_password", "index": None},
+            "CALICO_PW_RR_192_168_100_10": {"var": "calico_bgp_mesh_password", "index": None},
+            "CALICO_PW_GLOBAL_10_0_0_1": {"var": "calico_bgp_peers", "index": 0},
+        },
+    }
+    assert json.dumps(node_config(THREE, "c", EVERYTHING)) == json.dumps(expected)
+
+
+def test_settings_are_read_once_into_a_frozen_model():
+    bgp = BgpSettings.from_inventory("c", EVERYTHING)
+    assert (bgp.local_as, bgp.default_as, bgp.router_id, bgp.node_mesh) == (64512, 64512, "hash", True)
+    assert bgp.node_as == {"a": 65001, "c": 64512} and bgp.route_reflectors == {"b": "1.1.1.1"}
+    assert [(p.name, p.kind, p.ip, p.asn, p.where) for p in bgp.peers] == [
+        ("Global_10_0_0_1", "global", "10.0.0.1", 65000, "calico_bgp_peers[0]"),
+        ("tor_c", "node", "10.0.0.2", 64512, "calico_bgp_node_peers[0]"),
+    ]
+    assert bgp.peers[0].address == int(ipaddress.IPv4Address("10.0.0.1"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bgp.node_mesh = False
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bgp.peers[0].passive = True
+    assert BgpSettings.from_inventory("a") == BgpSettings("a", node_as={"a": 64512})
+
+
+def test_passwords_are_kept_only_as_where_to_read_them():
+    """Split by construction: the model holds the variable and the index, never the value."""
+    bgp = BgpSettings.from_inventory("a", EVERYTHING)
+    assert bgp.mesh_password == MESH_PASSWORD == PasswordSource("calico_bgp_mesh_password", None)
+    assert bgp.peers[0].password == PasswordSource("calico_bgp_peers", 0) and bgp.peers[1].password is None
+    assert "mesh-key" not in repr(bgp) and "tor-key" not in repr(bgp)
+    assert all("mesh-key" not in repr(v) and "tor-key" not in repr(v) for v in dataclasses.astuple(bgp))
+    assert bgp.peers[0].password_symbol == "CALICO_PW_GLOBAL_10_0_0_1" and bgp.peers[1].password_symbol is None
+    # An empty password is no password (a vaulted variable left empty): no constant, no secret.
+    assert BgpSettings.from_inventory("a", {"mesh_password": ""}).mesh_password is None
+
+
+def test_the_as_of_a_node():
+    bgp = BgpSettings.from_inventory("a", {"as": 65000, "default_as": 65010, "node_as": {"b": 65001}})
+    assert (bgp.as_of("a"), bgp.as_of("b"), bgp.as_of("c")) == (65000, 65001, 65010)
+    # default_as defaults to this node's AS
+    assert BgpSettings.from_inventory("a", {"as": 65000}).as_of("c") == 65000
+
+
+@pytest.mark.parametrize(
+    "mine, theirs, same_as, mesh, expected",
+    [
+        (None, None, True, True, (MESH, False)),
+        (None, None, True, False, None),
+        (None, "1.1.1.1", True, False, (RR, False)),  # a client peers with every reflector, mesh or not
+        ("1.1.1.1", None, True, False, (RR, True)),  # a reflector: every node of its AS is its client
+        ("1.1.1.1", None, False, True, (RR, False)),  # ... but not a node of another AS
+        ("1.1.1.1", "1.1.1.1", True, True, (RR, False)),  # reflectors of one cluster are not clients
+        ("1.1.1.1", "2.2.2.2", True, True, (RR, True)),  # of another cluster they are
+    ],
+)
+def test_the_session_with_another_node(mine, theirs, same_as, mesh, expected):
+    reflectors = {k: v for k, v in (("a", mine), ("b", theirs)) if v}
+    bgp = BgpSettings.from_inventory("a", {"route_reflectors": reflectors, "node_mesh": mesh})
+    assert bgp.session_with("b", 64512 if same_as else 65001) == expected
+    assert bgp.cluster_id == mine
+
+
+def test_a_peer_as_bird_conf_reads_it():
+    peer = Peer("Mesh_10_0_0_2", MESH, "10.0.0.2", 0x0A000002, 65001, node="b", multihop=255, password=MESH_PASSWORD)
+    assert peer.as_dict(64512) == _peer("Mesh_10_0_0_2", "mesh", "10.0.0.2", 65001, 255, "CALICO_PW_MESH_10_0_0_2", False, node="b")
+    assert list(peer.as_dict(64512)) == list(_peer("x", "mesh", "x", 1, node="b"))
+    assert peer.as_dict(65001)["ibgp"] is True
+    assert "node" not in dataclasses.replace(peer, node=None).as_dict(1)
+
+
+def test_the_sessions_with_the_nodes_are_the_peers_the_constructor_builds():
+    """node_peers builds its Peers without the dataclass's __init__ (a mesh is 10,000 of them): the same values."""
+    bgp = BgpSettings.from_inventory("a", {"node_as": {"c": 65001}, "mesh_password": "k", "route_reflectors": {"b": "1.1.1.1"}})
+    result = IpamResult.from_dict(THREE)
+    address = lambda ip: int(ipaddress.IPv4Address(ip))  # noqa: E731
+    expected = [
+        Peer("RR_192_168_100_10", RR, "192.168.100.10", address("192.168.100.10"), 64512, node="b", passive=True,
+             password=MESH_PASSWORD),
+        Peer("Mesh_192_168_200_1", MESH, "192.168.200.1", address("192.168.200.1"), 65001, node="c", multihop=255,
+             passive=True, password=MESH_PASSWORD),
+    ]
+    built = node_peers(bgp, result, result.nodes["a"])
+    assert [vars(p) for p in built] == [vars(p) for p in expected] and built == expected
+    assert [type(p) for p in built] == [Peer, Peer] and hash(built[0]) == hash(expected[0])
+
+
+def test_settings_are_checked_before_the_ipam_result():
+    """One check per input, settings first: a bad setting is named even when the IPAM result is bad too."""
+    with pytest.raises(BgpConfigError, match=r"host a: calico_bgp_as=0"):
+        node_config({"nodes": {}, "pools": {}}, "a", {"as": 0})
+
+
 try:
     from hypothesis import given, settings, strategies as st
 except ImportError:  # pragma: no cover
@@ -274,3 +414,38 @@ if given is not None:
                     continue
                 expected = x in rr or y in rr or mesh
                 assert ((x, y) in sessions) == expected
+
+    # A marker no other output holds, then any printable ASCII BIRD accepts in a string.
+    passwords = st.one_of(st.none(), st.just(""), st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E,
+                                                                         blacklist_characters='"\\'), max_size=20).map("l3tPw-".__add__))
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        mesh_password=passwords,
+        external=st.lists(st.tuples(st.integers(min_value=1, max_value=200), passwords, st.booleans()), max_size=4,
+                          unique_by=lambda e: e[0]),
+        reflector=st.booleans(),
+    )
+    def test_secrets_are_exactly_the_peers_constants_and_hold_no_password(mesh_password, external, reflector):
+        """For any passwords: ``secrets`` names each constant a peer refers to and nothing else, says where the
+        password is read (the mesh variable, or the external peer's list and index), and no password appears in
+        the returned data or the settings' model."""
+        peers = {"peers": [], "node_peers": []}
+        for last, password, per_node in external:
+            key = "node_peers" if per_node else "peers"
+            peers[key].append({"address": f"10.9.0.{last}", "as": 65000, **({"password": password} if password is not None else {})})
+        raw = {"mesh_password": mesh_password, "route_reflectors": {"b": "1.1.1.1"} if reflector else {}, **peers}
+        config = node_config(THREE, "a", raw)
+        symbols = [p["password_symbol"] for p in config["peers"] if p["password_symbol"]]
+        assert list(config["secrets"]) == symbols
+        for peer in config["peers"]:
+            source = config["secrets"].get(peer["password_symbol"])
+            if peer["kind"] in ("mesh", "rr"):
+                assert source == ({"var": "calico_bgp_mesh_password", "index": None} if mesh_password else None)
+            else:
+                key = "node_peers" if peer["kind"] == "node" else "peers"
+                index = [p["address"] for p in peers[key]].index(peer["address"])
+                assert source == ({"var": f"calico_bgp_{key}", "index": index} if peers[key][index].get("password") else None)
+        secrets = [v for v in [mesh_password] + [p.get("password") for p in peers["peers"] + peers["node_peers"]] if v]
+        model = repr(BgpSettings.from_inventory("a", raw))
+        assert not any(secret in json.dumps(config) or secret in model for secret in secrets)
