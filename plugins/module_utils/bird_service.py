@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write
+
 Runner = Callable[[list], "tuple[int, str, str]"]
 
 # systemd's unit name characters (systemd.unit(5)), without the type suffix the module adds.
@@ -134,29 +136,6 @@ def describe(spec: FileSpec) -> str | None:
     return None
 
 
-def write_atomic(path: str, content: bytes, mode: int, uid: int, gid: int) -> None:
-    """Temp file in the same directory, owner and mode set before it appears, fsync, rename."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fchown(fh.fileno(), uid, gid)
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def apply_path(spec: FileSpec) -> None:
     if spec.remove:
         try:
@@ -175,7 +154,7 @@ def apply_path(spec: FileSpec) -> None:
             os.chown(spec.path, spec.uid, spec.gid)
             os.chmod(spec.path, spec.mode)
     elif spec.write:
-        write_atomic(spec.path, spec.content or b"", spec.mode, spec.uid, spec.gid)
+        atomic_write(spec.path, spec.content or b"", spec.mode, spec.uid, spec.gid)
     elif spec.attrs:
         os.chown(spec.path, spec.uid, spec.gid)
         os.chmod(spec.path, spec.mode)
@@ -506,7 +485,7 @@ def apply(the_plan: Plan, p: dict, run: Runner) -> dict:
     for name in the_plan.reload_out:
         said[f"reload out {name}"] = reload_out(run, p["birdc"], p["control_socket"], name)
     if the_plan.record_stale:
-        write_atomic(applied_file(p), the_plan.applied.encode("ascii"), 0o644, -1, -1)
+        atomic_write(applied_file(p), the_plan.applied.encode("ascii"), 0o644, -1, -1)
     return said
 
 

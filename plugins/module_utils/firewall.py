@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
+from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write
 
 TABLE = "l3calico"
 ANTISPOOF_CHAIN = "L3CALICO-ANTISPOOF"
@@ -412,7 +413,7 @@ def commit(runner: iproute.Runner, the_plan: Plan, state_file: str) -> None:
     if the_plan.backend == "nftables":
         record["nft_listing"] = read_nft(runner)
     if record != the_plan.recorded:
-        iproute.atomic_write(state_file, json.dumps(record, indent=1, sort_keys=True) + "\n")
+        atomic_write(state_file, json.dumps(record, indent=1, sort_keys=True) + "\n", make_parents=True)
 
 
 def converge(

@@ -49,12 +49,12 @@ import errno
 import fcntl
 import json
 import os
-import tempfile
 import time
 from itertools import pairwise
 from typing import Callable, TypeVar
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
+from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write, remove_stale_temporaries
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     AFFINITY_PREFIX,
     Affinity,
@@ -403,7 +403,7 @@ class FileStore(Store):
             result = plan_fn(state)
             if write and state.changed:
                 started = time.perf_counter()
-                self._remove_stale_temporaries()
+                remove_stale_temporaries(self.path)  # a killed writer's (the lock is ours: none is live)
                 self.write(state)
                 self.last_write_seconds = time.perf_counter() - started
             return result
@@ -455,39 +455,7 @@ class FileStore(Store):
         except StateError as exc:
             raise StateError(f"{exc}; refusing to use or overwrite it") from None
 
-    def _remove_stale_temporaries(self) -> None:
-        """Temporary files a killed writer left behind (only the lock holder writes, so none is live)."""
-        directory, base = os.path.split(self.path)
-        prefix = "." + base + "."
-        for name in os.listdir(directory):
-            if name.startswith(prefix) and name.endswith(".tmp"):
-                try:
-                    os.unlink(os.path.join(directory, name))
-                except FileNotFoundError:
-                    pass
-
     def write(self, state: IpamState) -> None:
         with no_gc():
             doc = state.to_document()
-        text = dump_document(doc)
-        directory = os.path.dirname(self.path)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(self.path) + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                handle.write(text)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(self.path, dump_document(doc) + "\n", 0o600)

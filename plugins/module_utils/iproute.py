@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -105,20 +104,3 @@ def batch(runner: Runner, lines: Sequence[str], netns: Optional[str] = None) -> 
     argv = [IP] + (["-n", netns] if netns else []) + ["-batch", "-"]
     check(runner, argv, "".join(line + "\n" for line in lines))
 
-
-def atomic_write(path: str, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` atomically: temp file in the same directory, fsync, rename."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from ansible_collections.l3.calico.plugins.module_utils import iproute
+from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write
 
 KEY_RE = re.compile(r"[a-z0-9_]+(\.[A-Za-z0-9_\-]+)+")
 HEADER = "# Managed by l3.calico (role calico_node); edits are overwritten.\n"
@@ -153,7 +153,7 @@ def apply(the_plan: Plan, path: str, proc_sys: str = "/proc/sys") -> None:
     if the_plan.file_changed and the_plan.content is None:
         os.unlink(path)
     elif the_plan.file_changed:
-        iproute.atomic_write(path, the_plan.content)
+        atomic_write(path, the_plan.content, make_parents=True)
     for key, value in sorted(the_plan.runtime.items()):
         with open(_proc_path(proc_sys, key), "w", encoding="ascii") as handle:
             handle.write(value)

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming, rtnl
+from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write
 
 MARKER_PREFIX = "l3.calico:workload:"
 DEFAULT_STATE_FILE = "/run/l3-calico/workloads.json"
@@ -345,7 +346,7 @@ def read_recorded(state_file: str) -> List[str]:
 
 
 def write_recorded(state_file: str, names) -> None:
-    iproute.atomic_write(state_file, json.dumps({"netns": sorted(set(names))}, indent=1) + "\n")
+    atomic_write(state_file, json.dumps({"netns": sorted(set(names))}, indent=1) + "\n", make_parents=True)
 
 
 def _owned_alias(link: Optional[dict]) -> Optional[str]:
