@@ -14,7 +14,8 @@ once the tunnel devices it routes through changed). ``state=absent`` is the way 
 (and its unit disabled), its files removed. A no-op costs a few ``stat`` calls, one ``systemctl
 show`` under systemd and one ``birdc show status``.
 
-Commands run through ``run(argv) -> (rc, stdout, stderr)`` (``AnsibleModule.run_command``).
+Commands run through ``run(argv) -> (rc, stdout, stderr)``, an ``iproute.Runner`` (the module's is
+``iproute.module_runner``: ``AnsibleModule.run_command``).
 """
 
 from __future__ import annotations
@@ -29,11 +30,8 @@ import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable
-
 from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write
-
-Runner = Callable[[list], "tuple[int, str, str]"]
+from ansible_collections.l3.calico.plugins.module_utils.iproute import Runner
 
 # systemd's unit name characters (systemd.unit(5)), without the type suffix the module adds.
 SERVICE_NAME_RE = re.compile(r"[A-Za-z0-9:_.-]+(@[A-Za-z0-9:_.-]*)?")

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: MIT
-"""Small, injectable access to iproute2: run a command, read ``ip -json``, apply ``ip -batch``.
+"""Small, injectable access to iproute2: run a command (the one :class:`Runner`), read ``ip -json``, apply ``ip -batch``.
 
 Plain Python (no Ansible imports) so the data-plane planners can be unit-tested with a fake
 runner and used by the modules, the tests and the benchmark alike.
@@ -11,22 +11,27 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import NamedTuple, Optional, Protocol, Sequence
 
 IP = "ip"
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
+    """What a command did; unpacks as ``rc, stdout, stderr``, as ``AnsibleModule.run_command``'s answer."""
+
     rc: int
     stdout: str
     stderr: str
 
 
-# A runner takes argv and optional stdin text and returns a Result. The default one uses
-# subprocess; unit tests inject a fake, the Ansible module may inject module.run_command.
-Runner = Callable[[Sequence[str], Optional[str]], Result]
+class Runner(Protocol):
+    """The one command runner of the collection: argv and optional stdin text in, a :class:`Result` out.
+
+    :func:`subprocess_runner` is the default, :func:`module_runner` adapts an ``AnsibleModule``;
+    unit tests inject fakes (those of callers that only unpack ``rc, stdout, stderr`` may return a tuple).
+    """
+
+    def __call__(self, argv: Sequence[str], stdin: Optional[str] = None) -> Result: ...
 
 
 def subprocess_runner(argv: Sequence[str], stdin: Optional[str] = None) -> Result:
@@ -39,6 +44,15 @@ def subprocess_runner(argv: Sequence[str], stdin: Optional[str] = None) -> Resul
         env={**os.environ, "LC_ALL": "C"},
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def module_runner(module) -> Runner:
+    """``module.run_command`` (an ``AnsibleModule``'s) as a :class:`Runner`: stdin passed as it is."""
+
+    def run(argv: Sequence[str], stdin: Optional[str] = None) -> Result:
+        return Result(*module.run_command(list(argv), data=stdin, binary_data=True))
+
+    return run
 
 
 class CommandError(RuntimeError):

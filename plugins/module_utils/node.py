@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute, sysctls, tunnels
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import tunnel_kinds
 
-Runner = Callable[[list], "tuple[int, str, str]"]
 DPKG_QUERY_FORMAT = "${Package} ${db:Status-Status}\n"
 # The underlay MTU assumed when none is known (no interface holds the node address, or no node ran).
 DEFAULT_UNDERLAY_MTU = 1500
@@ -45,7 +44,7 @@ def workload_mtu(underlay_mtu: int | None, pools: Mapping) -> int:
     return (underlay_mtu or DEFAULT_UNDERLAY_MTU) - max(overheads)
 
 
-def missing_packages(run: Runner, packages: Sequence[str]) -> list[str]:
+def missing_packages(run: iproute.Runner, packages: Sequence[str]) -> list[str]:
     """Packages of the list dpkg does not report as installed (all of them without dpkg-query)."""
     if not packages:
         return []
@@ -62,7 +61,7 @@ DEFAULT_FIREWALL_OPTIONS = firewall.Options()
 
 
 def converge(
-    run: Runner,
+    run: iproute.Runner,
     *,
     packages: Sequence[str],
     node: str,
@@ -78,7 +77,7 @@ def converge(
     """Returns {missing_packages, tunnels, sysctls, firewall, workload_mtu} (all but the first None when packages
     are missing); ``workload_mtu`` is :func:`workload_mtu` of the underlay the tunnels found.
 
-    ``run`` answers the package check (``module.run_command``); ``runner`` runs the tunnels' and the
+    ``run`` answers the package check (the module's ``iproute.module_runner``); ``runner`` runs the tunnels' and the
     firewall's commands. All three are validated, read and planned before any of them is applied: bad
     input for any part (a sysctl name, a workload address, a firewall backend) fails with nothing changed.
     """

@@ -8,8 +8,8 @@ from every local workload to every target: one forked child per workload joins i
 and pings all targets at once with one raw ICMP socket (no process per pair: on a small or
 emulated host, process creation is what costs).
 
-Plain Python: the module passes a ``run`` callable ``(argv, stdin) -> (rc, stdout, stderr)``;
-unit tests pass a fake one.
+Plain Python: commands run through a ``run`` callable ``(argv, stdin) -> (rc, stdout, stderr)``, an
+``iproute.Runner`` (:func:`run_command` by default); unit tests pass a fake one.
 """
 
 from __future__ import annotations
@@ -22,19 +22,16 @@ import socket
 import struct
 import subprocess
 import time
-from typing import Callable, Iterable
+from typing import Iterable
 
-from ansible_collections.l3.calico.plugins.module_utils import naming
+from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
 from ansible_collections.l3.calico.plugins.module_utils import workloads as dataplane
 
-Runner = Callable[[list, str], tuple]
-
-
-def run_command(argv: list, stdin: str = "") -> tuple:
+def run_command(argv: list, stdin: str = "") -> iproute.Result:
     """Default runner: one process, text in and out."""
     proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False,
                           env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-    return proc.returncode, proc.stdout, proc.stderr
+    return iproute.Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def parse_json_stream(text: str) -> list:
@@ -245,12 +242,12 @@ def ping_matrix(sources: Iterable[dict], targets: list, count: int, timeout: int
     return matrix
 
 
-def read_bgp(bird_socket: str, run: Runner) -> tuple:
+def read_bgp(bird_socket: str, run: iproute.Runner) -> tuple:
     rc, out, err = run(["birdc", "-s", bird_socket, "show", "protocols", "all"], "")
     return (parse_bird_protocols(out), "") if rc == 0 else ([], (err or out).strip())
 
 
-def wait_bgp(bird_socket: str, neighbors: list, timeout: float, run: Runner, sleep=time.sleep,
+def wait_bgp(bird_socket: str, neighbors: list, timeout: float, run: iproute.Runner, sleep=time.sleep,
              clock=time.monotonic) -> tuple:
     """BIRD's protocols once every neighbour is Established, or as they are at the timeout."""
     deadline = clock() + timeout
@@ -265,7 +262,7 @@ def wait_bgp(bird_socket: str, neighbors: list, timeout: float, run: Runner, sle
 def probe(node_ip: str, workloads: list, targets: list, bird_socket: str, ping: bool = True,
           ping_count: int = 2, ping_timeout: int = 2, bgp_neighbors: list | None = None, bgp_wait: float = 0,
           netns_prefix: str = naming.NETNS_PREFIX, veth_prefix: str = naming.VETH_PREFIX,
-          run: Runner = run_command, allow_ip_forwarding: bool = False) -> dict:
+          run: iproute.Runner = run_command, allow_ip_forwarding: bool = False) -> dict:
     """Everything verify needs from one node."""
     result: dict = {"node_ip": node_ip, "veth_prefix": veth_prefix,
                     "ip_forward_expected": "1" if allow_ip_forwarding else "0"}

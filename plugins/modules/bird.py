@@ -206,7 +206,7 @@ birdc:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils import bird_service
+from ansible_collections.l3.calico.plugins.module_utils import bird_service, iproute
 
 
 def main() -> None:
@@ -240,9 +240,7 @@ def main() -> None:
     )
     params = module.params
 
-    def run(argv):
-        return module.run_command(argv)
-
+    run = iproute.module_runner(module)
     said = {}
     try:
         the_plan = bird_service.plan(params, run)

@@ -158,7 +158,7 @@ def main() -> None:
         return
     try:
         done = node.converge(
-            module.run_command,
+            iproute.module_runner(module),
             packages=p["packages"],
             node=p["node"],
             nodes=p["nodes"],
