@@ -22,7 +22,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.ipam_run import ARGUMENT_SPEC, REQUIRED_IF, REQUIRED_ONE_OF, run
 
 # Checked by the spec: everything but the nodes (a list, its items checked by the IPAM).
@@ -142,7 +142,7 @@ class ActionModule(ActionBase):
 
         try:
             planned, diff = run(params, bool(self._task.check_mode))
-        except IpamError as exc:
+        except L3CalicoError as exc:
             result.update(failed=True, msg=str(exc))
             return result
         result.update(planned)

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional, Tuple
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.ipam_result import BY_TUNNELS, IpamResult, IpamResultError, Node
 from ansible_collections.l3.calico.plugins.module_utils.naming import IPIP_DEVICE, VETH_PREFIX
 
@@ -58,7 +59,7 @@ PEER_KEYS = frozenset(
 )
 
 
-class BgpConfigError(ValueError):
+class BgpConfigError(L3CalicoError, ValueError):
     """Bad inventory or IPAM data; the message names the host, the field and the value."""
 
 

@@ -30,6 +30,7 @@ import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write
 from ansible_collections.l3.calico.plugins.module_utils.iproute import Runner
 
@@ -40,12 +41,9 @@ PROTOCOL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 UNIT_DIR = "/etc/systemd/system"
 
 
-class BirdServiceError(Exception):
-    """A problem that stops the run before (or while) anything changes; the message says what."""
-
-    def __init__(self, msg: str, **details):
-        super().__init__(msg)
-        self.details = details
+class BirdServiceError(L3CalicoError):
+    """A problem that stops the run before (or while) anything changes; the message says what, ``details``
+    (rc, stdout, stderr of a refusal) go into the failed result."""
 
 
 def uid_of(user: str) -> int:

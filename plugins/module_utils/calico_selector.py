@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
+
 Labels = dict
 Predicate = Callable[[Labels], bool]
 
@@ -38,7 +40,7 @@ _TOKEN_RE = re.compile(
 )
 
 
-class SelectorError(ValueError):
+class SelectorError(L3CalicoError, ValueError):
     def __init__(self, selector: str, position: int, message: str):
         self.selector, self.position = selector, position
         super().__init__(f"{message} at position {position} of {selector!r}")

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write
 
 TABLE = "l3calico"
@@ -58,7 +59,7 @@ ARGUMENT_SPEC: Dict[str, Dict[str, Any]] = dict(
 )
 
 
-class FirewallError(ValueError):
+class FirewallError(L3CalicoError, ValueError):
     """Bad input or no usable backend (raised before any change)."""
 
 

@@ -28,6 +28,8 @@ import socket
 import struct
 import time
 
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
+
 _new_object = object.__new__
 AFFINITY_PREFIX = "host:"
 TUNNEL_TYPES = {"ipip": "ipipTunnelAddress", "vxlan": "vxlanTunnelAddress"}
@@ -42,7 +44,7 @@ CONFIG_KEY = "/calico/ipam/v2/config"
 POOL_KEY_PREFIX = "/calico/resources/v3/projectcalico.org/ippools/"
 
 
-class IpamError(Exception):
+class IpamError(L3CalicoError):
     """Base of every IPAM error; the message is meant for the user as it is."""
 
 

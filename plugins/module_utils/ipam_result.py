@@ -28,6 +28,7 @@ from functools import cached_property
 from typing import Iterable, Mapping, NamedTuple, Optional, Tuple
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import format_cidr, prefix_mask, tunnel_kinds
 
 WHERE = "calico_ipam_result"
@@ -42,7 +43,7 @@ BY_BIRD, BY_WORKLOADS, BY_TUNNELS = "bird", "workloads", "tunnels"
 _PREFIXES = {str(length): length for length in range(33)}
 
 
-class IpamResultError(ValueError):
+class IpamResultError(L3CalicoError, ValueError):
     """Bad IPAM result data; the message names the field and the value."""
 
     def __init__(self, field_name: str, value, reason: str):

@@ -13,6 +13,8 @@ import os
 import subprocess
 from typing import NamedTuple, Optional, Protocol, Sequence
 
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
+
 IP = "ip"
 
 
@@ -55,7 +57,7 @@ def module_runner(module) -> Runner:
     return run
 
 
-class CommandError(RuntimeError):
+class CommandError(L3CalicoError, RuntimeError):
     """A command failed; the message names the command, its exit code and its error output."""
 
     def __init__(self, argv: Sequence[str], result: Result, stdin: Optional[str] = None):

@@ -32,6 +32,8 @@ import struct
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
+
 CLONE_NEWNET = 0x40000000
 NETLINK_ROUTE = 0
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
@@ -269,7 +271,7 @@ class RouteReplace:
 Change = Union[LinkSet, AddrAdd, AddrDel, RouteReplace]
 
 
-class NetlinkError(OSError):
+class NetlinkError(L3CalicoError, OSError):
     """The kernel refused changes; ``failures`` lists (change, errno, kernel message)."""
 
     def __init__(self, failures: Sequence[Tuple[Change, int, str]]):

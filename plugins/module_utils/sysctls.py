@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write
 
 KEY_RE = re.compile(r"[a-z0-9_]+(\.[A-Za-z0-9_\-]+)+")
@@ -27,7 +28,7 @@ ARGUMENT_SPEC: Dict[str, Dict[str, Any]] = dict(
 )
 
 
-class SysctlError(ValueError):
+class SysctlError(L3CalicoError, ValueError):
     pass
 
 

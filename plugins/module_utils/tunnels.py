@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.ipam_result import (
     BY_TUNNELS,
     VXLAN,
@@ -52,7 +53,7 @@ ROUTE_PROTO = "80"
 IPIP_ALIAS = "l3.calico:ipip"
 
 
-class TunnelError(ValueError):
+class TunnelError(L3CalicoError, ValueError):
     """Bad input, a missing kernel feature, or a foreign device in the way (before any change)."""
 
 

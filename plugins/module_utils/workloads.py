@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming, rtnl
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write
 
 MARKER_PREFIX = "l3.calico:workload:"
@@ -63,11 +64,11 @@ NETNS_SPLIT_MIN = 32
 VETH_QUEUES = "numtxqueues 1 numrxqueues 1"
 
 
-class WorkloadError(ValueError):
+class WorkloadError(L3CalicoError, ValueError):
     """Bad input or a clash with objects the module does not own (raised before any change)."""
 
 
-class ApplyError(OSError):
+class ApplyError(L3CalicoError, OSError):
     """The kernel refused changes inside workload namespaces; names workload, namespace, change, errno."""
 
 

@@ -207,6 +207,7 @@ birdc:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.l3.calico.plugins.module_utils import bird_service, iproute
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
 
 def main() -> None:
@@ -248,7 +249,7 @@ def main() -> None:
             said = bird_service.apply(the_plan, params, run)
         elif not module.check_mode and the_plan.state == "present":
             bird_service.wait_answers(run, params["birdc"], params["control_socket"], params["socket_timeout"])
-    except bird_service.BirdServiceError as exc:
+    except L3CalicoError as exc:
         module.fail_json(msg=str(exc), **exc.details)
     except OSError as exc:
         module.fail_json(msg=f"{exc.filename or ''}: {exc.strerror or exc}")

@@ -99,7 +99,8 @@ changes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute
+from ansible_collections.l3.calico.plugins.module_utils import firewall
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
 
 def main() -> None:
@@ -125,7 +126,7 @@ def main() -> None:
         else:
             the_plan = firewall.converge(p["pools"], p["workloads"], options, node_addresses=p["node_addresses"],
                                          check_mode=module.check_mode)
-    except (firewall.FirewallError, iproute.CommandError, OSError) as exc:
+    except (L3CalicoError, OSError) as exc:
         module.fail_json(msg=str(exc))
     result = dict(changed=the_plan.changed, **the_plan.result())
     diff = the_plan.diff()

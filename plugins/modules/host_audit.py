@@ -98,8 +98,9 @@ routes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.host_audit import audit_routes, audit_tunnels
-from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult, IpamResultError
+from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult
 
 
 def main() -> None:
@@ -118,12 +119,12 @@ def main() -> None:
         module.fail_json(msg=f"{p['node']}: ipam={str(p['ipam'])[:200]!r}: not an IPAM result (needs nodes and pools)")
     try:
         ipam = IpamResult.from_dict(p["ipam"])  # checked once, for both audits
-    except IpamResultError as exc:
+    except L3CalicoError as exc:
         module.fail_json(msg=f"{p['node']}: {exc}")
     try:
         # `ip route` lists IPv4 unless told otherwise; `addr show` both families (filtered below).
         routes, links = iproute.ip_json_batch(iproute.subprocess_runner, ["route show table main", "addr show"])
-    except iproute.CommandError as exc:
+    except L3CalicoError as exc:
         module.fail_json(msg=f"{p['node']}: cannot read the routes and addresses: {exc}")
     problems = audit_routes(p["node"], ipam, routes, p["veth_prefix"], p["bgp"], p["bgp_nodes"])
     problems += audit_tunnels(p["node"], ipam, links)

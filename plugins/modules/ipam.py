@@ -340,7 +340,7 @@ audit:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.ipam_run import ARGUMENT_SPEC, REQUIRED_IF, REQUIRED_ONE_OF, run
 
 
@@ -349,7 +349,7 @@ def main() -> None:
                            supports_check_mode=True)
     try:
         result, diff = run(module.params, module.check_mode)
-    except IpamError as exc:
+    except L3CalicoError as exc:
         module.fail_json(msg=str(exc))
     if module._diff and diff:
         result["diff"] = {"prepared": diff}

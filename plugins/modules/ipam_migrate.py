@@ -88,7 +88,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import (
     store_from_params,
 )
 from ansible_collections.l3.calico.plugins.module_utils.ipam_migrate import copy_state
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
 
 def main() -> None:
@@ -111,7 +111,7 @@ def main() -> None:
         summary = copy_state(source, destination, write=not module.check_mode, overwrite=params["overwrite"],
                              source_name=names["file" if params["to"] == "etcd" else "etcd"],
                              destination_name=names[params["to"]])
-    except IpamError as exc:
+    except L3CalicoError as exc:
         module.fail_json(msg=str(exc))
     changed = summary.pop("changed")
     module.exit_json(changed=changed, copied=summary)

@@ -135,8 +135,9 @@ firewall:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute, node, sysctls, tunnels
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
-ERRORS = (tunnels.TunnelError, sysctls.SysctlError, firewall.FirewallError, iproute.CommandError, OSError)
+ERRORS = (L3CalicoError, OSError)
 
 
 def main() -> None:

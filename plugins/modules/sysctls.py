@@ -58,6 +58,7 @@ changes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.l3.calico.plugins.module_utils import sysctls
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
 
 def main() -> None:
@@ -77,7 +78,7 @@ def main() -> None:
             the_plan = sysctls.plan(options.values, options.path)
         if not module.check_mode and the_plan.changed:
             sysctls.apply(the_plan, options.path)
-    except (sysctls.SysctlError, OSError) as exc:
+    except (L3CalicoError, OSError) as exc:
         module.fail_json(msg=str(exc))
     result = dict(changed=the_plan.changed, **the_plan.result())
     diff = the_plan.diff()

@@ -107,8 +107,8 @@ kept:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils import iproute
 from ansible_collections.l3.calico.plugins.module_utils import tunnels
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
 
 def main() -> None:
@@ -126,7 +126,7 @@ def main() -> None:
         else:
             the_plan = tunnels.converge(p["node"], {"nodes": p["nodes"], "pools": p["pools"]},
                                         tunnels.Options.from_params(p), check_mode=module.check_mode)
-    except (tunnels.TunnelError, iproute.CommandError, OSError) as exc:
+    except (L3CalicoError, OSError) as exc:
         what = f"node {p['node'] or '(this host)'}: removal" if p["state"] == "absent" else f"node {p['node']}"
         module.fail_json(msg=f"{what}: {exc}")
     result = dict(changed=the_plan.changed, **the_plan.result())

@@ -156,8 +156,8 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils import iproute
 from ansible_collections.l3.calico.plugins.module_utils import workloads as wl
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
 
 def build_module() -> AnsibleModule:
@@ -191,7 +191,7 @@ def main() -> None:
             state_file=params["state_file"],
             check_mode=module.check_mode,
         )
-    except (wl.WorkloadError, iproute.CommandError, OSError) as exc:
+    except (L3CalicoError, OSError) as exc:
         module.fail_json(msg=str(exc))
     result = dict(
         changed=the_plan.changed,
