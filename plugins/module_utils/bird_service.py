@@ -30,6 +30,7 @@ import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
+
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write
 from ansible_collections.l3.calico.plugins.module_utils.iproute import Runner

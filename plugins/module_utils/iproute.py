@@ -119,4 +119,3 @@ def batch(runner: Runner, lines: Sequence[str], netns: Optional[str] = None) -> 
         return
     argv = [IP] + (["-n", netns] if netns else []) + ["-batch", "-"]
     check(runner, argv, "".join(line + "\n" for line in lines))
-

@@ -27,6 +27,7 @@ from typing import Iterable
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
 from ansible_collections.l3.calico.plugins.module_utils import workloads as dataplane
 
+
 def run_command(argv: list, stdin: str = "") -> iproute.Result:
     """Default runner: one process, text in and out."""
     proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False,
