@@ -30,9 +30,9 @@ may call it again after a conflict. With ``write=False`` (check mode) nothing is
 
 - :class:`FileStore` (here): takes an exclusive ``fcntl.flock`` on ``<file>.lock`` for the whole
   load-plan-write, loads the JSON file, calls ``plan_fn`` once, and if ``write`` and the state changed
-  writes the whole file atomically (temporary file in the same directory, fsync, ``os.replace``, fsync
-  of the directory), mode 0600. A corrupt or unknown-format file raises :class:`StateError` and is
-  never overwritten.
+  writes the whole file atomically (``fileutil.atomic_write``: temporary file in the same directory,
+  fsync, ``os.replace``, fsync of the directory), mode 0600. A corrupt or unknown-format file raises
+  :class:`StateError` and is never overwritten.
 - The etcd store (``ipam_etcd``): loads every object with its ModRevision, calls ``plan_fn``, writes only
   ``state.changes()`` in compare-and-swap transactions, and on a conflict reloads and calls ``plan_fn``
   again (bounded retries).
