@@ -357,7 +357,7 @@ def check_state(state: IpamState) -> None:
 
 def dump_document(doc: dict) -> str:
     """The state as JSON with one object per line (a block, an affinity, a handle): readable, diffable
-    with line tools, and as quick to write as one compact dump."""
+    with line tools, and as quick to write as one compact dump. Ends with a newline."""
     compact = json.JSONEncoder(separators=(",", ":")).encode
     parts = []
     for key, value in doc.items():
@@ -369,7 +369,7 @@ def dump_document(doc: dict) -> str:
             parts.append(f" {compact(key)}: {{\n{body}\n }}")
         else:
             parts.append(f" {compact(key)}: {compact(value)}")
-    return "{\n" + ",\n".join(parts) + "\n}"
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 class Store(abc.ABC):
@@ -458,4 +458,4 @@ class FileStore(Store):
     def write(self, state: IpamState) -> None:
         with no_gc():
             doc = state.to_document()
-        atomic_write(self.path, dump_document(doc) + "\n", 0o600)
+        atomic_write(self.path, dump_document(doc), 0o600)
