@@ -93,8 +93,7 @@ lint-yaml-ansible: lint-python
 
 lint-python:
 	ruff check .
-	@# enabled by the one `make format` pass:
-	@# ruff format --check .
+	ruff format --check .
 
 sanity-quick:
 	PYTHON=$(BIN)/python tests/sanity/run.sh --skip-test pylint --skip-test pep8
@@ -103,12 +102,9 @@ sanity-quick:
 sanity:
 	PYTHON=$(BIN)/python tests/sanity/run.sh
 
-## The one mechanical pass over the Python, run once after the issue-14 branches are merged: import
-## order and typing spellings fixed by ruff, then ruff format. In the same commit, drop the
-## deferred rules from pyproject.toml's ignore list and enable `ruff format --check` above; then
-## run `make sanity` once (ansible-test's pylint reads module_utils as Python 3.8).
+## ruff's fixes and its formatter over the Python; `make lint` checks both.
 format:
-	ruff check --fix --extend-select I001,UP006,UP035,UP037,UP045 .
+	ruff check --fix .
 	ruff format .
 
 unit:

@@ -41,9 +41,7 @@ def sh(ns: str, *argv: str, check: bool = True) -> str:
 
 def ipam(mode: str) -> dict:
     return {
-        "nodes": {
-            n: {"ip": ip, "network": "192.168.100.0/24", "blocks": [{"cidr": b}]} for n, (ip, b) in NODES.items()
-        },
+        "nodes": {n: {"ip": ip, "network": "192.168.100.0/24", "blocks": [{"cidr": b}]} for n, (ip, b) in NODES.items()},
         "pools": {"default": {"cidr": "172.17.0.0/16", "ipip_mode": mode, "vxlan_mode": "Never"}},
     }
 
@@ -149,10 +147,7 @@ def main() -> int:
             restart.append(time.monotonic() - t0)
         med = statistics.median_high
         print(f"bgp: first start to Established + routes in the kernel: {first:.2f} s (connect delay 2 s)")
-        print(
-            f"bgp: filter change by birdc configure, route flipped in the kernel: median {med(configure) * 1000:.0f} ms "
-            f"over {ROUNDS} (sessions kept)"
-        )
+        print(f"bgp: filter change by birdc configure, route flipped in the kernel: median {med(configure) * 1000:.0f} ms over {ROUNDS} (sessions kept)")
         print(f"bgp: BIRD restart instead, sessions Established again: median {med(restart):.2f} s over {ROUNDS}")
         print(f"bgp: ratio restart / configure: {med(restart) / med(configure):.0f}x")
         return 0

@@ -28,8 +28,8 @@ import contextlib
 import ctypes
 import os
 import resource
-import statistics
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -152,8 +152,7 @@ def floor(items, prefix, workers, enter=True):
         ns = naming.netns_name(item["id"], prefix)
         created.append(f"netns add {ns}")
         host += [
-            f"link add {veth} {wl.VETH_QUEUES} mtu {MTU} address {naming.HOST_VETH_MAC} "
-            f"type veth peer name eth0 {wl.VETH_QUEUES} mtu {MTU} netns {ns}",
+            f"link add {veth} {wl.VETH_QUEUES} mtu {MTU} address {naming.HOST_VETH_MAC} type veth peer name eth0 {wl.VETH_QUEUES} mtu {MTU} netns {ns}",
             f"link set dev {veth} alias {wl.MARKER_PREFIX}{ns} up",
             f"route replace {item['ip']}/32 dev {veth} scope link",
         ]
@@ -203,8 +202,7 @@ def loop(items, prefix):
         ip = item["ip"]
         for argv in (
             ["ip", "netns", "add", ns],
-            ["ip", "link", "add", veth, *wl.VETH_QUEUES.split(), "type", "veth", "peer", "name", "eth0",
-             *wl.VETH_QUEUES.split(), "netns", ns],
+            ["ip", "link", "add", veth, *wl.VETH_QUEUES.split(), "type", "veth", "peer", "name", "eth0", *wl.VETH_QUEUES.split(), "netns", ns],
             ["ip", "link", "set", "dev", veth, "address", naming.HOST_VETH_MAC, "mtu", str(MTU)],
             ["ip", "link", "set", "dev", veth, "up"],
             ["ip", "route", "replace", f"{ip}/32", "dev", veth, "scope", "link"],
@@ -277,34 +275,37 @@ def main() -> None:
     def runs(times):
         return ", ".join(f"{t:.3f}" for t in times)
 
-    print(f"workloads: {n} in one host namespace, {os.cpu_count()} CPUs, kernel {os.uname().release}, "
-          f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(f"workloads: {n} in one host namespace, {os.cpu_count()} CPUs, kernel {os.uname().release}, load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print(f"module converge from empty : {create:7.3f} s median (runs: {runs(t_create)})")
     print("  phases of the best run    : " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in best.items()))
     print(f"module no-op               : {noop:7.3f} s median (runs: {runs(t_noop)})")
     print(f"module removal of all      : {min(t_remove):7.3f} s  (the kernel's veth/netns teardown dominates)")
-    print(f"floor, hand-written batches: {floor_med:7.3f} s median (runs: {runs(t_floor)}; "
-          f"with `ip -n NS` as a script would: {t_floor_n:.3f} s)")
+    print(f"floor, hand-written batches: {floor_med:7.3f} s median (runs: {runs(t_floor)}; with `ip -n NS` as a script would: {t_floor_n:.3f} s)")
     print(f"loop, one command/attribute: {t_loop:7.3f} s  ({LOOP_PROCESSES[0]} processes)")
     goals = [
         (f"ratio module / floor       : {create / floor_med:7.2f}x   (goal <= 2x)", create <= 2 * floor_med),
-        (f"ratio loop / module        : {t_loop / create:7.2f}x   (goal >= 25x; best run {t_loop / min(t_create):.1f}x)",
-         t_loop >= 25 * create),
+        (f"ratio loop / module        : {t_loop / create:7.2f}x   (goal >= 25x; best run {t_loop / min(t_create):.1f}x)", t_loop >= 25 * create),
         (f"no-op                      : {noop:7.3f} s   (goal <= 1 s)", noop <= 1.0),
     ]
     for text, met in goals:
         print(f"{text}  {'met' if met else 'NOT MET'}")
-    print(f"(also: floor / module {floor_med / create:.2f}x, loop / floor {t_loop / floor_med:.1f}x; "
-          f"bound: loop / the module's host batch alone {t_loop / best['host batch']:.1f}x — creating the "
-          "namespaces and veth pairs is kernel work every approach pays)")
+    print(
+        f"(also: floor / module {floor_med / create:.2f}x, loop / floor {t_loop / floor_med:.1f}x; "
+        f"bound: loop / the module's host batch alone {t_loop / best['host batch']:.1f}x — creating the "
+        "namespaces and veth pairs is kernel work every approach pays)"
+    )
     module_cpu, floor_cpu, loop_cpu = (statistics.median(CPU[k]) for k in ("module", "floor", "loop"))
-    print(f"CPU time (user+sys, with children; less sensitive to the other jobs on the machine): module "
-          f"{module_cpu:.3f} s, floor {floor_cpu:.3f} s, loop {loop_cpu:.3f} s -> loop / module {loop_cpu / module_cpu:.1f}x, "
-          f"module / floor {module_cpu / floor_cpu:.2f}x (kernel work in kernel threads is not counted)")
+    print(
+        f"CPU time (user+sys, with children; less sensitive to the other jobs on the machine): module "
+        f"{module_cpu:.3f} s, floor {floor_cpu:.3f} s, loop {loop_cpu:.3f} s -> loop / module {loop_cpu / module_cpu:.1f}x, "
+        f"module / floor {module_cpu / floor_cpu:.2f}x (kernel work in kernel threads is not counted)"
+    )
     host = sum(len(stage) for stage in wl.host_batches([f"netns add x{i}" for i in range(n)] + ["link add y"]))
-    print(f"processes: converge {host} host ip -batch (namespaces: {host - 1} in parallel) + {n} in-process "
-          f"rtnetlink batches; no-op 1 ip -json + {n} in-process rtnetlink reads; floor {host} + {n} ip -batch; "
-          f"loop {LOOP_PROCESSES[0] // max(n, 1)} per workload")
+    print(
+        f"processes: converge {host} host ip -batch (namespaces: {host - 1} in parallel) + {n} in-process "
+        f"rtnetlink batches; no-op 1 ip -json + {n} in-process rtnetlink reads; floor {host} + {n} ip -batch; "
+        f"loop {LOOP_PROCESSES[0] // max(n, 1)} per workload"
+    )
     if args.strict and not all(met for _goal, met in goals):
         raise SystemExit(1)
 

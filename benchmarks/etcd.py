@@ -33,12 +33,31 @@ WORKER = os.path.join(ROOT, "tests", "support", "ipam_worker.py")
 def run(kind: str, target: str, writers: int, total: int, batch: int) -> tuple[float, int]:
     """(wall seconds, conflicts) for ``writers`` processes allocating ``total`` addresses together."""
     each = total // writers
-    start = time.time() + 1.5      # every writer imported and connected before the barrier
-    procs = [subprocess.Popen([sys.executable, WORKER, "--store", kind, "--target", target,
-                               "--node", f"bench-{i}", "--count", str(each), "--batch", str(batch),
-                               "--start-at", f"{start:.3f}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(writers)]
+    start = time.time() + 1.5  # every writer imported and connected before the barrier
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                WORKER,
+                "--store",
+                kind,
+                "--target",
+                target,
+                "--node",
+                f"bench-{i}",
+                "--count",
+                str(each),
+                "--batch",
+                str(batch),
+                "--start-at",
+                f"{start:.3f}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(writers)
+    ]
     elapsed, conflicts = 0.0, 0
     for proc in procs:
         out, err = proc.communicate(timeout=1800)
@@ -80,11 +99,12 @@ def main() -> int:
                     seconds, conflicts = run(kind, target, writers, args.total, batch)
                     figures[kind] = args.total / seconds
                     rows.append((kind, writers, batch, args.total, seconds, args.total / seconds, conflicts))
-                    print(f"{kind:4}  writers={writers}  batch={batch:3}  {args.total} addresses in {seconds:7.2f} s"
-                          f"  = {args.total / seconds:8.1f} allocations/s  (conflicts re-planned: {conflicts})",
-                          flush=True)
-                print(f"      etcd/file ratio, {writers} writer(s), batch {batch}: "
-                      f"{figures['etcd'] / figures['file']:.2f}", flush=True)
+                    print(
+                        f"{kind:4}  writers={writers}  batch={batch:3}  {args.total} addresses in {seconds:7.2f} s"
+                        f"  = {args.total / seconds:8.1f} allocations/s  (conflicts re-planned: {conflicts})",
+                        flush=True,
+                    )
+                print(f"      etcd/file ratio, {writers} writer(s), batch {batch}: {figures['etcd'] / figures['file']:.2f}", flush=True)
     print("\n| datastore | writers | addresses/transaction | allocations/s | conflicts re-planned |")
     print("|---|---|---|---|---|")
     for kind, writers, batch, _total, _seconds, rate, conflicts in rows:

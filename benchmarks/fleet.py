@@ -85,16 +85,20 @@ def write_inventory(path: Path, hosts: int, workloads: int, extra: dict | None =
 
 
 def env_for(work: Path, module_log: Path | None = None) -> dict:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_LOCAL_TEMP=str(work / ".tmp"),
-               ANSIBLE_HOME=str(work / ".ansible"), ANSIBLE_NOCOLOR="1")
+    env = dict(
+        os.environ,
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_LOCAL_TEMP=str(work / ".tmp"),
+        ANSIBLE_HOME=str(work / ".ansible"),
+        ANSIBLE_NOCOLOR="1",
+    )
     if module_log is not None:
         env["L3BENCH_MODULE_LOG"] = str(module_log)
     return env
 
 
-def playbook(inventory: Path, play: Path, *args: str, netns: bool = False, module_log: Path | None = None,
-             ok_rc: tuple = (0,)) -> tuple[float, float, float]:
+def playbook(inventory: Path, play: Path, *args: str, netns: bool = False, module_log: Path | None = None, ok_rc: tuple = (0,)) -> tuple[float, float, float]:
     """Run one ansible-playbook; return (wall s, CPU s of everything it ran, CPU s of the modules)."""
     cmd = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(play), *args]
     if netns:
@@ -132,8 +136,10 @@ def bench_ipam(work: Path, hosts: int, workloads: int) -> None:
     line("ipam.yml, first run", first_w, first_c, f"{first_w / fw:.2f}x the floor (wall), {first_c / fc:.2f}x (CPU)")
     noop_w, noop_c, _modules = playbook(inv, ROOT / "playbooks" / "ipam.yml", "-e", "calico_ipam_show_summary=false")
     line("ipam.yml, no-op", noop_w, noop_c, f"{noop_w / fw:.2f}x the floor (wall), {noop_c / fc:.2f}x (CPU)")
-    print(f"  goals: first run <= 3x the floor: {'met' if first_c <= 3 * fc else 'NOT met'} (CPU); "
-          f"no-op <= 2x: {'met' if noop_c <= 2 * fc else 'NOT met'} (CPU)", flush=True)
+    print(
+        f"  goals: first run <= 3x the floor: {'met' if first_c <= 3 * fc else 'NOT met'} (CPU); no-op <= 2x: {'met' if noop_c <= 2 * fc else 'NOT met'} (CPU)",
+        flush=True,
+    )
     shutil.rmtree(inv, ignore_errors=True)
 
 
@@ -144,13 +150,11 @@ SITE_VARS = {
 }
 
 
-def controller_share(inv: Path, play: Path, floor_cpu: float, hosts: int, label: str, module_log: Path,
-                     *args: str) -> float:
+def controller_share(inv: Path, play: Path, floor_cpu: float, hosts: int, label: str, module_log: Path, *args: str) -> float:
     wall, cpu, modules = playbook(inv, play, "--check", *args, netns=True, module_log=module_log)
     ctrl = cpu - modules
     per_host = (ctrl - floor_cpu) / hosts
-    line(label, wall, cpu, f"modules {modules:.1f} s, controller {ctrl:.1f} s, "
-                           f"beyond the floor {1000 * per_host:.1f} ms CPU per host")
+    line(label, wall, cpu, f"modules {modules:.1f} s, controller {ctrl:.1f} s, beyond the floor {1000 * per_host:.1f} ms CPU per host")
     return per_host
 
 
@@ -158,8 +162,7 @@ def wrapper_inventory(work: Path, hosts: int, workloads: int, name: str) -> Path
     wrapper = work / "python-wrapper"
     wrapper.write_text(WRAPPER.format(python="/usr/bin/python3"))
     wrapper.chmod(0o755)
-    return write_inventory(work / name, hosts, workloads,
-                           {**SITE_VARS, "ansible_python_interpreter": str(wrapper)})
+    return write_inventory(work / name, hosts, workloads, {**SITE_VARS, "ansible_python_interpreter": str(wrapper)})
 
 
 def bench_site(work: Path, fleet: list[tuple[int, int]]) -> None:
@@ -168,8 +171,7 @@ def bench_site(work: Path, fleet: list[tuple[int, int]]) -> None:
     for hosts, workloads in fleet:
         inv = wrapper_inventory(work, hosts, workloads, f"site-{hosts}x{workloads}")
         _wall, fc, _modules = playbook(inv, work / "floor.yml")
-        shares.append(controller_share(inv, ROOT / "playbooks" / "site.yml", fc, hosts,
-                                       f"site.yml --check, {hosts} x {workloads}", work / "modules.log"))
+        shares.append(controller_share(inv, ROOT / "playbooks" / "site.yml", fc, hosts, f"site.yml --check, {hosts} x {workloads}", work / "modules.log"))
         shutil.rmtree(inv, ignore_errors=True)
     if len(shares) > 1:
         print(f"  per host, largest fleet / smallest: {shares[-1] / shares[0]:.2f}x (1.00 = constant)", flush=True)
@@ -183,13 +185,15 @@ def bench_day2(work: Path, hosts: int, workloads: int) -> None:
     _wall, fc, _modules = playbook(inv, work / "floor.yml")
     log = work / "modules.log"
     controller_share(inv, ROOT / "playbooks" / "audit.yml", fc, hosts, "audit.yml", log, "-e", "calico_audit_fail=false")
-    controller_share(inv, ROOT / "playbooks" / "node-remove.yml", fc, hosts, "node-remove.yml", log,
-                     "-e", "calico_remove_node=n00000")
-    migrate = {"calico_migrate_pool": "bench", "calico_pools": [
-        {"name": "bench", "cidr": "10.0.0.0/8", "block_size": 26, "disabled": True},
-        {"name": "next", "cidr": "100.64.0.0/10", "block_size": 26}]}
-    controller_share(inv, ROOT / "playbooks" / "pool-migrate.yml", fc, hosts, "pool-migrate.yml", log,
-                     "-e", json.dumps(migrate))
+    controller_share(inv, ROOT / "playbooks" / "node-remove.yml", fc, hosts, "node-remove.yml", log, "-e", "calico_remove_node=n00000")
+    migrate = {
+        "calico_migrate_pool": "bench",
+        "calico_pools": [
+            {"name": "bench", "cidr": "10.0.0.0/8", "block_size": 26, "disabled": True},
+            {"name": "next", "cidr": "100.64.0.0/10", "block_size": 26},
+        ],
+    }
+    controller_share(inv, ROOT / "playbooks" / "pool-migrate.yml", fc, hosts, "pool-migrate.yml", log, "-e", json.dumps(migrate))
     shutil.rmtree(inv, ignore_errors=True)
 
 

@@ -182,8 +182,7 @@ def main() -> None:
     args = parser.parse_args()
 
     total = args.nodes * args.workloads
-    print(f"IPAM benchmark: {args.nodes} nodes x {args.workloads} workloads = {total:,} addresses, "
-          f"pool {POOL['cidr']} /{POOL['block_size']} blocks")
+    print(f"IPAM benchmark: {args.nodes} nodes x {args.workloads} workloads = {total:,} addresses, pool {POOL['cidr']} /{POOL['block_size']} blocks")
     raw = inventory(args.nodes, args.workloads)
     desired, t_validate = timed("validate the inventory", validate, [POOL], {}, [], raw)
     state = IpamState()
@@ -210,18 +209,20 @@ def main() -> None:
     assert count == args.naive_nodes * args.workloads
     ratio = t_naive / t_ours
 
-    print(f"\nClaiming in crowded pools: {args.claims:,} workloads in /32 blocks on one node; one workload in a "
-          "fully reserved /16 of /32 blocks")
+    print(f"\nClaiming in crowded pools: {args.claims:,} workloads in /32 blocks on one node; one workload in a fully reserved /16 of /32 blocks")
     pool32 = {"name": "crowded", "cidr": "10.0.0.0/8", "block_size": 32}
-    one = [{"name": "node-00000", "ip": "192.168.0.1/16", "labels": {},
-            "workloads": [{"name": f"wl-{w:06d}"} for w in range(args.claims)]}]
+    one = [{"name": "node-00000", "ip": "192.168.0.1/16", "labels": {}, "workloads": [{"name": f"wl-{w:06d}"} for w in range(args.claims)]}]
     desired = validate([pool32], {"max_blocks_per_host": args.claims}, [], one)
     got, t_claims = timed("this planner", crowded, Planner, desired)
     plain, t_claims_plain = timed("plain scans", crowded, PlainPlanner, desired)
     assert got == plain, (got, plain)
     print(f"  both: {got}")
-    reserved = validate([{"name": "full", "cidr": "10.0.0.0/16", "block_size": 32}], {}, ["10.0.0.0/16"],
-                        [{"name": "node-00000", "ip": "192.168.0.1/16", "labels": {}, "workloads": [{"name": "wl"}]}])
+    reserved = validate(
+        [{"name": "full", "cidr": "10.0.0.0/16", "block_size": 32}],
+        {},
+        ["10.0.0.0/16"],
+        [{"name": "node-00000", "ip": "192.168.0.1/16", "labels": {}, "workloads": [{"name": "wl"}]}],
+    )
     got, t_reserved = timed("this planner (fully reserved)", crowded, Planner, reserved)
     plain, t_reserved_plain = timed("plain scans (fully reserved)", crowded, PlainPlanner, reserved)
     assert got == plain, (got, plain)
@@ -230,15 +231,14 @@ def main() -> None:
     reserved_ratio = t_reserved_plain / max(t_reserved, 1e-9)
 
     print("\nSummary (CPU seconds of this process)")
-    print(f"  from empty, {total:,} addresses: {t_empty:.2f} s (goal <= 5 s)   "
-          f"{'OK' if t_empty <= 5 else 'MISSED'}")
+    print(f"  from empty, {total:,} addresses: {t_empty:.2f} s (goal <= 5 s)   {'OK' if t_empty <= 5 else 'MISSED'}")
     print(f"  no-op re-plan:                  {t_noop:.2f} s (goal <= 1 s)   {'OK' if t_noop <= 1 else 'MISSED'}")
     print(f"  naive / this planner:           {ratio:.0f}x   (goal >= 20x)  {'OK' if ratio >= 20 else 'MISSED'}")
-    print(f"  crowded claims, plain / this:   {claim_ratio:.0f}x   ({t_claims_plain:.2f} s / {t_claims:.2f} s for "
-          f"{args.claims:,} /32 claims)")
+    print(f"  crowded claims, plain / this:   {claim_ratio:.0f}x   ({t_claims_plain:.2f} s / {t_claims:.2f} s for {args.claims:,} /32 claims)")
     print(f"  fully reserved, plain / this:   {reserved_ratio:.0f}x   ({t_reserved_plain:.3f} s / {t_reserved:.4f} s)")
-    print(f"  separately: validation {t_validate:.2f} s, result {t_result:.2f} s, audit {t_audit:.2f} s, "
-          f"state write {t_write:.2f} s, state load {t_load:.2f} s")
+    print(
+        f"  separately: validation {t_validate:.2f} s, result {t_result:.2f} s, audit {t_audit:.2f} s, state write {t_write:.2f} s, state load {t_load:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -34,31 +34,62 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamR
 
 def fleet(nodes: int, workloads: int) -> dict:
     """A result of the documented shape: node i in 10.x.y.0/24, every third node's subnet a /16."""
-    result = {"nodes": {}, "pools": {
-        "ipip": {"cidr": "172.16.0.0/12", "block_size": 26, "ipip_mode": "CrossSubnet", "vxlan_mode": "Never",
-                 "nat_outgoing": True, "disabled": False, "disable_bgp_export": False},
-        "vx": {"cidr": "100.64.0.0/10", "block_size": 26, "ipip_mode": "Never", "vxlan_mode": "CrossSubnet",
-               "nat_outgoing": False, "disabled": False, "disable_bgp_export": False}}}
+    result = {
+        "nodes": {},
+        "pools": {
+            "ipip": {
+                "cidr": "172.16.0.0/12",
+                "block_size": 26,
+                "ipip_mode": "CrossSubnet",
+                "vxlan_mode": "Never",
+                "nat_outgoing": True,
+                "disabled": False,
+                "disable_bgp_export": False,
+            },
+            "vx": {
+                "cidr": "100.64.0.0/10",
+                "block_size": 26,
+                "ipip_mode": "Never",
+                "vxlan_mode": "CrossSubnet",
+                "nat_outgoing": False,
+                "disabled": False,
+                "disable_bgp_export": False,
+            },
+        },
+    }
     for i in range(nodes):
         hi, lo = (i >> 8) & 255, i & 255
         block = f"172.{16 + (i >> 14)}.{(i >> 2) & 255}.{(i & 3) * 64}"
         vx = f"100.{64 + (i >> 14)}.{(i >> 2) & 255}.{(i & 3) * 64}"
         stem, last = block.rsplit(".", 1)
         result["nodes"][f"node-{i:05d}"] = {
-            "ip": f"10.{hi}.{lo}.1", "network": f"10.{hi}.0.0/16" if i % 3 == 0 else f"10.{hi}.{lo}.0/24",
+            "ip": f"10.{hi}.{lo}.1",
+            "network": f"10.{hi}.0.0/16" if i % 3 == 0 else f"10.{hi}.{lo}.0/24",
             "blocks": [{"cidr": f"{block}/26", "pool": "ipip"}, {"cidr": f"{vx}/26", "pool": "vx"}],
-            "workloads": [{"id": f"default.w{i}-{k}", "name": f"w{i}-{k}", "namespace": "default", "pool": "ipip",
-                           "ip": f"{stem}.{int(last) + 1 + k}", "block": f"{block}/26", "borrowed": False}
-                          for k in range(workloads)],
-            "borrowed": [], "tunnels": {"ipip": f"{stem}.{last}", "vxlan": vx},
+            "workloads": [
+                {
+                    "id": f"default.w{i}-{k}",
+                    "name": f"w{i}-{k}",
+                    "namespace": "default",
+                    "pool": "ipip",
+                    "ip": f"{stem}.{int(last) + 1 + k}",
+                    "block": f"{block}/26",
+                    "borrowed": False,
+                }
+                for k in range(workloads)
+            ],
+            "borrowed": [],
+            "tunnels": {"ipip": f"{stem}.{last}", "vxlan": vx},
         }
     return result
 
 
 def routing(result: dict) -> dict:
     """The action plugin's routing view: every node without its workloads (only the borrowed ones)."""
-    return {"nodes": {name: dict(node, workloads=[w for w in node["workloads"] if w.get("borrowed")])
-                      for name, node in result["nodes"].items()}, "pools": result["pools"]}
+    return {
+        "nodes": {name: dict(node, workloads=[w for w in node["workloads"] if w.get("borrowed")]) for name, node in result["nodes"].items()},
+        "pools": result["pools"],
+    }
 
 
 def plain(result: dict) -> dict:
@@ -68,10 +99,10 @@ def plain(result: dict) -> dict:
     for name, node in result["nodes"].items():
         tunnels_ = node.get("tunnels") or {}
         nodes[name] = {
-            "ip": ipaddress.IPv4Address(node["ip"]), "network": ipaddress.IPv4Network(node["network"]),
+            "ip": ipaddress.IPv4Address(node["ip"]),
+            "network": ipaddress.IPv4Network(node["network"]),
             "blocks": [(ipaddress.IPv4Network(b["cidr"]), b["pool"]) for b in node["blocks"]],
-            "workloads": [(w["id"], ipaddress.IPv4Address(w["ip"]), w["pool"], ipaddress.IPv4Network(w["block"]),
-                           w["borrowed"]) for w in node["workloads"]],
+            "workloads": [(w["id"], ipaddress.IPv4Address(w["ip"]), w["pool"], ipaddress.IPv4Network(w["block"]), w["borrowed"]) for w in node["workloads"]],
             "tunnels": {k: ipaddress.IPv4Address(v) for k, v in tunnels_.items() if v},
         }
     return {"nodes": nodes, "pools": pools}
@@ -80,7 +111,7 @@ def plain(result: dict) -> dict:
 def cpu(fn, rounds: int) -> float:
     """The least CPU seconds of ``rounds`` runs of ``fn``."""
     best = None
-    for _ in range(rounds):
+    for _round in range(rounds):
         gc.collect()
         start = time.process_time()
         fn()
@@ -92,7 +123,7 @@ def cpu(fn, rounds: int) -> float:
 def healthy_routes(result: IpamResult, node: str) -> list:
     """``ip -json route`` of a node where everything the model expects is programmed."""
     table = []
-    for _, want in verify.expected_routes(node, result, "eth0"):
+    for _kind, want in verify.expected_routes(node, result, "eth0"):
         route = {k: v for k, v in want.items() if v not in (None, "")}
         route["dst"] = route["dst"][:-3] if route["dst"].endswith("/32") else route["dst"]
         route["flags"] = ["onlink"] if route.pop("onlink", False) else []
@@ -115,18 +146,30 @@ def main() -> int:
         print(time.process_time() - start)
         return 0
 
-    print(f"IPAM result benchmark: {args.nodes:,} nodes x {args.workloads} workloads "
-          f"({args.nodes * args.workloads:,} workloads), best of {args.rounds}, CPU seconds")
+    print(
+        f"IPAM result benchmark: {args.nodes:,} nodes x {args.workloads} workloads "
+        f"({args.nodes * args.workloads:,} workloads), best of {args.rounds}, CPU seconds"
+    )
     failed = False
     for label, data in (("routing", view), ("full", full)):
-        cold = min(float(subprocess.run([sys.executable, __file__, "--nodes", str(args.nodes), "--workloads",
-                                         str(args.workloads), "--cold", label], capture_output=True, text=True,
-                                        check=True).stdout) for _ in range(args.rounds))
+        cold = min(
+            float(
+                subprocess.run(
+                    [sys.executable, __file__, "--nodes", str(args.nodes), "--workloads", str(args.workloads), "--cold", label],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            for _round in range(args.rounds)
+        )
         warm = cpu(lambda data=data: IpamResult.from_dict(data), args.rounds)
         base = cpu(lambda data=data: plain(data), args.rounds)
         failed |= cold > base
-        print(f"  read the {label:7} result: model {cold:7.3f} s cold, {warm:7.3f} s warm; plain ipaddress "
-              f"{base:7.3f} s; ratio {cold / base:.2f} cold, {warm / base:.2f} warm")
+        print(
+            f"  read the {label:7} result: model {cold:7.3f} s cold, {warm:7.3f} s warm; plain ipaddress "
+            f"{base:7.3f} s; ratio {cold / base:.2f} cold, {warm / base:.2f} warm"
+        )
     model = IpamResult.from_dict(full)
     node = "node-00001"
     routes = healthy_routes(model, node)

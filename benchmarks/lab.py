@@ -35,14 +35,18 @@ HOSTS = {"node-a": "192.168.100.100/24", "node-b": "192.168.100.101/24", "node-c
 
 def env() -> dict:
     venv = ROOT / ".venv" / "bin"
-    return dict(os.environ, PATH=f"{venv}:{os.environ['PATH']}", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-                ANSIBLE_HOME=str(ROOT / ".cache" / "ansible"), ANSIBLE_LOCAL_TEMP=str(ROOT / ".cache" / "ansible" / "tmp"))
+    return dict(
+        os.environ,
+        PATH=f"{venv}:{os.environ['PATH']}",
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_HOME=str(ROOT / ".cache" / "ansible"),
+        ANSIBLE_LOCAL_TEMP=str(ROOT / ".cache" / "ansible" / "tmp"),
+    )
 
 
 def playbook(path: str) -> tuple[float, dict]:
     t0 = time.monotonic()
-    proc = subprocess.run(["ansible-playbook", "-i", str(INVENTORY), path], cwd=ROOT, env=env(),
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(["ansible-playbook", "-i", str(INVENTORY), path], cwd=ROOT, env=env(), capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - t0
     if proc.returncode != 0:
         sys.stdout.write(proc.stdout[-4000:])
@@ -52,8 +56,7 @@ def playbook(path: str) -> tuple[float, dict]:
 
 
 def labctl(*args: str, extra_env: dict | None = None) -> dict:
-    proc = subprocess.run(["/usr/bin/python3", str(LABCTL), *args], capture_output=True, text=True, check=False,
-                          env=dict(os.environ, **(extra_env or {})))
+    proc = subprocess.run(["/usr/bin/python3", str(LABCTL), *args], capture_output=True, text=True, check=False, env=dict(os.environ, **(extra_env or {})))
     result = json.loads(proc.stdout)
     if proc.returncode != 0:
         raise SystemExit(result.get("msg"))
@@ -105,8 +108,10 @@ def main() -> int:
     print(f"{'total':28} {t_cold:12.1f}s {t_warm:12.1f}s   (goals: 90 s, 30 s)")
     print(f"no-op re-run: site.yml changed={site_changed} (must be 0); no-op / from nothing = {t_warm / t_cold:.2f}")
     print(f"guest uptime when sshd listens: {boot:.1f} s (guest clock)")
-    print(f"boot of 3 guests: parallel (create.yml, incl. router and Ansible start) {create_cold:.1f} s, "
-          f"one after another (labctl only) {serial:.1f} s: parallel is {serial / create_cold:.1f}x faster")
+    print(
+        f"boot of 3 guests: parallel (create.yml, incl. router and Ansible start) {create_cold:.1f} s, "
+        f"one after another (labctl only) {serial:.1f} s: parallel is {serial / create_cold:.1f}x faster"
+    )
     ok = t_cold <= 90 and t_warm <= 30 and site_changed == 0
     print("goals met" if ok else "GOALS MISSED")
     return 0 if site_changed == 0 else 1  # a missed time goal is a figure; a non-idempotent run is a failure

@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
     names, extra = argv, []
     if "--" in argv:
         cut = argv.index("--")
-        names, extra = argv[:cut], argv[cut + 1:]
+        names, extra = argv[:cut], argv[cut + 1 :]
     available = [n for n in ORDER if (HERE / f"{n}.py").exists()]
     unknown = sorted(set(names) - set(available))
     if unknown:

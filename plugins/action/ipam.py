@@ -82,8 +82,12 @@ def routing(nodes: dict) -> dict:
     and only the borrowed workloads (their pool) - the fleet without its workloads."""
     return {
         name: {
-            "ip": node["ip"], "network": node["network"], "blocks": node["blocks"], "borrowed": node["borrowed"],
-            "tunnels": node["tunnels"], "workloads": [w for w in node["workloads"] if w.get("borrowed")],
+            "ip": node["ip"],
+            "network": node["network"],
+            "blocks": node["blocks"],
+            "borrowed": node["borrowed"],
+            "tunnels": node["tunnels"],
+            "workloads": [w for w in node["workloads"] if w.get("borrowed")],
         }
         for name, node in nodes.items()
     }
@@ -99,12 +103,14 @@ def summary(result: dict) -> list:
             f"node {name}: {len(node['blocks'])} block(s) {' '.join(b['cidr'] for b in node['blocks'])}; "
             f"{sum(1 for w in node['workloads'] if w.get('ip'))} workload address(es); borrowed: "
             f"{' '.join(node['borrowed']) or 'none'}; tunnels: ipip {tunnels.get('ipip') or '-'}, "
-            f"vxlan {tunnels.get('vxlan') or '-'}")
+            f"vxlan {tunnels.get('vxlan') or '-'}"
+        )
     for name, pool in result["pools"].items():
         lines.append(
             f"pool {name} {pool['cidr']}: {pool['blocks']} block(s) of /{pool['block_size']}, "
             f"{pool['allocated']}/{pool['capacity']} addresses in use "
-            f"({100.0 * pool['allocated'] / pool['capacity']:.2f}%)")
+            f"({100.0 * pool['allocated'] / pool['capacity']:.2f}%)"
+        )
     lines.extend(f"problem: {problem}" for problem in result["problems"])
     if not result["problems"]:
         lines.append("problems: none (the state is consistent)")

@@ -35,8 +35,9 @@ import hashlib
 import ipaddress
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Optional
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
@@ -54,9 +55,7 @@ PROTO_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 MESH, RR, GLOBAL, NODE = "mesh", "rr", "global", "node"
 # The external peers of the settings: (settings key, inventory variable, protocol name prefix).
 EXTERNAL_PEERS = (("peers", "calico_bgp_peers", "Global"), ("node_peers", "calico_bgp_node_peers", "Node"))
-PEER_KEYS = frozenset(
-    {"name", "address", "as", "password", "ttl_security", "multihop", "keep_next_hop", "port", "passive", "import_default_route"}
-)
+PEER_KEYS = frozenset({"name", "address", "as", "password", "ttl_security", "multihop", "keep_next_hop", "port", "passive", "import_default_route"})
 
 
 class BgpConfigError(L3CalicoError, ValueError):
@@ -161,8 +160,7 @@ def password_source(node: str, field_name: str, value: Any, source: PasswordSour
     text = str(value)
     if len(text.encode("utf-8")) > PASSWORD_MAX or not PASSWORD_RE.fullmatch(text):
         raise BgpConfigError(
-            f"host {node}: {field_name}: a TCP-MD5 password must be 1..{PASSWORD_MAX} bytes "
-            'without quotes ("), backslashes or control characters'
+            f'host {node}: {field_name}: a TCP-MD5 password must be 1..{PASSWORD_MAX} bytes without quotes ("), backslashes or control characters'
         )
     return source
 
@@ -258,7 +256,7 @@ class BgpSettings:
     node_mesh: bool = True
     mesh_password: Optional[PasswordSource] = None  # of the node-to-node sessions (mesh and reflectors)
     route_reflectors: Mapping[str, str] = field(default_factory=dict)  # node -> cluster id
-    peers: Tuple[Peer, ...] = ()  # external: global, then this node's
+    peers: tuple[Peer, ...] = ()  # external: global, then this node's
     import_default_route: bool = False
     graceful_restart: bool = True
     graceful_restart_time: int = DEFAULT_RESTART_TIME
@@ -284,9 +282,7 @@ class BgpSettings:
         mesh = _bool(node, "calico_bgp_node_mesh", settings.get("node_mesh", True))
         mesh_password = password_source(node, "calico_bgp_mesh_password", settings.get("mesh_password"), MESH_PASSWORD)
         peers = tuple(
-            Peer.from_inventory(node, var, index, raw, prefix)
-            for key, var, prefix in EXTERNAL_PEERS
-            for index, raw in enumerate(settings.get(key) or [])
+            Peer.from_inventory(node, var, index, raw, prefix) for key, var, prefix in EXTERNAL_PEERS for index, raw in enumerate(settings.get(key) or [])
         )
         return cls(
             node,
@@ -312,7 +308,7 @@ class BgpSettings:
         """The AS of node ``name``: its ``calico_bgp_as``, else ``default_as``."""
         return self.node_as.get(name, self.default_as)
 
-    def session_with(self, name: str, peer_as: int) -> Optional[Tuple[str, bool]]:
+    def session_with(self, name: str, peer_as: int) -> Optional[tuple[str, bool]]:
         """This node's session with node ``name`` (of AS ``peer_as``): ``(kind, rr_client)``, None: none.
 
         A reflector peers with every node; its clients are the nodes of its AS that are not reflectors
@@ -379,7 +375,7 @@ def node_config(ipam: dict, node: str, settings: Optional[dict] = None) -> dict:
     }
 
 
-def ipam_node(ipam, node: str) -> Tuple[IpamResult, Node]:
+def ipam_node(ipam, node: str) -> tuple[IpamResult, Node]:
     """The IPAM result (read and checked once by ``ipam_result``) and ``node`` in it, with what BGP needs:
     the node's subnet, and a pool."""
     try:
@@ -491,7 +487,7 @@ def pool_lists(result: IpamResult) -> dict:
     others, the IPIP ``Always`` ones, the IPIP ``CrossSubnet`` ones (BIRD decides these per route: through
     tunl0 unless the next hop lies in this node's subnet - ipam_result.same_subnet, Calico's rule) and
     the VXLAN ones (l3.calico.tunnels programs them)."""
-    pools = [pool for _, pool in sorted(result.pools.items())]
+    pools = [pool for _name, pool in sorted(result.pools.items())]
 
     def cidrs(keep) -> list:
         return [str(p.cidr) for p in pools if keep(p)]

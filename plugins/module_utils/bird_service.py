@@ -116,9 +116,7 @@ def plan_path(spec: FileSpec) -> FileSpec:
         spec.before = fh.read()
     spec.write = spec.before != spec.content
     spec.attrs = not spec.write and (
-        stat.S_IMODE(st.st_mode) != spec.mode
-        or (spec.uid != -1 and st.st_uid != spec.uid)
-        or (spec.gid != -1 and st.st_gid != spec.gid)
+        stat.S_IMODE(st.st_mode) != spec.mode or (spec.uid != -1 and st.st_uid != spec.uid) or (spec.gid != -1 and st.st_gid != spec.gid)
     )
     return spec
 
@@ -157,8 +155,7 @@ def apply_path(spec: FileSpec) -> None:
         os.chmod(spec.path, spec.mode)
 
 
-def validate(run: Runner, bird: str, config: bytes, directory: str | None, secrets_file: str | None = None,
-             secrets: bytes | None = None) -> None:
+def validate(run: Runner, bird: str, config: bytes, directory: str | None, secrets_file: str | None = None, secrets: bytes | None = None) -> None:
     """``bird -p -c`` on temporary copies of the NEW bird.conf and passwords file, together.
 
     The copy of bird.conf lives in ``directory`` (the config's own, so relative includes resolve as
@@ -188,9 +185,12 @@ def validate(run: Runner, bird: str, config: bytes, directory: str | None, secre
         text = (err or out).strip().replace(tmp, "<new bird.conf>")
         if secrets_file:
             text = text.replace(secrets_copy, f"<new {os.path.basename(secrets_file)}>")
-        raise BirdServiceError(f"BIRD refused the new configuration (bird -p -c, rc {rc}): {text}; "
-                               "nothing was written, the running configuration is unchanged", rc=rc, stdout=out,
-                               stderr=err)
+        raise BirdServiceError(
+            f"BIRD refused the new configuration (bird -p -c, rc {rc}): {text}; nothing was written, the running configuration is unchanged",
+            rc=rc,
+            stdout=out,
+            stderr=err,
+        )
 
 
 def supervisor_running(pid_file: str) -> bool:
@@ -221,16 +221,14 @@ def reload_out(run: Runner, birdc: str, socket: str, protocol: str) -> str:
     """BIRD runs the export filter of ``protocol`` again over its table (no session restarts)."""
     rc, out, err = run([birdc, "-s", socket, "reload", "out", protocol])
     if rc != 0 or "reloading" not in out:
-        raise BirdServiceError(f"birdc reload out {protocol} failed (rc {rc}): {(out + err).strip()}", rc=rc,
-                               stdout=out, stderr=err)
+        raise BirdServiceError(f"birdc reload out {protocol} failed (rc {rc}): {(out + err).strip()}", rc=rc, stdout=out, stderr=err)
     return out.strip()
 
 
 def reconfigure(run: Runner, birdc: str, socket: str) -> str:
     rc, out, err = run([birdc, "-s", socket, "configure"])
     if rc != 0 or ("Reconfigured" not in out and "Reconfiguration in progress" not in out):
-        raise BirdServiceError(f"birdc configure failed (rc {rc}): {(out + err).strip()}", rc=rc, stdout=out,
-                               stderr=err)
+        raise BirdServiceError(f"birdc configure failed (rc {rc}): {(out + err).strip()}", rc=rc, stdout=out, stderr=err)
     return out.strip()
 
 
@@ -248,23 +246,18 @@ def unit_file(p: dict) -> str:
 
 
 def unit_state(run: Runner, systemctl: str, service: str) -> UnitState:
-    rc, out, err = run([systemctl, "show", "--property=ActiveState,UnitFileState,NeedDaemonReload", "--",
-                        f"{service}.service"])
+    rc, out, err = run([systemctl, "show", "--property=ActiveState,UnitFileState,NeedDaemonReload", "--", f"{service}.service"])
     if rc != 0:
-        raise BirdServiceError(f"systemctl show {service}.service failed (rc {rc}): {(err or out).strip()}", rc=rc,
-                               stdout=out, stderr=err)
+        raise BirdServiceError(f"systemctl show {service}.service failed (rc {rc}): {(err or out).strip()}", rc=rc, stdout=out, stderr=err)
     props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return UnitState(props.get("ActiveState", ""), props.get("UnitFileState", ""),
-                     props.get("NeedDaemonReload", "no") == "yes")
+    return UnitState(props.get("ActiveState", ""), props.get("UnitFileState", ""), props.get("NeedDaemonReload", "no") == "yes")
 
 
 def systemctl(run: Runner, p: dict, *args: str) -> str:
-    argv = [p["systemctl"], *args, "--", f"{p['service_name']}.service"] if args[0] != "daemon-reload" \
-        else [p["systemctl"], "daemon-reload"]
+    argv = [p["systemctl"], *args, "--", f"{p['service_name']}.service"] if args[0] != "daemon-reload" else [p["systemctl"], "daemon-reload"]
     rc, out, err = run(argv)
     if rc != 0:
-        raise BirdServiceError(f"{' '.join(argv)} failed (rc {rc}): {(err or out).strip()}", rc=rc, stdout=out,
-                               stderr=err)
+        raise BirdServiceError(f"{' '.join(argv)} failed (rc {rc}): {(err or out).strip()}", rc=rc, stdout=out, stderr=err)
     return (out + err).strip()
 
 
@@ -299,8 +292,7 @@ class Plan:
 
     @property
     def changes(self) -> list[str]:
-        found = [] if self.state == "present" else \
-            [f for f, on in (("BIRD stopped", self.stop), ("BIRD's unit disabled", self.disable)) if on]
+        found = [] if self.state == "present" else [f for f, on in (("BIRD stopped", self.stop), ("BIRD's unit disabled", self.disable)) if on]
         found += [d for d in map(describe, self.files) if d]
         if self.daemon_reload:
             found.append("systemd reloaded (systemctl daemon-reload)")
@@ -351,14 +343,14 @@ def check(p: dict) -> None:
     """The parameters the module's argument spec cannot check, before anything is read."""
     name = p["service_name"] or ""
     if not SERVICE_NAME_RE.fullmatch(name) or name.endswith(".service"):
-        raise BirdServiceError(f"service_name: {p['service_name']!r} is not a systemd unit name "
-                               "(letters, digits, ':', '_', '.', '-', one '@'; without '.service')")
+        raise BirdServiceError(
+            f"service_name: {p['service_name']!r} is not a systemd unit name (letters, digits, ':', '_', '.', '-', one '@'; without '.service')"
+        )
     if p["state"] == "present" and p["config"] is None:
         raise BirdServiceError("config: the content of bird.conf is required with state=present")
     for name in p.get("reload_out") or []:
         if not PROTOCOL_NAME_RE.fullmatch(name):
-            raise BirdServiceError(f"reload_out: {name!r} is not a BIRD protocol name (a letter or '_', then "
-                                   "letters, digits, '_')")
+            raise BirdServiceError(f"reload_out: {name!r} is not a BIRD protocol name (a letter or '_', then letters, digits, '_')")
 
 
 def plan(p: dict, run: Runner) -> Plan:
@@ -389,8 +381,7 @@ def plan(p: dict, run: Runner) -> Plan:
     if manager == "supervisor":
         if not p["supervisor_script"]:
             raise BirdServiceError("supervisor_script: the supervisor's content is required with manager=supervisor")
-        the_plan.files.append(plan_path(FileSpec(p["supervisor"], 0o755, 0, 0,
-                                                 content=p["supervisor_script"].encode())))
+        the_plan.files.append(plan_path(FileSpec(p["supervisor"], 0o755, 0, 0, content=p["supervisor_script"].encode())))
     else:
         if not p["unit"]:
             raise BirdServiceError("unit: the content of BIRD's systemd unit is required with manager=systemd")
@@ -457,8 +448,14 @@ def apply(the_plan: Plan, p: dict, run: Runner) -> dict:
     if the_plan.files_change:
         conf_dir = os.path.dirname(p["config_file"])
         secrets = the_plan.secrets
-        validate(run, p["bird"], the_plan.config.content or b"", conf_dir if os.path.isdir(conf_dir) else None,
-                 secrets_file=secrets.path, secrets=None if secrets.absent else secrets.content)
+        validate(
+            run,
+            p["bird"],
+            the_plan.config.content or b"",
+            conf_dir if os.path.isdir(conf_dir) else None,
+            secrets_file=secrets.path,
+            secrets=None if secrets.absent else secrets.content,
+        )
     for spec in the_plan.files:
         if spec.changed:
             apply_path(spec)
@@ -466,8 +463,7 @@ def apply(the_plan: Plan, p: dict, run: Runner) -> dict:
         if the_plan.start:
             rc, out, err = run([p["supervisor"], "start", p["supervisor_pid_file"], "--"] + list(p["bird_argv"]))
             if rc != 0:
-                raise BirdServiceError(f"{p['supervisor']} start failed (rc {rc}): {(out + err).strip()}", rc=rc,
-                                       stdout=out, stderr=err)
+                raise BirdServiceError(f"{p['supervisor']} start failed (rc {rc}): {(out + err).strip()}", rc=rc, stdout=out, stderr=err)
             said["start"] = out.strip()
     else:
         if the_plan.daemon_reload:
@@ -492,8 +488,7 @@ def apply_absent(the_plan: Plan, p: dict, run: Runner) -> dict:
         if the_plan.stop:
             rc, out, err = run([p["supervisor"], "stop", p["supervisor_pid_file"]])
             if rc != 0:
-                raise BirdServiceError(f"{p['supervisor']} stop failed (rc {rc}): {(out + err).strip()}", rc=rc,
-                                       stdout=out, stderr=err)
+                raise BirdServiceError(f"{p['supervisor']} stop failed (rc {rc}): {(out + err).strip()}", rc=rc, stdout=out, stderr=err)
     elif the_plan.stop or the_plan.disable:
         said["stop"] = systemctl(run, p, "disable", "--now") if the_plan.disable else systemctl(run, p, "stop")
     for spec in the_plan.files:

@@ -55,9 +55,7 @@ def parse_protocols(text: str) -> list[dict]:
             label, _sep, numbers = stripped.partition(":")
             if current["_channel"] is not None and label == "Import updates":
                 values = numbers.split()
-                current["_channel"]["import_updates"] = {
-                    column: int(value) for column, value in zip(_STATS_COLUMNS, values, strict=False) if value.isdigit()
-                }
+                current["_channel"]["import_updates"] = {column: int(value) for column, value in zip(_STATS_COLUMNS, values, strict=False) if value.isdigit()}
             continue
         match = _KEY_RE.match(line)
         if not match:
@@ -99,25 +97,16 @@ def problems(protocols: list[dict], md5: dict[str, int]) -> list[str]:
         if protocol.get("proto") != "BGP" or protocol.get("established"):
             continue
         state = protocol.get("bgp_state") or protocol.get("state") or "unknown"
-        text = (
-            f"BGP session {protocol['name']} to {protocol.get('neighbor_address', '?')} "
-            f"(AS {protocol.get('neighbor_as', '?')}) is {state}, not Established"
-        )
+        text = f"BGP session {protocol['name']} to {protocol.get('neighbor_address', '?')} (AS {protocol.get('neighbor_as', '?')}) is {state}, not Established"
         if protocol.get("last_error"):
             text += f"; last error: {protocol['last_error']}"
         if protocol.get("state") == "down":
             text += "; the protocol is disabled or shut down"
         elif state in ("Connect", "Active", "Idle"):
             if md5["failure"]:
-                text += (
-                    f"; TCP-MD5 signatures failed {md5['failure']} times on this host "
-                    "(TcpExtTCPMD5Failure): the passwords of the two ends differ"
-                )
+                text += f"; TCP-MD5 signatures failed {md5['failure']} times on this host (TcpExtTCPMD5Failure): the passwords of the two ends differ"
             elif md5["not_found"]:
-                text += (
-                    f"; {md5['not_found']} segments without TCP-MD5 signature were dropped "
-                    "(TcpExtTCPMD5NotFound): this end has a password, the peer none"
-                )
+                text += f"; {md5['not_found']} segments without TCP-MD5 signature were dropped (TcpExtTCPMD5NotFound): this end has a password, the peer none"
             elif md5["unexpected"]:
                 text += (
                     f"; {md5['unexpected']} segments with an unexpected TCP-MD5 signature were dropped "

@@ -20,7 +20,7 @@ Errors (:class:`SelectorError`) give the position and what was expected.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
@@ -121,8 +121,7 @@ class _Parser:
         """One level deeper ('(' or '!'): refused past MAX_DEPTH."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise SelectorError(self.text, self.peek()[2],
-                                f"nested more than {MAX_DEPTH} deep (parentheses and '!' together)")
+            raise SelectorError(self.text, self.peek()[2], f"nested more than {MAX_DEPTH} deep (parentheses and '!' together)")
 
     def unary(self) -> Predicate:
         if self.peek()[:2] == ("op", "!"):

@@ -14,8 +14,9 @@ of the kernel, ...), so code that catches those still does.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 
 class L3CalicoError(Exception):

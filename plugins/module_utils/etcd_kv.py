@@ -105,22 +105,22 @@ def parse_key(key: str, prefix: str = "") -> tuple[str, Any] | None:
     """
     if not key.startswith(prefix):
         return None
-    rest = key[len(prefix):]
+    rest = key[len(prefix) :]
     if rest.startswith(POOL_DIR):
-        name = rest[len(POOL_DIR):]
+        name = rest[len(POOL_DIR) :]
         return ("pool", name) if name and "/" not in name else None
     if not rest.startswith(ROOT + "/"):
         return None
     if rest == CONFIG_KEY:
         return ("config", None)
     if rest.startswith(BLOCK_DIR):
-        part = rest[len(BLOCK_DIR):]
+        part = rest[len(BLOCK_DIR) :]
         return ("block", key_part_to_cidr(part)) if "/" not in part and "-" in part else None
     if rest.startswith(HANDLE_DIR):
-        handle = rest[len(HANDLE_DIR):]
+        handle = rest[len(HANDLE_DIR) :]
         return ("handle", handle) if handle else None
     if rest.startswith(HOST_DIR):
-        parts = rest[len(HOST_DIR):].split("/")
+        parts = rest[len(HOST_DIR) :].split("/")
         if len(parts) == 4 and parts[1:3] == ["ipv4", "block"] and parts[0] and "-" in parts[3]:
             return ("affinity", (parts[0], key_part_to_cidr(parts[3])))
     return None
@@ -151,8 +151,7 @@ class EtcdSettings:
         if (self.client_cert is None) != (self.client_key is None):
             raise EtcdError("etcd_cert and etcd_key: give both (client certificate and its key) or neither")
         if self.prefix and (not self.prefix.startswith("/") or self.prefix.endswith("/")):
-            raise EtcdError(f"etcd_prefix: {self.prefix!r} must start with '/' and not end with '/' "
-                            "(e.g. /site-a); empty means Calico's own keys")
+            raise EtcdError(f"etcd_prefix: {self.prefix!r} must start with '/' and not end with '/' (e.g. /site-a); empty means Calico's own keys")
         if self.max_txn_ops < 4:
             raise EtcdError(f"etcd max_txn_ops: {self.max_txn_ops} is too small (etcd's default is 128)")
         if self.retries < 1:
@@ -203,7 +202,7 @@ class Snapshot:
 class EtcdKV:
     """Range reads and transactions against the first endpoint that answers."""
 
-    PAGE = 10000     # keys per range request (one round trip for most sites)
+    PAGE = 10000  # keys per range request (one round trip for most sites)
 
     def __init__(self, settings: EtcdSettings) -> None:
         settings.validate()
@@ -216,15 +215,17 @@ class EtcdKV:
             import etcd3gw  # deferred: the file datastore must not need it
         except ImportError as exc:
             import sys
-            raise EtcdError(f"the etcd datastore needs the Python package etcd3gw (pinned 2.7.0 in "
-                            f"requirements.txt), which {sys.executable} cannot import ({exc}): install "
-                            "it there, or run the module with a Python that has it") from None
+
+            raise EtcdError(
+                f"the etcd datastore needs the Python package etcd3gw (pinned 2.7.0 in "
+                f"requirements.txt), which {sys.executable} cannot import ({exc}): install "
+                "it there, or run the module with a Python that has it"
+            ) from None
 
         import requests  # etcd3gw's transport
 
         while len(self._clients) <= index:
-            scheme, host, port = _split_endpoint(self.settings.endpoints[len(self._clients)],
-                                                 tls=self.settings.ca_cert is not None)
+            scheme, host, port = _split_endpoint(self.settings.endpoints[len(self._clients)], tls=self.settings.ca_cert is not None)
             # Our own session: with trust_env (requests' default) REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE
             # would silently replace etcd_ca_cert, and HTTP(S)_PROXY would route etcd through a proxy.
             session = requests.Session()
@@ -232,9 +233,7 @@ class EtcdKV:
             session.verify = self.settings.ca_cert or True
             if self.settings.client_cert:
                 session.cert = (self.settings.client_cert, self.settings.client_key)
-            self._clients.append(etcd3gw.Etcd3Client(
-                host=host, port=port, protocol=scheme, timeout=self.settings.timeout,
-                session=session, api_path="/v3/"))
+            self._clients.append(etcd3gw.Etcd3Client(host=host, port=port, protocol=scheme, timeout=self.settings.timeout, session=session, api_path="/v3/"))
         return self._clients[index]
 
     def call(self, path: str, payload: dict) -> dict:
@@ -252,8 +251,7 @@ class EtcdKV:
                 errors.append(f"{self.settings.endpoints[index]}: {_reason(err)}")
                 continue
             except exc.Etcd3Exception as err:
-                raise EtcdError(f"etcd at {self.settings.endpoints[index]} refused {path}: "
-                                f"{_reason(err)}") from None
+                raise EtcdError(f"etcd at {self.settings.endpoints[index]} refused {path}: {_reason(err)}") from None
             except OSError as err:  # TLS files unreadable, ...
                 errors.append(f"{self.settings.endpoints[index]}: {err}")
                 continue
@@ -274,8 +272,7 @@ class EtcdKV:
                 snap = Snapshot(revision=int(result["header"]["revision"]))
             kvs = result.get("kvs", [])
             for kv in kvs:
-                snap.kvs[_unb64(kv["key"]).decode("utf-8")] = (_unb64(kv.get("value", "")),
-                                                               int(kv["mod_revision"]))
+                snap.kvs[_unb64(kv["key"]).decode("utf-8")] = (_unb64(kv.get("value", "")), int(kv["mod_revision"]))
             if not result.get("more") or not kvs:
                 return snap
             start = _unb64(kvs[-1]["key"]) + b"\0"
@@ -373,8 +370,7 @@ def diff(old: dict[str, tuple[bytes, int]], new: dict[str, bytes]) -> dict[str, 
     return changes
 
 
-def units(changes: dict[str, tuple[int, bytes | None]], old: dict[str, tuple[bytes, int]],
-          prefix: str = "") -> list[list[str]]:
+def units(changes: dict[str, tuple[int, bytes | None]], old: dict[str, tuple[bytes, int]], prefix: str = "") -> list[list[str]]:
     """Group changed keys that must commit together (union-find).
 
     A block, the affinities of its CIDR and every changed handle that counts (before or
@@ -420,13 +416,16 @@ def units(changes: dict[str, tuple[int, bytes | None]], old: dict[str, tuple[byt
         return (0 if kinds & {"config", "pool"} else 1 if "block" in kinds else 2, group[0])
 
     order = {"pool": 0, "config": 0, "block": 1, "handle": 2, "affinity": 3}
-    return [sorted(g, key=lambda k: (order.get((parse_key(k, prefix) or ("other",))[0], 4), k))
-            for g in sorted(groups.values(), key=rank)]
+    return [sorted(g, key=lambda k: (order.get((parse_key(k, prefix) or ("other",))[0], 4), k)) for g in sorted(groups.values(), key=rank)]
 
 
-def plan_txns(changes: dict[str, tuple[int, bytes | None]], old: dict[str, tuple[bytes, int]],
-              prefix: str = "", max_ops: int = DEFAULT_MAX_TXN_OPS,
-              max_bytes: int = DEFAULT_MAX_TXN_BYTES) -> tuple[list[Txn], int]:
+def plan_txns(
+    changes: dict[str, tuple[int, bytes | None]],
+    old: dict[str, tuple[bytes, int]],
+    prefix: str = "",
+    max_ops: int = DEFAULT_MAX_TXN_OPS,
+    max_bytes: int = DEFAULT_MAX_TXN_BYTES,
+) -> tuple[list[Txn], int]:
     """Pack units into as few transactions as etcd accepts.
 
     Returns the transactions and how many units had to be split because one unit alone

@@ -20,8 +20,7 @@ def temporary_prefix(path: str) -> str:
     return "." + os.path.basename(path) + "."
 
 
-def atomic_write(path: str, content: str | bytes, mode: int = 0o644, uid: int = -1, gid: int = -1,
-                 make_parents: bool = False) -> None:
+def atomic_write(path: str, content: str | bytes, mode: int = 0o644, uid: int = -1, gid: int = -1, make_parents: bool = False) -> None:
     """Replace ``path`` by ``content`` (a str is written as UTF-8).
 
     A temporary file in the same directory gets its owner (``uid``/``gid``; -1 keeps the process's)

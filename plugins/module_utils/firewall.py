@@ -33,8 +33,9 @@ import ipaddress
 import json
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Optional
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
@@ -51,7 +52,7 @@ DEFAULT_STATE_FILE = "/run/l3-calico/firewall.json"
 
 # The options of this part, as modules l3.calico.firewall and l3.calico.node take them
 # (documented once, by doc fragment l3.calico.firewall).
-ARGUMENT_SPEC: Dict[str, Dict[str, Any]] = dict(
+ARGUMENT_SPEC: dict[str, dict[str, Any]] = dict(
     firewall_backend=dict(type="str", choices=list(BACKENDS), default="auto"),
     veth_prefix=dict(type="str", default=naming.VETH_PREFIX),
     firewall_state_file=dict(type="path", default=DEFAULT_STATE_FILE),
@@ -73,19 +74,23 @@ class Options:
     host_tcp_ports: Sequence[int] = DEFAULT_HOST_TCP_PORTS
 
     @classmethod
-    def from_params(cls, params: Mapping) -> "Options":
-        return cls(backend=params["firewall_backend"], veth_prefix=params["veth_prefix"],
-                   state_file=params["firewall_state_file"], host_tcp_ports=tuple(params["host_tcp_ports"]))
+    def from_params(cls, params: Mapping) -> Options:
+        return cls(
+            backend=params["firewall_backend"],
+            veth_prefix=params["veth_prefix"],
+            state_file=params["firewall_state_file"],
+            host_tcp_ports=tuple(params["host_tcp_ports"]),
+        )
 
 
 @dataclass
 class Rules:
-    nat_pools: List[str]
-    all_pools: List[str]
-    sources: List[Tuple[str, str]]  # (host veth, workload address)
+    nat_pools: list[str]
+    all_pools: list[str]
+    sources: list[tuple[str, str]]  # (host veth, workload address)
     veth_prefix: str
-    host_tcp_ports: List[int] = field(default_factory=list)  # host ports workloads may not reach
-    node_addresses: List[str] = field(default_factory=list)  # every node's addresses (forward path, no NAT)
+    host_tcp_ports: list[int] = field(default_factory=list)  # host ports workloads may not reach
+    node_addresses: list[str] = field(default_factory=list)  # every node's addresses (forward path, no NAT)
 
 
 def desired_rules(
@@ -127,8 +132,9 @@ def desired_rules(
             nodes.add(str(ipaddress.IPv4Address(str(address).partition("/")[0] if isinstance(address, str) else address)))
         except ValueError:
             raise FirewallError(f"node_addresses[{index}]: {address!r} is not an IPv4 address") from None
-    return Rules(sorted(nat_pools, key=_key), sorted(all_pools, key=_key), sorted(sources), veth_prefix,
-                 sorted(set(ports)), sorted(nodes, key=ipaddress.IPv4Address))
+    return Rules(
+        sorted(nat_pools, key=_key), sorted(all_pools, key=_key), sorted(sources), veth_prefix, sorted(set(ports)), sorted(nodes, key=ipaddress.IPv4Address)
+    )
 
 
 def _key(cidr: str):
@@ -152,14 +158,15 @@ def render_nft(rules: Rules) -> str:
         '  comment "l3.calico: natOutgoing and workload anti-spoofing"\n'
         "  set nat-pools {\n    type ipv4_addr; flags interval;\n" + elements(rules.nat_pools) + "  }\n"
         "  set all-pools {\n    type ipv4_addr; flags interval;\n" + elements(rules.all_pools) + "  }\n"
-        "  set workload-sources {\n    type ifname . ipv4_addr;\n"
-        + elements(f'"{veth}" . {ip}' for veth, ip in rules.sources)
-        + "  }\n"
+        "  set workload-sources {\n    type ifname . ipv4_addr;\n" + elements(f'"{veth}" . {ip}' for veth, ip in rules.sources) + "  }\n"
         "  set node-addresses {\n    type ipv4_addr;\n" + elements(rules.node_addresses) + "  }\n"
         "  chain antispoof {\n"
         "    type filter hook prerouting priority raw; policy accept;\n"
-        + (f'    iifname "{rules.veth_prefix}*" ip daddr @node-addresses tcp dport '
-           f'{{ {", ".join(str(p) for p in rules.host_tcp_ports)} }} counter drop\n' if rules.host_tcp_ports else "")
+        + (
+            f'    iifname "{rules.veth_prefix}*" ip daddr @node-addresses tcp dport {{ {", ".join(str(p) for p in rules.host_tcp_ports)} }} counter drop\n'
+            if rules.host_tcp_ports
+            else ""
+        )
         + f'    iifname "{rules.veth_prefix}*" iifname . ip saddr != @workload-sources counter drop\n'
         "  }\n"
         "  chain nat-outgoing {\n"
@@ -168,18 +175,24 @@ def render_nft(rules: Rules) -> str:
         "  }\n"
         "  chain host-protect {\n"
         "    type filter hook input priority filter; policy accept;\n"
-        + (f'    iifname "{rules.veth_prefix}*" tcp dport {{ {", ".join(str(p) for p in rules.host_tcp_ports)} }} '
-           "counter drop\n" if rules.host_tcp_ports else "")
+        + (
+            f'    iifname "{rules.veth_prefix}*" tcp dport {{ {", ".join(str(p) for p in rules.host_tcp_ports)} }} counter drop\n'
+            if rules.host_tcp_ports
+            else ""
+        )
         + "  }\n"
         "}\n"
     )
 
 
-def iptables_rules(rules: Rules) -> Dict[str, List[str]]:
+def iptables_rules(rules: Rules) -> dict[str, list[str]]:
     """Our chains' rules per table, exactly as ``iptables-save`` prints them."""
     # first: no workload reaches a node's BGP port (before the RETURN of its own address)
-    antispoof = [f"-A {ANTISPOOF_CHAIN} -d {address}/32 -i {rules.veth_prefix}+ -p tcp -m tcp --dport {port} -j DROP"
-                 for address in rules.node_addresses for port in rules.host_tcp_ports]
+    antispoof = [
+        f"-A {ANTISPOOF_CHAIN} -d {address}/32 -i {rules.veth_prefix}+ -p tcp -m tcp --dport {port} -j DROP"
+        for address in rules.node_addresses
+        for port in rules.host_tcp_ports
+    ]
     antispoof += [f"-A {ANTISPOOF_CHAIN} -s {ip}/32 -i {veth} -j RETURN" for veth, ip in rules.sources]
     antispoof.append(f"-A {ANTISPOOF_CHAIN} -i {rules.veth_prefix}+ -j DROP")
     nat = [f"-A {NAT_CHAIN} -d {cidr} -j RETURN" for cidr in rules.all_pools]
@@ -209,13 +222,12 @@ def render_iptables_restore(rules: Rules, present_jumps: Mapping[str, bool]) -> 
     return "\n".join(out) + "\n"
 
 
-def _iptables_present(ipt: Mapping[str, Optional[List[str]]]) -> Dict[str, Tuple[int, bool]]:
+def _iptables_present(ipt: Mapping[str, Optional[list[str]]]) -> dict[str, tuple[int, bool]]:
     """Per table: how many jumps to our chain its built-in chain has, and whether the chain exists."""
-    return {table: ((lines or []).count(f"-A {JUMPS[table][0]} -j {JUMPS[table][1]}"), lines is not None)
-            for table, lines in ipt.items()}
+    return {table: ((lines or []).count(f"-A {JUMPS[table][0]} -j {JUMPS[table][1]}"), lines is not None) for table, lines in ipt.items()}
 
 
-def render_iptables_removal(present: Mapping[str, Tuple[int, bool]]) -> str:
+def render_iptables_removal(present: Mapping[str, tuple[int, bool]]) -> str:
     """Remove our chains: ``present[table] = (jumps to it, chain present)``; every jump goes first
     (a chain still referenced cannot be deleted: the whole table's commit would be refused)."""
     out = []
@@ -236,7 +248,7 @@ def render_iptables_removal(present: Mapping[str, Tuple[int, bool]]) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def nft_usable(runner: iproute.Runner) -> Tuple[bool, str]:
+def nft_usable(runner: iproute.Runner) -> tuple[bool, str]:
     if shutil.which("nft") is None:
         return False, "nft is not installed"
     # `nft -c`: the kernel checks the transaction, then aborts it -- nothing is committed, so the
@@ -245,7 +257,7 @@ def nft_usable(runner: iproute.Runner) -> Tuple[bool, str]:
     return result.rc == 0, (result.stderr or result.stdout).strip()
 
 
-def iptables_usable() -> Tuple[bool, str]:
+def iptables_usable() -> tuple[bool, str]:
     missing = [b for b in ("iptables-legacy-save", "iptables-legacy-restore") if shutil.which(b) is None]
     return (not missing), ("missing " + ", ".join(missing) if missing else "")
 
@@ -273,7 +285,7 @@ def read_nft(runner: iproute.Runner) -> Optional[str]:
     return result.stdout if result.rc == 0 else None
 
 
-def _legacy_tables(names_file: str = "/proc/net/ip_tables_names") -> List[str]:
+def _legacy_tables(names_file: str = "/proc/net/ip_tables_names") -> list[str]:
     """iptables-legacy tables that exist in this namespace (reading one would create it)."""
     try:
         with open(names_file, encoding="ascii") as handle:
@@ -282,13 +294,13 @@ def _legacy_tables(names_file: str = "/proc/net/ip_tables_names") -> List[str]:
         return []
 
 
-def read_iptables(runner: iproute.Runner) -> Dict[str, Optional[List[str]]]:
+def read_iptables(runner: iproute.Runner) -> dict[str, Optional[list[str]]]:
     """Per table: the ``-A`` lines of our chain and jump (None when the chain does not exist).
 
     Only tables that already exist are read: ``iptables-legacy-save -t nat`` on a host that never
     used iptables-legacy would load the legacy nat table as a side effect.
     """
-    current: Dict[str, Optional[List[str]]] = {table: None for table in JUMPS}
+    current: dict[str, Optional[list[str]]] = {table: None for table in JUMPS}
     if shutil.which("iptables-legacy-save") is None:
         return current
     existing = _legacy_tables()
@@ -312,7 +324,7 @@ class Plan:
     backend: str
     nft_script: str = ""
     iptables_script: str = ""
-    changes: List[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
     rendered: str = ""  # the desired ruleset (for diff and the state file)
     record: Optional[dict] = None
     recorded: dict = field(default_factory=dict)  # the state file as read when planning
@@ -331,14 +343,16 @@ class Plan:
         if not self.changed:
             return None
         if self.removal:
-            return {"before": "".join(line + "\n" for line in self.changes), "after": "",
-                    "before_header": "firewall objects of l3.calico", "after_header": "(removed)"}
+            return {
+                "before": "".join(line + "\n" for line in self.changes),
+                "after": "",
+                "before_header": "firewall objects of l3.calico",
+                "after_header": "(removed)",
+            }
         return {"before": "", "after": self.rendered, "after_header": f"{self.backend} rules"}
 
 
-def plan(
-    rules: Rules, backend: str, nft_listing: Optional[str], ipt: Mapping[str, Optional[List[str]]], recorded: dict
-) -> Plan:
+def plan(rules: Rules, backend: str, nft_listing: Optional[str], ipt: Mapping[str, Optional[list[str]]], recorded: dict) -> Plan:
     nft_text = render_nft(rules)
     want_ipt = iptables_rules(rules)
     if backend == "nftables":
@@ -435,7 +449,7 @@ def converge(
     return the_plan
 
 
-def plan_removal(nft_listing: Optional[str], ipt: Mapping[str, Optional[List[str]]], state_file_exists: bool) -> Plan:
+def plan_removal(nft_listing: Optional[str], ipt: Mapping[str, Optional[list[str]]], state_file_exists: bool) -> Plan:
     """Remove every object of the project's, of both backends, and nothing else.
 
     The nftables table ``ip l3calico`` (one ``delete table``), the iptables-legacy chains
@@ -452,8 +466,7 @@ def plan_removal(nft_listing: Optional[str], ipt: Mapping[str, Optional[List[str
     for table, (jump, chain_present) in present.items():
         builtin, chain = JUMPS[table]
         if chain_present:
-            result.changes.append(f"iptables-legacy {table} chain {chain} removed"
-                                  + (f" (and its jump from {builtin})" if jump else ""))
+            result.changes.append(f"iptables-legacy {table} chain {chain} removed" + (f" (and its jump from {builtin})" if jump else ""))
     if state_file_exists:
         result.changes.append("state file removed")
     return result

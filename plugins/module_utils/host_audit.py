@@ -13,7 +13,8 @@ route by longest prefix on every host, the block's owner included.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Optional
+from collections.abc import Iterable, Mapping
+from typing import Optional
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import int_to_ip
@@ -66,12 +67,10 @@ TUNNELS = (naming.IPIP_DEVICE, naming.VXLAN_DEVICE)
 def _matches(route: Mapping, want: Route) -> bool:
     """One hop goes as ``want`` says: its gateway (None: any), its device (None: the underlay, any device but a
     tunnel's - a route through a tunnel where none is due is encapsulated where Calico would not)."""
-    return any((want.gateway is None or g == want.gateway) and (d == want.dev if want.dev else d not in TUNNELS)
-               for g, d in _hops(route))
+    return any((want.gateway is None or g == want.gateway) and (d == want.dev if want.dev else d not in TUNNELS) for g, d in _hops(route))
 
 
-def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: bool = True,
-                 bgp_nodes: Optional[Iterable[str]] = None) -> list:
+def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: bool = True, bgp_nodes: Optional[Iterable[str]] = None) -> list:
     """Problems ``{"problem", "fix"}`` of ``node``'s kernel routes against the IPAM result ``ipam``
     (the result's dict or its model).
 
@@ -110,15 +109,18 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
 
     # Workloads: the /32 routes on workload veths.
     mine = {want.dst: want for want in expected[WORKLOAD]}
-    elsewhere = {w.address: (name, w.id) for name, other in result.nodes.items() if name != node
-                 for w in other.workloads if w.address is not None}
+    elsewhere = {w.address: (name, w.id) for name, other in result.nodes.items() if name != node for w in other.workloads if w.address is not None}
     for dst, want in sorted(mine.items()):
         ip = int_to_ip(dst.base)
         devs = [r.get("dev") for r in by_dst.get(dst, [])]
         if want.dev not in devs:
-            found.append({"problem": f"{node}: workload {want.workload} ({ip}) has no route '{ip} dev {want.dev}'"
-                                     + (f" (routes: {', '.join(str(d) for d in devs)})" if devs else ""),
-                          "fix": site})
+            found.append(
+                {
+                    "problem": f"{node}: workload {want.workload} ({ip}) has no route '{ip} dev {want.dev}'"
+                    + (f" (routes: {', '.join(str(d) for d in devs)})" if devs else ""),
+                    "fix": site,
+                }
+            )
     for net, rs in sorted(by_dst.items()):
         if net.prefix != 32:
             continue
@@ -131,21 +133,30 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
                 continue
             if net.base in elsewhere:
                 other, wid = elsewhere[net.base]
-                found.append({"problem": f"{node}: address {ip} is used here (dev {dev}) but the IPAM gives it to "
-                                         f"workload {wid} on {other}: two workloads with one address",
-                              "fix": f"{site}   (removes a workload of ours the IPAM no longer knows; anything "
-                                     f"else: on {node}, ip route del {ip}/32 dev {dev})"})
+                found.append(
+                    {
+                        "problem": f"{node}: address {ip} is used here (dev {dev}) but the IPAM gives it to "
+                        f"workload {wid} on {other}: two workloads with one address",
+                        "fix": f"{site}   (removes a workload of ours the IPAM no longer knows; anything else: on {node}, ip route del {ip}/32 dev {dev})",
+                    }
+                )
             elif net not in mine:
-                found.append({"problem": f"{node}: route '{ip} dev {dev}' belongs to no workload of {node} in the "
-                                         "IPAM (a leftover workload)",
-                              "fix": f"{site}   (or on {node}: ip route del {ip}/32 dev {dev})"})
+                found.append(
+                    {
+                        "problem": f"{node}: route '{ip} dev {dev}' belongs to no workload of {node} in the IPAM (a leftover workload)",
+                        "fix": f"{site}   (or on {node}: ip route del {ip}/32 dev {dev})",
+                    }
+                )
 
     # Blocks: own ones blackholed (BIRD's static protocol), others' routed.
     for want in expected[OWN_BLOCK]:
         if not any(r.get("type") == "blackhole" for r in by_dst.get(want.dst, [])):
-            found.append({"problem": f"{node}: own block {want.dst} is not blackholed (BIRD not running "
-                                     "or not configured?)",
-                          "fix": f"{site}   (then on {node}: birdc show protocols)"})
+            found.append(
+                {
+                    "problem": f"{node}: own block {want.dst} is not blackholed (BIRD not running or not configured?)",
+                    "fix": f"{site}   (then on {node}: birdc show protocols)",
+                }
+            )
     for want in sorted(expected[REMOTE_BLOCK], key=lambda r: r.dst):
         found += _check(node, want.node, want.dst, f"block {want.dst} of {want.node}", want, forwarding(want.dst))
 
@@ -167,9 +178,12 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
         if net.prefix == pool.block_size:
             for route in rs:
                 how = " ".join(str(route[k]) for k in ("type", "gateway", "dev", "protocol") if route.get(k))
-                found.append({"problem": f"{node}: route to {net} ({how}) but no node holds that block in the IPAM "
-                                         "(a stale route, e.g. of a removed node)",
-                              "fix": f"{site}   (or on {node}: ip route del {net})"})
+                found.append(
+                    {
+                        "problem": f"{node}: route to {net} ({how}) but no node holds that block in the IPAM (a stale route, e.g. of a removed node)",
+                        "fix": f"{site}   (or on {node}: ip route del {net})",
+                    }
+                )
         elif net.prefix == 32 and net.base not in borrowed:
             ip = int_to_ip(net.base)
             for route in rs:
@@ -177,13 +191,18 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
                     continue  # workload routes: checked above
                 if net.base in elsewhere or net in mine:
                     holder, wid = elsewhere.get(net.base) or (node, mine[net].workload)
-                    what = (f"but {ip} is workload {wid} on {holder}, inside its own block: the /32 takes its traffic "
-                            "away (another host announces it: see its 'two workloads with one address')")
+                    what = (
+                        f"but {ip} is workload {wid} on {holder}, inside its own block: the /32 takes its traffic "
+                        "away (another host announces it: see its 'two workloads with one address')"
+                    )
                 else:
                     what = "but no node borrowed that address in the IPAM (a stale /32: its workload left or moved)"
-                found.append({"problem": f"{node}: route to {ip}/32 ({_how(route)}) {what}",
-                              "fix": f"{site}   (BGP-learned: it goes once the host announcing it converges; "
-                                     f"or on {node}: ip route del {ip}/32)"})
+                found.append(
+                    {
+                        "problem": f"{node}: route to {ip}/32 ({_how(route)}) {what}",
+                        "fix": f"{site}   (BGP-learned: it goes once the host announcing it converges; or on {node}: ip route del {ip}/32)",
+                    }
+                )
     return found
 
 
@@ -192,13 +211,11 @@ def _check(node: str, target: str, net: Subnet, what: str, want: Route, routes: 
     site = naming.run_site(node)
     dst = str(net)
     if want.by == BY_TUNNELS:
-        command = f"ip route replace {dst} via {want.gateway}{' dev ' + want.dev if want.dev else ''}" + (
-            " onlink" if want.onlink else "") + " proto 80"
+        command = f"ip route replace {dst} via {want.gateway}{' dev ' + want.dev if want.dev else ''}" + (" onlink" if want.onlink else "") + " proto 80"
         fix = f"{site}   (l3.calico.tunnels programs it; or on {node}: {command})"
         why = "vxlan.calico not converged" if want.dev else "the tunnels module not run"
     else:
-        fix = (f"{naming.run_site(node, target)}   (BIRD on {target} announces it: on {target} and {node}, "
-               f"birdc show route {dst} all; birdc show protocols)")
+        fix = f"{naming.run_site(node, target)}   (BIRD on {target} announces it: on {target} and {node}, birdc show route {dst} all; birdc show protocols)"
         why = f"a BGP session down, or {target}'s BIRD stopped"
     if not routes:
         lost = f"; its traffic follows {block_owner}'s block route instead" if block_owner and block_owner != node else ""
@@ -206,8 +223,7 @@ def _check(node: str, target: str, net: Subnet, what: str, want: Route, routes: 
     if any(_matches(r, want) for r in routes):
         return []
     actual = "; ".join(_how(r) for r in routes)
-    return [{"problem": f"{node}: route to {what} goes {actual}, not towards {target}; expected {describe(want)}",
-             "fix": fix}]
+    return [{"problem": f"{node}: route to {what} goes {actual}, not towards {target}; expected {describe(want)}", "fix": fix}]
 
 
 def _in_a_pool(result: IpamResult, address: str, prefix) -> bool:
@@ -241,31 +257,34 @@ def audit_tunnels(node: str, ipam, links: list) -> list:
         link = by_name.get(dev)
         inet = [a for a in (link or {}).get("addr_info", []) if a.get("family") == "inet"]
         have = [f"{a['local']}/{a.get('prefixlen', 32)}" for a in inet]
-        ours = [f"{a['local']}/{a.get('prefixlen', 32)}" for a in inet
-                if _in_a_pool(result, a.get("local"), a.get("prefixlen", 32))]
+        ours = [f"{a['local']}/{a.get('prefixlen', 32)}" for a in inet if _in_a_pool(result, a.get("local"), a.get("prefixlen", 32))]
         if want is None:
             for addr in ours:
-                found.append({"problem": f"{node}: {dev} holds {addr} but the IPAM gives {node} no {label} tunnel "
-                                         "address (a leftover)",
-                              "fix": f"{site}   (or on {node}: ip addr del {addr} dev {dev})"})
+                found.append(
+                    {
+                        "problem": f"{node}: {dev} holds {addr} but the IPAM gives {node} no {label} tunnel address (a leftover)",
+                        "fix": f"{site}   (or on {node}: ip addr del {addr} dev {dev})",
+                    }
+                )
             continue
         if link is None:
-            found.append({"problem": f"{node}: {dev} does not exist, but the IPAM gives {node} the {label} tunnel "
-                                     f"address {want}",
-                          "fix": site})
+            found.append({"problem": f"{node}: {dev} does not exist, but the IPAM gives {node} the {label} tunnel address {want}", "fix": site})
             continue
         wrong = [a for a in ours if a != f"{want}/32"]
         if f"{want}/32" not in have:
-            found.append({"problem": f"{node}: {dev} has {', '.join(have) or 'no address'}, but the IPAM gives "
-                                     f"{node} the {label} tunnel address {want}",
-                          "fix": f"{site}   (or on {node}: "
-                                 + "".join(f"ip addr del {a} dev {dev}; " for a in wrong)
-                                 + f"ip addr add {want}/32 dev {dev})"})
+            found.append(
+                {
+                    "problem": f"{node}: {dev} has {', '.join(have) or 'no address'}, but the IPAM gives {node} the {label} tunnel address {want}",
+                    "fix": f"{site}   (or on {node}: " + "".join(f"ip addr del {a} dev {dev}; " for a in wrong) + f"ip addr add {want}/32 dev {dev})",
+                }
+            )
         elif wrong:
-            found.append({"problem": f"{node}: {dev} holds {', '.join(wrong)} besides its {label} tunnel address "
-                                     f"{want}",
-                          "fix": f"{site}   (or on {node}: " + "; ".join(f"ip addr del {a} dev {dev}" for a in wrong)
-                                 + ")"})
+            found.append(
+                {
+                    "problem": f"{node}: {dev} holds {', '.join(wrong)} besides its {label} tunnel address {want}",
+                    "fix": f"{site}   (or on {node}: " + "; ".join(f"ip addr del {a} dev {dev}" for a in wrong) + ")",
+                }
+            )
         if "UP" not in (link.get("flags") or []):
             found.append({"problem": f"{node}: {dev} is down", "fix": f"{site}   (or on {node}: ip link set {dev} up)"})
     return found

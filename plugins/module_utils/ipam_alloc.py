@@ -120,8 +120,9 @@ class Allocator:
             tunnels, workloads = needs[name]
             for kind in tunnels:
                 hid = naming.tunnel_handle_id(kind, name)
-                self._assign_auto(node, ctx.eligible(node, None, None, kind), [hid],
-                                  [tunnel_attribute(hid, name, kind)], f"{kind} tunnel address", "calico_pools")
+                self._assign_auto(
+                    node, ctx.eligible(node, None, None, kind), [hid], [tunnel_attribute(hid, name, kind)], f"{kind} tunnel address", "calico_pools"
+                )
             if requested:
                 workloads = [wl for wl in workloads if wl.ip is None]
             workloads.sort(key=_BY_ID)
@@ -154,15 +155,16 @@ class Allocator:
         ordinal = wl.ip - base
         if block.allocations[ordinal] is not None:
             holder = block.attributes[block.allocations[ordinal]]
-            raise ValidationError(node.name, f"{wl.field}.ip", int_to_ip(wl.ip),
-                                  f"already taken by {naming.handle_owner(holder['handle_id'])} on node "
-                                  f"{block.owner_node(ordinal)}")
+            raise ValidationError(
+                node.name,
+                f"{wl.field}.ip",
+                int_to_ip(wl.ip),
+                f"already taken by {naming.handle_owner(holder['handle_id'])} on node {block.owner_node(ordinal)}",
+            )
         block.unallocated.remove(ordinal)
-        self._give(node.name, block, [ordinal], [wl.handle],
-                   [workload_attribute(wl.handle, node.name, wl.namespace, wl.name)])
+        self._give(node.name, block, [ordinal], [wl.handle], [workload_attribute(wl.handle, node.name, wl.namespace, wl.name)])
 
-    def _assign_auto(self, node: Node, pools: list, hids: list, attributes: list, what: str, field: str,
-                     owners=None) -> None:
+    def _assign_auto(self, node: Node, pools: list, hids: list, attributes: list, what: str, field: str, owners=None) -> None:
         """Give each handle of ``hids`` (with its attribute) one address, a block at a time.
 
         ``owners`` (the workloads of the batch, if any) name the first one left without an address."""
@@ -224,23 +226,29 @@ class Allocator:
         config = self.config
         limit = config.block_limit
         if config.strict_affinity:
-            why = (f"it may claim no more blocks (max_blocks_per_host {limit})" if held >= limit
-                   else "no unclaimed block is left")
-            reason = (f"no address left in pool(s) {names} under strict_affinity: the node's {held} block(s) are "
-                      f"full and {why}; it needs {need} more address(es)")
+            why = f"it may claim no more blocks (max_blocks_per_host {limit})" if held >= limit else "no unclaimed block is left"
+            reason = (
+                f"no address left in pool(s) {names} under strict_affinity: the node's {held} block(s) are full and {why}; it needs {need} more address(es)"
+            )
         else:
             unclaimed = sum(self._free_blocks(p).count for p in pools)
             if unclaimed and (held >= limit or not config.auto_allocate_blocks):
                 # Not the pool: the limit on the node's blocks (say which one, and that the pool has room).
-                cap = (f"max_blocks_per_host {limit}" + (" (0 means 20)" if not config.max_blocks_per_host else "")
-                       if config.auto_allocate_blocks else "auto_allocate_blocks false")
-                reason = (f"no address left for the node: it holds {held} block(s), all full, and {cap} lets it "
-                          f"claim no more, while pool(s) "
-                          f"{names} still have {unclaimed} unclaimed block(s) and no other node's block has a free "
-                          f"address; it needs {need} more address(es): raise calico_ipam_config.max_blocks_per_host")
+                cap = (
+                    f"max_blocks_per_host {limit}" + (" (0 means 20)" if not config.max_blocks_per_host else "")
+                    if config.auto_allocate_blocks
+                    else "auto_allocate_blocks false"
+                )
+                reason = (
+                    f"no address left for the node: it holds {held} block(s), all full, and {cap} lets it "
+                    f"claim no more, while pool(s) "
+                    f"{names} still have {unclaimed} unclaimed block(s) and no other node's block has a free "
+                    f"address; it needs {need} more address(es): raise calico_ipam_config.max_blocks_per_host"
+                )
             else:
-                reason = (f"pool(s) {names} exhausted: no free address left and no unclaimed block (the node holds "
-                          f"{held} block(s)); it needs {need} more address(es)")
+                reason = (
+                    f"pool(s) {names} exhausted: no free address left and no unclaimed block (the node holds {held} block(s)); it needs {need} more address(es)"
+                )
         raise ValidationError(name, field, what, reason + self.ctx.evacuation.exhausted())
 
     def _has_free(self, block: Block) -> bool:
@@ -309,9 +317,10 @@ class Allocator:
         if free is None:
             # Fully reserved blocks are never claimed: cut out as whole ranges of indexes, not tried one by one.
             shift = 32 - pool.block_size
-            full = [((max(lo, pool.base) - pool.base + (1 << shift) - 1) >> shift,
-                     ((min(hi, pool.base + pool.capacity - 1) - pool.base + 1) >> shift) - 1)
-                    for lo, hi in self.ctx.desired.reserved_in(pool.base, pool.base + pool.capacity - 1)]
+            full = [
+                ((max(lo, pool.base) - pool.base + (1 << shift) - 1) >> shift, ((min(hi, pool.base + pool.capacity - 1) - pool.base + 1) >> shift) - 1)
+                for lo, hi in self.ctx.desired.reserved_in(pool.base, pool.base + pool.capacity - 1)
+            ]
             free = self._free[pool.name] = FreeBlocks(pool.nblocks, self.ctx.claimed[pool.name], full)
         return free
 

@@ -72,8 +72,7 @@ class Report:
                 lines.append(f"+ {int_to_ip(block.base + ordinal)} {naming.handle_owner(hid)} {where}")
         for released in self.released:
             for ordinal in released.ordinals:
-                lines.append(f"- {int_to_ip(released.base + ordinal)} {naming.handle_owner(released.handle)} "
-                             f"on {released.node} (block {released.cidr})")
+                lines.append(f"- {int_to_ip(released.base + ordinal)} {naming.handle_owner(released.handle)} on {released.node} (block {released.cidr})")
         for unclaimed in self.unclaimed:
             kept = " (block deleted)" if unclaimed.deleted else " (block kept: in use)"
             lines.append(f"- block {unclaimed.cidr} affinity to {unclaimed.node}{kept}")

@@ -45,8 +45,7 @@ class PlanContext:
         self.evacuation: NoEvacuation = policy(desired, state, self.block_pool)
         self._eligible: dict = {}
 
-    def eligible(self, node: Node, namespace: str | None, pool_name: str | None, kind: str | None = None,
-                 keep: bool = False) -> list:
+    def eligible(self, node: Node, namespace: str | None, pool_name: str | None, kind: str | None = None, keep: bool = False) -> list:
         """Pools that may serve a workload (namespace, pool) or a tunnel (kind) on ``node``, in order.
 
         With ``keep``, the pools in which an existing address may stay: a disabled pool hands out no new
@@ -79,4 +78,3 @@ class PlanContext:
                 pools.append(pool)
             self._eligible[key] = pools
         return pools
-

@@ -27,7 +27,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from ansible_collections.l3.calico.plugins.module_utils import etcd_kv as kv
 from ansible_collections.l3.calico.plugins.module_utils.etcd_kv import (
@@ -47,8 +48,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamSt
 
 T = TypeVar("T")
 
-__all__ = ["EtcdStore", "EtcdSettings", "EtcdError", "EtcdUnavailableError", "EtcdConflictError",
-           "state_to_kvs", "state_from_kvs", "encode"]
+__all__ = ["EtcdStore", "EtcdSettings", "EtcdError", "EtcdUnavailableError", "EtcdConflictError", "state_to_kvs", "state_from_kvs", "encode"]
 
 POOL_API = {"kind": "IPPool", "apiVersion": "projectcalico.org/v3"}
 
@@ -66,8 +66,13 @@ def pool_resource(name: str, spec: dict, previous: dict | None = None) -> dict:
     metadata["name"] = name
     resource["metadata"] = metadata
     resource["spec"] = spec
-    return {"kind": resource.pop("kind"), "apiVersion": resource.pop("apiVersion"),
-            "metadata": resource.pop("metadata"), "spec": resource.pop("spec"), **resource}
+    return {
+        "kind": resource.pop("kind"),
+        "apiVersion": resource.pop("apiVersion"),
+        "metadata": resource.pop("metadata"),
+        "spec": resource.pop("spec"),
+        **resource,
+    }
 
 
 def _value_of(state: IpamState, kind: str, ident, prefix: str, previous: dict):
@@ -180,15 +185,18 @@ def settings_from_params(params: dict) -> EtcdSettings:
     """EtcdSettings from module parameters (validated: errors name the option and value)."""
     settings = EtcdSettings(
         endpoints=list(params.get("etcd_endpoints") or []),
-        ca_cert=params.get("etcd_ca_cert"), client_cert=params.get("etcd_cert"),
-        client_key=params.get("etcd_key"), prefix=params.get("etcd_prefix") or "",
-        timeout=float(params.get("etcd_timeout") or 5.0), retries=int(params.get("etcd_retries") or 50))
+        ca_cert=params.get("etcd_ca_cert"),
+        client_cert=params.get("etcd_cert"),
+        client_key=params.get("etcd_key"),
+        prefix=params.get("etcd_prefix") or "",
+        timeout=float(params.get("etcd_timeout") or 5.0),
+        retries=int(params.get("etcd_retries") or 50),
+    )
     settings.validate()
     return settings
 
 
-def store_from_params(params: dict, datastore: str, state_file: str | None = None,
-                      lock_timeout: float | None = None) -> Store:
+def store_from_params(params: dict, datastore: str, state_file: str | None = None, lock_timeout: float | None = None) -> Store:
     """FileStore(state_file) or EtcdStore(etcd_* parameters), as ``datastore`` says."""
     if datastore == "etcd":
         return EtcdStore(settings_from_params(params))
@@ -214,7 +222,7 @@ class EtcdStore(Store):
         self.last_load_seconds = 0.0
         self.last_write_seconds = 0.0
 
-    def _keep_alive(self, lease: str) -> "LeaseKeeper":
+    def _keep_alive(self, lease: str) -> LeaseKeeper:
         keeper = LeaseKeeper(kv.EtcdKV(self.settings), lease, self.LOCK_TTL)
         keeper.start()
         return keeper
@@ -224,8 +232,7 @@ class EtcdStore(Store):
         snap = self.kv.read_prefix(self.prefix + kv.ROOT + "/")
         pools = self.kv.read_prefix(self.prefix + kv.POOL_DIR, revision=snap.revision)
         snap.kvs.update(pools.kvs)
-        state, resources = state_from_kvs({k: v for k, (v, _rev) in snap.kvs.items()}, self.prefix,
-                                          origin=f"etcd {self.settings.endpoints[self.kv._current]}")
+        state, resources = state_from_kvs({k: v for k, (v, _rev) in snap.kvs.items()}, self.prefix, origin=f"etcd {self.settings.endpoints[self.kv._current]}")
         return snap, state, resources
 
     def load(self) -> IpamState:
@@ -240,8 +247,8 @@ class EtcdStore(Store):
         self.attempts = self.conflicts = self.txns = self.keys_written = 0
         self._committed = 0
         lock_key = self.prefix + kv.WRITE_LOCK_KEY
-        lock: tuple[str, str] | None = None          # (token, lease) while we hold the writer lock
-        keeper: LeaseKeeper | None = None            # refreshes the lock's lease for as long as we hold it
+        lock: tuple[str, str] | None = None  # (token, lease) while we hold the writer lock
+        keeper: LeaseKeeper | None = None  # refreshes the lock's lease for as long as we hold it
         try:
             attempt = 0
             while attempt < self.settings.retries:
@@ -257,7 +264,7 @@ class EtcdStore(Store):
                 if len(txns) > 1 and lock is None:
                     lock = self._guarded(lambda: self._take_lock(lock_key))
                     keeper = self._keep_alive(lock[1])  # from now: the reload and plan may outlast the TTL
-                    continue                    # read and plan again under the lock
+                    continue  # read and plan again under the lock
                 guard = kv.lock_free(lock_key) if lock is None else kv.lock_mine(lock_key, lock[0])
                 done = 0
                 for txn in txns:
@@ -279,9 +286,10 @@ class EtcdStore(Store):
                     raise EtcdConflictError(
                         f"etcd {','.join(self.settings.endpoints)}: this run lost the IPAM writer lock ({lock_key}): "
                         f"{keeper.lost or 'its key is gone or holds another token'} (lease {lock[1]}, "
-                        f"TTL {self.LOCK_TTL}s); {_written(self._committed)}")
+                        f"TTL {self.LOCK_TTL}s); {_written(self._committed)}"
+                    )
                 if lock is None and holder is not None:
-                    self._guarded(lambda: self._wait_lock(lock_key))   # not a conflict: wait our turn
+                    self._guarded(lambda: self._wait_lock(lock_key))  # not a conflict: wait our turn
                     continue
                 self.conflicts += 1
                 kv.backoff(attempt)
@@ -293,7 +301,8 @@ class EtcdStore(Store):
                 self._release_lock(lock_key, *lock)
         raise EtcdConflictError(
             f"etcd {','.join(self.settings.endpoints)}: the IPAM transaction still conflicted with other "
-            f"writers after {self.settings.retries} attempts; {_written(self._committed)}")
+            f"writers after {self.settings.retries} attempts; {_written(self._committed)}"
+        )
 
     def _guarded(self, call):
         """Run an etcd call; if etcd is unreachable say what this run has written so far."""
@@ -310,13 +319,12 @@ class EtcdStore(Store):
             data = None if value is None else encode(value)
             old = snap.kvs.get(key)
             if data is None and old is None:
-                continue                        # created and deleted within the plan
+                continue  # created and deleted within the plan
             if old is not None and old[0] == data:
-                continue                        # touched, not changed
+                continue  # touched, not changed
             changes[key] = (old[1] if old else 0, data)
         # one compare of every transaction is the writer-lock guard
-        txns, _split = kv.plan_txns(changes, snap.kvs, self.prefix,
-                                    self.settings.max_txn_ops - 1, self.settings.max_txn_bytes)
+        txns, _split = kv.plan_txns(changes, snap.kvs, self.prefix, self.settings.max_txn_ops - 1, self.settings.max_txn_bytes)
         return txns
 
     def _take_lock(self, key: str) -> tuple[str, str]:
@@ -333,7 +341,8 @@ class EtcdStore(Store):
             if time.monotonic() > deadline:
                 raise EtcdConflictError(
                     f"etcd {','.join(self.settings.endpoints)}: another run held the IPAM writer lock "
-                    f"({key}) for more than {self.LOCK_WAIT:.0f}s; nothing was written")
+                    f"({key}) for more than {self.LOCK_WAIT:.0f}s; nothing was written"
+                )
             self._wait_lock(key)
 
     def _wait_lock(self, key: str) -> None:
@@ -343,12 +352,13 @@ class EtcdStore(Store):
             if time.monotonic() > deadline:
                 raise EtcdConflictError(
                     f"etcd {','.join(self.settings.endpoints)}: another run held the IPAM writer lock "
-                    f"({key}) for more than {self.LOCK_WAIT:.0f}s; {_written(self._committed)}")
+                    f"({key}) for more than {self.LOCK_WAIT:.0f}s; {_written(self._committed)}"
+                )
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
 
     def _release_lock(self, key: str, token: str, lease: str) -> None:
-        try:     # revoking the lease deletes the key; only ours, by construction
+        try:  # revoking the lease deletes the key; only ours, by construction
             self.kv.revoke(lease)
         except EtcdError:
             pass  # etcd frees it when the lease expires
@@ -358,7 +368,7 @@ class LeaseKeeper(threading.Thread):
     """Refreshes an etcd lease every third of its TTL until stopped (its own connection: the planning
     thread keeps using the store's). ``lost`` says why it could not, once it could not."""
 
-    def __init__(self, client: "kv.EtcdKV", lease: str, ttl: float):
+    def __init__(self, client: kv.EtcdKV, lease: str, ttl: float):
         super().__init__(name=f"etcd-lease-{lease}", daemon=True)
         self.client, self.lease, self.ttl = client, lease, ttl
         self.lost: str | None = None
@@ -384,5 +394,7 @@ class LeaseKeeper(threading.Thread):
 def _written(committed: int) -> str:
     if committed == 0:
         return "nothing was written"
-    return (f"{committed} transaction(s) of this run were committed, each leaving blocks, handles and "
-            "affinities consistent with one another: run again to complete the plan")
+    return (
+        f"{committed} transaction(s) of this run were committed, each leaving blocks, handles and "
+        "affinities consistent with one another: run again to complete the plan"
+    )

@@ -57,8 +57,7 @@ class PoolEvacuation(NoEvacuation):
         self.pools = pools
         # Other nodes still hold addresses in the old pool (workloads, or tunnel addresses their blocks
         # keep): its blocks are still routed, through the tunnels (see keeps_tunnel).
-        self.draining = any(block_pool[cidr] is self.pool and not block.owner_nodes() <= self.nodes
-                            for cidr, block in state.blocks.items())
+        self.draining = any(block_pool[cidr] is self.pool and not block.owner_nodes() <= self.nodes for cidr, block in state.blocks.items())
 
     def moves(self, node: str, pool: Pool) -> bool:
         return pool is self.pool and node in self.nodes
@@ -71,8 +70,7 @@ class PoolEvacuation(NoEvacuation):
         in the run that evacuates every node (pool-migrate.yml's last round), never one node's
         before the others' (its tunnel device would be gone while BIRD still routes their blocks
         through it)."""
-        return self.draining and not any(not p.disabled and kind in p.tunnel_kinds and p.selects(node.labels)
-                                         for p in self.pools)
+        return self.draining and not any(not p.disabled and kind in p.tunnel_kinds and p.selects(node.labels) for p in self.pools)
 
     def not_recorded(self, state: IpamState) -> tuple:
         """The old pool once migrated away from and removed from the state."""
@@ -80,8 +78,9 @@ class PoolEvacuation(NoEvacuation):
         return (pool.name,) if pool.name not in state.pools and not state.blocks_inside(pool.cidr) else ()
 
     def exhausted(self) -> str:
-        return (f", moving out of pool {self.pool.name}: the new pool(s) cannot hold the addresses moved there "
-                "(capacity, block size x nodes, max_blocks_per_host)")
+        return (
+            f", moving out of pool {self.pool.name}: the new pool(s) cannot hold the addresses moved there (capacity, block size x nodes, max_blocks_per_host)"
+        )
 
     def finish(self, state: IpamState, report) -> None:
         """The old pool holds no block any more: it leaves the state."""
@@ -107,17 +106,23 @@ class PoolEvacuation(NoEvacuation):
                 continue
             to, to_block = new.get(released.handle, (None, None))
             for ordinal in released.ordinals:
-                nodes[released.node]["moved"].append({"owner": naming.handle_owner(released.handle),
-                                                      "from": int_to_ip(released.base + ordinal), "to": to,
-                                                      "block": to_block})
+                nodes[released.node]["moved"].append(
+                    {"owner": naming.handle_owner(released.handle), "from": int_to_ip(released.base + ordinal), "to": to, "block": to_block}
+                )
         for unclaimed in report.unclaimed:
             if unclaimed.node in nodes and pool.contains(parse_cidr(unclaimed.cidr)[0]):
                 nodes[unclaimed.node]["released_blocks"].append(unclaimed.cidr)
         for entry in nodes.values():
             entry["moved"].sort(key=lambda m: m["owner"])
         left = state.blocks_inside(pool.cidr)
-        return {"pool": pool.name, "cidr": pool.cidr, "nodes": nodes, "remaining": sum(b.in_use() for b in left),
-                "blocks_left": len(left), "removed": pool.name not in state.pools}
+        return {
+            "pool": pool.name,
+            "cidr": pool.cidr,
+            "nodes": nodes,
+            "remaining": sum(b.in_use() for b in left),
+            "blocks_left": len(left),
+            "removed": pool.name not in state.pools,
+        }
 
 
 def policy(desired: Desired, state: IpamState, block_pool: dict) -> NoEvacuation:

@@ -29,8 +29,16 @@ GROUP = "calico_nodes"
 MODES = ("Never", "Always", "CrossSubnet")
 LINK_LOCAL = parse_cidr("169.254.0.0/16")
 POOL_KEYS = {
-    "name", "cidr", "block_size", "ipip_mode", "vxlan_mode", "nat_outgoing", "disabled",
-    "disable_bgp_export", "node_selector", "namespaces",
+    "name",
+    "cidr",
+    "block_size",
+    "ipip_mode",
+    "vxlan_mode",
+    "nat_outgoing",
+    "disabled",
+    "disable_bgp_export",
+    "node_selector",
+    "namespaces",
 }
 WORKLOAD_KEYS = {"name", "namespace", "ip", "pool"}
 NODE_KEYS = {"name", "ip", "labels", "workloads"}
@@ -226,8 +234,7 @@ def validate_pools(pools) -> list:
         if isinstance(block_size, bool) or not isinstance(block_size, int) or not 20 <= block_size <= 32:
             _fail(GROUP, f"{where}.block_size", block_size, "must be an integer from 20 to 32")
         if block_size < prefix:
-            _fail(GROUP, f"{where}.block_size", block_size,
-                  f"a /{block_size} block is larger than the pool {cidr}")
+            _fail(GROUP, f"{where}.block_size", block_size, f"a /{block_size} block is larger than the pool {cidr}")
         ll_base, ll_prefix = LINK_LOCAL
         if _overlap(base, prefix, ll_base, ll_prefix):
             _fail(GROUP, f"{where}.cidr", cidr, "overlaps the link-local range 169.254.0.0/16")
@@ -238,8 +245,7 @@ def validate_pools(pools) -> list:
                 _fail(GROUP, f"{where}.{key}", mode, f"unknown mode (one of {', '.join(MODES)})")
             modes[key] = mode
         if modes["ipip_mode"] != "Never" and modes["vxlan_mode"] != "Never":
-            _fail(GROUP, f"{where}.vxlan_mode", modes["vxlan_mode"],
-                  f"IPIP ({modes['ipip_mode']}) and VXLAN cannot both be on in one pool")
+            _fail(GROUP, f"{where}.vxlan_mode", modes["vxlan_mode"], f"IPIP ({modes['ipip_mode']}) and VXLAN cannot both be on in one pool")
         selector = raw.get("node_selector") or "all()"
         try:
             selects = calico_selector.parse(selector)
@@ -250,19 +256,28 @@ def validate_pools(pools) -> list:
             _fail(GROUP, f"{where}.namespaces", namespaces, "must be a list of namespace names")
         for j, ns in enumerate(namespaces):
             _label(GROUP, f"{where}.namespaces[{j}]", ns, "a namespace")
-        out.append(Pool(
-            name=name, cidr=cidr, base=base, prefix=prefix, block_size=block_size,
-            ipip_mode=modes["ipip_mode"], vxlan_mode=modes["vxlan_mode"],
-            nat_outgoing=_bool(GROUP, f"{where}.nat_outgoing", raw.get("nat_outgoing"), False),
-            disabled=_bool(GROUP, f"{where}.disabled", raw.get("disabled"), False),
-            disable_bgp_export=_bool(GROUP, f"{where}.disable_bgp_export", raw.get("disable_bgp_export"), False),
-            node_selector=selector, namespaces=tuple(namespaces), index=i, selects=selects,
-        ))
+        out.append(
+            Pool(
+                name=name,
+                cidr=cidr,
+                base=base,
+                prefix=prefix,
+                block_size=block_size,
+                ipip_mode=modes["ipip_mode"],
+                vxlan_mode=modes["vxlan_mode"],
+                nat_outgoing=_bool(GROUP, f"{where}.nat_outgoing", raw.get("nat_outgoing"), False),
+                disabled=_bool(GROUP, f"{where}.disabled", raw.get("disabled"), False),
+                disable_bgp_export=_bool(GROUP, f"{where}.disable_bgp_export", raw.get("disable_bgp_export"), False),
+                node_selector=selector,
+                namespaces=tuple(namespaces),
+                index=i,
+                selects=selects,
+            )
+        )
     for i, a in enumerate(out):
-        for b in out[i + 1:]:
+        for b in out[i + 1 :]:
             if _overlap(a.base, a.prefix, b.base, b.prefix):
-                _fail(GROUP, f"calico_pools[{b.index}] ({b.name}).cidr", b.cidr,
-                      f"overlaps pool {a.name} ({a.cidr})")
+                _fail(GROUP, f"calico_pools[{b.index}] ({b.name}).cidr", b.cidr, f"overlaps pool {a.name} ({a.cidr})")
     return out
 
 
@@ -284,8 +299,7 @@ def validate_config(config) -> IpamConfig:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         _fail(GROUP, "calico_ipam_config.max_blocks_per_host", limit, "must be an integer >= 0 (0 means 20)")
     if not strict and not auto:
-        _fail(GROUP, "calico_ipam_config.auto_allocate_blocks", auto,
-              "cannot be false while strict_affinity is false (Calico refuses this combination)")
+        _fail(GROUP, "calico_ipam_config.auto_allocate_blocks", auto, "cannot be false while strict_affinity is false (Calico refuses this combination)")
     return IpamConfig(strict, auto, limit)
 
 
@@ -337,8 +351,7 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
             _fail(host, "inventory_hostname", host, "the node appears twice")
         ip_text = raw.get("ip")
         if not isinstance(ip_text, str) or "/" not in ip_text:
-            _fail(host, "calico_node_ip", ip_text,
-                  "needs the prefix length (e.g. 192.168.100.100/24): CrossSubnet decides by the node's subnet")
+            _fail(host, "calico_node_ip", ip_text, "needs the prefix length (e.g. 192.168.100.100/24): CrossSubnet decides by the node's subnet")
         try:
             ip_int, prefix = parse_cidr(ip_text, strict=False)
         except ValueError as exc:
@@ -379,10 +392,8 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
             other = owners.get(wid)
             if other is not None:
                 if other == host:
-                    _fail(host, f"calico_workloads[{i}].name", name,
-                          f"two workloads named {name!r} in namespace {namespace!r} on this host")
-                _fail(host, f"calico_workloads[{i}].name", name,
-                      f"workload {wid} is also on node {other} (workload ids are cluster-wide)")
+                    _fail(host, f"calico_workloads[{i}].name", name, f"two workloads named {name!r} in namespace {namespace!r} on this host")
+                _fail(host, f"calico_workloads[{i}].name", name, f"workload {wid} is also on node {other} (workload ids are cluster-wide)")
             owners[wid] = host
             pool = wl.get("pool")
             if pool is not None and pool not in by_pool:
@@ -455,8 +466,7 @@ def _check_request(desired, host, field, ip, address, namespace, pool_name, by_p
     return address
 
 
-def validate(pools=None, config=None, reservations=None, nodes=None, only_node=None, remove_nodes=None,
-             evacuate=None) -> Desired:
+def validate(pools=None, config=None, reservations=None, nodes=None, only_node=None, remove_nodes=None, evacuate=None) -> Desired:
     """Check the whole inventory; return the planner's input or raise :class:`ValidationError`.
 
     ``remove_nodes`` names nodes of ``nodes`` that are leaving: they are dropped before anything is
@@ -493,50 +503,68 @@ def validate_evacuate(evacuate, desired: Desired, only_node=None, remove_nodes=N
     name = evacuate.get("pool")
     pools = desired.pools_by_name
     if not isinstance(name, str) or name not in pools:
-        _fail(GROUP, "evacuate.pool", name,
-              f"not a pool of calico_pools (pools: {', '.join(pools) or 'none'}); the old pool stays listed, "
-              "with disabled: true, until the migration is done")
+        _fail(
+            GROUP,
+            "evacuate.pool",
+            name,
+            f"not a pool of calico_pools (pools: {', '.join(pools) or 'none'}); the old pool stays listed, with disabled: true, until the migration is done",
+        )
     pool = pools[name]
     if not pool.disabled:
-        _fail(GROUP, f"calico_pools[{pool.index}] ({name}).disabled", pool.disabled,
-              "the pool to migrate away from must be marked disabled: true first (a pool in use hands out "
-              "new addresses otherwise)")
+        _fail(
+            GROUP,
+            f"calico_pools[{pool.index}] ({name}).disabled",
+            pool.disabled,
+            "the pool to migrate away from must be marked disabled: true first (a pool in use hands out new addresses otherwise)",
+        )
     nodes = evacuate.get("nodes")
     if not isinstance(nodes, list):
         _fail(GROUP, "evacuate.nodes", nodes, "must be a list of node names (empty: move nothing in this run)")
     for index, node_name in enumerate(nodes):
         if not isinstance(node_name, str) or node_name not in desired.nodes:
-            _fail(str(node_name), f"evacuate.nodes[{index}]", node_name,
-                  f"not a node of the inventory (nodes: {', '.join(sorted(desired.nodes)) or 'none'})")
+            _fail(str(node_name), f"evacuate.nodes[{index}]", node_name, f"not a node of the inventory (nodes: {', '.join(sorted(desired.nodes)) or 'none'})")
     run_nodes = evacuate.get("run_nodes")
     if run_nodes is not None:
         if not isinstance(run_nodes, list):
             _fail(GROUP, "evacuate.run_nodes", run_nodes, "must be a list of node names (the nodes this run moves)")
         for index, node_name in enumerate(run_nodes):
             if not isinstance(node_name, str) or node_name not in nodes:
-                _fail(str(node_name), f"evacuate.run_nodes[{index}]", node_name,
-                      f"not one of evacuate.nodes ({', '.join(sorted(map(str, nodes))) or 'none'})")
+                _fail(str(node_name), f"evacuate.run_nodes[{index}]", node_name, f"not one of evacuate.nodes ({', '.join(sorted(map(str, nodes))) or 'none'})")
         run_nodes = tuple(run_nodes)
     enabled = [p for p in desired.pools if not p.disabled]
     if not enabled:
-        _fail(GROUP, "calico_pools", ", ".join(p.name for p in desired.pools),
-              f"no enabled pool to move the addresses of {name} to: add the new pool to calico_pools")
+        _fail(
+            GROUP,
+            "calico_pools",
+            ", ".join(p.name for p in desired.pools),
+            f"no enabled pool to move the addresses of {name} to: add the new pool to calico_pools",
+        )
     for node_name in nodes:
         node = desired.nodes[node_name]
         for wl in node.workloads:
             if wl.pool == name:
-                _fail(node_name, f"{wl.field}.pool", wl.pool,
-                      f"workload {wl.id} is pinned to pool {name}, which it is leaving: pin it to the new pool "
-                      "or drop the pin")
+                _fail(
+                    node_name,
+                    f"{wl.field}.pool",
+                    wl.pool,
+                    f"workload {wl.id} is pinned to pool {name}, which it is leaving: pin it to the new pool or drop the pin",
+                )
             if wl.ip is not None and pool.contains(wl.ip):
-                _fail(node_name, f"{wl.field}.ip", int_to_ip(wl.ip),
-                      f"workload {wl.id} requests an address in pool {name}, which it is leaving: request one "
-                      "in the new pool or drop the request")
-            if not any(p for p in enabled if refusal(p, node, wl.namespace, listed=desired.listed_namespaces) is None
-                       and (wl.pool is None or p.name == wl.pool)):
-                _fail(node_name, f"{wl.field}", wl.id,
-                      f"no enabled pool may serve workload {wl.id} on this node once it leaves pool {name} "
-                      "(check the new pool's node_selector and namespaces)")
+                _fail(
+                    node_name,
+                    f"{wl.field}.ip",
+                    int_to_ip(wl.ip),
+                    f"workload {wl.id} requests an address in pool {name}, which it is leaving: request one in the new pool or drop the request",
+                )
+            if not any(
+                p for p in enabled if refusal(p, node, wl.namespace, listed=desired.listed_namespaces) is None and (wl.pool is None or p.name == wl.pool)
+            ):
+                _fail(
+                    node_name,
+                    f"{wl.field}",
+                    wl.id,
+                    f"no enabled pool may serve workload {wl.id} on this node once it leaves pool {name} (check the new pool's node_selector and namespaces)",
+                )
     return Evacuation(pool, frozenset(nodes), run_nodes)
 
 
@@ -551,8 +579,7 @@ def leaving(nodes, remove_nodes, only_node=None) -> list:
     names = {n.get("name") for n in nodes if isinstance(n, dict)} if isinstance(nodes, list) else set()
     for index, name in enumerate(remove_nodes):
         if not isinstance(name, str) or name not in names:
-            _fail(str(name), f"remove_nodes[{index}]", name,
-                  f"not a node of the inventory (nodes: {', '.join(sorted(str(n) for n in names)) or 'none'})")
+            _fail(str(name), f"remove_nodes[{index}]", name, f"not a node of the inventory (nodes: {', '.join(sorted(str(n) for n in names)) or 'none'})")
     gone = set(remove_nodes)
     if gone == names:
         _fail(GROUP, "remove_nodes", remove_nodes, "would remove every node; at least one must stay")

@@ -33,14 +33,14 @@ def _json(kind: str, obj):
 def _clone(kind: str, obj):
     if kind == "pools":
         import copy
+
         return copy.deepcopy(obj)
     cls = {"blocks": Block, "affinities": Affinity, "handles": Handle}[kind]
     return cls.from_json(obj.to_json())
 
 
 def _touch(state: IpamState, kind: str, key) -> None:
-    {"pools": state.touch_pool, "blocks": state.touch_block, "affinities": state.touch_affinity,
-     "handles": state.touch_handle}[kind](key)
+    {"pools": state.touch_pool, "blocks": state.touch_block, "affinities": state.touch_affinity, "handles": state.touch_handle}[kind](key)
 
 
 def is_empty(state: IpamState) -> bool:
@@ -65,7 +65,7 @@ def replace_state(state: IpamState, source: IpamState) -> dict:
             elif key not in mine or _json(kind, mine[key]) != _json(kind, theirs[key]):
                 added += key not in mine
                 changed += key in mine
-                _touch(state, kind, key)    # before the copy: a block's first touch bumps the old one
+                _touch(state, kind, key)  # before the copy: a block's first touch bumps the old one
                 mine[key] = _clone(kind, theirs[key])
         summary[kind] = {"total": len(theirs), "added": added, "changed": changed, "removed": removed}
     config_changed = state.config.to_json() != source.config.to_json()
@@ -76,8 +76,9 @@ def replace_state(state: IpamState, source: IpamState) -> dict:
     return summary
 
 
-def copy_state(source: Store, destination: Store, *, write: bool, overwrite: bool = False,
-               source_name: str = "source", destination_name: str = "destination") -> dict:
+def copy_state(
+    source: Store, destination: Store, *, write: bool, overwrite: bool = False, source_name: str = "source", destination_name: str = "destination"
+) -> dict:
     """Copy ``source`` into ``destination``; returns the summary of :func:`replace_state`.
 
     Refused (nothing written) when the source is empty, or when the destination holds a
@@ -85,8 +86,7 @@ def copy_state(source: Store, destination: Store, *, write: bool, overwrite: boo
     """
     src = source.transact(lambda state: state, write=False)
     if is_empty(src):
-        raise MigrationError(f"{source_name} holds no IPAM state (no pool, block, affinity or handle); "
-                             "nothing to copy")
+        raise MigrationError(f"{source_name} holds no IPAM state (no pool, block, affinity or handle); nothing to copy")
 
     def plan(state: IpamState) -> dict:
         had_data = not is_empty(state)
@@ -94,8 +94,8 @@ def copy_state(source: Store, destination: Store, *, write: bool, overwrite: boo
         if had_data and state.changed and not overwrite:
             counts = ", ".join(f"{len(getattr(src, k))} {k}" for k in KINDS)
             raise MigrationError(
-                f"{destination_name} already holds a different IPAM state; copying {counts} from "
-                f"{source_name} would replace it: set overwrite to do so")
+                f"{destination_name} already holds a different IPAM state; copying {counts} from {source_name} would replace it: set overwrite to do so"
+            )
         summary["changed"] = state.changed
         return summary
 

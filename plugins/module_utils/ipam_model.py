@@ -176,12 +176,20 @@ class Block:
     """
 
     __slots__ = (
-        "cidr", "base", "prefix", "affinity", "allocations", "unallocated", "attributes",
-        "sequence_number", "deleted", "extra", "by_handle",
+        "cidr",
+        "base",
+        "prefix",
+        "affinity",
+        "allocations",
+        "unallocated",
+        "attributes",
+        "sequence_number",
+        "deleted",
+        "extra",
+        "by_handle",
     )
 
-    def __init__(self, cidr: str, base: int, prefix: int, affinity: str | None = None,
-                 sequence_number: int | None = None):
+    def __init__(self, cidr: str, base: int, prefix: int, affinity: str | None = None, sequence_number: int | None = None):
         size = 1 << (32 - prefix)
         self.cidr = cidr
         self.base = base
@@ -199,8 +207,7 @@ class Block:
 
     @classmethod
     def new(cls, base: int, prefix: int, node: str | None) -> Block:
-        return cls(format_cidr(base, prefix), base, prefix,
-                   None if node is None else AFFINITY_PREFIX + node)
+        return cls(format_cidr(base, prefix), base, prefix, None if node is None else AFFINITY_PREFIX + node)
 
     @property
     def size(self) -> int:
@@ -309,8 +316,7 @@ class Block:
         nattr = len(attrs)
         for ordinal, index in used:
             if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < nattr:
-                raise StateError(f"block {cidr}: allocations[{ordinal}]={index!r}: points at no attribute "
-                                 f"(there are {nattr})")
+                raise StateError(f"block {cidr}: allocations[{ordinal}]={index!r}: points at no attribute (there are {nattr})")
         # first ordinal of each handle wins: build from the last one backwards (an attribute that is not
         # an object with a string handle_id is left out here and refused by ipam_store.check_state)
         by_handle = {}
@@ -376,8 +382,7 @@ class IpamConfig:
 
     __slots__ = ("strict_affinity", "auto_allocate_blocks", "max_blocks_per_host")
 
-    def __init__(self, strict_affinity: bool = False, auto_allocate_blocks: bool = True,
-                 max_blocks_per_host: int = 0):
+    def __init__(self, strict_affinity: bool = False, auto_allocate_blocks: bool = True, max_blocks_per_host: int = 0):
         self.strict_affinity = strict_affinity
         self.auto_allocate_blocks = auto_allocate_blocks
         self.max_blocks_per_host = max_blocks_per_host
@@ -399,8 +404,7 @@ class IpamConfig:
         if not isinstance(value, dict):
             raise StateError(f"IPAMConfig value {value!r} is not an object")
         # as stored: ipam_store.check_state refuses what is not a boolean / an integer >= 0
-        return cls(value.get("strict_affinity", False), value.get("auto_allocate_blocks", True),
-                   value.get("maxBlocksPerHost", 0))
+        return cls(value.get("strict_affinity", False), value.get("auto_allocate_blocks", True), value.get("maxBlocksPerHost", 0))
 
     def __eq__(self, other):
         return isinstance(other, IpamConfig) and self.to_json() == other.to_json()

@@ -63,19 +63,23 @@ class Recorder:
                 in_use = sum(b.in_use() for b in s.blocks_inside(old.get("cidr")))
                 if in_use:
                     raise ValidationError(
-                        GROUP, f"calico_pools[{pool.index}] ({pool.name}).{field}", value,
+                        GROUP,
+                        f"calico_pools[{pool.index}] ({pool.name}).{field}",
+                        value,
                         f"{field} is immutable while the pool has addresses in use "
                         f"({in_use} in {old.get('cidr')} with /{old.get('blockSize')} blocks); "
-                        "create a new pool and move the workloads, then remove the old one")
+                        "create a new pool and move the workloads, then remove the old one",
+                    )
         for cidr, block in s.blocks.items():
             for pool in pools:
-                overlaps = pool.contains(block.base) or (block.prefix < pool.prefix and
-                                                         (pool.base & prefix_mask(block.prefix)) == block.base)
+                overlaps = pool.contains(block.base) or (block.prefix < pool.prefix and (pool.base & prefix_mask(block.prefix)) == block.base)
                 if overlaps and block.prefix != pool.block_size and not block.is_empty():
                     raise ValidationError(
-                        GROUP, f"calico_pools[{pool.index}] ({pool.name}).block_size", pool.block_size,
-                        f"block_size is immutable while the pool has addresses in use (block {cidr} holds "
-                        f"{block.in_use()})")
+                        GROUP,
+                        f"calico_pools[{pool.index}] ({pool.name}).block_size",
+                        pool.block_size,
+                        f"block_size is immutable while the pool has addresses in use (block {cidr} holds {block.in_use()})",
+                    )
 
 
 class ExistingCheck:
@@ -139,8 +143,7 @@ class ExistingCheck:
                                 allowed = cache.get(key)
                                 if allowed is None:
                                     allowed = cache[key] = frozenset(eligible(node, wl.namespace, wl.pool, keep=True))
-                                ok = (block_pool.get(cidr) in allowed and block.owner_node(ordinal) == name
-                                      and (wl.ip is None or wl.ip == block.base + ordinal))
+                                ok = block_pool.get(cidr) in allowed and block.owner_node(ordinal) == name and (wl.ip is None or wl.ip == block.base + ordinal)
                 if ok:
                     kept += 1
                 else:

@@ -43,8 +43,7 @@ def _build_result(desired: Desired, state: IpamState, block_pool: dict | None) -
         workloads = []
         borrowed = []
         for wl in sorted(node.workloads, key=lambda w: w.id):
-            entry = {"id": wl.id, "name": wl.name, "namespace": wl.namespace, "pool": None, "ip": None,
-                     "block": None, "borrowed": False}
+            entry = {"id": wl.id, "name": wl.name, "namespace": wl.namespace, "pool": None, "ip": None, "block": None, "borrowed": False}
             handle = handles.get(wl.handle)
             if handle is not None:
                 for cidr in handle.block:
@@ -53,8 +52,7 @@ def _build_result(desired: Desired, state: IpamState, block_pool: dict | None) -
                     if ordinal is not None:
                         pool = block_pool.get(cidr)
                         ip = int_to_ip(block.base + ordinal)
-                        entry.update(pool=pool.name if pool else None, ip=ip, block=cidr,
-                                     borrowed=block.affinity != affine)
+                        entry.update(pool=pool.name if pool else None, ip=ip, block=cidr, borrowed=block.affinity != affine)
                         if entry["borrowed"]:
                             borrowed.append(ip)
                         break
@@ -146,8 +144,7 @@ def audit(desired: Desired, state: IpamState, block_pool: dict | None = None) ->
             if known_nodes is not None:
                 owner = block.owner_node(o)
                 if owner not in known_nodes:
-                    problems.append(f"address {int_to_ip(block.base + o)} ({hid}) belongs to {owner}, "
-                                    "which is not in the inventory")
+                    problems.append(f"address {int_to_ip(block.base + o)} ({hid}) belongs to {owner}, which is not in the inventory")
     for node, cidr in state.affinities:
         block = state.blocks.get(cidr)
         if block is None:
@@ -178,9 +175,8 @@ def fix_for(problem: str) -> str:
     if "which is not in the inventory" in problem:
         return f"{RUN_IPAM}   (releases what belongs to nodes no longer in the inventory)"
     if "reserved by calico_reservations" in problem:
-        return (f"give the workload another address (calico_workloads: ip:) or drop the reservation, then {RUN_IPAM}")
-    return ("the state itself is damaged: restore the state file (or etcd) from a backup; "
-            "do not edit it by hand")
+        return f"give the workload another address (calico_workloads: ip:) or drop the reservation, then {RUN_IPAM}"
+    return "the state itself is damaged: restore the state file (or etcd) from a backup; do not edit it by hand"
 
 
 def audit_inventory(desired: Desired, state: IpamState) -> list:
@@ -210,20 +206,27 @@ def audit_inventory(desired: Desired, state: IpamState) -> list:
             entry = wanted.get(hid)
             workload = f"{secondary.get('namespace', '?')}.{secondary.get('workload', '?')}"
             if entry is None:
-                found.append((f"address {ip} ({hid}) belongs to workload {workload} on {owner}, which the "
-                              f"inventory no longer lists (a leak)", f"{RUN_IPAM}   (releases it)"))
+                found.append(
+                    (
+                        f"address {ip} ({hid}) belongs to workload {workload} on {owner}, which the inventory no longer lists (a leak)",
+                        f"{RUN_IPAM}   (releases it)",
+                    )
+                )
             elif entry[0] != owner:
-                found.append((f"address {ip} ({hid}) is recorded on {owner} but the inventory lists workload "
-                              f"{workload} on {entry[0]}", f"{RUN_IPAM}   (moves it), then "
-                              + naming.run_site(owner, entry[0])))
+                found.append(
+                    (
+                        f"address {ip} ({hid}) is recorded on {owner} but the inventory lists workload {workload} on {entry[0]}",
+                        f"{RUN_IPAM}   (moves it), then " + naming.run_site(owner, entry[0]),
+                    )
+                )
     for hid, ips in held.items():
         if len(ips) > 1:
-            found.append((f"handle {hid} holds {len(ips)} addresses ({', '.join(ips)}): a workload with two "
-                          "addresses", f"{RUN_IPAM}   (keeps one, releases the others)"))
+            found.append(
+                (f"handle {hid} holds {len(ips)} addresses ({', '.join(ips)}): a workload with two addresses", f"{RUN_IPAM}   (keeps one, releases the others)")
+            )
     for hid, (name, wl) in sorted(wanted.items()):
         if hid not in held:
-            found.append((f"workload {wl.id} on {name} has no address in the IPAM yet",
-                          f"{RUN_IPAM}   (or {naming.run_site(name)})"))
+            found.append((f"workload {wl.id} on {name} has no address in the IPAM yet", f"{RUN_IPAM}   (or {naming.run_site(name)})"))
     return found
 
 

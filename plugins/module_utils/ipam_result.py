@@ -23,9 +23,10 @@ one place:
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterable, Mapping, NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
@@ -77,7 +78,7 @@ class Subnet(NamedTuple):
         """``a.b.c.d/len``, host bits zero (one spelling per network)."""
         if not isinstance(value, str) or value.count("/") != 1:
             raise IpamResultError(where, value, "not an IPv4 network (address/length)")
-        text, _, length = value.partition("/")
+        text, _slash, length = value.partition("/")
         prefix = _PREFIXES.get(length)
         if prefix is None:
             raise IpamResultError(where, value, "not an IPv4 network (a prefix length 0..32)")
@@ -200,9 +201,9 @@ class Node:
     ip: str
     address: int = field(repr=False)
     network: Optional[Subnet] = None  # None: not known (never in the same subnet as anyone)
-    blocks: Tuple[Block, ...] = ()
-    workloads: Tuple[Workload, ...] = ()
-    borrowed_ips: Tuple[str, ...] = ()  # the result's ``borrowed`` list
+    blocks: tuple[Block, ...] = ()
+    workloads: tuple[Workload, ...] = ()
+    borrowed_ips: tuple[str, ...] = ()  # the result's ``borrowed`` list
     ipip: Optional[str] = None  # tunnel addresses
     vxlan: Optional[str] = None
 
@@ -210,14 +211,14 @@ class Node:
         """Whether ``other``'s address lies in this node's subnet (:func:`same_subnet`)."""
         return same_subnet(self.network, other.address)
 
-    def borrowed(self) -> Tuple[Borrowed, ...]:
+    def borrowed(self) -> tuple[Borrowed, ...]:
         """The addresses this node holds inside blocks not its own: its workloads the IPAM marks
         ``borrowed`` or whose block is not one of its blocks, then any address of ``borrowed`` no
         workload entry carries (the ``routing`` view keeps the borrowed workloads, so normally none)."""
         return self._borrowed
 
     @cached_property
-    def _borrowed(self) -> Tuple[Borrowed, ...]:
+    def _borrowed(self) -> tuple[Borrowed, ...]:
         own = {block.cidr for block in self.blocks}
         out = {}
         for w in self.workloads:
@@ -296,8 +297,7 @@ class IpamResult:
 
     # -- the routes
 
-    def expected_routes(self, name: str, bgp_nodes: Optional[Iterable[str]] = None,
-                        veth_prefix: str = naming.VETH_PREFIX) -> Tuple[Route, ...]:
+    def expected_routes(self, name: str, bgp_nodes: Optional[Iterable[str]] = None, veth_prefix: str = naming.VETH_PREFIX) -> tuple[Route, ...]:
         """Every route node ``name`` must have, in this order: its own blocks (blackholed by BIRD, when
         it runs BIRD, except /32 blocks), its workloads' /32s on their veths, then per other node
         (sorted) its blocks and its borrowed addresses, each as :func:`remote_path` says.
@@ -309,9 +309,11 @@ class IpamResult:
         out = []
         if name in speakers:
             out += [Route(b.cidr, OWN_BLOCK, name, BY_BIRD, True, pool=b.pool) for b in me.blocks if b.cidr.prefix < 32]
-        out += [Route(Subnet(w.address, 32), WORKLOAD, name, BY_WORKLOADS, dev=naming.veth_name(w.id, veth_prefix),
-                      pool=w.pool, workload=w.id)
-                for w in me.workloads if w.address is not None]
+        out += [
+            Route(Subnet(w.address, 32), WORKLOAD, name, BY_WORKLOADS, dev=naming.veth_name(w.id, veth_prefix), pool=w.pool, workload=w.id)
+            for w in me.workloads
+            if w.address is not None
+        ]
         pools, network = self.pools, me.network
         for other in sorted(self.nodes):
             if other == name:
@@ -321,8 +323,7 @@ class IpamResult:
             inside = same_subnet(network, peer.address)
             paths: dict = {}  # pool name -> how (the same for every prefix of that pool this peer holds)
             prefixes = [(block.cidr, REMOTE_BLOCK, block.pool, None, None) for block in peer.blocks]
-            prefixes += [(_tuple(Subnet, (item.address, 32)), BORROWED, item.pool, item.workload, item.block)
-                         for item in peer.borrowed()]
+            prefixes += [(_tuple(Subnet, (item.address, 32)), BORROWED, item.pool, item.workload, item.block) for item in peer.borrowed()]
             for dst, kind, pool_name, workload, origin in prefixes:
                 pool = pools[pool_name] if pool_name is not None else self.pool_containing(dst)
                 if pool is None:
@@ -331,8 +332,7 @@ class IpamResult:
                 if path is False:
                     path = paths[pool.name] = remote_path(me, peer, pool, bgp, inside)
                 if path is not None:
-                    out.append(_tuple(Route, (dst, kind, other, path.by, False, path.gateway, path.dev, path.onlink,
-                                              path.encap, pool.name, workload, origin)))
+                    out.append(_tuple(Route, (dst, kind, other, path.by, False, path.gateway, path.dev, path.onlink, path.encap, pool.name, workload, origin)))
         return tuple(out)
 
 
@@ -433,8 +433,7 @@ class _Reader:
                 raise IpamResultError(f"{where}.{key}", mode, f"must be {', '.join(ENCAP_MODES[:-1])} or {ENCAP_MODES[-1]}")
             modes[key] = mode
         if modes["ipip_mode"] != "Never" and modes["vxlan_mode"] != "Never":
-            raise IpamResultError(f"{where}.vxlan_mode", modes["vxlan_mode"],
-                                  f"a pool cannot use both VXLAN and IPIP (ipip_mode {modes['ipip_mode']})")
+            raise IpamResultError(f"{where}.vxlan_mode", modes["vxlan_mode"], f"a pool cannot use both VXLAN and IPIP (ipip_mode {modes['ipip_mode']})")
         flags = {}
         for key in ("nat_outgoing", "disabled", "disable_bgp_export"):
             value = raw.get(key, False)
@@ -470,8 +469,7 @@ class _Reader:
         if vxlan is not None:
             parse_address(vxlan, where, ".tunnels.vxlan")
         blocks = tuple(self.block(where, i, b, pools) for i, b in enumerate(self.items(get("blocks"), where, "blocks")))
-        workloads = tuple(self.workload(where, i, w, pools)
-                          for i, w in enumerate(self.items(get("workloads"), where, "workloads")))
+        workloads = tuple(self.workload(where, i, w, pools) for i, w in enumerate(self.items(get("workloads"), where, "workloads")))
         borrowed = self.items(get("borrowed"), where, "borrowed")
         for i, item in enumerate(borrowed):
             parse_address(item, where, f".borrowed[{i}]")
@@ -507,8 +505,7 @@ class _Reader:
         # The hot loop of a whole fleet's result (every workload): the field named only on an error.
         if not isinstance(raw, dict):
             raise IpamResultError(f"{node}.workloads[{index}]", _short(raw), "a workload must be a mapping")
-        wid, ip, pool, block, borrowed = (raw.get("id"), raw.get("ip"), raw.get("pool"), raw.get("block"),
-                                          raw.get("borrowed", False))
+        wid, ip, pool, block, borrowed = (raw.get("id"), raw.get("ip"), raw.get("pool"), raw.get("block"), raw.get("borrowed", False))
         if not isinstance(wid, str) or not wid:
             raise IpamResultError(f"{node}.workloads[{index}].id", wid, "a workload needs its id (<namespace>.<name>)")
         if borrowed is not True and borrowed is not False:

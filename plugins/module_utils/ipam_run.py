@@ -26,8 +26,7 @@ ARGUMENT_SPEC = dict(
     node=dict(type="str"),
     remove_nodes=dict(type="list", elements="str", default=[]),
     # Types only: the IPAM checks the values (validate_evacuate), each refusal naming host, field and value.
-    evacuate=dict(type="dict", options=dict(pool=dict(type="str"), nodes=dict(type="list", elements="str"),
-                                            run_nodes=dict(type="list", elements="str"))),
+    evacuate=dict(type="dict", options=dict(pool=dict(type="str"), nodes=dict(type="list", elements="str"), run_nodes=dict(type="list", elements="str"))),
     audit=dict(type="bool", default=False),
     datastore=dict(type="str", choices=["file", "etcd"], default="file"),
     state_file=dict(type="path"),
@@ -42,17 +41,21 @@ def refuse_introduced_problems(already: set, problems: list) -> None:
     """A plan whose audit finds a problem the state did not have before it is never written."""
     introduced = [p for p in problems if p not in already]
     if introduced:
-        raise IpamError(f"calico_nodes: plan: the audit of the planned state finds {len(introduced)} problem(s) the "
-                        f"recorded state did not have ({'; '.join(introduced[:5])}); nothing was written - "
-                        "this is a bug of l3.calico, please report it with the inventory")
+        raise IpamError(
+            f"calico_nodes: plan: the audit of the planned state finds {len(introduced)} problem(s) the "
+            f"recorded state did not have ({'; '.join(introduced[:5])}); nothing was written - "
+            "this is a bug of l3.calico, please report it with the inventory"
+        )
 
 
 def run(params: dict, check_mode: bool) -> tuple[dict, str]:
     """Validate, plan and (unless check mode) record; return the result and the diff text."""
-    desired = validate(params["pools"], params["config"], params["reservations"], params["nodes"], params["node"],
-                       params.get("remove_nodes") or [], params.get("evacuate"))
+    desired = validate(
+        params["pools"], params["config"], params["reservations"], params["nodes"], params["node"], params.get("remove_nodes") or [], params.get("evacuate")
+    )
 
     if params.get("audit"):
+
         def audit_fn(state):
             block_pool = desired.pool_of_blocks(state.blocks)
             result = build_result(desired, state, block_pool)
@@ -61,8 +64,7 @@ def run(params: dict, check_mode: bool) -> tuple[dict, str]:
             result["changed"] = False
             return result
 
-        store = store_from_params(params, params.get("datastore") or "file", params.get("state_file"),
-                                  params.get("lock_timeout", 600.0))
+        store = store_from_params(params, params.get("datastore") or "file", params.get("state_file"), params.get("lock_timeout", 600.0))
         return store.transact(audit_fn, write=False), ""
 
     def plan_fn(state):
@@ -76,12 +78,10 @@ def run(params: dict, check_mode: bool) -> tuple[dict, str]:
             refuse_introduced_problems(set(audit(desired, store.load())), result["problems"])
         evacuation = planner.evacuation()
         if evacuation is not None:  # only with evacuate
-            result["evacuation"] = migration_report(evacuation, result["pools"], result["changed"],
-                                                    desired.evacuate.run_nodes)
+            result["evacuation"] = migration_report(evacuation, result["pools"], result["changed"], desired.evacuate.run_nodes)
         return result, report
 
-    store = store_from_params(params, params.get("datastore") or "file", params.get("state_file"),
-                              params.get("lock_timeout", 600.0))
+    store = store_from_params(params, params.get("datastore") or "file", params.get("state_file"), params.get("lock_timeout", 600.0))
     result, report = store.transact(plan_fn, write=not check_mode)
     lines = report.diff_lines()
     return result, "".join(line + "\n" for line in lines)

@@ -50,8 +50,9 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Callable
 from itertools import pairwise
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write, remove_stale_temporaries
@@ -146,9 +147,7 @@ class IpamState:
             "config": self.config.to_json(),
             "pools": self.pools,
             "blocks": [b.to_json() for b in self.blocks.values()],
-            "affinities": [
-                {"node": node, "cidr": cidr, **aff.to_json()} for (node, cidr), aff in self.affinities.items()
-            ],
+            "affinities": [{"node": node, "cidr": cidr, **aff.to_json()} for (node, cidr), aff in self.affinities.items()],
             "handles": {hid: h.to_json() for hid, h in self.handles.items()},
         }
 
@@ -174,8 +173,7 @@ class IpamState:
                     raise StateError(f"block {block.cidr}: cidr={block.cidr!r}: the block appears twice")
                 state.blocks[block.cidr] = block
             for index, value in enumerate(doc["affinities"]):
-                if not isinstance(value, dict) or not isinstance(value.get("node"), str) \
-                        or not isinstance(value.get("cidr"), str):
+                if not isinstance(value, dict) or not isinstance(value.get("node"), str) or not isinstance(value.get("cidr"), str):
                     raise StateError(f"affinities[{index}]={value!r}: must be an object with node, cidr and state")
                 key = (value["node"], value["cidr"])
                 if key in state.affinities:
@@ -198,8 +196,7 @@ HANDLE_ID_MAX = 512
 
 
 def _is_handle_id(value) -> bool:
-    return (isinstance(value, str) and 0 < len(value) <= HANDLE_ID_MAX
-            and naming.SAFE_ID_RE.fullmatch(value) is not None)
+    return isinstance(value, str) and 0 < len(value) <= HANDLE_ID_MAX and naming.SAFE_ID_RE.fullmatch(value) is not None
 
 
 def _int(value, low: int, high: int | None = None) -> bool:
@@ -226,8 +223,13 @@ def free_list_fault(block: Block) -> tuple | None:
     free = block.unallocated
     allocations = block.allocations
     # the common case in C-speed steps; the loop below only runs to name what is wrong
-    if not free or (set(map(type, free)) == {int} and len(set(free)) == len(free) and min(free) >= 0
-                    and max(free) < size and [allocations[o] for o in free].count(None) == len(free)):
+    if not free or (
+        set(map(type, free)) == {int}
+        and len(set(free)) == len(free)
+        and min(free) >= 0
+        and max(free) < size
+        and [allocations[o] for o in free].count(None) == len(free)
+    ):
         return None
     seen = set()
     for index, ordinal in enumerate(free):
@@ -238,16 +240,22 @@ def free_list_fault(block: Block) -> tuple | None:
             return field, ordinal, "listed twice (it would be handed out twice)"
         seen.add(ordinal)
         if allocations[ordinal] is not None:
-            return field, ordinal, (f"free and also allocated (address {format_cidr(block.base + ordinal, 32)[:-3]}, "
-                                    f"allocations[{ordinal}]={allocations[ordinal]})")
+            return (
+                field,
+                ordinal,
+                (f"free and also allocated (address {format_cidr(block.base + ordinal, 32)[:-3]}, allocations[{ordinal}]={allocations[ordinal]})"),
+            )
     return None
 
 
 def overlap_faults(blocks: dict) -> list:
     """Every two blocks that overlap, as ``(what, field, value, why)`` of the later one."""
     ordered = sorted(blocks.values(), key=lambda b: b.base)
-    return [(f"block {after.cidr}", "cidr", after.cidr, f"overlaps block {before.cidr}")
-            for before, after in pairwise(ordered) if before.base + before.size > after.base]
+    return [
+        (f"block {after.cidr}", "cidr", after.cidr, f"overlaps block {before.cidr}")
+        for before, after in pairwise(ordered)
+        if before.base + before.size > after.base
+    ]
 
 
 def check_state(state: IpamState) -> None:
@@ -263,6 +271,7 @@ def check_state(state: IpamState) -> None:
     pool a DNS label with a canonical cidr and a block size of 20..32. Raises :class:`StateError` naming
     the object, the field and the value.
     """
+
     def bad(what: str, field: str, value, why: str):
         raise StateError(fault(what, field, value, why))
 
@@ -294,13 +303,17 @@ def check_state(state: IpamState) -> None:
     for key, block in state.blocks.items():
         what = f"block {block.cidr}"
         if key != block.cidr or not _canonical(block.cidr):
-            bad(what, "cidr", block.cidr, f"not the canonical spelling of {format_cidr(block.base, block.prefix)}"
-                if key == block.cidr else f"stored under {key}")
+            bad(
+                what,
+                "cidr",
+                block.cidr,
+                f"not the canonical spelling of {format_cidr(block.base, block.prefix)}" if key == block.cidr else f"stored under {key}",
+            )
         if not 20 <= block.prefix <= 32:
             bad(what, "cidr", block.cidr, "a block is a /20 to a /32")
-        if block.affinity is not None and not (isinstance(block.affinity, str)
-                                               and block.affinity.startswith(AFFINITY_PREFIX)
-                                               and node_ok(block.affinity[len(AFFINITY_PREFIX):])):
+        if block.affinity is not None and not (
+            isinstance(block.affinity, str) and block.affinity.startswith(AFFINITY_PREFIX) and node_ok(block.affinity[len(AFFINITY_PREFIX) :])
+        ):
             bad(what, "affinity", block.affinity, "must be null or host:<node name> (a DNS-1123 subdomain)")
         if not _int(block.sequence_number, 0):
             bad(what, "sequenceNumber", block.sequence_number, "must be an integer >= 0")
@@ -309,8 +322,7 @@ def check_state(state: IpamState) -> None:
         for index, attr in enumerate(block.attributes):
             hid = attr.get("handle_id") if isinstance(attr, dict) else None
             if not isinstance(hid, str) or (hid not in good_handles and (len(hid) > HANDLE_ID_MAX or handle_ok(hid) is None)):
-                bad(what, f"attributes[{index}]", attr, "must be an object with a handle_id of letters, digits, "
-                    "'.', '_' and '-'")
+                bad(what, f"attributes[{index}]", attr, "must be an object with a handle_id of letters, digits, '.', '_' and '-'")
             secondary = attr.get("secondary")
             if secondary is not None:  # JSON object keys are strings: only the values need a look
                 if not isinstance(secondary, dict):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from typing import NamedTuple, Optional, Protocol, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple, Optional, Protocol
 
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
@@ -82,9 +83,7 @@ def ip_json(runner: Runner, args: Sequence[str], netns: Optional[str] = None) ->
     return json.loads(out) if out else []
 
 
-def ip_json_batch(
-    runner: Runner, commands: Sequence[str], netns: Optional[str] = None, details: bool = False
-) -> list:
+def ip_json_batch(runner: Runner, commands: Sequence[str], netns: Optional[str] = None, details: bool = False) -> list:
     """Several ``ip -json`` reads in ONE process: ``ip -json -batch -``, one JSON array per command.
 
     iproute2 prints each command's array (``[]`` when empty) on its own line, so the output is

@@ -39,14 +39,15 @@ def is_label(value) -> bool:
 # A node name is a Calico Node name: a DNS-1123 subdomain (labels joined by '.', at most 253 characters).
 # It reaches bird.conf, etcd keys, handle ids and printed commands, so nothing else may pass.
 SUBDOMAIN_MAX = 253
-NODE_NAME_REASON = ("a node name must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', "
-                    f"labels of at most 63 starting and ending with a letter or digit, at most {SUBDOMAIN_MAX} in all")
+NODE_NAME_REASON = (
+    "a node name must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', "
+    f"labels of at most 63 starting and ending with a letter or digit, at most {SUBDOMAIN_MAX} in all"
+)
 
 
 def is_node_name(value) -> bool:
     """A Calico Node name: a DNS-1123 subdomain (``node-a``, ``n1.rack1.example``), the whole string."""
-    return (isinstance(value, str) and 0 < len(value) <= SUBDOMAIN_MAX
-            and all(LABEL_RE.fullmatch(label) for label in value.split(".")))
+    return isinstance(value, str) and 0 < len(value) <= SUBDOMAIN_MAX and all(LABEL_RE.fullmatch(label) for label in value.split("."))
 
 
 def is_veth_prefix(value) -> bool:
@@ -85,7 +86,7 @@ def handle_id(namespace: str, name: str) -> str:
 
 def handle_owner(hid: str) -> str:
     """What a handle stands for in messages: the workload id of a workload's handle, else the handle itself."""
-    return hid[len(WORKLOAD_HANDLE_PREFIX):] if hid.startswith(WORKLOAD_HANDLE_PREFIX) else hid
+    return hid[len(WORKLOAD_HANDLE_PREFIX) :] if hid.startswith(WORKLOAD_HANDLE_PREFIX) else hid
 
 
 def tunnel_handle_id(kind: str, node: str) -> str:

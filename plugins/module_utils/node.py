@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute, sysctls, tunnels
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import tunnel_kinds
@@ -39,8 +39,7 @@ def workload_mtu(underlay_mtu: int | None, pools: Mapping) -> int:
     enabled = [pool for pool in pools.values() if not pool.get("disabled")]
     overhead = {"vxlan": tunnels.VXLAN_OVERHEAD, "ipip": tunnels.IPIP_OVERHEAD}
     overheads = [0]
-    overheads += [overhead[kind] for pool in enabled
-                  for kind in tunnel_kinds(pool.get("ipip_mode", "Never"), pool.get("vxlan_mode", "Never"))]
+    overheads += [overhead[kind] for pool in enabled for kind in tunnel_kinds(pool.get("ipip_mode", "Never"), pool.get("vxlan_mode", "Never"))]
     return (underlay_mtu or DEFAULT_UNDERLAY_MTU) - max(overheads)
 
 
@@ -95,8 +94,7 @@ def converge(
         if sys_plan.changed:
             sysctls.apply(sys_plan, sysctl_options.path)
         firewall.commit(runner, fw, firewall_options.state_file)
-    return {"missing_packages": [], "tunnels": tun, "sysctls": sys_plan, "firewall": fw,
-            "workload_mtu": workload_mtu(tun.underlay_mtu, pools)}
+    return {"missing_packages": [], "tunnels": tun, "sysctls": sys_plan, "firewall": fw, "workload_mtu": workload_mtu(tun.underlay_mtu, pools)}
 
 
 def result(parts: Mapping) -> dict:
@@ -129,8 +127,7 @@ def remove(
     """
     tun = tunnels.plan_removal(tunnels.read_state(runner), pools, ipip_address)
     sys_plan = sysctls.plan_removal(sysctl_file)
-    fw = firewall.plan_removal(firewall.read_nft(runner), firewall.read_iptables(runner),
-                               os.path.exists(firewall_state_file))
+    fw = firewall.plan_removal(firewall.read_nft(runner), firewall.read_iptables(runner), os.path.exists(firewall_state_file))
     if not check_mode:
         if tun.changed:
             tunnels.apply(runner, tun)

@@ -13,7 +13,7 @@ Plain Python, no Ansible import; ``ipam_run.run`` adds :func:`report`'s keys to 
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 PREPARE = "prepare"
 FINISH = "finish"
@@ -57,22 +57,22 @@ def plan_lines(evacuation: Mapping, pools: Mapping, run_nodes: Iterable[str] | N
     hosts = sorted(evacuation["nodes"])
     now = sorted(hosts if run_nodes is None else run_nodes)
     new = [(name, pool) for name, pool in pools.items() if not pool.get("disabled")]
-    lines = [f"pool migration out of {evacuation['pool']} ({evacuation['cidr']}) into "
-             f"{', '.join(name for name, _ in new)}, host by host: {', '.join(hosts)}"]
+    new_names = ", ".join(name for name, _pool in new)
+    lines = [f"pool migration out of {evacuation['pool']} ({evacuation['cidr']}) into {new_names}, host by host: {', '.join(hosts)}"]
     if len(now) < len(hosts):
         lines.append(f"this run moves only {', '.join(now)} (calico_migrate_hosts); a later run the others")
-    lines.extend(f"new pool {name}: {pool['cidr']}, /{pool['block_size']} blocks, ipip {pool['ipip_mode']}, "
-                 f"vxlan {pool['vxlan_mode']}" for name, pool in new)
+    lines.extend(f"new pool {name}: {pool['cidr']}, /{pool['block_size']} blocks, ipip {pool['ipip_mode']}, vxlan {pool['vxlan_mode']}" for name, pool in new)
     for host, step in evacuation["nodes"].items():
         lines.append(f"{host}: {len(step['moved'])} address(es) move, {len(step['released_blocks'])} block(s) released")
-        lines.extend(f"  {move['owner']} {move['from']} -> {move.get('to') or RELEASED_FOR_GOOD}"
-                     + (f" (block {move['block']})" if move.get("block") else "") for move in step["moved"])
+        lines.extend(
+            f"  {move['owner']} {move['from']} -> {move.get('to') or RELEASED_FOR_GOOD}" + (f" (block {move['block']})" if move.get("block") else "")
+            for move in step["moved"]
+        )
         lines.extend(f"  block {block} released" for block in step["released_blocks"])
     if evacuation["removed"]:
         lines.append(f"then pool {evacuation['pool']} holds nothing and leaves the IPAM state: drop it from calico_pools")
     else:
-        lines.append(f"pool {evacuation['pool']} would still hold {evacuation['remaining']} address(es) in "
-                     f"{evacuation['blocks_left']} block(s)")
+        lines.append(f"pool {evacuation['pool']} would still hold {evacuation['remaining']} address(es) in {evacuation['blocks_left']} block(s)")
     return lines
 
 
@@ -81,16 +81,13 @@ def summary_lines(evacuation: Mapping) -> list:
     (old -> new) and each block released, then what the old pool still holds."""
     lines = []
     for host, step in evacuation["nodes"].items():
-        lines.extend(f"{host}: {move['owner']} {move['from']} -> {move.get('to') or '(released)'}"
-                     for move in step["moved"])
+        lines.extend(f"{host}: {move['owner']} {move['from']} -> {move.get('to') or '(released)'}" for move in step["moved"])
         lines.extend(f"{host}: block {block} released" for block in step["released_blocks"])
-    lines.append(f"pool {evacuation['pool']}: {evacuation['remaining']} address(es) left"
-                 + (", removed from the IPAM state" if evacuation["removed"] else ""))
+    lines.append(f"pool {evacuation['pool']}: {evacuation['remaining']} address(es) left" + (", removed from the IPAM state" if evacuation["removed"] else ""))
     return lines
 
 
 def report(evacuation: Mapping, pools: Mapping, changed: bool, run_nodes: Iterable[str] | None = None) -> dict:
     """The evacuation report with its ``rounds``, ``plan`` and ``summary`` added."""
     run_nodes = None if run_nodes is None else list(run_nodes)
-    return dict(evacuation, rounds=rounds(evacuation, changed, run_nodes),
-                plan=plan_lines(evacuation, pools, run_nodes), summary=summary_lines(evacuation))
+    return dict(evacuation, rounds=rounds(evacuation, changed, run_nodes), plan=plan_lines(evacuation, pools, run_nodes), summary=summary_lines(evacuation))

@@ -22,7 +22,7 @@ import socket
 import struct
 import subprocess
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
 from ansible_collections.l3.calico.plugins.module_utils import workloads as dataplane
@@ -30,8 +30,7 @@ from ansible_collections.l3.calico.plugins.module_utils import workloads as data
 
 def run_command(argv: list, stdin: str = "") -> iproute.Result:
     """Default runner: one process, text in and out."""
-    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False,
-                          env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False, env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     return iproute.Result(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -59,8 +58,7 @@ def parse_bird_protocols(text: str) -> list:
             fields = line.split()
             current = None
             if len(fields) >= 4 and fields[1] == "BGP":
-                current = {"name": fields[0], "state": fields[3], "bgp_state": "", "neighbor": "",
-                           "info": " ".join(fields[5:])}
+                current = {"name": fields[0], "state": fields[3], "bgp_state": "", "neighbor": "", "info": " ".join(fields[5:])}
                 protocols.append(current)
             continue
         if current is None:
@@ -100,16 +98,12 @@ def workload_view(docs: list) -> dict:
     addrs, routes, neighbours = (docs + [[], [], []])[:3]
     return {
         "addresses": sorted(
-            f"{i['local']}/{i['prefixlen']}"
-            for link in addrs if link.get("ifname") != "lo"
-            for i in link.get("addr_info", []) if i.get("family") == "inet"
+            f"{i['local']}/{i['prefixlen']}" for link in addrs if link.get("ifname") != "lo" for i in link.get("addr_info", []) if i.get("family") == "inet"
         ),
         "interfaces": sorted(link.get("ifname", "") for link in addrs if link.get("ifname") != "lo"),
         "routes": [simplify_route(r) for r in routes],
         "neighbours": [
-            {"dst": n.get("dst", ""), "lladdr": n.get("lladdr", ""), "dev": n.get("dev", ""),
-             "state": (n.get("state") or [""])[0]}
-            for n in neighbours
+            {"dst": n.get("dst", ""), "lladdr": n.get("lladdr", ""), "dev": n.get("dev", ""), "state": (n.get("state") or [""])[0]} for n in neighbours
         ],
     }
 
@@ -177,7 +171,7 @@ def ping_all(targets: list, count: int, timeout: float) -> dict:
             ihl = (packet[0] & 0x0F) * 4
             if len(packet) < ihl + 8:
                 continue
-            kind, _code, _checksum, rid, rseq = struct.unpack("!BBHHH", packet[ihl:ihl + 8])
+            kind, _code, _checksum, rid, rseq = struct.unpack("!BBHHH", packet[ihl : ihl + 8])
             if kind == 0 and rid == ident and rseq in sent and sent[rseq][0] == src:
                 rtts[src].append((time.monotonic() - sent[rseq][1]) * 1000.0)
     finally:
@@ -217,8 +211,9 @@ def collect(pid: int, rfd: int) -> dict:
         return {"error": "no answer from the child process"}
 
 
-def ping_matrix(sources: Iterable[dict], targets: list, count: int, timeout: int, start=in_netns,
-                finish=collect, netns_prefix: str = naming.NETNS_PREFIX) -> dict:
+def ping_matrix(
+    sources: Iterable[dict], targets: list, count: int, timeout: int, start=in_netns, finish=collect, netns_prefix: str = naming.NETNS_PREFIX
+) -> dict:
     """Ping every target from every source at once, one child process per source namespace.
 
     Returns {src id: {dst id: {ok, rtt_ms}}} (plus ``error`` in a cell when the namespace could
@@ -228,8 +223,7 @@ def ping_matrix(sources: Iterable[dict], targets: list, count: int, timeout: int
     for src in sources:
         others = [t for t in targets if t["id"] != src["id"]]
         addrs = sorted({t["ip"] for t in others})
-        running.append((src, others, start(f"/run/netns/{naming.netns_name(src['id'], netns_prefix)}", ping_all, addrs, count,
-                                           timeout)))
+        running.append((src, others, start(f"/run/netns/{naming.netns_name(src['id'], netns_prefix)}", ping_all, addrs, count, timeout)))
     matrix: dict = {}
     for src, others, child in running:
         answer = finish(*child)
@@ -248,8 +242,7 @@ def read_bgp(bird_socket: str, run: iproute.Runner) -> tuple:
     return (parse_bird_protocols(out), "") if rc == 0 else ([], (err or out).strip())
 
 
-def wait_bgp(bird_socket: str, neighbors: list, timeout: float, run: iproute.Runner, sleep=time.sleep,
-             clock=time.monotonic) -> tuple:
+def wait_bgp(bird_socket: str, neighbors: list, timeout: float, run: iproute.Runner, sleep=time.sleep, clock=time.monotonic) -> tuple:
     """BIRD's protocols once every neighbour is Established, or as they are at the timeout."""
     deadline = clock() + timeout
     while True:
@@ -260,13 +253,23 @@ def wait_bgp(bird_socket: str, neighbors: list, timeout: float, run: iproute.Run
         sleep(0.5)
 
 
-def probe(node_ip: str, workloads: list, targets: list, bird_socket: str, ping: bool = True,
-          ping_count: int = 2, ping_timeout: int = 2, bgp_neighbors: list | None = None, bgp_wait: float = 0,
-          netns_prefix: str = naming.NETNS_PREFIX, veth_prefix: str = naming.VETH_PREFIX,
-          run: iproute.Runner = run_command, allow_ip_forwarding: bool = False) -> dict:
+def probe(
+    node_ip: str,
+    workloads: list,
+    targets: list,
+    bird_socket: str,
+    ping: bool = True,
+    ping_count: int = 2,
+    ping_timeout: int = 2,
+    bgp_neighbors: list | None = None,
+    bgp_wait: float = 0,
+    netns_prefix: str = naming.NETNS_PREFIX,
+    veth_prefix: str = naming.VETH_PREFIX,
+    run: iproute.Runner = run_command,
+    allow_ip_forwarding: bool = False,
+) -> dict:
     """Everything verify needs from one node."""
-    result: dict = {"node_ip": node_ip, "veth_prefix": veth_prefix,
-                    "ip_forward_expected": "1" if allow_ip_forwarding else "0"}
+    result: dict = {"node_ip": node_ip, "veth_prefix": veth_prefix, "ip_forward_expected": "1" if allow_ip_forwarding else "0"}
 
     # First BGP: right after a converge the sessions may still be coming up (seconds).
     result["bgp_expected"] = list(bgp_neighbors or [])
@@ -279,18 +282,23 @@ def probe(node_ip: str, workloads: list, targets: list, bird_socket: str, ping: 
     if rc != 0:
         result["routes_error"] = err.strip()
 
-    result["pings"] = (ping_matrix(workloads, targets, ping_count, ping_timeout, netns_prefix=netns_prefix)
-                       if ping else {})
+    result["pings"] = ping_matrix(workloads, targets, ping_count, ping_timeout, netns_prefix=netns_prefix) if ping else {}
 
     # Read the workloads after the pings, so the gateway neighbour is resolved.
     views = {}
     for wl in workloads:
         netns = naming.netns_name(wl["id"], netns_prefix)
-        rc, out, err = run(["ip", "-n", netns, "-json", "-batch", "-"],
-                           "address show\nroute show table main\nneigh show\n")
+        rc, out, err = run(["ip", "-n", netns, "-json", "-batch", "-"], "address show\nroute show table main\nneigh show\n")
         view = workload_view(parse_json_stream(out)) if rc == 0 else workload_view([])
-        view.update({"netns": netns, "exists": rc == 0, "error": "" if rc == 0 else err.strip(),
-                     "veth": naming.veth_name(wl["id"], veth_prefix), "ip_forward": read_ip_forward(netns)})
+        view.update(
+            {
+                "netns": netns,
+                "exists": rc == 0,
+                "error": "" if rc == 0 else err.strip(),
+                "veth": naming.veth_name(wl["id"], veth_prefix),
+                "ip_forward": read_ip_forward(netns),
+            }
+        )
         views[wl["id"]] = view
     result["workloads"] = views
     return result

@@ -29,8 +29,9 @@ import errno as errno_names
 import os
 import socket
 import struct
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Optional, Union
 
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
@@ -115,18 +116,18 @@ def open_socket(netns: Optional[str] = None, netns_dir: str = "/run/netns") -> s
     return sock
 
 
-def _attrs(data: bytes, offset: int) -> Dict[int, bytes]:
+def _attrs(data: bytes, offset: int) -> dict[int, bytes]:
     out = {}
     while offset + RTATTR.size <= len(data):
         length, kind = RTATTR.unpack_from(data, offset)
         if length < RTATTR.size:
             break
-        out[kind & 0x3FFF] = data[offset + RTATTR.size:offset + length]
+        out[kind & 0x3FFF] = data[offset + RTATTR.size : offset + length]
         offset += (length + 3) & ~3
     return out
 
 
-def _dump(sock: socket.socket, msg_type: int, body: bytes, seq: int) -> List[Tuple[int, bytes]]:
+def _dump(sock: socket.socket, msg_type: int, body: bytes, seq: int) -> list[tuple[int, bytes]]:
     header = NLMSGHDR.pack(NLMSGHDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
     sock.send(header + body)
     messages = []
@@ -137,7 +138,7 @@ def _dump(sock: socket.socket, msg_type: int, body: bytes, seq: int) -> List[Tup
             length, kind, _flags, msg_seq, _pid = NLMSGHDR.unpack_from(data, offset)
             if length < NLMSGHDR.size:
                 raise OSError("rtnetlink: malformed message")
-            payload = data[offset + NLMSGHDR.size:offset + length]
+            payload = data[offset + NLMSGHDR.size : offset + length]
             offset += (length + 3) & ~3
             if msg_seq != seq:
                 continue
@@ -151,10 +152,10 @@ def _dump(sock: socket.socket, msg_type: int, body: bytes, seq: int) -> List[Tup
             messages.append((kind, payload))
 
 
-def read(sock: socket.socket) -> Tuple[Dict[str, dict], List[dict]]:
+def read(sock: socket.socket) -> tuple[dict[str, dict], list[dict]]:
     """(links by name with IPv4 ``addr_info``, main-table IPv4 routes) as ``ip -json`` shows them."""
-    links: Dict[str, dict] = {}
-    by_index: Dict[int, dict] = {}
+    links: dict[str, dict] = {}
+    by_index: dict[int, dict] = {}
     for kind, payload in _dump(sock, RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), 1):
         if kind != RTM_NEWLINK:
             continue
@@ -177,9 +178,7 @@ def read(sock: socket.socket) -> Tuple[Dict[str, dict], List[dict]]:
         attrs = _attrs(payload, IFADDRMSG.size)
         local = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
         if local:
-            by_index[index]["addr_info"].append(
-                {"family": "inet", "local": socket.inet_ntoa(local), "prefixlen": prefixlen}
-            )
+            by_index[index]["addr_info"].append({"family": "inet", "local": socket.inet_ntoa(local), "prefixlen": prefixlen})
     routes = []
     for kind, payload in _dump(sock, RTM_GETROUTE, RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0), 3):
         family, dst_len, _src, _tos, table, protocol, scope, rtype, flags = RTMSG.unpack_from(payload)
@@ -203,7 +202,7 @@ def read(sock: socket.socket) -> Tuple[Dict[str, dict], List[dict]]:
     return links, routes
 
 
-def read_netns(netns: str, netns_dir: str = "/run/netns") -> Tuple[Dict[str, dict], List[dict]]:
+def read_netns(netns: str, netns_dir: str = "/run/netns") -> tuple[dict[str, dict], list[dict]]:
     sock = open_socket(netns, netns_dir)
     try:
         return read(sock)
@@ -274,7 +273,7 @@ Change = Union[LinkSet, AddrAdd, AddrDel, RouteReplace]
 class NetlinkError(L3CalicoError, OSError):
     """The kernel refused changes; ``failures`` lists (change, errno, kernel message)."""
 
-    def __init__(self, failures: Sequence[Tuple[Change, int, str]]):
+    def __init__(self, failures: Sequence[tuple[Change, int, str]]):
         self.failures = list(failures)
         first_errno = self.failures[0][1] if self.failures else 0
         self.message = "; ".join(describe_failure(*f) for f in self.failures)
@@ -299,7 +298,7 @@ def _message(msg_type: int, flags: int, seq: int, body: bytes) -> bytes:
     return NLMSGHDR.pack(NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body
 
 
-def _prefix(dst: str) -> Tuple[bytes, int]:
+def _prefix(dst: str) -> tuple[bytes, int]:
     if dst == "default":
         return b"", 0
     address, _sep, length = dst.partition("/")
@@ -333,10 +332,10 @@ def encode(change: Change, seq: int, index: Mapping[str, int]) -> bytes:
     raise TypeError(f"not an rtnetlink change: {change!r}")
 
 
-def _answers(sock: socket.socket, pending: Iterable[int]) -> Dict[int, Tuple[int, bytes, int]]:
+def _answers(sock: socket.socket, pending: Iterable[int]) -> dict[int, tuple[int, bytes, int]]:
     """Read until every sequence number in ``pending`` is answered: seq -> (type, payload, flags)."""
     waiting = set(pending)
-    out: Dict[int, Tuple[int, bytes, int]] = {}
+    out: dict[int, tuple[int, bytes, int]] = {}
     while waiting:
         data = sock.recv(1 << 16)
         offset = 0
@@ -345,13 +344,13 @@ def _answers(sock: socket.socket, pending: Iterable[int]) -> Dict[int, Tuple[int
             if length < NLMSGHDR.size:
                 raise OSError("rtnetlink: malformed message")
             if seq in waiting:
-                out[seq] = (kind, data[offset + NLMSGHDR.size:offset + length], flags)
+                out[seq] = (kind, data[offset + NLMSGHDR.size : offset + length], flags)
                 waiting.discard(seq)
             offset += (length + 3) & ~3
     return out
 
 
-def _error_of(payload: bytes, flags: int) -> Tuple[int, str]:
+def _error_of(payload: bytes, flags: int) -> tuple[int, str]:
     """(errno, kernel message) of an NLMSG_ERROR payload; errno 0 is an acknowledgement."""
     err = -struct.unpack_from("=i", payload)[0]
     message = ""
@@ -364,20 +363,21 @@ def _error_of(payload: bytes, flags: int) -> Tuple[int, str]:
     return err, message
 
 
-def link_indexes(sock: socket.socket, names: Iterable[str]) -> Dict[str, int]:
+def link_indexes(sock: socket.socket, names: Iterable[str]) -> dict[str, int]:
     """ifindex of each named link (absent ones left out): one request each, all in one send."""
     return _resolve(sock, names)[0]
 
 
-def _resolve(sock: socket.socket, names: Iterable[str]) -> Tuple[Dict[str, int], Dict[str, Tuple[int, str]]]:
+def _resolve(sock: socket.socket, names: Iterable[str]) -> tuple[dict[str, int], dict[str, tuple[int, str]]]:
     names = sorted(set(names))
     if not names:
         return {}, {}
-    sock.send(b"".join(
-        _message(RTM_GETLINK, NLM_F_REQUEST, 1 + i,
-                 IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, name.encode() + b"\0"))
-        for i, name in enumerate(names)
-    ))
+    sock.send(
+        b"".join(
+            _message(RTM_GETLINK, NLM_F_REQUEST, 1 + i, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, name.encode() + b"\0"))
+            for i, name in enumerate(names)
+        )
+    )
     answers = _answers(sock, range(1, 1 + len(names)))
     found, refused = {}, {}
     for i, name in enumerate(names):
@@ -401,7 +401,7 @@ def apply(sock: socket.socket, changes: Sequence[Change]) -> None:
     if not changes:
         return
     index, refused = _resolve(sock, (c.dev for c in changes))
-    failures: Dict[int, Tuple[Change, int, str]] = {}  # by position in ``changes``
+    failures: dict[int, tuple[Change, int, str]] = {}  # by position in ``changes``
     batch, sent = [], {}
     for position, change in enumerate(changes):
         if change.dev not in index:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write
@@ -22,7 +23,7 @@ DEFAULT_FILE = "/etc/sysctl.d/60-l3-calico.conf"
 
 # The options of this part, as modules l3.calico.sysctls and l3.calico.node take them
 # (documented once, by doc fragment l3.calico.sysctls).
-ARGUMENT_SPEC: Dict[str, Dict[str, Any]] = dict(
+ARGUMENT_SPEC: dict[str, dict[str, Any]] = dict(
     sysctls=dict(type="dict"),
     sysctl_file=dict(type="path", default=DEFAULT_FILE),
 )
@@ -40,7 +41,7 @@ class Options:
     path: str = DEFAULT_FILE
 
     @classmethod
-    def from_params(cls, params: Mapping) -> "Options":
+    def from_params(cls, params: Mapping) -> Options:
         return cls(values=params["sysctls"] or {}, path=params["sysctl_file"])
 
 
@@ -48,8 +49,8 @@ class Options:
 class Plan:
     content: Optional[str]  # None: the file is removed
     before: Optional[str]
-    runtime: Dict[str, str] = field(default_factory=dict)  # key -> value to write
-    runtime_before: Dict[str, Optional[str]] = field(default_factory=dict)
+    runtime: dict[str, str] = field(default_factory=dict)  # key -> value to write
+    runtime_before: dict[str, Optional[str]] = field(default_factory=dict)
     path: str = ""  # the file planned
 
     @property
@@ -61,7 +62,7 @@ class Plan:
         return self.file_changed or bool(self.runtime)
 
     @property
-    def changes(self) -> List[str]:
+    def changes(self) -> list[str]:
         out = [f"{k} {self.runtime_before[k]} -> {v}" for k, v in sorted(self.runtime.items())]
         if not self.file_changed:
             return out
@@ -76,13 +77,11 @@ class Plan:
         if not self.changed:
             return None
         if self.content is None:
-            return {"before": self.before or "", "after": "", "before_header": self.path,
-                    "after_header": f"{self.path} (removed)"}
-        return {"before": self.before or "", "after": self.content, "before_header": self.path,
-                "after_header": self.path}
+            return {"before": self.before or "", "after": "", "before_header": self.path, "after_header": f"{self.path} (removed)"}
+        return {"before": self.before or "", "after": self.content, "before_header": self.path, "after_header": self.path}
 
 
-def normalise(values: Mapping) -> Dict[str, str]:
+def normalise(values: Mapping) -> dict[str, str]:
     out = {}
     for key, value in values.items():
         if not isinstance(key, str) or not KEY_RE.fullmatch(key):

@@ -30,8 +30,9 @@ import ipaddress
 import json
 import os
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Optional
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
@@ -63,8 +64,8 @@ class Peer:
     ip: str  # underlay address
     vtep: Optional[str]  # VXLAN tunnel address (None: a peer reached only directly)
     mac: str
-    routes: Tuple[str, ...]  # CIDRs routed through this VTEP
-    direct: Tuple[str, ...] = ()  # CIDRs of CrossSubnet VXLAN pools routed straight to the node
+    routes: tuple[str, ...]  # CIDRs routed through this VTEP
+    direct: tuple[str, ...] = ()  # CIDRs of CrossSubnet VXLAN pools routed straight to the node
 
 
 @dataclass
@@ -74,7 +75,7 @@ class Desired:
     network: Optional[str]
     ipip: Optional[str] = None  # tunl0 address
     vxlan: Optional[str] = None  # vxlan.calico address
-    peers: List[Peer] = field(default_factory=list)
+    peers: list[Peer] = field(default_factory=list)
 
 
 def load(ipam) -> IpamResult:
@@ -93,9 +94,8 @@ def desired_tunnels(node: str, ipam) -> Desired:
     if node not in result.nodes:
         raise TunnelError(f"node {node!r} is not in the IPAM result (nodes: {', '.join(sorted(result.nodes)) or 'none'})")
     me = result.nodes[node]
-    desired = Desired(node=node, node_ip=me.ip, network=None if me.network is None else str(me.network),
-                      ipip=me.ipip, vxlan=me.vxlan)
-    routes: Dict[str, Tuple[set, set]] = {}
+    desired = Desired(node=node, node_ip=me.ip, network=None if me.network is None else str(me.network), ipip=me.ipip, vxlan=me.vxlan)
+    routes: dict[str, tuple[set, set]] = {}
     for route in result.expected_routes(node, bgp_nodes=()):
         if route.by == BY_TUNNELS:
             encap, direct = routes.setdefault(route.node, (set(), set()))
@@ -106,9 +106,16 @@ def desired_tunnels(node: str, ipam) -> Desired:
         vtep = peer.vxlan if me.vxlan is not None else None  # a VTEP of ours: neighbour and FDB entry per peer
         if other == node or (vtep is None and not direct):
             continue
-        desired.peers.append(Peer(node=other, ip=peer.ip, vtep=vtep, mac=naming.vxlan_mac(other),
-                                  routes=tuple(str(dst) for dst in sorted(encap)),
-                                  direct=tuple(str(dst) for dst in sorted(direct))))
+        desired.peers.append(
+            Peer(
+                node=other,
+                ip=peer.ip,
+                vtep=vtep,
+                mac=naming.vxlan_mac(other),
+                routes=tuple(str(dst) for dst in sorted(encap)),
+                direct=tuple(str(dst) for dst in sorted(direct)),
+            )
+        )
     return desired
 
 
@@ -124,26 +131,26 @@ def _net_key(cidr: str):
 
 @dataclass
 class State:
-    links: Dict[str, dict]
-    routes: List[dict]
-    neighbours: List[dict]
-    fdb: List[dict]
+    links: dict[str, dict]
+    routes: list[dict]
+    neighbours: list[dict]
+    fdb: list[dict]
     ipip_loaded: bool
 
 
 @dataclass
 class Plan:
-    ip_lines: List[str] = field(default_factory=list)
-    bridge_lines: List[str] = field(default_factory=list)
+    ip_lines: list[str] = field(default_factory=list)
+    bridge_lines: list[str] = field(default_factory=list)
     load_ipip: bool = False
-    changes: List[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
     underlay: Optional[str] = None
     underlay_mtu: Optional[int] = None
     ipip_mtu: Optional[int] = None
     vxlan_mtu: Optional[int] = None
     vxlan_mac: Optional[str] = None
-    creates: List[str] = field(default_factory=list)  # devices that exist only once applied
-    kept: List[str] = field(default_factory=list)  # what a removal leaves alone because it is not ours
+    creates: list[str] = field(default_factory=list)  # devices that exist only once applied
+    kept: list[str] = field(default_factory=list)  # what a removal leaves alone because it is not ours
     removal: bool = False  # planned by plan_removal
 
     @property
@@ -154,26 +161,36 @@ class Plan:
         """What the modules return for this part."""
         if self.removal:
             return {"changes": self.changes, "kept": self.kept}
-        return {"changes": self.changes, "underlay_interface": self.underlay, "underlay_mtu": self.underlay_mtu,
-                "ipip_mtu": self.ipip_mtu, "vxlan_mtu": self.vxlan_mtu, "vxlan_mac": self.vxlan_mac}
+        return {
+            "changes": self.changes,
+            "underlay_interface": self.underlay,
+            "underlay_mtu": self.underlay_mtu,
+            "ipip_mtu": self.ipip_mtu,
+            "vxlan_mtu": self.vxlan_mtu,
+            "vxlan_mac": self.vxlan_mac,
+        }
 
     def diff(self) -> Optional[dict]:
         """What differs and the batches that fix it (None when nothing changes)."""
         if not self.changed:
             return None
         if self.removal:
-            return {"before_header": "tunnels (what goes)", "after_header": "tunnels (ip -batch to run)",
-                    "before": "".join(line + "\n" for line in self.changes),
-                    "after": "".join(line + "\n" for line in self.ip_lines)}
-        return {"before_header": "tunnels (what differs)", "after_header": "tunnels (ip -batch / bridge -batch to run)",
+            return {
+                "before_header": "tunnels (what goes)",
+                "after_header": "tunnels (ip -batch to run)",
                 "before": "".join(line + "\n" for line in self.changes),
-                "after": "".join(line + "\n" for line in self.ip_lines + self.bridge_lines)}
+                "after": "".join(line + "\n" for line in self.ip_lines),
+            }
+        return {
+            "before_header": "tunnels (what differs)",
+            "after_header": "tunnels (ip -batch / bridge -batch to run)",
+            "before": "".join(line + "\n" for line in self.changes),
+            "after": "".join(line + "\n" for line in self.ip_lines + self.bridge_lines),
+        }
 
 
 def read_state(runner: iproute.Runner, sys_module: str = "/sys/module") -> State:
-    links, routes, neighbours = iproute.ip_json_batch(
-        runner, ["addr show", "route show table main", "neigh show"], details=True
-    )
+    links, routes, neighbours = iproute.ip_json_batch(runner, ["addr show", "route show table main", "neigh show"], details=True)
     links = {link["ifname"]: link for link in links}
     fdb = []
     if naming.VXLAN_DEVICE in links:
@@ -198,7 +215,7 @@ def ipip_missing_message(detail: str = "") -> str:
     )
 
 
-def ipip_probe(runner: iproute.Runner, modprobe_dir: Optional[str]) -> Tuple[bool, str]:
+def ipip_probe(runner: iproute.Runner, modprobe_dir: Optional[str]) -> tuple[bool, str]:
     """Can ``ipip`` be loaded? ``modprobe -n`` (dry run, changes nothing)."""
     argv = ["modprobe"] + (["-d", modprobe_dir] if modprobe_dir else []) + ["-n", "ipip"]
     try:
@@ -221,8 +238,7 @@ def plan(
         underlay_interface = _interface_of(state.links, desired.node_ip)
         if underlay_interface is None and (desired.ipip or desired.vxlan or any(p.direct for p in desired.peers)):
             raise TunnelError(
-                f"node {desired.node}: address {desired.node_ip} is on no interface of this host; "
-                "set the underlay interface explicitly or fix calico_node_ip"
+                f"node {desired.node}: address {desired.node_ip} is on no interface of this host; set the underlay interface explicitly or fix calico_node_ip"
             )
     elif underlay_interface not in state.links:
         raise TunnelError(f"node {desired.node}: underlay interface {underlay_interface!r} does not exist")
@@ -244,7 +260,7 @@ def _interface_of(links: Mapping, address: str) -> Optional[str]:
     return None
 
 
-def _inet(link: Optional[dict]) -> List[str]:
+def _inet(link: Optional[dict]) -> list[str]:
     if not link:
         return []
     return [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if a.get("family") == "inet"]
@@ -257,7 +273,7 @@ def _plan_ipip(desired: Desired, state: State, result: Plan) -> None:
         if link is not None and link.get("ifalias") == IPIP_ALIAS:
             for addr in _inet(link):
                 result.ip_lines.append(f"addr del {addr} dev {dev}")
-            result.ip_lines.append(f"link set dev {dev} down alias \"\"")
+            result.ip_lines.append(f'link set dev {dev} down alias ""')
             result.changes.append(f"{dev}: IPIP no longer used, address removed and device down")
         return
     mtu = result.underlay_mtu - IPIP_OVERHEAD
@@ -312,8 +328,7 @@ def _plan_vxlan(desired: Desired, state: State, result: Plan, vni: int, port: in
             result.changes.append(f"{dev}: created (vni {vni}, port {port}, local {desired.node_ip}, dev {result.underlay})")
             result.creates.append(dev)
         result.ip_lines += [
-            f"link add {dev} mtu {mtu} address {mac} type vxlan id {vni} local {desired.node_ip} "
-            f"dev {result.underlay} dstport {port} nolearning",
+            f"link add {dev} mtu {mtu} address {mac} type vxlan id {vni} local {desired.node_ip} dev {result.underlay} dstport {port} nolearning",
             f"link set dev {dev} alias {VXLAN_ALIAS} up",
         ]
         link = None
@@ -323,22 +338,20 @@ def _plan_vxlan(desired: Desired, state: State, result: Plan, vni: int, port: in
     _plan_addresses(dev, link, desired.vxlan, result)
 
     # Per remote VTEP: neighbour, FDB, routes. After a (re)creation the device is empty.
-    neigh = {} if link is None else {
-        n["dst"]: n.get("lladdr") for n in state.neighbours
-        if n.get("dev") == dev and "PERMANENT" in n.get("state", [])
-    }
-    fdb = {} if link is None else {
-        f["mac"]: f.get("dst") for f in state.fdb if f.get("dst") and "self" in f.get("flags", [])
-        and f.get("mac") != "00:00:00:00:00:00"
-    }
-    routes = {} if link is None else {
-        _dst(r): (r.get("gateway"), str(r.get("protocol", "boot")))
-        for r in state.routes if r.get("dev") == dev and "onlink" in r.get("flags", [])
-    }
-    stray_routes = [] if link is None else [
-        _dst(r) for r in state.routes if r.get("dev") == dev and "onlink" not in r.get("flags", [])
-        and r.get("scope") != "link"
-    ]
+    neigh = {} if link is None else {n["dst"]: n.get("lladdr") for n in state.neighbours if n.get("dev") == dev and "PERMANENT" in n.get("state", [])}
+    fdb = (
+        {}
+        if link is None
+        else {f["mac"]: f.get("dst") for f in state.fdb if f.get("dst") and "self" in f.get("flags", []) and f.get("mac") != "00:00:00:00:00:00"}
+    )
+    routes = (
+        {}
+        if link is None
+        else {_dst(r): (r.get("gateway"), str(r.get("protocol", "boot"))) for r in state.routes if r.get("dev") == dev and "onlink" in r.get("flags", [])}
+    )
+    stray_routes = (
+        [] if link is None else [_dst(r) for r in state.routes if r.get("dev") == dev and "onlink" not in r.get("flags", []) and r.get("scope") != "link"]
+    )
     want_neigh = {p.vtep: p.mac for p in desired.peers if p.vtep is not None}
     want_fdb = {p.mac: p.ip for p in desired.peers if p.vtep is not None}
     want_routes = {cidr: p.vtep for p in desired.peers for cidr in p.routes}
@@ -379,10 +392,7 @@ def _plan_direct(desired: Desired, state: State, result: Plan) -> None:
     dev = result.underlay
     if dev is None:
         return
-    current = {
-        _dst(r): r.get("gateway") for r in state.routes
-        if r.get("dev") == dev and str(r.get("protocol")) == ROUTE_PROTO
-    }
+    current = {_dst(r): r.get("gateway") for r in state.routes if r.get("dev") == dev and str(r.get("protocol")) == ROUTE_PROTO}
     wanted = {cidr: p.ip for p in desired.peers for cidr in p.direct}
     for dst in sorted(set(current) - set(wanted), key=_net_key):
         result.ip_lines.append(f"route del {dst} dev {dev} proto {ROUTE_PROTO}")
@@ -441,10 +451,10 @@ def plan_removal(state: State, pools: Mapping = (), ipip_address: Optional[str] 
         if ours:
             foreign = [a for a in _inet(link) if a not in addresses]
             if foreign:  # someone else's addresses live on it: it stays up for them
-                result.ip_lines.append(f"link set dev {dev} alias \"\"")
+                result.ip_lines.append(f'link set dev {dev} alias ""')
                 result.changes.append(f"{dev}: alias {IPIP_ALIAS} cleared, kept up for {', '.join(foreign)}")
             else:
-                result.ip_lines.append(f"link set dev {dev} down alias \"\"")
+                result.ip_lines.append(f'link set dev {dev} down alias ""')
                 result.changes.append(f"{dev}: set down, alias {IPIP_ALIAS} cleared (the device is the kernel's, kept)")
     dev = naming.VXLAN_DEVICE
     link = state.links.get(dev)
@@ -490,7 +500,7 @@ def apply(runner: iproute.Runner, the_plan: Plan, modprobe_dir: Optional[str] = 
 
 # The options of this part, as modules l3.calico.tunnels and l3.calico.node take them (documented once,
 # by doc fragment l3.calico.tunnels): the IPAM result's node, nodes and pools, and the settings of :class:`Options`.
-ARGUMENT_SPEC: Dict[str, Dict[str, Any]] = dict(
+ARGUMENT_SPEC: dict[str, dict[str, Any]] = dict(
     node=dict(type="str"),
     nodes=dict(type="dict"),
     pools=dict(type="dict"),
@@ -513,9 +523,14 @@ class Options:
     modprobe_dir: Optional[str] = None
 
     @classmethod
-    def from_params(cls, params: Mapping) -> "Options":
-        return cls(underlay_interface=params["underlay_interface"], underlay_mtu=params["underlay_mtu"],
-                   vni=params["vxlan_vni"], port=params["vxlan_port"], modprobe_dir=params["modprobe_dir"])
+    def from_params(cls, params: Mapping) -> Options:
+        return cls(
+            underlay_interface=params["underlay_interface"],
+            underlay_mtu=params["underlay_mtu"],
+            vni=params["vxlan_vni"],
+            port=params["vxlan_port"],
+            modprobe_dir=params["modprobe_dir"],
+        )
 
 
 def ipip_address(nodes: Mapping, node: Optional[str]) -> Optional[str]:

@@ -66,8 +66,7 @@ def normalise_dst(dst: str) -> str:
 
 
 def route_matches(expected: dict, found: dict) -> bool:
-    return all(found.get(key) == value for key, value in expected.items()
-               if value is not None and key not in ("dst", "scope"))
+    return all(found.get(key) == value for key, value in expected.items() if value is not None and key not in ("dst", "scope"))
 
 
 class Judge:
@@ -112,8 +111,7 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
     judge_ = Judge()
     order = [wl["id"] for name in sorted(nodes) for wl in nodes[name].get("workloads", [])]
     where = {wl["id"]: (name, wl) for name in nodes for wl in nodes[name].get("workloads", [])}
-    report: dict = {"nodes": {}, "sessions": [], "routes": {}, "pings": {}, "workload_order": order,
-                    "capture": None}
+    report: dict = {"nodes": {}, "sessions": [], "routes": {}, "pings": {}, "workload_order": order, "capture": None}
 
     for name in sorted(nodes):
         node = nodes[name]
@@ -123,19 +121,19 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
             continue
         underlay = probe.get("underlay_device", "")
         report["nodes"][name] = {
-            "ip": node["ip"], "network": node.get("network"), "underlay_device": underlay,
-            "blocks": node.get("blocks", []), "tunnels": node.get("tunnels") or {},
-            "workloads": [{"id": w["id"], "ip": w["ip"], "pool": w.get("pool"), "borrowed": w.get("borrowed", False)}
-                          for w in node.get("workloads", [])],
+            "ip": node["ip"],
+            "network": node.get("network"),
+            "underlay_device": underlay,
+            "blocks": node.get("blocks", []),
+            "tunnels": node.get("tunnels") or {},
+            "workloads": [{"id": w["id"], "ip": w["ip"], "pool": w.get("pool"), "borrowed": w.get("borrowed", False)} for w in node.get("workloads", [])],
         }
-        judge_.check(bool(underlay), name, "underlay device", f"an interface holding {node['ip']}",
-                     "none")
+        judge_.check(bool(underlay), name, "underlay device", f"an interface holding {node['ip']}", "none")
 
         # BGP sessions.
         mesh = [nodes[o]["ip"] for o in sorted(nodes) if o != name]
         want = peers[name] if peers and name in peers else probe.get("bgp_expected", mesh)
-        if not judge_.check(not probe.get("bird_error"), name, "BIRD answers", "birdc show protocols",
-                            probe.get("bird_error", "")):
+        if not judge_.check(not probe.get("bird_error"), name, "BIRD answers", "birdc show protocols", probe.get("bird_error", "")):
             want = []
         by_neighbor = {p["neighbor"]: p for p in probe.get("bgp", [])}
         for addr in want or []:
@@ -143,8 +141,7 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
             state = proto["bgp_state"] if proto else "no BGP protocol for this neighbour"
             judge_.check(state == "Established", name, f"BGP session with {addr}", "Established", state)
             peer_name = next((o for o in nodes if nodes[o]["ip"] == addr), addr)
-            report["sessions"].append({"node": name, "peer": peer_name, "neighbor": addr, "state": state,
-                                       "protocol": proto["name"] if proto else ""})
+            report["sessions"].append({"node": name, "peer": peer_name, "neighbor": addr, "state": state, "protocol": proto["name"] if proto else ""})
 
         # Routes on the host.
         table: dict = {}
@@ -164,23 +161,36 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
         for wl in node.get("workloads", []):
             view = probe.get("workloads", {}).get(wl["id"])
             where_ = f"{name} workload {wl['id']}"
-            if not judge_.check(bool(view and view.get("exists")), where_, "namespace",
-                                (view or {}).get("netns") or naming.netns_name(wl["id"]), (view or {}).get("error") or "missing"):
+            if not judge_.check(
+                bool(view and view.get("exists")),
+                where_,
+                "namespace",
+                (view or {}).get("netns") or naming.netns_name(wl["id"]),
+                (view or {}).get("error") or "missing",
+            ):
                 continue
-            judge_.check(f"{wl['ip']}/32" in view["addresses"], where_, "address", f"{wl['ip']}/32",
-                         ", ".join(view["addresses"]) or "none")
+            judge_.check(f"{wl['ip']}/32" in view["addresses"], where_, "address", f"{wl['ip']}/32", ", ".join(view["addresses"]) or "none")
             default = [r for r in view["routes"] if r["dst"] == "default"]
-            judge_.check(any(r["gateway"] == naming.GATEWAY for r in default), where_, "default route",
-                         f"default via {naming.GATEWAY}", "; ".join(describe(r) for r in default) or "none")
+            judge_.check(
+                any(r["gateway"] == naming.GATEWAY for r in default),
+                where_,
+                "default route",
+                f"default via {naming.GATEWAY}",
+                "; ".join(describe(r) for r in default) or "none",
+            )
             neigh = [n for n in view["neighbours"] if n["dst"] == naming.GATEWAY]
-            judge_.check(any(n["lladdr"] == naming.HOST_VETH_MAC and n["state"] not in BAD_NEIGH_STATES
-                             for n in neigh),
-                         where_, "gateway neighbour", f"{naming.GATEWAY} lladdr {naming.HOST_VETH_MAC}",
-                         "; ".join(f"{n['dst']} lladdr {n['lladdr'] or '-'} {n['state']}" for n in neigh) or "none")
+            judge_.check(
+                any(n["lladdr"] == naming.HOST_VETH_MAC and n["state"] not in BAD_NEIGH_STATES for n in neigh),
+                where_,
+                "gateway neighbour",
+                f"{naming.GATEWAY} lladdr {naming.HOST_VETH_MAC}",
+                "; ".join(f"{n['dst']} lladdr {n['lladdr'] or '-'} {n['state']}" for n in neigh) or "none",
+            )
             if "ip_forward" in view:  # probes before this check had no such field
                 want = probe.get("ip_forward_expected", "0")
-                judge_.check(view["ip_forward"] == want, where_, "IP forwarding inside",
-                             f"net.ipv4.ip_forward = {want}", f"{view['ip_forward'] or 'unreadable'}")
+                judge_.check(
+                    view["ip_forward"] == want, where_, "IP forwarding inside", f"net.ipv4.ip_forward = {want}", f"{view['ip_forward'] or 'unreadable'}"
+                )
 
         # Pings from this node's workloads.
         for wl in node.get("workloads", []):
@@ -190,8 +200,7 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
                     continue
                 cell = row.get(dst)
                 ok = bool(cell and cell.get("ok"))
-                judge_.check(ok, f"{name} workload {wl['id']}", f"ping {dst} ({where[dst][1]['ip']})",
-                             "a reply", "not pinged" if cell is None else "no reply")
+                judge_.check(ok, f"{name} workload {wl['id']}", f"ping {dst} ({where[dst][1]['ip']})", "a reply", "not pinged" if cell is None else "no reply")
                 # Only the verdict: the report stays the same from run to run while the network does.
                 report["pings"].setdefault(wl["id"], {})[dst] = {"ok": ok}
 
@@ -234,11 +243,19 @@ def judge_capture(judge_: Judge, ipam, flows: list, order: list, where: dict) ->
                 outer = (nodes[src_node].ip, nodes[dst_node].ip)
             got = seen.get((src["ip"], dst["ip"]), [])
             found = sorted({f"{f['encap'].split(':')[0]} {f['outer_src']} > {f['outer_dst']}" for f in got})
-            ok = bool(got) and all(f["encap"].split(":")[0] == encap and (f["outer_src"], f["outer_dst"]) == outer
-                                   for f in got)
+            ok = bool(got) and all(f["encap"].split(":")[0] == encap and (f["outer_src"], f["outer_dst"]) == outer for f in got)
             expected = f"{encap} {outer[0]} > {outer[1]}"
-            judge_.check(ok, "router", f"capture {src_id} ({src['ip']}) > {dst_id} ({dst['ip']})", expected,
-                         ", ".join(found) or "not seen")
-            rows.append({"src": src_id, "dst": dst_id, "src_node": src_node, "dst_node": dst_node,
-                         "expected": expected, "found": ", ".join(found) or "not seen", "encap": encap, "ok": ok})
+            judge_.check(ok, "router", f"capture {src_id} ({src['ip']}) > {dst_id} ({dst['ip']})", expected, ", ".join(found) or "not seen")
+            rows.append(
+                {
+                    "src": src_id,
+                    "dst": dst_id,
+                    "src_node": src_node,
+                    "dst_node": dst_node,
+                    "expected": expected,
+                    "found": ", ".join(found) or "not seen",
+                    "encap": encap,
+                    "ok": ok,
+                }
+            )
     return rows

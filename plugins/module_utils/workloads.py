@@ -38,9 +38,10 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Optional
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming, rtnl
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
@@ -85,7 +86,7 @@ class Workload:
         return f"{self.wid}: ip={self.ip} mtu={self.mtu} netns={self.netns} veth={self.veth}"
 
 
-def veth_sysctls(veth: str, rp_filter: int, ipv6: bool = True) -> Dict[str, str]:
+def veth_sysctls(veth: str, rp_filter: int, ipv6: bool = True) -> dict[str, str]:
     """The per-interface sysctls Calico (CNI plugin and Felix) sets on a workload's host veth.
 
     ``ipv6``: the kernel has IPv6 (else there is no accept_ra to set).
@@ -108,7 +109,7 @@ def veth_sysctls(veth: str, rp_filter: int, ipv6: bool = True) -> Dict[str, str]
 IP_FORWARD = "net/ipv4/ip_forward"
 
 
-def inside_sysctls(w: "Workload") -> Dict[str, str]:
+def inside_sysctls(w: Workload) -> dict[str, str]:
     """The sysctls of a workload's own namespace."""
     return {IP_FORWARD: "1" if w.ip_forward else "0"}
 
@@ -129,7 +130,7 @@ def build_desired(
     veth_prefix: str = naming.VETH_PREFIX,
     where: str = "workloads",
     allow_ip_forwarding: bool = False,
-) -> Dict[str, Workload]:
+) -> dict[str, Workload]:
     """Validate the desired workloads; return them keyed by host veth name.
 
     Each item has ``ip`` and either ``id`` or ``name`` (+ ``namespace``, default ``default``);
@@ -141,9 +142,9 @@ def build_desired(
         raise WorkloadError(f"{where}: veth_prefix {veth_prefix!r} must be 1-4 letters/digits")
     if not SAFE_NAME_RE.fullmatch(netns_prefix) or netns_prefix.startswith("."):
         raise WorkloadError(f"{where}: netns_prefix {netns_prefix!r} may hold only letters, digits, '.', '_', '-'")
-    result: Dict[str, Workload] = {}
-    by_id: Dict[str, int] = {}
-    by_ip: Dict[str, str] = {}
+    result: dict[str, Workload] = {}
+    by_id: dict[str, int] = {}
+    by_ip: dict[str, str] = {}
     for index, item in enumerate(workloads):
         here = f"{where}[{index}]"
         if not isinstance(item, Mapping):
@@ -179,9 +180,7 @@ def _workload_id(item: Mapping, here: str) -> str:
             raise WorkloadError(f"{here}: id {wid!r} does not match namespace/name ({derived!r})")
         return derived
     if not isinstance(wid, str) or not wid or not SAFE_NAME_RE.fullmatch(wid):
-        raise WorkloadError(
-            f"{here}: needs 'name' (and 'namespace') or an 'id' of letters, digits, '.', '_', '-', got {wid!r}"
-        )
+        raise WorkloadError(f"{here}: needs 'name' (and 'namespace') or an 'id' of letters, digits, '.', '_', '-', got {wid!r}")
     return wid
 
 
@@ -206,12 +205,12 @@ def _workload_ip(value, here: str, wid: str) -> str:
 
 @dataclass
 class State:
-    links: Dict[str, dict]  # host interfaces by name (``ip -json addr show``: link + addr_info)
-    routes: List[dict]  # host main table
-    netns: Dict[str, Optional[int]]  # namespace name -> nsid as seen from the host (None: unset)
-    inside: Dict[str, Optional[dict]] = field(default_factory=dict)  # netns -> {links, routes, sysctls}
-    sysctls: Dict[str, Optional[str]] = field(default_factory=dict)  # relative path -> value
-    recorded: List[str] = field(default_factory=list)  # namespaces the state file says we made
+    links: dict[str, dict]  # host interfaces by name (``ip -json addr show``: link + addr_info)
+    routes: list[dict]  # host main table
+    netns: dict[str, Optional[int]]  # namespace name -> nsid as seen from the host (None: unset)
+    inside: dict[str, Optional[dict]] = field(default_factory=dict)  # netns -> {links, routes, sysctls}
+    sysctls: dict[str, Optional[str]] = field(default_factory=dict)  # relative path -> value
+    recorded: list[str] = field(default_factory=list)  # namespaces the state file says we made
     ipv6: bool = True  # the kernel has IPv6 (host veths get accept_ra=0)
 
 
@@ -223,9 +222,7 @@ def read_state(
     rp_filter: int = DEFAULT_RP_FILTER,
     inside: str = "netlink",
 ) -> State:
-    links, routes, netns = iproute.ip_json_batch(
-        runner, ["addr show", "route show table main", "netns list"], details=True
-    )
+    links, routes, netns = iproute.ip_json_batch(runner, ["addr show", "route show table main", "netns list"], details=True)
     state = State(
         links={link["ifname"]: link for link in links},
         routes=routes,
@@ -236,9 +233,7 @@ def read_state(
     # Look inside the namespaces of desired workloads whose host side already exists and is ours:
     # that is where drift can hide. In-process rtnetlink dumps (no process per namespace), or
     # one `ip -n NS -json -batch` each when asked to (or when rtnetlink is unusable).
-    to_read = sorted(
-        w.netns for veth, w in desired.items() if w.netns in state.netns and _owned_alias(state.links.get(veth)) == w.netns
-    )
+    to_read = sorted(w.netns for veth, w in desired.items() if w.netns in state.netns and _owned_alias(state.links.get(veth)) == w.netns)
 
     def read_with_ip(ns: str):
         try:
@@ -259,13 +254,11 @@ def read_state(
             state.inside[ns] = read_with_ip(ns)
         if state.inside[ns] is not None:
             state.inside[ns]["sysctls"] = _read_inside_sysctls(runner, ns, proc_sys, inside)
-    state.sysctls = _read_sysctls(
-        proc_sys, [path for veth in desired if veth in state.links for path in veth_sysctls(veth, rp_filter, state.ipv6)]
-    )
+    state.sysctls = _read_sysctls(proc_sys, [path for veth in desired if veth in state.links for path in veth_sysctls(veth, rp_filter, state.ipv6)])
     return state
 
 
-def _read_inside_sysctls(runner: iproute.Runner, ns: str, proc_sys: str, inside: str) -> Dict[str, Optional[str]]:
+def _read_inside_sysctls(runner: iproute.Runner, ns: str, proc_sys: str, inside: str) -> dict[str, Optional[str]]:
     """The namespace's own sysctls (None: unreadable): read by this thread from inside the
     namespace, or with ``ip netns exec NS sysctl -n`` (``inside="ip"``, or entering failed)."""
     if inside == "netlink":
@@ -292,8 +285,7 @@ def _read_sysctl(proc_sys: str, path: str, dir_fd: Optional[int] = None) -> Opti
     """One value (None: absent or unreadable); ``path`` relative to ``dir_fd`` when given."""
     # os.open/os.read: half the cost of a Python file object.
     try:
-        fd = os.open(path if dir_fd is not None else os.path.join(proc_sys, path), os.O_RDONLY | os.O_CLOEXEC,
-                     dir_fd=dir_fd)
+        fd = os.open(path if dir_fd is not None else os.path.join(proc_sys, path), os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return None
     try:
@@ -304,10 +296,10 @@ def _read_sysctl(proc_sys: str, path: str, dir_fd: Optional[int] = None) -> Opti
         os.close(fd)
 
 
-def _by_directory(paths: Iterable[str]) -> Dict[str, List[str]]:
+def _by_directory(paths: Iterable[str]) -> dict[str, list[str]]:
     # Files of one directory are opened relative to it: walking /proc/sys/net/ipv4/conf/<veth>/
     # once instead of once per file makes 1500 reads or writes for 250 veths 2-3x cheaper.
-    by_dir: Dict[str, List[str]] = {}
+    by_dir: dict[str, list[str]] = {}
     for path in sorted(paths):
         directory, _sep, name = path.rpartition("/")
         by_dir.setdefault(directory, []).append(name)
@@ -318,9 +310,9 @@ def _open_dir(proc_sys: str, directory: str) -> int:
     return os.open(os.path.join(proc_sys, directory), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-def _read_sysctls(proc_sys: str, paths: Sequence[str]) -> Dict[str, Optional[str]]:
+def _read_sysctls(proc_sys: str, paths: Sequence[str]) -> dict[str, Optional[str]]:
     """Many values (None: absent or unreadable)."""
-    values: Dict[str, Optional[str]] = {}
+    values: dict[str, Optional[str]] = {}
     for directory, names in _by_directory(paths).items():
         try:
             dir_fd = _open_dir(proc_sys, directory)
@@ -334,7 +326,7 @@ def _read_sysctls(proc_sys: str, paths: Sequence[str]) -> Dict[str, Optional[str
     return values
 
 
-def read_recorded(state_file: str) -> List[str]:
+def read_recorded(state_file: str) -> list[str]:
     try:
         with open(state_file, encoding="utf-8") as handle:
             data = json.load(handle)
@@ -355,7 +347,7 @@ def _owned_alias(link: Optional[dict]) -> Optional[str]:
     if not link or (link.get("linkinfo") or {}).get("info_kind") != "veth":
         return None
     alias = link.get("ifalias") or ""
-    return alias[len(MARKER_PREFIX):] if alias.startswith(MARKER_PREFIX) else None
+    return alias[len(MARKER_PREFIX) :] if alias.startswith(MARKER_PREFIX) else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -365,25 +357,25 @@ def _owned_alias(link: Optional[dict]) -> Optional[str]:
 
 @dataclass
 class Plan:
-    create: List[str] = field(default_factory=list)  # workload ids
-    update: Dict[str, List[str]] = field(default_factory=dict)  # workload id -> what differs
-    remove: List[str] = field(default_factory=list)  # workload ids (or namespace names)
-    host_lines: List[str] = field(default_factory=list)
-    ns_ops: Dict[str, List[rtnl.Change]] = field(default_factory=dict)  # netns -> changes inside
-    ns_sysctls: Dict[str, Dict[str, str]] = field(default_factory=dict)  # netns -> its own sysctls to write
-    sysctls: Dict[str, str] = field(default_factory=dict)  # host (veth) sysctls to write
-    before: List[str] = field(default_factory=list)
-    after: List[str] = field(default_factory=list)
-    recorded_during: List[str] = field(default_factory=list)  # state file while applying
-    recorded_after: List[str] = field(default_factory=list)  # state file once applied
-    workloads: List[Workload] = field(default_factory=list)  # desired, sorted by id
+    create: list[str] = field(default_factory=list)  # workload ids
+    update: dict[str, list[str]] = field(default_factory=dict)  # workload id -> what differs
+    remove: list[str] = field(default_factory=list)  # workload ids (or namespace names)
+    host_lines: list[str] = field(default_factory=list)
+    ns_ops: dict[str, list[rtnl.Change]] = field(default_factory=dict)  # netns -> changes inside
+    ns_sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # netns -> its own sysctls to write
+    sysctls: dict[str, str] = field(default_factory=dict)  # host (veth) sysctls to write
+    before: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    recorded_during: list[str] = field(default_factory=list)  # state file while applying
+    recorded_after: list[str] = field(default_factory=list)  # state file once applied
+    workloads: list[Workload] = field(default_factory=list)  # desired, sorted by id
 
     @property
     def changed(self) -> bool:
         return bool(self.create or self.update or self.remove)
 
     @property
-    def ns_lines(self) -> Dict[str, List[str]]:
+    def ns_lines(self) -> dict[str, list[str]]:
         """Each namespace's changes as ``ip -batch`` lines (what the rtnetlink batch does)."""
         return {ns: [str(op) for op in ops] for ns, ops in self.ns_ops.items()}
 
@@ -397,30 +389,24 @@ def plan(
     """Compute everything to do; raises WorkloadError on a clash with foreign objects."""
     result = Plan()
     owned_veths = {name: ns for name, link in state.links.items() if (ns := _owned_alias(link)) is not None}
-    owned_netns = {ns for ns in state.recorded if ns in state.netns} | {
-        ns for ns in owned_veths.values() if ns in state.netns
-    }
+    owned_netns = {ns for ns in state.recorded if ns in state.netns} | {ns for ns in owned_veths.values() if ns in state.netns}
     desired_netns = {w.netns for w in desired.values()}
 
     # Refuse to adopt what is not ours.
     for veth, w in sorted(desired.items()):
         if veth in state.links and veth not in owned_veths:
             raise WorkloadError(
-                f"interface {veth} (workload {w.wid!r}) exists but was not created by l3.calico "
-                f"(no '{MARKER_PREFIX}' alias); refusing to touch it"
+                f"interface {veth} (workload {w.wid!r}) exists but was not created by l3.calico (no '{MARKER_PREFIX}' alias); refusing to touch it"
             )
         if w.netns in state.netns and w.netns not in owned_netns:
-            raise WorkloadError(
-                f"network namespace {w.netns} (workload {w.wid!r}) exists but was not created by l3.calico; "
-                "refusing to touch it"
-            )
+            raise WorkloadError(f"network namespace {w.netns} (workload {w.wid!r}) exists but was not created by l3.calico; refusing to touch it")
 
-    route_del: List[str] = []
-    link_del: List[str] = []
-    netns_del: List[str] = []
-    netns_add: List[str] = []
-    host_set: List[str] = []
-    route_set: List[str] = []
+    route_del: list[str] = []
+    link_del: list[str] = []
+    netns_del: list[str] = []
+    netns_add: list[str] = []
+    host_set: list[str] = []
+    route_set: list[str] = []
 
     # Workloads no longer wanted: their veth (routes go with it), then their namespace.
     for veth, ns in sorted(owned_veths.items()):
@@ -439,8 +425,8 @@ def plan(
         if link is not None:
             result.before.append(_describe_current(veth, owned_veths[veth], state, netns_prefix))
         reasons, recreate = _host_differences(w, link, state)
-        inside_ops: List[rtnl.Change] = []
-        inside_writes: Dict[str, str] = {}
+        inside_ops: list[rtnl.Change] = []
+        inside_writes: dict[str, str] = {}
         if not recreate:
             inside_reasons, inside_ops, inside_writes, recreate = _inside_differences(w, link, state)
             reasons += inside_reasons
@@ -525,9 +511,9 @@ def _inside_differences(w: Workload, link: dict, state: State):
     eth0 = inside["links"].get("eth0")
     if eth0 is None or eth0.get("ifindex") != link.get("link_index"):
         return ["eth0 is not the peer of the host veth"], [], {}, True
-    reasons: List[str] = []
-    ops: List[rtnl.Change] = []
-    writes: Dict[str, str] = {}
+    reasons: list[str] = []
+    ops: list[rtnl.Change] = []
+    writes: dict[str, str] = {}
     for path, value in inside_sysctls(w).items():
         current = inside.get("sysctls", {}).get(path)
         if current != value:
@@ -552,32 +538,26 @@ def _inside_differences(w: Workload, link: dict, state: State):
             local, prefixlen = addr.split("/")
             ops.append(rtnl.AddrDel(local, int(prefixlen), "eth0"))
     routes = inside["routes"]
-    if not any(
-        r.get("dst") == naming.GATEWAY and r.get("dev") == "eth0" and r.get("scope") == "link" and not r.get("gateway")
-        for r in routes
-    ):
+    if not any(r.get("dst") == naming.GATEWAY and r.get("dev") == "eth0" and r.get("scope") == "link" and not r.get("gateway") for r in routes):
         reasons.append(f"route {naming.GATEWAY} dev eth0 scope link added")
         ops.append(_gateway_route())
-    if not any(
-        r.get("dst") == "default" and r.get("gateway") == naming.GATEWAY and r.get("dev") == "eth0" for r in routes
-    ):
+    if not any(r.get("dst") == "default" and r.get("gateway") == naming.GATEWAY and r.get("dev") == "eth0" for r in routes):
         reasons.append(f"route default via {naming.GATEWAY} dev eth0 added")
         ops.append(_default_route())
     return reasons, ops, writes, False
 
 
-def _create_host_lines(w: Workload) -> List[str]:
+def _create_host_lines(w: Workload) -> list[str]:
     # One transmit and one receive queue on each end, as Calico's CNI plugin creates them
     # (num_queues, default 1); the kernel's default is one per possible CPU, each with its sysfs
     # objects — a fifth of the pair's creation cost on a 2-CPU host.
     return [
-        f"link add {w.veth} {VETH_QUEUES} mtu {w.mtu} address {naming.HOST_VETH_MAC} "
-        f"type veth peer name eth0 {VETH_QUEUES} mtu {w.mtu} netns {w.netns}",
+        f"link add {w.veth} {VETH_QUEUES} mtu {w.mtu} address {naming.HOST_VETH_MAC} type veth peer name eth0 {VETH_QUEUES} mtu {w.mtu} netns {w.netns}",
         f"link set dev {w.veth} alias {MARKER_PREFIX}{w.netns} up",
     ]
 
 
-def _create_inside_ops(w: Workload) -> List[rtnl.Change]:
+def _create_inside_ops(w: Workload) -> list[rtnl.Change]:
     # eth0 got its MTU when the pair was created (host batch); addresses and routes can only be
     # set once it is in the namespace (moving a link flushes its IPv4 addresses and routes).
     return [
@@ -597,19 +577,14 @@ def _default_route() -> rtnl.RouteReplace:
     return rtnl.RouteReplace("default", "eth0", gateway=naming.GATEWAY)
 
 
-def _inet_addrs(link: Optional[dict]) -> List[str]:
+def _inet_addrs(link: Optional[dict]) -> list[str]:
     if not link:
         return []
     return [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if a.get("family") == "inet"]
 
 
 def _is_host_route(route: dict, w: Workload) -> bool:
-    return (
-        route.get("dst") in (w.ip, f"{w.ip}/32")
-        and route.get("scope") == "link"
-        and not route.get("gateway")
-        and route.get("type", "unicast") == "unicast"
-    )
+    return route.get("dst") in (w.ip, f"{w.ip}/32") and route.get("scope") == "link" and not route.get("gateway") and route.get("type", "unicast") == "unicast"
 
 
 def _route_key(route: dict) -> str:
@@ -621,14 +596,12 @@ def _route_key(route: dict) -> str:
 
 
 def _wid_of(netns: str, netns_prefix: str) -> str:
-    return netns[len(netns_prefix):] if netns.startswith(netns_prefix) else netns
+    return netns[len(netns_prefix) :] if netns.startswith(netns_prefix) else netns
 
 
 def _describe_current(veth: str, netns: str, state: State, netns_prefix: str) -> str:
     link = state.links.get(veth, {})
-    ips = sorted(
-        str(r["dst"]).partition("/")[0] for r in state.routes if r.get("dev") == veth and r.get("scope") == "link"
-    )
+    ips = sorted(str(r["dst"]).partition("/")[0] for r in state.routes if r.get("dev") == veth and r.get("scope") == "link")
     ip = ",".join(ips) or "none"
     return f"{_wid_of(netns, netns_prefix)}: ip={ip} mtu={link.get('mtu')} netns={netns} veth={veth}"
 
@@ -658,8 +631,7 @@ def apply(
         write_recorded(state_file, the_plan.recorded_during)
     run_host_batches(runner, host_batches(the_plan.host_lines))
     _write_sysctls(proc_sys, the_plan.sysctls)
-    items = [(ns, the_plan.ns_ops.get(ns, []), the_plan.ns_sysctls.get(ns, {}))
-             for ns in sorted(set(the_plan.ns_ops) | set(the_plan.ns_sysctls))]
+    items = [(ns, the_plan.ns_ops.get(ns, []), the_plan.ns_sysctls.get(ns, {})) for ns in sorted(set(the_plan.ns_ops) | set(the_plan.ns_sysctls))]
     if inside == "netlink":
         _apply_netlink(runner, the_plan, items, proc_sys)
     else:
@@ -668,7 +640,7 @@ def apply(
         write_recorded(state_file, the_plan.recorded_after)
 
 
-def host_batches(lines: Sequence[str], workers: int = NETNS_WORKERS) -> List[List[List[str]]]:
+def host_batches(lines: Sequence[str], workers: int = NETNS_WORKERS) -> list[list[list[str]]]:
     """The host batch as stages, run one after the other; the batches of a stage run in parallel.
 
     One stage of one batch, unless there are at least NETNS_SPLIT_MIN ``netns add`` lines
@@ -721,7 +693,7 @@ def _apply_netlink(runner: iproute.Runner, the_plan: Plan, items, proc_sys: str)
     rtnetlink is unusable, the same through ``ip netns exec NS sysctl`` / ``ip -n NS -batch``.
     """
     wid_of = {w.netns: w.wid for w in the_plan.workloads}
-    refused: List[str] = []
+    refused: list[str] = []
     for ns, ops, writes in items:
         where = f"workload {wid_of.get(ns, ns)} (namespace {ns})"
         sock, written = None, False
@@ -756,7 +728,7 @@ def _apply_netlink(runner: iproute.Runner, the_plan: Plan, items, proc_sys: str)
     _raise_refused(refused)
 
 
-def _write_sysctls_with_ip(runner: iproute.Runner, ns: str, writes: Mapping[str, str], where: str) -> List[str]:
+def _write_sysctls_with_ip(runner: iproute.Runner, ns: str, writes: Mapping[str, str], where: str) -> list[str]:
     if not writes:
         return []
     argv = [iproute.IP, "netns", "exec", ns, "sysctl", "-qw"] + [f"{_dotted(k)}={v}" for k, v in sorted(writes.items())]
@@ -774,7 +746,7 @@ def _raise_refused(refused: Sequence[str]) -> None:
 
 
 def _apply_ip(runner: iproute.Runner, items, workers: int) -> None:
-    refused: List[str] = []
+    refused: list[str] = []
 
     def one(item) -> None:
         ns, ops, writes = item

@@ -278,9 +278,14 @@ def main() -> None:
         ]
         unit = the_plan.unit
         if unit is not None and unit.changed:
-            result["diff"].append(dict(before=(unit.before or b"").decode(errors="replace"),
-                                       after=(unit.content or b"").decode(errors="replace"),
-                                       before_header=unit.path, after_header=unit.path))
+            result["diff"].append(
+                dict(
+                    before=(unit.before or b"").decode(errors="replace"),
+                    after=(unit.content or b"").decode(errors="replace"),
+                    before_header=unit.path,
+                    after_header=unit.path,
+                )
+            )
     module.exit_json(**result)
 
 

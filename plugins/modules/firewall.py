@@ -124,8 +124,7 @@ def main() -> None:
         if p["state"] == "absent":
             the_plan = firewall.remove(options.state_file, check_mode=module.check_mode)
         else:
-            the_plan = firewall.converge(p["pools"], p["workloads"], options, node_addresses=p["node_addresses"],
-                                         check_mode=module.check_mode)
+            the_plan = firewall.converge(p["pools"], p["workloads"], options, node_addresses=p["node_addresses"], check_mode=module.check_mode)
     except (L3CalicoError, OSError) as exc:
         module.fail_json(msg=str(exc))
     result = dict(changed=the_plan.changed, **the_plan.result())

@@ -345,8 +345,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_run import ARGUMENT
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, required_one_of=REQUIRED_ONE_OF,
-                           supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, required_one_of=REQUIRED_ONE_OF, supports_check_mode=True)
     try:
         result, diff = run(module.params, module.check_mode)
     except L3CalicoError as exc:

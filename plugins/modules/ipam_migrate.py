@@ -83,12 +83,12 @@ copied:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import (
     ETCD_ARGUMENT_SPEC,
     store_from_params,
 )
 from ansible_collections.l3.calico.plugins.module_utils.ipam_migrate import copy_state
-from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
 
 def main() -> None:
@@ -105,12 +105,16 @@ def main() -> None:
     try:
         file_store = store_from_params(params, "file", params["state_file"])
         etcd_store = store_from_params(params, "etcd")
-        names = {"file": f"state file {params['state_file']}",
-                 "etcd": "etcd " + ",".join(params["etcd_endpoints"])}
-        source, destination = ((file_store, etcd_store) if params["to"] == "etcd" else (etcd_store, file_store))
-        summary = copy_state(source, destination, write=not module.check_mode, overwrite=params["overwrite"],
-                             source_name=names["file" if params["to"] == "etcd" else "etcd"],
-                             destination_name=names[params["to"]])
+        names = {"file": f"state file {params['state_file']}", "etcd": "etcd " + ",".join(params["etcd_endpoints"])}
+        source, destination = (file_store, etcd_store) if params["to"] == "etcd" else (etcd_store, file_store)
+        summary = copy_state(
+            source,
+            destination,
+            write=not module.check_mode,
+            overwrite=params["overwrite"],
+            source_name=names["file" if params["to"] == "etcd" else "etcd"],
+            destination_name=names[params["to"]],
+        )
     except L3CalicoError as exc:
         module.fail_json(msg=str(exc))
     changed = summary.pop("changed")

@@ -172,8 +172,17 @@ def main() -> None:
         )
     except ERRORS as exc:
         module.fail_json(msg=f"node {p['node']}: {exc}")
-    result = dict(changed=False, changes=[], diff=[], kept=[], missing_packages=done["missing_packages"],
-                  tunnels=None, sysctls=None, firewall=None, workload_mtu=done["workload_mtu"])
+    result = dict(
+        changed=False,
+        changes=[],
+        diff=[],
+        kept=[],
+        missing_packages=done["missing_packages"],
+        tunnels=None,
+        sysctls=None,
+        firewall=None,
+        workload_mtu=done["workload_mtu"],
+    )
     if not done["missing_packages"]:
         result.update(node.result({part: done[part] for part in ("tunnels", "sysctls", "firewall")}))
     _exit(module, result)

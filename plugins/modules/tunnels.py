@@ -113,8 +113,7 @@ from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoEr
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=dict(state=dict(type="str", choices=["present", "absent"], default="present"),
-                           **tunnels.ARGUMENT_SPEC),
+        argument_spec=dict(state=dict(type="str", choices=["present", "absent"], default="present"), **tunnels.ARGUMENT_SPEC),
         required_if=[("state", "present", ("node", "nodes", "pools"))],
         supports_check_mode=True,
     )
@@ -124,8 +123,7 @@ def main() -> None:
             ipip = tunnels.ipip_address(p["nodes"] or {}, p["node"])
             the_plan = tunnels.remove(p["pools"] or {}, ipip, module.check_mode)
         else:
-            the_plan = tunnels.converge(p["node"], {"nodes": p["nodes"], "pools": p["pools"]},
-                                        tunnels.Options.from_params(p), check_mode=module.check_mode)
+            the_plan = tunnels.converge(p["node"], {"nodes": p["nodes"], "pools": p["pools"]}, tunnels.Options.from_params(p), check_mode=module.check_mode)
     except (L3CalicoError, OSError) as exc:
         what = f"node {p['node'] or '(this host)'}: removal" if p["state"] == "absent" else f"node {p['node']}"
         module.fail_json(msg=f"{what}: {exc}")

@@ -198,12 +198,8 @@ def main() -> None:
         created=the_plan.create,
         updated=the_plan.update,
         removed=the_plan.remove,
-        workloads=[
-            dict(id=w.wid, ip=w.ip, netns=w.netns, veth=w.veth, mtu=w.mtu)
-            for w in the_plan.workloads
-        ],
-        commands=sum(len(stage) for stage in wl.host_batches(the_plan.host_lines)) + len(the_plan.ns_ops)
-        if the_plan.changed else 0,
+        workloads=[dict(id=w.wid, ip=w.ip, netns=w.netns, veth=w.veth, mtu=w.mtu) for w in the_plan.workloads],
+        commands=sum(len(stage) for stage in wl.host_batches(the_plan.host_lines)) + len(the_plan.ns_ops) if the_plan.changed else 0,
     )
     if module._diff:
         result["diff"] = dict(

@@ -86,8 +86,9 @@ def git_files() -> list[str]:
     """The files of the checkout: tracked, and new ones that .gitignore does not exclude."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip(f"{ROOT} is not a git checkout (the files to build are the ones git knows)")
-    out = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                         capture_output=True, check=True).stdout.decode()
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"], capture_output=True, check=True
+    ).stdout.decode()
     return [p for p in out.split("\0") if p and os.path.lexists(ROOT / p)]
 
 
@@ -95,16 +96,21 @@ def clean_env(tmp: Path) -> dict:
     """Ansible on its own: no ansible.cfg, collections path or ANSIBLE_HOME of the checkout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     (tmp / "ansible.cfg").write_text("[defaults]\nretry_files_enabled = false\n")
-    env.update(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", ANSIBLE_CONFIG=str(tmp / "ansible.cfg"),
-               ANSIBLE_HOME=str(tmp / "home"), ANSIBLE_LOCAL_TEMP=str(tmp / "home" / "tmp"),
-               ANSIBLE_COLLECTIONS_PATH=str(tmp / "collections"), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
-               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        ANSIBLE_CONFIG=str(tmp / "ansible.cfg"),
+        ANSIBLE_HOME=str(tmp / "home"),
+        ANSIBLE_LOCAL_TEMP=str(tmp / "home" / "tmp"),
+        ANSIBLE_COLLECTIONS_PATH=str(tmp / "collections"),
+        ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+    )
     return env
 
 
 def run(argv: list, cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+    proc = subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, f"{' '.join(argv)}: rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 

@@ -31,8 +31,9 @@ def target(request, tmp_path):
 
 
 def _spawn(kind, where, node, *extra):
-    return subprocess.Popen([sys.executable, WORKER, "--store", kind, "--target", where, "--node", node, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, WORKER, "--store", kind, "--target", where, "--node", node, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait(procs, timeout=600):
@@ -51,8 +52,7 @@ def _wait(procs, timeout=600):
 
 
 def _addresses(state):
-    return [block.address(o) for block in state.blocks.values()
-            for o, a in enumerate(block.allocations) if a is not None]
+    return [block.address(o) for block in state.blocks.values() for o, a in enumerate(block.allocations) if a is not None]
 
 
 @pytest.mark.parametrize("allocator", ["cni", "planner"])
@@ -62,32 +62,31 @@ def test_eight_writers_never_share_or_lose_an_address(target, allocator):
     kind, where = target
     start = f"{time.time() + 2:.3f}"
     extra = ["--planner"] if allocator == "planner" else []
-    procs = [_spawn(kind, where, f"node-{i}", "--count", str(EACH), "--batch", "20", "--start-at", start, *extra)
-             for i in range(WRITERS)]
+    procs = [_spawn(kind, where, f"node-{i}", "--count", str(EACH), "--batch", "20", "--start-at", start, *extra) for i in range(WRITERS)]
     outs = _wait(procs)
-    if kind == "etcd":      # the writers really raced: some transactions lost and were re-planned
+    if kind == "etcd":  # the writers really raced: some transactions lost and were re-planned
         conflicts = sum(int(out.split()[3]) for out in outs)
         print(f"etcd: {conflicts} conflicting transactions re-planned")
         assert conflicts > 0
     state = make_store(kind, where).load()
     assert audit(state) == []
     addresses = _addresses(state)
-    tunnels = WRITERS if allocator == "planner" else 0        # the planner adds each node's IPIP address
-    assert len(addresses) == WRITERS * EACH + tunnels         # none lost
-    assert len(set(addresses)) == len(addresses)              # none twice
+    tunnels = WRITERS if allocator == "planner" else 0  # the planner adds each node's IPIP address
+    assert len(addresses) == WRITERS * EACH + tunnels  # none lost
+    assert len(set(addresses)) == len(addresses)  # none twice
     expected = {f"l3-workload.default.node-{i}-{j:04d}" for i in range(WRITERS) for j in range(EACH)}
     expected |= {f"ipip-tunnel-addr-node-{i}" for i in range(tunnels)}
     assert set(state.handles) == expected
     assert all(sum(h.block.values()) == 1 for h in state.handles.values())
-    assert len(state.blocks) == 64                            # every block of the pool claimed once
-    for (node, cidr) in state.affinities:
+    assert len(state.blocks) == 64  # every block of the pool claimed once
+    for node, cidr in state.affinities:
         assert state.blocks[cidr].node == node
 
 
 def _handle_count(kind, where):
     try:
         return len(make_store(kind, where).load().handles)
-    except Exception:    # the file does not exist yet
+    except Exception:  # the file does not exist yet
         return 0
 
 
@@ -98,8 +97,7 @@ def test_a_writer_killed_mid_run_leaves_a_consistent_state(target, allocator):
     # can kill between two); file: plans of 20, killed while it writes.
     # (the planner: 1200, as one node holds at most 20 blocks of 64 addresses, Calico's default limit)
     count = "1200" if allocator == "planner" else "2000"
-    args = (["--count", count, "--batch", count, "--slow-txn", "0.05"] if kind == "etcd"
-            else ["--count", count, "--batch", "20"])
+    args = ["--count", count, "--batch", count, "--slow-txn", "0.05"] if kind == "etcd" else ["--count", count, "--batch", "20"]
     extra = ["--planner"] if allocator == "planner" else []
     proc = _spawn(kind, where, "node-k", *args, *extra)
     deadline = time.monotonic() + 120
@@ -115,5 +113,5 @@ def test_a_writer_killed_mid_run_leaves_a_consistent_state(target, allocator):
     _wait([_spawn(kind, where, "node-k", "--count", count, "--batch", count, *extra)])
     state = make_store(kind, where).load()
     assert audit(state) == []
-    total = int(count) + (1 if allocator == "planner" else 0)   # + the node's IPIP tunnel address
+    total = int(count) + (1 if allocator == "planner" else 0)  # + the node's IPIP tunnel address
     assert len(state.handles) == total and len(set(_addresses(state))) == total

@@ -21,29 +21,42 @@ HOSTS, WORKLOADS = 6, 25
 
 
 def _inventory(tmp_path, endpoints, prefix, **extra) -> str:
-    hosts = {f"l3tetcd-h{i}": {
-        "calico_node_ip": f"192.168.50.{10 + i}/24",
-        "calico_workloads": [{"name": f"h{i}-w{j}"} for j in range(WORKLOADS)] + [{"name": f"db-{i}", "namespace": "blue"}],
-    } for i in range(HOSTS)}
+    hosts = {
+        f"l3tetcd-h{i}": {
+            "calico_node_ip": f"192.168.50.{10 + i}/24",
+            "calico_workloads": [{"name": f"h{i}-w{j}"} for j in range(WORKLOADS)] + [{"name": f"db-{i}", "namespace": "blue"}],
+        }
+        for i in range(HOSTS)
+    }
     group_vars = {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
         "calico_pools": [
             {"name": "main", "cidr": "10.45.0.0/22", "block_size": 26, "ipip_mode": "CrossSubnet"},
-            {"name": "blue", "cidr": "10.46.0.0/24", "block_size": 28, "vxlan_mode": "Always",
-             "namespaces": ["blue"]}],
-        "calico_ipam_datastore": "etcd", "calico_ipam_etcd_endpoints": endpoints,
-        "calico_ipam_etcd_prefix": prefix, "calico_ipam_state_file": str(tmp_path / "unused.json"),
-        **extra}
+            {"name": "blue", "cidr": "10.46.0.0/24", "block_size": 28, "vxlan_mode": "Always", "namespaces": ["blue"]},
+        ],
+        "calico_ipam_datastore": "etcd",
+        "calico_ipam_etcd_endpoints": endpoints,
+        "calico_ipam_etcd_prefix": prefix,
+        "calico_ipam_state_file": str(tmp_path / "unused.json"),
+        **extra,
+    }
     inv = tmp_path / "hosts.yml"
     inv.write_text(json.dumps({"calico_nodes": {"hosts": hosts, "vars": group_vars}}))
     return str(inv)
 
 
 def _play(inventory, *extra):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    return subprocess.run(["ansible-playbook", "-i", inventory, os.path.join(ROOT, "playbooks/ipam.yml"), *extra],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False)
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    return subprocess.run(
+        ["ansible-playbook", "-i", inventory, os.path.join(ROOT, "playbooks/ipam.yml"), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+        check=False,
+    )
 
 
 def _check(etcd, prefix):
@@ -66,7 +79,7 @@ def test_ipam_playbook_on_etcd(etcd, tmp_path, per_host):
     assert first.returncode == 0, first.stdout + first.stderr
     assert "problems: none" in first.stdout
     state = _check(etcd, prefix)
-    if per_host:      # every host ran its own allocation
+    if per_host:  # every host ran its own allocation
         assert first.stdout.count("changed: [l3tetcd-h") == HOSTS
     again = _play(inventory, "--forks", str(HOSTS))
     assert again.returncode == 0 and "changed=0" in again.stdout and "changed=1" not in again.stdout

@@ -33,26 +33,50 @@ def _canonical(state) -> dict:
 
 def _inventory(tmp_path, endpoint, state_file) -> str:
     inv = tmp_path / "hosts.yml"
-    inv.write_text(json.dumps({"calico_nodes": {
-        "hosts": {"l3tetcd-n1": {}, "l3tetcd-n2": {}},
-        "vars": {"ansible_connection": "local", "calico_ipam_state_file": str(state_file),
-                 "calico_ipam_etcd_endpoints": [endpoint], "calico_ipam_etcd_prefix": "/mig"}}}))
+    inv.write_text(
+        json.dumps(
+            {
+                "calico_nodes": {
+                    "hosts": {"l3tetcd-n1": {}, "l3tetcd-n2": {}},
+                    "vars": {
+                        "ansible_connection": "local",
+                        "calico_ipam_state_file": str(state_file),
+                        "calico_ipam_etcd_endpoints": [endpoint],
+                        "calico_ipam_etcd_prefix": "/mig",
+                    },
+                }
+            }
+        )
+    )
     return str(inv)
 
 
 def _play(inventory, *extra):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    proc = subprocess.run(["ansible-playbook", "-i", inventory, os.path.join(ROOT, "playbooks/ipam-migrate.yml"),
-                           *extra], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", inventory, os.path.join(ROOT, "playbooks/ipam-migrate.yml"), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
     return proc
 
 
 def _seed(state_file):
     """A state with everything: pools, config, several nodes' blocks, borrowing, a released FIFO."""
+
     def plan(state):
-        state.pools["p1"] = {"cidr": "10.44.0.0/20", "blockSize": 26, "ipipMode": "CrossSubnet",
-                             "vxlanMode": "Never", "natOutgoing": True, "nodeSelector": "all()"}
+        state.pools["p1"] = {
+            "cidr": "10.44.0.0/20",
+            "blockSize": 26,
+            "ipipMode": "CrossSubnet",
+            "vxlanMode": "Never",
+            "natOutgoing": True,
+            "nodeSelector": "all()",
+        }
         state.touch_pool("p1")
         state.config.strict_affinity = True
         state.touch_config()
@@ -60,6 +84,7 @@ def _seed(state_file):
             allocate(state, f"n{i}", [f"l3-workload.default.n{i}-{j}" for j in range(90)])
         release(state, ["l3-workload.default.n1-3", "l3-workload.default.n2-70"])
         next(iter(state.blocks.values())).extra["sequenceNumberForAllocation"] = {"0": 7}
+
     FileStore(str(state_file)).transact(plan, write=True)
 
 
@@ -77,8 +102,7 @@ def test_round_trip_file_etcd_file_is_lossless(etcd, tmp_path):
     assert _canonical(etcd_store.load()) == _canonical(original)
     # every object under its Calico key, holding the same JSON as the file
     raw = {k: v for k, (v, _r) in kv.EtcdKV(EtcdSettings(endpoints=[etcd])).read_prefix("/mig/").kvs.items()}
-    assert {k: json.loads(v) for k, v in raw.items()} == {
-        k: json.loads(v) for k, v in state_to_kvs(original, "/mig").items()}
+    assert {k: json.loads(v) for k, v in raw.items()} == {k: json.loads(v) for k, v in state_to_kvs(original, "/mig").items()}
 
     again = _play(inventory, "-e", "calico_ipam_migrate_to=etcd")
     assert again.returncode == 0 and "changed=0" in again.stdout

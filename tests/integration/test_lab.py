@@ -38,8 +38,9 @@ def missing(backend: str) -> str:
     for tool in ("ip", "unshare", "ssh", "ssh-keygen", "sshd", "tcpdump", "ping"):
         if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists()):
             return f"{tool} is not installed"
-    proc = subprocess.run([sys.executable, str(LABCTL), "backend"], env=dict(os.environ, L3LAB_BACKEND=backend),
-                          capture_output=True, text=True, timeout=900, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(LABCTL), "backend"], env=dict(os.environ, L3LAB_BACKEND=backend), capture_output=True, text=True, timeout=900, check=False
+    )
     if proc.returncode != 0:  # this machine cannot run such guests: labctl says what is missing
         return f"no {backend} guests here: {json.loads(proc.stdout)['msg']}"
     return ""
@@ -56,8 +57,9 @@ def lab(request, tmp_path_factory):
     env = dict(os.environ, L3LAB_PREFIX=PREFIX, L3LAB_DIR=str(tmp_path_factory.mktemp("lab")), L3LAB_BACKEND=backend)
 
     def ctl(*args: str) -> dict:
-        proc = subprocess.run([sys.executable, str(LABCTL), *args], env=env, capture_output=True, text=True,
-                              timeout=600, check=False)  # a QEMU boot under TCG on a busy machine
+        proc = subprocess.run(
+            [sys.executable, str(LABCTL), *args], env=env, capture_output=True, text=True, timeout=600, check=False
+        )  # a QEMU boot under TCG on a busy machine
         result = json.loads(proc.stdout)
         assert proc.returncode == 0, result
         return result
@@ -73,10 +75,21 @@ def lab(request, tmp_path_factory):
 def ssh(env: dict, host: str, command: str) -> str:
     lab = Path(env["L3LAB_DIR"])
     argv = [
-        "ssh", "-F", "/dev/null", "-i", str(lab / "ssh" / "id_ed25519"), "-o", "BatchMode=yes",
-        "-o", f"UserKnownHostsFile={lab / 'ssh' / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
-        "-o", f"ProxyCommand=ip netns exec {PREFIX}router {sys.executable} {LABCTL} relay %h %p",
-        f"root@{host}", command,
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-i",
+        str(lab / "ssh" / "id_ed25519"),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"UserKnownHostsFile={lab / 'ssh' / 'known_hosts'}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"ProxyCommand=ip netns exec {PREFIX}router {sys.executable} {LABCTL} relay %h %p",
+        f"root@{host}",
+        command,
     ]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, f"{host}: {command}: {proc.stderr}"
@@ -104,9 +117,13 @@ def test_guests_boot_in_parallel_and_a_second_up_is_a_no_op(lab):
 def test_each_guest_is_a_host_of_its_own(lab):
     _ctl, env, first = lab
     nic = "eth0" if first["backend"] == "qemu" else "vec0"
-    out = ssh(env, "10.231.2.10", f"hostname; ip -4 -o addr show dev {nic}; ip route show default; "
-                                  "echo guest > /etc/l3labt-probe && cat /etc/l3labt-probe; "
-                                  "modprobe ipip && echo ipip; iptables -V")
+    out = ssh(
+        env,
+        "10.231.2.10",
+        f"hostname; ip -4 -o addr show dev {nic}; ip route show default; "
+        "echo guest > /etc/l3labt-probe && cat /etc/l3labt-probe; "
+        "modprobe ipip && echo ipip; iptables -V",
+    )
     lines = out.splitlines()
     assert lines[0] == "guest-c"
     assert "10.231.2.10/24" in lines[1]
@@ -124,9 +141,13 @@ def test_qemu_guest_is_debian_with_systemd_on_qemus_own_cpu_model(lab):
     _ctl, env, first = lab
     if first["backend"] != "qemu":
         pytest.skip("a QEMU guest's properties")
-    out = ssh(env, "10.231.1.10", "uname -r; cat /proc/1/comm; systemctl is-system-running --wait; "
-                                  "grep -m1 '^model name' /proc/cpuinfo; grep -c amx_tile /proc/cpuinfo || true; "
-                                  "nft add table inet l3labt && nft list tables inet")
+    out = ssh(
+        env,
+        "10.231.1.10",
+        "uname -r; cat /proc/1/comm; systemctl is-system-running --wait; "
+        "grep -m1 '^model name' /proc/cpuinfo; grep -c amx_tile /proc/cpuinfo || true; "
+        "nft add table inet l3labt && nft list tables inet",
+    )
     lines = out.splitlines()
     assert lines[0] == first["image"]["kernel"]
     assert lines[1:3] == ["systemd", "running"]
@@ -143,8 +164,7 @@ def test_qemu_guest_keeps_its_disk_across_a_power_cut(lab):
     ssh(env, "10.231.1.10", "echo kept > /etc/l3labt-disk && sync && echo gone > /run/l3labt-mem")
     boot_before = ssh(env, "10.231.1.10", "cat /proc/sys/kernel/random/boot_id").strip()
     assert ctl("restart", "guest-a")["was_running"] is True
-    out = ssh(env, "10.231.1.10", "cat /proc/sys/kernel/random/boot_id; cat /etc/l3labt-disk; "
-                                  "test -e /run/l3labt-mem && echo still || echo none")
+    out = ssh(env, "10.231.1.10", "cat /proc/sys/kernel/random/boot_id; cat /etc/l3labt-disk; test -e /run/l3labt-mem && echo still || echo none")
     boot_after, disk, mem = out.splitlines()
     assert boot_after != boot_before and (disk, mem) == ("kept", "none")
 
@@ -167,20 +187,45 @@ def bird_module(env: dict, tmp: Path, args: dict) -> dict:
     """l3.calico.bird run by Ansible on guest-a, through the router as the lab's inventory does."""
     lab = Path(env["L3LAB_DIR"])
     inventory = tmp / "inventory.json"
-    inventory.write_text(json.dumps({"all": {"hosts": {"guest-a": {
-        "ansible_host": "10.231.1.10", "ansible_user": "root",
-        "ansible_ssh_private_key_file": str(lab / "ssh" / "id_ed25519"),
-        "ansible_ssh_common_args": (f"-F /dev/null -o UserKnownHostsFile={lab / 'ssh' / 'known_hosts'} "
-                                    f"-o StrictHostKeyChecking=yes -o 'ProxyCommand=ip netns exec "
-                                    f"{PREFIX}router {sys.executable} {LABCTL} relay %h %p'"),
-    }}}}))
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "hosts": {
+                        "guest-a": {
+                            "ansible_host": "10.231.1.10",
+                            "ansible_user": "root",
+                            "ansible_ssh_private_key_file": str(lab / "ssh" / "id_ed25519"),
+                            "ansible_ssh_common_args": (
+                                f"-F /dev/null -o UserKnownHostsFile={lab / 'ssh' / 'known_hosts'} "
+                                f"-o StrictHostKeyChecking=yes -o 'ProxyCommand=ip netns exec "
+                                f"{PREFIX}router {sys.executable} {LABCTL} relay %h %p'"
+                            ),
+                        }
+                    }
+                }
+            }
+        )
+    )
     root = LABCTL.parents[3]
     proc = subprocess.run(
-        [shutil.which("ansible") or str(Path(sys.executable).parent / "ansible"), "guest-a", "-i", str(inventory),
-         "-m", "l3.calico.bird", "-a", json.dumps(args)],
-        env=dict(env, ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-                 ANSIBLE_HOME=str(tmp / "ansible")),
-        capture_output=True, text=True, timeout=300, check=False, cwd=root)
+        [
+            shutil.which("ansible") or str(Path(sys.executable).parent / "ansible"),
+            "guest-a",
+            "-i",
+            str(inventory),
+            "-m",
+            "l3.calico.bird",
+            "-a",
+            json.dumps(args),
+        ],
+        env=dict(env, ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_HOME=str(tmp / "ansible")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=root,
+    )
     # ad hoc output: "guest-a | CHANGED => {...}"
     assert proc.returncode == 0 and " => " in proc.stdout, f"{proc.stdout}\n{proc.stderr}"
     return json.loads(proc.stdout.split(" => ", 1)[1])
@@ -190,7 +235,7 @@ def test_qemu_guest_runs_bird_as_a_systemd_unit_and_removes_it(lab, tmp_path):
     """The BGP role's systemd path, for real (a UML guest has no systemd): one module run installs
     BIRD's unit, enables and starts it; again, nothing; systemd restarts a killed BIRD; a changed
     bird.conf is a reconfigure; state=absent stops and disables it and removes its files, once."""
-    _, env, first = lab
+    _ctl, env, first = lab
     if first["backend"] != "qemu":
         pytest.skip("BIRD under systemd needs systemd as PID 1: a QEMU guest")
     args = {"config": "router id 10.231.1.10;\nprotocol device {}\n", "unit": BIRD_UNIT, "manager": "systemd"}
@@ -206,16 +251,18 @@ def test_qemu_guest_runs_bird_as_a_systemd_unit_and_removes_it(lab, tmp_path):
     assert bird_module(env, tmp_path, args)["changed"] is False
     # killed: systemd (Restart=on-failure) brings it back, not the next Ansible run
     ssh(env, "10.231.1.10", "kill -9 $(systemctl show -p MainPID --value bird)")
-    back = ssh(env, "10.231.1.10", "for i in $(seq 100); do birdc -s /run/bird/bird.ctl show status >/dev/null 2>&1 "
-                                   "&& [ $(systemctl show -p NRestarts --value bird) -ge 1 ] && break; sleep 0.2; done; "
-                                   + state)
+    back = ssh(
+        env,
+        "10.231.1.10",
+        "for i in $(seq 100); do birdc -s /run/bird/bird.ctl show status >/dev/null 2>&1 "
+        "&& [ $(systemctl show -p NRestarts --value bird) -ge 1 ] && break; sleep 0.2; done; " + state,
+    )
     assert "NRestarts=1" in back and "Daemon is up and running" in back, back
     changed = bird_module(env, tmp_path, {**args, "config": args["config"] + "protocol kernel { ipv4; }\n"})
     assert changed["reconfigured"] and not changed["started"] and not changed["restarted"], changed
     removed = bird_module(env, tmp_path, {"state": "absent", "manager": "systemd"})
     assert removed["changed"] and removed["stopped"], removed
-    gone = ssh(env, "10.231.1.10", "systemctl show -p ActiveState,UnitFileState bird; "
-                                   "ls /etc/bird/bird.conf /etc/systemd/system/bird.service 2>&1 || true")
+    gone = ssh(env, "10.231.1.10", "systemctl show -p ActiveState,UnitFileState bird; ls /etc/bird/bird.conf /etc/systemd/system/bird.service 2>&1 || true")
     # the package's own unit is what "bird" names now: stopped and disabled, so no BIRD at the next boot
     assert "ActiveState=inactive" in gone and "UnitFileState=disabled" in gone, gone
     assert gone.count("No such file or directory") == 2, gone
@@ -226,8 +273,7 @@ def test_uml_guest_cannot_write_the_machines_files_through_hostfs(lab):
     _ctl, env, first = lab
     if first["backend"] != "uml":
         pytest.skip("a QEMU guest sees none of the machine's files: it has no hostfs or shared folder")
-    out = ssh(env, "10.231.1.10", "mkdir -p /mnt/h && mount -t hostfs none /mnt/h -o /etc && "
-                                  "(touch /mnt/h/l3labt-escape 2>&1 || true)")
+    out = ssh(env, "10.231.1.10", "mkdir -p /mnt/h && mount -t hostfs none /mnt/h -o /etc && (touch /mnt/h/l3labt-escape 2>&1 || true)")
     assert "Read-only file system" in out
     assert not Path("/etc/l3labt-escape").exists()
 
@@ -239,15 +285,16 @@ def test_nothing_of_the_lab_is_in_the_machines_network_namespace(lab):
 
 def test_router_forwards_and_its_capture_tells_ipip_from_plain(lab):
     ctl, env, _first = lab
-    tunnel = ("modprobe ipip && ip link add t0 type ipip local {me} remote {peer} && ip link set t0 up && "
-              "ip addr add {inner}/32 dev t0 && ip route add {peer_inner}/32 dev t0")
+    tunnel = (
+        "modprobe ipip && ip link add t0 type ipip local {me} remote {peer} && ip link set t0 up && "
+        "ip addr add {inner}/32 dev t0 && ip route add {peer_inner}/32 dev t0"
+    )
     ssh(env, "10.231.1.10", tunnel.format(me="10.231.1.10", peer="10.231.2.10", inner="10.99.0.1", peer_inner="10.99.0.2"))
     ssh(env, "10.231.2.10", tunnel.format(me="10.231.2.10", peer="10.231.1.10", inner="10.99.0.2", peer_inner="10.99.0.1"))
     ctl("capture", "start")
     ssh(env, "10.231.1.10", "ping -c 2 -W 2 -q 10.231.2.10 && ping -c 2 -W 2 -q -I 10.99.0.1 10.99.0.2")
     flows = ctl("capture", "stop")["flows"]
-    requests = {(f["encap"], f["outer_src"], f["outer_dst"], f["inner_src"], f["inner_dst"])
-                for f in flows if f["icmp"] == "echo-request"}
+    requests = {(f["encap"], f["outer_src"], f["outer_dst"], f["inner_src"], f["inner_dst"]) for f in flows if f["icmp"] == "echo-request"}
     assert ("none", "10.231.1.10", "10.231.2.10", "10.231.1.10", "10.231.2.10") in requests
     assert ("ipip", "10.231.1.10", "10.231.2.10", "10.99.0.1", "10.99.0.2") in requests
 
@@ -258,8 +305,9 @@ def test_down_leaves_nothing_behind(lab):
     assert ctl("down")["changed"] is True
     assert pids and not [pid for pid in pids if running(pid)]
     # no guest process left, nor a helper process of one
-    leftovers = subprocess.run(["pgrep", "-f", f"^(/usr/bin/linux umid=|qemu-system-x86_64 -name ){PREFIX}"],
-                               capture_output=True, text=True, check=False).stdout
+    leftovers = subprocess.run(
+        ["pgrep", "-f", f"^(/usr/bin/linux umid=|qemu-system-x86_64 -name ){PREFIX}"], capture_output=True, text=True, check=False
+    ).stdout
     assert leftovers == ""
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert PREFIX not in namespaces

@@ -58,9 +58,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
@@ -170,8 +170,9 @@ def missing() -> str:
             return f"{tool} is not installed"
     if not shutil.which("ansible-playbook"):
         return "ansible-playbook is not on PATH (the project's virtualenv)"
-    proc = subprocess.run([sys.executable, str(LABCTL), "backend"], env=dict(os.environ, L3LAB_BACKEND=BACKEND),
-                          capture_output=True, text=True, timeout=900, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(LABCTL), "backend"], env=dict(os.environ, L3LAB_BACKEND=BACKEND), capture_output=True, text=True, timeout=900, check=False
+    )
     if proc.returncode != 0:
         return f"no lab guests ({BACKEND}) on this machine: {json.loads(proc.stdout)['msg']}"
     CHOSEN["backend"] = json.loads(proc.stdout)["backend"]
@@ -199,19 +200,28 @@ class Lab:
         self.dir = work / "lab"
         self.state_file = work / "calico_ipam.json"
         self.vars_file = work / "extra-vars.json"
-        self.vars_file.write_text(json.dumps({
-            "calico_ipam_state_file": str(self.state_file),
-            "calico_bgp_hold_time": HOLD_TIME,
-            "calico_bgp_graceful_restart_time": RESTART_TIME,
-        }))
+        self.vars_file.write_text(
+            json.dumps(
+                {
+                    "calico_ipam_state_file": str(self.state_file),
+                    "calico_bgp_hold_time": HOLD_TIME,
+                    "calico_bgp_graceful_restart_time": RESTART_TIME,
+                }
+            )
+        )
         (work / "cp").mkdir()
         self.env = dict(
-            os.environ, L3LAB_PREFIX=PREFIX, L3LAB_DIR=str(self.dir), L3LAB_BACKEND=CHOSEN.get("backend", BACKEND),
+            os.environ,
+            L3LAB_PREFIX=PREFIX,
+            L3LAB_DIR=str(self.dir),
+            L3LAB_BACKEND=CHOSEN.get("backend", BACKEND),
             ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
             ANSIBLE_HOME=os.environ.get("ANSIBLE_HOME", str(ROOT / ".cache" / "ansible")),
             # SSH masters of our own: another lab on the same addresses (make lab, molecule) has its own.
             ANSIBLE_SSH_CONTROL_PATH_DIR=str(work / "cp"),
-            ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PYTHONUNBUFFERED="1",
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_FORCE_COLOR="0",
+            PYTHONUNBUFFERED="1",
         )
         self.topology: dict = {}
         self.systemd = False  # BIRD under systemd (QEMU's Debian guests), else under its supervisor
@@ -219,8 +229,7 @@ class Lab:
     # -- the lab ----------------------------------------------------------------------------
 
     def ctl(self, *args: str) -> dict:
-        proc = subprocess.run([sys.executable, str(LABCTL), *args], env=self.env, capture_output=True,
-                              text=True, timeout=180 * SLOW, check=False)
+        proc = subprocess.run([sys.executable, str(LABCTL), *args], env=self.env, capture_output=True, text=True, timeout=180 * SLOW, check=False)
         result = json.loads(proc.stdout) if proc.stdout.strip() else {"stderr": proc.stderr}
         assert proc.returncode == 0, result
         return result
@@ -231,10 +240,22 @@ class Lab:
     def ssh_argv(self, name: str, *options: str) -> list[str]:
         ssh = self.dir / "ssh"
         return [
-            "ssh", "-F", "/dev/null", "-i", str(ssh / "id_ed25519"), "-o", "BatchMode=yes",
-            "-o", f"UserKnownHostsFile={ssh / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
-            "-o", f"ControlPath={self.work / 'cp'}/t-%C", *options,
-            "-o", f"ProxyCommand=ip netns exec {PREFIX}router {sys.executable} {LABCTL} relay %h %p",
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(ssh / "id_ed25519"),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={ssh / 'known_hosts'}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"ControlPath={self.work / 'cp'}/t-%C",
+            *options,
+            "-o",
+            f"ProxyCommand=ip netns exec {PREFIX}router {sys.executable} {LABCTL} relay %h %p",
             f"root@{self.guest(name)['address']}",
         ]
 
@@ -242,13 +263,20 @@ class Lab:
         """One SSH master per guest for the test's own commands (0.15 s a command instead of 1 s).
         Started with no stdio of ours: its relay would hold a pipe of ours open for its lifetime."""
         for name in names or [g["name"] for g in self.topology["guests"]]:
-            subprocess.run(self.ssh_argv(name, "-M", "-N", "-f", "-o", "ControlPersist=600"), env=self.env,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           timeout=60, check=True)
+            subprocess.run(
+                self.ssh_argv(name, "-M", "-N", "-f", "-o", "ControlPersist=600"),
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=60,
+                check=True,
+            )
 
     def ssh(self, name: str, command: str, stdin: str | None = None, timeout: float = 60) -> str:
-        proc = subprocess.run([*self.ssh_argv(name, "-o", "ControlMaster=no"), command], input=stdin, env=self.env,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            [*self.ssh_argv(name, "-o", "ControlMaster=no"), command], input=stdin, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
         assert proc.returncode == 0, f"{name}: {command}: exit {proc.returncode}: {proc.stderr}"
         return proc.stdout
 
@@ -264,11 +292,9 @@ class Lab:
     def play(self, playbook: str, *args: str, interrupt: Interrupt | None = None, timeout: float = 300) -> dict:
         """Run a playbook of playbooks/ on the lab inventory, interrupted if asked (see Interrupt)."""
         timeout *= SLOW
-        argv = ["ansible-playbook", "-i", str(INVENTORY), f"-e@{self.vars_file}", *args,
-                str(ROOT / "playbooks" / playbook)]
+        argv = ["ansible-playbook", "-i", str(INVENTORY), f"-e@{self.vars_file}", *args, str(ROOT / "playbooks" / playbook)]
         t0 = time.monotonic()
-        proc = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True, cwd=ROOT)
+        proc = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, cwd=ROOT)
         watchdog = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
         watchdog.start()
         lines: list[str] = []
@@ -324,12 +350,21 @@ class Lab:
                 poller.join()
         out = "".join(lines)
         # hosts that finished the interrupted task before the signal (the others were on their way)
-        done = [m[1] for line in lines[at.get("task", 0):at.get("signal", 0)]
-                for m in [re.match(r"^(?:ok|changed): \[(\S+)\]", line)] if m] if "signal" in at else []
-        recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4])}
-                 for m in RECAP_RE.findall(out)}
-        return {"rc": proc.returncode, "out": out, "recap": recap, "seconds": round(time.monotonic() - t0, 1),
-                "interrupted": bool(sent), "done_before_signal": done, "signals": sent}
+        done = (
+            [m[1] for line in lines[at.get("task", 0) : at.get("signal", 0)] for m in [re.match(r"^(?:ok|changed): \[(\S+)\]", line)] if m]
+            if "signal" in at
+            else []
+        )
+        recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4])} for m in RECAP_RE.findall(out)}
+        return {
+            "rc": proc.returncode,
+            "out": out,
+            "recap": recap,
+            "seconds": round(time.monotonic() - t0, 1),
+            "interrupted": bool(sent),
+            "done_before_signal": done,
+            "signals": sent,
+        }
 
     def converge(self, *args: str) -> dict:
         run = self.play("site.yml", *args)
@@ -381,8 +416,7 @@ class Lab:
 
     def bgp_blocks(self, node: str) -> list[str]:
         """The node's blocks in the BGP-routed pool: what BIRD announces for it."""
-        return sorted(cidr for n, cidr in self.ipam()["affinities"]
-                      if n == node and ipaddress.ip_network(cidr).subnet_of(IPIP_POOL))
+        return sorted(cidr for n, cidr in self.ipam()["affinities"] if n == node and ipaddress.ip_network(cidr).subnet_of(IPIP_POOL))
 
     def watch_routes_gone(self, observers: list[str], prefixes: list[str], timeout: float):
         """Start a watcher in each observer guest; returns go() -> {observer: result}."""
@@ -390,9 +424,13 @@ class Lab:
         for name in observers:
             self.ssh(name, "cat > /run/l3lf-routes-gone.py", stdin=ROUTES_GONE)
             procs[name] = subprocess.Popen(
-                [*self.ssh_argv(name, "-o", "ControlMaster=no"),
-                 f"python3 /run/l3lf-routes-gone.py {','.join(prefixes)} {timeout}"],
-                env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                [*self.ssh_argv(name, "-o", "ControlMaster=no"), f"python3 /run/l3lf-routes-gone.py {','.join(prefixes)} {timeout}"],
+                env=self.env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         for name, proc in procs.items():
             line = proc.stdout.readline()
             assert line.strip() == "ready", f"{name}: {line}{proc.stderr.read() if not line else ''}"
@@ -416,7 +454,7 @@ def task_results(out: str, banner: str) -> dict[str, str]:
     match = re.search(banner, out, re.M)
     if match is None:
         return {}
-    block = out[match.end():].split("\nTASK [", 1)[0]
+    block = out[match.end() :].split("\nTASK [", 1)[0]
     return {m[2]: m[1] for m in re.finditer(r"^(ok|changed|fatal|skipping|failed): \[(\S+)\]", block, re.M)}
 
 
@@ -460,8 +498,7 @@ def baseline(lab):
     """The first site run, killed inside the IPAM role; the run after it; the lab verified."""
     lock = Path(f"{lab.state_file}.lock")
     # Killed the moment the IPAM module has taken the state file's lock.
-    first = lab.play("site.yml", interrupt=Interrupt(r"^TASK \[l3\.calico\.calico_ipam : Plan and record", signal.SIGKILL,
-                                                     when=lock.exists))
+    first = lab.play("site.yml", interrupt=Interrupt(r"^TASK \[l3\.calico\.calico_ipam : Plan and record", signal.SIGKILL, when=lock.exists))
     assert first["interrupted"] and first["rc"] == -signal.SIGKILL and not first["recap"], first["out"][-3000:]
     assert "TASK [l3.calico.calico_node" not in first["out"]
     # What the kill may leave: the lock file (its flock went with the process), a whole state file
@@ -504,8 +541,7 @@ def test_runs_interrupted_at_each_host_role_converge_to_the_same_result(lab, bas
     other_ip = baseline["guests"]["node-a"]["workloads"][other_ns]["addresses"][0].split("/")[0]
     # Work for every host role.
     lab.ssh("node-c", "ip link del vxlan.calico && sysctl -qw net.ipv4.ip_forward=0")
-    lab.ssh("node-a", f"ip netns del {victim_ns} && ip route del {other_ip}/32 && "
-                      f"ip netns exec {other_ns} sysctl -qw net.ipv4.ip_forward=1")
+    lab.ssh("node-a", f"ip netns del {victim_ns} && ip route del {other_ip}/32 && ip netns exec {other_ns} sysctl -qw net.ipv4.ip_forward=1")
     # (bird.conf first: under systemd, BIRD's restarts then fail at the unit's `bird -p` and it stays down)
     lab.ssh("node-b", "rm /etc/bird/bird.conf")
     lab.kill_bird("node-b")
@@ -537,9 +573,12 @@ def test_runs_interrupted_at_each_host_role_converge_to_the_same_result(lab, bas
             # changed: the interrupted run left work undone there (else the module finished on the
             # host although the controller never got its result)
             FIGURES[f"interrupted_{previous[0]}"]["work_left_for_next_run"] = results[previous[2]] == "changed"
-        FIGURES[f"interrupted_{role}"] = {"signals": run["signals"], "seconds": run["seconds"],
-                                          "hosts_done_before_signal": run["done_before_signal"],
-                                          "host_with_work_interrupted": busy not in run["done_before_signal"]}
+        FIGURES[f"interrupted_{role}"] = {
+            "signals": run["signals"],
+            "seconds": run["seconds"],
+            "hosts_done_before_signal": run["done_before_signal"],
+            "host_with_work_interrupted": busy not in run["done_before_signal"],
+        }
         previous = (role, first_task, busy)
         # What an interrupted run leaves: never a half-written file, a consistent IPAM state.
         assert_consistent(lab.ipam())
@@ -552,9 +591,13 @@ def test_runs_interrupted_at_each_host_role_converge_to_the_same_result(lab, bas
     # created the missing workload's namespace, before it could finish that workload.
     lab.ssh("node-a", f"ip netns del {victim_ns}")
     lab.ssh("node-a", "cat > /run/l3lf-kill-module.py", stdin=KILL_MODULE_WHEN)
-    watcher = subprocess.Popen([*lab.ssh_argv("node-a", "-o", "ControlMaster=no"),
-                                f"python3 /run/l3lf-kill-module.py /run/netns/{victim_ns} 120"],
-                               env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen(
+        [*lab.ssh_argv("node-a", "-o", "ControlMaster=no"), f"python3 /run/l3lf-kill-module.py /run/netns/{victim_ns} 120"],
+        env=lab.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert watcher.stdout.readline().strip() == "ready"
     killed_run = lab.play("site.yml")
     killed = json.loads(watcher.communicate(timeout=60)[0].strip().splitlines()[-1])["killed"]
@@ -564,8 +607,10 @@ def test_runs_interrupted_at_each_host_role_converge_to_the_same_result(lab, bas
     # What it left (recorded: how far it got depends on the module's internals and the timing;
     # measured: the namespace without its address and default route).
     FIGURES["workloads_module_killed_on_host"] = {
-        "left_of_the_workload": left, "half_done": left != baseline["guests"]["node-a"]["workloads"][victim_ns],
-        "seconds": killed_run["seconds"]}
+        "left_of_the_workload": left,
+        "half_done": left != baseline["guests"]["node-a"]["workloads"][victim_ns],
+        "seconds": killed_run["seconds"],
+    }
 
     run = lab.converge()
     FIGURES["site_after_interruptions_seconds"] = run["seconds"]
@@ -626,8 +671,7 @@ def test_bird_killed_its_routes_leave_within_the_hold_time_and_come_back(lab, ba
     finally:
         subprocess.run(["ip", "-n", f"{PREFIX}router", "link", "set", port, "up"], check=True)
     t0 = time.monotonic()
-    FIGURES.setdefault("host_silent_routes_gone", []).append(
-        {n: {"seconds": r["seconds"], "why": reasons[n]} for n, r in gone.items()})
+    FIGURES.setdefault("host_silent_routes_gone", []).append({n: {"seconds": r["seconds"], "why": reasons[n]} for n, r in gone.items()})
     for name, result in gone.items():
         assert result["gone"], (name, result, reasons[name])
         if "Hold timer expired" in reasons[name]:  # gone with the session
@@ -668,8 +712,7 @@ def test_guest_restarted_is_restored_with_the_same_addresses(lab, baseline):
 # Last, as it changes the lab's pools: issue 6's pool migration on real kernels with ipip (this
 # machine's kernel has none), the encapsulation change the namespace test cannot show.
 OLD_POOL = "default-ipv4-ippool"
-NEW_POOL = {"name": "default-vxlan", "cidr": "172.19.0.0/16", "block_size": 28, "ipip_mode": "Never",
-            "vxlan_mode": "Always", "nat_outgoing": True}
+NEW_POOL = {"name": "default-vxlan", "cidr": "172.19.0.0/16", "block_size": 28, "ipip_mode": "Never", "vxlan_mode": "Always", "nat_outgoing": True}
 
 
 def test_pool_migrated_from_ipip_to_vxlan_host_by_host(lab, baseline):
@@ -681,8 +724,7 @@ def test_pool_migrated_from_ipip_to_vxlan_host_by_host(lab, baseline):
     inventory_pools = yaml.safe_load((INVENTORY / "group_vars" / "calico_nodes" / "calico.yml").read_text())["calico_pools"]
     assert OLD_POOL in [p["name"] for p in inventory_pools] and all(p["name"] != NEW_POOL["name"] for p in inventory_pools)
     migrating = lab.work / "migrating.json"
-    migrating.write_text(json.dumps({"calico_pools": [
-        {**p, "disabled": True} if p["name"] == OLD_POOL else p for p in inventory_pools] + [NEW_POOL]}))
+    migrating.write_text(json.dumps({"calico_pools": [{**p, "disabled": True} if p["name"] == OLD_POOL else p for p in inventory_pools] + [NEW_POOL]}))
     migrated = lab.work / "migrated.json"
     migrated.write_text(json.dumps({"calico_pools": [p for p in inventory_pools if p["name"] != OLD_POOL] + [NEW_POOL]}))
     old, new = ipaddress.ip_network("172.17.0.0/16"), ipaddress.ip_network(NEW_POOL["cidr"])
@@ -717,11 +759,9 @@ def test_pool_migrated_from_ipip_to_vxlan_host_by_host(lab, baseline):
     # firewall rules (natOutgoing) and bird.conf's filters; nothing else changes, and then nothing.
     dropped = lab.play("site.yml", f"-e@{migrated}")
     assert dropped["rc"] == 0, dropped["out"][-6000:]
-    changed_tasks = sorted({block.split("]", 1)[0] for block in dropped["out"].split("\nTASK [")[1:]
-                            if "\nchanged: [" in block})
+    changed_tasks = sorted({block.split("]", 1)[0] for block in dropped["out"].split("\nTASK [")[1:] if "\nchanged: [" in block})
     print("\nsite.yml after the old pool left the inventory, tasks changed:", changed_tasks)
     assert [t.split(" : ")[0] for t in changed_tasks] == ["l3.calico.calico_bgp", "l3.calico.calico_node"], changed_tasks
     again = lab.play("site.yml", f"-e@{migrated}")
     assert again["rc"] == 0, again["out"][-6000:]
-    assert {h: r["changed"] for h, r in again["recap"].items() if h != "localhost"} == {
-        "node-a": 0, "node-b": 0, "node-c": 0}, again["out"][-6000:]
+    assert {h: r["changed"] for h, r in again["recap"].items() if h != "localhost"} == {"node-a": 0, "node-b": 0, "node-c": 0}, again["out"][-6000:]

@@ -20,20 +20,20 @@ import sys
 def main(argv: list[str]) -> int:
     import ensurepip  # pylint: disable=import-outside-toplevel
 
-    wheels = sorted(glob.glob(os.path.join(os.path.dirname(ensurepip.__file__), '_bundled', 'pip-*.whl')))
+    wheels = sorted(glob.glob(os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", "pip-*.whl")))
     if not wheels:
-        sys.stderr.write(f'get_pip: no bundled pip wheel in {os.path.dirname(ensurepip.__file__)}/_bundled\n')
+        sys.stderr.write(f"get_pip: no bundled pip wheel in {os.path.dirname(ensurepip.__file__)}/_bundled\n")
         return 1
-    args = [arg for arg in argv if arg not in ('--no-setuptools', '--no-wheel')]
-    if '--no-setuptools' not in argv:
-        args.append('setuptools')
-    if '--no-wheel' not in argv:
-        args.append('wheel')
+    args = [arg for arg in argv if arg not in ("--no-setuptools", "--no-wheel")]
+    if "--no-setuptools" not in argv:
+        args.append("setuptools")
+    if "--no-wheel" not in argv:
+        args.append("wheel")
     sys.path.insert(0, wheels[-1])
     from pip._internal.cli.main import main as pip_main  # pylint: disable=import-outside-toplevel,import-error
 
-    return pip_main(['install', '--upgrade', '--force-reinstall', *args])
+    return pip_main(["install", "--upgrade", "--force-reinstall", *args])
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

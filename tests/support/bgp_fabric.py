@@ -166,7 +166,7 @@ class Fabric:
         self.nodes: dict[str, dict] = {}
         self.router = self.ns("r")
 
-    def start(self) -> "Fabric":
+    def start(self) -> Fabric:
         self.work.mkdir(parents=True)
         self.work.chmod(0o755)
         self.add_namespace("r")
@@ -275,7 +275,7 @@ class Fabric:
 
     def established(self, node: str) -> bool:
         sessions = self.sessions(node)
-        return bool(sessions) and all(state == "Established" for state, _ in sessions.values())
+        return bool(sessions) and all(state == "Established" for state, _since in sessions.values())
 
     def routes(self, node: str, *selector: str) -> list[str]:
         ns = self.nodes[node]["ns"] if node in self.nodes else self.ns(node)
@@ -369,9 +369,7 @@ class Fabric:
         )
         result = json_result(proc)
         if check and proc.returncode != 0:
-            raise AssertionError(
-                f"ansible-playbook failed rc={proc.returncode}: {failures(result)}\n{proc.stderr[-2000:]}"
-            )
+            raise AssertionError(f"ansible-playbook failed rc={proc.returncode}: {failures(result)}\n{proc.stderr[-2000:]}")
         return result
 
     # -- cleanup ----------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 def wire_workload(sh: Callable[..., object], host: str, workload: str, veth: str, ip: str) -> None:

@@ -101,7 +101,12 @@ class Stack:
             env["ANSIBLE_NOCOLOR"] = "1"
         proc = subprocess.run(
             ["ansible-playbook", "-i", str(self.work / "inventory" / "hosts.yml"), str(playbook), *args],
-            capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=600,
+            check=False,
         )
         if not json_output:
             if check and proc.returncode != 0:
@@ -151,8 +156,7 @@ def stack_factory(request, prefix: str):
             # Enter only the node's network namespace (not a new mount namespace as `ip netns exec`
             # makes): the workload namespaces the workloads module mounts under /run/netns must
             # outlive the module's process, as on a real host.
-            Path(node["python"]).write_text(f'#!/bin/sh\nexec /usr/bin/nsenter --net=/run/netns/{node["ns"]} '
-                                            '/usr/bin/python3 "$@"\n')
+            Path(node["python"]).write_text(f'#!/bin/sh\nexec /usr/bin/nsenter --net=/run/netns/{node["ns"]} /usr/bin/python3 "$@"\n')
         return stack
 
     def cleanup():

@@ -52,28 +52,38 @@ class EtcdServer:
     def endpoint(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "EtcdServer":
-        for _attempt in range(3):   # a free port can be taken between probe and bind
+    def start(self, timeout: float = 30.0) -> EtcdServer:
+        for _attempt in range(3):  # a free port can be taken between probe and bind
             self.data_dir = tempfile.mkdtemp(prefix=f"{self.name}-")
             self.port, peer = _free_port(), _free_port()
             self.log_path = os.path.join(self.data_dir, "etcd.log")
             cmd = [
-                ETCD_BIN, "--name", self.name,
-                "--data-dir", os.path.join(self.data_dir, "data"),
-                "--listen-client-urls", self.endpoint,
-                "--advertise-client-urls", self.endpoint,
-                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-                "--initial-cluster", f"{self.name}=http://127.0.0.1:{peer}",
-                "--max-txn-ops", str(self.max_txn_ops),
-                "--log-level", "warn", "--logger", "zap",
+                ETCD_BIN,
+                "--name",
+                self.name,
+                "--data-dir",
+                os.path.join(self.data_dir, "data"),
+                "--listen-client-urls",
+                self.endpoint,
+                "--advertise-client-urls",
+                self.endpoint,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-cluster",
+                f"{self.name}=http://127.0.0.1:{peer}",
+                "--max-txn-ops",
+                str(self.max_txn_ops),
+                "--log-level",
+                "warn",
+                "--logger",
+                "zap",
             ]
             if self.tls:
-                cmd += ["--cert-file", self.tls["cert"], "--key-file", self.tls["key"],
-                        "--trusted-ca-file", self.tls["ca"], "--client-cert-auth"]
+                cmd += ["--cert-file", self.tls["cert"], "--key-file", self.tls["key"], "--trusted-ca-file", self.tls["ca"], "--client-cert-auth"]
             with open(self.log_path, "wb") as log:
-                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                             start_new_session=True)
+                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             if self._wait_healthy(timeout):
                 return self
             self.stop()
@@ -87,6 +97,7 @@ class EtcdServer:
             context = None
             if self.tls:
                 import ssl
+
                 context = ssl.create_default_context(cafile=self.tls["ca"])
                 context.load_cert_chain(self.tls["client_cert"], self.tls["client_key"])
             try:
@@ -119,7 +130,7 @@ class EtcdServer:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = ""
 
-    def __enter__(self) -> "EtcdServer":
+    def __enter__(self) -> EtcdServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

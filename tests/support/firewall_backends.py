@@ -15,7 +15,6 @@ def firewall_backends() -> list:
     """``nftables`` and ``iptables`` (legacy) as parameters; one this machine lacks is skipped."""
     iptables_ok, missing = firewall.iptables_usable()
     return [
-        pytest.param("nftables", marks=pytest.mark.skipif(shutil.which("nft") is None,
-                                                          reason="needs nft (Debian package nftables)")),
+        pytest.param("nftables", marks=pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (Debian package nftables)")),
         pytest.param("iptables", marks=pytest.mark.skipif(not iptables_ok, reason=f"needs iptables-legacy: {missing}")),
     ]

@@ -34,7 +34,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (  # n
     workload_attribute,
 )
 
-POOL = "10.44.0.0/20"       # 64 blocks of /26 = 4096 addresses: 8 x 500 nearly fills it
+POOL = "10.44.0.0/20"  # 64 blocks of /26 = 4096 addresses: 8 x 500 nearly fills it
 BLOCK_PREFIX = 26
 
 
@@ -83,7 +83,7 @@ def release(state, handle_ids: list[str]) -> None:
 
 
 def _affine_with_room(state, node: str):
-    for (aff_node, cidr) in state.affinities:
+    for aff_node, cidr in state.affinities:
         if aff_node == node:
             block = state.blocks.get(cidr)
             if block is not None and block.unallocated:
@@ -144,16 +144,17 @@ def planner_plan(node: str, count: int):
     from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate
     from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import Planner
 
-    desired = validate(PLANNER_POOLS, {}, [], [{"name": node, "ip": "192.168.0.1/24", "labels": {},
-                                                "workloads": planner_workloads(node, count)}], node)
+    desired = validate(PLANNER_POOLS, {}, [], [{"name": node, "ip": "192.168.0.1/24", "labels": {}, "workloads": planner_workloads(node, count)}], node)
     return lambda state: Planner(desired, state).run()
 
 
 def make_store(kind: str, target: str, **etcd_options):
     if kind == "file":
         from ansible_collections.l3.calico.plugins.module_utils.ipam_store import FileStore
+
         return FileStore(target)
     from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import EtcdSettings, EtcdStore
+
     return EtcdStore(EtcdSettings(endpoints=[target], **etcd_options))
 
 
@@ -168,21 +169,21 @@ def main(argv=None) -> int:
     parser.add_argument("--max-txn-ops", type=int, default=128)
     parser.add_argument("--retries", type=int, default=200)
     parser.add_argument("--slow-txn", type=float, default=0.0, help="sleep after each etcd transaction")
-    parser.add_argument("--planner", action="store_true",
-                        help="allocate with the real planner (module option node), workloads growing by --batch")
+    parser.add_argument("--planner", action="store_true", help="allocate with the real planner (module option node), workloads growing by --batch")
     args = parser.parse_args(argv)
     options = {} if args.store == "file" else {"max_txn_ops": args.max_txn_ops, "retries": args.retries}
     store = make_store(args.store, args.target, **options)
-    if args.slow_txn:       # the SIGKILL test needs time between two transactions
+    if args.slow_txn:  # the SIGKILL test needs time between two transactions
         real_txn = store.kv.txn
 
         def slow_txn(compares, success):
             ok = real_txn(compares, success)
             time.sleep(args.slow_txn)
             return ok
+
         store.kv.txn = slow_txn
     handles = [f"l3-workload.default.{args.node}-{i:04d}" for i in range(args.count)]
-    store.load()            # imports and connection set up before the start line
+    store.load()  # imports and connection set up before the start line
     if args.start_at:
         time.sleep(max(0.0, args.start_at - time.time()))
     started = time.perf_counter()
@@ -191,7 +192,7 @@ def main(argv=None) -> int:
         if args.planner:
             plan = planner_plan(args.node, args.count if args.batch >= args.count else i + args.batch)
         else:
-            plan = partial(allocate, node=args.node, handle_ids=handles[i:i + args.batch])
+            plan = partial(allocate, node=args.node, handle_ids=handles[i : i + args.batch])
         store.transact(plan, write=True)
         conflicts += getattr(store, "conflicts", 0)
     elapsed = time.perf_counter() - started

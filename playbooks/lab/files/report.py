@@ -64,17 +64,17 @@ def dot(report: dict) -> str:
     lab = report.get("capture") is not None
     if lab:
         gws = "<br/>".join(q(s) for s in sorted(subnets))
-        out.append(f'  router [shape=box, style="rounded,filled", fillcolor="#f1f3f5", '
-                   f'label=<<b>router</b><br/><font point-size="8">l3lab-router, forwarding<br/>{gws}</font>>];')
+        out.append(
+            f'  router [shape=box, style="rounded,filled", fillcolor="#f1f3f5", '
+            f'label=<<b>router</b><br/><font point-size="8">l3lab-router, forwarding<br/>{gws}</font>>];'
+        )
     for idx, (subnet, members) in enumerate(sorted(subnets.items())):
         out.append(f"  subgraph cluster_{idx} {{")
         out.append(f'    label=<<b>subnet {q(subnet)}</b>>; style="rounded,dashed"; color="#868e96";')
         for name in members:
             node = nodes[name]
-            blocks = "".join(f'<tr><td align="left" bgcolor="{colour.get(b.get("pool"), "#ffffff")}">'
-                             f'block {q(b["cidr"])}</td></tr>' for b in node["blocks"])
-            tun = "".join(f'<tr><td align="left"><font point-size="8">{q(k)} {q(v)}</font></td></tr>'
-                          for k, v in sorted(node["tunnels"].items()) if v)
+            blocks = "".join(f'<tr><td align="left" bgcolor="{colour.get(b.get("pool"), "#ffffff")}">block {q(b["cidr"])}</td></tr>' for b in node["blocks"])
+            tun = "".join(f'<tr><td align="left"><font point-size="8">{q(k)} {q(v)}</font></td></tr>' for k, v in sorted(node["tunnels"].items()) if v)
             out.append(
                 f'    {node_id(name)} [label=<<table border="1" cellborder="0" cellspacing="0" cellpadding="3" '
                 f'bgcolor="#ffffff"><tr><td bgcolor="#343a40"><font color="white"><b>{q(name)}</b></font></td></tr>'
@@ -84,8 +84,10 @@ def dot(report: dict) -> str:
             for wl in node["workloads"]:
                 wid = f"{name}/{wl['id']}"
                 tag = " (borrowed)" if wl.get("borrowed") else ""
-                out.append(f'    {node_id(wid)} [shape=box, style="rounded,filled", fillcolor="{colour.get(wl.get("pool"), "#ffffff")}", '
-                           f'label=<{q(wl["id"])}<br/><font point-size="8">{q(wl["ip"])}/32{q(tag)}</font>>];')
+                out.append(
+                    f'    {node_id(wid)} [shape=box, style="rounded,filled", fillcolor="{colour.get(wl.get("pool"), "#ffffff")}", '
+                    f'label=<{q(wl["id"])}<br/><font point-size="8">{q(wl["ip"])}/32{q(tag)}</font>>];'
+                )
                 out.append(f'    {node_id(name)} -- {node_id(wid)} [color="#adb5bd", label=<<font point-size="7">veth</font>>];')
         out.append("  }")
         if lab:
@@ -111,8 +113,10 @@ def dot(report: dict) -> str:
         # traffic is tunnelled both ways, the label names every encapsulation seen.
         edge_colour = ENCAP_STYLE[tunnel[0]][0] if tunnel else "#2b8a3e"
         style = "solid" if tunnel else "dashed"
-        out.append(f'  {node_id(a)} -- {node_id(b)} [constraint=false, color="{edge_colour}", style={style}, '
-                   f'penwidth={2.5 if tunnel else 1}, xlabel=<{"<br/>".join(lines)}>];')
+        out.append(
+            f'  {node_id(a)} -- {node_id(b)} [constraint=false, color="{edge_colour}", style={style}, '
+            f"penwidth={2.5 if tunnel else 1}, xlabel=<{'<br/>'.join(lines)}>];"
+        )
     legend = "".join(f'<tr><td bgcolor="{colour[p]}">pool {q(p)}</td></tr>' for p in pools)
     out.append(f'  legend [label=<<table border="0" cellborder="1" cellspacing="0" cellpadding="3">{legend}</table>>];')
     out.append("}")
@@ -140,23 +144,30 @@ def page(report: dict, svg: str) -> str:
         for src in order
     )
     sessions = "".join(
-        f'<tr><td>{html.escape(x["node"])}</td><td>{html.escape(x["peer"])} ({html.escape(x["neighbor"])})</td>'
+        f"<tr><td>{html.escape(x['node'])}</td><td>{html.escape(x['peer'])} ({html.escape(x['neighbor'])})</td>"
         f'<td class="{"ok" if x["state"] == "Established" else "bad"}">{html.escape(x["state"])}</td></tr>'
         for x in report["sessions"]
     )
     capture = ""
     if report.get("capture") is not None:
-        capture = "<h2>What the router saw (echo requests between hosts)</h2><table><tr><th>from</th><th>to</th><th>expected</th><th>found</th></tr>" + "".join(
-            f'<tr><td>{html.escape(r["src"])} <small>{html.escape(r["src_node"])}</small></td>'
-            f'<td>{html.escape(r["dst"])} <small>{html.escape(r["dst_node"])}</small></td>'
-            f'<td>{html.escape(r["expected"])}</td><td class="{"ok" if r["ok"] else "bad"}">{html.escape(r["found"])}</td></tr>'
-            for r in report["capture"]
-        ) + "</table>"
-    findings = "".join(
-        f"<li><b>{html.escape(f['host'])}</b>: {html.escape(f['check'])}: expected <code>{html.escape(f['expected'])}</code>, "
-        f"found <code>{html.escape(f['found'])}</code></li>"
-        for f in report["findings"]
-    ) or "<li>none</li>"
+        capture = (
+            "<h2>What the router saw (echo requests between hosts)</h2><table><tr><th>from</th><th>to</th><th>expected</th><th>found</th></tr>"
+            + "".join(
+                f"<tr><td>{html.escape(r['src'])} <small>{html.escape(r['src_node'])}</small></td>"
+                f"<td>{html.escape(r['dst'])} <small>{html.escape(r['dst_node'])}</small></td>"
+                f'<td>{html.escape(r["expected"])}</td><td class="{"ok" if r["ok"] else "bad"}">{html.escape(r["found"])}</td></tr>'
+                for r in report["capture"]
+            )
+            + "</table>"
+        )
+    findings = (
+        "".join(
+            f"<li><b>{html.escape(f['host'])}</b>: {html.escape(f['check'])}: expected <code>{html.escape(f['expected'])}</code>, "
+            f"found <code>{html.escape(f['found'])}</code></li>"
+            for f in report["findings"]
+        )
+        or "<li>none</li>"
+    )
     verdict = "verified" if not report["findings"] else f"{s['failed']} of {s['checks']} checks failed"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>l3.calico lab report</title>
@@ -168,8 +179,8 @@ td.ok {{ background: #ebfbee; }} td.bad {{ background: #ffe3e3; font-weight: bol
 small {{ color: #868e96; font-weight: normal; }} .svg svg {{ max-width: 100%; height: auto; }}
 </style></head><body>
 <h1>l3.calico lab: {html.escape(verdict)}</h1>
-<p>{s['checks']} checks, {s['failed']} failed · BGP sessions {s['sessions_established']}/{s['sessions_total']} Established ·
-pings {s['pings']}/{s['pings_total']} answered</p>
+<p>{s["checks"]} checks, {s["failed"]} failed · BGP sessions {s["sessions_established"]}/{s["sessions_total"]} Established ·
+pings {s["pings"]}/{s["pings_total"]} answered</p>
 <div class="svg">{svg}</div>
 <h2>Ping matrix (rows ping columns)</h2>
 <table><tr><th></th>{head}</tr>{rows}</table>
@@ -191,12 +202,14 @@ def main(argv: list) -> int:
     (outdir / "topology.dot").write_text(source)
     svg = subprocess.run(["dot", "-Tsvg"], input=source, capture_output=True, text=True, check=True).stdout
     (outdir / "topology.svg").write_text(svg)
-    inline = svg[svg.find("<svg"):]
+    inline = svg[svg.find("<svg") :]
     (outdir / "index.html").write_text(page(report, inline))
     s = report["summary"]
     verdict = "verified" if not report["findings"] else f"NOT verified ({s['failed']} findings)"
-    print(f"lab {verdict}: {s['checks']} checks; BGP sessions {s['sessions_established']}/{s['sessions_total']} "
-          f"Established; pings {s['pings']}/{s['pings_total']}")
+    print(
+        f"lab {verdict}: {s['checks']} checks; BGP sessions {s['sessions_established']}/{s['sessions_total']} "
+        f"Established; pings {s['pings']}/{s['pings_total']}"
+    )
     print(f"report: file://{(outdir / 'index.html').resolve()}")
     return 0
 

@@ -92,16 +92,29 @@ class Topology:
     def build(self) -> None:
         rt = self.router
         sh("ip", "netns", "add", rt)
-        self.ip(rt, "link set lo up", f"addr add {OUTSIDE}/32 dev lo",
-                "link add br100 type bridge", "link add br200 type bridge",
-                "addr add 192.168.100.1/24 dev br100", "addr add 192.168.200.1/24 dev br200",
-                "link set br100 up", "link set br200 up")
+        self.ip(
+            rt,
+            "link set lo up",
+            f"addr add {OUTSIDE}/32 dev lo",
+            "link add br100 type bridge",
+            "link add br200 type bridge",
+            "addr add 192.168.100.1/24 dev br100",
+            "addr add 192.168.200.1/24 dev br200",
+            "link set br100 up",
+            "link set br200 up",
+        )
         sh("ip", "netns", "exec", rt, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         for key, (address, plen, bridge, gateway) in HOSTS.items():
             host = self.host(key)
             sh("ip", "netns", "add", host)
-            self.ip(host, "link set lo up", f"link add up0 type veth peer name p-{key} netns {rt}",
-                    f"addr add {address}/{plen} dev up0", "link set up0 up", f"route add default via {gateway}")
+            self.ip(
+                host,
+                "link set lo up",
+                f"link add up0 type veth peer name p-{key} netns {rt}",
+                f"addr add {address}/{plen} dev up0",
+                "link set up0 up",
+                f"route add default via {gateway}",
+            )
             self.ip(rt, f"link set p-{key} master {bridge} up")
             self.nsexec(host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 
@@ -136,7 +149,12 @@ class Topology:
     def converge(self, key: str, kind: str, **kwargs) -> dict:
         """Run ``<kind>.converge(**kwargs)`` of module_utils inside host ``key``."""
         proc = self.nsexec(
-            self.host(key), "env", f"PYTHONPATH={PYTHONPATH}", sys.executable, "-c", RUNNER_CODE,
+            self.host(key),
+            "env",
+            f"PYTHONPATH={PYTHONPATH}",
+            sys.executable,
+            "-c",
+            RUNNER_CODE,
             stdin=json.dumps([kind, kwargs]),
         )
         return json.loads(proc.stdout)
@@ -150,7 +168,9 @@ class Topology:
         """A Python helper inside namespace ``ns`` (stopped by PID at cleanup)."""
         child = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-u", "-c", code],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.children.append(child)
         return child

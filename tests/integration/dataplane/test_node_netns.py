@@ -13,9 +13,9 @@ import shutil
 import subprocess
 
 import pytest
-from tests.support.firewall_backends import firewall_backends
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, naming
+from tests.support.firewall_backends import firewall_backends
 
 from .conftest import HOSTS, OUTSIDE, ping, start_server, tcp_peer, udp_send
 
@@ -24,37 +24,46 @@ pytestmark = pytest.mark.netns
 DEFAULT = "default-ipv4-ippool"
 BLUE = "blue-vxlan"
 POOLS = {
-    DEFAULT: {"cidr": "172.17.0.0/16", "block_size": 26, "ipip_mode": "Never", "vxlan_mode": "Always",
-              "nat_outgoing": True, "disabled": False},
-    BLUE: {"cidr": "172.18.0.0/16", "block_size": 26, "ipip_mode": "Never", "vxlan_mode": "CrossSubnet",
-           "nat_outgoing": False, "disabled": False},
+    DEFAULT: {"cidr": "172.17.0.0/16", "block_size": 26, "ipip_mode": "Never", "vxlan_mode": "Always", "nat_outgoing": True, "disabled": False},
+    BLUE: {"cidr": "172.18.0.0/16", "block_size": 26, "ipip_mode": "Never", "vxlan_mode": "CrossSubnet", "nat_outgoing": False, "disabled": False},
 }
 
 
 def wl(name, ip, pool=DEFAULT, namespace="default", block=None, borrowed=False):
-    return {"id": f"{namespace}.{name}", "name": name, "namespace": namespace, "pool": pool, "ip": ip,
-            "block": block, "borrowed": borrowed}
+    return {"id": f"{namespace}.{name}", "name": name, "namespace": namespace, "pool": pool, "ip": ip, "block": block, "borrowed": borrowed}
 
 
 def node(key, blocks, workloads, vxlan=None, ipip=None):
     address, plen, _bridge, _gateway = HOSTS[key]
     net = ".".join(address.split(".")[:3]) + ".0/" + str(plen)
-    return {"ip": address, "network": net, "blocks": [{"cidr": c, "pool": p} for c, p in blocks],
-            "workloads": workloads, "borrowed": [w["ip"] for w in workloads if w["borrowed"]],
-            "tunnels": {"ipip": ipip, "vxlan": vxlan}}
+    return {
+        "ip": address,
+        "network": net,
+        "blocks": [{"cidr": c, "pool": p} for c, p in blocks],
+        "workloads": workloads,
+        "borrowed": [w["ip"] for w in workloads if w["borrowed"]],
+        "tunnels": {"ipip": ipip, "vxlan": vxlan},
+    }
 
 
 # An IPAM result as calico_ipam_result carries it: a and b share a subnet, c is behind the router;
 # c's web-6 borrowed an address from a's block.
 NODES = {
-    "node-a": node("a", [("172.17.72.0/26", DEFAULT), ("172.18.9.0/26", BLUE)],
-                   [wl("web-1", "172.17.72.1"), wl("web-2", "172.17.72.2"),
-                    wl("db-1", "172.18.9.1", BLUE, "blue")], vxlan="172.17.72.0"),
-    "node-b": node("b", [("172.17.76.0/26", DEFAULT), ("172.18.11.0/26", BLUE)],
-                   [wl("web-3", "172.17.76.1"), wl("db-2", "172.18.11.1", BLUE, "blue")], vxlan="172.17.76.0"),
-    "node-c": node("c", [("172.17.80.0/26", DEFAULT), ("172.18.10.0/26", BLUE)],
-                   [wl("web-5", "172.17.80.1"), wl("web-6", "172.17.72.5", borrowed=True),
-                    wl("db-3", "172.18.10.1", BLUE, "blue")], vxlan="172.17.80.0"),
+    "node-a": node(
+        "a",
+        [("172.17.72.0/26", DEFAULT), ("172.18.9.0/26", BLUE)],
+        [wl("web-1", "172.17.72.1"), wl("web-2", "172.17.72.2"), wl("db-1", "172.18.9.1", BLUE, "blue")],
+        vxlan="172.17.72.0",
+    ),
+    "node-b": node(
+        "b", [("172.17.76.0/26", DEFAULT), ("172.18.11.0/26", BLUE)], [wl("web-3", "172.17.76.1"), wl("db-2", "172.18.11.1", BLUE, "blue")], vxlan="172.17.76.0"
+    ),
+    "node-c": node(
+        "c",
+        [("172.17.80.0/26", DEFAULT), ("172.18.10.0/26", BLUE)],
+        [wl("web-5", "172.17.80.1"), wl("web-6", "172.17.72.5", borrowed=True), wl("db-3", "172.18.10.1", BLUE, "blue")],
+        vxlan="172.17.80.0",
+    ),
 }
 
 
@@ -79,18 +88,19 @@ def test_vxlan_between_hosts(topo, tmp_path):
     # The device as Felix makes it.
     link = topo.ip_json(topo.host("a"), "-d", "link", "show", naming.VXLAN_DEVICE)[0]
     info = link["linkinfo"]["info_data"]
-    assert (info["id"], info["port"], info["local"], info["link"], info["learning"]) == (
-        4096, 4789, "192.168.100.100", "up0", False)
+    assert (info["id"], info["port"], info["local"], info["link"], info["learning"]) == (4096, 4789, "192.168.100.100", "up0", False)
     assert link["address"] == naming.vxlan_mac("node-a") and link["mtu"] == 1450
     addrs = topo.ip_json(topo.host("a"), "addr", "show", naming.VXLAN_DEVICE)[0]["addr_info"]
     assert [f"{a['local']}/{a['prefixlen']}" for a in addrs if a["family"] == "inet"] == ["172.17.72.0/32"]
 
     # Routes on a: c's blocks of both pools (c is in another subnet), c's borrowed /32; from b only
     # the Always pool's block (b shares a's subnet, the CrossSubnet pool goes unencapsulated).
-    routes = {(r["dst"], r["gateway"]) for r in topo.ip_json(topo.host("a"), "route", "show", "dev", naming.VXLAN_DEVICE)
-              if "onlink" in r["flags"] and r.get("protocol") == "80"}  # Felix's route protocol
-    assert routes == {("172.17.80.0/26", "172.17.80.0"), ("172.18.10.0/26", "172.17.80.0"),
-                      ("172.17.72.5", "172.17.80.0"), ("172.17.76.0/26", "172.17.76.0")}
+    routes = {
+        (r["dst"], r["gateway"])
+        for r in topo.ip_json(topo.host("a"), "route", "show", "dev", naming.VXLAN_DEVICE)
+        if "onlink" in r["flags"] and r.get("protocol") == "80"
+    }  # Felix's route protocol
+    assert routes == {("172.17.80.0/26", "172.17.80.0"), ("172.18.10.0/26", "172.17.80.0"), ("172.17.72.5", "172.17.80.0"), ("172.17.76.0/26", "172.17.76.0")}
     neigh = {(n["dst"], n["lladdr"]) for n in topo.ip_json(topo.host("a"), "neigh", "show", "dev", naming.VXLAN_DEVICE)}
     assert neigh == {("172.17.80.0", naming.vxlan_mac("node-c")), ("172.17.76.0", naming.vxlan_mac("node-b"))}
     # b's block of the CrossSubnet pool: same subnet, so straight to b on the underlay, not encapsulated.
@@ -141,13 +151,14 @@ def test_vxlan_between_hosts(topo, tmp_path):
 def _ipip_unavailable() -> str | None:
     if os.path.isdir("/sys/module/ipip"):
         return None
-    probe = subprocess.run(["modprobe", "-n", "ipip"], capture_output=True, text=True, check=False) \
-        if shutil.which("modprobe") else None
+    probe = subprocess.run(["modprobe", "-n", "ipip"], capture_output=True, text=True, check=False) if shutil.which("modprobe") else None
     if probe is not None and probe.returncode == 0:
         return None
     detail = probe.stderr.strip() if probe is not None else "modprobe missing"
-    return (f"this kernel ({platform.release()}) has no ipip driver (not built in; {detail}); "
-            "the lab's User-mode Linux guests have it: `make lab` (playbooks/verify.yml) proves tunl0 and IPIP traffic")
+    return (
+        f"this kernel ({platform.release()}) has no ipip driver (not built in; {detail}); "
+        "the lab's User-mode Linux guests have it: `make lab` (playbooks/verify.yml) proves tunl0 and IPIP traffic"
+    )
 
 
 @pytest.mark.skipif(_ipip_unavailable() is not None, reason=str(_ipip_unavailable()))
@@ -235,8 +246,7 @@ def test_nat_outgoing_and_anti_spoofing(topo, tmp_path, backend):
     # Idempotent; check mode changes nothing.
     again = topo.converge("a", "firewall", pools=POOLS, workloads=workloads, backend=backend, state_file=state)
     assert again["ok"] and again["changed"] is False, again
-    check = topo.converge("a", "firewall", pools=POOLS, workloads=workloads[:1], backend=backend,
-                          state_file=state, check_mode=True)
+    check = topo.converge("a", "firewall", pools=POOLS, workloads=workloads[:1], backend=backend, state_file=state, check_mode=True)
     assert check["changed"] and _listing(topo, "a", backend) == listing
 
     # Switching backends removes the other backend's objects and keeps the foreign ones.

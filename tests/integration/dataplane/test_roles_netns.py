@@ -40,8 +40,7 @@ WORKLOADS_ONLY = """\
 def make_play(topo, tmp_path):
     """ansible-playbook inside host a's namespace: play(playbook text, *args) -> (changed, output)."""
     (tmp_path / "hosts.yml").write_text(
-        "all:\n  hosts:\n    node-a:\n      ansible_connection: local\n"
-        "      ansible_python_interpreter: " + str(ROOT / ".venv" / "bin" / "python") + "\n"
+        "all:\n  hosts:\n    node-a:\n      ansible_connection: local\n      ansible_python_interpreter: " + str(ROOT / ".venv" / "bin" / "python") + "\n"
     )
     extra = {
         "calico_ipam_result": {"nodes": NODES, "pools": POOLS, "changed": False, "problems": []},
@@ -64,10 +63,23 @@ def make_play(topo, tmp_path):
     def play(playbook=PLAYBOOK, *extra_args):
         (tmp_path / "site.yml").write_text(playbook)
         proc = subprocess.run(
-            ["nsenter", f"--net=/run/netns/{topo.host('a')}", str(ROOT / ".venv" / "bin" / "ansible-playbook"),
-             "-i", str(tmp_path / "hosts.yml"), "-e", f"@{tmp_path / 'extra.json'}", str(tmp_path / "site.yml"),
-             *extra_args],
-            capture_output=True, text=True, cwd=ROOT, env=env, check=False, timeout=300,
+            [
+                "nsenter",
+                f"--net=/run/netns/{topo.host('a')}",
+                str(ROOT / ".venv" / "bin" / "ansible-playbook"),
+                "-i",
+                str(tmp_path / "hosts.yml"),
+                "-e",
+                f"@{tmp_path / 'extra.json'}",
+                str(tmp_path / "site.yml"),
+                *extra_args,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            check=False,
+            timeout=300,
         )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
         recap = re.search(r"node-a\s*:\s*ok=(\d+)\s+changed=(\d+)", proc.stdout)
@@ -104,5 +116,5 @@ def test_workload_mtu_auto_is_the_one_the_node_module_computed(topo, tmp_path):
     changed, out = play(WORKLOADS_ONLY)
     assert changed == 1, out
     assert topo.ip_json(web1, "link", "show", "eth0")[0]["mtu"] == 1450
-    changed, _ = play(WORKLOADS_ONLY, "-e", "calico_workloads_underlay_mtu=9000")
+    changed, _out = play(WORKLOADS_ONLY, "-e", "calico_workloads_underlay_mtu=9000")
     assert changed == 1 and topo.ip_json(web1, "link", "show", "eth0")[0]["mtu"] == 8950

@@ -34,8 +34,13 @@ def spaces():
     try:
         for ns in (host, by_ip, by_netlink):
             sh("ip", "netns", "add", ns)
-        topology.ip(host, *(f"link add v{i} mtu 1450 address {naming.HOST_VETH_MAC} type veth peer name eth0 "
-                            f"mtu 1450 netns {ns}" for i, ns in enumerate((by_ip, by_netlink))))
+        topology.ip(
+            host,
+            *(
+                f"link add v{i} mtu 1450 address {naming.HOST_VETH_MAC} type veth peer name eth0 mtu 1450 netns {ns}"
+                for i, ns in enumerate((by_ip, by_netlink))
+            ),
+        )
         yield topology, by_ip, by_netlink
     finally:
         topology.cleanup()
@@ -70,15 +75,24 @@ def test_writer_leaves_exactly_what_ip_batch_leaves(spaces):
     assert [(a["local"], a["prefixlen"], a["scope"]) for a in eth0["addr_info"]] == [("172.17.72.1", 32, "global")]
     main = [r for r in routes if r["table"] == "main"]
     assert {(r["dst"], r.get("gateway"), r["dev"], r["protocol"], r["scope"]) for r in main} == {
-        ("default", naming.GATEWAY, "eth0", "boot", "global"), (naming.GATEWAY, None, "eth0", "boot", "link")}
+        ("default", naming.GATEWAY, "eth0", "boot", "global"),
+        (naming.GATEWAY, None, "eth0", "boot", "link"),
+    }
 
     # the repair path: MTU, a stray address removed, routes replaced and added
     topology.ip(by_ip, "addr add 10.9.9.9/24 dev eth0")
     topology.ip(by_netlink, "addr add 10.9.9.9/24 dev eth0")
-    apply_both(topology, by_ip, by_netlink, [
-        rtnl.LinkSet("eth0", 1400), rtnl.AddrDel("10.9.9.9", 24, "eth0"),
-        rtnl.RouteReplace("default", "eth0", gateway=naming.GATEWAY),
-        rtnl.RouteReplace("10.5.0.0/24", "eth0", gateway=naming.GATEWAY)])
+    apply_both(
+        topology,
+        by_ip,
+        by_netlink,
+        [
+            rtnl.LinkSet("eth0", 1400),
+            rtnl.AddrDel("10.9.9.9", 24, "eth0"),
+            rtnl.RouteReplace("default", "eth0", gateway=naming.GATEWAY),
+            rtnl.RouteReplace("10.5.0.0/24", "eth0", gateway=naming.GATEWAY),
+        ],
+    )
     assert configuration(topology, by_netlink) == configuration(topology, by_ip)
     assert next(link for link in configuration(topology, by_netlink)[0] if link["ifname"] == "eth0")["mtu"] == 1400
     # and what the module's reader sees is the same in both
@@ -89,16 +103,20 @@ def test_kernel_refusals_are_collected_with_errno_and_message(spaces):
     topology, _by_ip, by_netlink = spaces
     rtnl.apply_netns(by_netlink, [rtnl.LinkSet("eth0"), rtnl.AddrAdd("10.1.1.1", 32, "eth0")])
     with pytest.raises(rtnl.NetlinkError) as info:
-        rtnl.apply_netns(by_netlink, [
-            rtnl.AddrAdd("10.1.1.1", 32, "eth0"),  # exists: EXCL, like `ip addr add`
-            rtnl.RouteReplace("10.8.0.0/16", "eth1", gateway="10.1.1.2"),  # no such device
-            rtnl.RouteReplace("10.7.0.0/16", "eth0", gateway="10.99.99.99"),  # gateway not reachable
-            rtnl.RouteReplace("10.6.0.0/16", "eth0", scope_link=True),  # fine: applied anyway
-        ])
+        rtnl.apply_netns(
+            by_netlink,
+            [
+                rtnl.AddrAdd("10.1.1.1", 32, "eth0"),  # exists: EXCL, like `ip addr add`
+                rtnl.RouteReplace("10.8.0.0/16", "eth1", gateway="10.1.1.2"),  # no such device
+                rtnl.RouteReplace("10.7.0.0/16", "eth0", gateway="10.99.99.99"),  # gateway not reachable
+                rtnl.RouteReplace("10.6.0.0/16", "eth0", scope_link=True),  # fine: applied anyway
+            ],
+        )
     assert [(str(c), e) for c, e, _m in info.value.failures] == [
         ("addr add 10.1.1.1/32 dev eth0", errno.EEXIST),
         ("route replace 10.8.0.0/16 via 10.1.1.2 dev eth1", errno.ENODEV),
-        ("route replace 10.7.0.0/16 via 10.99.99.99 dev eth0", errno.ENETUNREACH)]
+        ("route replace 10.7.0.0/16 via 10.99.99.99 dev eth0", errno.ENETUNREACH),
+    ]
     assert "EEXIST (File exists" in str(info.value) and "ENETUNREACH" in str(info.value)
     assert topology.ip_json(by_netlink, "route", "show", "10.6.0.0/16")
 
@@ -145,17 +163,14 @@ def test_a_partly_refused_run_names_the_workload_and_the_next_run_repairs(topo_p
     topo.ip(n1, "addr add 10.9.9.9/32 dev eth0", "route del default")  # drift: the plan removes, re-adds
     topo.ip(n2, "link set dev eth0 mtu 1300")  # drift elsewhere: must be repaired despite n1's refusal
 
-    kwargs = {"workloads": [W1, W2], "mtu": 1450, "netns_prefix": topo.netns_prefix("a"),
-              "state_file": str(tmp_path / "workloads-a.json")}
+    kwargs = {"workloads": [W1, W2], "mtu": 1450, "netns_prefix": topo.netns_prefix("a"), "state_file": str(tmp_path / "workloads-a.json")}
     race = {n1: ["addr del 10.9.9.9/32 dev eth0", f"route del {naming.GATEWAY} dev eth0"]}
-    proc = topo.nsexec(topo.host("a"), "env", f"PYTHONPATH={PYTHONPATH}", sys.executable, "-c", RACE_CODE,
-                       stdin=json.dumps([kwargs, race]))
+    proc = topo.nsexec(topo.host("a"), "env", f"PYTHONPATH={PYTHONPATH}", sys.executable, "-c", RACE_CODE, stdin=json.dumps([kwargs, race]))
     result = json.loads(proc.stdout)
     assert not result["ok"] and result["type"] == "ApplyError", result
     error = result["error"]
     assert f"workload default.web-1 (namespace {n1}): `addr del 10.9.9.9/32 dev eth0`: EADDRNOTAVAIL" in error
-    assert (f"workload default.web-1 (namespace {n1}): `route replace default via {naming.GATEWAY} dev eth0`: "
-            "ENETUNREACH") in error
+    assert (f"workload default.web-1 (namespace {n1}): `route replace default via {naming.GATEWAY} dev eth0`: ENETUNREACH") in error
     assert "a next run repairs" in error
     assert topo.ip_json(n2, "link", "show", "eth0")[0]["mtu"] == 1450  # the other namespace was applied
 

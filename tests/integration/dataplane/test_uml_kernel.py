@@ -111,8 +111,13 @@ def guest_result(tmp_path):
         pytest.skip(f"needs User-mode Linux ({UML} and {UML_MODULES}/<version>: Debian package user-mode-linux)")
     if shutil.which("unshare") is None:
         pytest.skip("needs unshare (util-linux)")
-    probe = subprocess.run([sys.executable, str(ROOT / "playbooks" / "lab" / "files" / "labctl.py"), "backend"],
-                           env=dict(os.environ, L3LAB_BACKEND="uml"), capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        [sys.executable, str(ROOT / "playbooks" / "lab" / "files" / "labctl.py"), "backend"],
+        env=dict(os.environ, L3LAB_BACKEND="uml"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if probe.returncode != 0:  # e.g. a CPU with AMX: the lab runs QEMU guests there
         pytest.skip(f"User-mode Linux does not run here: {json.loads(probe.stdout)['msg']}")
     work = tmp_path / "work"
@@ -122,10 +127,28 @@ def guest_result(tmp_path):
     (work / "guest.py").write_text(GUEST.format(work=str(work)))
     umid = "l3tdp-uml-" + uuid.uuid4().hex[:6]
     argv = [
-        "timeout", "180", "unshare", "--mount", "--propagation", "private", "--",
-        "/bin/sh", "-ec", SANDBOX, "l3tdp-sandbox", str(work),
-        UML, f"umid={umid}", f"uml_dir={work / 'uml'}", "mem=256M", "rootfstype=hostfs", "rootflags=/", "ro",
-        "con=null", "con0=null,fd:1", f"init={work / 'init.sh'}",
+        "timeout",
+        "180",
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-ec",
+        SANDBOX,
+        "l3tdp-sandbox",
+        str(work),
+        UML,
+        f"umid={umid}",
+        f"uml_dir={work / 'uml'}",
+        "mem=256M",
+        "rootfstype=hostfs",
+        "rootflags=/",
+        "ro",
+        "con=null",
+        "con0=null,fd:1",
+        f"init={work / 'init.sh'}",
     ]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=200)
     result = work / "result.json"

@@ -51,9 +51,7 @@ def test_workloads_reach_each_other_and_the_host(topo, tmp_path):
 
     # exactly Calico's layout, inside and on the host
     links = {link["ifname"]: link for link in topo.ip_json(n1, "addr", "show")}
-    assert [f"{a['local']}/{a['prefixlen']}" for a in links["eth0"]["addr_info"] if a["family"] == "inet"] == [
-        "172.17.72.1/32"
-    ]
+    assert [f"{a['local']}/{a['prefixlen']}" for a in links["eth0"]["addr_info"] if a["family"] == "inet"] == ["172.17.72.1/32"]
     assert links["eth0"]["mtu"] == 1450 and "UP" in links["lo"]["flags"]
     routes = topo.ip_json(n1, "route", "show")
     assert {"dst": "default", "gateway": naming.GATEWAY, "dev": "eth0", "flags": []} in routes
@@ -65,7 +63,9 @@ def test_workloads_reach_each_other_and_the_host(topo, tmp_path):
     host_routes = topo.ip_json(topo.host("a"), "route", "show", W1["ip"])
     assert host_routes == [{"dst": W1["ip"], "dev": veth_of(W1), "scope": "link", "flags": []}]
     sysctl = topo.nsexec(
-        topo.host("a"), "sh", "-c",
+        topo.host("a"),
+        "sh",
+        "-c",
         f"cd /proc/sys/net/ipv4; cat conf/{veth_of(W1)}/proxy_arp neigh/{veth_of(W1)}/proxy_delay "
         f"conf/{veth_of(W1)}/forwarding conf/{veth_of(W1)}/route_localnet conf/{veth_of(W1)}/rp_filter",
     ).stdout.split()
@@ -97,8 +97,7 @@ def test_removal_takes_only_what_the_module_made(topo, tmp_path):
     host = topo.host("a")
     foreign_ns = topo.netns_prefix("a") + "default.foreign"  # even with our prefix
     subprocess.run(["ip", "netns", "add", foreign_ns], check=True)
-    topo.ip(host, "link add cali0000000000f type veth peer name foreign0", "link set foreign0 up",
-            "route add 10.250.0.1/32 dev foreign0 scope link")
+    topo.ip(host, "link add cali0000000000f type veth peer name foreign0", "link set foreign0 up", "route add 10.250.0.1/32 dev foreign0 scope link")
 
     result = topo.workloads("a", [W1], tmp_path)
     assert result["ok"] and result["remove"] == ["default.web-2"] and not result["create"]
@@ -131,8 +130,7 @@ def test_drift_is_repaired_in_place(topo, tmp_path):
     result = topo.workloads("a", [W1, W2], tmp_path, mtu=1450)
     assert result["ok"] and result["changed"] and list(result["update"]) == ["default.web-1"]
     reasons = " | ".join(result["update"]["default.web-1"])
-    for expected in ("eth0 mtu 1300 -> 1450", "172.17.99.9/32 removed", "default via", "host route", "proxy_arp 0 -> 1",
-                     "ip_forward 1 -> 0 inside"):
+    for expected in ("eth0 mtu 1300 -> 1450", "172.17.99.9/32 removed", "default via", "host route", "proxy_arp 0 -> 1", "ip_forward 1 -> 0 inside"):
         assert expected in reasons
     assert topo.nsexec(n1, "cat", "/proc/sys/net/ipv4/ip_forward").stdout == "0\n"
     assert ping(topo, n1, W2["ip"])
@@ -150,12 +148,14 @@ def test_bad_input_fails_before_any_change(topo, tmp_path):
 
 def test_the_ansible_module_check_diff_and_idempotence(topo, tmp_path):
     """The real module through ansible (check + diff, apply, no-op), inside host a."""
-    args = json.dumps({
-        "workloads": [W1, DB],
-        "mtu": 1450,
-        "netns_prefix": topo.netns_prefix("a"),
-        "state_file": str(tmp_path / "module.json"),
-    })
+    args = json.dumps(
+        {
+            "workloads": [W1, DB],
+            "mtu": 1450,
+            "netns_prefix": topo.netns_prefix("a"),
+            "state_file": str(tmp_path / "module.json"),
+        }
+    )
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
@@ -169,9 +169,13 @@ def test_the_ansible_module_check_diff_and_idempotence(topo, tmp_path):
 
     def run(*extra):
         proc = subprocess.run(
-            ["nsenter", f"--net=/run/netns/{topo.host('a')}", ansible, "localhost", "-c", "local",
-             "-m", "l3.calico.workloads", "-a", args, *extra],
-            capture_output=True, text=True, cwd=ROOT, env=env, check=False, timeout=120,
+            ["nsenter", f"--net=/run/netns/{topo.host('a')}", ansible, "localhost", "-c", "local", "-m", "l3.calico.workloads", "-a", args, *extra],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            check=False,
+            timeout=120,
         )
         assert "=>" in proc.stdout, proc.stdout + proc.stderr
         shown, result = proc.stdout.split("=>", 1)
@@ -199,15 +203,15 @@ def test_in_process_reader_sees_what_ip_json_shows(topo, tmp_path):
     shown = {link["ifname"]: link for link in topo.ip_json(ns, "addr", "show")}
     assert set(links) == set(shown)
     for name, link in links.items():
-        assert (link["ifindex"], link["mtu"], link["address"]) == (
-            shown[name]["ifindex"], shown[name]["mtu"], shown[name]["address"])
+        assert (link["ifindex"], link["mtu"], link["address"]) == (shown[name]["ifindex"], shown[name]["mtu"], shown[name]["address"])
         assert ("UP" in link["flags"]) == ("UP" in shown[name]["flags"])
         assert link["addr_info"] == [
-            {"family": "inet", "local": a["local"], "prefixlen": a["prefixlen"]}
-            for a in shown[name]["addr_info"] if a["family"] == "inet"]
+            {"family": "inet", "local": a["local"], "prefixlen": a["prefixlen"]} for a in shown[name]["addr_info"] if a["family"] == "inet"
+        ]
     fields = ("dst", "gateway", "dev", "scope", "flags")
     assert sorted(tuple(r.get(f) for f in fields) for r in routes) == sorted(
-        tuple(r.get(f) for f in fields) for r in topo.ip_json(ns, "route", "show", "table", "main"))
+        tuple(r.get(f) for f in fields) for r in topo.ip_json(ns, "route", "show", "table", "main")
+    )
 
 
 def test_many_workloads_create_their_namespaces_in_parallel_and_converge_exactly(topo, tmp_path):

@@ -24,9 +24,10 @@ pytestmark = [pytest.mark.netns, pytest.mark.bird]
 ROOT = Path(__file__).resolve().parents[3]
 AUDIT = ROOT / "playbooks" / "audit.yml"
 NODES = {"n1": "192.168.100.21/24", "n2": "192.168.100.22/24", "n3": "192.168.100.23/24"}
-POOLS = [{"name": "default-ipv4-ippool", "cidr": "172.17.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet"},
-         {"name": "blue-vxlan", "cidr": "172.18.0.0/16", "block_size": 26, "vxlan_mode": "Always",
-          "namespaces": ["blue"]}]
+POOLS = [
+    {"name": "default-ipv4-ippool", "cidr": "172.17.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet"},
+    {"name": "blue-vxlan", "cidr": "172.18.0.0/16", "block_size": 26, "vxlan_mode": "Always", "namespaces": ["blue"]},
+]
 WORKLOADS = {
     "n1": [{"name": "web-1"}],
     "n2": [{"name": "web-2"}],
@@ -46,11 +47,9 @@ def stack(stack_factory, day2):
     stack.inventory()
     stack.site()
     # n3's workload blue.borrow-3 takes an address of n1's VXLAN block (n1's tunnel address claimed it).
-    n1_block = next(ipaddress.IPv4Network(b["cidr"]) for b in stack.state()["blocks"]
-                    if b["affinity"] == "host:n1" and b["cidr"].startswith("172.18."))
+    n1_block = next(ipaddress.IPv4Network(b["cidr"]) for b in stack.state()["blocks"] if b["affinity"] == "host:n1" and b["cidr"].startswith("172.18."))
     stack.borrowed = str(n1_block[10])
-    stack.workloads = {**WORKLOADS, "n3": WORKLOADS["n3"] + [{"name": "borrow-3", "namespace": "blue",
-                                                              "ip": stack.borrowed}]}
+    stack.workloads = {**WORKLOADS, "n3": WORKLOADS["n3"] + [{"name": "borrow-3", "namespace": "blue", "ip": stack.borrowed}]}
     stack.inventory()
     stack.site()
     day2.wait_for(lambda: all(stack.fabric.established(n) for n in NODES), 30, what="every session Established")
@@ -123,25 +122,31 @@ def test_faults_are_found_with_their_fix(stack, day2):
     print(text)
     assert stack.state_file.read_bytes() == before  # the audit writes nothing
     api3 = "l3-workload.default.api-3"
-    assert any(api3 in p["problem"] and "no longer lists" in p["problem"] and "playbooks/ipam.yml" in p["fix"]
-               for p in found), text
-    assert any(p["problem"].startswith(f"n2: workload default.web-2 ({web2}) has no route") and "--limit n2" in p["fix"]
-               for p in found), text
+    assert any(api3 in p["problem"] and "no longer lists" in p["problem"] and "playbooks/ipam.yml" in p["fix"] for p in found), text
+    assert any(p["problem"].startswith(f"n2: workload default.web-2 ({web2}) has no route") and "--limit n2" in p["fix"] for p in found), text
     assert any(p["problem"].startswith("n2: its workloads differ from the IPAM") for p in found), text
-    assert any(f"address {web3} is used here (dev calil3tday2x)" in p["problem"] and "default.web-3 on n3" in p["problem"]
-               for p in found), text
+    assert any(f"address {web3} is used here (dev calil3tday2x)" in p["problem"] and "default.web-3 on n3" in p["problem"] for p in found), text
     assert any(f"route to {stale}" in p["problem"] and f"ip route del {stale}" in p["fix"] for p in found), text
     assert any(p["problem"].startswith("n3: route") and "no workload of n3" in p["problem"] for p in found), text
     # ... and n1's BIRD announces that /32: n2 routes web-3's address to n1 instead of n3's block
-    assert any(p["problem"].startswith(f"n2: route to {web3}/32 (via 192.168.100.21 dev eth0 proto bird) but {web3} is "
-                                       "workload default.web-3 on n3, inside its own block") for p in found), text
+    assert any(
+        p["problem"].startswith(
+            f"n2: route to {web3}/32 (via 192.168.100.21 dev eth0 proto bird) but {web3} is workload default.web-3 on n3, inside its own block"
+        )
+        for p in found
+    ), text
     n3_vtep = tunnel_address(stack, "n3", "vxlan")
-    assert any(p["problem"].startswith(f"n2: no route to {stack.borrowed}/32 (workload blue.borrow-3 on n3, borrowed "
-                                       "from block 172.18.") and "of n1)" in p["problem"]
-               and p["fix"].endswith(f"ip route replace {stack.borrowed}/32 via {n3_vtep} dev vxlan.calico onlink "
-                                     "proto 80)") for p in found), text
-    assert any(p["problem"] == f"n1: tunl0 has 172.17.255.254/32, but the IPAM gives n1 the IPIP tunnel address "
-                               f"{tunnel_address(stack, 'n1', 'ipip')}" and "--limit n1" in p["fix"] for p in found), text
+    assert any(
+        p["problem"].startswith(f"n2: no route to {stack.borrowed}/32 (workload blue.borrow-3 on n3, borrowed from block 172.18.")
+        and "of n1)" in p["problem"]
+        and p["fix"].endswith(f"ip route replace {stack.borrowed}/32 via {n3_vtep} dev vxlan.calico onlink proto 80)")
+        for p in found
+    ), text
+    assert any(
+        p["problem"] == f"n1: tunl0 has 172.17.255.254/32, but the IPAM gives n1 the IPIP tunnel address {tunnel_address(stack, 'n1', 'ipip')}"
+        and "--limit n1" in p["fix"]
+        for p in found
+    ), text
     assert not [p for p in found if "n1: no route" in p["problem"] or "n3: no route" in p["problem"]], text
 
 
@@ -157,5 +162,6 @@ def test_the_printed_fixes_make_it_clean(stack, day2):
     assert problems(result, day2) == []
     assert stack.netns("n3") == [f"{stack.netns_prefix('n3')}blue.borrow-3", f"{stack.netns_prefix('n3')}default.web-3"]
     assert f"{stack.borrowed} via" in "\n".join(fab.routes("n2"))
-    assert [a for a in fab.sh(fab.nodes["n1"]["ns"], "ip", "-o", "-4", "addr", "show", "dev", "tunl0").split()
-            if a.startswith("172.17.")] == [f"{tunnel_address(stack, 'n1', 'ipip')}/32"]
+    assert [a for a in fab.sh(fab.nodes["n1"]["ns"], "ip", "-o", "-4", "addr", "show", "dev", "tunl0").split() if a.startswith("172.17.")] == [
+        f"{tunnel_address(stack, 'n1', 'ipip')}/32"
+    ]

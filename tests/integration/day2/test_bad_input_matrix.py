@@ -30,37 +30,70 @@ pytestmark = pytest.mark.netns
 ROOT = Path(__file__).resolve().parents[3]
 HOST = "l3tday2-mx-host"
 NS = "l3tday2-mx-h"
-SECRET = "l3tday2-Sup3r\"secret"  # has a quote: refused, and never echoed
+SECRET = 'l3tday2-Sup3r"secret'  # has a quote: refused, and never echoed
 SECRET_NL = "l3tday2-Sup3r-secret\n"  # a vaulted password's trailing newline: refused by us, never echoed
 
 GOOD_IPAM = {
     "changed": False,
     "problems": [],
     "nodes": {
-        HOST: {"ip": "192.168.77.10", "network": "192.168.77.0/24",
-               "blocks": [{"cidr": "172.17.0.0/26", "pool": "p1"}],
-               "workloads": [], "borrowed": [], "tunnels": {"ipip": None, "vxlan": None}},
+        HOST: {
+            "ip": "192.168.77.10",
+            "network": "192.168.77.0/24",
+            "blocks": [{"cidr": "172.17.0.0/26", "pool": "p1"}],
+            "workloads": [],
+            "borrowed": [],
+            "tunnels": {"ipip": None, "vxlan": None},
+        },
     },
-    "pools": {"p1": {"cidr": "172.17.0.0/16", "block_size": 26, "ipip_mode": "Never", "vxlan_mode": "Never",
-                     "nat_outgoing": True, "disabled": False, "disable_bgp_export": False, "namespaces": [],
-                     "blocks": 1, "allocated": 0, "capacity": 65536}},
+    "pools": {
+        "p1": {
+            "cidr": "172.17.0.0/16",
+            "block_size": 26,
+            "ipip_mode": "Never",
+            "vxlan_mode": "Never",
+            "nat_outgoing": True,
+            "disabled": False,
+            "disable_bgp_export": False,
+            "namespaces": [],
+            "blocks": 1,
+            "allocated": 0,
+            "capacity": 65536,
+        }
+    },
 }
 
 
 def wl(**kw):
-    return {"l3.calico.workloads": {"workloads": [{"name": "w1", "ip": "172.17.0.5", **kw}],
-                                    "netns_prefix": "l3tday2-mx-", "state_file": "{{ work }}/workloads.json"}}
+    return {
+        "l3.calico.workloads": {
+            "workloads": [{"name": "w1", "ip": "172.17.0.5", **kw}],
+            "netns_prefix": "l3tday2-mx-",
+            "state_file": "{{ work }}/workloads.json",
+        }
+    }
 
 
 def wl_opts(**kw):
-    return {"l3.calico.workloads": {"workloads": [{"name": "w1", "ip": "172.17.0.5"}], "netns_prefix": "l3tday2-mx-",
-                                    "state_file": "{{ work }}/workloads.json", **kw}}
+    return {
+        "l3.calico.workloads": {
+            "workloads": [{"name": "w1", "ip": "172.17.0.5"}],
+            "netns_prefix": "l3tday2-mx-",
+            "state_file": "{{ work }}/workloads.json",
+            **kw,
+        }
+    }
 
 
 def fw(pools=None, workloads=None, **kw):
-    return {"l3.calico.firewall": {"pools": pools or GOOD_IPAM["pools"],
-                                   "workloads": workloads if workloads is not None else [],
-                                   "state_file": "{{ work }}/firewall.json", **kw}}
+    return {
+        "l3.calico.firewall": {
+            "pools": pools or GOOD_IPAM["pools"],
+            "workloads": workloads if workloads is not None else [],
+            "state_file": "{{ work }}/firewall.json",
+            **kw,
+        }
+    }
 
 
 def tun(**kw):
@@ -75,15 +108,21 @@ def sysctl(values):
 def node(**kw):
     """l3.calico.node (the whole of role calico_node): a sysctl it could write is pending, so a late
     refusal (after the sysctls were applied) leaves a file behind."""
-    args = {"packages": [], "node": HOST, "nodes": GOOD_IPAM["nodes"], "pools": GOOD_IPAM["pools"],
-            "sysctls": {"net.ipv4.ip_forward": 1}, "sysctl_file": "{{ work }}/sysctl.d/60-l3-calico.conf",
-            "firewall_state_file": "{{ work }}/firewall.json", **kw}
+    args = {
+        "packages": [],
+        "node": HOST,
+        "nodes": GOOD_IPAM["nodes"],
+        "pools": GOOD_IPAM["pools"],
+        "sysctls": {"net.ipv4.ip_forward": 1},
+        "sysctl_file": "{{ work }}/sysctl.d/60-l3-calico.conf",
+        "firewall_state_file": "{{ work }}/firewall.json",
+        **kw,
+    }
     return {"l3.calico.node": args}
 
 
 def bgp(**variables):
-    return {"ansible.builtin.include_role": {"name": "l3.calico.calico_bgp"},
-            "vars": {"calico_ipam_result": GOOD_IPAM, **variables}}
+    return {"ansible.builtin.include_role": {"name": "l3.calico.calico_bgp"}, "vars": {"calico_ipam_result": GOOD_IPAM, **variables}}
 
 
 def role(name, **variables):
@@ -97,14 +136,30 @@ CASES = [
     ("workload-ip-not-32", "workloads", wl(ip="172.17.0.0/24"), ["ip", "172.17.0.0/24", "/32"]),
     ("workload-no-ip", "workloads", wl(ip=None), ["default.w1", "no ip"]),
     ("workload-name-not-dns", "workloads", wl(name="Web_1"), ["name", "Web_1"]),
-    ("workload-duplicate-ip", "workloads",
-     {"l3.calico.workloads": {"workloads": [{"name": "a", "ip": "172.17.0.5"}, {"name": "b", "ip": "172.17.0.5"}],
-                              "netns_prefix": "l3tday2-mx-", "state_file": "{{ work }}/workloads.json"}},
-     ["workloads[1]", "172.17.0.5", "already used"]),
-    ("workload-duplicate-id", "workloads",
-     {"l3.calico.workloads": {"workloads": [{"name": "a", "ip": "172.17.0.5"}, {"name": "a", "ip": "172.17.0.6"}],
-                              "netns_prefix": "l3tday2-mx-", "state_file": "{{ work }}/workloads.json"}},
-     ["workloads[1]", "default.a", "listed twice"]),
+    (
+        "workload-duplicate-ip",
+        "workloads",
+        {
+            "l3.calico.workloads": {
+                "workloads": [{"name": "a", "ip": "172.17.0.5"}, {"name": "b", "ip": "172.17.0.5"}],
+                "netns_prefix": "l3tday2-mx-",
+                "state_file": "{{ work }}/workloads.json",
+            }
+        },
+        ["workloads[1]", "172.17.0.5", "already used"],
+    ),
+    (
+        "workload-duplicate-id",
+        "workloads",
+        {
+            "l3.calico.workloads": {
+                "workloads": [{"name": "a", "ip": "172.17.0.5"}, {"name": "a", "ip": "172.17.0.6"}],
+                "netns_prefix": "l3tday2-mx-",
+                "state_file": "{{ work }}/workloads.json",
+            }
+        },
+        ["workloads[1]", "default.a", "listed twice"],
+    ),
     # full matches: re.match("...$") accepted a trailing newline (blue\n leaked a namespace)
     ("workload-namespace-newline", "workloads", wl(namespace="blue\n"), ["namespace", "blue\\n"]),
     ("workload-mtu", "workloads", wl_opts(mtu=40), ["mtu", "40"]),
@@ -112,13 +167,10 @@ CASES = [
     ("workload-rp-filter", "workloads", wl_opts(rp_filter=3), ["rp_filter", "3"]),
     ("workload-netns-prefix", "workloads", wl_opts(netns_prefix="bad/prefix"), ["netns_prefix", "bad/prefix"]),
     ("tunnels-unknown-node", "tunnels", tun(node="n9"), ["n9", "not in the IPAM result"]),
-    ("tunnels-bad-mode", "tunnels",
-     tun(pools={"p1": {**GOOD_IPAM["pools"]["p1"], "ipip_mode": "Sometimes"}}), ["p1", "ipip_mode", "Sometimes"]),
+    ("tunnels-bad-mode", "tunnels", tun(pools={"p1": {**GOOD_IPAM["pools"]["p1"], "ipip_mode": "Sometimes"}}), ["p1", "ipip_mode", "Sometimes"]),
     ("tunnels-no-underlay", "tunnels", tun(underlay_interface="l3tday2nope"), ["underlay interface", "l3tday2nope"]),
-    ("firewall-pool-cidr", "firewall", fw(pools={"p1": {**GOOD_IPAM["pools"]["p1"], "cidr": "172.17.0.0/33"}}),
-     ["p1", "cidr", "172.17.0.0/33"]),
-    ("firewall-workload-ip", "firewall", fw(workloads=[{"name": "w1", "ip": "172.17.0"}]),
-     ["workloads[0]", "ip", "172.17.0"]),
+    ("firewall-pool-cidr", "firewall", fw(pools={"p1": {**GOOD_IPAM["pools"]["p1"], "cidr": "172.17.0.0/33"}}), ["p1", "cidr", "172.17.0.0/33"]),
+    ("firewall-workload-ip", "firewall", fw(workloads=[{"name": "w1", "ip": "172.17.0"}]), ["workloads[0]", "ip", "172.17.0"]),
     ("firewall-workload-no-id", "firewall", fw(workloads=[{"ip": "172.17.0.5"}]), ["workloads[0]", "id", "name"]),
     ("firewall-backend", "firewall", fw(backend="pf"), ["backend", "pf"]),
     ("firewall-node-address", "firewall", fw(node_addresses=["192.168.77.300"]), ["node_addresses[0]", "192.168.77.300"]),
@@ -128,58 +180,76 @@ CASES = [
     ("sysctl-key-newline", "sysctls", sysctl({"net.ipv4.ip_forward\n": 1}), ["net.ipv4.ip_forward\\n"]),
     ("sysctl-empty-value", "sysctls", sysctl({"net.ipv4.ip_forward": ""}), ["net.ipv4.ip_forward", "empty"]),
     ("node-sysctl-bad-key", "node", node(sysctls={"net..ipv4": 1}), [HOST, "net..ipv4"]),
-    ("node-firewall-workload-ip", "node", node(workloads=[{"name": "w1", "ip": "172.17.0"}]),
-     [HOST, "workloads[0]", "ip", "172.17.0"]),
+    ("node-firewall-workload-ip", "node", node(workloads=[{"name": "w1", "ip": "172.17.0"}]), [HOST, "workloads[0]", "ip", "172.17.0"]),
     ("node-firewall-veth-prefix", "node", node(veth_prefix="toolong"), [HOST, "veth_prefix", "toolong"]),
-    ("bgp-peer-address", "calico_bgp role", bgp(calico_bgp_peers=[{"address": "192.168.77.300", "as": 65000}]),
-     ["calico_bgp_peers[0]", "192.168.77.300"]),
-    ("bgp-peer-as", "calico_bgp role", bgp(calico_bgp_peers=[{"address": "192.168.77.1", "as": 0}]),
-     ["calico_bgp_peers[0].as", "0"]),
-    ("bgp-peer-name", "calico_bgp role",
-     bgp(calico_bgp_peers=[{"address": "192.168.77.1", "as": 65000, "name": "tor 1"}]), ["name", "tor 1"]),
-    ("bgp-peer-twice", "calico_bgp role",
-     bgp(calico_bgp_peers=[{"address": "192.168.77.1", "as": 65000}, {"address": "192.168.77.1", "as": 65001}]),
-     ["calico_bgp_peers[1].address", "192.168.77.1", "already a peer"]),
+    ("bgp-peer-address", "calico_bgp role", bgp(calico_bgp_peers=[{"address": "192.168.77.300", "as": 65000}]), ["calico_bgp_peers[0]", "192.168.77.300"]),
+    ("bgp-peer-as", "calico_bgp role", bgp(calico_bgp_peers=[{"address": "192.168.77.1", "as": 0}]), ["calico_bgp_peers[0].as", "0"]),
+    ("bgp-peer-name", "calico_bgp role", bgp(calico_bgp_peers=[{"address": "192.168.77.1", "as": 65000, "name": "tor 1"}]), ["name", "tor 1"]),
+    (
+        "bgp-peer-twice",
+        "calico_bgp role",
+        bgp(calico_bgp_peers=[{"address": "192.168.77.1", "as": 65000}, {"address": "192.168.77.1", "as": 65001}]),
+        ["calico_bgp_peers[1].address", "192.168.77.1", "already a peer"],
+    ),
     ("bgp-router-id", "calico_bgp role", bgp(calico_bgp_router_id="1.2.3"), ["calico_bgp_router_id", "1.2.3"]),
-    ("bgp-graceful-restart-time", "calico_bgp role", bgp(calico_bgp_graceful_restart_time=5000),
-     ["calico_bgp_graceful_restart_time", "5000", "0..4095"]),
+    ("bgp-graceful-restart-time", "calico_bgp role", bgp(calico_bgp_graceful_restart_time=5000), ["calico_bgp_graceful_restart_time", "5000", "0..4095"]),
     ("bgp-password-quote", "calico_bgp role", bgp(calico_bgp_mesh_password=SECRET), ["calico_bgp_mesh_password"]),
     ("bgp-password-newline", "calico_bgp role", bgp(calico_bgp_mesh_password=SECRET_NL), ["calico_bgp_mesh_password"]),
-    ("bgp-not-a-node", "calico_bgp role", bgp(calico_ipam_result={**GOOD_IPAM, "nodes": {}}),
-     ["calico_ipam_result.nodes", "not a node"]),
+    ("bgp-not-a-node", "calico_bgp role", bgp(calico_ipam_result={**GOOD_IPAM, "nodes": {}}), ["calico_ipam_result.nodes", "not a node"]),
     # a node name that is not a DNS-1123 subdomain never reaches bird.conf (it would be a protocol there)
-    ("bgp-node-name", "calico_bgp role",
-     bgp(calico_ipam_result={**GOOD_IPAM, "nodes": {**GOOD_IPAM["nodes"], "n2\n  protocol static evil { ipv4; }": {
-         **GOOD_IPAM["nodes"][HOST], "ip": "192.168.77.11", "blocks": []}}}),
-     ["calico_ipam_result.nodes", "protocol static evil", "DNS-1123"]),
-    ("bgp-service-manager", "calico_bgp role (argument spec)", bgp(calico_bgp_service_manager="runit"),
-     ["calico_bgp_service_manager", "runit"]),
-    ("workloads-role-rp-filter", "calico_workloads role (argument spec)",
-     role("l3.calico.calico_workloads", calico_workloads_rp_filter=7), ["calico_workloads_rp_filter", "7"]),
-    ("ipam-role-datastore", "calico_ipam role", role("l3.calico.calico_ipam", calico_ipam_datastore="redis"),
-     ["calico_ipam_datastore", "redis"]),
-    ("ipam-migrate-target", "ipam_migrate", {"l3.calico.ipam_migrate": {"to": "redis", "state_file": "{{ work }}/x.json"}},
-     ["to", "redis"]),
-    ("ipam-migrate-empty-source", "ipam_migrate",
-     {"l3.calico.ipam_migrate": {"to": "etcd", "state_file": "{{ work }}/none.json",
-                                 "etcd_endpoints": ["http://127.0.0.1:1"]}},
-     ["none.json"]),
+    (
+        "bgp-node-name",
+        "calico_bgp role",
+        bgp(
+            calico_ipam_result={
+                **GOOD_IPAM,
+                "nodes": {**GOOD_IPAM["nodes"], "n2\n  protocol static evil { ipv4; }": {**GOOD_IPAM["nodes"][HOST], "ip": "192.168.77.11", "blocks": []}},
+            }
+        ),
+        ["calico_ipam_result.nodes", "protocol static evil", "DNS-1123"],
+    ),
+    ("bgp-service-manager", "calico_bgp role (argument spec)", bgp(calico_bgp_service_manager="runit"), ["calico_bgp_service_manager", "runit"]),
+    (
+        "workloads-role-rp-filter",
+        "calico_workloads role (argument spec)",
+        role("l3.calico.calico_workloads", calico_workloads_rp_filter=7),
+        ["calico_workloads_rp_filter", "7"],
+    ),
+    ("ipam-role-datastore", "calico_ipam role", role("l3.calico.calico_ipam", calico_ipam_datastore="redis"), ["calico_ipam_datastore", "redis"]),
+    ("ipam-migrate-target", "ipam_migrate", {"l3.calico.ipam_migrate": {"to": "redis", "state_file": "{{ work }}/x.json"}}, ["to", "redis"]),
+    (
+        "ipam-migrate-empty-source",
+        "ipam_migrate",
+        {"l3.calico.ipam_migrate": {"to": "etcd", "state_file": "{{ work }}/none.json", "etcd_endpoints": ["http://127.0.0.1:1"]}},
+        ["none.json"],
+    ),
 ]
 
 
 def playbook(work: Path) -> str:
     tasks = [{"name": "Start with no recorded case", "ansible.builtin.set_fact": {"mx": {}}}]
     for case_id, _component, task, _expect in CASES:
-        tasks.append({
-            "name": f"case {case_id}",
-            "block": [{"name": f"{case_id}: try", **task},
-                      {"name": f"{case_id}: accepted", "ansible.builtin.set_fact": {"mx": f"{{{{ mx | combine({{'{case_id}': 'ACCEPTED'}}) }}}}"}}],
-            "rescue": [{"name": f"{case_id}: refused", "ansible.builtin.set_fact": {
-                "mx": f"{{{{ mx | combine({{'{case_id}': {{'msg': ansible_failed_result.msg | default(ansible_failed_result) | string, "
-                      f"'host': inventory_hostname}}}}) }}}}"}}],
-        })
-    tasks.append({"name": "Record the outcomes",
-                  "ansible.builtin.copy": {"content": "{{ mx | to_json }}", "dest": str(work / "outcomes.json"), "mode": "0644"}})
+        tasks.append(
+            {
+                "name": f"case {case_id}",
+                "block": [
+                    {"name": f"{case_id}: try", **task},
+                    {"name": f"{case_id}: accepted", "ansible.builtin.set_fact": {"mx": f"{{{{ mx | combine({{'{case_id}': 'ACCEPTED'}}) }}}}"}},
+                ],
+                "rescue": [
+                    {
+                        "name": f"{case_id}: refused",
+                        "ansible.builtin.set_fact": {
+                            "mx": f"{{{{ mx | combine({{'{case_id}': {{'msg': ansible_failed_result.msg | default(ansible_failed_result) | string, "
+                            f"'host': inventory_hostname}}}}) }}}}"
+                        },
+                    }
+                ],
+            }
+        )
+    tasks.append(
+        {"name": "Record the outcomes", "ansible.builtin.copy": {"content": "{{ mx | to_json }}", "dest": str(work / "outcomes.json"), "mode": "0644"}}
+    )
     play = [{"name": "Bad-input matrix", "hosts": HOST, "gather_facts": False, "vars": {"work": str(work)}, "tasks": tasks}]
     return yaml.safe_dump(play, sort_keys=False, width=200)
 
@@ -199,27 +269,56 @@ def outcome():
         python = work / "python"
         python.write_text(f'#!/bin/sh\nexec /usr/bin/nsenter --net=/run/netns/{NS} /usr/bin/python3 "$@"\n')
         python.chmod(0o755)
-        (work / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"calico_nodes": {"hosts": {HOST: {
-            "ansible_connection": "local", "ansible_python_interpreter": str(python),
-            "calico_node_ip": "192.168.77.10/24", "calico_ipam_state_file": str(work / "ipam.json"),
-            "calico_bgp_config_file": str(work / "bird" / "bird.conf"),
-            "calico_bgp_secrets_file": str(work / "bird" / "bird-secrets.conf"),
-            "calico_bgp_control_socket": str(work / "run" / "bird.ctl"),
-            # Should a case be accepted, nothing may leave the test's directory and no BIRD may
-            # start: every path is here and "bird" is /bin/false (bird.conf's validation fails).
-            "calico_bgp_pid_file": str(work / "run" / "bird.pid"),
-            "calico_bgp_supervisor_pid_file": str(work / "run" / "supervisor.pid"),
-            "calico_bgp_supervisor": str(work / "calico-bird-service"),
-            "calico_bgp_service_manager": "supervisor",
-            "calico_bgp_bird": "/bin/false",
-            "calico_workloads_state_file": str(work / "workloads.json"),
-            "calico_workloads_netns_prefix": "l3tday2-mx-"}}}}}}))
+        (work / "hosts.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "all": {
+                        "children": {
+                            "calico_nodes": {
+                                "hosts": {
+                                    HOST: {
+                                        "ansible_connection": "local",
+                                        "ansible_python_interpreter": str(python),
+                                        "calico_node_ip": "192.168.77.10/24",
+                                        "calico_ipam_state_file": str(work / "ipam.json"),
+                                        "calico_bgp_config_file": str(work / "bird" / "bird.conf"),
+                                        "calico_bgp_secrets_file": str(work / "bird" / "bird-secrets.conf"),
+                                        "calico_bgp_control_socket": str(work / "run" / "bird.ctl"),
+                                        # Should a case be accepted, nothing may leave the test's directory and no BIRD may
+                                        # start: every path is here and "bird" is /bin/false (bird.conf's validation fails).
+                                        "calico_bgp_pid_file": str(work / "run" / "bird.pid"),
+                                        "calico_bgp_supervisor_pid_file": str(work / "run" / "supervisor.pid"),
+                                        "calico_bgp_supervisor": str(work / "calico-bird-service"),
+                                        "calico_bgp_service_manager": "supervisor",
+                                        "calico_bgp_bird": "/bin/false",
+                                        "calico_workloads_state_file": str(work / "workloads.json"),
+                                        "calico_workloads_netns_prefix": "l3tday2-mx-",
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            )
+        )
         (work / "matrix.yml").write_text(playbook(work))
-        env = dict(os.environ, PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
-                   ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_HOME=str(work / ".ansible"),
-                   ANSIBLE_LOCAL_TEMP=str(work / ".tmp"), ANSIBLE_NOCOLOR="1")
-        proc = subprocess.run(["ansible-playbook", "-i", str(work / "hosts.yml"), str(work / "matrix.yml")],
-                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=900, check=False)
+        env = dict(
+            os.environ,
+            PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
+            ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+            ANSIBLE_HOME=str(work / ".ansible"),
+            ANSIBLE_LOCAL_TEMP=str(work / ".tmp"),
+            ANSIBLE_NOCOLOR="1",
+        )
+        proc = subprocess.run(
+            ["ansible-playbook", "-i", str(work / "hosts.yml"), str(work / "matrix.yml")],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=900,
+            check=False,
+        )
         if proc.returncode != 0 or not (work / "outcomes.json").exists():
             Path(tempfile.gettempdir(), "l3tday2-mx-last.log").write_text(proc.stdout + proc.stderr)
             raise AssertionError(f"rc={proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
@@ -228,9 +327,12 @@ def outcome():
             "routes": json.loads(sh("ip", "-n", NS, "-json", "route") or "[]"),
             "netns": [n for n in sh("ip", "netns", "list").split() if n.startswith("l3tday2-mx-") and n != NS],
             "nft": sh("ip", "netns", "exec", NS, "nft", "list", "tables", check=False) if shutil.which("nft") else "",
-            "files": sorted(os.path.relpath(os.path.join(d, f), work)
-                            for d, dirs, files in os.walk(work) for f in files + [x for x in dirs if x[0] != "."]
-                            if not os.path.relpath(os.path.join(d, f), work).startswith(".")),
+            "files": sorted(
+                os.path.relpath(os.path.join(d, f), work)
+                for d, dirs, files in os.walk(work)
+                for f in files + [x for x in dirs if x[0] != "."]
+                if not os.path.relpath(os.path.join(d, f), work).startswith(".")
+            ),
         }
         yield {"cases": json.loads((work / "outcomes.json").read_text()), "after": after, "stdout": proc.stdout}
     finally:

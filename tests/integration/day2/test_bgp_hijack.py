@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support.calico_wiring import wire_workload
-from tests.support.firewall_backends import firewall_backends
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
+from tests.support.calico_wiring import wire_workload
+from tests.support.firewall_backends import firewall_backends
 
 pytestmark = [pytest.mark.netns, pytest.mark.bird]
 
@@ -39,13 +39,17 @@ PREFIX = "l3h13-"
 NA, NB, WL = f"{PREFIX}na", f"{PREFIX}nb", f"{PREFIX}w1"
 NA_IP, NB_IP, WL_IP, EVIL = "192.168.77.1", "192.168.77.2", "172.17.0.5", "172.17.0.200"
 WID = "default.w1"
-POOLS = {"p1": {"cidr": "172.17.0.0/24", "nat_outgoing": True, "disabled": False, "ipip_mode": "Never",
-                "vxlan_mode": "Never"}}
+POOLS = {"p1": {"cidr": "172.17.0.0/24", "nat_outgoing": True, "disabled": False, "ipip_mode": "Never", "vxlan_mode": "Never"}}
 NODES = {  # the IPAM result's nodes, as the calico_node role passes them
-    "na": {"ip": NA_IP, "network": "192.168.77.0/24", "blocks": [{"cidr": "172.17.0.0/26", "pool": "p1"}],
-           "workloads": [{"id": WID, "ip": WL_IP}], "borrowed": [], "tunnels": {"ipip": None, "vxlan": None}},
-    "nb": {"ip": NB_IP, "network": "192.168.77.0/24", "blocks": [], "workloads": [], "borrowed": [],
-           "tunnels": {"ipip": None, "vxlan": None}},
+    "na": {
+        "ip": NA_IP,
+        "network": "192.168.77.0/24",
+        "blocks": [{"cidr": "172.17.0.0/26", "pool": "p1"}],
+        "workloads": [{"id": WID, "ip": WL_IP}],
+        "borrowed": [],
+        "tunnels": {"ipip": None, "vxlan": None},
+    },
+    "nb": {"ip": NB_IP, "network": "192.168.77.0/24", "blocks": [], "workloads": [], "borrowed": [], "tunnels": {"ipip": None, "vxlan": None}},
 }
 BIRD = shutil.which("bird") or "/usr/sbin/bird"
 BIRDC = shutil.which("birdc") or "/usr/sbin/birdc"
@@ -124,8 +128,9 @@ class Fabric:
         path, sock = self.work / f"{name}.conf", self.work / f"{name}.ctl"
         path.write_text(conf)
         sh(BIRD, "-p", "-c", str(path))
-        self.procs.append(subprocess.Popen(["ip", "netns", "exec", ns, BIRD, "-f", "-c", str(path), "-s", str(sock)],
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.procs.append(
+            subprocess.Popen(["ip", "netns", "exec", ns, BIRD, "-f", "-c", str(path), "-s", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
         wait_for(f"BIRD {name} answering", lambda: "Daemon is up" in birdc(ns, sock, "show", "status"), 15)
         return sock
 
@@ -162,13 +167,13 @@ def fabric():
         sh("ip", "-n", NA, "route", "add", "default", "dev", "up0")
         # the workload, wired as l3.calico wires one (veth cali..., /32, 169.254.1.1 by proxy ARP)
         wire_workload(sh, NA, WL, veth, WL_IP)
-        fab.na = fab.bird(NA, "na", NODE_CONF.format(me=NA_IP, peer=NB_IP, peer_=NB_IP.replace(".", "_"),
-                                                     passive="passive on;", timers=TIMERS,
-                                                     own="route 172.17.0.0/26 blackhole;"))
-        fab.nb = fab.bird(NB, "nb", NODE_CONF.format(me=NB_IP, peer=NA_IP, peer_=NA_IP.replace(".", "_"),
-                                                     passive="", timers=TIMERS, own=""))
-        listener = subprocess.Popen(["ip", "netns", "exec", NB, sys.executable, "-c", LISTENER],
-                                    stdout=subprocess.PIPE, text=True)
+        fab.na = fab.bird(
+            NA,
+            "na",
+            NODE_CONF.format(me=NA_IP, peer=NB_IP, peer_=NB_IP.replace(".", "_"), passive="passive on;", timers=TIMERS, own="route 172.17.0.0/26 blackhole;"),
+        )
+        fab.nb = fab.bird(NB, "nb", NODE_CONF.format(me=NB_IP, peer=NA_IP, peer_=NA_IP.replace(".", "_"), passive="", timers=TIMERS, own=""))
+        listener = subprocess.Popen(["ip", "netns", "exec", NB, sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True)
         fab.procs.append(listener)
         assert listener.stdout.readline().strip() == "ready"
         yield fab
@@ -189,8 +194,7 @@ def na_session_up(fab: Fabric) -> bool:
 
 
 def peer_seen_by_nb() -> str:
-    code = (f"import socket\ns=socket.create_connection(('{NB_IP}', 8179), timeout=3)\n"
-            "print(s.recv(64).decode())")
+    code = f"import socket\ns=socket.create_connection(('{NB_IP}', 8179), timeout=3)\nprint(s.recv(64).decode())"
     proc = sh("ip", "netns", "exec", WL, sys.executable, "-c", code, check=False)
     return proc.stdout.strip() or proc.stderr.strip()[-300:]
 
@@ -200,11 +204,22 @@ def test_a_workload_cannot_hijack_its_hosts_bgp_session_on_another_node(fabric, 
     fab = fabric
     wait_for("na's session on nb", lambda: "Established" in session(fab))
     wait_for("na's block routed on nb", lambda: routes(NB, "172.17.0.0/26"))
-    args = {"nodes": NODES, "pools": POOLS, "workloads": [{"id": WID, "ip": WL_IP}], "backend": backend,
-            "state_file": str(fab.work / "firewall.json"), "sysctl_file": str(fab.work / "60-l3-calico.conf")}
-    proc = subprocess.run(["ip", "netns", "exec", NA, sys.executable, "-c", CONVERGE, json.dumps(args)],
-                          capture_output=True, text=True, timeout=60, check=False,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT / ".collections")))
+    args = {
+        "nodes": NODES,
+        "pools": POOLS,
+        "workloads": [{"id": WID, "ip": WL_IP}],
+        "backend": backend,
+        "state_file": str(fab.work / "firewall.json"),
+        "sysctl_file": str(fab.work / "60-l3-calico.conf"),
+    }
+    proc = subprocess.run(
+        ["ip", "netns", "exec", NA, sys.executable, "-c", CONVERGE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=dict(os.environ, PYTHONPATH=str(ROOT / ".collections")),
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["backend"] == backend
 

@@ -19,10 +19,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tests.support.calico_wiring import wire_workload
-from tests.support.firewall_backends import firewall_backends
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
+from tests.support.calico_wiring import wire_workload
+from tests.support.firewall_backends import firewall_backends
 
 pytestmark = pytest.mark.netns
 
@@ -51,24 +51,26 @@ def sh(*argv, check=True, stdin=None):
 
 
 def reach(port: int) -> bool:
-    code = (f"import socket\ns=socket.socket(); s.settimeout(1.5)\n"
-            f"try:\n s.connect(('{NODE_IP}', {port})); print(s.recv(5).decode())\nexcept OSError as e: print('no', e)")
+    code = (
+        f"import socket\ns=socket.socket(); s.settimeout(1.5)\n"
+        f"try:\n s.connect(('{NODE_IP}', {port})); print(s.recv(5).decode())\nexcept OSError as e: print('no', e)"
+    )
     out = sh("ip", "netns", "exec", WL, sys.executable, "-c", code).stdout
     return out.startswith("hello")
 
 
 def converge(backend: str, ports, state: Path) -> dict:
-    code = ("import json, sys\n"
-            "from ansible_collections.l3.calico.plugins.module_utils import firewall\n"
-            "a = json.loads(sys.argv[1])\n"
-            "p = firewall.converge(a['pools'], a['workloads'], backend=a['backend'], state_file=a['state'],"
-            " host_tcp_ports=a['ports'])\n"
-            "print(json.dumps({'changed': p.changed, 'backend': p.backend}))\n")
-    args = json.dumps({"pools": POOLS, "workloads": [{"id": WID, "ip": WL_IP}], "backend": backend,
-                       "state": str(state), "ports": ports})
+    code = (
+        "import json, sys\n"
+        "from ansible_collections.l3.calico.plugins.module_utils import firewall\n"
+        "a = json.loads(sys.argv[1])\n"
+        "p = firewall.converge(a['pools'], a['workloads'], backend=a['backend'], state_file=a['state'],"
+        " host_tcp_ports=a['ports'])\n"
+        "print(json.dumps({'changed': p.changed, 'backend': p.backend}))\n"
+    )
+    args = json.dumps({"pools": POOLS, "workloads": [{"id": WID, "ip": WL_IP}], "backend": backend, "state": str(state), "ports": ports})
     env = dict(os.environ, PYTHONPATH=str(ROOT / ".collections"))
-    proc = subprocess.run(["ip", "netns", "exec", HOST, sys.executable, "-c", code, args], capture_output=True,
-                          text=True, timeout=60, env=env, check=False)
+    proc = subprocess.run(["ip", "netns", "exec", HOST, sys.executable, "-c", code, args], capture_output=True, text=True, timeout=60, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -93,8 +95,7 @@ def fabric():
         sh("ip", "-n", HOST, "route", "add", "default", "dev", "up0")
         sh("ip", "netns", "exec", HOST, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         wire_workload(sh, HOST, WL, veth, WL_IP)
-        server = subprocess.Popen(["ip", "netns", "exec", HOST, sys.executable, "-c", SERVER],
-                                  stdout=subprocess.PIPE, text=True)
+        server = subprocess.Popen(["ip", "netns", "exec", HOST, sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
         assert server.stdout.readline().strip() == "ready"
         yield work
     finally:

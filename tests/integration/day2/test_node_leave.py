@@ -26,10 +26,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tests.support.firewall_backends import firewall_backends
 import yaml
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, naming, sysctls
+from tests.support.firewall_backends import firewall_backends
 
 pytestmark = pytest.mark.netns
 
@@ -37,23 +37,31 @@ ROOT = Path(__file__).resolve().parents[3]
 CALLBACKS = ROOT / "tests" / "integration" / "roles" / "calico_bgp" / "callback_plugins"
 HOST = "l3tleave-h"
 POOLS = {
-    "ipip": {"cidr": "172.19.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet", "vxlan_mode": "Never",
-             "nat_outgoing": True, "disabled": False},
-    "always": {"cidr": "172.17.0.0/16", "block_size": 26, "ipip_mode": "Never", "vxlan_mode": "Always",
-               "nat_outgoing": False, "disabled": False},
-    "cross": {"cidr": "172.18.0.0/16", "block_size": 26, "ipip_mode": "Never", "vxlan_mode": "CrossSubnet",
-              "nat_outgoing": False, "disabled": False},
+    "ipip": {"cidr": "172.19.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet", "vxlan_mode": "Never", "nat_outgoing": True, "disabled": False},
+    "always": {"cidr": "172.17.0.0/16", "block_size": 26, "ipip_mode": "Never", "vxlan_mode": "Always", "nat_outgoing": False, "disabled": False},
+    "cross": {"cidr": "172.18.0.0/16", "block_size": 26, "ipip_mode": "Never", "vxlan_mode": "CrossSubnet", "nat_outgoing": False, "disabled": False},
 }
 
 
 def _node(ip, blocks, ipip, vxlan, workloads=()):
-    return {"ip": ip, "network": "10.251.0.0/24", "blocks": [{"cidr": c, "pool": p} for c, p in blocks],
-            "workloads": list(workloads), "borrowed": [], "tunnels": {"ipip": ipip, "vxlan": vxlan}}
+    return {
+        "ip": ip,
+        "network": "10.251.0.0/24",
+        "blocks": [{"cidr": c, "pool": p} for c, p in blocks],
+        "workloads": list(workloads),
+        "borrowed": [],
+        "tunnels": {"ipip": ipip, "vxlan": vxlan},
+    }
 
 
 NODES = {
-    "h": _node("10.251.0.1", [("172.19.0.0/26", "ipip"), ("172.17.0.0/26", "always"), ("172.18.0.0/26", "cross")],
-               "172.19.0.0", "172.17.0.0", [{"id": "default.w", "ip": "172.19.0.1"}]),
+    "h": _node(
+        "10.251.0.1",
+        [("172.19.0.0/26", "ipip"), ("172.17.0.0/26", "always"), ("172.18.0.0/26", "cross")],
+        "172.19.0.0",
+        "172.17.0.0",
+        [{"id": "default.w", "ip": "172.19.0.1"}],
+    ),
     "p": _node("10.251.0.2", [("172.17.1.0/26", "always"), ("172.18.1.0/26", "cross")], None, "172.17.1.0"),
 }
 FOREIGN_CHAIN = "L3TLEAVE-FOREIGN"
@@ -111,35 +119,59 @@ def converge(work: Path, backend: str) -> None:
         "              firewall_options=node.firewall.Options(backend=a['backend'], state_file=a['fw']),\n"
         "              check_mode=False)\n"
     )
-    args = json.dumps({"nodes": NODES, "pools": POOLS, "backend": backend, "sysctl": str(work / "sysctl.d" / "60-l3-calico.conf"),
-                       "fw": str(work / "firewall.json")})
+    args = json.dumps(
+        {"nodes": NODES, "pools": POOLS, "backend": backend, "sysctl": str(work / "sysctl.d" / "60-l3-calico.conf"), "fw": str(work / "firewall.json")}
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT / ".collections"))
-    proc = subprocess.run([str(work / "python"), "-c", code, args], capture_output=True, text=True, timeout=60,
-                          env=env, check=False)
+    proc = subprocess.run([str(work / "python"), "-c", code, args], capture_output=True, text=True, timeout=60, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
 
 
 def remove(work: Path, *args: str) -> dict:
     """The role's remove entry point through ansible-playbook; the JSON callback's result."""
     playbook = work / "remove.yml"
-    playbook.write_text(yaml.safe_dump([{
-        "name": "Remove", "hosts": "all", "gather_facts": False,
-        "tasks": [{"name": "Remove the node",
-                   "ansible.builtin.include_role": {"name": "l3.calico.calico_node", "tasks_from": "remove"}}],
-    }]))
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Remove",
+                    "hosts": "all",
+                    "gather_facts": False,
+                    "tasks": [{"name": "Remove the node", "ansible.builtin.include_role": {"name": "l3.calico.calico_node", "tasks_from": "remove"}}],
+                }
+            ]
+        )
+    )
     inventory = work / "hosts.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"h": {
-        "ansible_connection": "local", "ansible_python_interpreter": str(work / "python"),
-        "calico_node_sysctl_file": str(work / "sysctl.d" / "60-l3-calico.conf"),
-        "calico_node_firewall_state_file": str(work / "firewall.json"),
-        "calico_ipam_result": {"nodes": NODES, "pools": POOLS},
-    }}}}))
-    env = dict(os.environ, PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
-               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="test_json",
-               ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS), ANSIBLE_HOME=str(work / ".ansible"),
-               ANSIBLE_LOCAL_TEMP=str(work / ".ansible-tmp"))
-    proc = subprocess.run(["ansible-playbook", "-i", str(inventory), str(playbook), *args], capture_output=True,
-                          text=True, timeout=300, env=env, cwd=ROOT, check=False)
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "hosts": {
+                        "h": {
+                            "ansible_connection": "local",
+                            "ansible_python_interpreter": str(work / "python"),
+                            "calico_node_sysctl_file": str(work / "sysctl.d" / "60-l3-calico.conf"),
+                            "calico_node_firewall_state_file": str(work / "firewall.json"),
+                            "calico_ipam_result": {"nodes": NODES, "pools": POOLS},
+                        }
+                    }
+                }
+            }
+        )
+    )
+    env = dict(
+        os.environ,
+        PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_STDOUT_CALLBACK="test_json",
+        ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS),
+        ANSIBLE_HOME=str(work / ".ansible"),
+        ANSIBLE_LOCAL_TEMP=str(work / ".ansible-tmp"),
+    )
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(playbook), *args], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT, check=False
+    )
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
     result = json.loads(proc.stdout)
     for play in result["plays"]:
@@ -156,10 +188,10 @@ def snapshot(work: Path) -> dict:
         "route": ns("ip", "route", "show", "table", "main"),
         "neigh": ns("ip", "neigh", "show"),
         "nft": ns("nft", "list", "ruleset", check=False),
-        "ipt": [line for t in ("filter", "nat", "mangle") for line in ns("iptables-legacy-save", "-t", t, check=False)
-                .splitlines() if not line.startswith("#")] if shutil.which("iptables-legacy-save") else [],
-        "files": sorted(str(p.relative_to(work)) for p in work.rglob("*")
-                        if ".ansible" not in str(p) and p.name not in ("hosts.yml", "remove.yml")),
+        "ipt": [line for t in ("filter", "nat", "mangle") for line in ns("iptables-legacy-save", "-t", t, check=False).splitlines() if not line.startswith("#")]
+        if shutil.which("iptables-legacy-save")
+        else [],
+        "files": sorted(str(p.relative_to(work)) for p in work.rglob("*") if ".ansible" not in str(p) and p.name not in ("hosts.yml", "remove.yml")),
     }
 
 

@@ -27,9 +27,10 @@ PLAYBOOK = ROOT / "playbooks" / "node-remove.yml"
 NODES = {"n1": "192.168.100.11/24", "n2": "192.168.100.12/24", "n3": "192.168.100.13/24"}
 # IPIP CrossSubnet on one subnet: routed by BIRD without encapsulation, but every node has an IPIP
 # tunnel address on tunl0 (a stand-in veth: this kernel has no ipip driver), which the removal takes away.
-POOLS = [{"name": "default-ipv4-ippool", "cidr": "172.17.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet"},
-         {"name": "blue-vxlan", "cidr": "172.18.0.0/16", "block_size": 26, "vxlan_mode": "Always",
-          "namespaces": ["blue"]}]
+POOLS = [
+    {"name": "default-ipv4-ippool", "cidr": "172.17.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet"},
+    {"name": "blue-vxlan", "cidr": "172.18.0.0/16", "block_size": 26, "vxlan_mode": "Always", "namespaces": ["blue"]},
+]
 WORKLOADS = {
     "n1": [{"name": "web-1"}, {"name": "db-1", "namespace": "blue"}],
     "n2": [{"name": "web-2"}],
@@ -52,8 +53,7 @@ def bird_running(stack, node: str) -> bool:
 def vxlan_peers(stack, node: str) -> str:
     """The VXLAN neighbours and FDB entries of node (what the node role programs per remote VTEP)."""
     ns = stack.fabric.nodes[node]["ns"]
-    return stack.fabric.sh(ns, "ip", "neigh", "show", "dev", "vxlan.calico") + stack.fabric.sh(
-        ns, "bridge", "fdb", "show", "dev", "vxlan.calico")
+    return stack.fabric.sh(ns, "ip", "neigh", "show", "dev", "vxlan.calico") + stack.fabric.sh(ns, "bridge", "fdb", "show", "dev", "vxlan.calico")
 
 
 def leftovers(stack, node: str) -> dict:
@@ -137,7 +137,7 @@ def test_check_mode_prints_the_plan_and_changes_nothing(stack):
         assert f"- block {block} affinity to n3" in out, out[-3000:]
     assert "default.web-3 on n3" in out and "blue.api-3 on n3" in out
     # what would go from n3 (the node role's removal, shown with its diff)
-    removal = out[out.index("calico_node : Remove the node's tunnels"):]
+    removal = out[out.index("calico_node : Remove the node's tunnels") :]
     assert "-vxlan.calico: removed" in removal and "-tunl0: address 172.17." in removal, removal[:3000]
     assert "60-l3-calico.conf (removed)" in removal and "-nftables table ip l3calico removed" in removal
     # nothing changed anywhere
@@ -169,8 +169,7 @@ def test_remove_node(stack, day2):
     assert not bird_running(stack, "n3")
     assert not Path(stack.fabric.nodes["n3"]["calico_bgp_config_file"]).exists()
     # ... and what the node role set up: no vxlan.calico, no tunnel address, no sysctl file, no nft table
-    assert leftovers(stack, "n3") == {"vxlan.calico": False, "tunl0 address": [], "sysctl file": False,
-                                      "nft table": False}
+    assert leftovers(stack, "n3") == {"vxlan.calico": False, "tunl0 address": [], "sysctl file": False, "nft table": False}
     assert foreign(stack, "n3") == {"nft table": True, "sysctl file": True, "link": True}
     assert "tunl0" in stack.fabric.sh(stack.fabric.nodes["n3"]["ns"], "ip", "-o", "link", "show")  # the kernel's
     # the IPAM holds nothing of n3; the others keep their addresses

@@ -22,8 +22,7 @@ NODES = {"d1": "192.168.100.41/24", "d2": "192.168.100.42/24", "d3": "192.168.10
 POOLS = [{"name": "default-ipv4-ippool", "cidr": "172.17.0.0/16", "block_size": 26}]
 WORKLOADS = {"d1": [{"name": "web-1"}], "d2": [{"name": "web-2"}], "d3": [{"name": "web-3"}]}
 # TEST-NET-1: nothing answers there; a short timeout keeps the run fast.
-DEAD = {"ansible_connection": "ssh", "ansible_host": "192.0.2.1",
-        "ansible_ssh_common_args": "-o ConnectTimeout=2 -o StrictHostKeyChecking=no"}
+DEAD = {"ansible_connection": "ssh", "ansible_host": "192.0.2.1", "ansible_ssh_common_args": "-o ConnectTimeout=2 -o StrictHostKeyChecking=no"}
 
 
 def test_dead_node_is_removed(stack_factory, day2):
@@ -33,8 +32,7 @@ def test_dead_node_is_removed(stack_factory, day2):
     day2.wait_for(lambda: all(stack.fabric.established(n) for n in NODES), 30, what="every session Established")
     d3 = stack.fabric.nodes["d3"]
     # d3 dies: its BIRD stops (by its supervisor's pid), and it cannot be reached any more.
-    subprocess.run([str(stack.work / "calico-bird-service"), "stop", d3["calico_bgp_supervisor_pid_file"]],
-                   check=True, timeout=30)
+    subprocess.run([str(stack.work / "calico-bird-service"), "stop", d3["calico_bgp_supervisor_pid_file"]], check=True, timeout=30)
     d3_block = next(b["cidr"] for b in stack.state()["blocks"] if b["affinity"] == "host:d3")
     hosts = stack.inventory()
     text = hosts.read_text()

@@ -60,8 +60,7 @@ def test_password_only_in_the_secrets_file(stack):
         assert SECRET not in conf and "password CALICO_PW_" in conf
         assert SECRET in secrets
     for path in stack.work.rglob("*"):
-        if path.is_file() and not path.is_symlink() and path.name not in {"bird-secrets.conf"} \
-                and ".ansible" not in path.parts:
+        if path.is_file() and not path.is_symlink() and path.name not in {"bird-secrets.conf"} and ".ansible" not in path.parts:
             assert SECRET.encode() not in path.read_bytes(), path
 
 

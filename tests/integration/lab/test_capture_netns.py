@@ -17,7 +17,6 @@ from l3lab import capture
 pytestmark = pytest.mark.netns
 
 
-
 @pytest.fixture
 def netns():
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tcpdump"):
@@ -37,16 +36,14 @@ def test_a_capture_flushed_then_stopped_right_after_the_last_ping_has_every_pack
     exchanges kept); here tcpdump is stopped (SIGSTOP) during the pings to make that certain."""
     pcap, err = tmp_path / "capture.pcap", tmp_path / "capture.err"
     with open(err, "wb") as errf:
-        proc = subprocess.Popen(capture.capture_argv(netns, pcap), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=errf)
+        proc = subprocess.Popen(capture.capture_argv(netns, pcap), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf)
     try:
         deadline = time.monotonic() + 10
         while b"listening on" not in err.read_bytes():
             assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
             time.sleep(0.02)
         proc.send_signal(signal.SIGSTOP)
-        subprocess.run(["ip", "netns", "exec", netns, "ping", "-c", "3", "-i", "0.2", "-q", "127.0.0.2"],
-                       check=True, capture_output=True)
+        subprocess.run(["ip", "netns", "exec", netns, "ping", "-c", "3", "-i", "0.2", "-q", "127.0.0.2"], check=True, capture_output=True)
         proc.send_signal(signal.SIGCONT)
         capture.flush(netns, pcap)
         proc.send_signal(signal.SIGINT)
@@ -56,8 +53,9 @@ def test_a_capture_flushed_then_stopped_right_after_the_last_ping_has_every_pack
             proc.kill()
             proc.wait()
     flows = capture.read_pcap(pcap)
-    assert {(f["inner_src"], f["icmp"]): f["packets"] for f in flows} == {
-        ("127.0.0.1", "echo-request"): 3, ("127.0.0.2", "echo-reply"): 3}, flows  # the flush marks left out
+    assert {(f["inner_src"], f["icmp"]): f["packets"] for f in flows} == {("127.0.0.1", "echo-request"): 3, ("127.0.0.2", "echo-reply"): 3}, (
+        flows
+    )  # the flush marks left out
 
 
 def test_flush_fails_clearly_when_nothing_captures(netns, tmp_path):

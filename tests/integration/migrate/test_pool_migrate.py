@@ -44,10 +44,9 @@ def workload_addresses(stack) -> dict:
     found = {}
     for node in NODES:
         for ns in stack.netns(node):
-            out = subprocess.run(["ip", "-n", ns, "-j", "-4", "addr", "show", "dev", "eth0"], capture_output=True,
-                                 text=True, check=True, timeout=30).stdout
+            out = subprocess.run(["ip", "-n", ns, "-j", "-4", "addr", "show", "dev", "eth0"], capture_output=True, text=True, check=True, timeout=30).stdout
             addrs = [a["local"] for link in json.loads(out) for a in link.get("addr_info", [])]
-            found[ns[len(stack.netns_prefix(node)):]] = addrs
+            found[ns[len(stack.netns_prefix(node)) :]] = addrs
     return found
 
 
@@ -56,9 +55,11 @@ def vxlan_state(stack) -> dict:
     out = {}
     for node in NODES:
         ns = stack.fabric.nodes[node]["ns"]
-        out[node] = (stack.fabric.sh(ns, "ip", "-4", "-o", "addr", "show", "dev", "vxlan.calico"),
-                     stack.fabric.sh(ns, "ip", "neigh", "show", "dev", "vxlan.calico"),
-                     sorted(stack.fabric.routes(node)))
+        out[node] = (
+            stack.fabric.sh(ns, "ip", "-4", "-o", "addr", "show", "dev", "vxlan.calico"),
+            stack.fabric.sh(ns, "ip", "neigh", "show", "dev", "vxlan.calico"),
+            sorted(stack.fabric.routes(node)),
+        )
     return out
 
 
@@ -170,13 +171,18 @@ def test_migrate_one_host_and_stop(stack, day2):
     for wid, (ip,) in now.items():
         expected = NEW_NET if wid in ("default.web-1", "default.db-1") else OLD_NET
         assert ipaddress.ip_address(ip) in expected, (wid, ip)
-    assert {w: now[w] for w in ("default.web-2", "default.web-3", "default.api-3")} == \
-        {w: before[w] for w in ("default.web-2", "default.web-3", "default.api-3")}
+    assert {w: now[w] for w in ("default.web-2", "default.web-3", "default.api-3")} == {
+        w: before[w] for w in ("default.web-2", "default.web-3", "default.api-3")
+    }
     state = stack.state()
     assert sorted(state["pools"]) == ["new-pool", "old-pool"]
-    assert {h for _address, h in in_pool(state, OLD_NET)} == {"l3-workload.default.web-2", "l3-workload.default.web-3",
-                                                              "l3-workload.default.api-3", "vxlan-tunnel-addr-n2",
-                                                              "vxlan-tunnel-addr-n3"}
+    assert {h for _address, h in in_pool(state, OLD_NET)} == {
+        "l3-workload.default.web-2",
+        "l3-workload.default.web-3",
+        "l3-workload.default.api-3",
+        "vxlan-tunnel-addr-n2",
+        "vxlan-tunnel-addr-n3",
+    }
     final = next(iter(day2.task_results(result, "Say what is left to do").values()))["msg"]
     assert final == "Pool old-pool still holds 5 address(es): run again without calico_migrate_hosts to move the other hosts.", final
 
@@ -199,7 +205,7 @@ def test_rerun_continues_with_the_other_hosts_and_finishes(stack, day2):
     assert all(len(a) == 1 and ipaddress.ip_address(a[0]) in NEW_NET for a in addresses.values()), addresses
     assert len([h for _address, h in in_pool(state, NEW_NET) if h.startswith("vxlan-tunnel-addr-")]) == 3
     # every node: a new VTEP address, routes to the others' new blocks over VXLAN, none to the old blocks
-    new_blocks = {b["cidr"]: b["affinity"][len("host:"):] for b in state["blocks"]}
+    new_blocks = {b["cidr"]: b["affinity"][len("host:") :] for b in state["blocks"]}
     old_blocks = [b["cidr"] for b in old["blocks"] if ipaddress.ip_network(b["cidr"]).subnet_of(OLD_NET)]
     for node in NODES:
         addr, neigh, routes = vxlan_state(stack)[node]

@@ -56,8 +56,7 @@ def test_plan_refuses_bad_specs_naming_the_host_and_value(hosts, message):
 
 
 def ipv4(src: str, dst: str, proto: int, payload: bytes) -> bytes:
-    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, proto, 0,
-                       socket.inet_aton(src), socket.inet_aton(dst)) + payload
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, proto, 0, socket.inet_aton(src), socket.inet_aton(dst)) + payload
 
 
 def udp(sport: int, dport: int, payload: bytes) -> bytes:
@@ -68,9 +67,12 @@ ECHO = bytes([8, 0, 0, 0, 0, 1, 0, 1]) + b"x" * 8
 REPLY = bytes([0, 0, 0, 0, 0, 1, 0, 1]) + b"x" * 8
 PLAIN = ipv4("172.17.0.1", "172.17.64.1", 1, ECHO)
 IPIP = ipv4("192.168.100.100", "192.168.200.101", 4, ipv4("172.17.0.1", "172.17.128.1", 1, ECHO))
-VXLAN = ipv4("192.168.100.100", "192.168.100.101", 17, udp(40000, 4789, bytes([8, 0, 0, 0]) + (4096).to_bytes(3, "big")
-                                                              + b"\0" + b"\x66" * 12 + b"\x08\x00"
-                                                              + ipv4("172.18.0.3", "172.18.64.3", 1, REPLY)))
+VXLAN = ipv4(
+    "192.168.100.100",
+    "192.168.100.101",
+    17,
+    udp(40000, 4789, bytes([8, 0, 0, 0]) + (4096).to_bytes(3, "big") + b"\0" + b"\x66" * 12 + b"\x08\x00" + ipv4("172.18.0.3", "172.18.64.3", 1, REPLY)),
+)
 SSH = ipv4("192.168.100.1", "192.168.100.100", 6, b"\0" * 20)
 IPIP_TCP = ipv4("192.168.100.100", "192.168.200.101", 4, ipv4("172.17.0.1", "172.17.128.1", 6, b"\0" * 20))
 
@@ -101,18 +103,38 @@ def test_tcpdump_reads_plain_ipip_and_vxlan_flows_apart(tmp_path, tcpdump, linkt
     path.write_bytes(pcap([PLAIN, IPIP, IPIP, VXLAN, SSH, IPIP_TCP], linktype))
     flows = capture.read_pcap(path)
     assert flows == [
-        {"encap": "ipip", "outer_src": "192.168.100.100", "outer_dst": "192.168.200.101",
-         "inner_src": "172.17.0.1", "inner_dst": "172.17.128.1", "icmp": "echo-request", "packets": 2},
-        {"encap": "none", "outer_src": "172.17.0.1", "outer_dst": "172.17.64.1",
-         "inner_src": "172.17.0.1", "inner_dst": "172.17.64.1", "icmp": "echo-request", "packets": 1},
-        {"encap": "vxlan:4096", "outer_src": "192.168.100.100", "outer_dst": "192.168.100.101",
-         "inner_src": "172.18.0.3", "inner_dst": "172.18.64.3", "icmp": "echo-reply", "packets": 1},
+        {
+            "encap": "ipip",
+            "outer_src": "192.168.100.100",
+            "outer_dst": "192.168.200.101",
+            "inner_src": "172.17.0.1",
+            "inner_dst": "172.17.128.1",
+            "icmp": "echo-request",
+            "packets": 2,
+        },
+        {
+            "encap": "none",
+            "outer_src": "172.17.0.1",
+            "outer_dst": "172.17.64.1",
+            "inner_src": "172.17.0.1",
+            "inner_dst": "172.17.64.1",
+            "icmp": "echo-request",
+            "packets": 1,
+        },
+        {
+            "encap": "vxlan:4096",
+            "outer_src": "192.168.100.100",
+            "outer_dst": "192.168.100.101",
+            "inner_src": "172.18.0.3",
+            "inner_dst": "172.18.64.3",
+            "icmp": "echo-reply",
+            "packets": 1,
+        },
     ]
 
 
 def test_other_icmp_messages_are_named_as_tcpdump_says(tmp_path, tcpdump):
-    unreachable = ipv4("172.17.64.1", "172.17.0.1", 1, bytes([3, 1, 0, 0, 0, 0, 0, 0])
-                       + ipv4("172.17.0.1", "172.17.64.1", 17, udp(1, 2, b"")))
+    unreachable = ipv4("172.17.64.1", "172.17.0.1", 1, bytes([3, 1, 0, 0, 0, 0, 0, 0]) + ipv4("172.17.0.1", "172.17.64.1", 17, udp(1, 2, b"")))
     path = tmp_path / "capture.pcap"
     path.write_bytes(pcap([unreachable], 276))
     assert [f["icmp"] for f in capture.read_pcap(path)] == ["icmp-host-172.17.64.1-unreachable"]
@@ -132,8 +154,7 @@ def test_the_command_line_prints_json_and_refuses_what_it_does_not_know(tmp_path
     env = dict(os.environ, L3LAB_DIR=str(tmp_path), L3LAB_PREFIX="l3tlabctl-")
 
     def labctl(*args):
-        return subprocess.run(["/usr/bin/python3", str(LABCTL), *args], env=env, capture_output=True, text=True,
-                              timeout=60, check=False)
+        return subprocess.run(["/usr/bin/python3", str(LABCTL), *args], env=env, capture_output=True, text=True, timeout=60, check=False)
 
     status = labctl("status")
     assert status.returncode == 0, status.stderr
@@ -143,8 +164,7 @@ def test_the_command_line_prints_json_and_refuses_what_it_does_not_know(tmp_path
     assert stopped.returncode == 0, stopped.stderr
     assert [f["encap"] for f in json.loads(stopped.stdout)["flows"]] == ["ipip"]
     failed = labctl("restart", "node-a")
-    assert (failed.returncode, json.loads(failed.stdout)) == (1, {"failed": True,
-                                                                   "msg": f"restart node-a: no lab in {tmp_path}"})
+    assert (failed.returncode, json.loads(failed.stdout)) == (1, {"failed": True, "msg": f"restart node-a: no lab in {tmp_path}"})
     assert labctl("up", "{not json").returncode == 1
     for wrong in ([], ["down", "extra"], ["capture", "pause"], ["relay", "192.168.100.100", "ssh"]):
         proc = labctl(*wrong)
@@ -152,8 +172,7 @@ def test_the_command_line_prints_json_and_refuses_what_it_does_not_know(tmp_path
 
 
 def test_every_subcommand_is_on_the_command_line():
-    assert set(cli.parser()._subparsers._group_actions[0].choices) == {
-        "image", "backend", "up", "down", "status", "restart", "relay", "capture"}
+    assert set(cli.parser()._subparsers._group_actions[0].choices) == {"image", "backend", "up", "down", "status", "restart", "relay", "capture"}
 
 
 def test_restart_refuses_a_missing_lab_or_an_unknown_guest_naming_it(tmp_path, monkeypatch):
@@ -205,14 +224,28 @@ def test_image_key_follows_every_input_file(tmp_path, monkeypatch):
 
 def test_the_real_image_lists_what_the_roles_need():
     packages = set(image.image_packages())
-    assert {"systemd-sysv", "linux-image-cloud-amd64", "openssh-server", "python3", "bird2", "nftables",
-            "iptables", "iproute2", "kmod", "procps", "busybox-static"} <= packages
+    assert {
+        "systemd-sysv",
+        "linux-image-cloud-amd64",
+        "openssh-server",
+        "python3",
+        "bird2",
+        "nftables",
+        "iptables",
+        "iproute2",
+        "kmod",
+        "procps",
+        "busybox-static",
+    } <= packages
 
 
-@pytest.mark.parametrize(("variable", "value", "message"), [
-    ("L3LAB_BACKEND", "docker", "L3LAB_BACKEND='docker': use auto, qemu or uml"),
-    ("L3LAB_ACCEL", "hvf", "L3LAB_ACCEL='hvf': use auto, tcg or kvm"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("L3LAB_BACKEND", "docker", "L3LAB_BACKEND='docker': use auto, qemu or uml"),
+        ("L3LAB_ACCEL", "hvf", "L3LAB_ACCEL='hvf': use auto, tcg or kvm"),
+    ],
+)
 def test_backend_and_accelerator_choices_are_checked(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
     monkeypatch.setenv("L3LAB_BACKEND" if variable == "L3LAB_ACCEL" else "L3LAB_ACCEL", "tcg")
@@ -234,9 +267,14 @@ def test_a_machine_without_qemu_gets_one_error_naming_the_packages(monkeypatch):
 
 def test_backend_falls_back_to_qemu_when_the_uml_probe_fails(monkeypatch, tmp_path):
     monkeypatch.setenv("L3LAB_BACKEND", "auto")
-    monkeypatch.setattr(backends, "verdict", lambda name, key, probe: {
-        "uml": {"ok": False, "why": "a probe boot of User-mode Linux failed: ptrace set fp regs failed"},
-        "kvm": {"ok": False, "why": "no usable /dev/kvm"}}[name])
+    monkeypatch.setattr(
+        backends,
+        "verdict",
+        lambda name, key, probe: {
+            "uml": {"ok": False, "why": "a probe boot of User-mode Linux failed: ptrace set fp regs failed"},
+            "kvm": {"ok": False, "why": "no usable /dev/kvm"},
+        }[name],
+    )
     monkeypatch.setattr(backends, "can_run_guests", lambda need_build: None)
     monkeypatch.setattr(backends, "ensure_image", lambda: {"kernel": "6.1", "changed": False})
     runtime = backends.choose_backend()

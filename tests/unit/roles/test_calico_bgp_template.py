@@ -42,9 +42,7 @@ SETTINGS = {
     "node_as": {"c": 65001},
     "mesh_password": "mesh-key",
     "peers": [{"address": "10.0.0.1", "as": 65000, "password": "tor-key", "ttl_security": True, "multihop": 2}],
-    "node_peers": [
-        {"address": "10.0.0.2", "as": 65002, "keep_next_hop": True, "port": 1179, "import_default_route": True}
-    ],
+    "node_peers": [{"address": "10.0.0.2", "as": 65002, "keep_next_hop": True, "port": 1179, "import_default_route": True}],
 }
 
 
@@ -61,9 +59,7 @@ def render(tmp_path: Path, settings: dict | None = None, **overrides) -> Path:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
-    (tmp_path / "bird-secrets.conf").write_text(
-        "".join(f'define {symbol} = "x";\n' for symbol in variables["__calico_bgp"]["secrets"])
-    )
+    (tmp_path / "bird-secrets.conf").write_text("".join(f'define {symbol} = "x";\n' for symbol in variables["__calico_bgp"]["secrets"]))
     conf = tmp_path / "bird.conf"
     conf.write_text(env.get_template("bird.conf.j2").render(**variables))
     return conf
@@ -150,9 +146,7 @@ def test_systemd_unit_is_valid(tmp_path):
         "-g",
         variables["calico_bgp_group"],
     ]
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(ROLE / "templates"), trim_blocks=True, undefined=jinja2.StrictUndefined
-    )
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"), trim_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters["ansible.builtin.dirname"] = os.path.dirname
     env.filters["ansible.builtin.unique"] = lambda items: list(dict.fromkeys(items))
     unit = tmp_path / "l3tbgp-bird.service"
@@ -160,10 +154,7 @@ def test_systemd_unit_is_valid(tmp_path):
     proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     text = unit.read_text()
-    assert (
-        "ExecStart=/usr/sbin/bird -f -c /etc/bird/bird.conf -s /run/bird/bird.ctl -P /run/bird/bird.pid -u bird -g bird"
-        in text
-    )
+    assert "ExecStart=/usr/sbin/bird -f -c /etc/bird/bird.conf -s /run/bird/bird.ctl -P /run/bird/bird.pid -u bird -g bird" in text
     assert "ExecReload=/usr/sbin/birdc -s /run/bird/bird.ctl configure" in text
     assert "ExecStartPre=/usr/sbin/bird -p -c /etc/bird/bird.conf" in text
 
@@ -174,8 +165,7 @@ def service_unit(**overrides) -> str:
     variables.update(overrides)
     variables["ansible_managed"] = "Ansible managed"
     variables["__calico_bgp_bird_argv"] = [variables["calico_bgp_bird"], "-f"]
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"), trim_blocks=True,
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"), trim_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["ansible.builtin.dirname"] = os.path.dirname
     env.filters["ansible.builtin.unique"] = lambda items: list(dict.fromkeys(items))
     return env.get_template("bird.service.j2").render(**variables)
@@ -185,7 +175,7 @@ def run_exec_start_pre(unit: str) -> None:
     """Run the unit's directory steps as systemd would ("$$" is a literal "$"; the BIRD check is left out)."""
     for line in unit.splitlines():
         if line.startswith("ExecStartPre=") and " -p -c " not in line:
-            argv = shlex.split(line[len("ExecStartPre="):].replace("$$", "$"))
+            argv = shlex.split(line[len("ExecStartPre=") :].replace("$$", "$"))
             subprocess.run(argv, check=True, timeout=30)
 
 
@@ -194,9 +184,9 @@ def test_the_unit_sets_mode_and_owner_only_on_directories_it_creates(tmp_path):
     existing = tmp_path / "run"
     existing.mkdir(mode=0o755)
     existing.chmod(0o755)
-    unit = service_unit(calico_bgp_pid_file=str(existing / "bird.pid"),
-                        calico_bgp_control_socket=str(tmp_path / "new" / "bird.ctl"),
-                        calico_bgp_user="", calico_bgp_group="")
+    unit = service_unit(
+        calico_bgp_pid_file=str(existing / "bird.pid"), calico_bgp_control_socket=str(tmp_path / "new" / "bird.ctl"), calico_bgp_user="", calico_bgp_group=""
+    )
     run_exec_start_pre(unit)
     assert stat.S_IMODE(existing.stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o750

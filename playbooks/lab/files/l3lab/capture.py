@@ -25,7 +25,6 @@ from pathlib import Path
 from . import common
 from .common import ROUTER, LabError, alive, kill_pid, netns_list, read_pid, run
 
-
 # The flush mark: an address no workload has (loopback, inside the capture's own namespace). Its
 # echo reply in the file proves tcpdump has written every packet captured before it.
 FLUSH_MARK = "127.255.0.1"
@@ -39,7 +38,7 @@ def flush(netns: str, pcap: Path, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         run("ip", "netns", "exec", netns, "ping", "-c", "1", "-W", "1", "-q", FLUSH_MARK, check=False)
-        for _ in range(10):
+        for _poll in range(10):
             # The file grows while we read it: a packet cut short makes tcpdump exit non-zero, and
             # every packet before it is still printed.
             text = run("tcpdump", "-nn", "-tt", "-r", str(pcap), check=False).stdout
@@ -74,8 +73,23 @@ def capture_argv(netns: str, pcap: Path) -> list[str]:
     ICMP (never SSH). ``--immediate-mode``: every packet reaches the file as it arrives; without
     it libpcap hands packets over in blocks retired up to a second later, and the SIGINT that
     stops the capture right after the last ping loses that block (seen: one node's pings missing)."""
-    return ["ip", "netns", "exec", netns, "tcpdump", "-i", "any", "-nn", "-U", "--immediate-mode", "-s", "256",
-            "-w", str(pcap), "ip proto 4 or udp port 4789 or icmp"]
+    return [
+        "ip",
+        "netns",
+        "exec",
+        netns,
+        "tcpdump",
+        "-i",
+        "any",
+        "-nn",
+        "-U",
+        "--immediate-mode",
+        "-s",
+        "256",
+        "-w",
+        str(pcap),
+        "ip proto 4 or udp port 4789 or icmp",
+    ]
 
 
 def capture_start() -> dict:
@@ -86,8 +100,7 @@ def capture_start() -> dict:
     pcap.unlink(missing_ok=True)
     argv = capture_argv(ROUTER, pcap)
     with open(err, "wb") as errf:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
-                                start_new_session=True)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf, start_new_session=True)
     (common.LAB / "capture.pid").write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + 10
     while b"listening on" not in err.read_bytes():
@@ -139,7 +152,7 @@ def flow(packet: str) -> dict | None:
     outer = _IPV4.search(packet)
     if outer is None:
         return None
-    rest = packet[outer.end():]
+    rest = packet[outer.end() :]
     encap, inner = "none", outer
     vxlan = _VXLAN.match(rest)
     if vxlan and "4789" in (outer[2], outer[4]):
@@ -148,12 +161,18 @@ def flow(packet: str) -> dict | None:
         encap, inner = "ipip", _IPV4.match(rest)
     if inner is None:
         return None
-    icmp = _ICMP.match(rest if inner is outer else rest[inner.end():])
+    icmp = _ICMP.match(rest if inner is outer else rest[inner.end() :])
     if icmp is None or inner[2] or inner[4]:  # not ICMP (ports: TCP, UDP)
         return None
     message = icmp[1].strip()
-    return {"encap": encap, "outer_src": outer[1], "outer_dst": outer[3], "inner_src": inner[1],
-            "inner_dst": inner[3], "icmp": _ICMP_NAMES.get(message, "icmp-" + "-".join(message.split()))}
+    return {
+        "encap": encap,
+        "outer_src": outer[1],
+        "outer_dst": outer[3],
+        "inner_src": inner[1],
+        "inner_dst": inner[3],
+        "icmp": _ICMP_NAMES.get(message, "icmp-" + "-".join(message.split())),
+    }
 
 
 def flows(text: str, marks: bool = False) -> list[dict]:

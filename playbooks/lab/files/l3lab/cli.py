@@ -37,13 +37,10 @@ def backend() -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="labctl.py", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = argparse.ArgumentParser(prog="labctl.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("image", help="build the guests' root image unless it is current").set_defaults(
-        run=lambda args: ensure_image())
-    commands.add_parser("backend", help="which guests this machine runs, and why").set_defaults(
-        run=lambda args: backend())
+    commands.add_parser("image", help="build the guests' root image unless it is current").set_defaults(run=lambda args: ensure_image())
+    commands.add_parser("backend", help="which guests this machine runs, and why").set_defaults(run=lambda args: backend())
     cmd = commands.add_parser("up", help="create what is missing (a no-op on a running lab)")
     cmd.add_argument("spec", metavar="SPEC_JSON", help='{"hosts": {"node-a": "192.168.100.100/24", ...}, "mem": "256M"}')
     cmd.set_defaults(run=lambda args: up(json.loads(args.spec)))

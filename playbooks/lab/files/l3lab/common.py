@@ -28,8 +28,16 @@ UML_INIT = FILES / "guest-init.sh"
 PROBE_TIMEOUT = 20.0
 
 # What running guests needs, and the Debian package that brings it (`make setup` installs them).
-TOOLS = {QEMU: "qemu-system-x86", "qemu-img": "qemu-utils", "mmdebstrap": "mmdebstrap", "mke2fs": "e2fsprogs",
-         "cpio": "cpio", "gzip": "gzip", "ssh-keygen": "openssh-client", "ip": "iproute2"}
+TOOLS = {
+    QEMU: "qemu-system-x86",
+    "qemu-img": "qemu-utils",
+    "mmdebstrap": "mmdebstrap",
+    "mke2fs": "e2fsprogs",
+    "cpio": "cpio",
+    "gzip": "gzip",
+    "ssh-keygen": "openssh-client",
+    "ip": "iproute2",
+}
 
 
 class LabError(Exception):
@@ -99,13 +107,17 @@ def can_run_guests(need_build: bool) -> None:
     """One clear error, before anything is created, when this machine cannot run the lab."""
     if os.geteuid() != 0:
         raise LabError("the lab needs root (network namespaces, tap devices)")
-    missing = sorted({pkg for tool, pkg in TOOLS.items()
-                      if (tool != "mmdebstrap" or need_build) and shutil.which(tool) is None
-                      and not Path("/usr/sbin", tool).exists()})
+    missing = sorted(
+        {pkg for tool, pkg in TOOLS.items() if (tool != "mmdebstrap" or need_build) and shutil.which(tool) is None and not Path("/usr/sbin", tool).exists()}
+    )
     if missing:
-        raise LabError("this machine cannot run the lab's guests: missing the Debian packages "
-                       f"{', '.join(missing)}; install them with `apt-get install {' '.join(missing)}` "
-                       "(or `make setup`, which installs everything bindep.txt lists)")
+        raise LabError(
+            "this machine cannot run the lab's guests: missing the Debian packages "
+            f"{', '.join(missing)}; install them with `apt-get install {' '.join(missing)}` "
+            "(or `make setup`, which installs everything bindep.txt lists)"
+        )
     if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
-        raise LabError("this machine cannot run the lab's guests: /dev/net/tun is missing (the kernel's tun "
-                       "driver: `modprobe tun`); QEMU connects each guest to the router with a tap device")
+        raise LabError(
+            "this machine cannot run the lab's guests: /dev/net/tun is missing (the kernel's tun "
+            "driver: `modprobe tun`); QEMU connects each guest to the router with a tap device"
+        )

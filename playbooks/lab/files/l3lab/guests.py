@@ -77,13 +77,11 @@ def wait_ready(started: dict[str, tuple[float, subprocess.Popen]]) -> dict[str, 
                 continue
             if proc.poll() is not None:
                 said = tail(common.LAB / name / "qemu.log") if (common.LAB / name / "qemu.log").exists() else ""
-                raise LabError(f"guest {name} exited during boot (exit {proc.returncode}); {said}\n"
-                               f"console:\n{tail(common.LAB / name / 'console.log')}")
+                raise LabError(f"guest {name} exited during boot (exit {proc.returncode}); {said}\nconsole:\n{tail(common.LAB / name / 'console.log')}")
         time.sleep(0.1)
     if started:
         names = ", ".join(sorted(started))
-        raise LabError(f"guests not ready after {BOOT_TIMEOUT:.0f} s: {names}; console of the first:\n"
-                       f"{tail(common.LAB / sorted(started)[0] / 'console.log')}")
+        raise LabError(f"guests not ready after {BOOT_TIMEOUT:.0f} s: {names}; console of the first:\n{tail(common.LAB / sorted(started)[0] / 'console.log')}")
     return boot
 
 
@@ -103,8 +101,7 @@ def our_guest_processes() -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        qemu = (len(argv) > 2 and Path(argv[0].decode(errors="replace")).name == Path(QEMU).name
-                and argv[1] == b"-name" and argv[2].startswith(PREFIX.encode()))
+        qemu = len(argv) > 2 and Path(argv[0].decode(errors="replace")).name == Path(QEMU).name and argv[1] == b"-name" and argv[2].startswith(PREFIX.encode())
         uml = len(argv) > 1 and argv[0] == UML.encode() and argv[1].startswith(f"umid={PREFIX}".encode())
         if qemu or uml:
             pids.append(int(entry.name))

@@ -17,8 +17,7 @@ from .common import IMAGE_CACHE, LabError, can_run_guests, locked, run
 
 SUITE = "bookworm"  # Debian 12: the release the users' hosts run
 IMAGE_SIZE = "2G"  # sparse; the image holds about 400 MB
-INITRAMFS_MODULES = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
-                     "virtio_blk")
+INITRAMFS_MODULES = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk")
 
 
 def image_packages() -> list[str]:
@@ -58,8 +57,7 @@ def make_initramfs(root: Path, out: Path) -> None:
     (tree / "init").chmod(0o755)
     files = sorted(str(p.relative_to(tree)) for p in tree.rglob("*"))
     with open(out, "wb") as handle:
-        listing = subprocess.Popen(["cpio", "-o", "-H", "newc", "--quiet"], cwd=tree, stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE)
+        listing = subprocess.Popen(["cpio", "-o", "-H", "newc", "--quiet"], cwd=tree, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         gzip = subprocess.Popen(["gzip", "-1"], stdin=listing.stdout, stdout=handle)
         listing.stdout.close()
         listing.stdin.write(("\n".join(["."] + files) + "\n").encode())
@@ -76,12 +74,22 @@ def build_image(dest: Path) -> dict:
     work.mkdir(parents=True)
     root = work / "root"
     try:
-        argv = ["mmdebstrap", "--quiet", "--variant=minbase", "--mode=root", "--format=directory",
-                f"--include={','.join(image_packages())}",
-                "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/doc/*",
-                "--dpkgopt=path-exclude=/usr/share/locale/*", "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-                f"--customize-hook={common.IMAGE_FILES / 'customize.sh'} \"$1\"",
-                SUITE, str(root), apt_sources()]
+        argv = [
+            "mmdebstrap",
+            "--quiet",
+            "--variant=minbase",
+            "--mode=root",
+            "--format=directory",
+            f"--include={','.join(image_packages())}",
+            "--dpkgopt=path-exclude=/usr/share/man/*",
+            "--dpkgopt=path-exclude=/usr/share/doc/*",
+            "--dpkgopt=path-exclude=/usr/share/locale/*",
+            "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+            f'--customize-hook={common.IMAGE_FILES / "customize.sh"} "$1"',
+            SUITE,
+            str(root),
+            apt_sources(),
+        ]
         run(*argv, timeout=900)
         kernels = sorted((root / "boot").glob("vmlinuz-*"))
         if not kernels:
@@ -91,9 +99,13 @@ def build_image(dest: Path) -> dict:
         packages = run("dpkg-query", f"--admindir={root / 'var/lib/dpkg'}", "-W", "-f", "${Package} ${Version}\n").stdout
         run("mke2fs", "-q", "-t", "ext4", "-d", str(root), "-L", "l3lab-root", "-F", str(work / "root.img"), IMAGE_SIZE)
         shutil.rmtree(root)
-        manifest = {"key": dest.name, "suite": SUITE, "kernel": kernels[-1].name.removeprefix("vmlinuz-"),
-                    "packages": dict(line.split(" ", 1) for line in packages.splitlines() if line),
-                    "build_seconds": round(time.monotonic() - t0, 1)}
+        manifest = {
+            "key": dest.name,
+            "suite": SUITE,
+            "kernel": kernels[-1].name.removeprefix("vmlinuz-"),
+            "packages": dict(line.split(" ", 1) for line in packages.splitlines() if line),
+            "build_seconds": round(time.monotonic() - t0, 1),
+        }
         (work / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         os.replace(work, dest)
         return manifest
@@ -114,5 +126,11 @@ def ensure_image() -> dict:
                 if old.is_dir() and old != dest:
                     shutil.rmtree(old, ignore_errors=True)
         manifest = json.loads((dest / "manifest.json").read_text())
-    return {"changed": built, "dir": str(dest), "kernel_file": str(dest / "vmlinuz"),
-            "initrd": str(dest / "initrd.img"), "root": str(dest / "root.img"), **manifest}
+    return {
+        "changed": built,
+        "dir": str(dest),
+        "kernel_file": str(dest / "vmlinuz"),
+        "initrd": str(dest / "initrd.img"),
+        "root": str(dest / "root.img"),
+        **manifest,
+    }

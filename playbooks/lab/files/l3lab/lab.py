@@ -51,10 +51,18 @@ def up(spec: dict) -> dict:
     boot = wait_ready(started) if started else {}
     write_known_hosts(topo)
     image = runtime["image"]
-    return {"changed": changed or bool(started), "started": sorted(boot), "boot_seconds": boot,
-            "guest_uptime_ready": {name: ready_uptime(name) for name in boot}, "lab_dir": str(common.LAB),
-            "backend": runtime["backend"], "accel": runtime["accel"], "why": runtime["why"],
-            "image": {k: image[k] for k in ("key", "kernel", "build_seconds", "dir")} if image else None, **topo}
+    return {
+        "changed": changed or bool(started),
+        "started": sorted(boot),
+        "boot_seconds": boot,
+        "guest_uptime_ready": {name: ready_uptime(name) for name in boot},
+        "lab_dir": str(common.LAB),
+        "backend": runtime["backend"],
+        "accel": runtime["accel"],
+        "why": runtime["why"],
+        "image": {k: image[k] for k in ("key", "kernel", "build_seconds", "dir")} if image else None,
+        **topo,
+    }
 
 
 def restart(name: str) -> dict:
@@ -111,8 +119,12 @@ def status() -> dict:
             record = json.loads((pidfile.parent / "guest.json").read_text())
         except (OSError, ValueError):
             record = {}
-        guests[name] = {"pid": pid, "running": pid is not None and alive(pid, guest_marker(name)),
-                        "ready": ready_uptime(name) is not None, "uptime_ready": ready_uptime(name),
-                        "backend": record.get("backend"),
-                        "accel": record.get("accel")}
+        guests[name] = {
+            "pid": pid,
+            "running": pid is not None and alive(pid, guest_marker(name)),
+            "ready": ready_uptime(name) is not None,
+            "uptime_ready": ready_uptime(name),
+            "backend": record.get("backend"),
+            "accel": record.get("accel"),
+        }
     return {"router": ROUTER in namespaces, "namespaces": namespaces, "guests": guests, "lab_dir": str(common.LAB)}

@@ -9,8 +9,7 @@ from .common import PREFIX, ROUTER, netns_list, run
 def ensure_router(topo: dict) -> None:
     run("ip", "netns", "add", ROUTER)
     ns = ("ip", "-n", ROUTER)
-    for key, value in (("net.ipv6.conf.all.disable_ipv6", "1"), ("net.ipv6.conf.default.disable_ipv6", "1"),
-                       ("net.ipv4.ip_forward", "1")):
+    for key, value in (("net.ipv6.conf.all.disable_ipv6", "1"), ("net.ipv6.conf.default.disable_ipv6", "1"), ("net.ipv4.ip_forward", "1")):
         run("ip", "netns", "exec", ROUTER, "sysctl", "-qw", f"{key}={value}")
     run(*ns, "link", "set", "lo", "up")
     for subnet in topo["subnets"]:
@@ -35,8 +34,7 @@ def veth_port(guest: dict) -> None:
     run("ip", "-n", ROUTER, "link", "del", guest["port"], check=False)
     run("ip", "netns", "add", guest["netns"])
     run("ip", "netns", "exec", guest["netns"], "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-    run("ip", "-n", ROUTER, "link", "add", guest["port"], "type", "veth",
-        "peer", "name", PREFIX + "u", "netns", guest["netns"])
+    run("ip", "-n", ROUTER, "link", "add", guest["port"], "type", "veth", "peer", "name", PREFIX + "u", "netns", guest["netns"])
     run("ip", "-n", ROUTER, "link", "set", guest["port"], "master", guest["bridge"], "up")
     run("ip", "-n", guest["netns"], "link", "set", PREFIX + "u", "up")
 

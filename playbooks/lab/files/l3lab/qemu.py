@@ -17,14 +17,34 @@ def probe_kvm(image: dict) -> tuple[bool, str]:
     """Boot the image's kernel under KVM to its initramfs, which says so and powers off."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False, "no usable /dev/kvm"
-    argv = [QEMU, "-M", "pc", "-accel", "kvm", "-cpu", "host", "-m", "128", "-nodefaults", "-no-user-config",
-            "-display", "none", "-no-reboot", "-serial", "stdio", "-kernel", image["kernel_file"],
-            "-initrd", image["initrd"], "-append", "console=ttyS0 quiet panic=-1 l3lab.probe"]
+    argv = [
+        QEMU,
+        "-M",
+        "pc",
+        "-accel",
+        "kvm",
+        "-cpu",
+        "host",
+        "-m",
+        "128",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-serial",
+        "stdio",
+        "-kernel",
+        image["kernel_file"],
+        "-initrd",
+        image["initrd"],
+        "-append",
+        "console=ttyS0 quiet panic=-1 l3lab.probe",
+    ]
     try:
         # stdin not ours: QEMU's stdio chardev sets O_NONBLOCK on it, which is shared with the caller
         # (ansible-playbook refuses to run on a non-blocking stdin).
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return False, f"a probe boot under KVM did not reach the initramfs in {PROBE_TIMEOUT:.0f} s"
     if "l3lab-probe-ok" in proc.stdout:
@@ -53,19 +73,50 @@ def qemu_argv(guest: dict, mem: str, image: dict, accel: str) -> list[str]:
     # mitigations=off: a guest of the lab runs only the lab's code, and under TCG every page-table
     # switch a mitigation adds costs a flush of QEMU's translated TLB.
     cmdline = "console=ttyS0 quiet panic=-1 net.ifnames=0 mitigations=off"
-    fw_cfg = [("name", "string", guest["name"]), ("ip", "string", guest["ip"]),
-              ("gateway", "string", guest["gateway"]), ("hostkey", "file", str(gdir / "ssh_host_ed25519_key")),
-              ("hostkey.pub", "file", str(gdir / "ssh_host_ed25519_key.pub")),
-              ("authorized_keys", "file", str(common.LAB / "ssh" / "id_ed25519.pub"))]
-    argv = [QEMU, "-name", f"{PREFIX}{guest['name']}", "-M", "pc", "-accel", accel,
-            "-cpu", "host" if accel == "kvm" else os.environ.get("L3LAB_QEMU_CPU", "max"), "-m", mem.removesuffix("M"), "-smp", "1",
-            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-            "-kernel", image["kernel_file"], "-initrd", image["initrd"], "-append", cmdline,
-            "-drive", f"file={gdir / 'disk.qcow2'},format=qcow2,if=virtio,cache=unsafe",
-            "-netdev", f"tap,id=n0,ifname={guest['port']},script=no,downscript=no",
-            "-device", f"virtio-net-pci,netdev=n0,mac={guest['mac']}",
-            "-serial", f"file:{gdir / 'console.log'}"]
+    fw_cfg = [
+        ("name", "string", guest["name"]),
+        ("ip", "string", guest["ip"]),
+        ("gateway", "string", guest["gateway"]),
+        ("hostkey", "file", str(gdir / "ssh_host_ed25519_key")),
+        ("hostkey.pub", "file", str(gdir / "ssh_host_ed25519_key.pub")),
+        ("authorized_keys", "file", str(common.LAB / "ssh" / "id_ed25519.pub")),
+    ]
+    argv = [
+        QEMU,
+        "-name",
+        f"{PREFIX}{guest['name']}",
+        "-M",
+        "pc",
+        "-accel",
+        accel,
+        "-cpu",
+        "host" if accel == "kvm" else os.environ.get("L3LAB_QEMU_CPU", "max"),
+        "-m",
+        mem.removesuffix("M"),
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-sandbox",
+        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+        "-kernel",
+        image["kernel_file"],
+        "-initrd",
+        image["initrd"],
+        "-append",
+        cmdline,
+        "-drive",
+        f"file={gdir / 'disk.qcow2'},format=qcow2,if=virtio,cache=unsafe",
+        "-netdev",
+        f"tap,id=n0,ifname={guest['port']},script=no,downscript=no",
+        "-device",
+        f"virtio-net-pci,netdev=n0,mac={guest['mac']}",
+        "-serial",
+        f"file:{gdir / 'console.log'}",
+    ]
     for key, kind, value in fw_cfg:
         argv += ["-fw_cfg", f"name=opt/l3lab/{key},{kind}={value}"]
     return argv
@@ -76,5 +127,4 @@ def start_qemu_guest(guest: dict, mem: str, image: dict, accel: str) -> subproce
     tap_port(guest)
     argv = ["ip", "netns", "exec", ROUTER, *qemu_argv(guest, mem, image, accel)]
     with open(gdir / "qemu.log", "wb") as log:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)

@@ -25,7 +25,7 @@ def relay(host: str, port: int) -> int:
         sel.register(sock, selectors.EVENT_READ, "sock")
         open_ends = 2
         while open_ends:
-            for key, _ in sel.select():
+            for key, _events in sel.select():
                 if key.data == "in":
                     data = os.read(0, 65536)
                     if data:
@@ -39,7 +39,7 @@ def relay(host: str, port: int) -> int:
                     if data:
                         view = memoryview(data)
                         while view:
-                            view = view[os.write(1, view):]
+                            view = view[os.write(1, view) :]
                     else:
                         sel.unregister(sock)
                         open_ends = 0

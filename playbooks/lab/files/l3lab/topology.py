@@ -37,16 +37,24 @@ def plan(spec: dict) -> dict:
             raise LabError(f"spec: host {name}: {iface.ip} is the router's address in {iface.network}")
         nets[str(iface.network)] = iface.network
         mac = "52:54:00:" + ":".join(f"{b:02x}" for b in hashlib.sha256(name.encode()).digest()[:3])
-        guests.append({"name": name, "ip": str(iface), "address": str(iface.ip), "gateway": str(gateway),
-                       "network": str(iface.network), "port": f"{PREFIX}p{idx}", "mac": mac,
-                       "netns": PREFIX + name})
+        guests.append(
+            {
+                "name": name,
+                "ip": str(iface),
+                "address": str(iface.ip),
+                "gateway": str(gateway),
+                "network": str(iface.network),
+                "port": f"{PREFIX}p{idx}",
+                "mac": mac,
+                "netns": PREFIX + name,
+            }
+        )
     addrs = [g["address"] for g in guests]
     if len(set(addrs)) != len(addrs):
         raise LabError(f"spec: duplicate host addresses in {addrs}")
     subnets = []
     for idx, net in enumerate(sorted(nets.values())):
-        subnets.append({"network": str(net), "bridge": f"{PREFIX}s{idx}",
-                        "gateway": f"{next(net.hosts())}/{net.prefixlen}"})
+        subnets.append({"network": str(net), "bridge": f"{PREFIX}s{idx}", "gateway": f"{next(net.hosts())}/{net.prefixlen}"})
     bridge_of = {s["network"]: s["bridge"] for s in subnets}
     for guest in guests:
         guest["bridge"] = bridge_of[guest["network"]]

@@ -27,20 +27,28 @@ def probe_uml() -> tuple[bool, str]:
         init = work / "init.sh"
         init.write_text("#!/bin/sh\necho l3lab-probe-ok\n")
         init.chmod(0o755)
-        argv = [UML, f"umid={PREFIX}probe-{os.getpid()}", f"uml_dir={work}", "mem=64M", "rootfstype=hostfs",
-                "rootflags=/", "ro", "con=null", "con0=null,fd:1", f"init={init}"]
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
+        argv = [
+            UML,
+            f"umid={PREFIX}probe-{os.getpid()}",
+            f"uml_dir={work}",
+            "mem=64M",
+            "rootfstype=hostfs",
+            "rootflags=/",
+            "ro",
+            "con=null",
+            "con0=null,fd:1",
+            f"init={init}",
+        ]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
-            out, _ = proc.communicate(timeout=PROBE_TIMEOUT)
+            out, _err = proc.communicate(timeout=PROBE_TIMEOUT)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # the kernel and its helper processes, all ours
             proc.communicate()
             return False, f"a probe boot of User-mode Linux did not run init in {PROBE_TIMEOUT:.0f} s"
         if "l3lab-probe-ok" in out:
             return True, "a probe boot of User-mode Linux ran init"
-        said = next((line for line in out.splitlines() if "failed" in line or "panic" in line.lower()),
-                    f"exit {proc.returncode}")
+        said = next((line for line in out.splitlines() if "failed" in line or "panic" in line.lower()), f"exit {proc.returncode}")
         return False, f"a probe boot of User-mode Linux failed: {said.strip()}"
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -86,19 +94,41 @@ def start_uml_guest(guest: dict, mem: str) -> subprocess.Popen:
     disk = gdir / "disk.img"
     if not disk.exists():
         # Made on the machine (mke2fs formats a plain file); written only by the guest's kernel.
-        run("mkfs.ext4", "-q", "-F", "-L", guest["name"], "-E", "lazy_itable_init=1,lazy_journal_init=1",
-            str(disk) + ".tmp", UML_DISK_SIZE)
+        run("mkfs.ext4", "-q", "-F", "-L", guest["name"], "-E", "lazy_itable_init=1,lazy_journal_init=1", str(disk) + ".tmp", UML_DISK_SIZE)
         os.replace(str(disk) + ".tmp", disk)
     veth_port(guest)
     argv = [
-        "ip", "netns", "exec", guest["netns"], "unshare", "--mount", "--propagation", "private", "--",
-        "/bin/sh", "-ec", UML_SANDBOX, "l3lab-sandbox", str(common.LAB),
-        UML, f"umid={PREFIX}{guest['name']}", f"uml_dir={gdir / 'uml'}", f"mem={mem}",
-        "rootfstype=hostfs", "rootflags=/", "ro", "con=null", "ssl=null", "con0=null,fd:1",
-        f"vec0:transport=raw,ifname={PREFIX}u,gro=1", f"ubd0={disk}", f"init={UML_INIT}",
-        f"l3lab_name={guest['name']}", f"l3lab_ip={guest['ip']}", f"l3lab_gw={guest['gateway']}",
+        "ip",
+        "netns",
+        "exec",
+        guest["netns"],
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-ec",
+        UML_SANDBOX,
+        "l3lab-sandbox",
+        str(common.LAB),
+        UML,
+        f"umid={PREFIX}{guest['name']}",
+        f"uml_dir={gdir / 'uml'}",
+        f"mem={mem}",
+        "rootfstype=hostfs",
+        "rootflags=/",
+        "ro",
+        "con=null",
+        "ssl=null",
+        "con0=null,fd:1",
+        f"vec0:transport=raw,ifname={PREFIX}u,gro=1",
+        f"ubd0={disk}",
+        f"init={UML_INIT}",
+        f"l3lab_name={guest['name']}",
+        f"l3lab_ip={guest['ip']}",
+        f"l3lab_gw={guest['gateway']}",
         f"l3lab_dir={gdir}",
     ]
     with open(gdir / "console.log", "wb") as log:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)

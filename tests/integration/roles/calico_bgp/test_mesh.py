@@ -52,8 +52,7 @@ def mesh(fabric_factory, bgp):
     runs = bgp.task_results(fabric.first, BIRD_TASK)
     assert all(runs[n]["started"] and runs[n]["changed"] for n in NODES)
     print(
-        f"\nfirst run of the role: {converge:.1f} s; every session Established "
-        f"{max((established - done).total_seconds(), 0):.2f} s after the role's run ended"
+        f"\nfirst run of the role: {converge:.1f} s; every session Established {max((established - done).total_seconds(), 0):.2f} s after the role's run ended"
     )
     return fabric
 
@@ -140,10 +139,7 @@ def test_filter_change_keeps_sessions(mesh, bgp):
     assert "blackhole 172.17.0.0/26 proto bird" in mesh.routes("n1")
     after = {node: mesh.sessions(node) for node in NODES}
     assert after == before, "a filter change restarted BGP sessions"
-    print(
-        f"\nfilter change: the tunnel route was in the kernel {(landed - configured).total_seconds():.2f} s "
-        "after the run started; no session restarted"
-    )
+    print(f"\nfilter change: the tunnel route was in the kernel {(landed - configured).total_seconds():.2f} s after the run started; no session restarted")
 
 
 def test_bad_value_is_refused_by_bird_and_the_running_config_stays(mesh, bgp):
@@ -184,9 +180,7 @@ def test_rogue_peer_reaches_nothing(mesh, bgp):
     inside the exportable pools."""
     mesh.add_host("rg", "192.168.100.50/24", "a", tunl0=False)
     rogue = mesh.start_bird("rg", ROGUE_BIRD)
-    mesh.inv = mesh.inventory(
-        mesh.ipam, host_vars={"n1": {"calico_bgp_node_peers": [{"address": "192.168.100.50", "as": 65099}]}}
-    )
+    mesh.inv = mesh.inventory(mesh.ipam, host_vars={"n1": {"calico_bgp_node_peers": [{"address": "192.168.100.50", "as": 65099}]}})
     mesh.converge(mesh.inv, "--limit", "n1")  # only n1 peers with it
     bgp.wait_for(
         lambda: mesh.sessions("n1").get("Node_192_168_100_50", ("",))[0] == "Established",
@@ -257,13 +251,7 @@ def test_md5_mismatch_detected_by_verify(mesh, bgp):
     mesh.inv = mesh.inventory(
         mesh.ipam,
         group_vars={"calico_bgp_verify": True, "calico_bgp_verify_timeout": 6},
-        host_vars={
-            "n2": {
-                "calico_bgp_node_peers": [
-                    {"address": "192.168.100.51", "as": 65098, "password": "{{ vault_md5_peer_password }}"}
-                ]
-            }
-        },
+        host_vars={"n2": {"calico_bgp_node_peers": [{"address": "192.168.100.51", "as": 65098, "password": "{{ vault_md5_peer_password }}"}]}},
         raw_group_vars=vaulted,
     )
     result = mesh.converge(mesh.inv, check=False)
@@ -299,9 +287,7 @@ def test_supervisor_restarts_bird_and_stops_by_pid(mesh, bgp):
     n3 = mesh.nodes["n3"]
     old = int(Path(n3["calico_bgp_pid_file"]).read_text())
     os.kill(old, signal.SIGKILL)
-    bgp.wait_for(
-        lambda: Path(n3["calico_bgp_pid_file"]).read_text().strip() not in ("", str(old)), 15, what="a new BIRD pid"
-    )
+    bgp.wait_for(lambda: Path(n3["calico_bgp_pid_file"]).read_text().strip() not in ("", str(old)), 15, what="a new BIRD pid")
     bgp.wait_for(lambda: mesh.established("n3"), 20, what="the sessions of the restarted BIRD")
     service = str(mesh.work / "calico-bird-service")
     supervisor = int(Path(n3["calico_bgp_supervisor_pid_file"]).read_text())

@@ -51,9 +51,7 @@ def test_cross_subnet_routes_tunnel_only_across_the_router(fabric_factory, bgp):
         ],
     }
     for node, lines in expected.items():
-        bgp.wait_for(
-            lambda lines=lines, node=node: set(lines) <= set(fabric.routes(node)), 10, what=f"{node}: {lines} in {fabric.routes(node)}"
-        )
+        bgp.wait_for(lambda lines=lines, node=node: set(lines) <= set(fabric.routes(node)), 10, what=f"{node}: {lines} in {fabric.routes(node)}")
 
 
 def test_route_reflector_with_the_mesh_off(fabric_factory, bgp):
@@ -81,11 +79,7 @@ def test_route_reflector_with_the_mesh_off(fabric_factory, bgp):
     assert "rr client;" in open(fabric.nodes["rr"]["calico_bgp_config_file"]).read()
     for client in ("n1", "n2", "n3"):
         assert sorted(fabric.sessions(client)) == ["RR_192_168_100_10"]
-        others = [
-            f"{nodes[o]['blocks'][0][0]} via {nodes[o]['ip'].split('/')[0]} dev eth0 proto bird"
-            for o in nodes
-            if o != client
-        ]
+        others = [f"{nodes[o]['blocks'][0][0]} via {nodes[o]['ip'].split('/')[0]} dev eth0 proto bird" for o in nodes if o != client]
         own = f"blackhole {nodes[client]['blocks'][0][0]} proto bird"
         bgp.wait_for(
             lambda others=others, own=own, client=client: set(others + [own]) <= set(fabric.routes(client)),

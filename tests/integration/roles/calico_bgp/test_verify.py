@@ -19,13 +19,33 @@ ROOT = Path(__file__).resolve().parents[4]
 def test_verify_fails_clearly_without_bird(tmp_path):
     if not shutil.which("birdc") and not Path("/usr/sbin/birdc").exists():
         pytest.skip("needs birdc (Debian package bird2)")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
-               ANSIBLE_HOME=str(tmp_path / "home"), PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}")
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
+        ANSIBLE_HOME=str(tmp_path / "home"),
+        PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+    )
     socket = tmp_path / "no-bird.ctl"
     proc = subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", "-c", "local", str(Path(__file__).with_name("verify.yml")),
-         "-e", f"calico_bgp_control_socket={socket}", "-e", "calico_bgp_verify_timeout=1"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False,
+        [
+            "ansible-playbook",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            str(Path(__file__).with_name("verify.yml")),
+            "-e",
+            f"calico_bgp_control_socket={socket}",
+            "-e",
+            "calico_bgp_verify_timeout=1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 2, proc.stdout
     assert f"birdc on {socket} failed" in proc.stdout and "Unable to connect to server control socket" in proc.stdout

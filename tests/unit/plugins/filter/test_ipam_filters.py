@@ -17,12 +17,15 @@ def test_pool_blocks():
     assert len(pool_blocks("172.17.0.0/16", block_size=26)) == 1024
 
 
-@pytest.mark.parametrize("args, message", [
-    (("172.17.0.1/16",), "without host bits"),
-    (("172.17.0.0/26", 24), "at least /26"),
-    (("nonsense",), "not a network"),
-    (("172.17.0.0/16", "x"), "block_size"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("172.17.0.1/16",), "without host bits"),
+        (("172.17.0.0/26", 24), "at least /26"),
+        (("nonsense",), "not a network"),
+        (("172.17.0.0/16", "x"), "block_size"),
+    ],
+)
 def test_pool_blocks_errors(args, message):
     with pytest.raises(AnsibleFilterError, match=message):
         pool_blocks(*args)
@@ -55,8 +58,10 @@ def test_veth_name_matches_calico():
         veth_name(42)
 
 
-POOLS = {"old": {"cidr": "10.1.0.0/16", "ipip_mode": "Always", "vxlan_mode": "Never", "disabled": True},
-         "new": {"cidr": "10.2.0.0/16", "ipip_mode": "CrossSubnet", "vxlan_mode": "Never", "disabled": False}}
+POOLS = {
+    "old": {"cidr": "10.1.0.0/16", "ipip_mode": "Always", "vxlan_mode": "Never", "disabled": True},
+    "new": {"cidr": "10.2.0.0/16", "ipip_mode": "CrossSubnet", "vxlan_mode": "Never", "disabled": False},
+}
 
 
 def test_workload_mtu_is_the_node_modules_rule():
@@ -65,11 +70,14 @@ def test_workload_mtu_is_the_node_modules_rule():
     assert workload_mtu({}) == 1500
 
 
-@pytest.mark.parametrize("args, message", [
-    (([],), "_input"),
-    (({"p": "Always"},), "not mappings"),
-    ((POOLS, "big"), "underlay_mtu"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (([],), "_input"),
+        (({"p": "Always"},), "not mappings"),
+        ((POOLS, "big"), "underlay_mtu"),
+    ],
+)
 def test_workload_mtu_errors(args, message):
     with pytest.raises(AnsibleFilterError, match=message):
         workload_mtu(*args)

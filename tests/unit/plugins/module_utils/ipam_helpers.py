@@ -12,12 +12,14 @@ def make_nodes(spec, labels=None):
     """{"n1": ["w1", {"name": "w2", "ip": ...}], ...} -> the module's ``nodes`` list."""
     out = []
     for i, (name, workloads) in enumerate(spec.items()):
-        out.append({
-            "name": name,
-            "ip": f"192.168.{i // 200}.{i % 200 + 1}/24",
-            "labels": (labels or {}).get(name, {}),
-            "workloads": [w if isinstance(w, dict) else {"name": w} for w in workloads],
-        })
+        out.append(
+            {
+                "name": name,
+                "ip": f"192.168.{i // 200}.{i % 200 + 1}/24",
+                "labels": (labels or {}).get(name, {}),
+                "workloads": [w if isinstance(w, dict) else {"name": w} for w in workloads],
+            }
+        )
     return out
 
 

@@ -214,9 +214,10 @@ def test_a_bad_password_is_refused_without_being_echoed():
 def test_a_password_with_a_trailing_newline_is_refused_by_us_not_by_bird():
     password = "mesh-key\n"
     """A vaulted password with a trailing newline (an ``encrypt_string`` slip) used to pass: '$' accepts it."""
-    for settings, field in (({"mesh_password": password}, "calico_bgp_mesh_password"),
-                            ({"peers": [{"address": "10.0.0.1", "as": 1, "password": password}]},
-                             "calico_bgp_peers[0].password")):
+    for settings, field in (
+        ({"mesh_password": password}, "calico_bgp_mesh_password"),
+        ({"peers": [{"address": "10.0.0.1", "as": 1, "password": password}]}, "calico_bgp_peers[0].password"),
+    ):
         with pytest.raises(BgpConfigError) as excinfo:
             node_config(THREE, "a", settings)
         assert field in str(excinfo.value) and "mesh-key" not in str(excinfo.value)
@@ -256,8 +257,7 @@ EVERYTHING = {
     "node_as": {"a": 65001},
     "mesh_password": "mesh-key",
     "peers": [{"address": "10.0.0.1", "as": 65000, "password": "tor-key", "ttl_security": True, "multihop": 2}],
-    "node_peers": [{"address": "10.0.0.2", "as": 64512, "keep_next_hop": True, "port": 1179, "import_default_route": True,
-                    "name": "tor_c"}],
+    "node_peers": [{"address": "10.0.0.2", "as": 64512, "keep_next_hop": True, "port": 1179, "import_default_route": True, "name": "tor_c"}],
     "router_id": "hash",
     "graceful_restart_time": 300,
 }
@@ -265,21 +265,44 @@ EVERYTHING = {
 
 def _peer(name, kind, address, asn, multihop=None, password_symbol=None, ibgp=True, node=None, **flags):
     head = {"name": name, "kind": kind} | ({"node": node} if node else {})
-    return head | {"address": address, "as": asn, "ttl_security": flags.get("ttl_security", False), "multihop": multihop,
-                   "keep_next_hop": flags.get("keep_next_hop", False), "port": flags.get("port", 179), "passive": False,
-                   "import_default_route": flags.get("import_default_route", False), "rr_client": False,
-                   "password_symbol": password_symbol, "ibgp": ibgp}
+    return head | {
+        "address": address,
+        "as": asn,
+        "ttl_security": flags.get("ttl_security", False),
+        "multihop": multihop,
+        "keep_next_hop": flags.get("keep_next_hop", False),
+        "port": flags.get("port", 179),
+        "passive": False,
+        "import_default_route": flags.get("import_default_route", False),
+        "rr_client": False,
+        "password_symbol": password_symbol,
+        "ibgp": ibgp,
+    }
 
 
 def test_the_output_every_consumer_reads_is_pinned_key_for_key():
     """What the filter returns (set_fact, bird.conf.j2, bird-secrets.conf.j2): values and key order, as before the
     settings became dataclasses."""
     expected = {
-        "node": "c", "router_id": hash_router_id("c"), "as": 64512, "address": "192.168.200.1", "network": "192.168.200.0/24",
-        "route_reflector_cluster_id": None, "own_blocks": ["172.17.0.128/26", "172.17.0.192/32"], "blackholes": ["172.17.0.128/26"],
-        "pools": ["172.17.0.0/16"], "export_pools": ["172.17.0.0/16"], "no_export_pools": [], "ipip_always_pools": [],
-        "ipip_cross_subnet_pools": ["172.17.0.0/16"], "vxlan_pools": [], "import_default_route": False, "graceful_restart": True,
-        "graceful_restart_time": 300, "tunnel_device": "tunl0", "workload_interfaces": "cali*",
+        "node": "c",
+        "router_id": hash_router_id("c"),
+        "as": 64512,
+        "address": "192.168.200.1",
+        "network": "192.168.200.0/24",
+        "route_reflector_cluster_id": None,
+        "own_blocks": ["172.17.0.128/26", "172.17.0.192/32"],
+        "blackholes": ["172.17.0.128/26"],
+        "pools": ["172.17.0.0/16"],
+        "export_pools": ["172.17.0.0/16"],
+        "no_export_pools": [],
+        "ipip_always_pools": [],
+        "ipip_cross_subnet_pools": ["172.17.0.0/16"],
+        "vxlan_pools": [],
+        "import_default_route": False,
+        "graceful_restart": True,
+        "graceful_restart_time": 300,
+        "tunnel_device": "tunl0",
+        "workload_interfaces": "cali*",
         "peers": [
             _peer("Mesh_192_168_100_9", "mesh", "192.168.100.9", 65001, 255, "CALICO_PW_MESH_192_168_100_9", False, node="a"),
             _peer("RR_192_168_100_10", "rr", "192.168.100.10", 64512, None, "CALICO_PW_RR_192_168_100_10", node="b"),
@@ -361,12 +384,13 @@ def test_the_sessions_with_the_nodes_are_the_peers_the_constructor_builds():
     """node_peers builds its Peers without the dataclass's __init__ (a mesh is 10,000 of them): the same values."""
     bgp = BgpSettings.from_inventory("a", {"node_as": {"c": 65001}, "mesh_password": "k", "route_reflectors": {"b": "1.1.1.1"}})
     result = IpamResult.from_dict(THREE)
-    address = lambda ip: int(ipaddress.IPv4Address(ip))  # noqa: E731
+
+    def address(ip):
+        return int(ipaddress.IPv4Address(ip))
+
     expected = [
-        Peer("RR_192_168_100_10", RR, "192.168.100.10", address("192.168.100.10"), 64512, node="b", passive=True,
-             password=MESH_PASSWORD),
-        Peer("Mesh_192_168_200_1", MESH, "192.168.200.1", address("192.168.200.1"), 65001, node="c", multihop=255,
-             passive=True, password=MESH_PASSWORD),
+        Peer("RR_192_168_100_10", RR, "192.168.100.10", address("192.168.100.10"), 64512, node="b", passive=True, password=MESH_PASSWORD),
+        Peer("Mesh_192_168_200_1", MESH, "192.168.200.1", address("192.168.200.1"), 65001, node="c", multihop=255, passive=True, password=MESH_PASSWORD),
     ]
     built = node_peers(bgp, result, result.nodes["a"])
     assert [vars(p) for p in built] == [vars(p) for p in expected] and built == expected
@@ -380,7 +404,8 @@ def test_settings_are_checked_before_the_ipam_result():
 
 
 try:
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 except ImportError:  # pragma: no cover
     given = None
 
@@ -416,14 +441,14 @@ if given is not None:
                 assert ((x, y) in sessions) == expected
 
     # A marker no other output holds, then any printable ASCII BIRD accepts in a string.
-    passwords = st.one_of(st.none(), st.just(""), st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E,
-                                                                         blacklist_characters='"\\'), max_size=20).map("l3tPw-".__add__))
+    passwords = st.one_of(
+        st.none(), st.just(""), st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, blacklist_characters='"\\'), max_size=20).map("l3tPw-".__add__)
+    )
 
     @settings(max_examples=60, deadline=None)
     @given(
         mesh_password=passwords,
-        external=st.lists(st.tuples(st.integers(min_value=1, max_value=200), passwords, st.booleans()), max_size=4,
-                          unique_by=lambda e: e[0]),
+        external=st.lists(st.tuples(st.integers(min_value=1, max_value=200), passwords, st.booleans()), max_size=4, unique_by=lambda e: e[0]),
         reflector=st.booleans(),
     )
     def test_secrets_are_exactly_the_peers_constants_and_hold_no_password(mesh_password, external, reflector):

@@ -67,7 +67,7 @@ class Runner:
         if args == ["daemon-reload"]:
             self.unit["NeedDaemonReload"] = "no"
             return 0, "", ""
-        verb = args[:args.index("--")]
+        verb = args[: args.index("--")]
         if verb in (["start"], ["restart"]):
             self.unit["ActiveState"], self.up = "active", True
         elif verb == ["enable"]:
@@ -358,8 +358,11 @@ def run_module(params, runner):
 
 
 def verbs(runner) -> list[str]:
-    return [" ".join(a for a in (c[1:c.index("--")] if "--" in c else c[1:]) if not a.startswith("--property"))
-            if c[0].endswith("systemctl") else c[-1] for c in runner.calls if not c[0].endswith("/bird")]
+    return [
+        " ".join(a for a in (c[1 : c.index("--")] if "--" in c else c[1:]) if not a.startswith("--property")) if c[0].endswith("systemctl") else c[-1]
+        for c in runner.calls
+        if not c[0].endswith("/bird")
+    ]
 
 
 def test_systemd_first_run_installs_enables_and_starts_the_unit(systemd):
@@ -369,8 +372,7 @@ def test_systemd_first_run_installs_enables_and_starts_the_unit(systemd):
     assert open(unit).read() == systemd["unit"] and mode(unit) == 0o644
     assert not os.path.exists(systemd["supervisor"])  # no supervisor under systemd
     assert verbs(runner) == ["show", "daemon-reload", "enable", "start", "status"]
-    assert the_plan.changes[-3:] == ["systemd reloaded (systemctl daemon-reload)", "BIRD's unit enabled",
-                                     "BIRD started (systemd)"]
+    assert the_plan.changes[-3:] == ["systemd reloaded (systemctl daemon-reload)", "BIRD's unit enabled", "BIRD started (systemd)"]
     assert not the_plan.reconfigure and open(bird_service.applied_file(systemd)).read() == the_plan.applied
 
 
@@ -462,8 +464,7 @@ def test_reload_out_refused_by_bird_fails_clearly(systemd):
     runner = Runner(up=False)
     run_module(systemd, runner)
     with pytest.raises(bird_service.BirdServiceError, match="birdc reload out nosuch failed"):
-        run_module({**systemd, "reload_out": ["nosuch"]},
-                   lambda argv: (0, "nosuch: There is no such protocol\n", "") if "reload" in argv else runner(argv))
+        run_module({**systemd, "reload_out": ["nosuch"]}, lambda argv: (0, "nosuch: There is no such protocol\n", "") if "reload" in argv else runner(argv))
 
 
 @pytest.mark.parametrize("manager", ["systemd", "supervisor"])

@@ -5,29 +5,32 @@ from ansible_collections.l3.calico.plugins.module_utils.calico_selector import S
 LABELS = {"rack": "r1", "zone": "eu", "gpu": "yes"}
 
 
-@pytest.mark.parametrize("selector, expected", [
-    ("", True),
-    ("all()", True),
-    ("rack == 'r1'", True),
-    ('rack == "r2"', False),
-    ("rack != 'r2'", True),
-    ("missing != 'x'", True),
-    ("has(gpu)", True),
-    ("has(tpu)", False),
-    ("!has(tpu)", True),
-    ("rack in {'r1', 'r3'}", True),
-    ("rack in {}", False),
-    ("missing in {'a'}", False),
-    ("rack not in {'r2'}", True),
-    ("missing not in {'a'}", True),
-    ("rack == 'r1' && zone == 'us'", False),
-    ("rack == 'r1' || zone == 'us'", True),
-    ("!(rack == 'r1' && zone == 'eu')", False),
-    ("has(gpu) && (zone == 'us' || rack in {'r1'})", True),
-    ("rack == 'r2' || zone == 'us' || has(gpu)", True),
-    ("!!has(gpu)", True),
-    ("example.com/role == 'x'", False),
-])
+@pytest.mark.parametrize(
+    "selector, expected",
+    [
+        ("", True),
+        ("all()", True),
+        ("rack == 'r1'", True),
+        ('rack == "r2"', False),
+        ("rack != 'r2'", True),
+        ("missing != 'x'", True),
+        ("has(gpu)", True),
+        ("has(tpu)", False),
+        ("!has(tpu)", True),
+        ("rack in {'r1', 'r3'}", True),
+        ("rack in {}", False),
+        ("missing in {'a'}", False),
+        ("rack not in {'r2'}", True),
+        ("missing not in {'a'}", True),
+        ("rack == 'r1' && zone == 'us'", False),
+        ("rack == 'r1' || zone == 'us'", True),
+        ("!(rack == 'r1' && zone == 'eu')", False),
+        ("has(gpu) && (zone == 'us' || rack in {'r1'})", True),
+        ("rack == 'r2' || zone == 'us' || has(gpu)", True),
+        ("!!has(gpu)", True),
+        ("example.com/role == 'x'", False),
+    ],
+)
 def test_selector_semantics(selector, expected):
     assert matches(selector, LABELS) is expected
 
@@ -38,20 +41,23 @@ def test_precedence_and_binds_tighter_than_or():
     assert matches("(has(gpu) || has(x)) && has(y)", LABELS) is False
 
 
-@pytest.mark.parametrize("selector, position, fragment", [
-    ("rack == r1", 8, "expected a quoted string, found 'r1'"),
-    ("rack = 'r1'", 5, "unexpected character '='"),
-    ("rack == 'r1", 8, "unterminated string"),
-    ("has(rack", 8, "expected ')' after the label name, found the end"),
-    ("(rack == 'a'", 12, "expected ')'"),
-    ("rack == 'a' &&", 14, "expected a label name"),
-    ("rack in {'a' 'b'}", 13, "expected ',' or '}'"),
-    ("rack not {'a'}", 9, "expected 'in' after 'not'"),
-    ("rack", 4, "expected '==', '!=', 'in' or 'not in'"),
-    ("all(", 4, "expected ')' after 'all('"),
-    ("rack == 'a' rack == 'b'", 12, "expected '&&', '||' or the end"),
-    ("&& has(x)", 0, "expected a label name"),
-])
+@pytest.mark.parametrize(
+    "selector, position, fragment",
+    [
+        ("rack == r1", 8, "expected a quoted string, found 'r1'"),
+        ("rack = 'r1'", 5, "unexpected character '='"),
+        ("rack == 'r1", 8, "unterminated string"),
+        ("has(rack", 8, "expected ')' after the label name, found the end"),
+        ("(rack == 'a'", 12, "expected ')'"),
+        ("rack == 'a' &&", 14, "expected a label name"),
+        ("rack in {'a' 'b'}", 13, "expected ',' or '}'"),
+        ("rack not {'a'}", 9, "expected 'in' after 'not'"),
+        ("rack", 4, "expected '==', '!=', 'in' or 'not in'"),
+        ("all(", 4, "expected ')' after 'all('"),
+        ("rack == 'a' rack == 'b'", 12, "expected '&&', '||' or the end"),
+        ("&& has(x)", 0, "expected a label name"),
+    ],
+)
 def test_syntax_errors_are_precise(selector, position, fragment):
     with pytest.raises(SelectorError) as err:
         parse(selector)

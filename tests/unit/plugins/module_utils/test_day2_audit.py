@@ -5,20 +5,18 @@
 from __future__ import annotations
 
 from ansible_collections.l3.calico.plugins.module_utils.host_audit import audit_routes, audit_tunnels
-from ansible_collections.l3.calico.plugins.module_utils.naming import veth_name
 from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
+from ansible_collections.l3.calico.plugins.module_utils.naming import veth_name
 
 POOLS = [{"name": "p1", "cidr": "10.10.0.0/16", "block_size": 26}]
 
 
 def params(tmp_path, nodes, **kw):
-    return {"pools": POOLS, "config": {}, "reservations": [], "node": None, "lock_timeout": 5.0,
-            "state_file": str(tmp_path / "s.json"), "nodes": nodes, **kw}
+    return {"pools": POOLS, "config": {}, "reservations": [], "node": None, "lock_timeout": 5.0, "state_file": str(tmp_path / "s.json"), "nodes": nodes, **kw}
 
 
 def nodes(**workloads):
-    return [{"name": n, "ip": f"192.168.1.{i}/24", "workloads": [{"name": w} for w in wls]}
-            for i, (n, wls) in enumerate(sorted(workloads.items()), 1)]
+    return [{"name": n, "ip": f"192.168.1.{i}/24", "workloads": [{"name": w} for w in wls]} for i, (n, wls) in enumerate(sorted(workloads.items()), 1)]
 
 
 def test_audit_of_a_consistent_state_is_clean_and_writes_nothing(tmp_path):
@@ -49,14 +47,23 @@ def test_audit_finds_leaks_moves_missing_and_gone_nodes_each_with_a_fix(tmp_path
 
 
 IPAM = {
-    "pools": {"p1": {"cidr": "10.10.0.0/16", "block_size": 26, "vxlan_mode": "Never", "disable_bgp_export": False},
-              "priv": {"cidr": "10.20.0.0/16", "block_size": 26, "vxlan_mode": "Never", "disable_bgp_export": True}},
+    "pools": {
+        "p1": {"cidr": "10.10.0.0/16", "block_size": 26, "vxlan_mode": "Never", "disable_bgp_export": False},
+        "priv": {"cidr": "10.20.0.0/16", "block_size": 26, "vxlan_mode": "Never", "disable_bgp_export": True},
+    },
     "nodes": {
-        "a": {"ip": "192.168.1.1", "network": "192.168.1.0/24", "blocks": [{"cidr": "10.10.0.0/26", "pool": "p1"}],
-              "workloads": [{"id": "default.w1", "ip": "10.10.0.1"}]},
-        "b": {"ip": "192.168.1.2", "network": "192.168.1.0/24",
-              "blocks": [{"cidr": "10.10.0.64/26", "pool": "p1"}, {"cidr": "10.20.0.0/26", "pool": "priv"}],
-              "workloads": [{"id": "default.w2", "ip": "10.10.0.65"}]},
+        "a": {
+            "ip": "192.168.1.1",
+            "network": "192.168.1.0/24",
+            "blocks": [{"cidr": "10.10.0.0/26", "pool": "p1"}],
+            "workloads": [{"id": "default.w1", "ip": "10.10.0.1"}],
+        },
+        "b": {
+            "ip": "192.168.1.2",
+            "network": "192.168.1.0/24",
+            "blocks": [{"cidr": "10.10.0.64/26", "pool": "p1"}, {"cidr": "10.20.0.0/26", "pool": "priv"}],
+            "workloads": [{"id": "default.w2", "ip": "10.10.0.65"}],
+        },
     },
 }
 GOOD = [
@@ -73,9 +80,11 @@ def test_routes_in_agreement():
 
 def test_routes_disagreeing():
     routes = [r for r in GOOD if r.get("dst") != "10.10.0.64/26" and r.get("type") != "blackhole"]
-    routes += [{"dst": "10.10.0.65", "dev": "cali0000000000x"},  # b's workload address, here
-               {"dst": "10.10.0.9", "dev": "cali0000000000y"},  # nobody's
-               {"dst": "10.10.9.0/26", "gateway": "192.168.1.3", "dev": "eth0", "protocol": "bird"}]  # stale
+    routes += [
+        {"dst": "10.10.0.65", "dev": "cali0000000000x"},  # b's workload address, here
+        {"dst": "10.10.0.9", "dev": "cali0000000000y"},  # nobody's
+        {"dst": "10.10.9.0/26", "gateway": "192.168.1.3", "dev": "eth0", "protocol": "bird"},
+    ]  # stale
     routes = [r for r in routes if r.get("dev") != veth_name("default.w1")]
     problems = [p["problem"] for p in audit_routes("a", IPAM, routes)]
     text = "\n".join(problems)
@@ -90,15 +99,19 @@ def test_routes_disagreeing():
 
 # --- borrowed /32s, encapsulations, nodes without BGP, tunnel addresses ------------------------------------------
 
+
 def _pool(cidr, **modes):
-    return {"cidr": cidr, "block_size": 26, "ipip_mode": modes.get("ipip", "Never"),
-            "vxlan_mode": modes.get("vxlan", "Never"), "disable_bgp_export": False}
+    return {"cidr": cidr, "block_size": 26, "ipip_mode": modes.get("ipip", "Never"), "vxlan_mode": modes.get("vxlan", "Never"), "disable_bgp_export": False}
 
 
 def _n(i, subnet, blocks, workloads=(), ipip=None, vxlan=None):
-    return {"ip": f"192.168.{subnet}.{i}", "network": f"192.168.{subnet}.0/24",
-            "blocks": [{"cidr": c, "pool": p} for c, p in blocks], "workloads": list(workloads),
-            "tunnels": {"ipip": ipip, "vxlan": vxlan}}
+    return {
+        "ip": f"192.168.{subnet}.{i}",
+        "network": f"192.168.{subnet}.0/24",
+        "blocks": [{"cidr": c, "pool": p} for c, p in blocks],
+        "workloads": list(workloads),
+        "tunnels": {"ipip": ipip, "vxlan": vxlan},
+    }
 
 
 # c holds 10.10.0.5 (pool p1, BGP, no encapsulation) and 10.30.0.5 (pool vx, VXLAN Always), both borrowed
@@ -108,9 +121,16 @@ BORROW = {
     "nodes": {
         "a": _n(1, 1, [("10.10.0.0/26", "p1"), ("10.30.0.0/26", "vx")], vxlan="10.30.0.0"),
         "b": _n(2, 1, [("10.10.0.64/26", "p1"), ("10.30.0.64/26", "vx")], vxlan="10.30.0.64"),
-        "c": _n(3, 1, [("10.10.0.128/26", "p1"), ("10.30.0.128/26", "vx")], vxlan="10.30.0.128", workloads=[
-            {"id": "default.w5", "ip": "10.10.0.5", "pool": "p1", "block": "10.10.0.0/26", "borrowed": True},
-            {"id": "blue.w6", "ip": "10.30.0.5", "pool": "vx", "block": "10.30.0.0/26", "borrowed": True}]),
+        "c": _n(
+            3,
+            1,
+            [("10.10.0.128/26", "p1"), ("10.30.0.128/26", "vx")],
+            vxlan="10.30.0.128",
+            workloads=[
+                {"id": "default.w5", "ip": "10.10.0.5", "pool": "p1", "block": "10.10.0.0/26", "borrowed": True},
+                {"id": "blue.w6", "ip": "10.30.0.5", "pool": "vx", "block": "10.30.0.0/26", "borrowed": True},
+            ],
+        ),
     },
 }
 
@@ -126,8 +146,10 @@ def _bird(dst, gw, dev="eth0", **kw):
 B_GOOD = [
     {"type": "blackhole", "dst": "10.10.0.64/26", "protocol": "bird"},
     {"type": "blackhole", "dst": "10.30.0.64/26", "protocol": "bird"},
-    _bird("10.10.0.0/26", "192.168.1.1"), _bird("10.10.0.128/26", "192.168.1.3"),
-    _vx("10.30.0.0/26", "10.30.0.0"), _vx("10.30.0.128/26", "10.30.0.128"),
+    _bird("10.10.0.0/26", "192.168.1.1"),
+    _bird("10.10.0.128/26", "192.168.1.3"),
+    _vx("10.30.0.0/26", "10.30.0.0"),
+    _vx("10.30.0.128/26", "10.30.0.128"),
     _bird("10.10.0.5", "192.168.1.3"),  # c's borrowed /32s, towards c
     _vx("10.30.0.5", "10.30.0.128"),
 ]
@@ -136,15 +158,20 @@ B_GOOD = [
 def test_borrowed_addresses_routed_towards_their_holder_are_clean():
     assert audit_routes("b", BORROW, B_GOOD) == []
     # on a, the block's owner, the /32s win over its own blackhole by longest prefix
-    a_routes = [{"type": "blackhole", "dst": "10.10.0.0/26"}, {"type": "blackhole", "dst": "10.30.0.0/26"},
-                _bird("10.10.0.64/26", "192.168.1.2"), _bird("10.10.0.128/26", "192.168.1.3"),
-                _vx("10.30.0.64/26", "10.30.0.64"), _vx("10.30.0.128/26", "10.30.0.128"),
-                _bird("10.10.0.5", "192.168.1.3"), _vx("10.30.0.5", "10.30.0.128")]
+    a_routes = [
+        {"type": "blackhole", "dst": "10.10.0.0/26"},
+        {"type": "blackhole", "dst": "10.30.0.0/26"},
+        _bird("10.10.0.64/26", "192.168.1.2"),
+        _bird("10.10.0.128/26", "192.168.1.3"),
+        _vx("10.30.0.64/26", "10.30.0.64"),
+        _vx("10.30.0.128/26", "10.30.0.128"),
+        _bird("10.10.0.5", "192.168.1.3"),
+        _vx("10.30.0.5", "10.30.0.128"),
+    ]
     assert audit_routes("a", BORROW, a_routes) == []
     missing = [r for r in a_routes if r["dst"] != "10.10.0.5"]
     (problem,) = audit_routes("a", BORROW, missing)
-    assert problem["problem"].startswith("a: no route to 10.10.0.5/32 (workload default.w5 on c, borrowed from block "
-                                         "10.10.0.0/26 of a)")
+    assert problem["problem"].startswith("a: no route to 10.10.0.5/32 (workload default.w5 on c, borrowed from block 10.10.0.0/26 of a)")
     assert "--limit a,c" in problem["fix"] and "birdc show route 10.10.0.5/32" in problem["fix"]
 
 
@@ -166,41 +193,53 @@ def test_a_misdirected_borrowed_route_is_found():
     routes += [_bird("10.10.0.5", "192.168.1.1"), _vx("10.30.0.5", "10.30.0.0")]  # towards a, the block owner
     problems = [p["problem"] for p in audit_routes("b", BORROW, routes)]
     text = "\n".join(problems)
-    assert any(p.startswith("b: route to 10.10.0.5/32 (workload default.w5 on c") and
-               "goes via 192.168.1.1 dev eth0 proto bird, not towards c" in p for p in problems), text
-    assert any("10.30.0.5/32" in p and "goes via 10.30.0.0 dev vxlan.calico proto 80, not towards c" in p
-               for p in problems), text
+    assert any(
+        p.startswith("b: route to 10.10.0.5/32 (workload default.w5 on c") and "goes via 192.168.1.1 dev eth0 proto bird, not towards c" in p for p in problems
+    ), text
+    assert any("10.30.0.5/32" in p and "goes via 10.30.0.0 dev vxlan.calico proto 80, not towards c" in p for p in problems), text
     # multipath (merge paths): one hop towards the holder is enough
     multi = [r for r in B_GOOD if r["dst"] != "10.10.0.5"] + [
-        {"dst": "10.10.0.5", "protocol": "bird", "nexthops": [{"gateway": "192.168.1.3", "dev": "eth0"},
-                                                              {"gateway": "192.168.1.9", "dev": "eth0"}]}]
+        {"dst": "10.10.0.5", "protocol": "bird", "nexthops": [{"gateway": "192.168.1.3", "dev": "eth0"}, {"gateway": "192.168.1.9", "dev": "eth0"}]}
+    ]
     assert audit_routes("b", BORROW, multi) == []
 
 
 def test_a_stale_borrowed_route_is_found():
     routes = B_GOOD + [_bird("10.10.0.9", "192.168.1.3")]  # nobody borrowed 10.10.0.9
     (problem,) = audit_routes("b", BORROW, routes)
-    assert problem["problem"].startswith("b: route to 10.10.0.9/32 (via 192.168.1.3 dev eth0 proto bird) but no node "
-                                         "borrowed that address") and "ip route del 10.10.0.9/32" in problem["fix"]
+    assert (
+        problem["problem"].startswith("b: route to 10.10.0.9/32 (via 192.168.1.3 dev eth0 proto bird) but no node borrowed that address")
+        and "ip route del 10.10.0.9/32" in problem["fix"]
+    )
     # a /32 for a workload inside its own node's block takes its traffic away from that node
-    ipam = {**BORROW, "nodes": {**BORROW["nodes"], "a": {**BORROW["nodes"]["a"], "workloads": [
-        {"id": "default.w1", "ip": "10.10.0.1", "pool": "p1", "block": "10.10.0.0/26", "borrowed": False}]}}}
+    ipam = {
+        **BORROW,
+        "nodes": {
+            **BORROW["nodes"],
+            "a": {**BORROW["nodes"]["a"], "workloads": [{"id": "default.w1", "ip": "10.10.0.1", "pool": "p1", "block": "10.10.0.0/26", "borrowed": False}]},
+        },
+    }
     (hijack,) = audit_routes("b", ipam, B_GOOD + [_bird("10.10.0.1", "192.168.1.3")])
     assert "10.10.0.1 is workload default.w1 on a, inside its own block: the /32 takes its traffic away" in hijack["problem"]
 
 
 def test_ipip_and_crosssubnet_routes_go_where_bird_and_tunnels_put_them():
-    ipam = {"pools": {"ip": _pool("10.10.0.0/16", ipip="CrossSubnet"), "vx": _pool("10.30.0.0/16", vxlan="CrossSubnet")},
-            "nodes": {"a": _n(1, 1, [("10.10.0.0/26", "ip"), ("10.30.0.0/26", "vx")], ipip="10.10.0.1", vxlan="10.30.0.1"),
-                      "b": _n(2, 1, [("10.10.0.64/26", "ip"), ("10.30.0.64/26", "vx")], ipip="10.10.0.65",
-                              vxlan="10.30.0.65"),
-                      "c": _n(3, 2, [("10.10.0.128/26", "ip"), ("10.30.0.128/26", "vx")], ipip="10.10.0.129",
-                              vxlan="10.30.0.129")}}
-    good = [{"type": "blackhole", "dst": "10.10.0.0/26"}, {"type": "blackhole", "dst": "10.30.0.0/26"},
-            _bird("10.10.0.64/26", "192.168.1.2"),  # same subnet: no tunnel
-            _bird("10.10.0.128/26", "192.168.2.3", dev="tunl0", flags=["onlink"]),  # across subnets: tunl0
-            {"dst": "10.30.0.64/26", "gateway": "192.168.1.2", "dev": "eth0", "protocol": "80", "flags": []},
-            _vx("10.30.0.128/26", "10.30.0.129")]
+    ipam = {
+        "pools": {"ip": _pool("10.10.0.0/16", ipip="CrossSubnet"), "vx": _pool("10.30.0.0/16", vxlan="CrossSubnet")},
+        "nodes": {
+            "a": _n(1, 1, [("10.10.0.0/26", "ip"), ("10.30.0.0/26", "vx")], ipip="10.10.0.1", vxlan="10.30.0.1"),
+            "b": _n(2, 1, [("10.10.0.64/26", "ip"), ("10.30.0.64/26", "vx")], ipip="10.10.0.65", vxlan="10.30.0.65"),
+            "c": _n(3, 2, [("10.10.0.128/26", "ip"), ("10.30.0.128/26", "vx")], ipip="10.10.0.129", vxlan="10.30.0.129"),
+        },
+    }
+    good = [
+        {"type": "blackhole", "dst": "10.10.0.0/26"},
+        {"type": "blackhole", "dst": "10.30.0.0/26"},
+        _bird("10.10.0.64/26", "192.168.1.2"),  # same subnet: no tunnel
+        _bird("10.10.0.128/26", "192.168.2.3", dev="tunl0", flags=["onlink"]),  # across subnets: tunl0
+        {"dst": "10.30.0.64/26", "gateway": "192.168.1.2", "dev": "eth0", "protocol": "80", "flags": []},
+        _vx("10.30.0.128/26", "10.30.0.129"),
+    ]
     assert audit_routes("a", ipam, good) == []
     wrong = [r for r in good if r["dst"] != "10.10.0.128/26"] + [_bird("10.10.0.128/26", "192.168.1.254")]
     (problem,) = audit_routes("a", ipam, wrong)
@@ -209,29 +248,35 @@ def test_ipip_and_crosssubnet_routes_go_where_bird_and_tunnels_put_them():
 
 
 def test_nodes_without_bgp_expect_vxlan_routes_only():
-    ipam = {"pools": {"p1": _pool("10.10.0.0/16"), "vx": _pool("10.30.0.0/16", vxlan="Always")},
-            "nodes": {"a": _n(1, 1, [("10.10.0.0/26", "p1"), ("10.30.0.0/26", "vx")], vxlan="10.30.0.0"),
-                      "b": _n(2, 1, [("10.10.0.64/26", "p1"), ("10.30.0.64/26", "vx")], vxlan="10.30.0.64")}}
+    ipam = {
+        "pools": {"p1": _pool("10.10.0.0/16"), "vx": _pool("10.30.0.0/16", vxlan="Always")},
+        "nodes": {
+            "a": _n(1, 1, [("10.10.0.0/26", "p1"), ("10.30.0.0/26", "vx")], vxlan="10.30.0.0"),
+            "b": _n(2, 1, [("10.10.0.64/26", "p1"), ("10.30.0.64/26", "vx")], vxlan="10.30.0.64"),
+        },
+    }
     # no BIRD anywhere: no blackhole, no route for the BGP pool, the VXLAN block via vxlan.calico onlink
     assert audit_routes("a", ipam, [_vx("10.30.0.64/26", "10.30.0.64")], bgp=False) == []
     (problem,) = audit_routes("a", ipam, [], bgp=False)
     assert "no route to block 10.30.0.64/26 of b" in problem["problem"] and "vxlan.calico onlink" in problem["problem"]
     # a runs BIRD, b does not: nothing of b's BGP pool is expected on a, a's blackholes are
-    routes = [{"type": "blackhole", "dst": "10.10.0.0/26"}, {"type": "blackhole", "dst": "10.30.0.0/26"},
-              _vx("10.30.0.64/26", "10.30.0.64")]
+    routes = [{"type": "blackhole", "dst": "10.10.0.0/26"}, {"type": "blackhole", "dst": "10.30.0.0/26"}, _vx("10.30.0.64/26", "10.30.0.64")]
     assert audit_routes("a", ipam, routes, bgp=True, bgp_nodes=["a"]) == []
-    assert any("no route to block 10.10.0.64/26 of b" in p["problem"]
-               for p in audit_routes("a", ipam, routes, bgp=True, bgp_nodes=["a", "b"]))
+    assert any("no route to block 10.10.0.64/26 of b" in p["problem"] for p in audit_routes("a", ipam, routes, bgp=True, bgp_nodes=["a", "b"]))
 
 
 def _tlink(name, *addrs, up=True):
-    return {"ifname": name, "flags": ["NOARP", "UP", "LOWER_UP"] if up else ["NOARP"],
-            "addr_info": [{"family": "inet", "local": a, "prefixlen": 32} for a in addrs]
-            + [{"family": "inet6", "local": "fe80::1", "prefixlen": 64}]}
+    return {
+        "ifname": name,
+        "flags": ["NOARP", "UP", "LOWER_UP"] if up else ["NOARP"],
+        "addr_info": [{"family": "inet", "local": a, "prefixlen": 32} for a in addrs] + [{"family": "inet6", "local": "fe80::1", "prefixlen": 64}],
+    }
 
 
-TUN = {"pools": {"ip": _pool("10.10.0.0/16", ipip="Always"), "vx": _pool("10.30.0.0/16", vxlan="Always")},
-       "nodes": {"a": _n(1, 1, [], ipip="10.10.0.1", vxlan="10.30.0.1"), "b": _n(2, 1, [])}}
+TUN = {
+    "pools": {"ip": _pool("10.10.0.0/16", ipip="Always"), "vx": _pool("10.30.0.0/16", vxlan="Always")},
+    "nodes": {"a": _n(1, 1, [], ipip="10.10.0.1", vxlan="10.30.0.1"), "b": _n(2, 1, [])},
+}
 
 
 def test_tunnel_addresses_equal_to_the_ipam_are_clean():

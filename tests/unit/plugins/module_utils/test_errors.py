@@ -30,8 +30,16 @@ EXCEPTIONS = defined_exceptions()
 
 
 def test_the_scan_finds_the_exceptions_of_every_part():
-    assert {"errors.L3CalicoError", "ipam_model.IpamError", "etcd_kv.EtcdConflictError", "bird_service.BirdServiceError",
-            "iproute.CommandError", "rtnl.NetlinkError", "workloads.ApplyError", "bgp.BgpConfigError"} <= set(EXCEPTIONS)
+    assert {
+        "errors.L3CalicoError",
+        "ipam_model.IpamError",
+        "etcd_kv.EtcdConflictError",
+        "bird_service.BirdServiceError",
+        "iproute.CommandError",
+        "rtnl.NetlinkError",
+        "workloads.ApplyError",
+        "bgp.BgpConfigError",
+    } <= set(EXCEPTIONS)
     assert len(EXCEPTIONS) >= 19
 
 
@@ -40,12 +48,21 @@ def test_every_module_utils_exception_derives_from_the_one_base(name):
     assert issubclass(EXCEPTIONS[name], L3CalicoError)
 
 
-@pytest.mark.parametrize("name, builtin", [
-    ("tunnels.TunnelError", ValueError), ("sysctls.SysctlError", ValueError), ("firewall.FirewallError", ValueError),
-    ("workloads.WorkloadError", ValueError), ("ipam_result.IpamResultError", ValueError),
-    ("calico_selector.SelectorError", ValueError), ("bgp.BgpConfigError", ValueError),
-    ("iproute.CommandError", RuntimeError), ("rtnl.NetlinkError", OSError), ("workloads.ApplyError", OSError),
-])
+@pytest.mark.parametrize(
+    "name, builtin",
+    [
+        ("tunnels.TunnelError", ValueError),
+        ("sysctls.SysctlError", ValueError),
+        ("firewall.FirewallError", ValueError),
+        ("workloads.WorkloadError", ValueError),
+        ("ipam_result.IpamResultError", ValueError),
+        ("calico_selector.SelectorError", ValueError),
+        ("bgp.BgpConfigError", ValueError),
+        ("iproute.CommandError", RuntimeError),
+        ("rtnl.NetlinkError", OSError),
+        ("workloads.ApplyError", OSError),
+    ],
+)
 def test_each_keeps_the_builtin_base_it_had(name, builtin):
     assert issubclass(EXCEPTIONS[name], builtin)
 

@@ -101,6 +101,7 @@ def test_a_write_that_fails_midway_leaves_the_old_file_intact_and_no_temporary(t
         real_fdopen = os.fdopen
         monkeypatch.setattr(os, "fdopen", lambda *a, **kw: TornWrite(real_fdopen(*a, **kw), error))
     else:
+
         def fail(*args):
             raise error
 

@@ -39,7 +39,7 @@ def test_keys_and_values_are_calicos_field_by_field(etcd):
     store = _store(etcd)
     store.transact(lambda s: allocate(s, "node-a", _handles(2, "a")), write=True)
     raw = _raw(etcd)
-    block_cidr = "10.44.13.192/26"     # FNV-32("node-a") % 64 = 55: the 56th block of 10.44.0.0/20
+    block_cidr = "10.44.13.192/26"  # FNV-32("node-a") % 64 = 55: the 56th block of 10.44.0.0/20
     assert set(raw) == {
         f"/calico/ipam/v2/assignment/ipv4/block/{block_cidr.replace('/', '-')}",
         f"/calico/ipam/v2/host/node-a/ipv4/block/{block_cidr.replace('/', '-')}",
@@ -48,57 +48,52 @@ def test_keys_and_values_are_calicos_field_by_field(etcd):
     }
     block = json.loads(raw[kv.block_key(block_cidr)])
     # AllocationBlock (libcalico-go model/block.go): these fields, these JSON names and types
-    assert list(block) == ["cidr", "affinity", "allocations", "unallocated", "attributes",
-                           "sequenceNumber", "deleted"]
+    assert list(block) == ["cidr", "affinity", "allocations", "unallocated", "attributes", "sequenceNumber", "deleted"]
     assert block["cidr"] == block_cidr and block["affinity"] == "host:node-a"
     assert block["allocations"] == [0, 1] + [None] * 62
     assert block["unallocated"] == list(range(2, 64))
     assert block["attributes"] == [
-        {"handle_id": "l3-workload.default.a-0",
-         "secondary": {"node": "node-a", "namespace": "default", "workload": "l3-workload.default.a-0"}},
-        {"handle_id": "l3-workload.default.a-1",
-         "secondary": {"node": "node-a", "namespace": "default", "workload": "l3-workload.default.a-1"}},
+        {"handle_id": "l3-workload.default.a-0", "secondary": {"node": "node-a", "namespace": "default", "workload": "l3-workload.default.a-0"}},
+        {"handle_id": "l3-workload.default.a-1", "secondary": {"node": "node-a", "namespace": "default", "workload": "l3-workload.default.a-1"}},
     ]
     assert isinstance(block["sequenceNumber"], int) and block["deleted"] is False
     # BlockAffinity and IPAMHandle values (reference §2), compact as Go's encoding/json writes them
     assert raw[kv.affinity_key("node-a", block_cidr)] == b'{"state":"confirmed","deleted":false}'
-    assert raw[kv.handle_key("l3-workload.default.a-0")] == (
-        b'{"block":{"%s":1},"deleted":false}' % block_cidr.encode())
+    assert raw[kv.handle_key("l3-workload.default.a-0")] == (b'{"block":{"%s":1},"deleted":false}' % block_cidr.encode())
 
     # the IPAMConfig singleton
     def set_config(state):
         state.config.max_blocks_per_host = 4
         state.touch_config()
+
     store.transact(set_config, write=True)
-    assert json.loads(_raw(etcd)[kv.config_key()]) == {
-        "strict_affinity": False, "auto_allocate_blocks": True, "maxBlocksPerHost": 4}
+    assert json.loads(_raw(etcd)[kv.config_key()]) == {"strict_affinity": False, "auto_allocate_blocks": True, "maxBlocksPerHost": 4}
 
 
 @pytest.mark.etcd
 def test_pools_are_v3_resources(etcd):
     store = _store(etcd)
-    spec = {"cidr": "10.44.0.0/20", "blockSize": 26, "ipipMode": "Never", "vxlanMode": "Always",
-            "natOutgoing": True, "nodeSelector": "all()"}
+    spec = {"cidr": "10.44.0.0/20", "blockSize": 26, "ipipMode": "Never", "vxlanMode": "Always", "natOutgoing": True, "nodeSelector": "all()"}
 
     def add_pool(state):
         state.pools["p1"] = spec
         state.touch_pool("p1")
+
     store.transact(add_pool, write=True)
     value = json.loads(_raw(etcd)["/calico/resources/v3/projectcalico.org/ippools/p1"])
-    assert value == {"kind": "IPPool", "apiVersion": "projectcalico.org/v3",
-                     "metadata": {"name": "p1"}, "spec": spec}
+    assert value == {"kind": "IPPool", "apiVersion": "projectcalico.org/v3", "metadata": {"name": "p1"}, "spec": spec}
     assert store.load().pools == {"p1": spec}
 
 
 @pytest.mark.etcd
 def test_reload_is_lossless_and_a_noop_writes_nothing(etcd):
     store = _store(etcd)
-    store.transact(lambda s: allocate(s, "n1", _handles(70)), write=True)   # two blocks
+    store.transact(lambda s: allocate(s, "n1", _handles(70)), write=True)  # two blocks
     before = kv.EtcdKV(EtcdSettings(endpoints=[etcd])).read_prefix("/")
     state = store.load()
     assert audit(state) == []
     assert sum(b.in_use() for b in state.blocks.values()) == 70
-    store.transact(lambda s: allocate(s, "n1", _handles(70)), write=True)   # all already there
+    store.transact(lambda s: allocate(s, "n1", _handles(70)), write=True)  # all already there
     assert store.txns == 0
     assert kv.EtcdKV(EtcdSettings(endpoints=[etcd])).read_prefix("/").kvs == before.kvs
 
@@ -121,7 +116,7 @@ def test_release_deletes_handles_and_keeps_fifo(etcd):
     assert set(state.handles) == set(_handles(3)[1:])
     assert len(state.blocks) == 1
     block = next(iter(state.blocks.values()))
-    assert block.unallocated[-1] == 0                       # released ordinal at the tail
+    assert block.unallocated[-1] == 0  # released ordinal at the tail
 
 
 @pytest.mark.etcd
@@ -131,7 +126,7 @@ def test_a_conflict_replans_on_fresh_state(etcd):
     calls = []
 
     def plan(state):
-        if not calls:       # first attempt: a competitor commits first
+        if not calls:  # first attempt: a competitor commits first
             other.transact(lambda s: allocate(s, "n1", ["l3-workload.default.other"]), write=True)
         calls.append(1)
         return allocate(state, "n1", ["l3-workload.default.mine"])
@@ -140,7 +135,7 @@ def test_a_conflict_replans_on_fresh_state(etcd):
     assert len(calls) == 2 and store.conflicts == 1
     state = store.load()
     assert audit(state) == []
-    assert given == ["10.44.4.129"]                       # .128 went to the competitor
+    assert given == ["10.44.4.129"]  # .128 went to the competitor
     assert len(state.handles) == 2
 
 
@@ -154,8 +149,7 @@ def test_persistent_conflict_is_a_clear_error_and_writes_nothing(etcd):
         other.transact(lambda s: allocate(s, "n1", [f"l3-workload.default.other-{n[0]}"]), write=True)
         return allocate(state, "n1", ["l3-workload.default.mine"])
 
-    with pytest.raises(EtcdConflictError, match="still conflicted with other writers after 3 attempts; "
-                                                "nothing was written"):
+    with pytest.raises(EtcdConflictError, match="still conflicted with other writers after 3 attempts; nothing was written"):
         store.transact(plan, write=True)
     state = store.load()
     assert "l3-workload.default.mine" not in state.handles
@@ -186,6 +180,7 @@ def test_etcd_dying_before_the_write_leaves_nothing(etcd, monkeypatch):
         store.kv.settings.endpoints[:] = [_dead_endpoint()]
         store.kv._clients.clear()
         return real(compares, success)
+
     monkeypatch.setattr(store.kv, "txn", down)
     with pytest.raises(EtcdUnavailableError, match="nothing was written"):
         store.transact(lambda s: allocate(s, "n1", _handles(5)), write=True)
@@ -194,7 +189,7 @@ def test_etcd_dying_before_the_write_leaves_nothing(etcd, monkeypatch):
 
 @pytest.mark.etcd
 def test_a_large_plan_commits_in_unit_transactions(etcd):
-    store = _store(etcd, max_txn_ops=70)     # one /26 unit (block + 64 handles + affinity) per txn
+    store = _store(etcd, max_txn_ops=70)  # one /26 unit (block + 64 handles + affinity) per txn
     store.transact(lambda s: allocate(s, "n1", _handles(300)), write=True)
     assert store.txns == 5
     state = store.load()
@@ -213,14 +208,16 @@ def test_prefix_keeps_sites_apart(etcd):
 @pytest.mark.etcd
 def test_soft_deleted_values_are_ignored_and_foreign_keys_kept(etcd):
     client = kv.EtcdKV(EtcdSettings(endpoints=[etcd]))
-    foreign = {kv.handle_key("gone"): b'{"block":{"10.44.0.0/26":1},"deleted":true}',
-               "/calico/ipam/v2/assignment/ipv6/block/fd00::-122": b"{}",
-               "/calico/ipam/v2/host/n1": b"{}"}
+    foreign = {
+        kv.handle_key("gone"): b'{"block":{"10.44.0.0/26":1},"deleted":true}',
+        "/calico/ipam/v2/assignment/ipv6/block/fd00::-122": b"{}",
+        "/calico/ipam/v2/host/n1": b"{}",
+    }
     (txn,), _split = kv.plan_txns(kv.diff({}, foreign), {})
     assert client.txn(txn.compares, txn.ops)
     store = _store(etcd)
     assert store.load().handles == {}
-    store.transact(lambda s: allocate(s, "n1", ["gone"]), write=True)     # re-creates over the soft delete
+    store.transact(lambda s: allocate(s, "n1", ["gone"]), write=True)  # re-creates over the soft delete
     raw = _raw(etcd)
     assert json.loads(raw[kv.handle_key("gone")])["deleted"] is False
     assert raw["/calico/ipam/v2/assignment/ipv6/block/fd00::-122"] == b"{}"
@@ -236,13 +233,16 @@ def test_a_value_that_is_not_json_is_refused(etcd):
     assert kv.handle_key("y") not in _raw(etcd)
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"etcd_endpoints": []}, "etcd_endpoints: at least one endpoint"),
-    ({"etcd_endpoints": ["ftp://10.0.0.1:2379"]}, "etcd_endpoints: 'ftp://10.0.0.1:2379' is not http"),
-    ({"etcd_endpoints": ["10.0.0.1:2379"], "etcd_cert": "/c.pem"}, "etcd_cert and etcd_key: give both"),
-    ({"etcd_endpoints": ["10.0.0.1:2379"], "etcd_prefix": "site-a"}, "etcd_prefix: 'site-a' must start with '/'"),
-    ({"etcd_endpoints": ["10.0.0.1:2379"], "etcd_retries": -1}, "etcd_retries: -1 must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"etcd_endpoints": []}, "etcd_endpoints: at least one endpoint"),
+        ({"etcd_endpoints": ["ftp://10.0.0.1:2379"]}, "etcd_endpoints: 'ftp://10.0.0.1:2379' is not http"),
+        ({"etcd_endpoints": ["10.0.0.1:2379"], "etcd_cert": "/c.pem"}, "etcd_cert and etcd_key: give both"),
+        ({"etcd_endpoints": ["10.0.0.1:2379"], "etcd_prefix": "site-a"}, "etcd_prefix: 'site-a' must start with '/'"),
+        ({"etcd_endpoints": ["10.0.0.1:2379"], "etcd_retries": -1}, "etcd_retries: -1 must be at least 1"),
+    ],
+)
 def test_bad_module_parameters_are_named_before_any_connection(params, message):
     from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import EtcdError, store_from_params
 
@@ -257,19 +257,21 @@ def test_a_multi_transaction_plan_holds_the_writer_lock(etcd):
     import threading
     import time
 
-    big = _store(etcd, max_txn_ops=70)       # 300 addresses = 5 unit transactions
+    big = _store(etcd, max_txn_ops=70)  # 300 addresses = 5 unit transactions
     real = big.kv.txn
 
     def slow(compares, success):
         ok = real(compares, success)
         time.sleep(0.1)
         return ok
+
     big.kv.txn = slow
     finished = {}
 
     def run_big():
         big.transact(lambda s: allocate(s, "n1", _handles(300)), write=True)
         finished["big"] = time.monotonic()
+
     thread = threading.Thread(target=run_big)
     thread.start()
     lock_key = kv.WRITE_LOCK_KEY
@@ -282,9 +284,9 @@ def test_a_multi_transaction_plan_holds_the_writer_lock(etcd):
     small.transact(lambda s: allocate(s, "n2", _handles(1, "n2")), write=True)
     finished["small"] = time.monotonic()
     thread.join(timeout=60)
-    assert finished["big"] <= finished["small"]          # the small run waited its turn
+    assert finished["big"] <= finished["small"]  # the small run waited its turn
     assert big.conflicts == 0 and small.conflicts == 0 and big.txns == 5
-    assert client.get(lock_key) is None                  # released
+    assert client.get(lock_key) is None  # released
     state = small.load()
     assert audit(state) == [] and len(state.handles) == 301
 
@@ -294,7 +296,7 @@ def test_a_dead_lock_holder_is_outlived_by_its_lease(etcd):
     import time
 
     client = kv.EtcdKV(EtcdSettings(endpoints=[etcd]))
-    lease = client.grant(2)                  # a holder that died without releasing
+    lease = client.grant(2)  # a holder that died without releasing
     put = {"request_put": {"key": kv._b64(kv.WRITE_LOCK_KEY), "value": kv._b64("dead"), "lease": lease}}
     assert client.txn([kv.lock_free(kv.WRITE_LOCK_KEY)], [put])
     started = time.monotonic()
@@ -316,6 +318,7 @@ def _slow_under_lock(store, seconds, also=None):
                 also(store)
             time.sleep(seconds)
         return allocate(state, "n1", _handles(300))
+
     return plan
 
 
@@ -343,6 +346,7 @@ def test_a_lost_lock_is_named_as_the_cause_not_other_writers(etcd):
     def take(key):
         taken.append(real_take(key))
         return taken[-1]
+
     store._take_lock = take
 
     def revoke(_store):

@@ -31,19 +31,37 @@ def tls_etcd(tmp_path_factory):
     if shutil.which("openssl") is None:
         pytest.skip("openssl is missing: needed to make the test CA")
     d = tmp_path_factory.mktemp("l3tetcd-tls")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=l3tetcd-ca",
-             "-keyout", "ca.key", "-out", "ca.pem", cwd=d)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=l3tetcd-ca", "-keyout", "ca.key", "-out", "ca.pem", cwd=d)
     # etcd's grpc-gateway dials etcd's own gRPC server with the server certificate, so with
     # --client-cert-auth that certificate must allow client auth too (as etcd's docs say).
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth"),
-                      ("client", "extendedKeyUsage=clientAuth")):
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth"), ("client", "extendedKeyUsage=clientAuth")):
         (d / f"{name}.ext").write_text(ext + "\n")
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=l3tetcd-{name}",
-                 "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-days", "1", "-extfile", f"{name}.ext", "-out", f"{name}.pem", cwd=d)
-    tls = {"ca": str(d / "ca.pem"), "cert": str(d / "server.pem"), "key": str(d / "server.key"),
-           "client_cert": str(d / "client.pem"), "client_key": str(d / "client.key")}
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=l3tetcd-{name}", "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.pem",
+            cwd=d,
+        )
+    tls = {
+        "ca": str(d / "ca.pem"),
+        "cert": str(d / "server.pem"),
+        "key": str(d / "server.key"),
+        "client_cert": str(d / "client.pem"),
+        "client_key": str(d / "client.key"),
+    }
     server = EtcdServer(name="l3tetcd-tls", tls=tls).start()
     yield server, tls
     server.stop()
@@ -51,14 +69,12 @@ def tls_etcd(tmp_path_factory):
 
 def test_tls_with_client_certificate(tls_etcd):
     server, tls = tls_etcd
-    store = EtcdStore(EtcdSettings(endpoints=[server.endpoint], ca_cert=tls["ca"],
-                                   client_cert=tls["client_cert"], client_key=tls["client_key"]))
+    store = EtcdStore(EtcdSettings(endpoints=[server.endpoint], ca_cert=tls["ca"], client_cert=tls["client_cert"], client_key=tls["client_key"]))
     store.transact(lambda s: allocate(s, "n1", ["l3-workload.default.a"]), write=True)
     state = store.load()
     assert audit(state) == [] and list(state.handles) == ["l3-workload.default.a"]
     # a bare host:port becomes https when a CA is given
-    bare = EtcdStore(EtcdSettings(endpoints=[server.endpoint.split("//")[1]], ca_cert=tls["ca"],
-                                  client_cert=tls["client_cert"], client_key=tls["client_key"]))
+    bare = EtcdStore(EtcdSettings(endpoints=[server.endpoint.split("//")[1]], ca_cert=tls["ca"], client_cert=tls["client_cert"], client_key=tls["client_key"]))
     assert bare.load().handles.keys() == state.handles.keys()
 
 

@@ -70,8 +70,7 @@ def test_evacuating_one_node_moves_its_addresses_and_tunnel_and_leaves_the_other
     res = migrating.plan(evacuate={"pool": "old", "nodes": ["n1"]})
     now = addresses(res)
     assert all(in_pool(now[w], "10.2.") for w in ("default.a1", "default.a2"))
-    assert {w: now[w] for w in ("default.b1", "default.b2", "default.c1")} == \
-        {w: addresses(before)[w] for w in ("default.b1", "default.b2", "default.c1")}
+    assert {w: now[w] for w in ("default.b1", "default.b2", "default.c1")} == {w: addresses(before)[w] for w in ("default.b1", "default.b2", "default.c1")}
     assert in_pool(res["nodes"]["n1"]["tunnels"]["vxlan"], "10.2.")
     for node in ("n2", "n3"):
         assert res["nodes"][node]["tunnels"] == before["nodes"][node]["tunnels"]
@@ -182,8 +181,9 @@ def test_capacity_refusal_names_the_host_and_changes_nothing(migrating):
     migrating.pools = [dict(OLD, disabled=True), dict(NEW, cidr="10.2.0.0/30", block_size=30)]
     before = migrating.state.to_document()
     with pytest.raises(ValidationError) as err:
-        Planner(validate(migrating.pools, {}, [], make_nodes(SPEC), None, None,
-                         {"pool": "old", "nodes": ["n1", "n2", "n3"]}), copy.deepcopy(migrating.state)).run()
+        Planner(
+            validate(migrating.pools, {}, [], make_nodes(SPEC), None, None, {"pool": "old", "nodes": ["n1", "n2", "n3"]}), copy.deepcopy(migrating.state)
+        ).run()
     assert err.value.host in SPEC and "exhausted" in str(err.value)
     assert migrating.state.to_document() == before
 
@@ -197,14 +197,17 @@ def test_strict_affinity_block_limit_refusal(migrating):
     assert err.value.host == "n1" and "max_blocks_per_host 1" in str(err.value)
 
 
-@pytest.mark.parametrize("evacuate, host, field, value", [
-    ({"pool": "nope", "nodes": ["n1"]}, "calico_nodes", "evacuate.pool", "nope"),
-    ({"pool": "new", "nodes": ["n1"]}, "calico_nodes", "calico_pools[1] (new).disabled", False),
-    ({"pool": "old", "nodes": ["n9"]}, "n9", "evacuate.nodes[0]", "n9"),
-    ({"pool": "old", "nodes": "n1"}, "calico_nodes", "evacuate.nodes", "n1"),
-    ({"pool": "old", "node": ["n1"]}, "calico_nodes", "evacuate", {"pool": "old", "node": ["n1"]}),
-    ("old", "calico_nodes", "evacuate", "old"),
-])
+@pytest.mark.parametrize(
+    "evacuate, host, field, value",
+    [
+        ({"pool": "nope", "nodes": ["n1"]}, "calico_nodes", "evacuate.pool", "nope"),
+        ({"pool": "new", "nodes": ["n1"]}, "calico_nodes", "calico_pools[1] (new).disabled", False),
+        ({"pool": "old", "nodes": ["n9"]}, "n9", "evacuate.nodes[0]", "n9"),
+        ({"pool": "old", "nodes": "n1"}, "calico_nodes", "evacuate.nodes", "n1"),
+        ({"pool": "old", "node": ["n1"]}, "calico_nodes", "evacuate", {"pool": "old", "node": ["n1"]}),
+        ("old", "calico_nodes", "evacuate", "old"),
+    ],
+)
 def test_bad_evacuate_is_refused(migrating, evacuate, host, field, value):
     with pytest.raises(ValidationError) as err:
         migrating.plan(evacuate=evacuate)

@@ -39,11 +39,14 @@ def test_block_roundtrip_keeps_unknown_fields_and_release_compacts():
     assert again.to_json() == doc and again.by_handle == {"b": 1, "c": 2}
 
 
-@pytest.mark.parametrize("broken", [
-    {"cidr": "10.0.0.0/30", "allocations": [None], "unallocated": []},
-    {"cidr": "10.0.0.0/30", "allocations": [5, None, None, None], "unallocated": [1, 2, 3], "attributes": []},
-    {"allocations": []},
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"cidr": "10.0.0.0/30", "allocations": [None], "unallocated": []},
+        {"cidr": "10.0.0.0/30", "allocations": [5, None, None, None], "unallocated": [1, 2, 3], "attributes": []},
+        {"allocations": []},
+    ],
+)
 def test_broken_blocks_are_refused(broken):
     with pytest.raises(m.StateError):
         m.Block.from_json(broken)

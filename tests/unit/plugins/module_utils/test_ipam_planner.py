@@ -6,7 +6,6 @@ import pytest
 
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import ValidationError, fnv32
 from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import Planner
-
 from ansible_collections.l3.calico.tests.unit.plugins.module_utils.ipam_helpers import Ipam, addresses
 
 IPIP = {"name": "p1", "cidr": "10.10.0.0/16", "block_size": 26, "ipip_mode": "Always"}
@@ -239,8 +238,10 @@ def test_block_size_change_allowed_once_empty():
 
 
 def test_tunnels_follow_encapsulation():
-    pools = [{"name": "p1", "cidr": "10.1.0.0/16", "ipip_mode": "CrossSubnet"},
-             {"name": "v", "cidr": "10.2.0.0/16", "vxlan_mode": "Always", "namespaces": ["blue"]}]
+    pools = [
+        {"name": "p1", "cidr": "10.1.0.0/16", "ipip_mode": "CrossSubnet"},
+        {"name": "v", "cidr": "10.2.0.0/16", "vxlan_mode": "Always", "namespaces": ["blue"]},
+    ]
     ipam = Ipam(pools=pools)
     res = ipam.plan({"n1": ["a"]})
     t = res["nodes"]["n1"]["tunnels"]
@@ -275,10 +276,12 @@ def test_no_op_replan_touches_nothing():
 def test_plan_is_rerunnable_on_a_fresh_state():
     """A store may re-run the planner after a conflict: same input, same state -> same result."""
     import copy
+
     ipam = Ipam()
     ipam.plan({"n1": ["a"], "n2": ["b"]})
     from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate
     from ansible_collections.l3.calico.tests.unit.plugins.module_utils.ipam_helpers import make_nodes
+
     desired = validate(ipam.pools, {}, [], make_nodes({"n1": ["a", "c"], "n3": ["d"]}))
     s1, s2 = copy.deepcopy(ipam.state), copy.deepcopy(ipam.state)
     Planner(desired, s1).run()
@@ -404,16 +407,14 @@ def test_claiming_looks_at_each_block_a_bounded_number_of_times(nodes, limit):
     from the seed for every claim (the old way) looks ~10^6 times; the cursor and the free-block index a few
     times per block."""
     spec = {f"n{i:02d}": [f"w{i:02d}-{j:04d}" for j in range(2000 // nodes)] for i in range(nodes)}
-    planner = counting_plan([{"name": "p1", "cidr": "10.9.0.0/20", "block_size": 32}], spec,
-                            config={"max_blocks_per_host": limit})
+    planner = counting_plan([{"name": "p1", "cidr": "10.9.0.0/20", "block_size": 32}], spec, config={"max_blocks_per_host": limit})
     assert len(planner.context.state.blocks) == 2000
     assert planner.looks <= 5 * 2000, planner.looks
 
 
 def test_a_fully_reserved_pool_is_not_searched_block_by_block():
     """Every /32 of a /16 reserved: one look at the reservations per pool, not one per block (65,536)."""
-    planner = counting_plan([{"name": "p1", "cidr": "10.9.0.0/16", "block_size": 32}], {"n1": ["a"]},
-                            reservations=["10.9.0.0/16"], refused=True)
+    planner = counting_plan([{"name": "p1", "cidr": "10.9.0.0/16", "block_size": 32}], {"n1": ["a"]}, reservations=["10.9.0.0/16"], refused=True)
     assert planner.reservation_lookups <= 2, planner.reservation_lookups
 
 
@@ -423,7 +424,6 @@ def test_borrowing_looks_at_each_full_block_once():
     full block is passed once."""
     spec = {f"a{i:03d}": [f"a{i:03d}-{j}" for j in range(7)] for i in range(400)}
     spec.update({f"b{i:03d}": [f"b{i:03d}-{j:02d}" for j in range(12)] for i in range(100)})
-    planner = counting_plan([{"name": "p1", "cidr": "10.9.0.0/20", "block_size": 29}], spec,
-                            config={"max_blocks_per_host": 1})
+    planner = counting_plan([{"name": "p1", "cidr": "10.9.0.0/20", "block_size": 29}], spec, config={"max_blocks_per_host": 1})
     assert sum(b.in_use() for b in planner.context.state.blocks.values()) == 400 * 7 + 100 * 12
     assert planner.looks <= 4 * len(planner.context.state.blocks), planner.looks  # measured: 999 (the old walk: 19,411)

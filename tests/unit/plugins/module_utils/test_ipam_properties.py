@@ -14,20 +14,20 @@ inventories = st.dictionaries(
     max_size=6,
 ).map(lambda d: {node: [f"{node}-w{i}" for i in ws] for node, ws in d.items()})
 
-configs = st.fixed_dictionaries({
-    "block_size": st.integers(27, 30),
-    "max_blocks_per_host": st.integers(0, 3),
-    "reservations": st.lists(st.integers(0, 255), max_size=6),
-    "ipip": st.booleans(),
-})
+configs = st.fixed_dictionaries(
+    {
+        "block_size": st.integers(27, 30),
+        "max_blocks_per_host": st.integers(0, 3),
+        "reservations": st.lists(st.integers(0, 255), max_size=6),
+        "ipip": st.booleans(),
+    }
+)
 
 
 def make(cfg, strict=False):
-    pool = {"name": "p1", "cidr": "10.9.0.0/24", "block_size": cfg["block_size"],
-            "ipip_mode": "Always" if cfg["ipip"] else "Never"}
+    pool = {"name": "p1", "cidr": "10.9.0.0/24", "block_size": cfg["block_size"], "ipip_mode": "Always" if cfg["ipip"] else "Never"}
     reservations = [f"10.9.0.{r}" for r in cfg["reservations"]]
-    return Ipam(pools=[pool], reservations=reservations,
-                config={"max_blocks_per_host": cfg["max_blocks_per_host"], "strict_affinity": strict})
+    return Ipam(pools=[pool], reservations=reservations, config={"max_blocks_per_host": cfg["max_blocks_per_host"], "strict_affinity": strict})
 
 
 def plan_or_skip(ipam, spec):
@@ -78,8 +78,7 @@ def test_plan_from_empty_keeps_the_invariants(spec, cfg):
     limit = cfg["max_blocks_per_host"] or 20
     size = 1 << (32 - cfg["block_size"])
     reserved = {0x0A090000 + r for r in cfg["reservations"]}
-    fully_reserved = sum(1 for b in range(nblocks)
-                         if all(0x0A090000 + b * size + o in reserved for o in range(size)))
+    fully_reserved = sum(1 for b in range(nblocks) if all(0x0A090000 + b * size + o in reserved for o in range(size)))
     for node in result["nodes"].values():
         if node["borrowed"]:
             assert len(node["blocks"]) >= limit or len(ipam.state.blocks) + fully_reserved == nblocks
@@ -140,8 +139,7 @@ def spec_of(placement):
 @given(first=placements, second=placements, cfg=configs)
 def test_moves_between_nodes_and_namespaces_stay_consistent(first, second, cfg):
     ipam = make(cfg)
-    ipam.pools = ipam.pools + [{"name": "blue", "cidr": "10.9.1.0/24", "block_size": cfg["block_size"],
-                                "namespaces": ["blue"]}]
+    ipam.pools = ipam.pools + [{"name": "blue", "cidr": "10.9.1.0/24", "block_size": cfg["block_size"], "namespaces": ["blue"]}]
     before = addresses(plan_or_skip(ipam, spec_of(first)))
     result = plan_or_skip(ipam, spec_of(second))
     assert result["problems"] == []

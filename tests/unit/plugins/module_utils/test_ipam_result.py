@@ -12,7 +12,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.l3.calico.plugins.module_utils import bgp, host_audit, naming, tunnels, verify
 from ansible_collections.l3.calico.plugins.module_utils.ipam_result import (
@@ -31,26 +32,40 @@ ROUTER = "10.255.255.254"
 
 
 def _node(ip, network, blocks, ipip=None, vxlan=None, workloads=()):
-    return {"ip": ip, "network": network, "blocks": [{"cidr": c, "pool": p} for c, p in blocks],
-            "workloads": list(workloads), "borrowed": [w["ip"] for w in workloads if w.get("borrowed")],
-            "tunnels": {"ipip": ipip, "vxlan": vxlan}}
+    return {
+        "ip": ip,
+        "network": network,
+        "blocks": [{"cidr": c, "pool": p} for c, p in blocks],
+        "workloads": list(workloads),
+        "borrowed": [w["ip"] for w in workloads if w.get("borrowed")],
+        "tunnels": {"ipip": ipip, "vxlan": vxlan},
+    }
 
 
 def _pool(cidr, ipip="Never", vxlan="Never", export=True):
-    return {"cidr": cidr, "block_size": 26, "ipip_mode": ipip, "vxlan_mode": vxlan, "nat_outgoing": False,
-            "disabled": False, "disable_bgp_export": not export}
+    return {"cidr": cidr, "block_size": 26, "ipip_mode": ipip, "vxlan_mode": vxlan, "nat_outgoing": False, "disabled": False, "disable_bgp_export": not export}
 
 
 # a: 10.0.0.1/16, b: 10.0.1.1/24 - b's address is inside a's subnet, a's is outside b's.
 PREFIXES = {
     "pools": {"ip": _pool("172.17.0.0/16", ipip="CrossSubnet"), "vx": _pool("172.18.0.0/16", vxlan="CrossSubnet")},
     "nodes": {
-        "a": _node("10.0.0.1", "10.0.0.0/16", [("172.17.0.0/26", "ip"), ("172.18.0.0/26", "vx")],
-                   ipip="172.17.0.0", vxlan="172.18.0.0",
-                   workloads=[{"id": "default.wa", "ip": "172.17.0.1", "pool": "ip", "block": "172.17.0.0/26"}]),
-        "b": _node("10.0.1.1", "10.0.1.0/24", [("172.17.0.64/26", "ip"), ("172.18.0.64/26", "vx")],
-                   ipip="172.17.0.64", vxlan="172.18.0.64",
-                   workloads=[{"id": "default.wb", "ip": "172.17.0.65", "pool": "ip", "block": "172.17.0.64/26"}]),
+        "a": _node(
+            "10.0.0.1",
+            "10.0.0.0/16",
+            [("172.17.0.0/26", "ip"), ("172.18.0.0/26", "vx")],
+            ipip="172.17.0.0",
+            vxlan="172.18.0.0",
+            workloads=[{"id": "default.wa", "ip": "172.17.0.1", "pool": "ip", "block": "172.17.0.0/26"}],
+        ),
+        "b": _node(
+            "10.0.1.1",
+            "10.0.1.0/24",
+            [("172.17.0.64/26", "ip"), ("172.18.0.64/26", "vx")],
+            ipip="172.17.0.64",
+            vxlan="172.18.0.64",
+            workloads=[{"id": "default.wb", "ip": "172.17.0.65", "pool": "ip", "block": "172.17.0.64/26"}],
+        ),
     },
 }
 
@@ -77,23 +92,20 @@ def test_tunnels_host_audit_verify_and_bgp_agree_with_different_prefix_lengths()
     assert (on_a["b"].routes, on_a["b"].direct) == ((), ("172.18.0.64/26",))
     assert (on_b["a"].routes, on_b["a"].direct) == (("172.18.0.0/26",), ())
     # verify expects just that (it compared the two networks' strings: both directions encapsulated).
-    routes = {name: {exp["dst"]: (kind, verify.describe(exp)) for kind, exp in verify.expected_routes(name, result, UNDERLAY)}
-              for name in ("a", "b")}
+    routes = {name: {exp["dst"]: (kind, verify.describe(exp)) for kind, exp in verify.expected_routes(name, result, UNDERLAY)} for name in ("a", "b")}
     assert routes["a"]["172.17.0.64/26"] == ("remote block of b (none)", "172.17.0.64/26 via 10.0.1.1 dev eth0 proto bird")
     assert routes["a"]["172.18.0.64/26"] == ("remote block of b (none)", "172.18.0.64/26 via 10.0.1.1 dev eth0")
-    assert routes["b"]["172.17.0.0/26"] == ("remote block of a (ipip)",
-                                            "172.17.0.0/26 via 10.0.0.1 dev tunl0 proto bird onlink")
+    assert routes["b"]["172.17.0.0/26"] == ("remote block of a (ipip)", "172.17.0.0/26 via 10.0.0.1 dev tunl0 proto bird onlink")
     assert routes["b"]["172.18.0.0/26"] == ("remote block of a (vxlan)", "172.18.0.0/26 via 172.18.0.0 dev vxlan.calico onlink")
     # The host audit finds the data plane's tables right, and the opposite choice wrong, on both nodes.
     for name in ("a", "b"):
         table = kernel_table(PREFIXES, name)
         assert host_audit.audit_routes(name, result, table) == []
         assert unmatched(name, result, table) == []
-    flipped = [dict(r, gateway="10.0.1.1", dev="tunl0", flags=["onlink"]) if r["dst"] == "172.17.0.64/26" else r
-               for r in kernel_table(PREFIXES, "a")]
+    flipped = [dict(r, gateway="10.0.1.1", dev="tunl0", flags=["onlink"]) if r["dst"] == "172.17.0.64/26" else r for r in kernel_table(PREFIXES, "a")]
     (problem,) = host_audit.audit_routes("a", result, flipped)
     assert "route to block 172.17.0.64/26 of b goes via 10.0.1.1 dev tunl0" in problem["problem"]
-    assert [exp for exp in unmatched("a", result, flipped)] == ["172.17.0.64/26"]
+    assert list(unmatched("a", result, flipped)) == ["172.17.0.64/26"]
     # BIRD decides IPIP CrossSubnet itself ("bgp_next_hop ~ <network>"): with each node's own subnet.
     assert bgp.node_config(PREFIXES, "a")["network"] == "10.0.0.0/16"
     assert bgp.node_config(PREFIXES, "b")["network"] == "10.0.1.0/24"
@@ -101,13 +113,17 @@ def test_tunnels_host_audit_verify_and_bgp_agree_with_different_prefix_lengths()
 
 def test_the_capture_is_judged_by_the_same_rule():
     """Echo requests between a and b seen on the router: a -> b plain, b -> a IP-in-IP."""
-    ipam = {**PREFIXES, "nodes": {n: dict(v, workloads=[dict(w, name=w["id"].split(".")[1], namespace="default",
-                                                             borrowed=False) for w in v["workloads"]])
-                                  for n, v in PREFIXES["nodes"].items()}}
-    flows = [{"icmp": "echo-request", "inner_src": "172.17.0.1", "inner_dst": "172.17.0.65", "encap": "none",
-              "outer_src": "172.17.0.1", "outer_dst": "172.17.0.65"},
-             {"icmp": "echo-request", "inner_src": "172.17.0.65", "inner_dst": "172.17.0.1", "encap": "ipip",
-              "outer_src": "10.0.1.1", "outer_dst": "10.0.0.1"}]
+    ipam = {
+        **PREFIXES,
+        "nodes": {
+            n: dict(v, workloads=[dict(w, name=w["id"].split(".")[1], namespace="default", borrowed=False) for w in v["workloads"]])
+            for n, v in PREFIXES["nodes"].items()
+        },
+    }
+    flows = [
+        {"icmp": "echo-request", "inner_src": "172.17.0.1", "inner_dst": "172.17.0.65", "encap": "none", "outer_src": "172.17.0.1", "outer_dst": "172.17.0.65"},
+        {"icmp": "echo-request", "inner_src": "172.17.0.65", "inner_dst": "172.17.0.1", "encap": "ipip", "outer_src": "10.0.1.1", "outer_dst": "10.0.0.1"},
+    ]
     report = verify.judge(ipam, {}, capture=flows)
     assert [row["ok"] for row in report["capture"]] == [True, True]
 
@@ -116,48 +132,71 @@ def test_the_capture_is_judged_by_the_same_rule():
 
 
 def test_borrowed_is_worked_out_once():
-    ipam = {"pools": {"p": _pool("10.10.0.0/16")}, "nodes": {
-        "a": _node("192.168.1.1", "192.168.1.0/24", [("10.10.0.0/26", "p")]),
-        "c": {**_node("192.168.1.3", "192.168.1.0/24", [("10.10.0.128/26", "p")], workloads=[
-            {"id": "default.flagged", "ip": "10.10.0.5", "pool": "p", "block": "10.10.0.0/26", "borrowed": True},
-            {"id": "default.unflagged", "ip": "10.10.0.6", "pool": "p", "block": "10.10.0.0/26"},  # block not its own
-            {"id": "default.own", "ip": "10.10.0.129", "pool": "p", "block": "10.10.0.128/26"},
-            {"id": "default.pending", "ip": None, "pool": None, "block": None}]),
-              "borrowed": ["10.10.0.5", "10.10.0.7"]},  # 10.10.0.7: listed, no workload entry (pool by address)
-    }}
+    ipam = {
+        "pools": {"p": _pool("10.10.0.0/16")},
+        "nodes": {
+            "a": _node("192.168.1.1", "192.168.1.0/24", [("10.10.0.0/26", "p")]),
+            "c": {
+                **_node(
+                    "192.168.1.3",
+                    "192.168.1.0/24",
+                    [("10.10.0.128/26", "p")],
+                    workloads=[
+                        {"id": "default.flagged", "ip": "10.10.0.5", "pool": "p", "block": "10.10.0.0/26", "borrowed": True},
+                        {"id": "default.unflagged", "ip": "10.10.0.6", "pool": "p", "block": "10.10.0.0/26"},  # block not its own
+                        {"id": "default.own", "ip": "10.10.0.129", "pool": "p", "block": "10.10.0.128/26"},
+                        {"id": "default.pending", "ip": None, "pool": None, "block": None},
+                    ],
+                ),
+                "borrowed": ["10.10.0.5", "10.10.0.7"],
+            },  # 10.10.0.7: listed, no workload entry (pool by address)
+        },
+    }
     result = IpamResult.from_dict(ipam)
     assert [(b.ip, b.pool, b.workload) for b in result.nodes["c"].borrowed()] == [
-        ("10.10.0.5", "p", "default.flagged"), ("10.10.0.6", "p", "default.unflagged"), ("10.10.0.7", None, None)]
+        ("10.10.0.5", "p", "default.flagged"),
+        ("10.10.0.6", "p", "default.unflagged"),
+        ("10.10.0.7", None, None),
+    ]
     routes = [r for r in result.expected_routes("a") if r.kind == BORROWED]
     assert [(str(r.dst), r.node, r.pool, r.gateway, r.by) for r in routes] == [
-        ("10.10.0.5/32", "c", "p", "192.168.1.3", BY_BIRD), ("10.10.0.6/32", "c", "p", "192.168.1.3", BY_BIRD),
-        ("10.10.0.7/32", "c", "p", "192.168.1.3", BY_BIRD)]
+        ("10.10.0.5/32", "c", "p", "192.168.1.3", BY_BIRD),
+        ("10.10.0.6/32", "c", "p", "192.168.1.3", BY_BIRD),
+        ("10.10.0.7/32", "c", "p", "192.168.1.3", BY_BIRD),
+    ]
     assert result.block_owner(Subnet.parse("10.10.0.7/32", "x")) == "a"
 
 
 def test_expected_routes_know_disable_bgp_export_and_who_runs_bird():
-    ipam = {"pools": {"pub": _pool("10.10.0.0/16"), "priv": _pool("10.20.0.0/16", export=False),
-                      "vx": _pool("10.30.0.0/16", vxlan="Always")},
-            "nodes": {"a": _node("192.168.1.1", "192.168.1.0/24", [("10.10.0.0/26", "pub"), ("10.30.0.0/26", "vx")],
-                                 vxlan="10.30.0.0"),
-                      "b": _node("192.168.2.1", "192.168.2.0/24",
-                                 [("10.10.0.64/26", "pub"), ("10.20.0.0/26", "priv"), ("10.30.0.64/26", "vx"),
-                                  ("10.10.0.128/32", "pub")], vxlan="10.30.0.64")}}
+    ipam = {
+        "pools": {"pub": _pool("10.10.0.0/16"), "priv": _pool("10.20.0.0/16", export=False), "vx": _pool("10.30.0.0/16", vxlan="Always")},
+        "nodes": {
+            "a": _node("192.168.1.1", "192.168.1.0/24", [("10.10.0.0/26", "pub"), ("10.30.0.0/26", "vx")], vxlan="10.30.0.0"),
+            "b": _node(
+                "192.168.2.1",
+                "192.168.2.0/24",
+                [("10.10.0.64/26", "pub"), ("10.20.0.0/26", "priv"), ("10.30.0.64/26", "vx"), ("10.10.0.128/32", "pub")],
+                vxlan="10.30.0.64",
+            ),
+        },
+    }
     result = IpamResult.from_dict(ipam)
 
     def remote(name, **kw):
         return {str(r.dst): (r.by, r.gateway, r.dev) for r in result.expected_routes(name, **kw) if r.kind == REMOTE_BLOCK}
 
     # the private pool's block: no route anywhere (verify used to expect one); across subnets: via a router
-    assert remote("a") == {"10.10.0.64/26": (BY_BIRD, None, None), "10.10.0.128/32": (BY_BIRD, None, None),
-                           "10.30.0.64/26": (BY_TUNNELS, "10.30.0.64", "vxlan.calico")}
+    assert remote("a") == {
+        "10.10.0.64/26": (BY_BIRD, None, None),
+        "10.10.0.128/32": (BY_BIRD, None, None),
+        "10.30.0.64/26": (BY_TUNNELS, "10.30.0.64", "vxlan.calico"),
+    }
     assert remote("a", bgp_nodes=["a"]) == {"10.30.0.64/26": (BY_TUNNELS, "10.30.0.64", "vxlan.calico")}
     own = [str(r.dst) for r in result.expected_routes("b") if r.blackhole]
     assert own == ["10.10.0.64/26", "10.20.0.0/26", "10.30.0.64/26"]  # not the /32 block (BIRD does not either)
     assert [r for r in result.expected_routes("b", bgp_nodes=["a"]) if r.blackhole] == []
-    assert verify.expected_routes("a", ipam, UNDERLAY) == [
-        (kind, exp) for kind, exp in verify.expected_routes("a", result, UNDERLAY)]
-    assert "10.20.0.0/26" not in {exp["dst"] for _, exp in verify.expected_routes("a", ipam, UNDERLAY)}
+    assert verify.expected_routes("a", ipam, UNDERLAY) == list(verify.expected_routes("a", result, UNDERLAY))
+    assert "10.20.0.0/26" not in {exp["dst"] for _kind, exp in verify.expected_routes("a", ipam, UNDERLAY)}
 
 
 def test_node_addresses_for_the_firewall():
@@ -168,23 +207,28 @@ def test_node_addresses_for_the_firewall():
 # --- bad data: named once, for every consumer ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("change", "match"), [
-    (lambda d: d["nodes"]["a"].update(ip="10.0.0.300"), r"calico_ipam_result\.nodes\.a\.ip='10\.0\.0\.300': not an IPv4"),
-    (lambda d: d["nodes"]["a"].update(ip="10.0.0.1/16"), r"nodes\.a\.ip='10\.0\.0\.1/16': not an IPv4 address"),
-    (lambda d: d["nodes"]["a"].update(network="10.0.0.1/16"), r"nodes\.a\.network='10\.0\.0\.1/16': host bits set"),
-    (lambda d: d["nodes"]["a"].update(network="10.9.0.0/16"), r"nodes\.a\.network='10\.9\.0\.0/16': does not contain"),
-    (lambda d: d["nodes"]["a"].update(network="10.0.0.0/033"), r"network='10\.0\.0\.0/033': not an IPv4 network"),
-    (lambda d: d["nodes"]["a"]["blocks"].append({"cidr": "172.17.1.0/26", "pool": "gone"}),
-     r"nodes\.a\.blocks\[2\]\.pool='gone': not a pool of the IPAM result \(ip, vx\)"),
-    (lambda d: d["nodes"]["a"]["tunnels"].update(vxlan="172.18.0.0\n"), r"nodes\.a\.tunnels\.vxlan='172\.18\.0\.0\\n'"),
-    (lambda d: d["nodes"]["a"]["workloads"][0].update(borrowed="no"), r"workloads\[0\]\.borrowed='no': must be a boolean"),
-    (lambda d: d["nodes"]["a"]["workloads"][0].update(ip="172.17.0.01"), r"workloads\[0\]\.ip='172\.17\.0\.01'"),
-    (lambda d: d["nodes"].update({"a;reboot": d["nodes"]["b"]}), r"calico_ipam_result\.nodes='a;reboot': .*DNS-1123"),
-    (lambda d: d["pools"]["ip"].update(ipip_mode="Sometimes"), r"pools\.ip\.ipip_mode='Sometimes': must be Never, Always"),
-    (lambda d: d["pools"]["ip"].update(vxlan_mode="Always"), r"pools\.ip\.vxlan_mode='Always': a pool cannot use both"),
-    (lambda d: d["pools"]["ip"].update(disable_bgp_export="false"), r"pools\.ip\.disable_bgp_export='false': must be a bool"),
-    (lambda d: d["pools"].update({"Bad_Name": d["pools"]["ip"]}), r"calico_ipam_result\.pools='Bad_Name'"),
-])
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda d: d["nodes"]["a"].update(ip="10.0.0.300"), r"calico_ipam_result\.nodes\.a\.ip='10\.0\.0\.300': not an IPv4"),
+        (lambda d: d["nodes"]["a"].update(ip="10.0.0.1/16"), r"nodes\.a\.ip='10\.0\.0\.1/16': not an IPv4 address"),
+        (lambda d: d["nodes"]["a"].update(network="10.0.0.1/16"), r"nodes\.a\.network='10\.0\.0\.1/16': host bits set"),
+        (lambda d: d["nodes"]["a"].update(network="10.9.0.0/16"), r"nodes\.a\.network='10\.9\.0\.0/16': does not contain"),
+        (lambda d: d["nodes"]["a"].update(network="10.0.0.0/033"), r"network='10\.0\.0\.0/033': not an IPv4 network"),
+        (
+            lambda d: d["nodes"]["a"]["blocks"].append({"cidr": "172.17.1.0/26", "pool": "gone"}),
+            r"nodes\.a\.blocks\[2\]\.pool='gone': not a pool of the IPAM result \(ip, vx\)",
+        ),
+        (lambda d: d["nodes"]["a"]["tunnels"].update(vxlan="172.18.0.0\n"), r"nodes\.a\.tunnels\.vxlan='172\.18\.0\.0\\n'"),
+        (lambda d: d["nodes"]["a"]["workloads"][0].update(borrowed="no"), r"workloads\[0\]\.borrowed='no': must be a boolean"),
+        (lambda d: d["nodes"]["a"]["workloads"][0].update(ip="172.17.0.01"), r"workloads\[0\]\.ip='172\.17\.0\.01'"),
+        (lambda d: d["nodes"].update({"a;reboot": d["nodes"]["b"]}), r"calico_ipam_result\.nodes='a;reboot': .*DNS-1123"),
+        (lambda d: d["pools"]["ip"].update(ipip_mode="Sometimes"), r"pools\.ip\.ipip_mode='Sometimes': must be Never, Always"),
+        (lambda d: d["pools"]["ip"].update(vxlan_mode="Always"), r"pools\.ip\.vxlan_mode='Always': a pool cannot use both"),
+        (lambda d: d["pools"]["ip"].update(disable_bgp_export="false"), r"pools\.ip\.disable_bgp_export='false': must be a bool"),
+        (lambda d: d["pools"].update({"Bad_Name": d["pools"]["ip"]}), r"calico_ipam_result\.pools='Bad_Name'"),
+    ],
+)
 def test_bad_data_is_refused_naming_field_and_value(change, match):
     data = _copy(PREFIXES)
     change(data)
@@ -200,6 +244,7 @@ def test_bad_data_is_refused_naming_field_and_value(change, match):
 
 def _copy(data):
     import copy
+
     return copy.deepcopy(data)
 
 
@@ -228,20 +273,21 @@ def fleets(draw):
     count = draw(st.integers(min_value=2, max_value=4))
     ips = draw(st.lists(addresses, min_size=count, max_size=count, unique=True))
     ipip, vxlan = draw(MODES), draw(MODES)
-    pools = {"ip": _pool("172.17.0.0/16", ipip=ipip), "vx": _pool("172.18.0.0/16", vxlan=vxlan),
-             "plain": _pool("172.19.0.0/16", export=draw(st.booleans()))}
+    pools = {"ip": _pool("172.17.0.0/16", ipip=ipip), "vx": _pool("172.18.0.0/16", vxlan=vxlan), "plain": _pool("172.19.0.0/16", export=draw(st.booleans()))}
     nodes = {}
     for i, ip in enumerate(ips):
         network = ipaddress.IPv4Interface((ip, draw(st.integers(min_value=8, max_value=30)))).network
         pool = draw(st.sampled_from(["ip", "plain"]))
         second = f"172.{17 if pool == 'ip' else 19}.{i}.0/26"
-        nodes[f"n{i}"] = _node(str(ipaddress.IPv4Address(ip)), str(network),
-                               [(f"172.18.{i}.0/26", "vx"), (second, pool)],
-                               ipip=f"172.17.{i}.0" if ipip != "Never" else None,
-                               vxlan=f"172.18.{i}.0" if vxlan != "Never" and draw(st.integers(0, 3)) else None)
+        nodes[f"n{i}"] = _node(
+            str(ipaddress.IPv4Address(ip)),
+            str(network),
+            [(f"172.18.{i}.0/26", "vx"), (second, pool)],
+            ipip=f"172.17.{i}.0" if ipip != "Never" else None,
+            vxlan=f"172.18.{i}.0" if vxlan != "Never" and draw(st.integers(0, 3)) else None,
+        )
     if draw(st.booleans()):  # the last node borrowed an address of the first node's VXLAN block
-        nodes[f"n{count - 1}"]["workloads"].append({"id": "default.moved", "ip": "172.18.0.9", "pool": "vx",
-                                                     "block": "172.18.0.0/26", "borrowed": True})
+        nodes[f"n{count - 1}"]["workloads"].append({"id": "default.moved", "ip": "172.18.0.9", "pool": "vx", "block": "172.18.0.0/26", "borrowed": True})
         nodes[f"n{count - 1}"]["borrowed"] = ["172.18.0.9"]
     return {"nodes": nodes, "pools": pools}
 
@@ -285,15 +331,12 @@ def oracle(ipam: dict, name: str) -> list:
                 if pool["vxlan_mode"] == "CrossSubnet" and inside:
                     routes.append({"dst": dst, "gateway": peer["ip"], "dev": UNDERLAY, "protocol": "80"})
                 elif peer["tunnels"]["vxlan"]:
-                    routes.append({"dst": dst, "gateway": peer["tunnels"]["vxlan"], "dev": naming.VXLAN_DEVICE,
-                                   "protocol": "80", "flags": ["onlink"]})
+                    routes.append({"dst": dst, "gateway": peer["tunnels"]["vxlan"], "dev": naming.VXLAN_DEVICE, "protocol": "80", "flags": ["onlink"]})
             elif not pool["disable_bgp_export"]:
                 if pool["ipip_mode"] == "Always" or (pool["ipip_mode"] == "CrossSubnet" and not inside):
-                    routes.append({"dst": dst, "gateway": peer["ip"], "dev": naming.IPIP_DEVICE, "protocol": "bird",
-                                   "flags": ["onlink"]})
+                    routes.append({"dst": dst, "gateway": peer["ip"], "dev": naming.IPIP_DEVICE, "protocol": "bird", "flags": ["onlink"]})
                 else:
-                    routes.append({"dst": dst, "gateway": peer["ip"] if inside else ROUTER, "dev": UNDERLAY,
-                                   "protocol": "bird"})
+                    routes.append({"dst": dst, "gateway": peer["ip"] if inside else ROUTER, "dev": UNDERLAY, "protocol": "bird"})
     return routes
 
 
@@ -301,8 +344,7 @@ def kernel_table(ipam: dict, name: str) -> list:
     """``ip -json route`` of node ``name`` with everything programmed: blackholes, workload routes, the oracle's."""
     me = ipam["nodes"][name]
     table = [{"type": "blackhole", "dst": b["cidr"], "protocol": "bird"} for b in me["blocks"]]
-    table += [{"dst": w["ip"], "dev": naming.veth_name(w["id"]), "scope": "link", "protocol": "boot"}
-              for w in me["workloads"]]
+    table += [{"dst": w["ip"], "dev": naming.veth_name(w["id"]), "scope": "link", "protocol": "boot"} for w in me["workloads"]]
     for route in oracle(ipam, name):
         dst = route["dst"][:-3] if route["dst"].endswith("/32") else route["dst"]
         table.append(dict(route, dst=dst, type="unicast"))
@@ -311,16 +353,27 @@ def kernel_table(ipam: dict, name: str) -> list:
 
 def unmatched(name: str, result: IpamResult, table: list) -> list:
     """The destinations verify expects on node ``name`` that the table does not route as it expects."""
-    seen = [dict(r, dst=verify.normalise_dst(r["dst"]), type=r.get("type", "unicast"), gateway=r.get("gateway", ""),
-                 onlink="onlink" in r.get("flags", [])) for r in table]
-    return [exp["dst"] for _, exp in verify.expected_routes(name, result, UNDERLAY)
-            if not any(f["dst"] == exp["dst"] and verify.route_matches(exp, f) for f in seen)]
+    seen = [
+        dict(r, dst=verify.normalise_dst(r["dst"]), type=r.get("type", "unicast"), gateway=r.get("gateway", ""), onlink="onlink" in r.get("flags", []))
+        for r in table
+    ]
+    return [
+        exp["dst"]
+        for _kind, exp in verify.expected_routes(name, result, UNDERLAY)
+        if not any(f["dst"] == exp["dst"] and verify.route_matches(exp, f) for f in seen)
+    ]
 
 
-@pytest.mark.parametrize("ipip, vxlan, kinds", [
-    ("Never", "Never", ()), ("Always", "Never", ("ipip",)), ("CrossSubnet", "Never", ("ipip",)),
-    ("Never", "Always", ("vxlan",)), ("Never", "CrossSubnet", ("vxlan",)),
-])
+@pytest.mark.parametrize(
+    "ipip, vxlan, kinds",
+    [
+        ("Never", "Never", ()),
+        ("Always", "Never", ("ipip",)),
+        ("CrossSubnet", "Never", ("ipip",)),
+        ("Never", "Always", ("vxlan",)),
+        ("Never", "CrossSubnet", ("vxlan",)),
+    ],
+)
 def test_a_pools_tunnel_kinds_are_one_answer_for_the_inventory_the_result_and_the_mtu(ipip, vxlan, kinds):
     """The inventory's pool (the planner: which tunnel addresses a node needs), the IPAM result's (who routes
     it, its encapsulation) and the workload MTU ask ipam_model.tunnel_kinds, and agree."""

@@ -14,8 +14,8 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import va
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import Block, Handle, StateError
 from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import Planner
 from ansible_collections.l3.calico.plugins.module_utils.ipam_report import audit
-from ansible_collections.l3.calico.plugins.module_utils.ipam_store import FileStore, IpamState
 from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
+from ansible_collections.l3.calico.plugins.module_utils.ipam_store import FileStore, IpamState
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 POOLS = [{"name": "p1", "cidr": "10.10.0.0/16", "block_size": 28}]
@@ -26,8 +26,7 @@ def node(i, workloads):
 
 
 def params(path, nodes, only=None):
-    return {"pools": POOLS, "config": {}, "reservations": [], "nodes": nodes, "node": only,
-            "state_file": str(path), "lock_timeout": 60.0}
+    return {"pools": POOLS, "config": {}, "reservations": [], "nodes": nodes, "node": only, "state_file": str(path), "lock_timeout": 60.0}
 
 
 def test_write_is_atomic_0600_and_leaves_no_temporary(tmp_path):
@@ -67,6 +66,7 @@ def test_missing_directory_is_an_error(tmp_path):
 
 def test_lock_is_exclusive_and_times_out(tmp_path):
     import fcntl
+
     path = tmp_path / "s.json"
     fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -164,8 +164,18 @@ def test_writer_killed_mid_run_leaves_a_consistent_file(tmp_path, delay):
         everyone = [{"name": f"n{i}", "ip": f"192.168.{i // 250}.{i % 250 + 1}/16"} for i in range(300)]
         assert audit(validate([{"name": "p1", "cidr": "10.0.0.0/8"}], {}, [], everyone), state) == []
     # the next run completes, cleans the killed writer's temporary file, and leaves a clean state
-    result, _diff = run({"pools": [{"name": "p1", "cidr": "10.0.0.0/8"}], "config": {}, "reservations": [], "node": None,
-                         "nodes": [node(0, ["a"])], "state_file": path, "lock_timeout": 60.0}, check_mode=False)
+    result, _diff = run(
+        {
+            "pools": [{"name": "p1", "cidr": "10.0.0.0/8"}],
+            "config": {},
+            "reservations": [],
+            "node": None,
+            "nodes": [node(0, ["a"])],
+            "state_file": path,
+            "lock_timeout": 60.0,
+        },
+        check_mode=False,
+    )
     assert result["problems"] == []
     assert sorted(os.listdir(tmp_path)) == ["s.json", "s.json.lock"]
 
@@ -184,15 +194,35 @@ run(params, check_mode=False)
 
 def test_writer_killed_between_write_and_rename_keeps_the_previous_state(tmp_path):
     path = str(tmp_path / "s.json")
-    run({"pools": [{"name": "p1", "cidr": "10.0.0.0/16"}], "config": {}, "reservations": [], "node": None,
-         "nodes": [node(0, ["a"])], "state_file": path, "lock_timeout": 60.0}, check_mode=False)
+    run(
+        {
+            "pools": [{"name": "p1", "cidr": "10.0.0.0/16"}],
+            "config": {},
+            "reservations": [],
+            "node": None,
+            "nodes": [node(0, ["a"])],
+            "state_file": path,
+            "lock_timeout": 60.0,
+        },
+        check_mode=False,
+    )
     before = open(path, "rb").read()
     code = KILLED_BEFORE_RENAME.format(collections=os.path.join(ROOT, ".collections"), path=path)
     proc = subprocess.run([sys.executable, "-c", code], timeout=60, check=False)
     assert proc.returncode == -signal.SIGKILL
     leftovers = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     assert len(leftovers) == 1 and open(path, "rb").read() == before
-    result, _diff = run({"pools": [{"name": "p1", "cidr": "10.0.0.0/16"}], "config": {}, "reservations": [], "node": None,
-                         "nodes": [node(0, ["a", "b"])], "state_file": path, "lock_timeout": 60.0}, check_mode=False)
+    result, _diff = run(
+        {
+            "pools": [{"name": "p1", "cidr": "10.0.0.0/16"}],
+            "config": {},
+            "reservations": [],
+            "node": None,
+            "nodes": [node(0, ["a", "b"])],
+            "state_file": path,
+            "lock_timeout": 60.0,
+        },
+        check_mode=False,
+    )
     assert result["changed"] is True and result["problems"] == []
     assert sorted(os.listdir(tmp_path)) == ["s.json", "s.json.lock"]

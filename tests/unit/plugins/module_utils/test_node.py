@@ -46,16 +46,24 @@ def test_missing_packages_converge_nothing_but_check_ipip(dpkg, monkeypatch):
     monkeypatch.setattr(node.tunnels, "prepare", lambda *a, **kw: seen.append("planned"))
     monkeypatch.setattr(node.sysctls, "plan", lambda *a, **kw: pytest.fail("sysctls planned"))
     monkeypatch.setattr(node.firewall, "prepare", lambda *a, **kw: pytest.fail("firewall planned"))
-    done = node.converge(lambda argv: (1, "", ""), packages=PACKAGES, node="n", nodes={}, pools={}, workloads=[],
-                         sysctl_options=node.sysctls.Options({}, "/nonexistent"), check_mode=False)
-    assert done == {"missing_packages": PACKAGES, "tunnels": None, "sysctls": None, "firewall": None,
-                    "workload_mtu": None}
+    done = node.converge(
+        lambda argv: (1, "", ""),
+        packages=PACKAGES,
+        node="n",
+        nodes={},
+        pools={},
+        workloads=[],
+        sysctl_options=node.sysctls.Options({}, "/nonexistent"),
+        check_mode=False,
+    )
+    assert done == {"missing_packages": PACKAGES, "tunnels": None, "sysctls": None, "firewall": None, "workload_mtu": None}
     assert seen == ["planned"]  # the tunnels only planned: a kernel without ipip fails here
 
 
 def _converge(sysctl_values=None, sysctl_file="/nonexistent", **kw):
-    args = dict(packages=[], node="n", nodes={}, pools={}, workloads=[], check_mode=False,
-                sysctl_options=node.sysctls.Options(sysctl_values or {}, sysctl_file))
+    args = dict(
+        packages=[], node="n", nodes={}, pools={}, workloads=[], check_mode=False, sysctl_options=node.sysctls.Options(sysctl_values or {}, sysctl_file)
+    )
     args.update(kw)
     return node.converge(lambda argv: pytest.fail(f"ran {argv}"), **args)
 
@@ -64,8 +72,7 @@ def _converge(sysctl_values=None, sysctl_file="/nonexistent", **kw):
 def writes(monkeypatch):
     """Tunnels planned with a change pending; every write of every part recorded."""
     seen = []
-    monkeypatch.setattr(node.tunnels, "prepare",
-                        lambda *a, **kw: node.tunnels.Plan(ip_lines=["link add tunl0 type ipip"], changes=["tunl0 created"]))
+    monkeypatch.setattr(node.tunnels, "prepare", lambda *a, **kw: node.tunnels.Plan(ip_lines=["link add tunl0 type ipip"], changes=["tunl0 created"]))
     monkeypatch.setattr(node.tunnels, "apply", lambda *a, **kw: seen.append("tunnels"))
     monkeypatch.setattr(node.sysctls, "apply", lambda *a, **kw: seen.append("sysctls"))
     monkeypatch.setattr(node.firewall, "commit", lambda *a, **kw: seen.append("firewall"))
@@ -84,12 +91,15 @@ def test_bad_sysctl_changes_nothing(writes, tmp_path, sysctl_values):
     assert writes == [] and not conf.exists()
 
 
-@pytest.mark.parametrize("kw", [
-    {"workloads": [{"name": "w1", "ip": "10.0.0.300"}]},
-    {"workloads": [{"ip": "10.0.0.3"}]},
-    {"firewall_options": node.firewall.Options(backend="pf")},
-    {"firewall_options": node.firewall.Options(host_tcp_ports=(70000,))},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"workloads": [{"name": "w1", "ip": "10.0.0.300"}]},
+        {"workloads": [{"ip": "10.0.0.3"}]},
+        {"firewall_options": node.firewall.Options(backend="pf")},
+        {"firewall_options": node.firewall.Options(host_tcp_ports=(70000,))},
+    ],
+)
 def test_bad_firewall_input_changes_nothing(writes, tmp_path, kw):
     conf = tmp_path / "60-l3-calico.conf"  # absent: the sysctls plan has a file to write
     with pytest.raises(node.firewall.FirewallError):
@@ -118,18 +128,21 @@ def _pool(ipip="Never", vxlan="Never", disabled=False):
     return {"cidr": "10.0.0.0/16", "block_size": 26, "ipip_mode": ipip, "vxlan_mode": vxlan, "disabled": disabled}
 
 
-@pytest.mark.parametrize("pools, underlay, mtu", [
-    ({}, 1500, 1500),
-    ({"p": _pool()}, 1500, 1500),
-    ({"p": _pool(ipip="Always")}, 1500, 1480),
-    ({"p": _pool(ipip="CrossSubnet")}, 9000, 8980),
-    ({"p": _pool(vxlan="CrossSubnet")}, 1500, 1450),
-    ({"a": _pool(ipip="Always"), "b": _pool(vxlan="Always")}, 1500, 1450),  # the largest overhead
-    ({"a": _pool(ipip="Always"), "b": _pool(vxlan="Always", disabled=True)}, 1500, 1480),  # enabled pools only
-    ({"a": _pool(ipip="Always", disabled=True)}, 1500, 1500),
-    ({"p": _pool(vxlan="Always")}, None, 1450),  # no underlay found: 1500
-    ({"p": {"cidr": "10.0.0.0/16"}}, 1400, 1400),  # modes absent: Never
-])
+@pytest.mark.parametrize(
+    "pools, underlay, mtu",
+    [
+        ({}, 1500, 1500),
+        ({"p": _pool()}, 1500, 1500),
+        ({"p": _pool(ipip="Always")}, 1500, 1480),
+        ({"p": _pool(ipip="CrossSubnet")}, 9000, 8980),
+        ({"p": _pool(vxlan="CrossSubnet")}, 1500, 1450),
+        ({"a": _pool(ipip="Always"), "b": _pool(vxlan="Always")}, 1500, 1450),  # the largest overhead
+        ({"a": _pool(ipip="Always"), "b": _pool(vxlan="Always", disabled=True)}, 1500, 1480),  # enabled pools only
+        ({"a": _pool(ipip="Always", disabled=True)}, 1500, 1500),
+        ({"p": _pool(vxlan="Always")}, None, 1450),  # no underlay found: 1500
+        ({"p": {"cidr": "10.0.0.0/16"}}, 1400, 1400),  # modes absent: Never
+    ],
+)
 def test_workload_mtu_is_the_underlay_minus_the_largest_overhead_of_the_enabled_pools(pools, underlay, mtu):
     assert node.workload_mtu(underlay, pools) == mtu
 
@@ -156,8 +169,7 @@ def test_sysctls_of_a_tunnel_device_this_run_creates_are_planned(tmp_path):
     with pytest.raises(node.sysctls.SysctlError, match="net.ipv4.conf.tunl0.rp_filter does not exist"):
         node.sysctls.plan(values, str(tmp_path / "s.conf"), proc_sys=str(proc))
     with pytest.raises(node.sysctls.SysctlError, match="net.ipv4.conf.eth9.rp_filter does not exist"):
-        node.sysctls.plan({"net.ipv4.conf.eth9.rp_filter": 0}, str(tmp_path / "s.conf"), proc_sys=str(proc),
-                          creates=["tunl0"])
+        node.sysctls.plan({"net.ipv4.conf.eth9.rp_filter": 0}, str(tmp_path / "s.conf"), proc_sys=str(proc), creates=["tunl0"])
     the_plan = node.sysctls.plan(values, str(tmp_path / "s.conf"), proc_sys=str(proc), creates=["tunl0"])
     assert the_plan.runtime == {"net.ipv4.ip_forward": "1", "net.ipv4.conf.tunl0.rp_filter": "0"}
     (proc / "net" / "ipv4" / "conf" / "tunl0").mkdir(parents=True)  # what tunnels.apply does
@@ -169,8 +181,7 @@ def test_sysctls_of_a_tunnel_device_this_run_creates_are_planned(tmp_path):
 def test_node_passes_the_devices_the_tunnels_create_to_sysctls(writes, monkeypatch, tmp_path):
     monkeypatch.setattr(node.tunnels, "prepare", lambda *a, **kw: node.tunnels.Plan(changes=["x"], creates=["tunl0"]))
     seen = {}
-    monkeypatch.setattr(node.sysctls, "plan", lambda values, path, creates=(): seen.setdefault("creates", creates)
-                        and node.sysctls.Plan(content="", before=""))
+    monkeypatch.setattr(node.sysctls, "plan", lambda values, path, creates=(): seen.setdefault("creates", creates) and node.sysctls.Plan(content="", before=""))
     monkeypatch.setattr(node.firewall, "prepare", lambda *a, **kw: node.firewall.Plan("iptables"))
     _converge()
     assert seen["creates"] == ["tunl0"] and writes == ["tunnels", "firewall"]
@@ -181,8 +192,7 @@ def removal(monkeypatch):
     """The three removal parts read nothing real; every apply recorded."""
     seen = []
     monkeypatch.setattr(node.tunnels, "read_state", lambda runner: node.tunnels.State({}, [], [], [], True))
-    monkeypatch.setattr(node.tunnels, "plan_removal",
-                        lambda *a: node.tunnels.Plan(ip_lines=["link del dev vxlan.calico"], changes=["x"]))
+    monkeypatch.setattr(node.tunnels, "plan_removal", lambda *a: node.tunnels.Plan(ip_lines=["link del dev vxlan.calico"], changes=["x"]))
     monkeypatch.setattr(node.firewall, "read_nft", lambda runner: "table ip l3calico {}")
     monkeypatch.setattr(node.firewall, "read_iptables", lambda runner: {"mangle": None, "nat": None, "filter": None})
     monkeypatch.setattr(node.tunnels, "apply", lambda *a, **kw: seen.append("tunnels"))
@@ -191,9 +201,14 @@ def removal(monkeypatch):
 
 
 def _remove(tmp_path, **kw):
-    args = dict(pools={}, ipip_address=None, sysctl_file=str(tmp_path / "s.conf"),
-                firewall_state_file=str(tmp_path / "fw.json"), check_mode=False,
-                runner=lambda argv, stdin=None: pytest.fail(f"ran {argv}"))
+    args = dict(
+        pools={},
+        ipip_address=None,
+        sysctl_file=str(tmp_path / "s.conf"),
+        firewall_state_file=str(tmp_path / "fw.json"),
+        check_mode=False,
+        runner=lambda argv, stdin=None: pytest.fail(f"ran {argv}"),
+    )
     args.update(kw)
     return node.remove(**args)
 
@@ -232,8 +247,7 @@ def test_removal_plans_say_what_goes(tmp_path):
     conf = tmp_path / "s.conf"
     conf.write_text(node.sysctls.HEADER)
     removal = node.sysctls.plan_removal(str(conf))
-    assert removal.diff() == {"before": node.sysctls.HEADER, "after": "", "before_header": str(conf),
-                              "after_header": f"{conf} (removed)"}
+    assert removal.diff() == {"before": node.sysctls.HEADER, "after": "", "before_header": str(conf), "after_header": f"{conf} (removed)"}
     fw = node.firewall.plan_removal("table ip l3calico {}\n", {"mangle": None, "nat": None, "filter": None}, False)
     assert fw.diff()["after_header"] == "(removed)" and fw.result() == {"backend": "nftables", "changes": fw.changes}
     tun = node.tunnels.plan_removal(node.tunnels.State({"vxlan.calico": {"ifalias": "x"}}, [], [], [], True))
@@ -241,9 +255,19 @@ def test_removal_plans_say_what_goes(tmp_path):
 
 
 def test_options_are_built_from_the_module_params():
-    params = {"underlay_interface": "eth1", "underlay_mtu": 9000, "vxlan_vni": 7, "vxlan_port": 8472,
-              "modprobe_dir": None, "sysctls": None, "sysctl_file": "/x.conf", "firewall_backend": "iptables",
-              "veth_prefix": "cali", "firewall_state_file": "/run/x.json", "host_tcp_ports": [179, 22]}
+    params = {
+        "underlay_interface": "eth1",
+        "underlay_mtu": 9000,
+        "vxlan_vni": 7,
+        "vxlan_port": 8472,
+        "modprobe_dir": None,
+        "sysctls": None,
+        "sysctl_file": "/x.conf",
+        "firewall_backend": "iptables",
+        "veth_prefix": "cali",
+        "firewall_state_file": "/run/x.json",
+        "host_tcp_ports": [179, 22],
+    }
     assert node.tunnels.Options.from_params(params) == node.tunnels.Options("eth1", 9000, 7, 8472, None)
     assert node.sysctls.Options.from_params(params) == node.sysctls.Options({}, "/x.conf")
     assert node.firewall.Options.from_params(params) == node.firewall.Options("iptables", "cali", "/run/x.json", (179, 22))

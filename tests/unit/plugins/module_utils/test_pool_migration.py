@@ -23,15 +23,13 @@ def move(owner, old, new=None, block=None):
 
 
 def evacuation(removed=True, **nodes):
-    return {"pool": "old", "cidr": "10.1.0.0/24", "nodes": nodes, "remaining": 0 if removed else 3,
-            "blocks_left": 0 if removed else 2, "removed": removed}
+    return {"pool": "old", "cidr": "10.1.0.0/24", "nodes": nodes, "remaining": 0 if removed else 3, "blocks_left": 0 if removed else 2, "removed": removed}
 
 
 # n1: a workload moves and its tunnel address goes without replacement (IPIP -> VXLAN); n2: only its
 # tunnel address goes (nothing moves into the new pool: no round of its own); n3: a workload moves.
 EVACUATION = evacuation(
-    n1={"moved": [move("default.a1", "10.1.0.1", "10.2.0.1", "10.2.0.0/28"), move("ipip-tunnel-addr-n1", "10.1.0.0")],
-        "released_blocks": ["10.1.0.0/26"]},
+    n1={"moved": [move("default.a1", "10.1.0.1", "10.2.0.1", "10.2.0.0/28"), move("ipip-tunnel-addr-n1", "10.1.0.0")], "released_blocks": ["10.1.0.0/26"]},
     n2={"moved": [move("ipip-tunnel-addr-n2", "10.1.0.64")], "released_blocks": ["10.1.0.64/26"]},
     n3={"moved": [move("default.c1", "10.1.0.129", "10.2.0.17", "10.2.0.16/28")], "released_blocks": []},
 )
@@ -43,13 +41,18 @@ def names(rounds):
 
 def test_every_host_with_an_address_moving_into_the_new_pool_has_a_round_then_finish():
     rounds = pm.rounds(EVACUATION, changed=True)
-    assert rounds == [{"name": "prepare", "nodes": []}, {"name": "n1", "nodes": ["n1"]},
-                      {"name": "n3", "nodes": ["n3"]}, {"name": "finish", "nodes": ["n1", "n2", "n3"]}]
+    assert rounds == [
+        {"name": "prepare", "nodes": []},
+        {"name": "n1", "nodes": ["n1"]},
+        {"name": "n3", "nodes": ["n3"]},
+        {"name": "finish", "nodes": ["n1", "n2", "n3"]},
+    ]
 
 
 def test_hosts_run_in_name_order_whatever_the_order_given():
-    ev = evacuation(b={"moved": [move("x", "10.1.0.1", "10.2.0.1")], "released_blocks": []},
-                    a={"moved": [move("y", "10.1.0.2", "10.2.0.2")], "released_blocks": []})
+    ev = evacuation(
+        b={"moved": [move("x", "10.1.0.1", "10.2.0.1")], "released_blocks": []}, a={"moved": [move("y", "10.1.0.2", "10.2.0.2")], "released_blocks": []}
+    )
     assert names(pm.rounds(ev, True, run_nodes=["b", "a"])) == ["prepare", "a", "b", "finish"]
 
 
@@ -86,8 +89,7 @@ def test_plan_lines():
 
 
 def test_plan_lines_of_a_partial_run_and_a_pool_that_stays():
-    pools = dict(POOLS, other={"cidr": "10.3.0.0/24", "block_size": 26, "ipip_mode": "CrossSubnet",
-                               "vxlan_mode": "Never", "disabled": False})
+    pools = dict(POOLS, other={"cidr": "10.3.0.0/24", "block_size": 26, "ipip_mode": "CrossSubnet", "vxlan_mode": "Never", "disabled": False})
     ev = dict(EVACUATION, removed=False, remaining=3, blocks_left=2)
     lines = pm.plan_lines(ev, pools, run_nodes=["n3", "n1"])
     assert lines[:4] == [
@@ -134,9 +136,18 @@ NODES = [
 
 @pytest.fixture
 def params(tmp_path):
-    base = {"pools": [OLD], "config": {}, "reservations": [], "nodes": copy.deepcopy(NODES), "node": None,
-            "remove_nodes": [], "audit": False, "lock_timeout": 5.0, "datastore": "file",
-            "state_file": str(tmp_path / "calico_ipam.json")}
+    base = {
+        "pools": [OLD],
+        "config": {},
+        "reservations": [],
+        "nodes": copy.deepcopy(NODES),
+        "node": None,
+        "remove_nodes": [],
+        "audit": False,
+        "lock_timeout": 5.0,
+        "datastore": "file",
+        "state_file": str(tmp_path / "calico_ipam.json"),
+    }
     run(base, check_mode=False)
     return dict(base, pools=[dict(OLD, disabled=True), NEW])
 

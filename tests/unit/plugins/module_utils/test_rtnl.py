@@ -22,7 +22,7 @@ def decode(data: bytes):
     out, offset = [], 0
     while offset < len(data):
         length, kind, flags, seq, _pid = rtnl.NLMSGHDR.unpack_from(data, offset)
-        out.append((kind, flags, seq, data[offset + rtnl.NLMSGHDR.size:offset + length]))
+        out.append((kind, flags, seq, data[offset + rtnl.NLMSGHDR.size : offset + length]))
         offset += (length + 3) & ~3
     return out
 
@@ -43,10 +43,13 @@ def test_link_set_is_newlink_with_up_in_flags_and_change_and_the_mtu():
     assert rtnl.IFINFOMSG.unpack_from(payload)[2] == 1 and rtnl._attrs(payload, rtnl.IFINFOMSG.size) == {}
 
 
-@pytest.mark.parametrize("change, msg_type, extra", [
-    (rtnl.AddrAdd("172.17.72.1", 32, "eth0"), rtnl.RTM_NEWADDR, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL),
-    (rtnl.AddrDel("172.17.72.1", 32, "eth0"), rtnl.RTM_DELADDR, 0),
-])
+@pytest.mark.parametrize(
+    "change, msg_type, extra",
+    [
+        (rtnl.AddrAdd("172.17.72.1", 32, "eth0"), rtnl.RTM_NEWADDR, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL),
+        (rtnl.AddrDel("172.17.72.1", 32, "eth0"), rtnl.RTM_DELADDR, 0),
+    ],
+)
 def test_addresses_carry_local_and_address_like_ip(change, msg_type, extra):
     kind, flags, _seq, payload = one(change)
     assert kind == msg_type and flags == rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK | extra
@@ -63,14 +66,12 @@ def test_routes_are_replace_in_main_proto_boot_with_scope_dst_gateway_oif():
     family, dst_len, src_len, tos, table, proto, scope, rtype, rflags = rtnl.RTMSG.unpack_from(payload)
     assert (family, dst_len, src_len, tos, table) == (socket.AF_INET, 32, 0, 0, rtnl.RT_TABLE_MAIN)
     assert (proto, scope, rtype, rflags) == (rtnl.RTPROT_BOOT, rtnl.RT_SCOPE_LINK, rtnl.RTN_UNICAST, 0)
-    assert rtnl._attrs(payload, rtnl.RTMSG.size) == {
-        rtnl.RTA_DST: socket.inet_aton("169.254.1.1"), rtnl.RTA_OIF: struct.pack("=i", 7)}
+    assert rtnl._attrs(payload, rtnl.RTMSG.size) == {rtnl.RTA_DST: socket.inet_aton("169.254.1.1"), rtnl.RTA_OIF: struct.pack("=i", 7)}
 
     _kind, _flags, _seq, payload = one(rtnl.RouteReplace("default", "eth0", gateway="169.254.1.1"))
     _family, dst_len, _src, _tos, _table, _proto, scope, _type, _flags = rtnl.RTMSG.unpack_from(payload)
     assert (dst_len, scope) == (0, rtnl.RT_SCOPE_UNIVERSE)
-    assert rtnl._attrs(payload, rtnl.RTMSG.size) == {
-        rtnl.RTA_GATEWAY: socket.inet_aton("169.254.1.1"), rtnl.RTA_OIF: struct.pack("=i", 7)}
+    assert rtnl._attrs(payload, rtnl.RTMSG.size) == {rtnl.RTA_GATEWAY: socket.inet_aton("169.254.1.1"), rtnl.RTA_OIF: struct.pack("=i", 7)}
 
     _kind, _flags, _seq, payload = one(rtnl.RouteReplace("10.5.0.0/16", "eth0", gateway="10.6.6.6"))
     assert rtnl.RTMSG.unpack_from(payload)[1] == 16
@@ -79,8 +80,12 @@ def test_routes_are_replace_in_main_proto_boot_with_scope_dst_gateway_oif():
 def test_changes_print_as_the_ip_batch_lines_they_replace():
     w = wl.Workload(wid="default.web-1", ip="172.17.72.1", netns="calico-default.web-1", veth="cali0", mtu=1450)
     assert [str(c) for c in wl._create_inside_ops(w)] == [
-        "link set dev lo up", "link set dev eth0 up", "addr add 172.17.72.1/32 dev eth0",
-        "route replace 169.254.1.1 dev eth0 scope link", "route replace default via 169.254.1.1 dev eth0"]
+        "link set dev lo up",
+        "link set dev eth0 up",
+        "addr add 172.17.72.1/32 dev eth0",
+        "route replace 169.254.1.1 dev eth0 scope link",
+        "route replace default via 169.254.1.1 dev eth0",
+    ]
     assert str(rtnl.LinkSet("eth0", 1450)) == "link set dev eth0 mtu 1450 up"
     assert str(rtnl.AddrDel("10.9.9.9", 24, "eth0")) == "addr del 10.9.9.9/24 dev eth0"
 
@@ -129,24 +134,31 @@ def test_one_send_for_all_changes_of_a_namespace_and_every_ack_read():
     rtnl.apply(sock, changes)
     assert len(sock.sent) == 2  # the names resolved in one send, then the whole batch in one send
     batch = decode(sock.sent[1])
-    assert [m[0] for m in batch] == [rtnl.RTM_NEWLINK, rtnl.RTM_NEWLINK, rtnl.RTM_NEWADDR,
-                                     rtnl.RTM_NEWROUTE, rtnl.RTM_NEWROUTE]
+    assert [m[0] for m in batch] == [rtnl.RTM_NEWLINK, rtnl.RTM_NEWLINK, rtnl.RTM_NEWADDR, rtnl.RTM_NEWROUTE, rtnl.RTM_NEWROUTE]
     assert all(m[1] & rtnl.NLM_F_ACK for m in batch)
 
 
 def test_refusals_are_all_reported_in_order_with_errno_name_and_kernel_message():
-    changes = [rtnl.AddrAdd("10.1.1.1", 32, "eth0"), rtnl.RouteReplace("10.9.0.0/16", "eth1", gateway="1.2.3.4"),
-               rtnl.RouteReplace("default", "eth0", gateway="169.254.1.1")]
-    sock = FakeNetlink({"eth0": 2}, refuse={
-        "addr add 10.1.1.1/32 dev eth0": (errno.EEXIST, "ipv4: Address already assigned"),
-        "route replace default via 169.254.1.1 dev eth0": (errno.ENETUNREACH, "Nexthop has invalid gateway")})
+    changes = [
+        rtnl.AddrAdd("10.1.1.1", 32, "eth0"),
+        rtnl.RouteReplace("10.9.0.0/16", "eth1", gateway="1.2.3.4"),
+        rtnl.RouteReplace("default", "eth0", gateway="169.254.1.1"),
+    ]
+    sock = FakeNetlink(
+        {"eth0": 2},
+        refuse={
+            "addr add 10.1.1.1/32 dev eth0": (errno.EEXIST, "ipv4: Address already assigned"),
+            "route replace default via 169.254.1.1 dev eth0": (errno.ENETUNREACH, "Nexthop has invalid gateway"),
+        },
+    )
     sock.decoded = changes
     with pytest.raises(rtnl.NetlinkError) as info:
         rtnl.apply(sock, changes)
     assert [(str(c), e) for c, e, _m in info.value.failures] == [
         ("addr add 10.1.1.1/32 dev eth0", errno.EEXIST),
         ("route replace 10.9.0.0/16 via 1.2.3.4 dev eth1", errno.ENODEV),
-        ("route replace default via 169.254.1.1 dev eth0", errno.ENETUNREACH)]
+        ("route replace default via 169.254.1.1 dev eth0", errno.ENETUNREACH),
+    ]
     text = str(info.value)
     assert "`addr add 10.1.1.1/32 dev eth0`: EEXIST (File exists: ipv4: Address already assigned)" in text
     assert "ENODEV" in text and "eth1" in text and "ENETUNREACH" in text and "invalid gateway" in text
@@ -191,6 +203,7 @@ def test_a_namespace_without_usable_rtnetlink_falls_back_to_ip_n_batch(monkeypat
     def runner(argv, stdin=None):
         calls.append((list(argv), stdin))
         from ansible_collections.l3.calico.plugins.module_utils import iproute
+
         return iproute.Result(0, "", "")
 
     fake_namespaces(monkeypatch, no_socket=True)
@@ -210,20 +223,21 @@ def test_kernel_refusals_name_workload_and_namespace_and_the_rest_is_applied(mon
 
     fake_namespaces(monkeypatch)
     monkeypatch.setattr(rtnl, "apply", fake_apply)
-    ws = [wl.Workload(wid=f"default.{x}", ip=f"10.0.0.{i}", netns=f"calico-default.{x}", veth=f"cali{x}", mtu=1500)
-          for i, x in enumerate("abc")]
+    ws = [wl.Workload(wid=f"default.{x}", ip=f"10.0.0.{i}", netns=f"calico-default.{x}", veth=f"cali{x}", mtu=1500) for i, x in enumerate("abc")]
     the_plan = wl.Plan(ns_ops={w.netns: wl._create_inside_ops(w) for w in ws}, workloads=ws)
     with pytest.raises(wl.ApplyError) as info:
         wl.apply(None, the_plan, state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path))
     assert applied == ["calico-default.a", "calico-default.b", "calico-default.c"]
-    assert ("workload default.a (namespace calico-default.a): `addr add 10.0.0.0/32 dev eth0`: EEXIST "
-            "(File exists: ipv4: Address already assigned)") in str(info.value)
+    assert ("workload default.a (namespace calico-default.a): `addr add 10.0.0.0/32 dev eth0`: EEXIST (File exists: ipv4: Address already assigned)") in str(
+        info.value
+    )
     assert isinstance(info.value, OSError)  # the module reports it as a failure with this message
 
 
 def test_a_failing_ip_fallback_is_reported_and_the_other_namespaces_are_applied(monkeypatch, tmp_path):
     """A namespace gone between the read and the apply: its `ip -n NS -batch` fails, the others still go."""
     from ansible_collections.l3.calico.plugins.module_utils import iproute
+
     applied = []
 
     def runner(argv, stdin=None):
@@ -231,12 +245,10 @@ def test_a_failing_ip_fallback_is_reported_and_the_other_namespaces_are_applied(
 
     fake_namespaces(monkeypatch, missing=["calico-default.a"])
     monkeypatch.setattr(rtnl, "apply", lambda sock, changes: applied.append(sock.ns))
-    ws = [wl.Workload(wid=f"default.{x}", ip=f"10.0.0.{i}", netns=f"calico-default.{x}", veth=f"cali{x}", mtu=1500)
-          for i, x in enumerate("abc")]
+    ws = [wl.Workload(wid=f"default.{x}", ip=f"10.0.0.{i}", netns=f"calico-default.{x}", veth=f"cali{x}", mtu=1500) for i, x in enumerate("abc")]
     (tmp_path / "net/ipv4").mkdir(parents=True)
     (tmp_path / "net/ipv4/ip_forward").write_text("1\n")  # what "inside" b and c reads here
-    the_plan = wl.Plan(ns_ops={w.netns: wl._create_inside_ops(w) for w in ws},
-                       ns_sysctls={w.netns: wl.inside_sysctls(w) for w in ws}, workloads=ws)
+    the_plan = wl.Plan(ns_ops={w.netns: wl._create_inside_ops(w) for w in ws}, ns_sysctls={w.netns: wl.inside_sysctls(w) for w in ws}, workloads=ws)
     with pytest.raises(wl.ApplyError) as info:
         wl.apply(runner, the_plan, state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path))
     assert applied == ["calico-default.b", "calico-default.c"]

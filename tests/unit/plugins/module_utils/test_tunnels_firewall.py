@@ -12,21 +12,31 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamR
 POOLS = {
     "always": {"cidr": "172.17.0.0/16", "vxlan_mode": "Always", "ipip_mode": "Never", "nat_outgoing": True},
     "cross": {"cidr": "172.18.0.0/16", "vxlan_mode": "CrossSubnet", "ipip_mode": "Never", "nat_outgoing": False},
-    "ipip": {"cidr": "172.19.0.0/16", "vxlan_mode": "Never", "ipip_mode": "CrossSubnet", "nat_outgoing": True,
-             "disabled": True},
+    "ipip": {"cidr": "172.19.0.0/16", "vxlan_mode": "Never", "ipip_mode": "CrossSubnet", "nat_outgoing": True, "disabled": True},
 }
 
 
 def node(ip, net, blocks, vxlan, workloads=(), ipip=None):
-    return {"ip": ip, "network": net, "blocks": [{"cidr": c, "pool": p} for c, p in blocks],
-            "workloads": list(workloads), "borrowed": [], "tunnels": {"vxlan": vxlan, "ipip": ipip}}
+    return {
+        "ip": ip,
+        "network": net,
+        "blocks": [{"cidr": c, "pool": p} for c, p in blocks],
+        "workloads": list(workloads),
+        "borrowed": [],
+        "tunnels": {"vxlan": vxlan, "ipip": ipip},
+    }
 
 
 NODES = {
     "a": node("10.0.0.1", "10.0.0.0/24", [("172.17.0.0/26", "always"), ("172.18.0.0/26", "cross")], "172.17.0.0"),
     "b": node("10.0.0.2", "10.0.0.0/24", [("172.17.1.0/26", "always"), ("172.18.1.0/26", "cross")], "172.17.1.0"),
-    "c": node("10.1.0.2", "10.1.0.0/24", [("172.17.2.0/26", "always"), ("172.18.2.0/26", "cross")], "172.17.2.0",
-              workloads=[{"id": "d.w", "ip": "172.17.0.9", "pool": "always", "borrowed": True}]),
+    "c": node(
+        "10.1.0.2",
+        "10.1.0.0/24",
+        [("172.17.2.0/26", "always"), ("172.18.2.0/26", "cross")],
+        "172.17.2.0",
+        workloads=[{"id": "d.w", "ip": "172.17.0.9", "pool": "always", "borrowed": True}],
+    ),
     "d": node("10.1.0.3", "10.1.0.0/24", [("172.19.0.0/26", "ipip")], None),
 }
 
@@ -44,29 +54,35 @@ def test_crosssubnet_routes_only_for_nodes_in_another_subnet():
 
 def test_vxlan_plan_from_scratch_and_noop():
     desired = tunnels.desired_tunnels("a", {"nodes": NODES, "pools": POOLS})
-    links = {"eth0": {"ifname": "eth0", "mtu": 9000, "flags": ["UP"],
-                      "addr_info": [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}]}}
+    links = {"eth0": {"ifname": "eth0", "mtu": 9000, "flags": ["UP"], "addr_info": [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}]}}
     state = tunnels.State(links=links, routes=[], neighbours=[], fdb=[], ipip_loaded=False)
     plan = tunnels.plan(desired, state)
     assert plan.underlay == "eth0" and plan.vxlan_mtu == 8950
-    assert plan.ip_lines[0] == (f"link add vxlan.calico mtu 8950 address {naming.vxlan_mac('a')} type vxlan id 4096 "
-                                "local 10.0.0.1 dev eth0 dstport 4789 nolearning")
+    assert plan.ip_lines[0] == (
+        f"link add vxlan.calico mtu 8950 address {naming.vxlan_mac('a')} type vxlan id 4096 local 10.0.0.1 dev eth0 dstport 4789 nolearning"
+    )
     assert "route replace 172.18.2.0/26 via 172.17.2.0 dev vxlan.calico onlink proto 80" in plan.ip_lines
     assert f"fdb replace {naming.vxlan_mac('c')} dev vxlan.calico dst 10.1.0.2 self permanent" in plan.bridge_lines
     assert "route replace 172.18.1.0/26 via 10.0.0.2 dev eth0 proto 80" in plan.ip_lines
 
     # The same state read back: nothing to do.
     links["vxlan.calico"] = {
-        "ifname": "vxlan.calico", "mtu": 8950, "address": naming.vxlan_mac("a"), "flags": ["UP"],
-        "ifalias": tunnels.VXLAN_ALIAS, "addr_info": [{"family": "inet", "local": "172.17.0.0", "prefixlen": 32}],
-        "linkinfo": {"info_kind": "vxlan", "info_data": {"id": 4096, "local": "10.0.0.1", "link": "eth0",
-                                                         "port": 4789, "learning": False}}}
-    routes = [{"dst": dst if not dst.endswith("/32") else dst[:-3], "gateway": p.vtep, "dev": "vxlan.calico",
-               "protocol": "80", "flags": ["onlink"]} for p in desired.peers for dst in p.routes]
+        "ifname": "vxlan.calico",
+        "mtu": 8950,
+        "address": naming.vxlan_mac("a"),
+        "flags": ["UP"],
+        "ifalias": tunnels.VXLAN_ALIAS,
+        "addr_info": [{"family": "inet", "local": "172.17.0.0", "prefixlen": 32}],
+        "linkinfo": {"info_kind": "vxlan", "info_data": {"id": 4096, "local": "10.0.0.1", "link": "eth0", "port": 4789, "learning": False}},
+    }
+    routes = [
+        {"dst": dst if not dst.endswith("/32") else dst[:-3], "gateway": p.vtep, "dev": "vxlan.calico", "protocol": "80", "flags": ["onlink"]}
+        for p in desired.peers
+        for dst in p.routes
+    ]
     neigh = [{"dst": p.vtep, "lladdr": p.mac, "dev": "vxlan.calico", "state": ["PERMANENT"]} for p in desired.peers]
     fdb = [{"mac": p.mac, "dst": p.ip, "flags": ["self"], "state": "permanent"} for p in desired.peers]
-    routes += [{"dst": dst, "gateway": p.ip, "dev": "eth0", "protocol": "80", "flags": []}
-               for p in desired.peers for dst in p.direct]
+    routes += [{"dst": dst, "gateway": p.ip, "dev": "eth0", "protocol": "80", "flags": []} for p in desired.peers for dst in p.direct]
     again = tunnels.plan(desired, tunnels.State(links, routes, neigh, fdb, False))
     assert not again.changed and again.ip_lines == [] and again.bridge_lines == []
 
@@ -78,8 +94,10 @@ def test_vxlan_plan_from_scratch_and_noop():
 
 def test_foreign_vxlan_device_and_unknown_node_are_refused():
     desired = tunnels.desired_tunnels("a", {"nodes": NODES, "pools": POOLS})
-    links = {"eth0": {"ifname": "eth0", "mtu": 1500, "addr_info": [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}]},
-             "vxlan.calico": {"ifname": "vxlan.calico"}}
+    links = {
+        "eth0": {"ifname": "eth0", "mtu": 1500, "addr_info": [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}]},
+        "vxlan.calico": {"ifname": "vxlan.calico"},
+    }
     with pytest.raises(tunnels.TunnelError, match="not created by l3.calico"):
         tunnels.plan(desired, tunnels.State(links, [], [], [], False))
     with pytest.raises(tunnels.TunnelError, match="node 'zz' is not in the IPAM result"):
@@ -102,18 +120,21 @@ def test_firewall_rules_nat_only_pool_to_outside_and_per_veth_sources():
     assert rules.all_pools == ["172.17.0.0/16", "172.18.0.0/16", "172.19.0.0/16"]
     veth = naming.veth_name("default.w")
     ipt = firewall.iptables_rules(rules)
-    assert ipt["nat"] == ["-A L3CALICO-NAT-OUTGOING -d 172.17.0.0/16 -j RETURN",
-                          "-A L3CALICO-NAT-OUTGOING -d 172.18.0.0/16 -j RETURN",
-                          "-A L3CALICO-NAT-OUTGOING -d 172.19.0.0/16 -j RETURN",
-                          "-A L3CALICO-NAT-OUTGOING -s 172.17.0.0/16 -j MASQUERADE --random-fully"]
-    assert ipt["mangle"] == [f"-A L3CALICO-ANTISPOOF -s 172.17.0.5/32 -i {veth} -j RETURN",
-                             "-A L3CALICO-ANTISPOOF -i cali+ -j DROP"]
+    assert ipt["nat"] == [
+        "-A L3CALICO-NAT-OUTGOING -d 172.17.0.0/16 -j RETURN",
+        "-A L3CALICO-NAT-OUTGOING -d 172.18.0.0/16 -j RETURN",
+        "-A L3CALICO-NAT-OUTGOING -d 172.19.0.0/16 -j RETURN",
+        "-A L3CALICO-NAT-OUTGOING -s 172.17.0.0/16 -j MASQUERADE --random-fully",
+    ]
+    assert ipt["mangle"] == [f"-A L3CALICO-ANTISPOOF -s 172.17.0.5/32 -i {veth} -j RETURN", "-A L3CALICO-ANTISPOOF -i cali+ -j DROP"]
     nft = firewall.render_nft(rules)
     assert f'"{veth}" . 172.17.0.5' in nft and "ip saddr @nat-pools ip daddr != @all-pools" in nft
     # iptables: already as wanted -> nothing to do
-    current = {"mangle": ipt["mangle"] + ["-A PREROUTING -j L3CALICO-ANTISPOOF"],
-               "nat": ipt["nat"] + ["-A POSTROUTING -j L3CALICO-NAT-OUTGOING"],
-               "filter": ipt["filter"] + ["-A INPUT -j L3CALICO-HOST-PROTECT"]}
+    current = {
+        "mangle": ipt["mangle"] + ["-A PREROUTING -j L3CALICO-ANTISPOOF"],
+        "nat": ipt["nat"] + ["-A POSTROUTING -j L3CALICO-NAT-OUTGOING"],
+        "filter": ipt["filter"] + ["-A INPUT -j L3CALICO-HOST-PROTECT"],
+    }
     assert not firewall.plan(rules, "iptables", None, current, {}).changed
     assert firewall.plan(rules, "iptables", None, {"mangle": None, "nat": None}, {}).changed
 
@@ -158,26 +179,35 @@ def test_firewall_protects_the_hosts_bgp_port_unless_allowed():
 
 
 def _link(name, alias=None, addrs=(), up=True):
-    return {"ifname": name, "ifalias": alias, "flags": ["UP"] if up else [],
-            "addr_info": [{"family": "inet", "local": a, "prefixlen": 32} for a in addrs]}
+    return {"ifname": name, "ifalias": alias, "flags": ["UP"] if up else [], "addr_info": [{"family": "inet", "local": a, "prefixlen": 32} for a in addrs]}
 
 
 def test_tunnel_removal_takes_only_what_is_ours():
-    links = {"tunl0": _link("tunl0", tunnels.IPIP_ALIAS, ["172.19.0.1", "10.66.0.1"]),  # 10.66.0.1: not ours
-             "vxlan.calico": _link("vxlan.calico", tunnels.VXLAN_ALIAS, ["172.17.0.0"]),
-             "eth0": _link("eth0", addrs=["10.0.0.1"])}
-    routes = [{"dst": "172.18.1.0/26", "gateway": "10.0.0.2", "dev": "eth0", "protocol": "80"},  # ours
-              {"dst": "172.17.1.0/26", "gateway": "172.17.1.0", "dev": "vxlan.calico", "protocol": "80"},
-              {"dst": "10.9.0.0/16", "gateway": "10.0.0.9", "dev": "eth0", "protocol": "80"},  # not in a pool
-              {"dst": "172.18.2.0/26", "gateway": "10.0.0.3", "dev": "eth0", "protocol": "bird"}]
+    links = {
+        "tunl0": _link("tunl0", tunnels.IPIP_ALIAS, ["172.19.0.1", "10.66.0.1"]),  # 10.66.0.1: not ours
+        "vxlan.calico": _link("vxlan.calico", tunnels.VXLAN_ALIAS, ["172.17.0.0"]),
+        "eth0": _link("eth0", addrs=["10.0.0.1"]),
+    }
+    routes = [
+        {"dst": "172.18.1.0/26", "gateway": "10.0.0.2", "dev": "eth0", "protocol": "80"},  # ours
+        {"dst": "172.17.1.0/26", "gateway": "172.17.1.0", "dev": "vxlan.calico", "protocol": "80"},
+        {"dst": "10.9.0.0/16", "gateway": "10.0.0.9", "dev": "eth0", "protocol": "80"},  # not in a pool
+        {"dst": "172.18.2.0/26", "gateway": "10.0.0.3", "dev": "eth0", "protocol": "bird"},
+    ]
     plan = tunnels.plan_removal(tunnels.State(links, routes, [], [], True), POOLS)
     # 10.66.0.1 is someone else's: tunl0 stays up for it, only our alias goes
-    assert plan.ip_lines == ["addr del 172.19.0.1/32 dev tunl0", 'link set dev tunl0 alias ""',
-                             "link del dev vxlan.calico", "route del 172.18.1.0/26 dev eth0 proto 80"]
+    assert plan.ip_lines == [
+        "addr del 172.19.0.1/32 dev tunl0",
+        'link set dev tunl0 alias ""',
+        "link del dev vxlan.calico",
+        "route del 172.18.1.0/26 dev eth0 proto 80",
+    ]
     assert not plan.load_ipip and plan.kept == []
     alone = {"tunl0": _link("tunl0", tunnels.IPIP_ALIAS, ["172.19.0.1"])}
     assert tunnels.plan_removal(tunnels.State(alone, [], [], [], True), POOLS).ip_lines == [
-        "addr del 172.19.0.1/32 dev tunl0", 'link set dev tunl0 down alias ""']  # nothing else on it: down
+        "addr del 172.19.0.1/32 dev tunl0",
+        'link set dev tunl0 down alias ""',
+    ]  # nothing else on it: down
     # what the removal leaves: tunl0 without our alias and no address, no vxlan.calico -> nothing to do
     after = {"tunl0": _link("tunl0", None, ["10.66.0.1"]), "eth0": links["eth0"]}
     again = tunnels.plan_removal(tunnels.State(after, [routes[2], routes[3]], [], [], True), POOLS, "172.19.0.1")
@@ -185,8 +215,10 @@ def test_tunnel_removal_takes_only_what_is_ours():
 
 
 def test_tunnel_removal_leaves_foreign_devices_and_addresses():
-    links = {"tunl0": _link("tunl0", None, ["10.66.0.1", "172.19.0.1"]),  # not marked: someone else's tunl0
-             "vxlan.calico": _link("vxlan.calico", "someone else")}
+    links = {
+        "tunl0": _link("tunl0", None, ["10.66.0.1", "172.19.0.1"]),  # not marked: someone else's tunl0
+        "vxlan.calico": _link("vxlan.calico", "someone else"),
+    }
     plan = tunnels.plan_removal(tunnels.State(links, [], [], [], True), POOLS, ipip_address="172.19.0.1")
     assert plan.ip_lines == ["addr del 172.19.0.1/32 dev tunl0"]  # only the node's tunnel address
     assert plan.kept == ["vxlan.calico: not created by l3.calico (alias is not l3.calico:vxlan), left alone"]
@@ -211,13 +243,18 @@ def test_sysctl_file_removal_keeps_runtime_values_and_refuses_a_foreign_file(tmp
 
 
 def test_firewall_removal_of_both_backends_and_nothing_else():
-    ipt = {"mangle": ["-A L3CALICO-ANTISPOOF -i cali+ -j DROP", "-A PREROUTING -j L3CALICO-ANTISPOOF"],
-           "nat": None, "filter": ["-A INPUT -j L3CALICO-HOST-PROTECT"]}
+    ipt = {
+        "mangle": ["-A L3CALICO-ANTISPOOF -i cali+ -j DROP", "-A PREROUTING -j L3CALICO-ANTISPOOF"],
+        "nat": None,
+        "filter": ["-A INPUT -j L3CALICO-HOST-PROTECT"],
+    }
     plan = firewall.plan_removal("table ip l3calico {\n}\n", ipt, state_file_exists=True)
     assert plan.nft_script == "delete table ip l3calico\n"
-    assert plan.iptables_script == ("*mangle\n-D PREROUTING -j L3CALICO-ANTISPOOF\n-F L3CALICO-ANTISPOOF\n"
-                                    "-X L3CALICO-ANTISPOOF\nCOMMIT\n*filter\n-D INPUT -j L3CALICO-HOST-PROTECT\n"
-                                    "-F L3CALICO-HOST-PROTECT\n-X L3CALICO-HOST-PROTECT\nCOMMIT\n")
+    assert plan.iptables_script == (
+        "*mangle\n-D PREROUTING -j L3CALICO-ANTISPOOF\n-F L3CALICO-ANTISPOOF\n"
+        "-X L3CALICO-ANTISPOOF\nCOMMIT\n*filter\n-D INPUT -j L3CALICO-HOST-PROTECT\n"
+        "-F L3CALICO-HOST-PROTECT\n-X L3CALICO-HOST-PROTECT\nCOMMIT\n"
+    )
     assert plan.changed and "state file removed" in plan.changes
     nothing = firewall.plan_removal(None, {"mangle": None, "nat": None, "filter": None}, state_file_exists=False)
     assert not nothing.changed and nothing.backend == "none" and not nothing.iptables_script
@@ -227,28 +264,32 @@ def test_firewall_removal_deletes_every_jump_to_our_chain():
     """A jump added twice (by hand, or by an older run): one -D each, or -X would fail the table's commit."""
     ipt = {"mangle": None, "nat": None, "filter": ["-A INPUT -j L3CALICO-HOST-PROTECT"] * 2}
     plan = firewall.plan_removal(None, ipt, state_file_exists=False)
-    assert plan.iptables_script == ("*filter\n-D INPUT -j L3CALICO-HOST-PROTECT\n-D INPUT -j L3CALICO-HOST-PROTECT\n"
-                                    "-F L3CALICO-HOST-PROTECT\n-X L3CALICO-HOST-PROTECT\nCOMMIT\n")
+    assert plan.iptables_script == (
+        "*filter\n-D INPUT -j L3CALICO-HOST-PROTECT\n-D INPUT -j L3CALICO-HOST-PROTECT\n-F L3CALICO-HOST-PROTECT\n-X L3CALICO-HOST-PROTECT\nCOMMIT\n"
+    )
 
 
 def test_firewall_closes_every_nodes_bgp_port_on_the_forward_path_and_never_masquerades_to_nodes():
     """The IPAM result's node and tunnel addresses: TCP 179 to any of them from a workload veth is dropped in
     prerouting (before the workload's own RETURN), and traffic to them is excluded from natOutgoing."""
-    nodes = {"na": {"ip": "192.168.77.1", "tunnels": {"ipip": None, "vxlan": "172.17.0.64"}},
-             "nb": {"ip": "192.168.77.2", "tunnels": {}}}
+    nodes = {"na": {"ip": "192.168.77.1", "tunnels": {"ipip": None, "vxlan": "172.17.0.64"}}, "nb": {"ip": "192.168.77.2", "tunnels": {}}}
     addresses = IpamResult.from_dict({"nodes": nodes}).node_addresses()
     assert addresses == ["172.17.0.64", "192.168.77.1", "192.168.77.2"]
     rules = firewall.desired_rules(POOLS, [{"name": "w", "ip": "172.17.0.5"}], node_addresses=addresses)
     veth = naming.veth_name("default.w")
     ipt = firewall.iptables_rules(rules)
-    assert ipt["mangle"] == ["-A L3CALICO-ANTISPOOF -d 172.17.0.64/32 -i cali+ -p tcp -m tcp --dport 179 -j DROP",
-                             "-A L3CALICO-ANTISPOOF -d 192.168.77.1/32 -i cali+ -p tcp -m tcp --dport 179 -j DROP",
-                             "-A L3CALICO-ANTISPOOF -d 192.168.77.2/32 -i cali+ -p tcp -m tcp --dport 179 -j DROP",
-                             f"-A L3CALICO-ANTISPOOF -s 172.17.0.5/32 -i {veth} -j RETURN",
-                             "-A L3CALICO-ANTISPOOF -i cali+ -j DROP"]
-    assert ipt["nat"][-3:] == ["-A L3CALICO-NAT-OUTGOING -d 192.168.77.1/32 -j RETURN",
-                               "-A L3CALICO-NAT-OUTGOING -d 192.168.77.2/32 -j RETURN",
-                               "-A L3CALICO-NAT-OUTGOING -s 172.17.0.0/16 -j MASQUERADE --random-fully"]
+    assert ipt["mangle"] == [
+        "-A L3CALICO-ANTISPOOF -d 172.17.0.64/32 -i cali+ -p tcp -m tcp --dport 179 -j DROP",
+        "-A L3CALICO-ANTISPOOF -d 192.168.77.1/32 -i cali+ -p tcp -m tcp --dport 179 -j DROP",
+        "-A L3CALICO-ANTISPOOF -d 192.168.77.2/32 -i cali+ -p tcp -m tcp --dport 179 -j DROP",
+        f"-A L3CALICO-ANTISPOOF -s 172.17.0.5/32 -i {veth} -j RETURN",
+        "-A L3CALICO-ANTISPOOF -i cali+ -j DROP",
+    ]
+    assert ipt["nat"][-3:] == [
+        "-A L3CALICO-NAT-OUTGOING -d 192.168.77.1/32 -j RETURN",
+        "-A L3CALICO-NAT-OUTGOING -d 192.168.77.2/32 -j RETURN",
+        "-A L3CALICO-NAT-OUTGOING -s 172.17.0.0/16 -j MASQUERADE --random-fully",
+    ]
     nft = firewall.render_nft(rules)
     assert "elements = { 172.17.0.64, 192.168.77.1, 192.168.77.2 }" in nft
     assert 'iifname "cali*" ip daddr @node-addresses tcp dport { 179 } counter drop' in nft

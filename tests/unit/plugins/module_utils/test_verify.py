@@ -102,11 +102,12 @@ def test_a_workload_that_routes_is_a_finding_unless_allowed():
     probes["node-b"]["workloads"]["default.web-3"]["ip_forward"] = "1"  # it copied the node's ip_forward=1
     found = {f["check"]: f for f in findings(ipam, probes)}
     assert found["IP forwarding inside"]["host"] == "node-b workload default.web-3"
-    assert (found["IP forwarding inside"]["expected"], found["IP forwarding inside"]["found"]) == (
-        "net.ipv4.ip_forward = 0", "1")
+    assert (found["IP forwarding inside"]["expected"], found["IP forwarding inside"]["found"]) == ("net.ipv4.ip_forward = 0", "1")
     probes["node-b"]["ip_forward_expected"] = "1"  # calico_workloads_allow_ip_forwarding on node-b
     assert sorted((f["host"], f["check"]) for f in findings(ipam, probes)) == [
-        ("node-b workload blue.db-2", "IP forwarding inside"), ("node-b workload default.web-4", "IP forwarding inside")]
+        ("node-b workload blue.db-2", "IP forwarding inside"),
+        ("node-b workload default.web-4", "IP forwarding inside"),
+    ]
 
 
 def test_a_failed_ping_is_named_by_source_and_target():

@@ -46,18 +46,28 @@ def converged_kernel(items, mtu=1500, prefix="calico-"):
     desired = wl.build_desired(items, mtu, prefix)
     links, routes, netns, inside = [], [], [], {}
     for index, w in enumerate(sorted(desired.values(), key=lambda w: w.wid)):
-        links.append({"ifindex": 10 + index, "ifname": w.veth, "link_index": 2, "link_netnsid": index,
-                      "flags": ["BROADCAST", "UP"], "mtu": mtu, "address": naming.HOST_VETH_MAC,
-                      "linkinfo": {"info_kind": "veth"}, "ifalias": wl.MARKER_PREFIX + w.netns,
-                      "addr_info": [{"family": "inet6", "local": "fe80::1", "prefixlen": 64}]})
+        links.append(
+            {
+                "ifindex": 10 + index,
+                "ifname": w.veth,
+                "link_index": 2,
+                "link_netnsid": index,
+                "flags": ["BROADCAST", "UP"],
+                "mtu": mtu,
+                "address": naming.HOST_VETH_MAC,
+                "linkinfo": {"info_kind": "veth"},
+                "ifalias": wl.MARKER_PREFIX + w.netns,
+                "addr_info": [{"family": "inet6", "local": "fe80::1", "prefixlen": 64}],
+            }
+        )
         routes.append({"dst": w.ip, "dev": w.veth, "scope": "link", "flags": []})
         netns.append({"name": w.netns, "id": index})
         inside[w.netns] = (
-            [{"ifindex": 1, "ifname": "lo", "flags": ["LOOPBACK", "UP"], "mtu": 65536, "addr_info": []},
-             {"ifindex": 2, "ifname": "eth0", "flags": ["UP"], "mtu": mtu,
-              "addr_info": [{"family": "inet", "local": w.ip, "prefixlen": 32}]}],
-            [{"dst": "default", "gateway": naming.GATEWAY, "dev": "eth0", "flags": []},
-             {"dst": naming.GATEWAY, "dev": "eth0", "scope": "link", "flags": []}],
+            [
+                {"ifindex": 1, "ifname": "lo", "flags": ["LOOPBACK", "UP"], "mtu": 65536, "addr_info": []},
+                {"ifindex": 2, "ifname": "eth0", "flags": ["UP"], "mtu": mtu, "addr_info": [{"family": "inet", "local": w.ip, "prefixlen": 32}]},
+            ],
+            [{"dst": "default", "gateway": naming.GATEWAY, "dev": "eth0", "flags": []}, {"dst": naming.GATEWAY, "dev": "eth0", "scope": "link", "flags": []}],
         )
     return FakeKernel(links, routes, netns, inside), desired
 
@@ -74,17 +84,22 @@ def sysctl_tree(tmp_path, desired, value_of=lambda path: None):
 def test_create_from_empty_is_one_host_batch_and_one_batch_per_namespace(tmp_path):
     kernel = FakeKernel()
     (tmp_path / "net/ipv4/conf").mkdir(parents=True)
-    plan = wl.converge([W1, W2], mtu=1450, runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"),
-                       proc_sys=str(tmp_path), check_mode=True)
+    plan = wl.converge([W1, W2], mtu=1450, runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path), check_mode=True)
     assert plan.create == ["blue.db-1", "default.web-1"] and plan.changed
     veth = naming.veth_name("default.web-1")
     assert "netns add calico-default.web-1" in plan.host_lines
-    assert (f"link add {veth} numtxqueues 1 numrxqueues 1 mtu 1450 address ee:ee:ee:ee:ee:ee "
-            "type veth peer name eth0 numtxqueues 1 numrxqueues 1 mtu 1450 netns calico-default.web-1") in plan.host_lines
+    assert (
+        f"link add {veth} numtxqueues 1 numrxqueues 1 mtu 1450 address ee:ee:ee:ee:ee:ee "
+        "type veth peer name eth0 numtxqueues 1 numrxqueues 1 mtu 1450 netns calico-default.web-1"
+    ) in plan.host_lines
     assert f"route replace 172.17.72.1/32 dev {veth} scope link" in plan.host_lines
     assert plan.ns_lines["calico-default.web-1"] == [
-        "link set dev lo up", "link set dev eth0 up", "addr add 172.17.72.1/32 dev eth0",
-        "route replace 169.254.1.1 dev eth0 scope link", "route replace default via 169.254.1.1 dev eth0"]
+        "link set dev lo up",
+        "link set dev eth0 up",
+        "addr add 172.17.72.1/32 dev eth0",
+        "route replace 169.254.1.1 dev eth0 scope link",
+        "route replace default via 169.254.1.1 dev eth0",
+    ]
     assert plan.sysctls[f"net/ipv4/conf/{veth}/proxy_arp"] == "1"
     assert plan.sysctls[f"net/ipv4/neigh/{veth}/proxy_delay"] == "0"
     assert kernel.writes() == []  # check mode: reads only
@@ -134,8 +149,7 @@ def test_a_workload_is_no_router_and_a_host_veth_takes_no_router_advertisements(
 
 def test_removal_deletes_veth_then_namespace(tmp_path):
     kernel, desired = converged_kernel([W1, W2])
-    plan = wl.converge([W1], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"),
-                       proc_sys=sysctl_tree(tmp_path, desired), check_mode=True)
+    plan = wl.converge([W1], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"), proc_sys=sysctl_tree(tmp_path, desired), check_mode=True)
     assert plan.remove == ["blue.db-1"]
     assert plan.host_lines == [f"link del dev {naming.veth_name('blue.db-1')}", "netns del calico-blue.db-1"]
 
@@ -205,8 +219,9 @@ def test_a_host_that_never_had_a_namespace_reads_as_empty():
 def test_a_new_address_goes_on_before_the_old_one_comes_off(tmp_path):
     """Removing eth0's last IPv4 address first would make the kernel flush the workload's routes."""
     kernel, desired = converged_kernel([W1])
-    plan = wl.converge([dict(W1, ip="172.17.72.9")], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"),
-                       proc_sys=sysctl_tree(tmp_path, desired), check_mode=True)
+    plan = wl.converge(
+        [dict(W1, ip="172.17.72.9")], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"), proc_sys=sysctl_tree(tmp_path, desired), check_mode=True
+    )
     assert plan.ns_lines["calico-default.web-1"] == ["addr add 172.17.72.9/32 dev eth0", "addr del 172.17.72.1/32 dev eth0"]
 
 

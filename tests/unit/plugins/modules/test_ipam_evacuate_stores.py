@@ -22,9 +22,22 @@ NODES = [
 
 
 def params_for(datastore, where):
-    base = {"pools": [OLD], "config": {}, "reservations": [], "nodes": copy.deepcopy(NODES), "node": None,
-            "remove_nodes": [], "audit": False, "lock_timeout": 5.0, "datastore": datastore,
-            "state_file": None, "etcd_endpoints": [], "etcd_prefix": "", "etcd_timeout": 5.0, "etcd_retries": 5}
+    base = {
+        "pools": [OLD],
+        "config": {},
+        "reservations": [],
+        "nodes": copy.deepcopy(NODES),
+        "node": None,
+        "remove_nodes": [],
+        "audit": False,
+        "lock_timeout": 5.0,
+        "datastore": datastore,
+        "state_file": None,
+        "etcd_endpoints": [],
+        "etcd_prefix": "",
+        "etcd_timeout": 5.0,
+        "etcd_retries": 5,
+    }
     if datastore == "file":
         base["state_file"] = str(where / "calico_ipam.json")
     else:
@@ -53,8 +66,7 @@ def migrate(datastore, where):
     assert snapshot(datastore, where) == before  # check mode: nothing written
     assert planned["evacuation"]["removed"] and "~ pool old removed" in diff
     n1, _diff = run(dict(params, evacuate={"pool": "old", "nodes": ["n1"]}), check_mode=False)
-    assert {w: ip[:5] for w, ip in addresses(n1).items()} == {"default.a1": "10.2.", "default.a2": "10.2.",
-                                                              "default.b1": "10.1."}
+    assert {w: ip[:5] for w, ip in addresses(n1).items()} == {"default.a1": "10.2.", "default.a2": "10.2.", "default.b1": "10.1."}
     assert n1["nodes"]["n2"]["tunnels"] == first["nodes"]["n2"]["tunnels"]
     n2, _diff = run(dict(params, evacuate={"pool": "old", "nodes": ["n2"]}), check_mode=False)
     assert n2["evacuation"]["removed"] and n2["problems"] == []

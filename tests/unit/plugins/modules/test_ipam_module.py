@@ -51,7 +51,10 @@ def test_remove_nodes_releases_the_node_and_keeps_the_others(tmp_path):
 
     params = {
         "pools": [{"name": "p1", "cidr": "10.10.0.0/16", "block_size": 26, "ipip_mode": "Always"}],
-        "config": {}, "reservations": [], "node": None, "lock_timeout": 5.0,
+        "config": {},
+        "reservations": [],
+        "node": None,
+        "lock_timeout": 5.0,
         "state_file": str(tmp_path / "calico_ipam.json"),
         "nodes": [{"name": n, "ip": f"192.168.1.{i}/24", "workloads": [{"name": f"w{i}"}]} for i, n in enumerate(["a", "b", "c"], 1)],
     }

@@ -19,25 +19,31 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.l3.calico.plugins.module_utils import ipam_planner, ipam_store
 from ansible_collections.l3.calico.plugins.module_utils import ipam_model as m
-from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate
-from ansible_collections.l3.calico.plugins.module_utils.ipam_report import audit
-from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import state_from_kvs
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError, StateError
+from ansible_collections.l3.calico.plugins.module_utils import ipam_planner, ipam_store
 from ansible_collections.l3.calico.plugins.module_utils import ipam_run as ipam_module
+from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import state_from_kvs
+from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamError, StateError
+from ansible_collections.l3.calico.plugins.module_utils.ipam_report import audit
 from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
 
 BASE = {
     "pools": [{"name": "p1", "cidr": "10.10.0.0/24", "block_size": 26}],
-    "config": {}, "reservations": [],
-    "nodes": [{"name": "n1", "ip": "192.168.1.1/24", "workloads": [{"name": "w1"}, {"name": "w2"}]},
-              {"name": "n2", "ip": "192.168.1.2/24", "workloads": [{"name": "w3"}]}],
-    "node": None, "lock_timeout": 5.0,
+    "config": {},
+    "reservations": [],
+    "nodes": [
+        {"name": "n1", "ip": "192.168.1.1/24", "workloads": [{"name": "w1"}, {"name": "w2"}]},
+        {"name": "n2", "ip": "192.168.1.2/24", "workloads": [{"name": "w3"}]},
+    ],
+    "node": None,
+    "lock_timeout": 5.0,
 }
 # Python's own words: none may reach the user
-PYTHONISMS = re.compile(r"object has no attribute|not subscriptable|invalid literal|unhashable|Traceback|"
-                        r"(Key|Type|Attribute|Value|Index|Recursion)Error|object is not|argument must be")
+PYTHONISMS = re.compile(
+    r"object has no attribute|not subscriptable|invalid literal|unhashable|Traceback|"
+    r"(Key|Type|Attribute|Value|Index|Recursion)Error|object is not|argument must be"
+)
 
 
 @pytest.fixture
@@ -75,12 +81,14 @@ def negative(doc):
 def set_block(field, value):
     def mutate(doc):
         block_of(doc, "n1")[field] = value
+
     return mutate
 
 
 def set_attr(value):
     def mutate(doc):
         block_of(doc, "n1")["attributes"][0] = value
+
     return mutate
 
 
@@ -95,25 +103,25 @@ STATES = [
     ("affinity-not-a-string", set_block("affinity", 5), ["affinity=5", "host:<node name>"]),
     ("affinity-bad-node-name", set_block("affinity", "host:rack1/n1"), ["affinity='host:rack1/n1'"]),
     ("attribute-not-an-object", set_attr("w1"), ["attributes[0]='w1'"]),
-    ("attribute-bad-node", set_attr({"handle_id": "l3-workload.default.w1", "secondary": {"node": "n1;reboot"}}),
-     ["attributes[0].secondary.node='n1;reboot'"]),
-    ("allocation-not-an-index", lambda d: block_of(d, "n1")["allocations"].__setitem__(0, "0"),
-     ["allocations[0]='0'"]),
+    ("attribute-bad-node", set_attr({"handle_id": "l3-workload.default.w1", "secondary": {"node": "n1;reboot"}}), ["attributes[0].secondary.node='n1;reboot'"]),
+    ("allocation-not-an-index", lambda d: block_of(d, "n1")["allocations"].__setitem__(0, "0"), ["allocations[0]='0'"]),
     ("sequence-number-not-an-int", set_block("sequenceNumber", "x"), ["sequenceNumber='x'"]),
     ("deleted-not-a-bool", set_block("deleted", "no"), ["deleted='no'"]),
-    ("handle-id-with-slash", lambda d: d["handles"].update({"a/b": {"block": {"10.10.0.0/26": 1}, "deleted": False}}),
-     ["handle 'a/b'", "id='a/b'"]),
-    ("handle-count-not-an-int", lambda d: next(iter(d["handles"].values()))["block"].update({"10.10.0.0/26": "1"}),
-     ["block[10.10.0.0/26]='1'"]),
+    ("handle-id-with-slash", lambda d: d["handles"].update({"a/b": {"block": {"10.10.0.0/26": 1}, "deleted": False}}), ["handle 'a/b'", "id='a/b'"]),
+    ("handle-count-not-an-int", lambda d: next(iter(d["handles"].values()))["block"].update({"10.10.0.0/26": "1"}), ["block[10.10.0.0/26]='1'"]),
     ("handle-not-an-object", lambda d: d["handles"].update({"x": "y"}), ["handle x", "'y'"]),
     ("affinity-state", lambda d: d["affinities"][0].update(state="claimed"), ["state='claimed'"]),
     ("affinity-entry-not-an-object", lambda d: d["affinities"].append("n1"), ["affinities[", "'n1'"]),
     ("config-not-a-bool", lambda d: d["config"].update(strict_affinity="yes"), ["strict_affinity='yes'"]),
     ("config-negative-limit", lambda d: d["config"].update(maxBlocksPerHost=-1), ["maxBlocksPerHost=-1"]),
     ("pool-block-size", lambda d: d["pools"]["p1"].update(blockSize="26"), ["pool 'p1'", "blockSize='26'"]),
-    ("blocks-overlap", lambda d: d["blocks"].append({**copy.deepcopy(block_of(d, "n1")), "cidr": "10.10.0.0/27",
-                                                     "allocations": [None] * 32, "unallocated": list(range(32)),
-                                                     "attributes": []}), ["overlaps"]),
+    (
+        "blocks-overlap",
+        lambda d: d["blocks"].append(
+            {**copy.deepcopy(block_of(d, "n1")), "cidr": "10.10.0.0/27", "allocations": [None] * 32, "unallocated": list(range(32)), "attributes": []}
+        ),
+        ["overlaps"],
+    ),
 ]
 
 
@@ -134,8 +142,14 @@ def test_a_broken_state_file_is_refused_naming_block_field_and_value(recorded, m
     assert open(params["state_file"], "rb").read() == before
 
 
-BLOCK_FAULTS = ("ordinal-twice-in-unallocated", "allocated-ordinal-also-free", "negative-ordinal",
-                "ordinal-out-of-range", "ordinal-as-string", "blocks-overlap")
+BLOCK_FAULTS = (
+    "ordinal-twice-in-unallocated",
+    "allocated-ordinal-also-free",
+    "negative-ordinal",
+    "ordinal-out-of-range",
+    "ordinal-as-string",
+    "blocks-overlap",
+)
 
 
 @pytest.mark.parametrize("mutate", [c[1] for c in STATES if c[0] in BLOCK_FAULTS], ids=BLOCK_FAULTS)
@@ -153,16 +167,17 @@ def test_the_audit_names_a_broken_block_in_the_words_of_the_load_check(recorded,
     assert str(err.value) in problems, (str(err.value), problems)
 
 
-@pytest.mark.parametrize("mutate, expect", [c[1:] for c in STATES if c[0] not in
-                                            ("affinity-entry-not-an-object", "handle-not-an-object")],
-                         ids=[c[0] for c in STATES if c[0] not in ("affinity-entry-not-an-object", "handle-not-an-object")])
+@pytest.mark.parametrize(
+    "mutate, expect",
+    [c[1:] for c in STATES if c[0] not in ("affinity-entry-not-an-object", "handle-not-an-object")],
+    ids=[c[0] for c in STATES if c[0] not in ("affinity-entry-not-an-object", "handle-not-an-object")],
+)
 def test_the_same_state_in_etcd_is_refused_by_the_same_check(recorded, mutate, expect):
     _params, doc = recorded
     mutate(doc)
     # the objects under Calico's etcd keys, as they are (nothing checked on the way in)
     kvs = {m.block_key(str(v["cidr"])): v for v in doc["blocks"]}
-    kvs.update({m.affinity_key(a["node"], a["cidr"]): {"state": a["state"], "deleted": a["deleted"]}
-                for a in doc["affinities"]})
+    kvs.update({m.affinity_key(a["node"], a["cidr"]): {"state": a["state"], "deleted": a["deleted"]} for a in doc["affinities"]})
     kvs.update({m.handle_key(hid): value for hid, value in doc["handles"].items()})
     kvs.update({m.pool_key(name): {"spec": spec} for name, spec in doc["pools"].items()})
     kvs[m.CONFIG_KEY] = doc["config"]
@@ -199,17 +214,18 @@ def test_a_plan_whose_audit_finds_a_problem_it_introduced_is_never_written(recor
             return report
 
     monkeypatch.setattr(ipam_module, "Planner", Broken)
-    with pytest.raises(IpamError,
-                       match=r"problem\(s\) the recorded state did not have .*listed twice.*nothing was written"):
+    with pytest.raises(IpamError, match=r"problem\(s\) the recorded state did not have .*listed twice.*nothing was written"):
         run(params, check_mode=False)
     assert open(params["state_file"], "rb").read() == before
 
 
 # -- hypothesis: whatever is mutated, a valid plan or a named error, never Python's own words ---------
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 300) | st.text(max_size=6),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
-                    max_leaves=6)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 300) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 def _paths(value, path=()):
@@ -249,8 +265,7 @@ def _valid(result) -> None:
             seen[wl["ip"]] = (node, wl["id"])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.data(), what=st.sampled_from(["state", "inventory", "both"]))
 def test_mutated_states_and_inventories_give_a_valid_plan_or_a_named_error(tmp_path_factory, data, what):
     params = copy.deepcopy(BASE)

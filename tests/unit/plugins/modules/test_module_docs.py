@@ -44,12 +44,22 @@ def argument_spec(name: str, monkeypatch) -> dict:
 @pytest.fixture(scope="module")
 def docs() -> dict:
     """ansible-doc's JSON of every module (one run)."""
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_HOME=str(ROOT / ".cache" / "ansible"),
-               ANSIBLE_LOCAL_TEMP=str(ROOT / ".cache" / "ansible" / "tmp"))
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_HOME=str(ROOT / ".cache" / "ansible"),
+        ANSIBLE_LOCAL_TEMP=str(ROOT / ".cache" / "ansible" / "tmp"),
+    )
     ansible_doc = Path(sys.executable).with_name("ansible-doc")
-    proc = subprocess.run([str(ansible_doc), "-M", str(ROOT / "plugins" / "modules"), "--json",
-                           *(f"l3.calico.{name}" for name in MODULES)],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False)
+    proc = subprocess.run(
+        [str(ansible_doc), "-M", str(ROOT / "plugins" / "modules"), "--json", *(f"l3.calico.{name}" for name in MODULES)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     return {name.rsplit(".", 1)[1]: entry["doc"] for name, entry in json.loads(proc.stdout).items()}
 
