@@ -39,10 +39,8 @@ def flush(netns: str, pcap: Path, timeout: float = 10.0) -> None:
     while True:
         run("ip", "netns", "exec", netns, "ping", "-c", "1", "-W", "1", "-q", FLUSH_MARK, check=False)
         for _poll in range(10):
-            # The file grows while we read it: a packet cut short makes tcpdump exit non-zero, and
-            # every packet before it is still printed.
-            text = run("tcpdump", "-nn", "-tt", "-r", str(pcap), check=False).stdout
-            if any(f["inner_src"] == FLUSH_MARK and f["icmp"] == "echo-reply" for f in flows(text, marks=True)):
+            found = read_pcap(pcap, marks=True, growing=True)
+            if any(f["inner_src"] == FLUSH_MARK and f["icmp"] == "echo-reply" for f in found):
                 return
             if time.monotonic() > deadline:
                 raise LabError(f"capture: tcpdump did not write the flush mark to {pcap} within {timeout:.0f} s")
@@ -126,14 +124,16 @@ _ICMP = re.compile(r"ICMP ([^,]+)")
 _ICMP_NAMES = {"echo request": "echo-request", "echo reply": "echo-reply"}
 
 
-def read_pcap(pcap: Path) -> list[dict]:
-    """The flows of a capture file, read by tcpdump itself (``tcpdump -nn -tt -r``)."""
+def read_pcap(pcap: Path, marks: bool = False, growing: bool = False) -> list[dict]:
+    """The flows of a capture file, read by tcpdump itself (``tcpdump -nn -tt -r``); the flush marks
+    only with ``marks``. ``growing``: tcpdump still writes it, so a packet cut short at its end (tcpdump
+    then exits non-zero, having printed every packet before it) is no error."""
     if pcap.stat().st_size == 0:
         return []  # tcpdump stopped before it wrote the file's header: nothing was captured
     proc = run("tcpdump", "-nn", "-tt", "-r", str(pcap), check=False)
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not growing:
         raise LabError(f"capture: tcpdump cannot read {pcap}: {proc.stderr.strip()}")
-    return flows(proc.stdout)
+    return flows(proc.stdout, marks=marks)
 
 
 def packets(text: str) -> list[str]:
