@@ -16,6 +16,7 @@ from ansible_collections.l3.calico.plugins.module_utils import calico_selector, 
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     IpamConfig,
     ValidationError,
+    encapsulation_modes,
     format_cidr,
     int_to_ip,
     ip_to_int,
@@ -26,7 +27,6 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
 )
 
 GROUP = "calico_nodes"
-MODES = ("Never", "Always", "CrossSubnet")
 LINK_LOCAL = parse_cidr("169.254.0.0/16")
 POOL_KEYS = {
     "name",
@@ -238,14 +238,10 @@ def validate_pools(pools) -> list:
         ll_base, ll_prefix = LINK_LOCAL
         if _overlap(base, prefix, ll_base, ll_prefix):
             _fail(GROUP, f"{where}.cidr", cidr, "overlaps the link-local range 169.254.0.0/16")
-        modes = {}
-        for key in ("ipip_mode", "vxlan_mode"):
-            mode = raw.get(key) or "Never"
-            if mode not in MODES:
-                _fail(GROUP, f"{where}.{key}", mode, f"unknown mode (one of {', '.join(MODES)})")
-            modes[key] = mode
-        if modes["ipip_mode"] != "Never" and modes["vxlan_mode"] != "Never":
-            _fail(GROUP, f"{where}.vxlan_mode", modes["vxlan_mode"], f"IPIP ({modes['ipip_mode']}) and VXLAN cannot both be on in one pool")
+        (ipip_mode, vxlan_mode), fault = encapsulation_modes(raw)
+        if fault:
+            key, value, reason = fault
+            _fail(GROUP, f"{where}.{key}", value, reason)
         selector = raw.get("node_selector") or "all()"
         try:
             selects = calico_selector.parse(selector)
@@ -263,8 +259,8 @@ def validate_pools(pools) -> list:
                 base=base,
                 prefix=prefix,
                 block_size=block_size,
-                ipip_mode=modes["ipip_mode"],
-                vxlan_mode=modes["vxlan_mode"],
+                ipip_mode=ipip_mode,
+                vxlan_mode=vxlan_mode,
                 nat_outgoing=_bool(GROUP, f"{where}.nat_outgoing", raw.get("nat_outgoing"), False),
                 disabled=_bool(GROUP, f"{where}.disabled", raw.get("disabled"), False),
                 disable_bgp_export=_bool(GROUP, f"{where}.disable_bgp_export", raw.get("disable_bgp_export"), False),

@@ -27,6 +27,7 @@ import operator
 import socket
 import struct
 import time
+from typing import Optional
 
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
@@ -58,6 +59,25 @@ class ValidationError(IpamError):
 
 class StateError(IpamError):
     """A state that cannot be trusted (corrupt file, unknown format, broken object)."""
+
+
+ENCAP_MODES = ("Never", "Always", "CrossSubnet")  # a pool's ipip_mode and vxlan_mode, as Calico's IPPool
+
+
+def encapsulation_modes(raw) -> tuple[tuple[str, str], Optional[tuple[str, object, str]]]:
+    """A pool's ``(ipip_mode, vxlan_mode)`` read from its mapping (absent or empty = ``Never``), and the
+    first fault as ``(key, value, reason)`` or None. The one rule for the inventory's pools
+    (``ipam_inventory``) and the IPAM result's (``ipam_result``), each raising its own error with it."""
+    modes = []
+    for key in ("ipip_mode", "vxlan_mode"):
+        mode = raw.get(key) or "Never"
+        if mode not in ENCAP_MODES:
+            return ("Never", "Never"), (key, mode, f"unknown mode (one of {', '.join(ENCAP_MODES)})")
+        modes.append(mode)
+    ipip, vxlan = modes
+    if ipip != "Never" and vxlan != "Never":
+        return (ipip, vxlan), ("vxlan_mode", vxlan, f"IPIP ({ipip}) and VXLAN cannot both be on in one pool")
+    return (ipip, vxlan), None
 
 
 def tunnel_kinds(ipip_mode: str, vxlan_mode: str) -> tuple:

@@ -30,10 +30,9 @@ from typing import NamedTuple, Optional
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import format_cidr, prefix_mask, tunnel_kinds
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import encapsulation_modes, format_cidr, prefix_mask, tunnel_kinds
 
 WHERE = "calico_ipam_result"
-ENCAP_MODES = ("Never", "Always", "CrossSubnet")
 VXLAN, IPIP, NONE = "vxlan", "ipip", "none"
 # What a route is for (Route.kind) ...
 OWN_BLOCK, WORKLOAD, REMOTE_BLOCK, BORROWED = "own block", "workload", "remote block", "borrowed address"
@@ -426,14 +425,10 @@ class _Reader:
         where = f"{WHERE}.pools.{name}"
         if not isinstance(raw, dict):
             raise IpamResultError(where, _short(raw), "a pool must be a mapping")
-        modes = {}
-        for key in ("ipip_mode", "vxlan_mode"):
-            mode = raw.get(key) or "Never"
-            if mode not in ENCAP_MODES:
-                raise IpamResultError(f"{where}.{key}", mode, f"must be {', '.join(ENCAP_MODES[:-1])} or {ENCAP_MODES[-1]}")
-            modes[key] = mode
-        if modes["ipip_mode"] != "Never" and modes["vxlan_mode"] != "Never":
-            raise IpamResultError(f"{where}.vxlan_mode", modes["vxlan_mode"], f"a pool cannot use both VXLAN and IPIP (ipip_mode {modes['ipip_mode']})")
+        (ipip_mode, vxlan_mode), fault = encapsulation_modes(raw)
+        if fault:
+            key, value, reason = fault
+            raise IpamResultError(f"{where}.{key}", value, reason)
         flags = {}
         for key in ("nat_outgoing", "disabled", "disable_bgp_export"):
             value = raw.get(key, False)
@@ -443,7 +438,7 @@ class _Reader:
         size = raw.get("block_size")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= 32):
             raise IpamResultError(f"{where}.block_size", size, "must be a prefix length 0..32")
-        return Pool(name, self.subnet(raw.get("cidr"), f"{where}.cidr"), block_size=size, **modes, **flags)
+        return Pool(name, self.subnet(raw.get("cidr"), f"{where}.cidr"), block_size=size, ipip_mode=ipip_mode, vxlan_mode=vxlan_mode, **flags)
 
     def node(self, name, raw, pools: Mapping) -> Node:
         # Once per node of the fleet, on every host: the fields are named only on an error.
