@@ -101,6 +101,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
+from ansible_collections.l3.calico.plugins.module_utils.plan import module_result
 
 
 def main() -> None:
@@ -127,11 +128,7 @@ def main() -> None:
             the_plan = firewall.converge(p["pools"], p["workloads"], options, node_addresses=p["node_addresses"], check_mode=module.check_mode)
     except (L3CalicoError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    result = dict(changed=the_plan.changed, **the_plan.result())
-    diff = the_plan.diff()
-    if module._diff and diff is not None:
-        result["diff"] = diff
-    module.exit_json(**result)
+    module.exit_json(**module_result(the_plan, module._diff))
 
 
 if __name__ == "__main__":

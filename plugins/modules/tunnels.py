@@ -109,6 +109,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.l3.calico.plugins.module_utils import tunnels
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
+from ansible_collections.l3.calico.plugins.module_utils.plan import module_result
 
 
 def main() -> None:
@@ -127,11 +128,7 @@ def main() -> None:
     except (L3CalicoError, OSError) as exc:
         what = f"node {p['node'] or '(this host)'}: removal" if p["state"] == "absent" else f"node {p['node']}"
         module.fail_json(msg=f"{what}: {exc}")
-    result = dict(changed=the_plan.changed, **the_plan.result())
-    diff = the_plan.diff()
-    if module._diff and diff is not None:
-        result["diff"] = diff
-    module.exit_json(**result)
+    module.exit_json(**module_result(the_plan, module._diff))
 
 
 if __name__ == "__main__":
