@@ -21,24 +21,14 @@ import sys
 import uuid
 
 import pytest
+from l3lab.common import UML
+from l3lab.uml import sandboxed_uml
 
 from .conftest import PYTHONPATH, ROOT
 
 pytestmark = [pytest.mark.lab, pytest.mark.netns]
 
-UML = "/usr/bin/linux"
 UML_MODULES = "/usr/lib/uml/modules"
-
-SANDBOX = r"""
-work=$1; shift
-mount --bind "$work" "$work"
-mount -t tmpfs -o size=512m,mode=1777 l3tdp-shm /dev/shm
-awk '{print $2}' /proc/self/mounts | sort -u | while read -r mp; do
-  case "$mp" in "$work"|/dev/shm) continue ;; esac
-  mount -o remount,bind,ro "$mp" 2>/dev/null || true
-done
-exec env TMPDIR=/dev/shm "$@"
-"""
 
 INIT = r"""#!/bin/sh
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -126,30 +116,7 @@ def guest_result(tmp_path):
     (work / "init.sh").chmod(0o755)
     (work / "guest.py").write_text(GUEST.format(work=str(work)))
     umid = "l3tdp-uml-" + uuid.uuid4().hex[:6]
-    argv = [
-        "timeout",
-        "180",
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "/bin/sh",
-        "-ec",
-        SANDBOX,
-        "l3tdp-sandbox",
-        str(work),
-        UML,
-        f"umid={umid}",
-        f"uml_dir={work / 'uml'}",
-        "mem=256M",
-        "rootfstype=hostfs",
-        "rootflags=/",
-        "ro",
-        "con=null",
-        "con0=null,fd:1",
-        f"init={work / 'init.sh'}",
-    ]
+    argv = ["timeout", "180", *sandboxed_uml(work, umid, work / "uml", "256M", f"init={work / 'init.sh'}", shm_size="512m")]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=200)
     result = work / "result.json"
     if not result.exists():

@@ -54,18 +54,31 @@ def probe_uml() -> tuple[bool, str]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-# Run in a UML guest's private mount namespace before exec'ing the kernel: the lab directory
-# stays writable, /dev/shm is private (the guest's memory file), every other mount read-only.
+# Run in a kernel's private mount namespace before exec'ing it: the given directory stays
+# writable, /dev/shm is a private tmpfs of the given size (the guest's memory file), every other
+# mount read-only.
 UML_SANDBOX = r"""
-lab=$1; shift
-mount --bind "$lab" "$lab"
-mount -t tmpfs -o size=1g,mode=1777 l3lab-shm /dev/shm
+writable=$1; shm_size=$2; shift 2
+mount --bind "$writable" "$writable"
+mount -t tmpfs -o size="$shm_size",mode=1777 l3lab-shm /dev/shm
 awk '{print $2}' /proc/self/mounts | sort -u | while read -r mp; do
-  case "$mp" in "$lab"|/dev/shm) continue ;; esac
+  case "$mp" in "$writable"|/dev/shm) continue ;; esac
   mount -o remount,bind,ro "$mp" 2>/dev/null || true
 done
 exec env TMPDIR=/dev/shm "$@"
 """
+
+
+def sandboxed_uml(writable: Path, umid: str, uml_dir: Path, mem: str, *kernel_args: str, shm_size: str = "1g") -> list[str]:
+    """The command line of a User-mode Linux kernel booting the machine's root read-only through
+    hostfs, in a private mount namespace (``UML_SANDBOX``) where only ``writable`` can be written;
+    console on stdout. The lab's guests and the data-plane test on the lab's kernel both boot this way."""
+    return [
+        *("unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-ec", UML_SANDBOX, "l3lab-sandbox"),
+        *(str(writable), shm_size, UML),
+        *(f"umid={umid}", f"uml_dir={uml_dir}", f"mem={mem}", "rootfstype=hostfs", "rootflags=/", "ro", "con=null", "con0=null,fd:1"),
+        *kernel_args,
+    ]
 
 
 UML_DISK_SIZE = "1G"  # sparse: a converged guest uses a few MB of it
@@ -98,37 +111,21 @@ def start_uml_guest(guest: dict, mem: str) -> subprocess.Popen:
         os.replace(str(disk) + ".tmp", disk)
     veth_port(guest)
     argv = [
-        "ip",
-        "netns",
-        "exec",
-        guest["netns"],
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "/bin/sh",
-        "-ec",
-        UML_SANDBOX,
-        "l3lab-sandbox",
-        str(common.LAB),
-        UML,
-        f"umid={PREFIX}{guest['name']}",
-        f"uml_dir={gdir / 'uml'}",
-        f"mem={mem}",
-        "rootfstype=hostfs",
-        "rootflags=/",
-        "ro",
-        "con=null",
-        "ssl=null",
-        "con0=null,fd:1",
-        f"vec0:transport=raw,ifname={PREFIX}u,gro=1",
-        f"ubd0={disk}",
-        f"init={UML_INIT}",
-        f"l3lab_name={guest['name']}",
-        f"l3lab_ip={guest['ip']}",
-        f"l3lab_gw={guest['gateway']}",
-        f"l3lab_dir={gdir}",
+        *("ip", "netns", "exec", guest["netns"]),
+        *sandboxed_uml(
+            common.LAB,
+            f"{PREFIX}{guest['name']}",
+            gdir / "uml",
+            mem,
+            "ssl=null",
+            f"vec0:transport=raw,ifname={PREFIX}u,gro=1",
+            f"ubd0={disk}",
+            f"init={UML_INIT}",
+            f"l3lab_name={guest['name']}",
+            f"l3lab_ip={guest['ip']}",
+            f"l3lab_gw={guest['gateway']}",
+            f"l3lab_dir={gdir}",
+        ),
     ]
     with open(gdir / "console.log", "wb") as log:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
