@@ -60,6 +60,11 @@ def workload_id(namespace: str, name: str) -> str:
     return f"{namespace}.{name}"
 
 
+def is_workload_id(value) -> bool:
+    """A workload id ``<namespace>.<name>``: two DNS-1123 labels (neither holds a '.'), the whole string."""
+    return isinstance(value, str) and value.count(".") == 1 and all(is_label(part) for part in value.split("."))
+
+
 def veth_name(wid: str, prefix: str = VETH_PREFIX) -> str:
     """Host-side veth of a workload: prefix + first 11 hex digits of SHA-1 (15 chars, IFNAMSIZ)."""
     return prefix + hashlib.sha1(wid.encode("utf-8")).hexdigest()[:11]

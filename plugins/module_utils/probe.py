@@ -14,18 +14,28 @@ Plain Python: commands run through a ``run`` callable ``(argv, stdin) -> (rc, st
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
 import json
 import os
 import select
+import signal
 import socket
 import struct
 import subprocess
 import time
 from collections.abc import Iterable
+from typing import Optional
 
-from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
+from ansible_collections.l3.calico.plugins.module_utils import iproute, naming, rtnl
 from ansible_collections.l3.calico.plugins.module_utils import workloads as dataplane
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
+from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write
+
+
+class ProbeError(L3CalicoError, RuntimeError):
+    """The probe could not do what it was asked (a listener record unreadable, a listener not started)."""
 
 
 def run_command(argv: list, stdin: str = "") -> iproute.Result:
@@ -237,6 +247,193 @@ def ping_matrix(
     return matrix
 
 
+# --------------------------------------------------------------------------- TCP reachability
+# A listener in every local workload (one process holding a listening socket per workload
+# namespace: a socket stays in the namespace it was created in, and the kernel completes the
+# handshake of a listening socket without an accept), then a connect from every local workload to
+# every target at once. Started on every node before any node connects (the verify role's task
+# order), stopped afterwards by its recorded PID and start time; it also ends by itself after
+# ``lifetime`` seconds, should the stop never come.
+
+LISTENER_RECORD = "/run/l3-calico/probe-listener.json"
+TCP_OPEN, TCP_REFUSED, TCP_TIMEOUT, TCP_UNREACHABLE = "open", "refused", "timeout", "unreachable"
+
+
+def _start_time(pid: int) -> Optional[str]:
+    """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22): with the PID,
+    what identifies one process (a PID is reused, the pair is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _read_record(record_file: str) -> Optional[dict]:
+    try:
+        with open(record_file, encoding="utf-8") as fh:
+            record = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ProbeError(f"{record_file}: unreadable listener record ({exc})") from None
+    if not (isinstance(record, dict) and isinstance(record.get("pid"), int) and isinstance(record.get("start"), str)):
+        raise ProbeError(f"{record_file}: not a listener record: {record!r}")
+    return record
+
+
+def listener_running(record_file: str = LISTENER_RECORD) -> Optional[dict]:
+    """The record of the listener this module started, when that very process still runs."""
+    record = _read_record(record_file)
+    if record is None or _start_time(record["pid"]) != record["start"]:
+        return None
+    return record
+
+
+def _listen_in(netns_names: list, port: int, netns_dir: str) -> tuple[list, dict]:
+    socks, errors = [], {}
+    for netns in netns_names:
+        try:
+            with rtnl.entered(netns, netns_dir):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", port))
+            sock.listen(1024)
+            socks.append(sock)
+        except OSError as exc:
+            errors[netns] = str(exc)
+    return socks, errors
+
+
+def start_listener(
+    netns_names: list, port: int, lifetime: int, record_file: str = LISTENER_RECORD, netns_dir: str = "/run/netns", check_mode: bool = False
+) -> dict:
+    """Listen on TCP ``port`` in every namespace named, from a detached process of its own; returns
+    ``changed``, ``pid`` and ``errors`` (namespace -> why it could not listen there). A listener this
+    module started that still runs with the same port and namespaces is kept (changed false)."""
+    wanted = {"port": port, "netns": sorted(netns_names)}
+    running = listener_running(record_file)
+    if running is not None and {k: running.get(k) for k in wanted} == wanted:
+        return {"changed": False, "pid": running["pid"], "errors": running.get("errors", {})}
+    if check_mode:
+        return {"changed": True, "pid": None, "errors": {}}
+    if running is not None:
+        stop_listener(record_file)
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the first child: a session of its own, then the listener as its child
+        try:
+            os.close(rfd)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            socks, errors = _listen_in(wanted["netns"], port, netns_dir)
+            me = os.getpid()
+            record = dict(wanted, pid=me, start=_start_time(me), errors=errors, until=time.time() + lifetime)
+            atomic_write(record_file, json.dumps(record, sort_keys=True) + "\n", mode=0o644, make_parents=True)
+            os.write(wfd, json.dumps(record).encode())
+            os.close(wfd)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            signal.signal(signal.SIGTERM, lambda *_args: os._exit(0))
+            time.sleep(lifetime)
+            del socks
+        except BaseException:  # never return into the module's code from a child
+            pass
+        os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    if not answer:
+        raise ProbeError(f"the TCP listener did not start (record {record_file})")
+    record = json.loads(answer)
+    return {"changed": True, "pid": record["pid"], "errors": record["errors"]}
+
+
+def stop_listener(record_file: str = LISTENER_RECORD, check_mode: bool = False) -> dict:
+    """Stop the listener this module started (by its recorded PID, only when that process has the
+    recorded start time) and remove its record; ``changed`` false when there is none."""
+    record = _read_record(record_file)
+    if record is None:
+        return {"changed": False, "pid": None}
+    if check_mode:
+        return {"changed": True, "pid": record["pid"]}
+    if _start_time(record["pid"]) == record["start"]:
+        try:
+            os.kill(record["pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    with contextlib.suppress(FileNotFoundError):  # removed meanwhile by another stop
+        os.unlink(record_file)
+    return {"changed": True, "pid": record["pid"]}
+
+
+def connect_all(targets: list, port: int, timeout: float) -> dict:
+    """Open a TCP connection to ``port`` of every address at once from the current namespace;
+    {address: open | refused | unreachable | timeout}. A dropped SYN is retransmitted by the kernel
+    (after 1 s, then 3 s) until ``timeout``."""
+    pending, result = {}, {}
+    poller = select.poll()
+    try:
+        for target in targets:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            err = sock.connect_ex((target, port))
+            if err in (0, errno.EINPROGRESS):
+                pending[sock.fileno()] = (sock, target)
+                poller.register(sock, select.POLLOUT)
+            else:
+                result[target] = _tcp_outcome(err)
+                sock.close()
+        deadline = time.monotonic() + timeout
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for fd, _event in poller.poll(left * 1000):
+                sock, target = pending.pop(fd)
+                poller.unregister(fd)
+                result[target] = _tcp_outcome(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+                sock.close()
+    finally:
+        for sock, target in pending.values():
+            result[target] = TCP_TIMEOUT
+            sock.close()
+    return result
+
+
+def _tcp_outcome(err: int) -> str:
+    if err == 0:
+        return TCP_OPEN
+    if err == errno.ECONNREFUSED:
+        return TCP_REFUSED
+    if err in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return TCP_UNREACHABLE
+    return f"error {errno.errorcode.get(err, err)}"
+
+
+def tcp_matrix(
+    sources: Iterable[dict], targets: list, port: int, timeout: float, start=in_netns, finish=collect, netns_prefix: str = naming.NETNS_PREFIX
+) -> dict:
+    """A TCP connect from every source to every other target at once, one child per source namespace:
+    {src id: {dst id: {ok, outcome}}} (``ok``: the handshake completed)."""
+    running = []
+    for src in sources:
+        others = [t for t in targets if t["id"] != src["id"]]
+        addrs = sorted({t["ip"] for t in others})
+        running.append((src, others, start(f"/run/netns/{naming.netns_name(src['id'], netns_prefix)}", connect_all, addrs, port, timeout)))
+    matrix: dict = {}
+    for src, others, child in running:
+        answer = finish(*child)
+        outcomes = answer.get("result") or {}
+        for dst in others:
+            outcome = outcomes.get(dst["ip"], answer.get("error", "not tried"))
+            matrix.setdefault(src["id"], {})[dst["id"]] = {"ok": outcome == TCP_OPEN, "outcome": outcome}
+    return matrix
+
+
 def read_bgp(bird_socket: str, run: iproute.Runner) -> tuple:
     rc, out, err = run(["birdc", "-s", bird_socket, "show", "protocols", "all"], "")
     return (parse_bird_protocols(out), "") if rc == 0 else ([], (err or out).strip())
@@ -261,6 +458,8 @@ def probe(
     ping: bool = True,
     ping_count: int = 2,
     ping_timeout: int = 2,
+    tcp_port: int = 0,
+    tcp_timeout: float = 3,
     bgp_neighbors: list | None = None,
     bgp_wait: float = 0,
     netns_prefix: str = naming.NETNS_PREFIX,
@@ -283,6 +482,8 @@ def probe(
         result["routes_error"] = err.strip()
 
     result["pings"] = ping_matrix(workloads, targets, ping_count, ping_timeout, netns_prefix=netns_prefix) if ping else {}
+    if tcp_port:
+        result["tcp"] = tcp_matrix(workloads, targets, tcp_port, tcp_timeout, netns_prefix=netns_prefix)
 
     # Read the workloads after the pings, so the gateway neighbour is resolved.
     views = {}

@@ -27,6 +27,8 @@ Expectations follow Calico:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.ipam_result import (
     BY_BIRD,
@@ -38,6 +40,8 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_result import (
 
 ENCAP_DEVICE = {"ipip": naming.IPIP_DEVICE, "vxlan": naming.VXLAN_DEVICE}
 BAD_NEIGH_STATES = ("FAILED", "INCOMPLETE", "")
+# expect(src workload id, dst workload id, "icmp" | "tcp") -> whether the policy lets it through.
+Verdicts = Callable[[str, str, str], bool]
 
 
 def describe(route: dict | None) -> str:
@@ -103,15 +107,22 @@ def expected_routes(name: str, ipam, underlay: str, veth_prefix: str = naming.VE
     return out
 
 
-def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | None = None) -> dict:
+def allow_all(src: str, dst: str, kind: str) -> bool:
+    """The verdicts without network policy: every workload reaches every other one."""
+    return True
+
+
+def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | None = None, expect: Verdicts = allow_all) -> dict:
     """The verify report: findings, counts, and what the lab report draws. ``ipam``: the result's dict
-    (its model is built once here, for the routes and the capture)."""
+    (its model is built once here, for the routes and the capture). ``expect(src id, dst id, kind)``
+    says whether the network policy lets ``kind`` (``icmp``: an echo request, ``tcp``: a connection to
+    the probe's port) from one workload reach the other and be answered."""
     result = IpamResult.of(ipam)
     nodes = ipam["nodes"]
     judge_ = Judge()
     order = [wl["id"] for name in sorted(nodes) for wl in nodes[name].get("workloads", [])]
     where = {wl["id"]: (name, wl) for name in nodes for wl in nodes[name].get("workloads", [])}
-    report: dict = {"nodes": {}, "sessions": [], "routes": {}, "pings": {}, "workload_order": order, "capture": None}
+    report: dict = {"nodes": {}, "sessions": [], "routes": {}, "pings": {}, "tcp": {}, "workload_order": order, "capture": None}
 
     for name in sorted(nodes):
         node = nodes[name]
@@ -192,20 +203,29 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
                     view["ip_forward"] == want, where_, "IP forwarding inside", f"net.ipv4.ip_forward = {want}", f"{view['ip_forward'] or 'unreadable'}"
                 )
 
-        # Pings from this node's workloads.
-        for wl in node.get("workloads", []):
-            row = probe.get("pings", {}).get(wl["id"], {})
-            for dst in order:
-                if dst == wl["id"]:
-                    continue
-                cell = row.get(dst)
-                ok = bool(cell and cell.get("ok"))
-                judge_.check(ok, f"{name} workload {wl['id']}", f"ping {dst} ({where[dst][1]['ip']})", "a reply", "not pinged" if cell is None else "no reply")
-                # Only the verdict: the report stays the same from run to run while the network does.
-                report["pings"].setdefault(wl["id"], {})[dst] = {"ok": ok}
+        # Pings and TCP connections from this node's workloads, each as the policy says.
+        for kind, matrix, tried, reached, refused in (
+            ("icmp", probe.get("pings", {}), "ping", "a reply", "no reply"),
+            ("tcp", probe.get("tcp"), "TCP to", "a connection", "no connection"),
+        ):
+            if matrix is None:  # no TCP matrix asked of this probe
+                continue
+            for wl in node.get("workloads", []):
+                row = matrix.get(wl["id"], {})
+                for dst in order:
+                    if dst == wl["id"]:
+                        continue
+                    cell = row.get(dst)
+                    ok = bool(cell and cell.get("ok"))
+                    want = expect(wl["id"], dst, kind)
+                    wanted = reached if want else f"{refused} (denied by policy)"
+                    found = "not tried" if cell is None else reached if ok else f"{refused} ({cell['outcome']})" if cell.get("outcome") else refused
+                    judge_.check(ok == want, f"{name} workload {wl['id']}", f"{tried} {dst} ({where[dst][1]['ip']})", wanted, found)
+                    # Only the verdicts: the report stays the same from run to run while the network does.
+                    report["pings" if kind == "icmp" else "tcp"].setdefault(wl["id"], {})[dst] = {"ok": ok, "expected": want}
 
     if capture is not None:
-        report["capture"] = judge_capture(judge_, result, capture, order, where)
+        report["capture"] = judge_capture(judge_, result, capture, order, where, expect)
 
     report["findings"] = judge_.findings
     report["summary"] = {
@@ -213,15 +233,21 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
         "failed": len(judge_.findings),
         "pings": sum(1 for r in report["pings"].values() for c in r.values() if c["ok"]),
         "pings_total": sum(len(r) for r in report["pings"].values()),
+        "pings_expected": sum(1 for r in report["pings"].values() for c in r.values() if c["ok"] == c["expected"]),
+        "tcp": sum(1 for r in report["tcp"].values() for c in r.values() if c["ok"]),
+        "tcp_total": sum(len(r) for r in report["tcp"].values()),
+        "tcp_expected": sum(1 for r in report["tcp"].values() for c in r.values() if c["ok"] == c["expected"]),
         "sessions_established": sum(1 for s in report["sessions"] if s["state"] == "Established"),
         "sessions_total": len(report["sessions"]),
     }
     return report
 
 
-def judge_capture(judge_: Judge, ipam, flows: list, order: list, where: dict) -> list:
+def judge_capture(judge_: Judge, ipam, flows: list, order: list, where: dict, expect: Verdicts = allow_all) -> list:
     """Echo requests between workloads on different hosts, as seen on the router: encapsulated as the
-    destination's pool says (``Pool.encapsulation``), between the two hosts' addresses."""
+    destination's pool says (``Pool.encapsulation``), between the two hosts' addresses. A pair whose
+    echo the policy denies is not expected on the wire (denied on the way out) or is (denied on the
+    way in): neither is judged."""
     result = IpamResult.of(ipam)
     nodes = result.nodes
     seen: dict = {}
@@ -233,7 +259,7 @@ def judge_capture(judge_: Judge, ipam, flows: list, order: list, where: dict) ->
         src_node, src = where[src_id]
         for dst_id in order:
             dst_node, dst = where[dst_id]
-            if src_node == dst_node:
+            if src_node == dst_node or not expect(src_id, dst_id, "icmp"):
                 continue
             pool = result.pools.get(dst.get("pool"))
             encap = pool.encapsulation(nodes[src_node], nodes[dst_node]) if pool is not None else NONE

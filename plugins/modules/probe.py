@@ -45,6 +45,17 @@ options:
     description: Seconds to wait for the last reply of a pair.
     type: int
     default: 2
+  tcp_port:
+    description:
+      - A TCP port to connect to from every local workload to every target, all at once (0 = no TCP
+        matrix). Every target needs a listener on it (M(l3.calico.probe_listener), started on every
+        node before any node probes).
+    type: int
+    default: 0
+  tcp_timeout:
+    description: Seconds to wait for the handshakes of one workload's connections (the kernel resends a lost SYN after 1 s).
+    type: int
+    default: 3
   bird_socket:
     description: BIRD's control socket.
     type: path
@@ -136,6 +147,12 @@ pings:
   returned: always
   type: dict
   sample: {default.web-1: {default.web-3: {ok: true, rtt_ms: 0.41}}}
+tcp:
+  description: With O(tcp_port), per local workload id, per target id, C(ok) (the handshake completed) and
+    C(outcome) (C(open), C(refused), C(unreachable), C(timeout)).
+  returned: when O(tcp_port) is not 0
+  type: dict
+  sample: {default.web-1: {default.web-3: {ok: false, outcome: timeout}}}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -152,6 +169,8 @@ def main() -> None:
             "ping": {"type": "bool", "default": True},
             "ping_count": {"type": "int", "default": 2},
             "ping_timeout": {"type": "int", "default": 2},
+            "tcp_port": {"type": "int", "default": 0},
+            "tcp_timeout": {"type": "int", "default": 3},
             "bird_socket": {"type": "path", "default": "/run/bird/bird.ctl"},
             "netns_prefix": {"type": "str", "default": "calico-"},
             "veth_prefix": {"type": "str", "default": "cali"},
@@ -162,6 +181,8 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
+    if not 0 <= params["tcp_port"] <= 65535:
+        module.fail_json(msg=f"tcp_port={params['tcp_port']!r}: must be a TCP port (1-65535) or 0 for no TCP matrix")
     for field in ("workloads", "targets"):
         for item in params[field]:
             if not isinstance(item.get("id"), str) or not isinstance(item.get("ip"), str):
@@ -174,6 +195,8 @@ def main() -> None:
         ping=params["ping"],
         ping_count=params["ping_count"],
         ping_timeout=params["ping_timeout"],
+        tcp_port=params["tcp_port"],
+        tcp_timeout=params["tcp_timeout"],
         bgp_neighbors=params["bgp_neighbors"],
         bgp_wait=params["bgp_wait"],
         netns_prefix=params["netns_prefix"],

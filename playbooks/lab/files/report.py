@@ -123,26 +123,41 @@ def dot(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def cell(c: dict | None) -> str:
+def cell(c: dict | None, reached: str, missed: str) -> str:
+    """One pair: what was found (reached or not) against what the policy says (``expected``; a report
+    from before the TCP matrix has no such key: everything was expected to reach)."""
     if c is None:
         return '<td class="na">–</td>'
-    if c.get("ok"):
-        return '<td class="ok" title="reply">&#10003;</td>'
-    return '<td class="bad">no reply</td>'
+    ok, expected = c.get("ok"), c.get("expected", True)
+    if ok and expected:
+        return f'<td class="ok" title="{reached}, allowed">&#10003;</td>'
+    if not ok and not expected:
+        return f'<td class="denied" title="{missed}, denied by policy as expected">denied</td>'
+    if ok:
+        return f'<td class="bad" title="{reached}, but the policy denies it">{reached}<br/><small>expected denied</small></td>'
+    return f'<td class="bad" title="{missed}, but the policy allows it">{missed}<br/><small>expected allowed</small></td>'
 
 
-def page(report: dict, svg: str) -> str:
-    s = report["summary"]
+def matrix(report: dict, key: str, reached: str, missed: str) -> str:
+    """A workload-by-workload table of ``report[key]`` (rows are the sources)."""
     order = report["workload_order"]
     owner = {w["id"]: n for n, node in report["nodes"].items() for w in node["workloads"]}
     ip = {w["id"]: w["ip"] for node in report["nodes"].values() for w in node["workloads"]}
     head = "".join(f"<th>{html.escape(d)}<br/><small>{html.escape(owner.get(d, ''))} {html.escape(ip.get(d, ''))}</small></th>" for d in order)
     rows = "".join(
         f"<tr><th>{html.escape(src)}<br/><small>{html.escape(owner.get(src, ''))}</small></th>"
-        + "".join('<td class="na">·</td>' if dst == src else cell(report["pings"].get(src, {}).get(dst)) for dst in order)
+        + "".join('<td class="na">·</td>' if dst == src else cell(report[key].get(src, {}).get(dst), reached, missed) for dst in order)
         + "</tr>"
         for src in order
     )
+    return f"<table><tr><th></th>{head}</tr>{rows}</table>"
+
+
+def page(report: dict, svg: str) -> str:
+    s = report["summary"]
+    tcp = ""
+    if report.get("tcp"):
+        tcp = "<h2>TCP matrix (rows connect to columns)</h2>" + matrix(report, "tcp", "connected", "no connection")
     sessions = "".join(
         f"<tr><td>{html.escape(x['node'])}</td><td>{html.escape(x['peer'])} ({html.escape(x['neighbor'])})</td>"
         f'<td class="{"ok" if x["state"] == "Established" else "bad"}">{html.escape(x["state"])}</td></tr>'
@@ -169,21 +184,25 @@ def page(report: dict, svg: str) -> str:
         or "<li>none</li>"
     )
     verdict = "verified" if not report["findings"] else f"{s['failed']} of {s['checks']} checks failed"
+    tcp_summary = f" · TCP {s['tcp']}/{s['tcp_total']} connected" if s.get("tcp_total") else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>l3.calico lab report</title>
 <style>
 body {{ font-family: Helvetica, Arial, sans-serif; margin: 2em; color: #212529; }}
 table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }}
 th, td {{ border: 1px solid #dee2e6; padding: 0.3em 0.5em; text-align: center; }}
-td.ok {{ background: #ebfbee; }} td.bad {{ background: #ffe3e3; font-weight: bold; }} td.na {{ color: #adb5bd; }}
+td.ok {{ background: #ebfbee; }} td.denied {{ background: #f1f3f5; }}
+td.bad {{ background: #ffe3e3; font-weight: bold; }} td.na {{ color: #adb5bd; }}
 small {{ color: #868e96; font-weight: normal; }} .svg svg {{ max-width: 100%; height: auto; }}
 </style></head><body>
 <h1>l3.calico lab: {html.escape(verdict)}</h1>
 <p>{s["checks"]} checks, {s["failed"]} failed · BGP sessions {s["sessions_established"]}/{s["sessions_total"]} Established ·
-pings {s["pings"]}/{s["pings_total"]} answered</p>
+pings {s["pings"]}/{s["pings_total"]} answered{tcp_summary}<br/>cells: &#10003; allowed and reached · <i>denied</i>: denied by
+policy and not reached · red: not what the policy says</p>
 <div class="svg">{svg}</div>
 <h2>Ping matrix (rows ping columns)</h2>
-<table><tr><th></th>{head}</tr>{rows}</table>
+{matrix(report, "pings", "reply", "no reply")}
+{tcp}
 <h2>BGP sessions</h2><table><tr><th>node</th><th>peer</th><th>state</th></tr>{sessions}</table>
 {capture}
 <h2>Findings</h2><ul>{findings}</ul>
@@ -208,7 +227,7 @@ def main(argv: list) -> int:
     verdict = "verified" if not report["findings"] else f"NOT verified ({s['failed']} findings)"
     print(
         f"lab {verdict}: {s['checks']} checks; BGP sessions {s['sessions_established']}/{s['sessions_total']} "
-        f"Established; pings {s['pings']}/{s['pings_total']}"
+        f"Established; pings {s['pings']}/{s['pings_total']}" + (f"; TCP {s['tcp']}/{s['tcp_total']}" if s.get("tcp_total") else "")
     )
     print(f"report: file://{(outdir / 'index.html').resolve()}")
     return 0

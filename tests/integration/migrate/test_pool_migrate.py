@@ -251,9 +251,9 @@ def test_verify_playbook_proves_the_migrated_network_and_names_a_failure(stack, 
     verify, report = ROOT / "playbooks" / "verify.yml", stack.work / "verify.json"
     result = stack.play(verify, "-e", f"verify_report_file={report}")
     summary = next(iter(day2.task_results(result, "Show the summary").values()))["msg"]
-    assert re.fullmatch(r"\d+ checks, 0 failed; BGP sessions 6/6 Established; pings 20/20", summary), summary
+    assert re.fullmatch(r"\d+ checks, 0 failed; BGP sessions 6/6 Established; pings 20/20; TCP 20/20", summary), summary
     data = json.loads(report.read_text())
-    assert data["findings"] == [] and data["summary"]["pings"] == 20 and data["capture"] is None
+    assert data["findings"] == [] and data["summary"]["pings"] == 20 and data["summary"]["tcp"] == 20 and data["capture"] is None
     ns = f"{stack.netns_prefix('n3')}default.api-3"
     subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1"], check=True, timeout=30)
     try:

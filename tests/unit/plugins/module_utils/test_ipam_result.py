@@ -224,7 +224,10 @@ def test_node_addresses_for_the_firewall():
         (lambda d: d["nodes"]["a"]["workloads"][0].update(ip="172.17.0.01"), r"workloads\[0\]\.ip='172\.17\.0\.01'"),
         (lambda d: d["nodes"].update({"a;reboot": d["nodes"]["b"]}), r"calico_ipam_result\.nodes='a;reboot': .*DNS-1123"),
         (lambda d: d["pools"]["ip"].update(ipip_mode="Sometimes"), r"pools\.ip\.ipip_mode='Sometimes': unknown mode \(one of Never, Always, CrossSubnet\)"),
-        (lambda d: d["pools"]["ip"].update(vxlan_mode="Always"), r"pools\.ip\.vxlan_mode='Always': IPIP \(CrossSubnet\) and VXLAN cannot both be on in one pool"),
+        (
+            lambda d: d["pools"]["ip"].update(vxlan_mode="Always"),
+            r"pools\.ip\.vxlan_mode='Always': IPIP \(CrossSubnet\) and VXLAN cannot both be on in one pool",
+        ),
         (lambda d: d["pools"]["ip"].update(disable_bgp_export="false"), r"pools\.ip\.disable_bgp_export='false': must be a bool"),
         (lambda d: d["pools"].update({"Bad_Name": d["pools"]["ip"]}), r"calico_ipam_result\.pools='Bad_Name'"),
     ],

@@ -74,3 +74,13 @@ def test_anything_else_is_not_a_node_name(bad):
 def test_a_printed_fix_command_quotes_the_node_names():
     assert naming.run_site("n1", "n2") == "ansible-playbook -i INVENTORY playbooks/site.yml --limit n1,n2"
     assert naming.run_site("n2;curl x|sh;#").endswith("--limit 'n2;curl x|sh;#'")
+
+
+@pytest.mark.parametrize("good", ["default.web-1", "blue.db", "a.b"])
+def test_a_workload_id_is_namespace_dot_name(good):
+    assert naming.is_workload_id(good)
+
+
+@pytest.mark.parametrize("bad", ["web-1", "a.b.c", "default.web-1\n", "Default.web", ".web", "default.", "../x", None, 3])
+def test_anything_else_is_not_a_workload_id(bad):
+    assert not naming.is_workload_id(bad)

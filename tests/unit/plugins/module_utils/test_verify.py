@@ -118,7 +118,45 @@ def test_a_failed_ping_is_named_by_source_and_target():
     assert finding["check"].startswith("ping blue.db-3")
     report = verify.judge(ipam, probes)
     assert report["summary"]["pings"] == 71
-    assert report["pings"]["default.web-1"]["blue.db-3"] == {"ok": False}
+    assert report["pings"]["default.web-1"]["blue.db-3"] == {"ok": False, "expected": True}
+
+
+def deny_web1_to_db3(src, dst, kind):
+    """A policy in the test's own words: default.web-1 may not reach blue.db-3, neither ping nor TCP."""
+    return (src, dst) != ("default.web-1", "blue.db-3")
+
+
+def with_tcp(probes, outcome=lambda src, dst: "open"):
+    for probe in probes.values():
+        probe["tcp"] = {src: {dst: {"ok": outcome(src, dst) == "open", "outcome": outcome(src, dst)} for dst in row} for src, row in probe["pings"].items()}
+    return probes
+
+
+def test_a_pair_the_policy_denies_must_fail_and_one_that_passes_anyway_is_named():
+    ipam, probes, capture = healthy()
+    probes = with_tcp(probes, lambda src, dst: "timeout" if (src, dst) == ("default.web-1", "blue.db-3") else "open")
+    probes["node-a"]["pings"]["default.web-1"]["blue.db-3"] = {"ok": False, "rtt_ms": None}
+    report = verify.judge(ipam, probes, capture=capture, expect=deny_web1_to_db3)
+    assert report["findings"] == []
+    assert report["tcp"]["default.web-1"]["blue.db-3"] == {"ok": False, "expected": False}
+    assert report["summary"]["tcp_expected"] == report["summary"]["tcp_total"] == 72
+    assert report["summary"]["pings_expected"] == 72 and report["summary"]["pings"] == 71
+    # The same network without that policy: both are findings.
+    found = sorted((f["check"].split(" (")[0], f["expected"], f["found"]) for f in findings(ipam, probes))
+    assert found == [("TCP to blue.db-3", "a connection", "no connection (timeout)"), ("ping blue.db-3", "a reply", "no reply")]
+    # The policy denies, the network lets it through: named, with what was expected.
+    probes = with_tcp(healthy()[1])
+    wrong = verify.judge(ipam, probes, expect=deny_web1_to_db3)["findings"]
+    assert sorted((f["host"], f["check"].split(" (")[0], f["expected"], f["found"]) for f in wrong) == [
+        ("node-a workload default.web-1", "TCP to blue.db-3", "no connection (denied by policy)", "a connection"),
+        ("node-a workload default.web-1", "ping blue.db-3", "no reply (denied by policy)", "a reply"),
+    ]
+
+
+def test_without_a_tcp_matrix_nothing_about_tcp_is_judged():
+    ipam, probes, _capture = healthy()
+    report = verify.judge(ipam, probes)
+    assert report["tcp"] == {} and report["summary"]["tcp_total"] == 0
 
 
 def test_unencapsulated_cross_subnet_traffic_fails_the_capture():
