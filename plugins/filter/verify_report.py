@@ -36,6 +36,13 @@ options:
   peers:
     description: Per node, the peer addresses it must have an Established session with (default a full mesh).
     type: dict
+  expected:
+    description:
+      - What the network policy lets through, per source workload id, per destination workload id -
+        C(icmp) (an echo request answered) and C(tcp) (a connection to the probe's port) as booleans; a
+        pair or a kind not listed is expected to pass. From M(l3.calico.policy_plan)'s O(l3.calico.policy_plan#module:matrix);
+        omitted without network policy (every pair must reach).
+    type: dict
 author:
   - l3.calico maintainers (!UNKNOWN)
 """
@@ -59,7 +66,7 @@ from ansible_collections.l3.calico.plugins.module_utils import verify
 from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResultError
 
 
-def verify_report(probes, ipam, capture=None, peers=None):
+def verify_report(probes, ipam, capture=None, peers=None, expected=None):
     """See DOCUMENTATION."""
     if not isinstance(probes, dict):
         raise AnsibleFilterError(f"verify_report: input must be a mapping of node name to probe result, got {type(probes).__name__}")
@@ -70,9 +77,11 @@ def verify_report(probes, ipam, capture=None, peers=None):
     missing = [node for node in probes if node not in ipam["nodes"]]
     if missing:
         raise AnsibleFilterError(f"verify_report: probed hosts {missing} are not nodes of the IPAM result")
+    if expected is not None and not isinstance(expected, dict):
+        raise AnsibleFilterError(f"verify_report: expected must be a mapping of source workload to destinations, got {type(expected).__name__}")
     try:
-        return verify.judge(ipam, probes, capture=capture, peers=peers)
-    except IpamResultError as exc:
+        return verify.judge(ipam, probes, capture=capture, peers=peers, expect=verify.expect_from(expected or {}))
+    except (IpamResultError, ValueError) as exc:
         raise AnsibleFilterError(f"verify_report: {exc}") from None
 
 

@@ -112,6 +112,19 @@ def allow_all(src: str, dst: str, kind: str) -> bool:
     return True
 
 
+def expect_from(expected: dict) -> Verdicts:
+    """The verdicts of a matrix ``{src id: {dst id: {"icmp": bool, "tcp": bool}}}`` (what
+    ``l3.calico.policy_plan`` returns); a pair or a kind it does not list passes."""
+
+    def expect(src: str, dst: str, kind: str) -> bool:
+        verdict = expected.get(src, {}).get(dst, {}).get(kind, True)
+        if not isinstance(verdict, bool):
+            raise ValueError(f"expected.{src}.{dst}.{kind}={verdict!r}: must be a boolean")
+        return verdict
+
+    return expect
+
+
 def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | None = None, expect: Verdicts = allow_all) -> dict:
     """The verify report: findings, counts, and what the lab report draws. ``ipam``: the result's dict
     (its model is built once here, for the routes and the capture). ``expect(src id, dst id, kind)``

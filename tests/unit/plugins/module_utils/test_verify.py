@@ -195,3 +195,12 @@ def test_unreachable_node_is_a_finding():
     ipam, probes, _capture = healthy()
     del probes["node-b"]
     assert [f["host"] for f in findings(ipam, probes)] == ["node-b"]
+
+
+def test_expected_matrix_as_policy_plan_returns_it():
+    expect = verify.expect_from({"default.web-1": {"blue.db-3": {"tcp": False, "icmp": True}}})
+    assert expect("default.web-1", "blue.db-3", "tcp") is False
+    assert expect("default.web-1", "blue.db-3", "icmp") is True
+    assert expect("blue.db-3", "default.web-1", "tcp") is True  # not listed: passes
+    with pytest.raises(ValueError, match=r"expected\.a\.b\.tcp='no': must be a boolean"):
+        verify.expect_from({"a": {"b": {"tcp": "no"}}})("a", "b", "tcp")
