@@ -9,7 +9,7 @@ and pings all targets at once with one raw ICMP socket (no process per pair: on 
 emulated host, process creation is what costs).
 
 Plain Python: commands run through a ``run`` callable ``(argv, stdin) -> (rc, stdout, stderr)``, an
-``iproute.Runner`` (:func:`run_command` by default); unit tests pass a fake one.
+``iproute.Runner`` (``iproute.subprocess_runner`` by default, ``module_runner`` in the module); unit tests pass a fake one.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import select
 import signal
 import socket
 import struct
-import subprocess
 import time
 from collections.abc import Iterable
 from typing import Optional
@@ -36,12 +35,6 @@ from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_w
 
 class ProbeError(L3CalicoError, RuntimeError):
     """The probe could not do what it was asked (a listener record unreadable, a listener not started)."""
-
-
-def run_command(argv: list, stdin: str = "") -> iproute.Result:
-    """Default runner: one process, text in and out."""
-    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False, env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-    return iproute.Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def parse_json_stream(text: str) -> list:
@@ -464,7 +457,7 @@ def probe(
     bgp_wait: float = 0,
     netns_prefix: str = naming.NETNS_PREFIX,
     veth_prefix: str = naming.VETH_PREFIX,
-    run: iproute.Runner = run_command,
+    run: iproute.Runner = iproute.subprocess_runner,
     allow_ip_forwarding: bool = False,
 ) -> dict:
     """Everything verify needs from one node."""

@@ -157,7 +157,7 @@ tcp:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils import probe
+from ansible_collections.l3.calico.plugins.module_utils import iproute, probe
 
 
 def main() -> None:
@@ -202,6 +202,7 @@ def main() -> None:
         netns_prefix=params["netns_prefix"],
         veth_prefix=params["veth_prefix"],
         allow_ip_forwarding=params["allow_ip_forwarding"],
+        run=iproute.module_runner(module),
     )
     module.exit_json(changed=False, **result)
 
