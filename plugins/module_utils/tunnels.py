@@ -41,6 +41,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_result import (
     VXLAN,
     IpamResult,
     IpamResultError,
+    parse_address,
 )
 
 IPIP_OVERHEAD = 20
@@ -534,8 +535,16 @@ class Options:
 
 
 def ipip_address(nodes: Mapping, node: Optional[str]) -> Optional[str]:
-    """The IPIP tunnel address the IPAM result gives ``node`` (None when it has none or is not there)."""
-    return ((nodes.get(node) or {}).get("tunnels") or {}).get("ipip") if node is not None else None
+    """The IPIP tunnel address the IPAM result gives ``node`` (None when it has none or is not there).
+    Read from the raw result, not its model: a node leaving the cluster may have only part of an
+    entry left. What is there is still checked: a value that is not an IPv4 address is refused
+    (:class:`IpamResultError` naming the field)."""
+    if node is None:
+        return None
+    address = ((nodes.get(node) or {}).get("tunnels") or {}).get("ipip")
+    if address is not None:
+        parse_address(address, f"calico_ipam_result.nodes.{node}.tunnels.ipip")
+    return address
 
 
 def prepare(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, naming, sysctls, tunnels
-from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult
+from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult, IpamResultError
 
 POOLS = {
     "always": {"cidr": "172.17.0.0/16", "vxlan_mode": "Always", "ipip_mode": "Never", "nat_outgoing": True},
@@ -297,3 +297,12 @@ def test_firewall_closes_every_nodes_bgp_port_on_the_forward_path_and_never_masq
     assert nft.index("@node-addresses tcp dport") < nft.index("!= @workload-sources")
     with pytest.raises(firewall.FirewallError, match=r"node_addresses\[0\]: '192.168.77.300'"):
         firewall.desired_rules(POOLS, [], node_addresses=["192.168.77.300"])
+
+
+def test_the_ipip_address_read_for_a_removal_is_checked():
+    nodes = {"n1": {"tunnels": {"ipip": "172.19.0.1"}}, "n2": {}, "n3": {"tunnels": {"ipip": "172.19.0.1/32; rm -rf /"}}}
+    assert tunnels.ipip_address(nodes, "n1") == "172.19.0.1"
+    assert tunnels.ipip_address(nodes, "n2") is None and tunnels.ipip_address(nodes, "gone") is None
+    assert tunnels.ipip_address(nodes, None) is None
+    with pytest.raises(IpamResultError, match=r"nodes\.n3\.tunnels\.ipip='172\.19\.0\.1/32; rm -rf /': not an IPv4 address"):
+        tunnels.ipip_address(nodes, "n3")
