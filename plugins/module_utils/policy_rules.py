@@ -41,6 +41,8 @@ import json
 import os
 import re
 import shutil
+import socket
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -60,6 +62,7 @@ IPT_JUMPS = (("FORWARD", "L3CP-FORWARD"), ("INPUT", "L3CP-INPUT"))
 PORT_PROTOCOLS = (6, 17, 132)
 ICMP = 1
 ACTIONS = ("allow", "deny", "log", "pass")
+NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWGEN, NFT_MSG_GETGEN, SO_NETNS_COOKIE = 12, 10, 15, 16, 71
 MULTIPORT_MAX = 15  # iptables multiport: at most 15 ports, a range counts as two
 
 SET_NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
@@ -429,13 +432,6 @@ def render_nft(program: Program) -> str:
     return f'table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  comment "l3.calico: network policy"\n{body}}}\n'
 
 
-def _rules_digest(objects: Mapping[str, str], sets: Mapping[str, Sequence[str]]) -> str:
-    """The digest of everything but the set members (a member change keeps it)."""
-    skeleton = {k: v for k, v in objects.items() if not k.startswith("set ")}
-    skeleton["sets"] = sorted(sets)
-    return hashlib.sha256(json.dumps(skeleton, sort_keys=True).encode()).hexdigest()
-
-
 def _nft_element(value: Any) -> list[str]:
     if isinstance(value, str):
         return [str(ipaddress.IPv4Network(value))]
@@ -666,6 +662,7 @@ class Plan:
     after: dict[str, str] = field(default_factory=dict)  # changed objects, as they will be
     record: Optional[dict] = None
     recorded: dict = field(default_factory=dict)
+    read_back: bool = False  # record the listing after applying (nftables)
 
     @property
     def changed(self) -> bool:
@@ -700,45 +697,46 @@ def _element_changes(want: Mapping[str, Sequence[str]], have: Mapping[str, Seque
             yield name, add, delete
 
 
-def plan_nft(program: Program, current: Optional[NftState], recorded: Mapping) -> Plan:
-    objects = nft_objects(program)
-    digest = _rules_digest(objects, program.sets)
+def plan_nft(program: Program, have: Optional[Mapping[str, Sequence[str]]], rules_known: bool, recorded: Mapping, digests: tuple[str, str]) -> Plan:
+    """``have``: the set members in the table (None: no table); ``rules_known``: its rules are
+    those of the last apply (nothing moved since, or the listing equals the one recorded)."""
     result = Plan("nftables")
-    result.record = {"backend": "nftables", "rules_sha256": digest, "objects": {k: v for k, v in objects.items() if not k.startswith("set ")}}
-    old_objects = recorded.get("objects") or {}
-    rules_kept = (
-        current is not None
-        and recorded.get("backend") == "nftables"
-        and recorded.get("rules_sha256") == digest
-        and recorded.get("structure") == current.structure
-        and set(current.members) == set(program.sets)
-    )
+    whole, rules = digests
+    rules_kept = rules_known and have is not None and recorded.get("rules_sha256") == rules and set(have) == set(program.sets)
     if rules_kept:
         lines = []
-        for name, add, delete in _element_changes(program.sets, current.members):
+        for name, add, delete in _element_changes(program.sets, have):
             if delete:
                 lines.append(f"delete element ip {TABLE} {name} {{ {', '.join(delete)} }}")
             if add:
                 lines.append(f"add element ip {TABLE} {name} {{ {', '.join(add)} }}")
             result.changes.append(f"set {name}: " + ", ".join([*(f"+{c}" for c in add), *(f"-{c}" for c in delete)]))
-            result.before[f"set {name}"] = _set_text(name, current.members[name])
+            result.before[f"set {name}"] = _set_text(name, have[name])
             result.after[f"set {name}"] = _set_text(name, program.sets[name])
         if lines:
             result.kind = "elements"
             result.nft_script = "\n".join(lines) + "\n"
-        result.record["structure"] = current.structure
+        result.record = dict(recorded, program_sha256=whole, sets={k: list(v) for k, v in program.sets.items()})
         return result
+    objects = nft_objects(program)
+    result.record = {
+        "backend": "nftables",
+        "program_sha256": whole,
+        "rules_sha256": rules,
+        "sets": {k: list(v) for k, v in program.sets.items()},
+        "objects": {k: v for k, v in objects.items() if not k.startswith("set ")},
+    }
+    old_objects = recorded.get("objects") or {}
     result.kind = "replace"
     result.nft_script = render_nft(program)
-    result.changes.append(f"nftables table ip {TABLE} " + ("created" if current is None else "replaced"))
-    have_members = current.members if current is not None else {}
+    result.changes.append(f"nftables table ip {TABLE} " + ("created" if have is None else "replaced"))
     for key, text in objects.items():
         if key.startswith("set "):
             name = key[4:]
-            if have_members.get(name) != program.sets[name] or current is None:
+            if have is None or tuple(have.get(name, ())) != program.sets[name] or name not in have:
                 result.after[key] = _set_text(name, program.sets[name])
-                if name in have_members:
-                    result.before[key] = _set_text(name, have_members[name])
+                if have is not None and name in have:
+                    result.before[key] = _set_text(name, have[name])
         elif old_objects.get(key) != text:
             result.after[key] = text
             if key in old_objects:
@@ -746,16 +744,22 @@ def plan_nft(program: Program, current: Optional[NftState], recorded: Mapping) -
     for key, text in old_objects.items():
         if key not in objects:
             result.before[key] = text
-    if current is not None and not old_objects:
+    if have is not None and not old_objects:
         result.before["(table)"] = "(rules of an earlier apply not recorded)\n"
     return result
 
 
-def plan_iptables(program: Program, current: Optional[IptState], recorded: Mapping) -> Plan:
+def plan_iptables(program: Program, current: Optional[IptState], recorded: Mapping, whole: str = "") -> Plan:
     chains, sets = ipt_program(program)
     digest = hashlib.sha256(json.dumps({"chains": chains, "sets": sorted(sets)}, sort_keys=True).encode()).hexdigest()
     result = Plan("iptables")
-    result.record = {"backend": "iptables", "rules_sha256": digest, "objects": {f"chain {k}": "".join(f"{line}\n" for line in v) for k, v in chains.items()}}
+    result.record = {
+        "backend": "iptables",
+        "program_sha256": whole,
+        "rules_sha256": digest,
+        "ipsets": {k: list(v) for k, v in sets.items()},
+        "objects": {f"chain {k}": "".join(f"{line}\n" for line in v) for k, v in chains.items()},
+    }
     have_sets = current.sets if current is not None else {}
     have_chains = current.chains if current is not None else {}
     rules_kept = (
@@ -807,16 +811,21 @@ def plan_iptables(program: Program, current: Optional[IptState], recorded: Mappi
     return result
 
 
-def plan(program: Program, backend: str, nft: Optional[NftState], ipt: Optional[IptState], recorded: Mapping) -> Plan:
-    """What to change; the other backend's objects of this part are removed."""
+def plan(program: Program, backend: str, nft: Optional[NftState], ipt: Optional[IptState], recorded: Mapping, digests: tuple[str, str] = ("", "")) -> Plan:
+    """What to change, from what was read; the other backend's objects of this part are removed."""
     if backend == "nftables":
-        result = plan_nft(program, nft, recorded)
+        known = nft is not None and recorded.get("backend") == "nftables" and recorded.get("structure") is not None and recorded.get("structure") == nft.structure
+        result = plan_nft(program, nft.members if nft is not None else None, known, recorded, digests)
+        if nft is not None and known and result.kind != "replace":
+            result.record["structure"] = nft.structure
+        elif nft is not None and result.kind == "replace":
+            result.read_back = True  # the listing to compare with next time the generation moved
         if ipt is not None:
             other = plan_removal(None, ipt, False)
             result.iptables_script, result.ipset_after = other.iptables_script, other.ipset_after
             result.changes += [f"{c} (backend is nftables)" for c in other.changes]
         return result
-    result = plan_iptables(program, ipt, recorded)
+    result = plan_iptables(program, ipt, recorded, digests[0])
     if nft is not None:
         result.nft_script = f"delete table ip {TABLE}\n"
         result.changes.append(f"nftables table ip {TABLE} removed (backend is iptables)")
@@ -848,32 +857,115 @@ def detect_backend(runner: iproute.Runner, wanted: str) -> str:
     return chosen
 
 
+def program_digests(data: Any) -> tuple[str, str]:
+    """(the whole program, the program without its set members): an identical program is a no-op,
+    one whose second digest did not move differs in set members only."""
+    whole = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    rules = {"chains": data["chains"], "endpoints": data["endpoints"], "sets": sorted(data["sets"]), "version": data["version"]}
+    return whole, hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()
+
+
 def prepare(program_data: Any, options: Options = Options(), runner: iproute.Runner = iproute.subprocess_runner) -> Plan:
-    """Check the program, pick the backend, read and plan (changes nothing)."""
+    """Check the program, pick the backend, read and plan (changes nothing).
+
+    nftables, fast path: when the generation of nftables here (:func:`nft_generation`) is the one
+    recorded right after the last apply, nothing changed since -- the table is what was recorded,
+    and nothing is read or run: the same program is a no-op, set members only are planned from
+    the recorded ones. Otherwise the table is read (``nft -j list table``) and compared.
+    """
+    recorded = _read_record(options.state_file)
+    try:
+        whole = hashlib.sha256(json.dumps(program_data, sort_keys=True).encode()).hexdigest()
+    except (TypeError, ValueError):
+        whole = None
+    if options.backend in ("auto", "nftables") and recorded.get("backend") == "nftables" and recorded.get("generation"):
+        generation = nft_generation()
+        if generation is not None and generation == recorded["generation"]:
+            if whole is not None and whole == recorded.get("program_sha256"):
+                the_plan = Plan("nftables", record=dict(recorded), recorded=recorded)
+                return the_plan
+            program = parse_program(program_data)
+            have = {k: tuple(v) for k, v in (recorded.get("sets") or {}).items()}
+            the_plan = plan_nft(program, have, True, recorded, program_digests(program_data))
+            the_plan.recorded = recorded
+            return the_plan
+    if options.backend in ("auto", "iptables") and recorded.get("backend") == "iptables" and whole is not None and whole == recorded.get("program_sha256"):
+        # iptables-legacy, the same program as last time: compared with what is there (two reads), not re-rendered
+        ipt = read_iptables(runner)
+        if (
+            ipt is not None
+            and _ipt_listing(ipt) == recorded.get("listing")
+            and all(ipt.jumps[builtin] == 1 for builtin, _chain in IPT_JUMPS)
+            and {k: list(v) for k, v in ipt.sets.items()} == recorded.get("ipsets")
+        ):
+            return Plan("iptables", record=dict(recorded), recorded=recorded)
     program = parse_program(program_data)
     backend = detect_backend(runner, options.backend)
-    recorded = _read_record(options.state_file)
-    nft = read_nft(runner)
-    ipt = read_iptables(runner)
-    the_plan = plan(program, backend, nft, ipt, recorded)
+    generation = nft_generation() if backend == "nftables" else None  # before reading: a later change moves it
+    the_plan = plan(program, backend, read_nft(runner), read_iptables(runner), recorded, program_digests(program_data))
+    if backend == "nftables" and not the_plan.changed:
+        the_plan.record["generation"] = generation  # learnt: the next run takes the fast path
     the_plan.recorded = recorded
     return the_plan
 
 
 def commit(runner: iproute.Runner, the_plan: Plan, state_file: str) -> None:
-    """Apply a prepared plan, then record the rules applied and the listing read back."""
-    if not the_plan.changed:
-        return  # a no-op writes nothing, not even the state file
-    apply(runner, the_plan)
+    """Apply a prepared plan, then record what was applied (no-op: nothing is run or written,
+    but a state file that learnt the current generation or listing)."""
     record = dict(the_plan.record or {})
-    if the_plan.kind == "replace" or "structure" not in record and "listing" not in record:
+    if the_plan.changed:
+        before = nft_generation() if the_plan.backend == "nftables" else None
+        apply(runner, the_plan)
         if the_plan.backend == "nftables":
-            state = read_nft(runner)
-            record["structure"] = state.structure if state else None
+            after = nft_generation()
+            steps = 1 if the_plan.nft_script else 0
+            # exactly our transaction in between: the table is what we wrote (else read it next time)
+            record["generation"] = after if before and after and after[1:] == before[1:] and after[0] == before[0] + steps else None
+            if the_plan.read_back:
+                state = read_nft(runner)
+                record["structure"] = state.structure if state else None
+            elif the_plan.kind == "replace":
+                record.pop("structure", None)
         else:
-            record["listing"] = _ipt_listing(read_iptables(runner))
+            record["listing"] = _ipt_listing(read_iptables(runner)) if the_plan.kind == "replace" or "listing" not in record else record["listing"]
     if record != the_plan.recorded:
         atomic_write(state_file, json.dumps(record, indent=1, sort_keys=True) + "\n", make_parents=True)
+
+
+def nft_generation() -> Optional[list]:
+    """``[generation, netns cookie, boot id]`` of nftables in this network namespace, or None.
+
+    One netlink request (``NFT_MSG_GETGEN``), no process: the kernel moves the generation with every
+    transaction that changes anything (an empty one does not), the cookie names this namespace
+    for the whole boot (``SO_NETNS_COOKIE``, Linux 5.14), the boot id the boot.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            boot = handle.read().strip()
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    except OSError:
+        return None
+    try:
+        sock.settimeout(2)
+        sock.bind((0, 0))
+        sock.send(struct.pack("=IHHII", 20, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, 1, 1, 0) + struct.pack("=BBH", 0, 0, 0))
+        data = sock.recv(65536)
+        cookie = struct.unpack("=Q", sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+    except (OSError, struct.error):
+        return None
+    finally:
+        sock.close()
+    if len(data) < 20 or struct.unpack_from("=H", data, 4)[0] != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN:
+        return None
+    length, offset = struct.unpack_from("=I", data)[0], 20
+    while offset + 4 <= min(length, len(data)):
+        size, kind = struct.unpack_from("=HH", data, offset)
+        if kind & 0x7FFF == 1 and size >= 8:  # NFTA_GEN_ID, big endian
+            return [struct.unpack_from(">I", data, offset + 4)[0], cookie, boot]
+        if size < 4:
+            break
+        offset += (size + 3) & ~3
+    return None
 
 
 def converge(
