@@ -400,7 +400,7 @@ def nft_objects(program: Program) -> dict[str, str]:
         objects[f"set {name}"] = f"  set {name} {{ type ipv4_addr; flags interval;{elements} }}\n"
     for name, chain in program.chains.items():
         body = "".join(f"    {_nft_rule(chain, rule)}\n" for rule in chain.rules)
-        objects[f"chain {name}"] = f"  chain {name} {{ comment \"{chain.policy} {chain.direction}\"\n{body}  }}\n"
+        objects[f"chain {name}"] = f'  chain {name} {{ comment "{chain.policy} {chain.direction}"\n{body}  }}\n'
     for endpoint in program.endpoints:
         for direction in ("ingress", "egress"):
             lines = [
@@ -814,7 +814,9 @@ def plan_iptables(program: Program, current: Optional[IptState], recorded: Mappi
 def plan(program: Program, backend: str, nft: Optional[NftState], ipt: Optional[IptState], recorded: Mapping, digests: tuple[str, str] = ("", "")) -> Plan:
     """What to change, from what was read; the other backend's objects of this part are removed."""
     if backend == "nftables":
-        known = nft is not None and recorded.get("backend") == "nftables" and recorded.get("structure") is not None and recorded.get("structure") == nft.structure
+        known = (
+            nft is not None and recorded.get("backend") == "nftables" and recorded.get("structure") is not None and recorded.get("structure") == nft.structure
+        )
         result = plan_nft(program, nft.members if nft is not None else None, known, recorded, digests)
         if nft is not None and known and result.kind != "replace":
             result.record["structure"] = nft.structure
@@ -1032,4 +1034,3 @@ def _read_record(state_file: str) -> dict:
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
-

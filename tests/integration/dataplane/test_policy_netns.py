@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
-
 from tests.support.firewall_backends import firewall_backends
+
 from .conftest import HOSTS, PYTHONPATH, ROOT, Topology, _missing
 
 pytestmark = pytest.mark.netns
@@ -64,7 +64,14 @@ ROUTES = {"a": ("10.65.1.0/24", HOSTS["b"][0]), "b": ("10.65.0.0/24", HOSTS["a"]
 
 POLICIES = [
     # P1: quarantined workloads talk to nobody and nobody to them
-    {"name": "quarantine", "order": 1, "selector": 'quarantine == "true"', "types": ["Ingress", "Egress"], "ingress": [{"action": "Deny"}], "egress": [{"action": "Deny"}]},
+    {
+        "name": "quarantine",
+        "order": 1,
+        "selector": 'quarantine == "true"',
+        "types": ["Ingress", "Egress"],
+        "ingress": [{"action": "Deny"}],
+        "egress": [{"action": "Deny"}],
+    },
     # P2: monitors may send any ICMP to everyone but "free" workloads: Pass skips the rest of the tier.
     # It selects every workload but free-a, so those have a default deny for ingress.
     {
@@ -125,7 +132,12 @@ POLICIES = [
         "order": 100,
         "selector": 'app == "cache"',
         "ingress": [
-            {"action": "Allow", "protocol": "TCP", "source": {"selector": "has(app)", "not_selector": 'app == "batch"'}, "destination": {"ports": ["8000:8100"]}}
+            {
+                "action": "Allow",
+                "protocol": "TCP",
+                "source": {"selector": "has(app)", "not_selector": 'app == "batch"'},
+                "destination": {"ports": ["8000:8100"]},
+            }
         ],
     },
     # P10: green webs: TCP 80 from outside host b's workload /24, UDP 53 from anyone, echo (any code) from 10.65/16
@@ -252,7 +264,7 @@ def expected(kind: str) -> dict:
     for line in EXPECTED[kind].strip().splitlines():
         source, *cells = line.split()
         assert len(cells) == len(ORDER), line
-        for target, cell in zip(ORDER, cells):
+        for target, cell in zip(ORDER, cells, strict=True):
             if cell != "-":
                 grid[(source, target)] = cell == "Y"
     return grid
@@ -348,8 +360,16 @@ CHAINS = {
             rule("allow", "green/batch-egress egress[2]", 1),
         ],
     ),
-    "p12_i": ("global/ops-monitor", "ingress", [rule("deny", "global/ops-monitor ingress[0]", 17, source={"set": "s_webs"}), rule("allow", "global/ops-monitor ingress[1]", not_protocol=6)]),
-    "p13_i": ("ops/monitor", "ingress", [rule("allow", "ops/monitor ingress[0]", 6, source={"set": "s_ops_all"}, destination={"ports": [[80, 80], [8080, 8080]]})]),
+    "p12_i": (
+        "global/ops-monitor",
+        "ingress",
+        [rule("deny", "global/ops-monitor ingress[0]", 17, source={"set": "s_webs"}), rule("allow", "global/ops-monitor ingress[1]", not_protocol=6)],
+    ),
+    "p13_i": (
+        "ops/monitor",
+        "ingress",
+        [rule("allow", "ops/monitor ingress[0]", 6, source={"set": "s_ops_all"}, destination={"ports": [[80, 80], [8080, 8080]]})],
+    ),
 }
 
 # per workload: (ingress chains, egress chains), in policy order (order, then name)
@@ -373,7 +393,13 @@ def hand_program(host: str, workloads=WORKLOADS, sets=SETS) -> dict:
     keys = [k for k in workloads if workloads[k][0] == host]
     used = sorted({c for k in keys for lst in ENDPOINT_CHAINS[k] for c in lst})
     endpoints = [
-        {"interface": veth(k, workloads), "workload": f"{workloads[k][1]}.{workloads[k][2]}", "address": workloads[k][3], "ingress": ENDPOINT_CHAINS[k][0], "egress": ENDPOINT_CHAINS[k][1]}
+        {
+            "interface": veth(k, workloads),
+            "workload": f"{workloads[k][1]}.{workloads[k][2]}",
+            "address": workloads[k][3],
+            "ingress": ENDPOINT_CHAINS[k][0],
+            "egress": ENDPOINT_CHAINS[k][1],
+        }
         for k in keys
     ]
     return {
@@ -559,7 +585,11 @@ BACKENDS = firewall_backends()
 
 
 def _needs(backend: str) -> None:
-    if backend == "iptables" and not os.path.exists("/usr/sbin/ipset") and not any(os.path.exists(os.path.join(p, "ipset")) for p in os.environ.get("PATH", "").split(":")):
+    if (
+        backend == "iptables"
+        and not os.path.exists("/usr/sbin/ipset")
+        and not any(os.path.exists(os.path.join(p, "ipset")) for p in os.environ.get("PATH", "").split(":"))
+    ):
         pytest.skip("needs ipset (Debian package ipset) for the iptables-legacy backend")
 
 

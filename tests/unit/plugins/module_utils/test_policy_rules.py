@@ -19,7 +19,16 @@ def entity(**kw):
 
 
 def rule(action="allow", **kw):
-    base = {"action": action, "protocol": None, "not_protocol": None, "icmp": None, "not_icmp": None, "source": entity(), "destination": entity(), "ref": "blue/web ingress[0]"}
+    base = {
+        "action": action,
+        "protocol": None,
+        "not_protocol": None,
+        "icmp": None,
+        "not_icmp": None,
+        "source": entity(),
+        "destination": entity(),
+        "ref": "blue/web ingress[0]",
+    }
     base.update(kw)
     return base
 
@@ -139,7 +148,10 @@ def test_nft_rendering_is_felix_shaped():
 def test_iptables_rendering_uses_ipsets_multiport_and_return_marks():
     data = program()
     many = [[p, p] for p in range(1, 34, 2)]  # 17 ports: two multiport chunks
-    data["chains"]["p_out_e"]["rules"] = [rule("allow", protocol=17, destination=entity(ports=many)), rule("deny", protocol=6, destination=entity(not_ports=many))]
+    data["chains"]["p_out_e"]["rules"] = [
+        rule("allow", protocol=17, destination=entity(ports=many)),
+        rule("deny", protocol=6, destination=entity(not_ports=many)),
+    ]
     chains, sets = pr.ipt_program(pr.parse_program(data))
     web = chains["L3CP-p_web_i"]
     assert "-A L3CP-p_web_i -p 6 -m set --match-set l3cp-s_web src -m multiport --dports 80,8000:8100" in web[1]
@@ -151,7 +163,7 @@ def test_iptables_rendering_uses_ipsets_multiport_and_return_marks():
     assert len(deny) == 1 and deny[0].count("! --dports") == 2  # none of: every chunk negated in one rule
     assert sets["l3cp-s_web"] == ("10.64.0.1/32", "10.64.0.7/32") and sets["l3cp-s_none"] == ()
     assert chains["L3CP-FORWARD"][0] == "-A L3CP-FORWARD -i cali0123456789a -j L3CP-FW-cali0123456789a"
-    assert chains["L3CP-TW-cali0123456789a"][-1].endswith("no policy allowed it\" -j DROP")
+    assert chains["L3CP-TW-cali0123456789a"][-1].endswith('no policy allowed it" -j DROP')
     assert chains["L3CP-TW-cali0123456789b"][-1].endswith("--ctstate INVALID -j DROP")  # selected by no policy: no end-of-tier drop
 
 

@@ -18,7 +18,7 @@ Measured in the same run, in a network namespace of the benchmark's own (``l3bpo
 Prints the figures, the ratios and whether each goal of issue 16 is met (``--strict``: exit 1
 when one is not). Needs root and nft (and iptables-legacy + ipset for ``--iptables``).
 
-    sudo .venv/bin/python benchmarks/policy.py [N] [--policies P] [--rounds R] [--iptables] [--strict]
+    sudo .venv/bin/python benchmarks/policy_rules.py [N] [--policies P] [--rounds R] [--iptables] [--strict]
 """
 
 from __future__ import annotations
@@ -80,7 +80,12 @@ def program(n: int, policies: int, extra: int = 0) -> dict:
         rules = [
             {"action": "log", "protocol": 6, "source": dict(entity), "destination": dict(entity, ports=[[22, 22]])},
             {"action": "deny", "protocol": 17, peer: dict(entity, set=f"s_app{(p + 1) % 10}"), "destination" if peer == "source" else "source": dict(entity)},
-            {"action": "allow", "protocol": 6, peer: dict(entity, set=f"s_app{other}"), "destination" if peer == "source" else "source": dict(entity, ports=[[80, 80], [8000, 8100]])},
+            {
+                "action": "allow",
+                "protocol": 6,
+                peer: dict(entity, set=f"s_app{other}"),
+                "destination" if peer == "source" else "source": dict(entity, ports=[[80, 80], [8000, 8100]]),
+            },
             {"action": "allow", "protocol": 1, "icmp": {"type": 8, "code": 0}, "source": dict(entity, nets=["10.210.0.0/16"]), "destination": dict(entity)},
             {"action": "pass", "protocol": 17, "source": dict(entity, not_nets=["10.0.0.0/8"]), "destination": dict(entity, not_ports=[[53, 53]])},
         ]
@@ -93,7 +98,13 @@ def program(n: int, policies: int, extra: int = 0) -> dict:
         for i in apps[app]:
             (egress if direction == "egress" else ingress)[i].append(name)
     endpoints = [
-        {"interface": "cali" + hashlib.sha1(f"bench.w{i}".encode()).hexdigest()[:11], "workload": f"bench.w{i}", "address": address(i), "ingress": ingress[i], "egress": egress[i]}
+        {
+            "interface": "cali" + hashlib.sha1(f"bench.w{i}".encode()).hexdigest()[:11],
+            "workload": f"bench.w{i}",
+            "address": address(i),
+            "ingress": ingress[i],
+            "egress": egress[i],
+        }
         for i in range(n)
     ]
     return {"version": 1, "sets": sets, "chains": chains, "endpoints": sorted(endpoints, key=lambda e: e["interface"])}
@@ -139,9 +150,9 @@ def bench(backend: str, n: int, policies: int, rounds: int, state_file: str) -> 
         reset(backend, state_file)
         first, text = floor_text(backend, parsed)
         if backend == "nftables":
-            t_floor, _unused = timed(lambda: sh(["nft", "-f", "-"], first))
+            t_floor, _unused = timed(lambda first=first: sh(["nft", "-f", "-"], first))
         else:
-            t_floor, _unused = timed(lambda: (sh(["ipset", "restore"], first), sh(["iptables-legacy-restore", "--noflush"], text)))
+            t_floor, _unused = timed(lambda first=first, text=text: (sh(["ipset", "restore"], first), sh(["iptables-legacy-restore", "--noflush"], text)))
         floors.append(t_floor)
         reset(backend, state_file)
         t_apply, the_plan = timed(lambda: pr.converge(data, backend=backend, state_file=state_file))
@@ -173,7 +184,10 @@ def bench(backend: str, n: int, policies: int, rounds: int, state_file: str) -> 
     goals = [
         (f"ratio apply / hand-written    : {med(applies) / med(floors):7.2f}x   (goal <= 2x)", med(applies) <= 2 * med(floors)),
         (f"no-op                         : {med(noops):7.3f} s   (goal <= 0.2 s)", med(noops) <= 0.2),
-        (f"member change                 : {len(script.splitlines())} line(s), kind {added.kind}   (goal: one set element, no rule)", added.kind == "elements" and len(script.splitlines()) == 1),
+        (
+            f"member change                 : {len(script.splitlines())} line(s), kind {added.kind}   (goal: one set element, no rule)",
+            added.kind == "elements" and len(script.splitlines()) == 1,
+        ),
     ]
     for line, ok in goals:
         print(f"{line}  {'met' if ok else 'NOT MET'}")
