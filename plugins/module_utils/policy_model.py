@@ -453,6 +453,8 @@ def read_policies(policies) -> list:
 
 def read_policy(index: int, raw) -> Policy:
     where = f"calico_policies[{index}]"
+    if isinstance(raw, dict) and isinstance(raw.get("name"), str) and isinstance(raw.get("namespace"), (str, type(None))):
+        where = f"policy {raw.get('namespace') or 'global'}/{raw['name']} ({where})"  # named in errors as soon as it has a name
     spec = _keys(where, "", raw, POLICY_KEYS, "a policy")
     name, namespace = spec.get("name"), spec.get("namespace")
     if not isinstance(name, str) or len(name) > naming.SUBDOMAIN_MAX or not POLICY_NAME_RE.fullmatch(name):
@@ -460,7 +462,7 @@ def read_policy(index: int, raw) -> Policy:
     if namespace is not None and not naming.is_label(namespace):
         _fail(where, "namespace", namespace, "a namespace must be a DNS label (lower-case letters, digits and '-', at most 63)")
     display = f"{namespace or 'global'}/{name}"
-    where = f"policy {display} ({where})"
+    where = f"policy {display} (calico_policies[{index}])"
     order = spec.get("order")
     if order is not None and (isinstance(order, bool) or not isinstance(order, (int, float)) or not math.isfinite(order)):
         _fail(where, "order", order, "must be a number (lower first; absent = after every ordered policy)")
