@@ -268,3 +268,213 @@ def verdict(policy_set: PolicySet, flow: Flow) -> Verdict:
     else:
         ingress = decide(policy_set, dst, INGRESS, flow)
     return Verdict(egress.allowed and ingress.allowed, egress, ingress, flow)
+
+
+# --------------------------------------------------------------------------- what a change flips
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A class of flows the rules cannot tell apart, and the sample evaluated for it.
+
+    ``protocol`` None: every protocol but TCP, UDP, SCTP, ICMP and ``others`` (those the rules name);
+    ``ports``: an inclusive destination port range (TCP, UDP, SCTP); ``icmp``: ``(type, code)`` where
+    type None means every type but ``others``, code None every code but ``others``.
+    """
+
+    protocol: Optional[int]
+    ports: Optional[tuple] = None
+    icmp: Optional[tuple] = None
+    others: tuple = ()
+    sample: tuple = ()  # (protocol, port, icmp type, icmp code) evaluated
+
+    def covers(self, protocol: int, port=None, icmp_type=None, icmp_code=None) -> bool:
+        if self.protocol is None:
+            return protocol not in (ICMP, *PORT_PROTOCOLS) and protocol not in self.others
+        if protocol != self.protocol:
+            return False
+        if self.ports is not None:
+            return port is not None and self.ports[0] <= port <= self.ports[1]
+        if self.icmp is not None:
+            want_type, want_code = self.icmp
+            if want_type is None:
+                return icmp_type not in self.others
+            if icmp_type != want_type:
+                return False
+            return icmp_code == want_code if want_code is not None else icmp_code not in self.others
+        return True
+
+    def what(self) -> str:
+        if self.protocol is None:
+            return "other protocols" + (f" (not {', '.join(map(str, self.others))})" if self.others else "")
+        proto = PROTOCOL_NAMES.get(self.protocol, f"protocol {self.protocol}")
+        if self.ports is not None:
+            lo, hi = self.ports
+            return f"{proto} {lo}" if lo == hi else f"{proto} {lo}-{hi}"
+        if self.icmp is not None:
+            icmp_type, code = self.icmp
+            if icmp_type is None:
+                return f"{proto} types other than {', '.join(map(str, self.others))}" if self.others else f"{proto} any type"
+            if code is None:
+                return f"{proto} type {icmp_type}" + (f" codes other than {', '.join(map(str, self.others))}" if self.others else "")
+            return f"{proto} type {icmp_type} code {code}"
+        return proto
+
+
+@dataclass(frozen=True)
+class Flip:
+    """A flow class (:class:`Probe`) between two ends whose verdict a policy change flips."""
+
+    src: str
+    dst: str
+    probe: Probe
+    old: Optional[Verdict] = field(default=None, compare=False)
+    new: Optional[Verdict] = field(default=None, compare=False)
+
+    def what(self) -> str:
+        return self.probe.what()
+
+    def covers(self, src: str, dst: str, protocol: int, port=None, icmp_type=None, icmp_code=None) -> bool:
+        return (src, dst) == (self.src, self.dst) and self.probe.covers(protocol, port, icmp_type, icmp_code)
+
+    def text(self) -> str:
+        before = "allow" if self.old.allowed else "deny"
+        after = "allow" if self.new.allowed else "deny"
+        return f"{self.src} -> {self.dst} {self.what()}: {before} -> {after} (now {self.new.decided_by.text()})"
+
+    def as_dict(self) -> dict:
+        return {
+            "src": self.src,
+            "dst": self.dst,
+            "flow": self.what(),
+            "old": "allow" if self.old.allowed else "deny",
+            "new": "allow" if self.new.allowed else "deny",
+            "text": self.text(),
+        }
+
+
+def _rules(policy_set: PolicySet):
+    for policy in policy_set.policies:
+        yield from policy.ingress
+        yield from policy.egress
+
+
+def _first_not_in(values, candidates) -> int:
+    return next(v for v in candidates if v not in values)
+
+
+def probes(sets) -> list:
+    """The flow classes (:class:`Probe`) that cover every distinction the rules of ``sets`` make:
+    destination port intervals between the ranges they name (per TCP, UDP, SCTP), each ICMP type and code
+    they name and the others, each other protocol they name and the others. Source ports are not split:
+    flows keep the ephemeral default."""
+    cuts, codes, others = {0, 65536}, {}, set()
+    for ps in sets:
+        for rule in _rules(ps):
+            for lo, hi in rule.source.ports + rule.source.not_ports + rule.destination.ports + rule.destination.not_ports:
+                cuts.update((lo, hi + 1))
+            for icmp in (rule.icmp, rule.not_icmp):
+                if icmp is not None:
+                    named = codes.setdefault(icmp.type, set())
+                    if icmp.code is not None:
+                        named.add(icmp.code)
+            for number in (rule.protocol, rule.not_protocol):
+                if number is not None and number not in (ICMP, *PORT_PROTOCOLS):
+                    others.add(number)
+    bounds = sorted(cuts)
+    out = [Probe(proto, (lo, hi - 1), sample=(proto, lo, None, None)) for proto in PORT_PROTOCOLS for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    for icmp_type in sorted(codes):
+        named = tuple(sorted(codes[icmp_type]))
+        out += [Probe(ICMP, icmp=(icmp_type, code), sample=(ICMP, None, icmp_type, code)) for code in named]
+        out.append(Probe(ICMP, icmp=(icmp_type, None), others=named, sample=(ICMP, None, icmp_type, _first_not_in(named, range(256)))))
+    types = tuple(sorted(codes))
+    if len(types) < 256:
+        out.append(Probe(ICMP, icmp=(None, None), others=types, sample=(ICMP, None, _first_not_in(types, (8, *range(256))), 0)))
+    named = tuple(sorted(others))
+    out += [Probe(number, sample=(number, None, None, None)) for number in named]
+    sample = _first_not_in((*named, ICMP, *PORT_PROTOCOLS), (47, *range(2, 256)))
+    out.append(Probe(None, others=named, sample=(sample, None, None, None)))
+    return out
+
+
+def _changed_workloads(old: PolicySet, new: PolicySet, common) -> set:
+    changed = set()
+    for wid in common:
+        a, b = old.workloads[wid], new.workloads[wid]
+        if a.labels != b.labels or a.address != b.address or a.host != b.host or old.namespace(a.namespace) != new.namespace(b.namespace):
+            changed.add(wid)
+    return changed
+
+
+def flips(old: PolicySet, new: PolicySet) -> list:
+    """The flows whose verdict changes from ``old`` to ``new`` (both with their workloads, ideally the same):
+    between every two workloads both sets know, and from and to an address of each network the rules name
+    and each node, for every distinction the rules make (:func:`_probes`; source ports stay the ephemeral
+    default). Only flows that can change are evaluated: those leaving a workload a changed policy selects for
+    egress, or reaching one it selects for ingress, or involving a workload whose labels, namespace labels or
+    address changed. Adjacent port ranges with the same outcome are merged. Sorted by source, destination."""
+    common = sorted(set(old.workloads) & set(new.workloads))
+    old_policies = {p.display: p for p in old.policies}
+    new_policies = {p.display: p for p in new.policies}
+    changed_policies = [name for name in set(old_policies) | set(new_policies) if old_policies.get(name) != new_policies.get(name)]
+    changed = _changed_workloads(old, new, common)
+    affected = {INGRESS: set(changed), EGRESS: set(changed)}
+    for name in changed_policies:
+        for ps, policy in ((old, old_policies.get(name)), (new, new_policies.get(name))):
+            if policy is None:
+                continue
+            for direction in (INGRESS, EGRESS):
+                if policy.applies(direction):
+                    affected[direction].update(w for w in common if policy.selection.selects(ps.workloads[w], ps.namespaces))
+    if not changed_policies and not changed:
+        return []
+    # addresses outside the workloads: one per network the rules name, and the nodes
+    known = {old.workloads[w].address for w in common} | {new.workloads[w].address for w in common}
+    outside = set(old.nodes.values()) | set(new.nodes.values())
+    for ps in (old, new):
+        for rule in _rules(ps):
+            for base, _prefix in rule.source.nets + rule.source.not_nets + rule.destination.nets + rule.destination.not_nets:
+                outside.add(base)
+    outside = sorted(a for a in outside - known if a is not None)
+    classes = probes((old, new))
+    ends = [*common, *outside]
+    out = []
+    for src in ends:
+        for dst in ends:
+            if isinstance(src, int) and isinstance(dst, int):
+                continue
+            if not (src in affected[EGRESS] or dst in affected[INGRESS] or src in changed or dst in changed):
+                continue
+            out += _pair_flips(old, new, src, dst, classes)
+    return out
+
+
+def _pair_flips(old: PolicySet, new: PolicySet, src, dst, classes) -> list:
+    def flow(ps, sample):
+        protocol, port, icmp_type, icmp_code = sample
+        s = ps.workloads[src] if isinstance(src, str) else src
+        d = ps.workloads[dst] if isinstance(dst, str) else dst
+        return Flow(s, d, protocol, port, EPHEMERAL_PORT, icmp_type, icmp_code)
+
+    names = (src if isinstance(src, str) else int_to_ip(src), dst if isinstance(dst, str) else int_to_ip(dst))
+    out: list = []
+    for probe in classes:
+        before = verdict(old, flow(old, probe.sample))
+        after = verdict(new, flow(new, probe.sample))
+        if before.allowed == after.allowed:
+            continue
+        last = out[-1] if out else None
+        if (
+            probe.ports is not None
+            and last is not None
+            and last.probe.protocol == probe.protocol
+            and last.probe.ports is not None
+            and last.probe.ports[1] + 1 == probe.ports[0]
+            and last.old.allowed == before.allowed
+            and last.new.decided_by == after.decided_by
+        ):
+            merged = Probe(probe.protocol, (last.probe.ports[0], probe.ports[1]), sample=last.probe.sample)
+            out[-1] = Flip(*names, merged, last.old, last.new)
+            continue
+        out.append(Flip(*names, probe, before, after))
+    return out

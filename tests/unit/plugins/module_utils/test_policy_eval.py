@@ -323,3 +323,97 @@ def test_egress_and_ingress_are_independent(pols, src, dst):
 
 def test_namespaces_fixture_is_what_the_docstring_says():
     assert NAMESPACES["red"]["labels"] == {"team": "b", "env": "prod"}
+
+
+# --------------------------------------------------------------------------- flips
+
+
+def test_flips_lists_the_flows_a_change_flips():
+    old = policy_set([ALLOW_TCP_6379])
+    changed = dict(
+        ALLOW_TCP_6379, ingress=[{"action": "Allow", "protocol": "TCP", "source": {"selector": "app == 'web'"}, "destination": {"ports": ["6379:6380"]}}]
+    )
+    new = policy_set([changed])
+    got = [(f.src, f.dst, f.what(), f.old.allowed, f.new.allowed) for f in pe.flips(old, new)]
+    # blue's web workloads may now reach blue.db-1 on 6380 too; nothing else changes
+    assert got == [("blue.web-1", "blue.db-1", "TCP 6380", False, True), ("blue.web-2", "blue.db-1", "TCP 6380", False, True)]
+    assert pe.flips(old, old) == []
+
+
+def test_flips_of_a_new_deny_policy_merge_port_ranges():
+    old = policy_set([])
+    new = policy_set(
+        [
+            {
+                "name": "no-ssh-to-red",
+                "namespace": "red",
+                "ingress": [{"action": "Deny", "protocol": "TCP", "destination": {"ports": ["22:23"]}}, {"action": "Allow"}],
+            }
+        ]
+    )
+    got = pe.flips(old, new)
+    # each red workload, TCP 22-23 only, from the 7 other workloads, and from the node that does not hold it
+    # (a node reaches its own workloads): n2 -> red.api-1 (on n1), n1 -> red.web-1 and red.db-1 (on n2)
+    assert {f.what() for f in got} == {"TCP 22-23"}
+    assert {f.dst for f in got} == {"red.web-1", "red.api-1", "red.db-1"}
+    assert all(f.old.allowed and not f.new.allowed for f in got)
+    assert len(got) == 3 * 7 + 3
+    assert {(f.src, f.dst) for f in got if f.src[0].isdigit()} == {
+        ("192.168.50.12", "red.api-1"),
+        ("192.168.50.11", "red.web-1"),
+        ("192.168.50.11", "red.db-1"),
+    }
+    texts = [f.text() for f in got if f.src == "blue.web-1" and f.dst == "red.db-1"]
+    assert texts == ["blue.web-1 -> red.db-1 TCP 22-23: allow -> deny (now ingress of red.db-1: deny by red/no-ssh-to-red ingress[0])"]
+
+
+def test_flips_when_a_workloads_labels_change():
+    from tests.unit.plugins.module_utils.policy_helpers import WORKLOADS as W
+
+    pol = [{"name": "db-from-web", "namespace": "blue", "selector": "app == 'db'", "ingress": [{"action": "Allow", "source": {"selector": "app == 'web'"}}]}]
+    relabelled = dict(W, **{"blue.web-2": ("n2", "10.64.1.1", {"app": "cache"})})
+    got = pe.flips(policy_set(pol), policy_set(pol, workloads=relabelled))
+    assert {(f.src, f.dst) for f in got} == {("blue.web-2", "blue.db-1")}
+    assert all(not f.new.allowed for f in got)
+    assert {f.what() for f in got} == {"TCP 0-65535", "UDP 0-65535", "SCTP 0-65535", "ICMP any type", "other protocols"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(policies(max_policies=3), policies(max_policies=3), st.lists(flow_args(), min_size=1, max_size=10))
+def test_flips_are_exactly_the_flows_that_flip(old_pols, new_pols, flows):
+    old, new = policy_set(old_pols), policy_set(new_pols)
+    found = pe.flips(old, new)
+    for f in found:  # every flip listed flips, at both ends of its port range
+        protocol, port, icmp_type, icmp_code = f.probe.sample
+        ports = [port] if f.probe.ports is None else list(f.probe.ports)
+        for port in ports:
+            a = pe.make_flow(old, f.src, f.dst, protocol, port, icmp_type=icmp_type, icmp_code=icmp_code)
+            b = pe.make_flow(new, f.src, f.dst, protocol, port, icmp_type=icmp_type, icmp_code=icmp_code)
+            assert pe.verdict(old, a).allowed != pe.verdict(new, b).allowed
+    for args in flows:  # every flow between workloads (ephemeral source port) that flips is listed
+        if args.get("src_port", pe.EPHEMERAL_PORT) != pe.EPHEMERAL_PORT or args["src"] not in WORKLOADS or args["dst"] not in WORKLOADS:
+            continue
+        a, b = pe.make_flow(old, **args), pe.make_flow(new, **args)
+        if pe.verdict(old, a).allowed == pe.verdict(new, b).allowed:
+            continue
+        listed = [f for f in found if f.covers(args["src"], args["dst"], a.protocol, a.port, a.icmp_type, a.icmp_code)]
+        assert listed, (args, old_pols, new_pols)
+
+
+def test_flips_name_icmp_classes():
+    old = policy_set([{"name": "p", "namespace": "red", "selector": "app == 'db'", "ingress": [{"action": "Allow"}]}])
+    new = policy_set(
+        [
+            {
+                "name": "p",
+                "namespace": "red",
+                "selector": "app == 'db'",
+                "ingress": [{"action": "Deny", "protocol": "ICMP", "icmp": {"type": 3, "code": 1}}, {"action": "Allow"}],
+            }
+        ]
+    )
+    got = pe.flips(old, new)
+    assert {f.what() for f in got} == {"ICMP type 3 code 1"}
+    assert {f.dst for f in got} == {"red.db-1"}
+    probes = {p.what() for p in pe.probes((new,))}
+    assert {"ICMP type 3 code 1", "ICMP type 3 codes other than 1", "ICMP types other than 3", "other protocols", "TCP 0-65535"} <= probes
