@@ -104,8 +104,11 @@ class Verdict:
 
     @property
     def decided_by(self) -> Decision:
-        """The decision that denied the flow (egress first), or the ingress one when allowed."""
+        """The decision that denied the flow (egress first); when allowed, the one a rule made (ingress
+        first), else the ingress one."""
         if not self.egress.allowed:
+            return self.egress
+        if self.ingress.allowed and self.ingress.reason not in (RULE, PASS) and self.egress.reason in (RULE, PASS):
             return self.egress
         return self.ingress
 
