@@ -6,9 +6,10 @@ Hosts ``a`` and ``b`` (namespaces, one subnet, each routing the other's workload
 workloads each, built by the workloads module; every workload runs a listener on TCP 80, TCP 8080
 and UDP 53. The policy set (:data:`POLICIES`, Calico's fields, as an inventory states them)
 exercises order, Pass, Log, default deny, namespaceSelector, not_selector / not_nets / not_ports /
-not_protocol, port ranges, ICMP type and code, TCP, UDP and ICMP. Every host gets its program
-(:data:`PROGRAMS`, written by hand from the policies until the compiler produces it), applied by
-``policy_rules.converge`` inside the host namespace, on nftables and on iptables-legacy + ipset.
+not_protocol, port ranges, ICMP type and code, TCP, UDP and ICMP. Every host gets its program,
+applied by ``policy_rules.converge`` inside the host namespace, on nftables and on iptables-legacy +
+ipset: once the programs written by hand from the policies (:func:`hand_program`), once those the
+compiler makes from the inventory data (:func:`compiled_programs`: policy_model, policy_compile).
 
 The expected verdicts (:data:`EXPECTED`) are written by hand, one grid per probe: row = source,
 column = destination, ``Y`` allowed, ``.`` denied, ``-`` itself. The reasoning for each column
@@ -599,9 +600,33 @@ def test_the_expected_grids_are_complete():
     assert len(POLICIES) >= 10 and len(WORKLOADS) >= 12
 
 
+def compiled_programs() -> dict:
+    """The whole pipeline: the inventory's policies, namespaces and labels -> the model -> the compiler."""
+    from ansible_collections.l3.calico.plugins.module_utils import policy_compile
+    from ansible_collections.l3.calico.plugins.module_utils.policy_model import PolicySet
+
+    nodes = {h: {"ip": HOSTS[h][0], "network": "192.168.100.0/24", "blocks": [], "workloads": [], "borrowed": [], "tunnels": {}} for h in ("a", "b")}
+    inventory: dict = {}
+    for host, namespace, name, address, labels in WORKLOADS.values():
+        nodes[host]["workloads"].append({"id": naming.workload_id(namespace, name), "ip": address})
+        inventory.setdefault(host, []).append({"name": name, "namespace": namespace, "labels": labels})
+    ipam = {"nodes": nodes, "pools": {}}
+    return policy_compile.host_programs(PolicySet.from_inventory(POLICIES, NAMESPACES, inventory, ipam), ipam)
+
+
+PROGRAMS = {
+    "hand-written": lambda: {host: hand_program(host) for host in ("a", "b")},
+    "compiled": compiled_programs,
+}
+
+
+@pytest.mark.parametrize("source", list(PROGRAMS))
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_reachability_matrix_with_hand_written_programs(hosts, backend):
+def test_reachability_matrix(hosts, backend, source):
+    """Every verdict of the hand-written matrix, with the hand-written programs and with the ones the
+    compiler makes from the inventory's policies (the whole pipeline)."""
     _needs(backend)
+    programs = PROGRAMS[source]()
     h = hosts(backend)
     h.build()
     h.serve(ORDER)
@@ -609,7 +634,7 @@ def test_reachability_matrix_with_hand_written_programs(hosts, backend):
     # before any policy, everything reaches everything (the probes work)
     open_matrix = h.matrix(["a1", "a2", "b6"])
     assert all(all(v.values()) for v in open_matrix.values()), open_matrix
-    h.apply({host: hand_program(host) for host in ("a", "b")})
+    h.apply(programs)
     found = h.matrix()
     wrong = compare(found)
     assert not wrong, "\n".join(wrong)
