@@ -798,3 +798,71 @@ def test_the_ansible_module_check_diff_and_idempotence(hosts):
     assert applied["changed"] and applied["backend"] == "nftables"
     again, _shown = run("--check", "--diff")
     assert again["changed"] is False and again["kind"] == "none"
+
+
+def test_the_role_compiles_once_applies_and_a_second_run_changes_nothing(hosts):
+    """Role calico_policy in a play (host a, nftables): check + diff, apply, a second run changed=0."""
+    h = hosts("nftables")
+    if subprocess.run(["which", "nft"], capture_output=True, check=False).returncode:
+        pytest.skip("needs nft (Debian package nftables)")
+    subset = {k: WORKLOADS[k] for k in ("a1", "a2", "a6", "b1")}
+    h.build({k: v for k, v in subset.items() if v[0] == "a"})
+    h.serve(["a2"])
+    h.warm_up(["a1", "a2", "a6"])
+    nodes = {x: {"ip": HOSTS[x][0], "network": "192.168.100.0/24", "blocks": [], "workloads": [], "borrowed": [], "tunnels": {}} for x in ("a", "b")}
+    inventory = {"calico_nodes": {"hosts": {}, "vars": {"calico_policies": POLICIES, "calico_namespaces": NAMESPACES}}}
+    for host, namespace, name, address, labels in subset.values():
+        nodes[host]["workloads"].append({"id": naming.workload_id(namespace, name), "ip": address})
+        entry = inventory["calico_nodes"]["hosts"].setdefault(host, {"calico_workloads": []})
+        entry["calico_workloads"].append({"name": name, "namespace": namespace, "labels": labels})
+    inventory["calico_nodes"]["hosts"]["a"].update(ansible_connection="local", ansible_python_interpreter=sys.executable)
+    (h.tmp / "vars.json").write_text(
+        json.dumps(
+            {"calico_ipam_result": {"nodes": nodes, "pools": {}}, "calico_policy_backend": "nftables", "calico_policy_state_file": str(h.tmp / "role.json")}
+        )
+    )
+    (h.tmp / "play.yml").write_text("- hosts: a\n  gather_facts: false\n  roles:\n    - role: l3.calico.calico_policy\n")
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_HOME=str(h.tmp / "ansible"),
+        ANSIBLE_LOCAL_TEMP=str(h.tmp / "ansible-tmp"),
+        PYTHONPATH=PYTHONPATH,
+    )
+    (h.tmp / "inventory.yml").write_text(json.dumps(inventory))  # JSON is YAML
+
+    def play(*extra):
+        proc = subprocess.run(
+            [
+                "nsenter",
+                f"--net=/run/netns/{h.topo.host('a')}",
+                str(ROOT / ".venv" / "bin" / "ansible-playbook"),
+                "-i",
+                str(h.tmp / "inventory.yml"),
+                "-e",
+                f"@{h.tmp / 'vars.json'}",
+                str(h.tmp / "play.yml"),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            check=False,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        recap = [line for line in proc.stdout.splitlines() if line.startswith("a ")][-1]
+        return proc.stdout, int(recap.split("changed=")[1].split()[0])
+
+    before = h.state("a")
+    shown, changed = play("--check", "--diff")
+    assert changed == 1 and "chain wl-to-" in shown and "dport 8080" in shown, shown  # the rules that would be written
+    assert h.state("a") == before
+    _shown, changed = play()
+    assert changed == 1 and "l3calico_policy" in h.state("a")
+    found = h.matrix(["a1", "a2", "a6"])
+    assert found[("a1", "a2")]["tcp8080"] is True and found[("a6", "a2")]["tcp8080"] is False  # P7: blue webs only
+    _shown, changed = play()
+    assert changed == 0
