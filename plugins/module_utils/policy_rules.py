@@ -887,6 +887,8 @@ def prepare(program_data: Any, options: Options = Options(), runner: iproute.Run
                 the_plan = Plan("nftables", record=dict(recorded), recorded=recorded)
                 return the_plan
             program = parse_program(program_data)
+            if not _enforces(program):
+                return _plan_nothing_to_enforce(options, runner, recorded)
             have = {k: tuple(v) for k, v in (recorded.get("sets") or {}).items()}
             the_plan = plan_nft(program, have, True, recorded, program_digests(program_data))
             the_plan.recorded = recorded
@@ -902,6 +904,8 @@ def prepare(program_data: Any, options: Options = Options(), runner: iproute.Run
         ):
             return Plan("iptables", record=dict(recorded), recorded=recorded)
     program = parse_program(program_data)
+    if not _enforces(program):
+        return _plan_nothing_to_enforce(options, runner, recorded)
     backend = detect_backend(runner, options.backend)
     generation = nft_generation() if backend == "nftables" else None  # before reading: a later change moves it
     the_plan = plan(program, backend, read_nft(runner), read_iptables(runner), recorded, program_digests(program_data))
@@ -911,9 +915,28 @@ def prepare(program_data: Any, options: Options = Options(), runner: iproute.Run
     return the_plan
 
 
+def _enforces(program: Program) -> bool:
+    """Whether any endpoint has a policy chain: without one there is nothing to enforce."""
+    return any(e.ingress or e.egress for e in program.endpoints)
+
+
+def _plan_nothing_to_enforce(options: Options, runner: iproute.Runner, recorded: Mapping) -> Plan:
+    """No policy selects any workload of this host: no table, no chain, no set (those of an earlier run
+    removed), no backend needed -- a host without policies is left exactly as it was."""
+    the_plan = plan_removal(read_nft(runner), read_iptables(runner), os.path.exists(options.state_file))
+    if not the_plan.changed:
+        the_plan.kind = "none"
+    the_plan.recorded = dict(recorded)
+    return the_plan
+
+
 def commit(runner: iproute.Runner, the_plan: Plan, state_file: str) -> None:
     """Apply a prepared plan, then record what was applied (no-op: nothing is run or written,
     but a state file that learnt the current generation or listing)."""
+    if the_plan.kind in ("remove", "none") and the_plan.record is None:
+        if the_plan.changed:
+            commit_removal(runner, the_plan, state_file)
+        return
     record = dict(the_plan.record or {})
     if the_plan.changed:
         before = nft_generation() if the_plan.backend == "nftables" else None
@@ -1014,17 +1037,21 @@ def plan_removal(nft: Optional[NftState], ipt: Optional[IptState], state_file_ex
 def remove(state_file: str = DEFAULT_STATE_FILE, check_mode: bool = False, runner: iproute.Runner = iproute.subprocess_runner) -> Plan:
     the_plan = plan_removal(read_nft(runner), read_iptables(runner), os.path.exists(state_file))
     if not check_mode and the_plan.changed:
-        if the_plan.nft_script:
-            iproute.check(runner, ["nft", "-f", "-"], the_plan.nft_script)
-        if the_plan.iptables_script:
-            iproute.check(runner, ["iptables-legacy-restore", "--noflush"], the_plan.iptables_script)
-        if the_plan.ipset_after:
-            iproute.check(runner, ["ipset", "restore"], the_plan.ipset_after)
-        try:
-            os.unlink(state_file)
-        except FileNotFoundError:
-            pass
+        commit_removal(runner, the_plan, state_file)
     return the_plan
+
+
+def commit_removal(runner: iproute.Runner, the_plan: Plan, state_file: str) -> None:
+    if the_plan.nft_script:
+        iproute.check(runner, ["nft", "-f", "-"], the_plan.nft_script)
+    if the_plan.iptables_script:
+        iproute.check(runner, ["iptables-legacy-restore", "--noflush"], the_plan.iptables_script)
+    if the_plan.ipset_after:
+        iproute.check(runner, ["ipset", "restore"], the_plan.ipset_after)
+    try:
+        os.unlink(state_file)
+    except FileNotFoundError:
+        pass
 
 
 def _read_record(state_file: str) -> dict:

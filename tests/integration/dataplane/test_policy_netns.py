@@ -754,6 +754,15 @@ def test_drift_is_rewritten_and_bad_programs_change_nothing(hosts, backend):
     failed = h.policy("a", program=bad)
     assert failed["ok"] is False and "upside down" in failed["error"] and "p7_i" in failed["error"], failed
     assert h.state("a") == before
+    # policies that select no workload of this host: nothing to enforce, everything of ours removed
+    unselected = json.loads(json.dumps(program))
+    for endpoint in unselected["endpoints"]:
+        endpoint["ingress"], endpoint["egress"] = [], []
+    emptied = h.policy("a", program=unselected)
+    assert emptied["ok"] and emptied["kind"] == "remove", emptied
+    left = h.state("a")
+    assert "l3calico_policy" not in left and "L3CP" not in left and "l3cp-" not in left, left
+    assert h.policy("a", program=unselected)["changed"] is False
 
 
 def test_the_ansible_module_check_diff_and_idempotence(hosts):

@@ -332,3 +332,26 @@ def test_an_unmoved_generation_plans_from_the_record_without_running_anything(tm
 def test_the_generation_is_read_from_the_kernel_or_none():
     generation = pr.nft_generation()
     assert generation is None or (isinstance(generation[0], int) and isinstance(generation[1], int) and len(generation[2]) == 36)
+
+
+def test_a_program_that_selects_nothing_here_needs_no_backend_and_removes_what_is_left(tmp_path, monkeypatch):
+    data = program()
+    for endpoint in data["endpoints"]:
+        endpoint["ingress"], endpoint["egress"] = [], []
+    ran = []
+
+    def runner(argv, stdin=None):
+        ran.append(list(argv))
+        if argv[:2] == ["nft", "-j"]:
+            return pr.iproute.Result(0, '{"nftables": [{"table": {"family": "ip", "name": "l3calico_policy", "handle": 3}}]}', "")
+        return pr.iproute.Result(0, "", "")
+
+    monkeypatch.setattr(pr.shutil, "which", lambda name: "/usr/sbin/" + name if name == "nft" else None)
+    state_file = tmp_path / "policy.json"
+    state_file.write_text("{}")
+    gone = pr.converge(data, runner=runner, state_file=str(state_file))
+    assert gone.kind == "remove" and gone.changed and ["nft", "-f", "-"] in ran and not state_file.exists()
+    assert not any(argv[:2] == ["nft", "-c"] for argv in ran)  # no backend probe: none is needed
+    monkeypatch.setattr(pr.shutil, "which", lambda name: None)
+    quiet = pr.converge(data, runner=runner, state_file=str(state_file))
+    assert quiet.kind == "none" and not quiet.changed
