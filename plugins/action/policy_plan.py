@@ -4,7 +4,7 @@
 
 Like l3.calico.ipam: the workloads (each host's ``calico_workloads`` of the group, for their labels) are
 read from ``hostvars`` in Python, once, values templated only where they hold Jinja; the arguments are
-checked against the spec read from the module's DOCUMENTATION; ``module_utils.policy_model`` checks the
+checked against the module's argument spec (held equal to its DOCUMENTATION by a unit test); ``module_utils.policy_model`` checks the
 policy model, ``policy_compile`` compiles it, ``policy_eval`` explains one flow or lists the flips of a
 change. Nothing is sent to any host. Run it with ``run_once``.
 """
@@ -22,9 +22,7 @@ from ansible_collections.l3.calico.plugins.module_utils import policy_compile, p
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult
 from ansible_collections.l3.calico.plugins.module_utils.policy_model import PolicySet
-from ansible_collections.l3.calico.plugins.modules.policy_plan import argument_spec
-
-_SPEC = argument_spec()
+from ansible_collections.l3.calico.plugins.modules.policy_plan import ARGUMENT_SPEC as _SPEC
 
 
 def workloads_by_host(hostvars, groups, group: str, templar) -> dict:

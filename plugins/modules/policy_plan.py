@@ -2,7 +2,7 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: MIT
 """Module l3.calico.policy_plan: documentation of the action plugin of the same name (which does the work,
-on the controller); its argument spec is read from DOCUMENTATION, the one source of truth."""
+on the controller) and its argument spec."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ description:
     C(calico_workloads) of the hosts of O(group) - checks it once, and compiles it for every host of
     O(ipam_result) into the program the host's policy module applies (docs/policy.md, HostProgram) - address
     sets, a chain per policy and direction, and the host's endpoints (veth, address, chains in policy order).
-  - Calico's semantics - policies in order (lower O(policies[].order) first, then by name; no order = last),
+  - Calico's semantics - policies in order (lower C(order) first, then by name; no order = last),
     rules in order, the first Allow or Deny decides, Pass ends the tier (the namespace profile allows), a
     workload selected by a policy for a direction and matched by no rule is denied, a workload no policy
     selects is allowed.
@@ -190,25 +190,39 @@ flips:
 
 from ansible.module_utils.basic import AnsibleModule
 
-
-def argument_spec(documentation: str = DOCUMENTATION) -> dict:
-    """The argument spec, read from DOCUMENTATION (options and suboptions: type, elements, default, required)."""
-    import yaml  # only ansible-doc, the sanity tests and the action plugin read it: never shipped to a host
-
-    def spec(options: dict) -> dict:
-        out = {}
-        for name, option in options.items():
-            entry = {k: option[k] for k in ("type", "elements", "default", "required", "choices") if k in option}
-            if "suboptions" in option:
-                entry["options"] = spec(option["suboptions"])
-            out[name] = entry
-        return out
-
-    return spec(yaml.safe_load(documentation)["options"])
+# The argument spec: DOCUMENTATION's options as AnsibleModule reads them (a unit test holds the two equal,
+# suboptions included: tests/unit/plugins/modules/test_policy_plan.py); the action plugin checks its
+# arguments against it.
+ARGUMENT_SPEC = {
+    "group": {"type": "str", "default": "calico_nodes"},
+    "ipam_result": {"type": "dict", "required": True},
+    "policies": {"type": "list", "elements": "dict", "default": []},
+    "namespaces": {"type": "dict", "default": {}},
+    "veth_prefix": {"type": "str", "default": "cali"},
+    "explain": {
+        "type": "dict",
+        "options": {
+            "src": {"type": "str", "required": True},
+            "dst": {"type": "str", "required": True},
+            "protocol": {"type": "str", "default": "TCP"},
+            "port": {"type": "int"},
+            "src_port": {"type": "int"},
+            "icmp_type": {"type": "int"},
+            "icmp_code": {"type": "int"},
+        },
+    },
+    "previous": {
+        "type": "dict",
+        "options": {
+            "policies": {"type": "list", "elements": "dict", "default": []},
+            "namespaces": {"type": "dict", "default": {}},
+        },
+    },
+}
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     module.fail_json(msg="l3.calico.policy_plan runs on the controller through its action plugin; this module only documents it")
 
 

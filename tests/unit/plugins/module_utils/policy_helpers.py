@@ -66,7 +66,6 @@ NETS = ["10.64.0.0/30", "10.64.1.0/24", "192.0.2.0/24", "10.64.0.3", "10.0.0.0/8
 PORTS = [22, 80, 443, "8000:8100", "0:1024", 5000]
 
 
-
 @st.composite
 def entities(draw, with_ports: bool, namespaced: bool):
     entity = {}
