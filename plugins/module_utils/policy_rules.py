@@ -64,6 +64,7 @@ ICMP = 1
 ACTIONS = ("allow", "deny", "log", "pass")
 NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWGEN, NFT_MSG_GETGEN, SO_NETNS_COOKIE = 12, 10, 15, 16, 71
 MULTIPORT_MAX = 15  # iptables multiport: at most 15 ports, a range counts as two
+NFT_COMMENT = 120  # nft keeps at most 128 bytes of a comment (iptables' comment match: 255)
 
 SET_NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
 CHAIN_NAME = re.compile(r"[a-z][a-z0-9_]{0,27}")
@@ -376,7 +377,7 @@ def _nft_rule(chain: Chain, rule: Rule) -> str:
         "deny": "drop",
         "log": f'log prefix "l3calico {chain.name}: "',
     }[rule.action]
-    return " ".join([*_nft_match(rule), verdict, f'comment "{rule.ref[:120]}"'])
+    return " ".join([*_nft_match(rule), verdict, f'comment "{rule.ref[:NFT_COMMENT]}"'])
 
 
 def _wl_chain(direction: str, interface: str) -> str:
@@ -400,7 +401,7 @@ def nft_objects(program: Program) -> dict[str, str]:
         objects[f"set {name}"] = f"  set {name} {{ type ipv4_addr; flags interval;{elements} }}\n"
     for name, chain in program.chains.items():
         body = "".join(f"    {_nft_rule(chain, rule)}\n" for rule in chain.rules)
-        objects[f"chain {name}"] = f'  chain {name} {{ comment "{chain.policy} {chain.direction}"\n{body}  }}\n'
+        objects[f"chain {name}"] = f'  chain {name} {{ comment "{f"{chain.policy} {chain.direction}"[-NFT_COMMENT:]}"\n{body}  }}\n'
     for endpoint in program.endpoints:
         for direction in ("ingress", "egress"):
             lines = [
@@ -409,7 +410,7 @@ def nft_objects(program: Program) -> dict[str, str]:
                 *_endpoint_lines(
                     getattr(endpoint, direction),
                     f"meta mark & 0x{MARK_MASK:08x} != 0 return",
-                    f'drop comment "{endpoint.workload} {direction}: no policy allowed it"',
+                    f'drop comment "{f"{endpoint.workload} {direction}: no policy allowed it"[-NFT_COMMENT:]}"',
                     f"meta mark set meta mark & 0x{0xFFFFFFFF ^ MARK_MASK:08x}",
                     lambda name: f"jump {name}",
                 ),

@@ -355,3 +355,16 @@ def test_a_program_that_selects_nothing_here_needs_no_backend_and_removes_what_i
     monkeypatch.setattr(pr.shutil, "which", lambda name: None)
     quiet = pr.converge(data, runner=runner, state_file=str(state_file))
     assert quiet.kind == "none" and not quiet.changed
+
+
+def test_long_names_stay_inside_the_kernels_comment_limits():
+    data = program()
+    long_name = "ns-" + "x" * 60 + "/" + "y" * 100
+    data["chains"]["p_web_i"]["policy"] = long_name
+    data["chains"]["p_web_i"]["rules"][0]["ref"] = long_name + " ingress[0]"
+    data["endpoints"][0]["workload"] = "w" * 150
+    text = pr.render_nft(pr.parse_program(data))
+    comments = [part.split('"')[0] for part in text.split('comment "')[1:]]
+    assert comments and max(len(c.encode()) for c in comments) <= 128
+    chains, _sets = pr.ipt_program(pr.parse_program(data))
+    assert max(len(part.split('"')[0]) for lines in chains.values() for line in lines for part in line.split('--comment "')[1:]) <= 255
