@@ -293,7 +293,7 @@ def test_a_flow_nobody_selects_is_always_allowed(pols, args):
 @settings(max_examples=60, deadline=None)
 @given(policies(), flow_args())
 def test_an_allow_all_policy_of_order_0_allows_everything(pols, args):
-    everything = {"name": "aaa-allow-all", "order": -1, "types": ["Ingress", "Egress"], "ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}
+    everything = {"name": "allow-all", "order": 0, "types": ["Ingress", "Egress"], "ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}
     ps = policy_set([*pols, everything])
     v = pe.verdict(ps, pe.make_flow(ps, **args))
     assert v.allowed
