@@ -7,13 +7,18 @@ Grammar (lowest precedence first)::
     expr    := and ( "||" and )*
     and     := unary ( "&&" unary )*
     unary   := "!" unary | primary
-    primary := "(" expr ")" | "all()" | "has(" KEY ")"
+    primary := "(" expr ")" | "all()" | "global()" | "has(" KEY ")"
              | KEY "==" STRING | KEY "!=" STRING
+             | KEY "contains" STRING | KEY "starts" "with" STRING | KEY "ends" "with" STRING
              | KEY "in" "{" [ STRING ( "," STRING )* ] "}"
              | KEY "not" "in" "{" [ STRING ( "," STRING )* ] "}"
 
 STRING is single- or double-quoted. An empty selector selects everything (as Calico).
-``!=`` and ``not in`` also match a label that is absent, ``==`` and ``in`` need it present.
+``!=`` and ``not in`` also match a label that is absent; ``==``, ``in``, ``contains``, ``starts with``
+and ``ends with`` need it present (libcalico-go/lib/selector/parser/ast.go: ``LabelContainsValueNode``
+and its siblings evaluate to false without the label). ``global()`` evaluates to true as a predicate, as
+Calico's ``GlobalNode`` does; it means something only in an entity rule's namespace selector, where the
+policy model gives it Calico's meaning (no namespaced endpoint) - :func:`uses_global` finds it.
 Errors (:class:`SelectorError`) give the position and what was expected.
 """
 
@@ -55,6 +60,7 @@ class _Parser:
     def __init__(self, text: str):
         self.text = text
         self.depth = 0
+        self.globals = 0  # how many global() the selector holds
         self.tokens: list[tuple[str, str, int]] = []
         pos = 0
         while pos < len(text):
@@ -142,12 +148,14 @@ class _Parser:
             self.depth -= 1
             return inner
         if kind != "word":
-            self.fail("a label name, 'all()', 'has(...)', '!' or '('")
+            self.fail("a label name, 'all()', 'global()', 'has(...)', '!' or '('")
         self.take()
-        if value in ("all", "has") and self.peek()[:2] == ("op", "("):
+        if value in ("all", "has", "global") and self.peek()[:2] == ("op", "("):
             self.take()
-            if value == "all":
-                self.expect(")", "')' after 'all('")
+            if value in ("all", "global"):
+                self.expect(")", f"')' after '{value}('")
+                if value == "global":
+                    self.globals += 1
                 return lambda labels: True
             key = self.key("a label name inside has(...)")
             self.expect(")", "')' after the label name")
@@ -162,6 +170,17 @@ class _Parser:
             self.take()
             want = self.string()
             return lambda labels: labels.get(key) != want
+        if (kind, op) == ("word", "contains"):
+            self.take()
+            part = self.string()
+            return lambda labels: key in labels and part in labels[key]
+        if (kind, op) in (("word", "starts"), ("word", "ends")):
+            self.take()
+            self.expect("with", f"'with' after '{op}'")
+            part = self.string()
+            if op == "starts":
+                return lambda labels: key in labels and labels[key].startswith(part)
+            return lambda labels: key in labels and labels[key].endswith(part)
         if (kind, op) == ("word", "in"):
             self.take()
             values = self.string_set()
@@ -171,7 +190,7 @@ class _Parser:
             self.expect("in", "'in' after 'not'")
             values = self.string_set()
             return lambda labels: labels.get(key) not in values
-        self.fail(f"'==', '!=', 'in' or 'not in' after the label name {key!r}")
+        self.fail(f"'==', '!=', 'in', 'not in', 'contains', 'starts with' or 'ends with' after the label name {key!r}")
 
     def key(self, expected: str) -> str:
         kind, value, _position = self.peek()
@@ -208,3 +227,17 @@ def parse(selector: str) -> Predicate:
 
 def matches(selector: str, labels: Labels) -> bool:
     return parse(selector)(labels)
+
+
+def uses_global(selector: str) -> int:
+    """How many ``global()`` terms ``selector`` holds (0: none); raise :class:`SelectorError` if it is bad.
+
+    Calico accepts ``global()`` only as a whole entity-rule namespace selector (libcalico-go's validator:
+    "global() can only be used in an EntityRule namespaceSelector", "global() cannot be combined with
+    other selectors"); the policy model refuses it anywhere else.
+    """
+    if not isinstance(selector, str):
+        raise SelectorError(str(selector), 0, "a selector must be a string")
+    parser = _Parser(selector)
+    parser.parse()
+    return parser.globals

@@ -40,7 +40,7 @@ POOL_KEYS = {
     "node_selector",
     "namespaces",
 }
-WORKLOAD_KEYS = {"name", "namespace", "ip", "pool"}
+WORKLOAD_KEYS = {"name", "namespace", "ip", "pool", "labels"}  # labels: for policy (policy_model), the IPAM ignores them
 NODE_KEYS = {"name", "ip", "labels", "workloads"}
 CONFIG_KEYS = {"strict_affinity", "auto_allocate_blocks", "max_blocks_per_host"}
 
@@ -391,6 +391,8 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
                     _fail(host, f"calico_workloads[{i}].name", name, f"two workloads named {name!r} in namespace {namespace!r} on this host")
                 _fail(host, f"calico_workloads[{i}].name", name, f"workload {wid} is also on node {other} (workload ids are cluster-wide)")
             owners[wid] = host
+            if "labels" in wl:
+                _workload_labels(host, i, wl["labels"])
             pool = wl.get("pool")
             if pool is not None and pool not in by_pool:
                 _fail(host, f"calico_workloads[{i}].pool", pool, f"unknown pool (pools: {', '.join(by_pool) or 'none'})")
@@ -429,6 +431,18 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
                 if reason:
                     _fail(host, f"{wl.field}.ip", int_to_ip(wl.ip), f"inside pool {pool.name}, which may not serve it: {reason}")
     return dict(sorted(out.items()))
+
+
+def _workload_labels(host, index, labels) -> None:
+    """A workload's ``labels`` (for policy; the IPAM ignores them): a mapping of Calico labels, or null."""
+    if labels is None:
+        return
+    if not isinstance(labels, dict):
+        _fail(host, f"calico_workloads[{index}].labels", labels, "must be a mapping of label names to strings")
+    for key, value in labels.items():
+        problem = naming.label_problem(key, value)
+        if problem:
+            _fail(host, f"calico_workloads[{index}].labels.{key}", value, problem)
 
 
 def refusal(pool: Pool, node: Node, namespace: str, listed: frozenset, allow_disabled: bool = False) -> str | None:

@@ -50,6 +50,35 @@ def is_node_name(value) -> bool:
     return isinstance(value, str) and 0 < len(value) <= SUBDOMAIN_MAX and all(LABEL_RE.fullmatch(label) for label in value.split("."))
 
 
+# A label of a workload or a namespace, as Kubernetes and Calico define it (Calico's validator calls
+# k8s.io/apimachinery's IsQualifiedName for the key and IsValidLabelValue for the value): the key an
+# optional DNS-1123 subdomain prefix and '/', then a name of at most 63 (letters, digits, '-', '_', '.',
+# starting and ending with a letter or digit); the value empty or such a name.
+LABEL_NAME_RE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)")
+LABEL_VALUE_RE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+# Labels Calico sets itself (the workload's namespace, a namespace's name): never given in the inventory.
+IMPLICIT_LABELS = ("projectcalico.org/namespace", "projectcalico.org/name")
+
+
+def label_problem(key, value):
+    """Why ``key: value`` is not a label Calico accepts (None: it is one); both checked as whole strings."""
+    if not isinstance(key, str):
+        return "a label name must be a string"
+    prefix, slash, name = key.rpartition("/")
+    if not LABEL_NAME_RE.fullmatch(name) or (slash and not (len(prefix) <= SUBDOMAIN_MAX and is_node_name(prefix))):
+        return (
+            "not a label name: an optional DNS-1123 subdomain prefix and '/', then at most 63 letters, digits, "
+            "'-', '_' or '.', starting and ending with a letter or digit"
+        )
+    if key in IMPLICIT_LABELS:
+        return f"{key} is set by Calico itself"
+    if not isinstance(value, str):
+        return "a label value must be a string (quote it in YAML)"
+    if not LABEL_VALUE_RE.fullmatch(value):
+        return "not a label value: empty, or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+    return None
+
+
 def is_veth_prefix(value) -> bool:
     """A veth name prefix: 1-4 ASCII letters or digits (it reaches nft and iptables rules)."""
     return isinstance(value, str) and VETH_PREFIX_RE.fullmatch(value) is not None

@@ -125,6 +125,23 @@ def bgp(**variables):
     return {"ansible.builtin.include_role": {"name": "l3.calico.calico_bgp"}, "vars": {"calico_ipam_result": GOOD_IPAM, **variables}}
 
 
+def policy(policies=None, namespaces=None):
+    """l3.calico.policy_plan (the controller-side policy compiler, run once): the policy model is checked
+    before anything is compiled; the message names the policy, the rule, the field and the value."""
+    rule = {"action": "Allow", "protocol": "TCP", "destination": {"ports": [80]}}
+    args = {
+        "group": "calico_nodes",
+        "ipam_result": GOOD_IPAM,
+        "policies": policies if policies is not None else [{"name": "web", "namespace": "blue", "ingress": [rule]}],
+        "namespaces": namespaces or {},
+    }
+    return {"l3.calico.policy_plan": args, "run_once": True}
+
+
+def policy_rule(**rule):
+    return policy([{"name": "web", "namespace": "blue", "selector": "app == 'web'", "ingress": [{"action": "Allow", **rule}]}])
+
+
 def role(name, **variables):
     return {"ansible.builtin.include_role": {"name": name}, "vars": {"calico_ipam_result": GOOD_IPAM, **variables}}
 
@@ -214,6 +231,51 @@ CASES = [
         "calico_workloads role (argument spec)",
         role("l3.calico.calico_workloads", calico_workloads_rp_filter=7),
         ["calico_workloads_rp_filter", "7"],
+    ),
+    ("policy-unknown-action", "policy_plan", policy_rule(action="Accept"), ["policy blue/web", "ingress[0].action", "'Accept'", "unknown action"]),
+    ("policy-unknown-protocol", "policy_plan", policy_rule(protocol="GRE"), ["policy blue/web", "ingress[0].protocol", "'GRE'", "unknown protocol"]),
+    (
+        "policy-ports-without-protocol",
+        "policy_plan",
+        policy_rule(destination={"ports": [80]}),
+        ["policy blue/web", "ingress[0].destination.ports", "[80]", "TCP, UDP or SCTP"],
+    ),
+    (
+        "policy-port-range-upside-down",
+        "policy_plan",
+        policy_rule(protocol="TCP", destination={"ports": ["90:80"]}),
+        ["policy blue/web", "ingress[0].destination.ports[0]", "'90:80'", "upside down"],
+    ),
+    (
+        "policy-bad-selector",
+        "policy_plan",
+        policy_rule(source={"selector": "app = 'web'"}),
+        ["policy blue/web", "ingress[0].source.selector", "app = 'web'", "syntax error"],
+    ),
+    (
+        "policy-icmp-with-tcp",
+        "policy_plan",
+        policy_rule(protocol="TCP", icmp={"type": 8}),
+        ["policy blue/web", "ingress[0].icmp", "{'type': 8}", "protocol to ICMP"],
+    ),
+    (
+        "policy-duplicate-name",
+        "policy_plan",
+        policy([{"name": "web", "namespace": "blue"}, {"name": "web", "namespace": "blue"}]),
+        ["policy blue/web (calico_policies[1])", "name", "'web'", "same name in namespace blue"],
+    ),
+    (
+        "policy-namespace-selector-namespaced",
+        "policy_plan",
+        policy([{"name": "web", "namespace": "blue", "namespace_selector": "team == 'a'"}]),
+        ["policy blue/web", "namespace_selector", "team == 'a'", "only a global policy"],
+    ),
+    ("policy-unknown-key", "policy_plan", policy_rule(ports=[80]), ["policy blue/web", "ingress[0].ports", "unknown key"]),
+    (
+        "policy-namespace-label",
+        "policy_plan",
+        policy(namespaces={"blue": {"labels": {"team": "a b"}}}),
+        ["calico_namespaces.blue.labels.team", "'a b'", "label value"],
     ),
     ("ipam-role-datastore", "calico_ipam role", role("l3.calico.calico_ipam", calico_ipam_datastore="redis"), ["calico_ipam_datastore", "redis"]),
     ("ipam-migrate-target", "ipam_migrate", {"l3.calico.ipam_migrate": {"to": "redis", "state_file": "{{ work }}/x.json"}}, ["to", "redis"]),

@@ -52,7 +52,11 @@ def test_precedence_and_binds_tighter_than_or():
         ("rack == 'a' &&", 14, "expected a label name"),
         ("rack in {'a' 'b'}", 13, "expected ',' or '}'"),
         ("rack not {'a'}", 9, "expected 'in' after 'not'"),
-        ("rack", 4, "expected '==', '!=', 'in' or 'not in'"),
+        ("rack", 4, "expected '==', '!=', 'in', 'not in', 'contains', 'starts with' or 'ends with'"),
+        ("rack starts 'r'", 12, "expected 'with' after 'starts'"),
+        ("rack ends == 'r'", 10, "expected 'with' after 'ends'"),
+        ("rack contains r1", 14, "expected a quoted string"),
+        ("global(", 7, "expected ')' after 'global('"),
         ("all(", 4, "expected ')' after 'all('"),
         ("rack == 'a' rack == 'b'", 12, "expected '&&', '||' or the end"),
         ("&& has(x)", 0, "expected a label name"),
@@ -73,3 +77,46 @@ def test_a_selector_nested_too_deep_is_a_named_error_not_a_recursion_error():
             parse(selector)
     assert parse("(" * 64 + "rack == 'r1'" + ")" * 64)({"rack": "r1"})
     assert parse("!" * 63 + "has(rack)")({}) is True
+
+
+# Calico's string operators and global() (libcalico-go/lib/selector/parser/ast.go: contains, starts with and
+# ends with need the label present; GlobalNode evaluates to true).
+@pytest.mark.parametrize(
+    "selector, expected",
+    [
+        ("rack contains 'r'", True),
+        ("rack contains '1'", True),
+        ("rack contains ''", True),
+        ("rack contains 'x'", False),
+        ("missing contains ''", False),
+        ("zone starts with 'e'", True),
+        ("zone starts with 'u'", False),
+        ("zone startswith 'e' || has(x)", None),
+        ("zone ends with 'u'", True),
+        ("zone ends   with 'eu'", True),
+        ("zone ends with 'e'", False),
+        ("missing starts with ''", False),
+        ("missing ends with ''", False),
+        ("!missing ends with 'x'", True),
+        ("global()", True),
+        ("global() && rack == 'r1'", True),
+        ("has(gpu) && zone starts with 'e' && rack ends with '1'", True),
+    ],
+)
+def test_string_operators_and_global(selector, expected):
+    if expected is None:  # one word 'startswith' is not an operator here
+        with pytest.raises(SelectorError):
+            parse(selector)
+        return
+    assert matches(selector, LABELS) is expected
+
+
+def test_uses_global_counts_global_terms():
+    from ansible_collections.l3.calico.plugins.module_utils.calico_selector import uses_global
+
+    assert uses_global("global()") == 1
+    assert uses_global("all()") == 0
+    assert uses_global("has(global)") == 0
+    assert uses_global("global() || global()") == 2
+    with pytest.raises(SelectorError):
+        uses_global("global(")

@@ -84,3 +84,42 @@ def test_a_workload_id_is_namespace_dot_name(good):
 @pytest.mark.parametrize("bad", ["web-1", "a.b.c", "default.web-1\n", "Default.web", ".web", "default.", "../x", None, 3])
 def test_anything_else_is_not_a_workload_id(bad):
     assert not naming.is_workload_id(bad)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("app", "web"),
+        ("app", ""),
+        ("example.com/tier", "front-end_1.2"),
+        ("A_b.c-D", "X"),
+        ("k" * 63, "v" * 63),
+        ("kubernetes.io/metadata.name", "blue"),
+    ],
+)
+def test_a_calico_label_is_accepted(key, value):
+    assert naming.label_problem(key, value) is None
+
+
+@pytest.mark.parametrize(
+    "key, value, reason",
+    [
+        ("app\n", "web", "not a label name"),
+        ("app", "web\n", "not a label value"),
+        ("-app", "web", "not a label name"),
+        ("app-", "web", "not a label name"),
+        ("k" * 64, "v", "not a label name"),
+        ("app", "v" * 64, "not a label value"),
+        ("Example.com/tier", "x", "not a label name"),  # the prefix is a lower-case DNS subdomain
+        ("/tier", "x", "not a label name"),
+        ("a/b/c", "x", "not a label name"),
+        ("app", "a b", "not a label value"),
+        ("app", 1, "must be a string"),
+        ("app", True, "must be a string"),
+        (7, "x", "label name must be a string"),
+        ("projectcalico.org/namespace", "blue", "set by Calico itself"),
+        ("projectcalico.org/name", "blue", "set by Calico itself"),
+    ],
+)
+def test_a_bad_label_is_refused_with_a_reason(key, value, reason):
+    assert reason in naming.label_problem(key, value)

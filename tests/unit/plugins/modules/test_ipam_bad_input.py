@@ -106,6 +106,12 @@ CASES = [
         "nested more than 64 deep",
     ),
     ("unknown-workload-key", lambda p: wl(p, adress="10.10.0.1"), "n1", "calico_workloads[0]", "adress"),
+    # workload labels (for policy): Calico's label syntax, full matches
+    ("workload-labels-not-a-dict", lambda p: wl(p, labels=["app=web"]), "n1", "calico_workloads[0].labels", "app=web"),
+    ("workload-label-key-bad", lambda p: wl(p, labels={"app web": "x"}), "n1", "calico_workloads[0].labels.app web", "x"),
+    ("workload-label-value-newline", lambda p: wl(p, labels={"app": "web\n"}), "n1", "calico_workloads[0].labels.app", "web\\n"),
+    ("workload-label-value-int", lambda p: wl(p, labels={"tier": 1}), "n1", "calico_workloads[0].labels.tier", "1"),
+    ("workload-label-implicit", lambda p: wl(p, labels={"projectcalico.org/namespace": "x"}), "n1", "projectcalico.org/namespace", "set by Calico"),
     ("workloads-not-a-list", lambda p: p["nodes"][0].update(workloads="w1,w2"), "n1", "calico_workloads", "w1,w2"),
     ("node-ip-without-prefix", lambda p: p["nodes"][0].update(ip="192.168.1.1"), "n1", "calico_node_ip", "192.168.1.1"),
     ("node-ip-garbage", lambda p: p["nodes"][0].update(ip="192.168.1/24"), "n1", "calico_node_ip", "192.168.1/24"),

@@ -1,0 +1,483 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Calico's verdict for one flow, and what decided it (Felix's semantics, one tier, namespace profile allow).
+
+A flow goes out of its source through the source's EGRESS policy, then into its destination through the
+destination's INGRESS policy; both must allow it. For one direction of one workload:
+
+- the policies selecting the workload for that direction, in order (``PolicySet.policies``), and in each
+  its rules in order: the first ``Allow`` or ``Deny`` rule that matches decides; ``Log`` logs and goes on;
+  ``Pass`` ends the policy tier - the namespace profile then decides, and it allows;
+- selected by at least one policy and matched by no rule: denied (the end of the tier drops);
+- selected by none: allowed (the profile's default, as Calico's namespace profiles allow).
+
+An address that is not a workload's has no policy of its own (it is outside the cluster, or a host): only
+the workload side decides. The host reaches its own local workloads whatever their policy (Felix), and a
+workload talking to itself never leaves its namespace. Replies of allowed connections pass (conntrack):
+a verdict is about the first packet. A rule matches when every field it has matches (docs/policy.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from ansible_collections.l3.calico.plugins.module_utils import naming
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import int_to_ip, ip_to_int, prefix_mask
+from ansible_collections.l3.calico.plugins.module_utils.policy_model import (
+    EGRESS,
+    ICMP,
+    INGRESS,
+    PORT_PROTOCOLS,
+    PROTOCOL_NAMES,
+    PROTOCOLS,
+    Entity,
+    PolicySet,
+    Rule,
+    Workload,
+)
+
+# The source port a flow has when none is given: the first of Linux's ephemeral range (32768-60999).
+EPHEMERAL_PORT = 32768
+
+# What decided a direction (Decision.reason)
+RULE = "rule"
+PASS = "pass -> profile"
+NO_POLICY = "no policy selects it: profile allow"
+END_OF_TIER = "end of tier: default deny"
+NOT_A_WORKLOAD = "not a workload: no policy of its own"
+HOST_TO_LOCAL = "the host reaches its local workloads"
+SAME_WORKLOAD = "the workload itself: never leaves its namespace"
+
+Endpoint = Union[Workload, int]  # a workload, or an IPv4 address (integer) that is no workload's
+
+
+class FlowError(L3CalicoError, ValueError):
+    """A flow that cannot be evaluated (an unknown workload, a bad address, port or protocol)."""
+
+
+@dataclass(frozen=True)
+class Flow:
+    src: Endpoint
+    dst: Endpoint
+    protocol: int
+    port: Optional[int] = None  # destination port (TCP, UDP, SCTP)
+    src_port: int = EPHEMERAL_PORT
+    icmp_type: Optional[int] = None
+    icmp_code: Optional[int] = None
+
+    def describe(self) -> str:
+        proto = PROTOCOL_NAMES.get(self.protocol, str(self.protocol))
+        what = f"{proto} port {self.port}" if self.port is not None else proto
+        if self.icmp_type is not None:
+            what += f" type {self.icmp_type}" + (f" code {self.icmp_code}" if self.icmp_code is not None else "")
+        return f"{endpoint_text(self.src)} -> {endpoint_text(self.dst)} {what}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One direction's verdict: allowed or not, and what decided it."""
+
+    direction: str
+    allowed: bool
+    reason: str
+    policy: Optional[str] = None  # "<namespace>/<name>" or "global/<name>"
+    rule: Optional[int] = None  # index in that policy's rules of this direction
+    logged: tuple = ()  # the Log rules the flow went through
+    endpoint: Optional[str] = None  # the workload whose policy this is
+
+    def text(self) -> str:
+        verdict = "allow" if self.allowed else "deny"
+        where = f"{self.direction} of {self.endpoint}" if self.endpoint else self.direction
+        if self.reason in (RULE, PASS):
+            return f"{where}: {verdict} by {self.policy} {self.direction}[{self.rule}]" + (" (pass -> profile)" if self.reason == PASS else "")
+        return f"{where}: {verdict} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    egress: Decision
+    ingress: Decision
+    flow: Optional[Flow] = field(default=None, compare=False)
+
+    @property
+    def decided_by(self) -> Decision:
+        """The decision that denied the flow (egress first); when allowed, the one a rule made (ingress
+        first), else the ingress one."""
+        if not self.egress.allowed:
+            return self.egress
+        if self.ingress.allowed and self.ingress.reason not in (RULE, PASS) and self.egress.reason in (RULE, PASS):
+            return self.egress
+        return self.ingress
+
+    def text(self) -> str:
+        return f"{'ALLOW' if self.allowed else 'DENY'}: {self.egress.text()}; {self.ingress.text()}"
+
+    def as_dict(self) -> dict:
+        def one(d: Decision) -> dict:
+            return {
+                "direction": d.direction,
+                "allowed": d.allowed,
+                "reason": d.reason,
+                "policy": d.policy,
+                "rule": d.rule,
+                "logged": list(d.logged),
+                "endpoint": d.endpoint,
+                "text": d.text(),
+            }
+
+        return {"allowed": self.allowed, "egress": one(self.egress), "ingress": one(self.ingress), "text": self.text()}
+
+
+def endpoint_text(endpoint: Endpoint) -> str:
+    return endpoint.id if isinstance(endpoint, Workload) else int_to_ip(endpoint)
+
+
+def endpoint(policy_set: PolicySet, value, by_address: Optional[dict] = None) -> Endpoint:
+    """A workload (``<namespace>.<name>``, a :class:`Workload`) or an address; an address that is a
+    workload's is that workload (policy is enforced by address)."""
+    if isinstance(value, Workload):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        address = value
+    elif isinstance(value, str) and value in policy_set.workloads:
+        return policy_set.workloads[value]
+    elif isinstance(value, str) and value.count(".") == 1 and all(naming.is_label(p) for p in value.split(".")):
+        raise FlowError(f"{value!r}: no such workload (<namespace>.<name>) in the inventory")
+    else:
+        try:
+            address = ip_to_int(value)
+        except ValueError:
+            raise FlowError(f"{value!r}: neither a workload (<namespace>.<name>) nor an IPv4 address") from None
+    if by_address is None:
+        by_address = policy_set.by_address()
+    return by_address.get(address, address)
+
+
+def make_flow(policy_set: PolicySet, src, dst, protocol="TCP", port=None, src_port=None, icmp_type=None, icmp_code=None) -> Flow:
+    """A :class:`Flow` from user input (names or numbers), checked."""
+    if isinstance(protocol, str) and protocol.isdigit():
+        protocol = int(protocol)
+    number = PROTOCOLS.get(protocol) if isinstance(protocol, str) else protocol
+    if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 255:
+        raise FlowError(f"protocol={protocol!r}: one of {', '.join(PROTOCOLS)} or a number 1-255")
+    values = {"port": port, "src_port": src_port, "icmp_type": icmp_type, "icmp_code": icmp_code}
+    for key, value in values.items():
+        if isinstance(value, str) and value.isdigit():
+            values[key] = int(value)
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise FlowError(f"{key}={value!r}: a number")
+    if number in PORT_PROTOCOLS:
+        if values["port"] is None or not 0 <= values["port"] <= 65535:
+            raise FlowError(f"port={port!r}: a {PROTOCOL_NAMES[number]} flow needs a destination port 0-65535")
+    elif values["port"] is not None:
+        raise FlowError(f"port={port!r}: only TCP, UDP and SCTP flows have ports")
+    if number != ICMP and (values["icmp_type"] is not None or values["icmp_code"] is not None):
+        raise FlowError("icmp_type / icmp_code: only for ICMP flows")
+    if number == ICMP and values["icmp_type"] is None:
+        values["icmp_type"] = 8  # echo request, a ping
+    by_address = policy_set.by_address()
+    return Flow(
+        endpoint(policy_set, src, by_address),
+        endpoint(policy_set, dst, by_address),
+        number,
+        values["port"],
+        values["src_port"] if values["src_port"] is not None else EPHEMERAL_PORT,
+        values["icmp_type"],
+        values["icmp_code"],
+    )
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def _address(peer: Endpoint) -> Optional[int]:
+    return peer.address if isinstance(peer, Workload) else peer
+
+
+def _in_nets(address: Optional[int], nets) -> bool:
+    return address is not None and any(address & prefix_mask(prefix) == base for base, prefix in nets)
+
+
+def _in_ports(port: Optional[int], ports) -> bool:
+    return port is not None and any(lo <= port <= hi for lo, hi in ports)
+
+
+def entity_matches(policy_set: PolicySet, entity: Entity, peer: Endpoint, port: Optional[int]) -> bool:
+    """Whether a packet's source (or destination) ``peer`` with ``port`` matches ``entity``."""
+    address = _address(peer)
+    if entity.nets and not _in_nets(address, entity.nets):
+        return False
+    if entity.not_nets and _in_nets(address, entity.not_nets):
+        return False
+    workload = peer if isinstance(peer, Workload) else None
+    if entity.selection is not None and (workload is None or not policy_set.selects(entity.selection, workload)):
+        return False
+    if entity.not_selection is not None and workload is not None and policy_set.selects(entity.not_selection, workload):
+        return False
+    if entity.ports and not _in_ports(port, entity.ports):
+        return False
+    return not (entity.not_ports and _in_ports(port, entity.not_ports))
+
+
+def rule_matches(policy_set: PolicySet, rule: Rule, flow: Flow) -> bool:
+    """Whether ``rule`` matches ``flow``: every field it has matches."""
+    if rule.protocol is not None and flow.protocol != rule.protocol:
+        return False
+    if rule.not_protocol is not None and flow.protocol == rule.not_protocol:
+        return False
+    if rule.icmp is not None and not (flow.protocol == ICMP and rule.icmp.matches(flow.icmp_type, flow.icmp_code)):
+        return False
+    if rule.not_icmp is not None and flow.protocol == ICMP and rule.not_icmp.matches(flow.icmp_type, flow.icmp_code):
+        return False
+    ports = flow.protocol in PORT_PROTOCOLS
+    return entity_matches(policy_set, rule.source, flow.src, flow.src_port if ports else None) and entity_matches(
+        policy_set, rule.destination, flow.dst, flow.port if ports else None
+    )
+
+
+def decide(policy_set: PolicySet, workload: Workload, direction: str, flow: Flow, policies: Optional[tuple] = None) -> Decision:
+    """One direction of one workload: the first Allow/Deny rule of the policies selecting it, in order."""
+    if policies is None:
+        policies = policy_set.policies_for(workload, direction)
+    if not policies:
+        return Decision(direction, True, NO_POLICY, endpoint=workload.id)
+    logged = []
+    for policy in policies:
+        for rule in policy.rules(direction):
+            if not rule_matches(policy_set, rule, flow):
+                continue
+            if rule.action == "Log":
+                logged.append(rule.ref)
+                continue
+            reason = PASS if rule.action == "Pass" else RULE
+            return Decision(direction, rule.action != "Deny", reason, policy.display, rule.index, tuple(logged), workload.id)
+    return Decision(direction, False, END_OF_TIER, logged=tuple(logged), endpoint=workload.id)
+
+
+def verdict(policy_set: PolicySet, flow: Flow) -> Verdict:
+    """Calico's verdict for ``flow``: the source's egress, then the destination's ingress."""
+    src, dst = flow.src, flow.dst
+    if isinstance(src, Workload) and isinstance(dst, Workload) and src.id == dst.id:
+        same = Decision(EGRESS, True, SAME_WORKLOAD, endpoint=src.id)
+        return Verdict(True, same, Decision(INGRESS, True, SAME_WORKLOAD, endpoint=dst.id), flow)
+    egress = decide(policy_set, src, EGRESS, flow) if isinstance(src, Workload) else Decision(EGRESS, True, NOT_A_WORKLOAD)
+    if not isinstance(dst, Workload):
+        ingress = Decision(INGRESS, True, NOT_A_WORKLOAD)
+    elif not isinstance(src, Workload) and dst.host is not None and policy_set.nodes.get(dst.host) == src:
+        ingress = Decision(INGRESS, True, HOST_TO_LOCAL, endpoint=dst.id)
+    else:
+        ingress = decide(policy_set, dst, INGRESS, flow)
+    return Verdict(egress.allowed and ingress.allowed, egress, ingress, flow)
+
+
+# --------------------------------------------------------------------------- what a change flips
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A class of flows the rules cannot tell apart, and the sample evaluated for it.
+
+    ``protocol`` None: every protocol but TCP, UDP, SCTP, ICMP and ``others`` (those the rules name);
+    ``ports``: an inclusive destination port range (TCP, UDP, SCTP); ``icmp``: ``(type, code)`` where
+    type None means every type but ``others``, code None every code but ``others``.
+    """
+
+    protocol: Optional[int]
+    ports: Optional[tuple] = None
+    icmp: Optional[tuple] = None
+    others: tuple = ()
+    sample: tuple = ()  # (protocol, port, icmp type, icmp code) evaluated
+
+    def covers(self, protocol: int, port=None, icmp_type=None, icmp_code=None) -> bool:
+        if self.protocol is None:
+            return protocol not in (ICMP, *PORT_PROTOCOLS) and protocol not in self.others
+        if protocol != self.protocol:
+            return False
+        if self.ports is not None:
+            return port is not None and self.ports[0] <= port <= self.ports[1]
+        if self.icmp is not None:
+            want_type, want_code = self.icmp
+            if want_type is None:
+                return icmp_type not in self.others
+            if icmp_type != want_type:
+                return False
+            return icmp_code == want_code if want_code is not None else icmp_code not in self.others
+        return True
+
+    def what(self) -> str:
+        if self.protocol is None:
+            return "other protocols" + (f" (not {', '.join(map(str, self.others))})" if self.others else "")
+        proto = PROTOCOL_NAMES.get(self.protocol, f"protocol {self.protocol}")
+        if self.ports is not None:
+            lo, hi = self.ports
+            return f"{proto} {lo}" if lo == hi else f"{proto} {lo}-{hi}"
+        if self.icmp is not None:
+            icmp_type, code = self.icmp
+            if icmp_type is None:
+                return f"{proto} types other than {', '.join(map(str, self.others))}" if self.others else f"{proto} any type"
+            if code is None:
+                return f"{proto} type {icmp_type}" + (f" codes other than {', '.join(map(str, self.others))}" if self.others else "")
+            return f"{proto} type {icmp_type} code {code}"
+        return proto
+
+
+@dataclass(frozen=True)
+class Flip:
+    """A flow class (:class:`Probe`) between two ends whose verdict a policy change flips."""
+
+    src: str
+    dst: str
+    probe: Probe
+    old: Optional[Verdict] = field(default=None, compare=False)
+    new: Optional[Verdict] = field(default=None, compare=False)
+
+    def what(self) -> str:
+        return self.probe.what()
+
+    def covers(self, src: str, dst: str, protocol: int, port=None, icmp_type=None, icmp_code=None) -> bool:
+        return (src, dst) == (self.src, self.dst) and self.probe.covers(protocol, port, icmp_type, icmp_code)
+
+    def text(self) -> str:
+        before = "allow" if self.old.allowed else "deny"
+        after = "allow" if self.new.allowed else "deny"
+        return f"{self.src} -> {self.dst} {self.what()}: {before} -> {after} (now {self.new.decided_by.text()})"
+
+    def as_dict(self) -> dict:
+        return {
+            "src": self.src,
+            "dst": self.dst,
+            "flow": self.what(),
+            "old": "allow" if self.old.allowed else "deny",
+            "new": "allow" if self.new.allowed else "deny",
+            "text": self.text(),
+        }
+
+
+def _rules(policy_set: PolicySet):
+    for policy in policy_set.policies:
+        yield from policy.ingress
+        yield from policy.egress
+
+
+def _first_not_in(values, candidates) -> int:
+    return next(v for v in candidates if v not in values)
+
+
+def probes(sets) -> list:
+    """The flow classes (:class:`Probe`) that cover every distinction the rules of ``sets`` make:
+    destination port intervals between the ranges they name (per TCP, UDP, SCTP), each ICMP type and code
+    they name and the others, each other protocol they name and the others. Source ports are not split:
+    flows keep the ephemeral default."""
+    cuts, codes, others = {0, 65536}, {}, set()
+    for ps in sets:
+        for rule in _rules(ps):
+            for lo, hi in rule.source.ports + rule.source.not_ports + rule.destination.ports + rule.destination.not_ports:
+                cuts.update((lo, hi + 1))
+            for icmp in (rule.icmp, rule.not_icmp):
+                if icmp is not None:
+                    named = codes.setdefault(icmp.type, set())
+                    if icmp.code is not None:
+                        named.add(icmp.code)
+            for number in (rule.protocol, rule.not_protocol):
+                if number is not None and number not in (ICMP, *PORT_PROTOCOLS):
+                    others.add(number)
+    bounds = sorted(cuts)
+    out = [Probe(proto, (lo, hi - 1), sample=(proto, lo, None, None)) for proto in PORT_PROTOCOLS for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    for icmp_type in sorted(codes):
+        named = tuple(sorted(codes[icmp_type]))
+        out += [Probe(ICMP, icmp=(icmp_type, code), sample=(ICMP, None, icmp_type, code)) for code in named]
+        out.append(Probe(ICMP, icmp=(icmp_type, None), others=named, sample=(ICMP, None, icmp_type, _first_not_in(named, range(256)))))
+    types = tuple(sorted(codes))
+    if len(types) < 256:
+        out.append(Probe(ICMP, icmp=(None, None), others=types, sample=(ICMP, None, _first_not_in(types, (8, *range(256))), 0)))
+    named = tuple(sorted(others))
+    out += [Probe(number, sample=(number, None, None, None)) for number in named]
+    sample = _first_not_in((*named, ICMP, *PORT_PROTOCOLS), (47, *range(2, 256)))
+    out.append(Probe(None, others=named, sample=(sample, None, None, None)))
+    return out
+
+
+def _changed_workloads(old: PolicySet, new: PolicySet, common) -> set:
+    changed = set()
+    for wid in common:
+        a, b = old.workloads[wid], new.workloads[wid]
+        if a.labels != b.labels or a.address != b.address or a.host != b.host or old.namespace(a.namespace) != new.namespace(b.namespace):
+            changed.add(wid)
+    return changed
+
+
+def flips(old: PolicySet, new: PolicySet) -> list:
+    """The flows whose verdict changes from ``old`` to ``new`` (both with their workloads, ideally the same):
+    between every two workloads both sets know, and from and to an address of each network the rules name
+    and each node, for every distinction the rules make (:func:`_probes`; source ports stay the ephemeral
+    default). Only flows that can change are evaluated: those leaving a workload a changed policy selects for
+    egress, or reaching one it selects for ingress, or involving a workload whose labels, namespace labels or
+    address changed. Adjacent port ranges with the same outcome are merged. Sorted by source, destination."""
+    common = sorted(set(old.workloads) & set(new.workloads))
+    old_policies = {p.display: p for p in old.policies}
+    new_policies = {p.display: p for p in new.policies}
+    changed_policies = [name for name in set(old_policies) | set(new_policies) if old_policies.get(name) != new_policies.get(name)]
+    changed = _changed_workloads(old, new, common)
+    affected = {INGRESS: set(changed), EGRESS: set(changed)}
+    for name in changed_policies:
+        for ps, policy in ((old, old_policies.get(name)), (new, new_policies.get(name))):
+            if policy is None:
+                continue
+            for direction in (INGRESS, EGRESS):
+                if policy.applies(direction):
+                    affected[direction].update(w for w in common if policy.selection.selects(ps.workloads[w], ps.namespaces))
+    if not changed_policies and not changed:
+        return []
+    # addresses outside the workloads: one per network the rules name, and the nodes
+    known = {old.workloads[w].address for w in common} | {new.workloads[w].address for w in common}
+    outside = set(old.nodes.values()) | set(new.nodes.values())
+    for ps in (old, new):
+        for rule in _rules(ps):
+            for base, _prefix in rule.source.nets + rule.source.not_nets + rule.destination.nets + rule.destination.not_nets:
+                outside.add(base)
+    outside = sorted(a for a in outside - known if a is not None)
+    classes = probes((old, new))
+    ends = [*common, *outside]
+    out = []
+    for src in ends:
+        for dst in ends:
+            if isinstance(src, int) and isinstance(dst, int):
+                continue
+            if not (src in affected[EGRESS] or dst in affected[INGRESS] or src in changed or dst in changed):
+                continue
+            out += _pair_flips(old, new, src, dst, classes)
+    return out
+
+
+def _pair_flips(old: PolicySet, new: PolicySet, src, dst, classes) -> list:
+    def flow(ps, sample):
+        protocol, port, icmp_type, icmp_code = sample
+        s = ps.workloads[src] if isinstance(src, str) else src
+        d = ps.workloads[dst] if isinstance(dst, str) else dst
+        return Flow(s, d, protocol, port, EPHEMERAL_PORT, icmp_type, icmp_code)
+
+    names = (src if isinstance(src, str) else int_to_ip(src), dst if isinstance(dst, str) else int_to_ip(dst))
+    out: list = []
+    for probe in classes:
+        before = verdict(old, flow(old, probe.sample))
+        after = verdict(new, flow(new, probe.sample))
+        if before.allowed == after.allowed:
+            continue
+        last = out[-1] if out else None
+        if (
+            probe.ports is not None
+            and last is not None
+            and last.probe.protocol == probe.protocol
+            and last.probe.ports is not None
+            and last.probe.ports[1] + 1 == probe.ports[0]
+            and last.old.allowed == before.allowed
+            and last.new.decided_by == after.decided_by
+        ):
+            merged = Probe(probe.protocol, (last.probe.ports[0], probe.ports[1]), sample=last.probe.sample)
+            out[-1] = Flip(*names, merged, last.old, last.new)
+            continue
+        out.append(Flip(*names, probe, before, after))
+    return out

@@ -1,0 +1,230 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""Module l3.calico.policy_plan: documentation of the action plugin of the same name (which does the work,
+on the controller) and its argument spec."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: policy_plan
+short_description: Compile Calico network policy into one program per host, on the controller, once
+version_added: 1.0.0
+description:
+  - Reads Calico's policy model - O(policies) (C(calico_policies), NetworkPolicy with a C(namespace),
+    GlobalNetworkPolicy without), O(namespaces) (C(calico_namespaces)) and each workload's C(labels) in
+    C(calico_workloads) of the hosts of O(group) - checks it once, and compiles it for every host of
+    O(ipam_result) into the program the host's policy module applies (docs/policy.md, HostProgram) - address
+    sets, a chain per policy and direction, and the host's endpoints (veth, address, chains in policy order).
+  - Calico's semantics - policies in order (lower C(order) first, then by name; no order = last),
+    rules in order, the first Allow or Deny decides, Pass ends the tier (the namespace profile allows), a
+    workload selected by a policy for a direction and matched by no rule is denied, a workload no policy
+    selects is allowed.
+  - Every selector is evaluated once over the fleet (over its classes of workloads with equal labels) and
+    becomes an address set named by a hash of what it selects by, so a new workload matching a selector
+    changes a set's elements, never a chain.
+  - Bad input (an unknown action or protocol, ports without TCP, UDP or SCTP, a port range upside down, a bad
+    selector, icmp without protocol ICMP, two policies of one name in one namespace, an unknown key, a bad
+    label) fails the task with one message naming the policy, the rule, the field and the value.
+  - With O(explain), returns instead Calico's verdict for one flow and the policy and rule that decide it, for
+    both directions (C(playbooks/policy-explain.yml)).
+  - With O(previous), also returns the flows whose verdict the change from O(previous) to O(policies) flips.
+  - An action plugin, run once (C(run_once)) - nothing is sent to any host; the module itself only documents it.
+options:
+  group:
+    description:
+      - The inventory group whose hosts hold the workloads; each host's C(calico_workloads) (C(name),
+        C(namespace), C(labels)) is read from C(hostvars) once, in Python.
+    type: str
+    default: calico_nodes
+  ipam_result:
+    description:
+      - The IPAM result (C(calico_ipam_result) of role P(l3.calico.calico_ipam#role)), its C(nodes) with every
+        workload - the hosts, the workloads' addresses and the nodes' addresses.
+    type: dict
+    required: true
+  policies:
+    description:
+      - The policies (C(calico_policies)), each with C(name), C(namespace) (absent - a global policy),
+        C(order), C(selector), C(namespace_selector) (global policies), C(types) (C(Ingress), C(Egress);
+        inferred as Calico does when absent), C(ingress) and C(egress) rule lists.
+      - A rule - C(action) (C(Allow), C(Deny), C(Log), C(Pass)), C(protocol) and C(not_protocol) (C(TCP),
+        C(UDP), C(ICMP), C(SCTP), C(UDPLite) or 1-255), C(icmp) and C(not_icmp) (C(type), C(code)),
+        C(source) and C(destination) with C(nets), C(not_nets), C(selector), C(not_selector),
+        C(namespace_selector), C(ports) and C(not_ports) (numbers and C(a:b) ranges).
+      - Calico's own spelling of the fields (C(namespaceSelector), C(notProtocol), C(notICMP), C(notNets),
+        C(notSelector), C(notPorts)) is accepted too.
+    type: list
+    elements: dict
+    default: []
+  namespaces:
+    description:
+      - "The namespaces' labels (C(calico_namespaces)), C({name: {labels: {...}}}), for C(namespace_selector).
+        A namespace not listed has no labels but C(projectcalico.org/name)."
+    type: dict
+    default: {}
+  veth_prefix:
+    description: The prefix of the host-side veth names (Felix's C(InterfacePrefix)), as role P(l3.calico.calico_workloads#role) names them.
+    type: str
+    default: cali
+  explain:
+    description:
+      - Explain one flow instead of compiling - which policy and rule decide it, in both directions.
+    type: dict
+    suboptions:
+      src:
+        description: The source, a workload C(<namespace>.<name>) or an IPv4 address.
+        type: str
+        required: true
+      dst:
+        description: The destination, a workload C(<namespace>.<name>) or an IPv4 address.
+        type: str
+        required: true
+      protocol:
+        description: C(TCP), C(UDP), C(ICMP), C(SCTP), C(UDPLite) or a protocol number.
+        type: str
+        default: TCP
+      port:
+        description: The destination port (TCP, UDP, SCTP).
+        type: int
+      src_port:
+        description: The source port (default 32768, the first ephemeral port).
+        type: int
+      icmp_type:
+        description: The ICMP type (default 8, echo request).
+        type: int
+      icmp_code:
+        description: The ICMP code.
+        type: int
+  previous:
+    description:
+      - The policy model before a change; the result then lists in RV(flips) the flows whose verdict the change
+        to O(policies) and O(namespaces) flips (and, with C(--diff), holds them as its C(diff); this plugin changes
+        nothing, so Ansible prints a diff only where a task that applies the change reports it).
+    type: dict
+    suboptions:
+      policies:
+        description: The policies before the change.
+        type: list
+        elements: dict
+        default: []
+      namespaces:
+        description: The namespaces' labels before the change.
+        type: dict
+        default: {}
+attributes:
+  action:
+    support: full
+    description: Runs in-process on the controller.
+  check_mode:
+    support: full
+    description: Plans only, in every mode; nothing is written anywhere.
+  diff_mode:
+    support: full
+    description: With O(previous), the flows the change flips.
+  platform:
+    support: full
+    platforms: posix
+    description: The controller.
+notes:
+  - IPv4 only. Named ports are refused - workloads declare no ports here.
+  - Calico's ordering, type inference, selector scoping and validation followed, with their sources, in
+    C(docs/policy.md).
+seealso:
+  - name: Calico network policy
+    description: The policy model this follows.
+    link: https://docs.tigera.io/calico/latest/reference/resources/networkpolicy
+  - name: Calico global network policy
+    description: Global policies and their namespace selector.
+    link: https://docs.tigera.io/calico/latest/reference/resources/globalnetworkpolicy
+author: l3.calico maintainers (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Compile the policies for every host (once, on the controller)
+  l3.calico.policy_plan:
+    group: calico_nodes
+    ipam_result: "{{ calico_ipam_result }}"
+    policies: "{{ calico_policies | default([]) }}"
+    namespaces: "{{ calico_namespaces | default({}) }}"
+  run_once: true
+  register: calico_policy_plan
+
+- name: Which policy and rule decide blue.web-1 -> blue.db-1 on TCP 5432
+  l3.calico.policy_plan:
+    ipam_result: "{{ calico_ipam_result }}"
+    policies: "{{ calico_policies | default([]) }}"
+    namespaces: "{{ calico_namespaces | default({}) }}"
+    explain:
+      src: blue.web-1
+      dst: blue.db-1
+      port: 5432
+  run_once: true
+  register: calico_policy_explain
+"""
+
+RETURN = r"""
+hosts:
+  description:
+    - Each host's program (docs/policy.md, HostProgram) - C(version), C(sets) (name to sorted CIDRs), C(chains)
+      (name to C(policy), C(direction), C(rules)) and C(endpoints) (C(interface), C(workload), C(address),
+      C(ingress) and C(egress) chain names in policy order). Without O(explain).
+  returned: success and not explain
+  type: dict
+summary:
+  description: Counts - C(hosts), C(endpoints), C(chains), C(sets), C(policies), endpoints with ingress and with egress policy.
+  returned: success and not explain
+  type: dict
+explain:
+  description:
+    - The flow's verdict - C(allowed), C(egress) and C(ingress) (each C(allowed), C(reason), C(policy), C(rule),
+      C(text)), the deciding rule as written in the inventory (C(rule)), and C(lines) to print.
+  returned: with explain
+  type: dict
+flips:
+  description: The flows whose verdict the change from O(previous) flips, one line each.
+  returned: with previous
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+# The argument spec: DOCUMENTATION's options as AnsibleModule reads them (a unit test holds the two equal,
+# suboptions included: tests/unit/plugins/modules/test_policy_plan.py); the action plugin checks its
+# arguments against it.
+ARGUMENT_SPEC = {
+    "group": {"type": "str", "default": "calico_nodes"},
+    "ipam_result": {"type": "dict", "required": True},
+    "policies": {"type": "list", "elements": "dict", "default": []},
+    "namespaces": {"type": "dict", "default": {}},
+    "veth_prefix": {"type": "str", "default": "cali"},
+    "explain": {
+        "type": "dict",
+        "options": {
+            "src": {"type": "str", "required": True},
+            "dst": {"type": "str", "required": True},
+            "protocol": {"type": "str", "default": "TCP"},
+            "port": {"type": "int"},
+            "src_port": {"type": "int"},
+            "icmp_type": {"type": "int"},
+            "icmp_code": {"type": "int"},
+        },
+    },
+    "previous": {
+        "type": "dict",
+        "options": {
+            "policies": {"type": "list", "elements": "dict", "default": []},
+            "namespaces": {"type": "dict", "default": {}},
+        },
+    },
+}
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module.fail_json(msg="l3.calico.policy_plan runs on the controller through its action plugin; this module only documents it")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""policy_compile: the HostProgram of each host, held to the contract (docs/policy.md) and to the
+evaluator: a reference interpreter of the IR (tests/unit/plugins/module_utils/policy_helpers.py) gives
+the same verdict, and the same deciding rule, as policy_eval for every flow hypothesis draws."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.l3.calico.plugins.module_utils import naming, policy_compile, policy_eval
+from tests.unit.plugins.module_utils.policy_helpers import NODES, WORKLOADS, flow_args, ipam_result, ir_verdict, policies, policy_set
+
+SET_RE = re.compile(r"[a-z][a-z0-9_]{0,30}")
+CHAIN_RE = re.compile(r"[a-z][a-z0-9_]{0,27}")
+
+WEB_DB = [
+    {
+        "name": "db-from-web",
+        "namespace": "blue",
+        "selector": "app == 'db'",
+        "ingress": [{"action": "Allow", "protocol": "TCP", "source": {"selector": "app == 'web'"}, "destination": {"ports": [5432, "8000:8010"]}}],
+    },
+    {"name": "web-out", "order": 5, "selector": "app == 'web'", "egress": [{"action": "Deny", "destination": {"nets": ["192.0.2.0/24"]}}, {"action": "Allow"}]},
+]
+
+
+def _pkt(flow) -> dict:
+    return {
+        "src": policy_eval._address(flow.src),
+        "dst": policy_eval._address(flow.dst),
+        "protocol": flow.protocol,
+        "sport": flow.src_port,
+        "dport": flow.port,
+        "icmp_type": flow.icmp_type,
+        "icmp_code": flow.icmp_code,
+    }
+
+
+def _ref(decision):
+    if decision.reason in (policy_eval.RULE, policy_eval.PASS):
+        return f"{decision.policy} {decision.direction}[{decision.rule}]"
+    return None
+
+
+def test_program_shape_follows_the_contract():
+    ps = policy_set(WEB_DB)
+    programs = policy_compile.host_programs(ps, ipam_result())
+    assert sorted(programs) == sorted(NODES)
+    n1 = programs["n1"]
+    assert n1["version"] == 1
+    # blue.db-1 is on n1: the ingress chain of blue/db-from-web; the web workloads on n1: web-out's egress chain
+    db = next(e for e in n1["endpoints"] if e["workload"] == "blue.db-1")
+    assert db["interface"] == naming.veth_name("blue.db-1") and db["address"] == "10.64.0.2"
+    assert db["ingress"] == [policy_compile.chain_name("blue/db-from-web", "ingress")] and db["egress"] == []
+    web = next(e for e in n1["endpoints"] if e["workload"] == "blue.web-1")
+    assert web["egress"] == [policy_compile.chain_name("global/web-out", "egress")] and web["ingress"] == []
+    assert [e["interface"] for e in n1["endpoints"]] == sorted(e["interface"] for e in n1["endpoints"])
+    chain = n1["chains"][db["ingress"][0]]
+    assert chain["policy"] == "blue/db-from-web" and chain["direction"] == "ingress"
+    rule = chain["rules"][0]
+    assert rule["action"] == "allow" and rule["protocol"] == 6 and rule["ref"] == "blue/db-from-web ingress[0]"
+    assert rule["destination"]["ports"] == [[5432, 5432], [8000, 8010]]
+    # the source selector, scoped to namespace blue: blue's web workloads only (blue.web-2 is on n2)
+    assert n1["sets"][rule["source"]["set"]] == ["10.64.0.1/32", "10.64.1.1/32"]
+    assert all(SET_RE.fullmatch(s) for p in programs.values() for s in p["sets"])
+    assert all(CHAIN_RE.fullmatch(c) for p in programs.values() for c in p["chains"])
+    # n2 has no db: no chain of db-from-web there
+    assert policy_compile.chain_name("blue/db-from-web", "ingress") not in programs["n2"]["chains"]
+    egress = programs["n2"]["chains"][policy_compile.chain_name("global/web-out", "egress")]
+    assert egress["rules"][0]["destination"]["nets"] == ["192.0.2.0/24"] and egress["rules"][0]["action"] == "deny"
+
+
+def test_a_new_matching_workload_changes_a_set_element_not_a_chain():
+    before = policy_compile.host_programs(policy_set(WEB_DB), ipam_result())
+    more = dict(WORKLOADS, **{"blue.web-3": ("n2", "10.64.1.9", {"app": "web"})})
+    after = policy_compile.host_programs(policy_set(WEB_DB, workloads=more), ipam_result(more))
+    assert after["n1"]["chains"] == before["n1"]["chains"]
+    changed = {name for name in after["n1"]["sets"] if after["n1"]["sets"][name] != before["n1"]["sets"].get(name)}
+    assert len(changed) == 1
+    (name,) = changed
+    assert set(after["n1"]["sets"][name]) - set(before["n1"]["sets"][name]) == {"10.64.1.9/32"}
+
+
+def test_hosts_without_workloads_get_an_empty_program_and_workloads_without_address_no_endpoint():
+    result = ipam_result()
+    result["nodes"]["n3"] = {"ip": "192.168.50.13", "workloads": [{"id": "blue.pending"}]}
+    inventory = {"n3": [{"name": "pending", "namespace": "blue", "labels": {"app": "db"}}]}
+    from tests.unit.plugins.module_utils.policy_helpers import inventory_workloads
+
+    inventory.update(inventory_workloads())
+    from ansible_collections.l3.calico.plugins.module_utils.policy_model import PolicySet
+
+    ps = PolicySet.from_inventory(WEB_DB, {}, inventory, result)
+    programs = policy_compile.host_programs(ps, result)
+    assert programs["n3"] == {"version": 1, "sets": {}, "chains": {}, "endpoints": []}
+
+
+def test_summary_counts():
+    programs = policy_compile.host_programs(policy_set(WEB_DB), ipam_result())
+    assert policy_compile.summary(programs) == {
+        "hosts": 2,
+        "endpoints": 8,
+        "chains": 2,
+        "sets": 1,
+        "endpoints_with_ingress_policy": 1,
+        "endpoints_with_egress_policy": 4,
+    }
+
+
+def test_a_bad_veth_prefix_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="veth_prefix"):
+        policy_compile.host_programs(policy_set([]), ipam_result(), veth_prefix="toolong")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policies(), st.lists(flow_args(), min_size=1, max_size=25))
+def test_the_compiled_programs_agree_with_the_evaluator(pols, flows):
+    ps = policy_set(pols)
+    programs = policy_compile.host_programs(ps, ipam_result())
+    for args in flows:
+        flow = policy_eval.make_flow(ps, **args)
+        expected = policy_eval.verdict(ps, flow)
+        allowed, egress_ref, ingress_ref = ir_verdict(programs, NODES, _pkt(flow))
+        assert allowed == expected.allowed, (flow.describe(), expected.text(), pols)
+        assert egress_ref == _ref(expected.egress), (flow.describe(), expected.text())
+        assert ingress_ref == _ref(expected.ingress), (flow.describe(), expected.text())
+
+
+def test_sets_hold_canonical_sorted_cidrs():
+    programs = policy_compile.host_programs(policy_set([{"name": "x", "ingress": [{"action": "Allow", "source": {"selector": "all()"}}]}]), ipam_result())
+    for program in programs.values():
+        for members in program["sets"].values():
+            assert members == sorted(members, key=lambda c: int(ipaddress.IPv4Network(c).network_address))
+            assert all(str(ipaddress.IPv4Network(c)) == c for c in members)
