@@ -87,6 +87,9 @@ class ActionModule(ActionBase):
             if args["explain"]:
                 result["explain"] = self._explain(policy_set, args["policies"], args["explain"])
                 return result
+            if args["matrix"]:
+                result["expected"] = policy_eval.reachability(policy_set, args["matrix"]["tcp_port"])
+                return result
             programs = policy_compile.host_programs(policy_set, ipam, args["veth_prefix"])
             result["hosts"] = programs
             result["summary"] = dict(policy_compile.summary(programs), policies=len(policy_set.policies))

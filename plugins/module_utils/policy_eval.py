@@ -276,6 +276,22 @@ def verdict(policy_set: PolicySet, flow: Flow) -> Verdict:
 # --------------------------------------------------------------------------- what a change flips
 
 
+def reachability(policy_set: PolicySet, tcp_port: int) -> dict:
+    """What verify's probes should find between every pair of workloads with an address: ``{src id: {dst id:
+    {"icmp": an echo request allowed, "tcp": a connection to tcp_port allowed}}}`` (replies pass: conntrack)."""
+    workloads = sorted((w for w in policy_set.workloads.values() if w.address is not None), key=lambda w: w.id)
+    out: dict = {}
+    for src in workloads:
+        row = out[src.id] = {}
+        for dst in workloads:
+            if dst is not src:
+                row[dst.id] = {
+                    "icmp": verdict(policy_set, Flow(src, dst, ICMP, None, EPHEMERAL_PORT, 8, 0)).allowed,
+                    "tcp": verdict(policy_set, Flow(src, dst, PROTOCOLS["TCP"], tcp_port, EPHEMERAL_PORT, None, None)).allowed,
+                }
+    return out
+
+
 @dataclass(frozen=True)
 class Probe:
     """A class of flows the rules cannot tell apart, and the sample evaluated for it.

@@ -476,6 +476,7 @@ def probe(
 
     result["pings"] = ping_matrix(workloads, targets, ping_count, ping_timeout, netns_prefix=netns_prefix) if ping else {}
     if tcp_port:
+        result["tcp_port"] = tcp_port
         result["tcp"] = tcp_matrix(workloads, targets, tcp_port, tcp_timeout, netns_prefix=netns_prefix)
 
     # Read the workloads after the pings, so the gateway neighbour is resolved.

@@ -216,6 +216,8 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
                     view["ip_forward"] == want, where_, "IP forwarding inside", f"net.ipv4.ip_forward = {want}", f"{view['ip_forward'] or 'unreadable'}"
                 )
 
+        if probe.get("tcp_port"):
+            report["tcp_port"] = probe["tcp_port"]
         # Pings and TCP connections from this node's workloads, each as the policy says.
         for kind, matrix, tried, reached, refused in (
             ("icmp", probe.get("pings", {}), "ping", "a reply", "no reply"),

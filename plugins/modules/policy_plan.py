@@ -96,6 +96,17 @@ options:
       icmp_code:
         description: The ICMP code.
         type: int
+  matrix:
+    description:
+      - Return instead the verdicts between every pair of workloads - an ICMP echo request and a TCP connection
+        to O(matrix.tcp_port) - as RV(expected), what C(playbooks/verify.yml) compares the probes' ping and TCP
+        matrices with (filter P(l3.calico.verify_report#filter), its C(expected)).
+    type: dict
+    suboptions:
+      tcp_port:
+        description: The destination port of the TCP flows.
+        type: int
+        required: true
   previous:
     description:
       - The policy model before a change; the result then lists in RV(flips) the flows whose verdict the change
@@ -175,6 +186,13 @@ summary:
   description: Counts - C(hosts), C(endpoints), C(chains), C(sets), C(policies), endpoints with ingress and with egress policy.
   returned: success and not explain
   type: dict
+expected:
+  description:
+    - With O(matrix), per source workload id, per destination workload id, C(icmp) and C(tcp) - whether Calico's
+      policy lets an echo request / a connection to O(matrix.tcp_port) through (and its replies, conntrack).
+  returned: with matrix
+  type: dict
+  sample: {default.web-2: {blue.db-1: {icmp: false, tcp: false}}}
 explain:
   description:
     - The flow's verdict - C(allowed), C(egress) and C(ingress) (each C(allowed), C(reason), C(policy), C(rule),
@@ -211,6 +229,7 @@ ARGUMENT_SPEC = {
             "icmp_code": {"type": "int"},
         },
     },
+    "matrix": {"type": "dict", "options": {"tcp_port": {"type": "int", "required": True}}},
     "previous": {
         "type": "dict",
         "options": {

@@ -147,6 +147,10 @@ pings:
   returned: always
   type: dict
   sample: {default.web-1: {default.web-3: {ok: true, rtt_ms: 0.41}}}
+tcp_port:
+  description: O(tcp_port), as given (the port the judge's expected verdicts are computed for).
+  returned: when O(tcp_port) is not 0
+  type: int
 tcp:
   description: With O(tcp_port), per local workload id, per target id, C(ok) (the handshake completed) and
     C(outcome) (C(open), C(refused), C(unreachable), C(timeout)).

@@ -157,7 +157,9 @@ def page(report: dict, svg: str) -> str:
     s = report["summary"]
     tcp = ""
     if report.get("tcp"):
-        tcp = "<h2>TCP matrix (rows connect to columns)</h2>" + matrix(report, "tcp", "connected", "no connection")
+        tcp = f"<h2>TCP matrix (rows connect to port {html.escape(str(report.get('tcp_port', '?')))} of columns)</h2>" + matrix(
+            report, "tcp", "connected", "no connection"
+        )
     sessions = "".join(
         f"<tr><td>{html.escape(x['node'])}</td><td>{html.escape(x['peer'])} ({html.escape(x['neighbor'])})</td>"
         f'<td class="{"ok" if x["state"] == "Established" else "bad"}">{html.escape(x["state"])}</td></tr>'

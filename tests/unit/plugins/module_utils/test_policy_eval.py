@@ -417,3 +417,20 @@ def test_flips_name_icmp_classes():
     assert {f.dst for f in got} == {"red.db-1"}
     probes = {p.what() for p in pe.probes((new,))}
     assert {"ICMP type 3 code 1", "ICMP type 3 codes other than 1", "ICMP types other than 3", "other protocols", "TCP 0-65535"} <= probes
+
+
+def test_reachability_is_what_verify_expects_between_every_pair():
+    """allow-tcp-6379 (above) with the probe's port 6379: stated by hand for the pairs it touches."""
+    expected = pe.reachability(policy_set([ALLOW_TCP_6379]), 6379)
+    assert sorted(expected) == sorted(WORKLOADS)
+    assert all(sorted(row) == sorted(w for w in WORKLOADS if w != src) for src, row in expected.items())
+    # blue.db-1 is selected for ingress: only blue's web workloads may connect, and nobody may ping it
+    assert expected["blue.web-1"]["blue.db-1"] == {"icmp": False, "tcp": True}
+    assert expected["blue.web-2"]["blue.db-1"] == {"icmp": False, "tcp": True}
+    assert expected["red.web-1"]["blue.db-1"] == {"icmp": False, "tcp": False}
+    assert expected["default.tool"]["blue.db-1"] == {"icmp": False, "tcp": False}
+    # its egress allows everything, and nothing else is selected: all the rest passes
+    assert expected["blue.db-1"]["red.db-1"] == {"icmp": True, "tcp": True}
+    assert expected["red.api-1"]["green.web-1"] == {"icmp": True, "tcp": True}
+    denied = sorted((s, d, k) for s, row in expected.items() for d, kinds in row.items() for k, ok in kinds.items() if not ok)
+    assert len(denied) == 7 + 5  # ICMP from the 7 others, TCP from the 5 that are not blue's web workloads
