@@ -55,6 +55,26 @@ def explain_lines(flow: policy_eval.Flow, verdict: policy_eval.Verdict, raw_rule
     return lines
 
 
+def read_record(path) -> dict:
+    """The policy model last applied (``{"policies": [...], "namespaces": {...}}``, role calico_policy's
+    record on the controller), or {} when there is none. Read back as strictly as the inventory: a record
+    that is not one fails naming the file; its policies are then checked by the model like any."""
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            record = json.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise AnsibleActionFail(f"previous_file {path}: unreadable policy record ({exc})") from None
+    if not (isinstance(record, dict) and set(record) == {"policies", "namespaces"}):
+        raise AnsibleActionFail(f"previous_file {path}: not a policy record (a mapping of exactly policies and namespaces)")
+    if not isinstance(record["policies"], list) or not isinstance(record["namespaces"], dict):
+        raise AnsibleActionFail(f"previous_file {path}: policies must be a list and namespaces a mapping")
+    return record
+
+
 def _raw_rules(policy_set: PolicySet, policies: list) -> dict:
     """(policy, direction, index) -> the rule as the inventory wrote it."""
     out = {}
@@ -93,8 +113,9 @@ class ActionModule(ActionBase):
             programs = policy_compile.host_programs(policy_set, ipam, args["veth_prefix"])
             result["hosts"] = programs
             result["summary"] = dict(policy_compile.summary(programs), policies=len(policy_set.policies))
-            if args["previous"]:
-                before = PolicySet.from_inventory(args["previous"]["policies"], args["previous"]["namespaces"], workloads, ipam)
+            previous = args["previous"] or read_record(args["previous_file"])
+            if previous:
+                before = PolicySet.from_inventory(previous["policies"], previous["namespaces"], workloads, ipam)
                 flips = [flip.text() for flip in policy_eval.flips(before, policy_set)]
                 result["flips"] = flips
                 if self._task.diff and flips:

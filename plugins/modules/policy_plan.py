@@ -28,7 +28,8 @@ description:
     label) fails the task with one message naming the policy, the rule, the field and the value.
   - With O(explain), returns instead Calico's verdict for one flow and the policy and rule that decide it, for
     both directions (C(playbooks/policy-explain.yml)).
-  - With O(previous), also returns the flows whose verdict the change from O(previous) to O(policies) flips.
+  - With O(previous) (or a record in O(previous_file)), also returns the flows whose verdict the change from it to
+    O(policies) flips.
   - An action plugin, run once (C(run_once)) - nothing is sent to any host; the module itself only documents it.
 options:
   group:
@@ -107,6 +108,12 @@ options:
         description: The destination port of the TCP flows.
         type: int
         required: true
+  previous_file:
+    description:
+      - A JSON file on the controller holding the policy model last applied (C(policies), C(namespaces)), as role
+        P(l3.calico.calico_policy#role) records it; when it exists and O(previous) is not given, its content is
+        O(previous). A file that is not such a record fails the task naming it.
+    type: path
   previous:
     description:
       - The policy model before a change; the result then lists in RV(flips) the flows whose verdict the change
@@ -200,8 +207,8 @@ explain:
   returned: with explain
   type: dict
 flips:
-  description: The flows whose verdict the change from O(previous) flips, one line each.
-  returned: with previous
+  description: The flows whose verdict the change from O(previous) (or O(previous_file)'s record) flips, one line each.
+  returned: with previous, or previous_file holding a record
   type: list
   elements: str
 """
@@ -230,6 +237,7 @@ ARGUMENT_SPEC = {
         },
     },
     "matrix": {"type": "dict", "options": {"tcp_port": {"type": "int", "required": True}}},
+    "previous_file": {"type": "path"},
     "previous": {
         "type": "dict",
         "options": {

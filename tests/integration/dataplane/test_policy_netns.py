@@ -866,12 +866,34 @@ def test_the_role_compiles_once_applies_and_a_second_run_changes_nothing(hosts):
         return proc.stdout, int(recap.split("changed=")[1].split()[0])
 
     before = h.state("a")
+    record = h.tmp / "calico_policy.json"  # beside the inventory
     shown, changed = play("--check", "--diff")
-    assert changed == 1 and "chain wl-to-" in shown and "dport 8080" in shown, shown  # the rules that would be written
-    assert h.state("a") == before
+    # the rules that would be written, and the record of the policy model that would be written
+    assert changed == 2 and "chain wl-to-" in shown and "dport 8080" in shown, shown
+    assert h.state("a") == before and not record.exists()
     _shown, changed = play()
-    assert changed == 1 and "l3calico_policy" in h.state("a")
+    assert changed == 2 and "l3calico_policy" in h.state("a")
+    assert json.loads(record.read_text()) == {"policies": POLICIES, "namespaces": NAMESPACES}
     found = h.matrix(["a1", "a2", "a6"])
     assert found[("a1", "a2")]["tcp8080"] is True and found[("a6", "a2")]["tcp8080"] is False  # P7: blue webs only
     _shown, changed = play()
     assert changed == 0
+
+    # A policy change, with --check --diff: the flows it flips are listed before anything changes.
+    freeze = {
+        "name": "freeze-db",
+        "namespace": "blue",
+        "order": 0,
+        "selector": 'app == "db"',
+        "ingress": [{"action": "Deny", "protocol": "TCP", "source": {"selector": 'app == "web"'}, "destination": {"ports": [8080]}}],
+    }
+    inventory["calico_nodes"]["vars"]["calico_policies"] = [freeze, *POLICIES]
+    (h.tmp / "inventory.yml").write_text(json.dumps(inventory))
+    applied = h.state("a")
+    shown, changed = play("--check", "--diff")
+    flips = [line for line in shown.splitlines() if " -> " in line and ": allow -> deny" in line]
+    assert flips and all("blue.db-a" in line for line in flips), shown
+    assert any(line.strip().lstrip("- ").strip("'\"").startswith("blue.web-a -> blue.db-a TCP 8080: allow -> deny") for line in flips), flips
+    assert h.state("a") == applied and json.loads(record.read_text())["policies"] == POLICIES  # nothing written
+    _shown, changed = play()
+    assert changed == 2 and h.matrix(["a1", "a2"])[("a1", "a2")]["tcp8080"] is False
