@@ -379,8 +379,9 @@ def _namespace_labels(namespace: str, ns_map: Mapping, cache: dict) -> dict:
 
 
 def _workload(wid, name, namespace, host, labels, ns_map, address=None, ip=None, cache=None) -> Workload:
-    # Inherited labels first, the workload's own override them (Felix's label inheritance), then the
-    # namespace label Calico sets on the endpoint itself.
+    # Inherited labels first, the workload's own override them (felix/labelindex/label_inheritance_index.go:
+    # "endpoints have their own labels; these take priority over any inherited labels"), then the namespace
+    # label Calico sets on the endpoint itself.
     inherited = _namespace_labels(namespace, ns_map, {} if cache is None else cache)
     selector_labels = {**inherited, **labels, NAMESPACE_LABEL: namespace}
     return Workload(wid, name, namespace, host, MappingProxyType(labels), address, ip, MappingProxyType(selector_labels))
