@@ -9,7 +9,7 @@ docs/policy.md, "HostProgram"), on the controller, once for the fleet.
   classes costs a few hundred predicate calls per selection.
 - A selection becomes an address set named by a stable hash of what it selects by (``s_`` + 10 hex
   digits of SHA-1 of its key): a new workload that matches changes the set's elements, never a chain.
-- A chain per (policy, direction), named by a hash of the policy's name (``p_<10 hex>_i`` / ``_e``), its
+- A chain per (policy, direction), named by a hash of the policy's Felix key (``p_<10 hex>_i`` / ``_e``), its
   rules in order; a host gets only the chains of the policies that select one of its workloads for that
   direction, and only the sets those chains use.
 - Endpoints: each workload of the host with an address, its veth from :func:`naming.veth_name` and the
@@ -35,8 +35,11 @@ def set_name(selection: Selection) -> str:
     return "s_" + hashlib.sha1(selection.key.encode("utf-8")).hexdigest()[:10]
 
 
-def chain_name(policy_display: str, direction: str) -> str:
-    return "p_" + hashlib.sha1(policy_display.encode("utf-8")).hexdigest()[:10] + _SUFFIX[direction]
+def chain_name(policy_key: str, direction: str) -> str:
+    """A policy's chain for ``direction``, named by a hash of its Felix key (``<namespace>/<name>``, or
+    ``<name>`` for a global policy: unambiguous, where the display ``global/<name>`` is not for a namespace
+    called "global")."""
+    return "p_" + hashlib.sha1(policy_key.encode("utf-8")).hexdigest()[:10] + _SUFFIX[direction]
 
 
 class Compiler:
@@ -59,7 +62,7 @@ class Compiler:
             selected = self.resolve(policy.selection)
             for direction in (INGRESS, EGRESS):
                 if policy.applies(direction):
-                    name = chain_name(policy.display, direction)
+                    name = chain_name(policy.felix_key, direction)
                     if name in self.chains:
                         raise ValueError(f"chain name {name} of {policy.display} collides with another policy's")
                     self.chains[name] = {

@@ -433,8 +433,8 @@ def flips(old: PolicySet, new: PolicySet) -> list:
     egress, or reaching one it selects for ingress, or involving a workload whose labels, namespace labels or
     address changed. Adjacent port ranges with the same outcome are merged. Sorted by source, destination."""
     common = sorted(set(old.workloads) & set(new.workloads))
-    old_policies = {p.display: p for p in old.policies}
-    new_policies = {p.display: p for p in new.policies}
+    old_policies = {(p.namespace, p.name): p for p in old.policies}
+    new_policies = {(p.namespace, p.name): p for p in new.policies}
     changed_policies = [name for name in set(old_policies) | set(new_policies) if old_policies.get(name) != new_policies.get(name)]
     changed = _changed_workloads(old, new, common)
     affected = {INGRESS: set(changed), EGRESS: set(changed)}

@@ -28,8 +28,9 @@ policy, the rule, the field and the value. What it follows of Calico (projectcal
   not that"); ``not_selector`` itself is never scoped. ``namespace_selector`` at the top of a namespaced
   policy is refused: Calico's NetworkPolicy has no such field.
 - Labels every workload carries besides its own: ``projectcalico.org/namespace: <namespace>`` and its
-  namespace's labels prefixed ``pcns.`` with ``pcns.projectcalico.org/name: <namespace>``; a namespace
-  carries ``projectcalico.org/name: <name>`` (libcalico-go k8s conversion ``NamespaceToProfile``).
+  namespace's labels prefixed ``pcns.`` with ``pcns.projectcalico.org/name: <namespace>`` (inherited from
+  the namespace's profile: a label of the workload's own of the same name wins); a namespace carries
+  ``projectcalico.org/name: <name>`` (libcalico-go k8s conversion ``NamespaceToProfile``).
 - The validator (libcalico-go/lib/validator/v3): action ``Allow``, ``Deny``, ``Log`` or ``Pass``; protocol
   ``TCP``, ``UDP``, ``ICMP``, ``SCTP``, ``UDPLite`` or 1-255 (``ICMPv6`` refused: IPv4 only); ports only
   with protocol TCP, UDP or SCTP; ``icmp`` only with protocol ICMP, its ``code`` only with a ``type``
@@ -347,29 +348,43 @@ def read_namespaces(namespaces) -> dict:
     return out
 
 
+# Labels checked in this process (a fleet repeats the same few labels tens of thousands of times).
+_CHECKED_LABELS: set = set()
+
+
 def _labels(where, field_name, labels) -> dict:
     if labels is None:
         return {}
     if not isinstance(labels, dict):
         _fail(where, field_name, labels, "must be a mapping of label names to strings")
-    for key, value in labels.items():
+    checked = _CHECKED_LABELS
+    for item in labels.items():
+        if item.__class__ is tuple and item[1].__class__ is str and item in checked:
+            continue
+        key, value = item
         problem = naming.label_problem(key, value)
         if problem:
             _fail(where, f"{field_name}.{key}", value, problem)
+        checked.add(item)
     return dict(labels)
 
 
-def _selector_labels(labels: Mapping, namespace: Namespace) -> dict:
-    out = dict(labels)
-    out[NAMESPACE_LABEL] = namespace.name
-    for key, value in namespace.selector_labels.items():
-        out[NAMESPACE_PREFIX + key] = value
-    return out
+def _namespace_labels(namespace: str, ns_map: Mapping, cache: dict) -> dict:
+    """The labels every workload of ``namespace`` inherits from it (its profile's): ``pcns.<key>``."""
+    found = cache.get(namespace)
+    if found is None:
+        ns = ns_map.get(namespace) or Namespace(namespace)
+        found = cache[namespace] = {NAMESPACE_PREFIX + key: value for key, value in ns.selector_labels.items()}
+    return found
 
 
-def _workload(wid, name, namespace, host, labels, ns_map, address=None, ip=None) -> Workload:
-    ns = ns_map.get(namespace) or Namespace(namespace)
-    return Workload(wid, name, namespace, host, MappingProxyType(labels), address, ip, MappingProxyType(_selector_labels(labels, ns)))
+def _workload(wid, name, namespace, host, labels, ns_map, address=None, ip=None, cache=None) -> Workload:
+    # Inherited labels first, the workload's own override them (felix/labelindex/label_inheritance_index.go:
+    # "endpoints have their own labels; these take priority over any inherited labels"), then the namespace
+    # label Calico sets on the endpoint itself.
+    inherited = _namespace_labels(namespace, ns_map, {} if cache is None else cache)
+    selector_labels = {**inherited, **labels, NAMESPACE_LABEL: namespace}
+    return Workload(wid, name, namespace, host, MappingProxyType(labels), address, ip, MappingProxyType(selector_labels))
 
 
 def read_workloads(workloads, ns_map: Mapping) -> dict:
@@ -389,6 +404,8 @@ def read_workloads(workloads, ns_map: Mapping) -> dict:
     else:
         _fail("workloads", "workloads", workloads, "must be a mapping of host to its calico_workloads, or a list")
     out: dict = {}
+    cache: dict = {}  # namespace -> its implicit labels
+    names_ok: set = set()  # names and namespaces checked (DNS labels)
     for host, field_name, entry in items:
         where = str(host if host is not None else (entry.get("host") if isinstance(entry, dict) else None) or "workloads")
         if not isinstance(entry, dict):
@@ -400,15 +417,19 @@ def read_workloads(workloads, ns_map: Mapping) -> dict:
             namespace, name = wid.split(".")
         else:
             name, namespace = entry.get("name"), entry.get("namespace") or "default"
-        if not naming.is_label(name):
-            _fail(where, f"{field_name}.name", name, "a workload name must be a DNS label (lower-case letters, digits and '-', at most 63)")
-        if not naming.is_label(namespace):
-            _fail(where, f"{field_name}.namespace", namespace, "a namespace must be a DNS label (lower-case letters, digits and '-', at most 63)")
+        if name.__class__ is not str or name not in names_ok:
+            if not naming.is_label(name):
+                _fail(where, f"{field_name}.name", name, "a workload name must be a DNS label (lower-case letters, digits and '-', at most 63)")
+            names_ok.add(name)
+        if namespace.__class__ is not str or namespace not in names_ok:
+            if not naming.is_label(namespace):
+                _fail(where, f"{field_name}.namespace", namespace, "a namespace must be a DNS label (lower-case letters, digits and '-', at most 63)")
+            names_ok.add(namespace)
         wid = naming.workload_id(namespace, name)
         if wid in out:
             _fail(where, f"{field_name}.name", name, f"workload {wid} is listed twice (on {out[wid].host or 'an earlier entry'})")
         labels = _labels(where, f"{field_name}.labels", entry.get("labels"))
-        out[wid] = _workload(wid, name, namespace, host if host is not None else entry.get("host"), labels, ns_map)
+        out[wid] = _workload(wid, name, namespace, host if host is not None else entry.get("host"), labels, ns_map, cache=cache)
     return out
 
 

@@ -61,7 +61,8 @@ options:
       - The nodes, each a dict with C(name) (the inventory host name), C(ip) (C(calico_node_ip), the underlay
         address WITH its prefix length), C(labels) (C(calico_node_labels)) and C(workloads)
         (C(calico_workloads), a list of C(name), C(namespace) (default V(default)), C(ip) (an optional
-        request) and C(pool) (an optional pool name)).
+        request), C(pool) (an optional pool name) and C(labels) (optional; checked as Calico checks labels,
+        otherwise ignored by the IPAM - they are for policy, P(l3.calico.policy_plan#module))).
     type: list
     elements: dict
   group:

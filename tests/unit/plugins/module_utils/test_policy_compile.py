@@ -58,7 +58,7 @@ def test_program_shape_follows_the_contract():
     assert db["interface"] == naming.veth_name("blue.db-1") and db["address"] == "10.64.0.2"
     assert db["ingress"] == [policy_compile.chain_name("blue/db-from-web", "ingress")] and db["egress"] == []
     web = next(e for e in n1["endpoints"] if e["workload"] == "blue.web-1")
-    assert web["egress"] == [policy_compile.chain_name("global/web-out", "egress")] and web["ingress"] == []
+    assert web["egress"] == [policy_compile.chain_name("web-out", "egress")] and web["ingress"] == []
     assert [e["interface"] for e in n1["endpoints"]] == sorted(e["interface"] for e in n1["endpoints"])
     chain = n1["chains"][db["ingress"][0]]
     assert chain["policy"] == "blue/db-from-web" and chain["direction"] == "ingress"
@@ -71,7 +71,7 @@ def test_program_shape_follows_the_contract():
     assert all(CHAIN_RE.fullmatch(c) for p in programs.values() for c in p["chains"])
     # n2 has no db: no chain of db-from-web there
     assert policy_compile.chain_name("blue/db-from-web", "ingress") not in programs["n2"]["chains"]
-    egress = programs["n2"]["chains"][policy_compile.chain_name("global/web-out", "egress")]
+    egress = programs["n2"]["chains"][policy_compile.chain_name("web-out", "egress")]
     assert egress["rules"][0]["destination"]["nets"] == ["192.0.2.0/24"] and egress["rules"][0]["action"] == "deny"
 
 
@@ -98,6 +98,17 @@ def test_hosts_without_workloads_get_an_empty_program_and_workloads_without_addr
     ps = PolicySet.from_inventory(WEB_DB, {}, inventory, result)
     programs = policy_compile.host_programs(ps, result)
     assert programs["n3"] == {"version": 1, "sets": {}, "chains": {}, "endpoints": []}
+
+
+def test_a_namespace_called_global_does_not_collide_with_global_policies():
+    pols = [{"name": "x", "namespace": "global", "ingress": [{"action": "Deny"}]}, {"name": "x", "ingress": [{"action": "Allow"}]}]
+    ws = dict(WORKLOADS, **{"global.w": ("n1", "10.64.0.9", {})})
+    ps = policy_set(pols, workloads=ws)
+    programs = policy_compile.host_programs(ps, ipam_result(ws))
+    endpoint = next(e for e in programs["n1"]["endpoints"] if e["workload"] == "global.w")
+    # no order: by Felix key, "global/x" (the namespaced one) before "x" (the global one)
+    assert endpoint["ingress"] == [policy_compile.chain_name("global/x", "ingress"), policy_compile.chain_name("x", "ingress")]
+    assert len(set(endpoint["ingress"])) == 2
 
 
 def test_summary_counts():

@@ -126,6 +126,12 @@ def test_implicit_labels_are_there_for_selectors():
     assert ps.namespace("red").selector_labels == {"team": "b", "env": "prod", "projectcalico.org/name": "red"}
 
 
+def test_a_workloads_own_label_wins_over_an_inherited_one():
+    ps = PolicySet.from_inventory([], {"blue": {"labels": {"team": "a"}}}, {"n1": [{"name": "w", "namespace": "blue", "labels": {"pcns.team": "z"}}]})
+    labels = ps.workloads["blue.w"].selector_labels
+    assert labels["pcns.team"] == "z" and labels["pcns.projectcalico.org/name"] == "blue" and labels["projectcalico.org/namespace"] == "blue"
+
+
 def test_workloads_take_addresses_and_hosts_from_the_ipam_result():
     ps = policy_set([])
     w = ps.workloads["blue.db-1"]
