@@ -72,7 +72,11 @@ class Recorder:
                     )
         for cidr, block in s.blocks.items():
             for pool in pools:
-                overlaps = pool.contains(block.base) or (block.prefix < pool.prefix and (pool.base & prefix_mask(block.prefix)) == block.base)
+                if block.bits != pool.bits:
+                    continue  # the other family: never inside this pool
+                overlaps = pool.contains(block.base, block.bits) or (
+                    block.prefix < pool.prefix and (pool.base & prefix_mask(block.prefix, block.bits)) == block.base
+                )
                 if overlaps and block.prefix != pool.block_size and not block.is_empty():
                     raise ValidationError(
                         GROUP,
@@ -139,10 +143,10 @@ class ExistingCheck:
                         if count == 1 and block is not None:
                             ordinal = block.by_handle.get(hid)
                             if ordinal is not None:
-                                key = (wl.namespace, wl.pool)
+                                key = (wl.namespace, wl.pool, wl.bits)
                                 allowed = cache.get(key)
                                 if allowed is None:
-                                    allowed = cache[key] = frozenset(eligible(node, wl.namespace, wl.pool, keep=True))
+                                    allowed = cache[key] = frozenset(eligible(node, wl.namespace, wl.pool, keep=True, bits=wl.bits))
                                 ok = block_pool.get(cidr) in allowed and block.owner_node(ordinal) == name and (wl.ip is None or wl.ip == block.base + ordinal)
                 if ok:
                     kept += 1
@@ -192,8 +196,8 @@ class ExistingCheck:
             if block.owner_nodes() <= mine:
                 clean.append((block_pool[cidr], block.by_handle))
         verified: set = set()
-        for (namespace, pool_name), hids in node.groups.items():
-            allowed = ctx.eligible(node, namespace, pool_name, keep=True)
+        for (namespace, pool_name, bits), hids in node.groups.items():
+            allowed = ctx.eligible(node, namespace, pool_name, keep=True, bits=bits)
             present: set = set()
             for pool, by_handle in clean:
                 if pool in allowed:

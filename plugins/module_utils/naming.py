@@ -14,6 +14,7 @@ import shlex
 VETH_PREFIX = "cali"
 NETNS_PREFIX = "calico-"
 VXLAN_DEVICE = "vxlan.calico"
+VXLAN_V6_DEVICE = "vxlan-v6.calico"  # Felix's device for IPv6 pools' VXLAN (felix/dataplane/linux)
 IPIP_DEVICE = "tunl0"
 HOST_VETH_MAC = "ee:ee:ee:ee:ee:ee"
 GATEWAY = "169.254.1.1"
@@ -77,6 +78,7 @@ def vxlan_mac(node: str) -> str:
 
 
 WORKLOAD_HANDLE_PREFIX = "l3-workload."
+WORKLOAD_HANDLE_PREFIX_V6 = "l3-workload-v6."
 
 
 def handle_id(namespace: str, name: str) -> str:
@@ -84,16 +86,31 @@ def handle_id(namespace: str, name: str) -> str:
     return WORKLOAD_HANDLE_PREFIX + workload_id(namespace, name)
 
 
+def handle_id_v6(namespace: str, name: str) -> str:
+    """IPAM handle of a workload's IPv6 address: ``l3-workload-v6.<namespace>.<name>``. Calico's CNI keeps
+    both addresses of a pod under its one handle; here each family has its own, so that an IPv4 state
+    loads unchanged and each family's address is kept or moved on its own (docs/ipam.md)."""
+    return WORKLOAD_HANDLE_PREFIX_V6 + workload_id(namespace, name)
+
+
 def handle_owner(hid: str) -> str:
     """What a handle stands for in messages: the workload id of a workload's handle, else the handle itself."""
-    return hid[len(WORKLOAD_HANDLE_PREFIX) :] if hid.startswith(WORKLOAD_HANDLE_PREFIX) else hid
+    if hid.startswith(WORKLOAD_HANDLE_PREFIX):
+        return hid[len(WORKLOAD_HANDLE_PREFIX) :]
+    if hid.startswith(WORKLOAD_HANDLE_PREFIX_V6):
+        return hid[len(WORKLOAD_HANDLE_PREFIX_V6) :]
+    return hid
+
+
+TUNNEL_HANDLE_KINDS = {"ipip": "ipip", "vxlan": "vxlan", "vxlan_v6": "vxlan-v6"}
 
 
 def tunnel_handle_id(kind: str, node: str) -> str:
-    """IPAM handle of a node's tunnel address: ``ipip-tunnel-addr-<node>`` / ``vxlan-tunnel-addr-<node>``."""
-    if kind not in ("ipip", "vxlan"):
+    """IPAM handle of a node's tunnel address: ``ipip-tunnel-addr-<node>`` / ``vxlan-tunnel-addr-<node>`` /
+    ``vxlan-v6-tunnel-addr-<node>`` (Calico's, design/ipam/ipam-core-library.md)."""
+    if kind not in TUNNEL_HANDLE_KINDS:
         raise ValueError(f"unknown tunnel kind {kind!r}")
-    return f"{kind}-tunnel-addr-{node}"
+    return f"{TUNNEL_HANDLE_KINDS[kind]}-tunnel-addr-{node}"
 
 
 def run_site(*nodes: str) -> str:

@@ -21,7 +21,7 @@ def test_fresh_block_hands_out_ordinals_in_order_tunnel_first():
     block = node_block(res, "n1")
     base = block.split("/")[0].rsplit(".", 1)
     n1 = res["nodes"]["n1"]
-    assert n1["tunnels"] == {"ipip": block.split("/")[0], "vxlan": None}
+    assert n1["tunnels"] == {"ipip": block.split("/")[0], "vxlan": None, "vxlan_v6": None}
     # sorted by id, whatever the inventory order: w1 .1, w2 .2, w3 .3
     got = {w["name"]: w["ip"] for w in n1["workloads"]}
     assert got == {f"w{i}": f"{base[0]}.{int(base[1]) + i}" for i in (1, 2, 3)}
@@ -366,9 +366,9 @@ class Counting(Planner):
         ctx = self.context
         reserved_in = ctx.desired.reserved_in
 
-        def counted(first, last):
+        def counted(first, last, bits=32):
             self.reservation_lookups += 1
-            return reserved_in(first, last)
+            return reserved_in(first, last, bits)
 
         ctx.desired.reserved_in = counted
         planner = self
