@@ -15,6 +15,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import GR
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     TUNNEL_KINDS,
     Affinity,
+    Handle,
     ValidationError,
     prefix_mask,
 )
@@ -153,6 +154,8 @@ class ExistingCheck:
                 else:
                     release(hid)
                     needs.setdefault(name, ([], []))[1].append(wl)
+        if kept > len(handles):
+            self._restore_handles(only)
         # Handles nobody wants any more (workloads or nodes removed, tunnels no longer needed).
         if len(handles) != kept:
             wanted = set()
@@ -164,6 +167,27 @@ class ExistingCheck:
                 if only is None or self._handle_node(hid) == only:
                     release(hid)
         return needs
+
+    def _restore_handles(self, only) -> None:
+        """More addresses kept than handle objects: some workload's address (found in its own block by
+        ``_verified``) lost its handle object (``calicoctl ipam check``: a leaked address). The address is
+        the workload's, so its handle is written back (one address in that block) rather than the result
+        showing the workload without an address. Never runs when every kept address has its handle."""
+        ctx = self.ctx
+        s = ctx.state
+        handles, blocks = s.handles, s.blocks
+        for node in ctx.desired.nodes.values():
+            if only is not None and node.name != only:
+                continue
+            own = ctx.node_blocks.get(node.name, ())
+            for wl in node.workloads:
+                hid = wl.handle
+                if hid in handles:
+                    continue
+                cidr = next((c for c in own if hid in blocks[c].by_handle), None)
+                if cidr is not None:
+                    handles[hid] = Handle.new(cidr)
+                    s.touch_handle(hid)
 
     def tunnel_needs(self, node: Node) -> list:
         """The tunnels ``node`` needs: those of an enabled pool, and those whose address it may keep in a
