@@ -476,7 +476,8 @@ def validate_nodes(nodes, pools: list, reservations: list, reservations6: list |
             pool = wl.get("pool")
             ip = wl.get("ip")
             if plain:
-                want4, want6 = default4 or pool is not None or ip is not None, default6
+                want4 = default4 or pool is not None or ip is not None
+                want6 = default6
             else:
                 want4, want6 = _families(host, i, wl, default4, default6)
             if want4:

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import Desired
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
@@ -53,13 +55,14 @@ def _build_result(desired: Desired, state: IpamState, block_pool: dict | None) -
         entries = node.workloads
         if dual:
             # one entry per workload: its IPv4 entry, or its IPv6 one when it asks for no IPv4 address
+            # (then looked up under a handle no address has: ip null)
             entries = [wl for wl in entries if wl.bits == V4]
             by_id = {wl.id: wl for wl in node.workloads if wl.bits == V6}
             v4_ids = {wl.id for wl in entries}
-            entries += [wl for wid, wl in by_id.items() if wid not in v4_ids]
+            entries += [_without_ipv4(wl) for wid, wl in by_id.items() if wid not in v4_ids]
         for wl in sorted(entries, key=lambda w: w.id):
             entry = {"id": wl.id, "name": wl.name, "namespace": wl.namespace, "pool": None, "ip": None, "block": None, "borrowed": False}
-            handle = handles.get(wl.handle) if wl.bits == V4 else None
+            handle = handles.get(wl.handle)
             if handle is not None:
                 for cidr in handle.block:
                     block = blocks.get(cidr)
@@ -114,6 +117,11 @@ def _build_result(desired: Desired, state: IpamState, block_pool: dict | None) -
             "capacity": pool.capacity,
         }
     return {"nodes": nodes, "pools": pools, "pools_ipv6": pools6}
+
+
+def _without_ipv4(wl):
+    """A workload's IPv6 entry standing in for its IPv4 one (``assign_ipv4: false``): no handle, no address."""
+    return dataclasses.replace(wl, handle="", bits=V4)
 
 
 def _held(state: IpamState, block_pool: dict, hid: str) -> tuple | None:
@@ -173,6 +181,7 @@ def audit(desired: Desired, state: IpamState, block_pool: dict | None = None) ->
         elif block.affinity is not None:
             problems.append(f"block {cidr} has affinity {block.affinity!r}, which is not a host")
         attrs = block.attributes
+        reservations = desired.reservations if block.bits == V4 else desired.reservations6
         for o in used:
             attr = attrs[block.allocations[o]]
             hid = attr.get("handle_id")
@@ -180,7 +189,7 @@ def audit(desired: Desired, state: IpamState, block_pool: dict | None = None) ->
             if per is None:
                 per = counts[hid] = {}
             per[cidr] = per.get(cidr, 0) + 1
-            if (desired.reservations if block.bits == V4 else desired.reservations6) and desired.reserved(block.base + o, block.bits):
+            if reservations and desired.reserved(block.base + o, block.bits):
                 problems.append(f"address {block.address(o)} ({hid}) is reserved by calico_reservations")
             if known_nodes is not None:
                 owner = block.owner_node(o)
