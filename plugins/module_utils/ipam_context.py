@@ -83,7 +83,7 @@ class PlanContext:
                 if pool.namespaces:
                     if namespace not in pool.namespaces:
                         continue
-                elif namespace in listed:
+                elif (namespace, bits) in listed:
                     continue
                 pools.append(pool)
             self._eligible[key] = pools

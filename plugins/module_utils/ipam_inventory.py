@@ -186,7 +186,7 @@ class Desired:
     config: IpamConfig
     reservations: list  # sorted, merged [(first, last)] integer ranges (IPv4)
     only_node: str | None = None
-    listed_namespaces: frozenset = frozenset()  # namespaces some pool lists (they take only from those)
+    listed_namespaces: frozenset = frozenset()  # (namespace, bits) some pool of that family lists (listed_namespaces())
     evacuate: Evacuation | None = None  # a pool migration step (see validate_evacuate)
     reservations6: list = dataclasses.field(default_factory=list)  # the same for IPv6
 
@@ -397,7 +397,7 @@ def validate_nodes(nodes, pools: list, reservations: list, reservations6: list |
     if not isinstance(nodes, list):
         _fail(GROUP, "nodes", nodes, "must be a list of nodes")
     by_pool = {p.name: p for p in pools}
-    listed = frozenset(ns for p in pools for ns in p.namespaces)
+    listed = listed_namespaces(pools)
     desired = Desired(pools, {}, IpamConfig(), reservations, None, listed, reservations6=reservations6 or [])
     # Which families a workload asks for when it does not say (assign_ipv4 / assign_ipv6): Calico's CNI
     # plugin assigns IPv4 unless told otherwise and IPv6 only when told (cni-plugin configuration.md:
@@ -589,10 +589,18 @@ def _workload6(desired, host, i, wl, name, namespace, wid, by_pool, requested) -
     return Workload(name, namespace, wid, naming.handle_id_v6(namespace, name), address, pool, i, V6)
 
 
+def listed_namespaces(pools: list) -> frozenset:
+    """``(namespace, bits)`` for every namespace a pool of the family ``bits`` lists. Per family: a namespace an
+    IPv4 pool lists takes its IPv4 address only from such pools, and its IPv6 one from the IPv6 pools without
+    ``namespaces`` unless an IPv6 pool lists it too (each family's pool is chosen on its own)."""
+    return frozenset((ns, p.bits) for p in pools for ns in p.namespaces)
+
+
 def refusal(pool: Pool, node: Node, namespace: str, listed: frozenset, allow_disabled: bool = False) -> str | None:
     """Why ``pool`` may not serve a workload of ``namespace`` on ``node`` (None: it may).
 
-    ``listed`` holds the namespaces some pool lists: such a namespace takes only from those pools.
+    ``listed`` holds the namespaces some pool lists, with the pool's family (:func:`listed_namespaces`):
+    such a namespace takes only from those pools - in that family.
     """
     if pool.disabled and not allow_disabled:
         return f"pool {pool.name} is disabled"
@@ -600,7 +608,7 @@ def refusal(pool: Pool, node: Node, namespace: str, listed: frozenset, allow_dis
         return f"pool {pool.name}'s node_selector {pool.node_selector!r} does not select this node"
     if pool.namespaces and namespace not in pool.namespaces:
         return f"pool {pool.name} serves only namespaces {', '.join(pool.namespaces)}"
-    if not pool.namespaces and namespace in listed:
+    if not pool.namespaces and (namespace, pool.bits) in listed:
         return f"namespace {namespace} takes addresses only from the pools that list it"
     return None
 
@@ -751,7 +759,7 @@ def _validate(pools, config, reservations, nodes, only_node, remove_nodes=None) 
     node_map = validate_nodes(nodes, pool_list, ranges, ranges6)
     if only_node is not None and only_node not in node_map:
         _fail(only_node, "node", only_node, "not one of the nodes given")
-    listed = frozenset(ns for p in pool_list for ns in p.namespaces)
+    listed = listed_namespaces(pool_list)
     return Desired(pool_list, node_map, cfg, ranges, only_node, listed, reservations6=ranges6)
 
 
