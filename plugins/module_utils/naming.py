@@ -19,6 +19,23 @@ IPIP_DEVICE = "tunl0"
 HOST_VETH_MAC = "ee:ee:ee:ee:ee:ee"
 GATEWAY = "169.254.1.1"
 
+
+def eui64_link_local(mac: str) -> str:
+    """The IPv6 link-local address the kernel gives an interface with MAC ``mac`` (modified EUI-64,
+    RFC 4291 appendix A: flip the universal/local bit, insert ff:fe in the middle)."""
+    octets = [int(part, 16) for part in mac.split(":")]
+    octets[0] ^= 0x02
+    eui = octets[:3] + [0xFF, 0xFE] + octets[3:]
+    groups = [f"{eui[i] << 8 | eui[i + 1]:x}" for i in range(0, 8, 2)]
+    return "fe80::" + ":".join(groups)
+
+
+# A workload's IPv6 default route goes via the host veth's link-local address (Calico's CNI plugin,
+# cni-plugin/pkg/dataplane/linux/dataplane_linux.go, DoNetworking: "the host veth device will already
+# have an IPv6 link local address that can be used as a next hop"); with the MAC ee:ee:ee:ee:ee:ee
+# every host veth has the same one, fe80::ecee:eeff:feee:eeee.
+GATEWAY6 = eui64_link_local(HOST_VETH_MAC)
+
 # A workload name and a namespace are DNS labels (as Kubernetes names are), so the
 # id "<namespace>.<name>" is unambiguous and the same string Calico hashes.
 # Every pattern here is used with fullmatch (never match(...$): '$' also accepts a trailing newline).
@@ -75,6 +92,12 @@ def vxlan_mac(node: str) -> str:
     """VTEP MAC of a node as Felix derives it: 0x66 then the first 5 bytes of SHA-1(node name)."""
     digest = hashlib.sha1(node.encode("utf-8")).digest()[:5]
     return ":".join(f"{b:02x}" for b in (0x66, *digest))
+
+
+def vxlan_mac_v6(node: str) -> str:
+    """IPv6 VTEP MAC (``vxlan-v6.calico``) as Felix derives it: :func:`vxlan_mac` of ``<node>-v6``
+    (felix/calc/vxlan_resolver.go, ``vtepMACForHost``: ``nodename += "-v6"`` for IP version 6)."""
+    return vxlan_mac(node + "-v6")
 
 
 WORKLOAD_HANDLE_PREFIX = "l3-workload."
