@@ -18,8 +18,8 @@ W2 = {"id": "blue.db-1", "ip": "172.18.9.1/32", "pool": "ignored", "borrowed": F
 class FakeKernel:
     """Answers the reads the module makes with a given state; records every call."""
 
-    def __init__(self, host_links=(), routes=(), netns=(), inside=None):
-        self.host = [list(host_links), list(routes), list(netns)]
+    def __init__(self, host_links=(), routes=(), netns=(), inside=None, routes6=()):
+        self.host = {"addr show": list(host_links), "route show table main": list(routes), wl.ROUTES6_COMMAND: list(routes6), "netns list": list(netns)}
         self.inside = inside or {}
         self.ip_forward = {ns: "0" for ns in self.inside}  # each namespace's net.ipv4.ip_forward
         self.calls = []
@@ -30,8 +30,8 @@ class FakeKernel:
             ns = argv[argv.index("-n") + 1]
             links, routes = self.inside[ns]
             return iproute.Result(0, json.dumps(links) + "\n" + json.dumps(routes) + "\n", "")
-        if "-json" in argv:
-            return iproute.Result(0, "\n".join(json.dumps(x) for x in self.host) + "\n", "")
+        if "-json" in argv:  # the host's batch: one answer per command read from stdin
+            return iproute.Result(0, "\n".join(json.dumps(self.host[c]) for c in stdin.splitlines()) + "\n", "")
         if argv[1:3] == ["netns", "exec"] and argv[4:6] == ["sysctl", "-n"]:
             value = self.ip_forward.get(argv[3])
             return iproute.Result(0, value + "\n", "") if value else iproute.Result(1, "", "no such namespace")
