@@ -8,6 +8,7 @@ Every name that two pieces must agree on is computed here, once.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import shlex
 
@@ -26,8 +27,7 @@ def eui64_link_local(mac: str) -> str:
     octets = [int(part, 16) for part in mac.split(":")]
     octets[0] ^= 0x02
     eui = octets[:3] + [0xFF, 0xFE] + octets[3:]
-    groups = [f"{eui[i] << 8 | eui[i + 1]:x}" for i in range(0, 8, 2)]
-    return "fe80::" + ":".join(groups)
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + bytes(eui)))  # RFC 5952 spelling, as the kernel prints it
 
 
 # A workload's IPv6 default route goes via the host veth's link-local address (Calico's CNI plugin,

@@ -310,14 +310,15 @@ def _plan_v6(desired: Desired, state: State, result: Plan, underlay_interface: O
     if link is not None and link.get("ifalias") != VXLAN_V6_ALIAS:
         raise TunnelError(f"interface {dev} exists but was not created by l3.calico (alias is not {VXLAN_V6_ALIAS})")
     wanted = desired.vxlan_v6 is not None or any(p.direct for p in desired.peers6)
+    # The IPv6 underlay; also when nothing IPv6 is wanted, so that our routes left on it go.
+    underlay = underlay_interface or (_interface_of(state.links, desired.node_ip6, "inet6") if desired.node_ip6 else None)
+    result.underlay6 = underlay
     if wanted:
-        underlay = underlay_interface or _interface_of(state.links, desired.node_ip6, "inet6")
         if underlay is None:
             raise TunnelError(
                 f"node {desired.node}: IPv6 address {desired.node_ip6} is on no interface of this host; set the underlay "
                 "interface explicitly or fix calico_node_ipv6"
             )
-        result.underlay6 = underlay
     if desired.vxlan_v6 is None:
         if link is not None:
             result.ip_lines.append(f"link del dev {dev}")

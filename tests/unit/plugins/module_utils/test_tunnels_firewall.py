@@ -297,3 +297,101 @@ def test_firewall_closes_every_nodes_bgp_port_on_the_forward_path_and_never_masq
     assert nft.index("@node-addresses tcp dport") < nft.index("!= @workload-sources")
     with pytest.raises(firewall.FirewallError, match=r"node_addresses\[0\]: '192.168.77.300'"):
         firewall.desired_rules(POOLS, [], node_addresses=["192.168.77.300"])
+
+
+POOLS6 = {"v6": {"cidr": "fd00:66::/48", "block_size": 122, "vxlan_mode": "CrossSubnet", "ipip_mode": "Never"}}
+
+
+def node6(base, ip6, net6, blocks6, vtep6):
+    return dict(
+        base,
+        ipv6=ip6,
+        network_ipv6=net6,
+        blocks_ipv6=[{"cidr": c, "pool": "v6"} for c in blocks6],
+        borrowed_ipv6=[],
+        tunnels=dict(base["tunnels"], vxlan_v6=vtep6),
+    )
+
+
+NODES6 = {
+    "a": node6(NODES["a"], "fd00:10::1", "fd00:10::/64", ["fd00:66::/122"], "fd00:66::"),
+    "b": node6(NODES["b"], "fd00:10::2", "fd00:10::/64", ["fd00:66::40/122"], "fd00:66::40"),
+    "c": node6(NODES["c"], "fd00:11::2", "fd00:11::/64", ["fd00:66::80/122"], "fd00:66::80"),
+    "d": NODES["d"],  # no IPv6 address: nothing IPv6, for it or towards it
+}
+
+
+def test_vxlan_v6_peers_are_the_ipam_results_ipv6_routes():
+    result = {"nodes": NODES6, "pools": POOLS, "pools_ipv6": POOLS6}
+    desired = tunnels.desired_tunnels("a", result)
+    assert (desired.node_ip6, desired.vxlan_v6) == ("fd00:10::1", "fd00:66::")
+    peers = {p.node: p for p in desired.peers6}
+    assert set(peers) == {"b", "c"}
+    assert peers["b"].direct == ("fd00:66::40/122",) and peers["b"].routes == ()  # CrossSubnet, same IPv6 subnet
+    assert peers["c"].routes == ("fd00:66::80/122",) and peers["c"].vtep == "fd00:66::80"  # another subnet: encapsulated
+    assert peers["c"].ip == "fd00:11::2" and peers["c"].mac == naming.vxlan_mac_v6("c") != naming.vxlan_mac("c")
+    expected = IpamResult.from_dict(result).expected_routes("a", bgp_nodes=(), version=6)
+    assert sorted(str(r.dst) for r in expected if r.by == "tunnels") == ["fd00:66::40/122", "fd00:66::80/122"]  # one answer
+    # The IPv4 side is what it always was.
+    assert [p.node for p in desired.peers] == [p.node for p in tunnels.desired_tunnels("a", {"nodes": NODES, "pools": POOLS}).peers]
+    assert tunnels.desired_tunnels("d", result).vxlan_v6 is None and tunnels.desired_tunnels("d", result).peers6 == []
+
+
+def test_vxlan_v6_plan_from_scratch_and_noop():
+    desired = tunnels.desired_tunnels("a", {"nodes": NODES6, "pools": POOLS, "pools_ipv6": POOLS6})
+    addrs = [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}, {"family": "inet6", "local": "fd00:10::1", "prefixlen": 64, "scope": "global"}]
+    links = {"eth0": {"ifname": "eth0", "mtu": 1500, "flags": ["UP"], "addr_info": addrs}}
+    plan = tunnels.plan(desired, tunnels.State(links=links, routes=[], neighbours=[], fdb=[], ipip_loaded=False))
+    dev, mac = naming.VXLAN_V6_DEVICE, naming.vxlan_mac_v6("a")
+    assert (plan.underlay6, plan.vxlan_v6_mtu, plan.vxlan_v6_mac) == ("eth0", 1430, mac)
+    v6_lines = [line for line in plan.ip_lines if "fd00:" in line or dev in line]
+    assert v6_lines == [
+        f"link add {dev} mtu 1430 address {mac} type vxlan id 4096 local fd00:10::1 dev eth0 dstport 4789 nolearning",
+        f"link set dev {dev} alias l3.calico:vxlan-v6 up",
+        f"addr add fd00:66::/128 dev {dev}",
+        f"neigh replace fd00:66::40 lladdr {naming.vxlan_mac_v6('b')} dev {dev} nud permanent",
+        f"neigh replace fd00:66::80 lladdr {naming.vxlan_mac_v6('c')} dev {dev} nud permanent",
+        f"route replace fd00:66::80/122 via fd00:66::80 dev {dev} onlink proto 80",
+        "route replace fd00:66::40/122 via fd00:10::2 dev eth0 proto 80",
+    ]
+    assert f"fdb replace {naming.vxlan_mac_v6('c')} dev {dev} dst fd00:11::2 self permanent" in plan.bridge_lines
+    # As the kernel then shows it (ip -json): nothing to do; its own routes and link-local are not strays.
+    vx = {
+        "ifname": dev,
+        "mtu": 1430,
+        "address": mac,
+        "flags": ["UP"],
+        "ifalias": "l3.calico:vxlan-v6",
+        "linkinfo": {"info_data": {"id": 4096, "local6": "fd00:10::1", "link": "eth0", "port": 4789, "learning": False}},
+        "addr_info": [
+            {"family": "inet6", "local": "fd00:66::", "prefixlen": 128, "scope": "global"},
+            {"family": "inet6", "local": "fe80::1", "prefixlen": 64, "scope": "link"},
+        ],
+    }
+    routes6 = [
+        {"dst": "fd00:66::80/122", "gateway": "fd00:66::80", "dev": dev, "protocol": "80", "flags": ["onlink"]},
+        {"dst": "fd00:66::", "dev": dev, "protocol": "kernel", "flags": []},
+        {"dst": "fe80::/64", "dev": dev, "protocol": "kernel", "flags": []},
+        {"dst": "fd00:66::40/122", "gateway": "fd00:10::2", "dev": "eth0", "protocol": "80", "flags": []},
+    ]
+    neigh = [{"dst": "fd00:66::40", "lladdr": naming.vxlan_mac_v6("b"), "dev": dev, "state": ["PERMANENT"]}]
+    neigh.append({"dst": "fd00:66::80", "lladdr": naming.vxlan_mac_v6("c"), "dev": dev, "state": ["PERMANENT"]})
+    fdb6 = [{"mac": naming.vxlan_mac_v6(n), "dst": ip, "flags": ["self"]} for n, ip in (("b", "fd00:10::2"), ("c", "fd00:11::2"))]
+    state = tunnels.State(links={**links, dev: vx}, routes=[], neighbours=neigh, fdb=[], ipip_loaded=False, routes6=routes6, fdb6=fdb6)
+    again = tunnels.plan(desired, state)
+    assert [line for line in again.ip_lines + again.bridge_lines if "fd00:" in line or dev in line] == []  # (vxlan.calico is not there: its lines)
+    # The pool goes to Never: the device and the direct route go.
+    never = dict(POOLS6, v6=dict(POOLS6["v6"], vxlan_mode="Never"))
+    nodes = {k: dict(v, tunnels=dict(v["tunnels"], vxlan_v6=None)) for k, v in NODES6.items()}
+    gone = tunnels.plan(tunnels.desired_tunnels("a", {"nodes": nodes, "pools": POOLS, "pools_ipv6": never}), state)
+    assert f"link del dev {dev}" in gone.ip_lines and "route del fd00:66::40/122 dev eth0 proto 80" in gone.ip_lines
+
+
+def test_vxlan_v6_needs_the_ipv6_address_on_an_interface_and_refuses_a_foreign_device():
+    desired = tunnels.desired_tunnels("a", {"nodes": NODES6, "pools": POOLS, "pools_ipv6": POOLS6})
+    links = {"eth0": {"ifname": "eth0", "mtu": 1500, "flags": ["UP"], "addr_info": [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}]}}
+    with pytest.raises(tunnels.TunnelError, match="node a: IPv6 address fd00:10::1 is on no interface of this host"):
+        tunnels.plan(desired, tunnels.State(links=links, routes=[], neighbours=[], fdb=[], ipip_loaded=False))
+    foreign = {**links, naming.VXLAN_V6_DEVICE: {"ifname": naming.VXLAN_V6_DEVICE, "ifalias": ""}}
+    with pytest.raises(tunnels.TunnelError, match="interface vxlan-v6.calico exists but was not created by l3.calico"):
+        tunnels.plan(desired, tunnels.State(links=foreign, routes=[], neighbours=[], fdb=[], ipip_loaded=False))
