@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import ipaddress
 import json
 import os
@@ -284,6 +285,16 @@ class State:
     ipv6: bool = True  # the kernel has IPv6 (host veths get accept_ra=0)
     routes6: list[dict] = field(default_factory=list)  # host main table, IPv6 unicast
 
+    @functools.cached_property
+    def routes6_by_dev(self) -> dict[str, list[dict]]:
+        """The host's IPv6 routes per device but the kernel's fe80::/64 ones (every veth has one): looked
+        up once per workload, never a scan of all routes per workload."""
+        out: dict[str, list[dict]] = {}
+        for route in self.routes6:
+            if not str(route.get("dst", "")).startswith("fe80:"):
+                out.setdefault(route.get("dev"), []).append(route)
+        return out
+
 
 # The host's IPv6 routes in the same `ip -json -batch`: iproute2 takes the family from the prefix
 # (`-6` cannot start a batch line, and `table main` alone means IPv4); entries of other tables
@@ -295,10 +306,6 @@ def _main_table(routes: list[dict]) -> list[dict]:
     return [r for r in routes if r.get("table", "main") == "main"]
 
 
-def _v6_routed_veths(routes6: Iterable[dict]) -> set:
-    """Host veths with an IPv6 route other than the kernel's link-local prefix: workloads that have
-    (or had) an IPv6 address, whose namespace is read for IPv6 too."""
-    return {r.get("dev") for r in routes6 if not str(r.get("dst", "")).startswith("fe80:")}
 
 
 def read_state(
@@ -321,7 +328,7 @@ def read_state(
         ipv6=kernel_ipv6,
         routes6=_main_table(answers[2]) if kernel_ipv6 else [],
     )
-    v6_veths = _v6_routed_veths(state.routes6)
+    v6_veths = state.routes6_by_dev
     # Look inside the namespaces of desired workloads whose host side already exists and is ours:
     # that is where drift can hide. In-process rtnetlink dumps (no process per namespace), or
     # one `ip -n NS -json -batch` each when asked to (or when rtnetlink is unusable).
@@ -625,10 +632,8 @@ def _host_differences6(w: Workload, link: dict, state: State, route_del: list[st
         reasons.append(f"host veth address {naming.GATEWAY6}/64 added")
         ops6.append(_gateway6_address(veth))
     wanted = False
-    for route in state.routes6:
+    for route in state.routes6_by_dev.get(veth, ()):
         dst = str(route.get("dst", ""))
-        if route.get("dev") != veth or dst.startswith("fe80:"):
-            continue
         if w.ipv6 is not None and _same_address(dst, w.ipv6):
             wanted = True
         else:
@@ -789,7 +794,7 @@ def _describe_current(veth: str, netns: str, state: State, netns_prefix: str) ->
     link = state.links.get(veth, {})
     ips = sorted(str(r["dst"]).partition("/")[0] for r in state.routes if r.get("dev") == veth and r.get("scope") == "link")
     ip = ",".join(ips) or "none"
-    ips6 = sorted(str(r["dst"]).partition("/")[0] for r in state.routes6 if r.get("dev") == veth and not str(r.get("dst", "")).startswith("fe80:"))
+    ips6 = sorted(str(r["dst"]).partition("/")[0] for r in state.routes6_by_dev.get(veth, ()))
     six = f" ipv6={','.join(ips6)}" if ips6 else ""
     return f"{_wid_of(netns, netns_prefix)}: ip={ip}{six} mtu={link.get('mtu')} netns={netns} veth={veth}"
 
