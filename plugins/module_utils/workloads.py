@@ -306,8 +306,6 @@ def _main_table(routes: list[dict]) -> list[dict]:
     return [r for r in routes if r.get("table", "main") == "main"]
 
 
-
-
 def read_state(
     runner: iproute.Runner,
     desired: Mapping[str, Workload],
