@@ -121,6 +121,8 @@ def desired_rules(
         wid = w.get("id") or (naming.workload_id(w.get("namespace") or "default", w["name"]) if w.get("name") else None)
         if not wid:
             raise FirewallError(f"workloads[{index}]: needs 'id' or 'name'")
+        if w.get("ip") is None and w.get("ipv6") is not None:
+            continue  # an IPv6-only workload (dual stack): no IPv4 source is its own, every one is dropped
         try:
             ip = str(ipaddress.IPv4Interface(str(w.get("ip"))).ip)
         except ValueError:

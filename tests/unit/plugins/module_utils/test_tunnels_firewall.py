@@ -395,3 +395,12 @@ def test_vxlan_v6_needs_the_ipv6_address_on_an_interface_and_refuses_a_foreign_d
     foreign = {**links, naming.VXLAN_V6_DEVICE: {"ifname": naming.VXLAN_V6_DEVICE, "ifalias": ""}}
     with pytest.raises(tunnels.TunnelError, match="interface vxlan-v6.calico exists but was not created by l3.calico"):
         tunnels.plan(desired, tunnels.State(links=foreign, routes=[], neighbours=[], fdb=[], ipip_loaded=False))
+
+
+def test_an_ipv6_only_workload_has_no_ipv4_source_of_its_own():
+    """Dual stack: the IPAM result's ``ip: null`` (assign_ipv4 false) with an ``ipv6`` - no IPv4 source is
+    allowed from its veth (the anti-spoofing rule drops every one); ``ip: null`` alone is still refused."""
+    rules = firewall.desired_rules(POOLS, [{"id": "d.v6", "ip": None, "ipv6": "fd00::1"}, {"id": "d.w", "ip": "172.17.0.9"}])
+    assert rules.sources == [(naming.veth_name("d.w"), "172.17.0.9")]
+    with pytest.raises(firewall.FirewallError, match=r"workloads\[0\] \(d.x\): ip None is not an IPv4 address"):
+        firewall.desired_rules(POOLS, [{"id": "d.x", "ip": None}])
