@@ -266,14 +266,16 @@ class LinkSet:
 
 @dataclass(frozen=True)
 class AddrAdd:
-    """``addr add LOCAL/PREFIXLEN dev DEV`` (fails if the address is there: NLM_F_EXCL, like ip)."""
+    """``addr add LOCAL/PREFIXLEN dev DEV`` (fails if the address is there: NLM_F_EXCL, like ip);
+    with ``replace``, ``addr replace`` (NLM_F_REPLACE: there already is no error)."""
 
     local: str
     prefixlen: int
     dev: str
+    replace: bool = False
 
     def __str__(self) -> str:
-        return f"addr add {self.local}/{self.prefixlen} dev {self.dev}"
+        return f"addr {'replace' if self.replace else 'add'} {self.local}/{self.prefixlen} dev {self.dev}"
 
 
 @dataclass(frozen=True)
@@ -383,7 +385,7 @@ def encode(change: Change, seq: int, index: Mapping[str, int]) -> bytes:
         body = IFADDRMSG.pack(_family(change.local), change.prefixlen, 0, _address_scope(change.local), ifindex)
         body += _attr(IFA_LOCAL, local) + _attr(IFA_ADDRESS, local)
         if isinstance(change, AddrAdd):
-            return _message(RTM_NEWADDR, ack | NLM_F_CREATE | NLM_F_EXCL, seq, body)
+            return _message(RTM_NEWADDR, ack | NLM_F_CREATE | (NLM_F_REPLACE if change.replace else NLM_F_EXCL), seq, body)
         return _message(RTM_DELADDR, ack, seq, body)
     if isinstance(change, (RouteReplace, RouteDel)):
         dst, dst_len = _prefix(change.dst)

@@ -652,7 +652,9 @@ def _same_address(dst: str, address: str) -> bool:
 
 
 def _gateway6_address(veth: str) -> rtnl.AddrAdd:
-    return rtnl.AddrAdd(naming.GATEWAY6, 64, veth)
+    # `replace`: the kernel makes the same address itself (EUI-64) as soon as the veth has IPv6 and a
+    # carrier - e.g. when a workload gains an IPv6 address and the sysctls just turned IPv6 on.
+    return rtnl.AddrAdd(naming.GATEWAY6, 64, veth, replace=True)
 
 
 def _host_route6(w: Workload) -> rtnl.RouteReplace:

@@ -126,7 +126,13 @@ def test_dual_stack_workloads_reach_each_other_and_the_host(topo6, tmp_path):
     b_items = [{"name": "db-1", "ip": "10.65.0.65", "ipv6": "fd00:65::41"}]
     done = topo.workloads("a", a_items, tmp_path)
     assert done["ok"] and done["create"] == ["default.old-1", "default.web-1", "default.web-2"], done
-    assert topo.workloads("b", b_items, tmp_path)["ok"]
+    # Host b: new devices start with IPv6 off (the host's IPv6 side must come after the veth's sysctls),
+    # and db-1 first exists IPv4-only, then gains its IPv6 address (the kernel then makes the veth's
+    # link-local address itself the moment IPv6 is on: the module's `addr replace` must not fail on it).
+    topo.nsexec(topo.host("b"), "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+    assert topo.workloads("b", b_items, tmp_path, ipv6=False)["ok"]
+    gained = topo.workloads("b", b_items, tmp_path)
+    assert gained["ok"] and list(gained["update"]) == ["default.db-1"], gained
     # The routes BIRD would install (no encapsulation, same subnet): the other node's blocks via it.
     topo.ip(topo.host("a"), "route add 10.65.0.64/26 via 192.168.100.101", "route add fd00:65::40/122 via fd00:100::101")
     topo.ip(topo.host("b"), "route add 10.65.0.0/26 via 192.168.100.100", "route add fd00:65::/122 via fd00:100::100")

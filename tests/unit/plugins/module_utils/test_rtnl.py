@@ -263,8 +263,9 @@ def test_ipv6_changes_are_encoded_as_ip_sends_them():
     assert rtnl.IFADDRMSG.unpack_from(payload) == (socket.AF_INET6, 128, 0, rtnl.RT_SCOPE_UNIVERSE, 7)
     packed = socket.inet_pton(socket.AF_INET6, "fd00:65::1")
     assert rtnl._attrs(payload, rtnl.IFADDRMSG.size) == {rtnl.IFA_LOCAL: packed, rtnl.IFA_ADDRESS: packed}
-    _kind, _flags, _seq, payload = one(rtnl.AddrAdd("fe80::ecee:eeff:feee:eeee", 64, "eth0"))
+    _kind, flags, _seq, payload = one(rtnl.AddrAdd("fe80::ecee:eeff:feee:eeee", 64, "eth0", replace=True))
     assert rtnl.IFADDRMSG.unpack_from(payload)[:4] == (socket.AF_INET6, 64, 0, rtnl.RT_SCOPE_LINK)
+    assert flags == rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK | rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE  # `addr replace`
 
     _kind, _flags, _seq, payload = one(rtnl.RouteReplace("default", "eth0", gateway="fe80::ecee:eeff:feee:eeee"))
     family, dst_len, *_rest, rtype, _rflags = rtnl.RTMSG.unpack_from(payload)

@@ -273,7 +273,7 @@ def test_dual_stack_create_plans_the_host_ipv6_side_after_the_sysctls(tmp_path):
     item = {"name": "web-1", "ip": "172.17.72.1", "ipv6": "fd00:65:0:0::1"}
     plan = wl.converge([item, W2], runner=FakeKernel(), inside="ip", state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path), check_mode=True)
     veth = naming.veth_name("default.web-1")
-    assert [str(op) for op in plan.host_ops6] == [f"addr add fe80::ecee:eeff:feee:eeee/64 dev {veth}", f"route replace fd00:65::1 dev {veth} scope link"]
+    assert [str(op) for op in plan.host_ops6] == [f"addr replace fe80::ecee:eeff:feee:eeee/64 dev {veth}", f"route replace fd00:65::1 dev {veth} scope link"]
     assert not any("fd00" in line or "fe80" in line for line in plan.host_lines)  # not in the host batch: IPv6 may be off there
     for key, value in (("disable_ipv6", "0"), ("accept_dad", "0"), ("proxy_ndp", "1"), ("forwarding", "1"), ("accept_ra", "0")):
         assert plan.sysctls[f"net/ipv6/conf/{veth}/{key}"] == value
