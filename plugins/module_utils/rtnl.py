@@ -442,17 +442,27 @@ def link_indexes(sock: socket.socket, names: Iterable[str]) -> dict[str, int]:
     return _resolve(sock, names)[0]
 
 
+# The answers to one send must fit the socket's receive buffer (about 200 KiB by default) or the
+# kernel drops them (ENOBUFS): a link's RTM_NEWLINK answer is 1-2 KiB, so names are resolved 64 to
+# a send (a namespace has two; the host's IPv6 side one per veth); changes, acknowledged in a few
+# dozen bytes each, go 256 to a send.
+RESOLVE_CHUNK, APPLY_CHUNK = 64, 256
+
+
 def _resolve(sock: socket.socket, names: Iterable[str]) -> tuple[dict[str, int], dict[str, tuple[int, str]]]:
     names = sorted(set(names))
     if not names:
         return {}, {}
-    sock.send(
-        b"".join(
-            _message(RTM_GETLINK, NLM_F_REQUEST, 1 + i, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, name.encode() + b"\0"))
-            for i, name in enumerate(names)
+    answers: dict[int, tuple[int, bytes, int]] = {}
+    for first in range(0, len(names), RESOLVE_CHUNK):
+        chunk = range(first, min(first + RESOLVE_CHUNK, len(names)))
+        sock.send(
+            b"".join(
+                _message(RTM_GETLINK, NLM_F_REQUEST, 1 + i, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, names[i].encode() + b"\0"))
+                for i in chunk
+            )
         )
-    )
-    answers = _answers(sock, range(1, 1 + len(names)))
+        answers.update(_answers(sock, [1 + i for i in chunk]))
     found, refused = {}, {}
     for i, name in enumerate(names):
         kind, payload, flags = answers[1 + i]
@@ -468,7 +478,8 @@ def apply(sock: socket.socket, changes: Sequence[Change]) -> None:
     """Apply ``changes`` in order, as ONE batch, on the namespace of ``sock``.
 
     Device names are resolved first (one request per device, one send); then every change is
-    encoded and all are sent together. The kernel handles the messages of a batch in order and
+    encoded and all are sent together (:data:`RESOLVE_CHUNK` / :data:`APPLY_CHUNK` at a time when
+    there are more: the answers must fit the socket's receive buffer). The kernel handles the messages of a batch in order and
     answers each; unlike ``ip -batch`` it does not stop at the first refusal, so every refusal is
     collected and raised together as a NetlinkError (what succeeded stays; a next run repairs).
     """
@@ -484,9 +495,10 @@ def apply(sock: socket.socket, changes: Sequence[Change]) -> None:
         seq = 1000 + position
         batch.append(encode(change, seq, index))
         sent[seq] = change
-    if batch:
-        sock.send(b"".join(batch))
-        for seq, (kind, payload, flags) in _answers(sock, sent).items():
+    seqs = list(sent)
+    for first in range(0, len(batch), APPLY_CHUNK):
+        sock.send(b"".join(batch[first : first + APPLY_CHUNK]))
+        for seq, (kind, payload, flags) in _answers(sock, seqs[first : first + APPLY_CHUNK]).items():
             err, message = _error_of(payload, flags) if kind == NLMSG_ERROR else (0, "")
             if err:
                 failures[seq - 1000] = (sent[seq], err, message)

@@ -297,3 +297,15 @@ def test_a_dual_stack_workload_gets_its_ipv6_address_and_default_route_inside():
         "addr add fd00:65::1/128 dev eth0",
         "route replace default via fe80::ecee:eeff:feee:eeee dev eth0",
     ]
+
+
+def test_many_changes_go_in_sends_whose_answers_fit_the_receive_buffer():
+    """The host's IPv6 side names one veth per workload: 250 workloads would resolve 250 links in one
+    send, 250 answers of 1-2 KiB - more than the socket's receive buffer (the kernel drops them: ENOBUFS)."""
+    names = {f"cali{i:011d}": 10 + i for i in range(150)}
+    changes = [rtnl.RouteReplace(f"fd00::{i:x}", name, scope_link=True) for i, name in enumerate(names)] * 2
+    sock = FakeNetlink(names)
+    sock.decoded = changes
+    rtnl.apply(sock, changes)
+    resolving, applying = sock.sent[:3], sock.sent[3:]
+    assert [len(decode(d)) for d in resolving] == [64, 64, 22] and [len(decode(d)) for d in applying] == [256, 44]
