@@ -101,7 +101,7 @@ def converge(
     if me is not None and me.address6 is not None and IPV6_FORWARDING not in wanted_sysctls:
         wanted_sysctls = {**wanted_sysctls, IPV6_FORWARDING: 1}
     sys_plan = sysctls.plan(wanted_sysctls, sysctl_options.path, creates=tun.creates)  # e.g. tunl0's keys
-    fw = firewall.prepare(pools, workloads, firewall_options, ipam.node_addresses(), runner)
+    fw = firewall.prepare(pools, workloads, firewall_options, ipam.node_addresses(), runner, pools_ipv6 or {}, ipam.node_addresses(6))
     if not check_mode:
         if tun.changed:
             tunnels.apply(runner, tun, tunnel_options.modprobe_dir)
@@ -143,7 +143,7 @@ def remove(
     """
     tun = tunnels.plan_removal(tunnels.read_state(runner), pools, ipip_address, pools_ipv6 or {})
     sys_plan = sysctls.plan_removal(sysctl_file)
-    fw = firewall.plan_removal(firewall.read_nft(runner), firewall.read_iptables(runner), os.path.exists(firewall_state_file))
+    fw = firewall.plan_removal(firewall.read_nft(runner), firewall.read_iptables(runner), os.path.exists(firewall_state_file), firewall.read_nft(runner, "ip6"))
     if not check_mode:
         if tun.changed:
             tunnels.apply(runner, tun)

@@ -317,3 +317,51 @@ def test_vxlan_v6_between_hosts(topo6, tmp_path):
     gone = topo.converge("a", "tunnels", node="node-a", ipam=_vxlan_v6_result(mode="Never"))
     assert gone["ok"] and "link del dev vxlan-v6.calico" in gone["ip_lines"], gone
     assert sh("ip", "-n", host_a, "link", "show", naming.VXLAN_V6_DEVICE, check=False).returncode != 0
+
+
+OUTSIDE6 = "2001:db8:ffff::1"
+
+
+def test_nat_outgoing_for_an_ipv6_pool(topo6, tmp_path):
+    """nftables table ip6 l3calico: an IPv6 nat pool's workload reaches the outside from the host's IPv6
+    address; traffic to another pool keeps its source; no-op, check mode, the pool's natOutgoing off, removal."""
+    topo = topo6
+    rt = topo.router
+    topo.ip(rt, f"addr add {OUTSIDE6}/128 dev lo")
+    a_items = [{"name": "web-1", "ip": "10.65.0.1", "ipv6": "fd00:65::1"}]
+    b_items = [{"name": "db-1", "ip": "10.65.0.65", "ipv6": "fd00:66::41"}]
+    assert topo.workloads("a", a_items, tmp_path)["ok"] and topo.workloads("b", b_items, tmp_path)["ok"]
+    topo.ip(topo.host("a"), "route add fd00:66::40/122 via fd00:100::101")
+    topo.ip(topo.host("b"), "route add fd00:65::/122 via fd00:100::100")
+    web1, db1 = topo.netns_prefix("a") + "default.web-1", topo.netns_prefix("b") + "default.db-1"
+    serve(topo, rt, 7010)
+    serve(topo, db1, 7011)
+    # Without the rules the router cannot answer (no route back to the pool): the test can fail.
+    assert (
+        topo.nsexec(
+            web1, sys.executable, "-c", f"import socket; s=socket.socket(socket.AF_INET6); s.settimeout(2); s.connect(({OUTSIDE6!r},7010))", check=False
+        ).returncode
+        != 0
+    )
+
+    pools = {"v4": {"cidr": "10.65.0.0/16", "nat_outgoing": False}}
+    pools6 = {"v6": {"cidr": "fd00:65::/48", "nat_outgoing": True}, "other": {"cidr": "fd00:66::/48", "nat_outgoing": False}}
+    state = str(tmp_path / "fw-a.json")
+    kwargs = dict(pools=pools, workloads=a_items, pools6=pools6, node_addresses6=[V6["a"], V6["b"]], state_file=state, backend="nftables")
+    done = topo.converge("a", "firewall", **kwargs)
+    assert done["ok"] and "nftables table ip6 l3calico created" in done["changes"], done
+    assert tcp(topo, web1, OUTSIDE6, 7010) == V6["a"]  # masqueraded to the host's IPv6 address
+    assert tcp(topo, web1, "fd00:66::41", 7011) == "fd00:65::1"  # another pool: the source kept
+    assert tcp(topo, topo.host("a"), OUTSIDE6, 7010) == V6["a"]
+
+    listing = sh("ip", "netns", "exec", topo.host("a"), "nft", "-s", "list", "table", "ip6", "l3calico").stdout
+    again = topo.converge("a", "firewall", **kwargs)
+    assert again["ok"] and not again["changed"], again
+    off = dict(kwargs, pools6={name: dict(pool, nat_outgoing=False) for name, pool in pools6.items()})
+    check = topo.converge("a", "firewall", check_mode=True, **off)
+    assert check["ok"] and check["changes"] == ["nftables table ip6 l3calico removed (no IPv6 pool with natOutgoing)"], check
+    assert sh("ip", "netns", "exec", topo.host("a"), "nft", "-s", "list", "table", "ip6", "l3calico").stdout == listing
+    assert topo.converge("a", "firewall", **off)["changed"]
+    assert sh("ip", "netns", "exec", topo.host("a"), "nft", "list", "table", "ip6", "l3calico", check=False).returncode != 0
+    assert sh("ip", "netns", "exec", topo.host("a"), "nft", "list", "table", "ip", "l3calico", check=False).returncode == 0  # IPv4's stays
+    assert not topo.converge("a", "firewall", **off)["changed"]

@@ -404,3 +404,35 @@ def test_an_ipv6_only_workload_has_no_ipv4_source_of_its_own():
     assert rules.sources == [(naming.veth_name("d.w"), "172.17.0.9")]
     with pytest.raises(firewall.FirewallError, match=r"workloads\[0\] \(d.x\): ip None is not an IPv4 address"):
         firewall.desired_rules(POOLS, [{"id": "d.x", "ip": None}])
+
+
+POOLS6_NAT = {"v6": {"cidr": "fd00:66::/48", "nat_outgoing": True}, "v6b": {"cidr": "fd00:67::/48", "nat_outgoing": False}}
+
+
+def test_ipv6_nat_outgoing_is_a_table_of_its_own_only_while_a_pool_needs_it():
+    rules = firewall.desired_rules(POOLS, [], pools6=POOLS6_NAT, node_addresses6=["fd00:10::1", "fd00:66::"])
+    text = firewall.render_nft6(rules)
+    assert "table ip6 l3calico {" in text and "elements = { fd00:66::/48 }" in text and "elements = { fd00:66::/48, fd00:67::/48 }" in text
+    assert "ip6 saddr @nat-pools ip6 daddr != @all-pools ip6 daddr != @node-addresses counter masquerade fully-random" in text
+    assert firewall.render_nft(rules) == firewall.render_nft(firewall.desired_rules(POOLS, []))  # the IPv4 table as it was
+    created = firewall.plan(rules, "nftables", None, {"mangle": None, "nat": None, "filter": None}, {}, None)
+    assert "nftables table ip6 l3calico created" in created.changes and created.nft_script.endswith(text)
+    recorded = dict(created.record, nft_listing="L4", nft6_listing="L6")
+    again = firewall.plan(rules, "nftables", "L4", {"mangle": None, "nat": None, "filter": None}, recorded, "L6")
+    assert not again.changed and again.record == created.record
+    # No IPv6 nat pool: the table goes; none there: nothing to do and nothing recorded for it.
+    plain = firewall.desired_rules(POOLS, [], pools6={"v6b": POOLS6_NAT["v6b"]})
+    gone = firewall.plan(plain, "nftables", "L4", {"mangle": None, "nat": None, "filter": None}, recorded, "L6")
+    assert gone.changes == ["nftables table ip6 l3calico removed (no IPv6 pool with natOutgoing)"] and "delete table ip6 l3calico" in gone.nft_script
+    assert "nft6_sha256" not in gone.record
+    with pytest.raises(firewall.FirewallError, match="natOutgoing of IPv6 pools \\(fd00:66::/48\\) needs the nftables backend"):
+        firewall.plan(rules, "iptables", None, {"mangle": None, "nat": None, "filter": None}, {}, None)
+    with pytest.raises(firewall.FirewallError, match="pools_ipv6 v6: cidr '10.0.0.0/8' is not an IPv6 network"):
+        firewall.desired_rules(POOLS, [], pools6={"v6": {"cidr": "10.0.0.0/8"}})
+
+
+def test_removal_takes_the_ipv6_table_too():
+    gone = firewall.plan_removal("L4", {"mangle": None, "nat": None, "filter": None}, False, "L6")
+    assert gone.nft_script == "delete table ip l3calico\ndelete table ip6 l3calico\n"
+    assert gone.changes == ["nftables table ip l3calico removed", "nftables table ip6 l3calico removed"]
+    assert firewall.plan_removal("L4", {"mangle": None, "nat": None, "filter": None}, False).nft_script == "delete table ip l3calico\n"
