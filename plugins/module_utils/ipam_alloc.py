@@ -108,8 +108,7 @@ class Allocator:
         self._full_prefix: dict = {}  # node -> how many of its first blocks (claim order) are full
         self._reserved_cache: dict = {}  # block cidr -> reserved ordinals
         self._seed_cache: dict = {}  # (pool name, node) -> start index of the node's block search
-        # Blocks of both families may be held (IPv6 pools in the inventory, or IPv6 blocks in the state).
-        self._dual = any(p.bits != V4 for p in ctx.pools) or any(b.bits != V4 for b in ctx.state.blocks.values())
+        self._dual: bool | None = None  # whether blocks of both families may be held (worked out at the first claim)
 
     def run(self, needs: dict) -> None:
         """``needs``: per node name ``([tunnel kind], [workload])`` still without a valid address."""
@@ -265,6 +264,8 @@ class Allocator:
         Calico counts max_blocks_per_host per IP version: autoAssign compares the host's affine blocks
         of the version it assigns (libcalico-go/lib/ipam/ipam.go, getAffineBlocks by version)."""
         mine = self.ctx.node_blocks.get(name, ())
+        if self._dual is None:  # IPv6 pools in the inventory, or IPv6 blocks in the state
+            self._dual = any(p.bits != V4 for p in self.ctx.pools) or any(b.bits != V4 for b in self.ctx.state.blocks.values())
         if not self._dual:
             return len(mine)
         bits = pools[0].bits

@@ -55,8 +55,11 @@ class PlanContext:
         address but keeps the ones it has (as in Calico), workloads' and tunnels' alike - except on the
         nodes the evacuation policy moves out of it (a pool migration step).
 
-        A ``vxlan_v6`` tunnel address only for a node with an IPv6 address (``calico_node_ipv6``): Calico's
-        calico-node gives the IPv6 VTEP an address only when the node has one (node/pkg/allocateip).
+        A ``vxlan_v6`` tunnel address comes from the enabled IPv6 pools with VXLAN that select the node,
+        whether or not the node has an IPv6 address, as Calico's calico-node allocates it
+        (node/pkg/allocateip/allocateip.go, determineEnabledPoolCIDRs for AttributeTypeVXLANV6: VXLAN mode,
+        not disabled, IP version 6, selects the node); the routes through it need both nodes' IPv6
+        addresses (ipam_result.remote_path).
         """
         key = (node.name, namespace, pool_name, kind, keep, bits)
         pools = self._eligible.get(key)
@@ -68,8 +71,6 @@ class PlanContext:
                 if (pool.disabled and not keep) or not pool.selects(node.labels):
                     continue
                 if kind is None and pool.bits != bits:
-                    continue
-                if kind == "vxlan_v6" and node.ipv6 is None:
                     continue
                 if keep and evacuation.moves(node.name, pool):
                     if kind is None or not evacuation.keeps_tunnel(node, kind):

@@ -95,6 +95,9 @@ class ExistingCheck:
 
     def __init__(self, ctx: PlanContext):
         self.ctx = ctx
+        # The tunnel kinds some pool of the inventory uses (enabled or not): a node needs no other (no
+        # pool of that kind may serve or keep its address), so the others are not asked about per node.
+        self.kinds = tuple(kind for kind in TUNNEL_KINDS if any(kind in pool.tunnel_kinds for pool in ctx.pools))
 
     def run(self) -> dict:
         ctx = self.ctx
@@ -195,7 +198,7 @@ class ExistingCheck:
         eligible = self.ctx.eligible
         handles = self.ctx.state.handles
         needs = []
-        for kind in TUNNEL_KINDS:
+        for kind in self.kinds:
             if eligible(node, None, None, kind):
                 needs.append(kind)
                 continue

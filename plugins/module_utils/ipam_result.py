@@ -472,7 +472,7 @@ def remote_path(me: Node, owner: Node, pool: Pool, bgp: bool, inside: Optional[b
     An IPv6 pool: the same, in IPv6 - the VTEPs are the nodes' ``vxlan_v6`` addresses on
     ``vxlan-v6.calico``, the next hop the owner's IPv6 address; a node without an IPv6 address
     (``calico_node_ipv6``) neither reaches nor is reached by IPv6 routes (as Calico: no IPv6 BGP
-    session, no IPv6 VTEP without one).
+    session without one, and Felix's IPv6 VTEP needs the node's IPv6 address as its parent).
 
     - VXLAN pool (l3.calico.tunnels, BGP or not), only when this node has a VTEP (as Felix: its
       VXLAN device and its data device come from its own VTEP; without one the tunnel address is the

@@ -189,7 +189,8 @@ def test_dual_stack_through_the_playbook(inventory):
     assert [b for b in doc["blocks"] if ":" not in b["cidr"]] == ipv4_only["blocks"]  # the IPv4 side untouched
     six = [b for b in doc["blocks"] if ":" in b["cidr"]]
     assert {b["cidr"].rsplit("/", 1)[1] for b in six} == {"122"} and len(six) == 2
-    # l3tipam-a (with calico_node_ipv6) has an IPv6 VTEP address; l3tipam-b (without) none
-    assert "vxlan-v6-tunnel-addr-l3tipam-a" in doc["handles"] and "vxlan-v6-tunnel-addr-l3tipam-b" not in doc["handles"]
+    # both nodes have an IPv6 VTEP address (as Calico's allocateip: whether or not the node has an IPv6 address)
+    assert "vxlan-v6-tunnel-addr-l3tipam-a" in doc["handles"] and "vxlan-v6-tunnel-addr-l3tipam-b" in doc["handles"]
+    assert doc["handles"]["vxlan-v6-tunnel-addr-l3tipam-a"]["block"] != {}
     out, changed = playbook(inventory)
     assert changed == 0
