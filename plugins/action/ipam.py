@@ -29,7 +29,12 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_run import ARGUMENT
 _SPEC = {name: spec for name, spec in ARGUMENT_SPEC.items() if name != "nodes"}
 
 
-_INVENTORY_KEYS = (("ip", "calico_node_ip", None), ("labels", "calico_node_labels", {}), ("workloads", "calico_workloads", []))
+_INVENTORY_KEYS = (
+    ("ip", "calico_node_ip", None),
+    ("ipv6", "calico_node_ipv6", None),
+    ("labels", "calico_node_labels", {}),
+    ("workloads", "calico_workloads", []),
+)
 _MARKERS = ("{{", "{%", "{#")
 
 
@@ -46,7 +51,7 @@ def _has_template(value) -> bool:
 
 def nodes_from_hostvars(hostvars, groups, group: str, templar) -> list:
     """The IPAM's node list from the inventory: each host of ``group`` with its name, calico_node_ip,
-    calico_node_labels and calico_workloads, read once per host.
+    calico_node_ipv6 (optional), calico_node_labels and calico_workloads, read once per host.
 
     Each host's variables are read as Ansible computes them (``hostvars``, every source and precedence);
     a value is templated with that host's variables only when it holds an expression - templating plain
@@ -87,7 +92,11 @@ def routing(nodes: dict) -> dict:
             "blocks": node["blocks"],
             "borrowed": node["borrowed"],
             "tunnels": node["tunnels"],
-            "workloads": [w for w in node["workloads"] if w.get("borrowed")],
+            "workloads": [w for w in node["workloads"] if w.get("borrowed") or w.get("borrowed_ipv6")],
+            "ipv6": node.get("ipv6"),
+            "network_ipv6": node.get("network_ipv6"),
+            "blocks_ipv6": node.get("blocks_ipv6", []),
+            "borrowed_ipv6": node.get("borrowed_ipv6", []),
         }
         for name, node in nodes.items()
     }
@@ -105,7 +114,13 @@ def summary(result: dict) -> list:
             f"{' '.join(node['borrowed']) or 'none'}; tunnels: ipip {tunnels.get('ipip') or '-'}, "
             f"vxlan {tunnels.get('vxlan') or '-'}"
         )
-    for name, pool in result["pools"].items():
+        if node.get("blocks_ipv6") or tunnels.get("vxlan_v6"):
+            lines[-1] += (
+                f"; IPv6: {len(node['blocks_ipv6'])} block(s) {' '.join(b['cidr'] for b in node['blocks_ipv6'])}; "
+                f"{sum(1 for w in node['workloads'] if w.get('ipv6'))} address(es); borrowed: {' '.join(node.get('borrowed_ipv6') or []) or 'none'}; "
+                f"vxlan-v6 {tunnels.get('vxlan_v6') or '-'}"
+            )
+    for name, pool in [*result["pools"].items(), *result.get("pools_ipv6", {}).items()]:
         lines.append(
             f"pool {name} {pool['cidr']}: {pool['blocks']} block(s) of /{pool['block_size']}, "
             f"{pool['allocated']}/{pool['capacity']} addresses in use "

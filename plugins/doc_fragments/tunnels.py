@@ -24,18 +24,29 @@ options:
         M(l3.calico.node), C(cidr), C(nat_outgoing) and C(disabled) for the firewall). Required with O(state=present).
       - With O(state=absent), optional; routes with protocol 80 inside these pools are removed.
     type: dict
+  pools_ipv6:
+    description:
+      - The IPAM result's C(pools_ipv6) (C(calico_ipam_result.pools_ipv6)), the IPv6 pools (dual stack). A node with
+        an IPv6 address (C(nodes[node].ipv6)) and a C(vxlan_v6) tunnel address gets C(vxlan-v6.calico) and the routes
+        of the IPv6 VXLAN pools. Absent or empty without IPv6 pools.
+      - With O(state=absent), optional; IPv6 routes with protocol 80 inside these pools are removed.
+    type: dict
   underlay_interface:
-    description: Interface carrying the node address; by default the interface that holds C(nodes[node].ip).
+    description:
+      - Interface carrying the node address; by default the interface that holds C(nodes[node].ip) (for
+        C(vxlan-v6.calico) the one holding C(nodes[node].ipv6)).
     type: str
   underlay_mtu:
     description: MTU of the underlay; by default the MTU of O(underlay_interface).
     type: int
   vxlan_vni:
-    description: VXLAN network identifier of C(vxlan.calico) (Felix's C(VXLANVNI)).
+    description:
+      - VXLAN network identifier of C(vxlan.calico) and C(vxlan-v6.calico) (Felix's C(VXLANVNI); Felix's IPv6 VXLAN
+        device takes the same one).
     type: int
     default: 4096
   vxlan_port:
-    description: VXLAN UDP port of C(vxlan.calico) (Felix's C(VXLANPort)).
+    description: VXLAN UDP port of C(vxlan.calico) and C(vxlan-v6.calico) (Felix's C(VXLANPort), the same for both).
     type: int
     default: 4789
   modprobe_dir:

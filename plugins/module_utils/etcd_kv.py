@@ -12,7 +12,9 @@ Layout (Calico's libcalico-go ``model`` package, etcdv3 backend), below an optio
 object             key                                                 value
 =================  ==================================================  ===========================
 block              /calico/ipam/v2/assignment/ipv4/block/10.0.0.0-26   AllocationBlock JSON
+                   /calico/ipam/v2/assignment/ipv6/block/fd00::-122    (an IPv6 block)
 affinity           /calico/ipam/v2/host/<node>/ipv4/block/10.0.0.0-26  {"state":..,"deleted":..}
+                   /calico/ipam/v2/host/<node>/ipv6/block/fd00::-122   (an IPv6 block's)
 handle             /calico/ipam/v2/handle/<handle id>                  {"block":{cidr:n},"deleted":..}
 IPAM config        /calico/ipam/v2/config                              {"strict_affinity":..,...}
 IP pool            /calico/resources/v3/projectcalico.org/ippools/<n>  v3 IPPool resource
@@ -39,6 +41,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import IpamEr
 
 ROOT = "/calico/ipam/v2"
 BLOCK_DIR = ROOT + "/assignment/ipv4/block/"
+BLOCK_DIR_V6 = ROOT + "/assignment/ipv6/block/"
 HOST_DIR = ROOT + "/host/"
 HANDLE_DIR = ROOT + "/handle/"
 CONFIG_KEY = ROOT + "/config"
@@ -77,11 +80,13 @@ def key_part_to_cidr(part: str) -> str:
 
 
 def block_key(cidr: str, prefix: str = "") -> str:
-    return f"{prefix}{BLOCK_DIR}{cidr_to_key_part(cidr)}"
+    """Calico's key of a block: ``.../assignment/ipv4/block/...`` or, for an IPv6 block, ``ipv6``."""
+    return f"{prefix}{BLOCK_DIR_V6 if ':' in cidr else BLOCK_DIR}{cidr_to_key_part(cidr)}"
 
 
 def affinity_key(node: str, cidr: str, prefix: str = "") -> str:
-    return f"{prefix}{HOST_DIR}{node}/ipv4/block/{cidr_to_key_part(cidr)}"
+    family = "ipv6" if ":" in cidr else "ipv4"
+    return f"{prefix}{HOST_DIR}{node}/{family}/block/{cidr_to_key_part(cidr)}"
 
 
 def handle_key(handle_id: str, prefix: str = "") -> str:
@@ -100,8 +105,9 @@ def parse_key(key: str, prefix: str = "") -> tuple[str, Any] | None:
     """``("block", cidr)``, ``("affinity", (node, cidr))``, ``("handle", id)``, ``("config", None)``,
     ``("pool", name)``.
 
-    None for keys this IPAM does not manage (IPv6 blocks, ``virtual`` affinities, IPAMHost
-    markers, ...): they are read past and never written.
+    None for keys this IPAM does not manage (``virtual`` affinities, IPAMHost markers, ...): they are
+    read past and never written. A block or affinity key whose cidr is not of its directory's family
+    (an IPv4 cidr under ``ipv6``) is not Calico's either: read past the same way.
     """
     if not key.startswith(prefix):
         return None
@@ -115,14 +121,18 @@ def parse_key(key: str, prefix: str = "") -> tuple[str, Any] | None:
         return ("config", None)
     if rest.startswith(BLOCK_DIR):
         part = rest[len(BLOCK_DIR) :]
-        return ("block", key_part_to_cidr(part)) if "/" not in part and "-" in part else None
+        return ("block", key_part_to_cidr(part)) if "/" not in part and "-" in part and ":" not in part else None
+    if rest.startswith(BLOCK_DIR_V6):
+        part = rest[len(BLOCK_DIR_V6) :]
+        return ("block", key_part_to_cidr(part)) if "/" not in part and "-" in part and ":" in part else None
     if rest.startswith(HANDLE_DIR):
         handle = rest[len(HANDLE_DIR) :]
         return ("handle", handle) if handle else None
     if rest.startswith(HOST_DIR):
         parts = rest[len(HOST_DIR) :].split("/")
-        if len(parts) == 4 and parts[1:3] == ["ipv4", "block"] and parts[0] and "-" in parts[3]:
-            return ("affinity", (parts[0], key_part_to_cidr(parts[3])))
+        if len(parts) == 4 and parts[2] == "block" and parts[0] and "-" in parts[3]:
+            if (parts[1] == "ipv4" and ":" not in parts[3]) or (parts[1] == "ipv6" and ":" in parts[3]):
+                return ("affinity", (parts[0], key_part_to_cidr(parts[3])))
     return None
 
 

@@ -14,6 +14,12 @@
   BGP session towards another node, masqueraded to its host's address by natOutgoing, replaces the
   host's own session there and injects the workload's routes.
 
+- natOutgoing for IPv6 pools (``pools_ipv6`` with ``nat_outgoing``), nftables only: a table of its own,
+  ``ip6 l3calico``, with the same rule in IPv6 (source in an IPv6 nat pool, destination outside all
+  IPv6 pools and not a node's IPv6 address: masquerade), present only while such a pool exists.
+  With the iptables-legacy backend an IPv6 nat pool is refused before any change (ip6tables is not
+  done). IPv6 anti-spoofing is not done either.
+
 Everything lives in objects of the project's own: nftables table ``ip l3calico`` (replaced
 atomically in one transaction), or iptables-legacy chains ``L3CALICO-ANTISPOOF`` (mangle) and
 ``L3CALICO-NAT-OUTGOING`` (nat) with one jump each from the built-in chains. Nothing else is
@@ -91,6 +97,9 @@ class Rules:
     veth_prefix: str
     host_tcp_ports: list[int] = field(default_factory=list)  # host ports workloads may not reach
     node_addresses: list[str] = field(default_factory=list)  # every node's addresses (forward path, no NAT)
+    nat_pools6: list[str] = field(default_factory=list)  # IPv6 pools with nat_outgoing (enabled)
+    all_pools6: list[str] = field(default_factory=list)
+    node_addresses6: list[str] = field(default_factory=list)
 
 
 def desired_rules(
@@ -99,6 +108,8 @@ def desired_rules(
     veth_prefix: str = naming.VETH_PREFIX,
     host_tcp_ports: Sequence[int] = DEFAULT_HOST_TCP_PORTS,
     node_addresses: Sequence[str] = (),
+    pools6: Optional[Mapping] = None,
+    node_addresses6: Sequence[str] = (),
 ) -> Rules:
     if not naming.is_veth_prefix(veth_prefix):
         raise FirewallError(f"veth_prefix {veth_prefix!r} must be 1-4 letters/digits")
@@ -121,6 +132,8 @@ def desired_rules(
         wid = w.get("id") or (naming.workload_id(w.get("namespace") or "default", w["name"]) if w.get("name") else None)
         if not wid:
             raise FirewallError(f"workloads[{index}]: needs 'id' or 'name'")
+        if w.get("ip") is None and w.get("ipv6") is not None:
+            continue  # an IPv6-only workload (dual stack): no IPv4 source is its own, every one is dropped
         try:
             ip = str(ipaddress.IPv4Interface(str(w.get("ip"))).ip)
         except ValueError:
@@ -132,8 +145,31 @@ def desired_rules(
             nodes.add(str(ipaddress.IPv4Address(str(address).partition("/")[0] if isinstance(address, str) else address)))
         except ValueError:
             raise FirewallError(f"node_addresses[{index}]: {address!r} is not an IPv4 address") from None
+    all6, nat6 = [], []
+    for name, pool in sorted((pools6 or {}).items()):
+        try:
+            net = ipaddress.IPv6Network(str(pool.get("cidr")))
+        except ValueError:
+            raise FirewallError(f"pools_ipv6 {name}: cidr {pool.get('cidr')!r} is not an IPv6 network") from None
+        all6.append(net)
+        if pool.get("nat_outgoing") and not pool.get("disabled"):
+            nat6.append(net)
+    nodes6 = set()
+    for index, address in enumerate(node_addresses6 or ()):
+        try:
+            nodes6.add(ipaddress.IPv6Address(str(address).partition("/")[0]))
+        except ValueError:
+            raise FirewallError(f"node_addresses6[{index}]: {address!r} is not an IPv6 address") from None
     return Rules(
-        sorted(nat_pools, key=_key), sorted(all_pools, key=_key), sorted(sources), veth_prefix, sorted(set(ports)), sorted(nodes, key=ipaddress.IPv4Address)
+        sorted(nat_pools, key=_key),
+        sorted(all_pools, key=_key),
+        sorted(sources),
+        veth_prefix,
+        sorted(set(ports)),
+        sorted(nodes, key=ipaddress.IPv4Address),
+        [str(n) for n in sorted(nat6)],
+        [str(n) for n in sorted(all6)],
+        [str(a) for a in sorted(nodes6)],
     )
 
 
@@ -181,6 +217,31 @@ def render_nft(rules: Rules) -> str:
             else ""
         )
         + "  }\n"
+        "}\n"
+    )
+
+
+def render_nft6(rules: Rules) -> str:
+    """The ``ip6 l3calico`` table (natOutgoing of IPv6 pools), replaced in one transaction; "" when no IPv6
+    pool has natOutgoing (then the table is not wanted)."""
+    if not rules.nat_pools6:
+        return ""
+
+    def elements(items):
+        return f"    elements = {{ {', '.join(items)} }}\n" if items else ""
+
+    return (
+        f"table ip6 {TABLE} {{}}\n"
+        f"delete table ip6 {TABLE}\n"
+        f"table ip6 {TABLE} {{\n"
+        '  comment "l3.calico: natOutgoing of IPv6 pools"\n'
+        "  set nat-pools {\n    type ipv6_addr; flags interval;\n" + elements(rules.nat_pools6) + "  }\n"
+        "  set all-pools {\n    type ipv6_addr; flags interval;\n" + elements(rules.all_pools6) + "  }\n"
+        "  set node-addresses {\n    type ipv6_addr;\n" + elements(rules.node_addresses6) + "  }\n"
+        "  chain nat-outgoing {\n"
+        "    type nat hook postrouting priority srcnat; policy accept;\n"
+        "    ip6 saddr @nat-pools ip6 daddr != @all-pools ip6 daddr != @node-addresses counter masquerade fully-random\n"
+        "  }\n"
         "}\n"
     )
 
@@ -277,11 +338,12 @@ def detect_backend(runner: iproute.Runner, wanted: str = "auto") -> str:
     raise FirewallError(f"no firewall backend: nftables unusable and iptables-legacy {why} (install nftables or iptables)")
 
 
-def read_nft(runner: iproute.Runner) -> Optional[str]:
-    """``nft -s list table`` (stateless: no counters) or None if the table (or nft) is absent."""
+def read_nft(runner: iproute.Runner, family: str = "ip") -> Optional[str]:
+    """``nft -s list table`` (stateless: no counters) or None if the table (or nft) is absent;
+    ``family`` ``ip6``: the IPv6 table."""
     if shutil.which("nft") is None:
         return None
-    result = runner(["nft", "-s", "list", "table", "ip", TABLE], None)
+    result = runner(["nft", "-s", "list", "table", family, TABLE], None)
     return result.stdout if result.rc == 0 else None
 
 
@@ -352,9 +414,16 @@ class Plan:
         return {"before": "", "after": self.rendered, "after_header": f"{self.backend} rules"}
 
 
-def plan(rules: Rules, backend: str, nft_listing: Optional[str], ipt: Mapping[str, Optional[list[str]]], recorded: dict) -> Plan:
+def plan(
+    rules: Rules, backend: str, nft_listing: Optional[str], ipt: Mapping[str, Optional[list[str]]], recorded: dict, nft6_listing: Optional[str] = None
+) -> Plan:
     nft_text = render_nft(rules)
     want_ipt = iptables_rules(rules)
+    if backend != "nftables" and rules.nat_pools6:
+        raise FirewallError(
+            f"natOutgoing of IPv6 pools ({', '.join(rules.nat_pools6)}) needs the nftables backend (table ip6 {TABLE}); "
+            "with iptables-legacy it is not done (no ip6tables rules): use firewall backend nftables, or nat_outgoing false"
+        )
     if backend == "nftables":
         result = Plan(backend, rendered=nft_text)
         digest = hashlib.sha256(nft_text.encode()).hexdigest()
@@ -370,6 +439,7 @@ def plan(rules: Rules, backend: str, nft_listing: Optional[str], ipt: Mapping[st
             result.iptables_script = removal
             result.changes.append("iptables-legacy chains of l3.calico removed (backend is nftables)")
         result.record = {"backend": backend, "nft_sha256": digest}
+        _plan_nft6(rules, nft6_listing, recorded, result)
         return result
     result = Plan(backend, rendered="\n".join(line for lines in want_ipt.values() for line in lines) + "\n")
     jumps, differ = {}, False
@@ -387,8 +457,31 @@ def plan(rules: Rules, backend: str, nft_listing: Optional[str], ipt: Mapping[st
     if nft_listing is not None:
         result.nft_script = f"delete table ip {TABLE}\n"
         result.changes.append(f"nftables table ip {TABLE} removed (backend is iptables)")
+    if nft6_listing is not None:
+        result.nft_script += f"delete table ip6 {TABLE}\n"
+        result.changes.append(f"nftables table ip6 {TABLE} removed (backend is iptables)")
     result.record = {"backend": backend}
     return result
+
+
+def _plan_nft6(rules: Rules, listing: Optional[str], recorded: dict, result: Plan) -> None:
+    """The ``ip6 l3calico`` table: created, replaced when the rules or the kernel's listing differ from what
+    was recorded, or deleted when no IPv6 pool has natOutgoing (no table, no record: IPv4-only stays as it was)."""
+    text = render_nft6(rules)
+    if not text:
+        if listing is not None:
+            result.nft_script += f"delete table ip6 {TABLE}\n"
+            result.changes.append(f"nftables table ip6 {TABLE} removed (no IPv6 pool with natOutgoing)")
+        return
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if listing is None:
+        result.changes.append(f"nftables table ip6 {TABLE} created")
+        result.nft_script += text
+    elif recorded.get("nft6_sha256") != digest or recorded.get("nft6_listing") != listing:
+        result.changes.append(f"nftables table ip6 {TABLE} replaced (rules or set elements differ)")
+        result.nft_script += text
+    result.rendered += text
+    result.record["nft6_sha256"] = digest
 
 
 def apply(runner: iproute.Runner, the_plan: Plan, state_file: str) -> None:
@@ -410,12 +503,14 @@ def prepare(
     options: Options = Options(),
     node_addresses: Sequence[str] = (),
     runner: iproute.Runner = iproute.subprocess_runner,
+    pools6: Optional[Mapping] = None,
+    node_addresses6: Sequence[str] = (),
 ) -> Plan:
     """Validate input, pick the backend, read and plan (changes nothing); raises FirewallError."""
-    rules = desired_rules(pools, workloads, options.veth_prefix, options.host_tcp_ports, node_addresses)
+    rules = desired_rules(pools, workloads, options.veth_prefix, options.host_tcp_ports, node_addresses, pools6, node_addresses6)
     chosen = detect_backend(runner, options.backend)
     recorded = _read_record(options.state_file)
-    the_plan = plan(rules, chosen, read_nft(runner), read_iptables(runner), recorded)
+    the_plan = plan(rules, chosen, read_nft(runner), read_iptables(runner), recorded, read_nft(runner, "ip6"))
     the_plan.recorded = recorded
     return the_plan
 
@@ -427,6 +522,8 @@ def commit(runner: iproute.Runner, the_plan: Plan, state_file: str) -> None:
     record = dict(the_plan.record or {})
     if the_plan.backend == "nftables":
         record["nft_listing"] = read_nft(runner)
+        if "nft6_sha256" in record:
+            record["nft6_listing"] = read_nft(runner, "ip6")
     if record != the_plan.recorded:
         atomic_write(state_file, json.dumps(record, indent=1, sort_keys=True) + "\n", make_parents=True)
 
@@ -439,17 +536,19 @@ def converge(
     node_addresses: Sequence[str] = (),
     check_mode: bool = False,
     runner: iproute.Runner = iproute.subprocess_runner,
+    pools6: Optional[Mapping] = None,
+    node_addresses6: Sequence[str] = (),
     **settings,
 ) -> Plan:
     """:func:`prepare`, then :func:`commit` unless check mode; ``settings`` are fields of :class:`Options`."""
     options = Options(**settings) if options is None else dataclasses.replace(options, **settings)
-    the_plan = prepare(pools, workloads, options, node_addresses, runner)
+    the_plan = prepare(pools, workloads, options, node_addresses, runner, pools6, node_addresses6)
     if not check_mode:
         commit(runner, the_plan, options.state_file)
     return the_plan
 
 
-def plan_removal(nft_listing: Optional[str], ipt: Mapping[str, Optional[list[str]]], state_file_exists: bool) -> Plan:
+def plan_removal(nft_listing: Optional[str], ipt: Mapping[str, Optional[list[str]]], state_file_exists: bool, nft6_listing: Optional[str] = None) -> Plan:
     """Remove every object of the project's, of both backends, and nothing else.
 
     The nftables table ``ip l3calico`` (one ``delete table``), the iptables-legacy chains
@@ -462,6 +561,9 @@ def plan_removal(nft_listing: Optional[str], ipt: Mapping[str, Optional[list[str
     if nft_listing is not None:
         result.nft_script = f"delete table ip {TABLE}\n"
         result.changes.append(f"nftables table ip {TABLE} removed")
+    if nft6_listing is not None:
+        result.nft_script += f"delete table ip6 {TABLE}\n"
+        result.changes.append(f"nftables table ip6 {TABLE} removed")
     result.iptables_script = render_iptables_removal(present)
     for table, (jump, chain_present) in present.items():
         builtin, chain = JUMPS[table]
@@ -478,7 +580,7 @@ def remove(
     runner: iproute.Runner = iproute.subprocess_runner,
 ) -> Plan:
     """Read, plan the removal, apply it unless check mode."""
-    the_plan = plan_removal(read_nft(runner), read_iptables(runner), os.path.exists(state_file))
+    the_plan = plan_removal(read_nft(runner), read_iptables(runner), os.path.exists(state_file), read_nft(runner, "ip6"))
     if not check_mode:
         commit_removal(runner, the_plan, state_file)
     return the_plan

@@ -23,13 +23,15 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_context import Plan
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import Node, Pool
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     AFFINITY_PREFIX,
+    V4,
+    V6,
     Affinity,
     Block,
     Handle,
     ValidationError,
+    address_text,
     fnv32,
     format_cidr,
-    int_to_ip,
     tunnel_attribute,
     workload_attribute,
 )
@@ -106,6 +108,7 @@ class Allocator:
         self._full_prefix: dict = {}  # node -> how many of its first blocks (claim order) are full
         self._reserved_cache: dict = {}  # block cidr -> reserved ordinals
         self._seed_cache: dict = {}  # (pool name, node) -> start index of the node's block search
+        self._dual: bool | None = None  # whether blocks of both families may be held (worked out at the first claim)
 
     def run(self, needs: dict) -> None:
         """``needs``: per node name ``([tunnel kind], [workload])`` still without a valid address."""
@@ -127,28 +130,29 @@ class Allocator:
                 workloads = [wl for wl in workloads if wl.ip is None]
             workloads.sort(key=_BY_ID)
             if len(node.groups) == 1 and workloads:
-                groups = {next(iter(node.groups)): workloads}  # one (namespace, pool) on this node
+                groups = {next(iter(node.groups)): workloads}  # one (namespace, pool, family) on this node
             else:
                 groups = {}
                 for wl in workloads:
-                    key = (wl.namespace, wl.pool)
+                    key = (wl.namespace, wl.pool, wl.bits)
                     group = groups.get(key)
                     if group is None:
                         groups[key] = [wl]
                     else:
                         group.append(wl)
-            for (namespace, pool_name), group in groups.items():
-                pools = ctx.eligible(node, namespace, pool_name)
+            for (namespace, pool_name, bits), group in groups.items():
+                # Each family from its own pools (Calico's autoAssign: Num4 from IPv4 pools, Num6 from IPv6 ones).
+                pools = ctx.eligible(node, namespace, pool_name, bits=bits)
                 hids = [wl.handle for wl in group]
                 attributes = [workload_attribute(hid, name, namespace, wl.name) for hid, wl in zip(hids, group, strict=True)]
-                self._assign_auto(node, pools, hids, attributes, group[0].id, group[0].field, group)
+                self._assign_auto(node, pools, hids, attributes, group[0].id, group[0].field, group, bits)
 
     def _assign_requested(self, node: Node, wl) -> None:
         ctx = self.ctx
-        pool = next(p for p in ctx.pools if p.contains(wl.ip))
+        pool = next(p for p in ctx.pools if p.contains(wl.ip, wl.bits))
         index = pool.block_index(wl.ip)
         base = pool.block_base(index)
-        cidr = format_cidr(base, pool.block_size)
+        cidr = format_cidr(base, pool.block_size, pool.bits)
         block = ctx.state.blocks.get(cidr)
         if block is None:
             block = self._claim(node.name, pool, index)
@@ -157,20 +161,24 @@ class Allocator:
             holder = block.attributes[block.allocations[ordinal]]
             raise ValidationError(
                 node.name,
-                f"{wl.field}.ip",
-                int_to_ip(wl.ip),
+                f"{wl.field}.{wl.ip_key}",
+                address_text(wl.ip, wl.bits),
                 f"already taken by {naming.handle_owner(holder['handle_id'])} on node {block.owner_node(ordinal)}",
             )
         block.unallocated.remove(ordinal)
         self._give(node.name, block, [ordinal], [wl.handle], [workload_attribute(wl.handle, node.name, wl.namespace, wl.name)])
 
-    def _assign_auto(self, node: Node, pools: list, hids: list, attributes: list, what: str, field: str, owners=None) -> None:
+    def _assign_auto(self, node: Node, pools: list, hids: list, attributes: list, what: str, field: str, owners=None, bits: int = V4) -> None:
         """Give each handle of ``hids`` (with its attribute) one address, a block at a time.
 
         ``owners`` (the workloads of the batch, if any) name the first one left without an address."""
         name = node.name
         total = len(hids)
         if not pools:
+            if bits == V6:
+                raise ValidationError(
+                    name, field, what, "no enabled IPv6 pool selects this node and may serve it (assign_ipv6: false asks for no IPv6 address)"
+                )
             raise ValidationError(name, field, what, "no enabled pool selects this node and may serve it")
         done = 0
         while done < total:
@@ -207,7 +215,7 @@ class Allocator:
             if block.unallocated and block_pool[cidr] in pools and self._has_free(block):
                 return block
         # 2. Claim a new block (searching from the node's seed, with wrap-around).
-        if self.config.auto_allocate_blocks and len(mine) < self.config.block_limit:
+        if self.config.auto_allocate_blocks and self._held(name, pools) < self.config.block_limit:
             for pool in pools:
                 index = self._find_unclaimed(pool, name)
                 if index is not None:
@@ -222,7 +230,7 @@ class Allocator:
 
     def _exhausted(self, name: str, pools: list, need: int, what: str, field: str):
         names = ", ".join(p.name for p in pools)
-        held = len(self.ctx.node_blocks.get(name, ()))
+        held = self._held(name, pools)
         config = self.config
         limit = config.block_limit
         if config.strict_affinity:
@@ -251,6 +259,19 @@ class Allocator:
                 )
         raise ValidationError(name, field, what, reason + self.ctx.evacuation.exhausted())
 
+    def _held(self, name: str, pools: list) -> int:
+        """How many blocks node ``name`` holds of the family of ``pools`` (one family: ``ctx.eligible``).
+        Calico counts max_blocks_per_host per IP version: autoAssign compares the host's affine blocks
+        of the version it assigns (libcalico-go/lib/ipam/ipam.go, getAffineBlocks by version)."""
+        mine = self.ctx.node_blocks.get(name, ())
+        if self._dual is None:  # IPv6 pools in the inventory, or IPv6 blocks in the state
+            self._dual = any(p.bits != V4 for p in self.ctx.pools) or any(b.bits != V4 for b in self.ctx.state.blocks.values())
+        if not self._dual:
+            return len(mine)
+        bits = pools[0].bits
+        blocks = self.ctx.state.blocks
+        return sum(1 for cidr in mine if blocks[cidr].bits == bits)
+
     def _has_free(self, block: Block) -> bool:
         reserved = self._reserved(block)
         return not reserved or any(o not in reserved for o in block.unallocated)
@@ -277,9 +298,9 @@ class Allocator:
         if cached is None:
             cached = frozenset()
             desired = self.ctx.desired
-            if desired.reservations:
+            if desired.reservations if block.bits == V4 else desired.reservations6:
                 last = block.base + len(block.allocations) - 1
-                ranges = desired.reserved_in(block.base, last)
+                ranges = desired.reserved_in(block.base, last, block.bits)
                 if ranges:
                     cached = frozenset(o - block.base for lo, hi in ranges for o in range(lo, hi + 1))
             self._reserved_cache[block.cidr] = cached
@@ -316,10 +337,10 @@ class Allocator:
         free = self._free.get(pool.name)
         if free is None:
             # Fully reserved blocks are never claimed: cut out as whole ranges of indexes, not tried one by one.
-            shift = 32 - pool.block_size
+            shift = pool.bits - pool.block_size
             full = [
                 ((max(lo, pool.base) - pool.base + (1 << shift) - 1) >> shift, ((min(hi, pool.base + pool.capacity - 1) - pool.base + 1) >> shift) - 1)
-                for lo, hi in self.ctx.desired.reserved_in(pool.base, pool.base + pool.capacity - 1)
+                for lo, hi in self.ctx.desired.reserved_in(pool.base, pool.base + pool.capacity - 1, pool.bits)
             ]
             free = self._free[pool.name] = FreeBlocks(pool.nblocks, self.ctx.claimed[pool.name], full)
         return free
@@ -344,7 +365,7 @@ class Allocator:
         for _attempt in range(len(indexes)):
             if i >= len(indexes):
                 i = 0
-            block = blocks[format_cidr(pool.block_base(indexes[i]), pool.block_size)]
+            block = blocks[format_cidr(pool.block_base(indexes[i]), pool.block_size, pool.bits)]
             if block.unallocated and self._has_free(block):
                 if block.affinity != affine:
                     return block
@@ -356,7 +377,7 @@ class Allocator:
     def _claim(self, node: str, pool: Pool, index: int) -> Block:
         ctx = self.ctx
         s = ctx.state
-        block = Block.new(pool.block_base(index), pool.block_size, node)
+        block = Block.new(pool.block_base(index), pool.block_size, node, pool.bits)
         s.blocks[block.cidr] = block
         s.touch_block(block.cidr)
         s.affinities[(node, block.cidr)] = Affinity("confirmed")

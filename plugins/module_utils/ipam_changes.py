@@ -8,7 +8,7 @@ import dataclasses
 from typing import NamedTuple
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import Block, int_to_ip
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import V4, Block, address_text, bits_of, int_to_ip, int_to_ip6
 
 
 class Added(NamedTuple):
@@ -68,11 +68,15 @@ class Report:
         for added in self.added:
             block = added.block
             where = f"on {added.node} (block {block.cidr}{', borrowed' if added.borrowed else ''})"
+            text = int_to_ip if block.bits == V4 else int_to_ip6
             for ordinal, hid in zip(added.ordinals, added.handles, strict=True):
-                lines.append(f"+ {int_to_ip(block.base + ordinal)} {naming.handle_owner(hid)} {where}")
+                lines.append(f"+ {text(block.base + ordinal)} {naming.handle_owner(hid)} {where}")
         for released in self.released:
+            bits = bits_of(released.cidr)
             for ordinal in released.ordinals:
-                lines.append(f"- {int_to_ip(released.base + ordinal)} {naming.handle_owner(released.handle)} on {released.node} (block {released.cidr})")
+                lines.append(
+                    f"- {address_text(released.base + ordinal, bits)} {naming.handle_owner(released.handle)} on {released.node} (block {released.cidr})"
+                )
         for unclaimed in self.unclaimed:
             kept = " (block deleted)" if unclaimed.deleted else " (block kept: in use)"
             lines.append(f"- block {unclaimed.cidr} affinity to {unclaimed.node}{kept}")

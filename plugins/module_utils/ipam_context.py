@@ -12,6 +12,7 @@ from __future__ import annotations
 from ansible_collections.l3.calico.plugins.module_utils.ipam_changes import Report
 from ansible_collections.l3.calico.plugins.module_utils.ipam_evacuation import NoEvacuation, policy
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import Desired, Node
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import V4
 from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamState
 
 
@@ -45,14 +46,22 @@ class PlanContext:
         self.evacuation: NoEvacuation = policy(desired, state, self.block_pool)
         self._eligible: dict = {}
 
-    def eligible(self, node: Node, namespace: str | None, pool_name: str | None, kind: str | None = None, keep: bool = False) -> list:
-        """Pools that may serve a workload (namespace, pool) or a tunnel (kind) on ``node``, in order.
+    def eligible(self, node: Node, namespace: str | None, pool_name: str | None, kind: str | None = None, keep: bool = False, bits: int = V4) -> list:
+        """Pools that may serve a workload (namespace, pool, family ``bits``) or a tunnel (kind) on ``node``,
+        in order. Each family's pools are chosen on their own, as Calico's autoAssign does for
+        Num4 and Num6 (libcalico-go/lib/ipam/ipam.go: one pool list per IP version).
 
         With ``keep``, the pools in which an existing address may stay: a disabled pool hands out no new
         address but keeps the ones it has (as in Calico), workloads' and tunnels' alike - except on the
         nodes the evacuation policy moves out of it (a pool migration step).
+
+        A ``vxlan_v6`` tunnel address comes from the enabled IPv6 pools with VXLAN that select the node,
+        whether or not the node has an IPv6 address, as Calico's calico-node allocates it
+        (node/pkg/allocateip/allocateip.go, determineEnabledPoolCIDRs for AttributeTypeVXLANV6: VXLAN mode,
+        not disabled, IP version 6, selects the node); the routes through it need both nodes' IPv6
+        addresses (ipam_result.remote_path).
         """
-        key = (node.name, namespace, pool_name, kind, keep)
+        key = (node.name, namespace, pool_name, kind, keep, bits)
         pools = self._eligible.get(key)
         if pools is None:
             pools = []
@@ -60,6 +69,8 @@ class PlanContext:
             evacuation = self.evacuation
             for pool in self.pools:
                 if (pool.disabled and not keep) or not pool.selects(node.labels):
+                    continue
+                if kind is None and pool.bits != bits:
                     continue
                 if keep and evacuation.moves(node.name, pool):
                     if kind is None or not evacuation.keeps_tunnel(node, kind):
@@ -73,7 +84,7 @@ class PlanContext:
                 if pool.namespaces:
                     if namespace not in pool.namespaces:
                         continue
-                elif namespace in listed:
+                elif (namespace, bits) in listed:
                     continue
                 pools.append(pool)
             self._eligible[key] = pools

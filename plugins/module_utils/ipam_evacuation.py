@@ -13,7 +13,7 @@ from __future__ import annotations
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.ipam_changes import PoolChange
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import Desired, Evacuation, Node, Pool
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import int_to_ip, parse_cidr
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import address_text, bits_of, parse_network
 from ansible_collections.l3.calico.plugins.module_utils.ipam_store import IpamState
 
 
@@ -100,17 +100,18 @@ class PoolEvacuation(NoEvacuation):
         for added in report.added:
             block = added.block
             for ordinal, hid in zip(added.ordinals, added.handles, strict=True):
-                new[hid] = (int_to_ip(block.base + ordinal), block.cidr)
+                new[hid] = (block.address(ordinal), block.cidr)
         for released in report.released:
-            if released.node not in nodes or not pool.contains(released.base):
+            bits = bits_of(released.cidr)
+            if released.node not in nodes or not pool.contains(released.base, bits):
                 continue
             to, to_block = new.get(released.handle, (None, None))
             for ordinal in released.ordinals:
                 nodes[released.node]["moved"].append(
-                    {"owner": naming.handle_owner(released.handle), "from": int_to_ip(released.base + ordinal), "to": to, "block": to_block}
+                    {"owner": naming.handle_owner(released.handle), "from": address_text(released.base + ordinal, bits), "to": to, "block": to_block}
                 )
         for unclaimed in report.unclaimed:
-            if unclaimed.node in nodes and pool.contains(parse_cidr(unclaimed.cidr)[0]):
+            if unclaimed.node in nodes and pool.contains(*parse_network(unclaimed.cidr)[::2]):
                 nodes[unclaimed.node]["released_blocks"].append(unclaimed.cidr)
         for entry in nodes.values():
             entry["moved"].sort(key=lambda m: m["owner"])

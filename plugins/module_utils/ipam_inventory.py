@@ -14,20 +14,32 @@ import dataclasses
 
 from ansible_collections.l3.calico.plugins.module_utils import calico_selector, naming
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
+    FAMILY,
+    V4,
+    V6,
     IpamConfig,
     ValidationError,
+    address_text,
     encapsulation_modes,
     format_cidr,
-    int_to_ip,
+    ip6_to_int,
     ip_to_int,
     no_gc,
     parse_cidr,
+    parse_cidr6,
     prefix_mask,
     tunnel_kinds,
 )
 
 GROUP = "calico_nodes"
 LINK_LOCAL = parse_cidr("169.254.0.0/16")
+LINK_LOCAL_V6 = parse_cidr6("fe80::/10")
+# Per family (Calico's IPPool, api/pkg/apis/projectcalico/v3/ippool.go and the v3.3+ IPPool reference):
+# the default block size (26 / 122), the range allowed (20..32 / 116..128), the link-local range no
+# pool may overlap (169.254.0.0/16 / fe80::/10).
+DEFAULT_BLOCK_SIZE = {V4: 26, V6: 122}
+BLOCK_SIZES = {V4: (20, 32), V6: (116, 128)}
+LINK_LOCALS = {V4: (LINK_LOCAL, "169.254.0.0/16"), V6: (LINK_LOCAL_V6, "fe80::/10")}
 POOL_KEYS = {
     "name",
     "cidr",
@@ -40,8 +52,11 @@ POOL_KEYS = {
     "node_selector",
     "namespaces",
 }
-WORKLOAD_KEYS = {"name", "namespace", "ip", "pool", "labels"}  # labels: for policy (policy_model), the IPAM ignores them
-NODE_KEYS = {"name", "ip", "labels", "workloads"}
+# ``ipv6``/``ipv6_pool`` are the IPv6 twins of ``ip``/``pool``; ``assign_ipv4``/``assign_ipv6`` are Calico's
+# CNI IPAM flags of the same names (cni-plugin configuration.md), per workload.
+# ``labels``: for policy (policy_model), the IPAM ignores them.
+WORKLOAD_KEYS = {"name", "namespace", "ip", "pool", "labels", "ipv6", "ipv6_pool", "assign_ipv4", "assign_ipv6"}
+NODE_KEYS = {"name", "ip", "ipv6", "labels", "workloads"}
 CONFIG_KEYS = {"strict_affinity", "auto_allocate_blocks", "max_blocks_per_host"}
 
 
@@ -61,6 +76,12 @@ class Pool:
     namespaces: tuple = ()
     index: int = 0
     selects: object = None  # compiled selector: labels -> bool
+    bits: int = V4  # the family: 32 (IPv4) or 128 (IPv6)
+
+    @property
+    def version(self) -> int:
+        """4 or 6."""
+        return 4 if self.bits == V4 else 6
 
     @property
     def nblocks(self) -> int:
@@ -68,25 +89,26 @@ class Pool:
 
     @property
     def capacity(self) -> int:
-        return 1 << (32 - self.prefix)
+        return 1 << (self.bits - self.prefix)
 
-    def contains(self, address: int) -> bool:
-        return (address & prefix_mask(self.prefix)) == self.base
+    def contains(self, address: int, bits: int = V4) -> bool:
+        """Whether ``address`` (of the family ``bits``) lies in this pool."""
+        return bits == self.bits and (address & prefix_mask(self.prefix, bits)) == self.base
 
     def block_base(self, index: int) -> int:
-        return self.base + (index << (32 - self.block_size))
+        return self.base + (index << (self.bits - self.block_size))
 
     def block_index(self, address: int) -> int:
-        return (address - self.base) >> (32 - self.block_size)
+        return (address - self.base) >> (self.bits - self.block_size)
 
     def holds(self, block) -> bool:
-        """Whether ``block`` is one of this pool's blocks: inside its cidr and of its block size."""
-        return block.prefix == self.block_size and self.contains(block.base)
+        """Whether ``block`` is one of this pool's blocks: of its family and block size, inside its cidr."""
+        return block.prefix == self.block_size and block.bits == self.bits and (block.base & prefix_mask(self.prefix, self.bits)) == self.base
 
     @property
     def tunnel_kinds(self) -> tuple:
         """The encapsulations whose tunnel address a node this pool selects needs (``ipam_model.tunnel_kinds``)."""
-        return tunnel_kinds(self.ipip_mode, self.vxlan_mode)
+        return tunnel_kinds(self.ipip_mode, self.vxlan_mode, self.bits)
 
     def spec(self) -> dict:
         """The pool as a Calico v3 IPPool spec (what the state records, to refuse immutable changes)."""
@@ -112,10 +134,23 @@ class Workload:
     ip: int | None
     pool: str | None
     index: int  # position in the host's calico_workloads, for error messages
+    # The family of this address: a workload with both families is two entries of ``Node.workloads``,
+    # one per family, each with its own handle (``naming.handle_id`` / ``naming.handle_id_v6``).
+    bits: int = V4
 
     @property
     def field(self) -> str:
         return f"calico_workloads[{self.index}]"
+
+    @property
+    def ip_key(self) -> str:
+        """The inventory key of the address this entry requests: ``ip`` or ``ipv6``."""
+        return "ip" if self.bits == V4 else "ipv6"
+
+    @property
+    def pool_key(self) -> str:
+        """The inventory key of the pool this entry is pinned to: ``pool`` or ``ipv6_pool``."""
+        return "pool" if self.bits == V4 else "ipv6_pool"
 
 
 @dataclasses.dataclass(eq=False)
@@ -124,10 +159,12 @@ class Node:
     ip: str
     network: str
     labels: dict
-    workloads: list
-    # Handle ids of the workloads that request no address, grouped by (namespace, pool): the
+    workloads: list  # one entry per workload and family (see Workload.bits), IPv4 entries first
+    # Handle ids of the workloads that request no address, grouped by (namespace, pool, bits): the
     # planner checks a whole group against the node's blocks with set operations.
     groups: dict = dataclasses.field(default_factory=dict)
+    ipv6: str | None = None  # calico_node_ipv6's address (None: the node has no IPv6 address)
+    network6: str | None = None  # its subnet
 
 
 @dataclasses.dataclass(eq=False, frozen=True)
@@ -148,10 +185,11 @@ class Desired:
     pools: list
     nodes: dict  # name -> Node, sorted by name
     config: IpamConfig
-    reservations: list  # sorted, merged [(first, last)] integer ranges
+    reservations: list  # sorted, merged [(first, last)] integer ranges (IPv4)
     only_node: str | None = None
-    listed_namespaces: frozenset = frozenset()  # namespaces some pool lists (they take only from those)
+    listed_namespaces: frozenset = frozenset()  # (namespace, bits) some pool of that family lists (listed_namespaces())
     evacuate: Evacuation | None = None  # a pool migration step (see validate_evacuate)
+    reservations6: list = dataclasses.field(default_factory=list)  # the same for IPv6
 
     @property
     def pools_by_name(self) -> dict:
@@ -162,15 +200,17 @@ class Desired:
         pools = self.pools
         return {cidr: next((p for p in pools if p.holds(block)), None) for cidr, block in blocks.items()}
 
-    def reserved(self, address: int) -> bool:
-        i = bisect.bisect_right(self.reservations, (address, 0xFFFFFFFF + 1)) - 1
-        return i >= 0 and self.reservations[i][0] <= address <= self.reservations[i][1]
+    def reserved(self, address: int, bits: int = V4) -> bool:
+        ranges = self.reservations if bits == V4 else self.reservations6
+        i = bisect.bisect_right(ranges, (address, 1 << bits)) - 1
+        return i >= 0 and ranges[i][0] <= address <= ranges[i][1]
 
-    def reserved_in(self, first: int, last: int) -> list:
-        """Reserved ranges clipped to [first, last]."""
+    def reserved_in(self, first: int, last: int, bits: int = V4) -> list:
+        """Reserved ranges (of the family ``bits``) clipped to [first, last]."""
+        ranges = self.reservations if bits == V4 else self.reservations6
         out = []
-        i = max(bisect.bisect_right(self.reservations, (first, 0xFFFFFFFF + 1)) - 1, 0)
-        for lo, hi in self.reservations[i:]:
+        i = max(bisect.bisect_right(ranges, (first, 1 << bits)) - 1, 0)
+        for lo, hi in ranges[i:]:
             if lo > last:
                 break
             if hi >= first:
@@ -222,23 +262,34 @@ def validate_pools(pools) -> list:
         names.add(name)
         where = f"calico_pools[{i}] ({name})"
         cidr = raw.get("cidr")
-        if isinstance(cidr, str) and ":" in cidr:
-            _fail(GROUP, f"{where}.cidr", cidr, "IPv6 pools are not supported")
+        bits = V6 if isinstance(cidr, str) and ":" in cidr else V4
+        family = FAMILY[bits]
         try:
-            base, prefix = parse_cidr(cidr)
+            base, prefix = parse_cidr6(cidr) if bits == V6 else parse_cidr(cidr)
         except ValueError as exc:
-            _fail(GROUP, f"{where}.cidr", cidr, f"not an IPv4 network: {exc}")
-        block_size = raw.get("block_size", 26)
+            _fail(GROUP, f"{where}.cidr", cidr, f"not an IPv4 or IPv6 network: {exc}")
+        low, high = BLOCK_SIZES[bits]
+        block_size = raw.get("block_size")
         if block_size is None:
-            block_size = 26
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or not 20 <= block_size <= 32:
-            _fail(GROUP, f"{where}.block_size", block_size, "must be an integer from 20 to 32")
+            block_size = DEFAULT_BLOCK_SIZE[bits]
+        if isinstance(block_size, bool) or not isinstance(block_size, int):
+            _fail(GROUP, f"{where}.block_size", block_size, f"must be an integer from {low} to {high}")
+        other = V4 if bits == V6 else V6
+        if not low <= block_size <= high and BLOCK_SIZES[other][0] <= block_size <= BLOCK_SIZES[other][1]:
+            _fail(
+                GROUP,
+                f"{where}.block_size",
+                block_size,
+                f"an {FAMILY[other]} block size in an {family} pool ({cidr}): a pool's fields are of one family; an {family} pool's blocks are /{low}../{high}",
+            )
+        if not low <= block_size <= high:
+            _fail(GROUP, f"{where}.block_size", block_size, f"must be an integer from {low} to {high}" + (" (an IPv6 pool)" if bits == V6 else ""))
         if block_size < prefix:
             _fail(GROUP, f"{where}.block_size", block_size, f"a /{block_size} block is larger than the pool {cidr}")
-        ll_base, ll_prefix = LINK_LOCAL
-        if _overlap(base, prefix, ll_base, ll_prefix):
-            _fail(GROUP, f"{where}.cidr", cidr, "overlaps the link-local range 169.254.0.0/16")
-        (ipip_mode, vxlan_mode), fault = encapsulation_modes(raw)
+        (ll_base, ll_prefix), ll_text = LINK_LOCALS[bits]
+        if _overlap(base, prefix, ll_base, ll_prefix, bits):
+            _fail(GROUP, f"{where}.cidr", cidr, f"overlaps the link-local range {ll_text}")
+        (ipip_mode, vxlan_mode), fault = encapsulation_modes(raw, bits)
         if fault:
             key, value, reason = fault
             _fail(GROUP, f"{where}.{key}", value, reason)
@@ -268,18 +319,19 @@ def validate_pools(pools) -> list:
                 namespaces=tuple(namespaces),
                 index=i,
                 selects=selects,
+                bits=bits,
             )
         )
     for i, a in enumerate(out):
         for b in out[i + 1 :]:
-            if _overlap(a.base, a.prefix, b.base, b.prefix):
+            if a.bits == b.bits and _overlap(a.base, a.prefix, b.base, b.prefix, a.bits):
                 _fail(GROUP, f"calico_pools[{b.index}] ({b.name}).cidr", b.cidr, f"overlaps pool {a.name} ({a.cidr})")
     return out
 
 
-def _overlap(base_a, prefix_a, base_b, prefix_b) -> bool:
+def _overlap(base_a, prefix_a, base_b, prefix_b, bits=V4) -> bool:
     prefix = min(prefix_a, prefix_b)
-    mask = prefix_mask(prefix)
+    mask = prefix_mask(prefix, bits)
     return (base_a & mask) == (base_b & mask)
 
 
@@ -299,20 +351,27 @@ def validate_config(config) -> IpamConfig:
     return IpamConfig(strict, auto, limit)
 
 
-def validate_reservations(reservations) -> list:
+def validate_reservations(reservations) -> tuple:
+    """The reserved ranges, ``(IPv4 ranges, IPv6 ranges)``, each sorted and merged (Calico's
+    IPReservation ``reservedCIDRs`` hold either family)."""
     if reservations is None:
         reservations = []
     if not isinstance(reservations, list):
         _fail(GROUP, "calico_reservations", reservations, "must be a list of addresses or CIDRs")
-    ranges = []
+    ranges: dict = {V4: [], V6: []}
     for i, item in enumerate(reservations):
         field = f"calico_reservations[{i}]"
+        bits = V6 if isinstance(item, str) and ":" in item else V4
         try:
-            text = item if isinstance(item, str) and "/" in item else f"{item}/32"
-            base, prefix = parse_cidr(text)
+            text = item if isinstance(item, str) and "/" in item else f"{item}/{bits}"
+            base, prefix = parse_cidr6(text) if bits == V6 else parse_cidr(text)
         except ValueError as exc:
-            _fail(GROUP, field, item, f"not an IPv4 address or network: {exc}")
-        ranges.append((base, base + (1 << (32 - prefix)) - 1))
+            _fail(GROUP, field, item, f"not an IPv4 or IPv6 address or network: {exc}")
+        ranges[bits].append((base, base + (1 << (bits - prefix)) - 1))
+    return _merged(ranges[V4]), _merged(ranges[V6])
+
+
+def _merged(ranges: list) -> list:
     ranges.sort()
     merged: list = []
     for lo, hi in ranges:
@@ -323,16 +382,23 @@ def validate_reservations(reservations) -> list:
     return merged
 
 
-def validate_nodes(nodes, pools: list, reservations: list) -> dict:
+def validate_nodes(nodes, pools: list, reservations: list, reservations6: list | None = None) -> dict:
     if not isinstance(nodes, list):
         _fail(GROUP, "nodes", nodes, "must be a list of nodes")
     by_pool = {p.name: p for p in pools}
-    listed = frozenset(ns for p in pools for ns in p.namespaces)
-    desired = Desired(pools, {}, IpamConfig(), reservations, None, listed)
+    listed = listed_namespaces(pools)
+    desired = Desired(pools, {}, IpamConfig(), reservations, None, listed, reservations6=reservations6 or [])
+    # Which families a workload asks for when it does not say (assign_ipv4 / assign_ipv6): Calico's CNI
+    # plugin assigns IPv4 unless told otherwise and IPv6 only when told (cni-plugin configuration.md:
+    # assign_ipv4 default true, assign_ipv6 default false); a dual-stack Calico sets both true in the
+    # CNI config (docs "Configure dual stack or IPv6 only"). calico_pools is this project's cluster
+    # config, so its families decide: IPv6 when it holds an IPv6 pool, IPv4 unless it holds only IPv6 pools.
+    has6 = any(p.bits == V6 for p in pools)
+    default4, default6 = (any(p.bits == V4 for p in pools) or not has6), has6
     out: dict = {}
     node_ips: dict = {}
     owners: dict = {}  # workload id -> node
-    requested: dict = {}  # address -> (node, field)
+    requested: dict = {V4: {}, V6: {}}  # per family: address -> (node, field)
     ns_ok: set = set()
     label_ok = naming.LABEL_RE.fullmatch  # hot loop: the compiled pattern itself
     handle_id = naming.handle_id
@@ -348,6 +414,8 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
         ip_text = raw.get("ip")
         if not isinstance(ip_text, str) or "/" not in ip_text:
             _fail(host, "calico_node_ip", ip_text, "needs the prefix length (e.g. 192.168.100.100/24): CrossSubnet decides by the node's subnet")
+        if ":" in ip_text:
+            _fail(host, "calico_node_ip", ip_text, "an IPv6 address: calico_node_ip is the node's IPv4 address, its IPv6 one goes in calico_node_ipv6")
         try:
             ip_int, prefix = parse_cidr(ip_text, strict=False)
         except ValueError as exc:
@@ -356,6 +424,7 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
         if address in node_ips:
             _fail(host, "calico_node_ip", ip_text, f"node {node_ips[address]} has the same address")
         node_ips[address] = host
+        ipv6, network6 = _node_ipv6(host, raw.get("ipv6"), node_ips)
         labels = raw.get("labels")
         if labels is None:
             labels = {}
@@ -372,8 +441,10 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
         if not isinstance(workloads, list):
             _fail(host, "calico_workloads", workloads, "must be a list of workloads")
         wls = []
+        wls6 = []
         for i, wl in enumerate(workloads):
-            if not isinstance(wl, dict) or not wl.keys() <= WORKLOAD_KEYS:
+            plain = isinstance(wl, dict) and wl.keys() <= PLAIN_WORKLOAD_KEYS  # the IPv4 keys only: the fast path
+            if not plain:
                 if not isinstance(wl, dict):
                     _fail(host, f"calico_workloads[{i}]", wl, "a workload is a mapping with at least a name")
                 _dict(host, f"calico_workloads[{i}]", wl, WORKLOAD_KEYS)
@@ -394,28 +465,38 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
             if "labels" in wl:
                 _workload_labels(host, i, wl["labels"])
             pool = wl.get("pool")
-            if pool is not None and pool not in by_pool:
-                _fail(host, f"calico_workloads[{i}].pool", pool, f"unknown pool (pools: {', '.join(by_pool) or 'none'})")
             ip = wl.get("ip")
-            ip_int_wl = None
-            if ip is not None:
-                field = f"calico_workloads[{i}]"
-                try:
-                    ip_int_wl = ip_to_int(ip.split("/32")[0] if isinstance(ip, str) else ip)
-                except (ValueError, TypeError, AttributeError):
-                    _fail(host, f"{field}.ip", ip, "not an IPv4 address")
-                ip_int_wl = _check_request(desired, host, field, ip, ip_int_wl, namespace, pool, by_pool, requested)
-            wls.append(Workload(name, namespace, wid, handle_id(namespace, name), ip_int_wl, pool, i))
+            if plain:
+                want4 = default4 or pool is not None or ip is not None
+                want6 = default6
+            else:
+                want4, want6 = _families(host, i, wl, default4, default6)
+            if want4:
+                if pool is not None:
+                    _pool_of_family(host, f"calico_workloads[{i}].pool", pool, by_pool, V4)
+                ip_int_wl = None
+                if ip is not None:
+                    field = f"calico_workloads[{i}]"
+                    try:
+                        ip_int_wl = ip_to_int(ip.split("/32")[0] if isinstance(ip, str) else ip)
+                    except (ValueError, TypeError, AttributeError):
+                        _fail(host, f"{field}.ip", ip, "not an IPv4 address" + (" (an IPv6 address goes in ipv6)" if isinstance(ip, str) and ":" in ip else ""))
+                    ip_int_wl = _check_request(desired, host, field, ip, ip_int_wl, namespace, pool, by_pool, requested[V4])
+                wls.append(Workload(name, namespace, wid, handle_id(namespace, name), ip_int_wl, pool, i))
+            if want6:
+                wls6.append(_workload6(desired, host, i, wl, name, namespace, wid, by_pool, requested[V6]))
+        if wls6:
+            wls += wls6
         groups: dict = {}
         for wl in wls:
             if wl.ip is None:
-                key = (wl.namespace, wl.pool)
+                key = (wl.namespace, wl.pool, wl.bits)
                 group = groups.get(key)
                 if group is None:
                     groups[key] = [wl.handle]
                 else:
                     group.append(wl.handle)
-        out[host] = Node(host, address, format_cidr(ip_int & prefix_mask(prefix), prefix), clean, wls, groups)
+        out[host] = Node(host, address, format_cidr(ip_int & prefix_mask(prefix), prefix), clean, wls, groups, ipv6, network6)
     # A pool a workload names, or the pool of the address it requests, must be allowed to serve it.
     for host, node in out.items():
         for wl in node.workloads:
@@ -424,12 +505,12 @@ def validate_nodes(nodes, pools: list, reservations: list) -> dict:
                 # is fine, only a new address from it is refused.
                 reason = refusal(by_pool[wl.pool], node, wl.namespace, listed, allow_disabled=True)
                 if reason:
-                    _fail(host, f"{wl.field}.pool", wl.pool, reason)
+                    _fail(host, f"{wl.field}.{wl.pool_key}", wl.pool, reason)
             if wl.ip is not None:
-                pool = next(p for p in pools if p.contains(wl.ip))
+                pool = next(p for p in pools if p.contains(wl.ip, wl.bits))
                 reason = refusal(pool, node, wl.namespace, listed)
                 if reason:
-                    _fail(host, f"{wl.field}.ip", int_to_ip(wl.ip), f"inside pool {pool.name}, which may not serve it: {reason}")
+                    _fail(host, f"{wl.field}.{wl.ip_key}", address_text(wl.ip, wl.bits), f"inside pool {pool.name}, which may not serve it: {reason}")
     return dict(sorted(out.items()))
 
 
@@ -445,10 +526,84 @@ def _workload_labels(host, index, labels) -> None:
             _fail(host, f"calico_workloads[{index}].labels.{key}", value, problem)
 
 
+PLAIN_WORKLOAD_KEYS = frozenset(("name", "namespace", "ip", "pool", "labels"))
+
+
+def _node_ipv6(host: str, text, node_ips: dict) -> tuple:
+    """``calico_node_ipv6`` (optional): the node's IPv6 address WITH its prefix length, as ``calico_node_ip``
+    (Calico's Node ``spec.bgp.ipv6Address``, e.g. ``fd00:100::10/64``): (address, subnet) or (None, None)."""
+    if text is None:
+        return None, None
+    if not isinstance(text, str) or "/" not in text:
+        _fail(host, "calico_node_ipv6", text, "needs the prefix length (e.g. fd00:100::10/64): CrossSubnet decides by the node's subnet")
+    if ":" not in text:
+        _fail(host, "calico_node_ipv6", text, "an IPv4 address: calico_node_ipv6 is the node's IPv6 address (the IPv4 one is calico_node_ip)")
+    try:
+        base, prefix = parse_cidr6(text, strict=False)
+        address = address_text(ip6_to_int(text.rpartition("/")[0]), V6)  # RFC 5952 spelling
+    except ValueError as exc:
+        _fail(host, "calico_node_ipv6", text, f"not an IPv6 address with prefix length: {exc}")
+    if address in node_ips:
+        _fail(host, "calico_node_ipv6", text, f"node {node_ips[address]} has the same address")
+    node_ips[address] = host
+    return address, format_cidr(base & prefix_mask(prefix, V6), prefix, V6)
+
+
+def _families(host: str, i: int, wl: dict, default4: bool, default6: bool) -> tuple:
+    """Which families workload ``wl`` asks for: its ``assign_ipv4``/``assign_ipv6`` (Calico's CNI flags), else
+    the inventory's default; an address or pool of a family asks for that family."""
+    field = f"calico_workloads[{i}]"
+    asks = {}
+    for flag, bits, keys, default in (("assign_ipv4", V4, ("ip", "pool"), default4), ("assign_ipv6", V6, ("ipv6", "ipv6_pool"), default6)):
+        named = [key for key in keys if wl.get(key) is not None]
+        value = _bool(host, f"{field}.{flag}", wl.get(flag), default or bool(named))
+        if not value and named:
+            _fail(host, f"{field}.{named[0]}", wl[named[0]], f"{flag} is false: no {FAMILY[bits]} address is assigned to this workload")
+        asks[bits] = value
+    if not asks[V4] and not asks[V6]:
+        _fail(host, f"{field}.assign_ipv4", wl.get("assign_ipv4"), "assign_ipv4 and assign_ipv6 are both false: the workload would get no address")
+    return asks[V4], asks[V6]
+
+
+def _pool_of_family(host: str, field: str, name, by_pool: dict, bits: int) -> None:
+    """A pool a workload is pinned to must exist and be of the family of the key naming it."""
+    pool = by_pool.get(name)
+    if pool is None:
+        _fail(host, field, name, f"unknown pool (pools: {', '.join(by_pool) or 'none'})")
+    if pool.bits != bits:
+        key = "ipv6_pool" if pool.bits == V6 else "pool"
+        _fail(host, field, name, f"pool {name} ({pool.cidr}) is an {FAMILY[pool.bits]} pool: name it in {key}")
+
+
+def _workload6(desired, host, i, wl, name, namespace, wid, by_pool, requested) -> Workload:
+    """The IPv6 entry of workload ``wl``: its ``ipv6`` request and ``ipv6_pool`` pin checked as ``ip``/``pool``."""
+    field = f"calico_workloads[{i}]"
+    pool = wl.get("ipv6_pool")
+    if pool is not None:
+        _pool_of_family(host, f"{field}.ipv6_pool", pool, by_pool, V6)
+    ip = wl.get("ipv6")
+    address = None
+    if ip is not None:
+        try:
+            address = ip6_to_int(ip.split("/128")[0] if isinstance(ip, str) else ip)
+        except (ValueError, TypeError, AttributeError):
+            _fail(host, f"{field}.ipv6", ip, "not an IPv6 address" + (" (an IPv4 address goes in ip)" if isinstance(ip, str) and "." in ip else ""))
+        address = _check_request(desired, host, field, ip, address, namespace, pool, by_pool, requested, V6)
+    return Workload(name, namespace, wid, naming.handle_id_v6(namespace, name), address, pool, i, V6)
+
+
+def listed_namespaces(pools: list) -> frozenset:
+    """``(namespace, bits)`` for every namespace a pool of the family ``bits`` lists. Per family: a namespace an
+    IPv4 pool lists takes its IPv4 address only from such pools, and its IPv6 one from the IPv6 pools without
+    ``namespaces`` unless an IPv6 pool lists it too (each family's pool is chosen on its own)."""
+    return frozenset((ns, p.bits) for p in pools for ns in p.namespaces)
+
+
 def refusal(pool: Pool, node: Node, namespace: str, listed: frozenset, allow_disabled: bool = False) -> str | None:
     """Why ``pool`` may not serve a workload of ``namespace`` on ``node`` (None: it may).
 
-    ``listed`` holds the namespaces some pool lists: such a namespace takes only from those pools.
+    ``listed`` holds the namespaces some pool lists, with the pool's family (:func:`listed_namespaces`):
+    such a namespace takes only from those pools - in that family.
     """
     if pool.disabled and not allow_disabled:
         return f"pool {pool.name} is disabled"
@@ -456,22 +611,23 @@ def refusal(pool: Pool, node: Node, namespace: str, listed: frozenset, allow_dis
         return f"pool {pool.name}'s node_selector {pool.node_selector!r} does not select this node"
     if pool.namespaces and namespace not in pool.namespaces:
         return f"pool {pool.name} serves only namespaces {', '.join(pool.namespaces)}"
-    if not pool.namespaces and namespace in listed:
+    if not pool.namespaces and (namespace, pool.bits) in listed:
         return f"namespace {namespace} takes addresses only from the pools that list it"
     return None
 
 
-def _check_request(desired, host, field, ip, address, namespace, pool_name, by_pool, requested):
+def _check_request(desired, host, field, ip, address, namespace, pool_name, by_pool, requested, bits=V4):
+    key = "ip" if bits == V4 else "ipv6"
     pools = [by_pool[pool_name]] if pool_name else list(by_pool.values())
-    inside = [p for p in pools if p.contains(address)]
+    inside = [p for p in pools if p.contains(address, bits)]
     if not inside:
-        where = f"pool {pool_name}" if pool_name else "every pool"
-        _fail(host, f"{field}.ip", ip, f"outside {where}")
-    if desired.reserved(address):
-        _fail(host, f"{field}.ip", ip, "reserved by calico_reservations")
+        where = f"pool {pool_name}" if pool_name else ("every pool" if bits == V4 else "every IPv6 pool")
+        _fail(host, f"{field}.{key}", ip, f"outside {where}")
+    if desired.reserved(address, bits):
+        _fail(host, f"{field}.{key}", ip, "reserved by calico_reservations")
     if address in requested:
         other_host, other_field = requested[address]
-        _fail(host, f"{field}.ip", ip, f"also requested by {other_host} {other_field}")
+        _fail(host, f"{field}.{key}", ip, f"also requested by {other_host} {other_field}")
     requested[address] = (host, field)
     return address
 
@@ -555,19 +711,21 @@ def validate_evacuate(evacuate, desired: Desired, only_node=None, remove_nodes=N
             if wl.pool == name:
                 _fail(
                     node_name,
-                    f"{wl.field}.pool",
+                    f"{wl.field}.{wl.pool_key}",
                     wl.pool,
                     f"workload {wl.id} is pinned to pool {name}, which it is leaving: pin it to the new pool or drop the pin",
                 )
-            if wl.ip is not None and pool.contains(wl.ip):
+            if wl.ip is not None and pool.contains(wl.ip, wl.bits):
                 _fail(
                     node_name,
-                    f"{wl.field}.ip",
-                    int_to_ip(wl.ip),
+                    f"{wl.field}.{wl.ip_key}",
+                    address_text(wl.ip, wl.bits),
                     f"workload {wl.id} requests an address in pool {name}, which it is leaving: request one in the new pool or drop the request",
                 )
             if not any(
-                p for p in enabled if refusal(p, node, wl.namespace, listed=desired.listed_namespaces) is None and (wl.pool is None or p.name == wl.pool)
+                p
+                for p in enabled
+                if p.bits == wl.bits and refusal(p, node, wl.namespace, listed=desired.listed_namespaces) is None and (wl.pool is None or p.name == wl.pool)
             ):
                 _fail(
                     node_name,
@@ -599,13 +757,13 @@ def leaving(nodes, remove_nodes, only_node=None) -> list:
 def _validate(pools, config, reservations, nodes, only_node, remove_nodes=None) -> Desired:
     pool_list = validate_pools(pools)
     cfg = validate_config(config)
-    ranges = validate_reservations(reservations)
+    ranges, ranges6 = validate_reservations(reservations)
     nodes = leaving(nodes if nodes is not None else [], remove_nodes, only_node)
-    node_map = validate_nodes(nodes, pool_list, ranges)
+    node_map = validate_nodes(nodes, pool_list, ranges, ranges6)
     if only_node is not None and only_node not in node_map:
         _fail(only_node, "node", only_node, "not one of the nodes given")
-    listed = frozenset(ns for p in pool_list for ns in p.namespaces)
-    return Desired(pool_list, node_map, cfg, ranges, only_node, listed)
+    listed = listed_namespaces(pool_list)
+    return Desired(pool_list, node_map, cfg, ranges, only_node, listed, reservations6=ranges6)
 
 
 __all__ = ["Desired", "Node", "Pool", "Workload", "validate", "refusal", "GROUP"]

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: MIT
-"""Calico IPAM objects with their exact JSON shapes, and the IPv4 integer maths under them.
+"""Calico IPAM objects with their exact JSON shapes, and the integer maths of both families under them.
 
 Plain Python (no Ansible, no netaddr): the planner works on integers and block ordinals.
 Each object converts to and from the JSON value Calico stores under its etcd key
@@ -11,11 +11,18 @@ Each object converts to and from the JSON value Calico stores under its etcd key
 object                    etcd key                                               JSON value
 ========================  =====================================================  ==========================
 :class:`Block`            ``/calico/ipam/v2/assignment/ipv4/block/<cidr with ->``  AllocationBlock
+                          (IPv6 blocks: ``.../assignment/ipv6/block/...``)
 :class:`Affinity`         ``/calico/ipam/v2/host/<node>/ipv4/block/<cidr with ->``  ``{state, deleted}``
+                          (IPv6 blocks: ``.../host/<node>/ipv6/block/...``)
 :class:`Handle`           ``/calico/ipam/v2/handle/<handle id>``                  ``{block: {cidr: n}, deleted}``
 :class:`IpamConfig`       ``/calico/ipam/v2/config``                               IPAMConfig
 pool spec (dict)          ``/calico/resources/v3/projectcalico.org/ippools/<name>``  IPPool (v3 resource)
 ========================  =====================================================  ==========================
+
+Addresses are integers of their family: an IPv4 one below 2**32, an IPv6 one below 2**128. The two
+ranges overlap, so a family always travels with them - as ``bits`` (32 or 128, the address width):
+a block knows its own (``Block.bits``, from its cidr's spelling), a pool its own, a request its own.
+IPv6 blocks are /116../128, IPv4 blocks /20../32: a block's prefix length alone also tells them apart.
 """
 
 from __future__ import annotations
@@ -33,12 +40,17 @@ from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoEr
 
 _new_object = object.__new__
 AFFINITY_PREFIX = "host:"
-TUNNEL_TYPES = {"ipip": "ipipTunnelAddress", "vxlan": "vxlanTunnelAddress"}
-TUNNEL_KINDS = tuple(TUNNEL_TYPES)  # ("ipip", "vxlan")
+# The tunnel addresses of a node and their attribute types (libcalico-go lib/ipam: AttributeTypeIPIP,
+# AttributeTypeVXLAN, AttributeTypeVXLANV6; node/pkg/allocateip/allocateip.go allocates them).
+TUNNEL_TYPES = {"ipip": "ipipTunnelAddress", "vxlan": "vxlanTunnelAddress", "vxlan_v6": "vxlanV6TunnelAddress"}
+TUNNEL_KINDS = tuple(TUNNEL_TYPES)  # ("ipip", "vxlan", "vxlan_v6")
+V4, V6 = 32, 128  # address widths: the family of an address, a block, a pool
+FAMILY = {V4: "IPv4", V6: "IPv6"}
 _NODE = operator.itemgetter("node")
 _SECONDARY = operator.itemgetter("secondary")
 
 BLOCK_KEY_PREFIX = "/calico/ipam/v2/assignment/ipv4/block/"
+BLOCK_KEY_PREFIX_V6 = "/calico/ipam/v2/assignment/ipv6/block/"
 HOST_KEY_PREFIX = "/calico/ipam/v2/host/"
 HANDLE_KEY_PREFIX = "/calico/ipam/v2/handle/"
 CONFIG_KEY = "/calico/ipam/v2/config"
@@ -64,10 +76,11 @@ class StateError(IpamError):
 ENCAP_MODES = ("Never", "Always", "CrossSubnet")  # a pool's ipip_mode and vxlan_mode, as Calico's IPPool
 
 
-def encapsulation_modes(raw) -> tuple[tuple[str, str], Optional[tuple[str, object, str]]]:
+def encapsulation_modes(raw, bits: int = V4) -> tuple[tuple[str, str], Optional[tuple[str, object, str]]]:
     """A pool's ``(ipip_mode, vxlan_mode)`` read from its mapping (absent or empty = ``Never``), and the
     first fault as ``(key, value, reason)`` or None. The one rule for the inventory's pools
-    (``ipam_inventory``) and the IPAM result's (``ipam_result``), each raising its own error with it."""
+    (``ipam_inventory``) and the IPAM result's (``ipam_result``), each raising its own error with it;
+    ``bits``: the pool's family (``V4`` or ``V6``)."""
     modes = []
     for key in ("ipip_mode", "vxlan_mode"):
         mode = raw.get(key) or "Never"
@@ -75,16 +88,25 @@ def encapsulation_modes(raw) -> tuple[tuple[str, str], Optional[tuple[str, objec
             return ("Never", "Never"), (key, mode, f"unknown mode (one of {', '.join(ENCAP_MODES)})")
         modes.append(mode)
     ipip, vxlan = modes
+    if bits == V6 and ipip != "Never":
+        # Calico: "IPIP is not supported on an IPv6 IP pool" (libcalico-go's IPPool validator).
+        return (ipip, vxlan), ("ipip_mode", ipip, "IPIP is IPv4-only: an IPv6 pool uses vxlan_mode (VXLAN over IPv6, vxlan-v6.calico) or no encapsulation")
     if ipip != "Never" and vxlan != "Never":
         return (ipip, vxlan), ("vxlan_mode", vxlan, f"IPIP ({ipip}) and VXLAN cannot both be on in one pool")
     return (ipip, vxlan), None
 
 
-def tunnel_kinds(ipip_mode: str, vxlan_mode: str) -> tuple:
+def tunnel_kinds(ipip_mode: str, vxlan_mode: str, bits: int = V4) -> tuple:
     """The encapsulations a pool with these modes uses, of ``TUNNEL_KINDS`` (every mode but ``Never``): the
     tunnel addresses a node it selects needs. The one answer for the inventory's pools (``ipam_inventory``),
-    the IPAM result's (``ipam_result``) and the workload MTU (``node``)."""
-    return tuple(kind for kind, mode in zip(TUNNEL_KINDS, (ipip_mode, vxlan_mode), strict=True) if mode != "Never")
+    the IPAM result's (``ipam_result``) and the workload MTU (``node``).
+
+    An IPv6 pool (``bits`` 128) knows only VXLAN, over its own device and address (``vxlan_v6``: Calico's
+    vxlan-v6.calico and ``vxlanV6TunnelAddress``); IPIP is IPv4-only (Calico refuses ipipMode on an IPv6
+    pool, api/pkg/apis/projectcalico/v3/ippool.go and libcalico-go's validator)."""
+    if bits == V6:
+        return ("vxlan_v6",) if vxlan_mode != "Never" else ()
+    return tuple(kind for kind, mode in zip(("ipip", "vxlan"), (ipip_mode, vxlan_mode), strict=True) if mode != "Never")
 
 
 @contextlib.contextmanager
@@ -103,9 +125,10 @@ def no_gc():
             gc.enable()
 
 
-# --------------------------------------------------------------------------- IPv4 maths
+# --------------------------------------------------------------------------- IPv4 and IPv6 maths
 
 _PACK = struct.Struct("!I")
+_ntop, _AF_INET6 = socket.inet_ntop, socket.AF_INET6
 
 
 def ip_to_int(text: str) -> int:
@@ -119,6 +142,30 @@ def ip_to_int(text: str) -> int:
 def int_to_ip(value: int) -> str:
     # The hot path (a million addresses formatted per result): one C call per address.
     return socket.inet_ntoa(_PACK.pack(value))
+
+
+def int_to_ip6(value: int) -> str:
+    """An IPv6 integer in RFC 5952 spelling (lower case, longest zero run compressed: what Go's
+    ``net.IP.String()`` writes in Calico's keys and values)."""
+    return _ntop(_AF_INET6, value.to_bytes(16, "big"))
+
+
+def address_text(value: int, bits: int) -> str:
+    """An address of the family ``bits`` (32 or 128) as text."""
+    return int_to_ip(value) if bits == V4 else int_to_ip6(value)
+
+
+def ip6_to_int(text: str) -> int:
+    """An IPv6 address (no prefix length, no zone) to integer, parsed strictly by the standard library."""
+    try:
+        return int(ipaddress.IPv6Address(text))
+    except (ipaddress.AddressValueError, TypeError):
+        raise ValueError(f"not an IPv6 address: {text!r}") from None
+
+
+def bits_of(text) -> int:
+    """The family of an address or network by its spelling: 128 when it holds a ':', else 32."""
+    return V6 if isinstance(text, str) and ":" in text else V4
 
 
 def parse_cidr(text: str, strict: bool = True) -> tuple[int, int]:
@@ -139,12 +186,41 @@ def parse_cidr(text: str, strict: bool = True) -> tuple[int, int]:
     return int(network.network_address), network.prefixlen
 
 
-def prefix_mask(prefix: int) -> int:
-    return (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+def parse_cidr6(text: str, strict: bool = True) -> tuple[int, int]:
+    """``"fd00::/64"`` to ``(network int, prefix length)``; strict refuses host bits (as :func:`parse_cidr`)."""
+    if not isinstance(text, str) or "/" not in text:
+        raise ValueError(f"not an IPv6 CIDR: {text!r}")
+    if not text.rpartition("/")[2].isdigit():
+        raise ValueError(f"bad prefix length in {text!r}")
+    try:
+        network = ipaddress.IPv6Network(text, strict=strict)
+    except ipaddress.NetmaskValueError:
+        raise ValueError(f"bad prefix length in {text!r}") from None
+    except ipaddress.AddressValueError:
+        raise ValueError(f"not an IPv6 CIDR: {text!r}") from None
+    except ValueError:  # host bits set
+        loose = ipaddress.IPv6Network(text, strict=False)
+        raise ValueError(f"{text!r} has host bits set (the network is {loose})") from None
+    return int(network.network_address), network.prefixlen
 
 
-def format_cidr(base: int, prefix: int) -> str:
-    return f"{int_to_ip(base)}/{prefix}"
+def parse_network(text: str, strict: bool = True) -> tuple[int, int, int]:
+    """A network of either family: ``(network int, prefix length, bits)``, the family by its spelling."""
+    if bits_of(text) == V6:
+        return (*parse_cidr6(text, strict), V6)
+    return (*parse_cidr(text, strict), V4)
+
+
+def prefix_mask(prefix: int, bits: int = V4) -> int:
+    if bits == V4:
+        return (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+    return ((1 << bits) - 1) ^ ((1 << (bits - prefix)) - 1)
+
+
+def format_cidr(base: int, prefix: int, bits: int = V4) -> str:
+    if bits == V4:
+        return f"{int_to_ip(base)}/{prefix}"
+    return f"{int_to_ip6(base)}/{prefix}"
 
 
 def fnv32(text: str) -> int:
@@ -161,12 +237,18 @@ def key_cidr(cidr: str) -> str:
     return cidr.replace("/", "-")
 
 
+def ip_version_dir(cidr: str) -> str:
+    """``ipv4`` or ``ipv6``: the family part of Calico's block and affinity keys (model/block.go,
+    model/block_affinity.go: ``/calico/ipam/v2/assignment/ipv<N>/block/``, ``/host/<node>/ipv<N>/block/``)."""
+    return "ipv6" if ":" in cidr else "ipv4"
+
+
 def block_key(cidr: str) -> str:
-    return BLOCK_KEY_PREFIX + key_cidr(cidr)
+    return (BLOCK_KEY_PREFIX_V6 if ":" in cidr else BLOCK_KEY_PREFIX) + key_cidr(cidr)
 
 
 def affinity_key(node: str, cidr: str) -> str:
-    return f"{HOST_KEY_PREFIX}{node}/ipv4/block/{key_cidr(cidr)}"
+    return f"{HOST_KEY_PREFIX}{node}/{ip_version_dir(cidr)}/block/{key_cidr(cidr)}"
 
 
 def handle_key(handle_id: str) -> str:
@@ -207,10 +289,12 @@ class Block:
         "deleted",
         "extra",
         "by_handle",
+        "bits",
     )
 
-    def __init__(self, cidr: str, base: int, prefix: int, affinity: str | None = None, sequence_number: int | None = None):
-        size = 1 << (32 - prefix)
+    def __init__(self, cidr: str, base: int, prefix: int, affinity: str | None = None, sequence_number: int | None = None, bits: int = V4):
+        size = 1 << (bits - prefix)
+        self.bits = bits
         self.cidr = cidr
         self.base = base
         self.prefix = prefix
@@ -226,8 +310,8 @@ class Block:
         self.by_handle: dict[str, int] = {}
 
     @classmethod
-    def new(cls, base: int, prefix: int, node: str | None) -> Block:
-        return cls(format_cidr(base, prefix), base, prefix, None if node is None else AFFINITY_PREFIX + node)
+    def new(cls, base: int, prefix: int, node: str | None, bits: int = V4) -> Block:
+        return cls(format_cidr(base, prefix, bits), base, prefix, None if node is None else AFFINITY_PREFIX + node, bits=bits)
 
     @property
     def size(self) -> int:
@@ -242,7 +326,7 @@ class Block:
         return None
 
     def address(self, ordinal: int) -> str:
-        return int_to_ip(self.base + ordinal)
+        return address_text(self.base + ordinal, self.bits)
 
     def owner_node(self, ordinal: int) -> str | None:
         """The node the address at ``ordinal`` was given to (its attribute's ``secondary.node``); None
@@ -309,11 +393,11 @@ class Block:
             raise StateError(f"an AllocationBlock is not an object: {value!r}")
         cidr = value.get("cidr")
         try:
-            base, prefix = parse_cidr(cidr)
+            base, prefix, bits = parse_network(cidr)
         except ValueError as exc:
             raise StateError(f"block {cidr!r}: cidr={cidr!r}: {exc}") from None
         block = cls.__new__(cls)
-        block.cidr, block.base, block.prefix = cidr, base, prefix
+        block.cidr, block.base, block.prefix, block.bits = cidr, base, prefix, bits
         for name in ("allocations", "unallocated", "attributes"):
             field = value.get(name, [] if name == "attributes" else None)
             if name == "attributes" and field is None:
@@ -328,7 +412,7 @@ class Block:
         block.deleted = value.get("deleted", False)
         known = {"cidr", "affinity", "allocations", "unallocated", "attributes", "sequenceNumber", "deleted"}
         block.extra = {k: v for k, v in value.items() if k not in known}
-        size = 1 << (32 - prefix)
+        size = 1 << (bits - prefix)
         if len(block.allocations) != size:
             raise StateError(f"block {cidr}: allocations: {len(block.allocations)} entries for {size} addresses")
         attrs = block.attributes

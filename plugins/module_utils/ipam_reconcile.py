@@ -15,6 +15,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import GR
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     TUNNEL_KINDS,
     Affinity,
+    Handle,
     ValidationError,
     prefix_mask,
 )
@@ -72,7 +73,11 @@ class Recorder:
                     )
         for cidr, block in s.blocks.items():
             for pool in pools:
-                overlaps = pool.contains(block.base) or (block.prefix < pool.prefix and (pool.base & prefix_mask(block.prefix)) == block.base)
+                if block.bits != pool.bits:
+                    continue  # the other family: never inside this pool
+                overlaps = pool.contains(block.base, block.bits) or (
+                    block.prefix < pool.prefix and (pool.base & prefix_mask(block.prefix, block.bits)) == block.base
+                )
                 if overlaps and block.prefix != pool.block_size and not block.is_empty():
                     raise ValidationError(
                         GROUP,
@@ -90,6 +95,9 @@ class ExistingCheck:
 
     def __init__(self, ctx: PlanContext):
         self.ctx = ctx
+        # The tunnel kinds some pool of the inventory uses (enabled or not): a node needs no other (no
+        # pool of that kind may serve or keep its address), so the others are not asked about per node.
+        self.kinds = tuple(kind for kind in TUNNEL_KINDS if any(kind in pool.tunnel_kinds for pool in ctx.pools))
 
     def run(self) -> dict:
         ctx = self.ctx
@@ -139,16 +147,18 @@ class ExistingCheck:
                         if count == 1 and block is not None:
                             ordinal = block.by_handle.get(hid)
                             if ordinal is not None:
-                                key = (wl.namespace, wl.pool)
+                                key = (wl.namespace, wl.pool, wl.bits)
                                 allowed = cache.get(key)
                                 if allowed is None:
-                                    allowed = cache[key] = frozenset(eligible(node, wl.namespace, wl.pool, keep=True))
+                                    allowed = cache[key] = frozenset(eligible(node, wl.namespace, wl.pool, keep=True, bits=wl.bits))
                                 ok = block_pool.get(cidr) in allowed and block.owner_node(ordinal) == name and (wl.ip is None or wl.ip == block.base + ordinal)
                 if ok:
                     kept += 1
                 else:
                     release(hid)
                     needs.setdefault(name, ([], []))[1].append(wl)
+        if kept > len(handles):
+            self._restore_handles(only)
         # Handles nobody wants any more (workloads or nodes removed, tunnels no longer needed).
         if len(handles) != kept:
             wanted = set()
@@ -161,13 +171,34 @@ class ExistingCheck:
                     release(hid)
         return needs
 
+    def _restore_handles(self, only) -> None:
+        """More addresses kept than handle objects: some workload's address (found in its own block by
+        ``_verified``) lost its handle object (``calicoctl ipam check``: a leaked address). The address is
+        the workload's, so its handle is written back (one address in that block) rather than the result
+        showing the workload without an address. Never runs when every kept address has its handle."""
+        ctx = self.ctx
+        s = ctx.state
+        handles, blocks = s.handles, s.blocks
+        for node in ctx.desired.nodes.values():
+            if only is not None and node.name != only:
+                continue
+            own = ctx.node_blocks.get(node.name, ())
+            for wl in node.workloads:
+                hid = wl.handle
+                if hid in handles:
+                    continue
+                cidr = next((c for c in own if hid in blocks[c].by_handle), None)
+                if cidr is not None:
+                    handles[hid] = Handle.new(cidr)
+                    s.touch_handle(hid)
+
     def tunnel_needs(self, node: Node) -> list:
         """The tunnels ``node`` needs: those of an enabled pool, and those whose address it may keep in a
         disabled pool (the old pool of a migration still routes its blocks through them)."""
         eligible = self.ctx.eligible
         handles = self.ctx.state.handles
         needs = []
-        for kind in TUNNEL_KINDS:
+        for kind in self.kinds:
             if eligible(node, None, None, kind):
                 needs.append(kind)
                 continue
@@ -192,8 +223,8 @@ class ExistingCheck:
             if block.owner_nodes() <= mine:
                 clean.append((block_pool[cidr], block.by_handle))
         verified: set = set()
-        for (namespace, pool_name), hids in node.groups.items():
-            allowed = ctx.eligible(node, namespace, pool_name, keep=True)
+        for (namespace, pool_name, bits), hids in node.groups.items():
+            allowed = ctx.eligible(node, namespace, pool_name, keep=True, bits=bits)
             present: set = set()
             for pool, by_handle in clean:
                 if pool in allowed:

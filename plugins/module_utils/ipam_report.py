@@ -4,11 +4,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import Desired
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     AFFINITY_PREFIX,
     TUNNEL_KINDS,
+    TUNNEL_TYPES,
+    V4,
+    V6,
     int_to_ip,
     no_gc,
 )
@@ -32,17 +37,30 @@ def _build_result(desired: Desired, state: IpamState, block_pool: dict | None) -
     blocks = state.blocks
     handles = state.handles
     node_blocks: dict = {}
+    node_blocks6: dict = {}
     for (node, cidr), aff in state.affinities.items():
         block = blocks.get(cidr)
         if aff.state == "confirmed" and block is not None and block.affinity == AFFINITY_PREFIX + node:
             pool = block_pool.get(cidr)
-            node_blocks.setdefault(node, []).append({"cidr": cidr, "pool": pool.name if pool else None})
+            (node_blocks if block.bits == V4 else node_blocks6).setdefault(node, []).append({"cidr": cidr, "pool": pool.name if pool else None})
+    # A dual-stack result (calico_pools holds an IPv6 pool): every workload entry also carries its IPv6
+    # address (ipv6, pool_ipv6, block_ipv6, borrowed_ipv6); an IPv4-only result is what it always was.
+    dual = any(p.bits == V6 for p in desired.pools)
     nodes = {}
     for name, node in desired.nodes.items():
         affine = AFFINITY_PREFIX + name
         workloads = []
         borrowed = []
-        for wl in sorted(node.workloads, key=lambda w: w.id):
+        borrowed6 = []
+        entries = node.workloads
+        if dual:
+            # one entry per workload: its IPv4 entry, or its IPv6 one when it asks for no IPv4 address
+            # (then looked up under a handle no address has: ip null)
+            entries = [wl for wl in entries if wl.bits == V4]
+            by_id = {wl.id: wl for wl in node.workloads if wl.bits == V6}
+            v4_ids = {wl.id for wl in entries}
+            entries += [_without_ipv4(wl) for wid, wl in by_id.items() if wid not in v4_ids]
+        for wl in sorted(entries, key=lambda w: w.id):
             entry = {"id": wl.id, "name": wl.name, "namespace": wl.namespace, "pool": None, "ip": None, "block": None, "borrowed": False}
             handle = handles.get(wl.handle)
             if handle is not None:
@@ -56,6 +74,15 @@ def _build_result(desired: Desired, state: IpamState, block_pool: dict | None) -
                         if entry["borrowed"]:
                             borrowed.append(ip)
                         break
+            if dual:
+                entry.update(ipv6=None, pool_ipv6=None, block_ipv6=None, borrowed_ipv6=False)
+                wl6 = by_id.get(wl.id)
+                found = _held(state, block_pool, wl6.handle) if wl6 is not None else None
+                if found is not None:
+                    ip6, pool6, cidr6, lent = found[0], found[1], found[2], found[3] != affine
+                    entry.update(ipv6=ip6, pool_ipv6=pool6, block_ipv6=cidr6, borrowed_ipv6=lent)
+                    if lent:
+                        borrowed6.append(ip6)
             workloads.append(entry)
         tunnels = {}
         for kind in TUNNEL_KINDS:
@@ -67,11 +94,16 @@ def _build_result(desired: Desired, state: IpamState, block_pool: dict | None) -
             "workloads": workloads,
             "borrowed": borrowed,
             "tunnels": tunnels,
+            "ipv6": node.ipv6,
+            "network_ipv6": node.network6,
+            "blocks_ipv6": node_blocks6.get(name, []),
+            "borrowed_ipv6": borrowed6,
         }
     pools = {}
+    pools6 = {}
     for pool in desired.pools:
         mine = [b for cidr, b in blocks.items() if block_pool.get(cidr) is pool]
-        pools[pool.name] = {
+        (pools if pool.bits == V4 else pools6)[pool.name] = {
             "cidr": pool.cidr,
             "block_size": pool.block_size,
             "ipip_mode": pool.ipip_mode,
@@ -84,7 +116,24 @@ def _build_result(desired: Desired, state: IpamState, block_pool: dict | None) -
             "allocated": sum(b.in_use() for b in mine),
             "capacity": pool.capacity,
         }
-    return {"nodes": nodes, "pools": pools}
+    return {"nodes": nodes, "pools": pools, "pools_ipv6": pools6}
+
+
+def _without_ipv4(wl):
+    """A workload's IPv6 entry standing in for its IPv4 one (``assign_ipv4: false``): no handle, no address."""
+    return dataclasses.replace(wl, handle="", bits=V4)
+
+
+def _held(state: IpamState, block_pool: dict, hid: str) -> tuple | None:
+    """``(address, pool name, block cidr, block affinity)`` of the address handle ``hid`` holds; None: none."""
+    handle = state.handles.get(hid)
+    for cidr in handle.block if handle else ():
+        block = state.blocks.get(cidr)
+        ordinal = block.by_handle.get(hid) if block is not None else None
+        if ordinal is not None:
+            pool = block_pool.get(cidr)
+            return block.address(ordinal), pool.name if pool else None, cidr, block.affinity
+    return None
 
 
 def _address_of(state: IpamState, hid: str) -> str | None:
@@ -93,7 +142,7 @@ def _address_of(state: IpamState, hid: str) -> str | None:
         block = state.blocks.get(cidr)
         ordinal = block.by_handle.get(hid) if block is not None else None
         if ordinal is not None:
-            return int_to_ip(block.base + ordinal)
+            return block.address(ordinal)
     return None
 
 
@@ -132,6 +181,7 @@ def audit(desired: Desired, state: IpamState, block_pool: dict | None = None) ->
         elif block.affinity is not None:
             problems.append(f"block {cidr} has affinity {block.affinity!r}, which is not a host")
         attrs = block.attributes
+        reservations = desired.reservations if block.bits == V4 else desired.reservations6
         for o in used:
             attr = attrs[block.allocations[o]]
             hid = attr.get("handle_id")
@@ -139,12 +189,12 @@ def audit(desired: Desired, state: IpamState, block_pool: dict | None = None) ->
             if per is None:
                 per = counts[hid] = {}
             per[cidr] = per.get(cidr, 0) + 1
-            if desired.reservations and desired.reserved(block.base + o):
-                problems.append(f"address {int_to_ip(block.base + o)} ({hid}) is reserved by calico_reservations")
+            if reservations and desired.reserved(block.base + o, block.bits):
+                problems.append(f"address {block.address(o)} ({hid}) is reserved by calico_reservations")
             if known_nodes is not None:
                 owner = block.owner_node(o)
                 if owner not in known_nodes:
-                    problems.append(f"address {int_to_ip(block.base + o)} ({hid}) belongs to {owner}, which is not in the inventory")
+                    problems.append(f"address {block.address(o)} ({hid}) belongs to {owner}, which is not in the inventory")
     for node, cidr in state.affinities:
         block = state.blocks.get(cidr)
         if block is None:
@@ -196,12 +246,12 @@ def audit_inventory(desired: Desired, state: IpamState) -> list:
             hid = attr.get("handle_id")
             secondary = attr.get("secondary") or {}
             owner = block.owner_node(ordinal)
-            ip = int_to_ip(block.base + ordinal)
+            ip = block.address(ordinal)
             held.setdefault(hid, []).append(ip)
             if owner not in desired.nodes:
                 continue  # audit() reports it (a node not in the inventory)
             kind = secondary.get("type")
-            if kind in ("ipipTunnelAddress", "vxlanTunnelAddress"):
+            if kind in TUNNEL_TYPES.values():
                 continue
             entry = wanted.get(hid)
             workload = f"{secondary.get('namespace', '?')}.{secondary.get('workload', '?')}"

@@ -15,6 +15,15 @@ one place:
 - :meth:`IpamResult.expected_routes`: every route a node must have, who programs it and how
   (knowing ``disable_bgp_export`` and which nodes run BIRD).
 
+Dual stack: every question takes the family (``version=4`` by default, so every IPv4 consumer reads
+what it always read). The IPv6 side of the result - ``pools_ipv6``, a node's ``ipv6``,
+``network_ipv6``, ``blocks_ipv6``, ``borrowed_ipv6``, ``tunnels.vxlan_v6`` and a workload's
+``ipv6``, ``pool_ipv6``, ``block_ipv6``, ``borrowed_ipv6`` (docs/architecture.md) - is read into
+:class:`Subnet6` networks, ``IpamResult.pools6``, ``Node.address6``/``network6``/``blocks6``/
+``workloads6``/``borrowed_ips6``/``vxlan_v6``. IPIP is IPv4-only; an IPv6 pool is VXLAN
+(``vxlan-v6.calico``, l3.calico.tunnels) or unencapsulated (BIRD), and only between nodes that both
+have an IPv6 address (a node without ``calico_node_ipv6`` gets no IPv6 route from BGP or the tunnels).
+
 ``tunnels`` (what it programs), ``bgp`` (the BGP data of bird.conf), ``host_audit`` and ``verify``
 (what they expect), the firewall (node addresses) and the ``same_subnet`` filter all ask here, as
 ``naming`` does for names.
@@ -30,10 +39,11 @@ from typing import NamedTuple, Optional
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import encapsulation_modes, format_cidr, prefix_mask, tunnel_kinds
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import V4, V6, encapsulation_modes, format_cidr, prefix_mask, tunnel_kinds
 
 WHERE = "calico_ipam_result"
 VXLAN, IPIP, NONE = "vxlan", "ipip", "none"
+VXLAN_V6 = "vxlan_v6"  # an IPv6 pool's tunnel kind (its encapsulation is VXLAN, over vxlan-v6.calico)
 # What a route is for (Route.kind) ...
 OWN_BLOCK, WORKLOAD, REMOTE_BLOCK, BORROWED = "own block", "workload", "remote block", "borrowed address"
 # ... and who programs it (Route.by): BIRD (static blackholes, routes learned by BGP),
@@ -41,6 +51,8 @@ OWN_BLOCK, WORKLOAD, REMOTE_BLOCK, BORROWED = "own block", "workload", "remote b
 BY_BIRD, BY_WORKLOADS, BY_TUNNELS = "bird", "workloads", "tunnels"
 
 _PREFIXES = {str(length): length for length in range(33)}
+_PREFIXES6 = {str(length): length for length in range(129)}
+_MASK128 = (1 << 128) - 1
 
 
 class IpamResultError(L3CalicoError, ValueError):
@@ -54,7 +66,7 @@ class IpamResultError(L3CalicoError, ValueError):
 # --------------------------------------------------------------------------- addresses
 
 
-_inet_pton, _AF_INET = socket.inet_pton, socket.AF_INET
+_inet_pton, _AF_INET, _AF_INET6 = socket.inet_pton, socket.AF_INET, socket.AF_INET6
 
 
 def parse_address(value, where: str, key: str = "") -> int:
@@ -64,6 +76,14 @@ def parse_address(value, where: str, key: str = "") -> int:
         return int.from_bytes(_inet_pton(_AF_INET, value), "big")
     except (OSError, TypeError, ValueError):
         raise IpamResultError(where + key, value, "not an IPv4 address") from None
+
+
+def parse_address6(value, where: str, key: str = "") -> int:
+    """An IPv6 address (the whole string, no prefix length: ``inet_pton``) as an integer."""
+    try:
+        return int.from_bytes(_inet_pton(_AF_INET6, value), "big")
+    except (OSError, TypeError, ValueError):
+        raise IpamResultError(where + key, value, "not an IPv6 address") from None
 
 
 class Subnet(NamedTuple):
@@ -77,6 +97,8 @@ class Subnet(NamedTuple):
         """``a.b.c.d/len``, host bits zero (one spelling per network)."""
         if not isinstance(value, str) or value.count("/") != 1:
             raise IpamResultError(where, value, "not an IPv4 network (address/length)")
+        if ":" in value:
+            raise IpamResultError(where, value, "not an IPv4 network (an IPv6 one: the IPv6 side has its own keys, pools_ipv6, blocks_ipv6, ...)")
         text, _slash, length = value.partition("/")
         prefix = _PREFIXES.get(length)
         if prefix is None:
@@ -106,12 +128,55 @@ class Subnet(NamedTuple):
         return text if text is not None else format_cidr(self.base, self.prefix)
 
 
+class Subnet6(NamedTuple):
+    """An IPv6 network as integers, :class:`Subnet`'s twin. A separate type: an IPv6 network is never
+    looked up among IPv4 ones (the integers of the two families overlap)."""
+
+    base: int
+    prefix: int
+
+    @classmethod
+    def parse(cls, value, where: str) -> Subnet6:
+        """``fd00::/64`` in RFC 5952 spelling (as the IPAM writes it), host bits zero."""
+        if not isinstance(value, str) or value.count("/") != 1:
+            raise IpamResultError(where, value, "not an IPv6 network (address/length)")
+        if ":" not in value:
+            raise IpamResultError(where, value, "not an IPv6 network (an IPv4 one: the IPv4 side has its own keys)")
+        text, _slash, length = value.partition("/")
+        prefix = _PREFIXES6.get(length)
+        if prefix is None:
+            raise IpamResultError(where, value, "not an IPv6 network (a prefix length 0..128)")
+        base = parse_address6(text, where)
+        if base & ~prefix_mask(prefix, V6) & _MASK128:
+            network = format_cidr(base & prefix_mask(prefix, V6), prefix, V6)
+            raise IpamResultError(where, value, f"host bits set (the network is {network})")
+        subnet = cls(base, prefix)
+        _TEXTS6[subnet] = format_cidr(base, prefix, V6)
+        return subnet
+
+    @classmethod
+    def around(cls, address: int, prefix: int) -> Subnet6:
+        return cls(address & prefix_mask(prefix, V6), prefix)
+
+    def __contains__(self, address: int) -> bool:
+        return address & prefix_mask(self.prefix, V6) == self.base
+
+    def within(self, other: Subnet6) -> bool:
+        return self.prefix >= other.prefix and self.base in other
+
+    def __str__(self) -> str:
+        text = _TEXTS6.get(self)
+        return text if text is not None else format_cidr(self.base, self.prefix, V6)
+
+
 # What this process has checked once is remembered (bounded by the fleet's size): a block's text is
 # printed again for every route to it, and a process that reads the fleet again (a second consumer,
 # another host's BGP data in the same worker) skips the parsing. Ansible forks a worker per task and
 # host, so the first reading - "cold" in benchmarks/ipam_result.py - is the one that counts there.
 _TEXTS: dict = {}  # Subnet -> its text as parsed
+_TEXTS6: dict = {}  # Subnet6 -> its text
 _SUBNETS: dict = {}  # text -> Subnet, parsed and checked
+_SUBNETS6: dict = {}  # text -> Subnet6
 _NODE_NAMES: set = set()  # node names checked (DNS-1123 subdomains)
 
 
@@ -141,25 +206,30 @@ class Pool:
     nat_outgoing: bool = False
     disabled: bool = False
     disable_bgp_export: bool = False
+    version: int = 4  # 6: an IPv6 pool (``cidr`` a Subnet6)
 
     @cached_property
     def tunnel_kinds(self) -> tuple:
-        """The encapsulations this pool uses (``ipam_model.tunnel_kinds``, as the inventory's pools)."""
-        return tunnel_kinds(self.ipip_mode, self.vxlan_mode)
+        """The encapsulations this pool uses (``ipam_model.tunnel_kinds``, as the inventory's pools):
+        an IPv6 pool's VXLAN is ``vxlan_v6`` (its own device and tunnel address)."""
+        return tunnel_kinds(self.ipip_mode, self.vxlan_mode, V6 if self.version == 6 else 32)
 
     @property
     def routed_by(self) -> str:
         """Who programs the routes to this pool's remote addresses: l3.calico.tunnels for VXLAN pools
-        (BIRD rejects them), BIRD (BGP) for the others."""
-        return BY_TUNNELS if VXLAN in self.tunnel_kinds else BY_BIRD
+        (BIRD rejects them), BIRD (BGP) for the others - in each family."""
+        kinds = self.tunnel_kinds
+        return BY_TUNNELS if VXLAN in kinds or VXLAN_V6 in kinds else BY_BIRD
 
     def encapsulation(self, src: Node, dst: Node) -> str:
         """``vxlan``, ``ipip`` or ``none``: traffic from node ``src`` to an address of this pool that node
-        ``dst`` holds. ``CrossSubnet`` encapsulates unless ``dst`` is in ``src``'s subnet (:func:`same_subnet`)."""
-        return self.encapsulation_if(src.same_subnet(dst))
+        ``dst`` holds. ``CrossSubnet`` encapsulates unless ``dst`` is in ``src``'s subnet (:func:`same_subnet`)
+        of this pool's family (an IPv6 pool: the nodes' IPv6 subnet; no IPv6 address: not inside)."""
+        return self.encapsulation_if(src.same_subnet(dst, self.version))
 
     def encapsulation_if(self, inside: bool) -> str:
-        """:meth:`encapsulation` towards a node inside this node's subnet (``inside``) or not."""
+        """:meth:`encapsulation` towards a node inside this node's subnet (``inside``) or not. An IPv6
+        pool's ``ipip_mode`` is always Never (the reader refuses anything else): VXLAN or none."""
         for kind, mode in ((VXLAN, self.vxlan_mode), (IPIP, self.ipip_mode)):
             if mode == "Always" or (mode == "CrossSubnet" and not inside):
                 return kind
@@ -205,28 +275,52 @@ class Node:
     borrowed_ips: tuple[str, ...] = ()  # the result's ``borrowed`` list
     ipip: Optional[str] = None  # tunnel addresses
     vxlan: Optional[str] = None
+    # The IPv6 side (None / empty: the node has no IPv6 address, or the result no IPv6 pool)
+    ipv6: Optional[str] = None
+    address6: Optional[int] = field(default=None, repr=False)
+    network6: Optional[Subnet6] = None
+    blocks6: tuple[Block, ...] = ()
+    workloads6: tuple[Workload, ...] = ()  # each workload's IPv6 address (Workload.ip is then the IPv6 one)
+    borrowed_ips6: tuple[str, ...] = ()
+    vxlan_v6: Optional[str] = None
 
-    def same_subnet(self, other: Node) -> bool:
-        """Whether ``other``'s address lies in this node's subnet (:func:`same_subnet`)."""
+    def same_subnet(self, other: Node, version: int = 4) -> bool:
+        """Whether ``other``'s address of the family lies in this node's subnet of that family (:func:`same_subnet`)."""
+        if version == 6:
+            return self.network6 is not None and other.address6 is not None and other.address6 in self.network6
         return same_subnet(self.network, other.address)
 
-    def borrowed(self) -> tuple[Borrowed, ...]:
-        """The addresses this node holds inside blocks not its own: its workloads the IPAM marks
-        ``borrowed`` or whose block is not one of its blocks, then any address of ``borrowed`` no
-        workload entry carries (the ``routing`` view keeps the borrowed workloads, so normally none)."""
-        return self._borrowed
+    def family(self, version: int) -> tuple:
+        """``(blocks, workloads, address, text, VXLAN tunnel address)`` of the family ``version``."""
+        if version == 6:
+            return self.blocks6, self.workloads6, self.address6, self.ipv6, self.vxlan_v6
+        return self.blocks, self.workloads, self.address, self.ip, self.vxlan
+
+    def borrowed(self, version: int = 4) -> tuple[Borrowed, ...]:
+        """The addresses this node holds inside blocks not its own (of the family ``version``): its workloads
+        the IPAM marks ``borrowed`` or whose block is not one of its blocks, then any address of ``borrowed``
+        no workload entry carries (the ``routing`` view keeps the borrowed workloads, so normally none)."""
+        return self._borrowed6 if version == 6 else self._borrowed
 
     @cached_property
     def _borrowed(self) -> tuple[Borrowed, ...]:
-        own = {block.cidr for block in self.blocks}
-        out = {}
-        for w in self.workloads:
-            if w.address is not None and (w.borrowed or (w.block is not None and w.block not in own)):
-                out[w.ip] = Borrowed(w.ip, w.address, w.pool, w.block, w.id)
-        for ip in self.borrowed_ips:
-            if ip not in out:
-                out[ip] = Borrowed(ip, parse_address(ip, "borrowed"))
-        return tuple(out.values())
+        return _borrowed_of(self.blocks, self.workloads, self.borrowed_ips, parse_address)
+
+    @cached_property
+    def _borrowed6(self) -> tuple[Borrowed, ...]:
+        return _borrowed_of(self.blocks6, self.workloads6, self.borrowed_ips6, parse_address6)
+
+
+def _borrowed_of(blocks, workloads, borrowed_ips, parse) -> tuple[Borrowed, ...]:
+    own = {block.cidr for block in blocks}
+    out = {}
+    for w in workloads:
+        if w.address is not None and (w.borrowed or (w.block is not None and w.block not in own)):
+            out[w.ip] = Borrowed(w.ip, w.address, w.pool, w.block, w.id)
+    for ip in borrowed_ips:
+        if ip not in out:
+            out[ip] = Borrowed(ip, parse(ip, "borrowed"))
+    return tuple(out.values())
 
 
 class Route(NamedTuple):
@@ -249,7 +343,11 @@ class Route(NamedTuple):
 @dataclass(frozen=True)
 class IpamResult:
     nodes: Mapping[str, Node]
-    pools: Mapping[str, Pool]
+    pools: Mapping[str, Pool]  # the IPv4 pools (the result's ``pools``)
+    pools6: Mapping[str, Pool] = field(default_factory=dict)  # the IPv6 pools (``pools_ipv6``)
+
+    def family_pools(self, version: int = 4) -> Mapping[str, Pool]:
+        return self.pools6 if version == 6 else self.pools
 
     @classmethod
     def of(cls, value) -> IpamResult:
@@ -258,36 +356,51 @@ class IpamResult:
 
     @classmethod
     def from_dict(cls, data) -> IpamResult:
-        """The model of ``{"nodes": ..., "pools": ...}`` (other keys ignored), every value checked."""
+        """The model of ``{"nodes": ..., "pools": ..., "pools_ipv6": ...}`` (other keys ignored), every value checked."""
         if not isinstance(data, dict):
             raise IpamResultError(WHERE, _short(data), "not an IPAM result (a mapping with nodes and pools)")
-        return _Reader().result(data.get("nodes"), data.get("pools"))
+        return _Reader().result(data.get("nodes"), data.get("pools"), data.get("pools_ipv6"))
 
     # -- lookups
 
-    def pool_containing(self, prefix: Subnet) -> Optional[Pool]:
-        """The pool holding ``prefix`` (None: outside every pool). A block or a workload names its own pool;
-        this one is for prefixes that do not (a route read from the kernel, a bare borrowed address)."""
-        return next((pool for pool in self.pools.values() if prefix.within(pool.cidr)), None)
+    def pool_containing(self, prefix) -> Optional[Pool]:
+        """The pool holding ``prefix`` (None: outside every pool), among the pools of its family (a
+        :class:`Subnet6`: the IPv6 pools). A block or a workload names its own pool; this one is for
+        prefixes that do not (a route read from the kernel, a bare borrowed address)."""
+        pools = self.pools6 if isinstance(prefix, Subnet6) else self.pools
+        return next((pool for pool in pools.values() if prefix.within(pool.cidr)), None)
 
     @cached_property
     def _blocks(self) -> dict:
         return {block.cidr: name for name, node in self.nodes.items() for block in node.blocks}
 
-    def block_owner(self, prefix: Subnet) -> Optional[str]:
-        """The node whose block holds ``prefix`` (None: no node's)."""
-        blocks = self._blocks
+    @cached_property
+    def _blocks6(self) -> dict:
+        return {block.cidr: name for name, node in self.nodes.items() for block in node.blocks6}
+
+    def block_owner(self, prefix) -> Optional[str]:
+        """The node whose block holds ``prefix`` (None: no node's), among the blocks of its family."""
+        six = isinstance(prefix, Subnet6)
+        blocks = self._blocks6 if six else self._blocks
+        around = Subnet6.around if six else Subnet.around
         for length in sorted({cidr.prefix for cidr in blocks}, reverse=True):
             if length <= prefix.prefix:
-                owner = blocks.get(Subnet.around(prefix.base, length))
+                owner = blocks.get(around(prefix.base, length))
                 if owner is not None:
                     return owner
         return None
 
-    def node_addresses(self) -> list:
-        """Every node's underlay and tunnel addresses (what workloads may not reach on the BGP port)."""
+    def node_addresses(self, version: int = 4) -> list:
+        """Every node's underlay and tunnel addresses of the family ``version`` (what workloads may not
+        reach on the BGP port)."""
         found = {}
         for node in self.nodes.values():
+            if version == 6:
+                if node.address6 is not None:
+                    found[node.address6] = node.ipv6
+                if node.vxlan_v6 is not None:
+                    found[parse_address6(node.vxlan_v6, "tunnels")] = node.vxlan_v6
+                continue
             found[node.address] = node.ip
             for ip in (node.ipip, node.vxlan):
                 if ip is not None:
@@ -296,33 +409,39 @@ class IpamResult:
 
     # -- the routes
 
-    def expected_routes(self, name: str, bgp_nodes: Optional[Iterable[str]] = None, veth_prefix: str = naming.VETH_PREFIX) -> tuple[Route, ...]:
-        """Every route node ``name`` must have, in this order: its own blocks (blackholed by BIRD, when
-        it runs BIRD, except /32 blocks), its workloads' /32s on their veths, then per other node
-        (sorted) its blocks and its borrowed addresses, each as :func:`remote_path` says.
+    def expected_routes(
+        self, name: str, bgp_nodes: Optional[Iterable[str]] = None, veth_prefix: str = naming.VETH_PREFIX, version: int = 4
+    ) -> tuple[Route, ...]:
+        """Every route of the family ``version`` node ``name`` must have, in this order: its own blocks
+        (blackholed by BIRD, when it runs BIRD, except /32 blocks - IPv6: /128), its workloads' /32s (/128s)
+        on their veths, then per other node (sorted) its blocks and its borrowed addresses, each as
+        :func:`remote_path` says.
 
         ``bgp_nodes``: the nodes that run BIRD (default: every node).
         """
         me = self.nodes[name]
         speakers = set(self.nodes) if bgp_nodes is None else set(bgp_nodes)
+        six = version == 6
+        host, subnet = (128, Subnet6) if six else (32, Subnet)
+        blocks, workloads = (me.blocks6, me.workloads6) if six else (me.blocks, me.workloads)
         out = []
         if name in speakers:
-            out += [Route(b.cidr, OWN_BLOCK, name, BY_BIRD, True, pool=b.pool) for b in me.blocks if b.cidr.prefix < 32]
+            out += [Route(b.cidr, OWN_BLOCK, name, BY_BIRD, True, pool=b.pool) for b in blocks if b.cidr.prefix < host]
         out += [
-            Route(Subnet(w.address, 32), WORKLOAD, name, BY_WORKLOADS, dev=naming.veth_name(w.id, veth_prefix), pool=w.pool, workload=w.id)
-            for w in me.workloads
+            Route(subnet(w.address, host), WORKLOAD, name, BY_WORKLOADS, dev=naming.veth_name(w.id, veth_prefix), pool=w.pool, workload=w.id)
+            for w in workloads
             if w.address is not None
         ]
-        pools, network = self.pools, me.network
+        pools = self.pools6 if six else self.pools
         for other in sorted(self.nodes):
             if other == name:
                 continue
             peer = self.nodes[other]
             bgp = name in speakers and other in speakers
-            inside = same_subnet(network, peer.address)
+            inside = me.same_subnet(peer, version)
             paths: dict = {}  # pool name -> how (the same for every prefix of that pool this peer holds)
-            prefixes = [(block.cidr, REMOTE_BLOCK, block.pool, None, None) for block in peer.blocks]
-            prefixes += [(_tuple(Subnet, (item.address, 32)), BORROWED, item.pool, item.workload, item.block) for item in peer.borrowed()]
+            prefixes = [(block.cidr, REMOTE_BLOCK, block.pool, None, None) for block in (peer.blocks6 if six else peer.blocks)]
+            prefixes += [(_tuple(subnet, (item.address, host)), BORROWED, item.pool, item.workload, item.block) for item in peer.borrowed(version)]
             for dst, kind, pool_name, workload, origin in prefixes:
                 pool = pools[pool_name] if pool_name is not None else self.pool_containing(dst)
                 if pool is None:
@@ -349,6 +468,11 @@ def remote_path(me: Node, owner: Node, pool: Pool, bgp: bool, inside: Optional[b
     """How node ``me`` reaches an address of ``pool`` that node ``owner`` holds (a block, a borrowed /32);
     None: no route is due. ``bgp``: both nodes run BIRD; ``inside``: ``me.same_subnet(owner)``, if known.
 
+    An IPv6 pool: the same, in IPv6 - the VTEPs are the nodes' ``vxlan_v6`` addresses on
+    ``vxlan-v6.calico``, the next hop the owner's IPv6 address; a node without an IPv6 address
+    (``calico_node_ipv6``) neither reaches nor is reached by IPv6 routes (as Calico: no IPv6 BGP
+    session without one, and Felix's IPv6 VTEP needs the node's IPv6 address as its parent).
+
     - VXLAN pool (l3.calico.tunnels, BGP or not), only when this node has a VTEP (as Felix: its
       VXLAN device and its data device come from its own VTEP; without one the tunnel address is the
       problem): encapsulated ``via <owner's VTEP> dev vxlan.calico onlink`` when the owner has a VTEP
@@ -358,6 +482,8 @@ def remote_path(me: Node, owner: Node, pool: Pool, bgp: bool, inside: Optional[b
       learned by BGP, IPIP ``via <owner> dev tunl0 onlink``; otherwise ``via <owner>`` in this node's
       subnet, via whatever router leads there across subnets (``gateway recursive``).
     """
+    if pool.version == 6:
+        return _remote_path6(me, owner, pool, bgp, inside)
     if inside is None:
         inside = me.same_subnet(owner)
     encap = pool.encapsulation_if(inside)
@@ -376,6 +502,26 @@ def remote_path(me: Node, owner: Node, pool: Pool, bgp: bool, inside: Optional[b
     return Path(BY_BIRD, owner.ip if inside else None, encap=encap)
 
 
+def _remote_path6(me: Node, owner: Node, pool: Pool, bgp: bool, inside: Optional[bool]) -> Optional[Path]:
+    """:func:`remote_path` for an IPv6 pool (no IPIP; VXLAN over vxlan-v6.calico; both nodes need an IPv6 address)."""
+    if me.address6 is None or owner.address6 is None:
+        return None
+    if inside is None:
+        inside = me.same_subnet(owner, 6)
+    encap = pool.encapsulation_if(inside)
+    if pool.routed_by == BY_TUNNELS:
+        if me.vxlan_v6 is None:
+            return None
+        if encap == VXLAN:
+            if owner.vxlan_v6 is None:
+                return None
+            return Path(BY_TUNNELS, owner.vxlan_v6, naming.VXLAN_V6_DEVICE, True, encap)
+        return Path(BY_TUNNELS, owner.ipv6, encap=encap)
+    if not bgp or pool.disable_bgp_export:
+        return None
+    return Path(BY_BIRD, owner.ipv6 if inside else None, encap=encap)
+
+
 # --------------------------------------------------------------------------- reading
 
 # A fleet's result holds tens of thousands of nodes and blocks, hundreds of thousands of workloads, read
@@ -384,11 +530,15 @@ def remote_path(me: Node, owner: Node, pool: Pool, bgp: bool, inside: Optional[b
 # through object.__setattr__, a named tuple's __new__ is Python).
 _tuple = tuple.__new__
 _FIELDS = ("name", "ip", "address", "network", "blocks", "workloads", "borrowed_ips", "ipip", "vxlan")
+_FIELDS6 = ("ipv6", "address6", "network6", "blocks6", "workloads6", "borrowed_ips6", "vxlan_v6")
+_NO_IPV6 = dict.fromkeys(_FIELDS6)
+_NO_IPV6.update(blocks6=(), workloads6=(), borrowed_ips6=())
 
 
-def _node(*values) -> Node:
+def _node(*values, six: Optional[tuple] = None) -> Node:
     node = object.__new__(Node)
     node.__dict__.update(zip(_FIELDS, values, strict=True))
+    node.__dict__.update(_NO_IPV6 if six is None else zip(_FIELDS6, six, strict=True))
     return node
 
 
@@ -409,23 +559,40 @@ class _Reader:
             _SUBNETS[value] = found
         return found
 
-    def result(self, nodes, pools) -> IpamResult:
+    @staticmethod
+    def subnet6(value, where: str) -> Subnet6:
+        """An IPv6 network, parsed and checked (once per process: :data:`_SUBNETS6`)."""
+        found = _SUBNETS6.get(value) if isinstance(value, str) else None
+        if found is None:
+            found = Subnet6.parse(value, where)
+            _SUBNETS6[value] = found
+        return found
+
+    def result(self, nodes, pools, pools6=None) -> IpamResult:
         pools = {} if pools is None else pools
+        pools6 = {} if pools6 is None else pools6
         nodes = {} if nodes is None else nodes
         if not isinstance(pools, dict):
             raise IpamResultError(f"{WHERE}.pools", _short(pools), "must be a mapping of pool name to pool")
+        if not isinstance(pools6, dict):
+            raise IpamResultError(f"{WHERE}.pools_ipv6", _short(pools6), "must be a mapping of pool name to pool")
         if not isinstance(nodes, dict):
             raise IpamResultError(f"{WHERE}.nodes", _short(nodes), "must be a mapping of node name to node")
         model_pools = {name: self.pool(name, pool) for name, pool in pools.items()}
-        return IpamResult({name: self.node(name, node, model_pools) for name, node in nodes.items()}, model_pools)
+        model_pools6 = {name: self.pool(name, pool, 6) for name, pool in pools6.items()}
+        both = sorted(set(model_pools) & set(model_pools6))
+        if both:
+            raise IpamResultError(f"{WHERE}.pools_ipv6", both[0], "a pool name is in both pools and pools_ipv6 (pool names are unique)")
+        return IpamResult({name: self.node(name, node, model_pools, model_pools6) for name, node in nodes.items()}, model_pools, model_pools6)
 
-    def pool(self, name, raw) -> Pool:
+    def pool(self, name, raw, version: int = 4) -> Pool:
+        key = "pools_ipv6" if version == 6 else "pools"
         if not naming.is_label(name):
-            raise IpamResultError(f"{WHERE}.pools", name, "a pool name is a DNS-1123 label")
-        where = f"{WHERE}.pools.{name}"
+            raise IpamResultError(f"{WHERE}.{key}", name, "a pool name is a DNS-1123 label")
+        where = f"{WHERE}.{key}.{name}"
         if not isinstance(raw, dict):
             raise IpamResultError(where, _short(raw), "a pool must be a mapping")
-        (ipip_mode, vxlan_mode), fault = encapsulation_modes(raw)
+        (ipip_mode, vxlan_mode), fault = encapsulation_modes(raw, V6 if version == 6 else V4)
         if fault:
             key, value, reason = fault
             raise IpamResultError(f"{where}.{key}", value, reason)
@@ -436,11 +603,14 @@ class _Reader:
                 raise IpamResultError(f"{where}.{key}", value, "must be a boolean (true or false)")
             flags[key] = value
         size = raw.get("block_size")
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= 32):
-            raise IpamResultError(f"{where}.block_size", size, "must be a prefix length 0..32")
+        top = 128 if version == 6 else 32
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= top):
+            raise IpamResultError(f"{where}.block_size", size, f"must be a prefix length 0..{top}")
+        if version == 6:
+            return Pool(name, self.subnet6(raw.get("cidr"), f"{where}.cidr"), block_size=size, version=6, ipip_mode=ipip_mode, vxlan_mode=vxlan_mode, **flags)
         return Pool(name, self.subnet(raw.get("cidr"), f"{where}.cidr"), block_size=size, ipip_mode=ipip_mode, vxlan_mode=vxlan_mode, **flags)
 
-    def node(self, name, raw, pools: Mapping) -> Node:
+    def node(self, name, raw, pools: Mapping, pools6: Optional[Mapping] = None) -> Node:
         # Once per node of the fleet, on every host: the fields are named only on an error.
         if name not in _NODE_NAMES:
             if not naming.is_node_name(name):
@@ -468,7 +638,50 @@ class _Reader:
         borrowed = self.items(get("borrowed"), where, "borrowed")
         for i, item in enumerate(borrowed):
             parse_address(item, where, f".borrowed[{i}]")
-        return _node(name, ip, address, network, blocks, workloads, tuple(borrowed), ipip, vxlan)
+        six = None
+        if pools6 or get("ipv6") is not None or get("blocks_ipv6") or tunnels.get("vxlan_v6") is not None:
+            six = self.node6(where, raw, tunnels, pools6 or {})
+        return _node(name, ip, address, network, blocks, workloads, tuple(borrowed), ipip, vxlan, six=six)
+
+    def node6(self, where: str, raw: dict, tunnels: dict, pools6: Mapping) -> tuple:
+        """The IPv6 side of a node (its values in the order of ``_FIELDS6``); every value checked."""
+        get = raw.get
+        ipv6, network6, vxlan_v6 = get("ipv6"), get("network_ipv6"), tunnels.get("vxlan_v6")
+        address6 = None
+        if ipv6 is not None:
+            address6 = parse_address6(ipv6, where, ".ipv6")
+        if network6 is not None:
+            network6 = self.subnet6(network6, f"{where}.network_ipv6")
+            if address6 is None or address6 not in network6:
+                raise IpamResultError(f"{where}.network_ipv6", str(network6), f"does not contain the node's IPv6 address {ipv6}")
+        if vxlan_v6 is not None:
+            parse_address6(vxlan_v6, where, ".tunnels.vxlan_v6")
+        blocks6 = []
+        for i, b in enumerate(self.items(get("blocks_ipv6"), where, "blocks_ipv6")):
+            if not isinstance(b, dict):
+                raise IpamResultError(f"{where}.blocks_ipv6[{i}]", _short(b), "a block must be a mapping with cidr and pool")
+            self.pool_name(b.get("pool"), f"{where}.blocks_ipv6[{i}].pool", pools6)
+            blocks6.append(_tuple(Block, (self.subnet6(b.get("cidr"), f"{where}.blocks_ipv6[{i}].cidr"), b.get("pool"))))
+        workloads6 = []
+        for i, w in enumerate(self.items(get("workloads"), where, "workloads")):
+            if isinstance(w, dict) and "ipv6" in w:
+                workloads6.append(self.workload6(where, i, w, pools6))
+        borrowed6 = self.items(get("borrowed_ipv6"), where, "borrowed_ipv6")
+        for i, item in enumerate(borrowed6):
+            parse_address6(item, where, f".borrowed_ipv6[{i}]")
+        return ipv6, address6, network6, tuple(blocks6), tuple(workloads6), tuple(borrowed6), vxlan_v6
+
+    def workload6(self, node: str, index: int, raw: dict, pools6: Mapping) -> Workload:
+        """A workload's IPv6 address (``ipv6``, ``pool_ipv6``, ``block_ipv6``, ``borrowed_ipv6``) as a Workload."""
+        where = f"{node}.workloads[{index}]"
+        ip, pool, block, borrowed = raw.get("ipv6"), raw.get("pool_ipv6"), raw.get("block_ipv6"), raw.get("borrowed_ipv6", False)
+        if borrowed is not True and borrowed is not False:
+            raise IpamResultError(f"{where}.borrowed_ipv6", borrowed, "must be a boolean (true or false)")
+        self.pool_name(pool, f"{where}.pool_ipv6", pools6)
+        address = None if ip is None else parse_address6(ip, where, ".ipv6")
+        if block is not None:
+            block = self.subnet6(block, f"{where}.block_ipv6")
+        return _tuple(Workload, (raw.get("id"), ip, address, pool, block, borrowed))
 
     @staticmethod
     def items(value, where: str, key: str) -> list:

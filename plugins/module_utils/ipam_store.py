@@ -58,6 +58,8 @@ from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write, remove_stale_temporaries
 from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     AFFINITY_PREFIX,
+    V4,
+    V6,
     Affinity,
     Block,
     Handle,
@@ -65,7 +67,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_model import (
     StateError,
     format_cidr,
     no_gc,
-    parse_cidr,
+    parse_network,
     prefix_mask,
 )
 
@@ -131,13 +133,14 @@ class IpamState:
         return bool(self._changes)
 
     def blocks_inside(self, cidr) -> list:
-        """The blocks whose first address is inside ``cidr`` (a pool's, maybe as recorded: [] when malformed)."""
+        """The blocks of ``cidr``'s family whose first address is inside it (a pool's, maybe as recorded: []
+        when malformed)."""
         try:
-            base, prefix = parse_cidr(cidr)
+            base, prefix, bits = parse_network(cidr)
         except ValueError:
             return []
-        mask = prefix_mask(prefix)
-        return [b for b in self.blocks.values() if (b.base & mask) == base]
+        mask = prefix_mask(prefix, bits)
+        return [b for b in self.blocks.values() if (b.base & mask) == base and b.bits == bits]
 
     # -- (de)serialisation of the whole state as one document (the file store's format)
     def to_document(self) -> dict:
@@ -205,10 +208,15 @@ def _int(value, low: int, high: int | None = None) -> bool:
 
 def _canonical(cidr) -> bool:
     try:
-        base, prefix = parse_cidr(cidr)
+        base, prefix, bits = parse_network(cidr)
     except ValueError:
         return False
-    return format_cidr(base, prefix) == cidr
+    return format_cidr(base, prefix, bits) == cidr
+
+
+# Block sizes Calico allows per family (api/pkg/apis/projectcalico/v3/ippool.go: 20..32 for IPv4,
+# 116..128 for IPv6): a block read back, and a pool's blockSize, of another size is refused.
+BLOCK_SIZES = {V4: (20, 32), V6: (116, 128)}
 
 
 def fault(what: str, field: str, value, why: str) -> str:
@@ -243,18 +251,18 @@ def free_list_fault(block: Block) -> tuple | None:
             return (
                 field,
                 ordinal,
-                (f"free and also allocated (address {format_cidr(block.base + ordinal, 32)[:-3]}, allocations[{ordinal}]={allocations[ordinal]})"),
+                (f"free and also allocated (address {block.address(ordinal)}, allocations[{ordinal}]={allocations[ordinal]})"),
             )
     return None
 
 
 def overlap_faults(blocks: dict) -> list:
-    """Every two blocks that overlap, as ``(what, field, value, why)`` of the later one."""
-    ordered = sorted(blocks.values(), key=lambda b: b.base)
+    """Every two blocks of one family that overlap, as ``(what, field, value, why)`` of the later one."""
+    ordered = sorted(blocks.values(), key=lambda b: (b.bits, b.base))
     return [
         (f"block {after.cidr}", "cidr", after.cidr, f"overlaps block {before.cidr}")
         for before, after in pairwise(ordered)
-        if before.base + before.size > after.base
+        if before.bits == after.bits and before.base + before.size > after.base
     ]
 
 
@@ -262,13 +270,14 @@ def check_state(state: IpamState) -> None:
     """Refuse a state read back from a datastore (the file, etcd) unless every value in it is sound.
 
     As strictly as the inventory, and before anything is planned on it (so nothing is written): blocks
-    in canonical spelling (``172.17.0.64/26``, not ``/026``), of 20..32 bits, none twice or overlapping;
+    in canonical spelling (``172.17.0.64/26``, not ``/026``; IPv6 in RFC 5952 spelling), of 20..32 bits
+    (IPv6: 116..128), none twice or overlapping;
     ordinals integers inside the block, each listed once in ``unallocated`` and never also allocated;
     attributes objects with a well-formed handle id and a secondary of strings (its node a node name);
     ``sequenceNumber`` an integer, ``deleted`` a boolean; affinities ``host:<node name>``, their keys a
     node name and a canonical block, their state one of Calico's; handles well-formed ids holding
     counts >= 1 in canonical blocks; the config's booleans booleans and ``maxBlocksPerHost`` >= 0; each
-    pool a DNS label with a canonical cidr and a block size of 20..32. Raises :class:`StateError` naming
+    pool a DNS label with a canonical cidr and a block size of 20..32 (IPv6: 116..128). Raises :class:`StateError` naming
     the object, the field and the value.
     """
 
@@ -307,10 +316,13 @@ def check_state(state: IpamState) -> None:
                 what,
                 "cidr",
                 block.cidr,
-                f"not the canonical spelling of {format_cidr(block.base, block.prefix)}" if key == block.cidr else f"stored under {key}",
+                f"not the canonical spelling of {format_cidr(block.base, block.prefix, block.bits)}" if key == block.cidr else f"stored under {key}",
             )
-        if not 20 <= block.prefix <= 32:
-            bad(what, "cidr", block.cidr, "a block is a /20 to a /32")
+        if block.bits == V4:
+            if not 20 <= block.prefix <= 32:
+                bad(what, "cidr", block.cidr, "a block is a /20 to a /32")
+        elif not 116 <= block.prefix <= 128:
+            bad(what, "cidr", block.cidr, "an IPv6 block is a /116 to a /128")
         if block.affinity is not None and not (
             isinstance(block.affinity, str) and block.affinity.startswith(AFFINITY_PREFIX) and node_ok(block.affinity[len(AFFINITY_PREFIX) :])
         ):
@@ -362,9 +374,10 @@ def check_state(state: IpamState) -> None:
         if not isinstance(spec, dict):
             bad(what, "spec", spec, "must be an object")
         if not _canonical(spec.get("cidr")):
-            bad(what, "cidr", spec.get("cidr"), "not an IPv4 network in canonical spelling")
-        if not _int(spec.get("blockSize"), 20, 32):
-            bad(what, "blockSize", spec.get("blockSize"), "must be an integer from 20 to 32")
+            bad(what, "cidr", spec.get("cidr"), "not an IPv4 or IPv6 network in canonical spelling")
+        low, high = BLOCK_SIZES[V6 if ":" in spec["cidr"] else V4]
+        if not _int(spec.get("blockSize"), low, high):
+            bad(what, "blockSize", spec.get("blockSize"), f"must be an integer from {low} to {high}")
 
 
 def dump_document(doc: dict) -> str:

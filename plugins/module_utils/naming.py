@@ -8,15 +8,33 @@ Every name that two pieces must agree on is computed here, once.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import shlex
 
 VETH_PREFIX = "cali"
 NETNS_PREFIX = "calico-"
 VXLAN_DEVICE = "vxlan.calico"
+VXLAN_V6_DEVICE = "vxlan-v6.calico"  # Felix's device for IPv6 pools' VXLAN (felix/dataplane/linux)
 IPIP_DEVICE = "tunl0"
 HOST_VETH_MAC = "ee:ee:ee:ee:ee:ee"
 GATEWAY = "169.254.1.1"
+
+
+def eui64_link_local(mac: str) -> str:
+    """The IPv6 link-local address the kernel gives an interface with MAC ``mac`` (modified EUI-64,
+    RFC 4291 appendix A: flip the universal/local bit, insert ff:fe in the middle)."""
+    octets = [int(part, 16) for part in mac.split(":")]
+    octets[0] ^= 0x02
+    eui = octets[:3] + [0xFF, 0xFE] + octets[3:]
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + bytes(eui)))  # RFC 5952 spelling, as the kernel prints it
+
+
+# A workload's IPv6 default route goes via the host veth's link-local address (Calico's CNI plugin,
+# cni-plugin/pkg/dataplane/linux/dataplane_linux.go, DoNetworking: "the host veth device will already
+# have an IPv6 link local address that can be used as a next hop"); with the MAC ee:ee:ee:ee:ee:ee
+# every host veth has the same one, fe80::ecee:eeff:feee:eeee.
+GATEWAY6 = eui64_link_local(HOST_VETH_MAC)
 
 # A workload name and a namespace are DNS labels (as Kubernetes names are), so the
 # id "<namespace>.<name>" is unambiguous and the same string Calico hashes.
@@ -110,7 +128,14 @@ def vxlan_mac(node: str) -> str:
     return ":".join(f"{b:02x}" for b in (0x66, *digest))
 
 
+def vxlan_mac_v6(node: str) -> str:
+    """IPv6 VTEP MAC (``vxlan-v6.calico``) as Felix derives it: :func:`vxlan_mac` of ``<node>-v6``
+    (felix/calc/vxlan_resolver.go, ``vtepMACForHost``: ``nodename += "-v6"`` for IP version 6)."""
+    return vxlan_mac(node + "-v6")
+
+
 WORKLOAD_HANDLE_PREFIX = "l3-workload."
+WORKLOAD_HANDLE_PREFIX_V6 = "l3-workload-v6."
 
 
 def handle_id(namespace: str, name: str) -> str:
@@ -118,16 +143,31 @@ def handle_id(namespace: str, name: str) -> str:
     return WORKLOAD_HANDLE_PREFIX + workload_id(namespace, name)
 
 
+def handle_id_v6(namespace: str, name: str) -> str:
+    """IPAM handle of a workload's IPv6 address: ``l3-workload-v6.<namespace>.<name>``. Calico's CNI keeps
+    both addresses of a pod under its one handle; here each family has its own, so that an IPv4 state
+    loads unchanged and each family's address is kept or moved on its own (docs/ipam.md)."""
+    return WORKLOAD_HANDLE_PREFIX_V6 + workload_id(namespace, name)
+
+
 def handle_owner(hid: str) -> str:
     """What a handle stands for in messages: the workload id of a workload's handle, else the handle itself."""
-    return hid[len(WORKLOAD_HANDLE_PREFIX) :] if hid.startswith(WORKLOAD_HANDLE_PREFIX) else hid
+    if hid.startswith(WORKLOAD_HANDLE_PREFIX):
+        return hid[len(WORKLOAD_HANDLE_PREFIX) :]
+    if hid.startswith(WORKLOAD_HANDLE_PREFIX_V6):
+        return hid[len(WORKLOAD_HANDLE_PREFIX_V6) :]
+    return hid
+
+
+TUNNEL_HANDLE_KINDS = {"ipip": "ipip", "vxlan": "vxlan", "vxlan_v6": "vxlan-v6"}
 
 
 def tunnel_handle_id(kind: str, node: str) -> str:
-    """IPAM handle of a node's tunnel address: ``ipip-tunnel-addr-<node>`` / ``vxlan-tunnel-addr-<node>``."""
-    if kind not in ("ipip", "vxlan"):
+    """IPAM handle of a node's tunnel address: ``ipip-tunnel-addr-<node>`` / ``vxlan-tunnel-addr-<node>`` /
+    ``vxlan-v6-tunnel-addr-<node>`` (Calico's, design/ipam/ipam-core-library.md)."""
+    if kind not in TUNNEL_HANDLE_KINDS:
         raise ValueError(f"unknown tunnel kind {kind!r}")
-    return f"{kind}-tunnel-addr-{node}"
+    return f"{TUNNEL_HANDLE_KINDS[kind]}-tunnel-addr-{node}"
 
 
 def run_site(*nodes: str) -> str:

@@ -31,15 +31,19 @@ DEFAULT_UNDERLAY_MTU = 1500
 
 def workload_mtu(underlay_mtu: int | None, pools: Mapping) -> int:
     """The MTU of a node's workload veths, as Felix picks it: the underlay MTU (1500 when unknown) minus the
-    largest encapsulation overhead of the enabled pools - VXLAN 50, else IPIP 20, else 0.
+    largest encapsulation overhead of the enabled pools - VXLAN over IPv6 70 (an IPv6 pool's), VXLAN 50, else
+    IPIP 20, else 0.
 
     ``pools`` is the IPAM result's (name -> settings); every node gets the same overhead, whether or not a
     pool of that encapsulation selects it (a workload's packets may cross any tunnel of the cluster).
     """
     enabled = [pool for pool in pools.values() if not pool.get("disabled")]
-    overhead = {"vxlan": tunnels.VXLAN_OVERHEAD, "ipip": tunnels.IPIP_OVERHEAD}
+    overhead = {"vxlan": tunnels.VXLAN_OVERHEAD, "ipip": tunnels.IPIP_OVERHEAD, "vxlan_v6": tunnels.VXLAN_V6_OVERHEAD}
     overheads = [0]
-    overheads += [overhead[kind] for pool in enabled for kind in tunnel_kinds(pool.get("ipip_mode", "Never"), pool.get("vxlan_mode", "Never"))]
+    for pool in enabled:
+        six = ":" in str(pool.get("cidr", ""))  # an IPv6 pool's VXLAN runs over vxlan-v6.calico
+        kinds = tunnel_kinds(pool.get("ipip_mode", "Never"), pool.get("vxlan_mode", "Never"), 128 if six else 32)
+        overheads += [overhead[kind] for kind in kinds]
     return (underlay_mtu or DEFAULT_UNDERLAY_MTU) - max(overheads)
 
 
@@ -54,6 +58,11 @@ def missing_packages(run: iproute.Runner, packages: Sequence[str]) -> list[str]:
     return [name for name in packages if name not in installed]
 
 
+# A node with an IPv6 address forwards IPv6 (Calico: "IPv6 forwarding is globally enabled on each compute
+# host", docs "IPv6 Support", implementation details; Felix's IPForwarding=Enabled); added to the sysctls
+# unless they name it. Note that a host forwarding IPv6 ignores router advertisements (accept_ra=1).
+IPV6_FORWARDING = "net.ipv6.conf.all.forwarding"
+
 # The parts' defaults (frozen: one shared instance each).
 DEFAULT_TUNNEL_OPTIONS = tunnels.Options()
 DEFAULT_FIREWALL_OPTIONS = firewall.Options()
@@ -67,6 +76,7 @@ def converge(
     nodes: Mapping,
     pools: Mapping,
     workloads: Sequence[Mapping],
+    pools_ipv6: Mapping | None = None,
     tunnel_options: tunnels.Options = DEFAULT_TUNNEL_OPTIONS,
     sysctl_options: sysctls.Options,
     firewall_options: firewall.Options = DEFAULT_FIREWALL_OPTIONS,
@@ -81,20 +91,25 @@ def converge(
     input for any part (a sysctl name, a workload address, a firewall backend) fails with nothing changed.
     """
     missing = missing_packages(run, packages)
-    ipam = tunnels.load({"nodes": nodes, "pools": pools})  # the IPAM result, checked once
+    ipam = tunnels.load({"nodes": nodes, "pools": pools, "pools_ipv6": pools_ipv6})  # the IPAM result, checked once
     if missing:
         tunnels.prepare(node, ipam, tunnel_options, runner)
         return {"missing_packages": missing, "tunnels": None, "sysctls": None, "firewall": None, "workload_mtu": None}
     tun = tunnels.prepare(node, ipam, tunnel_options, runner)
-    sys_plan = sysctls.plan(sysctl_options.values, sysctl_options.path, creates=tun.creates)  # e.g. tunl0's keys
-    fw = firewall.prepare(pools, workloads, firewall_options, ipam.node_addresses(), runner)
+    wanted_sysctls = sysctl_options.values
+    me = ipam.nodes.get(node)
+    if me is not None and me.address6 is not None and IPV6_FORWARDING not in wanted_sysctls:
+        wanted_sysctls = {**wanted_sysctls, IPV6_FORWARDING: 1}
+    sys_plan = sysctls.plan(wanted_sysctls, sysctl_options.path, creates=tun.creates)  # e.g. tunl0's keys
+    fw = firewall.prepare(pools, workloads, firewall_options, ipam.node_addresses(), runner, pools_ipv6 or {}, ipam.node_addresses(6))
     if not check_mode:
         if tun.changed:
             tunnels.apply(runner, tun, tunnel_options.modprobe_dir)
         if sys_plan.changed:
             sysctls.apply(sys_plan, sysctl_options.path)
         firewall.commit(runner, fw, firewall_options.state_file)
-    return {"missing_packages": [], "tunnels": tun, "sysctls": sys_plan, "firewall": fw, "workload_mtu": workload_mtu(tun.underlay_mtu, pools)}
+    all_pools = {**pools, **(pools_ipv6 or {})}
+    return {"missing_packages": [], "tunnels": tun, "sysctls": sys_plan, "firewall": fw, "workload_mtu": workload_mtu(tun.underlay_mtu, all_pools)}
 
 
 def result(parts: Mapping) -> dict:
@@ -115,6 +130,7 @@ def remove(
     pools: Mapping,
     ipip_address: str | None,
     sysctl_file: str,
+    pools_ipv6: Mapping | None = None,
     firewall_state_file: str,
     check_mode: bool,
     runner: iproute.Runner = iproute.subprocess_runner,
@@ -125,9 +141,9 @@ def remove(
     changed), then applied unless check mode. Packages and kernel modules stay; the sysctl values
     applied at run time stay too (see :func:`sysctls.plan_removal`).
     """
-    tun = tunnels.plan_removal(tunnels.read_state(runner), pools, ipip_address)
+    tun = tunnels.plan_removal(tunnels.read_state(runner), pools, ipip_address, pools_ipv6 or {})
     sys_plan = sysctls.plan_removal(sysctl_file)
-    fw = firewall.plan_removal(firewall.read_nft(runner), firewall.read_iptables(runner), os.path.exists(firewall_state_file))
+    fw = firewall.plan_removal(firewall.read_nft(runner), firewall.read_iptables(runner), os.path.exists(firewall_state_file), firewall.read_nft(runner, "ip6"))
     if not check_mode:
         if tun.changed:
             tunnels.apply(runner, tun)

@@ -8,11 +8,12 @@ namespaces would spend its time starting ``ip``. Here the calling thread enters 
 (setns), opens an rtnetlink socket there (a socket stays in the namespace it was created in),
 returns to its own, and talks to the kernel through that socket:
 
-- ``read``: dumps links, IPv4 addresses and main-table IPv4 routes — the kernel answers
-  ``ip -json addr show`` / ``ip -json route show`` print, returned in the same shape (only the
-  fields the planners read);
+- ``read``: dumps links, IPv4 addresses and main-table IPv4 routes (with ``ipv6``: the IPv6 ones
+  too) — the kernel answers ``ip -json addr show`` / ``ip -json route show`` print, returned in
+  the same shape (only the fields the planners read);
 - ``apply``: the few changes a workload namespace needs (``LinkSet``, ``AddrAdd``/``AddrDel``,
-  ``RouteReplace``), each encoded as the very message ``ip`` sends for the equivalent batch line
+  ``RouteReplace``/``RouteDel``, either family: the address says which), each encoded as the very
+  message ``ip`` sends for the equivalent batch line
   (same flags, protocol and scope, so the result reads back identical), all of one namespace
   sent in ONE ``send`` and every acknowledgement checked; a refusal is a ``NetlinkError`` naming
   the change, the errno and the kernel's own explanation (extended ACK).
@@ -54,7 +55,8 @@ RTNH_F_ONLINK = 0x4
 RT_TABLE_MAIN = 254
 RTN_UNICAST = 1
 RTPROT_BOOT = 3  # what `ip route add/replace` sets when no protocol is given
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
+RTA_PRIORITY = 6
 SCOPES = {0: None, 200: "site", 253: "link", 254: "host", 255: "nowhere"}
 
 NLMSGHDR = struct.Struct("=IHHII")
@@ -152,8 +154,10 @@ def _dump(sock: socket.socket, msg_type: int, body: bytes, seq: int) -> list[tup
             messages.append((kind, payload))
 
 
-def read(sock: socket.socket) -> tuple[dict[str, dict], list[dict]]:
-    """(links by name with IPv4 ``addr_info``, main-table IPv4 routes) as ``ip -json`` shows them."""
+def read(sock: socket.socket, ipv6: bool = False) -> tuple[dict[str, dict], list[dict]]:
+    """(links by name with IPv4 ``addr_info``, main-table IPv4 routes) as ``ip -json`` shows them;
+    with ``ipv6`` also the IPv6 addresses (``family`` ``inet6``, with their ``scope``) and the
+    main table's IPv6 unicast routes (``ip -6 -json route show``: a /128 printed without its length)."""
     links: dict[str, dict] = {}
     by_index: dict[int, dict] = {}
     for kind, payload in _dump(sock, RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), 1):
@@ -199,13 +203,47 @@ def read(sock: socket.socket) -> tuple[dict[str, dict], list[dict]]:
         route["flags"] = ["onlink"] if flags & RTNH_F_ONLINK else []
         route["protocol"] = protocol
         routes.append(route)
+    if ipv6:
+        _read6(sock, by_index, routes)
     return links, routes
 
 
-def read_netns(netns: str, netns_dir: str = "/run/netns") -> tuple[dict[str, dict], list[dict]]:
+def _read6(sock: socket.socket, by_index: Mapping[int, dict], routes: list) -> None:
+    """The IPv6 side of :func:`read`: addresses into the links' ``addr_info``, main-table unicast routes."""
+    for kind, payload in _dump(sock, RTM_GETADDR, IFADDRMSG.pack(socket.AF_INET6, 0, 0, 0, 0), 4):
+        family, prefixlen, _flags, scope, index = IFADDRMSG.unpack_from(payload)
+        if kind != RTM_NEWADDR or family != socket.AF_INET6 or index not in by_index:
+            continue
+        attrs = _attrs(payload, IFADDRMSG.size)
+        local = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
+        if local:
+            address = socket.inet_ntop(socket.AF_INET6, local)
+            by_index[index]["addr_info"].append({"family": "inet6", "local": address, "prefixlen": prefixlen, "scope": SCOPES.get(scope) or "global"})
+    for kind, payload in _dump(sock, RTM_GETROUTE, RTMSG.pack(socket.AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0), 5):
+        family, dst_len, _src, _tos, table, protocol, _scope, rtype, flags = RTMSG.unpack_from(payload)
+        attrs = _attrs(payload, RTMSG.size)
+        if table == 252 and RTA_TABLE in attrs:
+            table = struct.unpack("=I", attrs[RTA_TABLE])[0]
+        if kind != RTM_NEWROUTE or family != socket.AF_INET6 or table != RT_TABLE_MAIN or rtype != RTN_UNICAST:
+            continue
+        dst = socket.inet_ntop(socket.AF_INET6, attrs[RTA_DST]) if RTA_DST in attrs else "::"
+        route = {"dst": "default" if dst_len == 0 else (dst if dst_len == 128 else f"{dst}/{dst_len}")}
+        if RTA_GATEWAY in attrs:
+            route["gateway"] = socket.inet_ntop(socket.AF_INET6, attrs[RTA_GATEWAY])
+        if RTA_OIF in attrs:
+            oif = struct.unpack("=i", attrs[RTA_OIF])[0]
+            route["dev"] = by_index.get(oif, {}).get("ifname", f"if{oif}")
+        route["flags"] = ["onlink"] if flags & RTNH_F_ONLINK else []
+        route["protocol"] = protocol
+        if RTA_PRIORITY in attrs:
+            route["metric"] = struct.unpack("=I", attrs[RTA_PRIORITY])[0]
+        routes.append(route)
+
+
+def read_netns(netns: str, netns_dir: str = "/run/netns", ipv6: bool = False) -> tuple[dict[str, dict], list[dict]]:
     sock = open_socket(netns, netns_dir)
     try:
-        return read(sock)
+        return read(sock, ipv6)
     finally:
         sock.close()
 
@@ -228,14 +266,16 @@ class LinkSet:
 
 @dataclass(frozen=True)
 class AddrAdd:
-    """``addr add LOCAL/PREFIXLEN dev DEV`` (fails if the address is there: NLM_F_EXCL, like ip)."""
+    """``addr add LOCAL/PREFIXLEN dev DEV`` (fails if the address is there: NLM_F_EXCL, like ip);
+    with ``replace``, ``addr replace`` (NLM_F_REPLACE: there already is no error)."""
 
     local: str
     prefixlen: int
     dev: str
+    replace: bool = False
 
     def __str__(self) -> str:
-        return f"addr add {self.local}/{self.prefixlen} dev {self.dev}"
+        return f"addr {'replace' if self.replace else 'add'} {self.local}/{self.prefixlen} dev {self.dev}"
 
 
 @dataclass(frozen=True)
@@ -254,7 +294,9 @@ class AddrDel:
 class RouteReplace:
     """``route replace DST [via GATEWAY] dev DEV [scope link]`` in the main table, proto boot.
 
-    ``dst`` as ip writes it: ``default``, an address (a /32) or ``address/prefixlen``.
+    ``dst`` as ip writes it: ``default``, an address (a /32, IPv6: a /128) or ``address/prefixlen``;
+    the family is the address's (``default``: the gateway's). For IPv6 ``ip`` writes ``-6`` for a
+    ``default`` route; the line here is the rtnetlink request, the same either way.
     """
 
     dst: str
@@ -267,7 +309,20 @@ class RouteReplace:
         return f"route replace {self.dst}{via} dev {self.dev}" + (" scope link" if self.scope_link else "")
 
 
-Change = Union[LinkSet, AddrAdd, AddrDel, RouteReplace]
+@dataclass(frozen=True)
+class RouteDel:
+    """``route del DST [via GATEWAY] dev DEV`` in the main table (``dst`` as for :class:`RouteReplace`)."""
+
+    dst: str
+    dev: str
+    gateway: Optional[str] = None
+
+    def __str__(self) -> str:
+        via = f" via {self.gateway}" if self.gateway else ""
+        return f"route del {self.dst}{via} dev {self.dev}"
+
+
+Change = Union[LinkSet, AddrAdd, AddrDel, RouteReplace, RouteDel]
 
 
 class NetlinkError(L3CalicoError, OSError):
@@ -298,11 +353,24 @@ def _message(msg_type: int, flags: int, seq: int, body: bytes) -> bytes:
     return NLMSGHDR.pack(NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body
 
 
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def _packed(address: str) -> bytes:
+    return socket.inet_pton(_family(address), address)
+
+
 def _prefix(dst: str) -> tuple[bytes, int]:
     if dst == "default":
         return b"", 0
     address, _sep, length = dst.partition("/")
-    return socket.inet_aton(address), int(length) if length else 32
+    return _packed(address), int(length) if length else (128 if ":" in address else 32)
+
+
+def _address_scope(address: str) -> int:
+    # What `ip addr add` sets when no scope is given (iproute2 default_scope): link for IPv6 link-local.
+    return RT_SCOPE_LINK if address.lower().startswith("fe80:") else RT_SCOPE_UNIVERSE
 
 
 def encode(change: Change, seq: int, index: Mapping[str, int]) -> bytes:
@@ -313,21 +381,27 @@ def encode(change: Change, seq: int, index: Mapping[str, int]) -> bytes:
         attrs = _attr(IFLA_MTU, struct.pack("=I", change.mtu)) if change.mtu is not None else b""
         return _message(RTM_NEWLINK, ack, seq, IFINFOMSG.pack(socket.AF_UNSPEC, 0, ifindex, IFF_UP, IFF_UP) + attrs)
     if isinstance(change, (AddrAdd, AddrDel)):
-        local = socket.inet_aton(change.local)
-        body = IFADDRMSG.pack(socket.AF_INET, change.prefixlen, 0, RT_SCOPE_UNIVERSE, ifindex)
+        local = _packed(change.local)
+        body = IFADDRMSG.pack(_family(change.local), change.prefixlen, 0, _address_scope(change.local), ifindex)
         body += _attr(IFA_LOCAL, local) + _attr(IFA_ADDRESS, local)
         if isinstance(change, AddrAdd):
-            return _message(RTM_NEWADDR, ack | NLM_F_CREATE | NLM_F_EXCL, seq, body)
+            return _message(RTM_NEWADDR, ack | NLM_F_CREATE | (NLM_F_REPLACE if change.replace else NLM_F_EXCL), seq, body)
         return _message(RTM_DELADDR, ack, seq, body)
-    if isinstance(change, RouteReplace):
+    if isinstance(change, (RouteReplace, RouteDel)):
         dst, dst_len = _prefix(change.dst)
-        scope = RT_SCOPE_LINK if change.scope_link else RT_SCOPE_UNIVERSE
-        body = RTMSG.pack(socket.AF_INET, dst_len, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, scope, RTN_UNICAST, 0)
+        family = _family(change.gateway if change.dst == "default" and change.gateway else change.dst)
+        if isinstance(change, RouteReplace):
+            scope = RT_SCOPE_LINK if change.scope_link else RT_SCOPE_UNIVERSE
+            body = RTMSG.pack(family, dst_len, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, scope, RTN_UNICAST, 0)
+        else:  # what `ip route del` sends: scope nowhere, no protocol or type (any)
+            body = RTMSG.pack(family, dst_len, 0, 0, RT_TABLE_MAIN, 0, RT_SCOPE_NOWHERE, 0, 0)
         if dst_len:
             body += _attr(RTA_DST, dst)
         if change.gateway:
-            body += _attr(RTA_GATEWAY, socket.inet_aton(change.gateway))
+            body += _attr(RTA_GATEWAY, _packed(change.gateway))
         body += _attr(RTA_OIF, struct.pack("=i", ifindex))
+        if isinstance(change, RouteDel):
+            return _message(RTM_DELROUTE, ack, seq, body)
         return _message(RTM_NEWROUTE, ack | NLM_F_CREATE | NLM_F_REPLACE, seq, body)
     raise TypeError(f"not an rtnetlink change: {change!r}")
 
@@ -368,17 +442,27 @@ def link_indexes(sock: socket.socket, names: Iterable[str]) -> dict[str, int]:
     return _resolve(sock, names)[0]
 
 
+# The answers to one send must fit the socket's receive buffer (about 200 KiB by default) or the
+# kernel drops them (ENOBUFS): a link's RTM_NEWLINK answer is 1-2 KiB, so names are resolved 64 to
+# a send (a namespace has two; the host's IPv6 side one per veth); changes, acknowledged in a few
+# dozen bytes each, go 256 to a send.
+RESOLVE_CHUNK, APPLY_CHUNK = 64, 256
+
+
 def _resolve(sock: socket.socket, names: Iterable[str]) -> tuple[dict[str, int], dict[str, tuple[int, str]]]:
     names = sorted(set(names))
     if not names:
         return {}, {}
-    sock.send(
-        b"".join(
-            _message(RTM_GETLINK, NLM_F_REQUEST, 1 + i, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, name.encode() + b"\0"))
-            for i, name in enumerate(names)
+    answers: dict[int, tuple[int, bytes, int]] = {}
+    for first in range(0, len(names), RESOLVE_CHUNK):
+        chunk = range(first, min(first + RESOLVE_CHUNK, len(names)))
+        sock.send(
+            b"".join(
+                _message(RTM_GETLINK, NLM_F_REQUEST, 1 + i, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, names[i].encode() + b"\0"))
+                for i in chunk
+            )
         )
-    )
-    answers = _answers(sock, range(1, 1 + len(names)))
+        answers.update(_answers(sock, [1 + i for i in chunk]))
     found, refused = {}, {}
     for i, name in enumerate(names):
         kind, payload, flags = answers[1 + i]
@@ -394,7 +478,8 @@ def apply(sock: socket.socket, changes: Sequence[Change]) -> None:
     """Apply ``changes`` in order, as ONE batch, on the namespace of ``sock``.
 
     Device names are resolved first (one request per device, one send); then every change is
-    encoded and all are sent together. The kernel handles the messages of a batch in order and
+    encoded and all are sent together (:data:`RESOLVE_CHUNK` / :data:`APPLY_CHUNK` at a time when
+    there are more: the answers must fit the socket's receive buffer). The kernel handles the messages of a batch in order and
     answers each; unlike ``ip -batch`` it does not stop at the first refusal, so every refusal is
     collected and raised together as a NetlinkError (what succeeded stays; a next run repairs).
     """
@@ -410,9 +495,10 @@ def apply(sock: socket.socket, changes: Sequence[Change]) -> None:
         seq = 1000 + position
         batch.append(encode(change, seq, index))
         sent[seq] = change
-    if batch:
-        sock.send(b"".join(batch))
-        for seq, (kind, payload, flags) in _answers(sock, sent).items():
+    seqs = list(sent)
+    for first in range(0, len(batch), APPLY_CHUNK):
+        sock.send(b"".join(batch[first : first + APPLY_CHUNK]))
+        for seq, (kind, payload, flags) in _answers(sock, seqs[first : first + APPLY_CHUNK]).items():
             err, message = _error_of(payload, flags) if kind == NLMSG_ERROR else (0, "")
             if err:
                 failures[seq - 1000] = (sent[seq], err, message)

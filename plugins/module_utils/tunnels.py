@@ -18,8 +18,17 @@ Input is the IPAM result (``nodes`` and ``pools`` of ``calico_ipam_result``, rea
   <underlay> proto 80``, unencapsulated, as Felix does (whether the remote node has a VTEP or not).
   A node without a VTEP of its own gets no route of a VXLAN pool (Felix: no device, no data device).
 
-Ownership: ``vxlan.calico`` carries the alias ``l3.calico:vxlan`` (a foreign device of that name is
-an error); everything on it is ours. ``tunl0`` is the kernel's: the module only manages its
+- VXLAN for IPv6 pools: ``vxlan-v6.calico`` over the IPv6 underlay, as Felix's IPv6 VXLAN manager
+  makes it (felix/dataplane/linux/vxlan_mgr.go ``device``: the same ``VXLANVNI`` and ``VXLANPort`` as
+  IPv4 - Felix has no separate IPv6 defaults, only ``VXLANMTUV6``; ``local`` = the node's IPv6
+  address; MAC ``66`` + SHA-1(``<node>-v6``)[:5], felix/calc/vxlan_resolver.go ``vtepMACForHost``),
+  MTU underlay-70 (an IPv6 outer header is 20 bytes longer), its ``vxlan_v6`` tunnel address /128,
+  and per remote node with an IPv6 VTEP the same neighbour, FDB entry and routes - the IPv6 blocks
+  :meth:`IpamResult.expected_routes` (``version=6``) gives this node, the one answer. Only a node
+  with an IPv6 address and a ``vxlan_v6`` tunnel address gets the device.
+
+Ownership: ``vxlan.calico`` carries the alias ``l3.calico:vxlan`` (``vxlan-v6.calico``:
+``l3.calico:vxlan-v6``; a foreign device of either name is an error); everything on it is ours. ``tunl0`` is the kernel's: the module only manages its
 address, MTU and state, and marks it ``l3.calico:ipip`` so it can undo that when IPIP goes away.
 """
 
@@ -46,9 +55,11 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_result import (
 
 IPIP_OVERHEAD = 20
 VXLAN_OVERHEAD = 50
+VXLAN_V6_OVERHEAD = 70  # outer IPv6 (40) + UDP (8) + VXLAN (8) + Ethernet (14): Calico's MTU table
 DEFAULT_VNI = 4096
 DEFAULT_PORT = 4789
 VXLAN_ALIAS = "l3.calico:vxlan"
+VXLAN_V6_ALIAS = "l3.calico:vxlan-v6"
 # Routes through vxlan.calico carry Felix's protocol number, so other route daemons (BIRD's
 # kernel protocol: krt_source = 80) can tell them apart and leave them alone.
 ROUTE_PROTO = "80"
@@ -77,6 +88,10 @@ class Desired:
     ipip: Optional[str] = None  # tunl0 address
     vxlan: Optional[str] = None  # vxlan.calico address
     peers: list[Peer] = field(default_factory=list)
+    # IPv6 (None / empty: no IPv6 address, or no VXLAN IPv6 pool selects the node)
+    node_ip6: Optional[str] = None
+    vxlan_v6: Optional[str] = None  # vxlan-v6.calico address
+    peers6: list[Peer] = field(default_factory=list)  # ip: the peer's IPv6 address, vtep: its vxlan_v6
 
 
 def load(ipam) -> IpamResult:
@@ -96,28 +111,42 @@ def desired_tunnels(node: str, ipam) -> Desired:
         raise TunnelError(f"node {node!r} is not in the IPAM result (nodes: {', '.join(sorted(result.nodes)) or 'none'})")
     me = result.nodes[node]
     desired = Desired(node=node, node_ip=me.ip, network=None if me.network is None else str(me.network), ipip=me.ipip, vxlan=me.vxlan)
+    desired.peers = _peers(result, node, 4)
+    if me.address6 is not None:  # a node without an IPv6 address gets nothing IPv6 (no VTEP, no route)
+        desired.node_ip6, desired.vxlan_v6 = me.ipv6, me.vxlan_v6
+        desired.peers6 = _peers(result, node, 6)
+    return desired
+
+
+def _peers(result: IpamResult, node: str, version: int) -> list[Peer]:
+    """Per other node, its VTEP (when this node has one too) and the routes of VXLAN pools of the family
+    :meth:`IpamResult.expected_routes` expects on this node (programmed here, BY_TUNNELS)."""
+    me = result.nodes[node]
     routes: dict[str, tuple[set, set]] = {}
-    for route in result.expected_routes(node, bgp_nodes=()):
+    for route in result.expected_routes(node, bgp_nodes=(), version=version):
         if route.by == BY_TUNNELS:
             encap, direct = routes.setdefault(route.node, (set(), set()))
             (encap if route.encap == VXLAN else direct).add(route.dst)
+    mine = me.vxlan_v6 if version == 6 else me.vxlan
+    peers = []
     for other in sorted(result.nodes):
         peer = result.nodes[other]
         encap, direct = routes.get(other, ((), ()))
-        vtep = peer.vxlan if me.vxlan is not None else None  # a VTEP of ours: neighbour and FDB entry per peer
+        theirs = peer.vxlan_v6 if version == 6 else peer.vxlan
+        vtep = theirs if mine is not None and (version == 4 or peer.address6 is not None) else None  # neighbour + FDB entry per peer
         if other == node or (vtep is None and not direct):
             continue
-        desired.peers.append(
+        peers.append(
             Peer(
                 node=other,
-                ip=peer.ip,
+                ip=peer.ipv6 if version == 6 else peer.ip,
                 vtep=vtep,
-                mac=naming.vxlan_mac(other),
+                mac=naming.vxlan_mac_v6(other) if version == 6 else naming.vxlan_mac(other),
                 routes=tuple(str(dst) for dst in sorted(encap)),
                 direct=tuple(str(dst) for dst in sorted(direct)),
             )
         )
-    return desired
+    return peers
 
 
 def _net_key(cidr: str):
@@ -137,6 +166,8 @@ class State:
     neighbours: list[dict]
     fdb: list[dict]
     ipip_loaded: bool
+    routes6: list[dict] = field(default_factory=list)  # main table, IPv6 unicast
+    fdb6: list[dict] = field(default_factory=list)  # vxlan-v6.calico's
 
 
 @dataclass
@@ -150,6 +181,9 @@ class Plan:
     ipip_mtu: Optional[int] = None
     vxlan_mtu: Optional[int] = None
     vxlan_mac: Optional[str] = None
+    underlay6: Optional[str] = None  # the interface holding the node's IPv6 address
+    vxlan_v6_mtu: Optional[int] = None
+    vxlan_v6_mac: Optional[str] = None
     creates: list[str] = field(default_factory=list)  # devices that exist only once applied
     kept: list[str] = field(default_factory=list)  # what a removal leaves alone because it is not ours
     removal: bool = False  # planned by plan_removal
@@ -169,6 +203,8 @@ class Plan:
             "ipip_mtu": self.ipip_mtu,
             "vxlan_mtu": self.vxlan_mtu,
             "vxlan_mac": self.vxlan_mac,
+            "vxlan_v6_mtu": self.vxlan_v6_mtu,
+            "vxlan_v6_mac": self.vxlan_v6_mac,
         }
 
     def diff(self) -> Optional[dict]:
@@ -190,19 +226,32 @@ class Plan:
         }
 
 
-def read_state(runner: iproute.Runner, sys_module: str = "/sys/module") -> State:
-    links, routes, neighbours = iproute.ip_json_batch(runner, ["addr show", "route show table main", "neigh show"], details=True)
+# IPv6 routes in the same `ip -json -batch` (iproute2 takes the family from the prefix; other
+# tables' entries carry a "table" key and are dropped).
+ROUTES6_COMMAND = "route show table all root ::/0 type unicast"
+
+
+def read_state(runner: iproute.Runner, sys_module: str = "/sys/module", proc_sys: str = "/proc/sys") -> State:
+    six = os.path.isdir(os.path.join(proc_sys, "net/ipv6"))
+    commands = ["addr show", "route show table main", "neigh show"] + ([ROUTES6_COMMAND] if six else [])
+    answers = iproute.ip_json_batch(runner, commands, details=True)
+    links, routes, neighbours = answers[:3]
     links = {link["ifname"]: link for link in links}
-    fdb = []
-    if naming.VXLAN_DEVICE in links:
-        out = iproute.check(runner, ["bridge", "-json", "fdb", "show", "dev", naming.VXLAN_DEVICE]).strip()
-        fdb = json.loads(out) if out else []
+
+    def fdb_of(dev: str) -> list:
+        if dev not in links:
+            return []
+        out = iproute.check(runner, ["bridge", "-json", "fdb", "show", "dev", dev]).strip()
+        return json.loads(out) if out else []
+
     return State(
         links=links,
         routes=routes,
         neighbours=neighbours,
-        fdb=fdb,
+        fdb=fdb_of(naming.VXLAN_DEVICE),
         ipip_loaded=os.path.isdir(os.path.join(sys_module, "ipip")) or naming.IPIP_DEVICE in links,
+        routes6=[r for r in answers[3] if r.get("table", "main") == "main"] if six else [],
+        fdb6=fdb_of(naming.VXLAN_V6_DEVICE),
     )
 
 
@@ -235,6 +284,7 @@ def plan(
     port: int = DEFAULT_PORT,
 ) -> Plan:
     result = Plan()
+    explicit = underlay_interface is not None
     if underlay_interface is None:
         underlay_interface = _interface_of(state.links, desired.node_ip)
         if underlay_interface is None and (desired.ipip or desired.vxlan or any(p.direct for p in desired.peers)):
@@ -250,21 +300,52 @@ def plan(
     _plan_ipip(desired, state, result)
     _plan_vxlan(desired, state, result, vni, port)
     _plan_direct(desired, state, result)
+    _plan_v6(desired, state, result, underlay_interface if explicit else None, vni, port)
     return result
 
 
-def _interface_of(links: Mapping, address: str) -> Optional[str]:
+def _plan_v6(desired: Desired, state: State, result: Plan, underlay_interface: Optional[str], vni: int, port: int) -> None:
+    """vxlan-v6.calico and the same-subnet routes of CrossSubnet IPv6 VXLAN pools (a node with an IPv6 address)."""
+    dev = naming.VXLAN_V6_DEVICE
+    link = state.links.get(dev)
+    if link is not None and link.get("ifalias") != VXLAN_V6_ALIAS:
+        raise TunnelError(f"interface {dev} exists but was not created by l3.calico (alias is not {VXLAN_V6_ALIAS})")
+    wanted = desired.vxlan_v6 is not None or any(p.direct for p in desired.peers6)
+    # The IPv6 underlay; also when nothing IPv6 is wanted, so that our routes left on it go.
+    underlay = underlay_interface or (_interface_of(state.links, desired.node_ip6, "inet6") if desired.node_ip6 else None)
+    result.underlay6 = underlay
+    if wanted:
+        if underlay is None:
+            raise TunnelError(
+                f"node {desired.node}: IPv6 address {desired.node_ip6} is on no interface of this host; set the underlay "
+                "interface explicitly or fix calico_node_ipv6"
+            )
+    if desired.vxlan_v6 is None:
+        if link is not None:
+            result.ip_lines.append(f"link del dev {dev}")
+            result.changes.append(f"{dev}: IPv6 VXLAN no longer used, device removed")
+    else:
+        mtu = state.links[result.underlay6].get("mtu") if result.underlay_mtu is None else result.underlay_mtu
+        result.vxlan_v6_mtu = mtu - VXLAN_V6_OVERHEAD
+        result.vxlan_v6_mac = naming.vxlan_mac_v6(desired.node)
+        _plan_vxlan_device(6, desired.vxlan_v6, desired.node_ip6, result.underlay6, desired.peers6, state, result, vni, port)
+    _plan_direct_routes(6, result.underlay6, desired.peers6, state.routes6, result)
+
+
+def _interface_of(links: Mapping, address: str, family: str = "inet") -> Optional[str]:
     for name, link in sorted(links.items()):
         for addr in link.get("addr_info", []):
-            if addr.get("family") == "inet" and addr.get("local") == address:
+            if addr.get("family") == family and addr.get("local") == address:
                 return name
     return None
 
 
-def _inet(link: Optional[dict]) -> list[str]:
+def _inet(link: Optional[dict], family: str = "inet") -> list[str]:
+    """The addresses of ``family`` on ``link`` (IPv6: not the link-local ones the kernel gives it)."""
     if not link:
         return []
-    return [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if a.get("family") == "inet"]
+    six = family == "inet6"
+    return [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if a.get("family") == family and not (six and a.get("scope") == "link")]
 
 
 def _plan_ipip(desired: Desired, state: State, result: Plan) -> None:
@@ -291,15 +372,16 @@ def _plan_ipip(desired: Desired, state: State, result: Plan) -> None:
     _plan_addresses(dev, link, desired.ipip, result)
 
 
-def _plan_addresses(dev: str, link: Optional[dict], address: str, result: Plan) -> None:
-    current = _inet(link)
+def _plan_addresses(dev: str, link: Optional[dict], address: str, result: Plan, version: int = 4) -> None:
+    host = 128 if version == 6 else 32
+    current = _inet(link, "inet6" if version == 6 else "inet")
     # The new address first: removing the last IPv4 address of a device flushes every route through it
     # (a tunnel address that moves, e.g. in a pool migration, would take the routes to the peers along).
-    if f"{address}/32" not in current:
-        result.ip_lines.append(f"addr add {address}/32 dev {dev}")
-        result.changes.append(f"{dev}: address {address}/32 added")
+    if f"{address}/{host}" not in current:
+        result.ip_lines.append(f"addr add {address}/{host} dev {dev}")
+        result.changes.append(f"{dev}: address {address}/{host} added")
     for addr in current:
-        if addr != f"{address}/32":
+        if addr != f"{address}/{host}":
             result.ip_lines.append(f"addr del {addr} dev {dev}")
             result.changes.append(f"{dev}: address {addr} removed")
 
@@ -314,48 +396,65 @@ def _plan_vxlan(desired: Desired, state: State, result: Plan, vni: int, port: in
             result.ip_lines.append(f"link del dev {dev}")
             result.changes.append(f"{dev}: VXLAN no longer used, device removed")
         return
-    mtu = result.underlay_mtu - VXLAN_OVERHEAD
-    mac = naming.vxlan_mac(desired.node)
-    result.vxlan_mtu, result.vxlan_mac = mtu, mac
+    result.vxlan_mtu, result.vxlan_mac = result.underlay_mtu - VXLAN_OVERHEAD, naming.vxlan_mac(desired.node)
+    _plan_vxlan_device(4, desired.vxlan, desired.node_ip, result.underlay, desired.peers, state, result, vni, port)
+
+
+def _plan_vxlan_device(version: int, address: str, local: str, underlay: str, peers: list[Peer], state: State, result: Plan, vni: int, port: int) -> None:
+    """One VXLAN device as Felix makes it (``vxlan.calico``, IPv6: ``vxlan-v6.calico``), its address, and per
+    remote VTEP its neighbour, FDB entry and routes. ``result.vxlan[_v6]_mtu`` / ``_mac`` are set by the caller."""
+    six = version == 6
+    dev, alias = (naming.VXLAN_V6_DEVICE, VXLAN_V6_ALIAS) if six else (naming.VXLAN_DEVICE, VXLAN_ALIAS)
+    mtu, mac = (result.vxlan_v6_mtu, result.vxlan_v6_mac) if six else (result.vxlan_mtu, result.vxlan_mac)
+    link = state.links.get(dev)
     info = ((link or {}).get("linkinfo") or {}).get("info_data") or {}
-    wanted = {"id": vni, "local": desired.node_ip, "link": result.underlay, "port": port, "learning": False}
-    fresh = link is None or any(info.get(k) != v for k, v in wanted.items())
+    wanted = {"id": vni, "local": local, "link": underlay, "port": port, "learning": False}
+    current = dict(info, local=info.get("local6" if six else "local"))
+    fresh = link is None or any(current.get(k) != v for k, v in wanted.items())
     if fresh:
         if link is not None:
             result.ip_lines.append(f"link del dev {dev}")
-            diffs = ", ".join(f"{k} {info.get(k)} -> {v}" for k, v in wanted.items() if info.get(k) != v)
+            diffs = ", ".join(f"{k} {current.get(k)} -> {v}" for k, v in wanted.items() if current.get(k) != v)
             result.changes.append(f"{dev}: recreated ({diffs})")
         else:
-            result.changes.append(f"{dev}: created (vni {vni}, port {port}, local {desired.node_ip}, dev {result.underlay})")
+            result.changes.append(f"{dev}: created (vni {vni}, port {port}, local {local}, dev {underlay})")
             result.creates.append(dev)
         result.ip_lines += [
-            f"link add {dev} mtu {mtu} address {mac} type vxlan id {vni} local {desired.node_ip} dev {result.underlay} dstport {port} nolearning",
-            f"link set dev {dev} alias {VXLAN_ALIAS} up",
+            f"link add {dev} mtu {mtu} address {mac} type vxlan id {vni} local {local} dev {underlay} dstport {port} nolearning",
+            f"link set dev {dev} alias {alias} up",
         ]
         link = None
     elif link.get("mtu") != mtu or link.get("address") != mac or "UP" not in link.get("flags", []):
         result.ip_lines.append(f"link set dev {dev} address {mac} mtu {mtu} up")
         result.changes.append(f"{dev}: mtu {link.get('mtu')} -> {mtu}, mac {link.get('address')} -> {mac}, up")
-    _plan_addresses(dev, link, desired.vxlan, result)
+    _plan_addresses(dev, link, address, result, version)
 
     # Per remote VTEP: neighbour, FDB, routes. After a (re)creation the device is empty.
+    state_routes, state_fdb = (state.routes6, state.fdb6) if six else (state.routes, state.fdb)
     neigh = {} if link is None else {n["dst"]: n.get("lladdr") for n in state.neighbours if n.get("dev") == dev and "PERMANENT" in n.get("state", [])}
     fdb = (
         {}
         if link is None
-        else {f["mac"]: f.get("dst") for f in state.fdb if f.get("dst") and "self" in f.get("flags", []) and f.get("mac") != "00:00:00:00:00:00"}
+        else {f["mac"]: f.get("dst") for f in state_fdb if f.get("dst") and "self" in f.get("flags", []) and f.get("mac") != "00:00:00:00:00:00"}
     )
     routes = (
         {}
         if link is None
-        else {_dst(r): (r.get("gateway"), str(r.get("protocol", "boot"))) for r in state.routes if r.get("dev") == dev and "onlink" in r.get("flags", [])}
+        else {_dst(r): (r.get("gateway"), str(r.get("protocol", "boot"))) for r in state_routes if r.get("dev") == dev and "onlink" in r.get("flags", [])}
     )
     stray_routes = (
-        [] if link is None else [_dst(r) for r in state.routes if r.get("dev") == dev and "onlink" not in r.get("flags", []) and r.get("scope") != "link"]
+        []
+        if link is None
+        else [
+            _dst(r)
+            for r in state_routes
+            # IPv6: the kernel's own routes (fe80::/64, the address's prefix route) are not strays
+            if r.get("dev") == dev and "onlink" not in r.get("flags", []) and r.get("scope") != "link" and not (six and str(r.get("protocol")) == "kernel")
+        ]
     )
-    want_neigh = {p.vtep: p.mac for p in desired.peers if p.vtep is not None}
-    want_fdb = {p.mac: p.ip for p in desired.peers if p.vtep is not None}
-    want_routes = {cidr: p.vtep for p in desired.peers for cidr in p.routes}
+    want_neigh = {p.vtep: p.mac for p in peers if p.vtep is not None}
+    want_fdb = {p.mac: p.ip for p in peers if p.vtep is not None}
+    want_routes = {cidr: p.vtep for p in peers for cidr in p.routes}
     route_lines, neigh_lines = [], []
     for dst in sorted(set(routes) - set(want_routes), key=_net_key) + sorted(stray_routes, key=_net_key):
         route_lines.append(f"route del {dst} dev {dev}")
@@ -390,11 +489,14 @@ def _plan_direct(desired: Desired, state: State, result: Plan) -> None:
     BIRD leaves VXLAN pools alone, so these are programmed here like the encapsulated ones; the
     routes with protocol 80 on the underlay are ours, and those no longer wanted are removed.
     """
-    dev = result.underlay
+    _plan_direct_routes(4, result.underlay, desired.peers, state.routes, result)
+
+
+def _plan_direct_routes(version: int, dev: Optional[str], peers: list[Peer], state_routes: list[dict], result: Plan) -> None:
     if dev is None:
         return
-    current = {_dst(r): r.get("gateway") for r in state.routes if r.get("dev") == dev and str(r.get("protocol")) == ROUTE_PROTO}
-    wanted = {cidr: p.ip for p in desired.peers for cidr in p.direct}
+    current = {_dst(r): r.get("gateway") for r in state_routes if r.get("dev") == dev and str(r.get("protocol")) == ROUTE_PROTO}
+    wanted = {cidr: p.ip for p in peers for cidr in p.direct}
     for dst in sorted(set(current) - set(wanted), key=_net_key):
         result.ip_lines.append(f"route del {dst} dev {dev} proto {ROUTE_PROTO}")
         result.changes.append(f"route {dst} dev {dev} removed")
@@ -406,10 +508,12 @@ def _plan_direct(desired: Desired, state: State, result: Plan) -> None:
 
 def _dst(route: dict) -> str:
     dst = route.get("dst", "default")
-    return dst if dst == "default" or "/" in dst else f"{dst}/32"
+    if dst == "default" or "/" in dst:
+        return dst
+    return f"{dst}/128" if ":" in dst else f"{dst}/32"
 
 
-def plan_removal(state: State, pools: Mapping = (), ipip_address: Optional[str] = None) -> Plan:
+def plan_removal(state: State, pools: Mapping = (), ipip_address: Optional[str] = None, pools6: Mapping = ()) -> Plan:
     """Take away what :func:`plan` set up, for a node that leaves the cluster (nothing else).
 
     - ``vxlan.calico``: deleted when it carries our alias (its neighbours, FDB entries and routes go
@@ -421,6 +525,8 @@ def plan_removal(state: State, pools: Mapping = (), ipip_address: Optional[str] 
       also set down and the alias cleared (we brought it up).
     - Routes with our protocol (80) inside ``pools`` on other devices (the direct routes of
       CrossSubnet VXLAN pools) are deleted.
+    - ``vxlan-v6.calico`` likewise (alias ``l3.calico:vxlan-v6``), and the IPv6 routes with protocol 80
+      inside ``pools6`` (the IPAM result's ``pools_ipv6``) on other devices.
     """
     result = Plan(removal=True)
     nets = []
@@ -429,6 +535,12 @@ def plan_removal(state: State, pools: Mapping = (), ipip_address: Optional[str] 
             nets.append(ipaddress.IPv4Network(str(pool.get("cidr"))))
         except ValueError:
             raise TunnelError(f"pool {name}: cidr {pool.get('cidr')!r} is not an IPv4 network") from None
+    nets6 = []
+    for name, pool in (pools6 or {}).items():
+        try:
+            nets6.append(ipaddress.IPv6Network(str(pool.get("cidr"))))
+        except ValueError:
+            raise TunnelError(f"pools_ipv6 {name}: cidr {pool.get('cidr')!r} is not an IPv6 network") from None
 
     def in_pools(cidr: str) -> bool:
         return any(ipaddress.ip_network(cidr, strict=False).subnet_of(net) for net in nets)
@@ -472,6 +584,21 @@ def plan_removal(state: State, pools: Mapping = (), ipip_address: Optional[str] 
         if dst != "default" and in_pools(dst):
             result.ip_lines.append(f"route del {dst} dev {route['dev']} proto {ROUTE_PROTO}")
             result.changes.append(f"route {dst} dev {route['dev']} removed")
+    dev = naming.VXLAN_V6_DEVICE
+    link = state.links.get(dev)
+    if link is not None:
+        if link.get("ifalias") == VXLAN_V6_ALIAS:
+            result.ip_lines.append(f"link del dev {dev}")
+            result.changes.append(f"{dev}: removed (with its neighbours, FDB entries and routes)")
+        else:
+            result.kept.append(f"{dev}: not created by l3.calico (alias is not {VXLAN_V6_ALIAS}), left alone")
+    for route in state.routes6:
+        if str(route.get("protocol")) != ROUTE_PROTO or route.get("dev") in (dev, None):
+            continue
+        dst = _dst(route)
+        if dst != "default" and any(ipaddress.ip_network(dst, strict=False).subnet_of(net) for net in nets6):
+            result.ip_lines.append(f"route del {dst} dev {route['dev']} proto {ROUTE_PROTO}")
+            result.changes.append(f"route {dst} dev {route['dev']} removed")
     return result
 
 
@@ -480,9 +607,10 @@ def remove(
     ipip_address: Optional[str] = None,
     check_mode: bool = False,
     runner: iproute.Runner = iproute.subprocess_runner,
+    pools6: Mapping = (),
 ) -> Plan:
     """Read, plan the removal, apply it unless check mode."""
-    the_plan = plan_removal(read_state(runner), pools, ipip_address)
+    the_plan = plan_removal(read_state(runner), pools, ipip_address, pools6)
     if not check_mode and the_plan.changed:
         apply(runner, the_plan)
     return the_plan
@@ -505,6 +633,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = dict(
     node=dict(type="str"),
     nodes=dict(type="dict"),
     pools=dict(type="dict"),
+    pools_ipv6=dict(type="dict"),
     underlay_interface=dict(type="str"),
     underlay_mtu=dict(type="int"),
     vxlan_vni=dict(type="int", default=DEFAULT_VNI),

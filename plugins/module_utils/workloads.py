@@ -10,6 +10,21 @@ unless allowed); on the host ``IP dev cali… scope link`` and the per-veth sysc
 (proxy_arp, proxy_delay, forwarding, route_localnet, rp_filter, and IPv6 accept_ra=0 so a workload's
 router advertisements cannot give the host a route).
 
+IPv6 (a workload with ``ipv6``, on a node that has IPv6), as Calico's CNI plugin does it
+(cni-plugin/pkg/dataplane/linux/dataplane_linux.go, ``DoNetworking``, ``configureSysctls``,
+``configureContainerSysctls``, ``disableDAD``, ``SetupRoutes``): ``eth0`` with ``IP/128`` and
+``default via fe80::ecee:eeff:feee:eeee dev eth0`` - the host veth's link-local address, the
+modified EUI-64 of its MAC ee:ee:ee:ee:ee:ee (:data:`naming.GATEWAY6`), which the host veth
+carries (the kernel makes it; added explicitly so a host whose ``addr_gen_mode`` is not EUI-64
+still has it) and so answers neighbour solicitations for; on the host ``IP/128 dev cali…``
+(``scope link`` asked for, as Calico; the kernel keeps IPv6 routes universe-scoped) and the host
+veth's ``disable_ipv6=0``, ``proxy_ndp=1``, ``forwarding=1``, ``accept_dad=0``; inside
+``disable_ipv6=0`` (all, default, lo), ``eth0`` ``accept_dad=0`` and ``conf.all.forwarding=0``
+(unless allowed). Duplicate address detection is off on both ends of the pair before the links
+come up, so the addresses are usable at once (Calico: "DAD delays use of the IP for up to a
+second and we don't need it because it's a point-to-point link"). The host's side of IPv6 is
+applied after its sysctls (``disable_ipv6`` may be 1 by default), in-process over rtnetlink.
+
 Three phases, so check mode is exact and the cost follows what changes:
 
 1. ``read_state``: one ``ip -json -batch`` for the host (addresses/links, routes, namespaces);
@@ -34,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import ipaddress
 import json
 import os
@@ -76,42 +92,72 @@ class ApplyError(L3CalicoError, OSError):
 @dataclass(frozen=True)
 class Workload:
     wid: str
-    ip: str
+    ip: Optional[str]  # None: no IPv4 address (an IPv6-only workload)
     netns: str
     veth: str
     mtu: int
     ip_forward: bool = False  # net.ipv4.ip_forward inside (Calico: allow_ip_forwarding, default off)
+    ipv6: Optional[str] = None  # its IPv6 address (None: none)
 
     def describe(self) -> str:
-        return f"{self.wid}: ip={self.ip} mtu={self.mtu} netns={self.netns} veth={self.veth}"
+        six = f" ipv6={self.ipv6}" if self.ipv6 else ""
+        return f"{self.wid}: ip={self.ip}{six} mtu={self.mtu} netns={self.netns} veth={self.veth}"
 
 
-def veth_sysctls(veth: str, rp_filter: int, ipv6: bool = True) -> dict[str, str]:
+def veth_sysctls(veth: str, rp_filter: int, ipv6: bool = True, has_ipv4: bool = True, has_ipv6: bool = False) -> dict[str, str]:
     """The per-interface sysctls Calico (CNI plugin and Felix) sets on a workload's host veth.
 
-    ``ipv6``: the kernel has IPv6 (else there is no accept_ra to set).
+    ``ipv6``: the kernel has IPv6 (else there is no accept_ra to set); ``has_ipv4`` / ``has_ipv6``:
+    the workload has an address of that family (Calico's ``configureSysctls``: the IPv4 keys only
+    with an IPv4 address; with an IPv6 one ``disable_ipv6=0``, ``proxy_ndp=1``, ``forwarding=1``, and
+    ``accept_dad=0`` from ``disableDAD``).
     """
-    wanted = {
-        f"net/ipv4/conf/{veth}/proxy_arp": "1",
-        f"net/ipv4/neigh/{veth}/proxy_delay": "0",
-        f"net/ipv4/conf/{veth}/forwarding": "1",
-        f"net/ipv4/conf/{veth}/route_localnet": "1",
-        f"net/ipv4/conf/{veth}/rp_filter": str(rp_filter),
-    }
+    wanted = {}
+    if has_ipv4:
+        wanted = {
+            f"net/ipv4/conf/{veth}/proxy_arp": "1",
+            f"net/ipv4/neigh/{veth}/proxy_delay": "0",
+            f"net/ipv4/conf/{veth}/forwarding": "1",
+            f"net/ipv4/conf/{veth}/route_localnet": "1",
+            f"net/ipv4/conf/{veth}/rp_filter": str(rp_filter),
+        }
     if ipv6:
         wanted[f"net/ipv6/conf/{veth}/accept_ra"] = "0"
+        if has_ipv6:
+            wanted[f"net/ipv6/conf/{veth}/disable_ipv6"] = "0"
+            wanted[f"net/ipv6/conf/{veth}/accept_dad"] = "0"
+            wanted[f"net/ipv6/conf/{veth}/proxy_ndp"] = "1"
+            wanted[f"net/ipv6/conf/{veth}/forwarding"] = "1"
     return wanted
+
+
+def _veth_sysctls_of(w: Workload, rp_filter: int, ipv6: bool) -> dict[str, str]:
+    return veth_sysctls(w.veth, rp_filter, ipv6, w.ip is not None, w.ipv6 is not None)
 
 
 # Inside the workload: a new namespace copies the host's IPv4 settings (net.core.
 # devconf_inherit_init_net=0), so on a node with ip_forward=1 every workload would be a router;
 # Calico's CNI plugin sets it to 0 unless allow_ip_forwarding.
 IP_FORWARD = "net/ipv4/ip_forward"
+# With an IPv6 address (configureContainerSysctls, DoNetworking, disableDAD): IPv6 on, no DAD on
+# eth0 (written before eth0 comes up), IPv6 forwarding as IPv4's.
+IP6_FORWARD = "net/ipv6/conf/all/forwarding"
+INSIDE_IPV6 = {
+    "net/ipv6/conf/all/disable_ipv6": "0",
+    "net/ipv6/conf/default/disable_ipv6": "0",
+    "net/ipv6/conf/lo/disable_ipv6": "0",
+    "net/ipv6/conf/eth0/accept_dad": "0",
+}
 
 
 def inside_sysctls(w: Workload) -> dict[str, str]:
     """The sysctls of a workload's own namespace."""
-    return {IP_FORWARD: "1" if w.ip_forward else "0"}
+    forward = "1" if w.ip_forward else "0"
+    wanted = {IP_FORWARD: forward} if w.ip is not None else {}
+    if w.ipv6 is not None:
+        wanted.update(INSIDE_IPV6)
+        wanted[IP6_FORWARD] = forward
+    return wanted
 
 
 def has_ipv6(proc_sys: str = PROC_SYS) -> bool:
@@ -130,11 +176,14 @@ def build_desired(
     veth_prefix: str = naming.VETH_PREFIX,
     where: str = "workloads",
     allow_ip_forwarding: bool = False,
+    ipv6: bool = True,
 ) -> dict[str, Workload]:
     """Validate the desired workloads; return them keyed by host veth name.
 
-    Each item has ``ip`` and either ``id`` or ``name`` (+ ``namespace``, default ``default``);
-    the IPAM result's workload entries can be passed unchanged.
+    Each item has ``ip`` (IPv4) and/or ``ipv6`` (null: none, as the IPAM result writes them) and
+    either ``id`` or ``name`` (+ ``namespace``, default ``default``); the IPAM result's workload
+    entries can be passed unchanged. ``ipv6`` false (a node without an IPv6 address): the items'
+    ``ipv6`` are left out - the node gets nothing IPv6.
     """
     if not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 65535:
         raise WorkloadError(f"{where}: mtu must be an integer between 68 and 65535, got {mtu!r}")
@@ -150,11 +199,13 @@ def build_desired(
         if not isinstance(item, Mapping):
             raise WorkloadError(f"{here}: expected a mapping, got {item!r}")
         wid = _workload_id(item, here)
-        ip = _workload_ip(item.get("ip"), here, wid)
+        ip6 = _workload_ipv6(item.get("ipv6"), here, wid) if ipv6 else None
+        ip = _workload_ip(item.get("ip"), here, wid, ip6 is not None)
         if wid in by_id:
             raise WorkloadError(f"{here}: workload {wid!r} is listed twice (also {where}[{by_id[wid]}])")
-        if ip in by_ip:
-            raise WorkloadError(f"{here}: ip {ip} of workload {wid!r} is already used by workload {by_ip[ip]!r}")
+        for key, value in (("ip", ip), ("ipv6", ip6)):
+            if value is not None and value in by_ip:
+                raise WorkloadError(f"{here}: {key} {value} of workload {wid!r} is already used by workload {by_ip[value]!r}")
         veth = naming.veth_name(wid, veth_prefix)
         if veth in result:
             raise WorkloadError(f"{here}: veth name {veth} of {wid!r} collides with {result[veth].wid!r}")
@@ -162,8 +213,8 @@ def build_desired(
         if len(netns) > 255:
             raise WorkloadError(f"{here}: namespace name for {wid!r} is longer than 255 characters")
         by_id[wid] = index
-        by_ip[ip] = wid
-        result[veth] = Workload(wid=wid, ip=ip, netns=netns, veth=veth, mtu=mtu, ip_forward=allow_ip_forwarding)
+        by_ip.update((value, wid) for value in (ip, ip6) if value is not None)
+        result[veth] = Workload(wid=wid, ip=ip, netns=netns, veth=veth, mtu=mtu, ip_forward=allow_ip_forwarding, ipv6=ip6)
     return result
 
 
@@ -184,18 +235,38 @@ def _workload_id(item: Mapping, here: str) -> str:
     return wid
 
 
-def _workload_ip(value, here: str, wid: str) -> str:
+def _workload_ip(value, here: str, wid: str, has_ipv6: bool = False) -> Optional[str]:
     if value is None:
+        if has_ipv6:
+            return None  # an IPv6-only workload (the IPAM's assign_ipv4: false)
         raise WorkloadError(f"{here}: workload {wid!r} has no ip (none allocated for it in the IPAM result?)")
     try:
         iface = ipaddress.ip_interface(str(value))
     except ValueError:
         raise WorkloadError(f"{here}: ip {value!r} of workload {wid!r} is not an IPv4 address") from None
     if iface.version != 4:
-        raise WorkloadError(f"{here}: ip {value!r} of workload {wid!r} is not IPv4 (only IPv4 is supported)")
+        raise WorkloadError(f"{here}: ip {value!r} of workload {wid!r} is not IPv4 (its IPv6 address goes in 'ipv6')")
     if "/" in str(value) and iface.network.prefixlen != 32:
         raise WorkloadError(f"{here}: ip {value!r} of workload {wid!r} must be a single address (/32)")
     return str(iface.ip)
+
+
+def _workload_ipv6(value, here: str, wid: str) -> Optional[str]:
+    """A workload's IPv6 address (``ipv6``; /128 implied), in RFC 5952 spelling (as the kernel prints it)."""
+    if value is None:
+        return None
+    try:
+        iface = ipaddress.ip_interface(value) if isinstance(value, str) else None
+    except ValueError:
+        iface = None
+    if iface is None or iface.version != 6:
+        raise WorkloadError(f"{here}: ipv6 {value!r} of workload {wid!r} is not an IPv6 address")
+    if "/" in value and iface.network.prefixlen != 128:
+        raise WorkloadError(f"{here}: ipv6 {value!r} of workload {wid!r} must be a single address (/128)")
+    address = iface.ip
+    if address.is_link_local or address.is_multicast or address.is_loopback or address.is_unspecified:
+        raise WorkloadError(f"{here}: ipv6 {value!r} of workload {wid!r} is not a unicast address a workload can have (link-local, multicast, loopback or ::)")
+    return str(address)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,6 +283,27 @@ class State:
     sysctls: dict[str, Optional[str]] = field(default_factory=dict)  # relative path -> value
     recorded: list[str] = field(default_factory=list)  # namespaces the state file says we made
     ipv6: bool = True  # the kernel has IPv6 (host veths get accept_ra=0)
+    routes6: list[dict] = field(default_factory=list)  # host main table, IPv6 unicast
+
+    @functools.cached_property
+    def routes6_by_dev(self) -> dict[str, list[dict]]:
+        """The host's IPv6 routes per device but the kernel's fe80::/64 ones (every veth has one): looked
+        up once per workload, never a scan of all routes per workload."""
+        out: dict[str, list[dict]] = {}
+        for route in self.routes6:
+            if not str(route.get("dst", "")).startswith("fe80:"):
+                out.setdefault(route.get("dev"), []).append(route)
+        return out
+
+
+# The host's IPv6 routes in the same `ip -json -batch`: iproute2 takes the family from the prefix
+# (`-6` cannot start a batch line, and `table main` alone means IPv4); entries of other tables
+# carry a "table" key and are dropped.
+ROUTES6_COMMAND = "route show table all root ::/0 type unicast"
+
+
+def _main_table(routes: list[dict]) -> list[dict]:
+    return [r for r in routes if r.get("table", "main") == "main"]
 
 
 def read_state(
@@ -222,52 +314,67 @@ def read_state(
     rp_filter: int = DEFAULT_RP_FILTER,
     inside: str = "netlink",
 ) -> State:
-    links, routes, netns = iproute.ip_json_batch(runner, ["addr show", "route show table main", "netns list"], details=True)
+    kernel_ipv6 = has_ipv6(proc_sys)
+    commands = ["addr show", "route show table main"] + ([ROUTES6_COMMAND] if kernel_ipv6 else []) + ["netns list"]
+    answers = iproute.ip_json_batch(runner, commands, details=True)
+    links, routes, netns = answers[0], answers[1], answers[-1]
     state = State(
         links={link["ifname"]: link for link in links},
         routes=routes,
         netns={entry["name"]: entry.get("id") for entry in netns},
         recorded=read_recorded(state_file),
-        ipv6=has_ipv6(proc_sys),
+        ipv6=kernel_ipv6,
+        routes6=_main_table(answers[2]) if kernel_ipv6 else [],
     )
+    v6_veths = state.routes6_by_dev
     # Look inside the namespaces of desired workloads whose host side already exists and is ours:
     # that is where drift can hide. In-process rtnetlink dumps (no process per namespace), or
     # one `ip -n NS -json -batch` each when asked to (or when rtnetlink is unusable).
-    to_read = sorted(w.netns for veth, w in desired.items() if w.netns in state.netns and _owned_alias(state.links.get(veth)) == w.netns)
+    to_read = sorted((w.netns, w, veth in v6_veths) for veth, w in desired.items() if w.netns in state.netns and _owned_alias(state.links.get(veth)) == w.netns)
 
-    def read_with_ip(ns: str):
+    def read_with_ip(ns: str, six: bool):
+        commands = ["addr show", "route show table main"] + ([ROUTES6_COMMAND] if six else [])
         try:
-            ns_links, ns_routes = iproute.ip_json_batch(runner, ["addr show", "route show table main"], netns=ns)
+            answers = iproute.ip_json_batch(runner, commands, netns=ns)
         except iproute.CommandError:
             return None  # vanished or unreadable: treated as broken, rebuilt
-        return {"links": {link["ifname"]: link for link in ns_links}, "routes": ns_routes}
+        ns_routes = answers[1] + (_main_table(answers[2]) if six else [])
+        return {"links": {link["ifname"]: link for link in answers[0]}, "routes": ns_routes}
 
-    for ns in to_read:
+    for ns, w, had_ipv6 in to_read:
+        # IPv6 is read only where the workload has an IPv6 address or its veth still routes one
+        # (to take it away): the IPv4-only namespaces cost what they always cost.
+        six = state.ipv6 and (w.ipv6 is not None or had_ipv6)
         if inside == "netlink":
             try:
-                ns_links, ns_routes = rtnl.read_netns(ns)
+                ns_links, ns_routes = rtnl.read_netns(ns, ipv6=six)
             except OSError:
-                state.inside[ns] = read_with_ip(ns)
+                state.inside[ns] = read_with_ip(ns, six)
             else:
                 state.inside[ns] = {"links": ns_links, "routes": ns_routes}
         else:
-            state.inside[ns] = read_with_ip(ns)
+            state.inside[ns] = read_with_ip(ns, six)
         if state.inside[ns] is not None:
-            state.inside[ns]["sysctls"] = _read_inside_sysctls(runner, ns, proc_sys, inside)
-    state.sysctls = _read_sysctls(proc_sys, [path for veth in desired if veth in state.links for path in veth_sysctls(veth, rp_filter, state.ipv6)])
+            state.inside[ns]["ipv6"] = six
+            state.inside[ns]["sysctls"] = _read_inside_sysctls(runner, ns, proc_sys, inside, list(inside_sysctls(w)))
+    state.sysctls = _read_sysctls(proc_sys, [path for veth, w in desired.items() if veth in state.links for path in _veth_sysctls_of(w, rp_filter, state.ipv6)])
     return state
 
 
-def _read_inside_sysctls(runner: iproute.Runner, ns: str, proc_sys: str, inside: str) -> dict[str, Optional[str]]:
+def _read_inside_sysctls(runner: iproute.Runner, ns: str, proc_sys: str, inside: str, paths: Sequence[str] = (IP_FORWARD,)) -> dict[str, Optional[str]]:
     """The namespace's own sysctls (None: unreadable): read by this thread from inside the
     namespace, or with ``ip netns exec NS sysctl -n`` (``inside="ip"``, or entering failed)."""
+    if not paths:
+        return {}
     if inside == "netlink":
         try:
-            return {IP_FORWARD: netns_sysctl(ns, IP_FORWARD, proc_sys)}
+            with rtnl.entered(ns):
+                return {path: _read_sysctl(proc_sys, path) for path in paths}
         except OSError:
             pass
-    result = runner([iproute.IP, "netns", "exec", ns, "sysctl", "-n", _dotted(IP_FORWARD)], None)
-    return {IP_FORWARD: result.stdout.strip() if result.rc == 0 else None}
+    result = runner([iproute.IP, "netns", "exec", ns, "sysctl", "-n"] + [_dotted(path) for path in paths], None)
+    values = result.stdout.split() if result.rc == 0 else []
+    return {path: values[i] if len(values) == len(paths) else None for i, path in enumerate(paths)}
 
 
 def netns_sysctl(ns: str, path: str, proc_sys: str = PROC_SYS) -> Optional[str]:
@@ -364,6 +471,7 @@ class Plan:
     ns_ops: dict[str, list[rtnl.Change]] = field(default_factory=dict)  # netns -> changes inside
     ns_sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # netns -> its own sysctls to write
     sysctls: dict[str, str] = field(default_factory=dict)  # host (veth) sysctls to write
+    host_ops6: list[rtnl.Change] = field(default_factory=list)  # the host's IPv6 side, after the sysctls
     before: list[str] = field(default_factory=list)
     after: list[str] = field(default_factory=list)
     recorded_during: list[str] = field(default_factory=list)  # state file while applying
@@ -394,6 +502,11 @@ def plan(
 
     # Refuse to adopt what is not ours.
     for veth, w in sorted(desired.items()):
+        if w.ipv6 is not None and not state.ipv6:
+            raise WorkloadError(
+                f"workload {w.wid!r}: ipv6 {w.ipv6}: this host's kernel has no IPv6 (no /proc/sys/net/ipv6); "
+                "boot it with IPv6, or leave the node's IPv6 out (ipv6: false)"
+            )
         if veth in state.links and veth not in owned_veths:
             raise WorkloadError(
                 f"interface {veth} (workload {w.wid!r}) exists but was not created by l3.calico (no '{MARKER_PREFIX}' alias); refusing to touch it"
@@ -437,10 +550,13 @@ def plan(
                 netns_del.append(f"netns del {w.netns}")
             netns_add.append(f"netns add {w.netns}")
             host_set += _create_host_lines(w)
-            route_set.append(f"route replace {w.ip}/32 dev {veth} scope link")
+            if w.ip is not None:
+                route_set.append(f"route replace {w.ip}/32 dev {veth} scope link")
+            if w.ipv6 is not None:
+                result.host_ops6 += [_gateway6_address(veth), _host_route6(w)]
             result.ns_ops[w.netns] = _create_inside_ops(w)
             result.ns_sysctls[w.netns] = inside_sysctls(w)
-            result.sysctls.update(veth_sysctls(veth, rp_filter, state.ipv6))
+            result.sysctls.update(_veth_sysctls_of(w, rp_filter, state.ipv6))
             if link is None:
                 result.create.append(w.wid)
             else:
@@ -460,14 +576,15 @@ def plan(
             else:
                 route_del.append(f"route del {_route_key(route)} dev {veth}")
                 reasons.append(f"stray host route {_route_key(route)} dev {veth}")
-        if not wanted_route:
+        if not wanted_route and w.ip is not None:
             route_set.append(f"route replace {w.ip}/32 dev {veth} scope link")
             reasons.append(f"host route {w.ip} dev {veth} scope link missing")
+        reasons += _host_differences6(w, link, state, route_del, result.host_ops6)
         if inside_ops:
             result.ns_ops[w.netns] = inside_ops
         if inside_writes:
             result.ns_sysctls[w.netns] = inside_writes
-        for path, value in veth_sysctls(veth, rp_filter, state.ipv6).items():
+        for path, value in _veth_sysctls_of(w, rp_filter, state.ipv6).items():
             current = state.sysctls.get(path)
             if current != value:
                 result.sysctls[path] = value
@@ -504,6 +621,46 @@ def _host_differences(w: Workload, link: Optional[dict], state: State):
     return reasons, False
 
 
+def _host_differences6(w: Workload, link: dict, state: State, route_del: list[str], ops6: list[rtnl.Change]) -> list[str]:
+    """The host's IPv6 side of a workload kept in place: the gateway link-local address on the veth,
+    ``IP/128 dev cali…`` (stray IPv6 routes on the veth go, e.g. the workload lost its address)."""
+    reasons = []
+    veth = w.veth
+    if w.ipv6 is not None and not any(a.get("family") == "inet6" and a.get("local") == naming.GATEWAY6 for a in link.get("addr_info", [])):
+        reasons.append(f"host veth address {naming.GATEWAY6}/64 added")
+        ops6.append(_gateway6_address(veth))
+    wanted = False
+    for route in state.routes6_by_dev.get(veth, ()):
+        dst = str(route.get("dst", ""))
+        if w.ipv6 is not None and _same_address(dst, w.ipv6):
+            wanted = True
+        else:
+            route_del.append(f"route del {dst} dev {veth}")
+            reasons.append(f"stray host route {dst} dev {veth}")
+    if w.ipv6 is not None and not wanted:
+        ops6.append(_host_route6(w))
+        reasons.append(f"host route {w.ipv6} dev {veth} missing")
+    return reasons
+
+
+def _same_address(dst: str, address: str) -> bool:
+    text = dst[:-4] if dst.endswith("/128") else dst
+    try:
+        return ipaddress.ip_address(text) == ipaddress.ip_address(address)
+    except ValueError:
+        return False
+
+
+def _gateway6_address(veth: str) -> rtnl.AddrAdd:
+    # `replace`: the kernel makes the same address itself (EUI-64) as soon as the veth has IPv6 and a
+    # carrier - e.g. when a workload gains an IPv6 address and the sysctls just turned IPv6 on.
+    return rtnl.AddrAdd(naming.GATEWAY6, 64, veth, replace=True)
+
+
+def _host_route6(w: Workload) -> rtnl.RouteReplace:
+    return rtnl.RouteReplace(w.ipv6, w.veth, scope_link=True)
+
+
 def _inside_differences(w: Workload, link: dict, state: State):
     inside = state.inside.get(w.netns)
     if inside is None:
@@ -529,7 +686,7 @@ def _inside_differences(w: Workload, link: dict, state: State):
     # The wanted address goes on before strays come off: when a device loses its last IPv4
     # address the kernel flushes every route through it (the gateway and default routes here).
     addrs = _inet_addrs(eth0)
-    if f"{w.ip}/32" not in addrs:
+    if w.ip is not None and f"{w.ip}/32" not in addrs:
         reasons.append(f"eth0 address {w.ip}/32 added")
         ops.append(rtnl.AddrAdd(w.ip, 32, "eth0"))
     for addr in addrs:
@@ -538,13 +695,36 @@ def _inside_differences(w: Workload, link: dict, state: State):
             local, prefixlen = addr.split("/")
             ops.append(rtnl.AddrDel(local, int(prefixlen), "eth0"))
     routes = inside["routes"]
-    if not any(r.get("dst") == naming.GATEWAY and r.get("dev") == "eth0" and r.get("scope") == "link" and not r.get("gateway") for r in routes):
-        reasons.append(f"route {naming.GATEWAY} dev eth0 scope link added")
-        ops.append(_gateway_route())
-    if not any(r.get("dst") == "default" and r.get("gateway") == naming.GATEWAY and r.get("dev") == "eth0" for r in routes):
-        reasons.append(f"route default via {naming.GATEWAY} dev eth0 added")
-        ops.append(_default_route())
+    if w.ip is not None:
+        if not any(r.get("dst") == naming.GATEWAY and r.get("dev") == "eth0" and r.get("scope") == "link" and not r.get("gateway") for r in routes):
+            reasons.append(f"route {naming.GATEWAY} dev eth0 scope link added")
+            ops.append(_gateway_route())
+        if not any(r.get("dst") == "default" and r.get("gateway") == naming.GATEWAY and r.get("dev") == "eth0" for r in routes):
+            reasons.append(f"route default via {naming.GATEWAY} dev eth0 added")
+            ops.append(_default_route())
+    if inside.get("ipv6"):
+        _inside_differences6(w, eth0, routes, reasons, ops)
     return reasons, ops, writes, False
+
+
+def _inside_differences6(w: Workload, eth0: dict, routes: list[dict], reasons: list[str], ops: list[rtnl.Change]) -> None:
+    """``eth0``'s IPv6 address and default route (the namespace was read for IPv6); without an IPv6
+    address for the workload, what is left of one goes."""
+    addrs = [a["local"] for a in eth0.get("addr_info", []) if a.get("family") == "inet6" and a.get("scope") != "link"]
+    if w.ipv6 is not None and not any(_same_address(a, w.ipv6) for a in addrs):
+        reasons.append(f"eth0 address {w.ipv6}/128 added")
+        ops.append(rtnl.AddrAdd(w.ipv6, 128, "eth0"))
+    for addr in eth0.get("addr_info", []):
+        if addr.get("family") == "inet6" and addr.get("scope") != "link" and (w.ipv6 is None or not _same_address(addr["local"], w.ipv6)):
+            reasons.append(f"eth0 address {addr['local']}/{addr['prefixlen']} removed")
+            ops.append(rtnl.AddrDel(addr["local"], addr["prefixlen"], "eth0"))
+    has_default = any(r.get("dst") == "default" and r.get("gateway") == naming.GATEWAY6 and r.get("dev") == "eth0" for r in routes)
+    if w.ipv6 is not None and not has_default:
+        reasons.append(f"route default via {naming.GATEWAY6} dev eth0 added")
+        ops.append(_default_route6())
+    elif w.ipv6 is None and has_default:
+        reasons.append(f"route default via {naming.GATEWAY6} dev eth0 removed")
+        ops.append(rtnl.RouteDel("default", "eth0", gateway=naming.GATEWAY6))
 
 
 def _create_host_lines(w: Workload) -> list[str]:
@@ -560,13 +740,14 @@ def _create_host_lines(w: Workload) -> list[str]:
 def _create_inside_ops(w: Workload) -> list[rtnl.Change]:
     # eth0 got its MTU when the pair was created (host batch); addresses and routes can only be
     # set once it is in the namespace (moving a link flushes its IPv4 addresses and routes).
-    return [
-        rtnl.LinkSet("lo"),
-        rtnl.LinkSet("eth0"),
-        rtnl.AddrAdd(w.ip, 32, "eth0"),
-        _gateway_route(),
-        _default_route(),
-    ]
+    ops: list[rtnl.Change] = [rtnl.LinkSet("lo"), rtnl.LinkSet("eth0")]
+    if w.ip is not None:
+        ops += [rtnl.AddrAdd(w.ip, 32, "eth0"), _gateway_route(), _default_route()]
+    if w.ipv6 is not None:
+        # /128 and the default route via the host veth's link-local address (Calico's DoNetworking);
+        # eth0's DAD is already off (its sysctls are written before these changes).
+        ops += [rtnl.AddrAdd(w.ipv6, 128, "eth0"), _default_route6()]
+    return ops
 
 
 def _gateway_route() -> rtnl.RouteReplace:
@@ -577,6 +758,10 @@ def _default_route() -> rtnl.RouteReplace:
     return rtnl.RouteReplace("default", "eth0", gateway=naming.GATEWAY)
 
 
+def _default_route6() -> rtnl.RouteReplace:
+    return rtnl.RouteReplace("default", "eth0", gateway=naming.GATEWAY6)
+
+
 def _inet_addrs(link: Optional[dict]) -> list[str]:
     if not link:
         return []
@@ -584,7 +769,13 @@ def _inet_addrs(link: Optional[dict]) -> list[str]:
 
 
 def _is_host_route(route: dict, w: Workload) -> bool:
-    return route.get("dst") in (w.ip, f"{w.ip}/32") and route.get("scope") == "link" and not route.get("gateway") and route.get("type", "unicast") == "unicast"
+    return (
+        w.ip is not None
+        and route.get("dst") in (w.ip, f"{w.ip}/32")
+        and route.get("scope") == "link"
+        and not route.get("gateway")
+        and route.get("type", "unicast") == "unicast"
+    )
 
 
 def _route_key(route: dict) -> str:
@@ -603,7 +794,9 @@ def _describe_current(veth: str, netns: str, state: State, netns_prefix: str) ->
     link = state.links.get(veth, {})
     ips = sorted(str(r["dst"]).partition("/")[0] for r in state.routes if r.get("dev") == veth and r.get("scope") == "link")
     ip = ",".join(ips) or "none"
-    return f"{_wid_of(netns, netns_prefix)}: ip={ip} mtu={link.get('mtu')} netns={netns} veth={veth}"
+    ips6 = sorted(str(r["dst"]).partition("/")[0] for r in state.routes6_by_dev.get(veth, ()))
+    six = f" ipv6={','.join(ips6)}" if ips6 else ""
+    return f"{_wid_of(netns, netns_prefix)}: ip={ip}{six} mtu={link.get('mtu')} netns={netns} veth={veth}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -631,6 +824,7 @@ def apply(
         write_recorded(state_file, the_plan.recorded_during)
     run_host_batches(runner, host_batches(the_plan.host_lines))
     _write_sysctls(proc_sys, the_plan.sysctls)
+    _apply_host6(runner, the_plan)
     items = [(ns, the_plan.ns_ops.get(ns, []), the_plan.ns_sysctls.get(ns, {})) for ns in sorted(set(the_plan.ns_ops) | set(the_plan.ns_sysctls))]
     if inside == "netlink":
         _apply_netlink(runner, the_plan, items, proc_sys)
@@ -728,6 +922,33 @@ def _apply_netlink(runner: iproute.Runner, the_plan: Plan, items, proc_sys: str)
     _raise_refused(refused)
 
 
+def _apply_host6(runner: iproute.Runner, the_plan: Plan) -> None:
+    """The host's IPv6 side (gateway link-local addresses, ``IP/128`` routes) as ONE in-process
+    rtnetlink batch in this namespace, after the veths' sysctls turned IPv6 on (and DAD off) on them;
+    ``ip -batch`` where no rtnetlink socket can be opened. A refusal names the workload."""
+    ops = the_plan.host_ops6
+    if not ops:
+        return
+    try:
+        sock = rtnl.open_socket()
+    except OSError:
+        iproute.batch(runner, [str(op) for op in ops])
+        return
+    wid_of = {w.veth: w.wid for w in the_plan.workloads}
+    try:
+        rtnl.apply(sock, ops)
+    except rtnl.NetlinkError as exc:
+        _raise_refused(
+            [
+                f"workload {wid_of.get(change.dev, change.dev)} (host veth {change.dev}): {rtnl.describe_failure(change, err, message)}"
+                for change, err, message in exc.failures
+            ],
+            "on the host",
+        )
+    finally:
+        sock.close()
+
+
 def _write_sysctls_with_ip(runner: iproute.Runner, ns: str, writes: Mapping[str, str], where: str) -> list[str]:
     if not writes:
         return []
@@ -736,12 +957,11 @@ def _write_sysctls_with_ip(runner: iproute.Runner, ns: str, writes: Mapping[str,
     return [] if result.rc == 0 else [f"{where}: sysctl: {result.stderr.strip() or f'exit {result.rc}'}"]
 
 
-def _raise_refused(refused: Sequence[str]) -> None:
+def _raise_refused(refused: Sequence[str], where: str = "inside workload namespaces") -> None:
     if refused:
         shown = list(refused[:10]) + ([f"... and {len(refused) - 10} more"] if len(refused) > 10 else [])
         raise ApplyError(
-            f"the kernel refused {len(refused)} change(s) inside workload namespaces (the other changes "
-            "were applied; a next run repairs what is missing): " + "; ".join(shown)
+            f"the kernel refused {len(refused)} change(s) {where} (the other changes were applied; a next run repairs what is missing): " + "; ".join(shown)
         )
 
 
@@ -784,15 +1004,17 @@ def converge(
     workers: int = APPLY_WORKERS,
     inside: str = "netlink",
     allow_ip_forwarding: bool = False,
+    ipv6: bool = True,
 ) -> Plan:
     """Validate, read, plan and (unless ``check_mode``) apply. Returns the plan.
 
     ``inside``: how workload namespaces are read and written, ``netlink`` (in-process
     rtnetlink; ``ip`` for a namespace where that is unusable) or ``ip`` (a process each).
+    ``ipv6``: plumb the workloads' IPv6 addresses (false: a node without IPv6, they are left out).
     """
     if rp_filter not in (0, 1, 2):
         raise WorkloadError(f"rp_filter must be 0, 1 or 2, got {rp_filter!r}")
-    desired = build_desired(workloads, mtu, netns_prefix, veth_prefix, allow_ip_forwarding=allow_ip_forwarding)
+    desired = build_desired(workloads, mtu, netns_prefix, veth_prefix, allow_ip_forwarding=allow_ip_forwarding, ipv6=ipv6)
     # One run at a time per state file, so read, plan and apply see one world (check mode writes
     # nothing, not even the lock file).
     with contextlib.nullcontext() if check_mode else _locked(state_file):

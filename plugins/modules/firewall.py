@@ -26,8 +26,11 @@ description:
     an empty table in one transaction), else iptables-legacy, as Calico's C(FELIX_IPTABLESBACKEND=auto)."
   - "Idempotent: the current rules are read back (C(iptables-legacy-save), C(nft -s list table)) and compared;
     for nftables the listing seen after the last apply is kept in O(firewall_state_file) to detect drift."
+  - "natOutgoing of IPv6 pools (O(pools_ipv6) with C(nat_outgoing)), nftables only - the table C(ip6 l3calico),
+    present only while such a pool exists, with the same rule in IPv6. With the iptables-legacy backend an IPv6
+    pool with C(nat_outgoing) fails before any change (no ip6tables rules). IPv6 anti-spoofing is not done."
   - "With O(state=absent) (a node leaving the cluster) every object of the project's is removed, of both backends:
-    the nftables table C(ip l3calico), the iptables-legacy chains C(L3CALICO-*) with their one jump each, and
+    the nftables tables C(ip l3calico) and C(ip6 l3calico), the iptables-legacy chains C(L3CALICO-*) with their one jump each, and
     O(firewall_state_file). Other tables, chains and rules are not touched."
 options:
   state:
@@ -39,6 +42,10 @@ options:
     description:
       - The IPAM result's C(pools) (C(calico_ipam_result.pools)); uses C(cidr), C(nat_outgoing), C(disabled).
       - Required with O(state=present).
+    type: dict
+  pools_ipv6:
+    description:
+      - The IPAM result's C(pools_ipv6) (its IPv6 pools); uses C(cidr), C(nat_outgoing), C(disabled).
     type: dict
   workloads:
     description:
@@ -112,6 +119,7 @@ def main() -> None:
         argument_spec=dict(
             state=dict(type="str", choices=["present", "absent"], default="present"),
             pools=dict(type="dict"),
+            pools_ipv6=dict(type="dict"),
             workloads=dict(type="list", elements="dict"),
             node_addresses=dict(type="list", elements="str", default=[]),
             **spec,
@@ -125,7 +133,9 @@ def main() -> None:
         if p["state"] == "absent":
             the_plan = firewall.remove(options.state_file, check_mode=module.check_mode)
         else:
-            the_plan = firewall.converge(p["pools"], p["workloads"], options, node_addresses=p["node_addresses"], check_mode=module.check_mode)
+            the_plan = firewall.converge(
+                p["pools"], p["workloads"], options, node_addresses=p["node_addresses"], check_mode=module.check_mode, pools6=p["pools_ipv6"] or {}
+            )
     except (L3CalicoError, OSError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**module_result(the_plan, module._diff))

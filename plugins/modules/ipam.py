@@ -59,16 +59,21 @@ options:
   nodes:
     description:
       - The nodes, each a dict with C(name) (the inventory host name), C(ip) (C(calico_node_ip), the underlay
-        address WITH its prefix length), C(labels) (C(calico_node_labels)) and C(workloads)
+        address WITH its prefix length), optionally C(ipv6) (C(calico_node_ipv6), the node's IPv6 address WITH its
+        prefix length), C(labels) (C(calico_node_labels)) and C(workloads)
         (C(calico_workloads), a list of C(name), C(namespace) (default V(default)), C(ip) (an optional
-        request), C(pool) (an optional pool name) and C(labels) (optional; checked as Calico checks labels,
-        otherwise ignored by the IPAM - they are for policy, P(l3.calico.policy_plan#module))).
+        request), C(pool) (an optional pool name), C(labels) (optional; checked as Calico checks labels,
+        otherwise ignored by the IPAM - they are for policy, P(l3.calico.policy_plan#module)), and for dual stack
+        C(ipv6) and C(ipv6_pool) (their IPv6 twins), C(assign_ipv4) and C(assign_ipv6) (Calico's CNI flags;
+        defaults from the families of O(pools))).
+      - An IPv6 pool in O(pools) (its C(cidr) IPv6) has C(block_size) 116..128 (default 122) and no IPIP.
     type: list
     elements: dict
   group:
     description:
       - Instead of O(nodes) - the inventory group whose hosts are the nodes; the action plugin reads each host's
-        C(calico_node_ip), C(calico_node_labels) and C(calico_workloads) from C(hostvars), once, in Python.
+        C(calico_node_ip), C(calico_node_ipv6), C(calico_node_labels) and C(calico_workloads) from C(hostvars), once,
+        in Python.
       - One of O(nodes) and O(group) is required; O(nodes) wins when both are given.
     type: str
   node:
@@ -262,6 +267,9 @@ nodes:
     - Per node (inventory host name) its underlay address and subnet, its affine blocks in claim order,
       its workloads sorted by id with address and block, the addresses it borrowed from other nodes' blocks,
       and its tunnel addresses (null when no pool of that encapsulation selects the node).
+    - Dual stack (docs/ipam.md) - its IPv6 address and subnet (C(ipv6), C(network_ipv6), null without
+      C(calico_node_ipv6)), C(blocks_ipv6), C(borrowed_ipv6), C(tunnels.vxlan_v6); with an IPv6 pool each
+      workload also has C(ipv6), C(pool_ipv6), C(block_ipv6), C(borrowed_ipv6). The IPv4 keys keep their meaning.
   returned: success
   type: dict
   sample:
@@ -273,7 +281,11 @@ nodes:
         - {id: default.web-1, name: web-1, namespace: default, pool: default-ipv4-ippool,
            ip: 172.17.72.1, block: 172.17.72.0/26, borrowed: false}
       borrowed: []
-      tunnels: {ipip: 172.17.72.0, vxlan: null}
+      tunnels: {ipip: 172.17.72.0, vxlan: null, vxlan_v6: null}
+      ipv6: null
+      network_ipv6: null
+      blocks_ipv6: []
+      borrowed_ipv6: []
 routing:
   description:
     - Every node without its workloads (only its borrowed ones, with their pool) - address, subnet, blocks, borrowed
@@ -294,6 +306,14 @@ pools:
     default-ipv4-ippool: {cidr: 172.17.0.0/16, block_size: 26, ipip_mode: CrossSubnet, vxlan_mode: Never,
                           nat_outgoing: true, disabled: false, disable_bgp_export: false, namespaces: [],
                           blocks: 3, allocated: 9, capacity: 65536}
+pools_ipv6:
+  description: The IPv6 pools, as RV(pools) (which holds the IPv4 ones only); empty without an IPv6 pool.
+  returned: success
+  type: dict
+  sample:
+    default-ipv6-ippool: {cidr: "fd00:10:244::/48", block_size: 122, ipip_mode: Never, vxlan_mode: CrossSubnet,
+                          nat_outgoing: false, disabled: false, disable_bgp_export: false, namespaces: [],
+                          blocks: 3, allocated: 9, capacity: 1208925819614629174706176}
 problems:
   description: Inconsistencies found in the state after planning, as C(calicoctl ipam check) reports them.
   returned: success

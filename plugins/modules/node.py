@@ -164,6 +164,7 @@ def main() -> None:
             node=p["node"],
             nodes=p["nodes"],
             pools=p["pools"],
+            pools_ipv6=p["pools_ipv6"],
             workloads=p["workloads"],
             tunnel_options=tunnels.Options.from_params(p),
             sysctl_options=sysctls.Options.from_params(p),
@@ -193,6 +194,7 @@ def remove(module: AnsibleModule) -> None:
     try:
         done = node.remove(
             pools=p["pools"] or {},
+            pools_ipv6=p["pools_ipv6"] or {},
             ipip_address=tunnels.ipip_address(p["nodes"] or {}, p["node"]),
             sysctl_file=p["sysctl_file"],
             firewall_state_file=p["firewall_state_file"],

@@ -26,6 +26,12 @@ description:
     may decide differently), the others get C(<block> via <node address> dev <underlay>) without encapsulation,
     as Felix programs them (BIRD leaves VXLAN pools alone). Routes carry protocol 80 (Felix's). Entries for
     nodes or blocks that are gone are removed."
+  - "VXLAN for IPv6 pools (O(pools_ipv6)): on a node with an IPv6 address and a C(vxlan_v6) tunnel address,
+    C(vxlan-v6.calico) over the IPv6 underlay as Felix makes it - the same VNI O(vxlan_vni) and port O(vxlan_port)
+    (Felix's IPv6 VXLAN manager takes C(VXLANVNI) and C(VXLANPort) too), C(local) = the node's IPv6 address, MAC
+    C(66:) + the first 5 bytes of SHA-1 of C(<node>-v6), MTU underlay-70, the tunnel address C(/128) - with the
+    same neighbour, FDB entry and routes per remote IPv6 VTEP, for the IPv6 blocks the IPAM result's model expects
+    (CrossSubnet: the nodes' IPv6 subnets). A node without an IPv6 address gets nothing IPv6."
   - "The IPAM result is checked first (a bad address, network, pool mode or pool name fails naming the field and
     the value, before anything changes)."
   - Reads the state with one C(ip -json -batch) (plus C(bridge -json fdb) when the device exists) and applies
@@ -97,6 +103,16 @@ vxlan_mac:
   returned: when O(state=present)
   type: str
   sample: "66:35:f2:1d:94:8a"
+vxlan_v6_mtu:
+  description: MTU of vxlan-v6.calico (underlay MTU - 70; null when IPv6 VXLAN is not used).
+  returned: when O(state=present)
+  type: int
+  sample: 1430
+vxlan_v6_mac:
+  description: MAC of vxlan-v6.calico (C(66) + SHA-1 of C(<node>-v6), as Felix; null when IPv6 VXLAN is not used).
+  returned: when O(state=present)
+  type: str
+  sample: "66:d4:d5:51:3d:42"
 kept:
   description: With O(state=absent), what was left alone because l3.calico did not create it.
   returned: when O(state=absent)
@@ -122,9 +138,10 @@ def main() -> None:
     try:
         if p["state"] == "absent":
             ipip = tunnels.ipip_address(p["nodes"] or {}, p["node"])
-            the_plan = tunnels.remove(p["pools"] or {}, ipip, module.check_mode)
+            the_plan = tunnels.remove(p["pools"] or {}, ipip, module.check_mode, pools6=p["pools_ipv6"] or {})
         else:
-            the_plan = tunnels.converge(p["node"], {"nodes": p["nodes"], "pools": p["pools"]}, tunnels.Options.from_params(p), check_mode=module.check_mode)
+            ipam = {"nodes": p["nodes"], "pools": p["pools"], "pools_ipv6": p["pools_ipv6"]}
+            the_plan = tunnels.converge(p["node"], ipam, tunnels.Options.from_params(p), check_mode=module.check_mode)
     except (L3CalicoError, OSError) as exc:
         what = f"node {p['node'] or '(this host)'}: removal" if p["state"] == "absent" else f"node {p['node']}"
         module.fail_json(msg=f"{what}: {exc}")

@@ -39,14 +39,23 @@ description:
     recognises its own objects by the interface alias C(l3.calico:workload:<netns>) on the host veth and by the list of
     namespaces in O(state_file); it never touches interfaces, routes or namespaces it did not create, and fails
     before changing anything when a wanted name is taken by a foreign object.
-  - IPv4 only. Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN for namespaces) and iproute2.
+  - "IPv6 (a workload with C(ipv6), when O(ipv6) is true), as Calico's CNI plugin does it: C(eth0) with C(IP/128)
+    and C(default via fe80::ecee:eeff:feee:eeee dev eth0), the host veth's link-local address (the EUI-64 of its MAC
+    C(ee:ee:ee:ee:ee:ee)), which the host veth carries and answers neighbour solicitations for; on the host
+    C(IP/128 dev cali…) and the veth's C(disable_ipv6=0), C(proxy_ndp=1), C(forwarding=1), C(accept_dad=0); inside
+    C(disable_ipv6=0) (all, default, lo), C(eth0)'s C(accept_dad=0) and C(conf.all.forwarding=0) unless
+    O(allow_ip_forwarding). Duplicate address detection is off on both ends, so the addresses are usable at once.
+    The host's IPv6 side is applied after its sysctls, in one in-process rtnetlink batch."
+  - Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN for namespaces) and iproute2.
 options:
   workloads:
     description:
       - The workloads this host must have, for example C(calico_ipam_result.nodes[inventory_hostname].workloads).
-      - "Each item is a dict with C(ip) (IPv4, C(/32) implied) and either C(id) (C(<namespace>.<name>)) or C(name)
+      - "Each item is a dict with C(ip) (IPv4, C(/32) implied) and/or C(ipv6) (IPv6, C(/128) implied; null or absent:
+        none, as the IPAM result writes them) and either C(id) (C(<namespace>.<name>)) or C(name)
         with an optional C(namespace) (DNS labels, namespace C(default) when omitted). Other keys (C(pool),
-        C(block), C(borrowed) of the IPAM result) are ignored, so the IPAM result's list can be passed unchanged."
+        C(block), C(borrowed), C(pool_ipv6), C(block_ipv6), C(borrowed_ipv6) of the IPAM result) are ignored, so
+        the IPAM result's list can be passed unchanged."
       - Duplicate ids or addresses are an error naming the item, before anything changes.
       - An empty list removes every workload the module created.
     type: list
@@ -68,10 +77,17 @@ options:
     default: 1
   allow_ip_forwarding:
     description:
-      - Value of C(net.ipv4.ip_forward) inside every workload namespace, as Calico's CNI option
-        C(container_settings.allow_ip_forwarding). Off by default, so a workload is no router.
+      - Value of C(net.ipv4.ip_forward) (and, for a workload with an IPv6 address, C(net.ipv6.conf.all.forwarding))
+        inside every workload namespace, as Calico's CNI option C(container_settings.allow_ip_forwarding). Off by
+        default, so a workload is no router.
     type: bool
     default: false
+  ipv6:
+    description:
+      - Plumb the workloads' IPv6 addresses. V(false) for a node without an IPv6 address (no C(calico_node_ipv6)),
+        the items' C(ipv6) are then left out and the node gets nothing IPv6 (what an earlier run set up goes).
+    type: bool
+    default: true
   netns_prefix:
     description:
       - Prefix of the workload namespaces' names (C(/run/netns) is global to the machine, so tests and labs that
@@ -143,12 +159,13 @@ workloads:
   returned: always
   type: list
   elements: dict
-  sample: [{id: default.web-1, ip: 172.17.72.1, netns: calico-default.web-1, veth: cali3b0ae1c04a1, mtu: 1450}]
+  sample: [{id: default.web-1, ip: 172.17.72.1, ipv6: "fd00:10:244::7", netns: calico-default.web-1, veth: cali3b0ae1c04a1, mtu: 1450}]
 commands:
   description:
     - Number of batches the change needed (0 when nothing changed) — one C(ip -batch) for the host (when it
-      creates many namespaces, those come first from one C(ip -batch) per CPU in parallel) plus one batch
-      per namespace that needed work (rtnetlink, or C(ip -batch) where rtnetlink is unusable).
+      creates many namespaces, those come first from one C(ip -batch) per CPU in parallel), one rtnetlink batch
+      for the host's IPv6 side when it changes, plus one batch per namespace that needed work (rtnetlink, or
+      C(ip -batch) where rtnetlink is unusable).
   returned: always
   type: int
   sample: 4
@@ -167,6 +184,7 @@ def build_module() -> AnsibleModule:
             mtu=dict(type="int", default=wl.DEFAULT_MTU),
             rp_filter=dict(type="int", choices=[0, 1, 2], default=wl.DEFAULT_RP_FILTER),
             allow_ip_forwarding=dict(type="bool", default=False),
+            ipv6=dict(type="bool", default=True),
             netns_prefix=dict(type="str", default="calico-"),
             veth_prefix=dict(type="str", default="cali"),
             state_file=dict(type="path", default=wl.DEFAULT_STATE_FILE),
@@ -188,6 +206,7 @@ def main() -> None:
             veth_prefix=params["veth_prefix"],
             rp_filter=params["rp_filter"],
             allow_ip_forwarding=params["allow_ip_forwarding"],
+            ipv6=params["ipv6"],
             state_file=params["state_file"],
             check_mode=module.check_mode,
         )
@@ -198,8 +217,10 @@ def main() -> None:
         created=the_plan.create,
         updated=the_plan.update,
         removed=the_plan.remove,
-        workloads=[dict(id=w.wid, ip=w.ip, netns=w.netns, veth=w.veth, mtu=w.mtu) for w in the_plan.workloads],
-        commands=sum(len(stage) for stage in wl.host_batches(the_plan.host_lines)) + len(the_plan.ns_ops) if the_plan.changed else 0,
+        workloads=[dict(id=w.wid, ip=w.ip, ipv6=w.ipv6, netns=w.netns, veth=w.veth, mtu=w.mtu) for w in the_plan.workloads],
+        commands=(
+            sum(len(stage) for stage in wl.host_batches(the_plan.host_lines)) + bool(the_plan.host_ops6) + len(the_plan.ns_ops) if the_plan.changed else 0
+        ),
     )
     if module._diff:
         result["diff"] = dict(

@@ -164,3 +164,33 @@ def test_ansible_doc(kind, name):
     assert proc.returncode == 0, proc.stderr
     assert f"l3.calico.{name}" in proc.stdout and "EXAMPLES" in proc.stdout
     assert "WARNING" not in proc.stderr, proc.stderr
+
+
+def test_dual_stack_through_the_playbook(inventory):
+    """calico_node_ipv6 read from hostvars by the action plugin; an IPv6 pool beside the IPv4 ones; every
+    workload gets one address of each family; the IPv4 side is what an IPv4-only run gives."""
+    state = inventory / "calico_ipam.json"
+    playbook(inventory)
+    ipv4_only = json.loads(state.read_text())
+    hosts = (inventory / "hosts.yml").read_text()
+    hosts = hosts.replace("calico_node_ip: 192.168.100.100/24\n", 'calico_node_ip: 192.168.100.100/24\n      calico_node_ipv6: "fd00:100::100/64"\n')
+    (inventory / "hosts.yml").write_text(hosts)
+    group_vars = inventory / "group_vars" / "calico_nodes.yml"
+    group_vars.write_text(
+        group_vars.read_text().replace(
+            "calico_ipam_config:",
+            '  - {name: default-ipv6-ippool, cidr: "fd00:10:244::/48", vxlan_mode: CrossSubnet}\ncalico_ipam_config:',
+        )
+    )
+    out, changed = playbook(inventory, "--diff")
+    assert changed == 1 and "IPv6: 1 block(s) fd00:10:244:" in out, out
+    assert re.search(r"\+ fd00:10:244:[0-9a-f:]+ default\.web-1 on l3tipam-a", out), out
+    doc = json.loads(state.read_text())
+    assert [b for b in doc["blocks"] if ":" not in b["cidr"]] == ipv4_only["blocks"]  # the IPv4 side untouched
+    six = [b for b in doc["blocks"] if ":" in b["cidr"]]
+    assert {b["cidr"].rsplit("/", 1)[1] for b in six} == {"122"} and len(six) == 2
+    # both nodes have an IPv6 VTEP address (as Calico's allocateip: whether or not the node has an IPv6 address)
+    assert "vxlan-v6-tunnel-addr-l3tipam-a" in doc["handles"] and "vxlan-v6-tunnel-addr-l3tipam-b" in doc["handles"]
+    assert doc["handles"]["vxlan-v6-tunnel-addr-l3tipam-a"]["block"] != {}
+    out, changed = playbook(inventory)
+    assert changed == 0

@@ -8,9 +8,11 @@ with a message naming the field and the value (never a password's value), report
 under the host (``fatal: [host]``) - and afterwards the host has nothing: no link but lo, no
 route, no workload namespace, no nftables table, no state or sysctl file.
 
-The IPAM's own 37 cases (pools, config, reservations, nodes, workloads, remove_nodes, immutable
-pools, strict affinity) are in tests/unit/plugins/modules/test_ipam_bad_input.py (they also prove
-the state file is unchanged); the playbooks' node-remove and audit refusals in test_node_remove.py.
+The IPAM's own 88 cases (pools, config, reservations, nodes, workloads, remove_nodes, immutable
+pools, strict affinity, evacuate, and dual stack: IPv6 block sizes outside 116..128, pools mixing
+families, IPIP on an IPv6 pool, calico_node_ipv6 without prefix or of the wrong family, ...) are in
+tests/unit/plugins/modules/test_ipam_bad_input.py (they also prove the state file is unchanged); the
+playbooks' node-remove and audit refusals in test_node_remove.py.
 """
 
 from __future__ import annotations
@@ -213,6 +215,24 @@ CASES = [
     ("bgp-password-quote", "calico_bgp role", bgp(calico_bgp_mesh_password=SECRET), ["calico_bgp_mesh_password"]),
     ("bgp-password-newline", "calico_bgp role", bgp(calico_bgp_mesh_password=SECRET_NL), ["calico_bgp_mesh_password"]),
     ("bgp-not-a-node", "calico_bgp role", bgp(calico_ipam_result={**GOOD_IPAM, "nodes": {}}), ["calico_ipam_result.nodes", "not a node"]),
+    # dual stack: the IPAM result's IPv6 side is checked as strictly (IPIP is IPv4-only; a node's ipv6 of its family)
+    (
+        "bgp-ipv6-pool-ipip",
+        "calico_bgp role",
+        bgp(
+            calico_ipam_result={
+                **GOOD_IPAM,
+                "pools_ipv6": {"v6": {**GOOD_IPAM["pools"]["p1"], "cidr": "fd00:77::/64", "block_size": 122, "ipip_mode": "Always"}},
+            }
+        ),
+        ["pools_ipv6.v6.ipip_mode", "Always", "IPv4-only"],
+    ),
+    (
+        "bgp-node-ipv6-wrong-family",
+        "calico_bgp role",
+        bgp(calico_ipam_result={**GOOD_IPAM, "nodes": {HOST: {**GOOD_IPAM["nodes"][HOST], "ipv6": "192.168.77.10"}}}),
+        [f"nodes.{HOST}.ipv6", "192.168.77.10", "not an IPv6 address"],
+    ),
     # a node name that is not a DNS-1123 subdomain never reaches bird.conf (it would be a protocol there)
     (
         "bgp-node-name",

@@ -28,7 +28,10 @@ def test_keys_are_calicos():
         ("/calico/ipam/v2/host/n1/ipv4/block/10.233.64.0-26", ("affinity", ("n1", "10.233.64.0/26"))),
         ("/calico/ipam/v2/handle/l3-workload.default.web-1", ("handle", "l3-workload.default.web-1")),
         ("/calico/ipam/v2/config", ("config", None)),
-        ("/calico/ipam/v2/assignment/ipv6/block/fd00::-122", None),  # not ours: left alone
+        ("/calico/ipam/v2/assignment/ipv6/block/fd00::-122", ("block", "fd00::/122")),  # Calico's IPv6 block
+        ("/calico/ipam/v2/host/n1/ipv6/block/fd00::-122", ("affinity", ("n1", "fd00::/122"))),
+        ("/calico/ipam/v2/assignment/ipv6/block/10.0.0.0-26", None),  # an IPv4 cidr under ipv6: not Calico's
+        ("/calico/ipam/v2/host/n1/ipv4/block/fd00::-122", None),
         ("/calico/ipam/v2/host/n1", None),  # IPAMHost marker
         ("/calico/ipam/v2/host/lb/virtual/block/10.0.0.0-26", None),
         ("/calico/resources/v3/projectcalico.org/ippools/p", ("pool", "p")),

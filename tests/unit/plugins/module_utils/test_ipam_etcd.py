@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import time
@@ -210,7 +211,7 @@ def test_soft_deleted_values_are_ignored_and_foreign_keys_kept(etcd):
     client = kv.EtcdKV(EtcdSettings(endpoints=[etcd]))
     foreign = {
         kv.handle_key("gone"): b'{"block":{"10.44.0.0/26":1},"deleted":true}',
-        "/calico/ipam/v2/assignment/ipv6/block/fd00::-122": b"{}",
+        "/calico/ipam/v2/virtual/lb-1/ipv4/block/10.9.0.0-26": b"{}",
         "/calico/ipam/v2/host/n1": b"{}",
     }
     (txn,), _split = kv.plan_txns(kv.diff({}, foreign), {})
@@ -220,7 +221,7 @@ def test_soft_deleted_values_are_ignored_and_foreign_keys_kept(etcd):
     store.transact(lambda s: allocate(s, "n1", ["gone"]), write=True)  # re-creates over the soft delete
     raw = _raw(etcd)
     assert json.loads(raw[kv.handle_key("gone")])["deleted"] is False
-    assert raw["/calico/ipam/v2/assignment/ipv6/block/fd00::-122"] == b"{}"
+    assert raw["/calico/ipam/v2/virtual/lb-1/ipv4/block/10.9.0.0-26"] == b"{}"
 
 
 @pytest.mark.etcd
@@ -358,3 +359,87 @@ def test_a_lost_lock_is_named_as_the_cause_not_other_writers(etcd):
     assert "lost the IPAM writer lock" in message and "nothing was written" in message, message
     assert "other writers" not in message, message
     assert store.load().handles == {}
+
+
+# -- dual stack (issue 17): IPv6 blocks and affinities under Calico's ipv6 keys ---------------------------
+
+DUAL_POOLS = [
+    {"name": "p4", "cidr": "10.46.0.0/24", "block_size": 28},
+    {"name": "p6", "cidr": "fd00:46::/120", "block_size": 124, "vxlan_mode": "Always"},
+]
+
+
+def _dual_params(etcd, workloads, pools=None):
+    return {
+        "pools": DUAL_POOLS if pools is None else pools,
+        "config": {},
+        "reservations": [],
+        "nodes": [{"name": "node-a", "ip": "192.168.46.1/24", "ipv6": "fd00:146::1/64", "labels": {}, "workloads": workloads}],
+        "node": None,
+        "datastore": "etcd",
+        "etcd_endpoints": [etcd],
+        "etcd_prefix": "",
+        "etcd_timeout": 5.0,
+        "etcd_retries": 5,
+    }
+
+
+@pytest.mark.etcd
+def test_ipv6_blocks_and_affinities_use_calicos_ipv6_keys(etcd):
+    from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
+
+    result, _diff = run(_dual_params(etcd, [{"name": "w1"}, {"name": "w2"}]), check_mode=False)
+    node = result["nodes"]["node-a"]
+    (block6,) = [b["cidr"] for b in node["blocks_ipv6"]]
+    (block4,) = [b["cidr"] for b in node["blocks"]]
+    raw = _raw(etcd, "/calico/ipam/v2/")
+    key6 = block6.replace("/", "-")
+    assert f"/calico/ipam/v2/assignment/ipv6/block/{key6}" in raw
+    assert f"/calico/ipam/v2/host/node-a/ipv6/block/{key6}" in raw
+    assert f"/calico/ipam/v2/assignment/ipv4/block/{block4.replace('/', '-')}" in raw
+    assert not any(":" in key.rsplit("/", 1)[1] for key in raw if "/ipv4/" in key)  # no IPv6 block under ipv4
+    value = json.loads(raw[f"/calico/ipam/v2/assignment/ipv6/block/{key6}"])
+    assert list(value) == ["cidr", "affinity", "allocations", "unallocated", "attributes", "sequenceNumber", "deleted"]
+    assert value["cidr"] == block6 and value["affinity"] == "host:node-a" and len(value["allocations"]) == 16
+    # the node's IPv6 VTEP address first (Calico's vxlan-v6-tunnel-addr-<node>, vxlanV6TunnelAddress), then w1, w2
+    assert value["allocations"][:3] == [0, 1, 2] and value["unallocated"] == list(range(3, 16))
+    assert value["attributes"][0] == {"handle_id": "vxlan-v6-tunnel-addr-node-a", "secondary": {"node": "node-a", "type": "vxlanV6TunnelAddress"}}
+    assert value["attributes"][1]["handle_id"] == "l3-workload-v6.default.w1"
+    assert raw[f"/calico/ipam/v2/host/node-a/ipv6/block/{key6}"] == b'{"state":"confirmed","deleted":false}'
+    assert json.loads(raw["/calico/ipam/v2/handle/l3-workload-v6.default.w1"]) == {"block": {block6: 1}, "deleted": False}
+    assert json.loads(raw["/calico/ipam/v2/handle/l3-workload.default.w1"]) == {"block": {block4: 1}, "deleted": False}
+    assert json.loads(_raw(etcd)["/calico/resources/v3/projectcalico.org/ippools/p6"])["spec"]["blockSize"] == 124
+    assert ipaddress.ip_address(node["workloads"][0]["ipv6"]) == ipaddress.ip_network(block6)[1]  # ordinal 0: the VTEP
+    # read back: lossless, and the same inventory again writes nothing
+    again, _diff = run(_dual_params(etcd, [{"name": "w1"}, {"name": "w2"}]), check_mode=False)
+    assert again["changed"] is False and again["nodes"] == result["nodes"] and again["problems"] == []
+    assert _raw(etcd, "/calico/ipam/v2/") == raw
+
+
+@pytest.mark.etcd
+def test_ipv6_release_goes_to_the_fifo_tail_in_etcd(etcd):
+    from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
+
+    first, _diff = run(_dual_params(etcd, [{"name": "w1"}, {"name": "w2"}]), check_mode=False)
+    (block6,) = [b["cidr"] for b in first["nodes"]["node-a"]["blocks_ipv6"]]
+    run(_dual_params(etcd, [{"name": "w2"}]), check_mode=False)  # w1 leaves: its ordinal 1 goes to the tail
+    value = json.loads(_raw(etcd)[kv.block_key(block6)])
+    assert value["unallocated"] == [*range(3, 16), 1]
+    assert kv.handle_key("l3-workload-v6.default.w1") not in _raw(etcd)
+    third, _diff = run(_dual_params(etcd, [{"name": "w2"}, {"name": "w3"}]), check_mode=False)
+    w3 = next(w for w in third["nodes"]["node-a"]["workloads"] if w["id"] == "default.w3")
+    ordinal = int(ipaddress.ip_address(w3["ipv6"])) - int(ipaddress.ip_network(block6).network_address)
+    assert ordinal == 3  # the head of the FIFO, not the released ordinal 1
+
+
+@pytest.mark.etcd
+def test_an_ipv4_state_in_etcd_loads_unchanged_when_ipv6_pools_are_added(etcd):
+    from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
+
+    run(_dual_params(etcd, [{"name": "w1"}], pools=DUAL_POOLS[:1]), check_mode=False)
+    before = _raw(etcd, "/calico/ipam/v2/assignment/ipv4/")
+    result, _diff = run(_dual_params(etcd, [{"name": "w1"}]), check_mode=False)
+    assert result["problems"] == [] and result["nodes"]["node-a"]["workloads"][0]["ipv6"]
+    after = _raw(etcd, "/calico/ipam/v2/assignment/ipv4/")
+    assert set(after) == set(before)  # the IPv4 blocks untouched (w1 keeps its IPv4 address)
+    assert {k: json.loads(v)["allocations"] for k, v in after.items()} == {k: json.loads(v)["allocations"] for k, v in before.items()}

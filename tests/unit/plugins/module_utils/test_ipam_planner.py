@@ -21,7 +21,7 @@ def test_fresh_block_hands_out_ordinals_in_order_tunnel_first():
     block = node_block(res, "n1")
     base = block.split("/")[0].rsplit(".", 1)
     n1 = res["nodes"]["n1"]
-    assert n1["tunnels"] == {"ipip": block.split("/")[0], "vxlan": None}
+    assert n1["tunnels"] == {"ipip": block.split("/")[0], "vxlan": None, "vxlan_v6": None}
     # sorted by id, whatever the inventory order: w1 .1, w2 .2, w3 .3
     got = {w["name"]: w["ip"] for w in n1["workloads"]}
     assert got == {f"w{i}": f"{base[0]}.{int(base[1]) + i}" for i in (1, 2, 3)}
@@ -366,9 +366,9 @@ class Counting(Planner):
         ctx = self.context
         reserved_in = ctx.desired.reserved_in
 
-        def counted(first, last):
+        def counted(first, last, bits=32):
             self.reservation_lookups += 1
-            return reserved_in(first, last)
+            return reserved_in(first, last, bits)
 
         ctx.desired.reserved_in = counted
         planner = self
@@ -427,3 +427,22 @@ def test_borrowing_looks_at_each_full_block_once():
     planner = counting_plan([{"name": "p1", "cidr": "10.9.0.0/20", "block_size": 29}], spec, config={"max_blocks_per_host": 1})
     assert sum(b.in_use() for b in planner.context.state.blocks.values()) == 400 * 7 + 100 * 12
     assert planner.looks <= 4 * len(planner.context.state.blocks), planner.looks  # measured: 999 (the old walk: 19,411)
+
+
+def test_dual_stack_each_family_from_its_own_pools_namespaces_per_family():
+    """A namespace an IPv4 pool lists takes its IPv4 address only from that pool, and its IPv6 address from
+    the IPv6 pool without namespaces (no IPv6 pool lists it): each family's pool chosen on its own."""
+    pools = [
+        {"name": "p4", "cidr": "10.10.0.0/16"},
+        {"name": "blue4", "cidr": "10.20.0.0/16", "namespaces": ["blue"]},
+        {"name": "p6", "cidr": "fd00:10::/64"},
+    ]
+    ipam = Ipam(pools=pools)
+    res = ipam.plan({"n1": ["a", {"name": "b", "namespace": "blue"}, {"name": "c", "assign_ipv6": False}]})
+    assert res["problems"] == []
+    by_id = {w["id"]: w for w in res["nodes"]["n1"]["workloads"]}
+    assert by_id["default.a"]["pool"] == "p4" and by_id["default.a"]["pool_ipv6"] == "p6"
+    assert by_id["blue.b"]["pool"] == "blue4" and by_id["blue.b"]["pool_ipv6"] == "p6"
+    assert by_id["default.c"]["ipv6"] is None and by_id["default.c"]["ip"].startswith("10.10.")
+    assert res["nodes"]["n1"]["blocks_ipv6"][0]["cidr"].endswith("/122")  # Calico's IPv6 default block size
+    assert set(res["pools_ipv6"]) == {"p6"} and set(res["pools"]) == {"p4", "blue4"}

@@ -226,3 +226,55 @@ def test_writer_killed_between_write_and_rename_keeps_the_previous_state(tmp_pat
     )
     assert result["changed"] is True and result["problems"] == []
     assert sorted(os.listdir(tmp_path)) == ["s.json", "s.json.lock"]
+
+
+# -- dual stack (issue 17) ------------------------------------------------------------------------------
+
+POOL6 = {"name": "p6", "cidr": "fd00:10::/112", "block_size": 122}
+
+
+def test_an_ipv4_state_file_loads_unchanged_and_gains_ipv6_beside_it(tmp_path):
+    """Migration-free: a state written before IPv6 existed is read as it is; adding an IPv6 pool keeps every
+    IPv4 address and object, and only adds the IPv6 ones."""
+    path = tmp_path / "s.json"
+    nodes = [node(0, ["a", "b"]), node(1, ["c"])]
+    run(params(path, nodes), check_mode=False)
+    old = json.loads(path.read_text())
+    dual = {**params(path, nodes), "pools": POOLS + [POOL6]}
+    result, _diff = run(dual, check_mode=False)
+    new = json.loads(path.read_text())
+    assert new["format"] == old["format"] and new["version"] == old["version"] == 1
+    assert [b for b in new["blocks"] if ":" not in b["cidr"]] == old["blocks"]  # IPv4 blocks untouched
+    assert {h: v for h, v in new["handles"].items() if h in old["handles"]} == old["handles"]
+    assert all(w["ip"] and w["ipv6"] for n in result["nodes"].values() for w in n["workloads"])
+    six = [b for b in new["blocks"] if ":" in b["cidr"]]
+    assert len(six) == 2 and all(b["cidr"].endswith("/122") for b in six)
+    assert result["problems"] == []
+    # and the IPv6 pool removed again: its addresses and blocks go, the IPv4 ones stay as they were
+    run(params(path, nodes), check_mode=False)
+    back = json.loads(path.read_text())
+    assert [b for b in back["blocks"] if ":" in b["cidr"]] == [] and back["handles"] == old["handles"]
+
+
+@pytest.mark.parametrize(
+    "cidr, why",
+    [
+        ("fd00:10:0::/122", "canonical"),  # not RFC 5952's spelling (fd00:10::/122)
+        ("FD00:10::/122", "canonical"),
+        ("fd00:10::/112", "/116 to a /128"),
+    ],
+)
+def test_an_ipv6_block_read_back_is_checked_as_strictly(tmp_path, cidr, why):
+    path = tmp_path / "s.json"
+    nodes = [node(0, ["a"])]
+    run({**params(path, nodes), "pools": [POOL6]}, check_mode=False)
+    doc = json.loads(path.read_text())
+    (block,) = doc["blocks"]
+    size = 1 << (128 - int(cidr.rsplit("/", 1)[1]))
+    block.update(cidr=cidr, allocations=[None] * size, unallocated=list(range(size)), attributes=[])
+    doc["affinities"], doc["handles"] = [], {}
+    path.write_text(json.dumps(doc))
+    before = path.read_bytes()
+    with pytest.raises(StateError, match=why):
+        run({**params(path, nodes), "pools": [POOL6]}, check_mode=False)
+    assert path.read_bytes() == before

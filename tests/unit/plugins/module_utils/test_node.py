@@ -193,7 +193,7 @@ def removal(monkeypatch):
     seen = []
     monkeypatch.setattr(node.tunnels, "read_state", lambda runner: node.tunnels.State({}, [], [], [], True))
     monkeypatch.setattr(node.tunnels, "plan_removal", lambda *a: node.tunnels.Plan(ip_lines=["link del dev vxlan.calico"], changes=["x"]))
-    monkeypatch.setattr(node.firewall, "read_nft", lambda runner: "table ip l3calico {}")
+    monkeypatch.setattr(node.firewall, "read_nft", lambda runner, family="ip": "table ip l3calico {}" if family == "ip" else None)
     monkeypatch.setattr(node.firewall, "read_iptables", lambda runner: {"mangle": None, "nat": None, "filter": None})
     monkeypatch.setattr(node.tunnels, "apply", lambda *a, **kw: seen.append("tunnels"))
     monkeypatch.setattr(node.firewall, "commit_removal", lambda *a, **kw: seen.append("firewall"))
@@ -271,3 +271,26 @@ def test_options_are_built_from_the_module_params():
     assert node.tunnels.Options.from_params(params) == node.tunnels.Options("eth1", 9000, 7, 8472, None)
     assert node.sysctls.Options.from_params(params) == node.sysctls.Options({}, "/x.conf")
     assert node.firewall.Options.from_params(params) == node.firewall.Options("iptables", "cali", "/run/x.json", (179, 22))
+
+
+def _node_with(ipv6):
+    base = {"ip": "10.0.0.1", "network": "10.0.0.0/24", "blocks": [], "workloads": [], "borrowed": [], "tunnels": {}}
+    return {"n": dict(base, ipv6=ipv6, network_ipv6="fd00::/64" if ipv6 else None)}
+
+
+@pytest.mark.parametrize("ipv6, given, expected", [("fd00::1", {}, "1"), (None, {}, None), ("fd00::1", {"net.ipv6.conf.all.forwarding": 0}, "0")])
+def test_a_node_with_an_ipv6_address_forwards_ipv6_unless_told(monkeypatch, ipv6, given, expected):
+    """Calico: "IPv6 forwarding is globally enabled on each compute host"; a node without IPv6 gets nothing IPv6."""
+    planned = {}
+    monkeypatch.setattr(node.tunnels, "prepare", lambda *a, **kw: node.tunnels.Plan())
+    monkeypatch.setattr(node.sysctls, "plan", lambda values, *a, **kw: planned.update(values) or node.sysctls.Plan(content="", before=""))
+    monkeypatch.setattr(node.firewall, "prepare", lambda *a, **kw: None)
+    monkeypatch.setattr(node.firewall, "commit", lambda *a, **kw: None)
+    _converge(sysctl_values={"net.ipv4.ip_forward": 1, **given}, nodes=_node_with(ipv6))
+    assert planned.get("net.ipv6.conf.all.forwarding") == (None if expected is None else int(expected))
+
+
+def test_the_workload_mtu_knows_vxlan_over_ipv6():
+    pools = {"v4": {"cidr": "10.1.0.0/16", "vxlan_mode": "Never", "ipip_mode": "CrossSubnet"}, "v6": {"cidr": "fd00:66::/48", "vxlan_mode": "Always"}}
+    assert node.workload_mtu(1500, pools) == 1430  # the IPv6 pool's VXLAN: 70
+    assert node.workload_mtu(1500, {"v4": pools["v4"]}) == 1480

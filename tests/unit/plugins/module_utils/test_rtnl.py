@@ -255,3 +255,57 @@ def test_a_failing_ip_fallback_is_reported_and_the_other_namespaces_are_applied(
     assert (tmp_path / "net/ipv4/ip_forward").read_text() == "0"  # written from "inside" b and c
     assert str(info.value).count("workload default.a (namespace calico-default.a)") == 2  # its sysctl and its batch
     assert "Cannot open network namespace" in str(info.value) and "refused 2 change(s)" in str(info.value)
+
+
+def test_ipv6_changes_are_encoded_as_ip_sends_them():
+    """The family comes from the address: AF_INET6, 16-byte addresses, link scope for fe80::/10 (ip's default_scope)."""
+    _kind, _flags, _seq, payload = one(rtnl.AddrAdd("fd00:65::1", 128, "eth0"))
+    assert rtnl.IFADDRMSG.unpack_from(payload) == (socket.AF_INET6, 128, 0, rtnl.RT_SCOPE_UNIVERSE, 7)
+    packed = socket.inet_pton(socket.AF_INET6, "fd00:65::1")
+    assert rtnl._attrs(payload, rtnl.IFADDRMSG.size) == {rtnl.IFA_LOCAL: packed, rtnl.IFA_ADDRESS: packed}
+    _kind, flags, _seq, payload = one(rtnl.AddrAdd("fe80::ecee:eeff:feee:eeee", 64, "eth0", replace=True))
+    assert rtnl.IFADDRMSG.unpack_from(payload)[:4] == (socket.AF_INET6, 64, 0, rtnl.RT_SCOPE_LINK)
+    assert flags == rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK | rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE  # `addr replace`
+
+    _kind, _flags, _seq, payload = one(rtnl.RouteReplace("default", "eth0", gateway="fe80::ecee:eeff:feee:eeee"))
+    family, dst_len, *_rest, rtype, _rflags = rtnl.RTMSG.unpack_from(payload)
+    assert (family, dst_len, rtype) == (socket.AF_INET6, 0, rtnl.RTN_UNICAST)
+    assert rtnl._attrs(payload, rtnl.RTMSG.size) == {
+        rtnl.RTA_GATEWAY: socket.inet_pton(socket.AF_INET6, "fe80::ecee:eeff:feee:eeee"),
+        rtnl.RTA_OIF: struct.pack("=i", 7),
+    }
+    _kind, _flags, _seq, payload = one(rtnl.RouteReplace("fd00:65::1", "eth0", scope_link=True))
+    assert rtnl.RTMSG.unpack_from(payload)[:2] == (socket.AF_INET6, 128)  # an address alone is a /128
+
+    kind, flags, _seq, payload = one(rtnl.RouteDel("default", "eth0", gateway="fe80::ecee:eeff:feee:eeee"))
+    assert kind == rtnl.RTM_DELROUTE and flags == rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK
+    family, _dst_len, _src, _tos, table, proto, scope, rtype, _rflags = rtnl.RTMSG.unpack_from(payload)
+    assert (family, table, proto, scope, rtype) == (socket.AF_INET6, rtnl.RT_TABLE_MAIN, 0, rtnl.RT_SCOPE_NOWHERE, 0)  # as `ip route del`
+    assert str(rtnl.RouteDel("default", "eth0", gateway="fe80::1")) == "route del default via fe80::1 dev eth0"
+
+
+def test_a_dual_stack_workload_gets_its_ipv6_address_and_default_route_inside():
+    w = wl.Workload(wid="default.web-1", ip="172.17.72.1", netns="n", veth="cali0", mtu=1450, ipv6="fd00:65::1")
+    assert [str(c) for c in wl._create_inside_ops(w)][-2:] == [
+        "addr add fd00:65::1/128 dev eth0",
+        "route replace default via fe80::ecee:eeff:feee:eeee dev eth0",
+    ]
+    only6 = wl.Workload(wid="default.web-1", ip=None, netns="n", veth="cali0", mtu=1450, ipv6="fd00:65::1")
+    assert [str(c) for c in wl._create_inside_ops(only6)] == [
+        "link set dev lo up",
+        "link set dev eth0 up",
+        "addr add fd00:65::1/128 dev eth0",
+        "route replace default via fe80::ecee:eeff:feee:eeee dev eth0",
+    ]
+
+
+def test_many_changes_go_in_sends_whose_answers_fit_the_receive_buffer():
+    """The host's IPv6 side names one veth per workload: 250 workloads would resolve 250 links in one
+    send, 250 answers of 1-2 KiB - more than the socket's receive buffer (the kernel drops them: ENOBUFS)."""
+    names = {f"cali{i:011d}": 10 + i for i in range(150)}
+    changes = [rtnl.RouteReplace(f"fd00::{i:x}", name, scope_link=True) for i, name in enumerate(names)] * 2
+    sock = FakeNetlink(names)
+    sock.decoded = changes
+    rtnl.apply(sock, changes)
+    resolving, applying = sock.sent[:3], sock.sent[3:]
+    assert [len(decode(d)) for d in resolving] == [64, 64, 22] and [len(decode(d)) for d in applying] == [256, 44]

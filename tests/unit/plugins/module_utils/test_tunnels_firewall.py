@@ -306,3 +306,142 @@ def test_the_ipip_address_read_for_a_removal_is_checked():
     assert tunnels.ipip_address(nodes, None) is None
     with pytest.raises(IpamResultError, match=r"nodes\.n3\.tunnels\.ipip='172\.19\.0\.1/32; rm -rf /': not an IPv4 address"):
         tunnels.ipip_address(nodes, "n3")
+
+
+POOLS6 = {"v6": {"cidr": "fd00:66::/48", "block_size": 122, "vxlan_mode": "CrossSubnet", "ipip_mode": "Never"}}
+
+
+def node6(base, ip6, net6, blocks6, vtep6):
+    return dict(
+        base,
+        ipv6=ip6,
+        network_ipv6=net6,
+        blocks_ipv6=[{"cidr": c, "pool": "v6"} for c in blocks6],
+        borrowed_ipv6=[],
+        tunnels=dict(base["tunnels"], vxlan_v6=vtep6),
+    )
+
+
+NODES6 = {
+    "a": node6(NODES["a"], "fd00:10::1", "fd00:10::/64", ["fd00:66::/122"], "fd00:66::"),
+    "b": node6(NODES["b"], "fd00:10::2", "fd00:10::/64", ["fd00:66::40/122"], "fd00:66::40"),
+    "c": node6(NODES["c"], "fd00:11::2", "fd00:11::/64", ["fd00:66::80/122"], "fd00:66::80"),
+    "d": NODES["d"],  # no IPv6 address: nothing IPv6, for it or towards it
+}
+
+
+def test_vxlan_v6_peers_are_the_ipam_results_ipv6_routes():
+    result = {"nodes": NODES6, "pools": POOLS, "pools_ipv6": POOLS6}
+    desired = tunnels.desired_tunnels("a", result)
+    assert (desired.node_ip6, desired.vxlan_v6) == ("fd00:10::1", "fd00:66::")
+    peers = {p.node: p for p in desired.peers6}
+    assert set(peers) == {"b", "c"}
+    assert peers["b"].direct == ("fd00:66::40/122",) and peers["b"].routes == ()  # CrossSubnet, same IPv6 subnet
+    assert peers["c"].routes == ("fd00:66::80/122",) and peers["c"].vtep == "fd00:66::80"  # another subnet: encapsulated
+    assert peers["c"].ip == "fd00:11::2" and peers["c"].mac == naming.vxlan_mac_v6("c") != naming.vxlan_mac("c")
+    expected = IpamResult.from_dict(result).expected_routes("a", bgp_nodes=(), version=6)
+    assert sorted(str(r.dst) for r in expected if r.by == "tunnels") == ["fd00:66::40/122", "fd00:66::80/122"]  # one answer
+    # The IPv4 side is what it always was.
+    assert [p.node for p in desired.peers] == [p.node for p in tunnels.desired_tunnels("a", {"nodes": NODES, "pools": POOLS}).peers]
+    assert tunnels.desired_tunnels("d", result).vxlan_v6 is None and tunnels.desired_tunnels("d", result).peers6 == []
+
+
+def test_vxlan_v6_plan_from_scratch_and_noop():
+    desired = tunnels.desired_tunnels("a", {"nodes": NODES6, "pools": POOLS, "pools_ipv6": POOLS6})
+    addrs = [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}, {"family": "inet6", "local": "fd00:10::1", "prefixlen": 64, "scope": "global"}]
+    links = {"eth0": {"ifname": "eth0", "mtu": 1500, "flags": ["UP"], "addr_info": addrs}}
+    plan = tunnels.plan(desired, tunnels.State(links=links, routes=[], neighbours=[], fdb=[], ipip_loaded=False))
+    dev, mac = naming.VXLAN_V6_DEVICE, naming.vxlan_mac_v6("a")
+    assert (plan.underlay6, plan.vxlan_v6_mtu, plan.vxlan_v6_mac) == ("eth0", 1430, mac)
+    v6_lines = [line for line in plan.ip_lines if "fd00:" in line or dev in line]
+    assert v6_lines == [
+        f"link add {dev} mtu 1430 address {mac} type vxlan id 4096 local fd00:10::1 dev eth0 dstport 4789 nolearning",
+        f"link set dev {dev} alias l3.calico:vxlan-v6 up",
+        f"addr add fd00:66::/128 dev {dev}",
+        f"neigh replace fd00:66::40 lladdr {naming.vxlan_mac_v6('b')} dev {dev} nud permanent",
+        f"neigh replace fd00:66::80 lladdr {naming.vxlan_mac_v6('c')} dev {dev} nud permanent",
+        f"route replace fd00:66::80/122 via fd00:66::80 dev {dev} onlink proto 80",
+        "route replace fd00:66::40/122 via fd00:10::2 dev eth0 proto 80",
+    ]
+    assert f"fdb replace {naming.vxlan_mac_v6('c')} dev {dev} dst fd00:11::2 self permanent" in plan.bridge_lines
+    # As the kernel then shows it (ip -json): nothing to do; its own routes and link-local are not strays.
+    vx = {
+        "ifname": dev,
+        "mtu": 1430,
+        "address": mac,
+        "flags": ["UP"],
+        "ifalias": "l3.calico:vxlan-v6",
+        "linkinfo": {"info_data": {"id": 4096, "local6": "fd00:10::1", "link": "eth0", "port": 4789, "learning": False}},
+        "addr_info": [
+            {"family": "inet6", "local": "fd00:66::", "prefixlen": 128, "scope": "global"},
+            {"family": "inet6", "local": "fe80::1", "prefixlen": 64, "scope": "link"},
+        ],
+    }
+    routes6 = [
+        {"dst": "fd00:66::80/122", "gateway": "fd00:66::80", "dev": dev, "protocol": "80", "flags": ["onlink"]},
+        {"dst": "fd00:66::", "dev": dev, "protocol": "kernel", "flags": []},
+        {"dst": "fe80::/64", "dev": dev, "protocol": "kernel", "flags": []},
+        {"dst": "fd00:66::40/122", "gateway": "fd00:10::2", "dev": "eth0", "protocol": "80", "flags": []},
+    ]
+    neigh = [{"dst": "fd00:66::40", "lladdr": naming.vxlan_mac_v6("b"), "dev": dev, "state": ["PERMANENT"]}]
+    neigh.append({"dst": "fd00:66::80", "lladdr": naming.vxlan_mac_v6("c"), "dev": dev, "state": ["PERMANENT"]})
+    fdb6 = [{"mac": naming.vxlan_mac_v6(n), "dst": ip, "flags": ["self"]} for n, ip in (("b", "fd00:10::2"), ("c", "fd00:11::2"))]
+    state = tunnels.State(links={**links, dev: vx}, routes=[], neighbours=neigh, fdb=[], ipip_loaded=False, routes6=routes6, fdb6=fdb6)
+    again = tunnels.plan(desired, state)
+    assert [line for line in again.ip_lines + again.bridge_lines if "fd00:" in line or dev in line] == []  # (vxlan.calico is not there: its lines)
+    # The pool goes to Never: the device and the direct route go.
+    never = dict(POOLS6, v6=dict(POOLS6["v6"], vxlan_mode="Never"))
+    nodes = {k: dict(v, tunnels=dict(v["tunnels"], vxlan_v6=None)) for k, v in NODES6.items()}
+    gone = tunnels.plan(tunnels.desired_tunnels("a", {"nodes": nodes, "pools": POOLS, "pools_ipv6": never}), state)
+    assert f"link del dev {dev}" in gone.ip_lines and "route del fd00:66::40/122 dev eth0 proto 80" in gone.ip_lines
+
+
+def test_vxlan_v6_needs_the_ipv6_address_on_an_interface_and_refuses_a_foreign_device():
+    desired = tunnels.desired_tunnels("a", {"nodes": NODES6, "pools": POOLS, "pools_ipv6": POOLS6})
+    links = {"eth0": {"ifname": "eth0", "mtu": 1500, "flags": ["UP"], "addr_info": [{"family": "inet", "local": "10.0.0.1", "prefixlen": 24}]}}
+    with pytest.raises(tunnels.TunnelError, match="node a: IPv6 address fd00:10::1 is on no interface of this host"):
+        tunnels.plan(desired, tunnels.State(links=links, routes=[], neighbours=[], fdb=[], ipip_loaded=False))
+    foreign = {**links, naming.VXLAN_V6_DEVICE: {"ifname": naming.VXLAN_V6_DEVICE, "ifalias": ""}}
+    with pytest.raises(tunnels.TunnelError, match="interface vxlan-v6.calico exists but was not created by l3.calico"):
+        tunnels.plan(desired, tunnels.State(links=foreign, routes=[], neighbours=[], fdb=[], ipip_loaded=False))
+
+
+def test_an_ipv6_only_workload_has_no_ipv4_source_of_its_own():
+    """Dual stack: the IPAM result's ``ip: null`` (assign_ipv4 false) with an ``ipv6`` - no IPv4 source is
+    allowed from its veth (the anti-spoofing rule drops every one); ``ip: null`` alone is still refused."""
+    rules = firewall.desired_rules(POOLS, [{"id": "d.v6", "ip": None, "ipv6": "fd00::1"}, {"id": "d.w", "ip": "172.17.0.9"}])
+    assert rules.sources == [(naming.veth_name("d.w"), "172.17.0.9")]
+    with pytest.raises(firewall.FirewallError, match=r"workloads\[0\] \(d.x\): ip None is not an IPv4 address"):
+        firewall.desired_rules(POOLS, [{"id": "d.x", "ip": None}])
+
+
+POOLS6_NAT = {"v6": {"cidr": "fd00:66::/48", "nat_outgoing": True}, "v6b": {"cidr": "fd00:67::/48", "nat_outgoing": False}}
+
+
+def test_ipv6_nat_outgoing_is_a_table_of_its_own_only_while_a_pool_needs_it():
+    rules = firewall.desired_rules(POOLS, [], pools6=POOLS6_NAT, node_addresses6=["fd00:10::1", "fd00:66::"])
+    text = firewall.render_nft6(rules)
+    assert "table ip6 l3calico {" in text and "elements = { fd00:66::/48 }" in text and "elements = { fd00:66::/48, fd00:67::/48 }" in text
+    assert "ip6 saddr @nat-pools ip6 daddr != @all-pools ip6 daddr != @node-addresses counter masquerade fully-random" in text
+    assert firewall.render_nft(rules) == firewall.render_nft(firewall.desired_rules(POOLS, []))  # the IPv4 table as it was
+    created = firewall.plan(rules, "nftables", None, {"mangle": None, "nat": None, "filter": None}, {}, None)
+    assert "nftables table ip6 l3calico created" in created.changes and created.nft_script.endswith(text)
+    recorded = dict(created.record, nft_listing="L4", nft6_listing="L6")
+    again = firewall.plan(rules, "nftables", "L4", {"mangle": None, "nat": None, "filter": None}, recorded, "L6")
+    assert not again.changed and again.record == created.record
+    # No IPv6 nat pool: the table goes; none there: nothing to do and nothing recorded for it.
+    plain = firewall.desired_rules(POOLS, [], pools6={"v6b": POOLS6_NAT["v6b"]})
+    gone = firewall.plan(plain, "nftables", "L4", {"mangle": None, "nat": None, "filter": None}, recorded, "L6")
+    assert gone.changes == ["nftables table ip6 l3calico removed (no IPv6 pool with natOutgoing)"] and "delete table ip6 l3calico" in gone.nft_script
+    assert "nft6_sha256" not in gone.record
+    with pytest.raises(firewall.FirewallError, match="natOutgoing of IPv6 pools \\(fd00:66::/48\\) needs the nftables backend"):
+        firewall.plan(rules, "iptables", None, {"mangle": None, "nat": None, "filter": None}, {}, None)
+    with pytest.raises(firewall.FirewallError, match="pools_ipv6 v6: cidr '10.0.0.0/8' is not an IPv6 network"):
+        firewall.desired_rules(POOLS, [], pools6={"v6": {"cidr": "10.0.0.0/8"}})
+
+
+def test_removal_takes_the_ipv6_table_too():
+    gone = firewall.plan_removal("L4", {"mangle": None, "nat": None, "filter": None}, False, "L6")
+    assert gone.nft_script == "delete table ip l3calico\ndelete table ip6 l3calico\n"
+    assert gone.changes == ["nftables table ip l3calico removed", "nftables table ip6 l3calico removed"]
+    assert firewall.plan_removal("L4", {"mangle": None, "nat": None, "filter": None}, False).nft_script == "delete table ip l3calico\n"

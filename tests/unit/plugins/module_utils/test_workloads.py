@@ -18,8 +18,8 @@ W2 = {"id": "blue.db-1", "ip": "172.18.9.1/32", "pool": "ignored", "borrowed": F
 class FakeKernel:
     """Answers the reads the module makes with a given state; records every call."""
 
-    def __init__(self, host_links=(), routes=(), netns=(), inside=None):
-        self.host = [list(host_links), list(routes), list(netns)]
+    def __init__(self, host_links=(), routes=(), netns=(), inside=None, routes6=()):
+        self.host = {"addr show": list(host_links), "route show table main": list(routes), wl.ROUTES6_COMMAND: list(routes6), "netns list": list(netns)}
         self.inside = inside or {}
         self.ip_forward = {ns: "0" for ns in self.inside}  # each namespace's net.ipv4.ip_forward
         self.calls = []
@@ -30,8 +30,8 @@ class FakeKernel:
             ns = argv[argv.index("-n") + 1]
             links, routes = self.inside[ns]
             return iproute.Result(0, json.dumps(links) + "\n" + json.dumps(routes) + "\n", "")
-        if "-json" in argv:
-            return iproute.Result(0, "\n".join(json.dumps(x) for x in self.host) + "\n", "")
+        if "-json" in argv:  # the host's batch: one answer per command read from stdin
+            return iproute.Result(0, "\n".join(json.dumps(self.host[c]) for c in stdin.splitlines()) + "\n", "")
         if argv[1:3] == ["netns", "exec"] and argv[4:6] == ["sysctl", "-n"]:
             value = self.ip_forward.get(argv[3])
             return iproute.Result(0, value + "\n", "") if value else iproute.Result(1, "", "no such namespace")
@@ -261,3 +261,61 @@ def test_a_failing_parallel_batch_lets_its_sibling_finish_and_stops_the_next_sta
     with pytest.raises(iproute.CommandError, match="Cannot create namespace"):
         wl.run_host_batches(runner, stages)
     assert sorted(ran) == ["netns add bad\n", "netns add good\n"]
+
+
+def test_gateway6_is_the_eui64_link_local_of_the_host_veth_mac():
+    assert naming.GATEWAY6 == "fe80::ecee:eeff:feee:eeee" == naming.eui64_link_local("ee:ee:ee:ee:ee:ee")
+    assert naming.eui64_link_local("02:00:00:00:00:01") == "fe80::ff:fe00:1"
+
+
+def test_dual_stack_create_plans_the_host_ipv6_side_after_the_sysctls(tmp_path):
+    (tmp_path / "net/ipv6/conf").mkdir(parents=True)
+    item = {"name": "web-1", "ip": "172.17.72.1", "ipv6": "fd00:65:0:0::1"}
+    plan = wl.converge([item, W2], runner=FakeKernel(), inside="ip", state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path), check_mode=True)
+    veth = naming.veth_name("default.web-1")
+    assert [str(op) for op in plan.host_ops6] == [f"addr replace fe80::ecee:eeff:feee:eeee/64 dev {veth}", f"route replace fd00:65::1 dev {veth} scope link"]
+    assert not any("fd00" in line or "fe80" in line for line in plan.host_lines)  # not in the host batch: IPv6 may be off there
+    for key, value in (("disable_ipv6", "0"), ("accept_dad", "0"), ("proxy_ndp", "1"), ("forwarding", "1"), ("accept_ra", "0")):
+        assert plan.sysctls[f"net/ipv6/conf/{veth}/{key}"] == value
+    assert plan.ns_sysctls["calico-default.web-1"] == {
+        wl.IP_FORWARD: "0",
+        "net/ipv6/conf/all/disable_ipv6": "0",
+        "net/ipv6/conf/default/disable_ipv6": "0",
+        "net/ipv6/conf/lo/disable_ipv6": "0",
+        "net/ipv6/conf/eth0/accept_dad": "0",
+        wl.IP6_FORWARD: "0",
+    }
+    # The IPv4-only workload beside it: nothing IPv6 but accept_ra, as before dual stack.
+    other = naming.veth_name("blue.db-1")
+    assert [k for k in plan.sysctls if k.startswith(f"net/ipv6/conf/{other}/")] == [f"net/ipv6/conf/{other}/accept_ra"]
+    assert plan.ns_sysctls["calico-blue.db-1"] == {wl.IP_FORWARD: "0"}
+    # A node without IPv6: the workload's ipv6 is left out.
+    without = wl.converge([item], runner=FakeKernel(), inside="ip", state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path), check_mode=True, ipv6=False)
+    assert without.host_ops6 == [] and without.workloads[0].ipv6 is None
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ({"name": "w", "ip": "10.0.0.1", "ipv6": "10.0.0.2"}, "workloads[0]: ipv6 '10.0.0.2' of workload 'default.w' is not an IPv6 address"),
+        ({"name": "w", "ip": "10.0.0.1", "ipv6": "fd00::/120"}, "must be a single address (/128)"),
+        ({"name": "w", "ip": "10.0.0.1", "ipv6": "ff02::1"}, "is not a unicast address"),
+        ({"name": "w", "ip": "10.0.0.1", "ipv6": 7}, "workloads[0]: ipv6 7 of workload 'default.w' is not an IPv6 address"),
+        ({"name": "w", "ip": "fd00::1"}, "is not IPv4 (its IPv6 address goes in 'ipv6')"),
+        ({"name": "w", "ip": None, "ipv6": None}, "workloads[0]: workload 'default.w' has no ip"),
+    ],
+)
+def test_bad_ipv6_input_names_item_field_and_value(item, message):
+    with pytest.raises(wl.WorkloadError, match=None) as info:
+        wl.build_desired([item])
+    assert message in str(info.value)
+
+
+def test_ipv6_workloads_on_a_kernel_without_ipv6_fail_before_any_change(tmp_path):
+    (tmp_path / "net/ipv4/conf").mkdir(parents=True)
+    kernel = FakeKernel()
+    with pytest.raises(wl.WorkloadError, match="workload 'default.w': ipv6 fd00::1: this host's kernel has no IPv6"):
+        wl.converge(
+            [{"name": "w", "ip": "10.0.0.1", "ipv6": "fd00::1"}], runner=kernel, inside="ip", state_file=str(tmp_path / "s.json"), proc_sys=str(tmp_path)
+        )
+    assert kernel.writes() == []

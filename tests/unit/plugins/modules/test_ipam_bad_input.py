@@ -28,6 +28,16 @@ def pool(p, **kw):
     p["pools"][0].update(kw)
 
 
+def v6pool(p, **kw):
+    """An IPv6 pool (the third) beside the IPv4 ones, with ``kw`` changed."""
+    p["pools"].append({"name": "v6", "cidr": "fd00:1::/64", **kw})
+
+
+def both_ipv6(p, address):
+    p["nodes"][0]["ipv6"] = address
+    p["nodes"][1]["ipv6"] = address
+
+
 def wl(p, node=0, index=0, **kw):
     p["nodes"][node]["workloads"][index].update(kw)
 
@@ -72,7 +82,44 @@ CASES = [
     ("unknown-mode", lambda p: pool(p, ipip_mode="Sometimes"), "calico_nodes", "calico_pools[0] (p1).ipip_mode", "Sometimes"),
     ("duplicate-pool-name", lambda p: p["pools"][1].update(name="p1"), "calico_nodes", "calico_pools[1].name", "p1"),
     ("selector-syntax", lambda p: pool(p, node_selector="rack == r1"), "calico_nodes", "calico_pools[0] (p1).node_selector", "rack == r1"),
-    ("ipv6-pool", lambda p: pool(p, cidr="fd00::/64"), "calico_nodes", "calico_pools[0] (p1).cidr", "fd00::/64"),
+    # an IPv6 cidr with the IPv4 pool's block size 26 and IPIP: fields of two families
+    ("ipv6-pool-ipv4-block-size", lambda p: pool(p, cidr="fd00::/64"), "calico_nodes", "calico_pools[0] (p1).block_size", "26"),
+    # dual stack (issue 17): IPv6 pools, calico_node_ipv6, the IPv6 twins of ip and pool
+    ("ipv6-block-size-too-small", lambda p: v6pool(p, block_size=115), "calico_nodes", "calico_pools[2] (v6).block_size", "115"),
+    ("ipv6-block-size-too-big", lambda p: v6pool(p, block_size=129), "calico_nodes", "calico_pools[2] (v6).block_size", "129"),
+    ("ipv4-pool-ipv6-block-size", lambda p: pool(p, block_size=122), "calico_nodes", "calico_pools[0] (p1).block_size", "122"),
+    ("ipip-on-ipv6-pool", lambda p: v6pool(p, ipip_mode="Always"), "calico_nodes", "calico_pools[2] (v6).ipip_mode", "Always"),
+    ("ipv6-link-local-pool", lambda p: v6pool(p, cidr="fe80::/64"), "calico_nodes", "calico_pools[2] (v6).cidr", "fe80::/64"),
+    ("ipv6-pool-host-bits", lambda p: v6pool(p, cidr="fd00:1::1/64"), "calico_nodes", "calico_pools[2] (v6).cidr", "fd00:1::1/64"),
+    (
+        "ipv6-overlapping-pools",
+        lambda p: v6pool(p) or p["pools"].append({"name": "v6b", "cidr": "fd00:1::/80"}),
+        "calico_nodes",
+        "calico_pools[3] (v6b).cidr",
+        "fd00:1::/80",
+    ),
+    ("node-ipv6-without-prefix", lambda p: v6pool(p) or p["nodes"][0].update(ipv6="fd00:100::1"), "n1", "calico_node_ipv6", "fd00:100::1"),
+    ("node-ipv6-wrong-family", lambda p: v6pool(p) or p["nodes"][0].update(ipv6="192.168.1.1/24"), "n1", "calico_node_ipv6", "192.168.1.1/24"),
+    ("node-ipv6-garbage", lambda p: v6pool(p) or p["nodes"][0].update(ipv6="fd00:100:::1/64"), "n1", "calico_node_ipv6", "fd00:100:::1/64"),
+    ("node-ip-ipv6", lambda p: p["nodes"][0].update(ip="fd00:100::1/64"), "n1", "calico_node_ip", "fd00:100::1/64"),
+    ("duplicate-node-ipv6", lambda p: v6pool(p) or both_ipv6(p, "fd00:100::1/64"), "n2", "calico_node_ipv6", "fd00:100::1/64"),
+    ("workload-ipv6-outside", lambda p: v6pool(p) or wl(p, ipv6="fd00:2::5"), "n1", "calico_workloads[0].ipv6", "fd00:2::5"),
+    ("workload-ipv6-wrong-family", lambda p: v6pool(p) or wl(p, ipv6="10.10.0.5"), "n1", "calico_workloads[0].ipv6", "10.10.0.5"),
+    ("workload-ip-is-ipv6", lambda p: v6pool(p) or wl(p, ip="fd00:1::5"), "n1", "calico_workloads[0].ip", "fd00:1::5"),
+    ("workload-pool-is-ipv6", lambda p: v6pool(p) or wl(p, pool="v6"), "n1", "calico_workloads[0].pool", "v6"),
+    ("workload-ipv6-pool-is-ipv4", lambda p: v6pool(p) or wl(p, ipv6_pool="p1"), "n1", "calico_workloads[0].ipv6_pool", "p1"),
+    (
+        "workload-ipv6-reserved",
+        lambda p: v6pool(p) or p.update(reservations=["fd00:1::5"]) or wl(p, ipv6="fd00:1::5"),
+        "n1",
+        "calico_workloads[0].ipv6",
+        "fd00:1::5",
+    ),
+    ("workload-assign-ipv6-not-bool", lambda p: v6pool(p) or wl(p, assign_ipv6="yes"), "n1", "calico_workloads[0].assign_ipv6", "yes"),
+    ("workload-assign-none", lambda p: v6pool(p) or wl(p, assign_ipv4=False, assign_ipv6=False), "n1", "calico_workloads[0].assign_ipv4", "False"),
+    ("workload-ipv6-but-assign-false", lambda p: v6pool(p) or wl(p, ipv6="fd00:1::5", assign_ipv6=False), "n1", "calico_workloads[0].ipv6", "fd00:1::5"),
+    ("workload-ipv6-no-pool-serves", lambda p: v6pool(p, node_selector="rack == 'r9'"), "n1", "calico_workloads[0]", "default.w1"),
+    ("bad-ipv6-reservation", lambda p: p.update(reservations=["fd00::/129"]), "calico_nodes", "calico_reservations[0]", "fd00::/129"),
     ("nat-not-bool", lambda p: pool(p, nat_outgoing="yes"), "calico_nodes", "calico_pools[0] (p1).nat_outgoing", "yes"),
     ("duplicate-workload", lambda p: p["nodes"][0]["workloads"].append({"name": "w1"}), "n1", "calico_workloads[1].name", "w1"),
     ("workload-on-two-nodes", lambda p: p["nodes"][1]["workloads"].append({"name": "w1"}), "n2", "calico_workloads[2].name", "w1"),

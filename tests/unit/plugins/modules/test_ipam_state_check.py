@@ -289,3 +289,18 @@ def test_mutated_states_and_inventories_give_a_valid_plan_or_a_named_error(tmp_p
         assert open(params["state_file"], "rb").read() == before
         return
     _valid(result)
+
+
+def test_lost_handle_objects_are_restored_and_the_addresses_kept(recorded):
+    """Hypothesis found it: a state whose handle objects are gone (their addresses still in the blocks) gave
+    a result without addresses (every workload ``ip: null``). The addresses are kept and the handles restored."""
+    params, doc = recorded
+    before, _diff = run(params, check_mode=False)
+    doc["handles"] = {hid: value for hid, value in doc["handles"].items() if not hid.startswith("l3-workload.")}
+    with open(params["state_file"], "w") as handle:
+        json.dump(doc, handle)
+    result, _diff = run(params, check_mode=False)
+    _valid(result)
+    assert result["nodes"] == before["nodes"] and result["problems"] == []
+    again, _diff = run(params, check_mode=False)
+    assert again["changed"] is False and again["problems"] == []
