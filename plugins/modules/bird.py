@@ -327,7 +327,7 @@ birdc:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils import bird_conf, bird_service, iproute
+from ansible_collections.l3.calico.plugins.module_utils import bird_conf, bird_service, fleet_args, iproute
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
 
@@ -364,6 +364,9 @@ def main() -> None:
     )
     params = module.params
 
+    # Every node's routing data (bgp.nodes) summarised in the arguments returned (module_utils/fleet_args.py);
+    # the computed bird.conf and passwords are not arguments the task gave, so they are not returned either.
+    invocation = fleet_args.invocation(params, ("bgp", "nodes"))
     run = iproute.module_runner(module)
     said = {}
     try:
@@ -375,9 +378,9 @@ def main() -> None:
         elif not module.check_mode and the_plan.state == "present":
             bird_service.wait_answers(run, params["birdc"], params["control_socket"], params["socket_timeout"])
     except L3CalicoError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        module.fail_json(msg=str(exc), **exc.details, invocation=invocation)
     except OSError as exc:
-        module.fail_json(msg=f"{exc.filename or ''}: {exc.strerror or exc}")
+        module.fail_json(msg=f"{exc.filename or ''}: {exc.strerror or exc}", invocation=invocation)
     config = the_plan.config
     result = dict(
         changed=the_plan.changed,
@@ -411,7 +414,7 @@ def main() -> None:
                     after_header=unit.path,
                 )
             )
-    module.exit_json(**result)
+    module.exit_json(**result, invocation=invocation)
 
 
 if __name__ == "__main__":

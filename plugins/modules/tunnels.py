@@ -107,7 +107,7 @@ kept:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils import tunnels
+from ansible_collections.l3.calico.plugins.module_utils import fleet_args, tunnels
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
 
@@ -126,12 +126,12 @@ def main() -> None:
             the_plan = tunnels.converge(p["node"], {"nodes": p["nodes"], "pools": p["pools"]}, tunnels.Options.from_params(p), check_mode=module.check_mode)
     except (L3CalicoError, OSError) as exc:
         what = f"node {p['node'] or '(this host)'}: removal" if p["state"] == "absent" else f"node {p['node']}"
-        module.fail_json(msg=f"{what}: {exc}")
+        module.fail_json(msg=f"{what}: {exc}", invocation=fleet_args.invocation(p, ("nodes",)))
     result = dict(changed=the_plan.changed, **the_plan.result())
     diff = the_plan.diff()
     if module._diff and diff is not None:
         result["diff"] = diff
-    module.exit_json(**result)
+    module.exit_json(**result, invocation=fleet_args.invocation(p, ("nodes",)))  # every node's routing data summarised
 
 
 if __name__ == "__main__":
