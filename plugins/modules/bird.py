@@ -69,7 +69,7 @@ options:
         required: true
       settings:
         description:
-          - The BGP settings, as for the filter P(l3.calico.bird_config#filter) (its O(settings)), checked there.
+          - The BGP settings, as for the filter P(l3.calico.bird_config#filter) (its option C(settings)), checked there.
           - The passwords (C(mesh_password), each peer's C(password)) are never logged or returned; the passwords
             file holds them, bird.conf names them only.
         type: dict
