@@ -22,9 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".collections"))
 
-import jinja2  # noqa: E402
-import yaml  # noqa: E402
-
+from ansible_collections.l3.calico.plugins.module_utils import bird_conf  # noqa: E402
 from ansible_collections.l3.calico.plugins.module_utils.bgp import node_config  # noqa: E402
 
 PREFIX = "l3tbgp-bench-"
@@ -47,21 +45,9 @@ def ipam(mode: str) -> dict:
 
 
 def render(node: str, mode: str, path: Path) -> None:
-    variables = yaml.safe_load((ROOT / "roles/calico_bgp/defaults/main.yml").read_text())
-    variables.update(
-        {
-            "calico_bgp_connect_delay_time": 2,
-            "calico_bgp_kernel_scan_time": 1,
-            "ansible_managed": "benchmark",
-            "__calico_bgp": node_config(ipam(mode), node),
-        }
-    )
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(ROOT / "roles/calico_bgp/templates"),
-        trim_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    path.write_text(env.get_template("bird.conf.j2").render(**variables))
+    """bird.conf as the module l3.calico.bird prints it: the role's defaults, faster connect and kernel scan."""
+    layout = bird_conf.Layout(header="benchmark", connect_delay_time=2, kernel_scan_time=1)
+    path.write_text(bird_conf.render(node_config(ipam(mode), node), layout))
 
 
 def wait(predicate, timeout: float = 30.0) -> float:

@@ -18,7 +18,11 @@ blocks, N hosts x W workloads), in a temporary directory.
 CPU seconds (this process's children: ansible-playbook, its workers, the modules) are what the
 figures are judged on; the machine may be shared. Wall seconds are printed beside them.
 
-Usage: python benchmarks/fleet.py [--ipam 1000x50,10000x100] [--site 100x10,1000x10] [--day2 1000x10]
+With ``--tasks``, every site and day-2 run also prints each task's controller CPU per host (its CPU
+minus its modules', a callback timing each task: benchmarks/callback_plugins/task_cpu.py), to find what
+grows with the fleet.
+
+Usage: python benchmarks/fleet.py [--ipam 1000x50,10000x100] [--site 100x10,1000x10] [--day2 1000x10] [--tasks]
        (an empty value skips that part)
 """
 
@@ -37,7 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-NETNS = "l3bench-site"
+NETNS = os.environ.get("L3BENCH_NETNS", "l3bench-site")  # another name: two runs side by side
+TASKS = {"on": False}  # --tasks: per-task CPU (callback task_cpu)
 
 FLOOR = """\
 - name: Floor - one task, once
@@ -95,6 +100,10 @@ def env_for(work: Path, module_log: Path | None = None) -> dict:
     )
     if module_log is not None:
         env["L3BENCH_MODULE_LOG"] = str(module_log)
+    if TASKS["on"] and module_log is not None:
+        env["ANSIBLE_CALLBACK_PLUGINS"] = str(ROOT / "benchmarks" / "callback_plugins")
+        env["ANSIBLE_CALLBACKS_ENABLED"] = "task_cpu"
+        env["L3BENCH_TASK_LOG"] = str(module_log.with_suffix(".tasks"))
     return env
 
 
@@ -105,6 +114,7 @@ def playbook(inventory: Path, play: Path, *args: str, netns: bool = False, modul
         cmd = ["ip", "netns", "exec", NETNS, *cmd]
     if module_log is not None:
         module_log.write_text("")
+        module_log.with_suffix(".tasks").write_text("")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env_for(inventory.parent, module_log), capture_output=True, text=True, check=False)
@@ -155,7 +165,17 @@ def controller_share(inv: Path, play: Path, floor_cpu: float, hosts: int, label:
     ctrl = cpu - modules
     per_host = (ctrl - floor_cpu) / hosts
     line(label, wall, cpu, f"modules {modules:.1f} s, controller {ctrl:.1f} s, beyond the floor {1000 * per_host:.1f} ms CPU per host")
+    if TASKS["on"]:
+        print_tasks(module_log.with_suffix(".tasks"), hosts)
     return per_host
+
+
+def print_tasks(log: Path, hosts: int) -> None:
+    """Each task's controller CPU (its CPU minus its modules') per host of the fleet, and its modules'."""
+    print(f"    {'task':<72} {'ran on':>6} {'ctrl ms/host':>12} {'modules ms/host':>15}", flush=True)
+    for entry in (json.loads(text) for text in log.read_text().splitlines()):
+        ctrl = entry["cpu"] - entry["modules"]
+        print(f"    {entry['task'][:72]:<72} {entry['hosts']:>6} {1000 * ctrl / hosts:12.1f} {1000 * entry['modules'] / hosts:15.1f}", flush=True)
 
 
 def wrapper_inventory(work: Path, hosts: int, workloads: int, name: str) -> Path:
@@ -202,7 +222,9 @@ def main() -> int:
     parser.add_argument("--ipam", default="1000x50,10000x100", help="HOSTSxWORKLOADS,... for ipam.yml")
     parser.add_argument("--site", default="100x10,1000x10", help="HOSTSxWORKLOADS,... for site.yml --check")
     parser.add_argument("--day2", default="1000x10", help="HOSTSxWORKLOADS for the day-2 playbooks")
+    parser.add_argument("--tasks", action="store_true", help="print each task's controller CPU per host (site, day-2)")
     args = parser.parse_args()
+    TASKS["on"] = args.tasks
     work = Path(tempfile.mkdtemp(prefix="l3bench-fleet-"))
     (work / "floor.yml").write_text(FLOOR)
     netns = bool(args.site or args.day2)

@@ -10,8 +10,8 @@ author: l3.calico maintainers (!UNKNOWN)
 version_added: 1.0.0
 short_description: BGP peers and filter data of one node, for bird.conf
 description:
-  - Computes, from the IPAM result and the inventory, everything the template
-    C(roles/calico_bgp/templates/bird.conf.j2) prints for one node - router id, AS,
+  - Computes, from the IPAM result and the inventory, everything bird.conf holds for one node (the
+    module M(l3.calico.bird) computes and prints the same on the host, option C(bgp)) - router id, AS,
     node-to-node mesh (one active side per pair), route reflector sessions, external
     peers, own blocks (blackholes), pools to import, export and program into the kernel.
   - MD5 passwords are never returned. A peer with one names the BIRD constant it refers to

@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: MIT
 """BGP data of one node, computed from the IPAM result and the inventory.
 
-Plain Python (no Ansible import): the filter ``l3.calico.bird_config`` is its thin
-adapter and the template ``roles/calico_bgp/templates/bird.conf.j2`` only prints
-what :func:`node_config` returns. Every decision lives here, where it is unit-tested:
+Plain Python (no Ansible import): the filter ``l3.calico.bird_config`` and the module
+``l3.calico.bird`` (option ``bgp``, on the host) are its thin adapters, and ``bird_conf.py``
+only prints what :func:`node_config` returns. Every decision lives here, where it is unit-tested:
 
 * router id: the node address, a hash of the node name, or an explicit IPv4;
 * peers: node-to-node mesh (one active side per pair: in a session, the side whose
@@ -150,6 +150,8 @@ class PasswordSource:
 
 
 MESH_PASSWORD = PasswordSource("calico_bgp_mesh_password")
+# Where each PasswordSource.var is found in the settings (node_config's ``settings``).
+PASSWORD_SETTINGS = {MESH_PASSWORD.var: "mesh_password", **{var: key for key, var, _prefix in EXTERNAL_PEERS}}
 
 
 def password_source(node: str, field_name: str, value: Any, source: PasswordSource) -> Optional[PasswordSource]:
@@ -222,7 +224,7 @@ class Peer:
         return None if self.password is None else f"CALICO_PW_{self.name.upper()}"
 
     def as_dict(self, local_as: int) -> dict:
-        """The peer as bird.conf.j2 reads it: the constant of its password, never where it is read."""
+        """The peer as bird_conf.py prints it: the constant of its password, never where it is read."""
         out = {"name": self.name, "kind": self.kind}
         if self.node is not None:
             out["node"] = self.node

@@ -42,9 +42,120 @@ options:
     default: present
   config:
     description:
-      - The whole content of bird.conf (usually C(lookup('ansible.builtin.template', ...))).
-      - Required with O(state=present).
+      - The whole content of bird.conf.
+      - With O(state=present), this or O(bgp) is required.
     type: str
+  bgp:
+    description:
+      - The node's BGP data to print bird.conf and the passwords file from, on the host (instead of O(config)
+        and O(secrets)), as role P(l3.calico.calico_bgp#role) passes it. The peers and filters are computed by
+        the same code as the filter P(l3.calico.bird_config#filter) (C(module_utils/bgp.py)), then printed by
+        C(module_utils/bird_conf.py); bad input fails naming host, field and value before anything changes.
+      - In a full mesh bird.conf holds a session per other node; computed here, on each host, that work is not
+        the controller's (which would do it once per host over the whole fleet).
+    type: dict
+    suboptions:
+      node:
+        description: This node (inventory host name).
+        type: str
+        required: true
+      nodes:
+        description: Every node's address, subnet and blocks (C(calico_ipam_result.routing), or its C(nodes)).
+        type: dict
+        required: true
+      pools:
+        description: The pools (C(calico_ipam_result.pools)).
+        type: dict
+        required: true
+      settings:
+        description:
+          - The BGP settings, as for the filter P(l3.calico.bird_config#filter) (its option C(settings)), checked there.
+          - The passwords (C(mesh_password), each peer's C(password)) are never logged or returned; the passwords
+            file holds them, bird.conf names them only.
+        type: dict
+        default: {}
+        suboptions:
+          as: {description: This node's AS., type: raw}
+          default_as: {description: The AS of the nodes absent from O(bgp.settings.node_as)., type: raw}
+          node_as: {description: Node -> AS of the nodes that set one., type: raw}
+          router_id: {description: "C(address), C(hash) or an IPv4 address.", type: raw}
+          node_mesh: {description: Full mesh between the nodes that are not route reflectors., type: raw}
+          mesh_password: {description: TCP-MD5 password of the node-to-node sessions., type: raw}
+          route_reflectors: {description: Node -> cluster id of the route reflectors., type: raw}
+          import_default_route: {description: Accept a default route from every peer., type: raw}
+          graceful_restart: {description: Announce graceful restart., type: raw}
+          graceful_restart_time: {description: Seconds the peers keep this node's routes stale., type: raw}
+          peers:
+            description: External peers of every node.
+            type: list
+            elements: dict
+            suboptions: &peer_options
+              name: {description: BIRD protocol name., type: raw}
+              address: {description: Neighbor IPv4 address., type: raw}
+              as: {description: Neighbor AS., type: raw}
+              password: {description: TCP-MD5 password., type: raw}
+              ttl_security: {description: GTSM (RFC 5082)., type: raw}
+              multihop: {description: eBGP multihop TTL., type: raw}
+              keep_next_hop: {description: Keep the next hop., type: raw}
+              port: {description: Neighbor port., type: raw}
+              passive: {description: Wait for the peer to connect., type: raw}
+              import_default_route: {description: Accept a default route from this peer., type: raw}
+          node_peers:
+            description: External peers of this node only.
+            type: list
+            elements: dict
+            suboptions: *peer_options
+      layout:
+        description: What bird.conf holds beside the BGP data (the role's C(calico_bgp_*) variables of the same names).
+        type: dict
+        default: {}
+        suboptions:
+          header:
+            description: The first comment line (C(ansible_managed)).
+            type: str
+            default: Ansible managed
+          log_file:
+            description: BIRD's log file; empty for syslog.
+            type: str
+            default: ""
+          device_scan_time:
+            description: Device protocol scan time (s).
+            type: int
+            default: 10
+          direct_exclude:
+            description: Interfaces whose connected routes BIRD ignores.
+            type: list
+            elements: str
+            default: [cali*, kube-ipvs*, tunl0, vxlan.calico]
+          kernel_persist:
+            description: Keep the kernel routes when BIRD stops.
+            type: bool
+            default: true
+          kernel_scan_time:
+            description: Kernel protocol scan time (s).
+            type: int
+            default: 2
+          kernel_metric:
+            description: Metric of the kernel routes.
+            type: int
+            default: 0
+          connect_delay_time:
+            description: BGP connect delay time (s).
+            type: int
+            default: 2
+          connect_retry_time:
+            description: BGP connect retry time (s).
+            type: int
+            default: 5
+          error_wait_time:
+            description: BGP error wait time, minimum and maximum (s).
+            type: list
+            elements: int
+            default: [5, 30]
+          hold_time:
+            description: BGP hold time (s).
+            type: int
+            default: 240
   config_file:
     description: Where bird.conf lives.
     type: path
@@ -52,7 +163,7 @@ options:
   secrets:
     description:
       - The content of the passwords file that bird.conf includes. Not logged.
-      - Omitted or null, the file is removed.
+      - Omitted or null, the file is removed (with O(bgp), it is printed from O(bgp.settings)).
     type: str
   secrets_file:
     description: Where the passwords file lives.
@@ -149,10 +260,20 @@ author:
 EXAMPLES = r"""
 - name: Configure and run BIRD (under systemd where it is PID 1, else under the supervisor)
   l3.calico.bird:
-    config: "{{ lookup('ansible.builtin.template', 'bird.conf.j2') }}"
+    config: "{{ lookup('ansible.builtin.file', 'bird.conf') }}"
     unit: "{{ lookup('ansible.builtin.template', 'bird.service.j2') }}"
     supervisor_script: "{{ lookup('ansible.builtin.file', 'calico-bird-service') }}"
     bird_argv: [/usr/sbin/bird, -f, -c, /etc/bird/bird.conf, -s, /run/bird/bird.ctl, -u, bird, -g, bird]
+
+- name: Print this node's bird.conf from the IPAM result on the host, and run BIRD
+  l3.calico.bird:
+    bgp:
+      node: "{{ inventory_hostname }}"
+      nodes: "{{ calico_ipam_result.routing }}"
+      pools: "{{ calico_ipam_result.pools }}"
+      settings: {as: 64512, mesh_password: "{{ vault_mesh_password }}"}
+    supervisor_script: "{{ lookup('ansible.builtin.file', 'calico-bird-service') }}"
+    bird_argv: [/usr/sbin/bird, -f, -c, /etc/bird/bird.conf, -s, /run/bird/bird.ctl]
 
 - name: Stop BIRD and remove its configuration
   l3.calico.bird:
@@ -206,7 +327,7 @@ birdc:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils import bird_service, iproute
+from ansible_collections.l3.calico.plugins.module_utils import bird_conf, bird_service, fleet_args, iproute
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
 
@@ -235,24 +356,31 @@ def main() -> None:
             bird_argv=dict(type="list", elements="str", default=[]),
             socket_timeout=dict(type="int", default=30),
             reload_out=dict(type="list", elements="str", default=[]),
+            **bird_conf.ARGUMENT_SPEC,
         ),
-        required_if=[("state", "present", ["config"])],
+        required_if=[("state", "present", ["config", "bgp"], True)],
+        mutually_exclusive=[("config", "bgp"), ("secrets", "bgp")],
         supports_check_mode=True,
     )
     params = module.params
 
+    # Every node's routing data (bgp.nodes) summarised in the arguments returned (module_utils/fleet_args.py);
+    # the computed bird.conf and passwords are not arguments the task gave, so they are not returned either.
+    invocation = fleet_args.invocation(params, ("bgp", "nodes"))
     run = iproute.module_runner(module)
     said = {}
     try:
+        if params["bgp"] is not None and params["state"] == "present":
+            params["config"], params["secrets"] = bird_conf.from_bgp(params["bgp"], params["config_file"], params["secrets_file"])
         the_plan = bird_service.plan(params, run)
         if not module.check_mode and (the_plan.changed or the_plan.record_stale):
             said = bird_service.apply(the_plan, params, run)
         elif not module.check_mode and the_plan.state == "present":
             bird_service.wait_answers(run, params["birdc"], params["control_socket"], params["socket_timeout"])
     except L3CalicoError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        module.fail_json(msg=str(exc), **exc.details, invocation=invocation)
     except OSError as exc:
-        module.fail_json(msg=f"{exc.filename or ''}: {exc.strerror or exc}")
+        module.fail_json(msg=f"{exc.filename or ''}: {exc.strerror or exc}", invocation=invocation)
     config = the_plan.config
     result = dict(
         changed=the_plan.changed,
@@ -286,7 +414,7 @@ def main() -> None:
                     after_header=unit.path,
                 )
             )
-    module.exit_json(**result)
+    module.exit_json(**result, invocation=invocation)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ routes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils import iproute
+from ansible_collections.l3.calico.plugins.module_utils import fleet_args, iproute
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.host_audit import audit_routes, audit_tunnels
 from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult
@@ -115,20 +115,22 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
+    # Every node's data (ipam.nodes) summarised in the arguments returned (module_utils/fleet_args.py).
+    invocation = fleet_args.invocation(p, ("ipam", "nodes"))
     if not isinstance(p["ipam"].get("nodes"), dict) or not isinstance(p["ipam"].get("pools"), dict):
-        module.fail_json(msg=f"{p['node']}: ipam={str(p['ipam'])[:200]!r}: not an IPAM result (needs nodes and pools)")
+        module.fail_json(msg=f"{p['node']}: ipam={str(p['ipam'])[:200]!r}: not an IPAM result (needs nodes and pools)", invocation=invocation)
     try:
         ipam = IpamResult.from_dict(p["ipam"])  # checked once, for both audits
     except L3CalicoError as exc:
-        module.fail_json(msg=f"{p['node']}: {exc}")
+        module.fail_json(msg=f"{p['node']}: {exc}", invocation=invocation)
     try:
         # `ip route` lists IPv4 unless told otherwise; `addr show` both families (filtered below).
         routes, links = iproute.ip_json_batch(iproute.subprocess_runner, ["route show table main", "addr show"])
     except L3CalicoError as exc:
-        module.fail_json(msg=f"{p['node']}: cannot read the routes and addresses: {exc}")
+        module.fail_json(msg=f"{p['node']}: cannot read the routes and addresses: {exc}", invocation=invocation)
     problems = audit_routes(p["node"], ipam, routes, p["veth_prefix"], p["bgp"], p["bgp_nodes"])
     problems += audit_tunnels(p["node"], ipam, links)
-    module.exit_json(changed=False, problems=problems, routes=len(routes), links=len(links))
+    module.exit_json(changed=False, problems=problems, routes=len(routes), links=len(links), invocation=invocation)
 
 
 if __name__ == "__main__":

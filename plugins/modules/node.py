@@ -134,7 +134,7 @@ firewall:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute, node, sysctls, tunnels
+from ansible_collections.l3.calico.plugins.module_utils import firewall, fleet_args, iproute, node, sysctls, tunnels
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
 ERRORS = (L3CalicoError, OSError)
@@ -172,7 +172,7 @@ def main() -> None:
             check_mode=module.check_mode,
         )
     except ERRORS as exc:
-        module.fail_json(msg=f"node {p['node']}: {exc}")
+        module.fail_json(msg=f"node {p['node']}: {exc}", invocation=_invocation(p))
     result = dict(
         changed=False,
         changes=[],
@@ -201,7 +201,7 @@ def remove(module: AnsibleModule) -> None:
             check_mode=module.check_mode,
         )
     except ERRORS as exc:
-        module.fail_json(msg=f"node {p['node'] or '(this host)'}: removal: {exc}")
+        module.fail_json(msg=f"node {p['node'] or '(this host)'}: removal: {exc}", invocation=_invocation(p))
     result = dict(missing_packages=[], workload_mtu=None, kept=done["tunnels"].kept, **node.result(done))
     _exit(module, result)
 
@@ -210,7 +210,12 @@ def _exit(module: AnsibleModule, result: dict) -> None:
     diff = result.pop("diff")
     if module._diff and diff:
         result["diff"] = diff
-    module.exit_json(**result)
+    module.exit_json(**result, invocation=_invocation(module.params))
+
+
+def _invocation(params: dict) -> dict:
+    """The arguments returned: every node's routing data (option nodes) summarised (module_utils/fleet_args.py)."""
+    return fleet_args.invocation(params, ("nodes",))
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ kept:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils import tunnels
+from ansible_collections.l3.calico.plugins.module_utils import fleet_args, tunnels
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.plan import module_result
 
@@ -144,8 +144,9 @@ def main() -> None:
             the_plan = tunnels.converge(p["node"], ipam, tunnels.Options.from_params(p), check_mode=module.check_mode)
     except (L3CalicoError, OSError) as exc:
         what = f"node {p['node'] or '(this host)'}: removal" if p["state"] == "absent" else f"node {p['node']}"
-        module.fail_json(msg=f"{what}: {exc}")
-    module.exit_json(**module_result(the_plan, module._diff))
+        module.fail_json(msg=f"{what}: {exc}", invocation=fleet_args.invocation(p, ("nodes",)))
+    # every node's routing data summarised in the invocation
+    module.exit_json(**module_result(the_plan, module._diff), invocation=fleet_args.invocation(p, ("nodes",)))
 
 
 if __name__ == "__main__":

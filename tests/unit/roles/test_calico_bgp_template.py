@@ -1,9 +1,11 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: MIT
-"""bird.conf.j2 rendered for every feature at once is accepted by ``bird -p`` (BIRD's own parser)."""
+"""bird.conf printed for every feature at once (module_utils/bird_conf.py, what the module l3.calico.bird
+writes) is accepted by ``bird -p`` (BIRD's own parser); the role's systemd unit is valid."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import shutil
@@ -15,6 +17,7 @@ import jinja2
 import pytest
 import yaml
 
+from ansible_collections.l3.calico.plugins.module_utils import bird_conf
 from ansible_collections.l3.calico.plugins.module_utils.bgp import node_config
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "calico_bgp"
@@ -46,23 +49,51 @@ SETTINGS = {
 }
 
 
-def render(tmp_path: Path, settings: dict | None = None, **overrides) -> Path:
-    """bird.conf of node "a": the role's defaults with ``overrides``, SETTINGS with ``settings``."""
+def layout(tmp_path: Path, **overrides) -> bird_conf.Layout:
+    """The layout the role passes (its defaults, as vars/main.yml maps them) with ``overrides`` (calico_bgp_* names)."""
     variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     variables.update(overrides)
-    variables["__calico_bgp"] = node_config(IPAM, "a", {**SETTINGS, **(settings or {})})
-    variables["ansible_managed"] = "Ansible managed"
-    variables["calico_bgp_secrets_file"] = str(tmp_path / "bird-secrets.conf")
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(ROLE / "templates"),
-        trim_blocks=True,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
+    return bird_conf.Layout(
+        secrets_file=str(tmp_path / "bird-secrets.conf"),
+        **{
+            field.name: tuple(value) if isinstance(value, list) else value
+            for field in dataclasses.fields(bird_conf.Layout)
+            if field.name != "secrets_file" and (value := variables.get(f"calico_bgp_{field.name}")) is not None
+        },
     )
-    (tmp_path / "bird-secrets.conf").write_text("".join(f'define {symbol} = "x";\n' for symbol in variables["__calico_bgp"]["secrets"]))
+
+
+def render(tmp_path: Path, settings: dict | None = None, **overrides) -> Path:
+    """bird.conf of node "a": the role's defaults with ``overrides``, SETTINGS with ``settings``."""
+    data = node_config(IPAM, "a", {**SETTINGS, **(settings or {})})
+    (tmp_path / "bird-secrets.conf").write_text("".join(f'define {symbol} = "x";\n' for symbol in data["secrets"]))
     conf = tmp_path / "bird.conf"
-    conf.write_text(env.get_template("bird.conf.j2").render(**variables))
+    conf.write_text(bird_conf.render(data, layout(tmp_path, **overrides)))
     return conf
+
+
+def test_the_layout_covers_every_variable_of_the_role(tmp_path):
+    """Each calico_bgp_* variable bird.conf reads is a field of the layout, passed by the role (vars/main.yml)."""
+    role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__calico_bgp_layout"]
+    fields = {field.name for field in dataclasses.fields(bird_conf.Layout)} - {"secrets_file"}
+    assert set(role_vars) == fields
+    assert set(bird_conf.LAYOUT_SPEC) == fields
+    assert layout(tmp_path) == bird_conf.Layout(secrets_file=str(tmp_path / "bird-secrets.conf"))  # the same defaults
+
+
+def test_the_module_input_prints_what_the_filter_data_prints(tmp_path):
+    """from_bgp (the module's bgp option, Ansible's unset suboptions None) = node_config + render, passwords
+    only in the passwords file."""
+    given = {key: None for key in bird_conf.SETTINGS_SPEC}
+    given.update(SETTINGS)
+    given["peers"] = [{**{key: None for key in bird_conf.PEER_SPEC}, **peer} for peer in SETTINGS["peers"]]
+    bgp = {"node": "a", "nodes": IPAM["nodes"], "pools": IPAM["pools"], "settings": given, "layout": {}}
+    config, secrets = bird_conf.from_bgp(bgp, "/etc/bird/bird.conf", "/s.conf")
+    data = node_config(IPAM, "a", SETTINGS)
+    assert config == bird_conf.render(data, bird_conf.Layout(secrets_file="/s.conf"))
+    assert "mesh-key" not in config and "tor-key" not in config
+    assert 'define CALICO_PW_GLOBAL_10_0_0_1 = "tor-key";' in secrets and 'define CALICO_PW_RR_192_168_100_11 = "mesh-key";' in secrets
+    assert bird_conf.from_bgp({"node": "a", "nodes": IPAM["nodes"], "pools": IPAM["pools"], "settings": {}, "layout": {}}, "/c", "/s")[1] is None
 
 
 @pytest.mark.bird

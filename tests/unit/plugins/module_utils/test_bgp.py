@@ -281,7 +281,7 @@ def _peer(name, kind, address, asn, multihop=None, password_symbol=None, ibgp=Tr
 
 
 def test_the_output_every_consumer_reads_is_pinned_key_for_key():
-    """What the filter returns (set_fact, bird.conf.j2, bird-secrets.conf.j2): values and key order, as before the
+    """What the filter returns (bird_conf.render, render_secrets, the verify peers): values and key order, as before the
     settings became dataclasses."""
     expected = {
         "node": "c",

@@ -1,0 +1,294 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""bird.conf and its passwords file, printed from one node's BGP data (:func:`bgp.node_config`).
+
+Plain Python, run by the module ``l3.calico.bird`` on the host itself: in a full mesh bird.conf holds
+a session per other node, so printing it on the controller cost every host O(fleet) of the
+controller's time (issue 15). Nothing is decided here - every decision is ``bgp.node_config``'s -
+only printed, in the layout BIRD 2 reads (``bird -p`` checks it before it replaces the old file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ansible_collections.l3.calico.plugins.module_utils.bgp import PASSWORD_SETTINGS, PEER_KEYS, node_config
+
+HEADER = "Ansible managed"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What bird.conf holds beside the node's BGP data: the role's timers, paths and kernel settings
+    (``calico_bgp_*``; defaults: roles/calico_bgp/defaults/main.yml)."""
+
+    header: str = HEADER
+    secrets_file: str = "/etc/bird/bird-secrets.conf"
+    log_file: str = ""
+    device_scan_time: int = 10
+    direct_exclude: tuple = ("cali*", "kube-ipvs*", "tunl0", "vxlan.calico")
+    kernel_persist: bool = True
+    kernel_scan_time: int = 2
+    kernel_metric: int = 0
+    connect_delay_time: int = 2
+    connect_retry_time: int = 5
+    error_wait_time: tuple = (5, 30)
+    hold_time: int = 240
+
+
+def prefix_set(cidrs: Iterable[str], more_specific: bool) -> str:
+    """A BIRD prefix set: ``[ 10.0.0.0/8+, ... ]`` (``+``: the prefix and every more specific one)."""
+    suffix = "+" if more_specific else ""
+    return "[ " + ", ".join(f"{cidr}{suffix}" for cidr in cidrs) + " ]"
+
+
+def render(c: Mapping[str, Any], layout: Layout = Layout()) -> str:
+    """bird.conf of the node whose BGP data (``node_config``) is ``c``."""
+    out = [
+        f"# {layout.header}",
+        f"# BIRD 2 configuration of node {c['node']} ({c['address']}, subnet {c['network']}, AS {c['as']}).",
+    ]
+    if c["secrets"]:
+        out += ["# MD5 passwords: constants defined in a file readable by root and BIRD only.", f'include "{layout.secrets_file}";']
+    out.append("")
+    out.append(f'log "{layout.log_file}" all;' if layout.log_file else "log syslog all;")
+    pools = prefix_set(c["pools"], True)
+    interfaces = "".join(f'-"{name}", ' for name in layout.direct_exclude)
+    out += [
+        f"router id {c['router_id']};",
+        "timeformat protocol iso long;",
+        "",
+        "protocol device {",
+        f"  scan time {layout.device_scan_time};",
+        "}",
+        "",
+        "# Connected underlay routes: BGP next hops in the node's subnet resolve through them.",
+        "protocol direct {",
+        "  ipv4;",
+        f'  interface {interfaces}"*";',
+        "}",
+        "",
+        "# Own blocks: a blackhole each, so unallocated addresses are dropped here, and the aggregate to announce.",
+        "protocol static calico_blocks {",
+        "  ipv4;",
+        *(f"  route {block} blackhole;" for block in c["blackholes"]),
+        "}",
+        "",
+        f"# From the kernel: workload routes (<address>/32 dev {c['workload_interfaces']}) inside the pools,",
+        "# which carry the borrowed /32s to the peers; other alien routes (the underlay default route)",
+        "# only resolve next hops and are never exported.",
+        "filter calico_kernel_import {",
+        f"  if net ~ {pools} then {{",
+        f'    if net.len = 32 && ifname ~ "{c["workload_interfaces"]}" then accept;',
+        "    reject;",
+        "  }",
+        "  accept;",
+        "}",
+        "",
+        "# To the kernel: own blackholes and the routes learned by BGP inside the pools.",
+        "filter calico_kernel_export {",
+        '  if proto = "calico_blocks" then accept;',
+        "  if source != RTS_BGP then reject;",
+    ]
+    if c["vxlan_pools"]:
+        out += ["  # VXLAN pools: the data plane programs their routes.", f"  if net ~ {prefix_set(c['vxlan_pools'], True)} then reject;"]
+    tunnel = [f'      ifname = "{c["tunnel_device"]}";', "      onlink = true;", "      gw = bgp_next_hop;"]
+    if c["ipip_always_pools"]:
+        out += [
+            f"  # IPIP Always: <block> via <remote node> dev {c['tunnel_device']} onlink (gw last).",
+            f"  if net ~ {prefix_set(c['ipip_always_pools'], True)} then {{",
+            *(line[2:] for line in tunnel),
+            "    accept;",
+            "  }",
+        ]
+    if c["ipip_cross_subnet_pools"]:
+        out += [
+            f"  # IPIP CrossSubnet: through the tunnel only when the next hop is outside {c['network']}.",
+            f"  if net ~ {prefix_set(c['ipip_cross_subnet_pools'], True)} then {{",
+            f"    if !(bgp_next_hop ~ {c['network']}) then {{",
+            *tunnel,
+            "    }",
+            "    accept;",
+            "  }",
+        ]
+    out += [
+        f"  if net ~ {pools} then accept;",
+        "  if net = 0.0.0.0/0 then accept;",
+        "  reject;",
+        "}",
+        "",
+        "# BIRD names it kernel1 (the BGP role's `birdc reload out kernel1` after the tunnels changed).",
+        "protocol kernel {",
+        "  learn;",
+        *(["  persist;"] if layout.kernel_persist else []),
+        f"  scan time {layout.kernel_scan_time};",
+        "  graceful restart;",
+        "  merge paths on;",
+        f"  metric {layout.kernel_metric};",
+        "  ipv4 {",
+        "    import filter calico_kernel_import;",
+        "    export filter calico_kernel_export;",
+        "  };",
+        "}",
+        "",
+        "# To the peers: own blocks as aggregates, never the /32s inside them that this node originates;",
+        "# other routes inside exportable pools (borrowed /32s hosted here, reflected routes); nothing else.",
+        "filter calico_export_to_peers {",
+    ]
+    if c["no_export_pools"]:
+        out.append(f"  if net ~ {prefix_set(c['no_export_pools'], True)} then reject;")
+    if c["own_blocks"]:
+        out += [
+            f"  if net ~ {prefix_set(c['own_blocks'], False)} then accept;",
+            f"  if net ~ {prefix_set(c['own_blocks'], True)} && source != RTS_BGP then reject;",
+        ]
+    if c["export_pools"]:
+        out.append(f"  if net ~ {prefix_set(c['export_pools'], True)} then accept;")
+    out += [
+        "  reject;",
+        "}",
+        "",
+        "# From the peers: routes inside the pools only.",
+        "filter calico_import_from_peers {",
+        f"  if net ~ {pools} then accept;",
+        *(["  if net = 0.0.0.0/0 then accept;"] if c["import_default_route"] else []),
+        "  reject;",
+        "}",
+        "",
+        "# From peers allowed to send the default route.",
+        "filter calico_import_with_default {",
+        f"  if net ~ {pools} then accept;",
+        "  if net = 0.0.0.0/0 then accept;",
+        "  reject;",
+        "}",
+        "",
+        "template bgp calico_peer {",
+        f"  local {c['address']} as {c['as']};",
+        f"  connect delay time {layout.connect_delay_time};",
+        f"  connect retry time {layout.connect_retry_time};",
+        f"  error wait time {', '.join(str(t) for t in layout.error_wait_time)};",
+        f"  hold time {layout.hold_time};",
+    ]
+    if c["graceful_restart"]:
+        out += [
+            "  # A session that drops without a NOTIFICATION: the peers keep this node's routes as stale that long.",
+            "  graceful restart on;",
+            f"  graceful restart time {c['graceful_restart_time']};",
+        ]
+    else:
+        out.append("  graceful restart off;")
+    out += [
+        "  debug { states };",
+        "  ipv4 {",
+        "    import filter calico_import_from_peers;",
+        "    export filter calico_export_to_peers;",
+        "    gateway recursive;",
+        "    add paths on;",
+        "  };",
+        "}",
+    ]
+    for peer in c["peers"]:
+        out += _peer(peer, c["route_reflector_cluster_id"])
+    return "\n".join(out) + "\n"
+
+
+def _peer(peer: Mapping[str, Any], cluster_id: Optional[str]) -> list:
+    """One ``protocol bgp`` of bird.conf (a blank line before it)."""
+    node = f" {peer['node']}" if "node" in peer else ""
+    port = f" port {peer['port']}" if peer["port"] != 179 else ""
+    out = [
+        "",
+        f"# {peer['kind']} peer{node}, {'iBGP' if peer['ibgp'] else 'eBGP'}",
+        f"protocol bgp {peer['name']} from calico_peer {{",
+        f"  neighbor {peer['address']}{port} as {peer['as']};",
+    ]
+    if peer["passive"]:
+        out.append("  passive on;")
+    if peer["rr_client"]:
+        out += ["  rr client;", f"  rr cluster id {cluster_id};"]
+    if peer["ttl_security"]:
+        out.append("  ttl security on;")
+    if peer["multihop"]:
+        out.append(f"  multihop {peer['multihop']};")
+    if peer["password_symbol"]:
+        out.append(f"  password {peer['password_symbol']};")
+    if peer["keep_next_hop"] or peer["import_default_route"]:
+        out.append("  ipv4 {")
+        if peer["keep_next_hop"]:
+            out.append("    next hop keep;")
+        if peer["import_default_route"]:
+            out.append("    import filter calico_import_with_default;")
+        out.append("  };")
+    out.append("}")
+    return out
+
+
+def render_secrets(c: Mapping[str, Any], settings: Mapping[str, Any], config_file: str, header: str = HEADER) -> str:
+    """The passwords file bird.conf includes: ``define <constant> = "<password>";`` for each constant of
+    ``c['secrets']``, its password read from the BGP ``settings`` where the source names it."""
+    out = [f"# {header}", f"# TCP-MD5 passwords of the BGP sessions of {c['node']}: included by {config_file}."]
+    for symbol, source in c["secrets"].items():
+        value = settings.get(PASSWORD_SETTINGS[source["var"]])
+        password = value if source["index"] is None else value[source["index"]]["password"]
+        out.append(f'define {symbol} = "{password}";')
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- the module's option ``bgp``
+
+_RAW = {"type": "raw"}
+PEER_SPEC = {key: dict(_RAW, no_log=True) if key == "password" else dict(_RAW) for key in sorted(PEER_KEYS)}
+SETTINGS_SPEC = {
+    **{key: dict(_RAW) for key in ("as", "default_as", "node_as", "router_id", "node_mesh", "route_reflectors")},
+    **{key: dict(_RAW) for key in ("import_default_route", "graceful_restart", "graceful_restart_time")},
+    "mesh_password": dict(_RAW, no_log=True),
+    "peers": {"type": "list", "elements": "dict", "options": PEER_SPEC},
+    "node_peers": {"type": "list", "elements": "dict", "options": PEER_SPEC},
+}
+LAYOUT_SPEC = {
+    "header": {"type": "str", "default": HEADER},
+    "log_file": {"type": "str", "default": ""},
+    "device_scan_time": {"type": "int", "default": 10},
+    "direct_exclude": {"type": "list", "elements": "str", "default": list(Layout.direct_exclude)},
+    "kernel_persist": {"type": "bool", "default": True},
+    "kernel_scan_time": {"type": "int", "default": 2},
+    "kernel_metric": {"type": "int", "default": 0},
+    "connect_delay_time": {"type": "int", "default": 2},
+    "connect_retry_time": {"type": "int", "default": 5},
+    "error_wait_time": {"type": "list", "elements": "int", "default": list(Layout.error_wait_time)},
+    "hold_time": {"type": "int", "default": 240},
+}
+# The passwords are declared no_log, so Ansible hides them from the invocation it logs and returns.
+ARGUMENT_SPEC = {
+    "bgp": {
+        "type": "dict",
+        "options": {
+            "node": {"type": "str", "required": True},
+            "nodes": {"type": "dict", "required": True},
+            "pools": {"type": "dict", "required": True},
+            "settings": {"type": "dict", "default": {}, "options": SETTINGS_SPEC},
+            "layout": {"type": "dict", "default": {}, "options": LAYOUT_SPEC},
+        },
+    },
+}
+
+
+def _given(options: Optional[Mapping]) -> dict:
+    """The options a user gave: Ansible fills every suboption it was not given with None."""
+    return {key: value for key, value in (options or {}).items() if value is not None}
+
+
+def from_bgp(bgp: Mapping[str, Any], config_file: str, secrets_file: str) -> tuple:
+    """bird.conf and the passwords file (None: no password, the file goes) of node ``bgp['node']``:
+    its BGP data computed here from the fleet's routing view (``nodes``, ``pools``) and the ``settings``
+    (:func:`bgp.node_config`, which refuses bad input naming host, field and value), then printed."""
+    settings = _given(bgp["settings"])
+    for key in ("peers", "node_peers"):
+        if key in settings:
+            settings[key] = [_given(peer) for peer in settings[key]]
+    c = node_config({"nodes": bgp["nodes"], "pools": bgp["pools"]}, bgp["node"], settings)
+    layout = Layout(secrets_file=secrets_file, **{key: value for key, value in (bgp.get("layout") or {}).items() if value is not None})
+    secrets = render_secrets(c, settings, config_file, layout.header) if c["secrets"] else None
+    return render(c, layout), secrets
