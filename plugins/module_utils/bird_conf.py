@@ -268,6 +268,7 @@ ARGUMENT_SPEC = {
             "node": {"type": "str", "required": True},
             "nodes": {"type": "dict", "required": True},
             "pools": {"type": "dict", "required": True},
+            "pools_ipv6": {"type": "dict", "default": {}},
             "settings": {"type": "dict", "default": {}, "options": SETTINGS_SPEC},
             "layout": {"type": "dict", "default": {}, "options": LAYOUT_SPEC},
         },
@@ -288,7 +289,8 @@ def from_bgp(bgp: Mapping[str, Any], config_file: str, secrets_file: str) -> tup
     for key in ("peers", "node_peers"):
         if key in settings:
             settings[key] = [_given(peer) for peer in settings[key]]
-    c = node_config({"nodes": bgp["nodes"], "pools": bgp["pools"]}, bgp["node"], settings)
+    # The IPv6 pools are read (and checked) with the rest of the result; BIRD's IPv6 channel is not built yet.
+    c = node_config({"nodes": bgp["nodes"], "pools": bgp["pools"], "pools_ipv6": bgp.get("pools_ipv6") or {}}, bgp["node"], settings)
     layout = Layout(secrets_file=secrets_file, **{key: value for key, value in (bgp.get("layout") or {}).items() if value is not None})
     secrets = render_secrets(c, settings, config_file, layout.header) if c["secrets"] else None
     return render(c, layout), secrets

@@ -67,6 +67,12 @@ options:
         description: The pools (C(calico_ipam_result.pools)).
         type: dict
         required: true
+      pools_ipv6:
+        description:
+          - The IPv6 pools (C(calico_ipam_result.pools_ipv6)), read and checked with the rest of the result; BIRD's
+            IPv6 sessions and routes are not configured yet (IPv4 only).
+        type: dict
+        default: {}
       settings:
         description:
           - The BGP settings, as for the filter P(l3.calico.bird_config#filter) (its option C(settings)), checked there.
