@@ -104,8 +104,17 @@ def snapshot(topo: Topology, key: str) -> dict:
         return [topo.ip_json(ns, family, "route", "show", "table", "all") for family in ("-4", "-6")]
 
     host = topo.host(key)
+    namespaces = sorted(n for n in sh("ip", "netns", "list").stdout.split() if n.startswith(topo.netns_prefix(key)))
+    # The kernel's own link-local addresses (an IPv4-only workload keeps DAD on) finish duplicate address
+    # detection in their own time - a second or more on a loaded machine - and only then get their local
+    # route: wait for that, so a snapshot shows what the module did, not where the kernel's DAD had got to.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(
+        addr.get("tentative") for ns in (host, *namespaces) for link in topo.ip_json(ns, "-6", "addr", "show") for addr in link.get("addr_info", [])
+    ):
+        time.sleep(0.2)
     snap = {"host": [links(host), routes(host), [n for n in topo.ip_json(host, "neigh", "show") if "PERMANENT" in n.get("state", [])]]}
-    snap["netns"] = sorted(n for n in sh("ip", "netns", "list").stdout.split() if n.startswith(topo.netns_prefix(key)))
+    snap["netns"] = namespaces
     for ns in snap["netns"]:
         snap[ns] = [links(ns), routes(ns)]
     return snap
