@@ -9,6 +9,7 @@ crash at any point, sees either the old file or the new one, never a torn one.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 
@@ -72,3 +73,14 @@ def remove_stale_temporaries(path: str) -> None:
                 os.unlink(os.path.join(directory, name))
             except FileNotFoundError:
                 pass
+
+
+def read_record(path: str) -> dict:
+    """A JSON object a module recorded after its last apply (what it wrote, to detect drift), or {} when
+    there is none or it is unreadable: the caller then reads the kernel and re-applies, as without one."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}

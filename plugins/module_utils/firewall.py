@@ -45,7 +45,7 @@ from typing import Any, Optional
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, naming
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
-from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write
+from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write, read_record
 
 TABLE = "l3calico"
 ANTISPOOF_CHAIN = "L3CALICO-ANTISPOOF"
@@ -509,7 +509,7 @@ def prepare(
     """Validate input, pick the backend, read and plan (changes nothing); raises FirewallError."""
     rules = desired_rules(pools, workloads, options.veth_prefix, options.host_tcp_ports, node_addresses, pools6, node_addresses6)
     chosen = detect_backend(runner, options.backend)
-    recorded = _read_record(options.state_file)
+    recorded = read_record(options.state_file)
     the_plan = plan(rules, chosen, read_nft(runner), read_iptables(runner), recorded, read_nft(runner, "ip6"))
     the_plan.recorded = recorded
     return the_plan
@@ -595,12 +595,3 @@ def commit_removal(runner: iproute.Runner, the_plan: Plan, state_file: str) -> N
         os.unlink(state_file)
     except FileNotFoundError:
         pass
-
-
-def _read_record(state_file: str) -> dict:
-    try:
-        with open(state_file, encoding="utf-8") as handle:
-            data = json.load(handle)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}

@@ -49,7 +49,7 @@ from typing import Any, Optional
 
 from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
-from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write
+from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write, read_record
 
 TABLE = "l3calico_policy"
 DEFAULT_STATE_FILE = "/run/l3-calico/policy.json"
@@ -876,7 +876,7 @@ def prepare(program_data: Any, options: Options = Options(), runner: iproute.Run
     and nothing is read or run: the same program is a no-op, set members only are planned from
     the recorded ones. Otherwise the table is read (``nft -j list table``) and compared.
     """
-    recorded = _read_record(options.state_file)
+    recorded = read_record(options.state_file)
     try:
         whole = hashlib.sha256(json.dumps(program_data, sort_keys=True).encode()).hexdigest()
     except (TypeError, ValueError):
@@ -1053,12 +1053,3 @@ def commit_removal(runner: iproute.Runner, the_plan: Plan, state_file: str) -> N
         os.unlink(state_file)
     except FileNotFoundError:
         pass
-
-
-def _read_record(state_file: str) -> dict:
-    try:
-        with open(state_file, encoding="utf-8") as handle:
-            data = json.load(handle)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
