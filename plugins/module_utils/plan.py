@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 """What a data-plane part's plan offers the modules, and the one way a module returns it.
 
-Every part (``tunnels``, ``firewall``, ``sysctls``) plans first and applies only outside check mode;
+Every part (``tunnels``, ``firewall``, ``sysctls``, ``policy_rules``) plans first and applies only outside check mode;
 its plan says whether it changes anything (``changed``), what the module reports (``result()``) and
 what ``--diff`` shows (``diff()``, None when nothing changes). ``l3.calico.node`` composes the parts'
 results itself (``node.result``); each part's own module returns one plan with :func:`module_result`.

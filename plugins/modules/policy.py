@@ -82,6 +82,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.l3.calico.plugins.module_utils import iproute, policy_rules
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
+from ansible_collections.l3.calico.plugins.module_utils.plan import module_result
 
 
 def main() -> None:
@@ -107,11 +108,7 @@ def main() -> None:
             the_plan = policy_rules.converge(p["program"], options, check_mode=module.check_mode, runner=runner)
     except (L3CalicoError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    result = dict(changed=the_plan.changed, **the_plan.result())
-    diff = the_plan.diff()
-    if module._diff and diff is not None:
-        result["diff"] = diff
-    module.exit_json(**result)
+    module.exit_json(**module_result(the_plan, module._diff))
 
 
 if __name__ == "__main__":
