@@ -114,9 +114,14 @@ class ActionModule(ActionBase):
             result["hosts"] = programs
             result["summary"] = dict(policy_compile.summary(programs), policies=len(policy_set.policies))
             previous = args["previous"] or read_record(args["previous_file"])
+            # The model as the role records it (JSON): equal to the previous one, nothing flips and the
+            # record need not be written again.
+            result["record_current"] = previous == json.loads(json.dumps({"policies": args["policies"], "namespaces": args["namespaces"]}))
             if previous:
-                before = PolicySet.from_inventory(previous["policies"], previous["namespaces"], workloads, ipam)
-                flips = [flip.text() for flip in policy_eval.flips(before, policy_set)]
+                flips = []
+                if not result["record_current"]:
+                    before = PolicySet.from_inventory(previous["policies"], previous["namespaces"], workloads, ipam)
+                    flips = [flip.text() for flip in policy_eval.flips(before, policy_set)]
                 result["flips"] = flips
                 if self._task.diff and flips:
                     result["diff"] = {"prepared": "\n".join(flips)}

@@ -211,6 +211,12 @@ flips:
   returned: with previous, or previous_file holding a record
   type: list
   elements: str
+record_current:
+  description:
+    - Whether O(previous) (or O(previous_file)'s record) is already the model of O(policies) and O(namespaces), as
+      JSON - nothing flips, and P(l3.calico.calico_policy#role) does not write its record again.
+  returned: success and neither explain nor matrix
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -162,6 +162,24 @@ PLAN = """\
           - plan['hosts']['l3tpol-a']['chains'] | length == 1
           - plan['flips'] | select('search', 'red.web-1 -> 192.0.2.0 .*allow -> deny') | list | length > 0
           - plan['changed'] == false
+          - plan['record_current'] == false
+      run_once: true
+    - name: Compile again, the previous policy set being this one
+      l3.calico.policy_plan:
+        ipam_result: "{{ calico_ipam_result }}"
+        policies: "{{ calico_policies }}"
+        namespaces: "{{ calico_namespaces }}"
+        previous:
+          policies: "{{ calico_policies }}"
+          namespaces: "{{ calico_namespaces }}"
+      run_once: true
+      register: same
+    - name: Nothing flips and the record is current
+      ansible.builtin.assert:
+        that:
+          - same['record_current'] == true
+          - same['flips'] == []
+          - same['hosts'] == plan['hosts']
       run_once: true
     - name: Show the flips
       ansible.builtin.debug:
