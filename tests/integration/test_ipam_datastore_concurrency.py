@@ -3,8 +3,8 @@
 """Both datastores under real concurrency: 8 writer processes, and a writer killed mid-run.
 
 Each writer is ``tests/support/ipam_worker.py``: a CNI-like allocator on the real IPAM objects, in
-its own process with its own datastore client. 8 x 500 addresses nearly fill the /20 pool
-(4096 addresses in 64 blocks of /26), so the writers race for the last unclaimed blocks.
+its own process with its own datastore client. 8 x 250 addresses nearly fill a /21 pool
+(2048 addresses in 32 blocks of /26), so the writers race for the last unclaimed blocks.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from tests.support.ipam_worker import audit, make_store
 
 WORKER = os.path.join(os.path.dirname(os.path.dirname(__file__)), "support", "ipam_worker.py")
-WRITERS, EACH = 8, 500
+WRITERS, EACH, POOL, BLOCKS = 8, 250, "10.44.0.0/21", 32
 
 
 @pytest.fixture(params=["etcd", "file"])
@@ -62,7 +62,7 @@ def test_eight_writers_never_share_or_lose_an_address(target, allocator):
     kind, where = target
     start = f"{time.time() + 2:.3f}"
     extra = ["--planner"] if allocator == "planner" else []
-    procs = [_spawn(kind, where, f"node-{i}", "--count", str(EACH), "--batch", "20", "--start-at", start, *extra) for i in range(WRITERS)]
+    procs = [_spawn(kind, where, f"node-{i}", "--count", str(EACH), "--batch", "20", "--pool", POOL, "--start-at", start, *extra) for i in range(WRITERS)]
     outs = _wait(procs)
     if kind == "etcd":  # the writers really raced: some transactions lost and were re-planned
         conflicts = sum(int(out.split()[3]) for out in outs)
@@ -78,7 +78,7 @@ def test_eight_writers_never_share_or_lose_an_address(target, allocator):
     expected |= {f"ipip-tunnel-addr-node-{i}" for i in range(tunnels)}
     assert set(state.handles) == expected
     assert all(sum(h.block.values()) == 1 for h in state.handles.values())
-    assert len(state.blocks) == 64  # every block of the pool claimed once
+    assert len(state.blocks) == BLOCKS  # every block of the pool claimed once
     for node, cidr in state.affinities:
         assert state.blocks[cidr].node == node
 

@@ -132,19 +132,20 @@ def audit(state) -> list[str]:
     return problems
 
 
-PLANNER_POOLS = [{"name": "p", "cidr": POOL, "block_size": BLOCK_PREFIX, "ipip_mode": "Always"}]
+def planner_pools(pool: str = POOL) -> list[dict]:
+    return [{"name": "p", "cidr": pool, "block_size": BLOCK_PREFIX, "ipip_mode": "Always"}]
 
 
 def planner_workloads(node: str, count: int) -> list[dict]:
     return [{"name": f"{node}-{i:04d}"} for i in range(count)]
 
 
-def planner_plan(node: str, count: int):
-    """plan_fn running the real IPAM planner for ``node`` only, with ``count`` workloads."""
+def planner_plan(node: str, count: int, pool: str = POOL):
+    """plan_fn running the real IPAM planner for ``node`` only, with ``count`` workloads, on ``pool``."""
     from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import validate
     from ansible_collections.l3.calico.plugins.module_utils.ipam_planner import Planner
 
-    desired = validate(PLANNER_POOLS, {}, [], [{"name": node, "ip": "192.168.0.1/24", "labels": {}, "workloads": planner_workloads(node, count)}], node)
+    desired = validate(planner_pools(pool), {}, [], [{"name": node, "ip": "192.168.0.1/24", "labels": {}, "workloads": planner_workloads(node, count)}], node)
     return lambda state: Planner(desired, state).run()
 
 
@@ -164,6 +165,7 @@ def main(argv=None) -> int:
     parser.add_argument("--target", required=True, help="state file path or etcd endpoint")
     parser.add_argument("--node", required=True)
     parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--pool", default=POOL, help=f"the pool's CIDR, /{BLOCK_PREFIX} blocks (default {POOL})")
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--start-at", type=float, default=0.0, help="wall-clock start (a barrier)")
     parser.add_argument("--max-txn-ops", type=int, default=128)
@@ -190,9 +192,9 @@ def main(argv=None) -> int:
     conflicts = 0
     for i in range(0, len(handles), args.batch):
         if args.planner:
-            plan = planner_plan(args.node, args.count if args.batch >= args.count else i + args.batch)
+            plan = planner_plan(args.node, min(args.count, i + args.batch), args.pool)
         else:
-            plan = partial(allocate, node=args.node, handle_ids=handles[i : i + args.batch])
+            plan = partial(allocate, node=args.node, handle_ids=handles[i : i + args.batch], pool=args.pool)
         store.transact(plan, write=True)
         conflicts += getattr(store, "conflicts", 0)
     elapsed = time.perf_counter() - started
