@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+import socket
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -60,6 +61,9 @@ MESH, RR, GLOBAL, NODE = "mesh", "rr", "global", "node"
 # The external peers of the settings: (settings key, inventory variable, protocol name prefix).
 EXTERNAL_PEERS = (("peers", "calico_bgp_peers", "Global"), ("node_peers", "calico_bgp_node_peers", "Node"))
 PEER_KEYS = frozenset({"name", "address", "as", "password", "ttl_security", "multihop", "keep_next_hop", "port", "passive", "import_default_route"})
+
+
+_inet_ntop, _AF_INET6 = socket.inet_ntop, socket.AF_INET6
 
 
 class BgpConfigError(L3CalicoError, ValueError):
@@ -434,8 +438,10 @@ def ipv6_config(bgp: BgpSettings, result: IpamResult, me: Node) -> Optional[dict
 
 
 def _ipv6_text(address: int) -> str:
-    """An IPv6 address in its one spelling (RFC 5952), as bird.conf and the protocol names print it."""
-    return str(ipaddress.IPv6Address(address))
+    """An IPv6 address in its one spelling (RFC 5952, the C library's ``inet_ntop`` as BIRD prints it), as
+    bird.conf and the protocol names print it: once per IPv6 peer of a full mesh (``ipaddress``'s ``str``
+    cost 10 times more)."""
+    return _inet_ntop(_AF_INET6, address.to_bytes(16, "big"))
 
 
 def ipam_node(ipam, node: str) -> tuple[IpamResult, Node]:

@@ -10,6 +10,8 @@ import ipaddress
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ansible_collections.l3.calico.plugins.module_utils.bgp import BgpConfigError, node_config
 
@@ -180,3 +182,25 @@ def test_bad_ipv6_ipam_data():
     same = dual({"a": ("192.168.100.9/24", "fd00:100::9/64", []), "b": ("192.168.100.10/24", "fd00:100::9/64", [])})
     with pytest.raises(BgpConfigError, match=r"host b: nodes\.ipv6='fd00:100::9': same IPv6 address as a"):
         node_config(same, "a")
+
+
+def test_an_ipv6_address_has_one_spelling_whatever_the_inventory_wrote():
+    """Names and neighbors print the C library's RFC 5952 spelling (BIRD's own), equal to ipaddress's for node
+    and peer addresses (IPv4-mapped ones are refused where they enter)."""
+    from ansible_collections.l3.calico.plugins.module_utils.bgp import _ipv6_text
+
+    for text in ("fd00:0:0:0:0:0:0:1", "FD00::1", "2001:db8:0:1:0:0:0:1", "2001:0:0:1::1", "fe80::", "::1", "2001:db8:1:2:3:4:5:6", "1:0::0:2"):
+        address = ipaddress.IPv6Address(text)
+        assert _ipv6_text(int(address)) == str(address)
+    data = dual({"a": ("192.168.100.9/24", "fd00:100::9/64", []), "b": ("192.168.100.10/24", "FD00:100:0:0::A/64", [])})
+    assert [p["name"] for p in node_config(data, "a")["ipv6"]["peers"]] == ["Mesh_fd00_100__a"]
+
+
+@given(st.integers(min_value=0, max_value=(1 << 128) - 1))
+def test_the_spelling_is_ipaddress_s_outside_the_embedded_ipv4_ranges(number):
+    """Outside ::/96 and ::ffff:0:0/96 (where the C library writes a dotted quad) the two agree."""
+    from ansible_collections.l3.calico.plugins.module_utils.bgp import _ipv6_text
+
+    if number >> 32 in (0, 0xFFFF):
+        number |= 1 << 127
+    assert _ipv6_text(number) == str(ipaddress.IPv6Address(number))
