@@ -16,9 +16,9 @@ description:
     (C(TcpExtTCPMD5Failure), C(TcpExtTCPMD5NotFound), C(TcpExtTCPMD5Unexpected)). With a password
     mismatch BGP sessions stay in Connect or Active and BIRD logs nothing, only these counters move.
   - Returns one sentence per BGP session that is not Established, naming the likely cause.
-  - Per family (C(ipv4), C(ipv6): a session's family is its channel's, as bird.conf gives an IPv6 session between
-    IPv6 addresses its own C(ipv6) channel), the sessions and the routes BIRD learned by BGP, read with
-    C(birdc -r show route table master4 where source = RTS_BGP) and C(master6).
+  - Per family (C(ipv4), C(ipv6)), the sessions and the routes BIRD learned by BGP, read with
+    C(birdc -r show route table master4 where source = RTS_BGP) and C(master6). A session's family is its
+    channel's (bird.conf gives an IPv6 session between IPv6 addresses its own C(ipv6) channel).
   - Changes nothing.
 options:
   socket:
