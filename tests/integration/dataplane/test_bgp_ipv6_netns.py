@@ -156,8 +156,14 @@ def established(birds: Birds, key: str, names) -> bool:
     return all(protocols.get(name, {}).get("established") for name in names)
 
 
+BORROWED6 = "fd00:10::5"  # inside a's block, held by a workload on c (borrowed): its /128 on c's cali veth
+
+
 def test_ipv6_sessions_established_and_blocks_learned_into_the_kernel(birds):
     topo = birds.topo
+    # The workload's host side on c, as l3.calico.workloads leaves it: <address>/128 dev cali... (learned by kernel6)
+    topo.ip(topo.host("c"), "link add cali6b0rr0w type veth peer name l3tb6-wl", "link set cali6b0rr0w up", "link set l3tb6-wl up")
+    topo.ip(topo.host("c"), f"route add {BORROWED6}/128 dev cali6b0rr0w")
     configs = birds.start(routing())
     mesh6 = {key: [f"Mesh_{V6[o].replace(':', '_')}" for o in HOSTS if o != key] for key in HOSTS}
     mesh4 = {key: [f"Mesh_{HOSTS[o][0].replace('.', '_')}" for o in HOSTS if o != key] for key in HOSTS}
@@ -187,9 +193,14 @@ def test_ipv6_sessions_established_and_blocks_learned_into_the_kernel(birds):
         others4 = {BLOCKS[o] for o in HOSTS if o != key}
         routes4 = wait_for(lambda key=key: kernel4(topo, key), lambda r, others4=others4: others4 <= set(r))
         assert others4 <= set(routes4), (key, routes4)
-    # The /128 of a workload on a (a borrowed address would travel so) is not announced: only the aggregate.
+    # a's blocks are announced as aggregates (the VXLAN one too); the borrowed /128 c hosts inside a's block
+    # reaches a and b through c (longer than a's blackhole), and c keeps its own route on the veth.
     learned_b = sh("birdc", "-r", "-s", birds.socket("b"), "show", "route", "table", "master6", "protocol", mesh6["b"][0]).stdout
     assert BLOCKS6["a"] in learned_b and "fd00:11::/122" in learned_b, learned_b
+    for key in ("a", "b"):
+        routes = wait_for(lambda key=key: kernel6(topo, key), lambda r: BORROWED6 in r)
+        assert routes.get(BORROWED6, {}).get("gateway") == GW6[key], (key, routes)
+    assert BORROWED6 not in kernel6(topo, "c")
 
 
 def test_a_node_without_an_ipv6_address_gets_no_ipv6_session_and_no_ipv6_route(birds):
