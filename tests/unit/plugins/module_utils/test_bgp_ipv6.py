@@ -10,7 +10,7 @@ import ipaddress
 import itertools
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.l3.calico.plugins.module_utils.bgp import BgpConfigError, node_config
@@ -204,3 +204,30 @@ def test_the_spelling_is_ipaddress_s_outside_the_embedded_ipv4_ranges(number):
     if number >> 32 in (0, 0xFFFF):
         number |= 1 << 127
     assert _ipv6_text(number) == str(ipaddress.IPv6Address(number))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    count=st.integers(min_value=2, max_value=7),
+    with_ipv6=st.sets(st.integers(min_value=0, max_value=6)),
+    suffixes=st.lists(st.integers(min_value=1, max_value=0xFFFF), min_size=7, max_size=7, unique=True),
+    mesh=st.booleans(),
+    reflectors=st.sets(st.integers(min_value=0, max_value=6), max_size=3),
+)
+def test_ipv6_sessions_are_the_ipv4_ones_between_nodes_with_ipv6(count, with_ipv6, suffixes, mesh, reflectors):
+    """For any nodes, IPv6 addresses, mesh switch and reflectors: between two nodes with an IPv6 address there
+    is an IPv6 session exactly where there is an IPv4 one, of the same kind, both ends configured, one passive
+    (by the IPv6 addresses); no IPv6 session with or on a node without one."""
+    nodes = {f"n{i}": (f"10.0.0.{i + 1}/24", f"fd00:100::{suffixes[i]:x}/64" if i in with_ipv6 else None, []) for i in range(count)}
+    data = dual(nodes)
+    rr = {f"n{i}": "1.1.1.1" for i in reflectors if i < count}
+    configs = {n: node_config(data, n, {"node_mesh": mesh, "route_reflectors": rr}) for n in nodes}
+    v4 = {(x, p["node"]): p for x, c in configs.items() for p in c["peers"]}
+    v6 = {(x, p["node"]): p for x, c in configs.items() if c["ipv6"] for p in c["ipv6"]["peers"]}
+    six = {n for n, (_ip, ip6, _blocks) in nodes.items() if ip6}
+    assert {n for n, c in configs.items() if c["ipv6"] is not None} == six
+    assert set(v6) == {pair for pair in v4 if pair[0] in six and pair[1] in six}
+    for (x, y), peer in v6.items():
+        assert peer["kind"] == v4[(x, y)]["kind"] and peer["rr_client"] == v4[(x, y)]["rr_client"]
+        assert peer["passive"] != v6[(y, x)]["passive"]
+        assert peer["passive"] == (ipaddress.IPv6Address(peer["address"]) > ipaddress.IPv6Address(nodes[x][1].split("/")[0]))
