@@ -43,7 +43,9 @@ SETTINGS = {
 }
 
 
-def printed(node: str, nodes=NODES, pools6=POOLS6, settings=None, layout=None) -> tuple:
+def printed(node: str, nodes=None, pools6=None, settings=None, layout=None) -> tuple:
+    nodes = NODES if nodes is None else nodes
+    pools6 = POOLS6 if pools6 is None else pools6
     if settings is None:  # the node peers are host variables: c (IPv4 only) has none of IPv6
         settings = SETTINGS if node != "c" else {**SETTINGS, "node_peers": []}
     bgp = {"node": node, "nodes": nodes, "pools": POOLS, "pools_ipv6": pools6, "settings": settings, "layout": layout or {}}

@@ -48,9 +48,9 @@ def test_ipv6_sessions_and_routes_through_the_role(fabric_factory, bgp):
     ipam = bgp.ipam_result(nodes, POOLS)
     ipam["pools_ipv6"] = POOLS6
     for name, address in V6.items():
-        prefix = address.split("::")[0]
+        prefix = address.split("::", maxsplit=1)[0]
         ipam["nodes"][name].update(
-            ipv6=address.split("/")[0], network_ipv6=f"{prefix}::/64", blocks_ipv6=[{"cidr": BLOCKS6[name], "pool": "v6"}], borrowed_ipv6=[]
+            ipv6=address.split("/", maxsplit=1)[0], network_ipv6=f"{prefix}::/64", blocks_ipv6=[{"cidr": BLOCKS6[name], "pool": "v6"}], borrowed_ipv6=[]
         )
     inventory = fabric.inventory(ipam, group_vars={"calico_bgp_verify": True, "calico_bgp_mesh_password": "l3tbgp-six"})
     first = fabric.converge(inventory)
