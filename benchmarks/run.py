@@ -14,7 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # Cheapest first; the lab benchmark builds and tears down a lab of its own.
-ORDER = ("ipam", "ipam_result", "policy", "dataplane", "policy_rules", "bgp", "etcd", "fleet", "lab")
+ORDER = ("ipam", "ipam_result", "bird_conf", "policy", "dataplane", "policy_rules", "bgp", "etcd", "fleet", "lab")
 
 
 def main(argv: list[str]) -> int:

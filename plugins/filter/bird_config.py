@@ -14,13 +14,16 @@ description:
     module M(l3.calico.bird) computes and prints the same on the host, option C(bgp)) - router id, AS,
     node-to-node mesh (one active side per pair), route reflector sessions, external
     peers, own blocks (blackholes), pools to import, export and program into the kernel.
+  - Dual stack, as Calico's bird6 - C(ipv6) - the IPv6 sessions between the nodes' IPv6 addresses and the IPv6
+    filter data, for a node with an IPv6 address when the result has IPv6 pools (C(pools_ipv6)); an external
+    peer with an IPv6 address is an IPv6 session.
   - MD5 passwords are never returned. A peer with one names the BIRD constant it refers to
     (C(password_symbol)); C(secrets) maps each constant to where its password is read (the
     variable and the peer's index in it), so that bird.conf itself holds no secret.
   - Bad input fails with a message naming the host, the field and the value.
 options:
   _input:
-    description: The IPAM result, C(calico_ipam_result) (see docs/architecture.md).
+    description: The IPAM result, C(calico_ipam_result) (see docs/architecture.md); its C(nodes), C(pools) and C(pools_ipv6).
     type: dict
     required: true
   node:
@@ -51,8 +54,10 @@ _value:
     C(ipip_cross_subnet_pools), C(vxlan_pools), C(import_default_route), C(graceful_restart),
     C(graceful_restart_time), C(tunnel_device),
     C(workload_interfaces), C(peers) (name, kind, address, as, passive, rr_client, multihop, ttl_security,
-    keep_next_hop, port, password_symbol, ibgp, import_default_route) and C(secrets)
-    (constant -> C(var), C(index): where its password is read).
+    keep_next_hop, port, password_symbol, ibgp, import_default_route), C(secrets)
+    (constant -> C(var), C(index): where its password is read, of both families' peers) and C(ipv6): null
+    without IPv6 BGP on this node, else C(address), C(network), C(own_blocks), C(blackholes), C(pools),
+    C(export_pools), C(no_export_pools), C(vxlan_pools) and C(peers) (as above) of the IPv6 side.
   type: dict
 """
 

@@ -12,7 +12,11 @@ only prints what :func:`node_config` returns. Every decision lives here, where i
   Calico's template does), route reflectors (``rr client`` sessions, reflectors leave
   the mesh), external peers (global and per node);
 * filter data: the node's own blocks (static blackhole, exported as aggregates), the
-  pools (import), the exportable pools (export), the IPIP and VXLAN pools (kernel).
+  pools (import), the exportable pools (export), the IPIP and VXLAN pools (kernel);
+* IPv6 (``ipv6``, :func:`ipv6_config`): as Calico's bird6, separate IPv6 sessions between the nodes'
+  IPv6 addresses (``calico_node_ipv6``) with the same mesh / reflector / external peer rules, the
+  node's IPv6 blocks and the IPv6 pools; None for a node without an IPv6 address or a result without
+  an IPv6 pool (no IPv6 session, no IPv6 route). The router id stays IPv4 (every node has one).
 
 The inventory's BGP settings are read and checked once by :meth:`BgpSettings.from_inventory`
 (frozen dataclasses: the settings, each external peer a :class:`Peer`), the IPAM result by
@@ -34,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+import socket
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -58,6 +63,9 @@ EXTERNAL_PEERS = (("peers", "calico_bgp_peers", "Global"), ("node_peers", "calic
 PEER_KEYS = frozenset({"name", "address", "as", "password", "ttl_security", "multihop", "keep_next_hop", "port", "passive", "import_default_route"})
 
 
+_inet_ntop, _AF_INET6 = socket.inet_ntop, socket.AF_INET6
+
+
 class BgpConfigError(L3CalicoError, ValueError):
     """Bad inventory or IPAM data; the message names the host, the field and the value."""
 
@@ -71,6 +79,22 @@ def _ipv4(node: str, field_name: str, value: Any) -> ipaddress.IPv4Address:
         return ipaddress.IPv4Address(str(value))
     except ValueError:
         raise _err(node, field_name, value, "not an IPv4 address") from None
+
+
+def _peer_ip(node: str, field_name: str, value: Any):
+    """An external peer's address: IPv4 (an IPv4 session) or IPv6 (an IPv6 session, as Calico's peer_v6).
+    A link-local IPv6 address (BIRD needs its interface) or an IPv4-mapped one (an IPv4 peer) is refused."""
+    if isinstance(value, str) and ":" in value:
+        try:
+            address = ipaddress.IPv6Address(value)
+        except ValueError:
+            raise _err(node, field_name, value, "not an IPv6 address") from None
+        if address.is_link_local:
+            raise _err(node, field_name, value, "a link-local IPv6 address (BIRD needs its interface): give the peer's global or unique local address")
+        if address.ipv4_mapped is not None:
+            raise _err(node, field_name, value, f"an IPv4-mapped IPv6 address: an IPv4 peer is given as {address.ipv4_mapped}")
+        return address
+    return _ipv4(node, field_name, value)
 
 
 def _int(node: str, field_name: str, value: Any, low: int, high: int) -> int:
@@ -99,8 +123,8 @@ def _node_name(node: Any, field_name: str, value: Any) -> str:
 
 
 def proto_suffix(address) -> str:
-    """Calico's protocol name suffix: the address with dots as underscores."""
-    return str(address).replace(".", "_")
+    """Calico's protocol name suffix: the address with dots (IPv6: colons) as underscores."""
+    return str(address).replace(".", "_").replace(":", "_")
 
 
 def hash_router_id(node: str) -> str:
@@ -186,6 +210,7 @@ class Peer:
     rr_client: bool = False
     password: Optional[PasswordSource] = None  # where its password is read; None: no password
     where: Optional[str] = field(default=None, repr=False, compare=False)  # the inventory entry (external peers)
+    version: int = 4  # 6: an IPv6 session (``ip`` an IPv6 address)
 
     @classmethod
     def from_inventory(cls, node: str, var: str, index: int, raw: Any, prefix: str) -> Peer:
@@ -196,7 +221,7 @@ class Peer:
         unknown = sorted(set(raw) - PEER_KEYS)
         if unknown:
             raise _err(node, where, unknown, "unknown keys of an external peer")
-        address = _ipv4(node, f"{where}.address", raw.get("address"))
+        address = _peer_ip(node, f"{where}.address", raw.get("address"))
         peer_as = _int(node, f"{where}.as", raw.get("as"), 1, AS_MAX)
         name = raw.get("name") or f"{prefix}_{proto_suffix(address)}"
         if not PROTO_NAME_RE.fullmatch(str(name)):
@@ -216,6 +241,7 @@ class Peer:
             passive=_bool(node, f"{where}.passive", raw.get("passive", False)),
             import_default_route=_bool(node, f"{where}.import_default_route", raw.get("import_default_route", False)),
             where=where,
+            version=address.version,
         )
 
     @property
@@ -349,6 +375,9 @@ def node_config(ipam: dict, node: str, settings: Optional[dict] = None) -> dict:
     The settings are checked first (:meth:`BgpSettings.from_inventory`), then the IPAM result.
     The peers come with the BIRD constant of their password (``password_symbol``); ``secrets``
     maps each constant to where its password is read, built beside them from the same peers.
+
+    ``ipv6``: the IPv6 sessions and filter data (:func:`ipv6_config`), None without IPv6 BGP on this
+    node; an external peer with an IPv6 address is an IPv6 session (Calico's ``peer_v6``).
     """
     bgp = BgpSettings.from_inventory(node, settings)
     result, me = ipam_node(ipam, node)
@@ -356,7 +385,11 @@ def node_config(ipam: dict, node: str, settings: Optional[dict] = None) -> dict:
     check_reflectors(bgp, result)
     peers = node_peers(bgp, result, me)
     peers += external_peers(bgp, me, peers)
-    check_peer_names(node, peers)
+    six = ipv6_config(bgp, result, me)
+    peers6 = six.pop("peers") if six is not None else []
+    check_peer_names(node, peers + peers6)
+    if six is not None:
+        six["peers"] = [peer.as_dict(bgp.local_as) for peer in peers6]
     return {
         "node": node,
         "router_id": router_id(node, me.ip, bgp.router_id),
@@ -373,8 +406,42 @@ def node_config(ipam: dict, node: str, settings: Optional[dict] = None) -> dict:
         "tunnel_device": IPIP_DEVICE,
         "workload_interfaces": VETH_PREFIX + "*",
         "peers": [peer.as_dict(bgp.local_as) for peer in peers],
-        "secrets": {peer.password_symbol: peer.password.as_dict() for peer in peers if peer.password is not None},
+        "secrets": {peer.password_symbol: peer.password.as_dict() for peer in peers + peers6 if peer.password is not None},
+        "ipv6": six,
     }
+
+
+def ipv6_config(bgp: BgpSettings, result: IpamResult, me: Node) -> Optional[dict]:
+    """The IPv6 side of bird.conf, as Calico's bird6.cfg: IPv6 sessions between the nodes' IPv6 addresses
+    (the same mesh / reflector / external peer rules as IPv4; a node without an IPv6 address is nobody's
+    IPv6 peer), this node's IPv6 blocks (blackholes but /128, exported as aggregates) and the IPv6 pools.
+    None - no IPv6 session, no IPv6 route - when this node has no IPv6 address (``calico_node_ipv6``)
+    or the result no IPv6 pool (nothing to route); an IPv6 peer of this node's own is then refused
+    (a global one is skipped, as Calico's bird6 skips its peers on a node without an IPv6 address)."""
+    if me.address6 is None or not result.pools6:
+        why = "this node has no IPv6 address (calico_node_ipv6)" if me.address6 is None else "the IPAM result has no IPv6 pool"
+        for peer in bgp.peers:
+            if peer.version == 6 and peer.kind == NODE:
+                raise _err(me.name, f"{peer.where}.address", peer.ip, f"an IPv6 peer, but {why}: no IPv6 BGP on this node")
+        return None
+    blocks = own_blocks(result, me, 6)
+    peers = node_peers(bgp, result, me, 6)
+    peers += external_peers(bgp, me, peers, 6)
+    return {
+        "address": _ipv6_text(me.address6),
+        "network": None if me.network6 is None else str(me.network6),
+        "own_blocks": [str(b) for b in blocks],
+        "blackholes": [str(b) for b in blocks if b.prefix < 128],
+        **pool_lists(result, 6),
+        "peers": peers,
+    }
+
+
+def _ipv6_text(address: int) -> str:
+    """An IPv6 address in its one spelling (RFC 5952, the C library's ``inet_ntop`` as BIRD prints it), as
+    bird.conf and the protocol names print it: once per IPv6 peer of a full mesh (``ipaddress``'s ``str``
+    cost 10 times more)."""
+    return _inet_ntop(_AF_INET6, address.to_bytes(16, "big"))
 
 
 def ipam_node(ipam, node: str) -> tuple[IpamResult, Node]:
@@ -394,13 +461,14 @@ def ipam_node(ipam, node: str) -> tuple[IpamResult, Node]:
     return result, me
 
 
-def own_blocks(result: IpamResult, me: Node) -> list:
-    """The node's blocks, sorted, each inside a pool: a blackhole each (not /32 blocks, as Calico),
-    exported as aggregates."""
-    for index, block in enumerate(me.blocks):
+def own_blocks(result: IpamResult, me: Node, version: int = 4) -> list:
+    """The node's blocks of the family ``version``, sorted, each inside a pool of that family: a blackhole
+    each (not /32 - IPv6: /128 - blocks, as Calico), exported as aggregates."""
+    blocks, key = (me.blocks6, "blocks_ipv6") if version == 6 else (me.blocks, "blocks")
+    for index, block in enumerate(blocks):
         if result.pool_containing(block.cidr) is None:
-            raise _err(me.name, f"nodes.{me.name}.blocks[{index}].cidr", str(block.cidr), "outside every pool")
-    return sorted({block.cidr for block in me.blocks})
+            raise _err(me.name, f"nodes.{me.name}.{key}[{index}].cidr", str(block.cidr), "outside every pool")
+    return sorted({block.cidr for block in blocks})
 
 
 def check_reflectors(bgp: BgpSettings, result: IpamResult) -> None:
@@ -410,18 +478,29 @@ def check_reflectors(bgp: BgpSettings, result: IpamResult) -> None:
             raise _err(name, "calico_route_reflectors", name, "a route reflector must be a node of the IPAM result")
 
 
-def node_peers(bgp: BgpSettings, result: IpamResult, me: Node) -> list:
+def node_peers(bgp: BgpSettings, result: IpamResult, me: Node, version: int = 4) -> list:
     """The sessions with the other nodes (by name), as :meth:`BgpSettings.session_with` decides; each
     with the mesh password, eBGP ones multihop (per-node AS may cross subnets, as Calico's mesh), and
-    passive towards a greater address (one active side per pair: the greater address connects)."""
+    passive towards a greater address (one active side per pair: the greater address connects).
+    ``version=6``: the IPv6 sessions, between the IPv6 addresses (nodes without one are skipped)."""
     peers = []
     nodes = result.nodes
+    six = version == 6
+    mine = me.address6 if six else me.address
     for name in sorted(nodes):
         if name == me.name:
             continue
         other = nodes[name]
-        if other.address == me.address:
-            raise _err(name, "nodes.ip", other.ip, f"same address as {me.name}")
+        if six:
+            if other.address6 is None:
+                continue
+            address, ip = other.address6, _ipv6_text(other.address6)
+            if address == mine:
+                raise _err(name, "nodes.ipv6", other.ipv6, f"same IPv6 address as {me.name}")
+        else:
+            address, ip = other.address, other.ip
+            if address == mine:
+                raise _err(name, "nodes.ip", other.ip, f"same address as {me.name}")
         peer_as = bgp.as_of(name)
         session = bgp.session_with(name, peer_as)
         if session is None:
@@ -429,21 +508,22 @@ def node_peers(bgp: BgpSettings, result: IpamResult, me: Node) -> list:
         kind, rr_client = session
         peers.append(
             _peer(
-                f"{'Mesh' if kind == MESH else 'RR'}_{proto_suffix(other.ip)}",
+                f"{'Mesh' if kind == MESH else 'RR'}_{proto_suffix(ip)}",
                 kind,
-                other.ip,
-                other.address,
+                ip,
+                address,
                 peer_as,
                 name,
                 False,  # ttl_security
                 None if peer_as == bgp.local_as else 255,  # multihop
                 False,  # keep_next_hop
                 179,  # port
-                other.address > me.address,  # passive
+                address > mine,  # passive
                 False,  # import_default_route
                 rr_client,
                 bgp.mesh_password,
                 None,  # where
+                version,
             )
         )
     return peers
@@ -462,13 +542,15 @@ def _peer(*values) -> Peer:
     return peer
 
 
-def external_peers(bgp: BgpSettings, me: Node, sessions: list) -> list:
-    """The external peers of the settings but this node itself (a global list may name it: a reflector
-    outside the cluster); the address of one of ``sessions`` (the node peers), or one listed twice, is refused."""
+def external_peers(bgp: BgpSettings, me: Node, sessions: list, version: int = 4) -> list:
+    """The external peers of the family ``version`` of the settings but this node itself (a global list may
+    name it: a reflector outside the cluster); the address of one of ``sessions`` (the node peers), or one
+    listed twice, is refused."""
     peers = []
     taken = {peer.address for peer in sessions}
+    mine = me.address6 if version == 6 else me.address
     for peer in bgp.peers:
-        if peer.address == me.address:
+        if peer.version != version or peer.address == mine:
             continue
         if peer.address in taken:
             raise _err(bgp.node, f"{peer.where}.address", peer.ip, "already a peer (a node, or listed twice)")
@@ -484,16 +566,24 @@ def check_peer_names(node: str, peers: list) -> None:
         raise _err(node, "peer names", duplicate, "two peers with the same protocol name")
 
 
-def pool_lists(result: IpamResult) -> dict:
+def pool_lists(result: IpamResult, version: int = 4) -> dict:
     """The pools bird.conf's filters name, by pool name: all of them (import), the exported ones and the
     others, the IPIP ``Always`` ones, the IPIP ``CrossSubnet`` ones (BIRD decides these per route: through
     tunl0 unless the next hop lies in this node's subnet - ipam_result.same_subnet, Calico's rule) and
-    the VXLAN ones (l3.calico.tunnels programs them)."""
-    pools = [pool for _name, pool in sorted(result.pools.items())]
+    the VXLAN ones (l3.calico.tunnels programs them). ``version=6``: the IPv6 pools, without the IPIP
+    lists (IPIP is IPv4-only)."""
+    pools = [pool for _name, pool in sorted(result.family_pools(version).items())]
 
     def cidrs(keep) -> list:
         return [str(p.cidr) for p in pools if keep(p)]
 
+    if version == 6:
+        return {
+            "pools": cidrs(lambda p: True),
+            "export_pools": cidrs(lambda p: not p.disable_bgp_export),
+            "no_export_pools": cidrs(lambda p: p.disable_bgp_export),
+            "vxlan_pools": cidrs(lambda p: p.routed_by == BY_TUNNELS),
+        }
     return {
         "pools": cidrs(lambda p: True),
         "export_pools": cidrs(lambda p: not p.disable_bgp_export),

@@ -6,6 +6,11 @@ Plain Python, run by the module ``l3.calico.bird`` on the host itself: in a full
 a session per other node, so printing it on the controller cost every host O(fleet) of the
 controller's time (issue 15). Nothing is decided here - every decision is ``bgp.node_config``'s -
 only printed, in the layout BIRD 2 reads (``bird -p`` checks it before it replaces the old file).
+
+Dual stack: one BIRD 2 daemon does what Calico's two (bird for IPv4, bird6 for IPv6) do. The IPv4
+part is printed first, the same bytes as on an IPv4-only node; a node with IPv6 BGP (``c['ipv6']``)
+gets the IPv6 part after it (:func:`render_ipv6`): its own direct, static and kernel protocols on
+the IPv6 table, its own filters, and a ``protocol bgp`` with an ``ipv6`` channel per IPv6 peer.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ansible_collections.l3.calico.plugins.module_utils.bgp import PASSWORD_SETTINGS, PEER_KEYS, node_config
+from ansible_collections.l3.calico.plugins.module_utils.naming import VXLAN_V6_DEVICE
 
 HEADER = "Ansible managed"
 
@@ -166,6 +172,135 @@ def render(c: Mapping[str, Any], layout: Layout = Layout()) -> str:
         "",
         "template bgp calico_peer {",
         f"  local {c['address']} as {c['as']};",
+        *_session_lines(c, layout),
+        "  ipv4 {",
+        "    import filter calico_import_from_peers;",
+        "    export filter calico_export_to_peers;",
+        "    gateway recursive;",
+        "    add paths on;",
+        "  };",
+        "}",
+    ]
+    for peer in c["peers"]:
+        out += _peer(peer, c["route_reflector_cluster_id"])
+    if c.get("ipv6"):
+        out += render_ipv6(c, layout)
+    return "\n".join(out) + "\n"
+
+
+def render_ipv6(c: Mapping[str, Any], layout: Layout) -> list:
+    """The IPv6 part of bird.conf (lines, a blank one first): what Calico's bird6.cfg, bird6_aggr.cfg and
+    bird6_ipam.cfg hold, in the IPv4 part's words - protocols and filters named with a 6, the BGP
+    template ``calico_peer6`` with an ``ipv6`` channel (no IPIP: an IPv6 pool is VXLAN, whose routes the
+    data plane programs, or unencapsulated)."""
+    six = c["ipv6"]
+    pools = prefix_set(six["pools"], True)
+    exclude = tuple(layout.direct_exclude) + tuple(name for name in (VXLAN_V6_DEVICE,) if name not in layout.direct_exclude)
+    interfaces = "".join(f'-"{name}", ' for name in exclude)
+    network = f", subnet {six['network']}" if six["network"] else ""
+    out = [
+        "",
+        f"# ---------------- IPv6 ({six['address']}{network}): Calico's bird6, in the same daemon ----------------",
+        "# Sessions between the nodes' IPv6 addresses, each with an ipv6 channel; the router id above serves both.",
+        "",
+        "# Connected IPv6 underlay routes: BGP next hops in the node's IPv6 subnet resolve through them.",
+        "protocol direct direct6 {",
+        "  ipv6;",
+        f'  interface {interfaces}"*";',
+        "}",
+        "",
+        "# Own IPv6 blocks: a blackhole each (not /128 blocks), and the aggregate to announce.",
+        "protocol static calico_blocks6 {",
+        "  ipv6;",
+        *(f"  route {block} blackhole;" for block in six["blackholes"]),
+        "}",
+        "",
+        f"# From the kernel: workload routes (<address>/128 dev {c['workload_interfaces']}) inside the IPv6 pools",
+        "# (the borrowed /128s to the peers); other alien routes only resolve next hops.",
+        "filter calico_kernel6_import {",
+        f"  if net ~ {pools} then {{",
+        f'    if net.len = 128 && ifname ~ "{c["workload_interfaces"]}" then accept;',
+        "    reject;",
+        "  }",
+        "  accept;",
+        "}",
+        "",
+        "# To the kernel: own IPv6 blackholes and the routes learned by BGP inside the IPv6 pools.",
+        "filter calico_kernel6_export {",
+        '  if proto = "calico_blocks6" then accept;',
+        "  if source != RTS_BGP then reject;",
+    ]
+    if six["vxlan_pools"]:
+        out += ["  # VXLAN pools: the data plane programs their routes (vxlan-v6.calico).", f"  if net ~ {prefix_set(six['vxlan_pools'], True)} then reject;"]
+    out += [
+        f"  if net ~ {pools} then accept;",
+        "  if net = ::/0 then accept;",
+        "  reject;",
+        "}",
+        "",
+        "protocol kernel kernel6 {",
+        "  learn;",
+        *(["  persist;"] if layout.kernel_persist else []),
+        f"  scan time {layout.kernel_scan_time};",
+        "  graceful restart;",
+        "  merge paths on;",
+        f"  metric {layout.kernel_metric};",
+        "  ipv6 {",
+        "    import filter calico_kernel6_import;",
+        "    export filter calico_kernel6_export;",
+        "  };",
+        "}",
+        "",
+        "# To the IPv6 peers: own IPv6 blocks as aggregates, never the /128s inside them that this node originates;",
+        "# other routes inside exportable IPv6 pools (borrowed /128s hosted here, reflected routes); nothing else.",
+        "filter calico_export6_to_peers {",
+    ]
+    if six["no_export_pools"]:
+        out.append(f"  if net ~ {prefix_set(six['no_export_pools'], True)} then reject;")
+    if six["own_blocks"]:
+        out += [
+            f"  if net ~ {prefix_set(six['own_blocks'], False)} then accept;",
+            f"  if net ~ {prefix_set(six['own_blocks'], True)} && source != RTS_BGP then reject;",
+        ]
+    if six["export_pools"]:
+        out.append(f"  if net ~ {prefix_set(six['export_pools'], True)} then accept;")
+    out += [
+        "  reject;",
+        "}",
+        "",
+        "# From the IPv6 peers: routes inside the IPv6 pools only.",
+        "filter calico_import6_from_peers {",
+        f"  if net ~ {pools} then accept;",
+        *(["  if net = ::/0 then accept;"] if c["import_default_route"] else []),
+        "  reject;",
+        "}",
+        "",
+        "# From IPv6 peers allowed to send the default route.",
+        "filter calico_import6_with_default {",
+        f"  if net ~ {pools} then accept;",
+        "  if net = ::/0 then accept;",
+        "  reject;",
+        "}",
+        "",
+        "template bgp calico_peer6 {",
+        f"  local {six['address']} as {c['as']};",
+        *_session_lines(c, layout),
+        "  ipv6 {",
+        "    import filter calico_import6_from_peers;",
+        "    export filter calico_export6_to_peers;",
+        "    gateway recursive;",
+        "    add paths on;",
+        "  };",
+        "}",
+    ]
+    for peer in six["peers"]:
+        out += _peer(peer, c["route_reflector_cluster_id"], "ipv6")
+    return out
+
+
+def _session_lines(c: Mapping[str, Any], layout: Layout) -> list:
+    """The timers, graceful restart and debug lines of a BGP template (either family)."""
+    out = [
         f"  connect delay time {layout.connect_delay_time};",
         f"  connect retry time {layout.connect_retry_time};",
         f"  error wait time {', '.join(str(t) for t in layout.error_wait_time)};",
@@ -179,29 +314,18 @@ def render(c: Mapping[str, Any], layout: Layout = Layout()) -> str:
         ]
     else:
         out.append("  graceful restart off;")
-    out += [
-        "  debug { states };",
-        "  ipv4 {",
-        "    import filter calico_import_from_peers;",
-        "    export filter calico_export_to_peers;",
-        "    gateway recursive;",
-        "    add paths on;",
-        "  };",
-        "}",
-    ]
-    for peer in c["peers"]:
-        out += _peer(peer, c["route_reflector_cluster_id"])
-    return "\n".join(out) + "\n"
+    return out + ["  debug { states };"]
 
 
-def _peer(peer: Mapping[str, Any], cluster_id: Optional[str]) -> list:
+def _peer(peer: Mapping[str, Any], cluster_id: Optional[str], channel: str = "ipv4") -> list:
     """One ``protocol bgp`` of bird.conf (a blank line before it)."""
     node = f" {peer['node']}" if "node" in peer else ""
     port = f" port {peer['port']}" if peer["port"] != 179 else ""
+    six = channel == "ipv6"
     out = [
         "",
-        f"# {peer['kind']} peer{node}, {'iBGP' if peer['ibgp'] else 'eBGP'}",
-        f"protocol bgp {peer['name']} from calico_peer {{",
+        f"# {peer['kind']} {'IPv6 ' if six else ''}peer{node}, {'iBGP' if peer['ibgp'] else 'eBGP'}",
+        f"protocol bgp {peer['name']} from calico_peer{'6' if six else ''} {{",
         f"  neighbor {peer['address']}{port} as {peer['as']};",
     ]
     if peer["passive"]:
@@ -215,11 +339,11 @@ def _peer(peer: Mapping[str, Any], cluster_id: Optional[str]) -> list:
     if peer["password_symbol"]:
         out.append(f"  password {peer['password_symbol']};")
     if peer["keep_next_hop"] or peer["import_default_route"]:
-        out.append("  ipv4 {")
+        out.append(f"  {channel} {{")
         if peer["keep_next_hop"]:
             out.append("    next hop keep;")
         if peer["import_default_route"]:
-            out.append("    import filter calico_import_with_default;")
+            out.append(f"    import filter calico_import{'6' if six else ''}_with_default;")
         out.append("  };")
     out.append("}")
     return out
@@ -289,7 +413,6 @@ def from_bgp(bgp: Mapping[str, Any], config_file: str, secrets_file: str) -> tup
     for key in ("peers", "node_peers"):
         if key in settings:
             settings[key] = [_given(peer) for peer in settings[key]]
-    # The IPv6 pools are read (and checked) with the rest of the result; BIRD's IPv6 channel is not built yet.
     c = node_config({"nodes": bgp["nodes"], "pools": bgp["pools"], "pools_ipv6": bgp.get("pools_ipv6") or {}}, bgp["node"], settings)
     layout = Layout(secrets_file=secrets_file, **{key: value for key, value in (bgp.get("layout") or {}).items() if value is not None})
     secrets = render_secrets(c, settings, config_file, layout.header) if c["secrets"] else None

@@ -77,6 +77,52 @@ def parse_protocols(text: str) -> list[dict]:
     return protocols
 
 
+# ``show route``: "<net> <type> [<protocol> <since>...] * (<pref>) [...]", the net left out on a second route to the same
+# net (add paths, several peers); then one "via <gateway> on <device>" line per next hop (or "dev <device>").
+_ROUTE_RE = re.compile(r"^(?P<net>\S+)?\s+(?P<type>unicast|blackhole|unreachable|prohibit)\s+\[(?P<protocol>[^\s\]]+)[^\]]*\](?P<primary>\s+\*)?")
+_VIA_RE = re.compile(r"^\s+via\s+(?P<via>\S+)\s+on\s+(?P<dev>\S+)")
+_DEV_RE = re.compile(r"^\s+dev\s+(?P<dev>\S+)")
+
+
+def parse_routes(text: str) -> dict[str, list[dict]]:
+    """Routes of ``show route`` (any table, any filter): net -> its routes in BIRD's order, each
+    ``{"protocol", "type", "primary", "via" (the next hops' gateways), "dev" (their devices)}``."""
+    routes: dict[str, list[dict]] = {}
+    net, current = None, None
+    for line in text.splitlines():
+        if not line.strip() or line.startswith(("BIRD ", "Access restricted", "Table ")):
+            continue
+        match = _ROUTE_RE.match(line)
+        if match:
+            net = match["net"] or net
+            if net is None:
+                continue
+            current = {"protocol": match["protocol"], "type": match["type"], "primary": bool(match["primary"]), "via": [], "dev": []}
+            routes.setdefault(net, []).append(current)
+            continue
+        if current is None:
+            continue
+        via = _VIA_RE.match(line)
+        if via:
+            current["via"].append(via["via"])
+            current["dev"].append(via["dev"])
+            continue
+        dev = _DEV_RE.match(line)
+        if dev:
+            current["dev"].append(dev["dev"])
+    return routes
+
+
+def family(protocol: dict) -> int:
+    """4 or 6: the family of a BGP session (its channel, else its neighbor's address)."""
+    channels = protocol.get("channels") or {}
+    if "ipv6" in channels and "ipv4" not in channels:
+        return 6
+    if "ipv4" in channels:
+        return 4
+    return 6 if ":" in protocol.get("neighbor_address", "") else 4
+
+
 def parse_netstat(text: str) -> dict[str, int]:
     """The TCP-MD5 counters of /proc/net/netstat (per network namespace): failure, not_found, unexpected."""
     counters = {name: 0 for name in MD5_COUNTERS.values()}

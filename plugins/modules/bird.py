@@ -69,8 +69,9 @@ options:
         required: true
       pools_ipv6:
         description:
-          - The IPv6 pools (C(calico_ipam_result.pools_ipv6)), read and checked with the rest of the result; BIRD's
-            IPv6 sessions and routes are not configured yet (IPv4 only).
+          - The IPv6 pools (C(calico_ipam_result.pools_ipv6)). A node with an IPv6 address (C(calico_node_ipv6))
+            gets, as Calico's bird6, IPv6 sessions with the other nodes' IPv6 addresses (an C(ipv6) channel each)
+            and its IPv6 blocks announced, in the same BIRD daemon, when there is at least one IPv6 pool.
         type: dict
         default: {}
       settings:
@@ -97,7 +98,7 @@ options:
             elements: dict
             suboptions: &peer_options
               name: {description: BIRD protocol name., type: raw}
-              address: {description: Neighbor IPv4 address., type: raw}
+              address: {description: "Neighbor address: IPv4 (an IPv4 session) or IPv6 (an IPv6 session, the node needs an IPv6 address).", type: raw}
               as: {description: Neighbor AS., type: raw}
               password: {description: TCP-MD5 password., type: raw}
               ttl_security: {description: GTSM (RFC 5082)., type: raw}
@@ -277,6 +278,7 @@ EXAMPLES = r"""
       node: "{{ inventory_hostname }}"
       nodes: "{{ calico_ipam_result.routing }}"
       pools: "{{ calico_ipam_result.pools }}"
+      pools_ipv6: "{{ calico_ipam_result.pools_ipv6 | default({}) }}"
       settings: {as: 64512, mesh_password: "{{ vault_mesh_password }}"}
     supervisor_script: "{{ lookup('ansible.builtin.file', 'calico-bird-service') }}"
     bird_argv: [/usr/sbin/bird, -f, -c, /etc/bird/bird.conf, -s, /run/bird/bird.ctl]

@@ -16,6 +16,9 @@ description:
     (C(TcpExtTCPMD5Failure), C(TcpExtTCPMD5NotFound), C(TcpExtTCPMD5Unexpected)). With a password
     mismatch BGP sessions stay in Connect or Active and BIRD logs nothing, only these counters move.
   - Returns one sentence per BGP session that is not Established, naming the likely cause.
+  - Per family (C(ipv4), C(ipv6)), the sessions and the routes BIRD learned by BGP, read with
+    C(birdc -r show route table master4 where source = RTS_BGP) and C(master6). A session's family is its
+    channel's (bird.conf gives an IPv6 session between IPv6 addresses its own C(ipv6) channel).
   - Changes nothing.
 options:
   socket:
@@ -85,7 +88,7 @@ ansible_facts:
               neighbor_address: 192.168.100.12
               neighbor_as: "64512"
         sessions:
-          description: BGP protocol name -> BGP state.
+          description: BGP protocol name -> BGP state, of both families.
           type: dict
           sample: {Mesh_192_168_100_12: Established, Global_10_0_0_1: Active}
         established:
@@ -104,13 +107,39 @@ ansible_facts:
           description: One sentence per BGP session not Established, with the likely cause.
           type: list
           elements: str
+        ipv4:
+          description:
+            - The IPv4 side. C(sessions), C(established), C(not_established) as above, of the sessions with an
+              C(ipv4) channel only; C(routes) the routes learned by BGP in BIRD's IPv4 table (C(master4)), net ->
+              list of C(protocol), C(type), C(primary) (BIRD's best route), C(via) (gateways) and C(dev) (devices).
+          type: dict
+          sample:
+            sessions: {Mesh_192_168_100_12: Established}
+            established: [Mesh_192_168_100_12]
+            not_established: []
+            routes:
+              172.17.0.64/26: [{protocol: Mesh_192_168_100_12, type: unicast, primary: true, via: [192.168.100.12], dev: [eth0]}]
+        ipv6:
+          description:
+            - The IPv6 side, the same keys - the IPv6 sessions (between the nodes' IPv6 addresses, C(ipv6) channel)
+              and the routes learned by BGP in BIRD's IPv6 table (C(master6)). Empty lists and mapping on a node
+              without IPv6 BGP.
+          type: dict
+          sample:
+            sessions: {Mesh_fd00_100__12: Established}
+            established: [Mesh_fd00_100__12]
+            not_established: []
+            routes:
+              fd00:10::40/122: [{protocol: Mesh_fd00_100__12, type: unicast, primary: true, via: [fd00:100::12], dev: [eth0]}]
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.l3.calico.plugins.module_utils.bird_status import (
+    family,
     parse_netstat,
     parse_protocols,
+    parse_routes,
     problems,
 )
 
@@ -136,6 +165,18 @@ def main():
     except OSError as exc:
         module.fail_json(msg=f"cannot read {params['netstat']}: {exc}")
     sessions = {p["name"]: p.get("bgp_state") or p["state"] for p in protocols if p["proto"] == "BGP"}
+    families = {}
+    for version, table in ((4, "master4"), (6, "master6")):
+        rc, out, err = module.run_command([params["birdc"], "-r", "-s", params["socket"], "show", "route", "table", table, "where", "source", "=", "RTS_BGP"])
+        if rc != 0:
+            module.fail_json(msg=f"birdc on {params['socket']} failed to show the routes of {table}: {(err or out).strip()}", rc=rc)
+        mine = {p["name"]: sessions[p["name"]] for p in protocols if p["proto"] == "BGP" and family(p) == version}
+        families[f"ipv{version}"] = {
+            "sessions": mine,
+            "established": [name for name, state in mine.items() if state == "Established"],
+            "not_established": [name for name, state in mine.items() if state != "Established"],
+            "routes": parse_routes(out),
+        }
     facts = {
         "protocols": protocols,
         "sessions": sessions,
@@ -143,6 +184,7 @@ def main():
         "not_established": [name for name, state in sessions.items() if state != "Established"],
         "tcp_md5": md5,
         "problems": problems(protocols, md5),
+        **families,
     }
     module.exit_json(changed=False, ansible_facts={"calico_bird": facts})
 

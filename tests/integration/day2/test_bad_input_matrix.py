@@ -233,6 +233,44 @@ CASES = [
         bgp(calico_ipam_result={**GOOD_IPAM, "nodes": {HOST: {**GOOD_IPAM["nodes"][HOST], "ipv6": "192.168.77.10"}}}),
         [f"nodes.{HOST}.ipv6", "192.168.77.10", "not an IPv6 address"],
     ),
+    # IPv6 BGP (Calico's bird6): an external peer's IPv6 address is an IPv6 session, checked as strictly as an IPv4 one
+    (
+        "bgp-peer-ipv6-garbage",
+        "calico_bgp role",
+        bgp(calico_bgp_peers=[{"address": "fd00:77::zz", "as": 65000}]),
+        ["calico_bgp_peers[0].address", "fd00:77::zz", "not an IPv6 address"],
+    ),
+    (
+        "bgp-peer-ipv6-link-local",
+        "calico_bgp role",
+        bgp(calico_bgp_peers=[{"address": "fe80::1", "as": 65000}]),
+        ["calico_bgp_peers[0].address", "fe80::1", "link-local"],
+    ),
+    (
+        "bgp-peer-ipv4-mapped",
+        "calico_bgp role",
+        bgp(calico_bgp_peers=[{"address": "::ffff:192.168.77.1", "as": 65000}]),
+        ["calico_bgp_peers[0].address", "::ffff:192.168.77.1", "IPv4-mapped", "192.168.77.1"],
+    ),
+    (
+        "bgp-node-peer-ipv6-without-node-ipv6",
+        "calico_bgp role",
+        bgp(calico_bgp_node_peers=[{"address": "2001:db8::2", "as": 65000}]),
+        ["calico_bgp_node_peers[0].address", "2001:db8::2", "no IPv6 address (calico_node_ipv6)"],
+    ),
+    (
+        "bgp-peer-ipv6-twice",
+        "calico_bgp role",
+        bgp(
+            calico_ipam_result={
+                **GOOD_IPAM,
+                "nodes": {HOST: {**GOOD_IPAM["nodes"][HOST], "ipv6": "fd00:77::10", "network_ipv6": "fd00:77::/64"}},
+                "pools_ipv6": {"v6": {**GOOD_IPAM["pools"]["p1"], "cidr": "fd00:10::/48", "block_size": 122}},
+            },
+            calico_bgp_peers=[{"address": "2001:db8::1", "as": 65000}, {"address": "2001:db8:0::1", "as": 65001}],
+        ),
+        ["calico_bgp_peers[1].address", "2001:db8::1", "already a peer"],
+    ),
     # a node name that is not a DNS-1123 subdomain never reaches bird.conf (it would be a protocol there)
     (
         "bgp-node-name",

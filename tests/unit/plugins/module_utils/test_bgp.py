@@ -314,6 +314,7 @@ def test_the_output_every_consumer_reads_is_pinned_key_for_key():
             "CALICO_PW_RR_192_168_100_10": {"var": "calico_bgp_mesh_password", "index": None},
             "CALICO_PW_GLOBAL_10_0_0_1": {"var": "calico_bgp_peers", "index": 0},
         },
+        "ipv6": None,  # no IPv6 address, no IPv6 pool: no IPv6 BGP (dual stack: ipv6_config)
     }
     assert json.dumps(node_config(THREE, "c", EVERYTHING)) == json.dumps(expected)
 

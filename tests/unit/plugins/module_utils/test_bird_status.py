@@ -115,3 +115,47 @@ def test_problems_without_md5_counters():
     assert "this end has a password, the peer none" in found[0]
     found = problems(parse_protocols(SHOW_PROTOCOLS_ALL), {"failure": 0, "not_found": 0, "unexpected": 0})
     assert "no TCP connection" in found[0]
+
+
+# Captured from BIRD 2.0.12 in tests/integration/dataplane/test_bgp_ipv6_netns.py (node a; c across the router),
+# with a second path to one net added as BIRD prints it (add paths: the net left out) and a multipath next hop.
+SHOW_ROUTE_MASTER6 = """BIRD 2.0.12 ready.
+Access restricted
+Table master6:
+::/0                 unicast [kernel6 05:45:46.414] * (10)
+\tvia fd00:100::1 on up0
+fd00:11::/122        blackhole [calico_blocks6 05:45:46.367] * (200)
+fd00:10::40/122      unicast [Mesh_fd00_100__101 05:45:48.100] * (100) [i]
+\tvia fd00:100::101 on up0
+                     unicast [RR_fd00_100__102 05:45:49.100] (100) [i]
+\tvia fd00:100::102 on up0
+fd00:10::80/122      unicast [Mesh_fd00_200__101 05:45:48.232 from fd00:200::101] * (100/?) [i]
+\tvia fd00:100::1 on up0 weight 1
+\tvia fd00:100::2 on up1 weight 1
+fd00:100::/64        unicast [direct6 05:45:46.414] * (240)
+\tdev up0
+"""
+
+
+def test_routes_of_show_route():
+    from ansible_collections.l3.calico.plugins.module_utils.bird_status import parse_routes
+
+    routes = parse_routes(SHOW_ROUTE_MASTER6)
+    assert list(routes) == ["::/0", "fd00:11::/122", "fd00:10::40/122", "fd00:10::80/122", "fd00:100::/64"]
+    assert routes["fd00:10::40/122"] == [
+        {"protocol": "Mesh_fd00_100__101", "type": "unicast", "primary": True, "via": ["fd00:100::101"], "dev": ["up0"]},
+        {"protocol": "RR_fd00_100__102", "type": "unicast", "primary": False, "via": ["fd00:100::102"], "dev": ["up0"]},
+    ]
+    assert routes["fd00:10::80/122"][0]["via"] == ["fd00:100::1", "fd00:100::2"] and routes["fd00:10::80/122"][0]["dev"] == ["up0", "up1"]
+    assert routes["fd00:11::/122"] == [{"protocol": "calico_blocks6", "type": "blackhole", "primary": True, "via": [], "dev": []}]
+    assert routes["fd00:100::/64"][0]["dev"] == ["up0"] and routes["fd00:100::/64"][0]["via"] == []
+    assert parse_routes("BIRD 2.0.12 ready.\nAccess restricted\nTable master4:\n") == {}
+
+
+def test_the_family_of_a_session_is_its_channel():
+    from ansible_collections.l3.calico.plugins.module_utils.bird_status import family
+
+    by_name = {p["name"]: p for p in parse_protocols(SHOW_PROTOCOLS_ALL)}
+    assert family(by_name["Mesh_192_168_100_12"]) == 4
+    assert family({"name": "Mesh_fd00__2", "channels": {"ipv6": {}}, "neighbor_address": "fd00::2"}) == 6
+    assert family({"name": "Global_2001_db8__1", "channels": {}, "neighbor_address": "2001:db8::1"}) == 6  # no channel shown
