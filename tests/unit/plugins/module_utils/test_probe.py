@@ -26,8 +26,15 @@ Mesh_192_168_200_101 BGP        ---        start  16:40:01.123  Active        So
 
 def test_bird_protocols_give_state_and_neighbour_of_each_bgp_session():
     assert probe.parse_bird_protocols(BIRDC) == [
-        {"name": "Mesh_192_168_100_101", "state": "up", "bgp_state": "Established", "neighbor": "192.168.100.101", "info": "Established"},
-        {"name": "Mesh_192_168_200_101", "state": "start", "bgp_state": "Active", "neighbor": "192.168.200.101", "info": "Active Socket: Connection refused"},
+        {"name": "Mesh_192_168_100_101", "state": "up", "bgp_state": "Established", "neighbor": "192.168.100.101", "info": "Established", "channels": ["ipv4"]},
+        {
+            "name": "Mesh_192_168_200_101",
+            "state": "start",
+            "bgp_state": "Active",
+            "neighbor": "192.168.200.101",
+            "info": "Active Socket: Connection refused",
+            "channels": [],
+        },
     ]
 
 
