@@ -262,6 +262,12 @@ def judge(
 
     if capture is not None:
         report["capture"] = judge_capture(judge_, result, capture, order, where, expect)
+        if dual:
+            first = len(judge_.findings)
+            before = judge_.checks
+            report["capture6"] = judge_capture(judge_, result, capture, report["workload_order6"], where, expect6, version=6)
+            checks6 += judge_.checks - before
+            _mark6(judge_, first)
 
     report["findings"] = judge_.findings
     report["summary"] = {
@@ -431,35 +437,43 @@ def judge_matrices(
         _mark6(judge_, first)
 
 
-def judge_capture(judge_: Judge, ipam, flows: list, order: list, where: dict, expect: Verdicts = allow_all) -> list:
+def judge_capture(judge_: Judge, ipam, flows: list, order: list, where: dict, expect: Verdicts | None = allow_all, version: int = 4) -> list:
     """Echo requests between workloads on different hosts, as seen on the router: encapsulated as the
     destination's pool says (``Pool.encapsulation``), between the two hosts' addresses. A pair whose
     echo the policy denies is not expected on the wire (denied on the way out) or is (denied on the
-    way in): neither is judged."""
+    way in): neither is judged. ``version`` 6: the IPv6 echo requests between the workloads' ``ipv6``
+    addresses, by their IPv6 pool, between the hosts' IPv6 addresses; with ``expect`` None (no IPv6
+    verdicts) a pair seen must be carried right, one not seen is no finding."""
     result = IpamResult.of(ipam)
     nodes = result.nodes
+    six = version == 6
+    key, pool_key = ("ipv6", "pool_ipv6") if six else ("ip", "pool")
+    spell = _spell6 if six else str
     seen: dict = {}
     for flow in flows:
-        if flow.get("icmp") == "echo-request":
-            seen.setdefault((flow["inner_src"], flow["inner_dst"]), []).append(flow)
+        if flow.get("icmp") == "echo-request" and (":" in flow["inner_src"]) == six:
+            seen.setdefault((spell(flow["inner_src"]), spell(flow["inner_dst"])), []).append(flow)
+    pools = result.pools6 if six else result.pools
     rows = []
     for src_id in order:
         src_node, src = where[src_id]
         for dst_id in order:
             dst_node, dst = where[dst_id]
-            if src_node == dst_node or not expect(src_id, dst_id, "icmp"):
+            if src_node == dst_node or src.get(key) is None or dst.get(key) is None or (expect is not None and not expect(src_id, dst_id, "icmp")):
                 continue
-            pool = result.pools.get(dst.get("pool"))
+            pool = pools.get(dst.get(pool_key))
             encap = pool.encapsulation(nodes[src_node], nodes[dst_node]) if pool is not None else NONE
             if encap == NONE:
-                outer = (src["ip"], dst["ip"])
+                outer = (spell(src[key]), spell(dst[key]))
             else:
-                outer = (nodes[src_node].ip, nodes[dst_node].ip)
-            got = seen.get((src["ip"], dst["ip"]), [])
+                outer = (nodes[src_node].ipv6, nodes[dst_node].ipv6) if six else (nodes[src_node].ip, nodes[dst_node].ip)
+                outer = (spell(outer[0]), spell(outer[1]))
+            got = seen.get((spell(src[key]), spell(dst[key])), [])
             found = sorted({f"{f['encap'].split(':')[0]} {f['outer_src']} > {f['outer_dst']}" for f in got})
-            ok = bool(got) and all(f["encap"].split(":")[0] == encap and (f["outer_src"], f["outer_dst"]) == outer for f in got)
+            ok = bool(got) and all(f["encap"].split(":")[0] == encap and (spell(f["outer_src"]), spell(f["outer_dst"])) == outer for f in got)
             expected = f"{encap} {outer[0]} > {outer[1]}"
-            judge_.check(ok, "router", f"capture {src_id} ({src['ip']}) > {dst_id} ({dst['ip']})", expected, ", ".join(found) or "not seen")
+            if expect is not None or got:
+                judge_.check(ok, "router", f"capture {src_id} ({src[key]}) > {dst_id} ({dst[key]})", expected, ", ".join(found) or "not seen")
             rows.append(
                 {
                     "src": src_id,
@@ -469,7 +483,11 @@ def judge_capture(judge_: Judge, ipam, flows: list, order: list, where: dict, ex
                     "expected": expected,
                     "found": ", ".join(found) or "not seen",
                     "encap": encap,
-                    "ok": ok,
+                    "ok": ok if expect is not None or got else None,
                 }
             )
     return rows
+
+
+def _spell6(address: str) -> str:
+    return ipaddress.ip_address(address).compressed

@@ -50,12 +50,17 @@ def tunnels(report: dict) -> dict:
                     if row["ok"] and f"({encap})" in row["kind"]:
                         other = row["kind"].split(" of ")[1].split(" ")[0]
                         pairs.setdefault(tuple(sorted((name, other))), set()).add(encap)
-    # IPv6: the capture decodes IPv4 outer headers only; the IPv6 routes say where vxlan-v6.calico carries traffic.
-    for name, rows in report.get("routes6", {}).items():
-        for row in rows:
-            if row["ok"] and "(vxlan)" in row["kind"]:
-                other = row["kind"].split(" of ")[1].split(" ")[0]
-                pairs.setdefault(tuple(sorted((name, other))), set()).add("vxlan6")
+    # IPv6: VXLAN over IPv6 where the router saw it (else where the IPv6 routes go through vxlan-v6.calico).
+    if report.get("capture6"):
+        for row in report["capture6"]:
+            if row["encap"] == "vxlan" and row["ok"]:
+                pairs.setdefault(tuple(sorted((row["src_node"], row["dst_node"]))), set()).add("vxlan6")
+    else:
+        for name, rows in report.get("routes6", {}).items():
+            for row in rows:
+                if row["ok"] and "(vxlan)" in row["kind"]:
+                    other = row["kind"].split(" of ")[1].split(" ")[0]
+                    pairs.setdefault(tuple(sorted((name, other))), set()).add("vxlan6")
     return pairs
 
 
@@ -66,6 +71,8 @@ def dot(report: dict) -> str:
     subnets: dict = {}
     for name, node in sorted(nodes.items()):
         subnets.setdefault(node.get("network") or "underlay", []).append(name)
+    # A dual-stack underlay: each subnet's IPv6 side beside it.
+    nets6 = {node.get("network") or "underlay": node["network6"] for node in nodes.values() if node.get("network6")}
     out = [
         "graph lab {",
         '  graph [rankdir=TB, fontname="Helvetica", fontsize=11, newrank=true, nodesep=0.35, ranksep=0.6, forcelabels=true];',
@@ -74,14 +81,15 @@ def dot(report: dict) -> str:
     ]
     lab = report.get("capture") is not None
     if lab:
-        gws = "<br/>".join(q(s) for s in sorted(subnets))
+        gws = "<br/>".join(q(s) + (f" {q(nets6[s])}" if s in nets6 else "") for s in sorted(subnets))
         out.append(
             f'  router [shape=box, style="rounded,filled", fillcolor="#f1f3f5", '
             f'label=<<b>router</b><br/><font point-size="8">l3lab-router, forwarding<br/>{gws}</font>>];'
         )
     for idx, (subnet, members) in enumerate(sorted(subnets.items())):
         out.append(f"  subgraph cluster_{idx} {{")
-        out.append(f'    label=<<b>subnet {q(subnet)}</b>>; style="rounded,dashed"; color="#868e96";')
+        six = f" · {q(nets6[subnet])}" if subnet in nets6 else ""
+        out.append(f'    label=<<b>subnet {q(subnet)}{six}</b>>; style="rounded,dashed"; color="#868e96";')
         for name in members:
             node = nodes[name]
             blocks = "".join(f'<tr><td align="left" bgcolor="{colour.get(b.get("pool"), "#ffffff")}">block {q(b["cidr"])}</td></tr>' for b in node["blocks"])
@@ -205,14 +213,17 @@ def page(report: dict, svg: str) -> str:
             )
         ipv6_summary = "<br/>" + html.escape(summary6(s))
     capture = ""
-    if report.get("capture") is not None:
-        capture = (
-            "<h2>What the router saw (echo requests between hosts)</h2><table><tr><th>from</th><th>to</th><th>expected</th><th>found</th></tr>"
+    for key, title in (("capture", "What the router saw (echo requests between hosts)"), ("capture6", "What the router saw over IPv6")):
+        if report.get(key) is None:
+            continue
+        capture += (
+            f"<h2>{title}</h2><table><tr><th>from</th><th>to</th><th>expected</th><th>found</th></tr>"
             + "".join(
                 f"<tr><td>{html.escape(r['src'])} <small>{html.escape(r['src_node'])}</small></td>"
                 f"<td>{html.escape(r['dst'])} <small>{html.escape(r['dst_node'])}</small></td>"
-                f'<td>{html.escape(r["expected"])}</td><td class="{"ok" if r["ok"] else "bad"}">{html.escape(r["found"])}</td></tr>'
-                for r in report["capture"]
+                f'<td>{html.escape(r["expected"])}</td><td class="{"unjudged" if r["ok"] is None else "ok" if r["ok"] else "bad"}">'
+                f"{html.escape(r['found'])}</td></tr>"
+                for r in report[key]
             )
             + "</table>"
         )

@@ -158,3 +158,35 @@ def test_the_filter_judges_ipv6_by_its_own_verdicts_or_not_at_all_under_ipv4_onl
     six = {"default.web-2": {"default.web-1": {"icmp": False}}}
     report = verify_report(probes, ipam, expected=four, expected_ipv6=six)
     assert report["findings"] == [] and report["summary"]["ipv6_judged"] is True
+
+
+def test_the_router_capture_is_judged_per_family():
+    ipam, probes, capture = healthy_dual_stack()
+    report = verify.judge(ipam, probes, capture=capture)
+    assert report["findings"] == []
+    assert len(report["capture"]) == len(report["capture6"]) == 9 * 6
+    rows = {(r["src"], r["dst"]): r for r in report["capture6"]}
+    assert rows[("default.web-1", "default.web-3")]["expected"] == "none fd00:17::1 > fd00:17::41"  # same IPv6 subnet
+    assert rows[("default.web-1", "default.web-5")]["expected"] == "vxlan fd00:100::100 > fd00:200::101"  # CrossSubnet
+    # Plain IPv6 between the subnets (no vxlan-v6.calico) is a finding of the IPv6 family; IPv4 is untouched.
+    for flow in capture:
+        if flow["inner_src"] == "fd00:17::1" and flow["inner_dst"] == "fd00:17::81":
+            flow.update(encap="none", outer_src="fd00:17::1", outer_dst="fd00:17::81")
+    [finding] = verify.judge(ipam, probes, capture=capture)["findings"]
+    assert (finding["host"], finding["check"], finding["found"], finding["family"]) == (
+        "router",
+        "capture default.web-1 (fd00:17::1) > default.web-5 (fd00:17::81)",
+        "none fd00:17::1 > fd00:17::81",
+        6,
+    )
+
+
+def test_without_ipv6_verdicts_a_pair_not_seen_is_no_finding_but_one_carried_wrong_is():
+    ipam, probes, capture = healthy_dual_stack()
+    capture = [f for f in capture if f["inner_src"] != "fd00:17::1"]  # web-1's echoes never left (denied?)
+    report = verify.judge(ipam, probes, capture=capture, expect6=None)
+    assert report["findings"] == []
+    assert {r["ok"] for r in report["capture6"] if r["src"] == "default.web-1"} == {None}
+    capture.append(dict(encap="none", outer_src="fd00:17::1", outer_dst="fd00:17::81", inner_src="fd00:17::1", inner_dst="fd00:17::81", icmp="echo-request"))
+    [finding] = verify.judge(ipam, probes, capture=capture, expect6=None)["findings"]
+    assert finding["expected"] == "vxlan fd00:100::100 > fd00:200::101"

@@ -207,4 +207,31 @@ def healthy_probe6(ipam: dict, name: str, bgp6: bool = False) -> dict:
 
 def healthy_dual_stack(bgp6: bool = False) -> tuple:
     ipam = dual_stack_result()
-    return ipam, {n: healthy_probe6(ipam, n, bgp6) for n in ipam["nodes"]}, healthy_capture(ipam)
+    return ipam, {n: healthy_probe6(ipam, n, bgp6) for n in ipam["nodes"]}, healthy_capture(ipam) + healthy_capture6(ipam)
+
+
+def healthy_capture6(ipam: dict) -> list:
+    """IPv6 echo requests as the router sees them when every pair is carried right (VXLAN over IPv6
+    between the subnets, plain inside one)."""
+    nodes, result = ipam["nodes"], IpamResult.from_dict(ipam)
+    flows = []
+    for sname, snode in nodes.items():
+        for dname, dnode in nodes.items():
+            if sname == dname:
+                continue
+            for src in snode["workloads"]:
+                for dst in dnode["workloads"]:
+                    encap = result.pools6[dst["pool_ipv6"]].encapsulation(result.nodes[sname], result.nodes[dname])
+                    outer = (src["ipv6"], dst["ipv6"]) if encap == "none" else (snode["ipv6"], dnode["ipv6"])
+                    flows.append(
+                        {
+                            "encap": "vxlan:4096" if encap == "vxlan" else encap,
+                            "outer_src": outer[0],
+                            "outer_dst": outer[1],
+                            "inner_src": src["ipv6"],
+                            "inner_dst": dst["ipv6"],
+                            "icmp": "echo-request",
+                            "packets": 2,
+                        }
+                    )
+    return flows
