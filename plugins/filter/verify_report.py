@@ -52,6 +52,12 @@ options:
         (each pair must be tried) but not judged; omitted without O(expected) too - no network policy - every
         IPv6 pair must reach.
     type: dict
+  ipv6:
+    description:
+      - Judge the IPv6 side of dual-stack nodes (the probes were given C(node_ip6)); V(false) - the IPv4 side only
+        (role P(l3.calico.calico_verify#role)'s C(calico_verify_ipv6)).
+    type: bool
+    default: true
 author:
   - l3.calico maintainers (!UNKNOWN)
 """
@@ -75,7 +81,7 @@ from ansible_collections.l3.calico.plugins.module_utils import verify
 from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResultError
 
 
-def verify_report(probes, ipam, capture=None, peers=None, expected=None, expected_ipv6=None):
+def verify_report(probes, ipam, capture=None, peers=None, expected=None, expected_ipv6=None, ipv6=True):
     """See DOCUMENTATION."""
     if not isinstance(probes, dict):
         raise AnsibleFilterError(f"verify_report: input must be a mapping of node name to probe result, got {type(probes).__name__}")
@@ -95,7 +101,7 @@ def verify_report(probes, ipam, capture=None, peers=None, expected=None, expecte
     else:
         expect6 = None if expected is not None else verify.allow_all
     try:
-        return verify.judge(ipam, probes, capture=capture, peers=peers, expect=verify.expect_from(expected or {}), expect6=expect6)
+        return verify.judge(ipam, probes, capture=capture, peers=peers, expect=verify.expect_from(expected or {}), expect6=expect6, ipv6=bool(ipv6))
     except (IpamResultError, ValueError) as exc:
         raise AnsibleFilterError(f"verify_report: {exc}") from None
 

@@ -159,20 +159,22 @@ def judge(
     expect: Verdicts = allow_all,
     expect6: Verdicts | None = allow_all,
     peers6: dict | None = None,
+    ipv6: bool = True,
 ) -> dict:
     """The verify report: findings, counts, and what the lab report draws. ``ipam``: the result's dict
     (its model is built once here, for the routes and the capture). ``expect(src id, dst id, kind)``
     says whether the network policy lets ``kind`` (``icmp``: an echo request, ``tcp``: a connection to
     the probe's port) from one workload reach the other and be answered; ``expect6`` the same over
     IPv6 (None: no IPv6 verdicts known - the IPv6 matrices are reported, not judged). ``peers6``: per
-    node, the IPv6 addresses of its IPv6 sessions (default: the probe's ``bgp_expected6``)."""
+    node, the IPv6 addresses of its IPv6 sessions (default: the probe's ``bgp_expected6``). ``ipv6`` False:
+    the IPv4 side only, as if the result had no IPv6 (the probes were not asked for theirs)."""
     result = IpamResult.of(ipam)
     nodes = ipam["nodes"]
     judge_ = Judge()
     order = [wl["id"] for name in sorted(nodes) for wl in nodes[name].get("workloads", [])]
     where = {wl["id"]: (name, wl) for name in nodes for wl in nodes[name].get("workloads", [])}
     report: dict = {"nodes": {}, "sessions": [], "routes": {}, "pings": {}, "tcp": {}, "workload_order": order, "capture": None}
-    dual = bool(result.pools6) or any(n.get("ipv6") is not None for n in nodes.values())
+    dual = ipv6 and (bool(result.pools6) or any(n.get("ipv6") is not None for n in nodes.values()))
     checks6 = 0
     if dual:
         order6 = [w for w in order if where[w][1].get("ipv6") is not None]

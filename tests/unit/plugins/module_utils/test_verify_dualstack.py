@@ -190,3 +190,13 @@ def test_without_ipv6_verdicts_a_pair_not_seen_is_no_finding_but_one_carried_wro
     capture.append(dict(encap="none", outer_src="fd00:17::1", outer_dst="fd00:17::81", inner_src="fd00:17::1", inner_dst="fd00:17::81", icmp="echo-request"))
     [finding] = verify.judge(ipam, probes, capture=capture, expect6=None)["findings"]
     assert finding["expected"] == "vxlan fd00:100::100 > fd00:200::101"
+
+
+def test_ipv4_only_judgement_of_a_dual_stack_result_when_ipv6_is_not_probed():
+    ipam, probes, capture = healthy_dual_stack()
+    for probe in probes.values():
+        for key in ("node_ip6", "underlay_device6", "routes6", "pings6"):
+            del probe[key]
+    report = verify_report(probes, ipam, capture=capture, ipv6=False)
+    assert report["findings"] == [] and "checks6" not in report["summary"] and "pings6" not in report
+    assert report["summary"] == verify.judge(*healthy()[:2], capture=healthy()[2])["summary"]
