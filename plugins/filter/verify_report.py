@@ -71,7 +71,10 @@ EXAMPLES = r"""
 RETURN = r"""
 _value:
   description: The report - C(findings), C(summary), C(nodes), C(sessions), C(routes), C(pings),
-    C(workload_order) and C(capture) (null without a capture).
+    C(workload_order) and C(capture) (null without a capture); with dual-stack nodes also C(sessions6),
+    C(routes6), C(pings6), C(tcp6), C(workload_order6), C(capture6), C(ipv6_judged), C(bgp_ipv6) (the
+    nodes whose BIRD carries IPv6), the summary's IPv6 counts (C(checks6), C(failed6), C(pings6), C(tcp6),
+    C(sessions6_established), ...), and C(family=6) on each IPv6 finding.
   type: dict
 """
 

@@ -37,7 +37,8 @@ options:
     elements: dict
     default: []
   targets:
-    description: Every workload to ping from each local workload (C(id) and C(ip) are read).
+    description: Every workload to ping from each local workload (C(id), C(ip) and, with O(node_ip6), C(ipv6) are read; a
+      workload without an address of a family is left out of that family's matrices).
     type: list
     elements: dict
     default: []
