@@ -43,6 +43,21 @@ options:
         pair or a kind not listed is expected to pass. From M(l3.calico.policy_plan)'s O(l3.calico.policy_plan#module:matrix);
         omitted without network policy (every pair must reach).
     type: dict
+  expected_ipv6:
+    description:
+      - The same verdicts over IPv6, for the ping and TCP matrices between the workloads' IPv6 addresses of
+        dual-stack nodes (Calico filters each family by the rules of its own, e.g. C(protocol ICMP) matches
+        no ICMPv6, so the IPv4 verdicts are not reused).
+      - Omitted with O(expected) given - network policy without IPv6 verdicts - the IPv6 matrices are reported
+        (each pair must be tried) but not judged; omitted without O(expected) too - no network policy - every
+        IPv6 pair must reach.
+    type: dict
+  ipv6:
+    description:
+      - Judge the IPv6 side of dual-stack nodes (the probes were given C(node_ip6)); V(false) - the IPv4 side only
+        (role P(l3.calico.calico_verify#role)'s C(calico_verify_ipv6)).
+    type: bool
+    default: true
 author:
   - l3.calico maintainers (!UNKNOWN)
 """
@@ -56,7 +71,10 @@ EXAMPLES = r"""
 RETURN = r"""
 _value:
   description: The report - C(findings), C(summary), C(nodes), C(sessions), C(routes), C(pings),
-    C(workload_order) and C(capture) (null without a capture).
+    C(workload_order) and C(capture) (null without a capture); with dual-stack nodes also C(sessions6),
+    C(routes6), C(pings6), C(tcp6), C(workload_order6), C(capture6), C(ipv6_judged), C(bgp_ipv6) (the
+    nodes whose BIRD carries IPv6), the summary's IPv6 counts (C(checks6), C(failed6), C(pings6), C(tcp6),
+    C(sessions6_established), ...), and C(family=6) on each IPv6 finding.
   type: dict
 """
 
@@ -66,7 +84,7 @@ from ansible_collections.l3.calico.plugins.module_utils import verify
 from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResultError
 
 
-def verify_report(probes, ipam, capture=None, peers=None, expected=None):
+def verify_report(probes, ipam, capture=None, peers=None, expected=None, expected_ipv6=None, ipv6=True):
     """See DOCUMENTATION."""
     if not isinstance(probes, dict):
         raise AnsibleFilterError(f"verify_report: input must be a mapping of node name to probe result, got {type(probes).__name__}")
@@ -79,8 +97,14 @@ def verify_report(probes, ipam, capture=None, peers=None, expected=None):
         raise AnsibleFilterError(f"verify_report: probed hosts {missing} are not nodes of the IPAM result")
     if expected is not None and not isinstance(expected, dict):
         raise AnsibleFilterError(f"verify_report: expected must be a mapping of source workload to destinations, got {type(expected).__name__}")
+    if expected_ipv6 is not None and not isinstance(expected_ipv6, dict):
+        raise AnsibleFilterError(f"verify_report: expected_ipv6 must be a mapping of source workload to destinations, got {type(expected_ipv6).__name__}")
+    if expected_ipv6 is not None:
+        expect6 = verify.expect_from(expected_ipv6)
+    else:
+        expect6 = None if expected is not None else verify.allow_all
     try:
-        return verify.judge(ipam, probes, capture=capture, peers=peers, expect=verify.expect_from(expected or {}))
+        return verify.judge(ipam, probes, capture=capture, peers=peers, expect=verify.expect_from(expected or {}), expect6=expect6, ipv6=bool(ipv6))
     except (IpamResultError, ValueError) as exc:
         raise AnsibleFilterError(f"verify_report: {exc}") from None
 

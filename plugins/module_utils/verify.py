@@ -23,10 +23,22 @@ Expectations follow Calico:
 - Every workload answers a ping from every other workload.
 - On the router, an echo request between workloads on different hosts travels as its
   destination's pool says, between the two hosts' addresses.
+
+Dual stack (a node with ``ipv6``, probed with ``node_ip6``): the same per family, judged apart and
+reported apart (``sessions6``, ``routes6``, ``pings6``, ``tcp6``; the IPv4 keys and figures are what
+they always were). IPv6: each workload's ``IP/128``, a default route via the host veth's link-local
+address (``naming.GATEWAY6``, Calico's CNI) and that neighbour at ee:ee:ee:ee:ee:ee, IPv6 forwarding
+as IPv4's; the routes ``expected_routes(version=6)`` says - those BIRD programs (own-block
+blackholes, unencapsulated remote blocks) only on nodes whose BIRD carries IPv6 (an IPv6 neighbour
+expected, or a BGP protocol with an ``ipv6`` channel), VXLAN's (``vxlan-v6.calico``) always; the
+IPv6 sessions are the probe's ``bgp_expected6`` (or ``peers6``). The IPv6 matrices are judged by
+their own verdicts (``expect6``); without any (None: the network policy has no IPv6 verdicts yet)
+they are reported, each pair tried, but not judged.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
@@ -66,7 +78,19 @@ def describe(route: dict | None) -> str:
 
 
 def normalise_dst(dst: str) -> str:
-    return dst if dst == "default" or "/" in dst else f"{dst}/32"
+    if dst == "default":
+        return dst
+    if ":" in dst:  # IPv6: one spelling of each prefix (the IPAM result's and ip's may differ)
+        return ipaddress.ip_network(dst if "/" in dst else f"{dst}/128", strict=False).compressed
+    return dst if "/" in dst else f"{dst}/32"
+
+
+def normalise_route(route: dict) -> dict:
+    """A route as ``ip -json`` showed it, its destination (and an IPv6 gateway) in one spelling."""
+    route = dict(route, dst=normalise_dst(route["dst"]))
+    if ":" in route.get("gateway", ""):
+        route["gateway"] = ipaddress.ip_address(route["gateway"]).compressed
+    return route
 
 
 def route_matches(expected: dict, found: dict) -> bool:
@@ -87,19 +111,21 @@ class Judge:
         return ok
 
 
-def expected_routes(name: str, ipam, underlay: str, veth_prefix: str = naming.VETH_PREFIX) -> list:
-    """(kind, expected route) for every route the node ``name`` must have, as ``ip -json route`` would
-    show it (``IpamResult.expected_routes``; ``ipam``: the result's dict or its model). Keys left None
-    are not compared: the device of a route via a router, the protocol of the data plane's routes."""
+def expected_routes(name: str, ipam, underlay: str, veth_prefix: str = naming.VETH_PREFIX, version: int = 4, bgp_nodes=None) -> list:
+    """(kind, expected route) for every route of the family ``version`` the node ``name`` must have, as
+    ``ip -json route`` would show it (``IpamResult.expected_routes``; ``ipam``: the result's dict or its
+    model; ``bgp_nodes``: the nodes whose BIRD programs routes of that family, default all). Keys left
+    None are not compared: the device of a route via a router, the protocol of the data plane's routes."""
     out = []
-    for want in IpamResult.of(ipam).expected_routes(name, veth_prefix=veth_prefix):
-        dst = str(want.dst)
+    for want in IpamResult.of(ipam).expected_routes(name, bgp_nodes=bgp_nodes, veth_prefix=veth_prefix, version=version):
+        dst = normalise_dst(str(want.dst)) if version == 6 else str(want.dst)
         if want.kind == OWN_BLOCK:
             out.append(("own block", {"dst": dst, "type": "blackhole"}))
         elif want.kind == WORKLOAD:
             out.append(("workload", {"dst": dst, "type": "unicast", "dev": want.dev, "gateway": "", "scope": "link"}))
         else:
-            route = {"gateway": want.gateway, "dev": want.dev or (underlay or None if want.gateway else None)}
+            gateway = ipaddress.ip_address(want.gateway).compressed if version == 6 and want.gateway else want.gateway
+            route = {"gateway": gateway, "dev": want.dev or (underlay or None if want.gateway else None)}
             if want.onlink:
                 route["onlink"] = True
             route.update({"dst": dst, "type": "unicast", "protocol": "bird" if want.by == BY_BIRD else None})
@@ -125,17 +151,36 @@ def expect_from(expected: dict) -> Verdicts:
     return expect
 
 
-def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | None = None, expect: Verdicts = allow_all) -> dict:
+def judge(
+    ipam: dict,
+    probes: dict,
+    capture: list | None = None,
+    peers: dict | None = None,
+    expect: Verdicts = allow_all,
+    expect6: Verdicts | None = allow_all,
+    peers6: dict | None = None,
+    ipv6: bool = True,
+) -> dict:
     """The verify report: findings, counts, and what the lab report draws. ``ipam``: the result's dict
     (its model is built once here, for the routes and the capture). ``expect(src id, dst id, kind)``
     says whether the network policy lets ``kind`` (``icmp``: an echo request, ``tcp``: a connection to
-    the probe's port) from one workload reach the other and be answered."""
+    the probe's port) from one workload reach the other and be answered; ``expect6`` the same over
+    IPv6 (None: no IPv6 verdicts known - the IPv6 matrices are reported, not judged). ``peers6``: per
+    node, the IPv6 addresses of its IPv6 sessions (default: the probe's ``bgp_expected6``). ``ipv6`` False:
+    the IPv4 side only, as if the result had no IPv6 (the probes were not asked for theirs)."""
     result = IpamResult.of(ipam)
     nodes = ipam["nodes"]
     judge_ = Judge()
     order = [wl["id"] for name in sorted(nodes) for wl in nodes[name].get("workloads", [])]
     where = {wl["id"]: (name, wl) for name in nodes for wl in nodes[name].get("workloads", [])}
     report: dict = {"nodes": {}, "sessions": [], "routes": {}, "pings": {}, "tcp": {}, "workload_order": order, "capture": None}
+    dual = ipv6 and (bool(result.pools6) or any(n.get("ipv6") is not None for n in nodes.values()))
+    checks6 = 0
+    if dual:
+        order6 = [w for w in order if where[w][1].get("ipv6") is not None]
+        report.update({"sessions6": [], "routes6": {}, "pings6": {}, "tcp6": {}, "workload_order6": order6, "ipv6_judged": expect6 is not None})
+        speakers6 = [name for name in nodes if bird_carries_ipv6(probes.get(name))]
+        report["bgp_ipv6"] = sorted(speakers6)
 
     for name in sorted(nodes):
         node = nodes[name]
@@ -157,7 +202,8 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
         # BGP sessions.
         mesh = [nodes[o]["ip"] for o in sorted(nodes) if o != name]
         want = peers[name] if peers and name in peers else probe.get("bgp_expected", mesh)
-        if not judge_.check(not probe.get("bird_error"), name, "BIRD answers", "birdc show protocols", probe.get("bird_error", "")):
+        bird_ok = judge_.check(not probe.get("bird_error"), name, "BIRD answers", "birdc show protocols", probe.get("bird_error", ""))
+        if not bird_ok:
             want = []
         by_neighbor = {p["neighbor"]: p for p in probe.get("bgp", [])}
         for addr in want or []:
@@ -168,18 +214,7 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
             report["sessions"].append({"node": name, "peer": peer_name, "neighbor": addr, "state": state, "protocol": proto["name"] if proto else ""})
 
         # Routes on the host.
-        table: dict = {}
-        for route in probe.get("routes", []):
-            route = dict(route, dst=normalise_dst(route["dst"]))
-            table.setdefault(route["dst"], []).append(route)
-        rows = []
-        for kind, exp in expected_routes(name, result, underlay, probe.get("veth_prefix", naming.VETH_PREFIX)):
-            found = table.get(exp["dst"], [])
-            ok = any(route_matches(exp, f) for f in found)
-            found_text = "; ".join(describe(f) for f in found) or "no route"
-            judge_.check(ok, name, f"route to {kind} {exp['dst']}", describe(exp), found_text)
-            rows.append({"kind": kind, "expected": describe(exp), "found": found_text, "ok": ok})
-        report["routes"][name] = rows
+        report["routes"][name] = judge_routes(judge_, name, result, probe.get("routes", []), underlay, probe.get("veth_prefix", naming.VETH_PREFIX))
 
         # Workloads, inside their namespaces.
         for wl in node.get("workloads", []):
@@ -219,74 +254,228 @@ def judge(ipam: dict, probes: dict, capture: list | None = None, peers: dict | N
         if probe.get("tcp_port"):
             report["tcp_port"] = probe["tcp_port"]
         # Pings and TCP connections from this node's workloads, each as the policy says.
-        for kind, matrix, tried, reached, refused in (
-            ("icmp", probe.get("pings", {}), "ping", "a reply", "no reply"),
-            ("tcp", probe.get("tcp"), "TCP to", "a connection", "no connection"),
-        ):
-            if matrix is None:  # no TCP matrix asked of this probe
-                continue
-            for wl in node.get("workloads", []):
-                row = matrix.get(wl["id"], {})
-                for dst in order:
-                    if dst == wl["id"]:
-                        continue
-                    cell = row.get(dst)
-                    ok = bool(cell and cell.get("ok"))
-                    want = expect(wl["id"], dst, kind)
-                    wanted = reached if want else f"{refused} (denied by policy)"
-                    found = "not tried" if cell is None else reached if ok else f"{refused} ({cell['outcome']})" if cell.get("outcome") else refused
-                    judge_.check(ok == want, f"{name} workload {wl['id']}", f"{tried} {dst} ({where[dst][1]['ip']})", wanted, found)
-                    # Only the verdicts: the report stays the same from run to run while the network does.
-                    report["pings" if kind == "icmp" else "tcp"].setdefault(wl["id"], {})[dst] = {"ok": ok, "expected": want}
+        judge_matrices(judge_, report, name, node.get("workloads", []), probe, order, where, expect, 4)
+
+        if dual:
+            before = judge_.checks
+            if judge_node6(judge_, report, name, node, probe, result, speakers6, peers6, nodes):
+                judge_matrices(judge_, report, name, node.get("workloads", []), probe, report["workload_order6"], where, expect6, 6)
+            checks6 += judge_.checks - before
 
     if capture is not None:
         report["capture"] = judge_capture(judge_, result, capture, order, where, expect)
+        if dual:
+            first = len(judge_.findings)
+            before = judge_.checks
+            report["capture6"] = judge_capture(judge_, result, capture, report["workload_order6"], where, expect6, version=6)
+            checks6 += judge_.checks - before
+            _mark6(judge_, first)
 
     report["findings"] = judge_.findings
     report["summary"] = {
         "checks": judge_.checks,
         "failed": len(judge_.findings),
-        "pings": sum(1 for r in report["pings"].values() for c in r.values() if c["ok"]),
-        "pings_total": sum(len(r) for r in report["pings"].values()),
-        "pings_expected": sum(1 for r in report["pings"].values() for c in r.values() if c["ok"] == c["expected"]),
-        "tcp": sum(1 for r in report["tcp"].values() for c in r.values() if c["ok"]),
-        "tcp_total": sum(len(r) for r in report["tcp"].values()),
-        "tcp_expected": sum(1 for r in report["tcp"].values() for c in r.values() if c["ok"] == c["expected"]),
+        **matrix_summary(report, "pings", "tcp", ""),
         "sessions_established": sum(1 for s in report["sessions"] if s["state"] == "Established"),
         "sessions_total": len(report["sessions"]),
     }
+    if dual:
+        report["summary"].update(
+            {
+                "checks6": checks6,
+                "failed6": sum(1 for f in judge_.findings if f.get("family") == 6),
+                **matrix_summary(report, "pings6", "tcp6", "6"),
+                "sessions6_established": sum(1 for s in report["sessions6"] if s["state"] == "Established"),
+                "sessions6_total": len(report["sessions6"]),
+                "ipv6_judged": expect6 is not None,
+            }
+        )
     return report
 
 
-def judge_capture(judge_: Judge, ipam, flows: list, order: list, where: dict, expect: Verdicts = allow_all) -> list:
+def matrix_summary(report: dict, pings: str, tcp: str, suffix: str) -> dict:
+    """The counts of one family's matrices: reached, tried, as expected (a pair not judged - expected
+    None - is never as expected)."""
+    out = {}
+    for key, label in ((pings, "pings"), (tcp, "tcp")):
+        cells = [c for row in report[key].values() for c in row.values()]
+        out[f"{label}{suffix}"] = sum(1 for c in cells if c["ok"])
+        out[f"{label}{suffix}_total"] = len(cells)
+        out[f"{label}{suffix}_expected"] = sum(1 for c in cells if c["ok"] == c["expected"])
+    return out
+
+
+def bird_carries_ipv6(probe: dict | None) -> bool:
+    """Whether this node's BIRD is to carry IPv6 routes: IPv6 sessions are expected of it, or one of its
+    BGP protocols has an ``ipv6`` channel (one session carrying both families)."""
+    if not probe:
+        return False
+    return bool(probe.get("bgp_expected6")) or any("ipv6" in p.get("channels", []) for p in probe.get("bgp", []))
+
+
+def judge_routes(judge_: Judge, name: str, result: IpamResult, routes: list, underlay: str, veth_prefix: str, version: int = 4, bgp_nodes=None) -> list:
+    """Every route ``expected_routes`` says of the family, found in the node's table or a finding; the rows the report shows."""
+    table: dict = {}
+    for route in routes:
+        route = normalise_route(route) if version == 6 else dict(route, dst=normalise_dst(route["dst"]))
+        table.setdefault(route["dst"], []).append(route)
+    rows = []
+    six = " (IPv6)" if version == 6 else ""
+    for kind, exp in expected_routes(name, result, underlay, veth_prefix, version=version, bgp_nodes=bgp_nodes):
+        found = table.get(exp["dst"], [])
+        ok = any(route_matches(exp, f) for f in found)
+        found_text = "; ".join(describe(f) for f in found) or "no route"
+        judge_.check(ok, name, f"route to {kind} {exp['dst']}{six}", describe(exp), found_text)
+        rows.append({"kind": kind, "expected": describe(exp), "found": found_text, "ok": ok})
+    return rows
+
+
+def judge_node6(judge_: Judge, report: dict, name: str, node: dict, probe: dict, result: IpamResult, speakers6: list, peers6: dict | None, nodes: dict) -> bool:
+    """A dual-stack node's IPv6 side: underlay, IPv6 sessions, IPv6 routes, each workload's IPv6 plumbing.
+    False when there is none to judge (a node without an IPv6 address; one not probed over IPv6: one finding)."""
+    first = len(judge_.findings)
+    ip6 = node.get("ipv6")
+    report["nodes"][name].update(
+        {
+            "ip6": ip6,
+            "network6": node.get("network_ipv6"),
+            "underlay_device6": probe.get("underlay_device6", ""),
+            "blocks6": node.get("blocks_ipv6", []),
+            "workloads6": [{"id": w["id"], "ip6": w.get("ipv6"), "pool6": w.get("pool_ipv6")} for w in node.get("workloads", [])],
+        }
+    )
+    if ip6 is None:
+        return False  # a node without calico_node_ipv6: nothing IPv6 is due (no routes, no tunnel, no workload address)
+    if not judge_.check("node_ip6" in probe, name, "IPv6 probed", f"the node's IPv6 side (node_ip6 {ip6})", "not probed"):
+        _mark6(judge_, first)
+        return False
+    underlay6 = probe.get("underlay_device6", "")
+    judge_.check(bool(underlay6), name, "underlay device (IPv6)", f"an interface holding {ip6}", "none")
+
+    want6 = peers6[name] if peers6 and name in peers6 else probe.get("bgp_expected6", [])
+    if probe.get("bird_error"):
+        want6 = []  # one finding already: BIRD does not answer
+    by_neighbor = {normalise_dst(p["neighbor"]): p for p in probe.get("bgp", []) if ":" in p.get("neighbor", "")}
+    for addr in want6 or []:
+        proto = by_neighbor.get(normalise_dst(addr))
+        state = proto["bgp_state"] if proto else "no BGP protocol for this neighbour"
+        judge_.check(state == "Established", name, f"BGP session with {addr}", "Established", state)
+        peer_name = next((o for o in nodes if nodes[o].get("ipv6") and normalise_dst(nodes[o]["ipv6"]) == normalise_dst(addr)), addr)
+        report["sessions6"].append({"node": name, "peer": peer_name, "neighbor": addr, "state": state, "protocol": proto["name"] if proto else ""})
+
+    report["routes6"][name] = judge_routes(
+        judge_, name, result, probe.get("routes6", []), underlay6, probe.get("veth_prefix", naming.VETH_PREFIX), version=6, bgp_nodes=speakers6
+    )
+
+    for wl in node.get("workloads", []):
+        view = probe.get("workloads", {}).get(wl["id"])
+        if wl.get("ipv6") is None or not (view and view.get("exists")):
+            continue  # no IPv6 address; a missing namespace is one finding already
+        where_ = f"{name} workload {wl['id']}"
+        addresses6 = [normalise_dst(a) for a in view.get("addresses6", [])]
+        judge_.check(normalise_dst(wl["ipv6"]) in addresses6, where_, "IPv6 address", f"{wl['ipv6']}/128", ", ".join(view.get("addresses6", [])) or "none")
+        default = [r for r in view.get("routes6", []) if r["dst"] == "default"]
+        judge_.check(
+            any(r["gateway"] == naming.GATEWAY6 for r in default),
+            where_,
+            "IPv6 default route",
+            f"default via {naming.GATEWAY6}",
+            "; ".join(describe(r) for r in default) or "none",
+        )
+        neigh = [n for n in view.get("neighbours", []) if n["dst"] == naming.GATEWAY6]
+        judge_.check(
+            any(n["lladdr"] == naming.HOST_VETH_MAC and n["state"] not in BAD_NEIGH_STATES for n in neigh),
+            where_,
+            "IPv6 gateway neighbour",
+            f"{naming.GATEWAY6} lladdr {naming.HOST_VETH_MAC}",
+            "; ".join(f"{n['dst']} lladdr {n['lladdr'] or '-'} {n['state']}" for n in neigh) or "none",
+        )
+        want = probe.get("ip_forward_expected", "0")
+        found = view.get("ip6_forward")
+        judge_.check(found == want, where_, "IPv6 forwarding inside", f"net.ipv6.conf.all.forwarding = {want}", f"{found or 'unreadable'}")
+    _mark6(judge_, first)
+    return True
+
+
+def _mark6(judge_: Judge, first: int) -> None:
+    for finding in judge_.findings[first:]:
+        finding["family"] = 6
+
+
+def judge_matrices(
+    judge_: Judge, report: dict, name: str, workloads: list, probe: dict, order: list, where: dict, expect: Verdicts | None, version: int
+) -> None:
+    """One family's ping and TCP matrices from this node's workloads, each pair as ``expect`` says
+    (None: not judged, only that the pair was tried)."""
+    first = len(judge_.findings)
+    six = "6" if version == 6 else ""
+    for kind, matrix, tried, reached, refused in (
+        ("icmp", probe.get("pings" + six, {}), "ping" + six, "a reply", "no reply"),
+        ("tcp", probe.get("tcp" + six), "TCP" + six + " to", "a connection", "no connection"),
+    ):
+        if matrix is None:  # no TCP matrix asked of this probe
+            continue
+        for wl in workloads:
+            if (wl.get("ipv6") if version == 6 else wl.get("ip")) is None:
+                continue
+            row = matrix.get(wl["id"], {})
+            for dst in order:
+                if dst == wl["id"]:
+                    continue
+                cell = row.get(dst)
+                ok = bool(cell and cell.get("ok"))
+                found = "not tried" if cell is None else reached if ok else f"{refused} ({cell['outcome']})" if cell.get("outcome") else refused
+                address = where[dst][1]["ipv6" if version == 6 else "ip"]
+                if expect is None:
+                    want = None
+                    judge_.check(cell is not None, f"{name} workload {wl['id']}", f"{tried} {dst} ({address})", "tried (verdict not judged)", found)
+                else:
+                    want = expect(wl["id"], dst, kind)
+                    wanted = reached if want else f"{refused} (denied by policy)"
+                    judge_.check(ok == want, f"{name} workload {wl['id']}", f"{tried} {dst} ({address})", wanted, found)
+                # Only the verdicts: the report stays the same from run to run while the network does.
+                report[("pings" if kind == "icmp" else "tcp") + six].setdefault(wl["id"], {})[dst] = {"ok": ok, "expected": want}
+    if version == 6:
+        _mark6(judge_, first)
+
+
+def judge_capture(judge_: Judge, ipam, flows: list, order: list, where: dict, expect: Verdicts | None = allow_all, version: int = 4) -> list:
     """Echo requests between workloads on different hosts, as seen on the router: encapsulated as the
     destination's pool says (``Pool.encapsulation``), between the two hosts' addresses. A pair whose
     echo the policy denies is not expected on the wire (denied on the way out) or is (denied on the
-    way in): neither is judged."""
+    way in): neither is judged. ``version`` 6: the IPv6 echo requests between the workloads' ``ipv6``
+    addresses, by their IPv6 pool, between the hosts' IPv6 addresses; with ``expect`` None (no IPv6
+    verdicts) a pair seen must be carried right, one not seen is no finding."""
     result = IpamResult.of(ipam)
     nodes = result.nodes
+    six = version == 6
+    key, pool_key = ("ipv6", "pool_ipv6") if six else ("ip", "pool")
+    spell = _spell6 if six else str
     seen: dict = {}
     for flow in flows:
-        if flow.get("icmp") == "echo-request":
-            seen.setdefault((flow["inner_src"], flow["inner_dst"]), []).append(flow)
+        if flow.get("icmp") == "echo-request" and (":" in flow["inner_src"]) == six:
+            seen.setdefault((spell(flow["inner_src"]), spell(flow["inner_dst"])), []).append(flow)
+    pools = result.pools6 if six else result.pools
     rows = []
     for src_id in order:
         src_node, src = where[src_id]
         for dst_id in order:
             dst_node, dst = where[dst_id]
-            if src_node == dst_node or not expect(src_id, dst_id, "icmp"):
+            if src_node == dst_node or src.get(key) is None or dst.get(key) is None or (expect is not None and not expect(src_id, dst_id, "icmp")):
                 continue
-            pool = result.pools.get(dst.get("pool"))
+            pool = pools.get(dst.get(pool_key))
             encap = pool.encapsulation(nodes[src_node], nodes[dst_node]) if pool is not None else NONE
             if encap == NONE:
-                outer = (src["ip"], dst["ip"])
+                outer = (spell(src[key]), spell(dst[key]))
             else:
-                outer = (nodes[src_node].ip, nodes[dst_node].ip)
-            got = seen.get((src["ip"], dst["ip"]), [])
+                outer = (nodes[src_node].ipv6, nodes[dst_node].ipv6) if six else (nodes[src_node].ip, nodes[dst_node].ip)
+                outer = (spell(outer[0]), spell(outer[1]))
+            got = seen.get((spell(src[key]), spell(dst[key])), [])
             found = sorted({f"{f['encap'].split(':')[0]} {f['outer_src']} > {f['outer_dst']}" for f in got})
-            ok = bool(got) and all(f["encap"].split(":")[0] == encap and (f["outer_src"], f["outer_dst"]) == outer for f in got)
+            ok = bool(got) and all(f["encap"].split(":")[0] == encap and (spell(f["outer_src"]), spell(f["outer_dst"])) == outer for f in got)
             expected = f"{encap} {outer[0]} > {outer[1]}"
-            judge_.check(ok, "router", f"capture {src_id} ({src['ip']}) > {dst_id} ({dst['ip']})", expected, ", ".join(found) or "not seen")
+            if expect is not None or got:
+                judge_.check(ok, "router", f"capture {src_id} ({src[key]}) > {dst_id} ({dst[key]})", expected, ", ".join(found) or "not seen")
             rows.append(
                 {
                     "src": src_id,
@@ -296,7 +485,11 @@ def judge_capture(judge_: Judge, ipam, flows: list, order: list, where: dict, ex
                     "expected": expected,
                     "found": ", ".join(found) or "not seen",
                     "encap": encap,
-                    "ok": ok,
+                    "ok": ok if expect is not None or got else None,
                 }
             )
     return rows
+
+
+def _spell6(address: str) -> str:
+    return ipaddress.ip_address(address).compressed

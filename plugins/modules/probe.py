@@ -15,7 +15,8 @@ description:
     protocols of BIRD (C(birdc show protocols all)), the main routing table, the device holding
     the node's underlay address, and for each local workload its addresses, routes and neighbours
     inside its network namespace.
-  - Pings every target from every local workload, all at once, and returns the matrix row of this node.
+  - Pings every target from every local workload, all at once, and returns the matrix row of this node;
+    on a dual-stack node (O(node_ip6)) over each family, IPv6 workloads pinging each other's IPv6 addresses.
   - Changes nothing. The judgement (what is expected, what failed) is the filter
     P(l3.calico.verify_report#filter)'s, on the controller.
 options:
@@ -23,13 +24,21 @@ options:
     description: The node's underlay address (without prefix length).
     type: str
     required: true
+  node_ip6:
+    description:
+      - The node's IPv6 underlay address (without prefix length), on a dual-stack node. Given, the probe
+        also observes the IPv6 side - RV(underlay_device6), RV(routes6), RV(pings6) and RV(tcp6) between the
+        workloads' C(ipv6) addresses, each workload's IPv6 addresses, routes and C(ip6_forward) - and
+        waits for the O(bgp_neighbors6) sessions.
+    type: str
   workloads:
     description: This node's workloads, as in C(calico_ipam_result.nodes[node].workloads).
     type: list
     elements: dict
     default: []
   targets:
-    description: Every workload to ping from each local workload (C(id) and C(ip) are read).
+    description: Every workload to ping from each local workload (C(id), C(ip) and, with O(node_ip6), C(ipv6) are read; a
+      workload without an address of a family is left out of that family's matrices).
     type: list
     elements: dict
     default: []
@@ -76,6 +85,13 @@ options:
     default: false
   bgp_neighbors:
     description: Addresses whose BGP sessions should be Established; the probe waits up to O(bgp_wait) for them.
+    type: list
+    elements: str
+    default: []
+  bgp_neighbors6:
+    description:
+      - IPv6 addresses whose BGP sessions should be Established too (sessions between the nodes' IPv6
+        addresses); waited for with O(bgp_neighbors). Only with O(node_ip6).
     type: list
     elements: str
     default: []
@@ -147,6 +163,28 @@ pings:
   returned: always
   type: dict
   sample: {default.web-1: {default.web-3: {ok: true, rtt_ms: 0.41}}}
+pings6:
+  description: RV(pings) over IPv6, between the workloads that have an IPv6 address.
+  returned: when O(node_ip6) is given
+  type: dict
+tcp6:
+  description: RV(tcp) over IPv6, between the workloads that have an IPv6 address.
+  returned: when O(node_ip6) is given and O(tcp_port) is not 0
+  type: dict
+routes6:
+  description: The main IPv6 routing table, as RV(routes).
+  returned: when O(node_ip6) is given
+  type: list
+  elements: dict
+underlay_device6:
+  description: The interface holding O(node_ip6).
+  returned: when O(node_ip6) is given
+  type: str
+bgp_expected6:
+  description: The O(bgp_neighbors6) the node was expected to peer with.
+  returned: when O(node_ip6) is given
+  type: list
+  elements: str
 tcp_port:
   description: O(tcp_port), as given (the port the judge's expected verdicts are computed for).
   returned: when O(tcp_port) is not 0
@@ -168,6 +206,8 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "node_ip": {"type": "str", "required": True},
+            "node_ip6": {"type": "str"},
+            "bgp_neighbors6": {"type": "list", "elements": "str", "default": []},
             "workloads": {"type": "list", "elements": "dict", "default": []},
             "targets": {"type": "list", "elements": "dict", "default": []},
             "ping": {"type": "bool", "default": True},
@@ -189,8 +229,9 @@ def main() -> None:
         module.fail_json(msg=f"tcp_port={params['tcp_port']!r}: must be a TCP port (1-65535) or 0 for no TCP matrix")
     for field in ("workloads", "targets"):
         for item in params[field]:
-            if not isinstance(item.get("id"), str) or not isinstance(item.get("ip"), str):
-                module.fail_json(msg=f"{field}: every item needs string fields id and ip, got {item!r}")
+            addresses = [item.get(key) for key in ("ip", "ipv6") if item.get(key) is not None]
+            if not isinstance(item.get("id"), str) or not addresses or not all(isinstance(a, str) for a in addresses):
+                module.fail_json(msg=f"{field}: every item needs a string id and a string ip or ipv6 (or both), got {item!r}")
     result = probe.probe(
         node_ip=params["node_ip"],
         workloads=params["workloads"],
@@ -206,6 +247,8 @@ def main() -> None:
         netns_prefix=params["netns_prefix"],
         veth_prefix=params["veth_prefix"],
         allow_ip_forwarding=params["allow_ip_forwarding"],
+        node_ip6=params["node_ip6"] or None,
+        bgp_neighbors6=params["bgp_neighbors6"],
         run=iproute.module_runner(module),
     )
     module.exit_json(changed=False, **result)

@@ -34,6 +34,12 @@ options:
     description: The TCP port to listen on in every workload.
     type: int
     default: 7946
+  ipv6:
+    description:
+      - Also listen over IPv6 (a socket of its own, C(IPV6_V6ONLY)) in every workload that has an IPv6
+        address (C(ipv6) not null), for the IPv6 TCP matrix of a dual-stack node.
+    type: bool
+    default: false
   lifetime:
     description: Seconds after which the listener ends by itself.
     type: int
@@ -97,6 +103,7 @@ def main() -> None:
             "state": {"type": "str", "choices": ["started", "stopped"], "default": "started"},
             "workloads": {"type": "list", "elements": "dict", "default": []},
             "port": {"type": "int", "default": 7946},
+            "ipv6": {"type": "bool", "default": False},
             "lifetime": {"type": "int", "default": 600},
             "netns_prefix": {"type": "str", "default": naming.NETNS_PREFIX},
             "record_file": {"type": "path", "default": probe.LISTENER_RECORD},
@@ -108,17 +115,19 @@ def main() -> None:
         module.fail_json(msg=f"port={p['port']!r}: must be a TCP port (1-65535)")
     if p["lifetime"] < 1:
         module.fail_json(msg=f"lifetime={p['lifetime']!r}: must be at least one second")
-    names = []
+    names, names6 = [], []
     for i, wl in enumerate(p["workloads"]):
         wid = wl.get("id") if isinstance(wl, dict) else None
         if not isinstance(wid, str) or not naming.is_workload_id(wid):
             module.fail_json(msg=f"workloads[{i}].id={wid!r}: not a workload id (<namespace>.<name>)")
         names.append(naming.netns_name(wid, p["netns_prefix"]))
+        if p["ipv6"] and wl.get("ipv6") is not None:
+            names6.append(names[-1])
     try:
         if p["state"] == "stopped":
             result = probe.stop_listener(p["record_file"], check_mode=module.check_mode)
         else:
-            result = probe.start_listener(names, p["port"], p["lifetime"], p["record_file"], check_mode=module.check_mode)
+            result = probe.start_listener(names, p["port"], p["lifetime"], p["record_file"], check_mode=module.check_mode, netns6=names6)
     except (L3CalicoError, OSError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)

@@ -30,6 +30,9 @@ pytestmark = pytest.mark.lab
 LABCTL = Path(__file__).resolve().parents[2] / "playbooks" / "lab" / "files" / "labctl.py"
 PREFIX = "l3labt-"
 HOSTS = {"guest-a": "10.231.1.10/24", "guest-c": "10.231.2.10/24"}
+# A dual-stack underlay, as the lab's inventory has: IPv6 on both subnets, the router forwarding both.
+HOSTS6 = {"guest-a": "fd31:1::10/64", "guest-c": "fd31:2::10/64"}
+SPEC = {"hosts": HOSTS, "hosts6": HOSTS6}
 
 
 def missing(backend: str) -> str:
@@ -65,7 +68,7 @@ def lab(request, tmp_path_factory):
         return result
 
     try:
-        first = ctl("up", json.dumps({"hosts": HOSTS}))
+        first = ctl("up", json.dumps(SPEC))
         assert first["backend"] == backend
         yield ctl, env, first
     finally:
@@ -110,7 +113,7 @@ def test_guests_boot_in_parallel_and_a_second_up_is_a_no_op(lab):
     assert sorted(first["started"]) == sorted(HOSTS)
     # TCG on two busy cores boots systemd in tens of seconds; a UML guest in a few.
     assert max(first["boot_seconds"].values()) < (200 if first["backend"] == "qemu" else 20)
-    again = ctl("up", json.dumps({"hosts": HOSTS}))
+    again = ctl("up", json.dumps(SPEC))
     assert (again["changed"], again["started"]) == (False, [])
 
 
@@ -122,9 +125,11 @@ def test_each_guest_is_a_host_of_its_own(lab):
         "10.231.2.10",
         f"hostname; ip -4 -o addr show dev {nic}; ip route show default; "
         "echo guest > /etc/l3labt-probe && cat /etc/l3labt-probe; "
-        "modprobe ipip && echo ipip; iptables -V",
+        "modprobe ipip && echo ipip; iptables -V; "
+        f"ip -6 -o addr show dev {nic} scope global; ip -6 route show default",
     )
     lines = out.splitlines()
+    assert "fd31:2::10/64" in lines[6] and lines[7].startswith(f"default via fd31:2::1 dev {nic}")  # the IPv6 underlay
     assert lines[0] == "guest-c"
     assert "10.231.2.10/24" in lines[1]
     assert lines[2].startswith(f"default via 10.231.2.1 dev {nic}")
@@ -281,6 +286,15 @@ def test_uml_guest_cannot_write_the_machines_files_through_hostfs(lab):
 def test_nothing_of_the_lab_is_in_the_machines_network_namespace(lab):
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
     assert PREFIX not in links
+
+
+def test_router_forwards_ipv6_and_its_capture_reads_icmpv6(lab):
+    ctl, env, _first = lab
+    ctl("capture", "start")
+    ssh(env, "10.231.1.10", "ping -6 -c 2 -W 2 -q fd31:2::10")
+    flows = ctl("capture", "stop")["flows"]
+    requests = {(f["encap"], f["outer_src"], f["outer_dst"]) for f in flows if f["icmp"] == "echo-request"}
+    assert ("none", "fd31:1::10", "fd31:2::10") in requests
 
 
 def test_router_forwards_and_its_capture_tells_ipip_from_plain(lab):

@@ -5,6 +5,7 @@
 # these words of the kernel command line as environment variables:
 #   l3lab_name  host name            l3lab_ip  address/prefix of the NIC
 #   l3lab_gw    default gateway      l3lab_dir this guest's lab directory (writable)
+#   l3lab_ip6, l3lab_gw6 (a dual-stack underlay only) the IPv6 address/prefix and gateway
 #
 # The guest gets a private writable root: an overlay whose lower layer is the
 # machine's filesystem and whose upper layer is the guest's own disk (ubda, an
@@ -58,11 +59,21 @@ for t in iptables ip6tables; do
   chroot $R update-alternatives --quiet --set $t /usr/sbin/$t-legacy >/dev/null 2>&1 || true
 done
 
-# One NIC on the underlay subnet, a default route via the router.
+# One NIC on the underlay subnet, a default route via the router. A dual-stack
+# underlay needs IPv6, a module in this kernel (loaded before the NIC comes up).
+if [ -n "${l3lab_ip6:-}" ]; then
+  insmod "$MODS/kernel/lib/crc-ccitt.ko"
+  insmod "$MODS/kernel/net/ipv6/ipv6.ko"
+fi
 ip link set lo up
 ip link set vec0 up
 ip addr add "$l3lab_ip" dev vec0
 ip route add default via "$l3lab_gw"
+if [ -n "${l3lab_ip6:-}" ]; then
+  # No DAD: the address is usable at once (the lab's addresses are unique by construction).
+  ip -6 addr add "$l3lab_ip6" dev vec0 nodad
+  ip -6 route add default via "${l3lab_gw6:?l3lab_ip6 without l3lab_gw6}" dev vec0
+fi
 # Reach the gateway once before sshd starts: the first SSH handshakes are
 # much slower when ARP is still unresolved.
 i=0

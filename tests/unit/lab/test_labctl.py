@@ -133,6 +133,44 @@ def test_tcpdump_reads_plain_ipip_and_vxlan_flows_apart(tmp_path, tcpdump, linkt
     ]
 
 
+def ipv6(src: str, dst: str, next_header: int, payload: bytes) -> bytes:
+    return struct.pack("!IHBB16s16s", 0x60000000, len(payload), next_header, 64, *(socket.inet_pton(socket.AF_INET6, a) for a in (src, dst))) + payload
+
+
+ECHO6 = bytes([128, 0, 0, 0, 0, 1, 0, 1]) + b"x" * 8
+PLAIN6 = ipv6("fd00:17::1", "fd00:17::41", 58, ECHO6)
+VXLAN6 = ipv6(
+    "fd00:100::100",
+    "fd00:200::101",
+    17,
+    udp(40000, 4789, bytes([8, 0, 0, 0]) + (4096).to_bytes(3, "big") + b"\0" + b"\x66" * 12 + b"\x86\xdd" + ipv6("fd00:17::1", "fd00:17::81", 58, ECHO6)),
+)
+NDP = ipv6("fd00:100::100", "ff02::1:ff00:101", 58, bytes([135, 0, 0, 0, 0, 0, 0, 0]) + socket.inet_pton(socket.AF_INET6, "fd00:100::101"))
+
+
+def test_tcpdump_reads_ipv6_flows_plain_and_over_vxlan_v6_beside_ipv4(tmp_path, tcpdump):
+    path = tmp_path / "capture.pcap"
+    frames = b""
+    for pkt in (PLAIN6, VXLAN6, VXLAN6, NDP, IPIP):
+        frame = struct.pack("!HHI", 0x86DD if pkt[0] >> 4 == 6 else 0x0800, 0, 3) + b"\0" * 12 + pkt
+        frames += struct.pack("<IIII", 0, 0, len(frame), len(frame)) + frame
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 276) + frames)
+    flows = {(f["encap"], f["inner_src"], f["inner_dst"]): f for f in capture.read_pcap(path)}
+    assert flows[("vxlan:4096", "fd00:17::1", "fd00:17::81")] == {
+        "encap": "vxlan:4096",
+        "outer_src": "fd00:100::100",
+        "outer_dst": "fd00:200::101",
+        "inner_src": "fd00:17::1",
+        "inner_dst": "fd00:17::81",
+        "icmp": "echo-request",
+        "packets": 2,
+    }
+    assert flows[("none", "fd00:17::1", "fd00:17::41")]["icmp"] == "echo-request"
+    assert flows[("ipip", "172.17.0.1", "172.17.128.1")]["outer_dst"] == "192.168.200.101"
+    assert flows[("none", "fd00:100::100", "ff02::1:ff00:101")]["icmp"].startswith("icmp-neighbor-solicitation")
+    assert "icmp6" in capture.capture_argv("ns", path)[-1]
+
+
 def test_other_icmp_messages_are_named_as_tcpdump_says(tmp_path, tcpdump):
     unreachable = ipv4("172.17.64.1", "172.17.0.1", 1, bytes([3, 1, 0, 0, 0, 0, 0, 0]) + ipv4("172.17.0.1", "172.17.64.1", 17, udp(1, 2, b"")))
     path = tmp_path / "capture.pcap"
@@ -182,6 +220,52 @@ def test_restart_refuses_a_missing_lab_or_an_unknown_guest_naming_it(tmp_path, m
     (tmp_path / "topology.json").write_text('{"guests": [{"name": "node-a"}], "mem": "128M"}')
     with pytest.raises(LabError, match=r"restart node-x: no such guest; the guests are \['node-a'\]"):
         lab.restart("node-x")
+
+
+LAB6 = {**LAB, "hosts6": {"node-a": "fd00:100::100/64", "node-b": "fd00:100::101/64", "node-c": "fd00:200::101/64"}}
+
+
+def test_a_dual_stack_plan_gives_each_subnet_and_guest_its_ipv6_side_and_leaves_ipv4_as_it_was():
+    topo, four = plan(LAB6), plan(LAB)
+    assert [(s["network6"], s["gateway6"]) for s in topo["subnets"]] == [("fd00:100::/64", "fd00:100::1/64"), ("fd00:200::/64", "fd00:200::1/64")]
+    guests = {g["name"]: g for g in topo["guests"]}
+    assert {k: guests["node-c"][k] for k in ("ip6", "address6", "network6", "gateway6")} == {
+        "ip6": "fd00:200::101/64",
+        "address6": "fd00:200::101",
+        "network6": "fd00:200::/64",
+        "gateway6": "fd00:200::1",
+    }
+    strip = ("ip6", "address6", "network6", "gateway6")
+    assert [{k: v for k, v in g.items() if k not in strip} for g in topo["guests"]] == four["guests"]
+    assert plan({**LAB, "hosts6": {}}) == four  # no IPv6 address: the IPv4 lab, unchanged (a running lab stays up)
+
+
+@pytest.mark.parametrize(
+    ("hosts6", "message"),
+    [
+        ({"node-x": "fd00:100::100/64"}, r"hosts6 names hosts \['node-x'\] that are not in hosts"),
+        ({"node-a": "fd00:100::100"}, "node-a: ip6 'fd00:100::100' needs a prefix length"),
+        ({"node-a": "192.168.100.100/24"}, "node-a: ip6 '192.168.100.100/24'"),
+        ({"node-a": "fd00:100::1/64"}, "router's address"),
+        ({"node-a": "fd00:100::100/64", "node-b": "fd00:101::101/64"}, "node-b: ip6 'fd00:101::101/64' is outside fd00:100::/64"),
+        ({"node-a": "fd00:100::100/64", "node-c": "fd00:100::101/64"}, "two IPv4 subnets share one IPv6 subnet"),
+        ({"node-a": "fd00:100::100/64", "node-b": "fd00:100:0::100/64"}, "duplicate host IPv6 addresses"),
+        (["fd00:100::100/64"], "hosts6 must be a mapping"),
+    ],
+)
+def test_plan_refuses_bad_ipv6_specs_naming_the_host_and_value(hosts6, message):
+    with pytest.raises(LabError, match=message):
+        plan({**LAB, "hosts6": hosts6})
+
+
+def test_a_dual_stack_guest_gets_its_ipv6_side_on_the_kernel_command_line_or_through_fw_cfg(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "LAB", tmp_path)
+    guest = plan(LAB6)["guests"][2]
+    argv = qemu.qemu_argv(guest, "256M", {"kernel_file": "/k", "initrd": "/i"}, "tcg")
+    fw_cfg = [argv[i + 1] for i, a in enumerate(argv) if a == "-fw_cfg"]
+    assert {"name=opt/l3lab/ip6,string=fd00:200::101/64", "name=opt/l3lab/gateway6,string=fd00:200::1"} <= set(fw_cfg)
+    four = qemu.qemu_argv(plan(LAB)["guests"][2], "256M", {"kernel_file": "/k", "initrd": "/i"}, "tcg")
+    assert not any("ip6" in a for a in four)
 
 
 def test_plan_gives_each_guest_its_own_mac_and_the_default_memory():

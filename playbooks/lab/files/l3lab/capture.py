@@ -10,7 +10,9 @@ reads its one-line summaries, the form tcpdump prints for every packet::
     1700000000.000000 eth0  Out IP 192.168.100.100.40000 > 192.168.100.101.4789: VXLAN, flags [I] (0x08), vni 4096
     IP 172.18.0.3 > 172.18.64.3: ICMP echo request, id 1, seq 1, length 64
 
-(a VXLAN packet's inner frame is printed on a line of its own, without a timestamp).
+(a VXLAN packet's inner frame is printed on a line of its own, without a timestamp). IPv6 (a
+dual-stack lab) the same way: ``IP6 fd00:17::1 > fd00:17::81: ICMP6, echo request, ...``, VXLAN over
+IPv6 ``IP6 fd00:100::100.40000 > fd00:200::101.4789: VXLAN, ...`` with its inner ``IP6`` line.
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ def stop_capture_process(flush_first: bool = False) -> bool:
 
 
 def capture_argv(netns: str, pcap: Path) -> list[str]:
-    """tcpdump in ``netns`` writing workload traffic only: IP-in-IP, VXLAN (UDP 4789) and plain
-    ICMP (never SSH). ``--immediate-mode``: every packet reaches the file as it arrives; without
+    """tcpdump in ``netns`` writing workload traffic only: IP-in-IP, VXLAN (UDP 4789, over either
+    family) and plain ICMP and ICMPv6 (never SSH). ``--immediate-mode``: every packet reaches the file as it arrives; without
     it libpcap hands packets over in blocks retired up to a second later, and the SIGINT that
     stops the capture right after the last ping loses that block (seen: one node's pings missing)."""
     return [
@@ -86,7 +88,7 @@ def capture_argv(netns: str, pcap: Path) -> list[str]:
         "256",
         "-w",
         str(pcap),
-        "ip proto 4 or udp port 4789 or icmp",
+        "ip proto 4 or udp port 4789 or icmp or icmp6",
     ]
 
 
@@ -117,10 +119,14 @@ def capture_stop() -> dict:
 
 # A packet starts with its timestamp (-tt); a line without one continues the packet before it.
 _PACKET_START = re.compile(r"^\d+\.\d+ ")
-# One IPv4 header as tcpdump -nn prints it: "IP SRC[.PORT] > DST[.PORT]: " (IP6 and ARP never match).
-_IPV4 = re.compile(r"\bIP (\d{1,3}(?:\.\d{1,3}){3})(?:\.(\d+))? > (\d{1,3}(?:\.\d{1,3}){3})(?:\.(\d+))?: ")
+# One IP header as tcpdump -nn prints it: "IP SRC[.PORT] > DST[.PORT]: ", or "IP6 ..." with IPv6
+# addresses (a port follows an IPv6 address after a dot too); ARP never matches.
+_IPV4 = re.compile(
+    r"\bIP (\d{1,3}(?:\.\d{1,3}){3})(?:\.(\d+))? > (\d{1,3}(?:\.\d{1,3}){3})(?:\.(\d+))?: "
+    r"|\bIP6 ([0-9a-f:]*:[0-9a-f:]*)(?:\.(\d+))? > ([0-9a-f:]*:[0-9a-f:]*)(?:\.(\d+))?: "
+)
 _VXLAN = re.compile(r"VXLAN, flags \[[^]]*\] \(0x[0-9a-f]+\), vni (\d+)\s+")
-_ICMP = re.compile(r"ICMP ([^,]+)")
+_ICMP = re.compile(r"ICMP6?,? ([^,]+)")
 _ICMP_NAMES = {"echo request": "echo-request", "echo reply": "echo-reply"}
 
 
@@ -147,30 +153,37 @@ def packets(text: str) -> list[str]:
     return out
 
 
+def _header(match: re.Match) -> tuple:
+    """(src, src port, dst, dst port) of an IP or IP6 header ``_IPV4`` matched."""
+    return match.group(1, 2, 3, 4) if match[1] else match.group(5, 6, 7, 8)
+
+
 def flow(packet: str) -> dict | None:
-    """One packet as a flow: plain ICMP, or ICMP inside IP-in-IP or VXLAN; None for anything else."""
+    """One packet as a flow: plain ICMP or ICMPv6, or either inside IP-in-IP or VXLAN; None for anything else."""
     outer = _IPV4.search(packet)
     if outer is None:
         return None
     rest = packet[outer.end() :]
     encap, inner = "none", outer
     vxlan = _VXLAN.match(rest)
-    if vxlan and "4789" in (outer[2], outer[4]):
+    if vxlan and "4789" in _header(outer)[1::2]:
         encap, inner = f"vxlan:{vxlan[1]}", _IPV4.match(rest, vxlan.end())
     elif rest.startswith("IP "):
         encap, inner = "ipip", _IPV4.match(rest)
     if inner is None:
         return None
     icmp = _ICMP.match(rest if inner is outer else rest[inner.end() :])
-    if icmp is None or inner[2] or inner[4]:  # not ICMP (ports: TCP, UDP)
+    src, sport, dst, dport = _header(inner)
+    if icmp is None or sport or dport:  # not ICMP (ports: TCP, UDP)
         return None
     message = icmp[1].strip()
+    outer_src, _sport, outer_dst, _dport = _header(outer)
     return {
         "encap": encap,
-        "outer_src": outer[1],
-        "outer_dst": outer[3],
-        "inner_src": inner[1],
-        "inner_dst": inner[3],
+        "outer_src": outer_src,
+        "outer_dst": outer_dst,
+        "inner_src": src,
+        "inner_dst": dst,
         "icmp": _ICMP_NAMES.get(message, "icmp-" + "-".join(message.split())),
     }
 

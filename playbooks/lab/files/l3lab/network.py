@@ -7,14 +7,20 @@ from .common import PREFIX, ROUTER, netns_list, run
 
 
 def ensure_router(topo: dict) -> None:
+    """The router: IPv4 forwarding; IPv6 off, unless a subnet has an IPv6 side (a dual-stack lab):
+    then IPv6 on, forwarding, the subnet's IPv6 gateway on its bridge too (``nodad``: usable at once)."""
     run("ip", "netns", "add", ROUTER)
     ns = ("ip", "-n", ROUTER)
-    for key, value in (("net.ipv6.conf.all.disable_ipv6", "1"), ("net.ipv6.conf.default.disable_ipv6", "1"), ("net.ipv4.ip_forward", "1")):
+    dual = any("gateway6" in subnet for subnet in topo["subnets"])
+    six = (("net.ipv6.conf.all.forwarding", "1"),) if dual else (("net.ipv6.conf.all.disable_ipv6", "1"), ("net.ipv6.conf.default.disable_ipv6", "1"))
+    for key, value in (*six, ("net.ipv4.ip_forward", "1")):
         run("ip", "netns", "exec", ROUTER, "sysctl", "-qw", f"{key}={value}")
     run(*ns, "link", "set", "lo", "up")
     for subnet in topo["subnets"]:
         run(*ns, "link", "add", subnet["bridge"], "type", "bridge", "forward_delay", "0")
         run(*ns, "addr", "add", subnet["gateway"], "dev", subnet["bridge"])
+        if "gateway6" in subnet:
+            run(*ns, "addr", "add", subnet["gateway6"], "dev", subnet["bridge"], "nodad")
         run(*ns, "link", "set", subnet["bridge"], "up")
 
 

@@ -117,6 +117,8 @@ def qemu_argv(guest: dict, mem: str, image: dict, accel: str) -> list[str]:
         "-serial",
         f"file:{gdir / 'console.log'}",
     ]
+    if "ip6" in guest:  # a dual-stack underlay
+        fw_cfg += [("ip6", "string", guest["ip6"]), ("gateway6", "string", guest["gateway6"])]
     for key, kind, value in fw_cfg:
         argv += ["-fw_cfg", f"name=opt/l3lab/{key},{kind}={value}"]
     return argv

@@ -125,6 +125,7 @@ def start_uml_guest(guest: dict, mem: str) -> subprocess.Popen:
             f"l3lab_ip={guest['ip']}",
             f"l3lab_gw={guest['gateway']}",
             f"l3lab_dir={gdir}",
+            *((f"l3lab_ip6={guest['ip6']}", f"l3lab_gw6={guest['gateway6']}") if "ip6" in guest else ()),
         ),
     ]
     with open(gdir / "console.log", "wb") as log:

@@ -48,3 +48,13 @@ def test_ip_forward_is_read_from_inside_the_namespace(netns):
         subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", f"net.ipv4.ip_forward={value}"], check=True)
         assert probe.read_ip_forward(name) == value
     assert probe.read_ip_forward("l3labu-absent") is None
+
+
+def test_ping_all_over_both_families_at_once(netns):
+    """ICMPv6 from its own raw socket (the kernel fills in the checksum), beside ICMP."""
+    name = netns.rsplit("/", 1)[1]
+    subprocess.run(["ip", "-n", name, "addr", "add", "fd77::1/128", "dev", "lo", "nodad"], check=True)
+    answer = probe.collect(*probe.in_netns(netns, probe.ping_all, ["10.77.0.1", "fd77::1", "::1", "fd77::2"], 2, 1))
+    rtts = answer["result"]
+    assert rtts["10.77.0.1"] is not None and rtts["fd77::1"] is not None and rtts["::1"] is not None
+    assert rtts["fd77::2"] is None  # no route: never answered

@@ -147,3 +147,39 @@ def test_a_record_that_is_not_one_is_an_error(tmp_path):
     record.write_text('{"pid": "1; rm -rf /"}')
     with pytest.raises(probe.ProbeError, match="not a listener record"):
         probe.stop_listener(str(record))
+
+
+def test_over_ipv6_a_listener_of_its_own_beside_ipv4_and_connects_to_ipv6_addresses(pair, tmp_path):
+    """Dual stack: the listener holds an IPv6 socket (V6ONLY) beside the IPv4 one where asked, and
+    connect_all / tcp_matrix connect to IPv6 addresses (the workloads' ``ipv6``)."""
+    a, b = pair
+    for ns, addr in ((a, "fd78::1/64"), (b, "fd78::2/64")):
+        ip("-n", ns, "addr", "add", addr, "dev", "eth0", "nodad")
+    record = str(tmp_path / "listener.json")
+    started = probe.start_listener([a], PORT, 60, record, netns6=[a])
+    try:
+        assert started["errors"] == {}
+        out = subprocess.run(["ip", "netns", "exec", a, "ss", "-Hltn", f"sport = :{PORT}"], capture_output=True, text=True, check=True).stdout
+        assert sorted(line.split()[3] for line in out.splitlines()) == [f"0.0.0.0:{PORT}", f"[::]:{PORT}"]
+        # Asked again the same: kept.
+        assert probe.start_listener([a], PORT, 60, record, netns6=[a])["changed"] is False
+        answer = probe.collect(*probe.in_netns(f"/run/netns/{b}", probe.connect_all, ["fd78::1", "fd78::2", "10.78.0.1"], PORT, 2))
+        assert answer["result"] == {"fd78::1": "open", "fd78::2": "refused", "10.78.0.1": "open"}
+        matrix = probe.tcp_matrix(
+            [{"id": "x.b", "ip": "10.78.0.2", "ipv6": "fd78::2"}],
+            [{"id": "x.a", "ip": "10.78.0.1", "ipv6": "fd78::1"}, {"id": "x.v4", "ip": "10.78.5.5", "ipv6": None}],
+            PORT,
+            1,
+            start=lambda _path, func, *args: probe.in_netns(f"/run/netns/{b}", func, *args),
+            version=6,
+        )
+        assert matrix == {"x.b": {"x.a": {"ok": True, "outcome": "open"}}}
+    finally:
+        probe.stop_listener(record)
+    # Without netns6 no IPv6 socket: an IPv6 connect is refused.
+    started = probe.start_listener([a], PORT, 60, record)
+    try:
+        answer = probe.collect(*probe.in_netns(f"/run/netns/{b}", probe.connect_all, ["fd78::1"], PORT, 2))
+        assert answer["result"] == {"fd78::1": "refused"}
+    finally:
+        probe.stop_listener(record)

@@ -128,3 +128,110 @@ def healthy() -> tuple:
 
 def clone(obj):
     return copy.deepcopy(obj)
+
+
+# Dual stack: the lab's IPv6 underlay (fd00:100::/64 for node-a and node-b, fd00:200::/64 for node-c) and
+# one IPv6 pool, VXLAN CrossSubnet, serving every namespace (inventories/lab).
+NODES6 = {"node-a": ("fd00:100::100", "fd00:100::/64"), "node-b": ("fd00:100::101", "fd00:100::/64"), "node-c": ("fd00:200::101", "fd00:200::/64")}
+POOL6 = "default-ipv6-ippool"
+
+
+def dual_stack_result() -> dict:
+    ipam = ipam_result()
+    for idx, (name, node) in enumerate(sorted(ipam["nodes"].items())):
+        block = f"fd00:17::{idx * 64:x}/122" if idx else "fd00:17::/122"
+        base = block.partition("/")[0]
+        node.update(
+            {
+                "ipv6": NODES6[name][0],
+                "network_ipv6": NODES6[name][1],
+                "blocks_ipv6": [{"cidr": block, "pool": POOL6}],
+                "borrowed_ipv6": [],
+            }
+        )
+        node["tunnels"]["vxlan_v6"] = base
+        for wl in node["workloads"]:
+            n = NAMES[name].index(wl["name"])  # as the IPv4 addresses: web-1 ::1, web-2 ::2, db-1 ::3
+            wl.update({"ipv6": f"fd00:17::{idx * 64 + n + 1:x}", "pool_ipv6": POOL6, "block_ipv6": block, "borrowed_ipv6": False})
+    ipam["pools_ipv6"] = {POOL6: {"cidr": "fd00:17::/48", "block_size": 122, "ipip_mode": "Never", "vxlan_mode": "CrossSubnet"}}
+    return ipam
+
+
+def healthy_probe6(ipam: dict, name: str, bgp6: bool = False) -> dict:
+    """What probe returns on a dual-stack node where everything is right (``bgp6``: BIRD carries IPv6,
+    with an IPv6 session to every other node)."""
+    probe = healthy_probe(ipam, name)
+    nodes = ipam["nodes"]
+    routes6 = [{"dst": "default", "type": "unicast", "gateway": "fd00:100::1", "dev": "vec0", "protocol": "boot", "scope": "", "onlink": False}]
+    for _kind, exp in verify.expected_routes(name, ipam, "vec0", version=6, bgp_nodes=list(nodes) if bgp6 else []):
+        route = {"gateway": "", "dev": "", "protocol": "bird" if exp.get("type") == "blackhole" else "80", "scope": "", "onlink": False}
+        route.update({k: v for k, v in exp.items() if v is not None and k != "scope"})
+        if route["dst"].endswith("/128"):
+            route["dst"] = route["dst"][:-4]  # ip -json prints host routes without /128
+        routes6.append(route)
+    targets = [w for n in nodes.values() for w in n["workloads"]]
+    probe.update(
+        {
+            "node_ip6": nodes[name]["ipv6"],
+            "underlay_device6": "vec0",
+            "routes6": routes6,
+            "bgp_expected6": [nodes[o]["ipv6"] for o in sorted(nodes) if o != name] if bgp6 else [],
+            "pings6": {w["id"]: {t["id"]: {"ok": True, "rtt_ms": 0.4} for t in targets if t["id"] != w["id"]} for w in nodes[name]["workloads"]},
+        }
+    )
+    if bgp6:
+        probe["bgp"] += [
+            {
+                "name": f"Mesh6_{o.replace('-', '_')}",
+                "state": "up",
+                "bgp_state": "Established",
+                "neighbor": nodes[o]["ipv6"],
+                "info": "Established",
+                "channels": ["ipv6"],
+            }
+            for o in sorted(nodes)
+            if o != name
+        ]
+    for wl in nodes[name]["workloads"]:
+        view = probe["workloads"][wl["id"]]
+        view.update(
+            {
+                "addresses6": [f"{wl['ipv6']}/128"],
+                "routes6": [{"dst": "default", "type": "unicast", "gateway": naming.GATEWAY6, "dev": "eth0", "protocol": "boot", "scope": "", "onlink": False}],
+                "ip6_forward": "0",
+            }
+        )
+        view["neighbours"].append({"dst": naming.GATEWAY6, "lladdr": naming.HOST_VETH_MAC, "dev": "eth0", "state": "REACHABLE"})
+    return probe
+
+
+def healthy_dual_stack(bgp6: bool = False) -> tuple:
+    ipam = dual_stack_result()
+    return ipam, {n: healthy_probe6(ipam, n, bgp6) for n in ipam["nodes"]}, healthy_capture(ipam) + healthy_capture6(ipam)
+
+
+def healthy_capture6(ipam: dict) -> list:
+    """IPv6 echo requests as the router sees them when every pair is carried right (VXLAN over IPv6
+    between the subnets, plain inside one)."""
+    nodes, result = ipam["nodes"], IpamResult.from_dict(ipam)
+    flows = []
+    for sname, snode in nodes.items():
+        for dname, dnode in nodes.items():
+            if sname == dname:
+                continue
+            for src in snode["workloads"]:
+                for dst in dnode["workloads"]:
+                    encap = result.pools6[dst["pool_ipv6"]].encapsulation(result.nodes[sname], result.nodes[dname])
+                    outer = (src["ipv6"], dst["ipv6"]) if encap == "none" else (snode["ipv6"], dnode["ipv6"])
+                    flows.append(
+                        {
+                            "encap": "vxlan:4096" if encap == "vxlan" else encap,
+                            "outer_src": outer[0],
+                            "outer_dst": outer[1],
+                            "inner_src": src["ipv6"],
+                            "inner_dst": dst["ipv6"],
+                            "icmp": "echo-request",
+                            "packets": 2,
+                        }
+                    )
+    return flows
