@@ -1058,6 +1058,8 @@ def prepare(program_data: Any, options: Options = Options(), runner: iproute.Run
     program = parse_program(program_data)
     if not _enforces(program):
         return _plan_nothing_to_enforce(options, runner, recorded)
+    if options.backend == "iptables" and program.dual:
+        raise PolicyRulesError(IPTABLES_NO_IPV6)  # asked for: refused before probing anything
     backend = detect_backend(runner, options.backend)
     if backend == "iptables" and program.dual:
         raise PolicyRulesError(IPTABLES_NO_IPV6)
