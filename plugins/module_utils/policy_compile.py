@@ -19,6 +19,7 @@ docs/policy.md, "HostProgram"), on the controller, once for the fleet.
   and a rule that applies to one family only (its ``ipVersion``, or the family of its nets) its
   ``ip_version``. A fleet without IPv6 gets exactly the IPv4 program it always got: no new key, and
   the rules that apply to IPv6 only left out (no workload has an IPv6 address to enforce them on).
+  A rule that applies to no family (protocol ICMP with IPv6 nets) is left out everywhere.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class Compiler:
                     self.chains[name] = {
                         "policy": policy.display,
                         "direction": direction,
-                        "rules": [self.rule(r) for r in policy.rules(direction) if self.dual or r.applies_to(4)],
+                        "rules": [self.rule(r) for r in policy.rules(direction) if r.applies_to(4) or (self.dual and r.applies_to(6))],
                     }
                     self.policy_chains.append((direction, name, selected))
         # label class -> {direction: [chain names in policy order]}

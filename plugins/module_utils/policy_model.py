@@ -258,20 +258,33 @@ class Rule:
         return f"{self.policy} {self.direction}[{self.index}]"
 
     @property
-    def family(self) -> Optional[int]:
-        """The one family the rule applies to (its ``ip_version``, else the family of its nets), None: both.
+    def families(self) -> frozenset:
+        """The IP versions the rule applies to (Felix renders a rule per IP version).
 
-        Felix renders a rule per IP version (felix/rules ``FilterRuleToIPVersion``): skipped for the other
-        version when its ``ipVersion`` says so, or when one of its net lists is non-empty and holds no net
-        of that version. A rule's nets are of one family (validated, as libcalico-go's ``validateRule``),
-        so that comes to this one family."""
+        felix/rules ``FilterRuleToIPVersion``: a rule is skipped for the other version when its ``ipVersion``
+        says so, or when one of its net lists is non-empty and holds no net of that version (a rule's nets
+        are of one family: validated, as libcalico-go's ``validateRule``). And protocol ``ICMP`` is IPv4's,
+        ``ICMPv6`` IPv6's (the validator ties them to ``ipVersion`` 4 and 6; an ICMP header exists only in
+        its own family, and Felix renders ``icmp`` fields as the rendered version's ICMP match): such a rule
+        applies to that family only. Contradicting conditions (ICMP with IPv6 nets): no family."""
+        out = {4, 6}
         if self.ip_version is not None:
-            return self.ip_version
-        families = self.source.families | self.destination.families
-        return next(iter(families)) if families else None
+            out &= {self.ip_version}
+        nets = self.source.families | self.destination.families
+        if nets:
+            out &= nets
+        if self.protocol in (ICMP, ICMPV6):
+            out &= {4 if self.protocol == ICMP else 6}
+        return frozenset(out)
+
+    @property
+    def family(self) -> Optional[int]:
+        """The one family the rule applies to, None when both (a rule that applies to none: :attr:`families`)."""
+        families = self.families
+        return next(iter(families)) if len(families) == 1 else None
 
     def applies_to(self, family: int) -> bool:
-        return self.family is None or self.family == family
+        return family in self.families
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,10 @@ the input hook ICMPv6 neighbour discovery and MLD (types 130-133, 135, 136) acce
 chains, as Felix's workload-to-host chain does for IPv6. The ``ip`` table of a dual-stack program is
 exactly the one of the same program without its IPv6 parts, so an IPv4-only host's table, record and
 generation fast path are what they always were. IPv6 sets are keyed ``ip6:<name>`` among the sets
-(:func:`all_sets`; the record, the changes). The iptables-legacy backend is IPv4 only: it refuses a
-dual-stack program before any change (:data:`IPTABLES_NO_IPV6`).
+(:func:`all_sets`; the record, the changes). On iptables-legacy the IPv6 view goes into
+ip6tables-legacy (the same chains, ``icmp6`` matches, neighbour discovery and MLD returned before the
+workload chains in ``L3CP-INPUT``) with ipsets ``l3cp-6…`` of family inet6, in the same run; a host
+without ip6tables-legacy refuses a dual-stack program before any change (:data:`IPTABLES_NO_IPV6`).
 The backend is the firewall's (``firewall.detect_backend``): nftables when the kernel has the
 ``ip`` family, else iptables-legacy. The iptables-legacy backend needs ``ipset`` (the User-mode
 Linux lab kernel has ``ip_set``, ``ip_set_hash_net`` and ``xt_set``).
@@ -74,6 +76,7 @@ MARK_PASS = 0x20000  # Felix's pass mark bit
 MARK_MASK = MARK_ALLOW | MARK_PASS
 IPT_PREFIX = "L3CP-"  # every iptables-legacy chain of this part
 IPSET_PREFIX = "l3cp-"  # every ipset of this part
+IPSET6_PREFIX = "l3cp-6"  # its IPv6 ones (family inet6): program set names start with a letter, never "6"
 IPT_JUMPS = (("FORWARD", "L3CP-FORWARD"), ("INPUT", "L3CP-INPUT"))
 PORT_PROTOCOLS = (6, 17, 132)
 ICMP = 1
@@ -99,9 +102,8 @@ class PolicyRulesError(L3CalicoError, ValueError):
 
 
 IPTABLES_NO_IPV6 = (
-    "policy program: dual stack (sets6: workloads with IPv6 addresses) needs the nftables backend; "
-    "the iptables-legacy backend enforces IPv4 only (ip6tables and ipset family inet6 are not done): "
-    "use firewall_backend nftables (or auto on a kernel with nftables)"
+    "policy program: dual stack (sets6: workloads with IPv6 addresses) on iptables-legacy needs "
+    "ip6tables-legacy-restore (Debian package iptables), not found: install it, or use firewall_backend nftables"
 )
 
 
@@ -179,14 +181,19 @@ class Program:
         chains = {
             name: dataclasses.replace(chain, rules=tuple(r for r in chain.rules if r.ip_version in (None, version))) for name, chain in self.chains.items()
         }
+        if self.dual:  # only the sets this family's rules use: the ip side of a dual-stack program is the IPv4 program's
+            used = {n for c in chains.values() for r in c.rules for e in (r.source, r.destination) for n in (e.set, e.not_set) if n}
+            sets = {name: members for name, members in (sets or {}).items() if name in used}
         return Program(sets or {}, chains, self.endpoints)
 
 
 def all_sets(program: Program) -> dict[str, tuple[str, ...]]:
     """Every set of both tables by key: an IPv4 set by its name, an IPv6 one as ``ip6:<name>`` (``:`` is in
     no nft set name, so the keys never collide)."""
-    out = dict(program.sets)
-    out.update({IP6_KEY + name: members for name, members in (program.sets6 or {}).items()})
+    if not program.dual:
+        return dict(program.sets)
+    out = dict(program.family(4).sets)
+    out.update({IP6_KEY + name: members for name, members in program.family(6).sets.items()})
     return out
 
 
@@ -321,6 +328,10 @@ def _rule(where: str, value: Any, sets: Mapping, dual: bool = False) -> Rule:
     )
     if (rule.icmp or rule.not_icmp) and rule.protocol not in (ICMP, ICMPV6):
         raise _fail(where, "icmp/not_icmp need protocol 1 (ICMP) or 58 (ICMPv6)", rule.protocol)
+    if (rule.icmp or rule.not_icmp) and rule.protocol == ICMPV6 and ip_version != 6:
+        raise _fail(where, "ICMPv6 type/code need ip_version 6 (an ICMPv6 header exists in IPv6 only)", ip_version)
+    if (rule.icmp or rule.not_icmp) and rule.protocol == ICMP and ip_version == 6:
+        raise _fail(where, "ICMP type/code in an IPv6 rule (an ICMP header exists in IPv4 only)", ip_version)
     if any(e.ports or e.not_ports for e in (rule.source, rule.destination)) and rule.protocol not in PORT_PROTOCOLS:
         raise _fail(where, "ports need protocol 6 (TCP), 17 (UDP) or 132 (SCTP)", rule.protocol)
     return rule
@@ -612,12 +623,12 @@ def ipt_chain(name: str) -> str:
     return _short(IPT_PREFIX, name, 28)
 
 
-def ipset_name(name: str) -> str:
-    return _short(IPSET_PREFIX, name, 31)
+def ipset_name(name: str, version: int = 4) -> str:
+    return _short(IPSET6_PREFIX if version == 6 else IPSET_PREFIX, name, 31)
 
 
-def _nets_set(nets: Sequence[str]) -> str:
-    return IPSET_PREFIX + "n" + hashlib.sha256(",".join(nets).encode()).hexdigest()[:12]
+def _nets_set(nets: Sequence[str], version: int = 4) -> str:
+    return (IPSET6_PREFIX if version == 6 else IPSET_PREFIX) + "n" + hashlib.sha256(",".join(nets).encode()).hexdigest()[:12]
 
 
 def _multiport(ports: Sequence[tuple[int, int]]) -> list[list[str]]:
@@ -633,16 +644,19 @@ def _multiport(ports: Sequence[tuple[int, int]]) -> list[list[str]]:
     return chunks + [current] if current else chunks
 
 
-def ipt_program(program: Program) -> tuple[dict[str, list[str]], dict[str, tuple[str, ...]]]:
-    """Our chains' rules (``iptables-restore`` syntax, in order) and our ipsets' members."""
-    sets = {ipset_name(name): members for name, members in program.sets.items()}
+def ipt_program(program: Program, version: int = 4) -> tuple[dict[str, list[str]], dict[str, tuple[str, ...]]]:
+    """Our chains' rules (``iptables-restore`` syntax, in order) and our ipsets' members, of one family:
+    ``program`` is that family's view (:meth:`Program.family`); ``version`` 6: for ``ip6tables-legacy-restore``,
+    ipsets ``l3cp-6…`` (family inet6), ``icmp6`` matches, and neighbour discovery and MLD from a workload to
+    the host returned before its egress chain (Felix's workload-to-host chain)."""
+    sets = {ipset_name(name, version): members for name, members in program.sets.items()}
     chains: dict[str, list[str]] = {}
 
     def net_match(nets: Sequence[str], flag: str, direction: str, negate: bool) -> str:
         bang = "! " if negate else ""
         if len(nets) == 1:
             return f"{bang}-{flag} {nets[0]}"
-        name = _nets_set(nets)
+        name = _nets_set(nets, version)
         sets[name] = _without_covered(nets)
         return f"-m set {bang}--match-set {name} {direction}"
 
@@ -656,9 +670,10 @@ def ipt_program(program: Program) -> tuple[dict[str, list[str]], dict[str, tuple
                     continue  # matches nothing
             elif rule.not_protocol is not None:
                 head.append(f"! -p {rule.not_protocol}")
+            match, option = ("icmp6", "icmpv6-type") if rule.protocol == ICMPV6 else ("icmp", "icmp-type")
             for icmp, bang in ((rule.icmp, ""), (rule.not_icmp, "! ")):
                 if icmp:
-                    head.append(f"-m icmp {bang}--icmp-type {icmp[0]}" + ("" if icmp[1] is None else f"/{icmp[1]}"))
+                    head.append(f"-m {match} {bang}--{option} {icmp[0]}" + ("" if icmp[1] is None else f"/{icmp[1]}"))
             alternatives: list[list[str]] = [[]]
             for entity, flag, direction, pflag in ((rule.source, "s", "src", "sports"), (rule.destination, "d", "dst", "dports")):
                 if entity.nets:
@@ -666,9 +681,9 @@ def ipt_program(program: Program) -> tuple[dict[str, list[str]], dict[str, tuple
                 if entity.not_nets:
                     head.append(net_match(entity.not_nets, flag, direction, True))
                 if entity.set:
-                    head.append(f"-m set --match-set {ipset_name(entity.set)} {direction}")
+                    head.append(f"-m set --match-set {ipset_name(entity.set, version)} {direction}")
                 if entity.not_set:
-                    head.append(f"-m set ! --match-set {ipset_name(entity.not_set)} {direction}")
+                    head.append(f"-m set ! --match-set {ipset_name(entity.not_set, version)} {direction}")
                 for chunk in _multiport(entity.not_ports):  # none of them: every chunk negated, AND
                     head.append(f"-m multiport ! --{pflag} {','.join(chunk)}")
                 if entity.ports:  # any of them: one rule per chunk
@@ -686,6 +701,8 @@ def ipt_program(program: Program) -> tuple[dict[str, list[str]], dict[str, tuple
                 bit = MARK_ALLOW if rule.action == "allow" else MARK_PASS
                 out.append(f"-A {ipt_chain(name)} -m mark --mark 0x{bit:x}/0x{bit:x} -j RETURN")
     forward, input_ = [], []
+    if version == 6 and program.endpoints:
+        input_ += [f"-A L3CP-INPUT -p {ICMPV6} -m icmp6 --icmpv6-type {kind} -j RETURN" for kind in NDP_TYPES]
     for endpoint in program.endpoints:
         for direction, letter in (("ingress", "TW"), ("egress", "FW")):
             chain = f"{IPT_PREFIX}{letter}-{endpoint.interface}"
@@ -712,8 +729,33 @@ def ipt_program(program: Program) -> tuple[dict[str, list[str]], dict[str, tuple
 class IptState:
     chains: dict[str, list[str]]  # our chains' -A lines as iptables-legacy-save prints them
     jumps: dict[str, int]  # built-in chain -> jumps to our chain found
-    sets: dict[str, tuple[str, ...]]  # our ipsets' members
+    sets: dict[str, tuple[str, ...]]  # our ipsets' members (both families)
     set_types: dict[str, str] = field(default_factory=dict)
+    chains6: dict[str, list[str]] = field(default_factory=dict)  # the same, ip6tables-legacy-save
+    jumps6: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ipv6(self) -> bool:
+        return bool(self.chains6) or any(self.jumps6.values())
+
+
+def _read_ipt_filter(runner: iproute.Runner, command: str, tables: Sequence[str]) -> tuple[dict, dict]:
+    """Our chains and the jumps to them in table filter of ``command`` (``iptables-legacy-save`` or
+    ``ip6tables-legacy-save``); only when the table exists (reading it would create it)."""
+    chains: dict[str, list[str]] = {}
+    jumps = {builtin: 0 for builtin, _chain in IPT_JUMPS}
+    if shutil.which(command) is not None and "filter" in tables:
+        result = runner([command, "-t", "filter"], None)
+        if result.rc == 0:
+            for line in result.stdout.splitlines():
+                if line.startswith(f":{IPT_PREFIX}"):
+                    chains.setdefault(line[1:].split()[0], [])
+                elif line.startswith(f"-A {IPT_PREFIX}"):
+                    chains.setdefault(line.split()[1], []).append(line)
+                for builtin, chain in IPT_JUMPS:
+                    if line == f"-A {builtin} -j {chain}":
+                        jumps[builtin] += 1
+    return chains, jumps
 
 
 def ipset_usable(runner: iproute.Runner) -> tuple[bool, str]:
@@ -724,20 +766,9 @@ def ipset_usable(runner: iproute.Runner) -> tuple[bool, str]:
 
 
 def read_iptables(runner: iproute.Runner) -> Optional[IptState]:
-    """Our chains and ipsets (None when there are none of either)."""
-    chains: dict[str, list[str]] = {}
-    jumps = {builtin: 0 for builtin, _chain in IPT_JUMPS}
-    if shutil.which("iptables-legacy-save") is not None and "filter" in firewall._legacy_tables():
-        result = runner(["iptables-legacy-save", "-t", "filter"], None)
-        if result.rc == 0:
-            for line in result.stdout.splitlines():
-                if line.startswith(f":{IPT_PREFIX}"):
-                    chains.setdefault(line[1:].split()[0], [])
-                elif line.startswith(f"-A {IPT_PREFIX}"):
-                    chains.setdefault(line.split()[1], []).append(line)
-                for builtin, chain in IPT_JUMPS:
-                    if line == f"-A {builtin} -j {chain}":
-                        jumps[builtin] += 1
+    """Our chains (iptables and ip6tables) and ipsets (None when there are none of any)."""
+    chains, jumps = _read_ipt_filter(runner, "iptables-legacy-save", firewall._legacy_tables())
+    chains6, jumps6 = _read_ipt_filter(runner, "ip6tables-legacy-save", _legacy_tables6())
     sets: dict[str, tuple[str, ...]] = {}
     types: dict[str, str] = {}
     if shutil.which("ipset") is not None:
@@ -751,17 +782,31 @@ def read_iptables(runner: iproute.Runner) -> Optional[IptState]:
                         found.setdefault(words[1], [])
                         types[words[1]] = words[2]
                     elif words[0] == "add":
-                        found.setdefault(words[1], []).append(str(ipaddress.IPv4Network(words[2])))
+                        found.setdefault(words[1], []).append(str(ipaddress.ip_network(words[2])))
             sets = {name: tuple(sorted(set(m), key=_net_key)) for name, m in found.items()}
-    if not chains and not sets and not any(jumps.values()):
+    if not chains and not sets and not any(jumps.values()) and not chains6 and not any(jumps6.values()):
         return None
-    return IptState(chains, jumps, sets, types)
+    return IptState(chains, jumps, sets, types, chains6, jumps6)
+
+
+def _legacy_tables6() -> list[str]:
+    """ip6tables-legacy tables that exist in this namespace (reading one would create it)."""
+    try:
+        with open("/proc/net/ip6_tables_names", encoding="ascii") as handle:
+            return handle.read().split()
+    except OSError:
+        return []
 
 
 def _ipt_listing(state: Optional[IptState]) -> str:
+    """What was read, as the record keeps it (the ip6tables side only when there is one: an IPv4-only
+    host's listing is what it always was)."""
     if state is None:
         return ""
-    return json.dumps({"chains": state.chains, "jumps": state.jumps, "sets": sorted(state.sets)}, sort_keys=True)
+    listing = {"chains": state.chains, "jumps": state.jumps, "sets": sorted(state.sets)}
+    if state.ipv6:
+        listing.update(chains6=state.chains6, jumps6=state.jumps6)
+    return json.dumps(listing, sort_keys=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -776,6 +821,7 @@ class Plan:
     nft_script: str = ""
     ipset_script: str = ""  # before the iptables rules (sets they use must exist)
     iptables_script: str = ""
+    ip6tables_script: str = ""  # dual stack: the IPv6 chains (ip6tables-legacy-restore)
     ipset_after: str = ""  # after the iptables rules (sets no rule uses any more)
     changes: list[str] = field(default_factory=list)
     before: dict[str, str] = field(default_factory=dict)  # changed objects, as they were
@@ -896,25 +942,69 @@ def plan_nft(
     return result
 
 
+def _ipt_script(chains: Mapping[str, list[str]], have_chains: Mapping, have_jumps: Mapping) -> str:
+    """One ``*filter`` transaction: every chain of ours declared (so emptied) with its rules, one jump each
+    from FORWARD and INPUT, stale chains flushed and deleted."""
+    lines = ["*filter"]
+    lines += [f":{chain} - [0:0]" for chain in chains]
+    for chain_lines in chains.values():
+        lines += chain_lines
+    for builtin, chain in IPT_JUMPS:
+        have = have_jumps.get(builtin, 0)
+        lines += [f"-D {builtin} -j {chain}"] * max(0, have - 1)
+        if have == 0:
+            lines.append(f"-I {builtin} 1 -j {chain}")
+    stale = sorted(set(have_chains) - set(chains))
+    lines += [f"-F {chain}" for chain in stale] + [f"-X {chain}" for chain in stale]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def _ipt_removal_script(have_chains: Mapping, have_jumps: Mapping) -> str:
+    """Every chain of ours and every jump to one removed, in one ``*filter`` transaction ("" when none)."""
+    if not have_chains and not any(have_jumps.values()):
+        return ""
+    lines = ["*filter"]
+    for builtin, chain in IPT_JUMPS:
+        lines += [f"-D {builtin} -j {chain}"] * have_jumps.get(builtin, 0)
+    lines += [f"-F {chain}" for chain in sorted(have_chains)] + [f"-X {chain}" for chain in sorted(have_chains)]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
 def plan_iptables(program: Program, current: Optional[IptState], recorded: Mapping, whole: str = "") -> Plan:
-    chains, sets = ipt_program(program)
-    digest = hashlib.sha256(json.dumps({"chains": chains, "sets": sorted(sets)}, sort_keys=True).encode()).hexdigest()
+    """iptables-legacy + ipset; dual stack (a program with ``sets6``): the IPv6 view in ip6tables-legacy
+    (the same chains) with ipsets ``l3cp-6…`` of family inet6, in the same run."""
+    chains, sets = ipt_program(program.family(4))
+    chains6: dict[str, list[str]] = {}
+    shape: dict[str, Any] = {"chains": chains}
+    if program.dual:
+        chains6, sets6 = ipt_program(program.family(6), 6)
+        sets = {**sets, **sets6}
+        shape["chains6"] = chains6
+    shape["sets"] = sorted(sets)
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
     result = Plan("iptables")
+    objects = {f"chain {k}": "".join(f"{line}\n" for line in v) for k, v in chains.items()}
+    objects.update({f"ip6 chain {k}": "".join(f"{line}\n" for line in v) for k, v in chains6.items()})
     result.record = {
         "backend": "iptables",
         "program_sha256": whole,
         "rules_sha256": digest,
         "ipsets": {k: list(v) for k, v in sets.items()},
-        "objects": {f"chain {k}": "".join(f"{line}\n" for line in v) for k, v in chains.items()},
+        "objects": objects,
     }
     have_sets = current.sets if current is not None else {}
     have_chains = current.chains if current is not None else {}
+    have_chains6 = current.chains6 if current is not None else {}
+    have_jumps6 = current.jumps6 if current is not None else {}
     rules_kept = (
         current is not None
         and recorded.get("backend") == "iptables"
         and recorded.get("rules_sha256") == digest
         and recorded.get("listing") == _ipt_listing(current)
         and all(current.jumps[b] == 1 for b, _c in IPT_JUMPS)
+        and (all(have_jumps6.get(b, 0) == 1 for b, _c in IPT_JUMPS) if program.dual else not current.ipv6)
         and set(current.sets) == set(sets)
     )
     element_lines = []
@@ -930,24 +1020,18 @@ def plan_iptables(program: Program, current: Optional[IptState], recorded: Mappi
             result.ipset_script = "\n".join(element_lines) + "\n"
         return result
     result.kind = "replace"
-    creates = [f"create {name} hash:net family inet -exist" for name in sets if name not in have_sets]
+    creates = [f"create {name} hash:net family {'inet6' if name.startswith(IPSET6_PREFIX) else 'inet'} -exist" for name in sets if name not in have_sets]
     result.ipset_script = "\n".join(creates + element_lines) + "\n" if creates or element_lines else ""
-    lines = ["*filter"]
-    lines += [f":{chain} - [0:0]" for chain in chains]
-    for chain_lines in chains.values():
-        lines += chain_lines
-    for builtin, chain in IPT_JUMPS:
-        have = current.jumps[builtin] if current is not None else 0
-        lines += [f"-D {builtin} -j {chain}"] * max(0, have - 1)
-        if have == 0:
-            lines.append(f"-I {builtin} 1 -j {chain}")
-    stale = sorted(set(have_chains) - set(chains))
-    lines += [f"-F {chain}" for chain in stale] + [f"-X {chain}" for chain in stale]
-    lines.append("COMMIT")
-    result.iptables_script = "\n".join(lines) + "\n"
+    result.iptables_script = _ipt_script(chains, have_chains, current.jumps if current is not None else {})
+    result.changes.append("iptables-legacy chains L3CP-* " + ("created" if not have_chains else "rewritten"))
+    if program.dual:
+        result.ip6tables_script = _ipt_script(chains6, have_chains6, have_jumps6)
+        result.changes.append("ip6tables-legacy chains L3CP-* " + ("created" if not have_chains6 else "rewritten"))
+    elif current is not None and current.ipv6:
+        result.ip6tables_script = _ipt_removal_script(have_chains6, have_jumps6)
+        result.changes.append("ip6tables-legacy chains L3CP-* removed (no IPv6 in the program)")
     stale_sets = sorted(set(have_sets) - set(sets))
     result.ipset_after = "".join(f"destroy {name}\n" for name in stale_sets)
-    result.changes.append("iptables-legacy chains L3CP-* " + ("created" if not have_chains else "rewritten"))
     result.changes += [f"ipset {name} removed" for name in stale_sets]
     old_objects = recorded.get("objects") or {}
     for key, text in result.record["objects"].items():
@@ -971,7 +1055,7 @@ def plan(program: Program, backend: str, nft: Optional[NftState], ipt: Optional[
             result.read_back = True  # the listing to compare with next time the generation moved
         if ipt is not None:
             other = plan_removal(None, ipt, False)
-            result.iptables_script, result.ipset_after = other.iptables_script, other.ipset_after
+            result.iptables_script, result.ip6tables_script, result.ipset_after = other.iptables_script, other.ip6tables_script, other.ipset_after
             result.changes += [f"{c} (backend is nftables)" for c in other.changes]
         return result
     result = plan_iptables(program, ipt, recorded, digests[0])
@@ -993,6 +1077,8 @@ def apply(runner: iproute.Runner, the_plan: Plan) -> None:
         iproute.check(runner, ["ipset", "restore"], the_plan.ipset_script)
     if the_plan.iptables_script:
         iproute.check(runner, ["iptables-legacy-restore", "--noflush"], the_plan.iptables_script)
+    if the_plan.ip6tables_script:
+        iproute.check(runner, ["ip6tables-legacy-restore", "--noflush"], the_plan.ip6tables_script)
     if the_plan.ipset_after:
         iproute.check(runner, ["ipset", "restore"], the_plan.ipset_after)
     if the_plan.backend == "nftables" and the_plan.nft_script:
@@ -1058,10 +1144,8 @@ def prepare(program_data: Any, options: Options = Options(), runner: iproute.Run
     program = parse_program(program_data)
     if not _enforces(program):
         return _plan_nothing_to_enforce(options, runner, recorded)
-    if options.backend == "iptables" and program.dual:
-        raise PolicyRulesError(IPTABLES_NO_IPV6)  # asked for: refused before probing anything
     backend = detect_backend(runner, options.backend)
-    if backend == "iptables" and program.dual:
+    if backend == "iptables" and program.dual and shutil.which("ip6tables-legacy-restore") is None:
         raise PolicyRulesError(IPTABLES_NO_IPV6)
     generation = nft_generation() if backend == "nftables" else None  # before reading: a later change moves it
     the_plan = plan(program, backend, read_nft(runner), read_iptables(runner), recorded, program_digests(program_data))
@@ -1182,6 +1266,10 @@ def plan_removal(nft: Optional[NftState], ipt: Optional[IptState], state_file_ex
             result.iptables_script = "\n".join(lines) + "\n"
             result.changes.append(f"iptables-legacy chains removed: {len(ipt.chains)}")
             result.before.update({f"chain {k}": "".join(f"{line}\n" for line in v) for k, v in ipt.chains.items()})
+        if ipt.ipv6:
+            result.ip6tables_script = _ipt_removal_script(ipt.chains6, ipt.jumps6)
+            result.changes.append(f"ip6tables-legacy chains removed: {len(ipt.chains6)}")
+            result.before.update({f"ip6 chain {k}": "".join(f"{line}\n" for line in v) for k, v in ipt.chains6.items()})
         if ipt.sets:
             result.ipset_after = "".join(f"destroy {name}\n" for name in sorted(ipt.sets))
             result.changes.append(f"ipsets removed: {len(ipt.sets)}")
@@ -1202,6 +1290,8 @@ def commit_removal(runner: iproute.Runner, the_plan: Plan, state_file: str) -> N
         iproute.check(runner, ["nft", "-f", "-"], the_plan.nft_script)
     if the_plan.iptables_script:
         iproute.check(runner, ["iptables-legacy-restore", "--noflush"], the_plan.iptables_script)
+    if the_plan.ip6tables_script:
+        iproute.check(runner, ["ip6tables-legacy-restore", "--noflush"], the_plan.ip6tables_script)
     if the_plan.ipset_after:
         iproute.check(runner, ["ipset", "restore"], the_plan.ipset_after)
     try:

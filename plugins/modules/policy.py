@@ -25,8 +25,8 @@ description:
   - "Dual stack (a program with C(sets6) - a fleet where workloads have IPv6 addresses): beside it the table
     C(ip6 l3calico_policy), the same chains for IPv6 (each set's IPv6 members, the rules whose C(ip_version) is 6 or
     absent; ICMPv6 neighbour discovery and MLD from a workload to its host accepted first, as Felix does), written
-    in the same C(nft -f) transaction; an IPv4-only program removes it in that transaction. The iptables-legacy
-    backend refuses a dual-stack program before any change (IPv4 only there: no ip6tables)."
+    in the same C(nft -f) transaction; an IPv4-only program removes it in that transaction. On iptables-legacy the
+    same in ip6tables-legacy (chains C(L3CP-*)) with ipsets C(l3cp-6*) of family inet6."
   - "Plan: nothing differs - nothing is written at all; only set members differ - one C(add element)/C(delete element)
     transaction (C(ipset restore)); else the whole table is replaced in one transaction (C(nft -f),
     C(iptables-legacy-restore --noflush))."

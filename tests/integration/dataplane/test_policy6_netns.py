@@ -9,7 +9,8 @@ them (``a3``) IPv4 only. Every workload listens on TCP 80 over both families. Th
 (:data:`POLICIES`, as an inventory states them) use ``ipVersion``, IPv6 ``nets`` / ``notNets``,
 ``ICMPv6`` and a rule whose nets make it IPv6-only (Felix skips it for IPv4: its ``notNets`` hold no
 IPv4 net). The programs come from the whole pipeline (policy_model -> policy_compile) and are applied by
-``policy_rules.converge`` inside each host namespace (nftables: an ``ip`` and an ``ip6`` table).
+``policy_rules.converge`` inside each host namespace, on nftables (an ``ip`` and an ``ip6`` table) and on
+iptables-legacy + ipset (iptables and ip6tables chains, ipsets of family inet and inet6).
 
 The expected verdicts (:data:`EXPECTED4`, :data:`EXPECTED6`) are written by hand, one grid per family
 and probe (row = source, column = destination, ``Y`` allowed, ``.`` denied, ``-`` itself or no address
@@ -21,6 +22,7 @@ Every name starts with ``l3tp6-<run>-``.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import threading
@@ -28,8 +30,9 @@ import time
 
 import pytest
 
-from ansible_collections.l3.calico.plugins.module_utils import firewall, naming, policy_compile, policy_eval
+from ansible_collections.l3.calico.plugins.module_utils import naming, policy_compile, policy_eval
 from ansible_collections.l3.calico.plugins.module_utils.policy_model import PolicySet
+from tests.support.firewall_backends import firewall_backends
 
 from .conftest import HOSTS, PYTHONPATH, Topology, _missing, sh
 
@@ -74,7 +77,7 @@ POLICIES = [
         "namespace": "blue",
         "selector": "app == 'web'",
         "ingress": [
-            # [0] ICMP (protocol 1: IPv4 pings; an ICMPv6 one is protocol 58, not matched)
+            # [0] ICMP (protocol 1: an IPv4 rule; an IPv6 ping is ICMPv6, not matched)
             {"action": "Allow", "protocol": "ICMP"},
             # [1] TCP 80 from outside host b's IPv6 block: notNets hold only an IPv6 net, so Felix renders
             #     the rule for IPv6 only (FilterRuleToIPVersion) - over IPv4 nothing allows TCP 80
@@ -191,9 +194,9 @@ def test_the_compiled_programs_carry_both_families():
         "blue.old-a": None,
     }
     db = a["chains"][policy_compile.chain_name("blue/db", "ingress")]
-    assert [r.get("ip_version") for r in db["rules"]] == [4, 6, None]
+    assert [r.get("ip_version") for r in db["rules"]] == [4, 6, 6]  # ipVersion, IPv6 nets, ICMPv6
     web = a["chains"][policy_compile.chain_name("blue/web", "ingress")]
-    assert [r.get("ip_version") for r in web["rules"]] == [None, 6] and web["rules"][1]["source"]["not_nets"] == ["fd00:66::40/122"]
+    assert [r.get("ip_version") for r in web["rules"]] == [4, 6] and web["rules"][1]["source"]["not_nets"] == ["fd00:66::40/122"]  # ICMP, notNets
 
 
 # ----------------------------------------------------------------------------------------------
@@ -252,12 +255,12 @@ else:
 """
 
 NFT_MONITOR = "import os; os.execvp('nft', ['nft', 'monitor'])"  # the PID is nft's: stopped by it
-READS = {("nft", "-c"), ("nft", "-j"), ("iptables-legacy-save", "-t"), ("ipset", "save"), ("ipset", "list")}
+READS = {("nft", "-c"), ("nft", "-j"), ("iptables-legacy-save", "-t"), ("ip6tables-legacy-save", "-t"), ("ipset", "save"), ("ipset", "list")}
 
 
 class Hosts:
-    def __init__(self, topo: Topology, tmp_path):
-        self.topo, self.tmp = topo, tmp_path
+    def __init__(self, topo: Topology, tmp_path, backend: str = "nftables"):
+        self.topo, self.tmp, self.backend = topo, tmp_path, backend
 
     def ns(self, key: str) -> str:
         return self.topo.netns_prefix(WORKLOADS[key][0]) + wid(key)
@@ -276,7 +279,7 @@ class Hosts:
     def policy(self, host: str, call: str = "converge", **kwargs) -> dict:
         kwargs.setdefault("state_file", str(self.tmp / f"policy-{host}.json"))
         if call == "converge":
-            kwargs.setdefault("backend", "nftables")
+            kwargs.setdefault("backend", self.backend)
         proc = self.topo.nsexec(self.topo.host(host), "env", f"PYTHONPATH={PYTHONPATH}", sys.executable, "-c", RUN_POLICY, stdin=json.dumps([call, kwargs]))
         return json.loads(proc.stdout)
 
@@ -308,9 +311,16 @@ class Hosts:
         return results
 
     def state(self, host: str) -> str:
+        """Everything of both backends and both families in host ``host``, as text."""
         ns = self.topo.host(host)
-        text = self.topo.nsexec(ns, "nft", "list", "ruleset", check=False).stdout
-        return "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+        parts = [self.topo.nsexec(ns, "nft", "list", "ruleset", check=False).stdout]
+        for command in ("iptables-legacy-save", "ip6tables-legacy-save"):
+            if shutil.which(command):
+                parts.append(self.topo.nsexec(ns, command, "-t", "filter", check=False).stdout)
+        if shutil.which("ipset"):
+            parts.append(self.topo.nsexec(ns, "ipset", "save", check=False).stdout)
+        lines = (line for part in parts for line in part.splitlines() if not line.startswith("#") and "initval" not in line)
+        return "\n".join(re.sub(r" \[\d+:\d+\]$", "", line) for line in lines)  # built-in chains' counters move
 
 
 def compare(found: dict, grids: dict) -> list:
@@ -327,8 +337,6 @@ def hosts(tmp_path):
     missing = _missing()
     if missing:
         pytest.skip(missing)
-    if shutil.which("nft") is None:
-        pytest.skip("needs nft (Debian package nftables)")
     topology = Topology(PREFIX)
     try:
         topology.build()
@@ -341,14 +349,26 @@ def hosts(tmp_path):
                 if not sh("ip", "-n", topology.host(key), "-6", "addr", "show", "tentative").stdout.strip():
                     break
                 time.sleep(0.1)
-        yield Hosts(topology, tmp_path)
+        yield lambda backend: Hosts(topology, tmp_path, backend)
     finally:
         topology.cleanup()
 
 
+BACKENDS = firewall_backends()
+
+
+def _needs(backend: str) -> None:
+    if backend == "iptables":
+        for command in ("ipset", "ip6tables-legacy-restore", "ip6tables-legacy-save"):
+            if shutil.which(command) is None:
+                pytest.skip(f"needs {command} for IPv6 policy on iptables-legacy")
+
+
 @pytest.mark.netns
-def test_dual_stack_policy_matrix_per_family_noop_refusal_and_removal(hosts):
-    h = hosts
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dual_stack_policy_matrix_per_family_noop_element_and_removal(hosts, backend):
+    _needs(backend)
+    h = hosts(backend)
     h.build()
     h.warm_up()
     # before any policy, everything reaches everything over both families (the probes work)
@@ -359,8 +379,9 @@ def test_dual_stack_policy_matrix_per_family_noop_refusal_and_removal(hosts):
     programs = policy_compile.host_programs(policy_set(), ipam_result())
     for host in ("a", "b"):
         applied = h.policy(host, program=programs[host])
-        assert applied["ok"] and applied["kind"] == "replace", applied
-        assert "nftables table ip6 l3calico_policy created" in applied["changes"], applied
+        assert applied["ok"] and applied["kind"] == "replace" and applied["backend"] == backend, applied
+        created = "nftables table ip6 l3calico_policy created" if backend == "nftables" else "ip6tables-legacy chains L3CP-* created"
+        assert created in applied["changes"], applied
     wrong = compare(h.matrix(4), EXPECTED4) + compare(h.matrix(6), EXPECTED6)
     assert not wrong, "\n".join(wrong)
     # the host still reaches its own workloads over IPv6, whatever their policies (a1 has no ICMPv6 rule)
@@ -373,51 +394,58 @@ def test_dual_stack_policy_matrix_per_family_noop_refusal_and_removal(hosts):
     neigh = h.topo.ip_json(b2, "-6", "neigh", "show", naming.GATEWAY6)
     assert neigh and neigh[0].get("lladdr") == naming.HOST_VETH_MAC, neigh
 
-    # a no-op: nothing but reads, no state file write, no ruleset event (both tables)
+    # a no-op: nothing but reads, no state file write, no ruleset event (both families)
     state_file = h.tmp / "policy-a.json"
     stamp = state_file.stat().st_mtime_ns
     before = h.state("a")
-    assert "table ip l3calico_policy" in before and "table ip6 l3calico_policy" in before
-    monitor = h.topo.spawn(h.topo.host("a"), NFT_MONITOR)
-    time.sleep(0.3)
+    if backend == "nftables":
+        assert "table ip l3calico_policy" in before and "table ip6 l3calico_policy" in before
+    else:
+        assert "l3cp-6" in before and before.count(":L3CP-INPUT") == 2  # iptables and ip6tables
+    monitor = None
+    if backend == "nftables":
+        monitor = h.topo.spawn(h.topo.host("a"), NFT_MONITOR)
+        time.sleep(0.3)
     for _run in range(2):  # the first learns the generation if it moved since; the second takes the fast path
         again = h.policy("a", program=programs["a"])
         assert again["ok"] and again["changed"] is False and again["kind"] == "none", again
         assert {tuple(argv[:2]) for argv, _stdin in again["ran"]} <= READS, again["ran"]
-    assert again["ran"] == []  # the generation recorded: nothing run at all
+    if backend == "nftables":
+        assert again["ran"] == []  # the generation recorded: nothing run at all
     assert h.state("a") == before and state_file.stat().st_mtime_ns == stamp
 
-    # a new IPv6 member only: one element of the ip6 table, one transaction
+    # a new IPv6 member only: one element, one transaction
     grown = json.loads(json.dumps(programs["a"]))
     name = next(iter(grown["sets6"]))
     grown["sets6"][name] = sorted([*grown["sets6"][name], "fd00:66::99/128"])
     added = h.policy("a", program=grown)
     assert added["ok"] and added["kind"] == "elements", added
     writes = [(argv, stdin) for argv, stdin in added["ran"] if tuple(argv[:2]) not in READS]
-    assert writes == [(["nft", "-f", "-"], f"add element ip6 l3calico_policy {name} {{ fd00:66::99/128 }}\n")], writes
-    time.sleep(0.3)
-    monitor.terminate()
-    events, _err = monitor.communicate(timeout=5)
-    lines = [e for e in events.splitlines() if e.strip()]
-    assert [e for e in lines if not e.startswith("#")] == [f"add element ip6 l3calico_policy {name} {{ fd00:66::99 }}"], events
+    if backend == "nftables":
+        assert writes == [(["nft", "-f", "-"], f"add element ip6 l3calico_policy {name} {{ fd00:66::99/128 }}\n")], writes
+        time.sleep(0.3)
+        monitor.terminate()
+        events, _err = monitor.communicate(timeout=5)
+        lines = [e for e in events.splitlines() if e.strip()]
+        assert [e for e in lines if not e.startswith("#")] == [f"add element ip6 l3calico_policy {name} {{ fd00:66::99 }}"], events
+    else:
+        assert writes == [(["ipset", "restore"], f"add l3cp-6{name} fd00:66::99/128\n")], writes
+    assert "fd00:66::99" in h.state("a")
     assert h.policy("a", program=programs["a"])["kind"] == "elements"  # back
 
-    # iptables-legacy is IPv4 only: a dual-stack program is refused before anything changes
-    if firewall.iptables_usable()[0] and shutil.which("ipset"):
-        refused = h.policy("a", program=programs["a"], backend="iptables")
-        assert refused["ok"] is False and "needs the nftables backend" in refused["error"], refused
-        assert h.state("a") == before
-
-    # removal: both tables gone, the state file too; IPv6 flows again
+    # removal: every object of both families gone, the state file too; IPv6 flows again
     gone = h.policy("a", call="remove", state_file=str(state_file))
     assert gone["ok"] and gone["changed"], gone
-    assert "l3calico_policy" not in h.state("a") and not state_file.exists()
+    left = h.state("a")
+    assert "l3calico_policy" not in left and "L3CP" not in left and "l3cp-" not in left and not state_file.exists(), left
     assert h.matrix(6, ["a1", "a2"])[("a2", "a1")]["icmp"] is True
 
 
 @pytest.mark.netns
 def test_an_ipv4_only_program_after_a_dual_stack_one_drops_the_ip6_table_in_one_transaction(hosts):
-    h = hosts
+    if shutil.which("nft") is None:
+        pytest.skip("needs nft (Debian package nftables)")
+    h = hosts("nftables")
     h.build()
     programs = policy_compile.host_programs(policy_set(), ipam_result())
     assert h.policy("a", program=programs["a"])["ok"]

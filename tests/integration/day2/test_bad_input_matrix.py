@@ -339,10 +339,10 @@ CASES = [
         ["policy program", "rules[0].ip_version", "without sets6"],
     ),
     (
-        "policy-iptables-dual-stack",
+        "policy-program-icmpv6-in-ipv4-rule",
         "policy",
-        policy_program(firewall_backend="iptables"),
-        ["policy program", "dual stack", "needs the nftables backend"],
+        policy_program(rules=[{"action": "allow", "protocol": 58, "icmp": {"type": 128}, "ip_version": 4}]),
+        ["policy program", "rules[0]", "ICMPv6 type/code need ip_version 6"],
     ),
     ("ipam-role-datastore", "calico_ipam role", role("l3.calico.calico_ipam", calico_ipam_datastore="redis"), ["calico_ipam_datastore", "redis"]),
     ("ipam-migrate-target", "ipam_migrate", {"l3.calico.ipam_migrate": {"to": "redis", "state_file": "{{ work }}/x.json"}}, ["to", "redis"]),

@@ -172,16 +172,16 @@ DUAL = [
 
 
 def test_an_ipv4_only_fleet_gets_exactly_the_ipv4_program():
-    """No workload with an IPv6 address: no sets6, address6 or ip_version; an IPv6-only rule left out,
-    the others as they were compiled before IPv6 existed."""
-    v4_rules = [r for r in DUAL[0]["ingress"] if r.get("ipVersion") != 6 and "nets" not in r.get("source", {})]
+    """No workload with an IPv6 address: no sets6, address6 or ip_version; the IPv6-only rules (ipVersion 6,
+    IPv6 nets, protocol ICMPv6) left out, the others as they were compiled before IPv6 existed."""
+    v4_rules = [r for r in DUAL[0]["ingress"] if r.get("ipVersion") != 6 and "nets" not in r.get("source", {}) and r.get("protocol") != "ICMPv6"]
     only_v4 = policy_compile.host_programs(policy_set([dict(DUAL[0], ingress=[dict(r) for r in v4_rules])]), ipam_result())
     programs = policy_compile.host_programs(policy_set(DUAL), ipam_result())
     assert all(set(p) == {"version", "sets", "chains", "endpoints"} for p in programs.values())
     assert all("address6" not in e for p in programs.values() for e in p["endpoints"])
     for host, program in programs.items():
         for name, chain in program["chains"].items():
-            assert [r["ref"] for r in chain["rules"]] == ["blue/web-in ingress[2]", "blue/web-in ingress[3]", "blue/web-in ingress[4]"]
+            assert [r["ref"] for r in chain["rules"]] == ["blue/web-in ingress[3]", "blue/web-in ingress[4]"]
             assert all("ip_version" not in r for r in chain["rules"])
             # the same rules as the IPv4-only policy's, but for their refs (their index in the policy)
             assert [{k: v for k, v in r.items() if k != "ref"} for r in chain["rules"]] == [
@@ -199,7 +199,7 @@ def test_a_dual_stack_program_has_ipv6_sets_addresses_and_rule_versions():
     assert by["blue.web-1"]["address6"] == "fd00:64::1" and "address6" not in by["default.tool"]
     (chain,) = n1["chains"].values()
     versions = [r.get("ip_version") for r in chain["rules"]]
-    assert versions == [6, 6, None, None, 4]  # ipVersion, the nets' family, both, both, ipVersion
+    assert versions == [6, 6, 6, None, 4]  # ipVersion, the nets' family, ICMPv6's, both, ipVersion
     assert chain["rules"][1]["source"]["nets"] == ["fd00:64::/64"]
     assert chain["rules"][2]["protocol"] == 58 and chain["rules"][2]["icmp"] == {"type": 128, "code": None}
     name = chain["rules"][3]["source"]["set"]

@@ -393,9 +393,9 @@ def test_a_dual_stack_program_parses_and_each_family_sees_its_own_rules():
     v4, v6 = parsed.family(4), parsed.family(6)
     assert [r.ip_version for r in v4.chains["p_web_i"].rules] == [None, None, 4, 4]
     assert [r.ip_version for r in v6.chains["p_web_i"].rules] == [None, None, 6, 6]
-    assert v6.sets == parsed.sets6 and v4.sets == parsed.sets
+    assert v6.sets == {"s_web": parsed.sets6["s_web"]} and v4.sets == parsed.sets  # the sets each family's rules use
     assert pr.parse_program(program()).family(4) == pr.parse_program(program())  # IPv4 only: its own view
-    assert pr.all_sets(parsed) == {"s_web": ("10.64.0.1/32", "10.64.0.7/32"), "s_none": (), "ip6:s_web": ("fd00:64::/120",), "ip6:s_none": ()}
+    assert pr.all_sets(parsed) == {"s_web": ("10.64.0.1/32", "10.64.0.7/32"), "s_none": (), "ip6:s_web": ("fd00:64::/120",)}
 
 
 @pytest.mark.parametrize(
@@ -411,6 +411,8 @@ def test_a_dual_stack_program_parses_and_each_family_sees_its_own_rules():
         (lambda d: d["chains"]["p_web_i"]["rules"][5]["source"].update(not_nets=["10.0.0.0/8"]), ["rules[5].source.not_nets[0]", "10.0.0.0/8", "IPv6"]),
         (lambda d: d["chains"]["p_web_i"]["rules"][3].pop("ip_version"), ["rules[3]", "needs its ip_version"]),
         (lambda d: d["chains"]["p_web_i"]["rules"][4].update(protocol=17), ["rules[4]", "protocol 1 (ICMP) or 58 (ICMPv6)"]),
+        (lambda d: d["chains"]["p_web_i"]["rules"][4].update(ip_version=4), ["rules[4]", "ICMPv6 type/code need ip_version 6"]),
+        (lambda d: d["chains"]["p_web_i"]["rules"][2].update(ip_version=6), ["rules[2]", "ICMP type/code in an IPv6 rule"]),
     ],
 )
 def test_bad_dual_stack_programs_are_refused(mutate, words):
@@ -500,7 +502,39 @@ def test_nft_state_reads_both_tables_and_ipv6_elements(monkeypatch):
     assert pr.plan_removal(only4, None, False).nft_script == "delete table ip l3calico_policy\n"
 
 
-def test_the_iptables_backend_refuses_a_dual_stack_program_before_any_change(tmp_path, monkeypatch):
+def test_iptables_dual_stack_renders_ip6tables_chains_and_inet6_ipsets():
+    parsed = pr.parse_program(program6())
+    chains6, sets6 = pr.ipt_program(parsed.family(6), 6)
+    chains4, sets4 = pr.ipt_program(parsed.family(4))
+    assert (chains4, sets4) == pr.ipt_program(pr.parse_program(program()))  # the IPv4 side as without IPv6
+    assert sets6 == {"l3cp-6s_web": ("fd00:64::/120",)}  # s_none: no IPv6 rule uses it
+    web = chains6["L3CP-p_web_i"]
+    assert any("-p 6 -m set --match-set l3cp-6s_web src -m multiport --dports 80,8000:8100" in line for line in web)
+    assert any("-p 58 -m icmp6 --icmpv6-type 128 " in line for line in web)
+    assert any("-p 17 ! -s 2001:db8::/32 -m set --match-set l3cp-6s_web src" in line for line in web)
+    assert not any("icmp-type" in line or "10.1.0.0/16" in line for line in web)
+    ndp = [f"-A L3CP-INPUT -p 58 -m icmp6 --icmpv6-type {t} -j RETURN" for t in (130, 131, 132, 133, 135, 136)]
+    assert chains6["L3CP-INPUT"][:6] == ndp and chains4["L3CP-INPUT"][0].startswith("-A L3CP-INPUT -i ")
+    the_plan = pr.plan_iptables(parsed, None, {}, "x")
+    assert the_plan.kind == "replace" and "ip6tables-legacy chains L3CP-* created" in the_plan.changes
+    assert (
+        "create l3cp-6s_web hash:net family inet6 -exist" in the_plan.ipset_script and "create l3cp-s_web hash:net family inet -exist" in the_plan.ipset_script
+    )
+    assert the_plan.ip6tables_script.startswith("*filter\n") and "-I INPUT 1 -j L3CP-INPUT" in the_plan.ip6tables_script
+    assert "ip6 chain L3CP-p_web_i" in the_plan.record["objects"]
+    # IPv4 only again, with the ip6tables chains there: they go (jumps first), the inet6 sets after the rules
+    have = pr.IptState(dict(chains4), {"FORWARD": 1, "INPUT": 1}, dict(sets4, **sets6), {}, dict(chains6), {"FORWARD": 1, "INPUT": 1})
+    back = pr.plan_iptables(pr.parse_program(program()), have, the_plan.record, "y")
+    assert "ip6tables-legacy chains L3CP-* removed (no IPv6 in the program)" in back.changes
+    assert back.ip6tables_script.startswith("*filter\n-D FORWARD -j L3CP-FORWARD\n-D INPUT -j L3CP-INPUT\n-F ")
+    assert back.ipset_after == "destroy l3cp-6s_web\n"
+    plain = pr.plan_iptables(pr.parse_program(program()), None, {}, "z")
+    assert plain.ip6tables_script == "" and not any("ip6" in k for k in plain.record["objects"])
+    gone = pr.plan_removal(None, have, False)
+    assert gone.ip6tables_script == back.ip6tables_script and "ip6tables-legacy chains removed: " + str(len(chains6)) in gone.changes
+
+
+def test_a_dual_stack_program_on_iptables_without_ip6tables_is_refused_before_any_change(tmp_path, monkeypatch):
     ran = []
 
     def runner(argv, stdin=None):
@@ -508,7 +542,7 @@ def test_the_iptables_backend_refuses_a_dual_stack_program_before_any_change(tmp
         return pr.iproute.Result(1, "", "nope")
 
     monkeypatch.setattr(pr, "detect_backend", lambda runner, wanted: "iptables")
-    with pytest.raises(pr.PolicyRulesError, match="dual stack .* needs the nftables backend"):
+    monkeypatch.setattr(pr.shutil, "which", lambda name: None if name.startswith("ip6tables") else "/usr/sbin/" + name)
+    with pytest.raises(pr.PolicyRulesError, match="needs ip6tables-legacy-restore"):
         pr.converge(program6(), runner=runner, backend="iptables", state_file=str(tmp_path / "s.json"))
-    assert not any(argv[0] in ("nft", "iptables-legacy-restore", "ipset") and argv[1:2] in (["-f"], ["restore"], ["--noflush"]) for argv in ran), ran
-    assert not (tmp_path / "s.json").exists()
+    assert ran == [] and not (tmp_path / "s.json").exists()
