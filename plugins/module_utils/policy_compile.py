@@ -15,7 +15,8 @@ docs/policy.md, "HostProgram"), on the controller, once for the fleet.
 - Endpoints: each workload of the host with an address, its veth from :func:`naming.veth_name` and the
   chains that apply to it per direction, in policy order (``[]``: no policy selects it - allowed).
 - Dual stack (some workload of the fleet has an IPv6 address, :attr:`PolicySet.dual_stack`): every
-  program gets ``sets6`` (each set's IPv6 members, under the same names), endpoints their ``address6``,
+  program gets ``sets6`` (each set's IPv6 members, under the same names), endpoints their ``address6``
+  (an IPv6-only workload - ``assign_ipv4: false`` - is an endpoint with ``address`` null),
   and a rule that applies to one family only (its ``ipVersion``, or the family of its nets) its
   ``ip_version``. A fleet without IPv6 gets exactly the IPv4 program it always got: no new key, and
   the rules that apply to IPv6 only left out (no workload has an IPv6 address to enforce them on).
@@ -58,7 +59,7 @@ class Compiler:
         # label class -> the workloads of that class (with an address)
         self.classes: dict = {}
         for w in policy_set.workloads.values():
-            if w.address is not None:
+            if w.address is not None or w.address6 is not None:
                 self.classes.setdefault(w.label_class, []).append(w)
         self.selections: dict = {}  # key -> Selection
         self.matched: dict = {}  # key -> frozenset of label classes
@@ -108,7 +109,7 @@ class Compiler:
         if other != selection.key:
             raise ValueError(f"address set name {name} collides for two selectors ({selection.describe()})")
         if name not in self.sets:
-            addresses = sorted(w.address for cls in classes for w in self.classes[cls])
+            addresses = sorted(w.address for cls in classes for w in self.classes[cls] if w.address is not None)
             self.sets[name] = [int_to_ip(a) + "/32" for a in addresses]
             if self.dual:
                 addresses6 = sorted(w.address6 for cls in classes for w in self.classes[cls] if w.address6 is not None)
@@ -152,13 +153,13 @@ class Compiler:
         """The HostProgram of a host holding ``workloads``."""
         endpoints, chains, sets = [], {}, {}
         for w in workloads:
-            if w.address is None:
+            if w.address is None and w.address6 is None:
                 continue
             use = self.class_chains[w.label_class]
             endpoint = {
                 "interface": naming.veth_name(w.id, veth_prefix),
                 "workload": w.id,
-                "address": w.ip or int_to_ip(w.address),
+                "address": w.ip or int_to_ip(w.address) if w.address is not None else None,  # None: IPv6 only (dual stack)
                 "ingress": list(use[INGRESS]),
                 "egress": list(use[EGRESS]),
             }

@@ -157,7 +157,7 @@ class Chain:
 class Endpoint:
     interface: str
     workload: str
-    address: str
+    address: Optional[str]  # None: an IPv6-only endpoint (dual stack)
     ingress: tuple[str, ...]
     egress: tuple[str, ...]
     address6: Optional[str] = None
@@ -385,8 +385,9 @@ def parse_program(data: Any) -> Program:
             address = str(ipaddress.IPv4Address(item["address"])) if isinstance(item["address"], str) else None
         except ValueError:
             address = None
-        if address is None or address != item["address"]:
-            raise _fail(f"{where}.address", "is not a canonical IPv4 address", item["address"])
+        ipv6_only = item["address"] is None and sets6 is not None and item.get("address6") is not None
+        if (address is None or address != item["address"]) and not ipv6_only:
+            raise _fail(f"{where}.address", "is not a canonical IPv4 address (null only for an IPv6-only endpoint of a dual-stack program)", item["address"])
         address6 = item.get("address6")
         if address6 is not None:
             try:
@@ -395,10 +396,11 @@ def parse_program(data: Any) -> Program:
                 canonical6 = None
             if canonical6 != address6:
                 raise _fail(f"{where}.address6", "is not a canonical IPv6 address (RFC 5952)", address6)
-        if interface in interfaces or address in addresses or (address6 is not None and address6 in addresses):
+        if interface in interfaces or (address is not None and address in addresses) or (address6 is not None and address6 in addresses):
             raise _fail(where, "interface or address listed twice", item)
         interfaces.add(interface)
-        addresses.add(address)
+        if address is not None:
+            addresses.add(address)
         if address6 is not None:
             addresses.add(address6)
         lists = {}

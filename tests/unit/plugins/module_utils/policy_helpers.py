@@ -34,7 +34,10 @@ WORKLOADS6 = {
     "red.web-1": "fd00:64:0:1::2",
     "red.api-1": "fd00:64::3",
     "green.web-1": "fd00:64:0:1::4",
+    "blue.v6only": "fd00:64:0:1::9",
 }
+# an IPv6-only workload (assign_ipv4 false) of the dual-stack fleet: id -> (host, labels)
+V6_ONLY = {"blue.v6only": ("n2", {"app": "web", "role": "x"})}
 EXTERNAL6 = ["2001:db8::10", "2001:db8:1::7", "fd00:64::c8"]
 
 
@@ -46,22 +49,29 @@ def ipam_result(workloads=None, dual: bool = False) -> dict:
         if dual and wid in WORKLOADS6:
             nodes[host]["workloads"][-1]["ipv6"] = WORKLOADS6[wid]
     if dual:
+        for wid, (host, _labels) in V6_ONLY.items():
+            nodes[host]["workloads"].append({"id": wid, "ipv6": WORKLOADS6[wid]})
         for name, ip6 in NODES6.items():
             nodes[name].update(ipv6=ip6, network_ipv6="fd00:50::/64")
     return {"nodes": nodes, "pools": {}, "pools_ipv6": {}} if dual else {"nodes": nodes, "pools": {}}
 
 
-def inventory_workloads(workloads=None) -> dict:
+def inventory_workloads(workloads=None, dual: bool = False) -> dict:
     workloads = WORKLOADS if workloads is None else workloads
     out: dict = {}
     for wid, (host, _ip, labels) in workloads.items():
+        namespace, name = wid.split(".")
+        out.setdefault(host, []).append({"name": name, "namespace": namespace, "labels": labels})
+    for wid, (host, labels) in V6_ONLY.items() if dual else ():
         namespace, name = wid.split(".")
         out.setdefault(host, []).append({"name": name, "namespace": namespace, "labels": labels})
     return out
 
 
 def policy_set(policies, namespaces=None, workloads=None, dual: bool = False) -> PolicySet:
-    return PolicySet.from_inventory(policies, NAMESPACES if namespaces is None else namespaces, inventory_workloads(workloads), ipam_result(workloads, dual))
+    return PolicySet.from_inventory(
+        policies, NAMESPACES if namespaces is None else namespaces, inventory_workloads(workloads, dual), ipam_result(workloads, dual)
+    )
 
 
 # --------------------------------------------------------------------------- strategies
@@ -261,7 +271,7 @@ def ir_verdict(programs: dict, nodes: dict, pkt: dict):
     where = {}
     for host, program in programs.items():
         for ep in program["endpoints"]:
-            if key in ep:
+            if ep.get(key) is not None:
                 where[_addr(ep[key])] = (host, ep)
     src, dst = where.get(pkt["src"]), where.get(pkt["dst"])
     if src is not None and dst is not None and src[1]["workload"] == dst[1]["workload"]:

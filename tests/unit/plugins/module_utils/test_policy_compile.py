@@ -7,6 +7,7 @@ the same verdict, and the same deciding rule, as policy_eval for every flow hypo
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 
 from hypothesis import HealthCheck, given, settings
@@ -234,3 +235,14 @@ def test_the_compiled_dual_stack_programs_agree_with_the_evaluator_for_both_fami
         assert allowed == expected.allowed, (flow.describe(), expected.text(), pols)
         assert egress_ref == _ref(expected.egress), (flow.describe(), expected.text())
         assert ingress_ref == _ref(expected.ingress), (flow.describe(), expected.text())
+
+
+def test_an_ipv6_only_workload_is_an_endpoint_without_an_ipv4_address():
+    programs = policy_compile.host_programs(policy_set(DUAL, dual=True), ipam_result(dual=True))
+    (v6only,) = [e for e in programs["n2"]["endpoints"] if e["workload"] == "blue.v6only"]
+    assert v6only["address"] is None and v6only["address6"] == "fd00:64:0:1::9" and v6only["ingress"]  # app == web: selected
+    from ansible_collections.l3.calico.plugins.module_utils import policy_rules
+
+    parsed = policy_rules.parse_program(programs["n2"])
+    assert any(e.address is None and e.address6 == "fd00:64:0:1::9" for e in parsed.endpoints)
+    assert "fd00:64:0:1::9" not in json.dumps(programs["n2"]["sets"]) and policy_rules.render_nft(parsed)

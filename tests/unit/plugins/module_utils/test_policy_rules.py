@@ -407,6 +407,7 @@ def test_a_dual_stack_program_parses_and_each_family_sees_its_own_rules():
         (lambda d: d["sets6"]["s_web"].append("FD00::/8"), ["program.sets6.s_web[2]", "FD00::/8", "RFC 5952"]),
         (lambda d: d["endpoints"][0].update(address6="fd00:64:0::1"), ["endpoints[0].address6", "fd00:64:0::1", "canonical IPv6"]),
         (lambda d: d["endpoints"][1].update(address6="fd00:64::1"), ["program.endpoints[1]", "listed twice"]),
+        (lambda d: d["endpoints"][1].update(address=None), ["endpoints[1].address", "null only for an IPv6-only endpoint"]),
         (lambda d: d["chains"]["p_web_i"]["rules"][4].update(ip_version=5), ["rules[4].ip_version", "4 or 6"]),
         (lambda d: d["chains"]["p_web_i"]["rules"][5]["source"].update(not_nets=["10.0.0.0/8"]), ["rules[5].source.not_nets[0]", "10.0.0.0/8", "IPv6"]),
         (lambda d: d["chains"]["p_web_i"]["rules"][3].pop("ip_version"), ["rules[3]", "needs its ip_version"]),
@@ -546,3 +547,15 @@ def test_a_dual_stack_program_on_iptables_without_ip6tables_is_refused_before_an
     with pytest.raises(pr.PolicyRulesError, match="needs ip6tables-legacy-restore"):
         pr.converge(program6(), runner=runner, backend="iptables", state_file=str(tmp_path / "s.json"))
     assert ran == [] and not (tmp_path / "s.json").exists()
+
+
+def test_an_ipv6_only_endpoint_of_a_dual_stack_program_has_no_ipv4_address():
+    data = program6()
+    data["endpoints"][1].update(address=None, address6="fd00:64::2")
+    parsed = pr.parse_program(data)
+    assert [e.address for e in parsed.endpoints] == ["10.64.0.1", None]
+    assert '"cali0123456789b" : jump wl-from-cali0123456789b' in pr.render_nft(parsed).split("table ip6 l3calico_policy {\n")[1]
+    plain = program()
+    plain["endpoints"][1]["address"] = None
+    with pytest.raises(pr.PolicyRulesError, match="null only for an IPv6-only endpoint"):
+        pr.parse_program(plain)
