@@ -15,6 +15,11 @@ An address that is not a workload's has no policy of its own (it is outside the 
 the workload side decides. The host reaches its own local workloads whatever their policy (Felix), and a
 workload talking to itself never leaves its namespace. Replies of allowed connections pass (conntrack):
 a verdict is about the first packet. A rule matches when every field it has matches (docs/policy.md).
+
+Dual stack: a :class:`Flow` has an IP version (``family``): a workload end is its address of that family,
+an address end is of that family, a rule takes part only if it applies to the family
+(:meth:`Rule.applies_to`) and matches with its nets of that family; the host reaching its local workloads
+is the node's IPv6 address for IPv6. :func:`reachability` and :func:`flips` answer per family.
 """
 
 from __future__ import annotations

@@ -32,12 +32,17 @@ policy, the rule, the field and the value. What it follows of Calico (projectcal
   the namespace's profile: a label of the workload's own of the same name wins); a namespace carries
   ``projectcalico.org/name: <name>`` (libcalico-go k8s conversion ``NamespaceToProfile``).
 - The validator (libcalico-go/lib/validator/v3): action ``Allow``, ``Deny``, ``Log`` or ``Pass``; protocol
-  ``TCP``, ``UDP``, ``ICMP``, ``SCTP``, ``UDPLite`` or 1-255 (``ICMPv6`` refused: IPv4 only); ports only
-  with protocol TCP, UDP or SCTP; ``icmp`` only with protocol ICMP, its ``code`` only with a ``type``
-  (type 0-254, code 0-255); ``global()`` only as a whole entity-rule namespace selector; policy names a
-  DNS label, or two joined by one dot. Beyond it: ``not_icmp`` also needs protocol ICMP (Felix renders it
-  as an ICMP match), a port range must not be upside down (Calico's ``PortFromRange`` refuses that too),
+  ``TCP``, ``UDP``, ``ICMP``, ``ICMPv6``, ``SCTP``, ``UDPLite`` or 1-255; ports only with protocol TCP, UDP
+  or SCTP; ``icmp`` only with protocol ICMP or ICMPv6, its ``code`` only with a ``type`` (type 0-254, code
+  0-255); ``global()`` only as a whole entity-rule namespace selector; policy names a DNS label, or two
+  joined by one dot. Beyond it: ``not_icmp`` also needs protocol ICMP or ICMPv6 (Felix renders it as an
+  ICMP match), a port range must not be upside down (Calico's ``PortFromRange`` refuses that too),
   named ports are refused (workloads declare no ports here), unknown keys are refused.
+- Dual stack (``validateRule``): ``ip_version`` (``ipVersion``) 4 or 6; protocol or notProtocol ICMP only
+  with ipVersion 4 (or none), ICMPv6 only with 6; every net of a rule of its ipVersion ("rule IP version
+  doesn't match CIDR version") and all nets of a rule of one family ("rule contains both IPv4 and IPv6
+  CIDRs"). Which family a rule then applies to: :attr:`Rule.families` (Felix's ``FilterRuleToIPVersion``).
+  A workload's IPv6 address comes from the IPAM result (its ``ipv6``); the nodes' too (``nodes6``).
 """
 
 from __future__ import annotations
