@@ -16,8 +16,9 @@ with a selector and three rules with selectors, namespace selectors, ports and n
    hours). Ratios printed.
 
 CPU seconds of this process are what is judged (the machine may be shared). Goal: the compiler faster than
-both plain alternatives (ratio < 1).
-Usage: python benchmarks/policy.py [--hosts N] [--workloads W] [--policies P] [--rounds R] [--sample S]
+both plain alternatives (ratio < 1). ``--dual``: every workload and node also has an IPv6 address and every
+policy an IPv6-only rule (``ipVersion: 6``, IPv6 nets): the dual-stack programs (``sets6``, ``address6``).
+Usage: python benchmarks/policy.py [--hosts N] [--workloads W] [--policies P] [--rounds R] [--sample S] [--dual]
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ TIERS = ["front", "back", "data"]
 NAMESPACES = {f"ns-{i}": {"labels": {"team": f"t{i % 5}", "env": ("prod", "dev")[i % 2]}} for i in range(20)}
 
 
-def fleet(hosts: int, workloads: int) -> tuple:
-    """(calico_workloads by host, the IPAM result) of a generated fleet."""
+def fleet(hosts: int, workloads: int, dual: bool = False) -> tuple:
+    """(calico_workloads by host, the IPAM result) of a generated fleet (``dual``: IPv6 addresses too)."""
     inventory, nodes = {}, {}
     n = 0
     for h in range(hosts):
@@ -53,13 +54,17 @@ def fleet(hosts: int, workloads: int) -> tuple:
             labels = {"app": APPS[(n // 20) % 25], "tier": TIERS[n % 3], "version": f"v{n % 4}"}
             entries.append({"name": f"w{n}", "namespace": ns, "labels": labels})
             wls.append({"id": f"{ns}.w{n}", "ip": f"10.{64 + (n >> 16)}.{(n >> 8) & 255}.{n & 255}"})
+            if dual:
+                wls[-1]["ipv6"] = f"fd00:64::{n >> 16:x}:{n & 0xFFFF:x}"
             n += 1
         inventory[name] = entries
         nodes[name] = {"ip": f"192.168.{h >> 8}.{h & 255}", "workloads": wls}
-    return inventory, {"nodes": nodes, "pools": {}}
+        if dual:
+            nodes[name]["ipv6"] = f"fd00:192::{h:x}"
+    return inventory, {"nodes": nodes, "pools": {}, **({"pools_ipv6": {}} if dual else {})}
 
 
-def policies(count: int) -> list:
+def policies(count: int, dual: bool = False) -> list:
     out = []
     for i in range(count):
         app, peer = APPS[i % 25], APPS[(i + 7) % 25]
@@ -74,6 +79,8 @@ def policies(count: int) -> list:
             ],
             "egress": [{"action": "Allow", "destination": {"selector": f"tier == 'data' && app == '{peer}'"}}],
         }
+        if dual:
+            policy["ingress"].append({"action": "Deny", "ipVersion": 6, "source": {"nets": ["2001:db8::/32"]}})
         if i % 2:
             policy["namespace"] = f"ns-{i % 20}"
         else:
@@ -133,13 +140,14 @@ def main() -> int:
     parser.add_argument("--policies", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sample", type=int, default=2, help="hosts measured for the per-host alternative (scaled to --hosts)")
+    parser.add_argument("--dual", action="store_true", help="dual stack: IPv6 addresses and an IPv6-only rule per policy")
     args = parser.parse_args()
-    inventory, result = fleet(args.hosts, args.workloads)
-    pols = policies(args.policies)
+    inventory, result = fleet(args.hosts, args.workloads, args.dual)
+    pols = policies(args.policies, args.dual)
     ipam = IpamResult.from_dict(result)
     print(
-        f"Policy compiler benchmark: {args.hosts:,} hosts x {args.workloads} workloads ({args.hosts * args.workloads:,}), "
-        f"{args.policies} policies, best of {args.rounds}, CPU seconds"
+        f"Policy compiler benchmark{' (dual stack)' if args.dual else ''}: {args.hosts:,} hosts x {args.workloads} workloads "
+        f"({args.hosts * args.workloads:,}), {args.policies} policies, best of {args.rounds}, CPU seconds"
     )
     # The first reading is the controller's (a fresh process checks every label once); later ones find the
     # labels already checked.

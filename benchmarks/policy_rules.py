@@ -16,9 +16,12 @@ Measured in the same run, in a network namespace of the benchmark's own (``l3bpo
            one ``iptables-legacy-restore`` hand-written as the floor).
 
 Prints the figures, the ratios and whether each goal of issue 16 is met (``--strict``: exit 1
-when one is not). Needs root and nft (and iptables-legacy + ipset for ``--iptables``).
+when one is not). Needs root and nft (and iptables-legacy + ipset for ``--iptables``). ``--dual``:
+a dual-stack program (every workload also has an IPv6 address, the sets their IPv6 members, the
+ICMP and net rules per family, one IPv6-only rule per policy): both tables in one ``nft -f`` (and
+ip6tables-legacy beside iptables-legacy), the floors hand-written for both families.
 
-    sudo .venv/bin/python benchmarks/policy_rules.py [N] [--policies P] [--rounds R] [--iptables] [--strict]
+    sudo .venv/bin/python benchmarks/policy_rules.py [N] [--policies P] [--rounds R] [--iptables] [--dual] [--strict]
 """
 
 from __future__ import annotations
@@ -63,7 +66,11 @@ def address(i: int) -> str:
     return f"10.210.{i // 250}.{i % 250 + 1}"
 
 
-def program(n: int, policies: int, extra: int = 0) -> dict:
+def address6(i: int) -> str:
+    return f"fd00:210::{i + 1:x}"
+
+
+def program(n: int, policies: int, extra: int = 0, dual: bool = False) -> dict:
     """N workloads in 10 "apps"; every policy selects one app (ingress, some egress), its rules
     use sets of other apps, port ranges, ICMP and nets: what a compiler gives a busy host."""
     apps = {a: [i for i in range(n) if i % 10 == a] for a in range(10)}
@@ -89,6 +96,9 @@ def program(n: int, policies: int, extra: int = 0) -> dict:
             {"action": "allow", "protocol": 1, "icmp": {"type": 8, "code": 0}, "source": dict(entity, nets=["10.210.0.0/16"]), "destination": dict(entity)},
             {"action": "pass", "protocol": 17, "source": dict(entity, not_nets=["10.0.0.0/8"]), "destination": dict(entity, not_ports=[[53, 53]])},
         ]
+        if dual:
+            rules[3]["ip_version"] = rules[4]["ip_version"] = 4
+            rules.append({"action": "deny", "ip_version": 6, "protocol": 6, "source": dict(entity, nets=["2001:db8::/32"]), "destination": dict(entity)})
         for rule in rules:
             rule.setdefault("source", dict(entity))
             rule.setdefault("destination", dict(entity))
@@ -104,10 +114,14 @@ def program(n: int, policies: int, extra: int = 0) -> dict:
             "address": address(i),
             "ingress": ingress[i],
             "egress": egress[i],
+            **({"address6": address6(i)} if dual else {}),
         }
         for i in range(n)
     ]
-    return {"version": 1, "sets": sets, "chains": chains, "endpoints": sorted(endpoints, key=lambda e: e["interface"])}
+    out = {"version": 1, "sets": sets, "chains": chains, "endpoints": sorted(endpoints, key=lambda e: e["interface"])}
+    if dual:
+        out["sets6"] = {f"s_app{a}": [f"{address6(i)}/128" for i in members] for a, members in apps.items()}
+    return out
 
 
 def reset(backend: str, state_file: str) -> None:
@@ -128,23 +142,28 @@ def floor_text(backend: str, parsed) -> tuple[str, str]:
     """The same ruleset hand-written for one ``nft -f`` / one ``ipset restore`` + ``iptables-legacy-restore``."""
     if backend == "nftables":
         return pr.render_nft(parsed), ""
-    chains, sets = pr.ipt_program(parsed)
-    ipset = "".join(f"create {name} hash:net family inet\n" + "".join(f"add {name} {m}\n" for m in members) for name, members in sets.items())
-    lines = ["*filter", *(f":{c} - [0:0]" for c in chains)]
-    for chain_lines in chains.values():
-        lines += chain_lines
-    lines += ["-I FORWARD 1 -j L3CP-FORWARD", "-I INPUT 1 -j L3CP-INPUT", "COMMIT"]
-    return ipset, "\n".join(lines) + "\n"
+    ipset, scripts = "", []
+    for version in (4, 6) if parsed.dual else (4,):
+        chains, sets = pr.ipt_program(parsed.family(version), version)
+        family = "inet6" if version == 6 else "inet"
+        ipset += "".join(f"create {name} hash:net family {family}\n" + "".join(f"add {name} {m}\n" for m in members) for name, members in sets.items())
+        lines = ["*filter", *(f":{c} - [0:0]" for c in chains)]
+        for chain_lines in chains.values():
+            lines += chain_lines
+        lines += ["-I FORWARD 1 -j L3CP-FORWARD", "-I INPUT 1 -j L3CP-INPUT", "COMMIT"]
+        scripts.append("\n".join(lines) + "\n")
+    return ipset, scripts
 
 
-def bench(backend: str, n: int, policies: int, rounds: int, state_file: str) -> list:
-    data = program(n, policies)
+def bench(backend: str, n: int, policies: int, rounds: int, state_file: str, dual: bool = False) -> list:
+    data = program(n, policies, dual=dual)
     parsed = pr.parse_program(data)
     rules = sum(len(c["rules"]) for c in data["chains"].values())
-    members = sum(len(m) for m in data["sets"].values())
-    print(f"--- {backend}: {n} workloads, {policies} policies ({rules} rules), {len(data['sets'])} sets ({members} members), {2 * n} workload chains")
+    members = sum(len(m) for m in data["sets"].values()) + sum(len(m) for m in data.get("sets6", {}).values())
+    what = f"{len(data['sets'])} sets ({members} members{', both families' if dual else ''}), {2 * n} workload chains"
+    print(f"--- {backend}{' (dual stack)' if dual else ''}: {n} workloads, {policies} policies ({rules} rules), {what}")
     applies, floors, noops, reads, members_t, replaces = [], [], [], [], [], []
-    grown = program(n, policies, extra=1)
+    grown = program(n, policies, extra=1, dual=dual)
     added = None
     for _round in range(rounds):
         reset(backend, state_file)
@@ -152,7 +171,15 @@ def bench(backend: str, n: int, policies: int, rounds: int, state_file: str) -> 
         if backend == "nftables":
             t_floor, _unused = timed(lambda first=first: sh(["nft", "-f", "-"], first))
         else:
-            t_floor, _unused = timed(lambda first=first, text=text: (sh(["ipset", "restore"], first), sh(["iptables-legacy-restore", "--noflush"], text)))
+            t_floor, _unused = timed(
+                lambda first=first, text=text: (
+                    sh(["ipset", "restore"], first),
+                    *(
+                        sh([command, "--noflush"], script)
+                        for command, script in zip(("iptables-legacy-restore", "ip6tables-legacy-restore"), text, strict=False)
+                    ),
+                )
+            )
         floors.append(t_floor)
         reset(backend, state_file)
         t_apply, the_plan = timed(lambda: pr.converge(data, backend=backend, state_file=state_file))
@@ -162,9 +189,10 @@ def bench(backend: str, n: int, policies: int, rounds: int, state_file: str) -> 
         assert again.kind == "none" and not again.changed, again.changes
         noops.append(t_noop)
         if backend == "nftables":
-            reads.append(timed(lambda: sh(["nft", "-j", "list", "table", "ip", pr.TABLE]))[0])
+            reads.append(timed(lambda: [sh(["nft", "-j", "list", "table", family, pr.TABLE]) for family in (("ip", "ip6") if dual else ("ip",))])[0])
         else:
-            reads.append(timed(lambda: (sh(["iptables-legacy-save", "-t", "filter"]), sh(["ipset", "save"])))[0])
+            saves = ("iptables-legacy-save", "ip6tables-legacy-save") if dual else ("iptables-legacy-save",)
+            reads.append(timed(lambda saves=saves: ([sh([save, "-t", "filter"]) for save in saves], sh(["ipset", "save"])))[0])
         t_member, one = timed(lambda: pr.converge(grown, backend=backend, state_file=state_file))
         assert one.kind == "elements", one.kind
         added = one
@@ -200,6 +228,7 @@ def main() -> None:
     parser.add_argument("--policies", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iptables", action="store_true", help="also measure iptables-legacy + ipset")
+    parser.add_argument("--dual", action="store_true", help="a dual-stack program (IPv6 addresses, sets and rules beside the IPv4 ones)")
     parser.add_argument("--strict", action="store_true")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -212,9 +241,9 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="l3bpol-") as tmp:
             state_file = os.path.join(tmp, "policy.json")
-            results += bench("nftables", args.n, args.policies, args.rounds, state_file)
+            results += bench("nftables", args.n, args.policies, args.rounds, state_file, args.dual)
             if args.iptables or shutil.which("ipset"):
-                results += bench("iptables", args.n, args.policies, args.rounds, state_file)
+                results += bench("iptables", args.n, args.policies, args.rounds, state_file, args.dual)
             print(json.dumps({"goals_met": sum(results), "goals": len(results)}))
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)

@@ -35,13 +35,16 @@ def explain_lines(flow: policy_eval.Flow, verdict: policy_eval.Verdict, raw_rule
 
     def end(endpoint) -> str:
         if isinstance(endpoint, policy_eval.Workload):
-            return f"{endpoint.id} ({endpoint.ip or 'no address'}, on {endpoint.host})"
-        return policy_eval.endpoint_text(endpoint)
+            ip = endpoint.ip6 if flow.family == 6 else endpoint.ip
+            return f"{endpoint.id} ({ip or 'no address'}, on {endpoint.host})"
+        return policy_eval.endpoint_text(endpoint, flow.family)
 
     proto = policy_eval.PROTOCOL_NAMES.get(flow.protocol, str(flow.protocol))
     what = f"{proto} port {flow.port} (source port {flow.src_port})" if flow.port is not None else proto
     if flow.icmp_type is not None:
         what += f" type {flow.icmp_type}" + (f" code {flow.icmp_code}" if flow.icmp_code is not None else "")
+    if flow.family == 6:
+        what += ", IPv6"
     lines = [f"flow: {end(flow.src)} -> {end(flow.dst)}, {what}", f"verdict: {'ALLOW' if verdict.allowed else 'DENY'}"]
     for decision in (verdict.egress, verdict.ingress):
         lines.append(decision.text())
@@ -109,6 +112,7 @@ class ActionModule(ActionBase):
                 return result
             if args["matrix"]:
                 result["expected"] = policy_eval.reachability(policy_set, args["matrix"]["tcp_port"])
+                result["expected_ipv6"] = policy_eval.reachability(policy_set, args["matrix"]["tcp_port"], family=6)
                 return result
             programs = policy_compile.host_programs(policy_set, ipam, args["veth_prefix"])
             result["hosts"] = programs
@@ -140,6 +144,7 @@ class ActionModule(ActionBase):
             explain["src_port"],
             explain["icmp_type"],
             explain["icmp_code"],
+            explain["family"],
         )
         verdict = policy_eval.verdict(policy_set, flow)
         raw = _raw_rules(policy_set, policies)

@@ -14,6 +14,13 @@ docs/policy.md, "HostProgram"), on the controller, once for the fleet.
   direction, and only the sets those chains use.
 - Endpoints: each workload of the host with an address, its veth from :func:`naming.veth_name` and the
   chains that apply to it per direction, in policy order (``[]``: no policy selects it - allowed).
+- Dual stack (some workload of the fleet has an IPv6 address, :attr:`PolicySet.dual_stack`): every
+  program gets ``sets6`` (each set's IPv6 members, under the same names), endpoints their ``address6``
+  (an IPv6-only workload - ``assign_ipv4: false`` - is an endpoint with ``address`` null),
+  and a rule that applies to one family only (its ``ipVersion``, or the family of its nets) its
+  ``ip_version``. A fleet without IPv6 gets exactly the IPv4 program it always got: no new key, and
+  the rules that apply to IPv6 only left out (no workload has an IPv6 address to enforce them on).
+  A rule that applies to no family (protocol ICMP with IPv6 nets) is left out everywhere.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from collections.abc import Mapping
 from typing import Optional
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import format_cidr, int_to_ip
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import V6, format_cidr, int_to_ip, int_to_ip6
 from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult
 from ansible_collections.l3.calico.plugins.module_utils.policy_model import EGRESS, INGRESS, Entity, PolicySet, Rule, Selection
 
@@ -47,10 +54,12 @@ class Compiler:
 
     def __init__(self, policy_set: PolicySet):
         self.ps = policy_set
+        self.dual = policy_set.dual_stack
+        self.sets6: dict = {}  # set name -> sorted IPv6 CIDR texts (dual stack)
         # label class -> the workloads of that class (with an address)
         self.classes: dict = {}
         for w in policy_set.workloads.values():
-            if w.address is not None:
+            if w.address is not None or w.address6 is not None:
                 self.classes.setdefault(w.label_class, []).append(w)
         self.selections: dict = {}  # key -> Selection
         self.matched: dict = {}  # key -> frozenset of label classes
@@ -68,7 +77,7 @@ class Compiler:
                     self.chains[name] = {
                         "policy": policy.display,
                         "direction": direction,
-                        "rules": [self.rule(r) for r in policy.rules(direction)],
+                        "rules": [self.rule(r) for r in policy.rules(direction) if r.applies_to(4) or (self.dual and r.applies_to(6))],
                     }
                     self.policy_chains.append((direction, name, selected))
         # label class -> {direction: [chain names in policy order]}
@@ -100,14 +109,24 @@ class Compiler:
         if other != selection.key:
             raise ValueError(f"address set name {name} collides for two selectors ({selection.describe()})")
         if name not in self.sets:
-            addresses = sorted(w.address for cls in classes for w in self.classes[cls])
+            addresses = sorted(w.address for cls in classes for w in self.classes[cls] if w.address is not None)
             self.sets[name] = [int_to_ip(a) + "/32" for a in addresses]
+            if self.dual:
+                addresses6 = sorted(w.address6 for cls in classes for w in self.classes[cls] if w.address6 is not None)
+                self.sets6[name] = [int_to_ip6(a) + "/128" for a in addresses6]
         return name
 
-    def entity(self, entity: Entity) -> dict:
+    def entity(self, entity: Entity, family: Optional[int] = None) -> dict:
+        """A source or destination; its nets those of the rule's ``family`` (a rule's nets are of one)."""
+        if family == 6:
+            nets = [format_cidr(*n, V6) for n in entity.nets6]
+            not_nets = [format_cidr(*n, V6) for n in entity.not_nets6]
+        else:
+            nets = [format_cidr(*n) for n in entity.nets]
+            not_nets = [format_cidr(*n) for n in entity.not_nets]
         return {
-            "nets": [format_cidr(*n) for n in entity.nets],
-            "not_nets": [format_cidr(*n) for n in entity.not_nets],
+            "nets": nets,
+            "not_nets": not_nets,
             "set": self.set_for(entity.selection),
             "not_set": self.set_for(entity.not_selection),
             "ports": [[lo, hi] for lo, hi in entity.ports],
@@ -115,33 +134,38 @@ class Compiler:
         }
 
     def rule(self, rule: Rule) -> dict:
-        return {
+        family = rule.family
+        out = {
             "action": rule.action.lower(),
             "protocol": rule.protocol,
             "not_protocol": rule.not_protocol,
             "icmp": {"type": rule.icmp.type, "code": rule.icmp.code} if rule.icmp else None,
             "not_icmp": {"type": rule.not_icmp.type, "code": rule.not_icmp.code} if rule.not_icmp else None,
-            "source": self.entity(rule.source),
-            "destination": self.entity(rule.destination),
+            "source": self.entity(rule.source, family),
+            "destination": self.entity(rule.destination, family),
             "ref": rule.ref,
         }
+        if self.dual and family is not None:
+            out["ip_version"] = family
+        return out
 
     def program(self, workloads: list, veth_prefix: str) -> dict:
         """The HostProgram of a host holding ``workloads``."""
         endpoints, chains, sets = [], {}, {}
         for w in workloads:
-            if w.address is None:
+            if w.address is None and w.address6 is None:
                 continue
             use = self.class_chains[w.label_class]
-            endpoints.append(
-                {
-                    "interface": naming.veth_name(w.id, veth_prefix),
-                    "workload": w.id,
-                    "address": w.ip or int_to_ip(w.address),
-                    "ingress": list(use[INGRESS]),
-                    "egress": list(use[EGRESS]),
-                }
-            )
+            endpoint = {
+                "interface": naming.veth_name(w.id, veth_prefix),
+                "workload": w.id,
+                "address": w.ip or int_to_ip(w.address) if w.address is not None else None,  # None: IPv6 only (dual stack)
+                "ingress": list(use[INGRESS]),
+                "egress": list(use[EGRESS]),
+            }
+            if self.dual and w.address6 is not None:
+                endpoint["address6"] = int_to_ip6(w.address6)
+            endpoints.append(endpoint)
             for name in use[INGRESS] + use[EGRESS]:
                 if name not in chains:
                     chains[name] = self.chains[name]
@@ -152,7 +176,10 @@ class Compiler:
                                 if ref is not None:
                                     sets[ref] = self.sets[ref]
         endpoints.sort(key=lambda e: e["interface"])
-        return {"version": VERSION, "sets": dict(sorted(sets.items())), "chains": dict(sorted(chains.items())), "endpoints": endpoints}
+        program = {"version": VERSION, "sets": dict(sorted(sets.items())), "chains": dict(sorted(chains.items())), "endpoints": endpoints}
+        if self.dual:
+            program["sets6"] = {name: self.sets6[name] for name in program["sets"]}
+        return program
 
 
 def host_programs(policy_set: PolicySet, ipam_result=None, veth_prefix: str = naming.VETH_PREFIX) -> dict:

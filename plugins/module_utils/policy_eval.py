@@ -15,6 +15,11 @@ An address that is not a workload's has no policy of its own (it is outside the 
 the workload side decides. The host reaches its own local workloads whatever their policy (Felix), and a
 workload talking to itself never leaves its namespace. Replies of allowed connections pass (conntrack):
 a verdict is about the first packet. A rule matches when every field it has matches (docs/policy.md).
+
+Dual stack: a :class:`Flow` has an IP version (``family``): a workload end is its address of that family,
+an address end is of that family, a rule takes part only if it applies to the family
+(:meth:`Rule.applies_to`) and matches with its nets of that family; the host reaching its local workloads
+is the node's IPv6 address for IPv6. :func:`reachability` and :func:`flips` answer per family.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from typing import Optional, Union
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import int_to_ip, ip_to_int, prefix_mask
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import V4, V6, int_to_ip, int_to_ip6, ip6_to_int, ip_to_int, prefix_mask
 from ansible_collections.l3.calico.plugins.module_utils.policy_model import (
     EGRESS,
     ICMP,
+    ICMP_PROTOCOLS,
+    ICMPV6,
     INGRESS,
     PORT_PROTOCOLS,
     PROTOCOL_NAMES,
@@ -50,7 +57,9 @@ NOT_A_WORKLOAD = "not a workload: no policy of its own"
 HOST_TO_LOCAL = "the host reaches its local workloads"
 SAME_WORKLOAD = "the workload itself: never leaves its namespace"
 
-Endpoint = Union[Workload, int]  # a workload, or an IPv4 address (integer) that is no workload's
+Endpoint = Union[Workload, int]  # a workload, or an address (integer, of the flow's family) that is no workload's
+ECHO_REQUEST = {ICMP: 8, ICMPV6: 128}  # a ping, per family's ICMP
+FAMILY_ICMP = {4: ICMP, 6: ICMPV6}
 
 
 class FlowError(L3CalicoError, ValueError):
@@ -66,13 +75,16 @@ class Flow:
     src_port: int = EPHEMERAL_PORT
     icmp_type: Optional[int] = None
     icmp_code: Optional[int] = None
+    family: int = 4  # IP version: which address of a workload, and the width of an address endpoint
 
     def describe(self) -> str:
         proto = PROTOCOL_NAMES.get(self.protocol, str(self.protocol))
         what = f"{proto} port {self.port}" if self.port is not None else proto
         if self.icmp_type is not None:
             what += f" type {self.icmp_type}" + (f" code {self.icmp_code}" if self.icmp_code is not None else "")
-        return f"{endpoint_text(self.src)} -> {endpoint_text(self.dst)} {what}"
+        if self.family == 6:
+            what += " (IPv6)"
+        return f"{endpoint_text(self.src, self.family)} -> {endpoint_text(self.dst, self.family)} {what}"
 
 
 @dataclass(frozen=True)
@@ -131,38 +143,73 @@ class Verdict:
         return {"allowed": self.allowed, "egress": one(self.egress), "ingress": one(self.ingress), "text": self.text()}
 
 
-def endpoint_text(endpoint: Endpoint) -> str:
-    return endpoint.id if isinstance(endpoint, Workload) else int_to_ip(endpoint)
+def endpoint_text(endpoint: Endpoint, family: int = 4) -> str:
+    if isinstance(endpoint, Workload):
+        return endpoint.id
+    return int_to_ip6(endpoint) if family == 6 else int_to_ip(endpoint)
 
 
-def endpoint(policy_set: PolicySet, value, by_address: Optional[dict] = None) -> Endpoint:
-    """A workload (``<namespace>.<name>``, a :class:`Workload`) or an address; an address that is a
-    workload's is that workload (policy is enforced by address)."""
+def _parse_end(value) -> tuple:
+    """``(workload id or address integer, its family or None)`` of user input."""
+    if isinstance(value, str) and ":" in value:
+        try:
+            return ip6_to_int(value), 6
+        except ValueError:
+            raise FlowError(f"{value!r}: neither a workload (<namespace>.<name>) nor an IPv4 or IPv6 address") from None
+    if isinstance(value, str) and not (value.count(".") == 1 and all(naming.is_label(p) for p in value.split("."))):
+        try:
+            return ip_to_int(value), 4
+        except ValueError:
+            raise FlowError(f"{value!r}: neither a workload (<namespace>.<name>) nor an IPv4 or IPv6 address") from None
+    if not isinstance(value, str):
+        raise FlowError(f"{value!r}: neither a workload (<namespace>.<name>) nor an IPv4 or IPv6 address")
+    return value, None
+
+
+def endpoint(policy_set: PolicySet, value, by_address: Optional[dict] = None, family: int = 4) -> Endpoint:
+    """A workload (``<namespace>.<name>``, a :class:`Workload`) or an address of the family ``family``;
+    an address that is a workload's is that workload (policy is enforced by address)."""
     if isinstance(value, Workload):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         address = value
     elif isinstance(value, str) and value in policy_set.workloads:
         return policy_set.workloads[value]
-    elif isinstance(value, str) and value.count(".") == 1 and all(naming.is_label(p) for p in value.split(".")):
-        raise FlowError(f"{value!r}: no such workload (<namespace>.<name>) in the inventory")
     else:
-        try:
-            address = ip_to_int(value)
-        except ValueError:
-            raise FlowError(f"{value!r}: neither a workload (<namespace>.<name>) nor an IPv4 address") from None
+        address, given = _parse_end(value)
+        if given is None:
+            raise FlowError(f"{value!r}: no such workload (<namespace>.<name>) in the inventory")
+        if given != family:
+            raise FlowError(f"{value!r}: an IPv{given} address in an IPv{family} flow")
     if by_address is None:
-        by_address = policy_set.by_address()
+        by_address = policy_set.by_address(family)
     return by_address.get(address, address)
 
 
-def make_flow(policy_set: PolicySet, src, dst, protocol="TCP", port=None, src_port=None, icmp_type=None, icmp_code=None) -> Flow:
-    """A :class:`Flow` from user input (names or numbers), checked."""
+def flow_family(src, dst, protocol=None, family=None) -> int:
+    """The IP version of a flow given by the user: ``family`` if given, else that of an address among
+    ``src``/``dst``, else 6 for ICMPv6, else 4. Two ends of different families are refused."""
+    found = {f for f in (_parse_end(src)[1] if isinstance(src, str) else None, _parse_end(dst)[1] if isinstance(dst, str) else None) if f}
+    if family is not None:
+        if family not in (4, 6) or isinstance(family, bool):
+            raise FlowError(f"family={family!r}: 4 or 6")
+        found.add(family)
+    if len(found) > 1:
+        raise FlowError(f"{src!r} -> {dst!r}: the ends (and family) are of different IP versions")
+    if found:
+        return found.pop()
+    return 6 if protocol in ("ICMPv6", ICMPV6, str(ICMPV6)) else 4
+
+
+def make_flow(policy_set: PolicySet, src, dst, protocol="TCP", port=None, src_port=None, icmp_type=None, icmp_code=None, family=None) -> Flow:
+    """A :class:`Flow` from user input (names or numbers), checked; its family from ``family``, the
+    addresses given or the protocol (:func:`flow_family`)."""
     if isinstance(protocol, str) and protocol.isdigit():
         protocol = int(protocol)
     number = PROTOCOLS.get(protocol) if isinstance(protocol, str) else protocol
     if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 255:
         raise FlowError(f"protocol={protocol!r}: one of {', '.join(PROTOCOLS)} or a number 1-255")
+    family = flow_family(src, dst, number, family)
     values = {"port": port, "src_port": src_port, "icmp_type": icmp_type, "icmp_code": icmp_code}
     for key, value in values.items():
         if isinstance(value, str) and value.isdigit():
@@ -174,43 +221,51 @@ def make_flow(policy_set: PolicySet, src, dst, protocol="TCP", port=None, src_po
             raise FlowError(f"port={port!r}: a {PROTOCOL_NAMES[number]} flow needs a destination port 0-65535")
     elif values["port"] is not None:
         raise FlowError(f"port={port!r}: only TCP, UDP and SCTP flows have ports")
-    if number != ICMP and (values["icmp_type"] is not None or values["icmp_code"] is not None):
-        raise FlowError("icmp_type / icmp_code: only for ICMP flows")
-    if number == ICMP and values["icmp_type"] is None:
-        values["icmp_type"] = 8  # echo request, a ping
-    by_address = policy_set.by_address()
+    if number not in ICMP_PROTOCOLS and (values["icmp_type"] is not None or values["icmp_code"] is not None):
+        raise FlowError("icmp_type / icmp_code: only for ICMP and ICMPv6 flows")
+    if number in ICMP_PROTOCOLS and values["icmp_type"] is None:
+        values["icmp_type"] = ECHO_REQUEST[number]  # echo request, a ping
+    by_address = policy_set.by_address(family)
+    ends = [endpoint(policy_set, end, by_address, family) for end in (src, dst)]
+    for end in ends:
+        if isinstance(end, Workload) and end.address_of(family) is None:
+            raise FlowError(f"{end.id}: has no IPv{family} address")
     return Flow(
-        endpoint(policy_set, src, by_address),
-        endpoint(policy_set, dst, by_address),
+        *ends,
         number,
         values["port"],
         values["src_port"] if values["src_port"] is not None else EPHEMERAL_PORT,
         values["icmp_type"],
         values["icmp_code"],
+        family,
     )
 
 
 # --------------------------------------------------------------------------- matching
 
 
-def _address(peer: Endpoint) -> Optional[int]:
-    return peer.address if isinstance(peer, Workload) else peer
+def _address(peer: Endpoint, family: int = 4) -> Optional[int]:
+    return peer.address_of(family) if isinstance(peer, Workload) else peer
 
 
-def _in_nets(address: Optional[int], nets) -> bool:
-    return address is not None and any(address & prefix_mask(prefix) == base for base, prefix in nets)
+def _in_nets(address: Optional[int], nets, bits: int = V4) -> bool:
+    return address is not None and any(address & prefix_mask(prefix, bits) == base for base, prefix in nets)
 
 
 def _in_ports(port: Optional[int], ports) -> bool:
     return port is not None and any(lo <= port <= hi for lo, hi in ports)
 
 
-def entity_matches(policy_set: PolicySet, entity: Entity, peer: Endpoint, port: Optional[int]) -> bool:
-    """Whether a packet's source (or destination) ``peer`` with ``port`` matches ``entity``."""
-    address = _address(peer)
-    if entity.nets and not _in_nets(address, entity.nets):
+def entity_matches(policy_set: PolicySet, entity: Entity, peer: Endpoint, port: Optional[int], family: int = 4) -> bool:
+    """Whether a packet's source (or destination) ``peer`` with ``port`` matches ``entity``, in a flow of
+    the IP version ``family`` (the nets of that family; a rule's nets of the other one are never
+    reached: :meth:`Rule.applies_to`)."""
+    address = _address(peer, family)
+    nets, not_nets = entity.nets_of(family)
+    bits = V6 if family == 6 else V4
+    if nets and not _in_nets(address, nets, bits):
         return False
-    if entity.not_nets and _in_nets(address, entity.not_nets):
+    if not_nets and _in_nets(address, not_nets, bits):
         return False
     workload = peer if isinstance(peer, Workload) else None
     if entity.selection is not None and (workload is None or not policy_set.selects(entity.selection, workload)):
@@ -223,18 +278,20 @@ def entity_matches(policy_set: PolicySet, entity: Entity, peer: Endpoint, port: 
 
 
 def rule_matches(policy_set: PolicySet, rule: Rule, flow: Flow) -> bool:
-    """Whether ``rule`` matches ``flow``: every field it has matches."""
+    """Whether ``rule`` matches ``flow``: it applies to the flow's IP version and every field it has matches."""
+    if not rule.applies_to(flow.family):
+        return False
     if rule.protocol is not None and flow.protocol != rule.protocol:
         return False
     if rule.not_protocol is not None and flow.protocol == rule.not_protocol:
         return False
-    if rule.icmp is not None and not (flow.protocol == ICMP and rule.icmp.matches(flow.icmp_type, flow.icmp_code)):
+    if rule.icmp is not None and not (flow.protocol in ICMP_PROTOCOLS and rule.icmp.matches(flow.icmp_type, flow.icmp_code)):
         return False
-    if rule.not_icmp is not None and flow.protocol == ICMP and rule.not_icmp.matches(flow.icmp_type, flow.icmp_code):
+    if rule.not_icmp is not None and flow.protocol in ICMP_PROTOCOLS and rule.not_icmp.matches(flow.icmp_type, flow.icmp_code):
         return False
     ports = flow.protocol in PORT_PROTOCOLS
-    return entity_matches(policy_set, rule.source, flow.src, flow.src_port if ports else None) and entity_matches(
-        policy_set, rule.destination, flow.dst, flow.port if ports else None
+    return entity_matches(policy_set, rule.source, flow.src, flow.src_port if ports else None, flow.family) and entity_matches(
+        policy_set, rule.destination, flow.dst, flow.port if ports else None, flow.family
     )
 
 
@@ -266,7 +323,7 @@ def verdict(policy_set: PolicySet, flow: Flow) -> Verdict:
     egress = decide(policy_set, src, EGRESS, flow) if isinstance(src, Workload) else Decision(EGRESS, True, NOT_A_WORKLOAD)
     if not isinstance(dst, Workload):
         ingress = Decision(INGRESS, True, NOT_A_WORKLOAD)
-    elif not isinstance(src, Workload) and dst.host is not None and policy_set.nodes.get(dst.host) == src:
+    elif not isinstance(src, Workload) and dst.host is not None and (policy_set.nodes6 if flow.family == 6 else policy_set.nodes).get(dst.host) == src:
         ingress = Decision(INGRESS, True, HOST_TO_LOCAL, endpoint=dst.id)
     else:
         ingress = decide(policy_set, dst, INGRESS, flow)
@@ -276,18 +333,20 @@ def verdict(policy_set: PolicySet, flow: Flow) -> Verdict:
 # --------------------------------------------------------------------------- what a change flips
 
 
-def reachability(policy_set: PolicySet, tcp_port: int) -> dict:
-    """What verify's probes should find between every pair of workloads with an address: ``{src id: {dst id:
-    {"icmp": an echo request allowed, "tcp": a connection to tcp_port allowed}}}`` (replies pass: conntrack)."""
-    workloads = sorted((w for w in policy_set.workloads.values() if w.address is not None), key=lambda w: w.id)
+def reachability(policy_set: PolicySet, tcp_port: int, family: int = 4) -> dict:
+    """What verify's probes should find between every pair of workloads with an address of the IP
+    version ``family``: ``{src id: {dst id: {"icmp": an echo request allowed (ICMP type 8, or ICMPv6
+    type 128 for family 6), "tcp": a connection to tcp_port allowed}}}`` (replies pass: conntrack)."""
+    workloads = sorted((w for w in policy_set.workloads.values() if w.address_of(family) is not None), key=lambda w: w.id)
+    icmp = FAMILY_ICMP[family]
     out: dict = {}
     for src in workloads:
         row = out[src.id] = {}
         for dst in workloads:
             if dst is not src:
                 row[dst.id] = {
-                    "icmp": verdict(policy_set, Flow(src, dst, ICMP, None, EPHEMERAL_PORT, 8, 0)).allowed,
-                    "tcp": verdict(policy_set, Flow(src, dst, PROTOCOLS["TCP"], tcp_port, EPHEMERAL_PORT, None, None)).allowed,
+                    "icmp": verdict(policy_set, Flow(src, dst, icmp, None, EPHEMERAL_PORT, ECHO_REQUEST[icmp], 0, family)).allowed,
+                    "tcp": verdict(policy_set, Flow(src, dst, PROTOCOLS["TCP"], tcp_port, EPHEMERAL_PORT, None, None, family)).allowed,
                 }
     return out
 
@@ -349,9 +408,10 @@ class Flip:
     probe: Probe
     old: Optional[Verdict] = field(default=None, compare=False)
     new: Optional[Verdict] = field(default=None, compare=False)
+    family: int = 4  # the IP version of the flows
 
     def what(self) -> str:
-        return self.probe.what()
+        return self.probe.what() + (" (IPv6)" if self.family == 6 else "")
 
     def covers(self, src: str, dst: str, protocol: int, port=None, icmp_type=None, icmp_code=None) -> bool:
         return (src, dst) == (self.src, self.dst) and self.probe.covers(protocol, port, icmp_type, icmp_code)
@@ -387,32 +447,37 @@ def probes(sets) -> list:
     destination port intervals between the ranges they name (per TCP, UDP, SCTP), each ICMP type and code
     they name and the others, each other protocol they name and the others. Source ports are not split:
     flows keep the ephemeral default."""
-    cuts, codes, others = {0, 65536}, {}, set()
+    cuts, codes, others = {0, 65536}, {ICMP: {}}, set()
     for ps in sets:
         for rule in _rules(ps):
             for lo, hi in rule.source.ports + rule.source.not_ports + rule.destination.ports + rule.destination.not_ports:
                 cuts.update((lo, hi + 1))
+            if ICMPV6 in (rule.protocol, rule.not_protocol):
+                codes.setdefault(ICMPV6, {})  # ICMPv6 named: its types split like ICMP's
             for icmp in (rule.icmp, rule.not_icmp):
                 if icmp is not None:
-                    named = codes.setdefault(icmp.type, set())
+                    named = codes.setdefault(rule.protocol, {}).setdefault(icmp.type, set())
                     if icmp.code is not None:
                         named.add(icmp.code)
             for number in (rule.protocol, rule.not_protocol):
-                if number is not None and number not in (ICMP, *PORT_PROTOCOLS):
+                if number is not None and number not in (*ICMP_PROTOCOLS, *PORT_PROTOCOLS):
                     others.add(number)
     bounds = sorted(cuts)
     out = [Probe(proto, (lo, hi - 1), sample=(proto, lo, None, None)) for proto in PORT_PROTOCOLS for lo, hi in zip(bounds, bounds[1:], strict=False)]
-    for icmp_type in sorted(codes):
-        named = tuple(sorted(codes[icmp_type]))
-        out += [Probe(ICMP, icmp=(icmp_type, code), sample=(ICMP, None, icmp_type, code)) for code in named]
-        out.append(Probe(ICMP, icmp=(icmp_type, None), others=named, sample=(ICMP, None, icmp_type, _first_not_in(named, range(256)))))
-    types = tuple(sorted(codes))
-    if len(types) < 256:
-        out.append(Probe(ICMP, icmp=(None, None), others=types, sample=(ICMP, None, _first_not_in(types, (8, *range(256))), 0)))
+    for proto in sorted(codes):
+        by_type = codes[proto]
+        for icmp_type in sorted(by_type):
+            named = tuple(sorted(by_type[icmp_type]))
+            out += [Probe(proto, icmp=(icmp_type, code), sample=(proto, None, icmp_type, code)) for code in named]
+            out.append(Probe(proto, icmp=(icmp_type, None), others=named, sample=(proto, None, icmp_type, _first_not_in(named, range(256)))))
+        types = tuple(sorted(by_type))
+        if len(types) < 256:
+            out.append(Probe(proto, icmp=(None, None), others=types, sample=(proto, None, _first_not_in(types, (ECHO_REQUEST[proto], *range(256))), 0)))
     named = tuple(sorted(others))
     out += [Probe(number, sample=(number, None, None, None)) for number in named]
-    sample = _first_not_in((*named, ICMP, *PORT_PROTOCOLS), (47, *range(2, 256)))
-    out.append(Probe(None, others=named, sample=(sample, None, None, None)))
+    typed = tuple(p for p in codes if p != ICMP)  # ICMPv6 when named: its own probes, not an "other protocol"
+    sample = _first_not_in((*named, *typed, ICMP, *PORT_PROTOCOLS), (47, *range(2, 256)))
+    out.append(Probe(None, others=tuple(sorted((*named, *typed))), sample=(sample, None, None, None)))
     return out
 
 
@@ -420,7 +485,13 @@ def _changed_workloads(old: PolicySet, new: PolicySet, common) -> set:
     changed = set()
     for wid in common:
         a, b = old.workloads[wid], new.workloads[wid]
-        if a.labels != b.labels or a.address != b.address or a.host != b.host or old.namespace(a.namespace) != new.namespace(b.namespace):
+        if (
+            a.labels != b.labels
+            or a.address != b.address
+            or a.address6 != b.address6
+            or a.host != b.host
+            or old.namespace(a.namespace) != new.namespace(b.namespace)
+        ):
             changed.add(wid)
     return changed
 
@@ -431,7 +502,9 @@ def flips(old: PolicySet, new: PolicySet) -> list:
     and each node, for every distinction the rules make (:func:`_probes`; source ports stay the ephemeral
     default). Only flows that can change are evaluated: those leaving a workload a changed policy selects for
     egress, or reaching one it selects for ingress, or involving a workload whose labels, namespace labels or
-    address changed. Adjacent port ranges with the same outcome are merged. Sorted by source, destination."""
+    address changed. Adjacent port ranges with the same outcome are merged. Sorted by source, destination;
+    the IPv4 flows, then (when either set is dual stack) the IPv6 ones between the workloads with an IPv6
+    address in both, the IPv6 nets the rules name and the nodes' IPv6 addresses."""
     common = sorted(set(old.workloads) & set(new.workloads))
     old_policies = {(p.namespace, p.name): p for p in old.policies}
     new_policies = {(p.namespace, p.name): p for p in new.policies}
@@ -447,35 +520,39 @@ def flips(old: PolicySet, new: PolicySet) -> list:
                     affected[direction].update(w for w in common if policy.selection.selects(ps.workloads[w], ps.namespaces))
     if not changed_policies and not changed:
         return []
-    # addresses outside the workloads: one per network the rules name, and the nodes
-    known = {old.workloads[w].address for w in common} | {new.workloads[w].address for w in common}
-    outside = set(old.nodes.values()) | set(new.nodes.values())
-    for ps in (old, new):
-        for rule in _rules(ps):
-            for base, _prefix in rule.source.nets + rule.source.not_nets + rule.destination.nets + rule.destination.not_nets:
-                outside.add(base)
-    outside = sorted(a for a in outside - known if a is not None)
     classes = probes((old, new))
-    ends = [*common, *outside]
     out = []
-    for src in ends:
-        for dst in ends:
-            if isinstance(src, int) and isinstance(dst, int):
-                continue
-            if not (src in affected[EGRESS] or dst in affected[INGRESS] or src in changed or dst in changed):
-                continue
-            out += _pair_flips(old, new, src, dst, classes)
+    for family in (4, 6) if old.dual_stack or new.dual_stack else (4,):
+        members = [w for w in common if old.workloads[w].address_of(family) is not None and new.workloads[w].address_of(family) is not None]
+        # addresses outside the workloads: one per network the rules name, and the nodes
+        known = {old.workloads[w].address_of(family) for w in common} | {new.workloads[w].address_of(family) for w in common}
+        nodes = (old.nodes6, new.nodes6) if family == 6 else (old.nodes, new.nodes)
+        outside = set(nodes[0].values()) | set(nodes[1].values())
+        for ps in (old, new):
+            for rule in _rules(ps):
+                for entity in (rule.source, rule.destination):
+                    nets, not_nets = entity.nets_of(family)
+                    outside.update(base for base, _prefix in nets + not_nets)
+        outside = sorted(a for a in outside - known if a is not None)
+        ends = [*members, *outside]
+        for src in ends:
+            for dst in ends:
+                if isinstance(src, int) and isinstance(dst, int):
+                    continue
+                if not (src in affected[EGRESS] or dst in affected[INGRESS] or src in changed or dst in changed):
+                    continue
+                out += _pair_flips(old, new, src, dst, classes, family)
     return out
 
 
-def _pair_flips(old: PolicySet, new: PolicySet, src, dst, classes) -> list:
+def _pair_flips(old: PolicySet, new: PolicySet, src, dst, classes, family: int = 4) -> list:
     def flow(ps, sample):
         protocol, port, icmp_type, icmp_code = sample
         s = ps.workloads[src] if isinstance(src, str) else src
         d = ps.workloads[dst] if isinstance(dst, str) else dst
-        return Flow(s, d, protocol, port, EPHEMERAL_PORT, icmp_type, icmp_code)
+        return Flow(s, d, protocol, port, EPHEMERAL_PORT, icmp_type, icmp_code, family)
 
-    names = (src if isinstance(src, str) else int_to_ip(src), dst if isinstance(dst, str) else int_to_ip(dst))
+    names = tuple(end if isinstance(end, str) else endpoint_text(end, family) for end in (src, dst))
     out: list = []
     for probe in classes:
         before = verdict(old, flow(old, probe.sample))
@@ -493,7 +570,7 @@ def _pair_flips(old: PolicySet, new: PolicySet, src, dst, classes) -> list:
             and last.new.decided_by == after.decided_by
         ):
             merged = Probe(probe.protocol, (last.probe.ports[0], probe.ports[1]), sample=last.probe.sample)
-            out[-1] = Flip(*names, merged, last.old, last.new)
+            out[-1] = Flip(*names, merged, last.old, last.new, family)
             continue
-        out.append(Flip(*names, probe, before, after))
+        out.append(Flip(*names, probe, before, after, family))
     return out

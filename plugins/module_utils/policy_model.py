@@ -32,12 +32,17 @@ policy, the rule, the field and the value. What it follows of Calico (projectcal
   the namespace's profile: a label of the workload's own of the same name wins); a namespace carries
   ``projectcalico.org/name: <name>`` (libcalico-go k8s conversion ``NamespaceToProfile``).
 - The validator (libcalico-go/lib/validator/v3): action ``Allow``, ``Deny``, ``Log`` or ``Pass``; protocol
-  ``TCP``, ``UDP``, ``ICMP``, ``SCTP``, ``UDPLite`` or 1-255 (``ICMPv6`` refused: IPv4 only); ports only
-  with protocol TCP, UDP or SCTP; ``icmp`` only with protocol ICMP, its ``code`` only with a ``type``
-  (type 0-254, code 0-255); ``global()`` only as a whole entity-rule namespace selector; policy names a
-  DNS label, or two joined by one dot. Beyond it: ``not_icmp`` also needs protocol ICMP (Felix renders it
-  as an ICMP match), a port range must not be upside down (Calico's ``PortFromRange`` refuses that too),
+  ``TCP``, ``UDP``, ``ICMP``, ``ICMPv6``, ``SCTP``, ``UDPLite`` or 1-255; ports only with protocol TCP, UDP
+  or SCTP; ``icmp`` only with protocol ICMP or ICMPv6, its ``code`` only with a ``type`` (type 0-254, code
+  0-255); ``global()`` only as a whole entity-rule namespace selector; policy names a DNS label, or two
+  joined by one dot. Beyond it: ``not_icmp`` also needs protocol ICMP or ICMPv6 (Felix renders it as an
+  ICMP match), a port range must not be upside down (Calico's ``PortFromRange`` refuses that too),
   named ports are refused (workloads declare no ports here), unknown keys are refused.
+- Dual stack (``validateRule``): ``ip_version`` (``ipVersion``) 4 or 6; protocol or notProtocol ICMP only
+  with ipVersion 4 (or none), ICMPv6 only with 6; every net of a rule of its ipVersion ("rule IP version
+  doesn't match CIDR version") and all nets of a rule of one family ("rule contains both IPv4 and IPv6
+  CIDRs"). Which family a rule then applies to: :attr:`Rule.families` (Felix's ``FilterRuleToIPVersion``).
+  A workload's IPv6 address comes from the IPAM result (its ``ipv6``); the nodes' too (``nodes6``).
 """
 
 from __future__ import annotations
@@ -51,14 +56,17 @@ from typing import Any, Optional
 
 from ansible_collections.l3.calico.plugins.module_utils import calico_selector, naming
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
-from ansible_collections.l3.calico.plugins.module_utils.ipam_model import format_cidr, parse_cidr
+from ansible_collections.l3.calico.plugins.module_utils.ipam_model import V4, V6, format_cidr, parse_cidr, parse_cidr6
 from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResult
 
 ACTIONS = ("Allow", "Deny", "Log", "Pass")
-PROTOCOLS = {"TCP": 6, "UDP": 17, "ICMP": 1, "SCTP": 132, "UDPLite": 136}
+PROTOCOLS = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132, "UDPLite": 136}
 PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items()}
 PORT_PROTOCOLS = (6, 17, 132)
 ICMP = 1
+ICMPV6 = 58
+ICMP_PROTOCOLS = (ICMP, ICMPV6)
+IP_VERSIONS = (4, 6)
 TYPES = ("Ingress", "Egress")
 INGRESS, EGRESS = "ingress", "egress"
 NAMESPACE_LABEL = "projectcalico.org/namespace"  # on every workload: its namespace
@@ -73,6 +81,7 @@ POLICY_KEYS = {"name": "name", "namespace": "namespace", "order": "order", "sele
 POLICY_KEYS.update({"namespace_selector": "namespace_selector", "namespaceSelector": "namespace_selector"})
 RULE_KEYS = {"action": "action", "protocol": "protocol", "icmp": "icmp", "source": "source", "destination": "destination"}
 RULE_KEYS.update({"not_protocol": "not_protocol", "notProtocol": "not_protocol", "not_icmp": "not_icmp", "notICMP": "not_icmp"})
+RULE_KEYS.update({"ip_version": "ip_version", "ipVersion": "ip_version"})
 ENTITY_KEYS = {"nets": "nets", "selector": "selector", "ports": "ports"}
 ENTITY_KEYS.update(
     {
@@ -131,6 +140,12 @@ class Workload:
     ip: Optional[str] = None
     # The labels a selector sees: its own, projectcalico.org/namespace and the namespace's pcns.* labels.
     selector_labels: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    address6: Optional[int] = None  # its IPv6 address (dual stack), None: none
+    ip6: Optional[str] = None
+
+    def address_of(self, family: int) -> Optional[int]:
+        """Its address of the family ``family`` (4 or 6), None when it has none."""
+        return self.address6 if family == 6 else self.address
 
     @property
     def label_class(self) -> tuple:
@@ -202,7 +217,9 @@ class Icmp:
 
 @dataclass(frozen=True)
 class Entity:
-    """A rule's source or destination. Nets are ``(base, prefix)`` integers; ports inclusive ``(lo, hi)``."""
+    """A rule's source or destination. Nets are ``(base, prefix)`` integers, IPv4 ones in ``nets`` /
+    ``not_nets``, IPv6 ones in ``nets6`` / ``not_nets6`` (a rule's nets are of one family: validated);
+    ports inclusive ``(lo, hi)``."""
 
     nets: tuple = ()
     not_nets: tuple = ()
@@ -210,10 +227,21 @@ class Entity:
     not_selection: Optional[Selection] = None
     ports: tuple = ()
     not_ports: tuple = ()
+    nets6: tuple = ()
+    not_nets6: tuple = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.nets or self.not_nets or self.selection or self.not_selection or self.ports or self.not_ports)
+        return not (self.nets or self.not_nets or self.selection or self.not_selection or self.ports or self.not_ports or self.nets6 or self.not_nets6)
+
+    def nets_of(self, family: int) -> tuple:
+        """``(nets, not_nets)`` of the family ``family``."""
+        return (self.nets6, self.not_nets6) if family == 6 else (self.nets, self.not_nets)
+
+    @property
+    def families(self) -> frozenset:
+        """The families of the nets it names (empty: none named)."""
+        return frozenset(f for f, nets in ((4, self.nets + self.not_nets), (6, self.nets6 + self.not_nets6)) if nets)
 
 
 @dataclass(frozen=True)
@@ -228,10 +256,40 @@ class Rule:
     not_icmp: Optional[Icmp] = None
     source: Entity = Entity()
     destination: Entity = Entity()
+    ip_version: Optional[int] = None  # Calico's ipVersion: 4, 6 or None (both)
 
     @property
     def ref(self) -> str:
         return f"{self.policy} {self.direction}[{self.index}]"
+
+    @property
+    def families(self) -> frozenset:
+        """The IP versions the rule applies to (Felix renders a rule per IP version).
+
+        felix/rules ``FilterRuleToIPVersion``: a rule is skipped for the other version when its ``ipVersion``
+        says so, or when one of its net lists is non-empty and holds no net of that version (a rule's nets
+        are of one family: validated, as libcalico-go's ``validateRule``). And protocol ``ICMP`` is IPv4's,
+        ``ICMPv6`` IPv6's (the validator ties them to ``ipVersion`` 4 and 6; an ICMP header exists only in
+        its own family, and Felix renders ``icmp`` fields as the rendered version's ICMP match): such a rule
+        applies to that family only. Contradicting conditions (ICMP with IPv6 nets): no family."""
+        out = {4, 6}
+        if self.ip_version is not None:
+            out &= {self.ip_version}
+        nets = self.source.families | self.destination.families
+        if nets:
+            out &= nets
+        if self.protocol in (ICMP, ICMPV6):
+            out &= {4 if self.protocol == ICMP else 6}
+        return frozenset(out)
+
+    @property
+    def family(self) -> Optional[int]:
+        """The one family the rule applies to, None when both (a rule that applies to none: :attr:`families`)."""
+        families = self.families
+        return next(iter(families)) if len(families) == 1 else None
+
+    def applies_to(self, family: int) -> bool:
+        return family in self.families
 
 
 @dataclass(frozen=True)
@@ -271,6 +329,7 @@ class PolicySet:
     namespaces: Mapping[str, Namespace] = field(default_factory=dict)
     workloads: Mapping[str, Workload] = field(default_factory=dict)  # by id
     nodes: Mapping[str, int] = field(default_factory=dict)  # node name -> underlay address (host -> local workload)
+    nodes6: Mapping[str, int] = field(default_factory=dict)  # node name -> its IPv6 address (nodes that have one)
 
     @classmethod
     def from_inventory(cls, policies=None, namespaces=None, workloads=None, ipam_result=None) -> PolicySet:
@@ -284,10 +343,13 @@ class PolicySet:
         ns_map = read_namespaces(namespaces)
         wl_map = read_workloads(workloads, ns_map)
         nodes: dict = {}
+        nodes6: dict = {}
         if ipam_result is not None:
-            wl_map, nodes = _with_addresses(wl_map, IpamResult.of(ipam_result), ns_map)
+            wl_map, nodes, nodes6 = _with_addresses(wl_map, IpamResult.of(ipam_result), ns_map)
         pols = read_policies(policies)
-        return cls(tuple(sorted(pols, key=lambda p: p.sort_key)), MappingProxyType(ns_map), MappingProxyType(wl_map), MappingProxyType(nodes))
+        return cls(
+            tuple(sorted(pols, key=lambda p: p.sort_key)), MappingProxyType(ns_map), MappingProxyType(wl_map), MappingProxyType(nodes), MappingProxyType(nodes6)
+        )
 
     def namespace(self, name: str) -> Namespace:
         return self.namespaces.get(name) or Namespace(name)
@@ -299,9 +361,16 @@ class PolicySet:
         """The policies (in order) that select ``workload`` and apply to ``direction``."""
         return tuple(p for p in self.policies if p.applies(direction) and p.selection.selects(workload, self.namespaces))
 
-    def by_address(self) -> dict:
-        """Address (integer) -> workload, for the workloads that have one."""
+    def by_address(self, family: int = 4) -> dict:
+        """Address (integer) of the family ``family`` -> workload, for the workloads that have one."""
+        if family == 6:
+            return {w.address6: w for w in self.workloads.values() if w.address6 is not None}
         return {w.address: w for w in self.workloads.values() if w.address is not None}
+
+    @property
+    def dual_stack(self) -> bool:
+        """Whether any workload has an IPv6 address (then policy is enforced for both families)."""
+        return any(w.address6 is not None for w in self.workloads.values())
 
 
 # --------------------------------------------------------------------------- reading
@@ -434,21 +503,38 @@ def read_workloads(workloads, ns_map: Mapping) -> dict:
 
 
 def _with_addresses(wl_map: dict, result: IpamResult, ns_map: Mapping) -> tuple:
-    """The workloads with the addresses and hosts of the IPAM result; the nodes' addresses."""
+    """The workloads with the addresses (IPv4 and IPv6) and hosts of the IPAM result; the nodes'
+    IPv4 addresses and IPv6 addresses."""
     out = {}
     for host, node in result.nodes.items():
-        for w in node.workloads:
+        six = {w.id: w for w in node.workloads6}
+        ids4 = {w.id for w in node.workloads} if six else ()
+        for w in node.workloads + tuple(w6 for wid, w6 in six.items() if wid not in ids4):  # an IPv6-only workload last
             known = wl_map.get(w.id)
             if known is not None and known.host is not None and known.host != host:
                 _fail(host, "calico_ipam_result", w.id, f"the inventory lists workload {w.id} on {known.host}, the IPAM result on {host}")
             if known is None:
                 namespace, _dot, name = w.id.partition(".")
                 known = _workload(w.id, name, namespace, host, {}, ns_map)
-            out[w.id] = Workload(known.id, known.name, known.namespace, host, known.labels, w.address, w.ip, known.selector_labels)
+            w6 = six.get(w.id)
+            address, ip = (None, None) if w is w6 else (w.address, w.ip)
+            out[w.id] = Workload(
+                known.id,
+                known.name,
+                known.namespace,
+                host,
+                known.labels,
+                address,
+                ip,
+                known.selector_labels,
+                w6.address if w6 is not None else None,
+                w6.ip if w6 is not None else None,
+            )
     for wid, known in wl_map.items():
         if wid not in out:
             _fail(known.host or "calico_ipam_result", "calico_workloads", wid, "not in the IPAM result (run the IPAM for this inventory first)")
-    return out, {name: node.address for name, node in result.nodes.items()}
+    nodes = result.nodes.items()
+    return out, {name: node.address for name, node in nodes}, {name: node.address6 for name, node in nodes if node.address6 is not None}
 
 
 def read_policies(policies) -> list:
@@ -561,8 +647,6 @@ def _protocol(where, field_name, value) -> Optional[int]:
         return PROTOCOLS[value]
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 255:
         return value
-    if value == "ICMPv6":
-        _fail(where, field_name, value, "IPv6 is not supported (IPv4 only)")
     _fail(where, field_name, value, f"unknown protocol (one of {', '.join(PROTOCOLS)} or a number 1-255)")
 
 
@@ -588,21 +672,48 @@ def _rule(where, display, direction, index, raw, namespace) -> Rule:
     action = spec.get("action")
     if action not in ACTIONS:
         _fail(where, f"{field_name}.action", action, f"unknown action (one of {', '.join(ACTIONS)})")
+    ip_version = spec.get("ip_version")
+    if ip_version is not None and (isinstance(ip_version, bool) or ip_version not in IP_VERSIONS):
+        _fail(where, f"{field_name}.ip_version", ip_version, "ipVersion must be 4 or 6")
     protocol = _protocol(where, f"{field_name}.protocol", spec.get("protocol"))
     not_protocol = _protocol(where, f"{field_name}.not_protocol", spec.get("not_protocol"))
     icmp = _icmp(where, f"{field_name}.icmp", spec.get("icmp"))
     not_icmp = _icmp(where, f"{field_name}.not_icmp", spec.get("not_icmp"))
     for key, value in (("icmp", icmp), ("not_icmp", not_icmp)):
-        if value is not None and protocol != ICMP:
+        if value is not None and protocol not in ICMP_PROTOCOLS:
             _fail(
                 where,
                 f"{field_name}.{key}",
                 spec.get(key),
-                f"rules that specify ICMP fields must set protocol to ICMP (protocol is {_protocol_text(spec.get('protocol'))})",
+                f"rules that specify ICMP fields must set protocol to ICMP or ICMPv6 (protocol is {_protocol_text(spec.get('protocol'))})",
             )
+    # libcalico-go validateRule: ICMP goes with ipVersion 4, ICMPv6 with 6 (protocol or notProtocol)
+    for number, version, name in ((ICMP, 4, "icmp"), (ICMPV6, 6, "icmpv6")):
+        if ip_version is not None and ip_version != version and number in (protocol, not_protocol):
+            key = "protocol" if protocol == number else "not_protocol"
+            _fail(where, f"{field_name}.ip_version", ip_version, f"must set ipversion to '{version}' with {key} {name}")
     source = _entity(where, f"{field_name}.source", spec.get("source"), namespace, protocol, spec.get("protocol"))
     destination = _entity(where, f"{field_name}.destination", spec.get("destination"), namespace, protocol, spec.get("protocol"))
-    return Rule(display, direction, index, action, protocol, not_protocol, icmp, not_icmp, source, destination)
+    _net_families(where, field_name, ip_version, source, destination, spec)
+    return Rule(display, direction, index, action, protocol, not_protocol, icmp, not_icmp, source, destination, ip_version)
+
+
+def _net_families(where, field_name, ip_version, source: Entity, destination: Entity, spec: dict) -> None:
+    """libcalico-go validateRule's ``scanNets``: every net of a rule of the family its ``ipVersion`` says
+    ("rule IP version doesn't match CIDR version"), and all of one family ("rule contains both IPv4 and
+    IPv6 CIDRs"), looked at in Calico's order (source nets, source notNets, destination nets, notNets)."""
+    seen: set = set()
+    for side, entity in (("source", source), ("destination", destination)):
+        for key, v4, v6 in (("nets", entity.nets, entity.nets6), ("not_nets", entity.not_nets, entity.not_nets6)):
+            families = {f for f, nets in ((4, v4), (6, v6)) if nets}
+            if not families:
+                continue
+            value = (spec.get(side) or {}).get(key, (spec.get(side) or {}).get("notNets" if key == "not_nets" else key))
+            if ip_version is not None and families - {ip_version}:
+                _fail(where, f"{field_name}.{side}.{key}", value, f"rule IP version doesn't match CIDR version (ipVersion is {ip_version})")
+            if len(families | seen) > 1:
+                _fail(where, f"{field_name}.{side}.{key}", value, "rule contains both IPv4 and IPv6 CIDRs (write one rule per family)")
+            seen |= families
 
 
 def _protocol_text(value) -> str:
@@ -613,8 +724,8 @@ def _entity(where, field_name, raw, namespace, protocol, protocol_given) -> Enti
     if raw is None:
         return Entity()
     spec = _keys(where, field_name, raw, ENTITY_KEYS, "a source or destination")
-    nets = _nets(where, f"{field_name}.nets", spec.get("nets"))
-    not_nets = _nets(where, f"{field_name}.not_nets", spec.get("not_nets"))
+    nets, nets6 = _nets(where, f"{field_name}.nets", spec.get("nets"))
+    not_nets, not_nets6 = _nets(where, f"{field_name}.not_nets", spec.get("not_nets"))
     ports = _ports(where, f"{field_name}.ports", spec.get("ports"))
     not_ports = _ports(where, f"{field_name}.not_ports", spec.get("not_ports"))
     for key, value in (("ports", ports), ("not_ports", not_ports)):
@@ -638,26 +749,27 @@ def _entity(where, field_name, raw, namespace, protocol, protocol_given) -> Enti
     elif selector is not None:
         selection = Selection.make(selector)
     not_selection = Selection.make(not_selector) if not_selector is not None else None
-    return Entity(nets, not_nets, selection, not_selection, ports, not_ports)
+    return Entity(nets, not_nets, selection, not_selection, ports, not_ports, nets6, not_nets6)
 
 
 def _nets(where, field_name, value) -> tuple:
+    """``(IPv4 nets, IPv6 nets)`` of a list of networks or addresses (a bare address is a /32 or /128)."""
     if value is None:
-        return ()
+        return (), ()
     if not isinstance(value, list):
-        _fail(where, field_name, value, "must be a list of IPv4 networks (CIDRs) or addresses")
-    out = []
+        _fail(where, field_name, value, "must be a list of IPv4 or IPv6 networks (CIDRs) or addresses")
+    out, out6 = [], []
     for i, item in enumerate(value):
-        if isinstance(item, str) and ":" in item:
-            _fail(where, f"{field_name}[{i}]", item, "IPv6 is not supported (IPv4 only)")
+        six = isinstance(item, str) and ":" in item
         try:
-            text = item if isinstance(item, str) and "/" in item else f"{item}/32"
             if not isinstance(item, str):
                 raise ValueError("not a string")
-            out.append(parse_cidr(text, strict=False))  # Calico masks a CIDR with host bits (ParseCIDROrIP)
+            text = item if "/" in item else f"{item}/{128 if six else 32}"
+            # Calico masks a CIDR with host bits (ParseCIDROrIP)
+            (out6 if six else out).append(parse_cidr6(text, strict=False) if six else parse_cidr(text, strict=False))
         except ValueError as exc:
-            _fail(where, f"{field_name}[{i}]", item, f"not an IPv4 network or address: {exc}")
-    return tuple(out)
+            _fail(where, f"{field_name}[{i}]", item, f"not an {'IPv6' if six else 'IPv4'} network or address: {exc}")
+    return tuple(out), tuple(out6)
 
 
 def _ports(where, field_name, value) -> tuple:
@@ -686,8 +798,8 @@ def _ports(where, field_name, value) -> tuple:
     return tuple(out)
 
 
-def net_text(net: tuple) -> str:
-    return format_cidr(*net)
+def net_text(net: tuple, family: int = 4) -> str:
+    return format_cidr(*net, V6 if family == 6 else V4)
 
 
 __all__ = ["PolicyError", "PolicySet", "Policy", "Rule", "Entity", "Selection", "Workload", "Namespace", "Icmp", "INGRESS", "EGRESS"]

@@ -20,6 +20,19 @@ workloads (output hook) is not filtered.
 
 Objects of the project's own only: nftables table ``ip l3calico_policy``, or iptables-legacy chains
 ``L3CP-*`` in table filter (one jump each from FORWARD and INPUT) and ipsets ``l3cp-*``.
+
+Dual stack (a program with ``sets6``): a second table ``ip6 l3calico_policy`` beside the ``ip`` one, as
+Felix keeps an ``ip`` and an ``ip6`` table (felix/nftables ``NewTable``: one per IP version), written in
+the same ``nft -f`` transaction: each family's view of the program (:meth:`Program.family`: its set
+members, the rules whose ``ip_version`` is its own or absent), ``ip6 saddr``/``icmpv6`` matches, and in
+the input hook ICMPv6 neighbour discovery and MLD (types 130-133, 135, 136) accepted before the workload
+chains, as Felix's workload-to-host chain does for IPv6. The ``ip`` table of a dual-stack program is
+exactly the one of the same program without its IPv6 parts, so an IPv4-only host's table, record and
+generation fast path are what they always were. IPv6 sets are keyed ``ip6:<name>`` among the sets
+(:func:`all_sets`; the record, the changes). On iptables-legacy the IPv6 view goes into
+ip6tables-legacy (the same chains, ``icmp6`` matches, neighbour discovery and MLD returned before the
+workload chains in ``L3CP-INPUT``) with ipsets ``l3cp-6…`` of family inet6, in the same run; a host
+without ip6tables-legacy refuses a dual-stack program before any change (:data:`IPTABLES_NO_IPV6`).
 The backend is the firewall's (``firewall.detect_backend``): nftables when the kernel has the
 ``ip`` family, else iptables-legacy. The iptables-legacy backend needs ``ipset`` (the User-mode
 Linux lab kernel has ``ip_set``, ``ip_set_hash_net`` and ``xt_set``).
@@ -51,13 +64,19 @@ from ansible_collections.l3.calico.plugins.module_utils import firewall, iproute
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 from ansible_collections.l3.calico.plugins.module_utils.fileutil import atomic_write, read_record
 
-TABLE = "l3calico_policy"
+TABLE = "l3calico_policy"  # one table per family: ip (always) and ip6 (dual stack), as Felix's ip/ip6 "calico" tables
+IP6_KEY = "ip6:"  # an IPv6 set among all sets (all_sets)
+# ICMPv6 a workload may send its host before any policy (Felix's workload-to-host chain, IPv6): multicast
+# listener query/report/done, router solicitation, neighbour solicitation and advertisement.
+NDP_TYPES = (130, 131, 132, 133, 135, 136)
+ICMPV6 = 58
 DEFAULT_STATE_FILE = "/run/l3-calico/policy.json"
 MARK_ALLOW = 0x10000  # Felix's accept mark bit
 MARK_PASS = 0x20000  # Felix's pass mark bit
 MARK_MASK = MARK_ALLOW | MARK_PASS
 IPT_PREFIX = "L3CP-"  # every iptables-legacy chain of this part
 IPSET_PREFIX = "l3cp-"  # every ipset of this part
+IPSET6_PREFIX = "l3cp-6"  # its IPv6 ones (family inet6): program set names start with a letter, never "6"
 IPT_JUMPS = (("FORWARD", "L3CP-FORWARD"), ("INPUT", "L3CP-INPUT"))
 PORT_PROTOCOLS = (6, 17, 132)
 ICMP = 1
@@ -80,6 +99,12 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = dict(
 
 class PolicyRulesError(L3CalicoError, ValueError):
     """A malformed program or no usable backend (raised before any change)."""
+
+
+IPTABLES_NO_IPV6 = (
+    "policy program: dual stack (sets6: workloads with IPv6 addresses) on iptables-legacy needs "
+    "ip6tables-legacy-restore (Debian package iptables), not found: install it, or use firewall_backend nftables"
+)
 
 
 @dataclass(frozen=True)
@@ -117,6 +142,7 @@ class Rule:
     not_icmp: Optional[tuple[int, Optional[int]]] = None
     source: Entity = Entity()
     destination: Entity = Entity()
+    ip_version: Optional[int] = None  # 4 or 6: that family only; None: both
 
 
 @dataclass(frozen=True)
@@ -131,9 +157,10 @@ class Chain:
 class Endpoint:
     interface: str
     workload: str
-    address: str
+    address: Optional[str]  # None: an IPv6-only endpoint (dual stack)
     ingress: tuple[str, ...]
     egress: tuple[str, ...]
+    address6: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +168,38 @@ class Program:
     sets: Mapping[str, tuple[str, ...]]  # name -> members (canonical CIDRs, none inside another)
     chains: Mapping[str, Chain]
     endpoints: tuple[Endpoint, ...]
+    sets6: Optional[Mapping[str, tuple[str, ...]]] = None  # dual stack: the sets' IPv6 members; None: IPv4 only
+
+    @property
+    def dual(self) -> bool:
+        return self.sets6 is not None
+
+    def family(self, version: int) -> Program:
+        """The program as one family sees it: that family's set members and the rules that apply to it
+        (an IPv4-only program is its own IPv4 view)."""
+        sets = self.sets6 if version == 6 else self.sets
+        chains = {
+            name: dataclasses.replace(chain, rules=tuple(r for r in chain.rules if r.ip_version in (None, version))) for name, chain in self.chains.items()
+        }
+        if self.dual:  # only the sets this family's rules use: the ip side of a dual-stack program is the IPv4 program's
+            used = {n for c in chains.values() for r in c.rules for e in (r.source, r.destination) for n in (e.set, e.not_set) if n}
+            sets = {name: members for name, members in (sets or {}).items() if name in used}
+        return Program(sets or {}, chains, self.endpoints)
+
+
+def all_sets(program: Program) -> dict[str, tuple[str, ...]]:
+    """Every set of both tables by key: an IPv4 set by its name, an IPv6 one as ``ip6:<name>`` (``:`` is in
+    no nft set name, so the keys never collide)."""
+    if not program.dual:
+        return dict(program.sets)
+    out = dict(program.family(4).sets)
+    out.update({IP6_KEY + name: members for name, members in program.family(6).sets.items()})
+    return out
+
+
+def _set_family(key: str) -> tuple[str, str]:
+    """``(nft family, set name)`` of a key of :func:`all_sets`."""
+    return ("ip6", key[len(IP6_KEY) :]) if key.startswith(IP6_KEY) else ("ip", key)
 
 
 def _fail(where: str, message: str, value: Any) -> PolicyRulesError:
@@ -171,12 +230,15 @@ def _name(where: str, value: Any, pattern: re.Pattern, what: str) -> str:
     return value
 
 
-def _cidr(where: str, value: Any) -> str:
+def _cidr(where: str, value: Any, version: int = 4) -> str:
     try:
-        net = ipaddress.IPv4Network(value) if isinstance(value, str) and "/" in value else None
+        kind = ipaddress.IPv6Network if version == 6 else ipaddress.IPv4Network
+        net = kind(value) if isinstance(value, str) and "/" in value else None
     except ValueError:
         net = None
     if net is None or str(net) != value:
+        if version == 6:
+            raise _fail(where, "is not a canonical IPv6 CIDR (RFC 5952 address/len, host bits zero)", value)
         raise _fail(where, "is not a canonical IPv4 CIDR (a.b.c.d/len, host bits zero)", value)
     return value
 
@@ -188,9 +250,9 @@ def _list(where: str, value: Any) -> list:
 
 
 def _without_covered(cidrs: Sequence[str]) -> tuple[str, ...]:
-    """Sorted members, those inside another one dropped (an nft interval set refuses overlaps)."""
-    nets = sorted({ipaddress.IPv4Network(c) for c in cidrs}, key=lambda n: (int(n.network_address), n.prefixlen))
-    kept: list[ipaddress.IPv4Network] = []
+    """Sorted members, those inside another one dropped (an nft interval set refuses overlaps); one family."""
+    nets = sorted({ipaddress.ip_network(c) for c in cidrs}, key=lambda n: (int(n.network_address), n.prefixlen))
+    kept: list = []
     for net in nets:
         if kept and net.subnet_of(kept[-1]):
             continue
@@ -218,7 +280,7 @@ def _ports(where: str, value: Any) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def _entity(where: str, value: Any, sets: Mapping) -> Entity:
+def _entity(where: str, value: Any, sets: Mapping, version: int = 4) -> Entity:
     keys = ("nets", "not_nets", "set", "not_set", "ports", "not_ports")
     _keys(where, value, (), keys)
     named = {}
@@ -230,20 +292,28 @@ def _entity(where: str, value: Any, sets: Mapping) -> Entity:
                 raise _fail(f"{where}.{key}", "names no set of the program", name)
         named[key] = name
     return Entity(
-        nets=tuple(_cidr(f"{where}.nets[{i}]", c) for i, c in enumerate(_list(f"{where}.nets", value.get("nets", [])))),
-        not_nets=tuple(_cidr(f"{where}.not_nets[{i}]", c) for i, c in enumerate(_list(f"{where}.not_nets", value.get("not_nets", [])))),
+        nets=tuple(_cidr(f"{where}.nets[{i}]", c, version) for i, c in enumerate(_list(f"{where}.nets", value.get("nets", [])))),
+        not_nets=tuple(_cidr(f"{where}.not_nets[{i}]", c, version) for i, c in enumerate(_list(f"{where}.not_nets", value.get("not_nets", [])))),
         ports=_ports(f"{where}.ports", value.get("ports", [])),
         not_ports=_ports(f"{where}.not_ports", value.get("not_ports", [])),
         **named,
     )
 
 
-def _rule(where: str, value: Any, sets: Mapping) -> Rule:
-    keys = ("protocol", "not_protocol", "icmp", "not_icmp", "source", "destination", "ref")
+def _rule(where: str, value: Any, sets: Mapping, dual: bool = False) -> Rule:
+    keys = ("protocol", "not_protocol", "icmp", "not_icmp", "source", "destination", "ref", "ip_version")
     _keys(where, value, ("action",), keys)
     action = value["action"]
     if action not in ACTIONS:
         raise _fail(f"{where}.action", f"must be one of {', '.join(ACTIONS)}", action)
+    ip_version = value.get("ip_version")
+    if ip_version is not None and (isinstance(ip_version, bool) or ip_version not in (4, 6)):
+        raise _fail(f"{where}.ip_version", "must be 4 or 6", ip_version)
+    if ip_version == 6 and not dual:
+        raise _fail(f"{where}.ip_version", "an IPv6 rule in a program without sets6 (IPv4 only)", ip_version)
+    nets = any((value.get(side) or {}).get(key) for side in ("source", "destination") for key in ("nets", "not_nets") if isinstance(value.get(side), Mapping))
+    if dual and nets and ip_version is None:
+        raise _fail(where, "a rule with nets needs its ip_version in a dual-stack program (the nets' family)", value.get("ref", where))
     protocol, not_protocol = (None if value.get(k) is None else _int(f"{where}.{k}", value[k], 0, 255) for k in ("protocol", "not_protocol"))
     rule = Rule(
         action=action,
@@ -252,11 +322,16 @@ def _rule(where: str, value: Any, sets: Mapping) -> Rule:
         not_protocol=not_protocol,
         icmp=_icmp(f"{where}.icmp", value.get("icmp")),
         not_icmp=_icmp(f"{where}.not_icmp", value.get("not_icmp")),
-        source=_entity(f"{where}.source", value.get("source", {}), sets),
-        destination=_entity(f"{where}.destination", value.get("destination", {}), sets),
+        source=_entity(f"{where}.source", value.get("source", {}), sets, ip_version or 4),
+        destination=_entity(f"{where}.destination", value.get("destination", {}), sets, ip_version or 4),
+        ip_version=ip_version,
     )
-    if (rule.icmp or rule.not_icmp) and rule.protocol != ICMP:
-        raise _fail(where, "icmp/not_icmp need protocol 1 (ICMP)", rule.protocol)
+    if (rule.icmp or rule.not_icmp) and rule.protocol not in (ICMP, ICMPV6):
+        raise _fail(where, "icmp/not_icmp need protocol 1 (ICMP) or 58 (ICMPv6)", rule.protocol)
+    if (rule.icmp or rule.not_icmp) and rule.protocol == ICMPV6 and ip_version != 6:
+        raise _fail(where, "ICMPv6 type/code need ip_version 6 (an ICMPv6 header exists in IPv6 only)", ip_version)
+    if (rule.icmp or rule.not_icmp) and rule.protocol == ICMP and ip_version == 6:
+        raise _fail(where, "ICMP type/code in an IPv6 rule (an ICMP header exists in IPv4 only)", ip_version)
     if any(e.ports or e.not_ports for e in (rule.source, rule.destination)) and rule.protocol not in PORT_PROTOCOLS:
         raise _fail(where, "ports need protocol 6 (TCP), 17 (UDP) or 132 (SCTP)", rule.protocol)
     return rule
@@ -264,7 +339,7 @@ def _rule(where: str, value: Any, sets: Mapping) -> Rule:
 
 def parse_program(data: Any) -> Program:
     """The program checked as strictly as the inventory; raises :class:`PolicyRulesError`."""
-    _keys("program", data, ("version", "sets", "chains", "endpoints"))
+    _keys("program", data, ("version", "sets", "chains", "endpoints"), ("sets6",))
     if data["version"] != 1 or isinstance(data["version"], bool):
         raise _fail("program.version", "must be 1", data["version"])
     if not isinstance(data["sets"], Mapping):
@@ -276,6 +351,16 @@ def parse_program(data: Any) -> Program:
         if len(set(cidrs)) != len(cidrs):
             raise _fail(f"program.sets.{name}", "lists a member twice", members)
         sets[name] = _without_covered(cidrs)
+    sets6 = None
+    if "sets6" in data:
+        if not isinstance(data["sets6"], Mapping) or set(data["sets6"]) != set(sets):
+            raise _fail("program.sets6", "must be a mapping with the names of sets (each set's IPv6 members)", data["sets6"])
+        sets6 = {}
+        for name, members in sorted(data["sets6"].items()):
+            cidrs = [_cidr(f"program.sets6.{name}[{i}]", c, 6) for i, c in enumerate(_list(f"program.sets6.{name}", members))]
+            if len(set(cidrs)) != len(cidrs):
+                raise _fail(f"program.sets6.{name}", "lists a member twice", members)
+            sets6[name] = _without_covered(cidrs)
     if not isinstance(data["chains"], Mapping):
         raise _fail("program.chains", "must be a mapping", data["chains"])
     chains = {}
@@ -289,23 +374,35 @@ def parse_program(data: Any) -> Program:
             name,
             _name(f"{where}.policy", chain["policy"], TEXT, "a policy name"),
             chain["direction"],
-            tuple(_rule(f"{where}.rules[{i}]", r, sets) for i, r in enumerate(_list(f"{where}.rules", chain["rules"]))),
+            tuple(_rule(f"{where}.rules[{i}]", r, sets, sets6 is not None) for i, r in enumerate(_list(f"{where}.rules", chain["rules"]))),
         )
     endpoints, interfaces, addresses = [], set(), set()
     for index, item in enumerate(_list("program.endpoints", data["endpoints"])):
         where = f"program.endpoints[{index}]"
-        _keys(where, item, ("interface", "workload", "address", "ingress", "egress"))
+        _keys(where, item, ("interface", "workload", "address", "ingress", "egress"), ("address6",) if sets6 is not None else ())
         interface = _name(f"{where}.interface", item["interface"], IFNAME, "an interface name")
         try:
             address = str(ipaddress.IPv4Address(item["address"])) if isinstance(item["address"], str) else None
         except ValueError:
             address = None
-        if address is None or address != item["address"]:
-            raise _fail(f"{where}.address", "is not a canonical IPv4 address", item["address"])
-        if interface in interfaces or address in addresses:
+        ipv6_only = item["address"] is None and sets6 is not None and item.get("address6") is not None
+        if (address is None or address != item["address"]) and not ipv6_only:
+            raise _fail(f"{where}.address", "is not a canonical IPv4 address (null only for an IPv6-only endpoint of a dual-stack program)", item["address"])
+        address6 = item.get("address6")
+        if address6 is not None:
+            try:
+                canonical6 = str(ipaddress.IPv6Address(address6)) if isinstance(address6, str) else None
+            except ValueError:
+                canonical6 = None
+            if canonical6 != address6:
+                raise _fail(f"{where}.address6", "is not a canonical IPv6 address (RFC 5952)", address6)
+        if interface in interfaces or (address is not None and address in addresses) or (address6 is not None and address6 in addresses):
             raise _fail(where, "interface or address listed twice", item)
         interfaces.add(interface)
-        addresses.add(address)
+        if address is not None:
+            addresses.add(address)
+        if address6 is not None:
+            addresses.add(address6)
         lists = {}
         for direction in ("ingress", "egress"):
             names = _list(f"{where}.{direction}", item[direction])
@@ -315,8 +412,8 @@ def parse_program(data: Any) -> Program:
             if len(set(names)) != len(names):
                 raise _fail(f"{where}.{direction}", "lists a chain twice", names)
             lists[direction] = tuple(names)
-        endpoints.append(Endpoint(interface, _name(f"{where}.workload", item["workload"], TEXT, "a workload name"), address, **lists))
-    return Program(sets, chains, tuple(sorted(endpoints, key=lambda e: e.interface)))
+        endpoints.append(Endpoint(interface, _name(f"{where}.workload", item["workload"], TEXT, "a workload name"), address, **lists, address6=address6))
+    return Program(sets, chains, tuple(sorted(endpoints, key=lambda e: e.interface)), sets6)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,16 +429,16 @@ def _nft_ports(ports: Sequence[tuple[int, int]]) -> list[str]:
     return [str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ports]
 
 
-def _nft_entity(entity: Entity, addr: str, port: str) -> list[str]:
+def _nft_entity(entity: Entity, addr: str, port: str, ip: str = "ip") -> list[str]:
     out = []
     if entity.nets:
-        out.append(f"ip {addr} {_nft_list(entity.nets)}")
+        out.append(f"{ip} {addr} {_nft_list(entity.nets)}")
     if entity.not_nets:
-        out.append(f"ip {addr} != {_nft_list(entity.not_nets)}")
+        out.append(f"{ip} {addr} != {_nft_list(entity.not_nets)}")
     if entity.set:
-        out.append(f"ip {addr} @{entity.set}")
+        out.append(f"{ip} {addr} @{entity.set}")
     if entity.not_set:
-        out.append(f"ip {addr} != @{entity.not_set}")
+        out.append(f"{ip} {addr} != @{entity.not_set}")
     if entity.ports:
         out.append(f"th {port} {_nft_list(_nft_ports(entity.ports))}")
     if entity.not_ports:
@@ -349,35 +446,36 @@ def _nft_entity(entity: Entity, addr: str, port: str) -> list[str]:
     return out
 
 
-def _nft_icmp(icmp: tuple[int, Optional[int]], negate: bool) -> str:
+def _nft_icmp(icmp: tuple[int, Optional[int]], negate: bool, header: str = "icmp") -> str:
     op = "!= " if negate else ""
     kind, code = icmp
     if code is None:
-        return f"icmp type {op}{kind}"
-    return f"icmp type . icmp code {op}{{ {kind} . {code} }}"
+        return f"{header} type {op}{kind}"
+    return f"{header} type . {header} code {op}{{ {kind} . {code} }}"
 
 
-def _nft_match(rule: Rule) -> list[str]:
+def _nft_match(rule: Rule, ip: str = "ip") -> list[str]:
     out = []
     if rule.protocol is not None:
         out.append(f"meta l4proto {rule.protocol}")
     if rule.not_protocol is not None:
         out.append(f"meta l4proto != {rule.not_protocol}")
+    header = "icmpv6" if rule.protocol == ICMPV6 else "icmp"
     if rule.icmp:
-        out.append(_nft_icmp(rule.icmp, False))
+        out.append(_nft_icmp(rule.icmp, False, header))
     if rule.not_icmp:
-        out.append(_nft_icmp(rule.not_icmp, True))
-    return out + _nft_entity(rule.source, "saddr", "sport") + _nft_entity(rule.destination, "daddr", "dport")
+        out.append(_nft_icmp(rule.not_icmp, True, header))
+    return out + _nft_entity(rule.source, "saddr", "sport", ip) + _nft_entity(rule.destination, "daddr", "dport", ip)
 
 
-def _nft_rule(chain: Chain, rule: Rule) -> str:
+def _nft_rule(chain: Chain, rule: Rule, ip: str = "ip") -> str:
     verdict = {
         "allow": f"meta mark set meta mark | 0x{MARK_ALLOW:08x} return",
         "pass": f"meta mark set meta mark | 0x{MARK_PASS:08x} return",
         "deny": "drop",
         "log": f'log prefix "l3calico {chain.name}: "',
     }[rule.action]
-    return " ".join([*_nft_match(rule), verdict, f'comment "{rule.ref[:NFT_COMMENT]}"'])
+    return " ".join([*_nft_match(rule, ip), verdict, f'comment "{rule.ref[:NFT_COMMENT]}"'])
 
 
 def _wl_chain(direction: str, interface: str) -> str:
@@ -393,14 +491,16 @@ def _endpoint_lines(chains: Sequence[str], decided, drop: str, clear: str, jump)
     return lines
 
 
-def nft_objects(program: Program) -> dict[str, str]:
-    """Every object of the table as nft text, keyed ``set NAME`` / ``chain NAME`` (the diff's unit)."""
+def nft_objects(program: Program, version: int = 4) -> dict[str, str]:
+    """Every object of one family's table as nft text, keyed ``set NAME`` / ``chain NAME`` (the diff's
+    unit); ``program`` is that family's view (:meth:`Program.family`)."""
     objects: dict[str, str] = {}
+    ip, kind = ("ip6", "ipv6_addr") if version == 6 else ("ip", "ipv4_addr")
     for name, members in program.sets.items():
         elements = f" elements = {{ {', '.join(members)} }}" if members else ""
-        objects[f"set {name}"] = f"  set {name} {{ type ipv4_addr; flags interval;{elements} }}\n"
+        objects[f"set {name}"] = f"  set {name} {{ type {kind}; flags interval;{elements} }}\n"
     for name, chain in program.chains.items():
-        body = "".join(f"    {_nft_rule(chain, rule)}\n" for rule in chain.rules)
+        body = "".join(f"    {_nft_rule(chain, rule, ip)}\n" for rule in chain.rules)
         objects[f"chain {name}"] = f'  chain {name} {{ comment "{f"{chain.policy} {chain.direction}"[-NFT_COMMENT:]}"\n{body}  }}\n'
     for endpoint in program.endpoints:
         for direction in ("ingress", "egress"):
@@ -420,47 +520,64 @@ def nft_objects(program: Program) -> dict[str, str]:
     frm = ", ".join(f'"{e.interface}" : jump {_wl_chain("egress", e.interface)}' for e in program.endpoints)
     to = ", ".join(f'"{e.interface}" : jump {_wl_chain("ingress", e.interface)}' for e in program.endpoints)
     forward = [f"iifname vmap {{ {frm} }}", f"oifname vmap {{ {to} }}"] if program.endpoints else []
-    for hook, lines in (("forward", forward), ("input", forward[:1])):
+    ndp = [f"icmpv6 type {{ {', '.join(map(str, NDP_TYPES))} }} accept"] if version == 6 and program.endpoints else []
+    for hook, lines in (("forward", forward), ("input", ndp + forward[:1])):
         objects[f"chain hook-{hook}"] = (
             f"  chain hook-{hook} {{\n    type filter hook {hook} priority filter; policy accept;\n" + "".join(f"    {line}\n" for line in lines) + "  }\n"
         )
     return objects
 
 
-def render_nft(program: Program) -> str:
-    """The whole table, replaced in one transaction (``nft -f``)."""
-    body = "".join(nft_objects(program).values())
-    return f'table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  comment "l3.calico: network policy"\n{body}}}\n'
+def all_nft_objects(program: Program) -> dict[str, str]:
+    """The objects of both tables: the ``ip`` table's as :func:`nft_objects` keys them, the ``ip6`` table's
+    (dual stack) with ``ip6 `` before the key."""
+    objects = nft_objects(program.family(4))
+    if program.dual:
+        objects.update({f"ip6 {key}": text for key, text in nft_objects(program.family(6), 6).items()})
+    return objects
 
 
-def _nft_element(value: Any) -> list[str]:
+def render_nft(program: Program, drop_ip6: bool = False) -> str:
+    """The whole table - both tables, dual stack - replaced in one transaction (``nft -f``); ``drop_ip6``:
+    an ``ip6`` table of an earlier dual-stack program is there, delete it in the same transaction."""
+    body = "".join(nft_objects(program.family(4)).values())
+    text = f'table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n  comment "l3.calico: network policy"\n{body}}}\n'
+    if program.dual:
+        body6 = "".join(nft_objects(program.family(6), 6).values())
+        text += f'table ip6 {TABLE} {{}}\ndelete table ip6 {TABLE}\ntable ip6 {TABLE} {{\n  comment "l3.calico: network policy (IPv6)"\n{body6}}}\n'
+    elif drop_ip6:
+        text += f"delete table ip6 {TABLE}\n"
+    return text
+
+
+def _nft_element(value: Any, family: str = "ip") -> list[str]:
+    network = ipaddress.IPv6Network if family == "ip6" else ipaddress.IPv4Network
     if isinstance(value, str):
-        return [str(ipaddress.IPv4Network(value))]
+        return [str(network(value))]
     if isinstance(value, Mapping):
         if "prefix" in value:
-            return [str(ipaddress.IPv4Network(f"{value['prefix']['addr']}/{value['prefix']['len']}"))]
+            return [str(network(f"{value['prefix']['addr']}/{value['prefix']['len']}"))]
         if "range" in value:
-            low, high = (ipaddress.IPv4Address(a) for a in value["range"])
+            low, high = (ipaddress.ip_address(a) for a in value["range"])
             return [str(n) for n in ipaddress.summarize_address_range(low, high)]
         if "elem" in value:
-            return _nft_element(value["elem"].get("val"))
-    raise PolicyRulesError(f"nftables table ip {TABLE}: set element {value!r} not understood")
+            return _nft_element(value["elem"].get("val"), family)
+    raise PolicyRulesError(f"nftables table {family} {TABLE}: set element {value!r} not understood")
 
 
 @dataclass
 class NftState:
-    structure: str  # canonical JSON of the table without handles and set members
-    members: dict[str, tuple[str, ...]]
+    structure: str  # canonical JSON of the table(s) without handles and set members
+    members: dict[str, tuple[str, ...]]  # keyed as all_sets keys them
+    ipv6: bool = False  # the ip6 table is there
+    ipv4: bool = True  # the ip table is there
 
 
-def read_nft(runner: iproute.Runner) -> Optional[NftState]:
-    """The table as it is (``nft -j list table``), or None when absent (or no nft)."""
-    if shutil.which("nft") is None:
-        return None
-    result = runner(["nft", "-j", "list", "table", "ip", TABLE], None)
+def _read_table(runner: iproute.Runner, family: str, members: dict) -> Optional[list]:
+    result = runner(["nft", "-j", "list", "table", family, TABLE], None)
     if result.rc != 0:
         return None
-    members: dict[str, tuple[str, ...]] = {}
+    prefix = IP6_KEY if family == "ip6" else ""
     items = []
     for item in json.loads(result.stdout).get("nftables", []):
         if "metainfo" in item:
@@ -468,14 +585,29 @@ def read_nft(runner: iproute.Runner) -> Optional[NftState]:
         ((kind, body),) = item.items()
         body = {k: v for k, v in body.items() if k != "handle"}
         if kind == "set":
-            members[body["name"]] = tuple(sorted({c for e in body.pop("elem", []) for c in _nft_element(e)}, key=_net_key))
+            members[prefix + body["name"]] = tuple(sorted({c for e in body.pop("elem", []) for c in _nft_element(e, family)}, key=_net_key))
         items.append({kind: body})
-    return NftState(json.dumps(items, sort_keys=True), members)
+    return items
+
+
+def read_nft(runner: iproute.Runner) -> Optional[NftState]:
+    """The tables as they are (``nft -j list table``, ip and ip6), or None when both are absent (or no nft).
+    Without an ip6 table the structure is the ip table's alone (what an IPv4-only host always recorded)."""
+    if shutil.which("nft") is None:
+        return None
+    members: dict[str, tuple[str, ...]] = {}
+    items = _read_table(runner, "ip", members)
+    items6 = _read_table(runner, "ip6", members)
+    if items is None and items6 is None:
+        return None
+    if items6 is None:
+        return NftState(json.dumps(items, sort_keys=True), members)
+    return NftState(json.dumps({"ip": items, "ip6": items6}, sort_keys=True), members, True, items is not None)
 
 
 def _net_key(cidr: str):
-    net = ipaddress.IPv4Network(cidr)
-    return (int(net.network_address), net.prefixlen)
+    net = ipaddress.ip_network(cidr)
+    return (net.version, int(net.network_address), net.prefixlen)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -493,12 +625,12 @@ def ipt_chain(name: str) -> str:
     return _short(IPT_PREFIX, name, 28)
 
 
-def ipset_name(name: str) -> str:
-    return _short(IPSET_PREFIX, name, 31)
+def ipset_name(name: str, version: int = 4) -> str:
+    return _short(IPSET6_PREFIX if version == 6 else IPSET_PREFIX, name, 31)
 
 
-def _nets_set(nets: Sequence[str]) -> str:
-    return IPSET_PREFIX + "n" + hashlib.sha256(",".join(nets).encode()).hexdigest()[:12]
+def _nets_set(nets: Sequence[str], version: int = 4) -> str:
+    return (IPSET6_PREFIX if version == 6 else IPSET_PREFIX) + "n" + hashlib.sha256(",".join(nets).encode()).hexdigest()[:12]
 
 
 def _multiport(ports: Sequence[tuple[int, int]]) -> list[list[str]]:
@@ -514,16 +646,19 @@ def _multiport(ports: Sequence[tuple[int, int]]) -> list[list[str]]:
     return chunks + [current] if current else chunks
 
 
-def ipt_program(program: Program) -> tuple[dict[str, list[str]], dict[str, tuple[str, ...]]]:
-    """Our chains' rules (``iptables-restore`` syntax, in order) and our ipsets' members."""
-    sets = {ipset_name(name): members for name, members in program.sets.items()}
+def ipt_program(program: Program, version: int = 4) -> tuple[dict[str, list[str]], dict[str, tuple[str, ...]]]:
+    """Our chains' rules (``iptables-restore`` syntax, in order) and our ipsets' members, of one family:
+    ``program`` is that family's view (:meth:`Program.family`); ``version`` 6: for ``ip6tables-legacy-restore``,
+    ipsets ``l3cp-6…`` (family inet6), ``icmp6`` matches, and neighbour discovery and MLD from a workload to
+    the host returned before its egress chain (Felix's workload-to-host chain)."""
+    sets = {ipset_name(name, version): members for name, members in program.sets.items()}
     chains: dict[str, list[str]] = {}
 
     def net_match(nets: Sequence[str], flag: str, direction: str, negate: bool) -> str:
         bang = "! " if negate else ""
         if len(nets) == 1:
             return f"{bang}-{flag} {nets[0]}"
-        name = _nets_set(nets)
+        name = _nets_set(nets, version)
         sets[name] = _without_covered(nets)
         return f"-m set {bang}--match-set {name} {direction}"
 
@@ -537,9 +672,10 @@ def ipt_program(program: Program) -> tuple[dict[str, list[str]], dict[str, tuple
                     continue  # matches nothing
             elif rule.not_protocol is not None:
                 head.append(f"! -p {rule.not_protocol}")
+            match, option = ("icmp6", "icmpv6-type") if rule.protocol == ICMPV6 else ("icmp", "icmp-type")
             for icmp, bang in ((rule.icmp, ""), (rule.not_icmp, "! ")):
                 if icmp:
-                    head.append(f"-m icmp {bang}--icmp-type {icmp[0]}" + ("" if icmp[1] is None else f"/{icmp[1]}"))
+                    head.append(f"-m {match} {bang}--{option} {icmp[0]}" + ("" if icmp[1] is None else f"/{icmp[1]}"))
             alternatives: list[list[str]] = [[]]
             for entity, flag, direction, pflag in ((rule.source, "s", "src", "sports"), (rule.destination, "d", "dst", "dports")):
                 if entity.nets:
@@ -547,9 +683,9 @@ def ipt_program(program: Program) -> tuple[dict[str, list[str]], dict[str, tuple
                 if entity.not_nets:
                     head.append(net_match(entity.not_nets, flag, direction, True))
                 if entity.set:
-                    head.append(f"-m set --match-set {ipset_name(entity.set)} {direction}")
+                    head.append(f"-m set --match-set {ipset_name(entity.set, version)} {direction}")
                 if entity.not_set:
-                    head.append(f"-m set ! --match-set {ipset_name(entity.not_set)} {direction}")
+                    head.append(f"-m set ! --match-set {ipset_name(entity.not_set, version)} {direction}")
                 for chunk in _multiport(entity.not_ports):  # none of them: every chunk negated, AND
                     head.append(f"-m multiport ! --{pflag} {','.join(chunk)}")
                 if entity.ports:  # any of them: one rule per chunk
@@ -567,6 +703,8 @@ def ipt_program(program: Program) -> tuple[dict[str, list[str]], dict[str, tuple
                 bit = MARK_ALLOW if rule.action == "allow" else MARK_PASS
                 out.append(f"-A {ipt_chain(name)} -m mark --mark 0x{bit:x}/0x{bit:x} -j RETURN")
     forward, input_ = [], []
+    if version == 6 and program.endpoints:
+        input_ += [f"-A L3CP-INPUT -p {ICMPV6} -m icmp6 --icmpv6-type {kind} -j RETURN" for kind in NDP_TYPES]
     for endpoint in program.endpoints:
         for direction, letter in (("ingress", "TW"), ("egress", "FW")):
             chain = f"{IPT_PREFIX}{letter}-{endpoint.interface}"
@@ -593,8 +731,33 @@ def ipt_program(program: Program) -> tuple[dict[str, list[str]], dict[str, tuple
 class IptState:
     chains: dict[str, list[str]]  # our chains' -A lines as iptables-legacy-save prints them
     jumps: dict[str, int]  # built-in chain -> jumps to our chain found
-    sets: dict[str, tuple[str, ...]]  # our ipsets' members
+    sets: dict[str, tuple[str, ...]]  # our ipsets' members (both families)
     set_types: dict[str, str] = field(default_factory=dict)
+    chains6: dict[str, list[str]] = field(default_factory=dict)  # the same, ip6tables-legacy-save
+    jumps6: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ipv6(self) -> bool:
+        return bool(self.chains6) or any(self.jumps6.values())
+
+
+def _read_ipt_filter(runner: iproute.Runner, command: str, tables: Sequence[str]) -> tuple[dict, dict]:
+    """Our chains and the jumps to them in table filter of ``command`` (``iptables-legacy-save`` or
+    ``ip6tables-legacy-save``); only when the table exists (reading it would create it)."""
+    chains: dict[str, list[str]] = {}
+    jumps = {builtin: 0 for builtin, _chain in IPT_JUMPS}
+    if shutil.which(command) is not None and "filter" in tables:
+        result = runner([command, "-t", "filter"], None)
+        if result.rc == 0:
+            for line in result.stdout.splitlines():
+                if line.startswith(f":{IPT_PREFIX}"):
+                    chains.setdefault(line[1:].split()[0], [])
+                elif line.startswith(f"-A {IPT_PREFIX}"):
+                    chains.setdefault(line.split()[1], []).append(line)
+                for builtin, chain in IPT_JUMPS:
+                    if line == f"-A {builtin} -j {chain}":
+                        jumps[builtin] += 1
+    return chains, jumps
 
 
 def ipset_usable(runner: iproute.Runner) -> tuple[bool, str]:
@@ -605,20 +768,9 @@ def ipset_usable(runner: iproute.Runner) -> tuple[bool, str]:
 
 
 def read_iptables(runner: iproute.Runner) -> Optional[IptState]:
-    """Our chains and ipsets (None when there are none of either)."""
-    chains: dict[str, list[str]] = {}
-    jumps = {builtin: 0 for builtin, _chain in IPT_JUMPS}
-    if shutil.which("iptables-legacy-save") is not None and "filter" in firewall._legacy_tables():
-        result = runner(["iptables-legacy-save", "-t", "filter"], None)
-        if result.rc == 0:
-            for line in result.stdout.splitlines():
-                if line.startswith(f":{IPT_PREFIX}"):
-                    chains.setdefault(line[1:].split()[0], [])
-                elif line.startswith(f"-A {IPT_PREFIX}"):
-                    chains.setdefault(line.split()[1], []).append(line)
-                for builtin, chain in IPT_JUMPS:
-                    if line == f"-A {builtin} -j {chain}":
-                        jumps[builtin] += 1
+    """Our chains (iptables and ip6tables) and ipsets (None when there are none of any)."""
+    chains, jumps = _read_ipt_filter(runner, "iptables-legacy-save", firewall._legacy_tables())
+    chains6, jumps6 = _read_ipt_filter(runner, "ip6tables-legacy-save", _legacy_tables6())
     sets: dict[str, tuple[str, ...]] = {}
     types: dict[str, str] = {}
     if shutil.which("ipset") is not None:
@@ -632,17 +784,31 @@ def read_iptables(runner: iproute.Runner) -> Optional[IptState]:
                         found.setdefault(words[1], [])
                         types[words[1]] = words[2]
                     elif words[0] == "add":
-                        found.setdefault(words[1], []).append(str(ipaddress.IPv4Network(words[2])))
+                        found.setdefault(words[1], []).append(str(ipaddress.ip_network(words[2])))
             sets = {name: tuple(sorted(set(m), key=_net_key)) for name, m in found.items()}
-    if not chains and not sets and not any(jumps.values()):
+    if not chains and not sets and not any(jumps.values()) and not chains6 and not any(jumps6.values()):
         return None
-    return IptState(chains, jumps, sets, types)
+    return IptState(chains, jumps, sets, types, chains6, jumps6)
+
+
+def _legacy_tables6() -> list[str]:
+    """ip6tables-legacy tables that exist in this namespace (reading one would create it)."""
+    try:
+        with open("/proc/net/ip6_tables_names", encoding="ascii") as handle:
+            return handle.read().split()
+    except OSError:
+        return []
 
 
 def _ipt_listing(state: Optional[IptState]) -> str:
+    """What was read, as the record keeps it (the ip6tables side only when there is one: an IPv4-only
+    host's listing is what it always was)."""
     if state is None:
         return ""
-    return json.dumps({"chains": state.chains, "jumps": state.jumps, "sets": sorted(state.sets)}, sort_keys=True)
+    listing = {"chains": state.chains, "jumps": state.jumps, "sets": sorted(state.sets)}
+    if state.ipv6:
+        listing.update(chains6=state.chains6, jumps6=state.jumps6)
+    return json.dumps(listing, sort_keys=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -657,6 +823,7 @@ class Plan:
     nft_script: str = ""
     ipset_script: str = ""  # before the iptables rules (sets they use must exist)
     iptables_script: str = ""
+    ip6tables_script: str = ""  # dual stack: the IPv6 chains (ip6tables-legacy-restore)
     ipset_after: str = ""  # after the iptables rules (sets no rule uses any more)
     changes: list[str] = field(default_factory=list)
     before: dict[str, str] = field(default_factory=dict)  # changed objects, as they were
@@ -698,44 +865,71 @@ def _element_changes(want: Mapping[str, Sequence[str]], have: Mapping[str, Seque
             yield name, add, delete
 
 
-def plan_nft(program: Program, have: Optional[Mapping[str, Sequence[str]]], rules_known: bool, recorded: Mapping, digests: tuple[str, str]) -> Plan:
-    """``have``: the set members in the table (None: no table); ``rules_known``: its rules are
-    those of the last apply (nothing moved since, or the listing equals the one recorded)."""
+def _set_key(object_key: str) -> Optional[str]:
+    """The :func:`all_sets` key of an object key of :func:`all_nft_objects` naming a set, else None."""
+    if object_key.startswith("set "):
+        return object_key[4:]
+    if object_key.startswith("ip6 set "):
+        return IP6_KEY + object_key[8:]
+    return None
+
+
+def plan_nft(
+    program: Program,
+    have: Optional[Mapping[str, Sequence[str]]],
+    rules_known: bool,
+    recorded: Mapping,
+    digests: tuple[str, str],
+    have_ipv6: Optional[bool] = None,
+) -> Plan:
+    """``have``: the set members in the tables (None: no table), keyed as :func:`all_sets` keys them;
+    ``rules_known``: their rules are those of the last apply (nothing moved since, or the listing equals
+    the one recorded); ``have_ipv6``: an ``ip6`` table is there (None: as recorded)."""
     result = Plan("nftables")
     whole, rules = digests
-    rules_kept = rules_known and have is not None and recorded.get("rules_sha256") == rules and set(have) == set(program.sets)
+    wanted = all_sets(program)
+    if have_ipv6 is None:
+        have_ipv6 = bool(recorded.get("ipv6"))
+    rules_kept = rules_known and have is not None and recorded.get("rules_sha256") == rules and set(have) == set(wanted) and have_ipv6 == program.dual
     if rules_kept:
         lines = []
-        for name, add, delete in _element_changes(program.sets, have):
+        for key, add, delete in _element_changes(wanted, have):
+            family, name = _set_family(key)
             if delete:
-                lines.append(f"delete element ip {TABLE} {name} {{ {', '.join(delete)} }}")
+                lines.append(f"delete element {family} {TABLE} {name} {{ {', '.join(delete)} }}")
             if add:
-                lines.append(f"add element ip {TABLE} {name} {{ {', '.join(add)} }}")
-            result.changes.append(f"set {name}: " + ", ".join([*(f"+{c}" for c in add), *(f"-{c}" for c in delete)]))
-            result.before[f"set {name}"] = _set_text(name, have[name])
-            result.after[f"set {name}"] = _set_text(name, program.sets[name])
+                lines.append(f"add element {family} {TABLE} {name} {{ {', '.join(add)} }}")
+            result.changes.append(f"set {key}: " + ", ".join([*(f"+{c}" for c in add), *(f"-{c}" for c in delete)]))
+            result.before[f"set {key}"] = _set_text(key, have[key])
+            result.after[f"set {key}"] = _set_text(key, wanted[key])
         if lines:
             result.kind = "elements"
             result.nft_script = "\n".join(lines) + "\n"
-        result.record = dict(recorded, program_sha256=whole, sets={k: list(v) for k, v in program.sets.items()})
+        result.record = dict(recorded, program_sha256=whole, sets={k: list(v) for k, v in wanted.items()})
         return result
-    objects = nft_objects(program)
+    objects = all_nft_objects(program)
     result.record = {
         "backend": "nftables",
         "program_sha256": whole,
         "rules_sha256": rules,
-        "sets": {k: list(v) for k, v in program.sets.items()},
-        "objects": {k: v for k, v in objects.items() if not k.startswith("set ")},
+        "sets": {k: list(v) for k, v in wanted.items()},
+        "objects": {k: v for k, v in objects.items() if _set_key(k) is None},
     }
+    if program.dual:
+        result.record["ipv6"] = True
     old_objects = recorded.get("objects") or {}
     result.kind = "replace"
-    result.nft_script = render_nft(program)
+    result.nft_script = render_nft(program, drop_ip6=have_ipv6 and not program.dual)
     result.changes.append(f"nftables table ip {TABLE} " + ("created" if have is None else "replaced"))
+    if program.dual:
+        result.changes.append(f"nftables table ip6 {TABLE} " + ("replaced" if have_ipv6 else "created"))
+    elif have_ipv6:
+        result.changes.append(f"nftables table ip6 {TABLE} removed (no IPv6 in the program)")
     for key, text in objects.items():
-        if key.startswith("set "):
-            name = key[4:]
-            if have is None or tuple(have.get(name, ())) != program.sets[name] or name not in have:
-                result.after[key] = _set_text(name, program.sets[name])
+        name = _set_key(key)
+        if name is not None:
+            if have is None or tuple(have.get(name, ())) != wanted[name] or name not in have:
+                result.after[key] = _set_text(name, wanted[name])
                 if have is not None and name in have:
                     result.before[key] = _set_text(name, have[name])
         elif old_objects.get(key) != text:
@@ -750,25 +944,69 @@ def plan_nft(program: Program, have: Optional[Mapping[str, Sequence[str]]], rule
     return result
 
 
+def _ipt_script(chains: Mapping[str, list[str]], have_chains: Mapping, have_jumps: Mapping) -> str:
+    """One ``*filter`` transaction: every chain of ours declared (so emptied) with its rules, one jump each
+    from FORWARD and INPUT, stale chains flushed and deleted."""
+    lines = ["*filter"]
+    lines += [f":{chain} - [0:0]" for chain in chains]
+    for chain_lines in chains.values():
+        lines += chain_lines
+    for builtin, chain in IPT_JUMPS:
+        have = have_jumps.get(builtin, 0)
+        lines += [f"-D {builtin} -j {chain}"] * max(0, have - 1)
+        if have == 0:
+            lines.append(f"-I {builtin} 1 -j {chain}")
+    stale = sorted(set(have_chains) - set(chains))
+    lines += [f"-F {chain}" for chain in stale] + [f"-X {chain}" for chain in stale]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def _ipt_removal_script(have_chains: Mapping, have_jumps: Mapping) -> str:
+    """Every chain of ours and every jump to one removed, in one ``*filter`` transaction ("" when none)."""
+    if not have_chains and not any(have_jumps.values()):
+        return ""
+    lines = ["*filter"]
+    for builtin, chain in IPT_JUMPS:
+        lines += [f"-D {builtin} -j {chain}"] * have_jumps.get(builtin, 0)
+    lines += [f"-F {chain}" for chain in sorted(have_chains)] + [f"-X {chain}" for chain in sorted(have_chains)]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
 def plan_iptables(program: Program, current: Optional[IptState], recorded: Mapping, whole: str = "") -> Plan:
-    chains, sets = ipt_program(program)
-    digest = hashlib.sha256(json.dumps({"chains": chains, "sets": sorted(sets)}, sort_keys=True).encode()).hexdigest()
+    """iptables-legacy + ipset; dual stack (a program with ``sets6``): the IPv6 view in ip6tables-legacy
+    (the same chains) with ipsets ``l3cp-6…`` of family inet6, in the same run."""
+    chains, sets = ipt_program(program.family(4))
+    chains6: dict[str, list[str]] = {}
+    shape: dict[str, Any] = {"chains": chains}
+    if program.dual:
+        chains6, sets6 = ipt_program(program.family(6), 6)
+        sets = {**sets, **sets6}
+        shape["chains6"] = chains6
+    shape["sets"] = sorted(sets)
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
     result = Plan("iptables")
+    objects = {f"chain {k}": "".join(f"{line}\n" for line in v) for k, v in chains.items()}
+    objects.update({f"ip6 chain {k}": "".join(f"{line}\n" for line in v) for k, v in chains6.items()})
     result.record = {
         "backend": "iptables",
         "program_sha256": whole,
         "rules_sha256": digest,
         "ipsets": {k: list(v) for k, v in sets.items()},
-        "objects": {f"chain {k}": "".join(f"{line}\n" for line in v) for k, v in chains.items()},
+        "objects": objects,
     }
     have_sets = current.sets if current is not None else {}
     have_chains = current.chains if current is not None else {}
+    have_chains6 = current.chains6 if current is not None else {}
+    have_jumps6 = current.jumps6 if current is not None else {}
     rules_kept = (
         current is not None
         and recorded.get("backend") == "iptables"
         and recorded.get("rules_sha256") == digest
         and recorded.get("listing") == _ipt_listing(current)
         and all(current.jumps[b] == 1 for b, _c in IPT_JUMPS)
+        and (all(have_jumps6.get(b, 0) == 1 for b, _c in IPT_JUMPS) if program.dual else not current.ipv6)
         and set(current.sets) == set(sets)
     )
     element_lines = []
@@ -784,24 +1022,18 @@ def plan_iptables(program: Program, current: Optional[IptState], recorded: Mappi
             result.ipset_script = "\n".join(element_lines) + "\n"
         return result
     result.kind = "replace"
-    creates = [f"create {name} hash:net family inet -exist" for name in sets if name not in have_sets]
+    creates = [f"create {name} hash:net family {'inet6' if name.startswith(IPSET6_PREFIX) else 'inet'} -exist" for name in sets if name not in have_sets]
     result.ipset_script = "\n".join(creates + element_lines) + "\n" if creates or element_lines else ""
-    lines = ["*filter"]
-    lines += [f":{chain} - [0:0]" for chain in chains]
-    for chain_lines in chains.values():
-        lines += chain_lines
-    for builtin, chain in IPT_JUMPS:
-        have = current.jumps[builtin] if current is not None else 0
-        lines += [f"-D {builtin} -j {chain}"] * max(0, have - 1)
-        if have == 0:
-            lines.append(f"-I {builtin} 1 -j {chain}")
-    stale = sorted(set(have_chains) - set(chains))
-    lines += [f"-F {chain}" for chain in stale] + [f"-X {chain}" for chain in stale]
-    lines.append("COMMIT")
-    result.iptables_script = "\n".join(lines) + "\n"
+    result.iptables_script = _ipt_script(chains, have_chains, current.jumps if current is not None else {})
+    result.changes.append("iptables-legacy chains L3CP-* " + ("created" if not have_chains else "rewritten"))
+    if program.dual:
+        result.ip6tables_script = _ipt_script(chains6, have_chains6, have_jumps6)
+        result.changes.append("ip6tables-legacy chains L3CP-* " + ("created" if not have_chains6 else "rewritten"))
+    elif current is not None and current.ipv6:
+        result.ip6tables_script = _ipt_removal_script(have_chains6, have_jumps6)
+        result.changes.append("ip6tables-legacy chains L3CP-* removed (no IPv6 in the program)")
     stale_sets = sorted(set(have_sets) - set(sets))
     result.ipset_after = "".join(f"destroy {name}\n" for name in stale_sets)
-    result.changes.append("iptables-legacy chains L3CP-* " + ("created" if not have_chains else "rewritten"))
     result.changes += [f"ipset {name} removed" for name in stale_sets]
     old_objects = recorded.get("objects") or {}
     for key, text in result.record["objects"].items():
@@ -818,21 +1050,26 @@ def plan(program: Program, backend: str, nft: Optional[NftState], ipt: Optional[
         known = (
             nft is not None and recorded.get("backend") == "nftables" and recorded.get("structure") is not None and recorded.get("structure") == nft.structure
         )
-        result = plan_nft(program, nft.members if nft is not None else None, known, recorded, digests)
+        result = plan_nft(program, nft.members if nft is not None else None, known, recorded, digests, nft is not None and nft.ipv6)
         if nft is not None and known and result.kind != "replace":
             result.record["structure"] = nft.structure
         elif nft is not None and result.kind == "replace":
             result.read_back = True  # the listing to compare with next time the generation moved
         if ipt is not None:
             other = plan_removal(None, ipt, False)
-            result.iptables_script, result.ipset_after = other.iptables_script, other.ipset_after
+            result.iptables_script, result.ip6tables_script, result.ipset_after = other.iptables_script, other.ip6tables_script, other.ipset_after
             result.changes += [f"{c} (backend is nftables)" for c in other.changes]
         return result
     result = plan_iptables(program, ipt, recorded, digests[0])
     if nft is not None:
-        result.nft_script = f"delete table ip {TABLE}\n"
+        result.nft_script = _nft_removal(nft)
         result.changes.append(f"nftables table ip {TABLE} removed (backend is iptables)")
     return result
+
+
+def _nft_removal(nft: NftState) -> str:
+    """Delete this part's nftables tables (those there: ip6 only with ``nft.ipv6``) in one transaction."""
+    return (f"delete table ip {TABLE}\n" if nft.ipv4 else "") + (f"delete table ip6 {TABLE}\n" if nft.ipv6 else "")
 
 
 def apply(runner: iproute.Runner, the_plan: Plan) -> None:
@@ -842,6 +1079,8 @@ def apply(runner: iproute.Runner, the_plan: Plan) -> None:
         iproute.check(runner, ["ipset", "restore"], the_plan.ipset_script)
     if the_plan.iptables_script:
         iproute.check(runner, ["iptables-legacy-restore", "--noflush"], the_plan.iptables_script)
+    if the_plan.ip6tables_script:
+        iproute.check(runner, ["ip6tables-legacy-restore", "--noflush"], the_plan.ip6tables_script)
     if the_plan.ipset_after:
         iproute.check(runner, ["ipset", "restore"], the_plan.ipset_after)
     if the_plan.backend == "nftables" and the_plan.nft_script:
@@ -908,6 +1147,8 @@ def prepare(program_data: Any, options: Options = Options(), runner: iproute.Run
     if not _enforces(program):
         return _plan_nothing_to_enforce(options, runner, recorded)
     backend = detect_backend(runner, options.backend)
+    if backend == "iptables" and program.dual and shutil.which("ip6tables-legacy-restore") is None:
+        raise PolicyRulesError(IPTABLES_NO_IPV6)
     generation = nft_generation() if backend == "nftables" else None  # before reading: a later change moves it
     the_plan = plan(program, backend, read_nft(runner), read_iptables(runner), recorded, program_digests(program_data))
     if backend == "nftables" and not the_plan.changed:
@@ -1014,8 +1255,8 @@ def plan_removal(nft: Optional[NftState], ipt: Optional[IptState], state_file_ex
     """Every object of this part, of both backends, and nothing else."""
     result = Plan("nftables" if nft is not None else "iptables" if ipt is not None else "none", kind="remove")
     if nft is not None:
-        result.nft_script = f"delete table ip {TABLE}\n"
-        result.changes.append(f"nftables table ip {TABLE} removed")
+        result.nft_script = _nft_removal(nft)
+        result.changes.append(f"nftables table ip {TABLE} removed" + (f" (and table ip6 {TABLE})" if nft.ipv6 else ""))
         result.before["table"] = f"table ip {TABLE} ({len(nft.members)} sets)\n"
     if ipt is not None:
         lines = ["*filter"]
@@ -1027,6 +1268,10 @@ def plan_removal(nft: Optional[NftState], ipt: Optional[IptState], state_file_ex
             result.iptables_script = "\n".join(lines) + "\n"
             result.changes.append(f"iptables-legacy chains removed: {len(ipt.chains)}")
             result.before.update({f"chain {k}": "".join(f"{line}\n" for line in v) for k, v in ipt.chains.items()})
+        if ipt.ipv6:
+            result.ip6tables_script = _ipt_removal_script(ipt.chains6, ipt.jumps6)
+            result.changes.append(f"ip6tables-legacy chains removed: {len(ipt.chains6)}")
+            result.before.update({f"ip6 chain {k}": "".join(f"{line}\n" for line in v) for k, v in ipt.chains6.items()})
         if ipt.sets:
             result.ipset_after = "".join(f"destroy {name}\n" for name in sorted(ipt.sets))
             result.changes.append(f"ipsets removed: {len(ipt.sets)}")
@@ -1047,6 +1292,8 @@ def commit_removal(runner: iproute.Runner, the_plan: Plan, state_file: str) -> N
         iproute.check(runner, ["nft", "-f", "-"], the_plan.nft_script)
     if the_plan.iptables_script:
         iproute.check(runner, ["iptables-legacy-restore", "--noflush"], the_plan.iptables_script)
+    if the_plan.ip6tables_script:
+        iproute.check(runner, ["ip6tables-legacy-restore", "--noflush"], the_plan.ip6tables_script)
     if the_plan.ipset_after:
         iproute.check(runner, ["ipset", "restore"], the_plan.ipset_after)
     try:

@@ -22,6 +22,11 @@ description:
     its own workloads is not filtered."
   - "Only objects of the project's own are written: the nftables table C(ip l3calico_policy), or the iptables-legacy
     chains C(L3CP-*) of table filter (one jump each from FORWARD and INPUT) and the ipsets C(l3cp-*)."
+  - "Dual stack (a program with C(sets6) - a fleet where workloads have IPv6 addresses): beside it the table
+    C(ip6 l3calico_policy), the same chains for IPv6 (each set's IPv6 members, the rules whose C(ip_version) is 6 or
+    absent; ICMPv6 neighbour discovery and MLD from a workload to its host accepted first, as Felix does), written
+    in the same C(nft -f) transaction; an IPv4-only program removes it in that transaction. On iptables-legacy the
+    same in ip6tables-legacy (chains C(L3CP-*)) with ipsets C(l3cp-6*) of family inet6."
   - "Plan: nothing differs - nothing is written at all; only set members differ - one C(add element)/C(delete element)
     transaction (C(ipset restore)); else the whole table is replaced in one transaction (C(nft -f),
     C(iptables-legacy-restore --noflush))."
@@ -75,7 +80,7 @@ changes:
   returned: always
   type: list
   elements: str
-  sample: ["set s_3f2a9c1d0b: +10.64.0.9/32"]
+  sample: ["set s_3f2a9c1d0b: +10.64.0.9/32", "set ip6:s_3f2a9c1d0b: +fd00:64::9/128"]
 """
 
 from ansible.module_utils.basic import AnsibleModule

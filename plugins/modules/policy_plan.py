@@ -49,12 +49,14 @@ options:
       - The policies (C(calico_policies)), each with C(name), C(namespace) (absent - a global policy),
         C(order), C(selector), C(namespace_selector) (global policies), C(types) (C(Ingress), C(Egress);
         inferred as Calico does when absent), C(ingress) and C(egress) rule lists.
-      - A rule - C(action) (C(Allow), C(Deny), C(Log), C(Pass)), C(protocol) and C(not_protocol) (C(TCP),
-        C(UDP), C(ICMP), C(SCTP), C(UDPLite) or 1-255), C(icmp) and C(not_icmp) (C(type), C(code)),
-        C(source) and C(destination) with C(nets), C(not_nets), C(selector), C(not_selector),
-        C(namespace_selector), C(ports) and C(not_ports) (numbers and C(a:b) ranges).
-      - Calico's own spelling of the fields (C(namespaceSelector), C(notProtocol), C(notICMP), C(notNets),
-        C(notSelector), C(notPorts)) is accepted too.
+      - A rule - C(action) (C(Allow), C(Deny), C(Log), C(Pass)), C(ip_version) (4 or 6 - the rule applies to that
+        IP version only), C(protocol) and C(not_protocol) (C(TCP), C(UDP), C(ICMP), C(ICMPv6), C(SCTP),
+        C(UDPLite) or 1-255), C(icmp) and C(not_icmp) (C(type), C(code); with protocol C(ICMP) or C(ICMPv6)),
+        C(source) and C(destination) with C(nets), C(not_nets) (IPv4 or IPv6 networks - all of one family in a
+        rule, which then applies to that family only), C(selector), C(not_selector), C(namespace_selector),
+        C(ports) and C(not_ports) (numbers and C(a:b) ranges).
+      - Calico's own spelling of the fields (C(ipVersion), C(namespaceSelector), C(notProtocol), C(notICMP),
+        C(notNets), C(notSelector), C(notPorts)) is accepted too.
     type: list
     elements: dict
     default: []
@@ -74,17 +76,23 @@ options:
     type: dict
     suboptions:
       src:
-        description: The source, a workload C(<namespace>.<name>) or an IPv4 address.
+        description: The source, a workload C(<namespace>.<name>) or an IPv4 or IPv6 address.
         type: str
         required: true
       dst:
-        description: The destination, a workload C(<namespace>.<name>) or an IPv4 address.
+        description: The destination, a workload C(<namespace>.<name>) or an IPv4 or IPv6 address.
         type: str
         required: true
       protocol:
-        description: C(TCP), C(UDP), C(ICMP), C(SCTP), C(UDPLite) or a protocol number.
+        description: C(TCP), C(UDP), C(ICMP), C(ICMPv6), C(SCTP), C(UDPLite) or a protocol number.
         type: str
         default: TCP
+      family:
+        description:
+          - The IP version of the flow (which address of a workload it uses). Default - that of an address given
+            as O(explain.src) or O(explain.dst), else 6 for protocol C(ICMPv6), else 4.
+        type: int
+        choices: [4, 6]
       port:
         description: The destination port (TCP, UDP, SCTP).
         type: int
@@ -92,7 +100,7 @@ options:
         description: The source port (default 32768, the first ephemeral port).
         type: int
       icmp_type:
-        description: The ICMP type (default 8, echo request).
+        description: The ICMP or ICMPv6 type (default 8, or 128 for ICMPv6 - echo request).
         type: int
       icmp_code:
         description: The ICMP code.
@@ -101,7 +109,8 @@ options:
     description:
       - Return instead the verdicts between every pair of workloads - an ICMP echo request and a TCP connection
         to O(matrix.tcp_port) - as RV(expected), what C(playbooks/verify.yml) compares the probes' ping and TCP
-        matrices with (filter P(l3.calico.verify_report#filter), its C(expected)).
+        matrices with (filter P(l3.calico.verify_report#filter), its C(expected)); and the same between every
+        pair of workloads that have an IPv6 address, over IPv6 (an ICMPv6 echo request), as RV(expected_ipv6).
     type: dict
     suboptions:
       tcp_port:
@@ -145,7 +154,9 @@ attributes:
     platforms: posix
     description: The controller.
 notes:
-  - IPv4 only. Named ports are refused - workloads declare no ports here.
+  - Dual stack - when a workload has an IPv6 address, the programs carry each set's IPv6 members (C(sets6)), the
+    endpoints' C(address6) and each single-family rule's C(ip_version); an IPv4-only fleet gets exactly the IPv4
+    programs. Named ports are refused - workloads declare no ports here.
   - Calico's ordering, type inference, selector scoping and validation followed, with their sources, in
     C(docs/policy.md).
 seealso:
@@ -187,6 +198,8 @@ hosts:
     - Each host's program (docs/policy.md, HostProgram) - C(version), C(sets) (name to sorted CIDRs), C(chains)
       (name to C(policy), C(direction), C(rules)) and C(endpoints) (C(interface), C(workload), C(address),
       C(ingress) and C(egress) chain names in policy order). Without O(explain).
+    - Dual stack (a workload of the fleet has an IPv6 address) - also C(sets6) (the same names to sorted IPv6
+      CIDRs), an endpoint's C(address6), a rule's C(ip_version) (4 or 6, absent - both).
   returned: success and not explain
   type: dict
 summary:
@@ -200,6 +213,14 @@ expected:
   returned: with matrix
   type: dict
   sample: {default.web-2: {blue.db-1: {icmp: false, tcp: false}}}
+expected_ipv6:
+  description:
+    - With O(matrix), the same over IPv6, between the workloads that have an IPv6 address - per source workload id,
+      per destination workload id, C(icmp) (an ICMPv6 echo request, type 128) and C(tcp) (a connection to
+      O(matrix.tcp_port) between the two IPv6 addresses). Empty when no workload has an IPv6 address.
+  returned: with matrix
+  type: dict
+  sample: {default.web-2: {blue.db-1: {icmp: true, tcp: false}}}
 explain:
   description:
     - The flow's verdict - C(allowed), C(egress) and C(ingress) (each C(allowed), C(reason), C(policy), C(rule),
@@ -240,6 +261,7 @@ ARGUMENT_SPEC = {
             "src_port": {"type": "int"},
             "icmp_type": {"type": "int"},
             "icmp_code": {"type": "int"},
+            "family": {"type": "int", "choices": [4, 6]},
         },
     },
     "matrix": {"type": "dict", "options": {"tcp_port": {"type": "int", "required": True}}},

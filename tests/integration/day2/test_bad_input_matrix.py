@@ -140,6 +140,21 @@ def policy(policies=None, namespaces=None):
     return {"l3.calico.policy_plan": args, "run_once": True}
 
 
+def policy_program(sets6=(), rules=None, **options):
+    """l3.calico.policy (the host side) with a dual-stack program: checked, and refused where it cannot be
+    enforced, before anything changes (its state file stays inside the test's directory)."""
+    program = {
+        "version": 1,
+        "sets": {},
+        "chains": {"p_web_i": {"policy": "blue/web", "direction": "ingress", "rules": rules or [{"action": "allow"}]}},
+        "endpoints": [{"interface": "cali0123456789a", "workload": "blue.web", "address": "10.64.0.1", "ingress": ["p_web_i"], "egress": []}],
+    }
+    if sets6 is not None:
+        program["sets6"] = {}
+        program["endpoints"][0]["address6"] = "fd00:64::1"
+    return {"l3.calico.policy": {"program": program, "policy_state_file": "{{ work }}/policy.json", **options}}
+
+
 def policy_rule(**rule):
     return policy([{"name": "web", "namespace": "blue", "selector": "app == 'web'", "ingress": [{"action": "Allow", **rule}]}])
 
@@ -334,6 +349,38 @@ CASES = [
         "policy_plan",
         policy(namespaces={"blue": {"labels": {"team": "a b"}}}),
         ["calico_namespaces.blue.labels.team", "'a b'", "label value"],
+    ),
+    # dual stack (issue 17): Calico's validateRule family checks, and the host side's IPv6 limits
+    (
+        "policy-ipversion-vs-nets",
+        "policy_plan",
+        policy_rule(ipVersion=4, source={"nets": ["fd00::/8"]}),
+        ["policy blue/web", "ingress[0].source.nets", "fd00::/8", "doesn't match CIDR version"],
+    ),
+    (
+        "policy-nets-mixing-families",
+        "policy_plan",
+        policy_rule(source={"nets": ["10.0.0.0/8"]}, destination={"notNets": ["fd00::/8"]}),
+        ["policy blue/web", "ingress[0].destination.not_nets", "fd00::/8", "both IPv4 and IPv6 CIDRs"],
+    ),
+    (
+        "policy-icmpv6-ipversion-4",
+        "policy_plan",
+        policy_rule(protocol="ICMPv6", ipVersion=4),
+        ["policy blue/web", "ingress[0].ip_version", "4", "ipversion to '6' with protocol icmpv6"],
+    ),
+    ("policy-ipversion-5", "policy_plan", policy_rule(ipVersion=5), ["policy blue/web", "ingress[0].ip_version", "5", "must be 4 or 6"]),
+    (
+        "policy-program-ipv6-without-sets6",
+        "policy",
+        policy_program(sets6=None, rules=[{"action": "allow", "ip_version": 6}]),
+        ["policy program", "rules[0].ip_version", "without sets6"],
+    ),
+    (
+        "policy-program-icmpv6-in-ipv4-rule",
+        "policy",
+        policy_program(rules=[{"action": "allow", "protocol": 58, "icmp": {"type": 128}, "ip_version": 4}]),
+        ["policy program", "rules[0]", "ICMPv6 type/code need ip_version 6"],
     ),
     ("ipam-role-datastore", "calico_ipam role", role("l3.calico.calico_ipam", calico_ipam_datastore="redis"), ["calico_ipam_datastore", "redis"]),
     ("ipam-migrate-target", "ipam_migrate", {"l3.calico.ipam_migrate": {"to": "redis", "state_file": "{{ work }}/x.json"}}, ["to", "redis"]),

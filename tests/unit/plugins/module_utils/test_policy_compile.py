@@ -7,13 +7,14 @@ the same verdict, and the same deciding rule, as policy_eval for every flow hypo
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.l3.calico.plugins.module_utils import naming, policy_compile, policy_eval
-from tests.unit.plugins.module_utils.policy_helpers import NODES, WORKLOADS, flow_args, ipam_result, ir_verdict, policies, policy_set
+from tests.unit.plugins.module_utils.policy_helpers import NODES, NODES6, WORKLOADS, WORKLOADS6, flow_args, ipam_result, ir_verdict, policies, policy_set
 
 SET_RE = re.compile(r"[a-z][a-z0-9_]{0,30}")
 CHAIN_RE = re.compile(r"[a-z][a-z0-9_]{0,27}")
@@ -31,8 +32,9 @@ WEB_DB = [
 
 def _pkt(flow) -> dict:
     return {
-        "src": policy_eval._address(flow.src),
-        "dst": policy_eval._address(flow.dst),
+        "family": flow.family,
+        "src": policy_eval._address(flow.src, flow.family),
+        "dst": policy_eval._address(flow.dst, flow.family),
         "protocol": flow.protocol,
         "sport": flow.src_port,
         "dport": flow.port,
@@ -150,3 +152,97 @@ def test_sets_hold_canonical_sorted_cidrs():
         for members in program["sets"].values():
             assert members == sorted(members, key=lambda c: int(ipaddress.IPv4Network(c).network_address))
             assert all(str(ipaddress.IPv4Network(c)) == c for c in members)
+
+
+# --------------------------------------------------------------------------- dual stack
+
+DUAL = [
+    {
+        "name": "web-in",
+        "namespace": "blue",
+        "selector": "app == 'web'",
+        "ingress": [
+            {"action": "Deny", "ipVersion": 6, "protocol": "TCP", "destination": {"ports": [22]}},
+            {"action": "Allow", "source": {"nets": ["fd00:64::/64"]}},
+            {"action": "Allow", "protocol": "ICMPv6", "icmp": {"type": 128}},
+            {"action": "Allow", "source": {"selector": "app == 'db'", "namespace_selector": "all()"}},
+            {"action": "Allow", "ipVersion": 4, "protocol": "ICMP"},
+        ],
+    }
+]
+
+
+def test_an_ipv4_only_fleet_gets_exactly_the_ipv4_program():
+    """No workload with an IPv6 address: no sets6, address6 or ip_version; the IPv6-only rules (ipVersion 6,
+    IPv6 nets, protocol ICMPv6) left out, the others as they were compiled before IPv6 existed."""
+    v4_rules = [r for r in DUAL[0]["ingress"] if r.get("ipVersion") != 6 and "nets" not in r.get("source", {}) and r.get("protocol") != "ICMPv6"]
+    only_v4 = policy_compile.host_programs(policy_set([dict(DUAL[0], ingress=[dict(r) for r in v4_rules])]), ipam_result())
+    programs = policy_compile.host_programs(policy_set(DUAL), ipam_result())
+    assert all(set(p) == {"version", "sets", "chains", "endpoints"} for p in programs.values())
+    assert all("address6" not in e for p in programs.values() for e in p["endpoints"])
+    for host, program in programs.items():
+        for name, chain in program["chains"].items():
+            assert [r["ref"] for r in chain["rules"]] == ["blue/web-in ingress[3]", "blue/web-in ingress[4]"]
+            assert all("ip_version" not in r for r in chain["rules"])
+            # the same rules as the IPv4-only policy's, but for their refs (their index in the policy)
+            assert [{k: v for k, v in r.items() if k != "ref"} for r in chain["rules"]] == [
+                {k: v for k, v in r.items() if k != "ref"} for r in only_v4[host]["chains"][name]["rules"]
+            ]
+
+
+def test_a_dual_stack_program_has_ipv6_sets_addresses_and_rule_versions():
+    ps = policy_set(DUAL, dual=True)
+    assert ps.dual_stack and ps.nodes6 == {n: int(ipaddress.IPv6Address(a)) for n, a in NODES6.items()}
+    programs = policy_compile.host_programs(ps, ipam_result(dual=True))
+    n1 = programs["n1"]
+    assert set(n1) == {"version", "sets", "sets6", "chains", "endpoints"} and set(n1["sets6"]) == set(n1["sets"])
+    by = {e["workload"]: e for e in n1["endpoints"]}
+    assert by["blue.web-1"]["address6"] == "fd00:64::1" and "address6" not in by["default.tool"]
+    (chain,) = n1["chains"].values()
+    versions = [r.get("ip_version") for r in chain["rules"]]
+    assert versions == [6, 6, 6, None, 4]  # ipVersion, the nets' family, ICMPv6's, both, ipVersion
+    assert chain["rules"][1]["source"]["nets"] == ["fd00:64::/64"]
+    assert chain["rules"][2]["protocol"] == 58 and chain["rules"][2]["icmp"] == {"type": 128, "code": None}
+    name = chain["rules"][3]["source"]["set"]
+    assert n1["sets"][name] == ["10.64.0.2/32", "10.64.1.3/32"]  # blue.db-1 and red.db-1 (every namespace)
+    assert n1["sets6"][name] == ["fd00:64::2/128"]  # red.db-1 has no IPv6 address
+
+
+def test_the_ipv6_matrix_follows_the_ipv6_rules():
+    ps = policy_set(DUAL, dual=True)
+    v4 = policy_eval.reachability(ps, 22)
+    v6 = policy_eval.reachability(ps, 22, family=6)
+    assert set(v6) == set(WORKLOADS6) and set(v4) == set(WORKLOADS)
+    # to blue.web-1 (selected): IPv6 TCP 22 denied by ingress[0] whoever sends it; ICMPv6 echo allowed by ingress[1]
+    # from fd00:64::/64 (n1's workloads) or by ingress[2]; over IPv4 ICMP allowed by ingress[4], TCP 22 only from db
+    assert v6["red.api-1"]["blue.web-1"] == {"icmp": True, "tcp": False}
+    assert v6["blue.db-1"]["blue.web-1"] == {"icmp": True, "tcp": False}
+    assert v4["red.api-1"]["blue.web-1"] == {"icmp": True, "tcp": False}
+    assert v4["blue.db-1"]["blue.web-1"] == {"icmp": True, "tcp": True}
+    assert v4["red.db-1"]["blue.web-1"] == {"icmp": True, "tcp": True}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policies(dual=True), st.lists(flow_args(6) | flow_args(4), min_size=1, max_size=25))
+def test_the_compiled_dual_stack_programs_agree_with_the_evaluator_for_both_families(pols, flows):
+    ps = policy_set(pols, dual=True)
+    programs = policy_compile.host_programs(ps, ipam_result(dual=True))
+    for args in flows:
+        flow = policy_eval.make_flow(ps, **args)
+        expected = policy_eval.verdict(ps, flow)
+        nodes = NODES6 if flow.family == 6 else NODES
+        allowed, egress_ref, ingress_ref = ir_verdict(programs, nodes, _pkt(flow))
+        assert allowed == expected.allowed, (flow.describe(), expected.text(), pols)
+        assert egress_ref == _ref(expected.egress), (flow.describe(), expected.text())
+        assert ingress_ref == _ref(expected.ingress), (flow.describe(), expected.text())
+
+
+def test_an_ipv6_only_workload_is_an_endpoint_without_an_ipv4_address():
+    programs = policy_compile.host_programs(policy_set(DUAL, dual=True), ipam_result(dual=True))
+    (v6only,) = [e for e in programs["n2"]["endpoints"] if e["workload"] == "blue.v6only"]
+    assert v6only["address"] is None and v6only["address6"] == "fd00:64:0:1::9" and v6only["ingress"]  # app == web: selected
+    from ansible_collections.l3.calico.plugins.module_utils import policy_rules
+
+    parsed = policy_rules.parse_program(programs["n2"])
+    assert any(e.address is None and e.address6 == "fd00:64:0:1::9" for e in parsed.endpoints)
+    assert "fd00:64:0:1::9" not in json.dumps(programs["n2"]["sets"]) and policy_rules.render_nft(parsed)

@@ -14,6 +14,8 @@ green.web-1 (app=web, role=x, n2, 10.64.1.4); nodes n1 192.168.50.11, n2 192.168
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -434,3 +436,76 @@ def test_reachability_is_what_verify_expects_between_every_pair():
     assert expected["red.api-1"]["green.web-1"] == {"icmp": True, "tcp": True}
     denied = sorted((s, d, k) for s, row in expected.items() for d, kinds in row.items() for k, ok in kinds.items() if not ok)
     assert len(denied) == 7 + 5  # ICMP from the 7 others, TCP from the 5 that are not blue's web workloads
+
+
+# --------------------------------------------------------------------------- dual stack
+
+
+def test_which_family_a_rule_applies_to():
+    rules = [
+        {"action": "Allow"},  # both
+        {"action": "Allow", "ipVersion": 6},
+        {"action": "Allow", "source": {"nets": ["10.0.0.0/8"]}},  # its nets' family
+        {"action": "Allow", "destination": {"not_nets": ["fd00::/8"]}},
+        {"action": "Allow", "protocol": "ICMP"},  # ICMP is IPv4's, ICMPv6 IPv6's
+        {"action": "Allow", "protocol": "ICMPv6", "icmp": {"type": 128}},
+        {"action": "Allow", "not_protocol": "ICMPv6"},  # not a family
+        {"action": "Allow", "protocol": "ICMP", "source": {"nets": ["fd00::/8"]}},  # contradicts itself: none
+    ]
+    (policy,) = policy_set([{"name": "x", "ingress": rules}], dual=True).policies
+    assert [sorted(r.families) for r in policy.ingress] == [[4, 6], [6], [4], [6], [4], [6], [4, 6], []]
+    assert [r.family for r in policy.ingress] == [None, 6, 4, 6, 4, 6, None, None]
+
+
+def test_verdicts_per_family_and_explain_of_ipv6_ends():
+    pols = [
+        {
+            "name": "web",
+            "namespace": "blue",
+            "selector": "app == 'web'",
+            "ingress": [
+                {"action": "Deny", "ipVersion": 6, "protocol": "TCP", "destination": {"ports": [22]}},
+                {"action": "Allow", "source": {"nets": ["2001:db8::/32"]}},
+                {"action": "Allow", "protocol": "ICMPv6"},
+                {"action": "Allow", "protocol": "TCP"},
+            ],
+        }
+    ]
+    ps = policy_set(pols, dual=True)
+    v6 = pe.make_flow(ps, "red.api-1", "blue.web-1", port=22, family=6)
+    assert v6.family == 6 and not pe.verdict(ps, v6).allowed and pe.verdict(ps, v6).ingress.rule == 0
+    v4 = pe.make_flow(ps, "red.api-1", "blue.web-1", port=22)
+    assert v4.family == 4 and pe.verdict(ps, v4).allowed and pe.verdict(ps, v4).ingress.rule == 3
+    outside = pe.make_flow(ps, "2001:db8::7", "blue.web-1", protocol="UDP", port=53)  # the family of the address
+    assert outside.family == 6 and pe.verdict(ps, outside).ingress.rule == 1
+    ping6 = pe.make_flow(ps, "red.api-1", "blue.web-1", protocol="ICMPv6")
+    assert ping6.family == 6 and ping6.icmp_type == 128 and pe.verdict(ps, ping6).ingress.rule == 2
+    ping4 = pe.make_flow(ps, "red.api-1", "blue.web-1", protocol="ICMP")
+    assert not pe.verdict(ps, ping4).allowed  # ICMPv6's rule is IPv6's: end of tier
+    assert "(IPv6)" in ping6.describe() and "fd00" not in ping6.describe()
+    # the host reaches its local workloads over IPv6 too (its IPv6 address)
+    host = pe.make_flow(ps, "fd00:50::11", "blue.web-1", port=22)
+    assert pe.verdict(ps, host).allowed and pe.verdict(ps, host).ingress.reason == pe.HOST_TO_LOCAL
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"src": "red.db-1", "dst": "blue.web-1", "family": 6}, "red.db-1: has no IPv6 address"),
+        ({"src": "10.64.0.1", "dst": "fd00:64::2"}, "different IP versions"),
+        ({"src": "blue.web-1", "dst": "fd00:64::2", "family": 4}, "different IP versions"),
+        ({"src": "blue.web-1", "dst": "fd00::zz"}, "neither a workload"),
+        ({"src": "blue.web-1", "dst": "blue.db-1", "family": 5}, "family=5"),
+    ],
+)
+def test_bad_ipv6_flows_are_refused(args, message):
+    with pytest.raises(pe.FlowError, match=re.escape(message)):
+        pe.make_flow(policy_set([], dual=True), port=80, **args)
+
+
+def test_flips_list_ipv6_flows_after_the_ipv4_ones():
+    deny6 = [{"name": "no6", "namespace": "blue", "selector": "app == 'db'", "ingress": [{"action": "Deny", "ipVersion": 6}, {"action": "Allow"}]}]
+    flipped = pe.flips(policy_set([], dual=True), policy_set(deny6, dual=True))
+    assert flipped and all(f.family == 6 and f.dst == "blue.db-1" for f in flipped)
+    assert any(f.text().startswith("blue.web-1 -> blue.db-1 TCP 0-65535 (IPv6): allow -> deny") for f in flipped), [f.text() for f in flipped]
+    assert not pe.flips(policy_set([]), policy_set(deny6))  # no IPv6 address anywhere: nothing flips

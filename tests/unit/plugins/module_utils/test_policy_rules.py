@@ -368,3 +368,194 @@ def test_long_names_stay_inside_the_kernels_comment_limits():
     assert comments and max(len(c.encode()) for c in comments) <= 128
     chains, _sets = pr.ipt_program(pr.parse_program(data))
     assert max(len(part.split('"')[0]) for lines in chains.values() for line in lines for part in line.split('--comment "')[1:]) <= 255
+
+
+# --- dual stack ----------------------------------------------------------------------------------
+
+
+def program6():
+    """program() in a dual-stack fleet: IPv6 set members, an endpoint with an IPv6 address, rules per family."""
+    data = program()
+    data["sets6"] = {"s_web": ["fd00:64::1/128", "fd00:64::/120"], "s_none": []}
+    data["endpoints"][0]["address6"] = "fd00:64::1"
+    rules = data["chains"]["p_web_i"]["rules"]
+    rules[2]["ip_version"] = 4  # pass ICMP echo: IPv4
+    rules[3]["ip_version"] = 4  # deny UDP from outside 10.1.0.0/16: IPv4 (its nets)
+    rules.append(rule("allow", protocol=58, icmp={"type": 128, "code": None}, ip_version=6))
+    rules.append(rule("deny", protocol=17, source=entity(not_nets=["2001:db8::/32"], set="s_web"), ip_version=6))
+    return data
+
+
+def test_a_dual_stack_program_parses_and_each_family_sees_its_own_rules():
+    parsed = pr.parse_program(program6())
+    assert parsed.dual and parsed.sets6["s_web"] == ("fd00:64::/120",)  # the /128 inside the /120 dropped
+    assert parsed.endpoints[0].address6 == "fd00:64::1" and parsed.endpoints[1].address6 is None
+    v4, v6 = parsed.family(4), parsed.family(6)
+    assert [r.ip_version for r in v4.chains["p_web_i"].rules] == [None, None, 4, 4]
+    assert [r.ip_version for r in v6.chains["p_web_i"].rules] == [None, None, 6, 6]
+    assert v6.sets == {"s_web": parsed.sets6["s_web"]} and v4.sets == parsed.sets  # the sets each family's rules use
+    assert pr.parse_program(program()).family(4) == pr.parse_program(program())  # IPv4 only: its own view
+    assert pr.all_sets(parsed) == {"s_web": ("10.64.0.1/32", "10.64.0.7/32"), "s_none": (), "ip6:s_web": ("fd00:64::/120",)}
+
+
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (lambda d: d["sets6"].pop("s_none"), ["program.sets6", "names of sets"]),
+        (lambda d: d["sets6"]["s_web"].append("fd00:64::1/64"), ["program.sets6.s_web[2]", "fd00:64::1/64", "canonical IPv6"]),
+        (lambda d: d["sets6"]["s_web"].append("10.0.0.0/8"), ["program.sets6.s_web[2]", "10.0.0.0/8", "IPv6"]),
+        (lambda d: d["sets6"]["s_web"].append("FD00::/8"), ["program.sets6.s_web[2]", "FD00::/8", "RFC 5952"]),
+        (lambda d: d["endpoints"][0].update(address6="fd00:64:0::1"), ["endpoints[0].address6", "fd00:64:0::1", "canonical IPv6"]),
+        (lambda d: d["endpoints"][1].update(address6="fd00:64::1"), ["program.endpoints[1]", "listed twice"]),
+        (lambda d: d["endpoints"][1].update(address=None), ["endpoints[1].address", "null only for an IPv6-only endpoint"]),
+        (lambda d: d["chains"]["p_web_i"]["rules"][4].update(ip_version=5), ["rules[4].ip_version", "4 or 6"]),
+        (lambda d: d["chains"]["p_web_i"]["rules"][5]["source"].update(not_nets=["10.0.0.0/8"]), ["rules[5].source.not_nets[0]", "10.0.0.0/8", "IPv6"]),
+        (lambda d: d["chains"]["p_web_i"]["rules"][3].pop("ip_version"), ["rules[3]", "needs its ip_version"]),
+        (lambda d: d["chains"]["p_web_i"]["rules"][4].update(protocol=17), ["rules[4]", "protocol 1 (ICMP) or 58 (ICMPv6)"]),
+        (lambda d: d["chains"]["p_web_i"]["rules"][4].update(ip_version=4), ["rules[4]", "ICMPv6 type/code need ip_version 6"]),
+        (lambda d: d["chains"]["p_web_i"]["rules"][2].update(ip_version=6), ["rules[2]", "ICMP type/code in an IPv6 rule"]),
+    ],
+)
+def test_bad_dual_stack_programs_are_refused(mutate, words):
+    data = program6()
+    mutate(data)
+    with pytest.raises(pr.PolicyRulesError) as err:
+        pr.parse_program(data)
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
+
+
+def test_ipv6_bits_are_refused_in_an_ipv4_only_program():
+    data = program()
+    data["endpoints"][0]["address6"] = "fd00:64::1"
+    with pytest.raises(pr.PolicyRulesError, match="unknown key"):
+        pr.parse_program(data)
+    data = program()
+    data["chains"]["p_web_i"]["rules"][0]["ip_version"] = 6
+    with pytest.raises(pr.PolicyRulesError, match="without sets6"):
+        pr.parse_program(data)
+
+
+def test_dual_stack_renders_an_ip6_table_beside_the_same_ip_table_in_one_transaction():
+    text = pr.render_nft(pr.parse_program(program6()))
+    ip_part, ip6_part = text.split("table ip6 l3calico_policy {}\n")
+    # the ip table: what the IPv4-only program renders, less nothing, plus the IPv4-only rules it already had
+    assert ip_part == pr.render_nft(pr.parse_program(program()))
+    assert ip6_part.startswith("delete table ip6 l3calico_policy\ntable ip6 l3calico_policy {\n")
+    assert "set s_web { type ipv6_addr; flags interval; elements = { fd00:64::/120 } }" in ip6_part
+    assert "meta l4proto 6 ip6 saddr @s_web th dport { 80, 8000-8100 } meta mark set" in ip6_part
+    assert "meta l4proto 58 icmpv6 type 128 meta mark set meta mark | 0x00010000 return" in ip6_part
+    assert "meta l4proto 17 ip6 saddr != 2001:db8::/32 ip6 saddr @s_web drop" in ip6_part
+    assert "icmp type" not in ip6_part.replace("icmpv6 type", "") and "10.1.0.0/16" not in ip6_part and "icmpv6" not in ip_part
+    hook_input = ip6_part.split("chain hook-input {")[1]
+    assert "icmpv6 type { 130, 131, 132, 133, 135, 136 } accept" in hook_input.split("iifname vmap")[0]  # Felix: NDP/MLD first
+    assert "icmpv6 type { 130" not in ip6_part.split("chain hook-input {")[0]  # not in forward
+    # an IPv4-only program after a dual-stack one: its ip6 table deleted in the same transaction
+    assert pr.render_nft(pr.parse_program(program()), drop_ip6=True).endswith("}\ndelete table ip6 l3calico_policy\n")
+
+
+def test_dual_stack_plans_none_elements_per_family_and_the_transitions():
+    data = program6()
+    parsed = pr.parse_program(data)
+    created = pr.plan_nft(parsed, None, False, {}, pr.program_digests(data))
+    assert created.kind == "replace" and created.changes == ["nftables table ip l3calico_policy created", "nftables table ip6 l3calico_policy created"]
+    recorded = created.record
+    assert recorded["ipv6"] is True and "ip6 chain p_web_i" in recorded["objects"] and "ip6:s_web" in recorded["sets"]
+    have = pr.all_sets(parsed)
+    same = pr.plan_nft(parsed, have, True, recorded, pr.program_digests(data))
+    assert same.kind == "none" and not same.changed
+    grown = program6()
+    grown["sets6"]["s_web"].append("fd00:65::9/128")
+    elements = pr.plan_nft(pr.parse_program(grown), have, True, recorded, pr.program_digests(grown))
+    assert elements.kind == "elements" and elements.nft_script == "add element ip6 l3calico_policy s_web { fd00:65::9/128 }\n"
+    assert elements.changes == ["set ip6:s_web: +fd00:65::9/128"]
+    # IPv4 only again: the ip6 table goes in the same transaction as the ip table's rewrite
+    v4 = program()
+    back = pr.plan_nft(pr.parse_program(v4), have, True, recorded, pr.program_digests(v4), True)
+    assert back.kind == "replace" and back.nft_script.endswith("delete table ip6 l3calico_policy\n")
+    assert "nftables table ip6 l3calico_policy removed (no IPv6 in the program)" in back.changes and "ipv6" not in back.record
+    # an IPv4-only program on an IPv4-only host: exactly the plan it always was (no ip6 word anywhere)
+    plain = pr.plan_nft(pr.parse_program(v4), None, False, {}, pr.program_digests(v4))
+    assert "ip6" not in plain.nft_script and "ipv6" not in plain.record and not any("ip6" in k for k in plain.record["objects"])
+
+
+def test_nft_state_reads_both_tables_and_ipv6_elements(monkeypatch):
+    tables = {
+        "ip": '{"nftables": [{"metainfo": {}}, {"table": {"family": "ip", "name": "l3calico_policy", "handle": 1}},'
+        ' {"set": {"family": "ip", "name": "s_web", "table": "l3calico_policy", "handle": 2, "elem": ["10.64.0.1"]}}]}',
+        "ip6": '{"nftables": [{"table": {"family": "ip6", "name": "l3calico_policy", "handle": 1}},'
+        ' {"set": {"family": "ip6", "name": "s_web", "table": "l3calico_policy", "handle": 2,'
+        ' "elem": [{"prefix": {"addr": "fd00:64::", "len": 120}}, "fd00:65::1", {"range": ["fd00:66::", "fd00:66::1"]}]}}]}',
+    }
+
+    def runner(argv, stdin=None):
+        family = argv[4]
+        return pr.iproute.Result(0, tables[family], "") if family in tables else pr.iproute.Result(1, "", "No such file")
+
+    monkeypatch.setattr(pr.shutil, "which", lambda name: "/usr/sbin/" + name)
+    state = pr.read_nft(runner)
+    assert state.ipv6 and state.ipv4
+    assert state.members == {"s_web": ("10.64.0.1/32",), "ip6:s_web": ("fd00:64::/120", "fd00:65::1/128", "fd00:66::/127")}
+    del tables["ip6"]
+    only4 = pr.read_nft(runner)
+    assert not only4.ipv6 and only4.members == {"s_web": ("10.64.0.1/32",)} and only4.structure.startswith("[")  # as it always was
+    assert pr.plan_removal(state, None, False).nft_script == "delete table ip l3calico_policy\ndelete table ip6 l3calico_policy\n"
+    assert pr.plan_removal(only4, None, False).nft_script == "delete table ip l3calico_policy\n"
+
+
+def test_iptables_dual_stack_renders_ip6tables_chains_and_inet6_ipsets():
+    parsed = pr.parse_program(program6())
+    chains6, sets6 = pr.ipt_program(parsed.family(6), 6)
+    chains4, sets4 = pr.ipt_program(parsed.family(4))
+    assert (chains4, sets4) == pr.ipt_program(pr.parse_program(program()))  # the IPv4 side as without IPv6
+    assert sets6 == {"l3cp-6s_web": ("fd00:64::/120",)}  # s_none: no IPv6 rule uses it
+    web = chains6["L3CP-p_web_i"]
+    assert any("-p 6 -m set --match-set l3cp-6s_web src -m multiport --dports 80,8000:8100" in line for line in web)
+    assert any("-p 58 -m icmp6 --icmpv6-type 128 " in line for line in web)
+    assert any("-p 17 ! -s 2001:db8::/32 -m set --match-set l3cp-6s_web src" in line for line in web)
+    assert not any("icmp-type" in line or "10.1.0.0/16" in line for line in web)
+    ndp = [f"-A L3CP-INPUT -p 58 -m icmp6 --icmpv6-type {t} -j RETURN" for t in (130, 131, 132, 133, 135, 136)]
+    assert chains6["L3CP-INPUT"][:6] == ndp and chains4["L3CP-INPUT"][0].startswith("-A L3CP-INPUT -i ")
+    the_plan = pr.plan_iptables(parsed, None, {}, "x")
+    assert the_plan.kind == "replace" and "ip6tables-legacy chains L3CP-* created" in the_plan.changes
+    assert (
+        "create l3cp-6s_web hash:net family inet6 -exist" in the_plan.ipset_script and "create l3cp-s_web hash:net family inet -exist" in the_plan.ipset_script
+    )
+    assert the_plan.ip6tables_script.startswith("*filter\n") and "-I INPUT 1 -j L3CP-INPUT" in the_plan.ip6tables_script
+    assert "ip6 chain L3CP-p_web_i" in the_plan.record["objects"]
+    # IPv4 only again, with the ip6tables chains there: they go (jumps first), the inet6 sets after the rules
+    have = pr.IptState(dict(chains4), {"FORWARD": 1, "INPUT": 1}, dict(sets4, **sets6), {}, dict(chains6), {"FORWARD": 1, "INPUT": 1})
+    back = pr.plan_iptables(pr.parse_program(program()), have, the_plan.record, "y")
+    assert "ip6tables-legacy chains L3CP-* removed (no IPv6 in the program)" in back.changes
+    assert back.ip6tables_script.startswith("*filter\n-D FORWARD -j L3CP-FORWARD\n-D INPUT -j L3CP-INPUT\n-F ")
+    assert back.ipset_after == "destroy l3cp-6s_web\n"
+    plain = pr.plan_iptables(pr.parse_program(program()), None, {}, "z")
+    assert plain.ip6tables_script == "" and not any("ip6" in k for k in plain.record["objects"])
+    gone = pr.plan_removal(None, have, False)
+    assert gone.ip6tables_script == back.ip6tables_script and "ip6tables-legacy chains removed: " + str(len(chains6)) in gone.changes
+
+
+def test_a_dual_stack_program_on_iptables_without_ip6tables_is_refused_before_any_change(tmp_path, monkeypatch):
+    ran = []
+
+    def runner(argv, stdin=None):
+        ran.append(list(argv))
+        return pr.iproute.Result(1, "", "nope")
+
+    monkeypatch.setattr(pr, "detect_backend", lambda runner, wanted: "iptables")
+    monkeypatch.setattr(pr.shutil, "which", lambda name: None if name.startswith("ip6tables") else "/usr/sbin/" + name)
+    with pytest.raises(pr.PolicyRulesError, match="needs ip6tables-legacy-restore"):
+        pr.converge(program6(), runner=runner, backend="iptables", state_file=str(tmp_path / "s.json"))
+    assert ran == [] and not (tmp_path / "s.json").exists()
+
+
+def test_an_ipv6_only_endpoint_of_a_dual_stack_program_has_no_ipv4_address():
+    data = program6()
+    data["endpoints"][1].update(address=None, address6="fd00:64::2")
+    parsed = pr.parse_program(data)
+    assert [e.address for e in parsed.endpoints] == ["10.64.0.1", None]
+    assert '"cali0123456789b" : jump wl-from-cali0123456789b' in pr.render_nft(parsed).split("table ip6 l3calico_policy {\n")[1]
+    plain = program()
+    plain["endpoints"][1]["address"] = None
+    with pytest.raises(pr.PolicyRulesError, match="null only for an IPv6-only endpoint"):
+        pr.parse_program(plain)
