@@ -74,8 +74,8 @@ def fleet(nodes: int, workloads: int) -> dict:
     }
     for i in range(nodes):
         hi, lo = (i >> 8) & 255, i & 255
-        block = f"172.{16 + (i >> 14)}.{(i >> 2) & 255}.{(i & 3) * 64}"
-        vx = f"100.{64 + (i >> 14)}.{(i >> 2) & 255}.{(i & 3) * 64}"
+        block = f"172.{16 + (i >> 10)}.{(i >> 2) & 255}.{(i & 3) * 64}"
+        vx = f"100.{64 + (i >> 10)}.{(i >> 2) & 255}.{(i & 3) * 64}"
         stem, last = block.rsplit(".", 1)
         result["nodes"][f"node-{i:05d}"] = {
             "ip": f"10.{hi}.{lo}.1",
