@@ -354,7 +354,10 @@ def node_config(ipam: dict, node: str, settings: Optional[dict] = None) -> dict:
     result, me = ipam_node(ipam, node)
     blocks = own_blocks(result, me)
     check_reflectors(bgp, result)
-    peers = node_peers(bgp, result, me)
+    try:
+        peers = node_peers(bgp, result, me)
+    except IpamResultError as exc:  # another node's address, read here
+        raise BgpConfigError(f"host {node}: {exc}") from None
     peers += external_peers(bgp, me, peers)
     check_peer_names(node, peers)
     return {
@@ -378,13 +381,17 @@ def node_config(ipam: dict, node: str, settings: Optional[dict] = None) -> dict:
 
 
 def ipam_node(ipam, node: str) -> tuple[IpamResult, Node]:
-    """The IPAM result (read and checked once by ``ipam_result``) and ``node`` in it, with what BGP needs:
-    the node's subnet, and a pool."""
+    """The IPAM result (read and checked by ``ipam_result``) and ``node`` in it, with what BGP needs:
+    the node's subnet, and a pool. A dict is read lazily (``IpamResult.from_dict`` ``lazy=True``): the
+    pools, every node name and this node (all of it) at once; of the other nodes only their addresses, by
+    :func:`node_peers` (bird.conf names nothing else of them)."""
     try:
-        result = IpamResult.of(ipam)
+        result = IpamResult.of(ipam, lazy=True)
+        me = result.nodes.get(node)
+        if me is not None:
+            me.workloads  # noqa: B018 - this node read in full (its borrowed workloads, in the routing view)
     except IpamResultError as exc:
         raise BgpConfigError(f"host {node}: {exc}") from None
-    me = result.nodes.get(node)
     if me is None:
         raise _err(node, "calico_ipam_result.nodes", sorted(result.nodes), "this host is not a node of the IPAM result")
     if me.network is None:
@@ -415,13 +422,12 @@ def node_peers(bgp: BgpSettings, result: IpamResult, me: Node) -> list:
     with the mesh password, eBGP ones multihop (per-node AS may cross subnets, as Calico's mesh), and
     passive towards a greater address (one active side per pair: the greater address connects)."""
     peers = []
-    nodes = result.nodes
-    for name in sorted(nodes):
+    for name in sorted(result.nodes):
         if name == me.name:
             continue
-        other = nodes[name]
-        if other.address == me.address:
-            raise _err(name, "nodes.ip", other.ip, f"same address as {me.name}")
+        ip, address = result.node_address(name)  # read alone (a lazy result): the rest of that node is not needed
+        if address == me.address:
+            raise _err(name, "nodes.ip", ip, f"same address as {me.name}")
         peer_as = bgp.as_of(name)
         session = bgp.session_with(name, peer_as)
         if session is None:
@@ -429,17 +435,17 @@ def node_peers(bgp: BgpSettings, result: IpamResult, me: Node) -> list:
         kind, rr_client = session
         peers.append(
             _peer(
-                f"{'Mesh' if kind == MESH else 'RR'}_{proto_suffix(other.ip)}",
+                f"{'Mesh' if kind == MESH else 'RR'}_{proto_suffix(ip)}",
                 kind,
-                other.ip,
-                other.address,
+                ip,
+                address,
                 peer_as,
                 name,
                 False,  # ttl_security
                 None if peer_as == bgp.local_as else 255,  # multihop
                 False,  # keep_next_hop
                 179,  # port
-                other.address > me.address,  # passive
+                address > me.address,  # passive
                 False,  # import_default_route
                 rr_client,
                 bgp.mesh_password,

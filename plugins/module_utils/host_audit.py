@@ -83,8 +83,12 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
       e.g. of a removed node), no /32 towards another host for an address nobody borrowed.
 
     ``bgp_nodes``: the nodes that run BIRD (default: every node when ``bgp``, none otherwise).
+
+    A dict is read lazily (``IpamResult.from_dict`` ``lazy=True``): of the other nodes what their routes
+    need (address, tunnels, blocks, the workloads that may be borrowed), their other workloads only when
+    an address found here must be named; bad data in what is read raises :class:`IpamResultError`.
     """
-    result = IpamResult.of(ipam)
+    result = IpamResult.of(ipam, lazy=True)
     if node not in result.nodes:
         return [{"problem": f"{node}: not a node of the IPAM result", "fix": "check calico_nodes and the inventory"}]
     speakers = set(result.nodes) if bgp_nodes is None and bgp else set(bgp_nodes or ())
@@ -109,7 +113,14 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
 
     # Workloads: the /32 routes on workload veths.
     mine = {want.dst: want for want in expected[WORKLOAD]}
-    elsewhere = {w.address: (name, w.id) for name, other in result.nodes.items() if name != node for w in other.workloads if w.address is not None}
+    held: Optional[dict] = None  # address -> (node, workload id) of the other nodes' workloads, read on first need
+
+    def elsewhere(address: int) -> Optional[tuple]:
+        nonlocal held
+        if held is None:
+            held = {w.address: (name, w.id) for name, other in result.nodes.items() if name != node for w in other.workloads if w.address is not None}
+        return held.get(address)
+
     for dst, want in sorted(mine.items()):
         ip = int_to_ip(dst.base)
         devs = [r.get("dev") for r in by_dst.get(dst, [])]
@@ -131,8 +142,9 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
             ip = int_to_ip(net.base)
             if net in mine and mine[net].dev == dev:
                 continue
-            if net.base in elsewhere:
-                other, wid = elsewhere[net.base]
+            holder = elsewhere(net.base)
+            if holder is not None:
+                other, wid = holder
                 found.append(
                     {
                         "problem": f"{node}: address {ip} is used here (dev {dev}) but the IPAM gives it to "
@@ -189,8 +201,9 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
             for route in rs:
                 if (route.get("dev") or "").startswith(veth_prefix) or route.get("type") in NOT_FORWARDING:
                     continue  # workload routes: checked above
-                if net.base in elsewhere or net in mine:
-                    holder, wid = elsewhere.get(net.base) or (node, mine[net].workload)
+                other = elsewhere(net.base)
+                if other is not None or net in mine:
+                    holder, wid = other or (node, mine[net].workload)
                     what = (
                         f"but {ip} is workload {wid} on {holder}, inside its own block: the /32 takes its traffic "
                         "away (another host announces it: see its 'two workloads with one address')"
@@ -245,7 +258,7 @@ def audit_tunnels(node: str, ipam, links: list) -> list:
     node's tunnel addresses of the IPAM (``nodes[node].tunnels``), each device present and up; a
     device holding an address inside a pool when the IPAM gives the node none is a leftover.
     """
-    result = IpamResult.of(ipam)
+    result = IpamResult.of(ipam, lazy=True)
     me = result.nodes.get(node)
     if me is None:
         return []
