@@ -29,6 +29,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_result import (
     Route,
     Subnet,
     parse_address,
+    subnet,
 )
 
 NOT_FORWARDING = ("blackhole", "unreachable", "prohibit", "throw")
@@ -40,7 +41,7 @@ def _subnet(text) -> Optional[Subnet]:
     if not isinstance(text, str):
         return None
     try:
-        return Subnet.parse(text if "/" in text else text + "/32", "dst")
+        return subnet(text if "/" in text else text + "/32", "dst")
     except IpamResultError:
         return None
 
@@ -184,8 +185,10 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
     live = {block.cidr for other in result.nodes.values() for block in other.blocks}
     borrowed = {item.address for other in result.nodes.values() for item in other.borrowed()}
     for net, rs in sorted(by_dst.items()):
+        if net in live:
+            continue
         pool = result.pool_containing(net)
-        if pool is None or net in live:
+        if pool is None:
             continue
         if net.prefix == pool.block_size:
             for route in rs:
@@ -221,6 +224,8 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
 
 def _check(node: str, target: str, net: Subnet, what: str, want: Route, routes: list, block_owner: str = None) -> list:
     """A missing or misdirected route to ``net`` (held by ``target``) as a problem with its fix."""
+    if routes and any(_matches(r, want) for r in routes):
+        return []  # the common case, once per remote prefix: nothing to write
     site = naming.run_site(node)
     dst = str(net)
     if want.by == BY_TUNNELS:
@@ -233,8 +238,6 @@ def _check(node: str, target: str, net: Subnet, what: str, want: Route, routes: 
     if not routes:
         lost = f"; its traffic follows {block_owner}'s block route instead" if block_owner and block_owner != node else ""
         return [{"problem": f"{node}: no route to {what}, expected {describe(want)} ({why}?){lost}", "fix": fix}]
-    if any(_matches(r, want) for r in routes):
-        return []
     actual = "; ".join(_how(r) for r in routes)
     return [{"problem": f"{node}: route to {what} goes {actual}, not towards {target}; expected {describe(want)}", "fix": fix}]
 

@@ -51,6 +51,7 @@ OWN_BLOCK, WORKLOAD, REMOTE_BLOCK, BORROWED = "own block", "workload", "remote b
 BY_BIRD, BY_WORKLOADS, BY_TUNNELS = "bird", "workloads", "tunnels"
 
 _PREFIXES = {str(length): length for length in range(33)}
+_MASKS = tuple(prefix_mask(length) for length in range(33))
 _PREFIXES6 = {str(length): length for length in range(129)}
 _MASK128 = (1 << 128) - 1
 
@@ -104,10 +105,10 @@ class Subnet(NamedTuple):
         if prefix is None:
             raise IpamResultError(where, value, "not an IPv4 network (a prefix length 0..32)")
         base = parse_address(text, where)
-        if base & ~prefix_mask(prefix) & 0xFFFFFFFF:
+        if base & ~_MASKS[prefix] & 0xFFFFFFFF:
             network = format_cidr(base & prefix_mask(prefix), prefix)
             raise IpamResultError(where, value, f"host bits set (the network is {network})")
-        subnet = cls(base, prefix)
+        subnet = _tuple(cls, (base, prefix))  # a fleet's blocks: without the named tuple's Python __new__
         _TEXTS[subnet] = value  # canonical: strict above, so the same text format_cidr gives
         return subnet
 
@@ -178,6 +179,16 @@ _TEXTS6: dict = {}  # Subnet6 -> its text
 _SUBNETS: dict = {}  # text -> Subnet, parsed and checked
 _SUBNETS6: dict = {}  # text -> Subnet6
 _NODE_NAMES: set = set()  # node names checked (DNS-1123 subdomains)
+
+
+def subnet(value, where: str) -> Subnet:
+    """``a.b.c.d/len`` as :meth:`Subnet.parse` reads it, parsed once per process (:data:`_SUBNETS`): the blocks'
+    texts come back in every host's routes (``ip -json route``: host_audit, verify)."""
+    found = _SUBNETS.get(value) if isinstance(value, str) else None
+    if found is None:
+        found = Subnet.parse(value, where)
+        _SUBNETS[value] = found
+    return found
 
 
 def same_subnet(subnet, address) -> bool:
@@ -638,14 +649,7 @@ def _short(value) -> str:
 class _Reader:
     """One reading of a result, every value checked (a subnet's text, a node name: once per process)."""
 
-    @staticmethod
-    def subnet(value, where: str) -> Subnet:
-        """``value`` parsed and checked (once per process: :data:`_SUBNETS`)."""
-        found = _SUBNETS.get(value) if isinstance(value, str) else None
-        if found is None:
-            found = Subnet.parse(value, where)
-            _SUBNETS[value] = found
-        return found
+    subnet = staticmethod(subnet)  # ``value`` parsed and checked (once per process: :data:`_SUBNETS`)
 
     @staticmethod
     def subnet6(value, where: str) -> Subnet6:
