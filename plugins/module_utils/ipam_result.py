@@ -6,8 +6,9 @@ Plain Python (no Ansible import, integers under the addresses). :meth:`IpamResul
 ``calico_ipam_result`` (its ``nodes`` - every node with its workloads, or the ``routing`` view with
 only the borrowed ones - and its ``pools``, docs/architecture.md) into frozen dataclasses (the
 result, its nodes and pools; blocks, workloads and routes, counted in hundreds of thousands, are
-named tuples), refusing bad data with an :class:`IpamResultError` naming field and value. Then, in
-one place:
+named tuples), refusing bad data with an :class:`IpamResultError` naming field and value - at once,
+or (``lazy=True``: what one host asks of a whole fleet's result, host_audit and bgp) each part when it
+is first asked for, by the same reader, as strictly. Then, in one place:
 
 - :func:`same_subnet` / :meth:`Node.same_subnet`: Calico's CrossSubnet rule;
 - :meth:`Pool.encapsulation`: how traffic from one node to an address another node holds travels;
@@ -399,7 +400,8 @@ class IpamResult:
         and every node name at once, a node when it is first looked up (``nodes[name]``, iterating its
         values), its workloads when first used (``Node.workloads``; :meth:`Node.borrowed` reads only those
         it must), a node's address alone by :meth:`node_address`. Every value read is checked as strictly,
-        by the same reader, and kept; what is never asked for is never read (nor refused).
+        by the same reader, and kept; what is never asked for is never read (nor refused). ``data`` is read
+        from as asked: it must not change while the result is in use (a module's parameters do not).
         """
         if not isinstance(data, dict):
             raise IpamResultError(WHERE, _short(data), "not an IPAM result (a mapping with nodes and pools)")
