@@ -68,7 +68,12 @@ TUNNELS = (naming.IPIP_DEVICE, naming.VXLAN_DEVICE)
 def _matches(route: Mapping, want: Route) -> bool:
     """One hop goes as ``want`` says: its gateway (None: any), its device (None: the underlay, any device but a
     tunnel's - a route through a tunnel where none is due is encapsulated where Calico would not)."""
-    return any((want.gateway is None or g == want.gateway) and (d == want.dev if want.dev else d not in TUNNELS) for g, d in _hops(route))
+    gateway, dev = want.gateway, want.dev
+    hops = route.get("nexthops")
+    if not hops:  # one hop (the usual route, once per remote prefix: without _hops' list)
+        g, d = route.get("gateway"), route.get("dev")
+        return (gateway is None or g == gateway) and (d == dev if dev else d not in TUNNELS)
+    return any((gateway is None or g == gateway) and (d == dev if dev else d not in TUNNELS) for g, d in _hops(route))
 
 
 def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: bool = True, bgp_nodes: Optional[Iterable[str]] = None) -> list:
@@ -109,8 +114,13 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
         if net is not None:
             by_dst.setdefault(net, []).append(route)
 
+    forwarding_to: dict = {}
+
     def forwarding(net) -> list:
-        return [r for r in by_dst.get(net, []) if r.get("type") not in NOT_FORWARDING]
+        found = forwarding_to.get(net)
+        if found is None:
+            found = forwarding_to[net] = [r for r in by_dst.get(net, []) if r.get("type") not in NOT_FORWARDING]
+        return found
 
     # Workloads: the /32 routes on workload veths.
     mine = {want.dst: want for want in expected[WORKLOAD]}

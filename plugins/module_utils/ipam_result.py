@@ -731,8 +731,9 @@ class _Reader:
         get = raw.get
         network, tunnels = get("network"), get("tunnels") or {}
         if network is not None:
-            network = self.subnet(network, f"{where}.network")
-            if address & prefix_mask(network.prefix) != network.base:
+            known = _SUBNETS.get(network) if isinstance(network, str) else None
+            network = known if known is not None else self.subnet(network, f"{where}.network")
+            if address & _MASKS[network.prefix] != network.base:
                 raise IpamResultError(f"{where}.network", str(network), f"does not contain the node address {ip}")
         if not isinstance(tunnels, dict):
             raise IpamResultError(f"{where}.tunnels", _short(tunnels), "must be a mapping (ipip, vxlan)")
