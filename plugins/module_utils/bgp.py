@@ -387,9 +387,7 @@ def ipam_node(ipam, node: str) -> tuple[IpamResult, Node]:
     :func:`node_peers` (bird.conf names nothing else of them)."""
     try:
         result = IpamResult.of(ipam, lazy=True)
-        me = result.nodes.get(node)
-        if me is not None:
-            me.workloads  # noqa: B018 - this node read in full (its borrowed workloads, in the routing view)
+        me = result.full_node(node)  # its borrowed workloads too (the routing view's)
     except IpamResultError as exc:
         raise BgpConfigError(f"host {node}: {exc}") from None
     if me is None:

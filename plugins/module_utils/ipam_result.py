@@ -341,8 +341,9 @@ class _Workloads:
     def __get__(self, node, owner=None):
         if node is None:
             return ()
-        reader, where, raw, pools = node.__dict__.pop("_unread")
-        workloads = node.__dict__["workloads"] = reader.workloads(where, raw, pools)
+        reader, where, raw, pools = node.__dict__["_unread"]
+        workloads = node.__dict__["workloads"] = reader.workloads(where, raw, pools)  # bad data: refused again next time
+        del node.__dict__["_unread"]
         return workloads
 
 
@@ -406,6 +407,14 @@ class IpamResult:
         if not isinstance(data, dict):
             raise IpamResultError(WHERE, _short(data), "not an IPAM result (a mapping with nodes and pools)")
         return _Reader().result(data.get("nodes"), data.get("pools"), data.get("pools_ipv6"), lazy)
+
+    def full_node(self, name: str) -> Optional[Node]:
+        """Node ``name`` with all of it read and checked, its workloads too (a host's own node, in a lazy
+        reading); None: not a node of the result."""
+        node = self.nodes.get(name)
+        if node is not None:
+            len(node.workloads)  # read now (Node.workloads), not when first used
+        return node
 
     def node_address(self, name: str) -> tuple[str, int]:
         """Node ``name``'s IPv4 address (its text, its integer); read alone, without the rest of the node, when

@@ -122,9 +122,7 @@ def main() -> None:
     try:
         # Read lazily, once for both audits: what they ask of the fleet, each value checked when read.
         ipam = IpamResult.from_dict(p["ipam"], lazy=True)
-        me = ipam.nodes.get(p["node"])
-        if me is not None:
-            me.workloads  # noqa: B018 - this host's own node read in full before anything else
+        ipam.full_node(p["node"])  # this host's own node read in full before anything else
     except L3CalicoError as exc:
         module.fail_json(msg=f"{p['node']}: {exc}", invocation=invocation)
     try:
