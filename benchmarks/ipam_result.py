@@ -171,15 +171,15 @@ def one_call(consumer: str, code: str, nodes: int, workloads: int, work: str) ->
     else:
         module = bgp if consumer == "bgp" else host_audit
     if consumer == "bgp":
-        data = routing(full)
-        call = lambda: module.node_config(data, NODE)  # noqa: E731
+        args = (routing(full), NODE)
+        call = module.node_config
     else:
         with open(os.path.join(work, f"routes-{nodes}-{workloads}.json"), encoding="utf-8") as src:
-            routes = json.load(src)
-        call = lambda: module.audit_routes(NODE, full, routes)  # noqa: E731
+            args = (NODE, full, json.load(src))
+        call = module.audit_routes
     gc.collect()
     start = time.process_time()
-    out = call()
+    out = call(*args)
     spent = time.process_time() - start
     if consumer == "host_audit" and out:
         raise SystemExit(f"{code} host_audit: the healthy host has problems: {out[:3]}")
