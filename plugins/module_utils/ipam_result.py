@@ -815,13 +815,16 @@ class _Reader:
         """A workload's IPv6 address (``ipv6``, ``pool_ipv6``, ``block_ipv6``, ``borrowed_ipv6``) as a Workload."""
         where = f"{node}.workloads[{index}]"
         ip, pool, block, borrowed = raw.get("ipv6"), raw.get("pool_ipv6"), raw.get("block_ipv6"), raw.get("borrowed_ipv6", False)
+        wid = raw.get("id")
+        if not isinstance(wid, str) or not wid:  # as workload() (a lazy reading may read this side alone)
+            raise IpamResultError(f"{where}.id", wid, "a workload needs its id (<namespace>.<name>)")
         if borrowed is not True and borrowed is not False:
             raise IpamResultError(f"{where}.borrowed_ipv6", borrowed, "must be a boolean (true or false)")
         self.pool_name(pool, f"{where}.pool_ipv6", pools6)
         address = None if ip is None else parse_address6(ip, where, ".ipv6")
         if block is not None:
             block = self.subnet6(block, f"{where}.block_ipv6")
-        return _tuple(Workload, (raw.get("id"), ip, address, pool, block, borrowed))
+        return _tuple(Workload, (wid, ip, address, pool, block, borrowed))
 
     @staticmethod
     def items(value, where: str, key: str) -> list:
