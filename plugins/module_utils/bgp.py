@@ -383,7 +383,10 @@ def node_config(ipam: dict, node: str, settings: Optional[dict] = None) -> dict:
     result, me = ipam_node(ipam, node)
     blocks = own_blocks(result, me)
     check_reflectors(bgp, result)
-    peers = node_peers(bgp, result, me)
+    try:
+        peers = node_peers(bgp, result, me)
+    except IpamResultError as exc:  # another node's address, read here
+        raise BgpConfigError(f"host {node}: {exc}") from None
     peers += external_peers(bgp, me, peers)
     six = ipv6_config(bgp, result, me)
     peers6 = six.pop("peers") if six is not None else []
@@ -445,13 +448,15 @@ def _ipv6_text(address: int) -> str:
 
 
 def ipam_node(ipam, node: str) -> tuple[IpamResult, Node]:
-    """The IPAM result (read and checked once by ``ipam_result``) and ``node`` in it, with what BGP needs:
-    the node's subnet, and a pool."""
+    """The IPAM result (read and checked by ``ipam_result``) and ``node`` in it, with what BGP needs:
+    the node's subnet, and a pool. A dict is read lazily (``IpamResult.from_dict`` ``lazy=True``): the
+    pools, every node name and this node (all of it) at once; of the other nodes only their addresses, by
+    :func:`node_peers` (bird.conf names nothing else of them)."""
     try:
-        result = IpamResult.of(ipam)
+        result = IpamResult.of(ipam, lazy=True)
+        me = result.full_node(node)  # its borrowed workloads too (the routing view's)
     except IpamResultError as exc:
         raise BgpConfigError(f"host {node}: {exc}") from None
-    me = result.nodes.get(node)
     if me is None:
         raise _err(node, "calico_ipam_result.nodes", sorted(result.nodes), "this host is not a node of the IPAM result")
     if me.network is None:
@@ -484,23 +489,22 @@ def node_peers(bgp: BgpSettings, result: IpamResult, me: Node, version: int = 4)
     passive towards a greater address (one active side per pair: the greater address connects).
     ``version=6``: the IPv6 sessions, between the IPv6 addresses (nodes without one are skipped)."""
     peers = []
-    nodes = result.nodes
     six = version == 6
     mine = me.address6 if six else me.address
-    for name in sorted(nodes):
+    for name in sorted(result.nodes):
         if name == me.name:
             continue
-        other = nodes[name]
         if six:
+            other = result.nodes[name]  # its IPv6 side: read with the node
             if other.address6 is None:
                 continue
             address, ip = other.address6, _ipv6_text(other.address6)
             if address == mine:
                 raise _err(name, "nodes.ipv6", other.ipv6, f"same IPv6 address as {me.name}")
         else:
-            address, ip = other.address, other.ip
+            ip, address = result.node_address(name)  # read alone (a lazy result): the rest of that node is not needed
             if address == mine:
-                raise _err(name, "nodes.ip", other.ip, f"same address as {me.name}")
+                raise _err(name, "nodes.ip", ip, f"same address as {me.name}")
         peer_as = bgp.as_of(name)
         session = bgp.session_with(name, peer_as)
         if session is None:

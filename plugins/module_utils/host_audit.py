@@ -29,6 +29,7 @@ from ansible_collections.l3.calico.plugins.module_utils.ipam_result import (
     Route,
     Subnet,
     parse_address,
+    subnet,
 )
 
 NOT_FORWARDING = ("blackhole", "unreachable", "prohibit", "throw")
@@ -40,7 +41,7 @@ def _subnet(text) -> Optional[Subnet]:
     if not isinstance(text, str):
         return None
     try:
-        return Subnet.parse(text if "/" in text else text + "/32", "dst")
+        return subnet(text if "/" in text else text + "/32", "dst")
     except IpamResultError:
         return None
 
@@ -67,7 +68,12 @@ TUNNELS = (naming.IPIP_DEVICE, naming.VXLAN_DEVICE)
 def _matches(route: Mapping, want: Route) -> bool:
     """One hop goes as ``want`` says: its gateway (None: any), its device (None: the underlay, any device but a
     tunnel's - a route through a tunnel where none is due is encapsulated where Calico would not)."""
-    return any((want.gateway is None or g == want.gateway) and (d == want.dev if want.dev else d not in TUNNELS) for g, d in _hops(route))
+    gateway, dev = want.gateway, want.dev
+    hops = route.get("nexthops")
+    if not hops:  # one hop (the usual route, once per remote prefix: without _hops' list)
+        g, d = route.get("gateway"), route.get("dev")
+        return (gateway is None or g == gateway) and (d == dev if dev else d not in TUNNELS)
+    return any((gateway is None or g == gateway) and (d == dev if dev else d not in TUNNELS) for g, d in _hops(route))
 
 
 def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: bool = True, bgp_nodes: Optional[Iterable[str]] = None) -> list:
@@ -83,8 +89,12 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
       e.g. of a removed node), no /32 towards another host for an address nobody borrowed.
 
     ``bgp_nodes``: the nodes that run BIRD (default: every node when ``bgp``, none otherwise).
+
+    A dict is read lazily (``IpamResult.from_dict`` ``lazy=True``): of the other nodes what their routes
+    need (address, tunnels, blocks, the workloads that may be borrowed), their other workloads only when
+    an address found here must be named; bad data in what is read raises :class:`IpamResultError`.
     """
-    result = IpamResult.of(ipam)
+    result = IpamResult.of(ipam, lazy=True)
     if node not in result.nodes:
         return [{"problem": f"{node}: not a node of the IPAM result", "fix": "check calico_nodes and the inventory"}]
     speakers = set(result.nodes) if bgp_nodes is None and bgp else set(bgp_nodes or ())
@@ -104,12 +114,24 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
         if net is not None:
             by_dst.setdefault(net, []).append(route)
 
+    forwarding_to: dict = {}
+
     def forwarding(net) -> list:
-        return [r for r in by_dst.get(net, []) if r.get("type") not in NOT_FORWARDING]
+        found = forwarding_to.get(net)
+        if found is None:
+            found = forwarding_to[net] = [r for r in by_dst.get(net, []) if r.get("type") not in NOT_FORWARDING]
+        return found
 
     # Workloads: the /32 routes on workload veths.
     mine = {want.dst: want for want in expected[WORKLOAD]}
-    elsewhere = {w.address: (name, w.id) for name, other in result.nodes.items() if name != node for w in other.workloads if w.address is not None}
+    held: Optional[dict] = None  # address -> (node, workload id) of the other nodes' workloads, read on first need
+
+    def elsewhere(address: int) -> Optional[tuple]:
+        nonlocal held
+        if held is None:
+            held = {w.address: (name, w.id) for name, other in result.nodes.items() if name != node for w in other.workloads if w.address is not None}
+        return held.get(address)
+
     for dst, want in sorted(mine.items()):
         ip = int_to_ip(dst.base)
         devs = [r.get("dev") for r in by_dst.get(dst, [])]
@@ -131,8 +153,9 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
             ip = int_to_ip(net.base)
             if net in mine and mine[net].dev == dev:
                 continue
-            if net.base in elsewhere:
-                other, wid = elsewhere[net.base]
+            holder = elsewhere(net.base)
+            if holder is not None:
+                other, wid = holder
                 found.append(
                     {
                         "problem": f"{node}: address {ip} is used here (dev {dev}) but the IPAM gives it to "
@@ -172,8 +195,10 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
     live = {block.cidr for other in result.nodes.values() for block in other.blocks}
     borrowed = {item.address for other in result.nodes.values() for item in other.borrowed()}
     for net, rs in sorted(by_dst.items()):
+        if net in live:
+            continue
         pool = result.pool_containing(net)
-        if pool is None or net in live:
+        if pool is None:
             continue
         if net.prefix == pool.block_size:
             for route in rs:
@@ -189,8 +214,9 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
             for route in rs:
                 if (route.get("dev") or "").startswith(veth_prefix) or route.get("type") in NOT_FORWARDING:
                     continue  # workload routes: checked above
-                if net.base in elsewhere or net in mine:
-                    holder, wid = elsewhere.get(net.base) or (node, mine[net].workload)
+                other = elsewhere(net.base)
+                if other is not None or net in mine:
+                    holder, wid = other or (node, mine[net].workload)
                     what = (
                         f"but {ip} is workload {wid} on {holder}, inside its own block: the /32 takes its traffic "
                         "away (another host announces it: see its 'two workloads with one address')"
@@ -208,6 +234,8 @@ def audit_routes(node: str, ipam, routes: list, veth_prefix: str = "cali", bgp: 
 
 def _check(node: str, target: str, net: Subnet, what: str, want: Route, routes: list, block_owner: str = None) -> list:
     """A missing or misdirected route to ``net`` (held by ``target``) as a problem with its fix."""
+    if routes and any(_matches(r, want) for r in routes):
+        return []  # the common case, once per remote prefix: nothing to write
     site = naming.run_site(node)
     dst = str(net)
     if want.by == BY_TUNNELS:
@@ -220,8 +248,6 @@ def _check(node: str, target: str, net: Subnet, what: str, want: Route, routes: 
     if not routes:
         lost = f"; its traffic follows {block_owner}'s block route instead" if block_owner and block_owner != node else ""
         return [{"problem": f"{node}: no route to {what}, expected {describe(want)} ({why}?){lost}", "fix": fix}]
-    if any(_matches(r, want) for r in routes):
-        return []
     actual = "; ".join(_how(r) for r in routes)
     return [{"problem": f"{node}: route to {what} goes {actual}, not towards {target}; expected {describe(want)}", "fix": fix}]
 
@@ -245,7 +271,7 @@ def audit_tunnels(node: str, ipam, links: list) -> list:
     node's tunnel addresses of the IPAM (``nodes[node].tunnels``), each device present and up; a
     device holding an address inside a pool when the IPAM gives the node none is a leftover.
     """
-    result = IpamResult.of(ipam)
+    result = IpamResult.of(ipam, lazy=True)
     me = result.nodes.get(node)
     if me is None:
         return []

@@ -6,8 +6,9 @@ Plain Python (no Ansible import, integers under the addresses). :meth:`IpamResul
 ``calico_ipam_result`` (its ``nodes`` - every node with its workloads, or the ``routing`` view with
 only the borrowed ones - and its ``pools``, docs/architecture.md) into frozen dataclasses (the
 result, its nodes and pools; blocks, workloads and routes, counted in hundreds of thousands, are
-named tuples), refusing bad data with an :class:`IpamResultError` naming field and value. Then, in
-one place:
+named tuples), refusing bad data with an :class:`IpamResultError` naming field and value - at once,
+or (``lazy=True``: what one host asks of a whole fleet's result, host_audit and bgp) each part when it
+is first asked for, by the same reader, as strictly. Then, in one place:
 
 - :func:`same_subnet` / :meth:`Node.same_subnet`: Calico's CrossSubnet rule;
 - :meth:`Pool.encapsulation`: how traffic from one node to an address another node holds travels;
@@ -51,6 +52,7 @@ OWN_BLOCK, WORKLOAD, REMOTE_BLOCK, BORROWED = "own block", "workload", "remote b
 BY_BIRD, BY_WORKLOADS, BY_TUNNELS = "bird", "workloads", "tunnels"
 
 _PREFIXES = {str(length): length for length in range(33)}
+_MASKS = tuple(prefix_mask(length) for length in range(33))
 _PREFIXES6 = {str(length): length for length in range(129)}
 _MASK128 = (1 << 128) - 1
 
@@ -104,10 +106,10 @@ class Subnet(NamedTuple):
         if prefix is None:
             raise IpamResultError(where, value, "not an IPv4 network (a prefix length 0..32)")
         base = parse_address(text, where)
-        if base & ~prefix_mask(prefix) & 0xFFFFFFFF:
+        if base & ~_MASKS[prefix] & 0xFFFFFFFF:
             network = format_cidr(base & prefix_mask(prefix), prefix)
             raise IpamResultError(where, value, f"host bits set (the network is {network})")
-        subnet = cls(base, prefix)
+        subnet = _tuple(cls, (base, prefix))  # a fleet's blocks: without the named tuple's Python __new__
         _TEXTS[subnet] = value  # canonical: strict above, so the same text format_cidr gives
         return subnet
 
@@ -178,6 +180,16 @@ _TEXTS6: dict = {}  # Subnet6 -> its text
 _SUBNETS: dict = {}  # text -> Subnet, parsed and checked
 _SUBNETS6: dict = {}  # text -> Subnet6
 _NODE_NAMES: set = set()  # node names checked (DNS-1123 subdomains)
+
+
+def subnet(value, where: str) -> Subnet:
+    """``a.b.c.d/len`` as :meth:`Subnet.parse` reads it, parsed once per process (:data:`_SUBNETS`): the blocks'
+    texts come back in every host's routes (``ip -json route``: host_audit, verify)."""
+    found = _SUBNETS.get(value) if isinstance(value, str) else None
+    if found is None:
+        found = Subnet.parse(value, where)
+        _SUBNETS[value] = found
+    return found
 
 
 def same_subnet(subnet, address) -> bool:
@@ -304,11 +316,38 @@ class Node:
 
     @cached_property
     def _borrowed(self) -> tuple[Borrowed, ...]:
-        return _borrowed_of(self.blocks, self.workloads, self.borrowed_ips, parse_address)
+        return _borrowed_of(self.blocks, self._borrowed_candidates(), self.borrowed_ips, parse_address)
+
+    def _borrowed_candidates(self) -> tuple[Workload, ...]:
+        """The workloads :func:`_borrowed_of` must look at: all of them once read; a node read lazily whose
+        workloads are not read yet, only those marked ``borrowed`` or whose block is not one of the node's
+        (each checked in full; of the others, what decided it - the mapping, ``borrowed``, ``block`` - is checked)."""
+        lazy = self.__dict__.get("_unread")
+        if lazy is None:
+            return self.workloads
+        reader, where, raw, pools = lazy
+        return reader.borrowed_candidates(where, raw, {str(block.cidr) for block in self.blocks}, pools)
 
     @cached_property
     def _borrowed6(self) -> tuple[Borrowed, ...]:
         return _borrowed_of(self.blocks6, self.workloads6, self.borrowed_ips6, parse_address6)
+
+
+class _Workloads:
+    """``Node.workloads`` of a node read lazily (:meth:`IpamResult.from_dict` ``lazy=True``): its workloads
+    read and checked in full on first use, then kept (a non-data descriptor: the value kept in the node's
+    ``__dict__`` is found first, as for a node read at once or built by its constructor)."""
+
+    def __get__(self, node, owner=None):
+        if node is None:
+            return ()
+        reader, where, raw, pools = node.__dict__["_unread"]
+        workloads = node.__dict__["workloads"] = reader.workloads(where, raw, pools)  # bad data: refused again next time
+        del node.__dict__["_unread"]
+        return workloads
+
+
+Node.workloads = _Workloads()
 
 
 def _borrowed_of(blocks, workloads, borrowed_ips, parse) -> tuple[Borrowed, ...]:
@@ -350,16 +389,41 @@ class IpamResult:
         return self.pools6 if version == 6 else self.pools
 
     @classmethod
-    def of(cls, value) -> IpamResult:
+    def of(cls, value, lazy: bool = False) -> IpamResult:
         """``value`` itself when it is already the model, else :meth:`from_dict` of it."""
-        return value if isinstance(value, IpamResult) else cls.from_dict(value)
+        return value if isinstance(value, IpamResult) else cls.from_dict(value, lazy)
 
     @classmethod
-    def from_dict(cls, data) -> IpamResult:
-        """The model of ``{"nodes": ..., "pools": ..., "pools_ipv6": ...}`` (other keys ignored), every value checked."""
+    def from_dict(cls, data, lazy: bool = False) -> IpamResult:
+        """The model of ``{"nodes": ..., "pools": ..., "pools_ipv6": ...}`` (other keys ignored), every value checked.
+
+        ``lazy``: what one host asks of a whole fleet's result (host_audit, bgp), read as it asks: the pools
+        and every node name at once, a node when it is first looked up (``nodes[name]``, iterating its
+        values), its workloads when first used (``Node.workloads``; :meth:`Node.borrowed` reads only those
+        it must), a node's address alone by :meth:`node_address`. Every value read is checked as strictly,
+        by the same reader, and kept; what is never asked for is never read (nor refused). ``data`` is read
+        from as asked: it must not change while the result is in use (a module's parameters do not).
+        """
         if not isinstance(data, dict):
             raise IpamResultError(WHERE, _short(data), "not an IPAM result (a mapping with nodes and pools)")
-        return _Reader().result(data.get("nodes"), data.get("pools"), data.get("pools_ipv6"))
+        return _Reader().result(data.get("nodes"), data.get("pools"), data.get("pools_ipv6"), lazy)
+
+    def full_node(self, name: str) -> Optional[Node]:
+        """Node ``name`` with all of it read and checked, its workloads too (a host's own node, in a lazy
+        reading); None: not a node of the result."""
+        node = self.nodes.get(name)
+        if node is not None:
+            len(node.workloads)  # read now (Node.workloads), not when first used
+        return node
+
+    def node_address(self, name: str) -> tuple[str, int]:
+        """Node ``name``'s IPv4 address (its text, its integer); read alone, without the rest of the node, when
+        the result is read lazily (BGP's peers: every other node's address, nothing else of it)."""
+        nodes = self.nodes
+        if isinstance(nodes, _Nodes):
+            return nodes.address(name)
+        node = nodes[name]
+        return node.ip, node.address
 
     # -- lookups
 
@@ -452,6 +516,52 @@ class IpamResult:
                 if path is not None:
                     out.append(_tuple(Route, (dst, kind, other, path.by, False, path.gateway, path.dev, path.onlink, path.encap, pool.name, workload, origin)))
         return tuple(out)
+
+
+class _Nodes(Mapping):
+    """The nodes of a result read lazily (:meth:`IpamResult.from_dict` ``lazy=True``): every name checked at
+    once, a node read (by :meth:`_Reader.node`, its workloads left for ``Node.workloads``) when first looked
+    up, then kept; a read-only mapping like the dict of a result read at once (and equal to it)."""
+
+    __slots__ = ("_raw", "_read", "_addresses", "_reader", "_pools", "_pools6")
+
+    def __init__(self, raw: dict, reader: _Reader, pools: Mapping, pools6: Mapping):
+        for name in raw:
+            reader.node_name(name)
+        self._raw, self._read, self._addresses = raw, {}, {}
+        self._reader, self._pools, self._pools6 = reader, pools, pools6
+
+    def __getitem__(self, name) -> Node:
+        node = self._read.get(name)
+        if node is None:
+            raw = self._raw[name]
+            node = self._read[name] = self._reader.node(name, raw, self._pools, self._pools6, lazy=True)
+        return node
+
+    def __iter__(self):
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __contains__(self, name) -> bool:
+        try:
+            return name in self._raw
+        except TypeError:
+            return False
+
+    def __repr__(self) -> str:
+        return f"<{len(self._raw)} nodes, {len(self._read)} read>"
+
+    def address(self, name: str) -> tuple[str, int]:
+        """:meth:`IpamResult.node_address`: from the node when it is read, else its ``ip`` alone (checked)."""
+        node = self._read.get(name)
+        if node is not None:
+            return node.ip, node.address
+        found = self._addresses.get(name)
+        if found is None:
+            found = self._addresses[name] = self._reader.address(f"{WHERE}.nodes.{name}", self._raw[name])
+        return found
 
 
 class Path(NamedTuple):
@@ -550,14 +660,7 @@ def _short(value) -> str:
 class _Reader:
     """One reading of a result, every value checked (a subnet's text, a node name: once per process)."""
 
-    @staticmethod
-    def subnet(value, where: str) -> Subnet:
-        """``value`` parsed and checked (once per process: :data:`_SUBNETS`)."""
-        found = _SUBNETS.get(value) if isinstance(value, str) else None
-        if found is None:
-            found = Subnet.parse(value, where)
-            _SUBNETS[value] = found
-        return found
+    subnet = staticmethod(subnet)  # ``value`` parsed and checked (once per process: :data:`_SUBNETS`)
 
     @staticmethod
     def subnet6(value, where: str) -> Subnet6:
@@ -568,7 +671,7 @@ class _Reader:
             _SUBNETS6[value] = found
         return found
 
-    def result(self, nodes, pools, pools6=None) -> IpamResult:
+    def result(self, nodes, pools, pools6=None, lazy: bool = False) -> IpamResult:
         pools = {} if pools is None else pools
         pools6 = {} if pools6 is None else pools6
         nodes = {} if nodes is None else nodes
@@ -583,6 +686,8 @@ class _Reader:
         both = sorted(set(model_pools) & set(model_pools6))
         if both:
             raise IpamResultError(f"{WHERE}.pools_ipv6", both[0], "a pool name is in both pools and pools_ipv6 (pool names are unique)")
+        if lazy:
+            return IpamResult(_Nodes(nodes, self, model_pools, model_pools6), model_pools, model_pools6)
         return IpamResult({name: self.node(name, node, model_pools, model_pools6) for name, node in nodes.items()}, model_pools, model_pools6)
 
     def pool(self, name, raw, version: int = 4) -> Pool:
@@ -610,21 +715,34 @@ class _Reader:
             return Pool(name, self.subnet6(raw.get("cidr"), f"{where}.cidr"), block_size=size, version=6, ipip_mode=ipip_mode, vxlan_mode=vxlan_mode, **flags)
         return Pool(name, self.subnet(raw.get("cidr"), f"{where}.cidr"), block_size=size, ipip_mode=ipip_mode, vxlan_mode=vxlan_mode, **flags)
 
-    def node(self, name, raw, pools: Mapping, pools6: Optional[Mapping] = None) -> Node:
-        # Once per node of the fleet, on every host: the fields are named only on an error.
+    @staticmethod
+    def node_name(name) -> None:
+        """A node's name checked (a DNS-1123 subdomain; once per process: :data:`_NODE_NAMES`)."""
         if name not in _NODE_NAMES:
             if not naming.is_node_name(name):
                 raise IpamResultError(f"{WHERE}.nodes", name, naming.NODE_NAME_REASON)
             _NODE_NAMES.add(name)
-        where = f"{WHERE}.nodes.{name}"
+
+    @staticmethod
+    def address(where: str, raw) -> tuple[str, int]:
+        """A node's ``ip`` (its text, its integer), checked; ``raw`` the node's mapping."""
         if not isinstance(raw, dict):
             raise IpamResultError(where, _short(raw), "a node must be a mapping")
+        ip = raw.get("ip")
+        return ip, parse_address(ip, where, ".ip")
+
+    def node(self, name, raw, pools: Mapping, pools6: Optional[Mapping] = None, lazy: bool = False) -> Node:
+        """Node ``name`` read and checked; ``lazy``: its workloads left for ``Node.workloads`` (their list checked)."""
+        # Once per node of the fleet, on every host: the fields are named only on an error.
+        self.node_name(name)
+        where = f"{WHERE}.nodes.{name}"
+        ip, address = self.address(where, raw)
         get = raw.get
-        ip, network, tunnels = get("ip"), get("network"), get("tunnels") or {}
-        address = parse_address(ip, where, ".ip")
+        network, tunnels = get("network"), get("tunnels") or {}
         if network is not None:
-            network = self.subnet(network, f"{where}.network")
-            if address & prefix_mask(network.prefix) != network.base:
+            known = _SUBNETS.get(network) if isinstance(network, str) else None
+            network = known if known is not None else self.subnet(network, f"{where}.network")
+            if address & _MASKS[network.prefix] != network.base:
                 raise IpamResultError(f"{where}.network", str(network), f"does not contain the node address {ip}")
         if not isinstance(tunnels, dict):
             raise IpamResultError(f"{where}.tunnels", _short(tunnels), "must be a mapping (ipip, vxlan)")
@@ -634,14 +752,36 @@ class _Reader:
         if vxlan is not None:
             parse_address(vxlan, where, ".tunnels.vxlan")
         blocks = tuple(self.block(where, i, b, pools) for i, b in enumerate(self.items(get("blocks"), where, "blocks")))
-        workloads = tuple(self.workload(where, i, w, pools) for i, w in enumerate(self.items(get("workloads"), where, "workloads")))
+        raw_workloads = self.items(get("workloads"), where, "workloads")
+        workloads = None if lazy else self.workloads(where, raw_workloads, pools)
         borrowed = self.items(get("borrowed"), where, "borrowed")
         for i, item in enumerate(borrowed):
             parse_address(item, where, f".borrowed[{i}]")
         six = None
         if pools6 or get("ipv6") is not None or get("blocks_ipv6") or tunnels.get("vxlan_v6") is not None:
             six = self.node6(where, raw, tunnels, pools6 or {})
-        return _node(name, ip, address, network, blocks, workloads, tuple(borrowed), ipip, vxlan, six=six)
+        node = _node(name, ip, address, network, blocks, workloads, tuple(borrowed), ipip, vxlan, six=six)
+        if lazy:
+            del node.__dict__["workloads"]  # read by Node.workloads on first use
+            node.__dict__["_unread"] = (self, where, raw_workloads, pools)
+        return node
+
+    def workloads(self, where: str, raw: list, pools: Mapping) -> tuple[Workload, ...]:
+        """A node's workloads (``raw``: its list, checked to be one), every one read and checked."""
+        return tuple(self.workload(where, i, w, pools) for i, w in enumerate(raw))
+
+    def borrowed_candidates(self, where: str, raw: list, own: set, pools: Mapping) -> tuple[Workload, ...]:
+        """The workloads of ``raw`` that may be borrowed (``Node.borrowed``'s rule decides), each read and
+        checked in full: those not marked ``borrowed`` (false, checked) whose ``block`` is none or the text of
+        one of the node's blocks ``own`` (checked: one spelling per network, :meth:`Subnet.parse`) are left out."""
+        out = []
+        for i, w in enumerate(raw):
+            if w.__class__ is dict and w.get("borrowed", False) is False:
+                block = w.get("block")
+                if block is None or (block.__class__ is str and block in own):
+                    continue
+            out.append(self.workload(where, i, w, pools))
+        return tuple(out)
 
     def node6(self, where: str, raw: dict, tunnels: dict, pools6: Mapping) -> tuple:
         """The IPv6 side of a node (its values in the order of ``_FIELDS6``); every value checked."""
@@ -675,13 +815,16 @@ class _Reader:
         """A workload's IPv6 address (``ipv6``, ``pool_ipv6``, ``block_ipv6``, ``borrowed_ipv6``) as a Workload."""
         where = f"{node}.workloads[{index}]"
         ip, pool, block, borrowed = raw.get("ipv6"), raw.get("pool_ipv6"), raw.get("block_ipv6"), raw.get("borrowed_ipv6", False)
+        wid = raw.get("id")
+        if not isinstance(wid, str) or not wid:  # as workload() (a lazy reading may read this side alone)
+            raise IpamResultError(f"{where}.id", wid, "a workload needs its id (<namespace>.<name>)")
         if borrowed is not True and borrowed is not False:
             raise IpamResultError(f"{where}.borrowed_ipv6", borrowed, "must be a boolean (true or false)")
         self.pool_name(pool, f"{where}.pool_ipv6", pools6)
         address = None if ip is None else parse_address6(ip, where, ".ipv6")
         if block is not None:
             block = self.subnet6(block, f"{where}.block_ipv6")
-        return _tuple(Workload, (raw.get("id"), ip, address, pool, block, borrowed))
+        return _tuple(Workload, (wid, ip, address, pool, block, borrowed))
 
     @staticmethod
     def items(value, where: str, key: str) -> list:

@@ -120,7 +120,9 @@ def main() -> None:
     if not isinstance(p["ipam"].get("nodes"), dict) or not isinstance(p["ipam"].get("pools"), dict):
         module.fail_json(msg=f"{p['node']}: ipam={str(p['ipam'])[:200]!r}: not an IPAM result (needs nodes and pools)", invocation=invocation)
     try:
-        ipam = IpamResult.from_dict(p["ipam"])  # checked once, for both audits
+        # Read lazily, once for both audits: what they ask of the fleet, each value checked when read.
+        ipam = IpamResult.from_dict(p["ipam"], lazy=True)
+        ipam.full_node(p["node"])  # this host's own node read in full before anything else
     except L3CalicoError as exc:
         module.fail_json(msg=f"{p['node']}: {exc}", invocation=invocation)
     try:
@@ -128,8 +130,11 @@ def main() -> None:
         routes, links = iproute.ip_json_batch(iproute.subprocess_runner, ["route show table main", "addr show"])
     except L3CalicoError as exc:
         module.fail_json(msg=f"{p['node']}: cannot read the routes and addresses: {exc}", invocation=invocation)
-    problems = audit_routes(p["node"], ipam, routes, p["veth_prefix"], p["bgp"], p["bgp_nodes"])
-    problems += audit_tunnels(p["node"], ipam, links)
+    try:
+        problems = audit_routes(p["node"], ipam, routes, p["veth_prefix"], p["bgp"], p["bgp_nodes"])
+        problems += audit_tunnels(p["node"], ipam, links)
+    except L3CalicoError as exc:
+        module.fail_json(msg=f"{p['node']}: {exc}", invocation=invocation)
     module.exit_json(changed=False, problems=problems, routes=len(routes), links=len(links), invocation=invocation)
 
 

@@ -207,42 +207,97 @@ def test_node_addresses_for_the_firewall():
 # --- bad data: named once, for every consumer ------------------------------------------------------------------
 
 
+# What host "b" reads of node "a" when it reads the result lazily (host_audit, bgp on the host): bgp only a's name
+# and address; host_audit all of a but the workloads that cannot be borrowed (a's workload 0 is in a's own block).
+BGP, AUDIT = "bgp", "audit"
+
+
 @pytest.mark.parametrize(
-    ("change", "match"),
+    ("change", "match", "read_by_b"),
     [
-        (lambda d: d["nodes"]["a"].update(ip="10.0.0.300"), r"calico_ipam_result\.nodes\.a\.ip='10\.0\.0\.300': not an IPv4"),
-        (lambda d: d["nodes"]["a"].update(ip="10.0.0.1/16"), r"nodes\.a\.ip='10\.0\.0\.1/16': not an IPv4 address"),
-        (lambda d: d["nodes"]["a"].update(network="10.0.0.1/16"), r"nodes\.a\.network='10\.0\.0\.1/16': host bits set"),
-        (lambda d: d["nodes"]["a"].update(network="10.9.0.0/16"), r"nodes\.a\.network='10\.9\.0\.0/16': does not contain"),
-        (lambda d: d["nodes"]["a"].update(network="10.0.0.0/033"), r"network='10\.0\.0\.0/033': not an IPv4 network"),
+        (lambda d: d["nodes"]["a"].update(ip="10.0.0.300"), r"calico_ipam_result\.nodes\.a\.ip='10\.0\.0\.300': not an IPv4", {BGP, AUDIT}),
+        (lambda d: d["nodes"]["a"].update(ip="10.0.0.1/16"), r"nodes\.a\.ip='10\.0\.0\.1/16': not an IPv4 address", {BGP, AUDIT}),
+        (lambda d: d["nodes"]["a"].update(network="10.0.0.1/16"), r"nodes\.a\.network='10\.0\.0\.1/16': host bits set", {AUDIT}),
+        (lambda d: d["nodes"]["a"].update(network="10.9.0.0/16"), r"nodes\.a\.network='10\.9\.0\.0/16': does not contain", {AUDIT}),
+        (lambda d: d["nodes"]["a"].update(network="10.0.0.0/033"), r"network='10\.0\.0\.0/033': not an IPv4 network", {AUDIT}),
         (
             lambda d: d["nodes"]["a"]["blocks"].append({"cidr": "172.17.1.0/26", "pool": "gone"}),
             r"nodes\.a\.blocks\[2\]\.pool='gone': not a pool of the IPAM result \(ip, vx\)",
+            {AUDIT},
         ),
-        (lambda d: d["nodes"]["a"]["tunnels"].update(vxlan="172.18.0.0\n"), r"nodes\.a\.tunnels\.vxlan='172\.18\.0\.0\\n'"),
-        (lambda d: d["nodes"]["a"]["workloads"][0].update(borrowed="no"), r"workloads\[0\]\.borrowed='no': must be a boolean"),
-        (lambda d: d["nodes"]["a"]["workloads"][0].update(ip="172.17.0.01"), r"workloads\[0\]\.ip='172\.17\.0\.01'"),
-        (lambda d: d["nodes"].update({"a;reboot": d["nodes"]["b"]}), r"calico_ipam_result\.nodes='a;reboot': .*DNS-1123"),
-        (lambda d: d["pools"]["ip"].update(ipip_mode="Sometimes"), r"pools\.ip\.ipip_mode='Sometimes': unknown mode \(one of Never, Always, CrossSubnet\)"),
+        (lambda d: d["nodes"]["a"]["tunnels"].update(vxlan="172.18.0.0\n"), r"nodes\.a\.tunnels\.vxlan='172\.18\.0\.0\\n'", {AUDIT}),
+        (lambda d: d["nodes"]["a"]["workloads"][0].update(borrowed="no"), r"workloads\[0\]\.borrowed='no': must be a boolean", {AUDIT}),
+        (lambda d: d["nodes"]["a"]["workloads"][0].update(block="172.17.0.1/26"), r"workloads\[0\]\.block='172\.17\.0\.1/26': host bits set", {AUDIT}),
+        (lambda d: d["nodes"]["a"]["workloads"][0].update(ip="172.17.0.01"), r"workloads\[0\]\.ip='172\.17\.0\.01'", set()),
+        (lambda d: d["nodes"]["a"]["workloads"].append("172.17.0.2"), r"nodes\.a\.workloads\[1\]=.*'172\.17\.0\.2'.*: a workload must be a mapping", {AUDIT}),
+        (lambda d: d["nodes"]["a"].update(workloads="172.17.0.1"), r"nodes\.a\.workloads=.*'172\.17\.0\.1'.*: must be a list", {AUDIT}),
+        (lambda d: d["nodes"].update({"a;reboot": d["nodes"]["b"]}), r"calico_ipam_result\.nodes='a;reboot': .*DNS-1123", {BGP, AUDIT}),
+        (
+            lambda d: d["pools"]["ip"].update(ipip_mode="Sometimes"),
+            r"pools\.ip\.ipip_mode='Sometimes': unknown mode \(one of Never, Always, CrossSubnet\)",
+            {BGP, AUDIT},
+        ),
         (
             lambda d: d["pools"]["ip"].update(vxlan_mode="Always"),
             r"pools\.ip\.vxlan_mode='Always': IPIP \(CrossSubnet\) and VXLAN cannot both be on in one pool",
+            {BGP, AUDIT},
         ),
-        (lambda d: d["pools"]["ip"].update(disable_bgp_export="false"), r"pools\.ip\.disable_bgp_export='false': must be a bool"),
-        (lambda d: d["pools"].update({"Bad_Name": d["pools"]["ip"]}), r"calico_ipam_result\.pools='Bad_Name'"),
+        (lambda d: d["pools"]["ip"].update(disable_bgp_export="false"), r"pools\.ip\.disable_bgp_export='false': must be a bool", {BGP, AUDIT}),
+        (lambda d: d["pools"].update({"Bad_Name": d["pools"]["ip"]}), r"calico_ipam_result\.pools='Bad_Name'", {BGP, AUDIT}),
     ],
 )
-def test_bad_data_is_refused_naming_field_and_value(change, match):
+def test_bad_data_is_refused_naming_field_and_value(change, match, read_by_b):
     data = _copy(PREFIXES)
     change(data)
     with pytest.raises(IpamResultError, match=match):
         IpamResult.from_dict(data)
+    # read lazily: the same words as soon as it is read (here: all of it)
+    with pytest.raises(IpamResultError, match=match):
+        for node in IpamResult.from_dict(data, lazy=True).nodes.values():
+            len(node.workloads)
     # every consumer refuses it with the same words
     with pytest.raises(tunnels.TunnelError, match=match):
         tunnels.desired_tunnels("b", data)
-    with pytest.raises(bgp.BgpConfigError, match=match) as refused:
-        bgp.node_config(data, "b")
-    assert str(refused.value).startswith("host b: calico_ipam_result.")
+    # the lazy consumers on a host: node a reads all of a; node b what it needs of a (read_by_b)
+    for host in ("a", "b"):
+        if host == "a" or BGP in read_by_b:
+            with pytest.raises(bgp.BgpConfigError, match=match) as refused:
+                bgp.node_config(data, host)
+            assert str(refused.value).startswith(f"host {host}: calico_ipam_result.")
+        if host == "a" or AUDIT in read_by_b:
+            with pytest.raises(IpamResultError, match=match):
+                host_audit.audit_routes(host, data, [])
+    if AUDIT not in read_by_b:  # a's other workloads: read by b's audit once an address found on b must be named
+        with pytest.raises(IpamResultError, match=match):
+            host_audit.audit_routes("b", data, [{"dst": "172.17.0.99", "dev": "cali0123456789a", "scope": "link"}])
+
+
+def test_a_lazy_reading_reads_what_is_asked_checked_as_strictly_and_keeps_it():
+    data = _copy(PREFIXES)
+    data["nodes"]["a"]["workloads"][0]["ip"] = "172.17.0.01"  # bad, in a workload b never needs
+    data["nodes"]["a"]["network"] = "10.0.0.1/16"  # bad, in what b's BGP never needs
+    data["nodes"]["b"]["workloads"].append({"id": "default.moved", "ip": "172.17.0.2", "pool": "ip", "block": "172.17.0.0/26"})
+    result = IpamResult.from_dict(data, lazy=True)
+    assert sorted(result.nodes) == ["a", "b"] and len(result.nodes) == 2 and "c" not in result.nodes and [] not in result.nodes
+    assert result.node_address("a") == ("10.0.0.1", int(ipaddress.IPv4Address("10.0.0.1")))  # a's address alone
+    assert bgp.node_config(data, "b")["peers"][0]["address"] == "10.0.0.1"
+    with pytest.raises(IpamResultError, match=r"nodes\.a\.network='10\.0\.0\.1/16': host bits set"):
+        result.nodes.get("a")  # the node itself: all of it
+    data["nodes"]["a"]["network"] = "10.0.0.0/16"
+    result = IpamResult.from_dict(data, lazy=True)
+    a = result.nodes["a"]
+    assert a.borrowed() == ()  # its only workload is in its own block: its address not read
+    with pytest.raises(IpamResultError, match=r"nodes\.a\.workloads\[0\]\.ip='172\.17\.0\.01': not an IPv4 address"):
+        len(a.workloads)
+    with pytest.raises(IpamResultError, match=r"nodes\.a\.workloads\[0\]\.ip='172\.17\.0\.01': not an IPv4 address"):
+        result.full_node("a")  # a host's own node: all of it at once
+    assert result.full_node("c") is None
+    # b's workload in a's block is borrowed although not marked: read, the same answer as a reading at once
+    b = result.nodes["b"]
+    assert [(x.ip, x.workload) for x in b.borrowed()] == [("172.17.0.2", "default.moved")]
+    assert result.nodes["b"] is b and b.workloads == IpamResult.from_dict({**PREFIXES, "nodes": {"b": data["nodes"]["b"]}}).nodes["b"].workloads
+    data["nodes"]["a"]["workloads"][0]["ip"] = "172.17.0.1"
+    assert IpamResult.from_dict(data, lazy=True) == IpamResult.from_dict(data)  # equal to the reading at once
 
 
 def _copy(data):
@@ -299,6 +354,9 @@ def fleets(draw):
 @given(fleets())
 def test_tunnels_host_audit_and_verify_agree_on_random_fleets(ipam):
     result = IpamResult.from_dict(ipam)
+    lazy = IpamResult.from_dict(ipam, lazy=True)
+    assert [n.borrowed() for n in lazy.nodes.values()] == [n.borrowed() for n in result.nodes.values()]  # before the workloads are read
+    assert lazy == result
     for name in ipam["nodes"]:
         # The data plane's VXLAN routes are the oracle's.
         desired = tunnels.desired_tunnels(name, result)
@@ -308,6 +366,7 @@ def test_tunnels_host_audit_and_verify_agree_on_random_fleets(ipam):
         # The host audit and verify find the data plane's table right.
         table = kernel_table(ipam, name)
         assert host_audit.audit_routes(name, result, table) == []
+        assert host_audit.audit_routes(name, ipam, table) == []  # the dict, read lazily
         assert unmatched(name, result, table) == []
 
 

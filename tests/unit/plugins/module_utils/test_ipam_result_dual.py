@@ -69,6 +69,19 @@ def test_the_ipv6_side_is_read_beside_the_ipv4_one():
     assert c.ipv6 is None and c.vxlan_v6 is not None and c.blocks6
 
 
+def test_a_lazy_reading_reads_the_ipv6_side_as_the_reading_at_once():
+    data = plan([P4, P6], copy.deepcopy(NODES))
+    assert IpamResult.from_dict(data, lazy=True) == IpamResult.from_dict(data)
+    lazy = IpamResult.from_dict(data, lazy=True)
+    assert [n.borrowed(6) for n in lazy.nodes.values()] == [n.borrowed(6) for n in IpamResult.from_dict(data).nodes.values()]
+    # a node's IPv6 side is read with the node (before its IPv4 workloads): a workload's id checked there too
+    data["nodes"]["a"]["workloads"][0]["id"] = ""
+    with pytest.raises(IpamResultError, match=r"nodes\.a\.workloads\[0\]\.id='': a workload needs its id"):
+        IpamResult.from_dict(data, lazy=True).nodes.get("a")
+    with pytest.raises(IpamResultError, match=r"nodes\.a\.workloads\[0\]\.id='': a workload needs its id"):
+        IpamResult.from_dict(data)
+
+
 def test_an_ipv4_result_reads_as_it_always_did():
     data = plan([P4], [{"name": "a", "ip": "192.168.0.1/24", "workloads": [{"name": "wa"}]}])
     assert data["pools_ipv6"] == {} and "ipv6" not in data["nodes"]["a"]["workloads"][0]
