@@ -592,22 +592,20 @@ def probe(
         if rc6 != 0:
             result["routes6_error"] = err6.strip()
 
-    # Every family's children at once: one per source workload and family.
+    # Every child at once - one per source workload, family and kind (pings, TCP) - then their answers:
+    # the probe waits for the slowest timeout once, not for each matrix in turn.
     versions = (4, 6) if six else (4,)
-    if ping:
-        started = {v: start_rows(workloads, targets, v, ping_all, (ping_count, ping_timeout), netns_prefix=netns_prefix) for v in versions}
-        pings = {v: ping_rows(started[v], v) for v in versions}
-    else:
-        pings = {v: {} for v in versions}
+    pinging = {v: start_rows(workloads, targets, v, ping_all, (ping_count, ping_timeout), netns_prefix=netns_prefix) for v in versions} if ping else {}
+    connecting = {v: start_rows(workloads, targets, v, connect_all, (tcp_port, tcp_timeout), netns_prefix=netns_prefix) for v in versions} if tcp_port else {}
+    pings = {v: ping_rows(pinging[v], v) if ping else {} for v in versions}
     result["pings"] = pings[4]
     if six:
         result["pings6"] = pings[6]
     if tcp_port:
         result["tcp_port"] = tcp_port
-        started = {v: start_rows(workloads, targets, v, connect_all, (tcp_port, tcp_timeout), netns_prefix=netns_prefix) for v in versions}
-        result["tcp"] = tcp_rows(started[4], 4)
+        result["tcp"] = tcp_rows(connecting[4], 4)
         if six:
-            result["tcp6"] = tcp_rows(started[6], 6)
+            result["tcp6"] = tcp_rows(connecting[6], 6)
 
     # Read the workloads after the pings, so the gateway neighbour is resolved.
     views = {}
