@@ -415,8 +415,10 @@ class Lab:
         raise AssertionError(f"{name}: no BGP session with {neighbor}:\n{out}")
 
     def bgp_blocks(self, node: str) -> list[str]:
-        """The node's blocks in the BGP-routed pool: what BIRD announces for it."""
-        return sorted(cidr for n, cidr in self.ipam()["affinities"] if n == node and ipaddress.ip_network(cidr).subnet_of(IPIP_POOL))
+        """The node's blocks in the BGP-routed IPv4 pool: what BIRD announces for it to the IPv4 peers (the
+        lab's IPv6 pool is VXLAN: its blocks are in no other node's kernel by BIRD)."""
+        nets = (ipaddress.ip_network(cidr) for n, cidr in self.ipam()["affinities"] if n == node)
+        return sorted(str(net) for net in nets if net.version == 4 and net.subnet_of(IPIP_POOL))
 
     def watch_routes_gone(self, observers: list[str], prefixes: list[str], timeout: float):
         """Start a watcher in each observer guest; returns go() -> {observer: result}."""
