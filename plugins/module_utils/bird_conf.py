@@ -50,6 +50,110 @@ def prefix_set(cidrs: Iterable[str], more_specific: bool) -> str:
     return "[ " + ", ".join(f"{cidr}{suffix}" for cidr in cidrs) + " ]"
 
 
+@dataclass(frozen=True)
+class _Family:
+    """How bird.conf names and words one address family: the IPv4 part's names have no suffix, the IPv6
+    part's a ``6`` (Calico's bird6 files); everything else of the two parts is printed by the same code."""
+
+    suffix: str  # in protocol and filter names
+    words: str  # before "peers", "pools", "blocks" in the comments
+    channel: str
+    host_len: int
+    default_route: str
+
+
+_IPV4 = _Family("", "", "ipv4", 32, "0.0.0.0/0")
+_IPV6 = _Family("6", "IPv6 ", "ipv6", 128, "::/0")
+
+
+def _kernel_export_head(fam: _Family, vxlan_pools: list, vxlan_words: str) -> list:
+    """The start of the filter of the routes to the kernel: own blackholes, then BGP routes only, none of a VXLAN pool."""
+    out = [
+        f"# To the kernel: own {fam.words}blackholes and the routes learned by BGP inside the {fam.words}pools.",
+        f"filter calico_kernel{fam.suffix}_export {{",
+        f'  if proto = "calico_blocks{fam.suffix}" then accept;',
+        "  if source != RTS_BGP then reject;",
+    ]
+    if vxlan_pools:
+        out += [f"  # VXLAN pools: the data plane programs their routes{vxlan_words}.", f"  if net ~ {prefix_set(vxlan_pools, True)} then reject;"]
+    return out
+
+
+def _kernel_export_tail(fam: _Family, pools: str) -> list:
+    return [f"  if net ~ {pools} then accept;", f"  if net = {fam.default_route} then accept;", "  reject;", "}", ""]
+
+
+def _kernel_protocol(fam: _Family, layout: Layout, head: list) -> list:
+    return [
+        *head,
+        "  learn;",
+        *(["  persist;"] if layout.kernel_persist else []),
+        f"  scan time {layout.kernel_scan_time};",
+        "  graceful restart;",
+        "  merge paths on;",
+        f"  metric {layout.kernel_metric};",
+        f"  {fam.channel} {{",
+        f"    import filter calico_kernel{fam.suffix}_import;",
+        f"    export filter calico_kernel{fam.suffix}_export;",
+        "  };",
+        "}",
+        "",
+    ]
+
+
+def _bgp_part(fam: _Family, f: Mapping[str, Any], c: Mapping[str, Any], layout: Layout) -> list:
+    """The family's filters to and from the peers, its BGP template and its ``protocol bgp`` per peer
+    (``f``: the family's BGP data - ``c`` itself for IPv4, ``c['ipv6']`` for IPv6)."""
+    pools = prefix_set(f["pools"], True)
+    words, sfx, host = fam.words, fam.suffix, fam.host_len
+    out = [
+        f"# To the {words}peers: own {words}blocks as aggregates, never the /{host}s inside them that this node originates;",
+        f"# other routes inside exportable {words}pools (borrowed /{host}s hosted here, reflected routes); nothing else.",
+        f"filter calico_export{sfx}_to_peers {{",
+    ]
+    if f["no_export_pools"]:
+        out.append(f"  if net ~ {prefix_set(f['no_export_pools'], True)} then reject;")
+    if f["own_blocks"]:
+        out += [
+            f"  if net ~ {prefix_set(f['own_blocks'], False)} then accept;",
+            f"  if net ~ {prefix_set(f['own_blocks'], True)} && source != RTS_BGP then reject;",
+        ]
+    if f["export_pools"]:
+        out.append(f"  if net ~ {prefix_set(f['export_pools'], True)} then accept;")
+    out += [
+        "  reject;",
+        "}",
+        "",
+        f"# From the {words}peers: routes inside the {words}pools only.",
+        f"filter calico_import{sfx}_from_peers {{",
+        f"  if net ~ {pools} then accept;",
+        *([f"  if net = {fam.default_route} then accept;"] if c["import_default_route"] else []),
+        "  reject;",
+        "}",
+        "",
+        f"# From {words}peers allowed to send the default route.",
+        f"filter calico_import{sfx}_with_default {{",
+        f"  if net ~ {pools} then accept;",
+        f"  if net = {fam.default_route} then accept;",
+        "  reject;",
+        "}",
+        "",
+        f"template bgp calico_peer{sfx} {{",
+        f"  local {f['address']} as {c['as']};",
+        *_session_lines(c, layout),
+        f"  {fam.channel} {{",
+        f"    import filter calico_import{sfx}_from_peers;",
+        f"    export filter calico_export{sfx}_to_peers;",
+        "    gateway recursive;",
+        "    add paths on;",
+        "  };",
+        "}",
+    ]
+    for peer in f["peers"]:
+        out += _peer(peer, c["route_reflector_cluster_id"], fam.channel)
+    return out
+
+
 def render(c: Mapping[str, Any], layout: Layout = Layout()) -> str:
     """bird.conf of the node whose BGP data (``node_config``) is ``c``."""
     out = [
@@ -93,13 +197,8 @@ def render(c: Mapping[str, Any], layout: Layout = Layout()) -> str:
         "  accept;",
         "}",
         "",
-        "# To the kernel: own blackholes and the routes learned by BGP inside the pools.",
-        "filter calico_kernel_export {",
-        '  if proto = "calico_blocks" then accept;',
-        "  if source != RTS_BGP then reject;",
     ]
-    if c["vxlan_pools"]:
-        out += ["  # VXLAN pools: the data plane programs their routes.", f"  if net ~ {prefix_set(c['vxlan_pools'], True)} then reject;"]
+    out += _kernel_export_head(_IPV4, c["vxlan_pools"], "")
     tunnel = [f'      ifname = "{c["tunnel_device"]}";', "      onlink = true;", "      gw = bgp_next_hop;"]
     if c["ipip_always_pools"]:
         out += [
@@ -119,70 +218,10 @@ def render(c: Mapping[str, Any], layout: Layout = Layout()) -> str:
             "    accept;",
             "  }",
         ]
-    out += [
-        f"  if net ~ {pools} then accept;",
-        "  if net = 0.0.0.0/0 then accept;",
-        "  reject;",
-        "}",
-        "",
-        "# BIRD names it kernel1 (the BGP role's `birdc reload out kernel1` after the tunnels changed).",
-        "protocol kernel {",
-        "  learn;",
-        *(["  persist;"] if layout.kernel_persist else []),
-        f"  scan time {layout.kernel_scan_time};",
-        "  graceful restart;",
-        "  merge paths on;",
-        f"  metric {layout.kernel_metric};",
-        "  ipv4 {",
-        "    import filter calico_kernel_import;",
-        "    export filter calico_kernel_export;",
-        "  };",
-        "}",
-        "",
-        "# To the peers: own blocks as aggregates, never the /32s inside them that this node originates;",
-        "# other routes inside exportable pools (borrowed /32s hosted here, reflected routes); nothing else.",
-        "filter calico_export_to_peers {",
-    ]
-    if c["no_export_pools"]:
-        out.append(f"  if net ~ {prefix_set(c['no_export_pools'], True)} then reject;")
-    if c["own_blocks"]:
-        out += [
-            f"  if net ~ {prefix_set(c['own_blocks'], False)} then accept;",
-            f"  if net ~ {prefix_set(c['own_blocks'], True)} && source != RTS_BGP then reject;",
-        ]
-    if c["export_pools"]:
-        out.append(f"  if net ~ {prefix_set(c['export_pools'], True)} then accept;")
-    out += [
-        "  reject;",
-        "}",
-        "",
-        "# From the peers: routes inside the pools only.",
-        "filter calico_import_from_peers {",
-        f"  if net ~ {pools} then accept;",
-        *(["  if net = 0.0.0.0/0 then accept;"] if c["import_default_route"] else []),
-        "  reject;",
-        "}",
-        "",
-        "# From peers allowed to send the default route.",
-        "filter calico_import_with_default {",
-        f"  if net ~ {pools} then accept;",
-        "  if net = 0.0.0.0/0 then accept;",
-        "  reject;",
-        "}",
-        "",
-        "template bgp calico_peer {",
-        f"  local {c['address']} as {c['as']};",
-        *_session_lines(c, layout),
-        "  ipv4 {",
-        "    import filter calico_import_from_peers;",
-        "    export filter calico_export_to_peers;",
-        "    gateway recursive;",
-        "    add paths on;",
-        "  };",
-        "}",
-    ]
-    for peer in c["peers"]:
-        out += _peer(peer, c["route_reflector_cluster_id"])
+    out += _kernel_export_tail(_IPV4, pools)
+    head = ["# BIRD names it kernel1 (the BGP role's `birdc reload out kernel1` after the tunnels changed).", "protocol kernel {"]
+    out += _kernel_protocol(_IPV4, layout, head)
+    out += _bgp_part(_IPV4, c, c, layout)
     if c.get("ipv6"):
         out += render_ipv6(c, layout)
     return "\n".join(out) + "\n"
@@ -225,77 +264,11 @@ def render_ipv6(c: Mapping[str, Any], layout: Layout) -> list:
         "  accept;",
         "}",
         "",
-        "# To the kernel: own IPv6 blackholes and the routes learned by BGP inside the IPv6 pools.",
-        "filter calico_kernel6_export {",
-        '  if proto = "calico_blocks6" then accept;',
-        "  if source != RTS_BGP then reject;",
     ]
-    if six["vxlan_pools"]:
-        out += ["  # VXLAN pools: the data plane programs their routes (vxlan-v6.calico).", f"  if net ~ {prefix_set(six['vxlan_pools'], True)} then reject;"]
-    out += [
-        f"  if net ~ {pools} then accept;",
-        "  if net = ::/0 then accept;",
-        "  reject;",
-        "}",
-        "",
-        "protocol kernel kernel6 {",
-        "  learn;",
-        *(["  persist;"] if layout.kernel_persist else []),
-        f"  scan time {layout.kernel_scan_time};",
-        "  graceful restart;",
-        "  merge paths on;",
-        f"  metric {layout.kernel_metric};",
-        "  ipv6 {",
-        "    import filter calico_kernel6_import;",
-        "    export filter calico_kernel6_export;",
-        "  };",
-        "}",
-        "",
-        "# To the IPv6 peers: own IPv6 blocks as aggregates, never the /128s inside them that this node originates;",
-        "# other routes inside exportable IPv6 pools (borrowed /128s hosted here, reflected routes); nothing else.",
-        "filter calico_export6_to_peers {",
-    ]
-    if six["no_export_pools"]:
-        out.append(f"  if net ~ {prefix_set(six['no_export_pools'], True)} then reject;")
-    if six["own_blocks"]:
-        out += [
-            f"  if net ~ {prefix_set(six['own_blocks'], False)} then accept;",
-            f"  if net ~ {prefix_set(six['own_blocks'], True)} && source != RTS_BGP then reject;",
-        ]
-    if six["export_pools"]:
-        out.append(f"  if net ~ {prefix_set(six['export_pools'], True)} then accept;")
-    out += [
-        "  reject;",
-        "}",
-        "",
-        "# From the IPv6 peers: routes inside the IPv6 pools only.",
-        "filter calico_import6_from_peers {",
-        f"  if net ~ {pools} then accept;",
-        *(["  if net = ::/0 then accept;"] if c["import_default_route"] else []),
-        "  reject;",
-        "}",
-        "",
-        "# From IPv6 peers allowed to send the default route.",
-        "filter calico_import6_with_default {",
-        f"  if net ~ {pools} then accept;",
-        "  if net = ::/0 then accept;",
-        "  reject;",
-        "}",
-        "",
-        "template bgp calico_peer6 {",
-        f"  local {six['address']} as {c['as']};",
-        *_session_lines(c, layout),
-        "  ipv6 {",
-        "    import filter calico_import6_from_peers;",
-        "    export filter calico_export6_to_peers;",
-        "    gateway recursive;",
-        "    add paths on;",
-        "  };",
-        "}",
-    ]
-    for peer in six["peers"]:
-        out += _peer(peer, c["route_reflector_cluster_id"], "ipv6")
-    return out
+    out += _kernel_export_head(_IPV6, six["vxlan_pools"], f" ({VXLAN_V6_DEVICE})")
+    out += _kernel_export_tail(_IPV6, pools)
+    out += _kernel_protocol(_IPV6, layout, ["protocol kernel kernel6 {"])
+    return out + _bgp_part(_IPV6, six, c, layout)
 
 
 def _session_lines(c: Mapping[str, Any], layout: Layout) -> list:
