@@ -228,28 +228,9 @@ def judge(
                 (view or {}).get("error") or "missing",
             ):
                 continue
-            judge_.check(f"{wl['ip']}/32" in view["addresses"], where_, "address", f"{wl['ip']}/32", ", ".join(view["addresses"]) or "none")
-            default = [r for r in view["routes"] if r["dst"] == "default"]
-            judge_.check(
-                any(r["gateway"] == naming.GATEWAY for r in default),
-                where_,
-                "default route",
-                f"default via {naming.GATEWAY}",
-                "; ".join(describe(r) for r in default) or "none",
-            )
-            neigh = [n for n in view["neighbours"] if n["dst"] == naming.GATEWAY]
-            judge_.check(
-                any(n["lladdr"] == naming.HOST_VETH_MAC and n["state"] not in BAD_NEIGH_STATES for n in neigh),
-                where_,
-                "gateway neighbour",
-                f"{naming.GATEWAY} lladdr {naming.HOST_VETH_MAC}",
-                "; ".join(f"{n['dst']} lladdr {n['lladdr'] or '-'} {n['state']}" for n in neigh) or "none",
-            )
+            judge_plumbing(judge_, where_, 4, f"{wl['ip']}/32" in view["addresses"], f"{wl['ip']}/32", view["addresses"], view["routes"], view["neighbours"])
             if "ip_forward" in view:  # probes before this check had no such field
-                want = probe.get("ip_forward_expected", "0")
-                judge_.check(
-                    view["ip_forward"] == want, where_, "IP forwarding inside", f"net.ipv4.ip_forward = {want}", f"{view['ip_forward'] or 'unreadable'}"
-                )
+                judge_forwarding(judge_, where_, 4, view["ip_forward"], probe.get("ip_forward_expected", "0"))
 
         if probe.get("tcp_port"):
             report["tcp_port"] = probe["tcp_port"]
@@ -373,28 +354,41 @@ def judge_node6(judge_: Judge, report: dict, name: str, node: dict, probe: dict,
             continue  # no IPv6 address; a missing namespace is one finding already
         where_ = f"{name} workload {wl['id']}"
         addresses6 = [normalise_dst(a) for a in view.get("addresses6", [])]
-        judge_.check(normalise_dst(wl["ipv6"]) in addresses6, where_, "IPv6 address", f"{wl['ipv6']}/128", ", ".join(view.get("addresses6", [])) or "none")
-        default = [r for r in view.get("routes6", []) if r["dst"] == "default"]
-        judge_.check(
-            any(r["gateway"] == naming.GATEWAY6 for r in default),
-            where_,
-            "IPv6 default route",
-            f"default via {naming.GATEWAY6}",
-            "; ".join(describe(r) for r in default) or "none",
-        )
-        neigh = [n for n in view.get("neighbours", []) if n["dst"] == naming.GATEWAY6]
-        judge_.check(
-            any(n["lladdr"] == naming.HOST_VETH_MAC and n["state"] not in BAD_NEIGH_STATES for n in neigh),
-            where_,
-            "IPv6 gateway neighbour",
-            f"{naming.GATEWAY6} lladdr {naming.HOST_VETH_MAC}",
-            "; ".join(f"{n['dst']} lladdr {n['lladdr'] or '-'} {n['state']}" for n in neigh) or "none",
-        )
-        want = probe.get("ip_forward_expected", "0")
-        found = view.get("ip6_forward")
-        judge_.check(found == want, where_, "IPv6 forwarding inside", f"net.ipv6.conf.all.forwarding = {want}", f"{found or 'unreadable'}")
+        has = normalise_dst(wl["ipv6"]) in addresses6
+        judge_plumbing(judge_, where_, 6, has, f"{wl['ipv6']}/128", view.get("addresses6", []), view.get("routes6", []), view.get("neighbours", []))
+        judge_forwarding(judge_, where_, 6, view.get("ip6_forward"), probe.get("ip_forward_expected", "0"))
     _mark6(judge_, first)
     return True
+
+
+def judge_plumbing(judge_: Judge, where_: str, version: int, has_address: bool, address: str, addresses: list, routes: list, neighbours: list) -> None:
+    """One workload's plumbing in one family, as Calico's CNI leaves it: its address, the default route via
+    the gateway that exists nowhere (169.254.1.1, or the host veth's link-local fe80::ecee:eeff:feee:eeee),
+    and that gateway's neighbour entry with the host veth's MAC (proxy ARP / the veth's own address)."""
+    label, gateway = ("IPv6 ", naming.GATEWAY6) if version == 6 else ("", naming.GATEWAY)
+    judge_.check(has_address, where_, f"{label}address", address, ", ".join(addresses) or "none")
+    default = [r for r in routes if r["dst"] == "default"]
+    judge_.check(
+        any(r["gateway"] == gateway for r in default),
+        where_,
+        f"{label}default route",
+        f"default via {gateway}",
+        "; ".join(describe(r) for r in default) or "none",
+    )
+    neigh = [n for n in neighbours if n["dst"] == gateway]
+    judge_.check(
+        any(n["lladdr"] == naming.HOST_VETH_MAC and n["state"] not in BAD_NEIGH_STATES for n in neigh),
+        where_,
+        f"{label}gateway neighbour",
+        f"{gateway} lladdr {naming.HOST_VETH_MAC}",
+        "; ".join(f"{n['dst']} lladdr {n['lladdr'] or '-'} {n['state']}" for n in neigh) or "none",
+    )
+
+
+def judge_forwarding(judge_: Judge, where_: str, version: int, found, want: str) -> None:
+    """Forwarding inside a workload (off unless workloads may forward: Calico's allow_ip_forwarding)."""
+    what, key = ("IPv6 forwarding inside", "net.ipv6.conf.all.forwarding") if version == 6 else ("IP forwarding inside", "net.ipv4.ip_forward")
+    judge_.check(found == want, where_, what, f"{key} = {want}", f"{found or 'unreadable'}")
 
 
 def _mark6(judge_: Judge, first: int) -> None:
