@@ -23,7 +23,7 @@ options:
       - Default Calico's, 26 for IPv4 and 122 for IPv6.
     type: int
   limit:
-    description: Return at most this many blocks (V(0) means all of them).
+    description: Return at most this many blocks (V(0) means all of them, refused past 2^24 blocks).
     type: int
     default: 0
 """
