@@ -143,7 +143,13 @@ def remove(
     """
     tun = tunnels.plan_removal(tunnels.read_state(runner), pools, ipip_address, pools_ipv6 or {})
     sys_plan = sysctls.plan_removal(sysctl_file)
-    fw = firewall.plan_removal(firewall.read_nft(runner), firewall.read_iptables(runner), os.path.exists(firewall_state_file), firewall.read_nft(runner, "ip6"))
+    fw = firewall.plan_removal(
+        firewall.read_nft(runner),
+        firewall.read_iptables(runner),
+        os.path.exists(firewall_state_file),
+        firewall.read_nft(runner, "ip6"),
+        firewall.read_ip6tables(runner),
+    )
     if not check_mode:
         if tun.changed:
             tunnels.apply(runner, tun)

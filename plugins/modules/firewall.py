@@ -26,11 +26,17 @@ description:
     an empty table in one transaction), else iptables-legacy, as Calico's C(FELIX_IPTABLESBACKEND=auto)."
   - "Idempotent: the current rules are read back (C(iptables-legacy-save), C(nft -s list table)) and compared;
     for nftables the listing seen after the last apply is kept in O(firewall_state_file) to detect drift."
-  - "natOutgoing of IPv6 pools (O(pools_ipv6) with C(nat_outgoing)), nftables only - the table C(ip6 l3calico),
-    present only while such a pool exists, with the same rule in IPv6. With the iptables-legacy backend an IPv6
-    pool with C(nat_outgoing) fails before any change (no ip6tables rules). IPv6 anti-spoofing is not done."
+  - "IPv6, while it is in use (an IPv6 pool in O(pools_ipv6), or a workload with an C(ipv6) address): the same parts
+    for IPv6 - the nftables table C(ip6 l3calico), or the same chains in ip6tables-legacy (one
+    C(ip6tables-legacy-restore --noflush)). natOutgoing of IPv6 pools with C(nat_outgoing) (the nat chain only while
+    such a pool exists); anti-spoofing, where a workload veth may send from the workload's own IPv6 address, a
+    link-local address (C(fe80::/10), neighbour discovery) and the unspecified address C(::) (duplicate address
+    detection) - what Felix's IPv6 reverse-path check lets through - and nothing else; host and node protection for
+    the nodes' IPv6 addresses. With the iptables-legacy backend and no C(ip6tables-legacy-restore) it fails before any
+    change."
   - "With O(state=absent) (a node leaving the cluster) every object of the project's is removed, of both backends:
-    the nftables tables C(ip l3calico) and C(ip6 l3calico), the iptables-legacy chains C(L3CALICO-*) with their one jump each, and
+    the nftables tables C(ip l3calico) and C(ip6 l3calico), the iptables-legacy and ip6tables-legacy chains C(L3CALICO-*) with
+    their one jump each, and
     O(firewall_state_file). Other tables, chains and rules are not touched."
 options:
   state:
@@ -49,14 +55,16 @@ options:
     type: dict
   workloads:
     description:
-      - This host's workloads (C(calico_ipam_result.nodes[inventory_hostname].workloads)), each with C(ip) and C(id)
-        or C(name)/C(namespace); their host veth names are derived as the workloads module does.
+      - This host's workloads (C(calico_ipam_result.nodes[inventory_hostname].workloads)), each with C(ip) (and
+        C(ipv6), dual stack; C(ip) null for an IPv6-only workload) and C(id) or C(name)/C(namespace); their host veth
+        names are derived as the workloads module does.
       - Required with O(state=present).
     type: list
     elements: dict
   node_addresses:
     description:
-      - Every node's addresses (underlay and tunnel addresses; M(l3.calico.node) passes those of the IPAM result).
+      - Every node's addresses (underlay and tunnel addresses, IPv4 and IPv6; M(l3.calico.node) passes those of the
+        IPAM result).
       - TCP to the O(host_tcp_ports) of any of them from a workload veth is dropped before routing (prerouting), so a
         workload can reach no node's BGP port, and workload traffic to them is never masqueraded (natOutgoing).
     type: list

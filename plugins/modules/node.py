@@ -119,7 +119,8 @@ sysctls:
 workload_mtu:
   description:
     - The MTU of this node's workload veths - the underlay MTU (1500 when unknown) minus the largest encapsulation
-      overhead of the enabled pools (VXLAN 50, else IPIP 20, else 0), as Felix picks it. Role
+      overhead of the enabled pools (VXLAN over IPv6 70 for an IPv6 pool, VXLAN 50, else IPIP 20, else 0), as Felix
+      picks it. Role
       P(l3.calico.calico_workloads#role) uses it for C(calico_workloads_mtu=auto).
     - Null when packages are missing, and with O(state=absent).
   returned: always

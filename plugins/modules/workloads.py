@@ -64,7 +64,7 @@ options:
   mtu:
     description:
       - MTU of both ends of every veth. Use the underlay MTU minus the encapsulation overhead of the pools in use
-        (IPIP 20, VXLAN 50) - the C(workload_mtu) that M(l3.calico.node) returns, which role
+        (IPIP 20, VXLAN 50, VXLAN over IPv6 70) - the C(workload_mtu) that M(l3.calico.node) returns, which role
         P(l3.calico.calico_workloads#role) passes.
     type: int
     default: 1500

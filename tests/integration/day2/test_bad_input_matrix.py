@@ -209,6 +209,13 @@ CASES = [
     ("firewall-backend", "firewall", fw(backend="pf"), ["backend", "pf"]),
     ("firewall-node-address", "firewall", fw(node_addresses=["192.168.77.300"]), ["node_addresses[0]", "192.168.77.300"]),
     ("firewall-veth-prefix", "firewall", fw(veth_prefix="toolong"), ["veth_prefix", "toolong"]),
+    (
+        "firewall-workload-ipv6",
+        "firewall",
+        fw(workloads=[{"name": "w1", "ip": "172.17.0.5", "ipv6": "fd00::zz"}]),
+        ["workloads[0]", "ipv6", "fd00::zz", "not an IPv6 address"],
+    ),
+    ("firewall-node-address-ipv6", "firewall", fw(node_addresses=["fd00:77::zz"]), ["node_addresses[0]", "fd00:77::zz", "IPv6"]),
     ("sysctl-bad-key", "sysctls", sysctl({"net..ipv4": 1}), ["net..ipv4"]),
     ("sysctl-unknown-key", "sysctls", sysctl({"net.ipv4.l3tday2_nope": 1}), ["net.ipv4.l3tday2_nope", "does not exist"]),
     ("sysctl-key-newline", "sysctls", sysctl({"net.ipv4.ip_forward\n": 1}), ["net.ipv4.ip_forward\\n"]),

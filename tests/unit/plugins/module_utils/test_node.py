@@ -195,6 +195,7 @@ def removal(monkeypatch):
     monkeypatch.setattr(node.tunnels, "plan_removal", lambda *a: node.tunnels.Plan(ip_lines=["link del dev vxlan.calico"], changes=["x"]))
     monkeypatch.setattr(node.firewall, "read_nft", lambda runner, family="ip": "table ip l3calico {}" if family == "ip" else None)
     monkeypatch.setattr(node.firewall, "read_iptables", lambda runner: {"mangle": None, "nat": None, "filter": None})
+    monkeypatch.setattr(node.firewall, "read_ip6tables", lambda runner: {"mangle": None, "nat": None, "filter": None})
     monkeypatch.setattr(node.tunnels, "apply", lambda *a, **kw: seen.append("tunnels"))
     monkeypatch.setattr(node.firewall, "commit_removal", lambda *a, **kw: seen.append("firewall"))
     return seen

@@ -418,7 +418,7 @@ def test_an_ipv6_only_workload_has_no_ipv4_source_of_its_own():
 POOLS6_NAT = {"v6": {"cidr": "fd00:66::/48", "nat_outgoing": True}, "v6b": {"cidr": "fd00:67::/48", "nat_outgoing": False}}
 
 
-def test_ipv6_nat_outgoing_is_a_table_of_its_own_only_while_a_pool_needs_it():
+def test_ipv6_nat_outgoing_is_a_table_of_its_own_only_while_ipv6_is_in_use():
     rules = firewall.desired_rules(POOLS, [], pools6=POOLS6_NAT, node_addresses6=["fd00:10::1", "fd00:66::"])
     text = firewall.render_nft6(rules)
     assert "table ip6 l3calico {" in text and "elements = { fd00:66::/48 }" in text and "elements = { fd00:66::/48, fd00:67::/48 }" in text
@@ -429,19 +429,111 @@ def test_ipv6_nat_outgoing_is_a_table_of_its_own_only_while_a_pool_needs_it():
     recorded = dict(created.record, nft_listing="L4", nft6_listing="L6")
     again = firewall.plan(rules, "nftables", "L4", {"mangle": None, "nat": None, "filter": None}, recorded, "L6")
     assert not again.changed and again.record == created.record
-    # No IPv6 nat pool: the table goes; none there: nothing to do and nothing recorded for it.
+    # No IPv6 nat pool: the table stays (anti-spoofing) without its nat chain.
     plain = firewall.desired_rules(POOLS, [], pools6={"v6b": POOLS6_NAT["v6b"]})
-    gone = firewall.plan(plain, "nftables", "L4", {"mangle": None, "nat": None, "filter": None}, recorded, "L6")
-    assert gone.changes == ["nftables table ip6 l3calico removed (no IPv6 pool with natOutgoing)"] and "delete table ip6 l3calico" in gone.nft_script
+    assert "nat-outgoing" not in firewall.render_nft6(plain) and "chain antispoof" in firewall.render_nft6(plain)
+    replaced = firewall.plan(plain, "nftables", "L4", {"mangle": None, "nat": None, "filter": None}, recorded, "L6")
+    assert replaced.changes == ["nftables table ip6 l3calico replaced (rules or set elements differ)"]
+    # No IPv6 at all: the table goes; none there: nothing to do and nothing recorded for it.
+    gone = firewall.plan(firewall.desired_rules(POOLS, []), "nftables", "L4", {"mangle": None, "nat": None, "filter": None}, recorded, "L6")
+    assert gone.changes == ["nftables table ip6 l3calico removed (no IPv6 in use)"] and "delete table ip6 l3calico" in gone.nft_script
     assert "nft6_sha256" not in gone.record
-    with pytest.raises(firewall.FirewallError, match="natOutgoing of IPv6 pools \\(fd00:66::/48\\) needs the nftables backend"):
-        firewall.plan(rules, "iptables", None, {"mangle": None, "nat": None, "filter": None}, {}, None)
+    nothing = firewall.plan(firewall.desired_rules(POOLS, []), "nftables", "L4", {"mangle": None, "nat": None, "filter": None}, recorded, None)
+    assert not nothing.changed and render_nothing(nothing)
     with pytest.raises(firewall.FirewallError, match="pools_ipv6 v6: cidr '10.0.0.0/8' is not an IPv6 network"):
         firewall.desired_rules(POOLS, [], pools6={"v6": {"cidr": "10.0.0.0/8"}})
+
+
+def render_nothing(the_plan) -> bool:
+    return not the_plan.nft_script and not the_plan.iptables_script and not the_plan.ip6tables_script
+
+
+NO_IPT = {"mangle": None, "nat": None, "filter": None}
+
+
+def test_ipv6_anti_spoofing_lets_through_the_workloads_own_link_local_and_the_unspecified_source():
+    """Felix's strict IPv6 reverse-path check passes the workload's own addresses, fe80::/10 (the veth's own
+    link-local route) and :: (rpfilter: not routable) - the same sources here, every other one dropped."""
+    workloads = [{"id": "d.w", "ip": "172.17.0.9", "ipv6": "fd00:66::9/128"}, {"id": "d.v4", "ip": "172.17.0.10"}]
+    rules = firewall.desired_rules(POOLS, workloads, pools6=POOLS6_NAT, node_addresses6=["fd00:10::1"])
+    veth, veth4 = naming.veth_name("d.w"), naming.veth_name("d.v4")
+    assert rules.ipv6 and rules.sources6 == [(veth, "fd00:66::9")]
+    nft = firewall.render_nft6(rules)
+    assert f'"{veth}" . fd00:66::9' in nft and veth4 not in nft
+    assert 'iifname "cali*" ip6 saddr != { ::, fe80::/10 } iifname . ip6 saddr != @workload-sources counter drop' in nft
+    assert 'iifname "cali*" ip6 daddr @node-addresses tcp dport { 179 } counter drop' in nft
+    assert 'iifname "cali*" tcp dport { 179 } counter drop' in nft.split("chain host-protect")[1]
+    ipt6 = firewall.ip6tables_rules(rules)
+    assert ipt6["mangle"] == [
+        "-A L3CALICO-ANTISPOOF -d fd00:10::1/128 -i cali+ -p tcp -m tcp --dport 179 -j DROP",
+        f"-A L3CALICO-ANTISPOOF -s fd00:66::9/128 -i {veth} -j RETURN",
+        "-A L3CALICO-ANTISPOOF -s ::/128 -i cali+ -j RETURN",
+        "-A L3CALICO-ANTISPOOF -s fe80::/10 -i cali+ -j RETURN",
+        "-A L3CALICO-ANTISPOOF -i cali+ -j DROP",
+    ]
+    assert ipt6["nat"] == [
+        "-A L3CALICO-NAT-OUTGOING -d fd00:66::/48 -j RETURN",
+        "-A L3CALICO-NAT-OUTGOING -d fd00:67::/48 -j RETURN",
+        "-A L3CALICO-NAT-OUTGOING -d fd00:10::1/128 -j RETURN",
+        "-A L3CALICO-NAT-OUTGOING -s fd00:66::/48 -j MASQUERADE --random-fully",
+    ]
+    assert ipt6["filter"] == ["-A L3CALICO-HOST-PROTECT -i cali+ -p tcp -m tcp --dport 179 -j DROP"]
+    # A workload's IPv6 address alone (no IPv6 pool given) also puts IPv6 in use; a bad one is refused.
+    assert firewall.desired_rules(POOLS, workloads).ipv6 and not firewall.desired_rules(POOLS, workloads[1:]).ipv6
+    with pytest.raises(firewall.FirewallError, match=r"workloads\[0\] \(d.x\): ipv6 'fd00::zz' is not an IPv6 address"):
+        firewall.desired_rules(POOLS, [{"id": "d.x", "ip": "172.17.0.9", "ipv6": "fd00::zz"}])
+
+
+def test_ip6tables_legacy_created_in_one_restore_then_a_no_op_then_the_nat_chain_removed():
+    workloads = [{"id": "d.w", "ip": "172.17.0.9", "ipv6": "fd00:66::9"}]
+    rules = firewall.desired_rules(POOLS, workloads, pools6=POOLS6_NAT, node_addresses6=["fd00:10::1"])
+    want4, want6 = firewall.iptables_rules(rules), firewall.ip6tables_rules(rules)
+    created = firewall.plan(rules, "iptables", None, NO_IPT, {}, None, NO_IPT)
+    assert [c for c in created.changes if c.startswith("ip6tables")] == [
+        "ip6tables-legacy mangle chain L3CALICO-ANTISPOOF created",
+        "ip6tables-legacy nat chain L3CALICO-NAT-OUTGOING created",
+        "ip6tables-legacy filter chain L3CALICO-HOST-PROTECT created",
+    ]
+    script = created.ip6tables_script
+    assert script.count("COMMIT") == 3 and "-I POSTROUTING 1 -j L3CALICO-NAT-OUTGOING" in script and "-I PREROUTING 1 -j L3CALICO-ANTISPOOF" in script
+    assert "-A L3CALICO-NAT-OUTGOING -s fd00:66::/48 -j MASQUERADE --random-fully" in created.rendered
+    jumps = {"mangle": "-A PREROUTING -j L3CALICO-ANTISPOOF", "nat": "-A POSTROUTING -j L3CALICO-NAT-OUTGOING", "filter": "-A INPUT -j L3CALICO-HOST-PROTECT"}
+    current4 = {table: want4[table] + [jumps[table]] for table in jumps}
+    current6 = {table: want6[table] + [jumps[table]] for table in jumps}
+    again = firewall.plan(rules, "iptables", None, current4, {}, None, current6)
+    assert not again.changed and render_nothing(again)
+    # The IPv6 pool's natOutgoing off: the nat chain and its jump go, in the same restore; the rest stays.
+    off = firewall.desired_rules(POOLS, workloads, pools6={n: dict(p, nat_outgoing=False) for n, p in POOLS6_NAT.items()}, node_addresses6=["fd00:10::1"])
+    removed = firewall.plan(off, "iptables", None, current4, {}, None, current6)
+    assert removed.changes == ["ip6tables-legacy nat chain L3CALICO-NAT-OUTGOING removed (no IPv6 pool with natOutgoing)"]
+    assert removed.ip6tables_script == "*nat\n-D POSTROUTING -j L3CALICO-NAT-OUTGOING\n-F L3CALICO-NAT-OUTGOING\n-X L3CALICO-NAT-OUTGOING\nCOMMIT\n"
+    # No IPv6 in use: every ip6tables chain goes; the nftables backend removes them too.
+    v4only = firewall.desired_rules(POOLS, [])
+    assert firewall.plan(v4only, "iptables", None, current4, {}, None, current6).ip6tables_script.count("-X L3CALICO") == 3
+    nft = firewall.plan(rules, "nftables", None, NO_IPT, {}, None, current6)
+    assert "ip6tables-legacy chains of l3.calico removed (backend is nftables)" in nft.changes and nft.ip6tables_script.count("-X L3CALICO") == 3
+
+
+def test_ipv6_in_use_with_iptables_legacy_needs_ip6tables_legacy(monkeypatch):
+    rules = firewall.desired_rules(POOLS, [], pools6=POOLS6_NAT)
+    monkeypatch.setattr(firewall.shutil, "which", lambda name: None if name.startswith("ip6tables") else "/usr/sbin/" + name)
+    expected = r"IPv6 pools fd00:66::/48, fd00:67::/48 need ip6tables-legacy .*natOutgoing of fd00:66::/48.*missing ip6tables-legacy-save, ip6"
+    with pytest.raises(firewall.FirewallError, match=expected):
+        firewall.require_ip6tables(rules, "iptables")
+    firewall.require_ip6tables(rules, "nftables")  # nftables: its own ip6 table
+    firewall.require_ip6tables(firewall.desired_rules(POOLS, []), "iptables")  # IPv4 only: not needed
+    calls = []
+    with pytest.raises(firewall.FirewallError, match="need ip6tables-legacy"):
+        firewall.prepare(POOLS, [], firewall.Options(backend="iptables"), runner=lambda argv, stdin: calls.append(argv), pools6=POOLS6_NAT)
+    assert calls == []  # refused before reading or changing anything
 
 
 def test_removal_takes_the_ipv6_table_too():
     gone = firewall.plan_removal("L4", {"mangle": None, "nat": None, "filter": None}, False, "L6")
     assert gone.nft_script == "delete table ip l3calico\ndelete table ip6 l3calico\n"
     assert gone.changes == ["nftables table ip l3calico removed", "nftables table ip6 l3calico removed"]
+    ipt6 = {"mangle": ["-A L3CALICO-ANTISPOOF -i cali+ -j DROP", "-A PREROUTING -j L3CALICO-ANTISPOOF"], "nat": None, "filter": None}
+    both = firewall.plan_removal(None, {"mangle": None, "nat": None, "filter": None}, False, None, ipt6)
+    assert both.backend == "iptables" and both.changes == ["ip6tables-legacy mangle chain L3CALICO-ANTISPOOF removed (and its jump from PREROUTING)"]
+    assert both.ip6tables_script == "*mangle\n-D PREROUTING -j L3CALICO-ANTISPOOF\n-F L3CALICO-ANTISPOOF\n-X L3CALICO-ANTISPOOF\nCOMMIT\n"
     assert firewall.plan_removal("L4", {"mangle": None, "nat": None, "filter": None}, False).nft_script == "delete table ip l3calico\n"
