@@ -215,3 +215,32 @@ def test_a_dual_stack_probe_reads_the_ipv6_routes_and_each_workloads_ipv6_side(m
     assert sum("-6" in argv for argv in calls) == 2  # the host's IPv6 routes, web-1's
     four = probe.probe("192.168.100.100", workloads, [], "/run/bird/bird.ctl", ping=False, run=run)
     assert not {"routes6", "pings6", "node_ip6"} & set(four)
+
+
+def test_replies_queued_when_a_starved_pinger_wakes_after_its_deadline_still_count(monkeypatch):
+    """A pinger given no CPU until after its deadline (a loaded one-CPU guest) finds the replies that
+    arrived meanwhile queued on its socket: each counts, not only the one read before the loop ends.
+    Sockets: UDP on loopback standing in for the raw ICMP socket (replies from 127.0.0.1 and .2)."""
+    import socket
+    import struct
+
+    ident = 0x4242
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    senders = []
+    clock = iter([0.0, 0.0, 0.0] + [10.0] * 50)  # start, loop test, round; then asleep past the deadline
+    monkeypatch.setattr(probe.time, "monotonic", lambda: next(clock))
+    targets = ["127.0.0.1", "127.0.0.2"]
+    try:
+        for n, source in enumerate(targets):
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sender.bind((source, 0))
+            header = bytes([0x45]) + bytes(19)  # what a raw IPv4 socket reads first
+            sender.sendto(header + struct.pack("!BBHHH", probe.ECHO_REPLY, 0, 0, ident, n), receiver.getsockname())
+            senders.append(sender)
+        socks = {receiver: (probe.ECHO_REQUEST, probe.ECHO_REPLY, True)}
+        found = probe._ping_rounds(targets, 1, 0.05, ident, socks, {socket.AF_INET: receiver})
+    finally:
+        for sock in [receiver, *senders]:
+            sock.close()
+    assert all(rtt is not None for rtt in found.values()), found
