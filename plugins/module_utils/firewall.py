@@ -559,14 +559,8 @@ def plan(
     result = Plan(backend, rendered="\n".join(line for lines in want_ipt.values() for line in lines) + "\n")
     jumps, differ = {}, False
     for table, lines in want_ipt.items():
-        builtin, chain = JUMPS[table]
-        current = ipt.get(table)
-        jump_line = f"-A {builtin} -j {chain}"
-        jumps[table] = current is not None and jump_line in current
-        chain_lines = [line for line in (current or []) if line != jump_line]
-        if current is None or chain_lines != lines or not jumps[table]:
-            differ = True
-            result.changes.append(f"iptables-legacy {table} chain {chain} " + ("created" if current is None else "rewritten"))
+        jumps[table], write = _compare_chain("iptables-legacy", table, lines, ipt.get(table), result)
+        differ = differ or write
     if differ:
         result.iptables_script = render_iptables_restore(rules, jumps)
     if nft_listing is not None:
@@ -580,6 +574,19 @@ def plan(
     return result
 
 
+def _compare_chain(tool: str, table: str, lines: list, current: Optional[list], result: Plan) -> tuple[bool, bool]:
+    """One table's chain read back (``current``, None: absent) against the rules wanted: whether the jump to it
+    is in place, and whether it must be written (created or rewritten, said in ``result.changes``)."""
+    builtin, chain = JUMPS[table]
+    jump_line = f"-A {builtin} -j {chain}"
+    jump = current is not None and jump_line in current
+    chain_lines = [line for line in (current or []) if line != jump_line]
+    if current is None or chain_lines != lines or not jump:
+        result.changes.append(f"{tool} {table} chain {chain} " + ("created" if current is None else "rewritten"))
+        return jump, True
+    return jump, False
+
+
 def _plan_ip6tables(rules: Rules, ipt6: Mapping[str, Optional[list[str]]], result: Plan) -> None:
     """The ip6tables-legacy chains, as the IPv4 ones (rewritten when a rule or the jump differs), in one
     ``ip6tables-legacy-restore`` with the removal of chains no longer wanted (no IPv6 in use, no IPv6 nat pool)."""
@@ -587,7 +594,7 @@ def _plan_ip6tables(rules: Rules, ipt6: Mapping[str, Optional[list[str]]], resul
     present = _iptables_present(ipt6)
     jumps, differ, gone = {}, False, {}
     for table, lines in want.items():
-        builtin, chain = JUMPS[table]
+        chain = JUMPS[table][1]
         current = ipt6.get(table)
         if lines is None:
             if any(present[table]):
@@ -595,12 +602,8 @@ def _plan_ip6tables(rules: Rules, ipt6: Mapping[str, Optional[list[str]]], resul
                 why = "no IPv6 pool with natOutgoing" if rules.ipv6 else "no IPv6 in use"
                 result.changes.append(f"ip6tables-legacy {table} chain {chain} removed ({why})")
             continue
-        jump_line = f"-A {builtin} -j {chain}"
-        jumps[table] = current is not None and jump_line in current
-        chain_lines = [line for line in (current or []) if line != jump_line]
-        if current is None or chain_lines != lines or not jumps[table]:
-            differ = True
-            result.changes.append(f"ip6tables-legacy {table} chain {chain} " + ("created" if current is None else "rewritten"))
+        jumps[table], write = _compare_chain("ip6tables-legacy", table, lines, current, result)
+        differ = differ or write
     script = _render_restore(want, jumps) if differ else ""
     result.ip6tables_script = script + render_iptables_removal(gone)
     if rules.ipv6:
