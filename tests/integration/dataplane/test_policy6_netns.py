@@ -33,6 +33,7 @@ import pytest
 from ansible_collections.l3.calico.plugins.module_utils import naming, policy_compile, policy_eval
 from ansible_collections.l3.calico.plugins.module_utils.policy_model import PolicySet
 from tests.support.firewall_backends import firewall_backends
+from tests.support.policy_netns import NFT_MONITOR, RUN_POLICY
 
 from .conftest import HOSTS, PYTHONPATH, Topology, _missing, sh
 
@@ -235,26 +236,7 @@ for t in threads: t.join()
 print(json.dumps(out))
 """
 
-RUN_POLICY = r"""
-import json, sys
-from ansible_collections.l3.calico.plugins.module_utils import iproute, policy_rules
-call, kwargs = json.load(sys.stdin)
-ran = []
-def runner(argv, stdin=None):
-    ran.append([list(argv), stdin])
-    return iproute.subprocess_runner(argv, stdin)
-try:
-    if call == "remove":
-        plan = policy_rules.remove(runner=runner, **kwargs)
-    else:
-        plan = policy_rules.converge(runner=runner, **kwargs)
-except Exception as exc:
-    print(json.dumps({"ok": False, "type": type(exc).__name__, "error": str(exc)}))
-else:
-    print(json.dumps({"ok": True, "changed": plan.changed, "ran": ran, "diff": plan.diff(), **plan.result()}))
-"""
 
-NFT_MONITOR = "import os; os.execvp('nft', ['nft', 'monitor'])"  # the PID is nft's: stopped by it
 READS = {("nft", "-c"), ("nft", "-j"), ("iptables-legacy-save", "-t"), ("ip6tables-legacy-save", "-t"), ("ipset", "save"), ("ipset", "list")}
 
 
