@@ -38,6 +38,10 @@ HOSTS = {
     "b": ("192.168.100.101", 24, "br100", "192.168.100.1"),
     "c": ("192.168.200.101", 24, "br200", "192.168.200.1"),
 }
+# The IPv6 underlay beside it (Topology.add_ipv6): each host's address and gateway, the router's addresses.
+V6 = {"a": "fd00:100::100", "b": "fd00:100::101", "c": "fd00:200::101"}
+ROUTER6 = {"br100": "fd00:100::1", "br200": "fd00:200::1"}
+GW6 = {"a": "fd00:100::1", "b": "fd00:100::1", "c": "fd00:200::1"}
 OUTSIDE = "203.0.113.1"
 
 
@@ -117,6 +121,16 @@ class Topology:
             )
             self.ip(rt, f"link set p-{key} master {bridge} up")
             self.nsexec(host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+
+    def add_ipv6(self, *router_commands: str) -> None:
+        """The IPv6 underlay on a built topology: V6 on the hosts (default route via GW6), ROUTER6 on the
+        router's bridges (and ``router_commands``), IPv6 forwarding on everywhere."""
+        self.ip(self.router, *(f"addr add {address}/64 dev {bridge} nodad" for bridge, address in ROUTER6.items()), *router_commands)
+        self.nsexec(self.router, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        for key, address in V6.items():
+            host = self.host(key)
+            self.ip(host, f"addr add {address}/64 dev up0 nodad", f"route add default via {GW6[key]} dev up0")
+            self.nsexec(host, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
 
     def cleanup(self) -> None:
         for child in self.children:

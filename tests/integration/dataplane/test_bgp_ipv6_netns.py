@@ -27,14 +27,11 @@ import pytest
 from ansible_collections.l3.calico.plugins.module_utils import bird_conf
 from ansible_collections.l3.calico.plugins.module_utils.bird_status import parse_protocols
 
-from .conftest import HOSTS, PYTHONPATH, ROOT, Topology, _missing, sh
+from .conftest import GW6, HOSTS, PYTHONPATH, ROOT, V6, Topology, _missing, sh
 
 pytestmark = [pytest.mark.netns, pytest.mark.bird]
 
 PREFIX = "l3tb6-"
-V6 = {"a": "fd00:100::100", "b": "fd00:100::101", "c": "fd00:200::101"}
-ROUTER6 = {"br100": "fd00:100::1", "br200": "fd00:200::1"}
-GW6 = {"a": "fd00:100::1", "b": "fd00:100::1", "c": "fd00:200::1"}
 BLOCKS = {"a": "172.17.0.0/26", "b": "172.17.0.64/26", "c": "172.17.0.128/26"}
 BLOCKS6 = {"a": "fd00:10::/122", "b": "fd00:10::40/122", "c": "fd00:10::80/122"}
 POOLS = {"default": {"cidr": "172.17.0.0/16"}}
@@ -138,13 +135,7 @@ def birds(tmp_path):
     running = Birds(topology, tmp_path)
     try:
         topology.build()
-        rt = topology.router
-        topology.ip(rt, *(f"addr add {address}/64 dev {bridge} nodad" for bridge, address in ROUTER6.items()))
-        topology.nsexec(rt, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-        for key, address in V6.items():
-            host = topology.host(key)
-            topology.ip(host, f"addr add {address}/64 dev up0 nodad", f"route add default via {GW6[key]} dev up0")
-            topology.nsexec(host, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        topology.add_ipv6()
         yield running
     finally:
         running.stop()

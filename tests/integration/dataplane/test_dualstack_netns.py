@@ -20,14 +20,11 @@ import pytest
 
 from ansible_collections.l3.calico.plugins.module_utils import naming
 
-from .conftest import Topology, _missing, sh
+from .conftest import V6, Topology, _missing, sh
 
 pytestmark = pytest.mark.netns
 
 PREFIX = "l3t6-"
-V6 = {"a": "fd00:100::100", "b": "fd00:100::101", "c": "fd00:200::101"}
-ROUTER6 = {"br100": "fd00:100::1", "br200": "fd00:200::1"}
-GW6 = {"a": "fd00:100::1", "b": "fd00:100::1", "c": "fd00:200::1"}
 
 
 @pytest.fixture
@@ -38,13 +35,7 @@ def topo6():
     topology = Topology(PREFIX)
     try:
         topology.build()
-        rt = topology.router
-        topology.ip(rt, *(f"addr add {address}/64 dev {bridge} nodad" for bridge, address in ROUTER6.items()))
-        topology.nsexec(rt, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-        for key, address in V6.items():
-            host = topology.host(key)
-            topology.ip(host, f"addr add {address}/64 dev up0 nodad", f"route add default via {GW6[key]} dev up0")
-            topology.nsexec(host, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        topology.add_ipv6()
         for key in V6:  # the underlay's own link-local addresses finish their DAD (snapshots compare flags)
             for _attempt in range(50):
                 if not sh("ip", "-n", topology.host(key), "-6", "addr", "show", "tentative").stdout.strip():

@@ -22,14 +22,11 @@ import pytest
 from ansible_collections.l3.calico.plugins.module_utils import firewall
 from tests.support.firewall_backends import firewall_backends
 
-from .conftest import PYTHONPATH, Topology, _missing, sh
+from .conftest import PYTHONPATH, V6, Topology, _missing, sh
 
 pytestmark = pytest.mark.netns
 
 PREFIX = "l3tfw6-"
-V6 = {"a": "fd00:100::100", "b": "fd00:100::101", "c": "fd00:200::101"}
-ROUTER6 = {"br100": "fd00:100::1", "br200": "fd00:200::1"}
-GW6 = {"a": "fd00:100::1", "b": "fd00:100::1", "c": "fd00:200::1"}
 OUTSIDE6 = "2001:db8:ffff::1"
 HOST_VETH_LL = "fe80::ecee:eeff:feee:eeee"  # the host veth's link-local (MAC ee:ee:ee:ee:ee:ee), the workloads' gateway
 
@@ -46,13 +43,7 @@ def topo6():
     topology = Topology(PREFIX)
     try:
         topology.build()
-        rt = topology.router
-        topology.ip(rt, *(f"addr add {address}/64 dev {bridge} nodad" for bridge, address in ROUTER6.items()), f"addr add {OUTSIDE6}/128 dev lo")
-        topology.nsexec(rt, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-        for key, address in V6.items():
-            host = topology.host(key)
-            topology.ip(host, f"addr add {address}/64 dev up0 nodad", f"route add default via {GW6[key]} dev up0")
-            topology.nsexec(host, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        topology.add_ipv6(f"addr add {OUTSIDE6}/128 dev lo")
         yield topology
     finally:
         topology.cleanup()
