@@ -9,7 +9,8 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_HOME := $(CURDIR)/.cache/ansible
 export ANSIBLE_LOCAL_TEMP := $(CURDIR)/.cache/ansible/tmp
-PYTEST_ARGS ?=
+## Every pytest run prints its slowest tests, so a CI log shows where the suite's time goes.
+PYTEST_ARGS ?= --durations=12 --durations-min=5
 
 .PHONY: help setup debs lab lab-up lab-down lab-report molecule test checks image lint lint-yaml-ansible lint-python sanity-quick sanity format unit integration integration-netns integration-guests guests guests-without-image bench clean
 
