@@ -33,5 +33,6 @@ CONF
 # Each guest gets its own machine id at its first boot.
 : >"$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id"
-# The initramfs Debian built is not used (labctl.py builds a small one): keep the image lean.
-rm -f "$root"/boot/initrd.img-*
+# Debian's initramfs is not used (labctl.py builds a small one): essential.sh's stand-in goes, and
+# whatever initramfs a hook made anyway.
+rm -f "$root/usr/local/sbin/update-initramfs" "$root"/boot/initrd.img-*

@@ -85,6 +85,7 @@ def build_image(dest: Path) -> dict:
             "--dpkgopt=path-exclude=/usr/share/doc/*",
             "--dpkgopt=path-exclude=/usr/share/locale/*",
             "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+            f'--essential-hook={common.IMAGE_FILES / "essential.sh"} "$1"',
             f'--customize-hook={common.IMAGE_FILES / "customize.sh"} "$1"',
             SUITE,
             str(root),
