@@ -28,7 +28,8 @@ import pytest
 pytestmark = pytest.mark.lab
 
 LABCTL = Path(__file__).resolve().parents[2] / "playbooks" / "lab" / "files" / "labctl.py"
-PREFIX = "l3labt-"
+# A prefix per backend: `make test` runs the QEMU guests beside the User-mode Linux ones.
+PREFIXES = {"uml": "l3labt-", "qemu": "l3labq-"}
 HOSTS = {"guest-a": "10.231.1.10/24", "guest-c": "10.231.2.10/24"}
 # A dual-stack underlay, as the lab's inventory has: IPv6 on both subnets, the router forwarding both.
 HOSTS6 = {"guest-a": "fd31:1::10/64", "guest-c": "fd31:2::10/64"}
@@ -49,15 +50,15 @@ def missing(backend: str) -> str:
     return ""
 
 
-# The User-mode Linux guests first: they need no image, so `make test` runs them while the QEMU image
-# is built (`-m "lab and not qemu"`, then `-m "lab and qemu"`).
+# The User-mode Linux guests need no image: `make test` runs them (`-m "lab and not qemu"`) while the QEMU
+# image is built, then beside the QEMU ones (`-m "lab and qemu"`), each backend with a prefix of its own.
 @pytest.fixture(scope="module", params=["uml", pytest.param("qemu", marks=pytest.mark.qemu)])
 def lab(request, tmp_path_factory):
     backend = request.param
     reason = missing(backend)
     if reason:
         pytest.skip(reason)
-    env = dict(os.environ, L3LAB_PREFIX=PREFIX, L3LAB_DIR=str(tmp_path_factory.mktemp("lab")), L3LAB_BACKEND=backend)
+    env = dict(os.environ, L3LAB_PREFIX=PREFIXES[backend], L3LAB_DIR=str(tmp_path_factory.mktemp("lab")), L3LAB_BACKEND=backend)
 
     def ctl(*args: str) -> dict:
         proc = subprocess.run(
@@ -90,7 +91,7 @@ def ssh(env: dict, host: str, command: str) -> str:
         "-o",
         "StrictHostKeyChecking=yes",
         "-o",
-        f"ProxyCommand=ip netns exec {PREFIX}router {sys.executable} {LABCTL} relay %h %p",
+        f"ProxyCommand=ip netns exec {env['L3LAB_PREFIX']}router {sys.executable} {LABCTL} relay %h %p",
         f"root@{host}",
         command,
     ]
@@ -204,7 +205,7 @@ def bird_module(env: dict, tmp: Path, args: dict) -> dict:
                             "ansible_ssh_common_args": (
                                 f"-F /dev/null -o UserKnownHostsFile={lab / 'ssh' / 'known_hosts'} "
                                 f"-o StrictHostKeyChecking=yes -o 'ProxyCommand=ip netns exec "
-                                f"{PREFIX}router {sys.executable} {LABCTL} relay %h %p'"
+                                f"{env['L3LAB_PREFIX']}router {sys.executable} {LABCTL} relay %h %p'"
                             ),
                         }
                     }
@@ -284,8 +285,9 @@ def test_uml_guest_cannot_write_the_machines_files_through_hostfs(lab):
 
 
 def test_nothing_of_the_lab_is_in_the_machines_network_namespace(lab):
+    _ctl, env, _first = lab
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
-    assert PREFIX not in links
+    assert env["L3LAB_PREFIX"] not in links
 
 
 def test_router_forwards_ipv6_and_its_capture_reads_icmpv6(lab):
@@ -315,15 +317,16 @@ def test_router_forwards_and_its_capture_tells_ipip_from_plain(lab):
 
 def test_down_leaves_nothing_behind(lab):
     ctl, env, _first = lab
+    prefix = env["L3LAB_PREFIX"]
     pids = [int(p.read_text()) for p in Path(env["L3LAB_DIR"]).glob("*/pid")]
     assert ctl("down")["changed"] is True
     assert pids and not [pid for pid in pids if running(pid)]
     # no guest process left, nor a helper process of one
     leftovers = subprocess.run(
-        ["pgrep", "-f", f"^(/usr/bin/linux umid=|qemu-system-x86_64 -name ){PREFIX}"], capture_output=True, text=True, check=False
+        ["pgrep", "-f", f"^(/usr/bin/linux umid=|qemu-system-x86_64 -name ){prefix}"], capture_output=True, text=True, check=False
     ).stdout
     assert leftovers == ""
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    assert PREFIX not in namespaces
+    assert prefix not in namespaces
     assert not Path(env["L3LAB_DIR"]).exists()
     assert ctl("down")["changed"] is False
