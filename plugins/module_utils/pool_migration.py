@@ -27,27 +27,29 @@ def moves_into_new_pool(step: Mapping) -> bool:
 
 
 def rounds(evacuation: Mapping, changed: bool, run_nodes: Iterable[str] | None = None) -> list:
-    """The rounds of the migration planned for every node of ``evacuation``: [{name, nodes}].
+    """The rounds of the migration planned for every node of ``evacuation``: [{name, nodes, workloads}]
+    (``nodes``: whose addresses the round moves; ``workloads``: the hosts whose workloads it converges).
 
     *prepare* first (no node moves: every node is converged with the new pool, and a host whose move
     an interrupted run recorded but did not apply catches up); then, in name order, one round per node
     of ``run_nodes`` (default every node) with an address moving into the new pool; *finish* (every
     node, its leftovers) last, only while the plan still changes something (the old pool is still in
-    the state) and no node with an address to move is left for a later run.
+    the state) and no node with an address to move is left for a later run. Only a host's own round
+    moves its workloads; *prepare* and *finish* converge every host's.
     """
     hosts = sorted(evacuation["nodes"])
     now = set(hosts if run_nodes is None else run_nodes)
-    result = [{"name": PREPARE, "nodes": []}]
+    result = [{"name": PREPARE, "nodes": [], "workloads": hosts}]
     later = []
     for host in hosts:
         if not moves_into_new_pool(evacuation["nodes"][host]):
             continue
         if host in now:
-            result.append({"name": host, "nodes": [host]})
+            result.append({"name": host, "nodes": [host], "workloads": [host]})
         else:
             later.append(host)
     if changed and not later:
-        result.append({"name": FINISH, "nodes": hosts})
+        result.append({"name": FINISH, "nodes": hosts, "workloads": hosts})
     return result
 
 

@@ -326,9 +326,10 @@ evacuation:
       and block; C(to) is null for a tunnel address released without replacement) and its blocks released there;
       the addresses and blocks the old pool still holds, and whether it was removed from the state.
     - C(rounds) - the rounds of C(playbooks/pool-migrate.yml) when this is the plan of the whole migration, each
-      C({name, nodes}) - C(prepare) (nothing moves), one per node of O(evacuate.run_nodes) with an address moving
-      into an enabled pool (in name order), and C(finish) (every node) while the plan changes something and no such
-      node is left for a later run.
+      C({name, nodes, workloads}) - C(prepare) (nothing moves), one per node of O(evacuate.run_nodes) with an address
+      moving into an enabled pool (in name order), and C(finish) (every node) while the plan changes something and no
+      such node is left for a later run; C(nodes) are the nodes whose addresses the round moves, C(workloads) the
+      hosts whose workloads it converges (its node; every node in C(prepare) and C(finish)).
     - C(plan) - the plan as lines (the pools, per node every address that moves and every block released, what
       becomes of the old pool); C(summary) - what this step moved as lines, and what the old pool still holds.
   returned: when O(evacuate) is given
@@ -345,7 +346,7 @@ evacuation:
     remaining: 4
     blocks_left: 2
     removed: false
-    rounds: [{name: prepare, nodes: []}, {name: node-a, nodes: [node-a]}]
+    rounds: [{name: prepare, nodes: [], workloads: [node-a, node-b]}, {name: node-a, nodes: [node-a], workloads: [node-a]}]
     plan: ["pool migration out of old-pool (172.17.0.0/16) into new-pool, host by host: node-a, node-b", "..."]
     summary: ["node-a: default.web-1 172.17.29.1 -> 172.18.4.1", "...", "pool old-pool: 4 address(es) left"]
 audit:

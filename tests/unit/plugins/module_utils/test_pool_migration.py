@@ -41,11 +41,12 @@ def names(rounds):
 
 def test_every_host_with_an_address_moving_into_the_new_pool_has_a_round_then_finish():
     rounds = pm.rounds(EVACUATION, changed=True)
+    every = ["n1", "n2", "n3"]
     assert rounds == [
-        {"name": "prepare", "nodes": []},
-        {"name": "n1", "nodes": ["n1"]},
-        {"name": "n3", "nodes": ["n3"]},
-        {"name": "finish", "nodes": ["n1", "n2", "n3"]},
+        {"name": "prepare", "nodes": [], "workloads": every},
+        {"name": "n1", "nodes": ["n1"], "workloads": ["n1"]},
+        {"name": "n3", "nodes": ["n3"], "workloads": ["n3"]},
+        {"name": "finish", "nodes": every, "workloads": every},
     ]
 
 
@@ -66,7 +67,7 @@ def test_a_later_host_defers_the_finish():
 
 def test_nothing_left_to_change_is_prepare_only():
     done = evacuation(n1={"moved": [], "released_blocks": []}, n2={"moved": [], "released_blocks": []})
-    assert pm.rounds(done, changed=False) == [{"name": "prepare", "nodes": []}]
+    assert pm.rounds(done, changed=False) == [{"name": "prepare", "nodes": [], "workloads": ["n1", "n2"]}]
     # the old pool still in the state (nothing moves, but the plan changes it): finish removes it
     assert names(pm.rounds(done, changed=True)) == ["prepare", "finish"]
 
