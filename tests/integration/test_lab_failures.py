@@ -39,8 +39,8 @@ hold time 9 s, graceful restart time 3 s (both role variables, passed as extra v
 4. Last (it changes the lab's pools): the IPIP CrossSubnet pool migrated to a VXLAN pool with /28
    blocks by pool-migrate.yml, host by host, each round proven by the ping matrix; the plan first
    (check mode: nothing changes); nothing left in the old pool (workloads, tunl0 addresses, tunl0
-   routes); verify.yml passes with the old pool dropped from the inventory; site.yml then changes
-   the firewall rules and bird.conf only, and the run after it nothing.
+   routes); with the old pool dropped from the inventory site.yml changes the firewall rules and
+   bird.conf only, verify.yml passes, and the run after it changes nothing.
 
 The measured figures are printed at the end (pytest -s) and, with L3LF_FIGURES=PATH, written
 there as JSON (docs/lab-failures.md has them).
@@ -720,9 +720,9 @@ NEW_POOL = {"name": "default-vxlan", "cidr": "172.19.0.0/16", "block_size": 28, 
 def test_pool_migrated_from_ipip_to_vxlan_host_by_host(lab, baseline):
     """The lab's IPIP CrossSubnet pool (/26 blocks) migrated to a VXLAN pool with /28 blocks by
     pool-migrate.yml: the plan changes nothing; the run re-addresses host by host, each round
-    proven by the ping matrix; then nothing is left in the old pool (workloads, tunl0), verify.yml
-    passes with the old pool dropped from the inventory (cross-subnet traffic now VXLAN on the
-    router), and site.yml changes nothing."""
+    proven by the ping matrix; then nothing is left in the old pool (workloads, tunl0); with the old
+    pool dropped from the inventory site.yml changes the firewall rules and bird.conf only, verify.yml
+    passes (cross-subnet traffic now VXLAN on the router), and site.yml then changes nothing."""
     inventory_pools = yaml.safe_load((INVENTORY / "group_vars" / "calico_nodes" / "calico.yml").read_text())["calico_pools"]
     assert OLD_POOL in [p["name"] for p in inventory_pools] and all(p["name"] != NEW_POOL["name"] for p in inventory_pools)
     migrating = lab.work / "migrating.json"
@@ -755,15 +755,16 @@ def test_pool_migrated_from_ipip_to_vxlan_host_by_host(lab, baseline):
         tunl0 = lab.ssh(name, "ip -json -4 addr show dev tunl0 2>/dev/null || true")
         assert "172.17." not in tunl0, (name, tunl0)
 
-    verify = lab.play("verify.yml", f"-e@{migrated}")
-    assert verify["rc"] == 0, verify["out"][-6000:]
     # Dropping the old pool from the inventory is a change of its own: the pool leaves each host's
-    # firewall rules (natOutgoing) and bird.conf's filters; nothing else changes, and then nothing.
+    # firewall rules (natOutgoing) and bird.conf's filters; nothing else changes; the network that
+    # results passes verify.yml, and then a run changes nothing.
     dropped = lab.play("site.yml", f"-e@{migrated}")
     assert dropped["rc"] == 0, dropped["out"][-6000:]
     changed_tasks = sorted({block.split("]", 1)[0] for block in dropped["out"].split("\nTASK [")[1:] if "\nchanged: [" in block})
     print("\nsite.yml after the old pool left the inventory, tasks changed:", changed_tasks)
     assert [t.split(" : ")[0] for t in changed_tasks] == ["l3.calico.calico_bgp", "l3.calico.calico_node"], changed_tasks
+    verify = lab.play("verify.yml", f"-e@{migrated}")
+    assert verify["rc"] == 0, verify["out"][-6000:]
     again = lab.play("site.yml", f"-e@{migrated}")
     assert again["rc"] == 0, again["out"][-6000:]
     assert {h: r["changed"] for h, r in again["recap"].items() if h != "localhost"} == {"node-a": 0, "node-b": 0, "node-c": 0}, again["out"][-6000:]
