@@ -156,7 +156,10 @@ def make_store(kind: str, target: str, **etcd_options):
         return FileStore(target)
     from ansible_collections.l3.calico.plugins.module_utils.ipam_etcd import EtcdSettings, EtcdStore
 
-    return EtcdStore(EtcdSettings(endpoints=[target], **etcd_options))
+    # Eight writers at once on a loaded two-core machine: etcd may take longer than the module's 5 s to
+    # answer (a CI run failed on that read timeout); what the tests judge is that no address is shared or
+    # lost, not etcd's latency.
+    return EtcdStore(EtcdSettings(endpoints=[target], **{"timeout": 30.0, **etcd_options}))
 
 
 def main(argv=None) -> int:
