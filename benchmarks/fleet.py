@@ -49,7 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 NETNS = os.environ.get("L3BENCH_NETNS", "l3bench-site")  # another name: two runs side by side
-TASKS = {"on": False}  # --tasks: per-task CPU (callback task_cpu)
+TASKS = {"on": False, "floor": True}  # --tasks: per-task CPU (callback task_cpu); the task floor beside site
 
 FLOOR = """\
 - name: Floor - one task, once
@@ -246,7 +246,8 @@ def bench_task_floor(work: Path, fleet: list[tuple[int, int]]) -> None:
     floors = []
     for hosts, workloads in fleet:
         inv = wrapper_inventory(work, hosts, workloads, f"floor-{hosts}x{workloads}")
-        floors.append(task_floor(work, inv, hosts))
+        if TASKS["floor"]:
+            floors.append(task_floor(work, inv, hosts))
         shutil.rmtree(inv, ignore_errors=True)
     floor_ratios(floors)
 
@@ -263,7 +264,8 @@ def bench_site(work: Path, fleet: list[tuple[int, int]]) -> None:
     for hosts, workloads in fleet:
         inv = wrapper_inventory(work, hosts, workloads, f"site-{hosts}x{workloads}")
         _wall, fc, _modules = playbook(inv, work / "floor.yml")
-        floors.append(task_floor(work, inv, hosts))
+        if TASKS["floor"]:
+            floors.append(task_floor(work, inv, hosts))
         shares.append(controller_share(inv, ROOT / "playbooks" / "site.yml", fc, hosts, f"site.yml --check, {hosts} x {workloads}", work / "modules.log"))
         shutil.rmtree(inv, ignore_errors=True)
     if len(shares) > 1:
@@ -297,9 +299,11 @@ def main() -> int:
     parser.add_argument("--site", default="100x10,1000x10", help="HOSTSxWORKLOADS,... for site.yml --check")
     parser.add_argument("--day2", default="1000x10", help="HOSTSxWORKLOADS for the day-2 playbooks")
     parser.add_argument("--task-floor", default="", help="HOSTSxWORKLOADS,... for the task floor alone")
+    parser.add_argument("--no-floor-beside", action="store_true", help="no task floor beside each site.yml size (--task-floor alone)")
     parser.add_argument("--tasks", action="store_true", help="print each task's controller CPU per host (site, day-2)")
     args = parser.parse_args()
     TASKS["on"] = args.tasks
+    TASKS["floor"] = not args.no_floor_beside
     work = Path(tempfile.mkdtemp(prefix="l3bench-fleet-"))
     (work / "floor.yml").write_text(FLOOR)
     (work / "task-floor.yml").write_text(TASK_FLOOR)
