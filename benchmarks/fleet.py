@@ -12,6 +12,12 @@ blocks, N hosts x W workloads), in a temporary directory.
    several fleet sizes. Every module runs through a wrapper interpreter that records its CPU time,
    so the controller's share is the run's CPU minus the modules'; per host it is
    (controller share - the floor's CPU) / hosts. Goal: the same per host at 100 and at 1,000 hosts.
+   Beside each size, the task floor: ansible-core's own controller CPU per task and host, from
+   ``TASK_FLOOR_T`` ``debug`` tasks (an action, no module) and one ``ping`` (a module run through the
+   same wrapper) on every host of the same inventory (each task's CPU by the callback below, / hosts);
+   twice: on the bare inventory, and with the fleet's IPAM result held as site.yml holds it (the IPAM
+   role once first). If it grows with the fleet, so does every per-host task of site.yml.
+   ``--task-floor 100x10,1000x10`` measures it alone (cheap: seconds of CPU per host).
 3. ``day2``: the controller's share (same way, check mode) of ``audit.yml``, ``node-remove.yml`` and
    ``pool-migrate.yml`` at one fleet size.
 
@@ -23,6 +29,7 @@ minus its modules', a callback timing each task: benchmarks/callback_plugins/tas
 grows with the fleet.
 
 Usage: python benchmarks/fleet.py [--ipam 1000x50,10000x100] [--site 100x10,1000x10] [--day2 1000x10] [--tasks]
+                                 [--task-floor 100x10,300x10,1000x10]
        (an empty value skips that part)
 """
 
@@ -42,7 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 NETNS = os.environ.get("L3BENCH_NETNS", "l3bench-site")  # another name: two runs side by side
-TASKS = {"on": False}  # --tasks: per-task CPU (callback task_cpu)
+TASKS = {"on": False, "floor": True}  # --tasks: per-task CPU (callback task_cpu); the task floor beside site
 
 FLOOR = """\
 - name: Floor - one task, once
@@ -54,6 +61,34 @@ FLOOR = """\
         msg: floor
       run_once: true
 """
+
+TASK_FLOOR_T = 2  # debug tasks per play of the task floor (and one ping)
+
+
+def _floor_tasks(prefix: str) -> str:
+    return "".join(f"    - name: {prefix} debug {i}\n      ansible.builtin.debug:\n        msg: floor\n" for i in range(TASK_FLOOR_T)) + (
+        f"    - name: {prefix} ping\n      ansible.builtin.ping:\n"
+    )
+
+
+# Ansible's own per-task cost, twice: on the bare inventory ("bare"), and with the fleet's IPAM result held
+# by the controller as site.yml holds it ("held": the IPAM role once first, as site.yml applies it).
+# T debug tasks (an action, no module) and one ping (a module, through the wrapper) on every host.
+TASK_FLOOR = f"""\
+- name: Task floor - trivial tasks on every host
+  hosts: calico_nodes
+  gather_facts: false
+  tasks:
+{_floor_tasks("Bare")}
+- name: Task floor - the same with the IPAM result held
+  hosts: calico_nodes
+  gather_facts: false
+  roles:
+    - role: l3.calico.calico_ipam
+      run_once: true
+      calico_ipam_show_summary: false
+  tasks:
+{_floor_tasks("Held")}"""
 
 # The wrapper interpreter: runs the module with the real one and appends the CPU seconds both took.
 WRAPPER = """\
@@ -89,7 +124,7 @@ def write_inventory(path: Path, hosts: int, workloads: int, extra: dict | None =
     return path
 
 
-def env_for(work: Path, module_log: Path | None = None) -> dict:
+def env_for(work: Path, module_log: Path | None = None, tasks: bool = False) -> dict:
     env = dict(
         os.environ,
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -100,14 +135,16 @@ def env_for(work: Path, module_log: Path | None = None) -> dict:
     )
     if module_log is not None:
         env["L3BENCH_MODULE_LOG"] = str(module_log)
-    if TASKS["on"] and module_log is not None:
+    if tasks and module_log is not None:
         env["ANSIBLE_CALLBACK_PLUGINS"] = str(ROOT / "benchmarks" / "callback_plugins")
         env["ANSIBLE_CALLBACKS_ENABLED"] = "task_cpu"
         env["L3BENCH_TASK_LOG"] = str(module_log.with_suffix(".tasks"))
     return env
 
 
-def playbook(inventory: Path, play: Path, *args: str, netns: bool = False, module_log: Path | None = None, ok_rc: tuple = (0,)) -> tuple[float, float, float]:
+def playbook(
+    inventory: Path, play: Path, *args: str, netns: bool = False, module_log: Path | None = None, ok_rc: tuple = (0,), tasks: bool | None = None
+) -> tuple[float, float, float]:
     """Run one ansible-playbook; return (wall s, CPU s of everything it ran, CPU s of the modules)."""
     cmd = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(play), *args]
     if netns:
@@ -117,7 +154,8 @@ def playbook(inventory: Path, play: Path, *args: str, netns: bool = False, modul
         module_log.with_suffix(".tasks").write_text("")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env_for(inventory.parent, module_log), capture_output=True, text=True, check=False)
+    env = env_for(inventory.parent, module_log, TASKS["on"] if tasks is None else tasks)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - wall
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in ok_rc:
@@ -185,16 +223,54 @@ def wrapper_inventory(work: Path, hosts: int, workloads: int, name: str) -> Path
     return write_inventory(work / name, hosts, workloads, {**SITE_VARS, "ansible_python_interpreter": str(wrapper)})
 
 
+def task_floor(work: Path, inv: Path, hosts: int) -> dict:
+    """Ansible's own controller CPU per task and host (s): {"bare debug", "bare ping", "held debug", "held ping"}."""
+    log = work / "modules.log"
+    wall, cpu, modules = playbook(inv, work / "task-floor.yml", "--check", module_log=log, tasks=True)
+    per_task = dict.fromkeys(("bare debug", "bare ping", "held debug", "held ping"), 0.0)
+    for entry in (json.loads(text) for text in log.with_suffix(".tasks").read_text().splitlines()):
+        kind = " ".join(entry["task"].split()[:2]).lower()
+        if kind in per_task:
+            per_task[kind] += (entry["cpu"] - entry["modules"]) / ((TASK_FLOOR_T if kind.endswith("debug") else 1) * hosts)
+    line(
+        f"task floor, {hosts} hosts",
+        wall,
+        cpu,
+        "controller ms per task and host: " + ", ".join(f"{kind} {1000 * value:.1f}" for kind, value in per_task.items()),
+    )
+    return per_task
+
+
+def bench_task_floor(work: Path, fleet: list[tuple[int, int]]) -> None:
+    print(f"task floor: ansible-core's own controller CPU per task and host ({TASK_FLOOR_T} debug + 1 ping, bare and with the IPAM result held)", flush=True)
+    floors = []
+    for hosts, workloads in fleet:
+        inv = wrapper_inventory(work, hosts, workloads, f"floor-{hosts}x{workloads}")
+        if TASKS["floor"]:
+            floors.append(task_floor(work, inv, hosts))
+        shutil.rmtree(inv, ignore_errors=True)
+    floor_ratios(floors)
+
+
+def floor_ratios(floors: list[dict]) -> None:
+    if len(floors) > 1:
+        ratios = ", ".join(f"{kind} {floors[-1][kind] / floors[0][kind]:.2f}x" for kind in floors[0] if floors[0][kind])
+        print(f"  task floor per task and host, largest fleet / smallest: {ratios}", flush=True)
+
+
 def bench_site(work: Path, fleet: list[tuple[int, int]]) -> None:
     print("playbooks/site.yml --check: the controller's share per host", flush=True)
-    shares = []
+    shares, floors = [], []
     for hosts, workloads in fleet:
         inv = wrapper_inventory(work, hosts, workloads, f"site-{hosts}x{workloads}")
         _wall, fc, _modules = playbook(inv, work / "floor.yml")
+        if TASKS["floor"]:
+            floors.append(task_floor(work, inv, hosts))
         shares.append(controller_share(inv, ROOT / "playbooks" / "site.yml", fc, hosts, f"site.yml --check, {hosts} x {workloads}", work / "modules.log"))
         shutil.rmtree(inv, ignore_errors=True)
     if len(shares) > 1:
         print(f"  per host, largest fleet / smallest: {shares[-1] / shares[0]:.2f}x (1.00 = constant)", flush=True)
+    floor_ratios(floors)
 
 
 def bench_day2(work: Path, hosts: int, workloads: int) -> None:
@@ -222,11 +298,15 @@ def main() -> int:
     parser.add_argument("--ipam", default="1000x50,10000x100", help="HOSTSxWORKLOADS,... for ipam.yml")
     parser.add_argument("--site", default="100x10,1000x10", help="HOSTSxWORKLOADS,... for site.yml --check")
     parser.add_argument("--day2", default="1000x10", help="HOSTSxWORKLOADS for the day-2 playbooks")
+    parser.add_argument("--task-floor", default="", help="HOSTSxWORKLOADS,... for the task floor alone")
+    parser.add_argument("--no-floor-beside", action="store_true", help="no task floor beside each site.yml size (--task-floor alone)")
     parser.add_argument("--tasks", action="store_true", help="print each task's controller CPU per host (site, day-2)")
     args = parser.parse_args()
     TASKS["on"] = args.tasks
+    TASKS["floor"] = not args.no_floor_beside
     work = Path(tempfile.mkdtemp(prefix="l3bench-fleet-"))
     (work / "floor.yml").write_text(FLOOR)
+    (work / "task-floor.yml").write_text(TASK_FLOOR)
     netns = bool(args.site or args.day2)
     try:
         if netns:
@@ -234,6 +314,8 @@ def main() -> int:
             subprocess.run(["ip", "-n", NETNS, "link", "set", "lo", "up"], check=True)
         for hosts, workloads in sizes(args.ipam):
             bench_ipam(work, hosts, workloads)
+        if args.task_floor:
+            bench_task_floor(work, sizes(args.task_floor))
         if args.site:
             bench_site(work, sizes(args.site))
         for hosts, workloads in sizes(args.day2):

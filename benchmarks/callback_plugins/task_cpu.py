@@ -4,14 +4,17 @@
 At each task start it reads the controller's CPU (its own and that of every process it has waited for:
 the workers it forked, and through them the modules) and, when the benchmark's wrapper interpreter logs
 the modules' CPU (``L3BENCH_MODULE_LOG``), the modules' total so far; a task's figures are the
-differences up to the next task start. Workers are reaped a little late (a slot is reused), so a task
-may carry the last few workers of the one before: with hundreds of hosts, a few per cent. Written as
+differences up to the next task start. Ansible reaps a worker when it reuses its slot, so at each task
+start the callback first waits for the workers still exiting (every result of the task before is in by
+then; ``multiprocessing.active_children`` reaps the finished ones), else a task would carry the last
+workers of the one before, and the modules they ran (whose CPU the wrapper has already logged). Written as
 JSON lines to ``L3BENCH_TASK_LOG``: task name, CPU s, modules' CPU s, hosts it ran on.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import resource
 
@@ -54,6 +57,8 @@ class CallbackModule(CallbackBase):
         self._out = open(os.environ["L3BENCH_TASK_LOG"], "a", encoding="utf-8")  # noqa: SIM115 - closed at the stats
 
     def _close_task(self, name: str | None) -> None:
+        for worker in multiprocessing.active_children():
+            worker.join(timeout=10)
         now = (_cpu(), _modules())
         entry = {"task": self._task or "(start)", "cpu": now[0] - self._start[0], "modules": now[1] - self._start[1], "hosts": self._hosts}
         self._out.write(json.dumps(entry) + "\n")

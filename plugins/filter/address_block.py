@@ -44,20 +44,22 @@ _value:
   type: str
 """
 
+import importlib.util
+
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import BLOCK_SIZES, DEFAULT_BLOCK_SIZE
 from ansible_collections.l3.calico.plugins.plugin_utils.filter_args import missing, validate
 
-try:
-    import netaddr
-except ImportError:
-    HAS_NETADDR = False
-else:
-    HAS_NETADDR = True
+# The code behind the filter is imported when it is called: to find any filter of this collection, Ansible
+# imports every filter file of it, in every worker (a host's task) whose templates name one.
+HAS_NETADDR = importlib.util.find_spec("netaddr") is not None
 
 
 def address_block(*args, **kwargs) -> str:
+    import netaddr
+
+    from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import BLOCK_SIZES, DEFAULT_BLOCK_SIZE
+
     params = validate(DOCUMENTATION, "address_block", args, kwargs)
     address, block_size = params["_input"], params["block_size"]
     try:

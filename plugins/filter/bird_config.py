@@ -64,7 +64,8 @@ _value:
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.l3.calico.plugins.module_utils.bgp import BgpConfigError, node_config
+# The code behind the filter is imported when it is called: to find any filter of this collection, Ansible
+# imports every filter file of it, in every worker (a host's task) whose templates name one.
 
 _SPEC = {
     "_input": {"type": "dict", "required": True},
@@ -75,6 +76,8 @@ _SPEC = {
 
 def bird_config(ipam, node, settings=None):
     """Return node_config(ipam, node, settings) or fail with a clear message."""
+    from ansible_collections.l3.calico.plugins.module_utils.bgp import BgpConfigError, node_config
+
     result = ArgumentSpecValidator(_SPEC).validate({"_input": ipam, "node": node, "settings": settings or {}})
     if result.error_messages:
         raise AnsibleFilterError("bird_config: " + "; ".join(result.error_messages))

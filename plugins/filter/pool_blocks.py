@@ -47,22 +47,24 @@ _value:
   elements: str
 """
 
+import importlib.util
+
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import BLOCK_SIZES, DEFAULT_BLOCK_SIZE
 from ansible_collections.l3.calico.plugins.plugin_utils.filter_args import missing, validate
 
 MAX_BLOCKS_LOG2 = 24  # without a limit, at most 2^24 blocks (a /8 of /32s); an IPv6 pool has far more
 
-try:
-    import netaddr
-except ImportError:
-    HAS_NETADDR = False
-else:
-    HAS_NETADDR = True
+# The code behind the filter is imported when it is called: to find any filter of this collection, Ansible
+# imports every filter file of it, in every worker (a host's task) whose templates name one.
+HAS_NETADDR = importlib.util.find_spec("netaddr") is not None
 
 
 def pool_blocks(*args, **kwargs) -> list:
+    import netaddr
+
+    from ansible_collections.l3.calico.plugins.module_utils.ipam_inventory import BLOCK_SIZES, DEFAULT_BLOCK_SIZE
+
     params = validate(DOCUMENTATION, "pool_blocks", args, kwargs)
     cidr, block_size, limit = params["_input"], params["block_size"], params["limit"]
     try:

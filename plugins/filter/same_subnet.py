@@ -49,11 +49,15 @@ import ipaddress
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.l3.calico.plugins.module_utils.ipam_result import same_subnet as rule
 from ansible_collections.l3.calico.plugins.plugin_utils.filter_args import validate
+
+# The code behind the filter is imported when it is called: to find any filter of this collection, Ansible
+# imports every filter file of it, in every worker (a host's task) whose templates name one.
 
 
 def same_subnet(*args, **kwargs) -> bool:
+    from ansible_collections.l3.calico.plugins.module_utils.ipam_result import same_subnet as rule
+
     params = validate(DOCUMENTATION, "same_subnet", args, kwargs)
     value, other, prefix = params["_input"], params["other"], params["prefix"]
     if prefix is None and "/" not in value:

@@ -80,12 +80,15 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.l3.calico.plugins.module_utils import verify
-from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResultError
+# The code behind the filter is imported when it is called: to find any filter of this collection, Ansible
+# imports every filter file of it, in every worker (a host's task) whose templates name one.
 
 
 def verify_report(probes, ipam, capture=None, peers=None, expected=None, expected_ipv6=None, ipv6=True):
     """See DOCUMENTATION."""
+    from ansible_collections.l3.calico.plugins.module_utils import verify
+    from ansible_collections.l3.calico.plugins.module_utils.ipam_result import IpamResultError
+
     if not isinstance(probes, dict):
         raise AnsibleFilterError(f"verify_report: input must be a mapping of node name to probe result, got {type(probes).__name__}")
     if not isinstance(ipam, dict) or not isinstance(ipam.get("nodes"), dict):

@@ -51,11 +51,15 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.l3.calico.plugins.module_utils import node
 from ansible_collections.l3.calico.plugins.plugin_utils.filter_args import validate
+
+# The code behind the filter is imported when it is called: to find any filter of this collection, Ansible
+# imports every filter file of it, in every worker (a host's task) whose templates name one.
 
 
 def workload_mtu(*args, **kwargs) -> int:
+    from ansible_collections.l3.calico.plugins.module_utils import node
+
     params = validate(DOCUMENTATION, "workload_mtu", args, kwargs)
     pools, underlay_mtu, pools6 = params["_input"], params["underlay_mtu"], params["pools_ipv6"] or {}
     bad = [name for name, pool in pools.items() if not isinstance(pool, dict)]

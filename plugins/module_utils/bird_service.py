@@ -241,6 +241,35 @@ class UnitState:
     needs_reload: bool  # NeedDaemonReload: the unit file changed since systemd read it
 
 
+def default_unit(p: dict) -> str:
+    """BIRD's systemd unit from the module's options (the one the role installs; ``unit`` replaces it).
+    Written on the host, not templated per host on the controller (a template lookup there copies every
+    variable of the host - the whole fleet's IPAM result - once per host). Only a directory the unit
+    creates gets BIRD's mode and owner (``/run`` itself, for ``/run/bird.pid``, stays as it is)."""
+    owner = (f" -o {p['user']}" if p["user"] else "") + (f" -g {p['group']}" if p["group"] else "")
+    dirs = list(dict.fromkeys(os.path.dirname(path) for path in (p["control_socket"], p["pid_file"])))
+    lines = [
+        "# Written by the role l3.calico.calico_bgp (module l3.calico.bird); a change here is replaced on its next run.",
+        "[Unit]",
+        "Description=BIRD routing daemon (l3.calico)",
+        "Wants=network-online.target",
+        "After=network-online.target",
+        "",
+        "[Service]",
+        "Type=simple",
+        *(f'ExecStartPre=/bin/sh -c \'test -d "$$1" || exec /usr/bin/install -d{owner} -m 0750 "$$1"\' calico-bird-dir "{d}"' for d in dirs),
+        f"ExecStartPre={p['bird']} -p -c {p['config_file']}",
+        f"ExecStart={' '.join(p['bird_argv'])}",
+        f"ExecReload={p['birdc']} -s {p['control_socket']} configure",
+        "Restart=on-failure",
+        "RestartSec=1",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def unit_file(p: dict) -> str:
     return os.path.join(UNIT_DIR, f"{p['service_name']}.service")
 
@@ -383,9 +412,8 @@ def plan(p: dict, run: Runner) -> Plan:
             raise BirdServiceError("supervisor_script: the supervisor's content is required with manager=supervisor")
         the_plan.files.append(plan_path(FileSpec(p["supervisor"], 0o755, 0, 0, content=p["supervisor_script"].encode())))
     else:
-        if not p["unit"]:
-            raise BirdServiceError("unit: the content of BIRD's systemd unit is required with manager=systemd")
-        the_plan.unit = plan_path(FileSpec(unit_file(p), 0o644, 0, 0, content=p["unit"].encode()))
+        unit = p["unit"] if p.get("unit") else default_unit(p)
+        the_plan.unit = plan_path(FileSpec(unit_file(p), 0o644, 0, 0, content=unit.encode()))
         the_plan.files.append(the_plan.unit)
     the_plan.config = plan_path(FileSpec(p["config_file"], 0o640, 0, gid, content=p["config"].encode()))
     the_plan.files.append(the_plan.config)

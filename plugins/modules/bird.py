@@ -219,7 +219,13 @@ options:
     type: str
     default: bird
   unit:
-    description: The content of BIRD's systemd unit; required when the manager is systemd and O(state=present).
+    description:
+      - The content of BIRD's systemd unit (systemd, O(state=present)).
+      - Default, the module's own unit, written from O(bird), O(birdc), O(config_file), O(control_socket),
+        O(pid_file), O(user), O(group) and O(bird_argv) (role P(l3.calico.calico_bgp#role) uses it) - C(Type=simple),
+        C(ExecStartPre) creating the control socket's and pid file's directories (V(0750), O(user):O(group)) when
+        missing and checking the configuration with C(bird -p), C(ExecStart) O(bird_argv),
+        C(ExecReload) C(birdc configure), C(Restart=on-failure).
     type: str
   systemctl:
     description: The systemd client.
@@ -268,7 +274,6 @@ EXAMPLES = r"""
 - name: Configure and run BIRD (under systemd where it is PID 1, else under the supervisor)
   l3.calico.bird:
     config: "{{ lookup('ansible.builtin.file', 'bird.conf') }}"
-    unit: "{{ lookup('ansible.builtin.template', 'bird.service.j2') }}"
     supervisor_script: "{{ lookup('ansible.builtin.file', 'calico-bird-service') }}"
     bird_argv: [/usr/sbin/bird, -f, -c, /etc/bird/bird.conf, -s, /run/bird/bird.ctl, -u, bird, -g, bird]
 

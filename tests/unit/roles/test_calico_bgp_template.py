@@ -6,18 +6,16 @@ writes) is accepted by ``bird -p`` (BIRD's own parser); the role's systemd unit 
 from __future__ import annotations
 
 import dataclasses
-import os
 import shlex
 import shutil
 import stat
 import subprocess
 from pathlib import Path
 
-import jinja2
 import pytest
 import yaml
 
-from ansible_collections.l3.calico.plugins.module_utils import bird_conf
+from ansible_collections.l3.calico.plugins.module_utils import bird_conf, bird_service
 from ansible_collections.l3.calico.plugins.module_utils.bgp import node_config
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "calico_bgp"
@@ -159,29 +157,8 @@ def test_systemd_unit_is_valid(tmp_path):
     analyze = shutil.which("systemd-analyze")
     if not analyze:
         pytest.skip("needs systemd-analyze (Debian package systemd)")
-    import os
-
-    variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
-    variables["ansible_managed"] = "Ansible managed"
-    variables["__calico_bgp_bird_argv"] = [
-        variables["calico_bgp_bird"],
-        "-f",
-        "-c",
-        variables["calico_bgp_config_file"],
-        "-s",
-        variables["calico_bgp_control_socket"],
-        "-P",
-        variables["calico_bgp_pid_file"],
-        "-u",
-        variables["calico_bgp_user"],
-        "-g",
-        variables["calico_bgp_group"],
-    ]
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"), trim_blocks=True, undefined=jinja2.StrictUndefined)
-    env.filters["ansible.builtin.dirname"] = os.path.dirname
-    env.filters["ansible.builtin.unique"] = lambda items: list(dict.fromkeys(items))
     unit = tmp_path / "l3tbgp-bird.service"
-    unit.write_text(env.get_template("bird.service.j2").render(**variables))
+    unit.write_text(service_unit())
     proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     text = unit.read_text()
@@ -191,15 +168,14 @@ def test_systemd_unit_is_valid(tmp_path):
 
 
 def service_unit(**overrides) -> str:
-    """bird.service of the role's defaults with ``overrides``, rendered as Ansible renders templates."""
+    """bird.service of the role's defaults with ``overrides``, as the module writes it from the options the
+    role passes (bird_argv as the role's vars build it)."""
     variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     variables.update(overrides)
-    variables["ansible_managed"] = "Ansible managed"
-    variables["__calico_bgp_bird_argv"] = [variables["calico_bgp_bird"], "-f"]
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"), trim_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["ansible.builtin.dirname"] = os.path.dirname
-    env.filters["ansible.builtin.unique"] = lambda items: list(dict.fromkeys(items))
-    return env.get_template("bird.service.j2").render(**variables)
+    v = {name: variables[f"calico_bgp_{name}"] for name in ("bird", "birdc", "config_file", "control_socket", "pid_file", "user", "group")}
+    v["bird_argv"] = [v["bird"], "-f", "-c", v["config_file"], "-s", v["control_socket"], "-P", v["pid_file"]]
+    v["bird_argv"] += (["-u", v["user"]] if v["user"] else []) + (["-g", v["group"]] if v["group"] else [])
+    return bird_service.default_unit(v)
 
 
 def run_exec_start_pre(unit: str) -> None:

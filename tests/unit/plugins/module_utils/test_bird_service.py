@@ -424,9 +424,11 @@ def test_systemd_check_mode_plans_only(systemd):
     assert verbs(runner) == ["show"] and not os.path.exists(bird_service.unit_file(systemd))
 
 
-def test_systemd_needs_the_unit_and_a_valid_name(systemd):
-    with pytest.raises(bird_service.BirdServiceError, match="^unit: "):
-        bird_service.plan({**systemd, "unit": None}, Runner())
+def test_systemd_writes_its_own_unit_unless_given_one_and_needs_a_valid_name(systemd):
+    the_plan = bird_service.plan({**systemd, "unit": None}, Runner(up=False))
+    assert the_plan.unit.content == bird_service.default_unit(systemd).encode()
+    assert f"ExecStart={' '.join(systemd['bird_argv'])}\n" in the_plan.unit.content.decode()
+    assert bird_service.plan(systemd, Runner(up=False)).unit.content == systemd["unit"].encode()
     for bad in ("bird.service", "../bird", "bird name", "", "bird;reboot"):
         with pytest.raises(bird_service.BirdServiceError, match=f"^service_name: {re.escape(repr(bad))} "):
             bird_service.plan({**systemd, "service_name": bad}, Runner())
