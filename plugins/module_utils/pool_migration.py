@@ -5,8 +5,7 @@
 ``playbooks/pool-migrate.yml`` plans every move at once (check mode, ``evacuate.nodes`` = every node),
 then runs one round after another: *prepare* (every node learns the new pool, nothing moves), one
 round per host - or per batch of hosts (``evacuate.batch``) - with an address to move into the new
-pool, *finish* (the leftover tunnel addresses,
-the old pool). Which rounds run, and the text that shows the plan and each round, are computed here
+pool, *finish* (the leftover tunnel addresses, the old pool). Which rounds run, and the text that shows the plan and each round, are computed here
 from :meth:`Planner.evacuation`'s report so that the playbook only loops and prints.
 
 Plain Python, no Ansible import; ``ipam_run.run`` adds :func:`report`'s keys to the evacuation report.
