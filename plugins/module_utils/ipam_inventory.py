@@ -172,12 +172,14 @@ class Evacuation:
     """A pool migration step: ``nodes`` leave the disabled pool ``pool`` (addresses re-assigned).
 
     ``run_nodes`` (when planning the whole migration): the nodes this run of pool-migrate.yml moves, in
-    the order given (None: every node of ``nodes``); they shape the rounds (module_utils/pool_migration).
+    the order given (None: every node of ``nodes``); ``batch``: how many of them move per round. Both
+    shape only the rounds and the plan's lines (module_utils/pool_migration).
     """
 
     pool: Pool
     nodes: frozenset
     run_nodes: tuple | None = None
+    batch: int = 1
 
 
 @dataclasses.dataclass(eq=False)
@@ -647,21 +649,22 @@ def validate(pools=None, config=None, reservations=None, nodes=None, only_node=N
 
 
 def validate_evacuate(evacuate, desired: Desired, only_node=None, remove_nodes=None) -> Evacuation:
-    """Check a pool migration step ``{pool: OLD, nodes: [HOST, ...], run_nodes: [HOST, ...]}`` against the
-    validated inventory.
+    """Check a pool migration step ``{pool: OLD, nodes: [HOST, ...], run_nodes: [HOST, ...], batch: B}``
+    against the validated inventory.
 
     The pool must be one of ``calico_pools`` and already ``disabled`` (Calico's way: the new pool is
     added, the old one disabled, then the workloads move); every node must be a node of the inventory;
     an evacuated node's workloads must have an enabled pool to move to, and none may be pinned to the
     old pool (``pool:`` or ``ip:`` inside it). Not combined with ``node`` or ``remove_nodes``. An empty
     ``nodes`` moves nothing: the run only records the pools (the old one not again once it is removed).
-    ``run_nodes`` (optional, null = all of ``nodes``) must be nodes of ``nodes``.
+    ``run_nodes`` (optional, null = all of ``nodes``) must be nodes of ``nodes``; ``batch`` (optional,
+    null = 1) an integer >= 1 (not a boolean): the hosts moved per round of the plan.
     """
     if not isinstance(evacuate, dict):
         _fail(GROUP, "evacuate", evacuate, "must be a mapping {pool: OLD, nodes: [HOST, ...]}")
-    unknown = sorted(str(k) for k in evacuate if k not in ("pool", "nodes", "run_nodes"))
+    unknown = sorted(str(k) for k in evacuate if k not in ("pool", "nodes", "run_nodes", "batch"))
     if unknown:
-        _fail(GROUP, "evacuate", evacuate, f"unknown key(s) {', '.join(unknown)} (allowed: nodes, pool, run_nodes)")
+        _fail(GROUP, "evacuate", evacuate, f"unknown key(s) {', '.join(unknown)} (allowed: batch, nodes, pool, run_nodes)")
     if only_node is not None:
         _fail(only_node, "evacuate", evacuate, "cannot be combined with node (a per-host run)")
     if remove_nodes:
@@ -697,6 +700,11 @@ def validate_evacuate(evacuate, desired: Desired, only_node=None, remove_nodes=N
             if not isinstance(node_name, str) or node_name not in nodes:
                 _fail(str(node_name), f"evacuate.run_nodes[{index}]", node_name, f"not one of evacuate.nodes ({', '.join(sorted(map(str, nodes))) or 'none'})")
         run_nodes = tuple(run_nodes)
+    batch = evacuate.get("batch")
+    if batch is None:
+        batch = 1
+    elif isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        _fail(GROUP, "evacuate.batch", batch, "must be an integer >= 1 (the hosts moved per round; 1: host by host)")
     enabled = [p for p in desired.pools if not p.disabled]
     if not enabled:
         _fail(
@@ -733,7 +741,7 @@ def validate_evacuate(evacuate, desired: Desired, only_node=None, remove_nodes=N
                     wl.id,
                     f"no enabled pool may serve workload {wl.id} on this node once it leaves pool {name} (check the new pool's node_selector and namespaces)",
                 )
-    return Evacuation(pool, frozenset(nodes), run_nodes)
+    return Evacuation(pool, frozenset(nodes), run_nodes, batch)
 
 
 def leaving(nodes, remove_nodes, only_node=None) -> list:

@@ -26,7 +26,10 @@ ARGUMENT_SPEC = dict(
     node=dict(type="str"),
     remove_nodes=dict(type="list", elements="str", default=[]),
     # Types only: the IPAM checks the values (validate_evacuate), each refusal naming host, field and value.
-    evacuate=dict(type="dict", options=dict(pool=dict(type="str"), nodes=dict(type="list", elements="str"), run_nodes=dict(type="list", elements="str"))),
+    evacuate=dict(
+        type="dict",
+        options=dict(pool=dict(type="str"), nodes=dict(type="list", elements="str"), run_nodes=dict(type="list", elements="str"), batch=dict(type="int")),
+    ),
     audit=dict(type="bool", default=False),
     datastore=dict(type="str", choices=["file", "etcd"], default="file"),
     state_file=dict(type="path"),
@@ -78,7 +81,7 @@ def run(params: dict, check_mode: bool) -> tuple[dict, str]:
             refuse_introduced_problems(set(audit(desired, store.load())), result["problems"])
         evacuation = planner.evacuation()
         if evacuation is not None:  # only with evacuate
-            result["evacuation"] = migration_report(evacuation, result["pools"], result["changed"], desired.evacuate.run_nodes)
+            result["evacuation"] = migration_report(evacuation, result["pools"], result["changed"], desired.evacuate.run_nodes, desired.evacuate.batch)
         return result, report
 
     store = store_from_params(params, params.get("datastore") or "file", params.get("state_file"), params.get("lock_timeout", 600.0))

@@ -140,6 +140,14 @@ options:
             Only C(rounds) and C(plan) of RV(evacuation) depend on it. Default every node of O(evacuate.nodes).
         type: list
         elements: str
+      batch:
+        description:
+          - When the whole migration is planned - how many of the nodes to move (O(evacuate.run_nodes) with an
+            address moving into an enabled pool, in name order) each round of C(playbooks/pool-migrate.yml)
+            moves (its C(calico_migrate_batch)); an integer of at least 1, a boolean is refused.
+          - Only C(rounds) and C(plan) of RV(evacuation) depend on it. Default 1 (host by host). N hosts to move in
+            batches of B take ceil(N/B) + 2 rounds.
+        type: int
   datastore:
     description:
       - Where the IPAM objects live.
@@ -326,8 +334,9 @@ evacuation:
       and block; C(to) is null for a tunnel address released without replacement) and its blocks released there;
       the addresses and blocks the old pool still holds, and whether it was removed from the state.
     - C(rounds) - the rounds of C(playbooks/pool-migrate.yml) when this is the plan of the whole migration, each
-      C({name, nodes, workloads}) - C(prepare) (nothing moves), one per node of O(evacuate.run_nodes) with an address
-      moving into an enabled pool (in name order), and C(finish) (every node) while the plan changes something and no
+      C({name, nodes, workloads}) - C(prepare) (nothing moves), one per O(evacuate.batch) nodes of O(evacuate.run_nodes)
+      with an address moving into an enabled pool (in name order; named by its node, or C(FIRST .. LAST (N hosts))
+      for a batch of several), and C(finish) (every node) while the plan changes something and no
       such node is left for a later run; C(nodes) are the nodes whose addresses the round moves, C(workloads) the
       hosts whose workloads it converges (its node; every node in C(prepare) and C(finish)).
     - C(plan) - the plan as lines (the pools, per node every address that moves and every block released, what

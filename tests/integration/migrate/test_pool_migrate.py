@@ -8,7 +8,8 @@ by BGP (a blackhole route exported by BIRD) and by the node role's VXLAN routes.
 
 The tests share one fabric and run in file order: converge on the old pool, the plan in check mode
 (nothing changes), the migration (verified after every host), a second run (nothing to do), the
-audit with the old pool dropped from the inventory, and verify.yml on the result.
+audit with the old pool dropped from the inventory, and verify.yml on the result; then a second
+migration, out of that pool into a third one, two hosts per round (calico_migrate_batch).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ WORKLOADS = {
 }
 OLD_NET = ipaddress.ip_network(OLD["cidr"])
 NEW_NET = ipaddress.ip_network(NEW["cidr"])
+THIRD = {"name": "third-pool", "cidr": "172.19.0.0/24", "block_size": 28, "vxlan_mode": "Always"}
+THIRD_NET = ipaddress.ip_network(THIRD["cidr"])
 
 
 def workload_addresses(stack) -> dict:
@@ -264,3 +267,39 @@ def test_verify_playbook_proves_the_migrated_network_and_names_a_failure(stack, 
     failed = day2.failures(result)
     assert len(failed) == 1 and re.search(r"Judge the network: \d+ of \d+ checks failed:\n", failed[0]), failed
     assert "ping default.api-3" in failed[0], failed[0]
+
+
+def test_a_batch_that_is_not_a_positive_integer_is_refused_before_anything(stack):
+    before = stack.state_file.read_bytes()
+    stack.pools = [dict(NEW, disabled=True), THIRD]
+    stack.inventory({"calico_migrate_pool": NEW["name"]})
+    for bad, shown in (("calico_migrate_batch=0", "calico_migrate_batch=0"), ('{"calico_migrate_batch": true}', "calico_migrate_batch=True")):
+        proc = stack.play(PLAYBOOK, "-e", bad, json_output=False, check=False)
+        assert proc.returncode != 0
+        assert "calico_nodes: calico_migrate_pool=new-pool, calico_migrate_hosts=" in proc.stdout, proc.stdout[-3000:]
+        assert f", {shown}: name the old pool" in proc.stdout, proc.stdout[-3000:]
+        assert "Move out of the old pool" not in proc.stdout
+    assert stack.state_file.read_bytes() == before
+
+
+def test_migrate_two_hosts_per_round(stack, day2):
+    """A second migration (new-pool -> third-pool) with -e calico_migrate_batch=2: prepare, n1 and n2
+    together, n3, finish - each verified by the ping matrix; the batch round moves both hosts' addresses."""
+    stack.pools = [dict(NEW, disabled=True), THIRD]
+    stack.inventory({"calico_migrate_pool": NEW["name"]})
+    result = stack.play(PLAYBOOK, "-e", "calico_migrate_batch=2")
+    plan = next(iter(day2.task_results(result, "Show the plan").values()))["msg"]
+    assert plan.startswith("pool migration out of new-pool (172.18.0.0/24) into third-pool, up to 2 hosts per round: n1, n2, n3"), plan
+    for name in ("prepare", "n1 .. n2 (2 hosts)", "n3", "finish"):
+        msg = judged(day2, result, name)
+        assert msg and msg.startswith(f"verified after {name}: ") and "pings 20/20" in msg, (name, msg)
+    for name in ("n1", "n2", "n2 .. n3 (2 hosts)"):
+        assert judged(day2, result, name) is None
+    moved = next(iter(day2.task_results(result, "Show what moved (n1 .. n2 (2 hosts))").values()))["msg"]
+    assert "n1: default.web-1 172.18." in moved and "n2: default.web-2 172.18." in moved and "n3:" not in moved, moved
+    state = stack.state()
+    assert in_pool(state, NEW_NET) == [] and list(state["pools"]) == ["third-pool"]
+    addresses = workload_addresses(stack)
+    assert len(addresses) == 5
+    assert all(len(a) == 1 and ipaddress.ip_address(a[0]) in THIRD_NET for a in addresses.values()), addresses
+    assert len([h for _address, h in in_pool(state, THIRD_NET) if h.startswith("vxlan-tunnel-addr-")]) == 3

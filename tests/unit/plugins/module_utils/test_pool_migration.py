@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.l3.calico.plugins.module_utils import pool_migration as pm
 from ansible_collections.l3.calico.plugins.module_utils.ipam_run import run
@@ -183,3 +185,73 @@ def test_a_whole_migration_round_by_round(params):
         done = step(params, round_["nodes"])["evacuation"]
     assert done["removed"] and done["summary"][-1] == "pool old: 0 address(es) left, removed from the IPAM state"
     assert names(plan(params)["evacuation"]["rounds"]) == ["prepare"]
+
+
+# Batches (evacuate.batch, calico_migrate_batch): the hosts with an address to move, B per round.
+def moving(*hosts):
+    return evacuation(**{h: {"moved": [move(f"default.{h}", "10.1.0.1", "10.2.0.1")], "released_blocks": []} for h in hosts})
+
+
+def test_a_batch_of_several_hosts_is_one_round_named_short():
+    ev = moving("n1", "n2", "n3")
+    rounds = pm.rounds(ev, True, batch=2)
+    assert rounds[1:3] == [
+        {"name": "n1 .. n2 (2 hosts)", "nodes": ["n1", "n2"], "workloads": ["n1", "n2"]},
+        {"name": "n3", "nodes": ["n3"], "workloads": ["n3"]},
+    ]
+    assert names(rounds) == ["prepare", "n1 .. n2 (2 hosts)", "n3", "finish"]
+    # prepare and finish do not change with the batch
+    assert rounds[0] == pm.rounds(ev, True)[0] and rounds[-1] == pm.rounds(ev, True)[-1]
+    assert names(pm.rounds(ev, True, batch=3)) == ["prepare", "n1 .. n3 (3 hosts)", "finish"]
+    assert names(pm.rounds(ev, True, batch=50)) == ["prepare", "n1 .. n3 (3 hosts)", "finish"]
+
+
+def test_a_batch_skips_hosts_with_nothing_to_move_and_hosts_of_a_later_run():
+    # n2 only loses its tunnel address: no round of its own, nor a place in a batch
+    assert names(pm.rounds(EVACUATION, True, batch=2)) == ["prepare", "n1 .. n3 (2 hosts)", "finish"]
+    ev = moving("a", "b", "c", "d", "e")
+    rounds = pm.rounds(ev, True, run_nodes=["e", "b", "d"], batch=2)
+    assert [r["nodes"] for r in rounds] == [[], ["b", "d"], ["e"]]  # a and c are left: no finish yet
+
+
+def test_a_round_name_stays_short_at_a_thousand_hosts():
+    hosts = [f"node-{i:04d}" for i in range(1000)]
+    rounds = pm.rounds(moving(*hosts), True, batch=1000)
+    assert names(rounds) == ["prepare", "node-0000 .. node-0999 (1000 hosts)", "finish"]
+    assert len(rounds[1]["nodes"]) == 1000
+    assert len(pm.rounds(moving(*hosts), True, batch=300)) == 4 + 2  # ceil(1000/300) + prepare + finish
+
+
+def test_plan_lines_say_the_batch_size():
+    assert pm.plan_lines(EVACUATION, POOLS, batch=5)[0] == "pool migration out of old (10.1.0.0/24) into new, up to 5 hosts per round: n1, n2, n3"
+    assert pm.plan_lines(EVACUATION, POOLS, batch=1) == pm.plan_lines(EVACUATION, POOLS)
+    out = pm.report(EVACUATION, POOLS, True, None, 2)
+    assert out["rounds"] == pm.rounds(EVACUATION, True, None, 2) and out["plan"] == pm.plan_lines(EVACUATION, POOLS, None, 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.from_regex(r"[a-z][a-z0-9]{0,3}", fullmatch=True), st.booleans(), max_size=12),
+    st.one_of(st.none(), st.data()),
+    st.integers(min_value=1, max_value=14),
+    st.booleans(),
+)
+def test_batches_property(moves, data, batch, changed):
+    """Every host with a move (of this run) is in exactly one round, in name order, no round is bigger than
+    the batch, only the last host round smaller, and a batch of one is the rounds of before (one per host)."""
+    ev = evacuation(
+        **{h: {"moved": [move(f"default.{h}", "10.1.0.1", "10.2.0.1" if moves_in else None)], "released_blocks": []} for h, moves_in in moves.items()}
+    )
+    run_nodes = None if data is None else data.draw(st.lists(st.sampled_from(sorted(moves)), unique=True) if moves else st.just([]))
+    due = sorted(h for h, moves_in in moves.items() if moves_in and (run_nodes is None or h in run_nodes))
+    rounds = pm.rounds(ev, changed, run_nodes, batch)
+    hosts = rounds[1:-1] if rounds[-1]["name"] == "finish" else rounds[1:]
+    assert rounds[0] == {"name": "prepare", "nodes": [], "workloads": sorted(moves)}
+    assert [h for r in hosts for h in r["nodes"]] == due
+    assert all(r["nodes"] == r["workloads"] and 1 <= len(r["nodes"]) <= batch for r in hosts)
+    assert all(len(r["nodes"]) == batch for r in hosts[:-1])
+    assert len(hosts) == -(-len(due) // batch)
+    assert all(r["name"] == (r["nodes"][0] if len(r["nodes"]) == 1 else f"{r['nodes'][0]} .. {r['nodes'][-1]} ({len(r['nodes'])} hosts)") for r in hosts)
+    one = pm.rounds(ev, changed, run_nodes)
+    assert [r for r in one if r["name"] not in ("prepare", "finish")] == [{"name": h, "nodes": [h], "workloads": [h]} for h in due]
+    assert [r["name"] for r in rounds if r["name"] in ("prepare", "finish")] == [r["name"] for r in one if r["name"] in ("prepare", "finish")]
