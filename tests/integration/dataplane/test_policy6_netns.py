@@ -52,7 +52,7 @@ WORKLOADS = {
     "b1": ("b", "blue", "web-b", "10.66.1.1", "fd00:66::41", {"app": "web"}),
     "b2": ("b", "green", "cli-b", "10.66.1.2", "fd00:66::42", {"app": "cli"}),
 }
-ORDER = list(WORKLOADS)
+ORDER = tuple(WORKLOADS)
 NAMESPACES = {"blue": {"labels": {"team": "blue"}}, "green": {"labels": {"team": "green"}}}
 
 POLICIES = [

@@ -59,7 +59,7 @@ WORKLOADS = {
     "b5": ("b", "ops", "mon-b", "10.65.1.5", {"app": "monitor"}),
     "b6": ("b", "ops", "bad-b", "10.65.1.6", {"app": "bad", "quarantine": "true"}),
 }
-ORDER = list(WORKLOADS)
+ORDER = tuple(WORKLOADS)
 # appears later (the set-element test): namespace ops, selected by no policy
 EXTRA = {"b7": ("b", "ops", "extra-b", "10.65.1.7", {"app": "extra"})}
 ROUTES = {"a": ("10.65.1.0/24", HOSTS["b"][0]), "b": ("10.65.0.0/24", HOSTS["a"][0])}
@@ -285,7 +285,7 @@ def cidrs(*keys: str) -> list:
     return sorted((ip(k) + "/32" for k in keys), key=lambda c: tuple(int(x) for x in c[:-3].split(".")))
 
 
-def veth(key: str, workloads=WORKLOADS) -> str:
+def veth(key: str, workloads: dict) -> str:
     _host, namespace, name, _ip, _labels = workloads[key]
     return naming.veth_name(naming.workload_id(namespace, name))
 
@@ -391,7 +391,10 @@ ENDPOINT_CHAINS = {
 }
 
 
-def hand_program(host: str, workloads=WORKLOADS, sets=SETS) -> dict:
+def hand_program(host: str, workloads: dict | None = None, sets: dict | None = None) -> dict:
+    """The policy program of ``host`` written by hand: ``workloads`` and ``sets`` default to WORKLOADS and SETS."""
+    workloads = WORKLOADS if workloads is None else workloads
+    sets = SETS if sets is None else sets
     keys = [k for k in workloads if workloads[k][0] == host]
     used = sorted({c for k in keys for lst in ENDPOINT_CHAINS[k] for c in lst})
     endpoints = [
@@ -481,7 +484,8 @@ class PolicyHosts:
         host, namespace, name, _ip, _labels = {**WORKLOADS, **EXTRA}[key]
         return self.topo.netns_prefix(host) + naming.workload_id(namespace, name)
 
-    def build(self, workloads=WORKLOADS) -> None:
+    def build(self, workloads: dict | None = None) -> None:
+        workloads = WORKLOADS if workloads is None else workloads
         for host in sorted({w[0] for w in workloads.values()}):
             items = [{"name": w[2], "namespace": w[1], "ip": w[3]} for w in workloads.values() if w[0] == host]
             result = self.topo.workloads(host, items, self.tmp)

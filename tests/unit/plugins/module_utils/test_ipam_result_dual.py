@@ -58,7 +58,8 @@ def test_the_ipv6_side_is_read_beside_the_ipv4_one():
     assert a.ipv6 == "fd00:100::1" and a.address6 == int(ipaddress.ip_address("fd00:100::1"))
     assert str(a.network6) == "fd00:100::/64"
     assert [str(b.cidr) for b in a.blocks6] == [b["cidr"] for b in data["nodes"]["a"]["blocks_ipv6"]]
-    assert a.vxlan_v6 == data["nodes"]["a"]["tunnels"]["vxlan_v6"] is not None
+    vxlan_v6 = data["nodes"]["a"]["tunnels"]["vxlan_v6"]
+    assert vxlan_v6 is not None and a.vxlan_v6 == vxlan_v6
     (wa6,) = a.workloads6
     (wa4,) = a.workloads
     assert wa6.ip == data["nodes"]["a"]["workloads"][0]["ipv6"] and wa4.ip == data["nodes"]["a"]["workloads"][0]["ip"]

@@ -287,7 +287,9 @@ def test_converge_in_check_mode_runs_reads_only(tmp_path, monkeypatch):
     want=st.sets(st.integers(0, 255), max_size=20),
 )
 def test_element_changes_turn_the_current_members_into_the_wanted_ones(have, want):
-    as_cidrs = lambda values: tuple(sorted((f"10.9.0.{v}/32" for v in values), key=lambda c: ipaddress.IPv4Network(c)))  # noqa: E731
+    def as_cidrs(values):
+        return tuple(sorted((f"10.9.0.{v}/32" for v in values), key=ipaddress.IPv4Network))
+
     data = program()
     data["sets"]["s_web"] = list(as_cidrs(want))
     parsed = pr.parse_program(data)
