@@ -279,5 +279,7 @@ def udp_send(topo: Topology, ns: str, address: str, port: int, payload: str, sou
     topo.nsexec(ns, sys.executable, "-c", code)
 
 
-def ping(topo: Topology, ns: str, address: str, count: int = 1) -> bool:
-    return topo.nsexec(ns, "ping", "-c", str(count), "-W", "2", "-i", "0.2", address, check=False).returncode == 0
+def ping(topo: Topology, ns: str, address: str, count: int = 1, deadline: int = 5) -> bool:
+    """``count`` replies within ``deadline`` seconds, a request every 0.2 s until then: a path just made may
+    need a moment (a veth's carrier comes up after its peer's, later on a loaded machine)."""
+    return topo.nsexec(ns, "ping", "-c", str(count), "-w", str(deadline), "-i", "0.2", address, check=False).returncode == 0
