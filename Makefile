@@ -12,7 +12,7 @@ export ANSIBLE_LOCAL_TEMP := $(CURDIR)/.cache/ansible/tmp
 ## Every pytest run prints its slowest tests, so a CI log shows where the suite's time goes.
 PYTEST_ARGS ?= --durations=12 --durations-min=5
 
-.PHONY: help setup debs lab lab-up lab-down lab-report molecule test checks image lint lint-yaml-ansible lint-python sanity-quick sanity format unit integration integration-netns integration-guests guests guests-without-image guests-qemu bench clean
+.PHONY: help setup debs lab lab-up lab-down lab-report molecule test checks image lint lint-yaml-ansible lint-python sanity-quick sanity format unit integration integration-netns integration-guests guests guests-without-image bench clean
 
 help:
 	@echo "make lab       set everything up, then run the main job (lab converged and verified)"
@@ -69,8 +69,9 @@ molecule:
 
 ## Every test and lint, in two lanes side by side (their output kept apart): lint, the unit
 ## tests, then the integration tests on network namespaces; and the lab guests: the tests that need
-## no root image (User-mode Linux, where it runs), then molecule; beside them the QEMU image is built
-## (or found in .cache/lab), then the tests on QEMU guests run. Every test names what it creates with a
+## no root image (User-mode Linux, where it runs) and molecule while the QEMU image is built (or
+## found in .cache/lab), then the tests on QEMU guests (beside the UML ones they took as long in all,
+## and slowed the timing-sensitive failure matrix). Every test names what it creates with a
 ## prefix of its own (l3t...-, l3labt-, l3labq-, l3lf-, l3mol-), so the lanes never share a namespace or a file.
 test: setup
 	$(MAKE) --no-print-directory -j4 --output-sync=recurse checks guests
@@ -124,10 +125,7 @@ integration-guests:
 	pytest tests/integration -m lab $(PYTEST_ARGS)
 
 guests:
-	$(MAKE) --no-print-directory -j2 --output-sync=target guests-without-image guests-qemu
-
-## The QEMU guests' tests start as soon as their image is built, beside the others.
-guests-qemu: image
+	$(MAKE) --no-print-directory -j2 image guests-without-image
 	pytest tests/integration -m "lab and qemu" $(PYTEST_ARGS)
 
 ## Where User-mode Linux runs, these need no image; elsewhere their guests wait for `make image`.
