@@ -39,6 +39,11 @@ from ansible_collections.l3.calico.plugins.module_utils.iproute import Runner
 SERVICE_NAME_RE = re.compile(r"[A-Za-z0-9:_.-]+(@[A-Za-z0-9:_.-]*)?")
 # A BIRD protocol name (a BIRD symbol), as `birdc reload out` takes it.
 PROTOCOL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What default_unit writes into the unit's command lines: a user or group name as Debian's adduser allows
+# it, and absolute paths and arguments without spaces, quotes or shell characters.
+UNIT_NAME_RE = re.compile(r"[a-z_][a-z0-9_-]*\$?")
+UNIT_PATH_RE = re.compile(r"/[A-Za-z0-9._/+@:=-]*")
+UNIT_ARG_RE = re.compile(r"[A-Za-z0-9._/+@:=-]+")
 UNIT_DIR = "/etc/systemd/system"
 
 
@@ -246,6 +251,15 @@ def default_unit(p: dict) -> str:
     Written on the host, not templated per host on the controller (a template lookup there copies every
     variable of the host - the whole fleet's IPAM result - once per host). Only a directory the unit
     creates gets BIRD's mode and owner (``/run`` itself, for ``/run/bird.pid``, stays as it is)."""
+    for option in ("user", "group"):
+        if p[option] and not UNIT_NAME_RE.fullmatch(p[option]):
+            raise BirdServiceError(f"{option}: {p[option]!r} is not a user or group name (letters, digits, _ and -)")
+    for option in ("control_socket", "pid_file", "bird", "birdc", "config_file"):
+        if not UNIT_PATH_RE.fullmatch(p[option]):
+            raise BirdServiceError(f"{option}: {p[option]!r} is not an absolute path without spaces or shell characters")
+    for index, arg in enumerate(p["bird_argv"]):
+        if not UNIT_ARG_RE.fullmatch(arg):
+            raise BirdServiceError(f"bird_argv[{index}]: {arg!r} has spaces or shell characters")
     owner = (f" -o {p['user']}" if p["user"] else "") + (f" -g {p['group']}" if p["group"] else "")
     dirs = list(dict.fromkeys(os.path.dirname(path) for path in (p["control_socket"], p["pid_file"])))
     lines = [

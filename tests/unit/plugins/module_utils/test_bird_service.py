@@ -508,3 +508,17 @@ def test_absent_stops_bird_and_removes_its_files_once(systemd, manager, monkeypa
 def test_present_needs_a_config(systemd):
     with pytest.raises(bird_service.BirdServiceError, match="^config: "):
         bird_service.plan({**systemd, "config": None}, Runner())
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("user", "bird;reboot"), ("group", "a b"), ("control_socket", "run/bird.ctl"), ("pid_file", "/run/$(x).pid"), ("config_file", "/etc/bird conf")],
+)
+def test_the_unit_it_writes_refuses_names_and_paths_a_shell_would_read(systemd, field, value):
+    with pytest.raises(bird_service.BirdServiceError, match=field):
+        bird_service.plan({**systemd, "unit": None, field: value}, Runner(up=False))
+
+
+def test_the_unit_it_writes_refuses_an_argument_a_shell_would_read(systemd):
+    with pytest.raises(bird_service.BirdServiceError, match=r"bird_argv\[1\]"):
+        bird_service.plan({**systemd, "unit": None, "bird_argv": ["/usr/sbin/bird", "-c;reboot"]}, Runner(up=False))
