@@ -60,7 +60,7 @@ def make_play(topo, tmp_path):
         PYTHONPATH=PYTHONPATH,
     )
 
-    def play(playbook=PLAYBOOK, *extra_args):
+    def play(playbook=PLAYBOOK, *extra_args, rc=0):
         (tmp_path / "site.yml").write_text(playbook)
         proc = subprocess.run(
             [
@@ -81,7 +81,7 @@ def make_play(topo, tmp_path):
             check=False,
             timeout=300,
         )
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        assert proc.returncode == rc, proc.stdout[-3000:] + proc.stderr[-2000:]
         recap = re.search(r"node-a\s*:\s*ok=(\d+)\s+changed=(\d+)", proc.stdout)
         return int(recap.group(2)), proc.stdout
 
@@ -118,3 +118,15 @@ def test_workload_mtu_auto_is_the_one_the_node_module_computed(topo, tmp_path):
     assert topo.ip_json(web1, "link", "show", "eth0")[0]["mtu"] == 1450
     changed, _out = play(WORKLOADS_ONLY, "-e", "calico_workloads_underlay_mtu=9000")
     assert changed == 1 and topo.ip_json(web1, "link", "show", "eth0")[0]["mtu"] == 8950
+
+
+def test_missing_packages_go_to_apt_before_anything_changes(topo, tmp_path):
+    """A package dpkg does not know: the node module changes nothing and reports it missing, and the
+    included package step hands exactly that name to apt (which fails: no such package), so the node
+    is never converged without it."""
+    play = make_play(topo, tmp_path)
+    _changed, out = play(PLAYBOOK, "-e", '{"calico_node_packages": ["l3t-no-such-package"]}', rc=2)
+    assert "Install the missing packages" in out, out
+    assert "No package matching 'l3t-no-such-package'" in out.split("Install the missing packages", 1)[1], out
+    assert "Converge now that the packages are installed" not in out
+    assert not (tmp_path / "sysctl.d" / "60-l3-calico.conf").exists()
