@@ -23,7 +23,9 @@ description:
     dev vxlan.calico onlink) (C(CrossSubnet) in the same subnet: C(via <its address>)), whether BGP runs or not;
     for other pools, only when both nodes run BIRD (O(bgp), O(bgp_nodes)) and the pool is exported, learned by BGP:
     C(via <its address> dev tunl0 onlink) for IPIP C(Always) (C(CrossSubnet) across subnets), C(via <its
-    address>) in the same subnet. A missing route and a route towards somewhere else (misdirected) are problems."
+    address>) in the same subnet. A missing route and a route towards somewhere else (misdirected) are problems;
+    more than five other nodes' blocks with no route at all, expected the same way, are one problem naming their
+    count (the host's BIRD or tunnels are what is wrong, not each other node)."
   - "In the same subnet means: the other node's address inside this node's subnet (this node's address with its
     own prefix length), Calico's CrossSubnet rule; the expected routes are the ones the tunnels module programs
     and C(playbooks/verify.yml) expects (one answer, module_utils/ipam_result.py)."

@@ -97,6 +97,50 @@ def test_routes_disagreeing():
     assert len(problems) == 6, text
 
 
+def _fleet(n, vxlan=False):
+    """n nodes on one subnet, node i holding block 10.40.i.0/26 (a VXLAN Always pool, or plain BGP)."""
+    pool = {"cidr": "10.40.0.0/16", "block_size": 26, "ipip_mode": "Never", "vxlan_mode": "Always" if vxlan else "Never", "disable_bgp_export": False}
+    return {
+        "pools": {"p": pool},
+        "nodes": {
+            f"n{i}": {
+                "ip": f"192.168.1.{i + 1}",
+                "network": "192.168.1.0/24",
+                "blocks": [{"cidr": f"10.40.{i}.0/26", "pool": "p"}],
+                "workloads": [],
+                "tunnels": {"ipip": None, "vxlan": f"10.40.{i}.0" if vxlan else None},
+            }
+            for i in range(n)
+        },
+    }
+
+
+def test_a_host_missing_every_other_nodes_block_is_one_problem():
+    """Cut off (its BIRD stopped): 9 other nodes' blocks with no route make one problem naming the count,
+    not nine; a block routed the wrong way is still its own problem; five or fewer are listed one by one."""
+    own = [{"type": "blackhole", "dst": "10.40.0.0/26", "protocol": "bird"}]
+    problems = audit_routes("n0", _fleet(10), own)
+    assert len(problems) == 1, problems
+    assert problems[0]["problem"].startswith("n0: no route to 9 blocks of 9 other nodes (10.40.1.0/26 of n1, 10.40.2.0/26 of n2, 10.40.3.0/26 of n3 and 6 more)")
+    assert "learned by BGP (n0's BIRD stopped or its BGP sessions down?)" in problems[0]["problem"]
+    assert "birdc show protocols" in problems[0]["fix"]
+
+    wrong = own + [_bird("10.40.1.0/26", "192.168.1.9")]  # n1's block towards nobody's address
+    problems = [p["problem"] for p in audit_routes("n0", _fleet(10), wrong)]
+    assert len(problems) == 2 and any(p.startswith("n0: route to block 10.40.1.0/26 of n1 goes via 192.168.1.9") for p in problems), problems
+    assert any(p.startswith("n0: no route to 8 blocks of 8 other nodes") for p in problems), problems
+
+    few = audit_routes("n0", _fleet(6), own)
+    assert [p["problem"].split(",")[0] for p in few] == [f"n0: no route to block 10.40.{i}.0/26 of n{i}" for i in range(1, 6)]
+
+
+def test_many_missing_vxlan_routes_are_one_problem_of_the_tunnels():
+    problems = audit_routes("n0", _fleet(8, vxlan=True), [{"type": "blackhole", "dst": "10.40.0.0/26", "protocol": "bird"}])
+    assert len(problems) == 1, problems
+    assert problems[0]["problem"].startswith("n0: no route to 7 blocks of 7 other nodes")
+    assert "programmed by the tunnels module (proto 80) (vxlan.calico not converged" in problems[0]["problem"]
+
+
 # --- borrowed /32s, encapsulations, nodes without BGP, tunnel addresses ------------------------------------------
 
 
