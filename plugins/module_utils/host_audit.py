@@ -260,8 +260,7 @@ def _missing_blocks(node: str, wants: list) -> dict:
     else:
         how, why, fix = "learned by BGP", f"{node}'s BIRD stopped or its BGP sessions down", f"{site}   (then on {node}: birdc show protocols)"
     return {
-        "problem": f"{node}: no route to {len(wants)} blocks of {len(owners)} other nodes ({shown} and {len(wants) - 3} more), "
-        f"expected {how} ({why}?)",
+        "problem": f"{node}: no route to {len(wants)} blocks of {len(owners)} other nodes ({shown} and {len(wants) - 3} more), expected {how} ({why}?)",
         "fix": fix,
     }
 
