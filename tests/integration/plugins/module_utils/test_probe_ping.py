@@ -54,7 +54,10 @@ def test_ping_all_over_both_families_at_once(netns):
     """ICMPv6 from its own raw socket (the kernel fills in the checksum), beside ICMP."""
     name = netns.rsplit("/", 1)[1]
     subprocess.run(["ip", "-n", name, "addr", "add", "fd77::1/128", "dev", "lo", "nodad"], check=True)
-    answer = probe.collect(*probe.in_netns(netns, probe.ping_all, ["10.77.0.1", "fd77::1", "::1", "fd77::2"], 2, 1))
+    # Three rounds and 2 s: one CI run (two lanes and the guests on two cores) saw no ICMPv6 reply from
+    # fd77::1 within two rounds and 1 s, while 10.77.0.1 answered; not reproduced, idle or under CPU load.
+    answer = probe.collect(*probe.in_netns(netns, probe.ping_all, ["10.77.0.1", "fd77::1", "::1", "fd77::2"], 3, 2))
     rtts = answer["result"]
-    assert rtts["10.77.0.1"] is not None and rtts["fd77::1"] is not None and rtts["::1"] is not None
+    assert rtts["10.77.0.1"] is not None, rtts
+    assert rtts["fd77::1"] is not None and rtts["::1"] is not None, rtts
     assert rtts["fd77::2"] is None  # no route: never answered
