@@ -14,7 +14,12 @@ options:
   nodes:
     description:
       - The IPAM result's C(nodes) (C(calico_ipam_result.nodes)), every node with C(ip), C(network), C(blocks),
-        C(workloads), C(borrowed) and C(tunnels). Required with O(state=present).
+        C(workloads), C(borrowed) and C(tunnels), or its routing view (C(calico_ipam_result.routing), the same
+        without the workloads). Required with O(state=present).
+      - Left out (with O(state=present)), the action plugin reads it on the controller from the host's
+        C(calico_ipam_result) (its C(routing), else its C(nodes)), so the task's own arguments, which Ansible
+        keeps for every host until the task ends, do not hold the whole fleet (P(l3.calico.calico_node#role) does
+        that).
       - With O(state=absent), optional; when it holds O(node), that node's IPIP tunnel address is removed from
         C(tunl0) even without the alias.
     type: dict

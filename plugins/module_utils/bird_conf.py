@@ -363,7 +363,7 @@ ARGUMENT_SPEC = {
         "type": "dict",
         "options": {
             "node": {"type": "str", "required": True},
-            "nodes": {"type": "dict", "required": True},
+            "nodes": {"type": "dict"},  # left out of a task: the action plugin fills it (plugin_utils/fleet_action.py)
             "pools": {"type": "dict", "required": True},
             "pools_ipv6": {"type": "dict", "default": {}},
             "settings": {"type": "dict", "default": {}, "options": SETTINGS_SPEC},

@@ -1,13 +1,19 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: MIT
-"""Parse ``birdc show protocols all`` and the kernel's TCP-MD5 counters (plain Python).
+"""Parse ``birdc show protocols all`` and the kernel's TCP-MD5 counters (plain Python), and read them.
 
-Used by the module ``l3.calico.bird_facts`` and unit-tested on captured output.
+Used by the modules ``l3.calico.bird_facts`` (every protocol and route) and ``l3.calico.bird`` (its wait
+for the BGP sessions, :func:`wait_established`); the parsers are unit-tested on captured output.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
+
+from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
+from ansible_collections.l3.calico.plugins.module_utils.iproute import Runner
 
 # BIRD 2 protocol header: Name Proto Table State Since Info; Since is one or two words
 # ("16:28:32.501" or, with "timeformat protocol iso long", "2026-11-25 16:28:32").
@@ -162,3 +168,56 @@ def problems(protocols: list[dict], md5: dict[str, int]) -> list[str]:
                 text += "; no TCP connection: is the peer up, reachable, configured for this address?"
         found.append(text)
     return found
+
+
+class BirdStatusError(L3CalicoError):
+    """birdc could not be run or gave no answer (``details``: its rc, stdout and stderr)."""
+
+
+def birdc_show(run: Runner, birdc: str, socket: str, *what: str) -> str:
+    """The answer of ``birdc -r -s SOCKET show WHAT`` (restricted: read-only), or :class:`BirdStatusError`."""
+    rc, out, err = run([birdc, "-r", "-s", socket, "show", *what])
+    if rc != 0:
+        raise BirdStatusError(f"birdc on {socket} failed: {(err or out).strip()}", rc=rc, stdout=out, stderr=err)
+    return out
+
+
+def read_md5(netstat: str) -> dict[str, int]:
+    """The TCP-MD5 counters of this network namespace (:func:`parse_netstat` of the file ``netstat``)."""
+    try:
+        with open(netstat, encoding="ascii") as handle:
+            return parse_netstat(handle.read())
+    except OSError as exc:
+        raise BirdStatusError(f"cannot read {netstat}: {exc.strerror or exc}") from exc
+
+
+def sessions(protocols: list[dict], md5: dict[str, int]) -> dict:
+    """The BGP sessions of parsed protocols: ``sessions`` (name -> state), ``established``, ``not_established``
+    (names, in BIRD's order) and ``problems`` (:func:`problems`: one sentence per session not Established)."""
+    states = {p["name"]: p.get("bgp_state") or p["state"] for p in protocols if p["proto"] == "BGP"}
+    return {
+        "sessions": states,
+        "established": [name for name, state in states.items() if state == "Established"],
+        "not_established": [name for name, state in states.items() if state != "Established"],
+        "problems": problems(protocols, md5),
+    }
+
+
+def wait_established(
+    run: Runner,
+    birdc: str,
+    socket: str,
+    timeout: float,
+    netstat: str = "/proc/net/netstat",
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict:
+    """Read BIRD's BGP sessions every second until all are Established or ``timeout`` seconds have passed
+    (``timeout`` 0: read once); :func:`sessions` of the last reading, plus ``waited`` (seconds)."""
+    start = clock()
+    while True:
+        found = sessions(parse_protocols(birdc_show(run, birdc, socket, "protocols", "all")), read_md5(netstat))
+        waited = clock() - start
+        if not found["not_established"] or waited >= timeout:
+            return {**found, "waited": round(waited, 1)}
+        sleep(min(1.0, timeout - waited))

@@ -4,8 +4,9 @@
 
 A module returns its arguments (``invocation.module_args``), and Ansible keeps every host's result on the
 controller: a fleet-wide option sent to every host would come back from every host, hosts x nodes of the
-controller's time and memory (issue 15). The roles send such an option once per play as one JSON text
-(an option of type ``dict`` reads it, Ansible's ``check_type_dict``); the module returns it summarised.
+controller's time and memory (issue 15). The module returns it summarised. The roles do not template it
+into the task either (Ansible keeps every host's templated task arguments on the controller too): the
+modules' action plugins put it into the module's arguments (``plugin_utils/fleet_action.py``).
 """
 
 from __future__ import annotations

@@ -60,9 +60,12 @@ options:
         type: str
         required: true
       nodes:
-        description: Every node's address, subnet and blocks (C(calico_ipam_result.routing), or its C(nodes)).
+        description:
+          - Every node's address, subnet and blocks (C(calico_ipam_result.routing), or its C(nodes)).
+          - Left out, the action plugin reads it on the controller from the host's C(calico_ipam_result) (its
+            C(routing), else its C(nodes)), so the task's own arguments, which Ansible keeps for every host until
+            the task ends, do not hold the whole fleet (P(l3.calico.calico_bgp#role) does that).
         type: dict
-        required: true
       pools:
         description: The pools (C(calico_ipam_result.pools)).
         type: dict
@@ -262,6 +265,22 @@ options:
     type: list
     elements: str
     default: []
+  wait_established:
+    description:
+      - Seconds to wait, once BIRD runs the new configuration, until every BGP session is Established (read
+        every second with C(birdc -r show protocols all)); V(0) does not look at the sessions.
+      - The sessions are returned as RV(bgp_sessions); each one still not Established after the wait is named with
+        its likely cause (a TCP-MD5 mismatch is read from the kernel's counters, as P(l3.calico.bird_facts#module)
+        does).
+      - In check mode the sessions are waited for only when nothing would change (else they are not read).
+    type: int
+    default: 0
+  fail_not_established:
+    description:
+      - With O(wait_established), fail when a session is not Established after the wait (what the run changed
+        stays done and is reported); V(false) returns a warning per session instead.
+    type: bool
+    default: true
 extends_documentation_fragment:
   - l3.calico.attributes
 notes:
@@ -287,6 +306,7 @@ EXAMPLES = r"""
       settings: {as: 64512, mesh_password: "{{ vault_mesh_password }}"}
     supervisor_script: "{{ lookup('ansible.builtin.file', 'calico-bird-service') }}"
     bird_argv: [/usr/sbin/bird, -f, -c, /etc/bird/bird.conf, -s, /run/bird/bird.ctl]
+    wait_established: 30
 
 - name: Stop BIRD and remove its configuration
   l3.calico.bird:
@@ -336,11 +356,26 @@ birdc:
   returned: when something ran
   type: dict
   sample: {configure: "Reading configuration from /etc/bird/bird.conf\nReconfigured"}
+bgp_sessions:
+  description:
+    - The BGP sessions after the wait (O(wait_established)), as P(l3.calico.bird_facts#module) names them. C(sessions)
+      maps each to its state; C(problems) has a sentence per session not Established, with its likely cause;
+      C(waited) is the seconds it took.
+  returned: when O(wait_established) is not V(0) and BIRD was read
+  type: dict
+  sample:
+    sessions: {Mesh_192_168_100_12: Established, Node_192_168_100_51: Active}
+    established: [Mesh_192_168_100_12]
+    not_established: [Node_192_168_100_51]
+    problems:
+      - "BGP session Node_192_168_100_51 to 192.168.100.51 (AS 65098) is Active, not Established; TCP-MD5 signatures
+        failed 4 times on this host (TcpExtTCPMD5Failure): the passwords of the two ends differ"
+    waited: 30.0
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils import bird_conf, bird_service, fleet_args, iproute
+from ansible_collections.l3.calico.plugins.module_utils import bird_conf, bird_service, bird_status, fleet_args, iproute
 from ansible_collections.l3.calico.plugins.module_utils.errors import L3CalicoError
 
 
@@ -369,6 +404,8 @@ def main() -> None:
             bird_argv=dict(type="list", elements="str", default=[]),
             socket_timeout=dict(type="int", default=30),
             reload_out=dict(type="list", elements="str", default=[]),
+            wait_established=dict(type="int", default=0),
+            fail_not_established=dict(type="bool", default=True),
             **bird_conf.ARGUMENT_SPEC,
         ),
         required_if=[("state", "present", ["config", "bgp"], True)],
@@ -380,6 +417,8 @@ def main() -> None:
     # Every node's routing data (bgp.nodes) summarised in the arguments returned (module_utils/fleet_args.py);
     # the computed bird.conf and passwords are not arguments the task gave, so they are not returned either.
     invocation = fleet_args.invocation(params, ("bgp", "nodes"))
+    if params["wait_established"] < 0:
+        module.fail_json(msg=f"wait_established={params['wait_established']}: seconds to wait, 0 or more", invocation=invocation)
     run = iproute.module_runner(module)
     said = {}
     try:
@@ -427,6 +466,22 @@ def main() -> None:
                     after_header=unit.path,
                 )
             )
+    # The sessions, after what changed is in the result: a failure from here on still reports it.
+    if params["wait_established"] and the_plan.state == "present" and not (module.check_mode and the_plan.changed):
+        try:
+            sessions = bird_status.wait_established(run, params["birdc"], params["control_socket"], params["wait_established"])
+        except L3CalicoError as exc:
+            module.fail_json(msg=f"{exc} (reading the BGP sessions)", **{**result, **exc.details}, invocation=invocation)
+        result["bgp_sessions"] = sessions
+        if sessions["problems"] and params["fail_not_established"]:
+            count = len(sessions["problems"])
+            module.fail_json(
+                msg=f"{count} BGP session(s) not Established after {sessions['waited']:g} s: " + "; ".join(sessions["problems"]),
+                **result,
+                invocation=invocation,
+            )
+        for problem in sessions["problems"]:
+            module.warn(problem)
     module.exit_json(**result, invocation=invocation)
 
 

@@ -135,13 +135,8 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.l3.calico.plugins.module_utils.bird_status import (
-    family,
-    parse_netstat,
-    parse_protocols,
-    parse_routes,
-    problems,
-)
+from ansible_collections.l3.calico.plugins.module_utils import bird_status, iproute
+from ansible_collections.l3.calico.plugins.module_utils.bird_status import family, parse_protocols, parse_routes
 
 
 def main():
@@ -155,37 +150,27 @@ def main():
     )
     module.run_command_environ_update = {"LANG": "C", "LC_ALL": "C"}
     params = module.params
-    rc, out, err = module.run_command([params["birdc"], "-r", "-s", params["socket"], "show", "protocols", "all"])
-    if rc != 0:
-        module.fail_json(msg=f"birdc on {params['socket']} failed: {(err or out).strip()}", rc=rc)
-    protocols = parse_protocols(out)
+    run = iproute.module_runner(module)
     try:
-        with open(params["netstat"], encoding="ascii") as handle:
-            md5 = parse_netstat(handle.read())
-    except OSError as exc:
-        module.fail_json(msg=f"cannot read {params['netstat']}: {exc}")
-    sessions = {p["name"]: p.get("bgp_state") or p["state"] for p in protocols if p["proto"] == "BGP"}
-    families = {}
-    for version, table in ((4, "master4"), (6, "master6")):
-        rc, out, err = module.run_command([params["birdc"], "-r", "-s", params["socket"], "show", "route", "table", table, "where", "source", "=", "RTS_BGP"])
-        if rc != 0:
-            module.fail_json(msg=f"birdc on {params['socket']} failed to show the routes of {table}: {(err or out).strip()}", rc=rc)
-        mine = {p["name"]: sessions[p["name"]] for p in protocols if p["proto"] == "BGP" and family(p) == version}
-        families[f"ipv{version}"] = {
-            "sessions": mine,
-            "established": [name for name, state in mine.items() if state == "Established"],
-            "not_established": [name for name, state in mine.items() if state != "Established"],
-            "routes": parse_routes(out),
-        }
-    facts = {
-        "protocols": protocols,
-        "sessions": sessions,
-        "established": [name for name, state in sessions.items() if state == "Established"],
-        "not_established": [name for name, state in sessions.items() if state != "Established"],
-        "tcp_md5": md5,
-        "problems": problems(protocols, md5),
-        **families,
-    }
+        protocols = parse_protocols(bird_status.birdc_show(run, params["birdc"], params["socket"], "protocols", "all"))
+        md5 = bird_status.read_md5(params["netstat"])
+        bgp = bird_status.sessions(protocols, md5)
+        families = {}
+        for version, table in ((4, "master4"), (6, "master6")):
+            try:
+                routes = bird_status.birdc_show(run, params["birdc"], params["socket"], "route", "table", table, "where", "source", "=", "RTS_BGP")
+            except bird_status.BirdStatusError as exc:
+                raise bird_status.BirdStatusError(f"{exc} (showing the routes of {table})", **exc.details) from exc
+            mine = {p["name"]: bgp["sessions"][p["name"]] for p in protocols if p["proto"] == "BGP" and family(p) == version}
+            families[f"ipv{version}"] = {
+                "sessions": mine,
+                "established": [name for name, state in mine.items() if state == "Established"],
+                "not_established": [name for name, state in mine.items() if state != "Established"],
+                "routes": parse_routes(routes),
+            }
+    except bird_status.BirdStatusError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    facts = {"protocols": protocols, "tcp_md5": md5, **bgp, **families}
     module.exit_json(changed=False, ansible_facts={"calico_bird": facts})
 
 

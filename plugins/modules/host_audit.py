@@ -42,9 +42,12 @@ options:
     type: str
     required: true
   ipam:
-    description: The IPAM result (C(calico_ipam_result)), with its C(nodes) and C(pools).
+    description:
+      - The IPAM result (C(calico_ipam_result)), with its C(nodes) and C(pools).
+      - Left out, the action plugin reads them on the controller from the host's C(calico_ipam_result), so the
+        task's own arguments, which Ansible keeps for every host until the task ends, do not hold the whole fleet
+        (C(playbooks/audit.yml) does that).
     type: dict
-    required: true
   veth_prefix:
     description: Prefix of the workloads' host-side veths.
     type: str
@@ -109,7 +112,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             node=dict(type="str", required=True),
-            ipam=dict(type="dict", required=True),
+            ipam=dict(type="dict"),
             veth_prefix=dict(type="str", default="cali"),
             bgp=dict(type="bool", default=True),
             bgp_nodes=dict(type="list", elements="str"),
@@ -119,7 +122,7 @@ def main() -> None:
     p = module.params
     # Every node's data (ipam.nodes) summarised in the arguments returned (module_utils/fleet_args.py).
     invocation = fleet_args.invocation(p, ("ipam", "nodes"))
-    if not isinstance(p["ipam"].get("nodes"), dict) or not isinstance(p["ipam"].get("pools"), dict):
+    if not isinstance(p["ipam"], dict) or not isinstance(p["ipam"].get("nodes"), dict) or not isinstance(p["ipam"].get("pools"), dict):
         module.fail_json(msg=f"{p['node']}: ipam={str(p['ipam'])[:200]!r}: not an IPAM result (needs nodes and pools)", invocation=invocation)
     try:
         # Read lazily, once for both audits: what they ask of the fleet, each value checked when read.

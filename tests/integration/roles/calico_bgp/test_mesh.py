@@ -243,7 +243,7 @@ protocol bgp to_n2 {
 
 def test_md5_mismatch_detected_by_verify(mesh, bgp):
     """The password comes from a vaulted variable, lives only in the secrets file (0640), and a
-    peer with another key is reported by the verify tasks with the MD5 counter as the cause;
+    peer with another key fails the BIRD task's wait (calico_bgp_verify) with the MD5 counter as the cause;
     once the peer has the same key the session comes up (the constant really is the key)."""
     mesh.add_host("md", "192.168.100.51/24", "a", tunl0=False)
     peer = mesh.start_bird("md", MD5_BIRD % "wrong-key")
@@ -256,10 +256,13 @@ def test_md5_mismatch_detected_by_verify(mesh, bgp):
     )
     result = mesh.converge(mesh.inv, check=False)
     assert result["rc"] != 0
-    failed = bgp.task_results(result, "Fail on sessions not Established")
-    assert set(host for host, res in failed.items() if res.get("failed")) == {"n2"}
-    message = " ".join(failed["n2"]["msg"])
+    bird = bgp.task_results(result, "Configure BIRD, validated by BIRD before it replaces the old configuration, and run it")
+    assert set(host for host, res in bird.items() if res.get("failed")) == {"n2"}
+    message = bird["n2"]["msg"]
+    assert message.startswith("1 BGP session(s) not Established after 6 s:"), message
     assert "Node_192_168_100_51" in message and "TcpExtTCPMD5Failure" in message, message
+    assert bird["n2"]["bgp_sessions"]["not_established"] == ["Node_192_168_100_51"], bird["n2"]
+    assert bird["n2"]["changed"], "what the failed run changed is still reported"
     assert "right-key" not in result["stderr"] and "right-key" not in str(result["plays"])
 
     n2 = mesh.nodes["n2"]

@@ -4,7 +4,15 @@
 
 from __future__ import annotations
 
-from ansible_collections.l3.calico.plugins.module_utils.bird_status import parse_netstat, parse_protocols, problems
+import pytest
+
+from ansible_collections.l3.calico.plugins.module_utils.bird_status import (
+    BirdStatusError,
+    parse_netstat,
+    parse_protocols,
+    problems,
+    wait_established,
+)
 
 SHOW_PROTOCOLS_ALL = """BIRD 2.0.12 ready.
 Access restricted
@@ -159,3 +167,64 @@ def test_the_family_of_a_session_is_its_channel():
     assert family(by_name["Mesh_192_168_100_12"]) == 4
     assert family({"name": "Mesh_fd00__2", "channels": {"ipv6": {}}, "neighbor_address": "fd00::2"}) == 6
     assert family({"name": "Global_2001_db8__1", "channels": {}, "neighbor_address": "2001:db8::1"}) == 6  # no channel shown
+
+
+# The same BIRD a little later: both sessions up.
+ALL_UP = (
+    SHOW_PROTOCOLS_ALL.replace("start  2026-11-25 16:28:32  Connect", "up     2026-11-25 16:29:00  Established")
+    .replace("BGP state:          Connect", "BGP state:          Established")
+    .replace("start  2026-11-25 16:28:32  Active        Socket: Connection refused", "up     2026-11-25 16:29:00  Established")
+    .replace("BGP state:          Active", "BGP state:          Established")
+)
+
+
+class FakeBird:
+    """birdc answers in turn (the last one again and again), on a clock that only sleeping moves."""
+
+    def __init__(self, *answers, rc=0):
+        self.answers, self.rc, self.now, self.calls, self.slept = list(answers), rc, 100.0, [], []
+
+    def run(self, argv, stdin=None):
+        self.calls.append(list(argv))
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return (self.rc, answer, "" if self.rc == 0 else "Unable to connect to server control socket (/x.ctl): No such file or directory")
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def wait(self, tmp_path, timeout):
+        netstat = tmp_path / "netstat"
+        netstat.write_text(NETSTAT)
+        return wait_established(self.run, "/usr/sbin/birdc", "/x.ctl", timeout, str(netstat), sleep=self.sleep, clock=lambda: self.now)
+
+
+def test_wait_established_until_every_session_is_up(tmp_path):
+    bird = FakeBird(SHOW_PROTOCOLS_ALL, SHOW_PROTOCOLS_ALL, ALL_UP)
+    found = bird.wait(tmp_path, 30)
+    assert found["not_established"] == [] and found["problems"] == []
+    assert found["established"] == ["Mesh_192_168_100_12", "Node_192_168_100_51", "Global_10_0_0_1"]
+    assert found["waited"] == 2.0 and bird.slept == [1.0, 1.0]
+    assert bird.calls[0] == ["/usr/sbin/birdc", "-r", "-s", "/x.ctl", "show", "protocols", "all"]  # restricted: read-only
+
+
+def test_wait_established_gives_up_after_the_timeout_naming_the_cause(tmp_path):
+    bird = FakeBird(SHOW_PROTOCOLS_ALL)
+    found = bird.wait(tmp_path, 2.5)
+    assert found["not_established"] == ["Node_192_168_100_51", "Global_10_0_0_1"]
+    assert found["sessions"]["Node_192_168_100_51"] == "Connect"
+    assert "TcpExtTCPMD5Failure" in found["problems"][0]
+    assert found["waited"] == 2.5 and bird.slept == [1.0, 1.0, 0.5]  # never past the timeout
+
+
+def test_wait_established_reads_once_with_no_timeout(tmp_path):
+    bird = FakeBird(SHOW_PROTOCOLS_ALL)
+    assert bird.wait(tmp_path, 0)["waited"] == 0 and bird.slept == [] and len(bird.calls) == 1
+
+
+def test_wait_established_fails_with_birdc_s_words(tmp_path):
+    with pytest.raises(BirdStatusError, match=r"birdc on /x.ctl failed: Unable to connect to server control socket") as failed:
+        FakeBird("", rc=1).wait(tmp_path, 5)
+    assert failed.value.details["rc"] == 1
+    with pytest.raises(BirdStatusError, match=r"cannot read .*/nothing"):
+        wait_established(FakeBird(ALL_UP).run, "birdc", "/x.ctl", 1, str(tmp_path / "nothing"))

@@ -1,0 +1,112 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: MIT
+"""The action plugins of the modules that take every node's routing data (plugin_utils/fleet_action.py).
+
+What they promise: a task that leaves the fleet option out runs the module with the host's calico_ipam_result
+in its arguments, while the task's own arguments - which ansible-core sends back to the controller's main
+process for every host and keeps until the task ends - stay as the task gave them, whatever the fleet's size.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from types import SimpleNamespace
+
+import pytest
+from ansible.errors import AnsibleActionFail
+
+IPAM = {
+    "nodes": {
+        "a": {"ip": "192.168.100.11", "network": "192.168.100.0/24", "blocks": ["10.64.0.0/26"], "workloads": {"w1": "10.64.0.1"}},
+        "b": {"ip": "192.168.100.12", "network": "192.168.100.0/24", "blocks": ["10.64.0.64/26"], "workloads": {}},
+    },
+    "routing": {
+        "a": {"ip": "192.168.100.11", "network": "192.168.100.0/24", "blocks": ["10.64.0.0/26"]},
+        "b": {"ip": "192.168.100.12", "network": "192.168.100.0/24", "blocks": ["10.64.0.64/26"]},
+    },
+    "pools": {"p": {"cidr": "10.64.0.0/16", "ipip_mode": "Always"}},
+}
+
+
+def action(name: str, args: dict):
+    """The collection's action plugin ``name`` on a task with ``args``; the module run is recorded, not made."""
+    plugin = importlib.import_module(f"ansible_collections.l3.calico.plugins.action.{name}")
+    task = SimpleNamespace(args=args, async_val=0, check_mode=False, action=f"l3.calico.{name}")
+    connection = SimpleNamespace(_shell=SimpleNamespace(tmpdir="/tmp/not-used"))
+    act = plugin.ActionModule(task, connection, None, None, None)
+    act.ran = []
+
+    def execute_module(module_name, module_args, task_vars):
+        act.ran.append((module_name, module_args))
+        return {"changed": False, "module_args": module_args}
+
+    act._execute_module = execute_module
+    return act
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "path", "expected"),
+    [
+        ("node", {"node": "a", "pools": {}}, ("nodes",), IPAM["routing"]),
+        ("tunnels", {"node": "a", "pools": {}}, ("nodes",), IPAM["routing"]),
+        ("bird", {"bgp": {"node": "a", "pools": {}}, "supervisor_script": "#!/bin/sh"}, ("bgp", "nodes"), IPAM["routing"]),
+        ("host_audit", {"node": "a"}, ("ipam",), {"nodes": IPAM["nodes"], "pools": IPAM["pools"]}),
+    ],
+)
+def test_the_fleet_goes_to_the_module_not_into_the_task(name, args, path, expected):
+    given = json.loads(json.dumps(args))
+    act = action(name, args)
+    act.run(task_vars={"inventory_hostname": "a", "calico_ipam_result": IPAM})
+    [(module, module_args)] = act.ran
+    assert module == f"l3.calico.{name}"
+    value = module_args
+    for key in path:
+        value = value[key]
+    assert isinstance(value, str) and json.loads(value) == expected  # one JSON text: the module's dict option reads it
+    assert act._task.args == given  # the task's own arguments, untouched (nested ones too)
+    assert {key: module_args[key] for key in given if key != path[0]} == {key: given[key] for key in given if key != path[0]}
+
+
+def test_the_nodes_alone_without_a_routing_view():
+    act = action("node", {"node": "a"})
+    act.run(task_vars={"calico_ipam_result": {"nodes": IPAM["nodes"], "pools": {}}})
+    assert json.loads(act.ran[0][1]["nodes"]) == IPAM["nodes"]
+
+
+def test_a_fleet_option_given_by_the_task_is_passed_as_it_is():
+    act = action("node", {"node": "a", "nodes": {"a": {"ip": "192.168.100.11"}}})
+    act.run(task_vars={})  # no IPAM result needed
+    assert act.ran[0][1]["nodes"] == {"a": {"ip": "192.168.100.11"}}
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("node", {"state": "absent", "node": "a"}),  # a removal takes what it is given
+        ("bird", {"state": "absent"}),  # no bgp: the fleet option's parent is not given
+        ("bird", {"config": "router id 1.1.1.1;"}),
+    ],
+)
+def test_nothing_is_read_where_the_module_does_not_take_the_fleet(name, args):
+    act = action(name, args)
+    act.run(task_vars={})
+    assert act.ran[0][1] == args
+
+
+@pytest.mark.parametrize(
+    ("ipam", "what"),
+    [
+        (None, "undefined"),
+        ("not a result", "str"),
+        ({"pools": {}}, "dict"),
+        ({"nodes": ["a"], "pools": {}}, "dict"),
+        ({"nodes": {}}, "dict"),
+    ],
+)
+def test_no_usable_ipam_result_fails_naming_the_host_before_any_module_runs(ipam, what):
+    act = action("bird", {"bgp": {"node": "a", "pools": {}}})
+    task_vars = {"inventory_hostname": "a"} if ipam is None else {"inventory_hostname": "a", "calico_ipam_result": ipam}
+    with pytest.raises(AnsibleActionFail, match=rf"^a: calico_ipam_result \({what}\): the result of role l3.calico.calico_ipam is needed"):
+        act.run(task_vars=task_vars)
+    assert act.ran == []
