@@ -6,13 +6,14 @@ task's arguments, which Ansible keeps for every host on the controller)."""
 
 from __future__ import annotations
 
-from ansible_collections.l3.calico.plugins.plugin_utils.fleet_action import FleetAction
+from ansible_collections.l3.calico.plugins.plugin_utils.fleet_action import FleetAction, ipam_of
 
 
 class ActionModule(FleetAction):
     MODULE = "l3.calico.host_audit"
     PATH = ("ipam",)
 
-    def fleet(self, ipam):
+    def fleet(self, task_vars, host):
         """The IPAM result's nodes (with their workloads) and pools: what the audit compares the host with."""
+        ipam = ipam_of(task_vars, host)
         return {"nodes": ipam["nodes"], "pools": ipam["pools"]}

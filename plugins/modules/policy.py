@@ -41,7 +41,10 @@ options:
     description:
       - This host's program (docs/policy.md, HostProgram), checked strictly (names full-matched, CIDRs canonical,
         ports in range, unknown keys refused) before anything changes.
-      - Required with O(state=present).
+      - Required with O(state=present). Left out, the action plugin reads it on the controller from
+        C(calico_policy_plan.hosts[inventory_hostname]) (the registered result of P(l3.calico.policy_plan#module)), so
+        the task's own arguments, which Ansible keeps for every host until the task ends, do not hold it
+        (P(l3.calico.calico_policy#role) does that; a program can be a megabyte per host in a large fleet).
     type: dict
   firewall_backend:
     aliases: [backend]
@@ -55,9 +58,9 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Apply this host's network policy
+- name: Apply this host's network policy (its program read from calico_policy_plan by the action plugin)
   l3.calico.policy:
-    program: "{{ calico_policy_plan.hosts[inventory_hostname] }}"
+    firewall_backend: nftables
 
 - name: Remove every rule of the policy part
   l3.calico.policy:

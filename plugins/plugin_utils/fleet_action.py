@@ -41,17 +41,17 @@ def routing_of(ipam: Mapping) -> Mapping:
 
 class FleetAction(ActionBase):
     """Runs the module ``MODULE``; the option at ``PATH`` (a key, or keys into suboptions), when the task leaves
-    it out while its parent is given (and the module's ``state`` is not ``absent``), is filled from the host's
-    ``calico_ipam_result`` by :meth:`fleet`."""
+    it out while its parent is given (and the module's ``state`` is not ``absent``), is filled by :meth:`fleet`
+    (from the host's ``calico_ipam_result``, unless a subclass reads something else)."""
 
     MODULE = ""
     PATH: tuple[str, ...] = ()
     _supports_check_mode = True
     _supports_async = False
 
-    def fleet(self, ipam: Mapping):
-        """What the option takes from the IPAM result (default: every node's routing data)."""
-        return routing_of(ipam)
+    def fleet(self, task_vars: Mapping, host: str):
+        """What the option takes (default: every node's routing data, from the host's IPAM result)."""
+        return routing_of(ipam_of(task_vars, host))
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
@@ -67,7 +67,6 @@ class FleetAction(ActionBase):
             parent[key] = dict(parent[key])
             parent = parent[key]
         if parent is not None and parent.get(self.PATH[-1]) is None:
-            host = task_vars.get("inventory_hostname", "?")
-            parent[self.PATH[-1]] = json.dumps(self.fleet(ipam_of(task_vars, host)))
+            parent[self.PATH[-1]] = json.dumps(self.fleet(task_vars, task_vars.get("inventory_hostname", "?")))
         result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
         return result

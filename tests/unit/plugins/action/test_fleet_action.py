@@ -27,6 +27,8 @@ IPAM = {
     },
     "pools": {"p": {"cidr": "10.64.0.0/16", "ipip_mode": "Always"}},
 }
+PROGRAM = {"workloads": {"cali0a": {"ip": "10.64.0.1"}}, "sets": {}}  # its shape is the module's business
+POLICY_PLAN = {"hosts": {"a": PROGRAM, "b": {"workloads": {}, "sets": {}}}, "flips": []}
 
 
 def action(name: str, args: dict):
@@ -52,12 +54,13 @@ def action(name: str, args: dict):
         ("tunnels", {"node": "a", "pools": {}}, ("nodes",), IPAM["routing"]),
         ("bird", {"bgp": {"node": "a", "pools": {}}, "supervisor_script": "#!/bin/sh"}, ("bgp", "nodes"), IPAM["routing"]),
         ("host_audit", {"node": "a"}, ("ipam",), {"nodes": IPAM["nodes"], "pools": IPAM["pools"]}),
+        ("policy", {"state": "present", "firewall_backend": "nftables"}, ("program",), PROGRAM),
     ],
 )
 def test_the_fleet_goes_to_the_module_not_into_the_task(name, args, path, expected):
     given = json.loads(json.dumps(args))
     act = action(name, args)
-    act.run(task_vars={"inventory_hostname": "a", "calico_ipam_result": IPAM})
+    act.run(task_vars={"inventory_hostname": "a", "calico_ipam_result": IPAM, "calico_policy_plan": POLICY_PLAN})
     [(module, module_args)] = act.ran
     assert module == f"l3.calico.{name}"
     value = module_args
@@ -86,6 +89,7 @@ def test_a_fleet_option_given_by_the_task_is_passed_as_it_is():
         ("node", {"state": "absent", "node": "a"}),  # a removal takes what it is given
         ("bird", {"state": "absent"}),  # no bgp: the fleet option's parent is not given
         ("bird", {"config": "router id 1.1.1.1;"}),
+        ("policy", {"state": "absent"}),
     ],
 )
 def test_nothing_is_read_where_the_module_does_not_take_the_fleet(name, args):
@@ -108,5 +112,22 @@ def test_no_usable_ipam_result_fails_naming_the_host_before_any_module_runs(ipam
     act = action("bird", {"bgp": {"node": "a", "pools": {}}})
     task_vars = {"inventory_hostname": "a"} if ipam is None else {"inventory_hostname": "a", "calico_ipam_result": ipam}
     with pytest.raises(AnsibleActionFail, match=rf"^a: calico_ipam_result \({what}\): the result of role l3.calico.calico_ipam is needed"):
+        act.run(task_vars=task_vars)
+    assert act.ran == []
+
+
+@pytest.mark.parametrize(
+    ("plan", "what"),
+    [
+        (None, "undefined"),
+        ({"skipped": True, "changed": False}, "dict"),  # the role's policy_plan task skipped (calico_policy_compile false)
+        ({"hosts": {"b": {}}}, "dict"),  # compiled for other hosts only
+        ({"hosts": {"a": "not a program"}}, "dict"),
+    ],
+)
+def test_no_program_for_this_host_fails_naming_it(plan, what):
+    act = action("policy", {"state": "present"})
+    task_vars = {"inventory_hostname": "a"} if plan is None else {"inventory_hostname": "a", "calico_policy_plan": plan}
+    with pytest.raises(AnsibleActionFail, match=rf"^a: calico_policy_plan \({what}\): the result of l3.calico.policy_plan is needed"):
         act.run(task_vars=task_vars)
     assert act.ran == []
