@@ -50,3 +50,30 @@ def test_verify_fails_clearly_without_bird(tmp_path):
     assert proc.returncode == 2, proc.stdout
     assert f"birdc on {socket} failed" in proc.stdout and "Unable to connect to server control socket" in proc.stdout
     assert "Fail when BIRD cannot be read" in proc.stdout
+
+
+def test_a_negative_wait_is_refused_before_anything_changes(tmp_path):
+    """The bird module's own wait (wait_established, what calico_bgp_verify uses): a negative number of seconds
+    fails naming the option and the value, and nothing is written."""
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
+        ANSIBLE_HOME=str(tmp_path / "home"),
+        PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+    )
+    config = tmp_path / "bird.conf"
+    args = f"config='router id 192.0.2.1;' config_file={config} secrets_file={tmp_path / 'secrets.conf'} wait_established=-1"
+    proc = subprocess.run(
+        # check mode: were the check gone, the module would only plan (and this test fail), not start BIRD here
+        ["ansible", "localhost", "-i", "localhost,", "-c", "local", "--check", "-m", "l3.calico.bird", "-a", args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "wait_established=-1: seconds to wait, 0 or more" in proc.stdout, proc.stdout
+    assert not config.exists() and not (tmp_path / "secrets.conf").exists()
