@@ -16,16 +16,21 @@ pytestmark = [pytest.mark.bird]
 ROOT = Path(__file__).resolve().parents[4]
 
 
-def test_verify_fails_clearly_without_bird(tmp_path):
-    if not shutil.which("birdc") and not Path("/usr/sbin/birdc").exists():
-        pytest.skip("needs birdc (Debian package bird2)")
-    env = dict(
+def ansible_env(tmp_path: Path) -> dict:
+    """The environment of an ansible run of this project, its state under ``tmp_path``."""
+    return dict(
         os.environ,
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
         ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
         ANSIBLE_HOME=str(tmp_path / "home"),
         PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
     )
+
+
+def test_verify_fails_clearly_without_bird(tmp_path):
+    if not shutil.which("birdc") and not Path("/usr/sbin/birdc").exists():
+        pytest.skip("needs birdc (Debian package bird2)")
+    env = ansible_env(tmp_path)
     socket = tmp_path / "no-bird.ctl"
     proc = subprocess.run(
         [
@@ -55,13 +60,7 @@ def test_verify_fails_clearly_without_bird(tmp_path):
 def test_a_negative_wait_is_refused_before_anything_changes(tmp_path):
     """The bird module's own wait (wait_established, what calico_bgp_verify uses): a negative number of seconds
     fails naming the option and the value, and nothing is written."""
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
-        ANSIBLE_HOME=str(tmp_path / "home"),
-        PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
-    )
+    env = ansible_env(tmp_path)
     config = tmp_path / "bird.conf"
     args = f"config='router id 192.0.2.1;' config_file={config} secrets_file={tmp_path / 'secrets.conf'} wait_established=-1"
     proc = subprocess.run(
