@@ -3,13 +3,10 @@
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.path.dirname(sys.executable)
+from tests.support.ansible_run import ROOT, run_ansible
 
 HOSTS = """\
 calico_nodes:
@@ -44,23 +41,7 @@ def write_inventory(path, b_workloads="[{name: web-2}]"):
 
 
 def playbook(inventory, *args):
-    env = dict(
-        os.environ,
-        PATH=BIN + os.pathsep + os.environ.get("PATH", ""),
-        ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-        ANSIBLE_LOCAL_TEMP=str(inventory / ".tmp"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-    )
-    proc = subprocess.run(
-        [os.path.join(BIN, "ansible-playbook"), "-i", str(inventory), os.path.join(ROOT, "playbooks", "ipam.yml"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_ansible("ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / "ipam.yml"), *args, state=inventory)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     changed = sum(int(n) for n in re.findall(r"changed=(\d+)", proc.stdout))
     return proc.stdout, changed
@@ -118,36 +99,14 @@ def test_result_is_registered_for_every_node(inventory, tmp_path):
           - calico_ipam_result['nodes']['l3tipam-a']['tunnels']['ipip'] is not none
           - calico_ipam_result['pools']['blue-vxlan']['allocated'] == 3  # 2 VTEPs + db-1
 """)
-    env = dict(
-        os.environ,
-        PATH=BIN + os.pathsep + os.environ.get("PATH", ""),
-        ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-        ANSIBLE_LOCAL_TEMP=str(tmp_path / ".tmp"),
-    )
-    proc = subprocess.run(
-        [os.path.join(BIN, "ansible-playbook"), "-i", str(inventory), str(play)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+    proc = run_ansible("ansible-playbook", "-i", str(inventory), str(play), state=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "l3tipam-b                  : ok=" in proc.stdout
 
 
 def test_bad_input_fails_the_play_and_writes_nothing(inventory):
     write_inventory(inventory, "[{name: web-2, ip: 10.0.0.1}]")
-    env = dict(
-        os.environ,
-        PATH=BIN + os.pathsep + os.environ.get("PATH", ""),
-        ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-        ANSIBLE_LOCAL_TEMP=str(inventory / ".tmp"),
-    )
-    proc = subprocess.run(
-        [os.path.join(BIN, "ansible-playbook"), "-i", str(inventory), os.path.join(ROOT, "playbooks", "ipam.yml")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_ansible("ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / "ipam.yml"), state=inventory)
     assert proc.returncode != 0
     assert "l3tipam-b: calico_workloads[0].ip='10.0.0.1': outside every pool" in proc.stdout
     assert not (inventory / "calico_ipam.json").exists()
@@ -156,11 +115,8 @@ def test_bad_input_fails_the_play_and_writes_nothing(inventory):
 @pytest.mark.parametrize(
     "kind, name", [("module", "ipam"), ("filter", "pool_blocks"), ("filter", "address_block"), ("filter", "veth_name"), ("filter", "same_subnet")]
 )
-def test_ansible_doc(kind, name):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
-    proc = subprocess.run(
-        [os.path.join(BIN, "ansible-doc"), "-t", kind, f"l3.calico.{name}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+def test_ansible_doc(kind, name, tmp_path):
+    proc = run_ansible("ansible-doc", "-t", kind, f"l3.calico.{name}", state=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert f"l3.calico.{name}" in proc.stdout and "EXAMPLES" in proc.stdout
     assert "WARNING" not in proc.stderr, proc.stderr

@@ -2,14 +2,9 @@
 names the policy and rule that decide a flow, for both directions, and contacts no host (everything runs
 on the controller: the IPAM in check mode, the explanation in the action plugin l3.calico.policy_plan)."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.path.dirname(sys.executable)
+from tests.support.ansible_run import ROOT, run_ansible
 
 HOSTS = """\
 calico_nodes:
@@ -60,24 +55,8 @@ calico_policies:
 
 
 def explain(inventory, *extra, ok=True):
-    env = dict(
-        os.environ,
-        PATH=BIN + os.pathsep + os.environ.get("PATH", ""),
-        ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-        ANSIBLE_LOCAL_TEMP=str(inventory / ".tmp"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-    )
     args = [a for pair in extra for a in ("-e", pair)]
-    proc = subprocess.run(
-        [os.path.join(BIN, "ansible-playbook"), "-i", str(inventory), os.path.join(ROOT, "playbooks", "policy-explain.yml"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_ansible("ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / "policy-explain.yml"), *args, state=inventory)
     assert (proc.returncode == 0) is ok, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -191,22 +170,7 @@ PLAN = """\
 def test_the_plan_and_the_flips_of_a_change(inventory, tmp_path):
     play = tmp_path / "plan.yml"
     play.write_text(PLAN)
-    env = dict(
-        os.environ,
-        PATH=BIN + os.pathsep + os.environ.get("PATH", ""),
-        ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-        ANSIBLE_LOCAL_TEMP=str(inventory / ".tmp"),
-        ANSIBLE_NOCOLOR="1",
-    )
-    proc = subprocess.run(
-        [os.path.join(BIN, "ansible-playbook"), "-i", str(inventory), str(play), "--diff"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_ansible("ansible-playbook", "-i", str(inventory), str(play), "--diff", state=inventory)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "red.web-1 -> 192.0.2.0 TCP 0-65535: allow -> deny (now egress of red.web-1" in proc.stdout
     assert "red.web-1 -> 192.0.2.0 ICMP types other than 8: allow -> deny" in proc.stdout

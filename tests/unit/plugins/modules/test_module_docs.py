@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[4]
+from tests.support.ansible_run import ROOT, run_ansible
+
 MODULES = sorted(path.stem for path in (ROOT / "plugins" / "modules").glob("*.py") if path.stem != "__init__")
 
 
@@ -44,21 +41,12 @@ def argument_spec(name: str, monkeypatch) -> dict:
 @pytest.fixture(scope="module")
 def docs() -> dict:
     """ansible-doc's JSON of every module (one run)."""
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_HOME=str(ROOT / ".cache" / "ansible"),
-        ANSIBLE_LOCAL_TEMP=str(ROOT / ".cache" / "ansible" / "tmp"),
-    )
-    ansible_doc = Path(sys.executable).with_name("ansible-doc")
-    proc = subprocess.run(
-        [str(ansible_doc), "-M", str(ROOT / "plugins" / "modules"), "--json", *(f"l3.calico.{name}" for name in MODULES)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
+    home = ROOT / ".cache" / "ansible"
+    proc = run_ansible(
+        *("ansible-doc", "-M", str(ROOT / "plugins" / "modules"), "--json", *(f"l3.calico.{name}" for name in MODULES)),
+        state=home,
         timeout=120,
-        check=False,
+        ANSIBLE_HOME=str(home),
     )
     assert proc.returncode == 0, proc.stderr
     return {name.rsplit(".", 1)[1]: entry["doc"] for name, entry in json.loads(proc.stdout).items()}
