@@ -18,7 +18,9 @@ blocks, N hosts x W workloads), in a temporary directory.
    twice: on the bare inventory, and with the fleet's IPAM result held as site.yml holds it (the IPAM
    role once first). If it grows with the fleet, so does every per-host task of site.yml.
    ``--task-floor 100x10,1000x10`` measures it alone (cheap: seconds of CPU per host).
-3. ``day2``: the controller's share (same way, check mode) of ``audit.yml``, ``node-remove.yml`` and
+3. ``gc``: site.yml's controller share at one fleet size without and with the callback
+   ``l3.calico.gc_freeze`` (the project's ansible.cfg enables it; every other figure is with it), and the ratio.
+4. ``day2``: the controller's share (same way, check mode) of ``audit.yml``, ``node-remove.yml`` and
    ``pool-migrate.yml`` at one fleet size.
 
 CPU seconds (this process's children: ansible-playbook, its workers, the modules) are what the
@@ -28,7 +30,7 @@ With ``--tasks``, every site and day-2 run also prints each task's controller CP
 minus its modules', a callback timing each task: benchmarks/callback_plugins/task_cpu.py), to find what
 grows with the fleet.
 
-Usage: python benchmarks/fleet.py [--ipam 1000x50,10000x100] [--site 100x10,1000x10] [--day2 1000x10] [--tasks]
+Usage: python benchmarks/fleet.py [--ipam 1000x50,10000x100] [--site 100x10,1000x10] [--gc 300x10] [--day2 1000x10] [--tasks]
                                  [--task-floor 100x10,300x10,1000x10]
        (an empty value skips that part)
 """
@@ -124,7 +126,8 @@ def write_inventory(path: Path, hosts: int, workloads: int, extra: dict | None =
     return path
 
 
-def env_for(work: Path, module_log: Path | None = None, tasks: bool = False) -> dict:
+def env_for(work: Path, module_log: Path | None = None, tasks: bool = False, gc_freeze: bool = True) -> dict:
+    """The project's ansible.cfg (callback l3.calico.gc_freeze on); ``gc_freeze=False``: the same without it."""
     env = dict(
         os.environ,
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -135,15 +138,23 @@ def env_for(work: Path, module_log: Path | None = None, tasks: bool = False) -> 
     )
     if module_log is not None:
         env["L3BENCH_MODULE_LOG"] = str(module_log)
-    if tasks and module_log is not None:
+    # ansible-core refuses an empty callbacks_enabled: without gc_freeze, task_cpu (cheap) stands alone.
+    if (tasks or not gc_freeze) and module_log is not None:
         env["ANSIBLE_CALLBACK_PLUGINS"] = str(ROOT / "benchmarks" / "callback_plugins")
-        env["ANSIBLE_CALLBACKS_ENABLED"] = "task_cpu"
+        env["ANSIBLE_CALLBACKS_ENABLED"] = "l3.calico.gc_freeze,task_cpu" if gc_freeze else "task_cpu"
         env["L3BENCH_TASK_LOG"] = str(module_log.with_suffix(".tasks"))
     return env
 
 
 def playbook(
-    inventory: Path, play: Path, *args: str, netns: bool = False, module_log: Path | None = None, ok_rc: tuple = (0,), tasks: bool | None = None
+    inventory: Path,
+    play: Path,
+    *args: str,
+    netns: bool = False,
+    module_log: Path | None = None,
+    ok_rc: tuple = (0,),
+    tasks: bool | None = None,
+    gc_freeze: bool = True,
 ) -> tuple[float, float, float]:
     """Run one ansible-playbook; return (wall s, CPU s of everything it ran, CPU s of the modules)."""
     cmd = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(play), *args]
@@ -154,7 +165,7 @@ def playbook(
         module_log.with_suffix(".tasks").write_text("")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
-    env = env_for(inventory.parent, module_log, TASKS["on"] if tasks is None else tasks)
+    env = env_for(inventory.parent, module_log, TASKS["on"] if tasks is None else tasks, gc_freeze)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - wall
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -198,8 +209,8 @@ SITE_VARS = {
 }
 
 
-def controller_share(inv: Path, play: Path, floor_cpu: float, hosts: int, label: str, module_log: Path, *args: str) -> float:
-    wall, cpu, modules = playbook(inv, play, "--check", *args, netns=True, module_log=module_log)
+def controller_share(inv: Path, play: Path, floor_cpu: float, hosts: int, label: str, module_log: Path, *args: str, gc_freeze: bool = True) -> float:
+    wall, cpu, modules = playbook(inv, play, "--check", *args, netns=True, module_log=module_log, gc_freeze=gc_freeze)
     ctrl = cpu - modules
     per_host = (ctrl - floor_cpu) / hosts
     line(label, wall, cpu, f"modules {modules:.1f} s, controller {ctrl:.1f} s, beyond the floor {1000 * per_host:.1f} ms CPU per host")
@@ -273,6 +284,19 @@ def bench_site(work: Path, fleet: list[tuple[int, int]]) -> None:
     floor_ratios(floors)
 
 
+def bench_gc(work: Path, hosts: int, workloads: int) -> None:
+    """site.yml --check with the callback l3.calico.gc_freeze (the project's ansible.cfg) and without it."""
+    print(f"callback l3.calico.gc_freeze: site.yml --check, {hosts} hosts x {workloads} workloads, without and with it", flush=True)
+    inv = wrapper_inventory(work, hosts, workloads, f"gc-{hosts}x{workloads}")
+    shares = {}
+    for gc_freeze in (False, True):
+        _wall, fc, _modules = playbook(inv, work / "floor.yml", gc_freeze=gc_freeze, module_log=work / "floor.log")
+        label = f"site.yml --check, {'with' if gc_freeze else 'without'} gc_freeze"
+        shares[gc_freeze] = controller_share(inv, ROOT / "playbooks" / "site.yml", fc, hosts, label, work / "modules.log", gc_freeze=gc_freeze)
+    shutil.rmtree(inv, ignore_errors=True)
+    print(f"  controller per host, without / with: {shares[False] / shares[True]:.2f}x", flush=True)
+
+
 def bench_day2(work: Path, hosts: int, workloads: int) -> None:
     print(f"day-2 playbooks --check, {hosts} hosts x {workloads} workloads: the controller's share", flush=True)
     inv = wrapper_inventory(work, hosts, workloads, f"day2-{hosts}x{workloads}")
@@ -298,6 +322,7 @@ def main() -> int:
     parser.add_argument("--ipam", default="1000x50,10000x100", help="HOSTSxWORKLOADS,... for ipam.yml")
     parser.add_argument("--site", default="100x10,1000x10", help="HOSTSxWORKLOADS,... for site.yml --check")
     parser.add_argument("--day2", default="1000x10", help="HOSTSxWORKLOADS for the day-2 playbooks")
+    parser.add_argument("--gc", default="300x10", help="HOSTSxWORKLOADS for site.yml --check without and with l3.calico.gc_freeze")
     parser.add_argument("--task-floor", default="", help="HOSTSxWORKLOADS,... for the task floor alone")
     parser.add_argument("--no-floor-beside", action="store_true", help="no task floor beside each site.yml size (--task-floor alone)")
     parser.add_argument("--tasks", action="store_true", help="print each task's controller CPU per host (site, day-2)")
@@ -307,7 +332,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="l3bench-fleet-"))
     (work / "floor.yml").write_text(FLOOR)
     (work / "task-floor.yml").write_text(TASK_FLOOR)
-    netns = bool(args.site or args.day2)
+    netns = bool(args.site or args.day2 or args.gc)
     try:
         if netns:
             subprocess.run(["ip", "netns", "add", NETNS], check=True)
@@ -318,6 +343,8 @@ def main() -> int:
             bench_task_floor(work, sizes(args.task_floor))
         if args.site:
             bench_site(work, sizes(args.site))
+        for hosts, workloads in sizes(args.gc):
+            bench_gc(work, hosts, workloads)
         for hosts, workloads in sizes(args.day2):
             bench_day2(work, hosts, workloads)
     finally:
