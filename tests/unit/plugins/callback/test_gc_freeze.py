@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: MIT
 """Callback l3.calico.gc_freeze: the controller's objects frozen before each fork (a worker's full collection
-walks none of them), unfrozen and collected at each task start (nothing the controller drops is kept).
+walks none of them), unfrozen and collected at a task start once the heap has grown by a quarter (nothing the
+controller drops is kept for long, and a small play pays for no collection per task).
 
 Each case runs in a Python of its own: the fork hook, once registered, stays for the process's life."""
 
@@ -22,10 +23,14 @@ from ansible_collections.l3.calico.plugins.callback.gc_freeze import CallbackMod
 class Node:
     pass
 
-def garbage_cycle():
-    node = Node()
-    node.me = node  # only the collector frees it
-    return weakref.ref(node)
+def frozen_garbage(count):
+    # count objects in reference cycles, alive when a worker forks (so frozen), garbage afterwards: only a
+    # collection after gc.unfreeze() frees them. Their weak references are returned.
+    nodes = [Node() for _ in range(count)]
+    for node in nodes:
+        node.me = node
+    in_child(lambda: None)
+    return [weakref.ref(node) for node in nodes]
 
 def in_child(probe):
     read, write = os.pipe()
@@ -65,20 +70,23 @@ print(json.dumps({"before": before, "after": after, "frozen_in_controller": gc.g
     assert found["frozen_in_controller"] > 40000
 
 
-def test_each_task_start_frees_what_the_forks_froze():
+def test_a_task_start_collects_once_the_heap_has_grown_by_a_quarter():
     found = run(
         """
 callback = CallbackModule()
-cycle = garbage_cycle()
-in_child(lambda: None)  # a worker forked: the cycle is frozen with the rest
+callback.v2_playbook_on_task_start(None, False)  # the first collects: nothing is known of the heap yet
+small = frozen_garbage(1)  # alive when a worker forked (so frozen), garbage since
 gc.collect()
-kept_while_frozen = cycle() is not None
+kept_while_frozen = small[0]() is not None
+callback.v2_playbook_on_task_start(None, False)  # the heap grew by one cycle: no collection
+kept_while_small = small[0]() is not None
+large = frozen_garbage(2 * len(heap))  # a quarter more than the heap, and then some
 callback.v2_playbook_on_task_start(None, False)
-print(json.dumps({"kept_while_frozen": kept_while_frozen, "freed_at_task_start": cycle() is None,
-                  "frozen_after_task_start": gc.get_freeze_count()}))
+print(json.dumps({"kept_while_frozen": kept_while_frozen, "kept_while_small": kept_while_small,
+                  "freed": all(ref() is None for ref in small + large), "frozen_after": gc.get_freeze_count()}))
 """
     )
-    assert found == {"kept_while_frozen": True, "freed_at_task_start": True, "frozen_after_task_start": 0}
+    assert found == {"kept_while_frozen": True, "kept_while_small": True, "freed": True, "frozen_after": 0}
 
 
 def test_handler_and_cleanup_tasks_collect_too():
@@ -88,11 +96,10 @@ callback = CallbackModule()
 CallbackModule()  # a second instance: still one fork hook
 freed = []
 for start in (callback.v2_playbook_on_handler_task_start, callback.v2_playbook_on_cleanup_task_start):
-    cycle = garbage_cycle()
-    in_child(lambda: None)
+    cycles = frozen_garbage(2 * len(heap))
     start(None)
-    freed.append(cycle() is None)
-print(json.dumps({"freed": freed}))
+    freed.append(all(ref() is None for ref in cycles))
+print(json.dumps({"freed": freed, "hooks": len(__import__(CallbackModule.__module__, fromlist=["_HOOKED"])._HOOKED)}))
 """
     )
-    assert found == {"freed": [True, True]}
+    assert found == {"freed": [True, True], "hooks": 1}
