@@ -8,7 +8,8 @@ argument spec once (``nodes`` only for its type: the IPAM validates every node a
 naming host, field and value), and ``module_utils.ipam_run.run`` plans and records in this process -
 no module is shipped to a host or to localhost. Run with ``run_once``, the result registered is every
 host's: ``nodes[inventory_hostname]`` is its own part, ``routing`` the fleet without its workloads
-(what a node needs of the others), ``summary`` the lines the role prints.
+(what a node needs of the others) and ``routing_json`` the same as one JSON text (what the node and BGP
+modules' action plugins send every host: serialised here once), ``summary`` the lines the role prints.
 
 With ``node`` (per-host use, the etcd datastore) the module runs on the host, as before: each host
 allocates its own addresses.
@@ -168,6 +169,7 @@ class ActionModule(ActionBase):
             return result
         result.update(planned)
         result["routing"] = routing(planned["nodes"])
+        result["routing_json"] = json.dumps(result["routing"], separators=(",", ":"))  # once, not per host and module
         result["summary"] = summary(planned)
         if self._task.diff and diff:
             result["diff"] = {"prepared": diff}

@@ -301,6 +301,13 @@ routing:
       and C(calico_bgp) pass this instead of RV(nodes), so that no host is sent every workload of the fleet.
   returned: by the action plugin, without O(node)
   type: dict
+routing_json:
+  description:
+    - RV(routing) as one compact JSON text, serialised once for the fleet. The action plugins of M(l3.calico.node),
+      M(l3.calico.tunnels) and M(l3.calico.bird) send it to every host as it is, instead of serialising the routing view
+      once per host and module (10 ms per host at 1,000 nodes); each module still checks what it reads.
+  returned: by the action plugin, without O(node)
+  type: str
 summary:
   description: The lines role C(l3.calico.calico_ipam) prints - per node, per pool, the problems.
   returned: by the action plugin, without O(node)

@@ -71,6 +71,46 @@ def test_the_fleet_goes_to_the_module_not_into_the_task(name, args, path, expect
     assert {key: module_args[key] for key in given if key != path[0]} == {key: given[key] for key in given if key != path[0]}
 
 
+@pytest.mark.parametrize("name", ["node", "tunnels", "bird"])
+def test_the_routing_view_serialised_once_by_the_ipam_is_sent_as_it_is(name):
+    """The IPAM action serialises its routing view once for the fleet (routing_json); every host's module gets that
+    very text - nothing is serialised per host and module."""
+    text = json.dumps(IPAM["routing"], separators=(",", ":"))
+    args = {"bgp": {"node": "a", "pools": {}}} if name == "bird" else {"node": "a", "pools": {}}
+    act = action(name, args)
+    act.run(task_vars={"inventory_hostname": "a", "calico_ipam_result": {**IPAM, "routing_json": text}})
+    [(_module, module_args)] = act.ran
+    assert (module_args["bgp"] if name == "bird" else module_args)["nodes"] is text
+
+
+def test_a_routing_text_without_its_routing_view_is_not_trusted():
+    """routing_json is used only beside the routing view it was made from; alone (a result put together by hand), the
+    view the result holds is serialised."""
+    act = action("node", {"node": "a"})
+    act.run(task_vars={"calico_ipam_result": {"nodes": IPAM["nodes"], "pools": {}, "routing_json": '{"z": {}}'}})
+    assert json.loads(act.ran[0][1]["nodes"]) == IPAM["nodes"]
+
+
+def test_the_ipam_action_serialises_its_routing_view_once(tmp_path):
+    """The IPAM action, run for real on a file state: routing_json is its routing view, compact, and the node and
+    BGP actions send that text on."""
+    nodes = [
+        {"name": "a", "ip": "192.168.100.11/24", "workloads": [{"name": "w1"}]},
+        {"name": "b", "ip": "192.168.100.12/24", "workloads": []},
+    ]
+    pools = [{"name": "p", "cidr": "10.64.0.0/16", "block_size": 26, "ipip_mode": "Always"}]
+    act = action("ipam", {"nodes": nodes, "pools": pools, "state_file": str(tmp_path / "ipam.json")})
+    act._task.diff = False
+    result = act.run(task_vars={})
+    assert result.get("failed") is not True, result
+    assert set(result["routing"]) == {"a", "b"} and "workloads" in result["nodes"]["a"]
+    assert json.loads(result["routing_json"]) == result["routing"]
+    assert ", " not in result["routing_json"] and ": " not in result["routing_json"]  # compact: sent to every host
+    bird = action("bird", {"bgp": {"node": "a", "pools": {}}})
+    bird.run(task_vars={"inventory_hostname": "a", "calico_ipam_result": result})
+    assert bird.ran[0][1]["bgp"]["nodes"] is result["routing_json"]
+
+
 def test_the_nodes_alone_without_a_routing_view():
     act = action("node", {"node": "a"})
     act.run(task_vars={"calico_ipam_result": {"nodes": IPAM["nodes"], "pools": {}}})
