@@ -41,7 +41,10 @@ options:
     elements: str
     default: []
   workloads:
-    description: This host's workloads (C(calico_ipam_result.nodes[node].workloads)), for the anti-spoofing rules.
+    description:
+      - This host's workloads (C(calico_ipam_result.nodes[node].workloads)), for the anti-spoofing rules.
+      - Left out of the task, the module's action plugin reads them from the host's C(calico_ipam_result) when it has
+        one (none without).
     type: list
     elements: dict
     default: []
@@ -69,14 +72,12 @@ EXAMPLES = r"""
     nodes: "{{ calico_ipam_result.nodes }}"
     pools: "{{ calico_ipam_result.pools }}"
 
-- name: Converge the node unless packages are missing
+- name: Converge the node unless packages are missing (nodes and workloads read from calico_ipam_result)
   l3.calico.node:
     packages: [iproute2, bird2, nftables, iptables, kmod, procps]
     node: "{{ inventory_hostname }}"
-    nodes: "{{ calico_ipam_result.nodes }}"
     pools: "{{ calico_ipam_result.pools }}"
     sysctls: {net.ipv4.ip_forward: 1}
-    workloads: "{{ calico_ipam_result.nodes[inventory_hostname].workloads }}"
   register: node
 
 - name: Install what is missing

@@ -51,6 +51,9 @@ options:
   workloads:
     description:
       - The workloads this host must have, for example C(calico_ipam_result.nodes[inventory_hostname].workloads).
+      - Left out of the task, the module's action plugin reads this host's list from its C(calico_ipam_result) (role
+        P(l3.calico.calico_ipam#role)) in Python - an expression indexing C(calico_ipam_result.nodes) would make
+        ansible-core copy the whole fleet's nodes on every host - and fails naming the host when there is none.
       - "Each item is a dict with C(ip) (IPv4, C(/32) implied) and/or C(ipv6) (IPv6, C(/128) implied; null or absent:
         none, as the IPAM result writes them) and either C(id) (C(<namespace>.<name>)) or C(name)
         with an optional C(namespace) (DNS labels, namespace C(default) when omitted). Other keys (C(pool),
@@ -86,6 +89,8 @@ options:
     description:
       - Plumb the workloads' IPv6 addresses. V(false) for a node without an IPv6 address (no C(calico_node_ipv6)),
         the items' C(ipv6) are then left out and the node gets nothing IPv6 (what an earlier run set up goes).
+      - Left out of the task while the host's C(calico_ipam_result) holds it, the action plugin sets it to whether that
+        result gives the node an IPv6 address.
     type: bool
     default: true
   netns_prefix:
@@ -118,9 +123,8 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Converge the workloads the IPAM gave this host
+- name: Converge the workloads the IPAM gave this host (workloads and ipv6 read from calico_ipam_result)
   l3.calico.workloads:
-    workloads: "{{ calico_ipam_result.nodes[inventory_hostname].workloads }}"
     mtu: 1430
 
 - name: Two workloads written by hand, strict rp_filter, a private namespace prefix

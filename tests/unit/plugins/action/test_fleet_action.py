@@ -87,7 +87,7 @@ def test_a_routing_text_without_its_routing_view_is_not_trusted():
     """routing_json is used only beside the routing view it was made from; alone (a result put together by hand), the
     view the result holds is serialised."""
     act = action("node", {"node": "a"})
-    act.run(task_vars={"calico_ipam_result": {"nodes": IPAM["nodes"], "pools": {}, "routing_json": '{"z": {}}'}})
+    act.run(task_vars={"inventory_hostname": "a", "calico_ipam_result": {"nodes": IPAM["nodes"], "pools": {}, "routing_json": '{"z": {}}'}})
     assert json.loads(act.ran[0][1]["nodes"]) == IPAM["nodes"]
 
 
@@ -113,8 +113,71 @@ def test_the_ipam_action_serialises_its_routing_view_once(tmp_path):
 
 def test_the_nodes_alone_without_a_routing_view():
     act = action("node", {"node": "a"})
-    act.run(task_vars={"calico_ipam_result": {"nodes": IPAM["nodes"], "pools": {}}})
+    act.run(task_vars={"inventory_hostname": "a", "calico_ipam_result": {"nodes": IPAM["nodes"], "pools": {}}})
     assert json.loads(act.ran[0][1]["nodes"]) == IPAM["nodes"]
+
+
+# This host's own part of the IPAM result, read by the action plugin, not by a Jinja expression indexing the
+# fleet's nodes on every host (ansible-core wraps the whole mapping at each use).
+IPAM_V6 = {**IPAM, "nodes": {**IPAM["nodes"], "b": {**IPAM["nodes"]["b"], "ipv6": "fd00::12", "workloads": [{"name": "w2"}]}}}
+
+
+@pytest.mark.parametrize(
+    ("name", "host", "expected"),
+    [
+        ("node", "a", {"workloads": IPAM["nodes"]["a"]["workloads"]}),
+        ("workloads", "a", {"workloads": IPAM["nodes"]["a"]["workloads"], "ipv6": False}),
+        ("workloads", "b", {"workloads": [{"name": "w2"}], "ipv6": True}),
+    ],
+)
+def test_this_hosts_own_part_is_read_from_the_ipam_result(name, host, expected):
+    act = action(name, {"node": host} if name == "node" else {})
+    act.run(task_vars={"inventory_hostname": host, "calico_ipam_result": IPAM_V6})
+    module_args = act.ran[0][1]
+    assert {key: module_args[key] for key in expected} == expected
+    assert act._task.args == ({"node": host} if name == "node" else {})  # the task's own arguments, untouched
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("node", {"node": "a", "workloads": [{"name": "mine"}]}),
+        ("workloads", {"workloads": [{"name": "mine"}], "ipv6": False}),
+        ("workloads", {"workloads": []}),  # a node leaving (node-remove.yml): ipv6 from the IPAM result only
+    ],
+)
+def test_what_the_task_gives_wins(name, args):
+    act = action(name, dict(args))
+    act.run(task_vars={"inventory_hostname": "b", "calico_ipam_result": IPAM_V6})
+    module_args = act.ran[0][1]
+    assert {key: module_args[key] for key in args} == args
+    if args == {"workloads": []}:
+        assert module_args["ipv6"] is True
+
+
+def test_without_an_ipam_result_the_module_defaults_stand():
+    """The node module's workloads (none) and the workloads module's ipv6 are the modules' defaults when there is no
+    IPAM result to read them from."""
+    node = action("node", {"node": "a", "nodes": {}})
+    node.run(task_vars={"inventory_hostname": "a"})
+    assert "workloads" not in node.ran[0][1]
+    workloads = action("workloads", {"workloads": []})
+    workloads.run(task_vars={"inventory_hostname": "a"})
+    assert workloads.ran[0][1] == {"workloads": []}
+
+
+@pytest.mark.parametrize(
+    ("ipam", "message"),
+    [
+        (None, r"^a: calico_ipam_result \(undefined\): the result of role l3.calico.calico_ipam is needed"),
+        ({"nodes": {"b": {}}, "pools": {}}, r"^a: calico_ipam_result.nodes has no entry for this host"),
+    ],
+)
+def test_no_workloads_to_read_fails_naming_the_host_before_any_module_runs(ipam, message):
+    act = action("workloads", {})
+    with pytest.raises(AnsibleActionFail, match=message):
+        act.run(task_vars={"inventory_hostname": "a"} if ipam is None else {"inventory_hostname": "a", "calico_ipam_result": ipam})
+    assert act.ran == []
 
 
 def test_a_fleet_option_given_by_the_task_is_passed_as_it_is():
