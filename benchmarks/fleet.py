@@ -282,6 +282,14 @@ def bench_site(work: Path, fleet: list[tuple[int, int]]) -> None:
     if len(shares) > 1:
         print(f"  per host, largest fleet / smallest: {shares[-1] / shares[0]:.2f}x (1.00 = constant)", flush=True)
     floor_ratios(floors)
+    if len(shares) > 1 and len(floors) == len(shares) and all(floor["held debug"] for floor in floors):
+        # Ansible's own per-task cost grows with the inventory too: site.yml per host in units of it says whether
+        # anything of ours grows beside it (the same number of units at every size = nothing).
+        units = [share / floor["held debug"] for share, floor in zip(shares, floors, strict=True)]
+        print(
+            f"  per host in units of the held debug task: {' -> '.join(f'{unit:.1f}' for unit in units)} ({units[-1] / units[0]:.2f}x)",
+            flush=True,
+        )
 
 
 def bench_gc(work: Path, hosts: int, workloads: int) -> None:
